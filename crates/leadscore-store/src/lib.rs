@@ -1,0 +1,112 @@
+//! Storage for leadscore, split by role so each backend implements small traits and each
+//! caller asks for only what it uses. Backends: `leadscore-store-sqlite` (embedded,
+//! default) and, later, PostgreSQL. Both run the scoring inside their write transaction
+//! through [`scoring`], so a score never disagrees with the events stored.
+
+pub mod scoring;
+pub mod types;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+pub use types::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Contacts: who they are.
+#[async_trait]
+pub trait ContactStore: Send + Sync {
+    /// Creates the contact or merges into it (attributes merged key by key, groups added),
+    /// then rescores fit for every model. Found by `id`, else by `email`.
+    async fn upsert_contact(&self, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord>;
+    /// Applies an attribute merge-patch (null removes a key) and rescores fit.
+    async fn patch_contact(&self, id: &str, patch: ContactPatch, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord>;
+    async fn get_contact(&self, id: &str) -> StoreResult<Option<ContactRecord>>;
+    /// Erases the contact with its events, scores and history. False when it did not exist.
+    async fn delete_contact(&self, id: &str) -> StoreResult<bool>;
+    /// The lead list: contacts with a score under `query.model`, best first, paginated.
+    async fn list_leads(&self, query: &LeadQuery) -> StoreResult<Vec<ContactRecord>>;
+    /// All contacts in id order after `after` (for export and bulk work).
+    async fn list_contacts(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<ContactRecord>>;
+    /// Log of non-derived changes (attributes, identify, bulk updates) in time order.
+    async fn contact_log(&self, id: &str) -> StoreResult<Vec<LogEntry>>;
+    /// Applies a bulk change to every contact matching the filter; returns how many changed.
+    async fn bulk_update(&self, update: BulkUpdate, models: &ModelSet, now: Millis) -> StoreResult<u64>;
+    async fn count_contacts(&self) -> StoreResult<u64>;
+}
+
+/// Events: what contacts do. Ingest stores and scores in one transaction.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores new events (a repeated messageId is reported as duplicate and ignored),
+    /// creates unknown contacts, applies identify traits, and updates every applicable
+    /// model's score before returning. One outcome per input, in order.
+    async fn ingest(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis) -> StoreResult<Vec<IngestOutcome>>;
+    /// A contact's events in scoring order (timestamp, messageId).
+    async fn contact_events(&self, contact_id: &str) -> StoreResult<Vec<StoredEvent>>;
+    async fn count_events(&self) -> StoreResult<u64>;
+}
+
+/// Published models, their versions and rescore jobs.
+#[async_trait]
+pub trait ModelStore: Send + Sync {
+    /// Stores a new version of the model and makes it the live one.
+    async fn publish_model(&self, model: NewModelVersion, now: Millis) -> StoreResult<ModelVersion>;
+    /// The live version of every model that is not deleted.
+    async fn live_models(&self) -> StoreResult<Vec<ModelVersion>>;
+    async fn model_versions(&self, name: &str) -> StoreResult<Vec<ModelVersion>>;
+    /// Deletes the model (its versions stay for the record) and its scores.
+    async fn delete_model(&self, name: &str) -> StoreResult<bool>;
+}
+
+/// Score reads and background rescoring.
+#[async_trait]
+pub trait ScoreStore: Send + Sync {
+    /// Rescores up to `limit` contacts with ids after `after` under `model`, inside one
+    /// write transaction. Returns the last contact id handled (None when done).
+    async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RescoreChunk>;
+    async fn create_job(&self, job: NewJob, now: Millis) -> StoreResult<Job>;
+    async fn update_job(&self, job: &Job) -> StoreResult<()>;
+    async fn latest_job(&self, model: &str) -> StoreResult<Option<Job>>;
+    /// Jobs left running or queued (e.g. by a crash) to resume.
+    async fn unfinished_jobs(&self) -> StoreResult<Vec<Job>>;
+}
+
+/// API keys (stored as hashes only).
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn insert_key(&self, key: ApiKeyRecord) -> StoreResult<()>;
+    async fn find_key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    async fn revoke_key(&self, id: &str, now: Millis) -> StoreResult<bool>;
+    async fn count_keys(&self) -> StoreResult<u64>;
+}
+
+/// Everything a leadscore server needs from its database.
+pub trait Store: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore {}
+impl<T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore> Store for T {}
+
+/// Merges a JSON merge-patch into attributes: null removes a key.
+pub fn merge_attributes(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(key);
+        } else {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Records that cross the storage boundary.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use leadscore_core::{ActivityState, Model, ScoreCard};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// One published version of a model, compiled.
+#[derive(Debug)]
+pub struct PublishedModel {
+    pub name: String,
+    pub version: u32,
+    pub model: Model,
+}
+
+/// The models that score contacts right now.
+pub type ModelSet = Vec<Arc<PublishedModel>>;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: u32,
+    /// The text as published (TOML or JSON).
+    pub source: String,
+    pub format: String,
+    pub created_at: Millis,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewModelVersion {
+    pub name: String,
+    pub source: String,
+    pub format: String,
+}
+
+/// A contact with its scores under every model that applies to it.
+#[derive(Clone, Debug)]
+pub struct ContactRecord {
+    pub id: String,
+    pub email: Option<String>,
+    pub attributes: Map<String, Value>,
+    pub groups: Vec<String>,
+    pub owner: Option<String>,
+    pub status: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub last_event_at: Option<Millis>,
+    pub scores: BTreeMap<String, ScoreRow>,
+}
+
+/// A contact's stored score under one model version.
+#[derive(Clone, Debug)]
+pub struct ScoreRow {
+    pub version: u32,
+    /// As of `as_of`; decaying models are recomputed from `state` on read.
+    pub card: ScoreCard,
+    pub state: ActivityState,
+    pub as_of: Millis,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ContactUpsert {
+    pub id: Option<String>,
+    pub email: Option<String>,
+    pub attributes: Map<String, Value>,
+    pub groups: Vec<String>,
+    pub owner: Option<String>,
+    pub created_at: Option<Millis>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ContactPatch {
+    pub attributes: Map<String, Value>,
+    pub add_groups: Vec<String>,
+    pub remove_groups: Vec<String>,
+    /// `Some(None)` clears the owner.
+    pub owner: Option<Option<String>>,
+    pub status: Option<String>,
+}
+
+/// Which contacts a bulk update touches.
+#[derive(Clone, Debug, Default)]
+pub struct BulkFilter {
+    /// Contacts scored by this model (needed for `band`).
+    pub model: Option<String>,
+    pub band: Option<String>,
+    pub group: Option<String>,
+    pub owner: Option<String>,
+    /// A condition of the model language on attributes, already validated (JSON form).
+    pub condition: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct BulkUpdate {
+    pub filter: BulkFilter,
+    pub patch: ContactPatch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SortKey {
+    Total,
+    Fit,
+    Activity,
+}
+
+#[derive(Clone, Debug)]
+pub struct LeadQuery {
+    pub model: String,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub band: Option<String>,
+    pub group: Option<String>,
+    pub owner: Option<String>,
+    pub limit: usize,
+    /// Continue after this (sort value, contact id).
+    pub after: Option<(f64, String)>,
+}
+
+/// Who an event is about. At least one is set.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub anonymous_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Track,
+    Page,
+    Screen,
+    Identify,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Track => "track",
+            EventKind::Page => "page",
+            EventKind::Screen => "screen",
+            EventKind::Identify => "identify",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "track" => EventKind::Track,
+            "page" => EventKind::Page,
+            "screen" => EventKind::Screen,
+            "identify" => EventKind::Identify,
+            _ => return None,
+        })
+    }
+    /// Whether events of this kind are activity (scored, count against inactivity).
+    pub fn is_activity(self) -> bool {
+        !matches!(self, EventKind::Identify)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub message_id: String,
+    pub identity: Identity,
+    pub kind: EventKind,
+    /// The scored name: the track event name, `page` or `screen`.
+    pub name: String,
+    pub properties: Map<String, Value>,
+    /// identify traits (attributes to merge).
+    pub traits: Map<String, Value>,
+    pub context: Option<Value>,
+    pub timestamp: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestStatus {
+    Stored,
+    Duplicate,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IngestOutcome {
+    pub status: IngestStatus,
+    pub contact_id: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredEvent {
+    pub message_id: String,
+    pub contact_id: String,
+    pub kind: EventKind,
+    pub name: String,
+    pub timestamp: Millis,
+    pub properties: Map<String, Value>,
+    pub context: Option<Value>,
+    pub received_at: Millis,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LogEntry {
+    pub at: Millis,
+    pub kind: String,
+    pub data: Value,
+}
+
+#[derive(Clone, Debug)]
+pub struct RescoreChunk {
+    pub last_contact: Option<String>,
+    pub contacts: u64,
+    pub events: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub kind: String,
+    pub model: String,
+    pub version: u32,
+    pub total: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub model: String,
+    pub version: u32,
+    /// queued, running, done, failed
+    pub state: String,
+    pub total: u64,
+    pub done: u64,
+    pub cursor: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Ingest,
+    Read,
+    Admin,
+}
+
+impl Scope {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "ingest" => Scope::Ingest,
+            "read" => Scope::Read,
+            "admin" => Scope::Admin,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 of the key, hex. The key itself is shown once and never stored.
+    #[serde(skip)]
+    pub hash: String,
+    /// The first characters of the key, so people can tell keys apart.
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
