@@ -1,1 +1,171 @@
+//! leadscore's HTTP server: one `AppState`, routers per feature, auth by API key, and the
+//! background work (model rescoring) whose single steps tests can call.
 
+pub mod auth;
+pub mod contacts;
+pub mod error;
+pub mod events;
+pub mod input;
+pub mod keys;
+pub mod models;
+pub mod openapi;
+pub mod system;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use leadscore_core::Model;
+use leadscore_store::{ApiKeyRecord, Millis, ModelSet, PublishedModel, Scope, Store, StoreError};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+
+/// The wall clock in milliseconds, or a fixed one in tests.
+pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| chrono::Utc::now().timestamp_millis())
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest accepted request body in bytes (event batches are the biggest).
+    pub max_body_bytes: usize,
+    /// Largest event batch.
+    pub max_batch: usize,
+    /// Contacts per rescore transaction.
+    pub rescore_chunk: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 4 * 1024 * 1024, max_batch: 1000, rescore_chunk: 2000 }
+    }
+}
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// The live models; replaced whole when one is published or deleted.
+    pub models: RwLock<Arc<ModelSet>>,
+    pub clock: Clock,
+    pub metrics: PrometheusHandle,
+    pub keys: auth::KeyCache,
+    pub config: ServerConfig,
+}
+
+impl AppState {
+    /// Loads the live models from the store.
+    pub async fn new(store: Arc<dyn Store>, clock: Clock, config: ServerConfig) -> Result<Arc<Self>, StoreError> {
+        let state = Arc::new(Self {
+            store,
+            models: RwLock::new(Arc::new(Vec::new())),
+            clock,
+            metrics: system::metrics_handle(),
+            keys: auth::KeyCache::default(),
+            config,
+        });
+        state.reload_models().await?;
+        Ok(state)
+    }
+
+    pub fn now(&self) -> Millis {
+        (self.clock)()
+    }
+
+    pub fn models(&self) -> Arc<ModelSet> {
+        self.models.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn model(&self, name: &str) -> Option<Arc<PublishedModel>> {
+        self.models().iter().find(|m| m.name == name).cloned()
+    }
+
+    /// Re-reads the live models from the store (after a publish or delete).
+    pub async fn reload_models(&self) -> Result<(), StoreError> {
+        let mut set: ModelSet = Vec::new();
+        for version in self.store.live_models().await? {
+            match Model::parse(&version.source) {
+                Ok(model) => set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model })),
+                Err(err) => tracing::error!(model = %version.name, version = version.version, error = %err, "stored model no longer parses; skipped"),
+            }
+        }
+        if let Ok(mut models) = self.models.write() {
+            *models = Arc::new(set);
+        }
+        Ok(())
+    }
+
+    /// Makes sure an admin key exists. With `admin_key` given (LEADSCORE_ADMIN_KEY) that key
+    /// is registered; otherwise, on a store without keys, a new one is generated and
+    /// returned so the caller can show it once.
+    pub async fn bootstrap_admin_key(&self, admin_key: Option<&str>) -> Result<Option<String>, StoreError> {
+        let now = self.now();
+        if let Some(key) = admin_key {
+            let hash = auth::hash_key(key);
+            if self.store.find_key_by_hash(&hash).await?.is_none() {
+                self.store.insert_key(admin_record("admin (LEADSCORE_ADMIN_KEY)", key, now)).await?;
+            }
+            return Ok(None);
+        }
+        if self.store.count_keys().await? > 0 {
+            return Ok(None);
+        }
+        let key = auth::generate_key();
+        self.store.insert_key(admin_record("admin (first start)", &key, now)).await?;
+        Ok(Some(key))
+    }
+}
+
+fn admin_record(name: &str, key: &str, now: Millis) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: format!("key_{}", &auth::hash_key(key)[..12]),
+        name: name.into(),
+        hash: auth::hash_key(key),
+        prefix: key.chars().take(10).collect(),
+        scopes: vec![Scope::Admin],
+        created_at: now,
+        revoked_at: None,
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .merge(contacts::router())
+        .merge(events::router())
+        .merge(models::router())
+        .merge(keys::router());
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(system::router())
+        .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn(system::track_requests))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::internal("an internal error occurred; see the server log").into_response()
+        }))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves; resumes unfinished rescore jobs first.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    models::resume_jobs(state.clone()).await;
+    let app = router(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

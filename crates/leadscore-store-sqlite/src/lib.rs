@@ -1,1 +1,176 @@
+//! Embedded SQLite backend: WAL mode, durable commits (`synchronous = FULL`), and one
+//! writer thread that commits in groups: every write waiting in the queue joins one
+//! transaction (each in its own savepoint, so one failing write does not undo the
+//! others), one fsync covers them all, and each caller is answered after the commit.
+//! Reads run on a small pool of read connections, concurrently with the writer.
 
+mod contacts;
+mod events;
+mod models;
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use leadscore_store::{StoreError, StoreResult};
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// How many queued writes may join one transaction.
+const MAX_GROUP: usize = 256;
+/// Writes waiting for the writer; senders wait (back-pressure) when it is full.
+const QUEUE_DEPTH: usize = 1024;
+
+type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
+type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: mpsc::Sender<WriteJob>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+pub(crate) fn db_err(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(db_err)?;
+    conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(db_err)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index + 1;
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"))
+            .map_err(|e| StoreError::Backend(format!("migration {version} failed: {e}")))?;
+        tracing::info!(version, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file `leadscore.db` in `dir`.
+    pub fn open_dir(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        Self::open(&dir.join("leadscore.db"))
+    }
+
+    /// Opens the database file, runs migrations and starts the writer thread.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let writer_conn = open_connection(path)?;
+        migrate(&writer_conn)?;
+        let (tx, rx) = mpsc::channel::<WriteJob>(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("leadscore-sqlite-writer".into())
+            .spawn(move || writer_loop(writer_conn, rx))
+            .map_err(db_err)?;
+        Ok(Self { inner: Arc::new(Inner { path: path.to_path_buf(), writer: tx, readers: Mutex::new(Vec::new()) }) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `work` in the writer's next group transaction and returns after the commit.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (done_tx, done_rx) = oneshot::channel::<StoreResult<T>>();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = work(conn);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |commit| {
+                let _ = done_tx.send(commit.and(result));
+            });
+            (ok, completion)
+        });
+        self.inner.writer.send(job).await.map_err(|_| StoreError::Closed)?;
+        done_rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `work` on a read connection from the pool, off the async runtime.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().map_err(|_| StoreError::Closed)?.pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&inner.path)?,
+            };
+            let result = work(&conn);
+            if let Ok(mut readers) = inner.readers.lock() {
+                if readers.len() < 8 {
+                    readers.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
+    let mut group: Vec<WriteJob> = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let size = group.len();
+        let mut completions = Vec::with_capacity(size);
+        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        if let Err(err) = begin {
+            // Dropping the jobs answers their callers with StoreError::Closed.
+            tracing::error!(error = %err, dropped = size, "cannot begin a write transaction");
+            group.clear();
+            continue;
+        }
+        for job in group.drain(..) {
+            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let (ok, completion) = job(&conn);
+            if savepoint.is_ok() {
+                let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+                if let Err(err) = conn.execute_batch(end) {
+                    tracing::error!(error = %err, "savepoint end failed");
+                }
+            }
+            completions.push(completion);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(db_err);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for completion in completions {
+            completion(commit.as_ref().map(|_| ()).map_err(|e| StoreError::Backend(e.to_string())));
+        }
+        tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "write group committed");
+    }
+}

@@ -1,1 +1,330 @@
-fn main() {}
+//! The `leadscore` command line: the server, the demo, imports, model tools, rescoring,
+//! scoring one contact, and benchmarks.
+
+mod bench;
+mod config;
+mod demo;
+mod import;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use leadscore_core::Model;
+use leadscore_server::{AppState, ServerConfig, system_clock};
+use leadscore_store::Store;
+use leadscore_store_sqlite::SqliteStore;
+
+#[derive(Parser)]
+#[command(name = "leadscore", version, about = "Self-hosted lead scoring engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the data lives; every command that touches data takes these.
+#[derive(Args, Clone, Debug, Default)]
+pub struct DataArgs {
+    /// Directory of the embedded SQLite database [default: ./leadscore-data]
+    #[arg(long, env = "LEADSCORE_DATA", global = true)]
+    data: Option<PathBuf>,
+    /// Database URL (sqlite://FILE; postgres:// is not supported yet)
+    #[arg(long, env = "LEADSCORE_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// Configuration file [default: ./leadscore.toml if present]
+    #[arg(long, env = "LEADSCORE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Address to listen on [default: 127.0.0.1:8080]
+        #[arg(long, env = "LEADSCORE_ADDR")]
+        addr: Option<String>,
+    },
+    /// Run a server with the example model and a generated demo data set
+    Demo {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, env = "LEADSCORE_ADDR")]
+        addr: Option<String>,
+        /// Number of demo contacts (events: about 12 per contact over 90 days)
+        #[arg(long, default_value_t = 3000)]
+        contacts: usize,
+        /// Generate the data and exit instead of serving
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Import contacts (CSV) or events (NDJSON or CSV)
+    Import {
+        #[command(subcommand)]
+        what: import::ImportCommand,
+    },
+    /// Validate or publish models
+    Model {
+        #[command(subcommand)]
+        action: ModelCommand,
+    },
+    /// Rescore every contact under the live models (or one), with progress
+    Rescore {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Only this model
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Show one contact's scores
+    Score {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Contact id
+        contact: String,
+        /// As of this instant (RFC 3339)
+        #[arg(long)]
+        at: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run benchmarks and print figures (see BENCHMARKS.md)
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Check a model file and list every problem
+    Validate {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a model file as a new version and rescore every contact
+    Apply {
+        #[command(flatten)]
+        data: DataArgs,
+        file: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LEADSCORE_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
+    let json = std::env::var("LEADSCORE_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Opens the store the data arguments point at (creating it on first use).
+pub fn open_store(data: &DataArgs) -> Result<Arc<SqliteStore>> {
+    let settings = config::Settings::load(data.config.as_deref())?;
+    let url = data.database_url.clone().or(settings.database_url);
+    let path = match url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            bail!("PostgreSQL is not supported yet (planned); use the embedded SQLite store (--data DIR)")
+        }
+        Some(url) => {
+            let file = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).with_context(|| {
+                format!("unsupported database URL {url:?}; use sqlite://FILE")
+            })?;
+            PathBuf::from(file)
+        }
+        None => data.data.clone().or(settings.data).unwrap_or_else(|| PathBuf::from("leadscore-data")).join("leadscore.db"),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let store = SqliteStore::open(&path).with_context(|| format!("cannot open the database {}", path.display()))?;
+    tracing::debug!(path = %path.display(), "opened SQLite store");
+    Ok(Arc::new(store))
+}
+
+pub async fn app_state(store: Arc<SqliteStore>) -> Result<Arc<AppState>> {
+    let store: Arc<dyn Store> = store;
+    AppState::new(store, system_clock(), ServerConfig::default()).await.context("cannot load the live models")
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { data, addr } => {
+            let settings = config::Settings::load(data.config.as_deref())?;
+            let state = app_state(open_store(&data)?).await?;
+            let admin_key = std::env::var("LEADSCORE_ADMIN_KEY").ok().or(settings.admin_key);
+            if let Some(key) = state.bootstrap_admin_key(admin_key.as_deref()).await? {
+                eprintln!("\n  First start: the admin API key is\n\n    {key}\n\n  It is shown only this once; keep it safe.\n");
+            }
+            let addr = addr.or(settings.addr).unwrap_or_else(|| "127.0.0.1:8080".into());
+            serve(state, &addr).await
+        }
+        Command::Demo { data, addr, contacts, no_serve } => demo::run(data, addr, contacts, no_serve).await,
+        Command::Import { what } => import::run(what).await,
+        Command::Model { action } => match action {
+            ModelCommand::Validate { file, json } => validate_model(&file, json),
+            ModelCommand::Apply { data, file } => apply_model(&data, &file).await,
+        },
+        Command::Rescore { data, model } => {
+            let state = app_state(open_store(&data)?).await?;
+            let names: Vec<String> = match model {
+                Some(name) => vec![name],
+                None => state.models().iter().map(|m| m.name.clone()).collect(),
+            };
+            if names.is_empty() {
+                bail!("no model is published; publish one with `leadscore model apply FILE`");
+            }
+            for name in names {
+                rescore_with_progress(&state, &name).await?;
+            }
+            Ok(())
+        }
+        Command::Score { data, contact, at, json } => score(&data, &contact, at.as_deref(), json).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+pub async fn serve(state: Arc<AppState>, addr: &str) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "leadscore is listening");
+    eprintln!("leadscore is listening on http://{local}  (API: /api/v1, health: /healthz, metrics: /metrics)");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    leadscore_server::serve(state, listener, shutdown).await.context("the server stopped with an error")
+}
+
+fn validate_model(file: &std::path::Path, json: bool) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match Model::parse(&text) {
+        Ok(model) => {
+            if json {
+                println!("{}", serde_json::json!({ "valid": true, "name": model.name }));
+            } else {
+                println!(
+                    "{}: model {:?} is valid ({} fit rules, {} activity rules, {} bands)",
+                    file.display(),
+                    model.name,
+                    model.fit.len(),
+                    model.activity.len(),
+                    model.bands.len()
+                );
+            }
+            Ok(())
+        }
+        Err(err) => {
+            let problems = err.problems();
+            if json {
+                println!("{}", serde_json::json!({ "valid": false, "problems": problems }));
+            } else {
+                eprintln!("{}: {} problem(s):", file.display(), problems.len());
+                for p in &problems {
+                    eprintln!("  {}: {}", if p.path.is_empty() { "(top)" } else { &p.path }, p.message);
+                }
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn apply_model(data: &DataArgs, file: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let model = match Model::parse(&text) {
+        Ok(model) => model,
+        Err(err) => {
+            for p in err.problems() {
+                eprintln!("  {}: {}", p.path, p.message);
+            }
+            bail!("{} is not a valid model; nothing was published", file.display());
+        }
+    };
+    let name = model.name.clone();
+    let state = app_state(open_store(data)?).await?;
+    let format = leadscore_core::Format::sniff(&text);
+    let store = state.store.clone();
+    let version = store
+        .publish_model(
+            leadscore_store::NewModelVersion {
+                name: name.clone(),
+                source: text.clone(),
+                format: if format == leadscore_core::Format::Json { "json".into() } else { "toml".into() },
+            },
+            state.now(),
+        )
+        .await?;
+    state.reload_models().await?;
+    eprintln!("published {name} version {}", version.version);
+    rescore_with_progress(&state, &name).await
+}
+
+/// Runs a rescore job to the end in this process, with a progress bar.
+pub async fn rescore_with_progress(state: &Arc<AppState>, name: &str) -> Result<()> {
+    let published = state.model(name).with_context(|| format!("no live model {name:?}"))?;
+    let total = state.store.count_contacts().await?;
+    let mut job = state
+        .store
+        .create_job(leadscore_store::NewJob { kind: "rescore".into(), model: name.into(), version: published.version, total }, state.now())
+        .await?;
+    let bar = progress_bar(total, &format!("rescoring {name} v{}", published.version));
+    let started = std::time::Instant::now();
+    while leadscore_server::models::rescore_step(state, &mut job).await? {
+        bar.set_position(job.done);
+    }
+    bar.finish_and_clear();
+    eprintln!("rescored {} contacts under {name} v{} in {:.1?}", job.done, published.version, started.elapsed());
+    Ok(())
+}
+
+pub fn progress_bar(total: u64, message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message.to_string());
+    bar
+}
+
+async fn score(data: &DataArgs, id: &str, at: Option<&str>, json: bool) -> Result<()> {
+    let state = app_state(open_store(data)?).await?;
+    let at = at.map(leadscore_server::input::parse_time).transpose().map_err(anyhow::Error::msg)?;
+    let contact = state.store.get_contact(id).await?.with_context(|| format!("no contact {id:?}"))?;
+    let cards = leadscore_server::contacts::current_cards(&state, &contact, at).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    if json {
+        let scores: serde_json::Map<String, serde_json::Value> =
+            cards.iter().map(|(m, c)| (m.name.clone(), serde_json::json!(c))).collect();
+        println!("{}", serde_json::json!({ "id": contact.id, "email": contact.email, "scores": scores }));
+        return Ok(());
+    }
+    println!("{} {}", contact.id, contact.email.as_deref().unwrap_or(""));
+    if cards.is_empty() {
+        println!("  no live model scores this contact");
+    }
+    for (model, c) in cards {
+        println!(
+            "  {:<12} fit {:>7}  activity {:>7}  total {:>7}  band {:<8} flames {}  grade {}  {}",
+            model.name,
+            c.fit,
+            c.activity,
+            c.total,
+            c.band.as_deref().unwrap_or("-"),
+            c.flames,
+            c.grade.as_deref().unwrap_or("-"),
+            c.quadrant.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
+}

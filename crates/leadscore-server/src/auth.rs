@@ -1,0 +1,107 @@
+//! API keys: `Authorization: Bearer <key>`, looked up by SHA-256 hash. Keys are 32 random
+//! bytes, so a fast hash is enough (nothing to brute-force); the key itself is never stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use leadscore_store::{ApiKeyRecord, Scope};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+pub const KEY_PREFIX: &str = "lsk_";
+
+/// A new random key: `lsk_` + 64 hex characters.
+pub fn generate_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{KEY_PREFIX}{}", hex::encode(bytes))
+}
+
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Who is calling, with what scopes.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub key_id: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl Principal {
+    /// `admin` may do everything; otherwise the scope must be granted.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("this key lacks the `{}` scope", scope.as_str())))
+        }
+    }
+}
+
+/// Recently seen keys, so a request does not cost a database read. Short-lived, so a
+/// revoked key stops working within `TTL` even on another process.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<String, (Option<ApiKeyRecord>, Instant)>>,
+}
+
+const TTL: Duration = Duration::from_secs(10);
+
+impl KeyCache {
+    pub fn forget_all(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
+}
+
+pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+    let hash = hash_key(key);
+    let cached = state.keys.entries.lock().ok().and_then(|entries| {
+        entries.get(&hash).filter(|(_, at)| at.elapsed() < TTL).map(|(record, _)| record.clone())
+    });
+    let record = match cached {
+        Some(record) => record,
+        None => {
+            let record = state.store.find_key_by_hash(&hash).await?;
+            if let Ok(mut entries) = state.keys.entries.lock() {
+                if entries.len() > 10_000 {
+                    entries.clear();
+                }
+                entries.insert(hash, (record.clone(), Instant::now()));
+            }
+            record
+        }
+    };
+    match record {
+        Some(record) if record.revoked_at.is_none() => Ok(Principal { key_id: record.id, scopes: record.scopes }),
+        Some(_) => Err(ApiError::unauthorized("this API key was revoked")),
+        None => Err(ApiError::unauthorized("unknown API key")),
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <API key>` header"))?;
+        let text = header.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+        let key = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer <API key>`"))?;
+        authenticate(state, key).await
+    }
+}

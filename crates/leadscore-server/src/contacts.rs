@@ -1,0 +1,464 @@
+//! Contacts: upsert, read (also as of a past instant), the lead list, PATCH, erase,
+//! history with reasons, export, and bulk updates.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use leadscore_core::scorer::{activity_history, normalize_events, round2};
+use leadscore_core::{EventRef, ScoreCard};
+use leadscore_store::scoring::{ScoringEvent, card_at, card_from_events};
+use leadscore_store::{
+    BulkFilter, BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, PublishedModel, Scope, SortKey,
+    StoredEvent,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::input::{Body, format_time, parse_time};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/contacts", post(upsert_contact).get(list_contacts))
+        .route("/contacts/{id}", get(get_contact).patch(patch_contact).delete(delete_contact))
+        .route("/contacts/{id}/history", get(contact_history))
+        .route("/contacts/{id}/export", get(export_contact))
+        .route("/bulk", post(bulk_update))
+}
+
+const MAX_ID_LEN: usize = 256;
+
+pub fn check_id(id: &str, what: &str) -> ApiResult<()> {
+    if id.trim().is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!("{what} must be 1-{MAX_ID_LEN} printable characters")));
+    }
+    Ok(())
+}
+
+fn scoring_events(events: &[StoredEvent]) -> Vec<ScoringEvent> {
+    events
+        .iter()
+        .map(|e| ScoringEvent { timestamp: e.timestamp, message_id: e.message_id.clone(), name: e.name.clone(), properties: e.properties.clone() })
+        .collect()
+}
+
+/// A contact's cards under every live model that scores it, as of `at` (now if None).
+/// Stored states answer directly; a past `at` or a rescore still under way replays events.
+pub async fn current_cards(state: &AppState, contact: &ContactRecord, at: Option<Millis>) -> ApiResult<Vec<(Arc<PublishedModel>, ScoreCard)>> {
+    let models = state.models();
+    let mut cards = Vec::new();
+    let mut events: Option<Vec<ScoringEvent>> = None;
+    for published in models.iter() {
+        if !published.model.applies_to(&contact.attributes) {
+            continue;
+        }
+        let row = contact.scores.get(&published.name).filter(|r| r.version == published.version);
+        let when = at.unwrap_or_else(|| {
+            row.map_or(state.now(), |r| leadscore_store::scoring::effective_now(&r.state, state.now()))
+        });
+        let card = match row.and_then(|r| card_at(published, r, &contact.attributes, when)) {
+            Some(card) => card,
+            None => {
+                if events.is_none() {
+                    events = Some(scoring_events(&state.store.contact_events(&contact.id).await?));
+                }
+                let all = events.as_deref().unwrap_or_default();
+                let when = at.unwrap_or_else(|| all.iter().map(|e| e.timestamp).max().map_or(state.now(), |t| t.max(state.now())));
+                card_from_events(published, &contact.attributes, all, when)
+            }
+        };
+        cards.push((published.clone(), card));
+    }
+    Ok(cards)
+}
+
+pub async fn render_contact(state: &AppState, contact: &ContactRecord, at: Option<Millis>) -> ApiResult<Value> {
+    let mut scores = Map::new();
+    for (published, card) in current_cards(state, contact, at).await? {
+        let mut value = serde_json::to_value(&card).map_err(|e| ApiError::internal(e.to_string()))?;
+        value["version"] = json!(published.version);
+        scores.insert(published.name.clone(), value);
+    }
+    Ok(json!({
+        "id": contact.id,
+        "email": contact.email,
+        "attributes": contact.attributes,
+        "groups": contact.groups,
+        "owner": contact.owner,
+        "status": contact.status,
+        "created_at": format_time(contact.created_at),
+        "updated_at": format_time(contact.updated_at),
+        "last_event_at": contact.last_event_at.map(format_time),
+        "scores": scores,
+        "predictive": Value::Null,
+        "as_of": at.map(format_time),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpsertBody {
+    id: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    attributes: Map<String, Value>,
+    #[serde(default)]
+    groups: Vec<String>,
+    owner: Option<String>,
+    created_at: Option<String>,
+}
+
+async fn upsert_contact(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require(Scope::Admin)?;
+    let body: UpsertBody = body.json()?;
+    if body.id.is_none() && body.email.is_none() {
+        return Err(ApiError::invalid("a contact needs an `id` or an `email`"));
+    }
+    if let Some(id) = &body.id {
+        check_id(id, "id")?;
+    }
+    let created_at = body.created_at.as_deref().map(parse_time).transpose().map_err(ApiError::invalid)?;
+    let mut attributes = body.attributes;
+    if let Some(Value::String(email)) = attributes.remove("email") {
+        if body.email.is_none() {
+            return upsert(state, body.id, Some(email), attributes, body.groups, body.owner, created_at).await;
+        }
+    }
+    upsert(state, body.id, body.email, attributes, body.groups, body.owner, created_at).await
+}
+
+async fn upsert(
+    state: Arc<AppState>,
+    id: Option<String>,
+    email: Option<String>,
+    attributes: Map<String, Value>,
+    groups: Vec<String>,
+    owner: Option<String>,
+    created_at: Option<Millis>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let existed = match (&id, &email) {
+        (Some(id), _) => state.store.get_contact(id).await?.is_some(),
+        _ => false,
+    };
+    let upsert = ContactUpsert { id, email, attributes, groups, owner, created_at };
+    let contact = state.store.upsert_contact(upsert, &state.models(), state.now()).await?;
+    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(render_contact(&state, &contact, None).await?)))
+}
+
+#[derive(Deserialize)]
+struct ReadQuery {
+    at: Option<String>,
+}
+
+async fn load(state: &AppState, id: &str) -> ApiResult<ContactRecord> {
+    state.store.get_contact(id).await?.ok_or_else(|| ApiError::not_found(format!("no contact {id:?}")))
+}
+
+async fn get_contact(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
+    let contact = load(&state, &id).await?;
+    Ok(Json(render_contact(&state, &contact, at).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    #[serde(default)]
+    attributes: Map<String, Value>,
+    #[serde(default)]
+    add_groups: Vec<String>,
+    #[serde(default)]
+    remove_groups: Vec<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    owner: Option<Option<String>>,
+    email: Option<String>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+async fn patch_contact(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Admin)?;
+    let body: PatchBody = body.json()?;
+    let mut attributes = body.attributes;
+    if let Some(email) = body.email {
+        attributes.insert("email".into(), Value::String(email));
+    }
+    let patch = ContactPatch { attributes, add_groups: body.add_groups, remove_groups: body.remove_groups, owner: body.owner, status: None };
+    let contact = state.store.patch_contact(&id, patch, &state.models(), state.now()).await?;
+    Ok(Json(render_contact(&state, &contact, None).await?))
+}
+
+async fn delete_contact(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    principal.require(Scope::Admin)?;
+    if state.store.delete_contact(&id).await? {
+        tracing::info!(contact = %id, "contact erased");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no contact {id:?}")))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    model: Option<String>,
+    sort: Option<String>,
+    band: Option<String>,
+    group: Option<String>,
+    owner: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn parse_sort(sort: Option<&str>) -> ApiResult<(SortKey, bool)> {
+    let sort = sort.unwrap_or("-total");
+    let (descending, key) = match sort.strip_prefix('-') {
+        Some(key) => (true, key),
+        None => (false, sort.strip_prefix('+').unwrap_or(sort)),
+    };
+    let key = match key {
+        "total" => SortKey::Total,
+        "fit" => SortKey::Fit,
+        "activity" => SortKey::Activity,
+        other => return Err(ApiError::bad_request(format!("cannot sort by {other:?}; use total, fit or activity, `-` for descending"))),
+    };
+    Ok((key, descending))
+}
+
+/// Cursor for the lead list: `<sort value>~<contact id>`, opaque to clients.
+fn parse_cursor(cursor: &str) -> ApiResult<(f64, String)> {
+    let (value, id) = cursor.split_once('~').ok_or_else(|| ApiError::bad_request("malformed cursor"))?;
+    let value: f64 = value.parse().map_err(|_| ApiError::bad_request("malformed cursor"))?;
+    Ok((value, id.to_string()))
+}
+
+async fn list_contacts(State(state): State<Arc<AppState>>, principal: Principal, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be from 1 to 1000"));
+    }
+    let Some(model_name) = q.model.clone() else {
+        if q.band.is_some() || q.sort.is_some() {
+            return Err(ApiError::bad_request("`band` and `sort` need `model`"));
+        }
+        // Without a model: every contact in id order (group/owner filters need a model).
+        if q.group.is_some() || q.owner.is_some() {
+            return Err(ApiError::bad_request("`group` and `owner` filters need `model` (the lead list)"));
+        }
+        let contacts = state.store.list_contacts(q.cursor.as_deref(), limit).await?;
+        let next = (contacts.len() == limit).then(|| contacts.last().map(|c| c.id.clone())).flatten();
+        let mut items = Vec::with_capacity(contacts.len());
+        for contact in &contacts {
+            items.push(render_contact(&state, contact, None).await?);
+        }
+        return Ok(Json(json!({ "contacts": items, "next_cursor": next })));
+    };
+    let published = state.model(&model_name).ok_or_else(|| ApiError::not_found(format!("no model {model_name:?}")))?;
+    if let Some(band) = &q.band {
+        if !published.model.bands.iter().any(|b| &b.name == band) {
+            let names: Vec<&str> = published.model.bands.iter().map(|b| b.name.as_str()).collect();
+            return Err(ApiError::bad_request(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
+        }
+    }
+    let (sort, descending) = parse_sort(q.sort.as_deref())?;
+    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    let lead_query = LeadQuery { model: model_name.clone(), sort: sort.clone(), descending, band: q.band, group: q.group, owner: q.owner, limit, after };
+    let contacts = state.store.list_leads(&lead_query).await?;
+    let next = if contacts.len() == limit {
+        contacts.last().and_then(|c| {
+            let card = &c.scores.get(&model_name)?.card;
+            let value = match sort {
+                SortKey::Total => card.total,
+                SortKey::Fit => card.fit,
+                SortKey::Activity => card.activity,
+            };
+            Some(format!("{value}~{}", c.id))
+        })
+    } else {
+        None
+    };
+    let mut items = Vec::with_capacity(contacts.len());
+    for contact in &contacts {
+        items.push(render_contact(&state, contact, None).await?);
+    }
+    Ok(Json(json!({ "model": model_name, "contacts": items, "next_cursor": next })))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    model: Option<String>,
+    at: Option<String>,
+}
+
+async fn contact_history(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let contact = load(&state, &id).await?;
+    let models = state.models();
+    let published = match &q.model {
+        Some(name) => state.model(name).ok_or_else(|| ApiError::not_found(format!("no model {name:?}")))?,
+        None if models.len() == 1 => models[0].clone(),
+        None => return Err(ApiError::bad_request("several models are live; choose one with ?model=")),
+    };
+    let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?.unwrap_or(Millis::MAX);
+    let events = scoring_events(&state.store.contact_events(&id).await?);
+    let mut refs: Vec<EventRef<'_>> = events.iter().map(ScoringEvent::as_ref).collect();
+    normalize_events(&mut refs);
+    let steps = activity_history(&published.model, refs, at);
+    let log = state.store.contact_log(&id).await?;
+
+    // Merge awards and attribute changes on one timeline with the resulting scores.
+    let model = &published.model;
+    let mut entries = Vec::new();
+    let mut fit = 0.0;
+    let mut activity = 0.0;
+    let mut log_iter = log.into_iter().filter(|e| e.at <= at).peekable();
+    let mut steps_iter = steps.into_iter().peekable();
+    loop {
+        let take_log = match (log_iter.peek(), steps_iter.peek()) {
+            (Some(l), Some(s)) => l.at <= s.timestamp,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        if take_log {
+            let Some(entry) = log_iter.next() else { break };
+            let Some(attributes) = entry.data.get("attributes").and_then(Value::as_object) else {
+                entries.push(json!({ "at": format_time(entry.at), "kind": entry.kind, "data": entry.data }));
+                continue;
+            };
+            let new_fit = model.fit(attributes);
+            let reasons: Vec<Value> = model.fit_breakdown(attributes).map(|(rule, points)| json!({ "rule": rule, "points": points })).collect();
+            entries.push(json!({
+                "at": format_time(entry.at),
+                "kind": entry.kind,
+                "points": round2(new_fit - fit),
+                "fit_rules": reasons,
+                "fit": round2(new_fit),
+                "activity": activity,
+                "total": round2(new_fit + activity),
+            }));
+            fit = new_fit;
+        } else {
+            let Some(step) = steps_iter.next() else { break };
+            activity = step.activity;
+            entries.push(json!({
+                "at": format_time(step.timestamp),
+                "kind": "activity",
+                "rule": step.rule,
+                "event": step.event,
+                "message_id": step.message_id,
+                "points": step.points,
+                "fit": round2(fit),
+                "activity": activity,
+                "total": round2(fit + activity),
+            }));
+        }
+    }
+    let current: Vec<Value> = current_cards(&state, &contact, None)
+        .await?
+        .into_iter()
+        .filter(|(m, _)| m.name == published.name)
+        .map(|(_, card)| json!(card))
+        .collect();
+    Ok(Json(json!({
+        "contact": id,
+        "model": published.name,
+        "version": published.version,
+        "entries": entries,
+        "current": current.into_iter().next(),
+    })))
+}
+
+async fn export_contact(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let contact = load(&state, &id).await?;
+    let events = state.store.contact_events(&id).await?;
+    let log = state.store.contact_log(&id).await?;
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "messageId": e.message_id,
+                "type": e.kind,
+                "event": e.name,
+                "timestamp": format_time(e.timestamp),
+                "properties": e.properties,
+                "context": e.context,
+                "received_at": format_time(e.received_at),
+            })
+        })
+        .collect();
+    let log: Vec<Value> = log.iter().map(|l| json!({ "at": format_time(l.at), "kind": l.kind, "data": l.data })).collect();
+    Ok(Json(json!({
+        "contact": render_contact(&state, &contact, None).await?,
+        "events": events,
+        "log": log,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    #[serde(default)]
+    filter: BulkFilterBody,
+    #[serde(default)]
+    set_attributes: Map<String, Value>,
+    #[serde(default)]
+    add_groups: Vec<String>,
+    #[serde(default)]
+    remove_groups: Vec<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    owner: Option<Option<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BulkFilterBody {
+    model: Option<String>,
+    band: Option<String>,
+    group: Option<String>,
+    owner: Option<String>,
+    condition: Option<Value>,
+}
+
+async fn bulk_update(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Admin)?;
+    let body: BulkBody = body.json()?;
+    if body.set_attributes.is_empty() && body.add_groups.is_empty() && body.remove_groups.is_empty() && body.owner.is_none() {
+        return Err(ApiError::invalid("nothing to change: give set_attributes, add_groups, remove_groups or owner"));
+    }
+    if let Some(model) = &body.filter.model {
+        if state.model(model).is_none() {
+            return Err(ApiError::not_found(format!("no model {model:?}")));
+        }
+    }
+    let update = BulkUpdate {
+        filter: BulkFilter {
+            model: body.filter.model,
+            band: body.filter.band,
+            group: body.filter.group,
+            owner: body.filter.owner,
+            condition: body.filter.condition,
+        },
+        patch: ContactPatch {
+            attributes: body.set_attributes,
+            add_groups: body.add_groups,
+            remove_groups: body.remove_groups,
+            owner: body.owner,
+            status: None,
+        },
+    };
+    let changed = state.store.bulk_update(update, &state.models(), state.now()).await?;
+    Ok(Json(json!({ "updated": changed })))
+}

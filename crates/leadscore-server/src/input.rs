@@ -1,0 +1,84 @@
+//! Request bodies and query values: size-limited bodies with JSON errors, timestamps.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use leadscore_store::Millis;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// The raw request body; a body over the route's limit is a 413 in the JSON error shape.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+impl Body {
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json(&self.0)
+    }
+    pub fn text(&self) -> Result<&str, ApiError> {
+        std::str::from_utf8(&self.0).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty; send JSON"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = if e.is_data() { "invalid" } else { "malformed_json" };
+        let status = if e.is_data() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::BAD_REQUEST };
+        ApiError::new(status, code, format!("invalid JSON body: {e}"))
+    })
+}
+
+/// Parses an RFC 3339 timestamp with a zone (`2026-05-01T10:00:00Z`, `…+02:00`) to
+/// milliseconds. A timestamp without a zone is refused: its instant would be a guess.
+pub fn parse_time(text: &str) -> Result<Millis, String> {
+    match chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        Ok(t) => Ok(t.timestamp_millis()),
+        Err(_) => {
+            let naive = chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S%.f")
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S%.f"));
+            if naive.is_ok() {
+                Err(format!("timestamp {text:?} has no time zone; add one, e.g. \"{}Z\" for UTC", text.trim()))
+            } else {
+                Err(format!("timestamp {text:?} is not RFC 3339 (e.g. \"2026-05-01T10:00:00Z\")"))
+            }
+        }
+    }
+}
+
+pub fn format_time(millis: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| millis.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_need_a_zone() {
+        assert_eq!(parse_time("2026-01-01T00:00:00Z").unwrap(), 1_767_225_600_000);
+        assert_eq!(parse_time("2026-01-01T02:00:00+02:00").unwrap(), 1_767_225_600_000);
+        assert!(parse_time("2026-01-01T00:00:00").unwrap_err().contains("no time zone"));
+        assert!(parse_time("yesterday").unwrap_err().contains("not RFC 3339"));
+        assert_eq!(format_time(1_767_225_600_000), "2026-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,263 @@
+//! Models: publish (a new version + a background rescore), read, list, validate, delete,
+//! versions. The rescore job is a loop of `rescore_step`, which tests call directly.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use leadscore_core::model::{Format, is_valid_name};
+use leadscore_core::{Model, ModelError};
+use leadscore_store::{Job, ModelVersion, NewJob, NewModelVersion, PublishedModel, Scope, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::input::{Body, format_time};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/models", get(list_models))
+        .route("/models/validate", post(validate_model))
+        .route("/models/{name}", get(get_model).put(put_model).delete(delete_model))
+        .route("/models/{name}/versions", get(model_versions))
+        .route("/models/{name}/rescore", post(rescore_model))
+}
+
+fn body_format(headers: &HeaderMap, text: &str) -> Format {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.contains("json") {
+        Format::Json
+    } else if content_type.contains("toml") {
+        Format::Toml
+    } else {
+        Format::sniff(text)
+    }
+}
+
+fn model_error(err: ModelError) -> ApiError {
+    let problems = err.problems();
+    ApiError::invalid(err.to_string()).with_details(json!({ "problems": problems }))
+}
+
+pub fn job_json(job: &Job) -> Value {
+    let percent = if job.total == 0 { 100.0 } else { (job.done as f64 * 1000.0 / job.total as f64).round() / 10.0 };
+    json!({
+        "id": job.id,
+        "kind": job.kind,
+        "version": job.version,
+        "state": job.state,
+        "done": job.done,
+        "total": job.total,
+        "percent": percent.min(100.0),
+        "started_at": format_time(job.created_at),
+        "updated_at": format_time(job.updated_at),
+        "error": job.error,
+    })
+}
+
+fn version_json(v: &ModelVersion) -> Value {
+    json!({ "name": v.name, "version": v.version, "format": v.format, "created_at": format_time(v.created_at) })
+}
+
+async fn put_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require(Scope::Admin)?;
+    if !is_valid_name(&name) {
+        return Err(ApiError::bad_request(format!("{name:?} is not a valid model name: use 1-64 of a-z, 0-9, _ and -")));
+    }
+    let text = body.text()?;
+    let format = body_format(&headers, text);
+    let model = Model::parse_as(text, format).map_err(model_error)?;
+    if model.name != name {
+        return Err(ApiError::invalid(format!("the model is named {:?} but was sent to /models/{name}", model.name)));
+    }
+    let (version, job) = publish(&state, model, text, format).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": name, "version": version.version, "rescore": job_json(&job) }))))
+}
+
+/// Publishes a validated model: stores the version, makes it live, starts the rescore.
+pub async fn publish(state: &Arc<AppState>, model: Model, source: &str, format: Format) -> Result<(ModelVersion, Job), StoreError> {
+    let format = match format {
+        Format::Toml => "toml",
+        Format::Json => "json",
+    };
+    let version = state
+        .store
+        .publish_model(NewModelVersion { name: model.name.clone(), source: source.to_string(), format: format.into() }, state.now())
+        .await?;
+    state.reload_models().await?;
+    let job = start_rescore(state, &version.name).await?;
+    tracing::info!(model = %version.name, version = version.version, "model published; rescoring");
+    Ok((version, job))
+}
+
+/// Creates a rescore job for the live version of `name` and runs it in the background.
+pub async fn start_rescore(state: &Arc<AppState>, name: &str) -> Result<Job, StoreError> {
+    let published = state.model(name).ok_or_else(|| StoreError::NotFound(format!("model {name}")))?;
+    let total = state.store.count_contacts().await?;
+    let job = state
+        .store
+        .create_job(NewJob { kind: "rescore".into(), model: name.into(), version: published.version, total }, state.now())
+        .await?;
+    spawn_job(state.clone(), job.clone());
+    Ok(job)
+}
+
+fn spawn_job(state: Arc<AppState>, mut job: Job) {
+    tokio::spawn(async move {
+        loop {
+            match rescore_step(&state, &mut job).await {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(err) => {
+                    tracing::error!(job = job.id, error = %err, "rescore job failed");
+                    job.state = "failed".into();
+                    job.error = Some(err.to_string());
+                    job.updated_at = state.now();
+                    let _ = state.store.update_job(&job).await;
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// Runs one chunk of a rescore job and records progress. Returns whether work remains.
+/// A job whose model version is no longer live ends as `superseded` (a newer job runs).
+pub async fn rescore_step(state: &AppState, job: &mut Job) -> Result<bool, StoreError> {
+    let Some(published) = state.model(&job.model).filter(|m| m.version == job.version) else {
+        job.state = "superseded".into();
+        job.updated_at = state.now();
+        state.store.update_job(job).await?;
+        return Ok(false);
+    };
+    if job.state != "running" {
+        job.state = "running".into();
+    }
+    let chunk = state.store.rescore_chunk(&published, job.cursor.clone(), state.config.rescore_chunk, state.now()).await?;
+    job.done += chunk.contacts;
+    job.total = job.total.max(job.done);
+    job.updated_at = state.now();
+    metrics::counter!("leadscore_rescored_contacts_total").increment(chunk.contacts);
+    let more = match chunk.last_contact {
+        Some(last) => {
+            job.cursor = Some(last);
+            true
+        }
+        None => {
+            job.state = "done".into();
+            job.total = job.done;
+            false
+        }
+    };
+    state.store.update_job(job).await?;
+    Ok(more)
+}
+
+/// Restarts jobs a previous process left unfinished (they continue from their cursor).
+pub async fn resume_jobs(state: Arc<AppState>) {
+    match state.store.unfinished_jobs().await {
+        Ok(jobs) => {
+            for job in jobs {
+                tracing::info!(job = job.id, model = %job.model, done = job.done, "resuming rescore job");
+                spawn_job(state.clone(), job);
+            }
+        }
+        Err(err) => tracing::error!(error = %err, "cannot list unfinished jobs"),
+    }
+}
+
+#[derive(Deserialize)]
+struct GetQuery {
+    format: Option<String>,
+}
+
+async fn get_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, Query(q): Query<GetQuery>) -> ApiResult<Response> {
+    principal.require(Scope::Read)?;
+    let published: Arc<PublishedModel> = state.model(&name).ok_or_else(|| ApiError::not_found(format!("no model {name:?}")))?;
+    let versions = state.store.model_versions(&name).await?;
+    let current = versions.iter().find(|v| v.version == published.version).ok_or_else(|| ApiError::not_found(format!("no model {name:?}")))?;
+    if q.format.as_deref() == Some("source") || q.format.as_deref() == Some("toml") {
+        let content_type = if current.format == "json" { "application/json" } else { "application/toml" };
+        return Ok(([(header::CONTENT_TYPE, content_type)], current.source.clone()).into_response());
+    }
+    let job = state.store.latest_job(&name).await?;
+    Ok(Json(json!({
+        "name": name,
+        "version": published.version,
+        "description": published.model.description,
+        "created_at": format_time(current.created_at),
+        "format": current.format,
+        "definition": published.model.definition,
+        "rescore": job.as_ref().map(job_json),
+    }))
+    .into_response())
+}
+
+async fn list_models(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let mut items = Vec::new();
+    for version in state.store.live_models().await? {
+        let job = state.store.latest_job(&version.name).await?;
+        let mut item = version_json(&version);
+        item["rescore"] = job.as_ref().map(job_json).unwrap_or(Value::Null);
+        items.push(item);
+    }
+    Ok(Json(json!({ "models": items })))
+}
+
+async fn model_versions(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let versions = state.store.model_versions(&name).await?;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!("no model {name:?}")));
+    }
+    let live = state.model(&name).map(|m| m.version);
+    let items: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let mut item = version_json(v);
+            item["live"] = json!(Some(v.version) == live);
+            item["source"] = json!(v.source);
+            item
+        })
+        .collect();
+    Ok(Json(json!({ "name": name, "versions": items })))
+}
+
+async fn validate_model(principal: Principal, headers: HeaderMap, body: Body) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let text = body.text()?;
+    Ok(Json(match Model::parse_as(text, body_format(&headers, text)) {
+        Ok(model) => json!({
+            "valid": true,
+            "name": model.name,
+            "fit_rules": model.fit.len(),
+            "activity_rules": model.activity.len(),
+            "bands": model.bands.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
+        }),
+        Err(err) => json!({ "valid": false, "problems": err.problems() }),
+    }))
+}
+
+async fn delete_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    principal.require(Scope::Admin)?;
+    if !state.store.delete_model(&name).await? {
+        return Err(ApiError::not_found(format!("no model {name:?}")));
+    }
+    state.reload_models().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rescore_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require(Scope::Admin)?;
+    if state.model(&name).is_none() {
+        return Err(ApiError::not_found(format!("no model {name:?}")));
+    }
+    let job = start_rescore(&state, &name).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "rescore": job_json(&job) }))))
+}

@@ -1,0 +1,74 @@
+//! The OpenAPI 3.1 description of the routes this server has (written by hand and checked
+//! against the router by a test, so it lists exactly what exists).
+
+use serde_json::{Value, json};
+
+/// (method, path, scope, summary) of every API route.
+pub const ROUTES: &[(&str, &str, &str, &str)] = &[
+    ("get", "/healthz", "none", "Health check"),
+    ("get", "/metrics", "none", "Prometheus metrics"),
+    ("get", "/openapi.json", "none", "This document"),
+    ("post", "/api/v1/contacts", "admin", "Create or update a contact (by id or email)"),
+    ("get", "/api/v1/contacts", "read", "List contacts; with model= the lead list, best first, filtered and paginated"),
+    ("get", "/api/v1/contacts/{id}", "read", "Read a contact with its scores (?at= for a past instant)"),
+    ("patch", "/api/v1/contacts/{id}", "admin", "Update attributes (merge patch), groups, owner; fit is rescored"),
+    ("delete", "/api/v1/contacts/{id}", "admin", "Erase a contact with its events and history"),
+    ("get", "/api/v1/contacts/{id}/history", "read", "Score changes with rule, event, points and resulting scores"),
+    ("get", "/api/v1/contacts/{id}/export", "read", "All data held on the contact"),
+    ("post", "/api/v1/bulk", "admin", "Change attributes, groups or owner of every contact matching a filter"),
+    ("post", "/api/v1/events", "ingest", "Ingest one event or {batch: [...]} (Segment shape)"),
+    ("get", "/api/v1/models", "read", "Live models with rescore progress"),
+    ("post", "/api/v1/models/validate", "read", "Validate a model (TOML or JSON) without publishing"),
+    ("get", "/api/v1/models/{name}", "read", "A live model, its definition and rescore progress"),
+    ("put", "/api/v1/models/{name}", "admin", "Publish a new version (TOML or JSON) and rescore in the background"),
+    ("delete", "/api/v1/models/{name}", "admin", "Delete a model and its scores (versions are kept)"),
+    ("get", "/api/v1/models/{name}/versions", "read", "Every version of a model"),
+    ("post", "/api/v1/models/{name}/rescore", "admin", "Rescore every contact under the live version"),
+    ("get", "/api/v1/keys", "admin", "List API keys"),
+    ("post", "/api/v1/keys", "admin", "Create an API key with scopes (shown once)"),
+    ("delete", "/api/v1/keys/{id}", "admin", "Revoke an API key"),
+];
+
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, scope, summary) in ROUTES {
+        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
+        let mut operation = json!({
+            "summary": summary,
+            "x-scope": scope,
+            "responses": {
+                "200": { "description": "OK" },
+                "4XX": { "description": "Error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+            }
+        });
+        if *scope != "none" {
+            operation["security"] = json!([{ "apiKey": [] }]);
+        }
+        let parameters: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        if !parameters.is_empty() {
+            operation["parameters"] = json!(parameters);
+        }
+        entry[*method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "leadscore", "version": env!("CARGO_PKG_VERSION"), "description": "Self-hosted lead scoring engine" },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
+                        "code": { "type": "string" }, "message": { "type": "string" }, "details": {}
+                    } } }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,468 @@
+//! ContactStore: contacts, their attributes, groups, the lead list and bulk updates.
+
+use async_trait::async_trait;
+use leadscore_core::condition::{Condition, parse_condition};
+use leadscore_core::problems::Problems;
+use leadscore_store::scoring::{ScoringEvent, update_score};
+use leadscore_store::{
+    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, SortKey,
+    StoreError, StoreResult, merge_attributes,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::rows::{
+    CONTACT_COLUMNS, append_log, delete_score, load_contact, load_contacts_by_query, load_scoring_events, save_score,
+};
+use crate::{SqliteStore, db_err};
+
+pub(crate) fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+pub(crate) fn contact_id_by_email(conn: &Connection, email: &str) -> StoreResult<Option<String>> {
+    conn.prepare_cached("SELECT id FROM contacts WHERE email = ?1")
+        .map_err(db_err)?
+        .query_row([email], |r| r.get(0))
+        .optional()
+        .map_err(db_err)
+}
+
+pub(crate) fn contact_exists(conn: &Connection, id: &str) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM contacts WHERE id = ?1")
+        .map_err(db_err)?
+        .query_row([id], |_| Ok(()))
+        .optional()
+        .map_err(db_err)?
+        .is_some())
+}
+
+/// Inserts a new contact row (no scores yet).
+pub(crate) fn insert_contact(conn: &Connection, contact: &ContactRecord) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO contacts (id, email, attributes, groups, owner, status, created_at, updated_at, last_event_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .map_err(db_err)?
+    .execute(params![
+        contact.id,
+        contact.email,
+        Value::Object(contact.attributes.clone()).to_string(),
+        json!(contact.groups).to_string(),
+        contact.owner,
+        contact.status,
+        contact.created_at,
+        contact.updated_at,
+        contact.last_event_at,
+    ])
+    .map_err(db_err)?;
+    for group in &contact.groups {
+        add_group_row(conn, &contact.id, group)?;
+    }
+    Ok(())
+}
+
+fn add_group_row(conn: &Connection, id: &str, group: &str) -> StoreResult<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO contact_groups (grp, contact_id) VALUES (?1, ?2)")
+        .map_err(db_err)?
+        .execute(params![group, id])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Writes every column of an existing contact (not its scores).
+pub(crate) fn save_contact(conn: &Connection, contact: &ContactRecord, previous_groups: &[String]) -> StoreResult<()> {
+    conn.prepare_cached(
+        "UPDATE contacts SET email = ?2, attributes = ?3, groups = ?4, owner = ?5, status = ?6, created_at = ?7,
+           updated_at = ?8, last_event_at = ?9 WHERE id = ?1",
+    )
+    .map_err(db_err)?
+    .execute(params![
+        contact.id,
+        contact.email,
+        Value::Object(contact.attributes.clone()).to_string(),
+        json!(contact.groups).to_string(),
+        contact.owner,
+        contact.status,
+        contact.created_at,
+        contact.updated_at,
+        contact.last_event_at,
+    ])
+    .map_err(db_err)?;
+    if previous_groups != contact.groups.as_slice() {
+        for group in previous_groups.iter().filter(|g| !contact.groups.contains(g)) {
+            conn.prepare_cached("DELETE FROM contact_groups WHERE grp = ?1 AND contact_id = ?2")
+                .map_err(db_err)?
+                .execute(params![group, contact.id])
+                .map_err(db_err)?;
+        }
+        for group in contact.groups.iter().filter(|g| !previous_groups.contains(g)) {
+            add_group_row(conn, &contact.id, group)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the email column (and the `email` attribute), refusing one another contact has.
+pub(crate) fn set_email(conn: &Connection, contact: &mut ContactRecord, email: &str) -> StoreResult<()> {
+    let email = normalize_email(email);
+    if email.is_empty() || contact.email.as_deref() == Some(email.as_str()) {
+        return Ok(());
+    }
+    if let Some(other) = contact_id_by_email(conn, &email)? {
+        if other != contact.id {
+            return Err(StoreError::Conflict(format!("email {email} already belongs to contact {other}")));
+        }
+    }
+    contact.attributes.insert("email".into(), Value::String(email.clone()));
+    contact.email = Some(email);
+    Ok(())
+}
+
+/// Brings every model's score of a contact up to date after its attributes changed and/or
+/// `new_events` (its newly stored activity events, any order) arrived. Models whose
+/// segment no longer matches lose their score; newly matching ones replay all events.
+pub(crate) fn rescore_contact(
+    conn: &Connection,
+    contact: &mut ContactRecord,
+    models: &ModelSet,
+    new_events: &mut [ScoringEvent],
+    now: Millis,
+) -> StoreResult<()> {
+    new_events.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+    let mut all_events: Option<Vec<ScoringEvent>> = None;
+    let mut scores = std::mem::take(&mut contact.scores);
+    for published in models {
+        if !published.model.applies_to(&contact.attributes) {
+            if scores.remove(&published.name).is_some() {
+                delete_score(conn, &published.name, &contact.id)?;
+            }
+            continue;
+        }
+        let prior = scores.remove(&published.name);
+        let row = update_score(
+            published,
+            prior,
+            &contact.attributes,
+            new_events,
+            || -> StoreResult<Vec<ScoringEvent>> {
+                if all_events.is_none() {
+                    all_events = Some(load_scoring_events(conn, &contact.id)?);
+                }
+                Ok(all_events.clone().unwrap_or_default())
+            },
+            now,
+        )?;
+        save_score(conn, &published.name, &contact.id, &row)?;
+        scores.insert(published.name.clone(), row);
+    }
+    contact.scores = scores;
+    Ok(())
+}
+
+fn new_contact_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let counter = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("c_{:x}{:04x}", nanos, counter & 0xffff)
+}
+
+static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord> {
+    let email = upsert.email.as_deref().map(normalize_email).filter(|e| !e.is_empty());
+    let existing_id = match (&upsert.id, &email) {
+        (Some(id), _) => contact_exists(conn, id)?.then(|| id.clone()),
+        (None, Some(email)) => contact_id_by_email(conn, email)?,
+        (None, None) => None,
+    };
+    let mut contact = match existing_id {
+        Some(id) => {
+            let mut contact = load_contact(conn, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let previous_groups = contact.groups.clone();
+            merge_attributes(&mut contact.attributes, &upsert.attributes);
+            if let Some(email) = &email {
+                set_email(conn, &mut contact, email)?;
+            }
+            for group in &upsert.groups {
+                if !contact.groups.contains(group) {
+                    contact.groups.push(group.clone());
+                }
+            }
+            if upsert.owner.is_some() {
+                contact.owner = upsert.owner.clone();
+            }
+            if let Some(created_at) = upsert.created_at {
+                contact.created_at = created_at;
+            }
+            contact.updated_at = now;
+            save_contact(conn, &contact, &previous_groups)?;
+            append_log(conn, &contact.id, now, "attributes", &json!({ "set": upsert.attributes, "attributes": contact.attributes }))?;
+            contact
+        }
+        None => {
+            let id = upsert.id.clone().or_else(|| email.clone()).unwrap_or_else(new_contact_id);
+            let mut attributes = upsert.attributes.clone();
+            attributes.retain(|_, v| !v.is_null());
+            let mut contact = ContactRecord {
+                id,
+                email: None,
+                attributes,
+                groups: dedup(upsert.groups.clone()),
+                owner: upsert.owner.clone(),
+                status: None,
+                created_at: upsert.created_at.unwrap_or(now),
+                updated_at: now,
+                last_event_at: None,
+                scores: Default::default(),
+            };
+            if let Some(email) = &email {
+                set_email(conn, &mut contact, email)?;
+            }
+            insert_contact(conn, &contact)?;
+            append_log(conn, &contact.id, contact.created_at, "created", &json!({ "attributes": contact.attributes }))?;
+            contact
+        }
+    };
+    rescore_contact(conn, &mut contact, models, &mut [], now)?;
+    Ok(contact)
+}
+
+fn dedup(mut items: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|g| seen.insert(g.clone()));
+    items
+}
+
+pub(crate) fn patch_in(
+    conn: &Connection,
+    contact: &mut ContactRecord,
+    patch: &ContactPatch,
+    models: &ModelSet,
+    now: Millis,
+    log_kind: &str,
+) -> StoreResult<()> {
+    let previous_groups = contact.groups.clone();
+    let mut attributes = patch.attributes.clone();
+    if let Some(email) = attributes.remove("email") {
+        match email {
+            Value::String(e) => set_email(conn, contact, &e)?,
+            Value::Null => {
+                contact.email = None;
+                contact.attributes.remove("email");
+            }
+            other => return Err(StoreError::Invalid(format!("email must be a string, got {other}"))),
+        }
+    }
+    merge_attributes(&mut contact.attributes, &attributes);
+    for group in &patch.add_groups {
+        if !contact.groups.contains(group) {
+            contact.groups.push(group.clone());
+        }
+    }
+    contact.groups.retain(|g| !patch.remove_groups.contains(g));
+    if let Some(owner) = &patch.owner {
+        contact.owner = owner.clone();
+    }
+    if let Some(status) = &patch.status {
+        contact.status = Some(status.clone());
+    }
+    contact.updated_at = now;
+    save_contact(conn, contact, &previous_groups)?;
+    append_log(
+        conn,
+        &contact.id,
+        now,
+        log_kind,
+        &json!({
+            "set": patch.attributes,
+            "add_groups": patch.add_groups,
+            "remove_groups": patch.remove_groups,
+            "owner": patch.owner,
+            "attributes": contact.attributes,
+        }),
+    )?;
+    rescore_contact(conn, contact, models, &mut [], now)
+}
+
+pub(crate) fn erase_contact(conn: &Connection, id: &str) -> StoreResult<bool> {
+    for sql in [
+        "DELETE FROM events WHERE contact_id = ?1",
+        "DELETE FROM message_ids WHERE contact_id = ?1",
+        "DELETE FROM scores WHERE contact_id = ?1",
+        "DELETE FROM contact_log WHERE contact_id = ?1",
+        "DELETE FROM contact_groups WHERE contact_id = ?1",
+    ] {
+        conn.prepare_cached(sql).map_err(db_err)?.execute([id]).map_err(db_err)?;
+    }
+    let deleted = conn.prepare_cached("DELETE FROM contacts WHERE id = ?1").map_err(db_err)?.execute([id]).map_err(db_err)?;
+    Ok(deleted > 0)
+}
+
+#[async_trait]
+impl ContactStore for SqliteStore {
+    async fn upsert_contact(&self, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord> {
+        let models = models.clone();
+        self.write(move |conn| upsert_in(conn, upsert, &models, now)).await
+    }
+
+    async fn patch_contact(&self, id: &str, patch: ContactPatch, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord> {
+        let models = models.clone();
+        let id = id.to_string();
+        self.write(move |conn| {
+            let mut contact = load_contact(conn, &id)?.ok_or_else(|| StoreError::NotFound(format!("contact {id}")))?;
+            patch_in(conn, &mut contact, &patch, &models, now, "attributes")?;
+            Ok(contact)
+        })
+        .await
+    }
+
+    async fn get_contact(&self, id: &str) -> StoreResult<Option<ContactRecord>> {
+        let id = id.to_string();
+        self.read(move |conn| load_contact(conn, &id)).await
+    }
+
+    async fn delete_contact(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |conn| erase_contact(conn, &id)).await
+    }
+
+    async fn list_leads(&self, query: &LeadQuery) -> StoreResult<Vec<ContactRecord>> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let column = match query.sort {
+                SortKey::Total => "s.total",
+                SortKey::Fit => "s.fit",
+                SortKey::Activity => "s.activity",
+            };
+            let (order, cmp) = if query.descending { ("DESC", "<") } else { ("ASC", ">") };
+            let mut sql = format!("SELECT c.{} FROM scores s JOIN contacts c ON c.id = s.contact_id WHERE s.model = ?1", CONTACT_COLUMNS.replace(", ", ", c."));
+            let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(query.model.clone())];
+            let mut next = |sql: &mut String, clause: &str, value: Box<dyn rusqlite::ToSql>| {
+                values.push(value);
+                sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
+            };
+            if let Some(band) = &query.band {
+                next(&mut sql, " AND s.band = ?", Box::new(band.clone()));
+            }
+            if let Some(owner) = &query.owner {
+                next(&mut sql, " AND c.owner = ?", Box::new(owner.clone()));
+            }
+            if let Some(group) = &query.group {
+                next(&mut sql, " AND EXISTS (SELECT 1 FROM contact_groups g WHERE g.grp = ? AND g.contact_id = s.contact_id)", Box::new(group.clone()));
+            }
+            if let Some((value, id)) = &query.after {
+                next(&mut sql, &format!(" AND ({column} {cmp} ?"), Box::new(*value));
+                next(&mut sql, &format!(" OR ({column} = ?"), Box::new(*value));
+                next(&mut sql, " AND s.contact_id > ?))", Box::new(id.clone()));
+            }
+            sql.push_str(&format!(" ORDER BY {column} {order}, s.contact_id ASC LIMIT {}", query.limit));
+            let params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v.as_ref()).collect();
+            load_contacts_by_query(conn, &sql, &params)
+        })
+        .await
+    }
+
+    async fn list_contacts(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<ContactRecord>> {
+        let after = after.unwrap_or("").to_string();
+        self.read(move |conn| {
+            let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id > ?1 ORDER BY id LIMIT {limit}");
+            load_contacts_by_query(conn, &sql, &[&after])
+        })
+        .await
+    }
+
+    async fn contact_log(&self, id: &str) -> StoreResult<Vec<LogEntry>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT at, kind, data FROM contact_log WHERE contact_id = ?1 ORDER BY at, seq")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([&id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+                .map_err(db_err)?;
+            let mut entries = Vec::new();
+            for row in rows {
+                let (at, kind, data) = row.map_err(db_err)?;
+                entries.push(LogEntry { at, kind, data: serde_json::from_str(&data).map_err(db_err)? });
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn bulk_update(&self, update: BulkUpdate, models: &ModelSet, now: Millis) -> StoreResult<u64> {
+        let condition: Option<Condition> = match &update.filter.condition {
+            None => None,
+            Some(value) => {
+                let mut problems = Problems::default();
+                let parsed = parse_condition(value, "filter.condition", &mut problems);
+                if !problems.is_empty() {
+                    let text: Vec<String> = problems.into_vec().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+                    return Err(StoreError::Invalid(text.join("; ")));
+                }
+                parsed
+            }
+        };
+        let mut changed = 0u64;
+        let mut after = String::new();
+        loop {
+            let filter = update.filter.clone();
+            let patch = update.patch.clone();
+            let models = models.clone();
+            let condition = condition.clone();
+            let start = after.clone();
+            // Chunks keep each write transaction short so ingest keeps flowing.
+            let (count, last) = self
+                .write(move |conn| {
+                    let mut sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id > ?1");
+                    let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(start)];
+                    let mut add = |sql: &mut String, clause: &str, v: String| {
+                        values.push(Box::new(v));
+                        sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
+                    };
+                    if let Some(owner) = filter.owner {
+                        add(&mut sql, " AND c.owner = ?", owner);
+                    }
+                    if let Some(group) = filter.group {
+                        add(&mut sql, " AND EXISTS (SELECT 1 FROM contact_groups g WHERE g.grp = ? AND g.contact_id = c.id)", group);
+                    }
+                    match (filter.model, filter.band) {
+                        (Some(model), Some(band)) => {
+                            add(&mut sql, " AND EXISTS (SELECT 1 FROM scores s WHERE s.model = ?", model);
+                            add(&mut sql, " AND s.band = ? AND s.contact_id = c.id)", band);
+                        }
+                        (Some(model), None) => add(&mut sql, " AND EXISTS (SELECT 1 FROM scores s WHERE s.model = ? AND s.contact_id = c.id)", model),
+                        (None, Some(_)) => return Err(StoreError::Invalid("filter.band needs filter.model".into())),
+                        (None, None) => {}
+                    }
+                    sql.push_str(" ORDER BY c.id LIMIT 2000");
+                    let params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v.as_ref()).collect();
+                    let contacts = load_contacts_by_query(conn, &sql, &params)?;
+                    let last = contacts.last().map(|c| c.id.clone());
+                    let mut count = 0u64;
+                    for mut contact in contacts {
+                        if condition.as_ref().is_some_and(|c| !c.matches(&contact.attributes, &Default::default())) {
+                            continue;
+                        }
+                        patch_in(conn, &mut contact, &patch, &models, now, "bulk")?;
+                        count += 1;
+                    }
+                    Ok((count, last))
+                })
+                .await?;
+            changed += count;
+            match last {
+                Some(last) => after = last,
+                None => break,
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn count_contacts(&self) -> StoreResult<u64> {
+        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err))
+            .await
+    }
+}
+

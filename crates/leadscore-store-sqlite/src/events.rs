@@ -1,0 +1,176 @@
+//! EventStore: ingest (store + score in one transaction) and event reads.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use leadscore_store::scoring::ScoringEvent;
+use leadscore_store::{
+    ContactRecord, EventStore, Identity, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError,
+    StoreResult, StoredEvent, merge_attributes,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Map, Value, json};
+
+use crate::contacts::{contact_exists, contact_id_by_email, insert_contact, normalize_email, rescore_contact, save_contact, set_email};
+use crate::rows::{append_log, load_contact, load_stored_events};
+use crate::{SqliteStore, db_err};
+
+/// Finds the contact an event is about, creating it when unknown. Order: userId, then
+/// email, then anonymousId (`anon:<id>`).
+fn resolve_contact(conn: &Connection, identity: &Identity, first_seen: Millis, now: Millis) -> StoreResult<String> {
+    let email = identity.email.as_deref().map(normalize_email).filter(|e| !e.is_empty());
+    if let Some(user_id) = &identity.user_id {
+        if contact_exists(conn, user_id)? {
+            return Ok(user_id.clone());
+        }
+        if let Some(email) = &email {
+            if let Some(id) = contact_id_by_email(conn, email)? {
+                return Ok(id);
+            }
+        }
+        create_contact(conn, user_id.clone(), email, identity, first_seen, now)?;
+        return Ok(user_id.clone());
+    }
+    if let Some(email) = email {
+        if let Some(id) = contact_id_by_email(conn, &email)? {
+            return Ok(id);
+        }
+        create_contact(conn, email.clone(), Some(email.clone()), identity, first_seen, now)?;
+        return Ok(email);
+    }
+    let Some(anonymous) = &identity.anonymous_id else {
+        return Err(StoreError::Invalid("an event needs userId, email or anonymousId".into()));
+    };
+    let id = format!("anon:{anonymous}");
+    if !contact_exists(conn, &id)? {
+        create_contact(conn, id.clone(), None, identity, first_seen, now)?;
+    }
+    Ok(id)
+}
+
+fn create_contact(conn: &Connection, id: String, email: Option<String>, identity: &Identity, first_seen: Millis, now: Millis) -> StoreResult<()> {
+    let mut attributes = Map::new();
+    if let Some(anonymous) = &identity.anonymous_id {
+        attributes.insert("anonymous_id".into(), Value::String(anonymous.clone()));
+    }
+    let mut contact = ContactRecord {
+        id,
+        email: None,
+        attributes,
+        groups: Vec::new(),
+        owner: None,
+        status: None,
+        created_at: first_seen.min(now),
+        updated_at: now,
+        last_event_at: None,
+        scores: Default::default(),
+    };
+    if let Some(email) = email {
+        set_email(conn, &mut contact, &email)?;
+    }
+    insert_contact(conn, &contact)?;
+    append_log(conn, &contact.id, contact.created_at, "created", &json!({ "by": "event" }))
+}
+
+struct Touched {
+    new_events: Vec<ScoringEvent>,
+    traits: Map<String, Value>,
+}
+
+/// Stores one event; returns its contact and whether it was new.
+fn store_event(conn: &Connection, event: &NewEvent, now: Millis, touched: &mut HashMap<String, Touched>, order: &mut Vec<String>) -> StoreResult<IngestOutcome> {
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT contact_id FROM message_ids WHERE message_id = ?1")
+        .map_err(db_err)?
+        .query_row([&event.message_id], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    if let Some(contact_id) = existing {
+        return Ok(IngestOutcome { status: IngestStatus::Duplicate, contact_id });
+    }
+    let contact_id = resolve_contact(conn, &event.identity, event.timestamp, now)?;
+    conn.prepare_cached("INSERT INTO message_ids (message_id, contact_id) VALUES (?1, ?2)")
+        .map_err(db_err)?
+        .execute(params![event.message_id, contact_id])
+        .map_err(db_err)?;
+    let entry = touched.entry(contact_id.clone()).or_insert_with(|| {
+        order.push(contact_id.clone());
+        Touched { new_events: Vec::new(), traits: Map::new() }
+    });
+    if event.kind.is_activity() {
+        let properties = Value::Object(event.properties.clone()).to_string();
+        conn.prepare_cached(
+            "INSERT INTO events (contact_id, ts, message_id, kind, name, properties, context, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(db_err)?
+        .execute(params![
+            contact_id,
+            event.timestamp,
+            event.message_id,
+            event.kind.as_str(),
+            event.name,
+            properties,
+            event.context.as_ref().map(|c| c.to_string()),
+            now,
+        ])
+        .map_err(db_err)?;
+        entry.new_events.push(ScoringEvent {
+            timestamp: event.timestamp,
+            message_id: event.message_id.clone(),
+            name: event.name.clone(),
+            properties: event.properties.clone(),
+        });
+    } else {
+        // identify: traits update the contact; the call itself is kept in the log.
+        merge_attributes(&mut entry.traits, &event.traits);
+        append_log(conn, &contact_id, event.timestamp, "identify", &json!({ "message_id": event.message_id, "traits": event.traits }))?;
+    }
+    Ok(IngestOutcome { status: IngestStatus::Stored, contact_id })
+}
+
+pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSet, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
+    let mut touched: HashMap<String, Touched> = HashMap::new();
+    let mut order = Vec::new();
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        outcomes.push(store_event(conn, event, now, &mut touched, &mut order)?);
+    }
+    for contact_id in order {
+        let Some(mut entry) = touched.remove(&contact_id) else { continue };
+        let mut contact = load_contact(conn, &contact_id)?.ok_or_else(|| StoreError::Backend(format!("contact {contact_id} vanished")))?;
+        let previous_groups = contact.groups.clone();
+        if !entry.traits.is_empty() {
+            if let Some(Value::String(email)) = entry.traits.remove("email") {
+                set_email(conn, &mut contact, &email)?;
+            }
+            merge_attributes(&mut contact.attributes, &entry.traits);
+            contact.updated_at = now;
+        }
+        if let Some(newest) = entry.new_events.iter().map(|e| e.timestamp).max() {
+            contact.last_event_at = Some(contact.last_event_at.map_or(newest, |t| t.max(newest)));
+        }
+        save_contact(conn, &contact, &previous_groups)?;
+        rescore_contact(conn, &mut contact, models, &mut entry.new_events, now)?;
+    }
+    Ok(outcomes)
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn ingest(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
+        let models = models.clone();
+        self.write(move |conn| ingest_in(conn, &events, &models, now)).await
+    }
+
+    async fn contact_events(&self, contact_id: &str) -> StoreResult<Vec<StoredEvent>> {
+        let id = contact_id.to_string();
+        self.read(move |conn| load_stored_events(conn, &id)).await
+    }
+
+    async fn count_events(&self) -> StoreResult<u64> {
+        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err))
+            .await
+    }
+}
+

@@ -1,0 +1,294 @@
+//! ModelStore, ScoreStore (rescore chunks, jobs) and KeyStore.
+
+use async_trait::async_trait;
+use leadscore_store::scoring::{ScoringEvent, full_score};
+use leadscore_store::{
+    ApiKeyRecord, Job, KeyStore, Millis, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RescoreChunk,
+    Scope, ScoreRow, ScoreStore, StoreError, StoreResult,
+};
+use rayon::prelude::*;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::rows::{delete_score, json_map, save_score};
+use crate::{SqliteStore, db_err};
+
+fn version_from_row(row: &Row<'_>) -> rusqlite::Result<ModelVersion> {
+    Ok(ModelVersion { name: row.get(0)?, version: row.get(1)?, source: row.get(2)?, format: row.get(3)?, created_at: row.get(4)? })
+}
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        model: row.get(2)?,
+        version: row.get(3)?,
+        state: row.get(4)?,
+        total: row.get::<_, i64>(5)? as u64,
+        done: row.get::<_, i64>(6)? as u64,
+        cursor: row.get(7)?,
+        created_at: row.get(8)?,
+        updated_at: row.get(9)?,
+        error: row.get(10)?,
+    })
+}
+
+const JOB_COLUMNS: &str = "id, kind, model, version, state, total, done, cursor, created_at, updated_at, error";
+
+#[async_trait]
+impl ModelStore for SqliteStore {
+    async fn publish_model(&self, model: NewModelVersion, now: Millis) -> StoreResult<ModelVersion> {
+        self.write(move |conn| {
+            let version: u32 = conn
+                .query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?1", [&model.name], |r| r.get(0))
+                .map_err(db_err)?;
+            conn.execute(
+                "INSERT INTO models (name, version, source, format, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![model.name, version, model.source, model.format, now],
+            )
+            .map_err(db_err)?;
+            conn.execute(
+                "INSERT INTO model_heads (name, version, deleted) VALUES (?1, ?2, 0)
+                 ON CONFLICT (name) DO UPDATE SET version = excluded.version, deleted = 0",
+                params![model.name, version],
+            )
+            .map_err(db_err)?;
+            Ok(ModelVersion { name: model.name, version, source: model.source, format: model.format, created_at: now })
+        })
+        .await
+    }
+
+    async fn live_models(&self) -> StoreResult<Vec<ModelVersion>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT m.name, m.version, m.source, m.format, m.created_at FROM model_heads h
+                     JOIN models m ON m.name = h.name AND m.version = h.version WHERE h.deleted = 0 ORDER BY m.name",
+                )
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], version_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn model_versions(&self, name: &str) -> StoreResult<Vec<ModelVersion>> {
+        let name = name.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT name, version, source, format, created_at FROM models WHERE name = ?1 ORDER BY version")
+                .map_err(db_err)?;
+            let rows = stmt.query_map([&name], version_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn delete_model(&self, name: &str) -> StoreResult<bool> {
+        let name = name.to_string();
+        self.write(move |conn| {
+            let changed = conn
+                .execute("UPDATE model_heads SET deleted = 1 WHERE name = ?1 AND deleted = 0", [&name])
+                .map_err(db_err)?;
+            conn.execute("DELETE FROM scores WHERE model = ?1", [&name]).map_err(db_err)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+}
+
+/// Rescores a chunk of contacts inside the writer's transaction: reads them and their
+/// events in (contact, time) order, scores in parallel, writes back.
+fn rescore_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limit: usize, now: Millis) -> StoreResult<RescoreChunk> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id, attributes FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2")
+        .map_err(db_err)?;
+    let contacts: Vec<(String, String)> = stmt
+        .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    let Some((last_id, _)) = contacts.last().cloned() else {
+        return Ok(RescoreChunk { last_contact: None, contacts: 0, events: 0 });
+    };
+    let mut events_stmt = conn
+        .prepare_cached(
+            "SELECT contact_id, ts, message_id, name, properties FROM events
+             WHERE contact_id > ?1 AND contact_id <= ?2 ORDER BY contact_id, ts, message_id",
+        )
+        .map_err(db_err)?;
+    let mut raw: Vec<(String, i64, String, String, String)> = Vec::new();
+    let rows = events_stmt
+        .query_map(params![after, last_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .map_err(db_err)?;
+    for row in rows {
+        raw.push(row.map_err(db_err)?);
+    }
+    let event_count = raw.len() as u64;
+    // Group the (already ordered) events by contact, then score contacts in parallel.
+    let mut grouped: Vec<(String, String, Vec<(i64, String, String, String)>)> =
+        contacts.into_iter().map(|(id, attrs)| (id, attrs, Vec::new())).collect();
+    let mut index = 0;
+    for (contact_id, ts, message_id, name, properties) in raw {
+        while index < grouped.len() && grouped[index].0 < contact_id {
+            index += 1;
+        }
+        if index < grouped.len() && grouped[index].0 == contact_id {
+            grouped[index].2.push((ts, message_id, name, properties));
+        }
+    }
+    let results: Vec<StoreResult<(String, Option<ScoreRow>)>> = grouped
+        .into_par_iter()
+        .map(|(id, attributes, events)| {
+            let attributes = json_map(&attributes)?;
+            if !model.model.applies_to(&attributes) {
+                return Ok((id, None));
+            }
+            let events = events
+                .into_iter()
+                .map(|(timestamp, message_id, name, properties)| {
+                    Ok(ScoringEvent { timestamp, message_id, name, properties: json_map(&properties)? })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok((id, Some(full_score(model, &attributes, &events, now))))
+        })
+        .collect();
+    let mut count = 0;
+    for result in results {
+        let (id, row) = result?;
+        match row {
+            Some(row) => save_score(conn, &model.name, &id, &row)?,
+            None => delete_score(conn, &model.name, &id)?,
+        }
+        count += 1;
+    }
+    Ok(RescoreChunk { last_contact: Some(last_id), contacts: count, events: event_count })
+}
+
+#[async_trait]
+impl ScoreStore for SqliteStore {
+    async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RescoreChunk> {
+        // The model is shared with the writer thread for the duration of the chunk.
+        let model = std::sync::Arc::new(PublishedModel { name: model.name.clone(), version: model.version, model: model.model.clone() });
+        self.write(move |conn| rescore_chunk_in(conn, &model, after.as_deref().unwrap_or(""), limit, now)).await
+    }
+
+    async fn create_job(&self, job: NewJob, now: Millis) -> StoreResult<Job> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO jobs (kind, model, version, state, total, done, created_at, updated_at) VALUES (?1, ?2, ?3, 'queued', ?4, 0, ?5, ?5)",
+                params![job.kind, job.model, job.version, job.total as i64, now],
+            )
+            .map_err(db_err)?;
+            let id = conn.last_insert_rowid();
+            conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row).map_err(db_err)
+        })
+        .await
+    }
+
+    async fn update_job(&self, job: &Job) -> StoreResult<()> {
+        let job = job.clone();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE jobs SET state = ?2, total = ?3, done = ?4, cursor = ?5, updated_at = ?6, error = ?7 WHERE id = ?1",
+                params![job.id, job.state, job.total as i64, job.done as i64, job.cursor, job.updated_at, job.error],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn latest_job(&self, model: &str) -> StoreResult<Option<Job>> {
+        let model = model.to_string();
+        self.read(move |conn| {
+            conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE model = ?1 ORDER BY id DESC LIMIT 1"), [&model], job_from_row)
+                .optional()
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn unfinished_jobs(&self) -> StoreResult<Vec<Job>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"))
+                .map_err(db_err)?;
+            let rows = stmt.query_map([], job_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+}
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    let scopes: String = row.get(4)?;
+    Ok(ApiKeyRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        hash: row.get(2)?,
+        prefix: row.get(3)?,
+        scopes: scopes.split(',').filter_map(Scope::parse).collect(),
+        created_at: row.get(5)?,
+        revoked_at: row.get(6)?,
+    })
+}
+
+const KEY_COLUMNS: &str = "id, name, hash, prefix, scopes, created_at, revoked_at";
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert_key(&self, key: ApiKeyRecord) -> StoreResult<()> {
+        self.write(move |conn| {
+            let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+            conn.execute(
+                "INSERT INTO api_keys (id, name, hash, prefix, scopes, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key.id, key.name, key.hash, key.prefix, scopes.join(","), key.created_at],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::Conflict("a key with this id or value already exists".into())
+                }
+                other => db_err(other),
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_key_by_hash(&self, hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let hash = hash.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = ?1"))
+                .map_err(db_err)?
+                .query_row([&hash], key_from_row)
+                .optional()
+                .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(&format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")).map_err(db_err)?;
+            let rows = stmt.query_map([], key_from_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, id: &str, now: Millis) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let n = conn
+                .execute("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])
+                .map_err(db_err)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn count_keys(&self) -> StoreResult<u64> {
+        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err))
+            .await
+    }
+}

@@ -1,0 +1,197 @@
+//! Row decoding and the small SQL helpers shared by the trait implementations.
+
+use std::collections::BTreeMap;
+
+use leadscore_store::scoring::ScoringEvent;
+use leadscore_store::{ContactRecord, EventKind, Millis, ScoreRow, StoreError, StoreResult, StoredEvent};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::{Map, Value};
+
+use crate::db_err;
+
+pub(crate) const CONTACT_COLUMNS: &str =
+    "id, email, attributes, groups, owner, status, created_at, updated_at, last_event_at";
+
+pub(crate) fn json_map(text: &str) -> StoreResult<Map<String, Value>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt JSON in the database: {e}")))
+}
+
+pub(crate) fn contact_from_row(row: &Row<'_>) -> rusqlite::Result<(ContactRecord, String, String)> {
+    let attributes: String = row.get(2)?;
+    let groups: String = row.get(3)?;
+    Ok((
+        ContactRecord {
+            id: row.get(0)?,
+            email: row.get(1)?,
+            attributes: Map::new(),
+            groups: Vec::new(),
+            owner: row.get(4)?,
+            status: row.get(5)?,
+            created_at: row.get(6)?,
+            updated_at: row.get(7)?,
+            last_event_at: row.get(8)?,
+            scores: BTreeMap::new(),
+        },
+        attributes,
+        groups,
+    ))
+}
+
+fn finish_contact((mut contact, attributes, groups): (ContactRecord, String, String)) -> StoreResult<ContactRecord> {
+    contact.attributes = json_map(&attributes)?;
+    contact.groups = serde_json::from_str(&groups).map_err(db_err)?;
+    Ok(contact)
+}
+
+/// Loads a contact without scores.
+pub(crate) fn load_contact_bare(conn: &Connection, id: &str) -> StoreResult<Option<ContactRecord>> {
+    let row = conn
+        .prepare_cached(&format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id = ?1"))
+        .map_err(db_err)?
+        .query_row([id], contact_from_row)
+        .optional()
+        .map_err(db_err)?;
+    row.map(finish_contact).transpose()
+}
+
+/// Loads a contact with its score rows.
+pub(crate) fn load_contact(conn: &Connection, id: &str) -> StoreResult<Option<ContactRecord>> {
+    let Some(mut contact) = load_contact_bare(conn, id)? else { return Ok(None) };
+    contact.scores = load_scores(conn, id)?;
+    Ok(Some(contact))
+}
+
+pub(crate) fn load_contacts_by_query(conn: &Connection, sql: &str, params: &[&dyn rusqlite::ToSql]) -> StoreResult<Vec<ContactRecord>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+    let rows = stmt.query_map(params, contact_from_row).map_err(db_err)?;
+    let mut contacts = Vec::new();
+    for row in rows {
+        let mut contact = finish_contact(row.map_err(db_err)?)?;
+        contact.scores = load_scores(conn, &contact.id)?;
+        contacts.push(contact);
+    }
+    Ok(contacts)
+}
+
+pub(crate) fn load_scores(conn: &Connection, contact_id: &str) -> StoreResult<BTreeMap<String, ScoreRow>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT model, version, fit, activity, total, band, flames, grade, quadrant, state, as_of
+             FROM scores WHERE contact_id = ?1",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([contact_id], |row| {
+            let state: String = row.get(9)?;
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, u32>(1)?,
+                leadscore_core::ScoreCard {
+                    fit: row.get(2)?,
+                    activity: row.get(3)?,
+                    total: row.get(4)?,
+                    band: row.get(5)?,
+                    flames: row.get(6)?,
+                    grade: row.get(7)?,
+                    quadrant: row.get(8)?,
+                },
+                state,
+                row.get::<_, Millis>(10)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let mut scores = BTreeMap::new();
+    for row in rows {
+        let (model, version, card, state, as_of) = row.map_err(db_err)?;
+        let state = serde_json::from_str(&state).map_err(|e| StoreError::Backend(format!("corrupt score state: {e}")))?;
+        scores.insert(model, ScoreRow { version, card, state, as_of });
+    }
+    Ok(scores)
+}
+
+pub(crate) fn save_score(conn: &Connection, model: &str, contact_id: &str, row: &ScoreRow) -> StoreResult<()> {
+    let state = serde_json::to_string(&row.state).map_err(db_err)?;
+    let c = &row.card;
+    conn.prepare_cached(
+        "INSERT INTO scores (model, contact_id, version, fit, activity, total, band, flames, grade, quadrant, state, as_of)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (model, contact_id) DO UPDATE SET version = excluded.version, fit = excluded.fit,
+           activity = excluded.activity, total = excluded.total, band = excluded.band, flames = excluded.flames,
+           grade = excluded.grade, quadrant = excluded.quadrant, state = excluded.state, as_of = excluded.as_of",
+    )
+    .map_err(db_err)?
+    .execute(params![model, contact_id, row.version, c.fit, c.activity, c.total, c.band, c.flames, c.grade, c.quadrant, state, row.as_of])
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub(crate) fn delete_score(conn: &Connection, model: &str, contact_id: &str) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM scores WHERE model = ?1 AND contact_id = ?2")
+        .map_err(db_err)?
+        .execute(params![model, contact_id])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// The contact's activity events in scoring order.
+pub(crate) fn load_scoring_events(conn: &Connection, contact_id: &str) -> StoreResult<Vec<ScoringEvent>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT ts, message_id, name, properties FROM events WHERE contact_id = ?1 ORDER BY ts, message_id")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([contact_id], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+        })
+        .map_err(db_err)?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (timestamp, message_id, name, properties) = row.map_err(db_err)?;
+        events.push(ScoringEvent { timestamp, message_id, name, properties: json_map(&properties)? });
+    }
+    Ok(events)
+}
+
+pub(crate) fn load_stored_events(conn: &Connection, contact_id: &str) -> StoreResult<Vec<StoredEvent>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT message_id, kind, name, ts, properties, context, received_at FROM events
+             WHERE contact_id = ?1 ORDER BY ts, message_id",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([contact_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, i64>(6)?,
+            ))
+        })
+        .map_err(db_err)?;
+    let mut events = Vec::new();
+    for row in rows {
+        let (message_id, kind, name, timestamp, properties, context, received_at) = row.map_err(db_err)?;
+        events.push(StoredEvent {
+            message_id,
+            contact_id: contact_id.to_string(),
+            kind: EventKind::parse(&kind).unwrap_or(EventKind::Track),
+            name,
+            timestamp,
+            properties: json_map(&properties)?,
+            context: context.map(|c| serde_json::from_str(&c)).transpose().map_err(db_err)?,
+            received_at,
+        });
+    }
+    Ok(events)
+}
+
+pub(crate) fn append_log(conn: &Connection, contact_id: &str, at: Millis, kind: &str, data: &Value) -> StoreResult<()> {
+    conn.prepare_cached("INSERT INTO contact_log (contact_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db_err)?
+        .execute(params![contact_id, at, kind, data.to_string()])
+        .map_err(db_err)?;
+    Ok(())
+}

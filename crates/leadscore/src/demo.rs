@@ -1,0 +1,221 @@
+//! `leadscore demo`: the example model and a generated, realistic demo data set, served.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use leadscore_core::model::EXAMPLE_MODEL_TOML;
+use leadscore_store::{ContactUpsert, EventKind, Identity, Millis, NewEvent};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, json};
+
+use crate::{DataArgs, app_state, open_store, progress_bar};
+
+const DAY: Millis = 86_400_000;
+
+const TITLES: &[(&str, u32)] = &[
+    ("CEO", 3), ("CTO", 4), ("Founder", 2), ("VP Marketing", 4), ("Director of Sales", 6), ("IT Director", 5),
+    ("Marketing Manager", 12), ("Product Manager", 10), ("Engineering Manager", 8), ("Software Engineer", 14),
+    ("Analyst", 10), ("Consultant", 6), ("Student", 5), ("Marketing Intern", 3), ("Office Administrator", 5),
+];
+const INDUSTRIES: &[&str] = &["software", "manufacturing", "healthcare", "finance", "retail", "education", "logistics"];
+const COUNTRIES: &[(&str, u32)] = &[("US", 45), ("DE", 15), ("GB", 12), ("FR", 8), ("NL", 6), ("IN", 8), ("BR", 6)];
+const CITIES: &[&str] = &["Austin", "New York", "San Francisco", "Berlin", "London", "Paris", "Amsterdam", "Bangalore", "São Paulo"];
+const FIRST: &[&str] = &["anna", "ben", "carla", "dev", "emma", "felix", "grace", "hugo", "iris", "jon", "kim", "leo", "maya", "nils", "olga", "paul", "rosa", "sam", "tara", "uma"];
+const LAST: &[&str] = &["smith", "garcia", "müller", "chen", "patel", "rossi", "kowalski", "nguyen", "okafor", "silva", "jones", "kim", "dubois", "jansen"];
+const COMPANIES: &[&str] = &["acme", "globex", "initech", "umbrella", "hooli", "vandelay", "stark", "wayne", "wonka", "tyrell", "cyberdyne", "soylent", "aperture", "massive", "piedpiper"];
+const FREE_MAIL: &[&str] = &["gmail.com", "outlook.com", "yahoo.com"];
+
+fn weighted<'a>(rng: &mut StdRng, items: &'a [(&'a str, u32)]) -> &'a str {
+    let total: u32 = items.iter().map(|(_, w)| w).sum();
+    let mut pick = rng.random_range(0..total);
+    for (item, weight) in items {
+        if pick < *weight {
+            return item;
+        }
+        pick -= weight;
+    }
+    items[0].0
+}
+
+fn pick<'a>(rng: &mut StdRng, items: &'a [&'a str]) -> &'a str {
+    items[rng.random_range(0..items.len())]
+}
+
+/// Generates `contacts` contacts and about 12 events each over the 90 days before `now`.
+/// Deterministic for a given seed: intent varies per contact so the lead list has a
+/// realistic spread of hot, warm and cold leads.
+pub fn generate(contacts: usize, seed: u64, now: Millis) -> (Vec<ContactUpsert>, Vec<NewEvent>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut people = Vec::with_capacity(contacts);
+    let mut events = Vec::with_capacity(contacts * 12);
+    for n in 0..contacts {
+        let first = pick(&mut rng, FIRST);
+        let last = pick(&mut rng, LAST);
+        let company = pick(&mut rng, COMPANIES);
+        let domain = match rng.random_range(0..100) {
+            0..=2 => "rivalcorp.com".to_string(),
+            3..=17 => pick(&mut rng, FREE_MAIL).to_string(),
+            _ => format!("{company}.com"),
+        };
+        let email = format!("{first}.{last}.{n}@{domain}");
+        let country = weighted(&mut rng, COUNTRIES);
+        let city = if country == "US" { pick(&mut rng, &CITIES[..3]) } else { pick(&mut rng, &CITIES[3..]) };
+        let mut attributes = Map::new();
+        attributes.insert("job_title".into(), json!(weighted(&mut rng, TITLES)));
+        attributes.insert("company".into(), json!(company));
+        attributes.insert("company_size".into(), json!([5, 20, 50, 120, 300, 800, 2500, 10000][rng.random_range(0..8)]));
+        attributes.insert("industry".into(), json!(pick(&mut rng, INDUSTRIES)));
+        attributes.insert("country".into(), json!(country));
+        attributes.insert("city".into(), json!(city));
+        attributes.insert("source".into(), json!(["organic", "paid_search", "webinar", "referral", "event", "outbound"][rng.random_range(0..6)]));
+        attributes.insert("product_interest".into(), json!(if rng.random_bool(0.85) { "platform" } else { "services" }));
+        let mut groups = Vec::new();
+        if city == "Austin" {
+            groups.push("austin".to_string());
+        }
+        if rng.random_bool(0.08) {
+            groups.push("clients".to_string());
+        }
+        let created_at = now - rng.random_range(1..120) * DAY;
+        people.push(ContactUpsert {
+            id: Some(format!("c{n:06}")),
+            email: Some(email.clone()),
+            attributes,
+            groups,
+            owner: None,
+            created_at: Some(created_at),
+        });
+        // Intent: most contacts browse a little, a few are in a buying cycle right now.
+        let intent: f64 = rng.random::<f64>().powi(3);
+        let count = (2.0 + intent * 40.0 * rng.random::<f64>()) as usize;
+        let recency = if intent > 0.3 { 20 } else { 90 };
+        for k in 0..count {
+            let ts = now - rng.random_range(0..recency * DAY).max(60_000);
+            let roll: f64 = rng.random();
+            let (kind, name, properties) = if roll < 0.55 {
+                let path = if rng.random::<f64>() < intent.max(0.1) {
+                    ["/pricing", "/pricing/enterprise", "/features/scoring", "/features/automation"][rng.random_range(0..4)]
+                } else {
+                    ["/", "/blog/lead-scoring-101", "/docs", "/careers", "/about", "/features"][rng.random_range(0..6)]
+                };
+                (EventKind::Page, "page", json!({ "path": path, "url": format!("https://example.com{path}") }))
+            } else if roll < 0.80 {
+                (EventKind::Track, "Email Link Clicked", json!({ "campaign": "newsletter" }))
+            } else if roll < 0.90 {
+                (EventKind::Track, "Webinar Attended", json!({ "webinar": "scoring-best-practices" }))
+            } else if roll < 0.90 + 0.08 * intent + 0.005 {
+                (EventKind::Track, "Form Submitted", json!({ "form": "quote" }))
+            } else if roll > 0.995 {
+                (EventKind::Track, "Unsubscribed", json!({}))
+            } else {
+                (EventKind::Track, "Form Submitted", json!({ "form": "newsletter" }))
+            };
+            events.push(NewEvent {
+                message_id: format!("demo-{n:06}-{k:03}"),
+                identity: Identity { user_id: Some(format!("c{n:06}")), email: None, anonymous_id: None },
+                kind,
+                name: name.to_string(),
+                properties: properties.as_object().cloned().unwrap_or_default(),
+                traits: Map::new(),
+                context: Some(json!({ "library": { "name": "leadscore-demo" } })),
+                timestamp: ts,
+            });
+        }
+    }
+    (people, events)
+}
+
+/// Loads contacts then events into the store through the normal write paths, with
+/// progress bars; concurrent writes are grouped into shared commits by the store.
+pub async fn load(state: &Arc<leadscore_server::AppState>, people: Vec<ContactUpsert>, events: Vec<NewEvent>) -> Result<()> {
+    let bar = progress_bar(people.len() as u64, "contacts");
+    let models = state.models();
+    let now = state.now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for person in people {
+        let store = state.store.clone();
+        let models = models.clone();
+        tasks.spawn(async move { store.upsert_contact(person, &models, now).await });
+        if tasks.len() >= 256 {
+            if let Some(done) = tasks.join_next().await {
+                done??;
+                bar.inc(1);
+            }
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let bar = progress_bar(events.len() as u64, "events");
+    let mut chunks = events.into_iter().peekable();
+    while chunks.peek().is_some() {
+        let batch: Vec<NewEvent> = chunks.by_ref().take(1000).collect();
+        let n = batch.len() as u64;
+        state.store.ingest(batch, &models, now).await?;
+        bar.inc(n);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve: bool) -> Result<()> {
+    let mut data = data;
+    if data.data.is_none() && data.database_url.is_none() {
+        data.data = Some("leadscore-demo".into());
+    }
+    let store = open_store(&data)?;
+    let state = app_state(store.clone()).await?;
+    if state.model("b2b").is_none() {
+        let model = leadscore_core::Model::parse(EXAMPLE_MODEL_TOML).context("the example model must parse")?;
+        leadscore_server::models::publish(&state, model, EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml).await?;
+        eprintln!("published the example model `b2b`");
+    }
+    if state.store.count_contacts().await? == 0 {
+        let now = state.now();
+        let (people, events) = generate(contacts, 42, now);
+        eprintln!("generating {} contacts and {} events over 90 days…", people.len(), events.len());
+        load(&state, people, events).await?;
+    }
+    let key_file = data.data.clone().unwrap_or_else(|| "leadscore-demo".into()).join("demo-admin-key.txt");
+    let key = match std::env::var("LEADSCORE_ADMIN_KEY") {
+        Ok(key) => key,
+        Err(_) => match std::fs::read_to_string(&key_file) {
+            Ok(key) => key.trim().to_string(),
+            Err(_) => {
+                let key = leadscore_server::auth::generate_key();
+                std::fs::write(&key_file, &key).with_context(|| format!("cannot write {}", key_file.display()))?;
+                key
+            }
+        },
+    };
+    state.bootstrap_admin_key(Some(&key)).await?;
+    let contacts = state.store.count_contacts().await?;
+    let events = state.store.count_events().await?;
+    eprintln!("\ndemo data: {contacts} contacts, {events} events, model b2b");
+    if no_serve {
+        return Ok(());
+    }
+    let addr = addr.unwrap_or_else(|| "127.0.0.1:8080".into());
+    eprintln!("admin API key (also in {}):\n\n  {key}\n", key_file.display());
+    eprintln!("try:\n  curl -s -H 'Authorization: Bearer {key}' 'http://{addr}/api/v1/contacts?model=b2b&band=hot&limit=5'\n");
+    crate::serve(state, &addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_sized() {
+        let (a, ea) = generate(200, 7, 1_800_000_000_000);
+        let (b, eb) = generate(200, 7, 1_800_000_000_000);
+        assert_eq!(a.len(), 200);
+        assert_eq!(ea.len(), eb.len());
+        assert_eq!(a[17].email, b[17].email);
+        assert!(ea.len() > 200 * 4, "about a dozen events per contact, got {}", ea.len());
+        assert!(ea.iter().all(|e| e.timestamp < 1_800_000_000_000 && e.timestamp > 1_800_000_000_000 - 91 * DAY));
+    }
+}

@@ -1,0 +1,413 @@
+//! `leadscore import contacts|events`: streaming imports with a progress bar. Rejected
+//! rows are reported with their line numbers; the rest are stored. Re-running an import
+//! gives the same state (contacts upsert by id/email; events dedupe by messageId, or by
+//! content when they have none).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use leadscore_server::AppState;
+use leadscore_store::{ContactUpsert, NewEvent};
+use serde_json::{Map, Value, json};
+
+use crate::{DataArgs, app_state, open_store};
+
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Import contacts from CSV: one row per contact, columns become attributes
+    Contacts {
+        #[command(flatten)]
+        data: DataArgs,
+        file: PathBuf,
+        /// Rename a column: --map "Lead Source=source" (repeatable); `=-` drops the column
+        #[arg(long = "map", value_name = "COLUMN=ATTRIBUTE")]
+        map: Vec<String>,
+        /// Column holding the contact id [default: id, contact_id or user_id if present]
+        #[arg(long)]
+        id_column: Option<String>,
+        /// Column holding the email [default: email if present]
+        #[arg(long)]
+        email_column: Option<String>,
+        /// Extra cell values meaning "missing" (repeatable), e.g. --missing Select
+        #[arg(long)]
+        missing: Vec<String>,
+        /// Field delimiter [default: , or ; sniffed from the header]
+        #[arg(long)]
+        delimiter: Option<char>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import events from NDJSON (Segment shape, one per line) or CSV
+    Events {
+        #[command(flatten)]
+        data: DataArgs,
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What an import did, printed at the end.
+#[derive(Default)]
+struct Summary {
+    rows: u64,
+    imported: u64,
+    duplicates: u64,
+    rejected: Vec<(u64, String)>,
+}
+
+impl Summary {
+    fn reject(&mut self, line: u64, reason: impl Into<String>) {
+        self.rejected.push((line, reason.into()));
+    }
+
+    fn print(&self, what: &str, json: bool) {
+        if json {
+            let rejected: Vec<Value> = self.rejected.iter().map(|(line, reason)| json!({ "line": line, "reason": reason })).collect();
+            println!(
+                "{}",
+                json!({ "rows": self.rows, "imported": self.imported, "duplicates": self.duplicates, "rejected": rejected })
+            );
+            return;
+        }
+        println!(
+            "{what}: {} rows read, {} imported, {} duplicates skipped, {} rejected",
+            self.rows,
+            self.imported,
+            self.duplicates,
+            self.rejected.len()
+        );
+        for (line, reason) in self.rejected.iter().take(20) {
+            println!("  line {line}: {reason}");
+        }
+        if self.rejected.len() > 20 {
+            println!("  … and {} more (use --json for all)", self.rejected.len() - 20);
+        }
+    }
+}
+
+pub async fn run(command: ImportCommand) -> Result<()> {
+    match command {
+        ImportCommand::Contacts { data, file, map, id_column, email_column, missing, delimiter, json } => {
+            let state = app_state(open_store(&data)?).await?;
+            let options = ContactOptions { map, id_column, email_column, missing, delimiter };
+            let summary = import_contacts(&state, &file, &options).await?;
+            summary.print("contacts", json);
+        }
+        ImportCommand::Events { data, file, json } => {
+            let state = app_state(open_store(&data)?).await?;
+            let summary = import_events(&state, &file).await?;
+            summary.print("events", json);
+        }
+    }
+    Ok(())
+}
+
+struct ContactOptions {
+    map: Vec<String>,
+    id_column: Option<String>,
+    email_column: Option<String>,
+    missing: Vec<String>,
+    delimiter: Option<char>,
+}
+
+/// A progress bar over the bytes of a file.
+struct Progress<R> {
+    inner: R,
+    bar: indicatif::ProgressBar,
+}
+
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+fn open_with_progress(file: &Path) -> Result<Progress<File>> {
+    let handle = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let size = handle.metadata().map(|m| m.len()).unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(size);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(format!("importing {}", file.display()));
+    Ok(Progress { inner: handle, bar })
+}
+
+/// Attribute name for a column header: lower case, non-alphanumerics to `_`.
+fn attribute_name(header: &str) -> String {
+    let mut name = String::new();
+    for c in header.trim().chars() {
+        if c.is_alphanumeric() {
+            name.extend(c.to_lowercase());
+        } else if !name.ends_with('_') {
+            name.push('_');
+        }
+    }
+    name.trim_matches('_').to_string()
+}
+
+/// A cell as JSON: numbers inferred ("250", "3.5"; not "007" or "1e5"), strings otherwise.
+fn cell_value(cell: &str) -> Value {
+    let trimmed = cell.trim();
+    let looks_numeric = !trimmed.is_empty()
+        && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+        && !(trimmed.len() > 1 && trimmed.starts_with('0') && !trimmed.starts_with("0."));
+    if looks_numeric {
+        if let Ok(i) = trimmed.parse::<i64>() {
+            return json!(i);
+        }
+        if let Ok(f) = trimmed.parse::<f64>() {
+            if f.is_finite() {
+                return json!(f);
+            }
+        }
+    }
+    Value::String(trimmed.to_string())
+}
+
+const DEFAULT_MISSING: &[&str] = &["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"];
+
+async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOptions) -> Result<Summary> {
+    let mut reader = open_with_progress(file)?;
+    let mut head = [0u8; 4096];
+    let n = reader.inner.read(&mut head)?;
+    let first_line = String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_string();
+    let delimiter = options.delimiter.unwrap_or(if first_line.matches(';').count() > first_line.matches(',').count() { ';' } else { ',' });
+    let chained = Progress { inner: std::io::Cursor::new(head[..n].to_vec()).chain(reader.inner), bar: reader.bar.clone() };
+    reader.bar.inc(0);
+    let mut csv = csv::ReaderBuilder::new().delimiter(delimiter as u8).flexible(false).from_reader(chained);
+    let headers: Vec<String> = csv.headers().context("cannot read the CSV header")?.iter().map(str::to_string).collect();
+
+    let mut renames: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for entry in &options.map {
+        let (column, attribute) = entry.split_once('=').with_context(|| format!("--map {entry:?}: use COLUMN=ATTRIBUTE"))?;
+        if !headers.iter().any(|h| h == column) {
+            bail!("--map {entry:?}: the file has no column {column:?} (columns: {})", headers.join(", "));
+        }
+        renames.insert(column.to_string(), attribute.to_string());
+    }
+    let find = |given: &Option<String>, candidates: &[&str]| -> Result<Option<usize>> {
+        match given {
+            Some(name) => headers
+                .iter()
+                .position(|h| h == name)
+                .map(Some)
+                .with_context(|| format!("the file has no column {name:?} (columns: {})", headers.join(", "))),
+            None => Ok(headers.iter().position(|h| candidates.contains(&attribute_name(h).as_str()))),
+        }
+    };
+    let id_index = find(&options.id_column, &["id", "contact_id", "user_id", "userid"])?;
+    let email_index = find(&options.email_column, &["email", "e_mail", "email_address"])?;
+    if id_index.is_none() && email_index.is_none() {
+        bail!("no id or email column found; name one with --id-column or --email-column (columns: {})", headers.join(", "));
+    }
+    let created_index = headers.iter().position(|h| attribute_name(h) == "created_at");
+    let missing: Vec<&str> = DEFAULT_MISSING.iter().copied().chain(options.missing.iter().map(String::as_str)).collect();
+    let attribute_names: Vec<Option<String>> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            if Some(i) == id_index || Some(i) == created_index {
+                return None;
+            }
+            match renames.get(h) {
+                Some(a) if a == "-" => None,
+                Some(a) => Some(a.clone()),
+                None if Some(i) == email_index => Some("email".into()),
+                None => Some(attribute_name(h)),
+            }
+        })
+        .collect();
+
+    let mut summary = Summary::default();
+    let models = state.models();
+    let now = state.now();
+    let mut tasks: tokio::task::JoinSet<(u64, Result<(), String>)> = tokio::task::JoinSet::new();
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = csv.position().line() + 1;
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(err) => {
+                summary.rows += 1;
+                summary.reject(line, format!("unreadable row: {err}"));
+                if matches!(err.kind(), csv::ErrorKind::Io(_)) {
+                    break;
+                }
+                continue;
+            }
+        }
+        summary.rows += 1;
+        let line = record.position().map_or(line, |p| p.line());
+        let mut attributes = Map::new();
+        for (i, cell) in record.iter().enumerate() {
+            let Some(Some(name)) = attribute_names.get(i) else { continue };
+            if missing.contains(&cell.trim()) {
+                continue;
+            }
+            attributes.insert(name.clone(), cell_value(cell));
+        }
+        let id = id_index.and_then(|i| record.get(i)).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let email = attributes.remove("email").and_then(|v| v.as_str().map(str::to_string));
+        if id.is_none() && email.is_none() {
+            summary.reject(line, "no id and no email");
+            continue;
+        }
+        if let Some(email) = &email {
+            if !email.contains('@') {
+                summary.reject(line, format!("{email:?} is not an email address"));
+                continue;
+            }
+        }
+        let created_at = match created_index.and_then(|i| record.get(i)).filter(|s| !s.trim().is_empty()) {
+            Some(text) => match leadscore_server::input::parse_time(text) {
+                Ok(t) => Some(t),
+                Err(reason) => {
+                    summary.reject(line, reason);
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let upsert = ContactUpsert { id, email, attributes, groups: Vec::new(), owner: None, created_at };
+        let store = state.store.clone();
+        let models = models.clone();
+        tasks.spawn(async move { (line, store.upsert_contact(upsert, &models, now).await.map(|_| ()).map_err(|e| e.to_string())) });
+        if tasks.len() >= 256 {
+            collect_one(&mut tasks, &mut summary).await?;
+        }
+    }
+    while !tasks.is_empty() {
+        collect_one(&mut tasks, &mut summary).await?;
+    }
+    summary.rejected.sort_by_key(|(line, _)| *line);
+    Ok(summary)
+}
+
+async fn collect_one(tasks: &mut tokio::task::JoinSet<(u64, Result<(), String>)>, summary: &mut Summary) -> Result<()> {
+    if let Some(done) = tasks.join_next().await {
+        let (line, result) = done.context("an import task failed")?;
+        match result {
+            Ok(()) => summary.imported += 1,
+            Err(reason) => summary.reject(line, reason),
+        }
+    }
+    Ok(())
+}
+
+async fn import_events(state: &Arc<AppState>, file: &Path) -> Result<Summary> {
+    let is_csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let reader = open_with_progress(file)?;
+    let bar = reader.bar.clone();
+    let mut summary = Summary::default();
+    let mut batch: Vec<(u64, NewEvent)> = Vec::with_capacity(1000);
+    let now = state.now();
+    let push = |line: u64, value: Value, summary: &mut Summary, batch: &mut Vec<(u64, NewEvent)>| {
+        summary.rows += 1;
+        match leadscore_server::events::parse_event(&value, now) {
+            Ok(event) => batch.push((line, event)),
+            Err(reason) => summary.reject(line, reason),
+        }
+    };
+    if is_csv {
+        let mut csv = csv::Reader::from_reader(reader);
+        let headers: Vec<String> = csv.headers().context("cannot read the CSV header")?.iter().map(str::to_string).collect();
+        let mut record = csv::StringRecord::new();
+        loop {
+            let line = csv.position().line() + 1;
+            match csv.read_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(err) => {
+                    summary.rows += 1;
+                    summary.reject(line, format!("unreadable row: {err}"));
+                    continue;
+                }
+            }
+            let line = record.position().map_or(line, |p| p.line());
+            let mut object = Map::new();
+            let mut properties = Map::new();
+            for (header, cell) in headers.iter().zip(record.iter()) {
+                if cell.is_empty() {
+                    continue;
+                }
+                match header.strip_prefix("properties.") {
+                    Some(key) => {
+                        properties.insert(key.to_string(), cell_value(cell));
+                    }
+                    None => {
+                        object.insert(header.clone(), Value::String(cell.to_string()));
+                    }
+                }
+            }
+            object.insert("properties".into(), Value::Object(properties));
+            push(line, Value::Object(object), &mut summary, &mut batch);
+            if batch.len() >= 1000 {
+                flush(state, &mut batch, &mut summary).await?;
+            }
+        }
+    } else {
+        let lines = BufReader::new(reader).lines();
+        for (index, line) in lines.enumerate() {
+            let number = index as u64 + 1;
+            let text = line.with_context(|| format!("cannot read line {number}"))?;
+            if text.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(&text) {
+                Ok(value) => push(number, value, &mut summary, &mut batch),
+                Err(err) => {
+                    summary.rows += 1;
+                    summary.reject(number, format!("not JSON: {err}"));
+                }
+            }
+            if batch.len() >= 1000 {
+                flush(state, &mut batch, &mut summary).await?;
+            }
+        }
+    }
+    flush(state, &mut batch, &mut summary).await?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+async fn flush(state: &Arc<AppState>, batch: &mut Vec<(u64, NewEvent)>, summary: &mut Summary) -> Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<NewEvent> = batch.iter().map(|(_, e)| e.clone()).collect();
+    let outcomes = state.store.ingest(events, &state.models(), state.now()).await.context("storing a batch of events failed")?;
+    for outcome in outcomes {
+        match outcome.status {
+            leadscore_store::IngestStatus::Stored => summary.imported += 1,
+            leadscore_store::IngestStatus::Duplicate => summary.duplicates += 1,
+        }
+    }
+    batch.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_names_and_cells() {
+        assert_eq!(attribute_name("Lead Source"), "lead_source");
+        assert_eq!(attribute_name("What is your current occupation"), "what_is_your_current_occupation");
+        assert_eq!(attribute_name("Total Time Spent on Website"), "total_time_spent_on_website");
+        assert_eq!(cell_value("250"), json!(250));
+        assert_eq!(cell_value("2.5"), json!(2.5));
+        assert_eq!(cell_value("007"), json!("007"));
+        assert_eq!(cell_value("Select"), json!("Select"));
+        assert_eq!(cell_value("-3"), json!(-3));
+    }
+}
