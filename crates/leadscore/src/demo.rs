@@ -20,7 +20,6 @@ const TITLES: &[(&str, u32)] = &[
 ];
 const INDUSTRIES: &[&str] = &["software", "manufacturing", "healthcare", "finance", "retail", "education", "logistics"];
 const COUNTRIES: &[(&str, u32)] = &[("US", 45), ("DE", 15), ("GB", 12), ("FR", 8), ("NL", 6), ("IN", 8), ("BR", 6)];
-const CITIES: &[&str] = &["Austin", "New York", "San Francisco", "Berlin", "London", "Paris", "Amsterdam", "Bangalore", "São Paulo"];
 const FIRST: &[&str] = &["anna", "ben", "carla", "dev", "emma", "felix", "grace", "hugo", "iris", "jon", "kim", "leo", "maya", "nils", "olga", "paul", "rosa", "sam", "tara", "uma"];
 const LAST: &[&str] = &["smith", "garcia", "müller", "chen", "patel", "rossi", "kowalski", "nguyen", "okafor", "silva", "jones", "kim", "dubois", "jansen"];
 const COMPANIES: &[&str] = &["acme", "globex", "initech", "umbrella", "hooli", "vandelay", "stark", "wayne", "wonka", "tyrell", "cyberdyne", "soylent", "aperture", "massive", "piedpiper"];
@@ -42,55 +41,89 @@ fn pick<'a>(rng: &mut StdRng, items: &'a [&'a str]) -> &'a str {
     items[rng.random_range(0..items.len())]
 }
 
-/// Generates `contacts` contacts and about 12 events each over the 90 days before `now`.
+/// Generates `contacts` contacts and about 7 events each over the 90 days before `now`.
 /// Deterministic for a given seed: intent varies per contact so the lead list has a
 /// realistic spread of hot, warm and cold leads.
 pub fn generate(contacts: usize, seed: u64, now: Millis) -> (Vec<ContactUpsert>, Vec<NewEvent>) {
-    let mut rng = StdRng::seed_from_u64(seed);
     let mut people = Vec::with_capacity(contacts);
-    let mut events = Vec::with_capacity(contacts * 12);
+    let mut events = Vec::with_capacity(contacts * 8);
     for n in 0..contacts {
-        let first = pick(&mut rng, FIRST);
-        let last = pick(&mut rng, LAST);
-        let company = pick(&mut rng, COMPANIES);
-        let domain = match rng.random_range(0..100) {
-            0..=2 => "rivalcorp.com".to_string(),
-            3..=17 => pick(&mut rng, FREE_MAIL).to_string(),
-            _ => format!("{company}.com"),
-        };
-        let email = format!("{first}.{last}.{n}@{domain}");
-        let country = weighted(&mut rng, COUNTRIES);
-        let city = if country == "US" { pick(&mut rng, &CITIES[..3]) } else { pick(&mut rng, &CITIES[3..]) };
-        let mut attributes = Map::new();
-        attributes.insert("job_title".into(), json!(weighted(&mut rng, TITLES)));
-        attributes.insert("company".into(), json!(company));
-        attributes.insert("company_size".into(), json!([5, 20, 50, 120, 300, 800, 2500, 10000][rng.random_range(0..8)]));
-        attributes.insert("industry".into(), json!(pick(&mut rng, INDUSTRIES)));
-        attributes.insert("country".into(), json!(country));
-        attributes.insert("city".into(), json!(city));
-        attributes.insert("source".into(), json!(["organic", "paid_search", "webinar", "referral", "event", "outbound"][rng.random_range(0..6)]));
-        attributes.insert("product_interest".into(), json!(if rng.random_bool(0.85) { "platform" } else { "services" }));
-        let mut groups = Vec::new();
-        if city == "Austin" {
-            groups.push("austin".to_string());
-        }
-        if rng.random_bool(0.08) {
-            groups.push("clients".to_string());
-        }
-        let created_at = now - rng.random_range(1..120) * DAY;
-        people.push(ContactUpsert {
-            id: Some(format!("c{n:06}")),
-            email: Some(email.clone()),
-            attributes,
-            groups,
-            owner: None,
-            created_at: Some(created_at),
-        });
-        // Intent: most contacts browse a little, a few are in a buying cycle right now.
-        let intent: f64 = rng.random::<f64>().powi(3);
+        let mut rng = contact_rng(seed, n);
+        people.push(demo_contact(n, &mut rng, now));
+        let intent = intent(&mut rng);
         let count = (2.0 + intent * 40.0 * rng.random::<f64>()) as usize;
-        let recency = if intent > 0.3 { 20 } else { 90 };
-        for k in 0..count {
+        events.extend(demo_events(n, count, intent, &mut rng, now));
+    }
+    (people, events)
+}
+
+/// Each contact has its own random stream, so any range of contacts can be generated
+/// alone (benchmarks generate millions in chunks) and still match a full run.
+pub fn contact_rng(seed: u64, n: usize) -> StdRng {
+    StdRng::seed_from_u64(seed ^ (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Buying intent in [0, 1): most contacts browse a little, a few are in a buying cycle.
+pub fn intent(rng: &mut StdRng) -> f64 {
+    rng.random::<f64>().powi(3)
+}
+
+pub fn demo_contact(n: usize, rng: &mut StdRng, now: Millis) -> ContactUpsert {
+    let first = pick(rng, FIRST);
+    let last = pick(rng, LAST);
+    let company = pick(rng, COMPANIES);
+    let domain = match rng.random_range(0..100) {
+        0..=2 => "rivalcorp.com".to_string(),
+        3..=17 => pick(rng, FREE_MAIL).to_string(),
+        _ => format!("{company}.com"),
+    };
+    let email = format!("{first}.{last}.{n}@{domain}");
+    let country = weighted(rng, COUNTRIES);
+    let city = city_of(country, rng);
+    let mut attributes = Map::new();
+    attributes.insert("job_title".into(), json!(weighted(rng, TITLES)));
+    attributes.insert("company".into(), json!(company));
+    attributes.insert("company_size".into(), json!([5, 20, 50, 120, 300, 800, 2500, 10000][rng.random_range(0..8)]));
+    attributes.insert("industry".into(), json!(pick(rng, INDUSTRIES)));
+    attributes.insert("country".into(), json!(country));
+    attributes.insert("city".into(), json!(city));
+    attributes.insert("source".into(), json!(["organic", "paid_search", "webinar", "referral", "event", "outbound"][rng.random_range(0..6)]));
+    attributes.insert("product_interest".into(), json!(if rng.random_bool(0.85) { "platform" } else { "services" }));
+    let mut groups = Vec::new();
+    if city == "Austin" {
+        groups.push("austin".to_string());
+    }
+    if rng.random_bool(0.08) {
+        groups.push("clients".to_string());
+    }
+    ContactUpsert {
+        id: Some(format!("c{n:07}")),
+        email: Some(email),
+        attributes,
+        groups,
+        owner: None,
+        created_at: Some(now - rng.random_range(1..120) * DAY),
+    }
+}
+
+fn city_of(country: &str, rng: &mut StdRng) -> &'static str {
+    match country {
+        "US" => ["Austin", "New York", "San Francisco", "Chicago"][rng.random_range(0..4)],
+        "DE" => ["Berlin", "Munich", "Hamburg"][rng.random_range(0..3)],
+        "GB" => ["London", "Manchester"][rng.random_range(0..2)],
+        "FR" => ["Paris", "Lyon"][rng.random_range(0..2)],
+        "NL" => "Amsterdam",
+        "IN" => ["Bangalore", "Pune"][rng.random_range(0..2)],
+        _ => "São Paulo",
+    }
+}
+
+/// `count` events of contact `n` in the 90 days before `now`; more intent means more
+/// pricing and feature pages, quote requests and recent activity.
+pub fn demo_events(n: usize, count: usize, intent: f64, rng: &mut StdRng, now: Millis) -> Vec<NewEvent> {
+    let recency = if intent > 0.3 { 20 } else { 90 };
+    (0..count)
+        .map(|k| {
             let ts = now - rng.random_range(0..recency * DAY).max(60_000);
             let roll: f64 = rng.random();
             let (kind, name, properties) = if roll < 0.55 {
@@ -104,26 +137,25 @@ pub fn generate(contacts: usize, seed: u64, now: Millis) -> (Vec<ContactUpsert>,
                 (EventKind::Track, "Email Link Clicked", json!({ "campaign": "newsletter" }))
             } else if roll < 0.90 {
                 (EventKind::Track, "Webinar Attended", json!({ "webinar": "scoring-best-practices" }))
-            } else if roll < 0.90 + 0.08 * intent + 0.005 {
+            } else if roll < 0.905 + 0.08 * intent {
                 (EventKind::Track, "Form Submitted", json!({ "form": "quote" }))
             } else if roll > 0.995 {
                 (EventKind::Track, "Unsubscribed", json!({}))
             } else {
                 (EventKind::Track, "Form Submitted", json!({ "form": "newsletter" }))
             };
-            events.push(NewEvent {
-                message_id: format!("demo-{n:06}-{k:03}"),
-                identity: Identity { user_id: Some(format!("c{n:06}")), email: None, anonymous_id: None },
+            NewEvent {
+                message_id: format!("demo-{n:07}-{k:04}"),
+                identity: Identity { user_id: Some(format!("c{n:07}")), email: None, anonymous_id: None },
                 kind,
                 name: name.to_string(),
                 properties: properties.as_object().cloned().unwrap_or_default(),
                 traits: Map::new(),
                 context: Some(json!({ "library": { "name": "leadscore-demo" } })),
                 timestamp: ts,
-            });
-        }
-    }
-    (people, events)
+            }
+        })
+        .collect()
 }
 
 /// Loads contacts then events into the store through the normal write paths, with

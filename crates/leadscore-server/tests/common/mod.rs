@@ -1,0 +1,239 @@
+//! A real leadscore server for integration tests: a fresh SQLite database in a tempdir,
+//! a clock the test sets, and an HTTP client that talks to it on 127.0.0.1.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use leadscore_server::input::format_time;
+use leadscore_server::{AppState, Clock, ServerConfig};
+use leadscore_store_sqlite::SqliteStore;
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+pub const ADMIN_KEY: &str = "lsk_test_admin";
+
+pub const SECOND: i64 = 1_000;
+pub const HOUR: i64 = 3_600 * SECOND;
+pub const DAY: i64 = 24 * HOUR;
+
+/// 2026-03-02T09:00:00Z, where every test's clock starts.
+pub const T0: i64 = 1_772_442_000_000;
+
+/// An HTTP answer: status and body (JSON when it parses, else `Value::Null`; `text` keeps it raw).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// Asserts the status and the error shape `{"error": {"code", "message"}}`, and returns
+    /// the `error` object.
+    pub fn expect_error(&self, status: StatusCode, code: &str) -> &Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        let error = &self.body["error"];
+        assert_eq!(error["code"], code, "unexpected error code; body: {}", self.text);
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "error without a message: {}", self.text);
+        error
+    }
+
+    /// Asserts the status and returns the body.
+    pub fn expect(&self, status: StatusCode) -> &Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        &self.body
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub state: Arc<AppState>,
+    client: reqwest::Client,
+    clock: Arc<AtomicI64>,
+    shutdown: Option<oneshot::Sender<()>>,
+    _dir: TempDir,
+}
+
+impl TestServer {
+    /// Boots a server on a free port with an empty database and the clock at `T0`.
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open_dir(dir.path()).unwrap();
+        let now = Arc::new(AtomicI64::new(T0));
+        let clock: Clock = {
+            let now = now.clone();
+            Arc::new(move || now.load(Ordering::SeqCst))
+        };
+        let state = AppState::new(Arc::new(store), clock, ServerConfig::default()).await.unwrap();
+        state.bootstrap_admin_key(Some(ADMIN_KEY)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(leadscore_server::serve(state.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
+        TestServer { base, state, client, clock: now, shutdown: Some(shutdown), _dir: dir }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.load(Ordering::SeqCst)
+    }
+
+    pub fn set_now(&self, millis: i64) {
+        self.clock.store(millis, Ordering::SeqCst);
+    }
+
+    /// A request with `Authorization: Bearer <key>` (none when `key` is None).
+    pub fn request(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> Reply {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, body, text }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.request(Method::GET, path, Some(ADMIN_KEY))).await
+    }
+
+    pub async fn get_query(&self, path: &str, query: &[(&str, &str)]) -> Reply {
+        self.send(self.request(Method::GET, path, Some(ADMIN_KEY)).query(query)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.request(Method::POST, path, Some(ADMIN_KEY)).json(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.request(Method::PATCH, path, Some(ADMIN_KEY)).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.request(Method::DELETE, path, Some(ADMIN_KEY))).await
+    }
+
+    /// PUT /api/v1/models/{name} with a TOML body.
+    pub async fn put_model(&self, name: &str, toml: &str) -> Reply {
+        let request = self
+            .request(Method::PUT, &format!("/api/v1/models/{name}"), Some(ADMIN_KEY))
+            .header("content-type", "application/toml")
+            .body(toml.to_string());
+        self.send(request).await
+    }
+
+    /// Publishes a model and waits until its rescore job is done; returns the version.
+    pub async fn publish(&self, name: &str, toml: &str) -> u64 {
+        let reply = self.put_model(name, toml).await;
+        let version = reply.expect(StatusCode::CREATED)["version"].as_u64().unwrap();
+        self.wait_for_rescore(name, version).await;
+        version
+    }
+
+    /// Polls GET /api/v1/models/{name} until the rescore of `version` is done; returns the job.
+    pub async fn wait_for_rescore(&self, name: &str, version: u64) -> Value {
+        for _ in 0..500 {
+            let model = self.get(&format!("/api/v1/models/{name}")).await;
+            let job = &model.expect(StatusCode::OK)["rescore"];
+            if job["version"] == version && job["state"] == "done" {
+                return job.clone();
+            }
+            assert!(job["state"] != "failed", "rescore failed: {job}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the rescore of {name} v{version} did not finish in 5 s");
+    }
+
+    /// POST /api/v1/contacts with the admin key; asserts 201 Created.
+    pub async fn create_contact(&self, contact: Value) -> Value {
+        self.post("/api/v1/contacts", &contact).await.expect(StatusCode::CREATED).clone()
+    }
+
+    /// POST /api/v1/events with one event or a batch; asserts 200 OK.
+    pub async fn ingest(&self, body: Value) -> Value {
+        self.post("/api/v1/events", &body).await.expect(StatusCode::OK).clone()
+    }
+
+    pub async fn contact(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/contacts/{id}")).await.expect(StatusCode::OK).clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// The contact's scores under `model`, without the `version` field, for comparing whole cards.
+pub fn card(contact: &Value, model: &str) -> Value {
+    let mut card = contact["scores"][model].clone();
+    assert!(card.is_object(), "no {model} score in {contact}");
+    card.as_object_mut().unwrap().remove("version");
+    card
+}
+
+/// A whole score card as the API reports it.
+pub fn expected_card(fit: f64, activity: f64, band: &str, flames: u8, grade: &str, quadrant: &str) -> Value {
+    let total = ((fit + activity) * 100.0).round() / 100.0;
+    json!({
+        "fit": fit, "activity": activity, "total": total,
+        "band": band, "flames": flames, "grade": grade, "quadrant": quadrant,
+    })
+}
+
+pub fn track(user: &str, message_id: &str, event: &str, properties: Value, at: i64) -> Value {
+    json!({
+        "type": "track", "messageId": message_id, "userId": user, "event": event,
+        "properties": properties, "timestamp": format_time(at),
+    })
+}
+
+pub fn page(user: &str, message_id: &str, path: &str, at: i64) -> Value {
+    json!({
+        "type": "page", "messageId": message_id, "userId": user,
+        "properties": { "path": path }, "timestamp": format_time(at),
+    })
+}
+
+pub fn quote_form(user: &str, message_id: &str, at: i64) -> Value {
+    track(user, message_id, "Form Submitted", json!({ "form": "quote" }), at)
+}
+
+/// The example model of PRODUCT.md §2.
+pub fn example_model() -> String {
+    leadscore_core::model::EXAMPLE_MODEL_TOML.to_string()
+}
+
+/// The example model without its `[decay]` section, so activity is an exact integer sum.
+pub fn example_model_without_decay(name: &str) -> String {
+    let text: String = example_model()
+        .lines()
+        .filter(|line| !["[decay]", "half_life", "inactivity"].iter().any(|p| line.starts_with(p)))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(!text.contains("half_life"), "the example model changed shape");
+    text.replacen("name = \"b2b\"", &format!("name = \"{name}\""), 1)
+}
+
+/// A contact the example model scores (`applies_to` wants `product_interest`).
+pub fn platform_contact(id: &str, attributes: Value) -> Value {
+    let mut attributes = attributes;
+    attributes["product_interest"] = json!("platform");
+    json!({ "id": id, "attributes": attributes })
+}
