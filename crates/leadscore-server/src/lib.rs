@@ -10,6 +10,7 @@ pub mod keys;
 pub mod models;
 pub mod openapi;
 pub mod system;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -41,11 +42,18 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// Contacts per rescore transaction.
     pub rescore_chunk: usize,
+    /// How often stored scores of decaying models are refreshed (None: never).
+    pub sweep_interval: Option<std::time::Duration>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 4 * 1024 * 1024, max_batch: 1000, rescore_chunk: 2000 }
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_batch: 1000,
+            rescore_chunk: 2000,
+            sweep_interval: Some(std::time::Duration::from_secs(300)),
+        }
     }
 }
 
@@ -157,13 +165,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves; resumes unfinished rescore jobs first.
+/// Serves until `shutdown` resolves; resumes unfinished rescore jobs and starts the
+/// background workers first.
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     models::resume_jobs(state.clone()).await;
+    if let Some(every) = state.config.sweep_interval {
+        workers::spawn_decay_sweeper(state.clone(), every);
+    }
     let app = router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)

@@ -179,6 +179,7 @@ fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: M
     let mut contact = match existing_id {
         Some(id) => {
             let mut contact = load_contact(conn, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let before = contact.clone();
             let previous_groups = contact.groups.clone();
             merge_attributes(&mut contact.attributes, &upsert.attributes);
             if let Some(email) = &email {
@@ -195,9 +196,17 @@ fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: M
             if let Some(created_at) = upsert.created_at {
                 contact.created_at = created_at;
             }
-            contact.updated_at = now;
-            save_contact(conn, &contact, &previous_groups)?;
-            append_log(conn, &contact.id, now, "attributes", &json!({ "set": upsert.attributes, "attributes": contact.attributes }))?;
+            // A repeated upsert (an import run twice) changes nothing and logs nothing.
+            let changed = contact.attributes != before.attributes
+                || contact.email != before.email
+                || contact.groups != before.groups
+                || contact.owner != before.owner
+                || contact.created_at != before.created_at;
+            if changed {
+                contact.updated_at = now;
+                save_contact(conn, &contact, &previous_groups)?;
+                append_log(conn, &contact.id, now, "attributes", &json!({ "set": upsert.attributes, "attributes": contact.attributes }))?;
+            }
             contact
         }
         None => {

@@ -1,15 +1,15 @@
 //! ModelStore, ScoreStore (rescore chunks, jobs) and KeyStore.
 
 use async_trait::async_trait;
-use leadscore_store::scoring::{ScoringEvent, full_score};
+use leadscore_store::scoring::{ScoringEvent, full_score, refresh_fit};
 use leadscore_store::{
-    ApiKeyRecord, Job, KeyStore, Millis, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RescoreChunk,
-    Scope, ScoreRow, ScoreStore, StoreError, StoreResult,
+    ApiKeyRecord, Job, KeyStore, Millis, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk,
+    RescoreChunk, Scope, ScoreRow, ScoreStore, StoreError, StoreResult,
 };
 use rayon::prelude::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::rows::{delete_score, json_map, save_score};
+use crate::rows::{delete_score, json_map, load_scores, save_score};
 use crate::{SqliteStore, db_err};
 
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<ModelVersion> {
@@ -164,12 +164,45 @@ fn rescore_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
     Ok(RescoreChunk { last_contact: Some(last_id), contacts: count, events: event_count })
 }
 
+fn refresh_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limit: usize, now: Millis) -> StoreResult<RefreshChunk> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT s.contact_id, c.attributes FROM scores s JOIN contacts c ON c.id = s.contact_id
+             WHERE s.model = ?1 AND s.contact_id > ?2 ORDER BY s.contact_id LIMIT ?3",
+        )
+        .map_err(db_err)?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map(params![model.name, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    let mut changed = 0;
+    for (id, attributes) in &rows {
+        let Some(row) = load_scores(conn, id)?.remove(&model.name) else { continue };
+        if row.version != model.version {
+            continue; // the rescore job owns rows of other versions
+        }
+        let before = row.card.clone();
+        let fresh = refresh_fit(model, row, &json_map(attributes)?, now);
+        if fresh.card != before {
+            save_score(conn, &model.name, id, &fresh)?;
+            changed += 1;
+        }
+    }
+    Ok(RefreshChunk { last_contact: rows.last().map(|(id, _)| id.clone()), seen: rows.len() as u64, changed })
+}
+
 #[async_trait]
 impl ScoreStore for SqliteStore {
     async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RescoreChunk> {
         // The model is shared with the writer thread for the duration of the chunk.
         let model = std::sync::Arc::new(PublishedModel { name: model.name.clone(), version: model.version, model: model.model.clone() });
         self.write(move |conn| rescore_chunk_in(conn, &model, after.as_deref().unwrap_or(""), limit, now)).await
+    }
+
+    async fn refresh_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RefreshChunk> {
+        let model = std::sync::Arc::new(PublishedModel { name: model.name.clone(), version: model.version, model: model.model.clone() });
+        self.write(move |conn| refresh_chunk_in(conn, &model, after.as_deref().unwrap_or(""), limit, now)).await
     }
 
     async fn create_job(&self, job: NewJob, now: Millis) -> StoreResult<Job> {

@@ -3,6 +3,7 @@
 //! default) and, later, PostgreSQL. Both run the scoring inside their write transaction
 //! through [`scoring`], so a score never disagrees with the events stored.
 
+pub mod conformance;
 pub mod scoring;
 pub mod types;
 
@@ -79,6 +80,10 @@ pub trait ScoreStore: Send + Sync {
     /// Rescores up to `limit` contacts with ids after `after` under `model`, inside one
     /// write transaction. Returns the last contact id handled (None when done).
     async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RescoreChunk>;
+    /// Recomputes stored scores of `model` as of `now` from their states, for up to
+    /// `limit` contacts after `after`: decay and the inactivity penalty move scores without
+    /// any event, and the lead list sorts by the stored values. Writes changed rows only.
+    async fn refresh_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RefreshChunk>;
     async fn create_job(&self, job: NewJob, now: Millis) -> StoreResult<Job>;
     async fn update_job(&self, job: &Job) -> StoreResult<()>;
     async fn latest_job(&self, model: &str) -> StoreResult<Option<Job>>;

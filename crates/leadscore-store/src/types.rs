@@ -217,6 +217,13 @@ pub struct RescoreChunk {
 }
 
 #[derive(Clone, Debug)]
+pub struct RefreshChunk {
+    pub last_contact: Option<String>,
+    pub seen: u64,
+    pub changed: u64,
+}
+
+#[derive(Clone, Debug)]
 pub struct NewJob {
     pub kind: String,
     pub model: String,

@@ -156,7 +156,17 @@ pub fn open_store(data: &DataArgs) -> Result<Arc<SqliteStore>> {
 
 pub async fn app_state(store: Arc<SqliteStore>) -> Result<Arc<AppState>> {
     let store: Arc<dyn Store> = store;
-    AppState::new(store, system_clock(), ServerConfig::default()).await.context("cannot load the live models")
+    let mut config = ServerConfig::default();
+    if let Ok(text) = std::env::var("LEADSCORE_SWEEP_INTERVAL") {
+        config.sweep_interval = match text.trim() {
+            "0" | "off" => None,
+            other => {
+                let span = leadscore_core::Span::parse(other).map_err(|e| anyhow::anyhow!("LEADSCORE_SWEEP_INTERVAL: {e}"))?;
+                Some(std::time::Duration::from_millis(span.millis() as u64))
+            }
+        };
+    }
+    AppState::new(store, system_clock(), config).await.context("cannot load the live models")
 }
 
 async fn run(cli: Cli) -> Result<()> {

@@ -1,0 +1,51 @@
+//! Background work that is not tied to a request. Each worker's step is a plain async
+//! function that tests call directly; the loops only add timing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadscore_store::StoreError;
+
+use crate::AppState;
+
+/// What one sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub seen: u64,
+    pub changed: u64,
+}
+
+/// Refreshes the stored scores of every decaying model as of now (decay and the
+/// inactivity penalty change scores without events; the lead list sorts by stored values).
+pub async fn decay_sweep(state: &AppState) -> Result<SweepReport, StoreError> {
+    let mut report = SweepReport::default();
+    for published in state.models().iter().filter(|m| !m.model.decay.is_none()) {
+        let mut cursor = None;
+        loop {
+            let chunk = state.store.refresh_chunk(published, cursor.take(), state.config.rescore_chunk, state.now()).await?;
+            report.seen += chunk.seen;
+            report.changed += chunk.changed;
+            match chunk.last_contact {
+                Some(last) => cursor = Some(last),
+                None => break,
+            }
+        }
+    }
+    metrics::counter!("leadscore_sweep_changed_total").increment(report.changed);
+    Ok(report)
+}
+
+pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            match decay_sweep(&state).await {
+                Ok(report) => tracing::debug!(seen = report.seen, changed = report.changed, "decay sweep"),
+                Err(err) => tracing::error!(error = %err, "decay sweep failed"),
+            }
+        }
+    });
+}

@@ -1,0 +1,802 @@
+//! End-to-end tests of the HTTP API (PRODUCT.md §2, §4, §5): each test boots a real server
+//! on 127.0.0.1:0 with a fresh SQLite database and a clock it controls, and talks HTTP.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use leadscore_server::input::format_time;
+use leadscore_store::{ContactStore, EventStore};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// The ids of a list reply, in order.
+fn ids(reply: &Value) -> Vec<String> {
+    reply["contacts"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// Walks the lead list page by page with `query` (plus `limit`), following `next_cursor`,
+/// and returns every id in the order served.
+async fn walk_lead_list(server: &TestServer, query: &[(&str, &str)], limit: usize) -> Vec<String> {
+    let limit = limit.to_string();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..50 {
+        let mut params: Vec<(&str, &str)> = query.to_vec();
+        params.push(("limit", &limit));
+        if let Some(cursor) = &cursor {
+            params.push(("cursor", cursor));
+        }
+        let page = server.get_query("/api/v1/contacts", &params).await.expect(StatusCode::OK).clone();
+        let page_ids = ids(&page);
+        assert!(page_ids.len() <= limit.parse().unwrap(), "a page longer than the limit: {page_ids:?}");
+        seen.extend(page_ids);
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return seen,
+        }
+    }
+    panic!("the lead list did not end after 50 pages: {seen:?}");
+}
+
+// 1. The example model scores events exactly as PRODUCT.md §2 says.
+#[tokio::test(flavor = "multi_thread")]
+async fn example_model_scores_single_and_batched_events() {
+    let server = TestServer::start().await;
+    assert_eq!(server.publish("b2b", &example_model()).await, 1);
+
+    // CTO (+20) at a 250-person company (+10): fit 30, no activity yet.
+    let created = server
+        .create_contact(json!({
+            "id": "ada",
+            "email": "Ada@Example.com",
+            "attributes": { "job_title": "CTO", "company_size": 250, "product_interest": "platform" },
+        }))
+        .await;
+    assert_eq!(created["email"], "ada@example.com");
+    assert_eq!(card(&created, "b2b"), expected_card(30.0, 0.0, "cold", 2, "B", "long-term target"));
+
+    // One event: the quote form (+50).
+    let reply = server.ingest(quote_form("ada", "ada-1", T0)).await;
+    assert_eq!(reply, json!({
+        "accepted": 1, "duplicates": 0, "rejected": [],
+        "results": [{ "index": 0, "status": "stored", "contact": "ada" }],
+    }));
+    assert_eq!(card(&server.contact("ada").await, "b2b"), expected_card(30.0, 50.0, "warm", 4, "B", "sales-ready"));
+
+    // A batch: the pricing page (+25), then again the same day (capped at once a day).
+    let reply = server
+        .ingest(json!({ "batch": [page("ada", "ada-2", "/pricing", T0), page("ada", "ada-3", "/pricing/enterprise", T0 + HOUR)] }))
+        .await;
+    assert_eq!((reply["accepted"].as_u64(), reply["duplicates"].as_u64()), (Some(2), Some(0)));
+    server.set_now(T0 + HOUR);
+    // The quote and pricing awards are one hour old now: 50 and 25 decayed by 2^(-1h/30d).
+    // As of their own time they are exactly 75.
+    let at_t0 = server.get_query("/api/v1/contacts/ada", &[("at", &format_time(T0))]).await;
+    assert_eq!(card(at_t0.expect(StatusCode::OK), "b2b"), expected_card(30.0, 75.0, "hot", 5, "B", "sales-ready"));
+    server.set_now(T0);
+    let ada = server.contact("ada").await;
+    assert_eq!(card(&ada, "b2b"), expected_card(30.0, 75.0, "hot", 5, "B", "sales-ready"));
+    assert_eq!(ada["scores"]["b2b"]["version"], 1);
+    assert_eq!(ada["last_event_at"], format_time(T0 + HOUR));
+
+    // A contact made by events alone, with traits from identify: "Marketing Director"
+    // (+20), company_size "80" (a numeric string, not > 100), product_interest "" (in the
+    // segment); the webinar is +15.
+    let reply = server
+        .ingest(json!({ "batch": [
+            { "type": "identify", "messageId": "bo-1", "userId": "bo", "timestamp": format_time(T0),
+              "traits": { "job_title": "Marketing Director", "company_size": "80", "product_interest": "" } },
+            track("bo", "bo-2", "Webinar Attended", json!({}), T0),
+        ]}))
+        .await;
+    assert_eq!(reply["accepted"], 2);
+    let bo = server.contact("bo").await;
+    assert_eq!(bo["attributes"]["job_title"], "Marketing Director");
+    assert_eq!(card(&bo, "b2b"), expected_card(20.0, 15.0, "cold", 2, "C", "unqualified"));
+
+    // Outside the model's segment (no product_interest): no b2b score at all.
+    server.ingest(quote_form("cy", "cy-1", T0)).await;
+    assert_eq!(server.contact("cy").await["scores"], json!({}));
+
+    // Thirty days later (one half-life, four idle weeks): ada 75/2 - 4*5 = 17.5; bo's
+    // 15/2 - 20 stops at 0.
+    server.set_now(T0 + HOUR + 30 * DAY);
+    assert_eq!(card(&server.contact("ada").await, "b2b"), expected_card(30.0, 17.5, "cold", 2, "B", "long-term target"));
+    server.set_now(T0 + 30 * DAY);
+    assert_eq!(card(&server.contact("bo").await, "b2b"), expected_card(20.0, 0.0, "cold", 1, "C", "unqualified"));
+}
+
+// 2. F9: the set of events decides, not their arrival order; repeated messageIds are ignored.
+#[tokio::test(flavor = "multi_thread")]
+async fn late_and_duplicate_events_score_like_sorted_ones() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+    server.publish("flat", &example_model_without_decay("flat")).await;
+    for id in ["sorted", "shuffled"] {
+        server.create_contact(platform_contact(id, json!({}))).await;
+    }
+    // Exercises the daily cap, the 3-in-a-day frequency rule and negative points.
+    let events = |user: &str| -> Vec<Value> {
+        let id = |n: u32| format!("{user}-{n}");
+        vec![
+            page(user, &id(1), "/features", T0),                     // 1st features visit
+            page(user, &id(2), "/features/api", T0 + HOUR),          // 2nd
+            page(user, &id(3), "/pricing", T0 + 2 * HOUR),           // +25
+            page(user, &id(4), "/features", T0 + 3 * HOUR),          // 3rd within a day: +15
+            page(user, &id(5), "/pricing", T0 + 5 * HOUR),           // capped: once a day
+            track(user, &id(6), "Email Link Clicked", json!({}), T0 + 6 * HOUR), // +3
+            page(user, &id(7), "/pricing", T0 + 27 * HOUR),          // a day after the last award: +25
+            quote_form(user, &id(8), T0 + 28 * HOUR),                // +50
+            page(user, &id(9), "/careers", T0 + 29 * HOUR),          // -10
+        ]
+    };
+    server.set_now(T0 + 30 * HOUR);
+
+    for event in events("sorted") {
+        server.ingest(event).await;
+    }
+
+    // The same events, late and out of order, in singles and batches, with repeats.
+    let e = events("shuffled");
+    let deliveries = [
+        json!({ "batch": [e[7], e[2]] }),
+        e[8].clone(),
+        json!({ "batch": [e[0], e[4]] }),
+        e[3].clone(),
+        json!({ "batch": [e[6], e[2], e[1], e[5]] }), // e[2] again
+    ];
+    for delivery in deliveries {
+        server.ingest(delivery).await;
+    }
+    let repeats = server.ingest(json!({ "batch": [e[7], e[0]] })).await;
+    assert_eq!(repeats, json!({
+        "accepted": 0, "duplicates": 2, "rejected": [],
+        "results": [
+            { "index": 0, "status": "duplicate", "contact": "shuffled" },
+            { "index": 1, "status": "duplicate", "contact": "shuffled" },
+        ],
+    }));
+    let repeat = server.ingest(e[4].clone()).await;
+    assert_eq!((repeat["accepted"].as_u64(), repeat["duplicates"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(server.state.store.contact_events("shuffled").await.unwrap().len(), 9);
+
+    // 25 + 15 + 3 + 25 + 50 - 10 = 108, exactly, without decay.
+    let sorted = server.contact("sorted").await;
+    let shuffled = server.contact("shuffled").await;
+    assert_eq!(card(&sorted, "flat"), expected_card(0.0, 108.0, "hot", 5, "D", "researcher"));
+    assert_eq!(card(&shuffled, "flat"), card(&sorted, "flat"));
+    assert_eq!(card(&shuffled, "b2b"), card(&sorted, "b2b"));
+
+    // Still equal later, and as of a past instant.
+    server.set_now(T0 + 12 * DAY);
+    assert_eq!(card(&server.contact("shuffled").await, "b2b"), card(&server.contact("sorted").await, "b2b"));
+    let at = format_time(T0 + 4 * HOUR);
+    let past = |id: &'static str| {
+        let server = &server;
+        let at = at.clone();
+        async move { server.get_query(&format!("/api/v1/contacts/{id}"), &[("at", &at)]).await.body }
+    };
+    let (sorted_then, shuffled_then) = (past("sorted").await, past("shuffled").await);
+    assert_eq!(card(&sorted_then, "flat"), expected_card(0.0, 40.0, "cold", 2, "D", "researcher"));
+    assert_eq!(card(&shuffled_then, "flat"), card(&sorted_then, "flat"));
+    assert_eq!(card(&shuffled_then, "b2b"), card(&sorted_then, "b2b"));
+
+    // The lead list agrees (its stored scores went through the replay path too).
+    let list = server.get_query("/api/v1/contacts", &[("model", "flat")]).await;
+    let totals: Vec<&Value> = list.expect(StatusCode::OK)["contacts"].as_array().unwrap().iter().map(|c| &c["scores"]["flat"]["total"]).collect();
+    assert_eq!(totals, [&json!(108.0), &json!(108.0)]);
+}
+
+// 3. Bad input never loses good input (§4).
+#[tokio::test(flavor = "multi_thread")]
+async fn batch_reports_bad_events_by_index_and_keeps_good_ones() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("mixed", json!({}))).await;
+
+    let mut pricing = page("mixed", "mixed-5", "/pricing", T0);
+    pricing["plan"] = json!("pro"); // unknown top-level field: kept in properties
+    let batch = json!({ "batch": [
+        quote_form("mixed", "mixed-0", T0),
+        { "type": "track", "event": "Form Submitted", "userId": "mixed", "timestamp": "2026-03-02T10:00:00" },
+        { "type": "track", "event": 5, "userId": "mixed" },
+        { "type": "track", "event": "Form Submitted", "userId": "mixed", "properties": ["quote"] },
+        { "type": "bogus", "event": "Form Submitted", "userId": "mixed" },
+        pricing,
+        { "type": "track", "event": "Form Submitted", "properties": { "form": "quote" } },
+        "not an event",
+    ]});
+    let reply = server.post("/api/v1/events", &batch).await;
+    let body = reply.expect(StatusCode::MULTI_STATUS);
+    assert_eq!(body["accepted"], 2);
+    assert_eq!(body["duplicates"], 0);
+    assert_eq!(body["results"], json!([
+        { "index": 0, "status": "stored", "contact": "mixed" },
+        { "index": 5, "status": "stored", "contact": "mixed" },
+    ]));
+    let rejected = body["rejected"].as_array().unwrap();
+    let expected = [
+        (1, "no time zone"),
+        (2, "`event` must be a string"),
+        (3, "`properties` must be an object"),
+        (4, "unknown type"),
+        (6, "needs `userId`, `email` or `anonymousId`"),
+        (7, "must be a JSON object"),
+    ];
+    assert_eq!(rejected.len(), expected.len(), "{rejected:?}");
+    for (item, (index, reason)) in rejected.iter().zip(expected) {
+        assert_eq!(item["index"], index, "{item}");
+        let text = item["reason"].as_str().unwrap();
+        assert!(text.contains(reason), "index {index}: {text:?} should mention {reason:?}");
+    }
+
+    // The two good events are stored and scored: 50 + 25.
+    let mixed = server.contact("mixed").await;
+    assert_eq!(card(&mixed, "b2b"), expected_card(0.0, 75.0, "warm", 4, "D", "researcher"));
+    let export = server.get("/api/v1/contacts/mixed/export").await;
+    let events = export.expect(StatusCode::OK)["events"].as_array().unwrap().clone();
+    let message_ids: Vec<&str> = events.iter().map(|e| e["messageId"].as_str().unwrap()).collect();
+    assert_eq!(message_ids, ["mixed-0", "mixed-5"]);
+    assert_eq!(events[1]["properties"], json!({ "path": "/pricing", "plan": "pro" }));
+
+    // A single bad event is a 422 that names the problem; nothing is stored.
+    let reply = server.post("/api/v1/events", &json!({ "type": "track", "userId": "mixed", "timestamp": "yesterday", "event": "x" })).await;
+    let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains("RFC 3339"), "{error}");
+    assert_eq!(error["details"]["rejected"][0]["index"], 0);
+    assert_eq!(server.state.store.contact_events("mixed").await.unwrap().len(), 2);
+}
+
+// 4a. Every error has the shape {"error": {"code", "message"}} and the right status.
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_have_the_json_shape_and_status() {
+    let server = TestServer::start().await;
+
+    // Malformed JSON, an empty body, and JSON of the wrong shape.
+    let malformed = server
+        .request(Method::POST, "/api/v1/events", Some(ADMIN_KEY))
+        .header("content-type", "application/json")
+        .body(r#"{"event": "x", "userId": "#);
+    server.send(malformed).await.expect_error(StatusCode::BAD_REQUEST, "malformed_json");
+    let empty = server.request(Method::POST, "/api/v1/events", Some(ADMIN_KEY)).body("");
+    server.send(empty).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    server.post("/api/v1/contacts", &json!({ "id": "x", "attributes": [1] })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+
+    // A body over 4 MiB.
+    let blob = "a".repeat(4 * 1024 * 1024);
+    let oversize = server.post("/api/v1/events", &json!({ "event": "Big", "userId": "u", "properties": { "blob": blob } })).await;
+    oversize.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    // A batch over 1,000 events.
+    let many: Vec<Value> = (0..1001).map(|n| quote_form("u", &format!("m{n}"), T0)).collect();
+    server.post("/api/v1/events", &json!({ "batch": many })).await.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large");
+
+    // Unknown routes and methods, unknown things.
+    server.get("/api/v1/nope").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    server.get("/nope").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    let wrong_method = server.request(Method::PUT, "/api/v1/events", Some(ADMIN_KEY));
+    server.send(wrong_method).await.expect_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    server.get("/api/v1/contacts/nobody").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    server.get("/api/v1/models/nothing").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+
+    // Missing, malformed and unknown keys.
+    let no_key = server.request(Method::GET, "/api/v1/contacts", None);
+    server.send(no_key).await.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let basic = server.request(Method::GET, "/api/v1/contacts", None).header("authorization", "Basic dXNlcjpwdw==");
+    server.send(basic).await.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    let unknown = server.request(Method::GET, "/api/v1/contacts", Some("lsk_not_a_key"));
+    server.send(unknown).await.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // An ingest-only key on a read route and an admin route.
+    let key = server.post("/api/v1/keys", &json!({ "name": "website", "scopes": ["ingest"] })).await;
+    let ingest_key = key.expect(StatusCode::CREATED)["key"].as_str().unwrap().to_string();
+    for (method, path) in [(Method::GET, "/api/v1/contacts"), (Method::GET, "/api/v1/models"), (Method::GET, "/api/v1/keys")] {
+        let request = server.request(method, path, Some(&ingest_key));
+        server.send(request).await.expect_error(StatusCode::FORBIDDEN, "forbidden");
+    }
+}
+
+// 4b. An invalid model is refused whole with every problem listed; the live one stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_model_lists_every_problem_and_keeps_the_live_model() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("kim", json!({ "job_title": "CTO" }))).await;
+    server.ingest(quote_form("kim", "kim-1", T0)).await;
+    let before = server.contact("kim").await;
+
+    let invalid = r#"
+name = "b2b"
+colour = "blue"
+[decay]
+half_life = "30 days"
+[[bands]]
+name = "warm"
+min = 50
+[[bands]]
+name = "hot"
+min = 100
+[[fit]]
+name = "Title"
+when = { attribute = "job_title", op = "resembles", value = "ceo" }
+points = 10
+[[activity]]
+name = "Pricing"
+event = "page"
+when = { property = "path", op = "matches", value = "[unclosed" }
+points = 25
+"#;
+    let reply = server.put_model("b2b", invalid).await;
+    let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let problems = error["details"]["problems"].as_array().unwrap();
+    let expected = [
+        ("", "unknown field"),                                // colour
+        ("decay.half_life", "duration"),                      // bad duration
+        ("bands[1].min", "highest first"),                    // band order
+        ("fit[0] \"Title\".when.op", "unknown operator"),     // unknown op
+        ("activity[0] \"Pricing\".when.value", "regular expression"), // bad regex
+    ];
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    for (path, message) in expected {
+        assert!(
+            problems.iter().any(|p| p["path"].as_str().unwrap().starts_with(path) && p["message"].as_str().unwrap().contains(message)),
+            "no problem at {path:?} mentioning {message:?} in {problems:#?}"
+        );
+    }
+
+    // A TOML syntax error names its line.
+    let reply = server.put_model("b2b", "name = \"b2b\"\n[decay\n").await;
+    let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(error["details"]["problems"][0]["path"], "line 2");
+
+    // Validation without publishing reports the same problems.
+    let validate = server
+        .request(Method::POST, "/api/v1/models/validate", Some(ADMIN_KEY))
+        .header("content-type", "application/toml")
+        .body(invalid);
+    let validated = server.send(validate).await;
+    assert_eq!(validated.expect(StatusCode::OK)["valid"], false);
+    assert_eq!(validated.body["problems"].as_array().unwrap().len(), expected.len());
+
+    // The live model and the scores are untouched.
+    let model = server.get("/api/v1/models/b2b").await;
+    assert_eq!(model.expect(StatusCode::OK)["version"], 1);
+    let versions = server.get("/api/v1/models/b2b/versions").await;
+    assert_eq!(versions.expect(StatusCode::OK)["versions"].as_array().unwrap().len(), 1);
+    assert_eq!(server.contact("kim").await["scores"], before["scores"]);
+}
+
+// 5. The lead list: best first, paginated without gaps or repeats, filtered.
+#[tokio::test(flavor = "multi_thread")]
+async fn lead_list_paginates_in_order_with_filters() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+
+    // (id, job_title, company_size, groups, owner, events) → fit + activity = total
+    let quote = |id: &str| vec![quote_form(id, &format!("{id}-quote"), T0)];
+    let quote_and_pricing = |id: &str| vec![quote_form(id, &format!("{id}-quote"), T0), page(id, &format!("{id}-pricing"), "/pricing", T0)];
+    let contacts: Vec<(&str, &str, u32, Vec<&str>, Option<&str>, Vec<Value>)> = vec![
+        ("c0", "Director", 10, vec![], None, vec![]),                                // 20 + 0 = 20
+        ("c1", "CTO", 250, vec!["austin"], Some("rep-a"), quote("c1")),              // 30 + 50 = 80
+        ("c2", "Sales Director", 250, vec!["austin"], Some("rep-b"), quote("c2")),   // 30 + 50 = 80
+        ("c3", "Manager", 10, vec![], Some("rep-a"), quote_and_pricing("c3")),       // 10 + 75 = 85
+        ("c4", "CTO", 250, vec!["austin", "vip"], None, quote_and_pricing("c4")),    // 30 + 75 = 105
+        ("c5", "Intern", 10, vec!["austin"], None, vec![]),                          // -20
+        ("c6", "", 10, vec![], Some("rep-a"), vec![]),                               // 0
+        ("c7", "Manager", 500, vec![], None, vec![]),                                // 20
+        ("c8", "CTO", 10, vec!["boston"], None, vec![track("c8", "c8-web", "Webinar Attended", json!({}), T0)]), // 20 + 15 = 35
+    ];
+    for (id, title, size, groups, owner, events) in contacts {
+        let mut contact = platform_contact(id, json!({ "job_title": title, "company_size": size }));
+        contact["groups"] = json!(groups);
+        contact["owner"] = json!(owner);
+        server.create_contact(contact).await;
+        if !events.is_empty() {
+            server.ingest(json!({ "batch": events })).await;
+        }
+    }
+    // Not in the model's segment, so not on its lead list.
+    server.create_contact(json!({ "id": "outsider", "attributes": { "job_title": "CTO" } })).await;
+
+    let best_first = ["c4", "c3", "c1", "c2", "c8", "c0", "c7", "c6", "c5"];
+    for limit in [1, 2, 3, 4, 9, 50] {
+        assert_eq!(walk_lead_list(&server, &[("model", "b2b"), ("sort", "-total")], limit).await, best_first, "limit {limit}");
+    }
+    // The default sort is -total; the shown totals fall along the list.
+    let page = server.get_query("/api/v1/contacts", &[("model", "b2b")]).await;
+    let totals: Vec<f64> = page.expect(StatusCode::OK)["contacts"].as_array().unwrap().iter().map(|c| c["scores"]["b2b"]["total"].as_f64().unwrap()).collect();
+    assert_eq!(totals, [105.0, 85.0, 80.0, 80.0, 35.0, 20.0, 20.0, 0.0, -20.0]);
+    assert_eq!(page.body["next_cursor"], Value::Null);
+
+    let worst_first = ["c5", "c6", "c0", "c7", "c8", "c1", "c2", "c3", "c4"];
+    assert_eq!(walk_lead_list(&server, &[("model", "b2b"), ("sort", "total")], 2).await, worst_first);
+    // Ties in fit across page boundaries are ordered by id.
+    let by_fit = ["c1", "c2", "c4", "c0", "c7", "c8", "c3", "c6", "c5"];
+    assert_eq!(walk_lead_list(&server, &[("model", "b2b"), ("sort", "-fit")], 2).await, by_fit);
+
+    let filtered = |filters: &'static [(&'static str, &'static str)]| {
+        let server = &server;
+        async move {
+            let mut query = vec![("model", "b2b"), ("sort", "-total")];
+            query.extend_from_slice(filters);
+            walk_lead_list(server, &query, 2).await
+        }
+    };
+    assert_eq!(filtered(&[("band", "hot")]).await, ["c4"]);
+    assert_eq!(filtered(&[("band", "warm")]).await, ["c3", "c1", "c2"]);
+    assert_eq!(filtered(&[("band", "cold")]).await, ["c8", "c0", "c7", "c6", "c5"]);
+    assert_eq!(filtered(&[("group", "austin")]).await, ["c4", "c1", "c2", "c5"]);
+    assert_eq!(filtered(&[("group", "vip")]).await, ["c4"]);
+    assert_eq!(filtered(&[("owner", "rep-a")]).await, ["c3", "c1", "c6"]);
+    assert_eq!(filtered(&[("group", "austin"), ("band", "warm")]).await, ["c1", "c2"]);
+    assert_eq!(filtered(&[("group", "austin"), ("owner", "rep-b")]).await, ["c2"]);
+    assert!(filtered(&[("group", "nobody")]).await.is_empty());
+
+    // Without a model: every contact once, in id order.
+    let everyone = walk_lead_list(&server, &[], 4).await;
+    assert_eq!(everyone, ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "outsider"]);
+
+    // Bad list queries.
+    for query in [
+        vec![("model", "b2b"), ("band", "lukewarm")],
+        vec![("model", "b2b"), ("sort", "-mood")],
+        vec![("model", "b2b"), ("limit", "0")],
+        vec![("model", "b2b"), ("cursor", "garbage")],
+        vec![("band", "hot")],
+    ] {
+        server.get_query("/api/v1/contacts", &query).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    }
+    server.get_query("/api/v1/contacts", &[("model", "nope")]).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+// 6a. PATCH merges attributes and rescores fit at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn patch_rescores_fit() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("pat", json!({ "job_title": "Intern" }))).await;
+    server.ingest(quote_form("pat", "pat-1", T0)).await;
+    assert_eq!(card(&server.contact("pat").await, "b2b"), expected_card(-20.0, 50.0, "cold", 2, "D", "researcher"));
+
+    // Manager (+10), company_size 101 (+10).
+    let patched = server
+        .patch("/api/v1/contacts/pat", &json!({ "attributes": { "job_title": "IT Manager", "company_size": 101 }, "add_groups": ["austin"], "owner": "rep-a" }))
+        .await;
+    let patched = patched.expect(StatusCode::OK);
+    assert_eq!(card(patched, "b2b"), expected_card(20.0, 50.0, "warm", 4, "C", "researcher"));
+    assert_eq!(patched["groups"], json!(["austin"]));
+    assert_eq!(patched["owner"], "rep-a");
+    assert_eq!(card(&server.contact("pat").await, "b2b"), expected_card(20.0, 50.0, "warm", 4, "C", "researcher"));
+    // The lead list's stored score moved too.
+    let warm = server.get_query("/api/v1/contacts", &[("model", "b2b"), ("band", "warm"), ("group", "austin")]).await;
+    assert_eq!(ids(warm.expect(StatusCode::OK)), ["pat"]);
+
+    // null removes an attribute.
+    let patched = server.patch("/api/v1/contacts/pat", &json!({ "attributes": { "company_size": null } })).await;
+    let patched = patched.expect(StatusCode::OK);
+    assert!(patched["attributes"].get("company_size").is_none());
+    assert_eq!(card(patched, "b2b"), expected_card(10.0, 50.0, "warm", 4, "C", "researcher"));
+
+    // Leaving the segment drops the score; coming back replays the events.
+    let outside = server.patch("/api/v1/contacts/pat", &json!({ "attributes": { "product_interest": "hardware" } })).await;
+    assert_eq!(outside.expect(StatusCode::OK)["scores"], json!({}));
+    assert!(ids(server.get_query("/api/v1/contacts", &[("model", "b2b")]).await.expect(StatusCode::OK)).is_empty());
+    let back = server.patch("/api/v1/contacts/pat", &json!({ "attributes": { "product_interest": "platform" } })).await;
+    assert_eq!(card(back.expect(StatusCode::OK), "b2b"), expected_card(10.0, 50.0, "warm", 4, "C", "researcher"));
+
+    server.patch("/api/v1/contacts/nobody", &json!({ "attributes": { "a": 1 } })).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    server.patch("/api/v1/contacts/pat", &json!({ "atributes": {} })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+}
+
+// 6b. DELETE erases the contact with its events, scores and history (F27).
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_erases_the_contact_and_its_events() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(json!({ "id": "gone", "email": "gone@example.com", "attributes": { "product_interest": "platform" } })).await;
+    server.ingest(json!({ "batch": [quote_form("gone", "gone-1", T0), page("gone", "gone-2", "/pricing", T0)] })).await;
+    assert_eq!(server.state.store.contact_events("gone").await.unwrap().len(), 2);
+
+    assert_eq!(server.delete("/api/v1/contacts/gone").await.status, StatusCode::NO_CONTENT);
+    server.get("/api/v1/contacts/gone").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    server.get("/api/v1/contacts/gone/history?model=b2b").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    server.get("/api/v1/contacts/gone/export").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    server.delete("/api/v1/contacts/gone").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    assert!(server.state.store.contact_events("gone").await.unwrap().is_empty());
+    assert!(server.state.store.contact_log("gone").await.unwrap().is_empty());
+    assert!(ids(server.get_query("/api/v1/contacts", &[("model", "b2b")]).await.expect(StatusCode::OK)).is_empty());
+
+    // Nothing of it remains: the email is free, and its old messageIds are new again.
+    let again = server.create_contact(json!({ "id": "gone", "email": "gone@example.com", "attributes": { "product_interest": "platform" } })).await;
+    assert_eq!(card(&again, "b2b"), expected_card(0.0, 0.0, "cold", 0, "D", "unqualified"));
+    let reply = server.ingest(page("gone", "gone-2", "/pricing", T0)).await;
+    assert_eq!(reply["results"][0]["status"], "stored");
+    assert_eq!(card(&server.contact("gone").await, "b2b"), expected_card(0.0, 25.0, "cold", 2, "D", "unqualified"));
+}
+
+// 6c. ?at= reads the scores as of a past instant: later events are ignored (F30).
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_at_a_past_instant_ignores_later_events() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("tess", json!({ "job_title": "CTO", "company_size": 250 }))).await;
+    server
+        .ingest(json!({ "batch": [
+            quote_form("tess", "tess-1", T0),
+            page("tess", "tess-2", "/pricing", T0 + DAY),
+            track("tess", "tess-3", "Webinar Attended", json!({}), T0 + 2 * DAY),
+        ]}))
+        .await;
+    server.set_now(T0 + 2 * DAY);
+    let at = |t: i64| {
+        let server = &server;
+        async move {
+            let reply = server.get_query("/api/v1/contacts/tess", &[("at", &format_time(t))]).await;
+            let contact = reply.expect(StatusCode::OK).clone();
+            assert_eq!(contact["as_of"], format_time(t));
+            card(&contact, "b2b")
+        }
+    };
+    assert_eq!(at(T0 - DAY).await, expected_card(30.0, 0.0, "cold", 2, "B", "long-term target"));
+    assert_eq!(at(T0).await, expected_card(30.0, 50.0, "warm", 4, "B", "sales-ready"));
+    // 50 * 2^(-1/30) + 25 = 48.858 + 25, to 2 decimals.
+    assert_eq!(at(T0 + DAY).await, expected_card(30.0, 73.86, "hot", 5, "B", "sales-ready"));
+    assert_eq!(at(T0 + DAY - 1).await["activity"], 48.86);
+    // Now: 50 * 2^(-2/30) + 25 * 2^(-1/30) + 15 = 47.741 + 24.429 + 15.
+    assert_eq!(card(&server.contact("tess").await, "b2b"), expected_card(30.0, 87.17, "warm", 4, "B", "sales-ready"));
+
+    // A time without a zone is refused, not guessed.
+    let reply = server.get_query("/api/v1/contacts/tess", &[("at", "2026-03-02T09:00:00")]).await;
+    let error = reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(error["message"].as_str().unwrap().contains("no time zone"), "{error}");
+}
+
+// 7. Publishing a changed model makes a new version and rescores every contact (F10).
+#[tokio::test(flavor = "multi_thread")]
+async fn publishing_a_new_version_rescores_existing_contacts() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+    for n in 0..5 {
+        let id = format!("r{n}");
+        server.create_contact(platform_contact(&id, json!({}))).await;
+        server.ingest(quote_form(&id, &format!("{id}-quote"), T0)).await;
+    }
+    server.create_contact(json!({ "id": "z-outsider", "attributes": {} })).await;
+    assert!(ids(server.get_query("/api/v1/contacts", &[("model", "b2b"), ("band", "hot")]).await.expect(StatusCode::OK)).is_empty());
+
+    // Version 2: a quote is worth 100.
+    let v2 = example_model().replacen("points = 50\n", "points = 100\n", 1);
+    assert_ne!(v2, example_model());
+    let reply = server.put_model("b2b", &v2).await;
+    let body = reply.expect(StatusCode::CREATED);
+    assert_eq!(body["version"], 2);
+    assert_eq!(body["rescore"]["version"], 2);
+    assert_eq!(body["rescore"]["total"], 6);
+    let job = server.wait_for_rescore("b2b", 2).await;
+    assert_eq!((job["done"].as_u64(), job["total"].as_u64(), job["percent"].as_f64()), (Some(6), Some(6), Some(100.0)));
+
+    // Every stored score is under version 2, so the lead list sees the new scores.
+    for n in 0..5 {
+        let id = format!("r{n}");
+        let contact = server.state.store.get_contact(&id).await.unwrap().unwrap();
+        assert_eq!(contact.scores["b2b"].version, 2, "{id}");
+        assert_eq!(card(&server.contact(&id).await, "b2b"), expected_card(0.0, 100.0, "hot", 5, "D", "researcher"));
+    }
+    let outsider = server.state.store.get_contact("z-outsider").await.unwrap().unwrap();
+    assert!(outsider.scores.is_empty());
+    let hot = server.get_query("/api/v1/contacts", &[("model", "b2b"), ("band", "hot")]).await;
+    assert_eq!(ids(hot.expect(StatusCode::OK)), ["r0", "r1", "r2", "r3", "r4"]);
+
+    // Both versions are kept; the second is live.
+    let versions = server.get("/api/v1/models/b2b/versions").await;
+    let versions = versions.expect(StatusCode::OK)["versions"].as_array().unwrap().clone();
+    let summary: Vec<(u64, bool)> = versions.iter().map(|v| (v["version"].as_u64().unwrap(), v["live"].as_bool().unwrap())).collect();
+    assert_eq!(summary, [(1, false), (2, true)]);
+    assert_eq!(versions[0]["source"], example_model());
+    assert_eq!(versions[1]["source"], v2);
+    let model = server.get("/api/v1/models/b2b").await;
+    assert_eq!(model.expect(StatusCode::OK)["version"], 2);
+    assert_eq!(model.body["definition"]["activity"][0]["points"], 100);
+    let source = server.get("/api/v1/models/b2b?format=source").await;
+    assert_eq!(source.text, v2);
+    let models = server.get("/api/v1/models").await;
+    assert_eq!(models.expect(StatusCode::OK)["models"][0]["version"], 2);
+
+    // The rescore job is also a function tests can drive step by step.
+    let published = server.state.model("b2b").unwrap();
+    let mut job = server
+        .state
+        .store
+        .create_job(leadscore_store::NewJob { kind: "rescore".into(), model: "b2b".into(), version: published.version, total: 6 }, server.now())
+        .await
+        .unwrap();
+    let mut steps = 0;
+    while leadscore_server::models::rescore_step(&server.state, &mut job).await.unwrap() {
+        steps += 1;
+        assert!(steps < 10);
+    }
+    assert_eq!((job.state.as_str(), job.done), ("done", 6));
+}
+
+// 8. History explains the score: every award with rule, points and resulting totals (F8).
+#[tokio::test(flavor = "multi_thread")]
+async fn history_lists_awards_with_rule_names_points_and_totals() {
+    let server = TestServer::start().await;
+    // Without decay, so every resulting score is an exact sum.
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    server.create_contact(platform_contact("hal", json!({ "job_title": "CTO", "company_size": 250 }))).await;
+    server.set_now(T0 + 4 * HOUR);
+    server
+        .ingest(json!({ "batch": [
+            quote_form("hal", "hal-1", T0 + HOUR),
+            page("hal", "hal-2", "/pricing", T0 + 2 * HOUR),
+            page("hal", "hal-3", "/pricing", T0 + 3 * HOUR), // capped: no award, no entry
+            page("hal", "hal-4", "/careers", T0 + 3 * HOUR + SECOND),
+        ]}))
+        .await;
+    server.set_now(T0 + 5 * HOUR);
+    server.patch("/api/v1/contacts/hal", &json!({ "attributes": { "job_title": "Intern" } })).await.expect(StatusCode::OK);
+
+    let history = server.get("/api/v1/contacts/hal/history?model=b2b").await;
+    let history = history.expect(StatusCode::OK);
+    assert_eq!((&history["contact"], &history["model"], &history["version"]), (&json!("hal"), &json!("b2b"), &json!(1)));
+    let award = |at: i64, message_id: &str, event: &str, rule: &str, points: f64, activity: f64, total: f64| {
+        json!({
+            "at": format_time(at), "kind": "activity", "rule": rule, "event": event, "message_id": message_id,
+            "points": points, "fit": 30.0, "activity": activity, "total": total,
+        })
+    };
+    let expected = json!([
+        {
+            "at": format_time(T0), "kind": "created", "points": 30.0, "fit": 30.0, "activity": 0.0, "total": 30.0,
+            "fit_rules": [{ "rule": "Job title", "points": 20.0 }, { "rule": "Company size > 100", "points": 10.0 }],
+        },
+        award(T0 + HOUR, "hal-1", "Form Submitted", "Request a quote", 50.0, 50.0, 80.0),
+        award(T0 + 2 * HOUR, "hal-2", "page", "Visited pricing page", 25.0, 75.0, 105.0),
+        award(T0 + 3 * HOUR + SECOND, "hal-4", "page", "Careers page", -10.0, 65.0, 95.0),
+        {
+            "at": format_time(T0 + 5 * HOUR), "kind": "attributes", "points": -40.0, "fit": -10.0, "activity": 65.0, "total": 55.0,
+            "fit_rules": [{ "rule": "Job title", "points": -20.0 }, { "rule": "Company size > 100", "points": 10.0 }],
+        },
+    ]);
+    assert_eq!(history["entries"], expected);
+    assert_eq!(history["current"], expected_card(-10.0, 65.0, "warm", 4, "D", "researcher"));
+
+    // As of a past instant: only what had happened by then.
+    let then = server.get_query("/api/v1/contacts/hal/history", &[("model", "b2b"), ("at", &format_time(T0 + 2 * HOUR))]).await;
+    let entries = then.expect(StatusCode::OK)["entries"].as_array().unwrap().clone();
+    assert_eq!(entries, expected.as_array().unwrap()[..3]);
+
+    server.get("/api/v1/contacts/hal/history?model=nope").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+// 8b. Fit that came from identify traits counts in the history's resulting totals.
+#[tokio::test(flavor = "multi_thread")]
+async fn history_counts_fit_from_identify_traits() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    server
+        .ingest(json!({ "batch": [
+            { "type": "identify", "messageId": "ivy-1", "userId": "ivy", "timestamp": format_time(T0),
+              "traits": { "job_title": "CTO", "company_size": 250, "product_interest": "platform" } },
+            quote_form("ivy", "ivy-2", T0 + HOUR),
+        ]}))
+        .await;
+    assert_eq!(card(&server.contact("ivy").await, "b2b"), expected_card(30.0, 50.0, "warm", 4, "B", "sales-ready"));
+
+    let history = server.get("/api/v1/contacts/ivy/history?model=b2b").await;
+    let history = history.expect(StatusCode::OK);
+    let last = history["entries"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["rule"], "Request a quote");
+    assert_eq!(
+        (&last["fit"], &last["total"]),
+        (&json!(30.0), &json!(80.0)),
+        "the award's resulting scores ignore the fit set by identify: {:#}",
+        history["entries"]
+    );
+}
+
+// 9. API keys: scoped, shown once, revocable (F26).
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_keys_ingest_but_cannot_read_and_revoked_keys_are_refused() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+
+    let created = server.post("/api/v1/keys", &json!({ "name": "website", "scopes": ["ingest"] })).await;
+    let created = created.expect(StatusCode::CREATED).clone();
+    let key = created["key"].as_str().unwrap().to_string();
+    let key_id = created["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("lsk_") && key.len() == 68, "{key}");
+    assert_eq!(created["scopes"], json!(["ingest"]));
+    assert!(key.starts_with(created["prefix"].as_str().unwrap()));
+
+    // It ingests…
+    let ingest = server.request(Method::POST, "/api/v1/events", Some(&key)).json(&quote_form("vic", "vic-1", T0));
+    assert_eq!(server.send(ingest).await.expect(StatusCode::OK)["accepted"], 1);
+    // …but cannot read or administer.
+    for (method, path) in [
+        (Method::GET, "/api/v1/contacts/vic"),
+        (Method::GET, "/api/v1/contacts"),
+        (Method::GET, "/api/v1/contacts/vic/history"),
+        (Method::GET, "/api/v1/models/b2b"),
+        (Method::GET, "/api/v1/keys"),
+        (Method::DELETE, "/api/v1/contacts/vic"),
+    ] {
+        let request = server.request(method.clone(), path, Some(&key));
+        let reply = server.send(request).await;
+        reply.expect_error(StatusCode::FORBIDDEN, "forbidden");
+        assert!(reply.body["error"]["message"].as_str().unwrap().contains("scope"), "{method} {path}: {}", reply.text);
+    }
+    let create_key = server.request(Method::POST, "/api/v1/keys", Some(&key)).json(&json!({ "name": "mine", "scopes": ["admin"] }));
+    server.send(create_key).await.expect_error(StatusCode::FORBIDDEN, "forbidden");
+    let put_model = server.request(Method::PUT, "/api/v1/models/b2b", Some(&key)).body(example_model());
+    server.send(put_model).await.expect_error(StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(server.contact("vic").await["id"], "vic");
+
+    // A read key reads but does not ingest.
+    let read = server.post("/api/v1/keys", &json!({ "name": "dashboard", "scopes": ["read"] })).await;
+    let read_key = read.expect(StatusCode::CREATED)["key"].as_str().unwrap().to_string();
+    let get = server.request(Method::GET, "/api/v1/contacts/vic", Some(&read_key));
+    assert_eq!(server.send(get).await.expect(StatusCode::OK)["id"], "vic");
+    let ingest = server.request(Method::POST, "/api/v1/events", Some(&read_key)).json(&quote_form("vic", "vic-2", T0));
+    server.send(ingest).await.expect_error(StatusCode::FORBIDDEN, "forbidden");
+
+    // The list shows keys without their secrets.
+    let list = server.get("/api/v1/keys").await;
+    assert!(!list.text.contains(&key) && !list.text.contains(&read_key), "a key leaked: {}", list.text);
+    let names: Vec<&str> = list.expect(StatusCode::OK)["keys"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"website") && names.contains(&"dashboard"));
+
+    // Revoked: refused at once.
+    assert_eq!(server.delete(&format!("/api/v1/keys/{key_id}")).await.status, StatusCode::NO_CONTENT);
+    let ingest = server.request(Method::POST, "/api/v1/events", Some(&key)).json(&quote_form("vic", "vic-3", T0));
+    let reply = server.send(ingest).await;
+    reply.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert!(reply.body["error"]["message"].as_str().unwrap().contains("revoked"));
+    server.delete(&format!("/api/v1/keys/{key_id}")).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    let list = server.get("/api/v1/keys").await;
+    let revoked = list.body["keys"].as_array().unwrap().iter().find(|k| k["id"] == key_id.as_str()).unwrap().clone();
+    assert_eq!(revoked["revoked_at"], format_time(T0));
+
+    // Bad key requests.
+    server.post("/api/v1/keys", &json!({ "name": "x", "scopes": ["root"] })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    server.post("/api/v1/keys", &json!({ "name": "x", "scopes": [] })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+}
+
+// 10. Health, metrics and the API description.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_metrics_and_openapi() {
+    let server = TestServer::start().await;
+    let health = server.send(server.request(Method::GET, "/healthz", None)).await;
+    assert_eq!(health.expect(StatusCode::OK)["status"], "ok");
+
+    server.get("/api/v1/models").await.expect(StatusCode::OK);
+    let metrics = server.send(server.request(Method::GET, "/metrics", None)).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(metrics.text.contains("leadscore_http_requests_total"), "{}", metrics.text);
+    assert!(metrics.text.contains(r#"route="/api/v1/models""#), "requests are counted by route: {}", metrics.text);
+
+    let openapi = server.send(server.request(Method::GET, "/openapi.json", None)).await;
+    let document = openapi.expect(StatusCode::OK);
+    assert_eq!(document["openapi"], "3.1.0");
+    for (method, path, scope, _) in leadscore_server::openapi::ROUTES {
+        let operation = &document["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} missing from /openapi.json");
+        assert_eq!(operation["x-scope"], *scope);
+    }
+
+    // Every documented route exists: without a key, API routes answer 401 (not 404 or
+    // 405) and the system routes answer.
+    for (method, path, scope, _) in leadscore_server::openapi::ROUTES {
+        let concrete = path.replace("{id}", "someone").replace("{name}", "b2b");
+        let request = server.request(method.to_uppercase().parse().unwrap(), &concrete, None);
+        let reply = server.send(request).await;
+        if *scope == "none" {
+            assert_eq!(reply.status, StatusCode::OK, "{method} {path}");
+        } else {
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path}: {}", reply.text);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The shared storage suite (`leadscore_store::conformance`) against SQLite.
+
+use std::sync::Arc;
+
+use leadscore_store::{EventStore, Store};
+use leadscore_store::conformance as suite;
+use leadscore_store_sqlite::SqliteStore;
+
+fn fresh() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open_dir(dir.path()).expect("open store");
+    (dir, Arc::new(store))
+}
+
+macro_rules! suite_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (_dir, store) = fresh();
+            suite::$name(store).await;
+        }
+    )*};
+}
+
+suite_tests!(
+    ingest_scores_match_full_recompute,
+    segments_follow_attributes,
+    lead_list_pages_in_order,
+    rescore_and_refresh,
+    erase_removes_everything,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_dir(dir.path()).expect("open"));
+        suite::erase_removes_everything(store.clone()).await;
+        assert_eq!(store.count_events().await.expect("count"), 1);
+    }
+    let store = SqliteStore::open_dir(dir.path()).expect("reopen");
+    assert_eq!(store.count_events().await.expect("count"), 1, "committed events are on disk");
+}

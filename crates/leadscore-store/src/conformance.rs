@@ -1,0 +1,219 @@
+//! The storage test suite every backend runs (SQLite always; PostgreSQL when
+//! `LEADSCORE_TEST_POSTGRES_URL` is set). Each check takes a fresh, empty store and panics
+//! with a message on failure.
+
+use std::sync::Arc;
+
+use leadscore_core::Model;
+use serde_json::{Map, Value, json};
+
+use crate::scoring::{ScoringEvent, card_from_events};
+use crate::{
+    ContactPatch, ContactUpsert, EventKind, Identity, IngestStatus, LeadQuery, ModelSet, NewEvent, NewModelVersion,
+    PublishedModel, SortKey, Store,
+};
+
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+const HOUR: i64 = 3_600_000;
+
+pub const MODEL_A: &str = r#"
+name = "a"
+applies_to = { attribute = "segment", op = "eq", value = "a" }
+[[bands]]
+name = "hot"
+min = 40
+[[bands]]
+name = "cold"
+[[fit]]
+name = "title"
+when = { attribute = "title", op = "eq", value = "CTO" }
+points = 20
+[[activity]]
+name = "pricing"
+event = "page"
+when = { property = "path", op = "eq", value = "/pricing" }
+points = 25
+limit = { count = 1, per = "1d" }
+[[activity]]
+name = "any page"
+event = "page"
+points = 1
+"#;
+
+pub const MODEL_ALL: &str = r#"
+name = "all"
+decay = { half_life = "1d" }
+[[activity]]
+name = "click"
+event = "Email Link Clicked"
+points = 8
+"#;
+
+fn attrs(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap_or_default()
+}
+
+fn page(id: &str, user: &str, ts: i64, path: &str) -> NewEvent {
+    NewEvent {
+        message_id: id.into(),
+        identity: Identity { user_id: Some(user.into()), ..Identity::default() },
+        kind: EventKind::Page,
+        name: "page".into(),
+        properties: attrs(json!({ "path": path })),
+        traits: Map::new(),
+        context: None,
+        timestamp: ts,
+    }
+}
+
+fn click(id: &str, user: &str, ts: i64) -> NewEvent {
+    NewEvent { kind: EventKind::Track, name: "Email Link Clicked".into(), properties: Map::new(), ..page(id, user, ts, "") }
+}
+
+async fn publish(store: &dyn Store, text: &str) -> Arc<PublishedModel> {
+    let model = Model::parse(text).expect("test model parses");
+    let version = store
+        .publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into() }, T0)
+        .await
+        .expect("publish");
+    Arc::new(PublishedModel { name: version.name, version: version.version, model })
+}
+
+async fn models(store: &dyn Store) -> ModelSet {
+    vec![publish(store, MODEL_A).await, publish(store, MODEL_ALL).await]
+}
+
+/// Scores stored by ingest equal a full recomputation from the stored events, whatever the
+/// arrival order, and duplicates are reported and ignored.
+pub async fn ingest_scores_match_full_recompute(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    let now = T0 + 10 * HOUR;
+    store
+        .upsert_contact(ContactUpsert { id: Some("u1".into()), attributes: attrs(json!({"segment": "a", "title": "CTO"})), ..Default::default() }, &set, T0)
+        .await
+        .expect("upsert");
+    // Out of order across batches, with a duplicate.
+    let first = store.ingest(vec![page("m3", "u1", T0 + 3 * HOUR, "/pricing"), click("m4", "u1", T0 + 4 * HOUR)], &set, now).await.expect("ingest");
+    assert!(first.iter().all(|o| o.status == IngestStatus::Stored));
+    let second = store
+        .ingest(vec![page("m1", "u1", T0 + HOUR, "/pricing"), page("m3", "u1", T0 + 3 * HOUR, "/pricing"), page("m2", "u1", T0 + 2 * HOUR, "/x")], &set, now)
+        .await
+        .expect("ingest");
+    assert_eq!(second[1].status, IngestStatus::Duplicate, "m3 was already stored");
+    let contact = store.get_contact("u1").await.expect("get").expect("exists");
+    let events: Vec<ScoringEvent> = store
+        .contact_events("u1")
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| ScoringEvent { timestamp: e.timestamp, message_id: e.message_id, name: e.name, properties: e.properties })
+        .collect();
+    assert_eq!(events.len(), 4);
+    for published in &set {
+        let stored = &contact.scores[&published.name];
+        let full = card_from_events(published, &contact.attributes, &events, now);
+        assert_eq!(stored.card, full, "model {}", published.name);
+    }
+    // pricing once (limit 1/day) + 3 pages + fit 20
+    assert_eq!(contact.scores["a"].card.total, 20.0 + 25.0 + 3.0);
+    assert_eq!(contact.scores["a"].card.band.as_deref(), Some("hot"));
+}
+
+/// A contact gets a score from every model whose segment matches, and gains or loses a
+/// model's score when an attribute change moves it in or out of the segment.
+pub async fn segments_follow_attributes(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    store.ingest(vec![page("p1", "u2", T0, "/pricing")], &set, T0).await.expect("ingest");
+    let contact = store.get_contact("u2").await.expect("get").expect("created by the event");
+    assert_eq!(contact.scores.keys().collect::<Vec<_>>(), vec!["all"]);
+    let patch = ContactPatch { attributes: attrs(json!({"segment": "a"})), ..Default::default() };
+    let contact = store.patch_contact("u2", patch, &set, T0 + HOUR).await.expect("patch");
+    assert_eq!(contact.scores["a"].card.activity, 26.0, "joining the segment replays past events");
+    let patch = ContactPatch { attributes: attrs(json!({"segment": null})), ..Default::default() };
+    let contact = store.patch_contact("u2", patch, &set, T0 + HOUR).await.expect("patch");
+    assert!(!contact.scores.contains_key("a"));
+    assert!(store.get_contact("u2").await.expect("get").expect("exists").scores.get("a").is_none());
+}
+
+/// The lead list pages through every scored contact once, best first, with filters.
+pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    let mut events = Vec::new();
+    for i in 0..25 {
+        let user = format!("lead{i:02}");
+        store
+            .upsert_contact(
+                ContactUpsert {
+                    id: Some(user.clone()),
+                    attributes: attrs(json!({"segment": "a"})),
+                    groups: if i % 2 == 0 { vec!["even".into()] } else { vec![] },
+                    owner: (i % 3 == 0).then(|| "rep1".to_string()),
+                    ..Default::default()
+                },
+                &set,
+                T0,
+            )
+            .await
+            .expect("upsert");
+        for k in 0..(i % 7) {
+            events.push(page(&format!("l{i}-{k}"), &user, T0 + k as i64 * 60_000, "/x"));
+        }
+    }
+    store.ingest(events, &set, T0 + HOUR).await.expect("ingest");
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let query = LeadQuery { model: "a".into(), sort: SortKey::Total, descending: true, band: None, group: None, owner: None, limit: 4, after: after.clone() };
+        let page = store.list_leads(&query).await.expect("list");
+        if page.is_empty() {
+            break;
+        }
+        for c in &page {
+            seen.push((c.scores["a"].card.total, c.id.clone()));
+        }
+        let last = page.last().expect("non-empty");
+        after = Some((last.scores["a"].card.total, last.id.clone()));
+    }
+    assert_eq!(seen.len(), 25, "every contact exactly once");
+    let mut sorted = seen.clone();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    assert_eq!(seen, sorted, "best first, ties by id");
+    let query = LeadQuery { model: "a".into(), sort: SortKey::Total, descending: true, band: None, group: Some("even".into()), owner: Some("rep1".into()), limit: 50, after: None };
+    let filtered = store.list_leads(&query).await.expect("list");
+    let mut ids: Vec<String> = filtered.iter().map(|c| c.id.clone()).collect();
+    let totals: Vec<f64> = filtered.iter().map(|c| c.scores["a"].card.total).collect();
+    assert!(totals.windows(2).all(|w| w[0] >= w[1]), "filtered list is best first: {totals:?}");
+    ids.sort();
+    let expect: Vec<String> = (0..25).filter(|i| i % 6 == 0).map(|i| format!("lead{i:02}")).collect();
+    assert_eq!(ids, expect, "group `even` and owner `rep1`");
+}
+
+/// A rescore chunk under a new version gives the same rows as ingest would, and the decay
+/// refresh moves stored totals as time passes.
+pub async fn rescore_and_refresh(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    store.ingest(vec![click("c1", "u3", T0), click("c2", "u3", T0 + HOUR)], &set, T0 + HOUR).await.expect("ingest");
+    let before = store.get_contact("u3").await.expect("get").expect("exists").scores["all"].card.clone();
+    let v2 = publish(store.as_ref(), MODEL_ALL).await;
+    assert_eq!(v2.version, 2);
+    let chunk = store.rescore_chunk(&v2, None, 100, T0 + HOUR).await.expect("rescore");
+    assert_eq!(chunk.contacts, 1);
+    let after = store.get_contact("u3").await.expect("get").expect("exists").scores["all"].clone();
+    assert_eq!((after.version, &after.card), (2, &before));
+    let refreshed = store.refresh_chunk(&v2, None, 100, T0 + 25 * HOUR).await.expect("refresh");
+    assert_eq!((refreshed.seen, refreshed.changed), (1, 1));
+    let decayed = store.get_contact("u3").await.expect("get").expect("exists").scores["all"].card.activity;
+    assert_eq!(decayed, leadscore_core::scorer::round2(8.0 * 0.5f64.powf(25.0 / 24.0) + 8.0 * 0.5), "a day later the clicks have halved");
+}
+
+/// Erasure removes the contact with its events and scores; its messageIds are free again.
+pub async fn erase_removes_everything(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    store.ingest(vec![click("e1", "gone", T0)], &set, T0).await.expect("ingest");
+    assert!(store.delete_contact("gone").await.expect("delete"));
+    assert!(store.get_contact("gone").await.expect("get").is_none());
+    assert!(store.contact_events("gone").await.expect("events").is_empty());
+    assert!(!store.delete_contact("gone").await.expect("delete"));
+    let again = store.ingest(vec![click("e1", "gone", T0)], &set, T0).await.expect("ingest");
+    assert_eq!(again[0].status, IngestStatus::Stored);
+}
