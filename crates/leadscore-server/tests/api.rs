@@ -7,13 +7,25 @@ mod common;
 
 use common::*;
 use leadscore_server::input::format_time;
-use leadscore_store::{ContactStore, EventStore};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// The ids of a list reply, in order.
 fn ids(reply: &Value) -> Vec<String> {
     reply["contacts"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// The shown totals under `model` of a list reply, in order.
+fn totals(reply: &Value, model: &str) -> Vec<f64> {
+    reply["contacts"].as_array().unwrap().iter().map(|c| c["scores"][model]["total"].as_f64().unwrap()).collect()
+}
+
+/// GET /api/v1/contacts/{id}?at=… ; checks the reply says which instant it is as of.
+async fn contact_at(server: &TestServer, id: &str, at: i64) -> Value {
+    let reply = server.get_query(&format!("/api/v1/contacts/{id}"), &[("at", &format_time(at))]).await;
+    let contact = reply.expect(StatusCode::OK).clone();
+    assert_eq!(contact["as_of"], format_time(at));
+    contact
 }
 
 /// Walks the lead list page by page with `query` (plus `limit`), following `next_cursor`,
@@ -67,19 +79,13 @@ async fn example_model_scores_single_and_batched_events() {
 
     // A batch: the pricing page (+25), then again the same day (capped at once a day).
     let reply = server
-        .ingest(json!({ "batch": [page("ada", "ada-2", "/pricing", T0), page("ada", "ada-3", "/pricing/enterprise", T0 + HOUR)] }))
+        .ingest(json!({ "batch": [page("ada", "ada-2", "/pricing", T0), page("ada", "ada-3", "/pricing/enterprise", T0)] }))
         .await;
     assert_eq!((reply["accepted"].as_u64(), reply["duplicates"].as_u64()), (Some(2), Some(0)));
-    server.set_now(T0 + HOUR);
-    // The quote and pricing awards are one hour old now: 50 and 25 decayed by 2^(-1h/30d).
-    // As of their own time they are exactly 75.
-    let at_t0 = server.get_query("/api/v1/contacts/ada", &[("at", &format_time(T0))]).await;
-    assert_eq!(card(at_t0.expect(StatusCode::OK), "b2b"), expected_card(30.0, 75.0, "hot", 5, "B", "sales-ready"));
-    server.set_now(T0);
     let ada = server.contact("ada").await;
     assert_eq!(card(&ada, "b2b"), expected_card(30.0, 75.0, "hot", 5, "B", "sales-ready"));
     assert_eq!(ada["scores"]["b2b"]["version"], 1);
-    assert_eq!(ada["last_event_at"], format_time(T0 + HOUR));
+    assert_eq!(ada["last_event_at"], format_time(T0));
 
     // A contact made by events alone, with traits from identify: "Marketing Director"
     // (+20), company_size "80" (a numeric string, not > 100), product_interest "" (in the
@@ -102,9 +108,8 @@ async fn example_model_scores_single_and_batched_events() {
 
     // Thirty days later (one half-life, four idle weeks): ada 75/2 - 4*5 = 17.5; bo's
     // 15/2 - 20 stops at 0.
-    server.set_now(T0 + HOUR + 30 * DAY);
-    assert_eq!(card(&server.contact("ada").await, "b2b"), expected_card(30.0, 17.5, "cold", 2, "B", "long-term target"));
     server.set_now(T0 + 30 * DAY);
+    assert_eq!(card(&server.contact("ada").await, "b2b"), expected_card(30.0, 17.5, "cold", 2, "B", "long-term target"));
     assert_eq!(card(&server.contact("bo").await, "b2b"), expected_card(20.0, 0.0, "cold", 1, "C", "unqualified"));
 }
 
@@ -172,21 +177,15 @@ async fn late_and_duplicate_events_score_like_sorted_ones() {
     // Still equal later, and as of a past instant.
     server.set_now(T0 + 12 * DAY);
     assert_eq!(card(&server.contact("shuffled").await, "b2b"), card(&server.contact("sorted").await, "b2b"));
-    let at = format_time(T0 + 4 * HOUR);
-    let past = |id: &'static str| {
-        let server = &server;
-        let at = at.clone();
-        async move { server.get_query(&format!("/api/v1/contacts/{id}"), &[("at", &at)]).await.body }
-    };
-    let (sorted_then, shuffled_then) = (past("sorted").await, past("shuffled").await);
+    let sorted_then = contact_at(&server, "sorted", T0 + 4 * HOUR).await;
+    let shuffled_then = contact_at(&server, "shuffled", T0 + 4 * HOUR).await;
     assert_eq!(card(&sorted_then, "flat"), expected_card(0.0, 40.0, "cold", 2, "D", "researcher"));
     assert_eq!(card(&shuffled_then, "flat"), card(&sorted_then, "flat"));
     assert_eq!(card(&shuffled_then, "b2b"), card(&sorted_then, "b2b"));
 
     // The lead list agrees (its stored scores went through the replay path too).
     let list = server.get_query("/api/v1/contacts", &[("model", "flat")]).await;
-    let totals: Vec<&Value> = list.expect(StatusCode::OK)["contacts"].as_array().unwrap().iter().map(|c| &c["scores"]["flat"]["total"]).collect();
-    assert_eq!(totals, [&json!(108.0), &json!(108.0)]);
+    assert_eq!(totals(list.expect(StatusCode::OK), "flat"), [108.0, 108.0]);
 }
 
 // 3. Bad input never loses good input (§4).
@@ -331,10 +330,10 @@ points = 25
     let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     let problems = error["details"]["problems"].as_array().unwrap();
     let expected = [
-        ("", "unknown field"),                                // colour
-        ("decay.half_life", "duration"),                      // bad duration
-        ("bands[1].min", "highest first"),                    // band order
-        ("fit[0] \"Title\".when.op", "unknown operator"),     // unknown op
+        ("", "unknown field"),                                        // colour
+        ("decay.half_life", "duration"),                              // bad duration
+        ("bands[1].min", "highest first"),                            // band order
+        ("fit[0] \"Title\".when.op", "unknown operator"),             // unknown op
         ("activity[0] \"Pricing\".when.value", "regular expression"), // bad regex
     ];
     assert_eq!(problems.len(), expected.len(), "{problems:#?}");
@@ -373,29 +372,39 @@ async fn lead_list_paginates_in_order_with_filters() {
     let server = TestServer::start().await;
     server.publish("b2b", &example_model()).await;
 
-    // (id, job_title, company_size, groups, owner, events) → fit + activity = total
-    let quote = |id: &str| vec![quote_form(id, &format!("{id}-quote"), T0)];
-    let quote_and_pricing = |id: &str| vec![quote_form(id, &format!("{id}-quote"), T0), page(id, &format!("{id}-pricing"), "/pricing", T0)];
-    let contacts: Vec<(&str, &str, u32, Vec<&str>, Option<&str>, Vec<Value>)> = vec![
-        ("c0", "Director", 10, vec![], None, vec![]),                                // 20 + 0 = 20
-        ("c1", "CTO", 250, vec!["austin"], Some("rep-a"), quote("c1")),              // 30 + 50 = 80
-        ("c2", "Sales Director", 250, vec!["austin"], Some("rep-b"), quote("c2")),   // 30 + 50 = 80
-        ("c3", "Manager", 10, vec![], Some("rep-a"), quote_and_pricing("c3")),       // 10 + 75 = 85
-        ("c4", "CTO", 250, vec!["austin", "vip"], None, quote_and_pricing("c4")),    // 30 + 75 = 105
-        ("c5", "Intern", 10, vec!["austin"], None, vec![]),                          // -20
-        ("c6", "", 10, vec![], Some("rep-a"), vec![]),                               // 0
-        ("c7", "Manager", 500, vec![], None, vec![]),                                // 20
-        ("c8", "CTO", 10, vec!["boston"], None, vec![track("c8", "c8-web", "Webinar Attended", json!({}), T0)]), // 20 + 15 = 35
+    // (id, job_title, company_size, groups, owner): fit 30 for c1 c2 c4, 20 for c0 c7 c8,
+    // 10 for c3, 0 for c6, -20 for c5.
+    type Lead = (&'static str, &'static str, u32, &'static [&'static str], Option<&'static str>);
+    let leads: [Lead; 9] = [
+        ("c0", "Director", 10, &[], None),
+        ("c1", "CTO", 250, &["austin"], Some("rep-a")),
+        ("c2", "Sales Director", 250, &["austin"], Some("rep-b")),
+        ("c3", "Manager", 10, &[], Some("rep-a")),
+        ("c4", "CTO", 250, &["austin", "vip"], None),
+        ("c5", "Intern", 10, &["austin"], None),
+        ("c6", "", 10, &[], Some("rep-a")),
+        ("c7", "Manager", 500, &[], None),
+        ("c8", "CTO", 10, &["boston"], None),
     ];
-    for (id, title, size, groups, owner, events) in contacts {
+    for (id, title, size, groups, owner) in leads {
         let mut contact = platform_contact(id, json!({ "job_title": title, "company_size": size }));
         contact["groups"] = json!(groups);
         contact["owner"] = json!(owner);
         server.create_contact(contact).await;
-        if !events.is_empty() {
-            server.ingest(json!({ "batch": events })).await;
-        }
     }
+    // Totals: c4 30 + 75 = 105, c3 10 + 75 = 85, c1 and c2 30 + 50 = 80, c8 20 + 15 = 35,
+    // c0 and c7 20, c6 0, c5 -20.
+    server
+        .ingest(json!({ "batch": [
+            quote_form("c1", "c1-quote", T0),
+            quote_form("c2", "c2-quote", T0),
+            quote_form("c3", "c3-quote", T0),
+            page("c3", "c3-pricing", "/pricing", T0),
+            quote_form("c4", "c4-quote", T0),
+            page("c4", "c4-pricing", "/pricing", T0),
+            track("c8", "c8-webinar", "Webinar Attended", json!({}), T0),
+        ]}))
+        .await;
     // Not in the model's segment, so not on its lead list.
     server.create_contact(json!({ "id": "outsider", "attributes": { "job_title": "CTO" } })).await;
 
@@ -404,10 +413,9 @@ async fn lead_list_paginates_in_order_with_filters() {
         assert_eq!(walk_lead_list(&server, &[("model", "b2b"), ("sort", "-total")], limit).await, best_first, "limit {limit}");
     }
     // The default sort is -total; the shown totals fall along the list.
-    let page = server.get_query("/api/v1/contacts", &[("model", "b2b")]).await;
-    let totals: Vec<f64> = page.expect(StatusCode::OK)["contacts"].as_array().unwrap().iter().map(|c| c["scores"]["b2b"]["total"].as_f64().unwrap()).collect();
-    assert_eq!(totals, [105.0, 85.0, 80.0, 80.0, 35.0, 20.0, 20.0, 0.0, -20.0]);
-    assert_eq!(page.body["next_cursor"], Value::Null);
+    let first_page = server.get_query("/api/v1/contacts", &[("model", "b2b")]).await;
+    assert_eq!(totals(first_page.expect(StatusCode::OK), "b2b"), [105.0, 85.0, 80.0, 80.0, 35.0, 20.0, 20.0, 0.0, -20.0]);
+    assert_eq!(first_page.body["next_cursor"], Value::Null);
 
     let worst_first = ["c5", "c6", "c0", "c7", "c8", "c1", "c2", "c3", "c4"];
     assert_eq!(walk_lead_list(&server, &[("model", "b2b"), ("sort", "total")], 2).await, worst_first);
@@ -450,6 +458,34 @@ async fn lead_list_paginates_in_order_with_filters() {
     server.get_query("/api/v1/contacts", &[("model", "nope")]).await.expect_error(StatusCode::NOT_FOUND, "not_found");
 }
 
+// 5b. Decay moves scores without events; the sweep brings the lead list's stored scores
+// (which it sorts and filters by) up to what contacts show.
+#[tokio::test(flavor = "multi_thread")]
+async fn decay_sweep_refreshes_the_lead_list() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+    for id in ["fading", "fresh"] {
+        server.create_contact(platform_contact(id, json!({}))).await;
+    }
+    server.ingest(json!({ "batch": [quote_form("fading", "fading-1", T0), page("fading", "fading-2", "/pricing", T0)] })).await;
+    server.set_now(T0 + 60 * DAY);
+    server.ingest(quote_form("fresh", "fresh-1", T0 + 60 * DAY)).await;
+    // Two half-lives and eight idle weeks: 75 / 4 - 8 * 5 stops at 0.
+    assert_eq!(card(&server.contact("fading").await, "b2b"), expected_card(0.0, 0.0, "cold", 0, "D", "unqualified"));
+    assert_eq!(card(&server.contact("fresh").await, "b2b"), expected_card(0.0, 50.0, "warm", 3, "D", "researcher"));
+
+    let report = leadscore_server::workers::decay_sweep(&server.state).await.unwrap();
+    assert_eq!((report.seen, report.changed), (2, 1));
+    let list = |band: &'static str| {
+        let server = &server;
+        async move { ids(server.get_query("/api/v1/contacts", &[("model", "b2b"), ("band", band)]).await.expect(StatusCode::OK)) }
+    };
+    assert_eq!(list("warm").await, ["fresh"]);
+    assert_eq!(list("cold").await, ["fading"]);
+    let all = server.get_query("/api/v1/contacts", &[("model", "b2b"), ("sort", "-total")]).await;
+    assert_eq!(ids(all.expect(StatusCode::OK)), ["fresh", "fading"]);
+}
+
 // 6a. PATCH merges attributes and rescores fit at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn patch_rescores_fit() {
@@ -460,14 +496,13 @@ async fn patch_rescores_fit() {
     assert_eq!(card(&server.contact("pat").await, "b2b"), expected_card(-20.0, 50.0, "cold", 2, "D", "researcher"));
 
     // Manager (+10), company_size 101 (+10).
-    let patched = server
-        .patch("/api/v1/contacts/pat", &json!({ "attributes": { "job_title": "IT Manager", "company_size": 101 }, "add_groups": ["austin"], "owner": "rep-a" }))
-        .await;
+    let patch = json!({ "attributes": { "job_title": "IT Manager", "company_size": 101 }, "add_groups": ["austin"], "owner": "rep-a" });
+    let patched = server.patch("/api/v1/contacts/pat", &patch).await;
     let patched = patched.expect(StatusCode::OK);
-    assert_eq!(card(patched, "b2b"), expected_card(20.0, 50.0, "warm", 4, "C", "researcher"));
+    assert_eq!(card(patched, "b2b"), expected_card(20.0, 50.0, "warm", 3, "C", "researcher"));
     assert_eq!(patched["groups"], json!(["austin"]));
     assert_eq!(patched["owner"], "rep-a");
-    assert_eq!(card(&server.contact("pat").await, "b2b"), expected_card(20.0, 50.0, "warm", 4, "C", "researcher"));
+    assert_eq!(card(&server.contact("pat").await, "b2b"), expected_card(20.0, 50.0, "warm", 3, "C", "researcher"));
     // The lead list's stored score moved too.
     let warm = server.get_query("/api/v1/contacts", &[("model", "b2b"), ("band", "warm"), ("group", "austin")]).await;
     assert_eq!(ids(warm.expect(StatusCode::OK)), ["pat"]);
@@ -476,14 +511,14 @@ async fn patch_rescores_fit() {
     let patched = server.patch("/api/v1/contacts/pat", &json!({ "attributes": { "company_size": null } })).await;
     let patched = patched.expect(StatusCode::OK);
     assert!(patched["attributes"].get("company_size").is_none());
-    assert_eq!(card(patched, "b2b"), expected_card(10.0, 50.0, "warm", 4, "C", "researcher"));
+    assert_eq!(card(patched, "b2b"), expected_card(10.0, 50.0, "warm", 3, "C", "researcher"));
 
     // Leaving the segment drops the score; coming back replays the events.
     let outside = server.patch("/api/v1/contacts/pat", &json!({ "attributes": { "product_interest": "hardware" } })).await;
     assert_eq!(outside.expect(StatusCode::OK)["scores"], json!({}));
     assert!(ids(server.get_query("/api/v1/contacts", &[("model", "b2b")]).await.expect(StatusCode::OK)).is_empty());
     let back = server.patch("/api/v1/contacts/pat", &json!({ "attributes": { "product_interest": "platform" } })).await;
-    assert_eq!(card(back.expect(StatusCode::OK), "b2b"), expected_card(10.0, 50.0, "warm", 4, "C", "researcher"));
+    assert_eq!(card(back.expect(StatusCode::OK), "b2b"), expected_card(10.0, 50.0, "warm", 3, "C", "researcher"));
 
     server.patch("/api/v1/contacts/nobody", &json!({ "attributes": { "a": 1 } })).await.expect_error(StatusCode::NOT_FOUND, "not_found");
     server.patch("/api/v1/contacts/pat", &json!({ "atributes": {} })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
@@ -531,20 +566,15 @@ async fn reading_at_a_past_instant_ignores_later_events() {
     server.set_now(T0 + 2 * DAY);
     let at = |t: i64| {
         let server = &server;
-        async move {
-            let reply = server.get_query("/api/v1/contacts/tess", &[("at", &format_time(t))]).await;
-            let contact = reply.expect(StatusCode::OK).clone();
-            assert_eq!(contact["as_of"], format_time(t));
-            card(&contact, "b2b")
-        }
+        async move { card(&contact_at(server, "tess", t).await, "b2b") }
     };
     assert_eq!(at(T0 - DAY).await, expected_card(30.0, 0.0, "cold", 2, "B", "long-term target"));
     assert_eq!(at(T0).await, expected_card(30.0, 50.0, "warm", 4, "B", "sales-ready"));
     // 50 * 2^(-1/30) + 25 = 48.858 + 25, to 2 decimals.
     assert_eq!(at(T0 + DAY).await, expected_card(30.0, 73.86, "hot", 5, "B", "sales-ready"));
     assert_eq!(at(T0 + DAY - 1).await["activity"], 48.86);
-    // Now: 50 * 2^(-2/30) + 25 * 2^(-1/30) + 15 = 47.741 + 24.429 + 15.
-    assert_eq!(card(&server.contact("tess").await, "b2b"), expected_card(30.0, 87.17, "warm", 4, "B", "sales-ready"));
+    // Now: 50 * 2^(-2/30) + 25 * 2^(-1/30) + 15 = 47.742 + 24.429 + 15.
+    assert_eq!(card(&server.contact("tess").await, "b2b"), expected_card(30.0, 87.17, "hot", 5, "B", "sales-ready"));
 
     // A time without a zone is refused, not guessed.
     let reply = server.get_query("/api/v1/contacts/tess", &[("at", "2026-03-02T09:00:00")]).await;
@@ -602,6 +632,15 @@ async fn publishing_a_new_version_rescores_existing_contacts() {
     assert_eq!(source.text, v2);
     let models = server.get("/api/v1/models").await;
     assert_eq!(models.expect(StatusCode::OK)["models"][0]["version"], 2);
+
+    // The same model as JSON is version 3, in JSON, and scores the same.
+    let definition = model.body["definition"].clone();
+    let put_json = server.request(Method::PUT, "/api/v1/models/b2b", Some(ADMIN_KEY)).json(&definition);
+    assert_eq!(server.send(put_json).await.expect(StatusCode::CREATED)["version"], 3);
+    server.wait_for_rescore("b2b", 3).await;
+    let model = server.get("/api/v1/models/b2b").await;
+    assert_eq!((&model.body["version"], &model.body["format"]), (&json!(3), &json!("json")));
+    assert_eq!(card(&server.contact("r0").await, "b2b"), expected_card(0.0, 100.0, "hot", 5, "D", "researcher"));
 
     // The rescore job is also a function tests can drive step by step.
     let published = server.state.model("b2b").unwrap();
@@ -661,7 +700,7 @@ async fn history_lists_awards_with_rule_names_points_and_totals() {
         },
     ]);
     assert_eq!(history["entries"], expected);
-    assert_eq!(history["current"], expected_card(-10.0, 65.0, "warm", 4, "D", "researcher"));
+    assert_eq!(history["current"], expected_card(-10.0, 65.0, "warm", 3, "D", "researcher"));
 
     // As of a past instant: only what had happened by then.
     let then = server.get_query("/api/v1/contacts/hal/history", &[("model", "b2b"), ("at", &format_time(T0 + 2 * HOUR))]).await;
@@ -695,6 +734,24 @@ async fn history_counts_fit_from_identify_traits() {
         "the award's resulting scores ignore the fit set by identify: {:#}",
         history["entries"]
     );
+}
+
+// 8c. §4: "an anonymousId later identified merges its events into the contact".
+#[tokio::test(flavor = "multi_thread")]
+async fn identify_merges_anonymous_events_into_the_contact() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+    let visit = json!({ "type": "page", "messageId": "v-1", "anonymousId": "visitor-7",
+                        "properties": { "path": "/pricing" }, "timestamp": format_time(T0) });
+    server.ingest(visit).await;
+    let identify = json!({ "type": "identify", "messageId": "v-2", "anonymousId": "visitor-7", "userId": "una",
+                           "traits": { "product_interest": "platform" }, "timestamp": format_time(T0 + HOUR) });
+    assert_eq!(server.ingest(identify).await["results"][0]["contact"], "una");
+
+    let export = server.get("/api/v1/contacts/una/export").await;
+    let events: Vec<&str> = export.expect(StatusCode::OK)["events"].as_array().unwrap().iter().map(|e| e["messageId"].as_str().unwrap()).collect();
+    assert_eq!(events, ["v-1"], "the anonymous visit was not merged into the identified contact");
+    assert_eq!(card(&export.body["contact"], "b2b")["activity"], 25.0);
 }
 
 // 9. API keys: scoped, shown once, revocable (F26).

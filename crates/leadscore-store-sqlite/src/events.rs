@@ -139,18 +139,24 @@ pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSe
     for contact_id in order {
         let Some(mut entry) = touched.remove(&contact_id) else { continue };
         let mut contact = load_contact(conn, &contact_id)?.ok_or_else(|| StoreError::Backend(format!("contact {contact_id} vanished")))?;
-        let previous_groups = contact.groups.clone();
-        if !entry.traits.is_empty() {
+        if let Some(newest) = entry.new_events.iter().map(|e| e.timestamp).max() {
+            contact.last_event_at = Some(contact.last_event_at.map_or(newest, |t| t.max(newest)));
+        }
+        if entry.traits.is_empty() {
+            // The common case: only the activity clock moved.
+            conn.prepare_cached("UPDATE contacts SET last_event_at = ?2 WHERE id = ?1")
+                .map_err(db_err)?
+                .execute(params![contact.id, contact.last_event_at])
+                .map_err(db_err)?;
+        } else {
+            let previous_groups = contact.groups.clone();
             if let Some(Value::String(email)) = entry.traits.remove("email") {
                 set_email(conn, &mut contact, &email)?;
             }
             merge_attributes(&mut contact.attributes, &entry.traits);
             contact.updated_at = now;
+            save_contact(conn, &contact, &previous_groups)?;
         }
-        if let Some(newest) = entry.new_events.iter().map(|e| e.timestamp).max() {
-            contact.last_event_at = Some(contact.last_event_at.map_or(newest, |t| t.max(newest)));
-        }
-        save_contact(conn, &contact, &previous_groups)?;
         rescore_contact(conn, &mut contact, models, &mut entry.new_events, now)?;
     }
     Ok(outcomes)

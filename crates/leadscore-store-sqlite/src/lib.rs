@@ -50,6 +50,7 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA cache_size = -65536;
+         PRAGMA wal_autocheckpoint = 8192;
          PRAGMA temp_store = MEMORY;",
     )
     .map_err(db_err)?;
@@ -133,6 +134,16 @@ impl SqliteStore {
     }
 }
 
+/// Runs a fixed statement through the statement cache (no re-parsing per write).
+fn run_statement(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(db_err)
+}
+
+fn rollback_to_savepoint(conn: &Connection) -> StoreResult<()> {
+    run_statement(conn, "ROLLBACK TO job")?;
+    run_statement(conn, "RELEASE job")
+}
+
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
     let mut group: Vec<WriteJob> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
@@ -146,25 +157,30 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
         let started = std::time::Instant::now();
         let size = group.len();
         let mut completions = Vec::with_capacity(size);
-        let begin = conn.execute_batch("BEGIN IMMEDIATE");
-        if let Err(err) = begin {
+        if let Err(err) = run_statement(&conn, "BEGIN IMMEDIATE") {
             // Dropping the jobs answers their callers with StoreError::Closed.
             tracing::error!(error = %err, dropped = size, "cannot begin a write transaction");
             group.clear();
             continue;
         }
+        // A lone write needs no savepoint: if it fails, the whole transaction rolls back.
+        // In a group, each write gets one, so a failing write does not undo the others.
+        let isolate = size > 1;
+        let mut failed_alone = false;
         for job in group.drain(..) {
-            let savepoint = conn.execute_batch("SAVEPOINT job");
+            let savepoint = isolate && run_statement(&conn, "SAVEPOINT job").is_ok();
             let (ok, completion) = job(&conn);
-            if savepoint.is_ok() {
-                let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-                if let Err(err) = conn.execute_batch(end) {
+            if savepoint {
+                let end = if ok { run_statement(&conn, "RELEASE job") } else { rollback_to_savepoint(&conn) };
+                if let Err(err) = end {
                     tracing::error!(error = %err, "savepoint end failed");
                 }
+            } else if !ok {
+                failed_alone = true;
             }
             completions.push(completion);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(db_err);
+        let commit = if failed_alone { run_statement(&conn, "ROLLBACK") } else { run_statement(&conn, "COMMIT") };
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
