@@ -168,6 +168,8 @@ impl ActivityState {
                 .filter(|(t, _)| at - t < expire.millis())
                 .map(|(t, p)| p * decay.half_life.map_or(1.0, |h| half_life_factor(at - t, h.millis())))
                 .sum()
+        } else if self.sum == 0.0 {
+            0.0
         } else if let Some(half_life) = decay.half_life {
             self.sum * half_life_factor(at - self.sum_at, half_life.millis())
         } else {

@@ -141,13 +141,9 @@ async fn upsert(
     owner: Option<String>,
     created_at: Option<Millis>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let existed = match (&id, &email) {
-        (Some(id), _) => state.store.get_contact(id).await?.is_some(),
-        _ => false,
-    };
     let upsert = ContactUpsert { id, email, attributes, groups, owner, created_at };
-    let contact = state.store.upsert_contact(upsert, &state.models(), state.now()).await?;
-    let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
+    let (contact, created) = state.store.upsert_contact(upsert, &state.models(), state.now()).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(render_contact(&state, &contact, None).await?)))
 }
 
@@ -237,7 +233,7 @@ fn parse_sort(sort: Option<&str>) -> ApiResult<(SortKey, bool)> {
 /// Cursor for the lead list: `<sort value>~<contact id>`, opaque to clients.
 fn parse_cursor(cursor: &str) -> ApiResult<(f64, String)> {
     let (value, id) = cursor.split_once('~').ok_or_else(|| ApiError::bad_request("malformed cursor"))?;
-    let value: f64 = value.parse().map_err(|_| ApiError::bad_request("malformed cursor"))?;
+    let value: f64 = value.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| ApiError::bad_request("malformed cursor"))?;
     Ok((value, id.to_string()))
 }
 

@@ -50,7 +50,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// milliseconds. A timestamp without a zone is refused: its instant would be a guess.
 pub fn parse_time(text: &str) -> Result<Millis, String> {
     match chrono::DateTime::parse_from_rfc3339(text.trim()) {
-        Ok(t) => Ok(t.timestamp_millis()),
+        Ok(t) if (EARLIEST..=LATEST).contains(&t.timestamp_millis()) => Ok(t.timestamp_millis()),
+        Ok(_) => Err(format!("timestamp {text:?} is outside 1970-01-01 .. 2200-01-01")),
         Err(_) => {
             let naive = chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S%.f")
                 .or_else(|_| chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S%.f"));
@@ -62,6 +63,10 @@ pub fn parse_time(text: &str) -> Result<Millis, String> {
         }
     }
 }
+
+/// 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z: instants outside are input mistakes.
+const EARLIEST: Millis = 0;
+const LATEST: Millis = 7_258_118_400_000;
 
 pub fn format_time(millis: Millis) -> String {
     chrono::DateTime::from_timestamp_millis(millis)
@@ -79,6 +84,7 @@ mod tests {
         assert_eq!(parse_time("2026-01-01T02:00:00+02:00").unwrap(), 1_767_225_600_000);
         assert!(parse_time("2026-01-01T00:00:00").unwrap_err().contains("no time zone"));
         assert!(parse_time("yesterday").unwrap_err().contains("not RFC 3339"));
+        assert!(parse_time("0001-01-01T00:00:00Z").unwrap_err().contains("outside"));
         assert_eq!(format_time(1_767_225_600_000), "2026-01-01T00:00:00.000Z");
     }
 }

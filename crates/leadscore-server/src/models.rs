@@ -138,7 +138,19 @@ pub async fn rescore_step(state: &AppState, job: &mut Job) -> Result<bool, Store
     if job.state != "running" {
         job.state = "running".into();
     }
-    let chunk = state.store.rescore_chunk(&published, job.cursor.clone(), state.config.rescore_chunk, state.now()).await?;
+    let chunk = match state.store.rescore_chunk(&published, job.cursor.clone(), state.config.rescore_chunk, state.now()).await {
+        Ok(chunk) => chunk,
+        // Another publish (maybe by another process) made this version history.
+        Err(StoreError::Conflict(reason)) => {
+            tracing::info!(job = job.id, %reason, "rescore job superseded");
+            job.state = "superseded".into();
+            job.updated_at = state.now();
+            state.store.update_job(job).await?;
+            state.reload_models().await?;
+            return Ok(false);
+        }
+        Err(other) => return Err(other),
+    };
     job.done += chunk.contacts;
     job.total = job.total.max(job.done);
     job.updated_at = state.now();

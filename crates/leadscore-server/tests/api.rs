@@ -857,3 +857,30 @@ async fn health_metrics_and_openapi() {
         }
     }
 }
+
+// Upsert answers 201 only when it created the contact, whether found by id or by email.
+#[tokio::test(flavor = "multi_thread")]
+async fn upsert_says_whether_it_created() {
+    let server = TestServer::start().await;
+    let first = server.post("/api/v1/contacts", &json!({ "email": "Zoe@Example.com", "attributes": { "plan": "free" } })).await;
+    assert_eq!(first.expect(StatusCode::CREATED)["email"], "zoe@example.com");
+    let again = server.post("/api/v1/contacts", &json!({ "email": "zoe@example.com", "attributes": { "plan": "pro" } })).await;
+    assert_eq!(again.expect(StatusCode::OK)["attributes"]["plan"], "pro");
+    server.post("/api/v1/contacts", &json!({ "id": "z1" })).await.expect(StatusCode::CREATED);
+    server.post("/api/v1/contacts", &json!({ "id": "z1" })).await.expect(StatusCode::OK);
+}
+
+// Cursors and instants that cannot be right are refused instead of giving odd pages.
+#[tokio::test(flavor = "multi_thread")]
+async fn nonsense_cursors_and_instants_are_refused() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model()).await;
+    for cursor in ["NaN~x", "inf~x", "12", "abc~x"] {
+        server.get_query("/api/v1/contacts", &[("model", "b2b"), ("cursor", cursor)]).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    }
+    server.post("/api/v1/contacts", &json!({ "id": "old", "attributes": { "product_interest": "platform" } })).await.expect(StatusCode::CREATED);
+    server.get_query("/api/v1/contacts/old", &[("at", "0001-01-01T00:00:00Z")]).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    let reply = server.post("/api/v1/events", &json!({ "batch": [{ "type": "track", "event": "x", "userId": "old", "timestamp": "0001-01-01T00:00:00Z" }] })).await;
+    let reply = reply.expect(StatusCode::MULTI_STATUS);
+    assert!(reply["rejected"][0]["reason"].as_str().unwrap().contains("outside"), "{reply}");
+}

@@ -131,9 +131,16 @@ pub(crate) fn rescore_contact(
     now: Millis,
 ) -> StoreResult<()> {
     new_events.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
+    let models = crate::models::live_models_in(conn, models)?;
     let mut all_events: Option<Vec<ScoringEvent>> = None;
     let mut scores = std::mem::take(&mut contact.scores);
-    for published in models {
+    // Scores of models that are no longer live go.
+    let stale: Vec<String> = scores.keys().filter(|name| !models.iter().any(|m| &m.name == *name)).cloned().collect();
+    for name in stale {
+        scores.remove(&name);
+        delete_score(conn, &name, &contact.id)?;
+    }
+    for published in models.iter() {
         if !published.model.applies_to(&contact.attributes) {
             if scores.remove(&published.name).is_some() {
                 delete_score(conn, &published.name, &contact.id)?;
@@ -169,13 +176,14 @@ fn new_contact_id() -> String {
 
 static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord> {
+fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<(ContactRecord, bool)> {
     let email = upsert.email.as_deref().map(normalize_email).filter(|e| !e.is_empty());
     let existing_id = match (&upsert.id, &email) {
         (Some(id), _) => contact_exists(conn, id)?.then(|| id.clone()),
         (None, Some(email)) => contact_id_by_email(conn, email)?,
         (None, None) => None,
     };
+    let created = existing_id.is_none();
     let mut contact = match existing_id {
         Some(id) => {
             let mut contact = load_contact(conn, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
@@ -234,7 +242,7 @@ fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: M
         }
     };
     rescore_contact(conn, &mut contact, models, &mut [], now)?;
-    Ok(contact)
+    Ok((contact, created))
 }
 
 fn dedup(mut items: Vec<String>) -> Vec<String> {
@@ -310,7 +318,7 @@ pub(crate) fn erase_contact(conn: &Connection, id: &str) -> StoreResult<bool> {
 
 #[async_trait]
 impl ContactStore for SqliteStore {
-    async fn upsert_contact(&self, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord> {
+    async fn upsert_contact(&self, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<(ContactRecord, bool)> {
         let models = models.clone();
         self.write(move |conn| upsert_in(conn, upsert, &models, now)).await
     }

@@ -15,9 +15,64 @@ use crate::contacts::{contact_exists, contact_id_by_email, insert_contact, norma
 use crate::rows::{append_log, load_contact, load_stored_events};
 use crate::{SqliteStore, db_err};
 
-/// Finds the contact an event is about, creating it when unknown. Order: userId, then
-/// email, then anonymousId (`anon:<id>`).
-fn resolve_contact(conn: &Connection, identity: &Identity, first_seen: Millis, now: Millis) -> StoreResult<String> {
+/// The contact id of an anonymous visitor.
+fn anonymous_contact_id(anonymous_id: &str) -> String {
+    format!("anon:{anonymous_id}")
+}
+
+/// Finds the contact an event is about, creating it when unknown (order: userId, then
+/// email, then anonymousId as `anon:<id>`). When a known person arrives with the
+/// anonymousId of an earlier visitor, the visitor's contact is merged into theirs.
+/// Returns the contact id and whether a merge happened (its scores must be replayed).
+fn resolve_contact(conn: &Connection, identity: &Identity, first_seen: Millis, now: Millis) -> StoreResult<(String, bool)> {
+    let id = resolve_known(conn, identity, first_seen, now)?;
+    if let Some(anonymous) = &identity.anonymous_id {
+        let visitor = anonymous_contact_id(anonymous);
+        if visitor != id && contact_exists(conn, &visitor)? {
+            merge_contact(conn, &visitor, &id, now)?;
+            return Ok((id, true));
+        }
+    }
+    Ok((id, false))
+}
+
+/// Moves everything of contact `from` into `into` and deletes `from`. Attributes of
+/// `into` win; groups are united; the earlier creation time is kept.
+pub(crate) fn merge_contact(conn: &Connection, from: &str, into: &str, now: Millis) -> StoreResult<()> {
+    let source = load_contact(conn, from)?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
+    let mut target = load_contact(conn, into)?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
+    let previous_groups = target.groups.clone();
+    for (key, value) in &source.attributes {
+        target.attributes.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    for group in &source.groups {
+        if !target.groups.contains(group) {
+            target.groups.push(group.clone());
+        }
+    }
+    target.created_at = target.created_at.min(source.created_at);
+    target.last_event_at = target.last_event_at.max(source.last_event_at);
+    target.updated_at = now;
+    for sql in [
+        "UPDATE events SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE message_ids SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE contact_log SET contact_id = ?2 WHERE contact_id = ?1",
+    ] {
+        conn.prepare_cached(sql).map_err(db_err)?.execute(params![from, into]).map_err(db_err)?;
+    }
+    for sql in ["DELETE FROM scores WHERE contact_id = ?1", "DELETE FROM contact_groups WHERE contact_id = ?1", "DELETE FROM contacts WHERE id = ?1"] {
+        conn.prepare_cached(sql).map_err(db_err)?.execute([from]).map_err(db_err)?;
+    }
+    if source.email.is_some() && target.email.is_none() {
+        if let Some(email) = &source.email {
+            set_email(conn, &mut target, email)?;
+        }
+    }
+    save_contact(conn, &target, &previous_groups)?;
+    append_log(conn, into, now, "merged", &json!({ "from": from, "attributes": target.attributes }))
+}
+
+fn resolve_known(conn: &Connection, identity: &Identity, first_seen: Millis, now: Millis) -> StoreResult<String> {
     let email = identity.email.as_deref().map(normalize_email).filter(|e| !e.is_empty());
     if let Some(user_id) = &identity.user_id {
         if contact_exists(conn, user_id)? {
@@ -41,7 +96,7 @@ fn resolve_contact(conn: &Connection, identity: &Identity, first_seen: Millis, n
     let Some(anonymous) = &identity.anonymous_id else {
         return Err(StoreError::Invalid("an event needs userId, email or anonymousId".into()));
     };
-    let id = format!("anon:{anonymous}");
+    let id = anonymous_contact_id(anonymous);
     if !contact_exists(conn, &id)? {
         create_contact(conn, id.clone(), None, identity, first_seen, now)?;
     }
@@ -69,12 +124,15 @@ fn create_contact(conn: &Connection, id: String, email: Option<String>, identity
         set_email(conn, &mut contact, &email)?;
     }
     insert_contact(conn, &contact)?;
-    append_log(conn, &contact.id, contact.created_at, "created", &json!({ "by": "event" }))
+    append_log(conn, &contact.id, contact.created_at, "created", &json!({ "by": "event", "attributes": contact.attributes }))
 }
 
 struct Touched {
     new_events: Vec<ScoringEvent>,
-    traits: Map<String, Value>,
+    /// identify calls: (timestamp, messageId, traits)
+    identifies: Vec<(Millis, String, Map<String, Value>)>,
+    /// Another contact was merged in: every score is replayed.
+    merged: bool,
 }
 
 /// Stores one event; returns its contact and whether it was new.
@@ -88,15 +146,16 @@ fn store_event(conn: &Connection, event: &NewEvent, now: Millis, touched: &mut H
     if let Some(contact_id) = existing {
         return Ok(IngestOutcome { status: IngestStatus::Duplicate, contact_id });
     }
-    let contact_id = resolve_contact(conn, &event.identity, event.timestamp, now)?;
+    let (contact_id, merged) = resolve_contact(conn, &event.identity, event.timestamp, now)?;
     conn.prepare_cached("INSERT INTO message_ids (message_id, contact_id) VALUES (?1, ?2)")
         .map_err(db_err)?
         .execute(params![event.message_id, contact_id])
         .map_err(db_err)?;
     let entry = touched.entry(contact_id.clone()).or_insert_with(|| {
         order.push(contact_id.clone());
-        Touched { new_events: Vec::new(), traits: Map::new() }
+        Touched { new_events: Vec::new(), identifies: Vec::new(), merged: false }
     });
+    entry.merged |= merged;
     if event.kind.is_activity() {
         let properties = Value::Object(event.properties.clone()).to_string();
         conn.prepare_cached(
@@ -122,9 +181,7 @@ fn store_event(conn: &Connection, event: &NewEvent, now: Millis, touched: &mut H
             properties: event.properties.clone(),
         });
     } else {
-        // identify: traits update the contact; the call itself is kept in the log.
-        merge_attributes(&mut entry.traits, &event.traits);
-        append_log(conn, &contact_id, event.timestamp, "identify", &json!({ "message_id": event.message_id, "traits": event.traits }))?;
+        entry.identifies.push((event.timestamp, event.message_id.clone(), event.traits.clone()));
     }
     Ok(IngestOutcome { status: IngestStatus::Stored, contact_id })
 }
@@ -142,20 +199,30 @@ pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSe
         if let Some(newest) = entry.new_events.iter().map(|e| e.timestamp).max() {
             contact.last_event_at = Some(contact.last_event_at.map_or(newest, |t| t.max(newest)));
         }
-        if entry.traits.is_empty() {
+        if entry.identifies.is_empty() {
             // The common case: only the activity clock moved.
             conn.prepare_cached("UPDATE contacts SET last_event_at = ?2 WHERE id = ?1")
                 .map_err(db_err)?
                 .execute(params![contact.id, contact.last_event_at])
                 .map_err(db_err)?;
         } else {
+            // Traits apply in event-time order within a batch; across batches, the later
+            // arrival wins (as in a CRM). Each call is logged with the resulting attributes,
+            // so the history can show the fit it caused.
             let previous_groups = contact.groups.clone();
-            if let Some(Value::String(email)) = entry.traits.remove("email") {
-                set_email(conn, &mut contact, &email)?;
+            entry.identifies.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            for (timestamp, message_id, mut traits) in entry.identifies {
+                if let Some(Value::String(email)) = traits.remove("email") {
+                    set_email(conn, &mut contact, &email)?;
+                }
+                merge_attributes(&mut contact.attributes, &traits);
+                append_log(conn, &contact.id, timestamp, "identify", &json!({ "message_id": message_id, "traits": traits, "attributes": contact.attributes }))?;
             }
-            merge_attributes(&mut contact.attributes, &entry.traits);
             contact.updated_at = now;
             save_contact(conn, &contact, &previous_groups)?;
+        }
+        if entry.merged {
+            contact.scores.clear();
         }
         rescore_contact(conn, &mut contact, models, &mut entry.new_events, now)?;
     }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use leadscore_store::scoring::{ScoringEvent, full_score, refresh_fit};
 use leadscore_store::{
-    ApiKeyRecord, Job, KeyStore, Millis, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk,
+    ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk,
     RescoreChunk, Scope, ScoreRow, ScoreStore, StoreError, StoreResult,
 };
 use rayon::prelude::*;
@@ -30,6 +30,47 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         updated_at: row.get(9)?,
         error: row.get(10)?,
     })
+}
+
+thread_local! {
+    /// The live models as read from the database by this (writer) thread, with the
+    /// (name, version) list they were built from.
+    static LIVE_MODELS: std::cell::RefCell<Option<(Vec<(String, u32)>, std::sync::Arc<ModelSet>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The models that are live in the database right now. Writes score with these, not with
+/// whatever set the caller loaded earlier: a write racing a publish (or another process's
+/// publish) then never stores a score under a superseded version. `given` is used as is
+/// when it matches, which is the common case.
+pub(crate) fn live_models_in(conn: &Connection, given: &ModelSet) -> StoreResult<std::sync::Arc<ModelSet>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT name, version FROM model_heads WHERE deleted = 0 ORDER BY name")
+        .map_err(db_err)?;
+    let heads: Vec<(String, u32)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    let mut given_heads: Vec<(String, u32)> = given.iter().map(|m| (m.name.clone(), m.version)).collect();
+    given_heads.sort();
+    if given_heads == heads {
+        return Ok(std::sync::Arc::new(given.clone()));
+    }
+    if let Some(cached) = LIVE_MODELS.with(|c| c.borrow().as_ref().filter(|(h, _)| *h == heads).map(|(_, set)| set.clone())) {
+        return Ok(cached);
+    }
+    let mut set: ModelSet = Vec::with_capacity(heads.len());
+    for (name, version) in &heads {
+        let source: String = conn
+            .query_row("SELECT source FROM models WHERE name = ?1 AND version = ?2", params![name, version], |r| r.get(0))
+            .map_err(db_err)?;
+        let model = leadscore_core::Model::parse(&source)
+            .map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
+        set.push(std::sync::Arc::new(PublishedModel { name: name.clone(), version: *version, model }));
+    }
+    let set = std::sync::Arc::new(set);
+    LIVE_MODELS.with(|c| *c.borrow_mut() = Some((heads, set.clone())));
+    Ok(set)
 }
 
 const JOB_COLUMNS: &str = "id, kind, model, version, state, total, done, cursor, created_at, updated_at, error";
@@ -99,6 +140,13 @@ impl ModelStore for SqliteStore {
 /// Rescores a chunk of contacts inside the writer's transaction: reads them and their
 /// events in (contact, time) order, scores in parallel, writes back.
 fn rescore_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limit: usize, now: Millis) -> StoreResult<RescoreChunk> {
+    let live: Option<u32> = conn
+        .query_row("SELECT version FROM model_heads WHERE name = ?1 AND deleted = 0", [&model.name], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    if live != Some(model.version) {
+        return Err(StoreError::Conflict(format!("model {} v{} is no longer the live version", model.name, model.version)));
+    }
     let mut stmt = conn
         .prepare_cached("SELECT id, attributes FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2")
         .map_err(db_err)?;

@@ -28,6 +28,7 @@ suite_tests!(
     lead_list_pages_in_order,
     rescore_and_refresh,
     erase_removes_everything,
+    writes_use_the_live_model_versions,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -217,3 +217,16 @@ pub async fn erase_removes_everything(store: Arc<dyn Store>) {
     let again = store.ingest(vec![click("e1", "gone", T0)], &set, T0).await.expect("ingest");
     assert_eq!(again[0].status, IngestStatus::Stored);
 }
+
+/// A write that carries a superseded model set (it raced a publish, or another process
+/// published) still stores scores under the live versions.
+pub async fn writes_use_the_live_model_versions(store: Arc<dyn Store>) {
+    let stale = models(store.as_ref()).await;
+    let v2 = publish(store.as_ref(), MODEL_ALL).await;
+    store.ingest(vec![click("s1", "u4", T0)], &stale, T0).await.expect("ingest");
+    let contact = store.get_contact("u4").await.expect("get").expect("exists");
+    assert_eq!(contact.scores["all"].version, v2.version);
+    // A rescore chunk of a superseded version is refused, so it cannot overwrite newer rows.
+    let old = stale.iter().find(|m| m.name == "all").expect("model all").clone();
+    assert!(matches!(store.rescore_chunk(&old, None, 10, T0).await, Err(crate::StoreError::Conflict(_))));
+}

@@ -32,8 +32,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait ContactStore: Send + Sync {
     /// Creates the contact or merges into it (attributes merged key by key, groups added),
-    /// then rescores fit for every model. Found by `id`, else by `email`.
-    async fn upsert_contact(&self, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord>;
+    /// then rescores fit for every model. Found by `id`, else by `email`. The flag says
+    /// whether the contact was created.
+    async fn upsert_contact(&self, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<(ContactRecord, bool)>;
     /// Applies an attribute merge-patch (null removes a key) and rescores fit.
     async fn patch_contact(&self, id: &str, patch: ContactPatch, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord>;
     async fn get_contact(&self, id: &str) -> StoreResult<Option<ContactRecord>>;

@@ -168,7 +168,7 @@ pub async fn load(state: &Arc<leadscore_server::AppState>, people: Vec<ContactUp
     for person in people {
         let store = state.store.clone();
         let models = models.clone();
-        tasks.spawn(async move { store.upsert_contact(person, &models, now).await });
+        tasks.spawn(async move { store.upsert_contact(person, &models, now).await.map(|_| ()) });
         if tasks.len() >= 256 {
             if let Some(done) = tasks.join_next().await {
                 done??;
