@@ -41,8 +41,8 @@ pub(crate) fn contact_exists(conn: &Connection, id: &str) -> StoreResult<bool> {
 /// Inserts a new contact row (no scores yet).
 pub(crate) fn insert_contact(conn: &Connection, contact: &ContactRecord) -> StoreResult<()> {
     conn.prepare_cached(
-        "INSERT INTO contacts (id, email, attributes, groups, owner, status, created_at, updated_at, last_event_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO contacts (id, email, attributes, groups, owner, status, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .map_err(db_err)?
     .execute(params![
@@ -54,7 +54,6 @@ pub(crate) fn insert_contact(conn: &Connection, contact: &ContactRecord) -> Stor
         contact.status,
         contact.created_at,
         contact.updated_at,
-        contact.last_event_at,
     ])
     .map_err(db_err)?;
     for group in &contact.groups {
@@ -75,7 +74,7 @@ fn add_group_row(conn: &Connection, id: &str, group: &str) -> StoreResult<()> {
 pub(crate) fn save_contact(conn: &Connection, contact: &ContactRecord, previous_groups: &[String]) -> StoreResult<()> {
     conn.prepare_cached(
         "UPDATE contacts SET email = ?2, attributes = ?3, groups = ?4, owner = ?5, status = ?6, created_at = ?7,
-           updated_at = ?8, last_event_at = ?9 WHERE id = ?1",
+           updated_at = ?8 WHERE id = ?1",
     )
     .map_err(db_err)?
     .execute(params![
@@ -87,7 +86,6 @@ pub(crate) fn save_contact(conn: &Connection, contact: &ContactRecord, previous_
         contact.status,
         contact.created_at,
         contact.updated_at,
-        contact.last_event_at,
     ])
     .map_err(db_err)?;
     if previous_groups != contact.groups.as_slice() {
@@ -304,8 +302,10 @@ pub(crate) fn patch_in(
 
 pub(crate) fn erase_contact(conn: &Connection, id: &str) -> StoreResult<bool> {
     for sql in [
+        "DELETE FROM message_ids WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = ?1)",
+        "DELETE FROM message_ids WHERE message_id IN
+           (SELECT json_extract(data, '$.message_id') FROM contact_log WHERE contact_id = ?1 AND kind = 'identify')",
         "DELETE FROM events WHERE contact_id = ?1",
-        "DELETE FROM message_ids WHERE contact_id = ?1",
         "DELETE FROM scores WHERE contact_id = ?1",
         "DELETE FROM contact_log WHERE contact_id = ?1",
         "DELETE FROM contact_groups WHERE contact_id = ?1",
@@ -353,7 +353,7 @@ impl ContactStore for SqliteStore {
                 SortKey::Activity => "s.activity",
             };
             let (order, cmp) = if query.descending { ("DESC", "<") } else { ("ASC", ">") };
-            let mut sql = format!("SELECT c.{} FROM scores s JOIN contacts c ON c.id = s.contact_id WHERE s.model = ?1", CONTACT_COLUMNS.replace(", ", ", c."));
+            let mut sql = format!("SELECT {CONTACT_COLUMNS} FROM scores s JOIN contacts c ON c.id = s.contact_id WHERE s.model = ?1");
             let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(query.model.clone())];
             let mut next = |sql: &mut String, clause: &str, value: Box<dyn rusqlite::ToSql>| {
                 values.push(value);
@@ -383,7 +383,7 @@ impl ContactStore for SqliteStore {
     async fn list_contacts(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<ContactRecord>> {
         let after = after.unwrap_or("").to_string();
         self.read(move |conn| {
-            let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts WHERE id > ?1 ORDER BY id LIMIT {limit}");
+            let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id > ?1 ORDER BY c.id LIMIT {limit}");
             load_contacts_by_query(conn, &sql, &[&after])
         })
         .await

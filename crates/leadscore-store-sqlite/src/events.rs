@@ -51,11 +51,12 @@ pub(crate) fn merge_contact(conn: &Connection, from: &str, into: &str, now: Mill
         }
     }
     target.created_at = target.created_at.min(source.created_at);
-    target.last_event_at = target.last_event_at.max(source.last_event_at);
     target.updated_at = now;
     for sql in [
+        "UPDATE message_ids SET contact_id = ?2 WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = ?1)",
+        "UPDATE message_ids SET contact_id = ?2 WHERE message_id IN
+           (SELECT json_extract(data, '$.message_id') FROM contact_log WHERE contact_id = ?1 AND kind = 'identify')",
         "UPDATE events SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE message_ids SET contact_id = ?2 WHERE contact_id = ?1",
         "UPDATE contact_log SET contact_id = ?2 WHERE contact_id = ?1",
     ] {
         conn.prepare_cached(sql).map_err(db_err)?.execute(params![from, into]).map_err(db_err)?;
@@ -157,7 +158,7 @@ fn store_event(conn: &Connection, event: &NewEvent, now: Millis, touched: &mut H
     });
     entry.merged |= merged;
     if event.kind.is_activity() {
-        let properties = Value::Object(event.properties.clone()).to_string();
+        let properties = serde_json::to_string(&event.properties).map_err(db_err)?;
         conn.prepare_cached(
             "INSERT INTO events (contact_id, ts, message_id, kind, name, properties, context, received_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -199,13 +200,7 @@ pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSe
         if let Some(newest) = entry.new_events.iter().map(|e| e.timestamp).max() {
             contact.last_event_at = Some(contact.last_event_at.map_or(newest, |t| t.max(newest)));
         }
-        if entry.identifies.is_empty() {
-            // The common case: only the activity clock moved.
-            conn.prepare_cached("UPDATE contacts SET last_event_at = ?2 WHERE id = ?1")
-                .map_err(db_err)?
-                .execute(params![contact.id, contact.last_event_at])
-                .map_err(db_err)?;
-        } else {
+        if !entry.identifies.is_empty() {
             // Traits apply in event-time order within a batch; across batches, the later
             // arrival wins (as in a CRM). Each call is logged with the resulting attributes,
             // so the history can show the fit it caused.

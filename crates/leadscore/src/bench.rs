@@ -50,6 +50,10 @@ enum BenchCommand {
         /// Concurrent client connections
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Consecutive events per contact (a browsing session); 1 = every event from a
+        /// different contact than the one before
+        #[arg(long, default_value_t = 1)]
+        session: usize,
     },
     /// Single-event ingest latency at a fixed request rate
     Latency {
@@ -75,7 +79,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         BenchCommand::Generate { data, contacts, events } => generate(&data, contacts, events).await,
         BenchCommand::Rescore { data } => rescore(&data).await,
-        BenchCommand::Ingest { contacts, events, batch, concurrency } => ingest(contacts, events, batch, concurrency).await,
+        BenchCommand::Ingest { contacts, events, batch, concurrency, session } => ingest(contacts, events, batch, concurrency, session).await,
         BenchCommand::Latency { rate, seconds } => latency(rate, seconds).await,
         BenchCommand::Leadlist { data, band, limit, requests } => leadlist(&data, &band, limit, requests).await,
     }
@@ -210,12 +214,13 @@ fn client() -> Result<reqwest::Client> {
     reqwest::Client::builder().pool_max_idle_per_host(64).build().context("cannot build the HTTP client")
 }
 
-/// Events in time order (the live case: folding, not replaying), over `contacts` contacts.
-fn ordered_events(contacts: usize, events: usize, start_ms: i64) -> Vec<Value> {
+/// Events in time order (the live case: folding, not replaying), over `contacts` contacts,
+/// `session` consecutive events per contact.
+fn ordered_events(contacts: usize, events: usize, session: usize, start_ms: i64) -> Vec<Value> {
     let paths = ["/pricing", "/features/scoring", "/blog/lead-scoring-101", "/docs", "/careers", "/"];
     (0..events)
         .map(|i| {
-            let contact = (i.wrapping_mul(2_654_435_761)) % contacts.max(1);
+            let contact = ((i / session.max(1)).wrapping_mul(2_654_435_761)) % contacts.max(1);
             let ts = start_ms + i as i64 * 50;
             let timestamp = chrono::DateTime::from_timestamp_millis(ts).map(|t| t.to_rfc3339()).unwrap_or_default();
             if i % 5 == 4 {
@@ -227,12 +232,12 @@ fn ordered_events(contacts: usize, events: usize, start_ms: i64) -> Vec<Value> {
         .collect()
 }
 
-async fn ingest(contacts: usize, events: usize, batch: usize, concurrency: usize) -> Result<()> {
+async fn ingest(contacts: usize, events: usize, batch: usize, concurrency: usize, session: usize) -> Result<()> {
     let server = start_server(None).await?;
     let http = client()?;
     let start_ms = chrono::Utc::now().timestamp_millis() - events as i64 * 50;
     // Bodies are built before the clock starts: the server is measured, not serde on the client.
-    let bodies: Vec<Vec<u8>> = ordered_events(contacts, events, start_ms)
+    let bodies: Vec<Vec<u8>> = ordered_events(contacts, events, session, start_ms)
         .chunks(batch)
         .map(|chunk| serde_json::to_vec(&json!({ "batch": chunk })))
         .collect::<Result<_, _>>()?;
@@ -263,7 +268,7 @@ async fn ingest(contacts: usize, events: usize, batch: usize, concurrency: usize
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     println!(
-        "ingest: {events} events in batches of {batch} over {concurrency} connections, {contacts} contacts, durable SQLite, scores updated: {:.2} s = {:.0} events/s; peak memory {:.0} MiB; {}",
+        "ingest: {events} events in batches of {batch} over {concurrency} connections, {contacts} contacts, sessions of {session}, durable SQLite, scores updated: {:.2} s = {:.0} events/s; peak memory {:.0} MiB; {}",
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64(),
         peak_memory_mib().unwrap_or(f64::NAN),
@@ -286,7 +291,7 @@ async fn latency(rate: u64, seconds: u64) -> Result<()> {
     let url = format!("{}/api/v1/events", server.base);
     let total = rate * seconds;
     let start_ms = chrono::Utc::now().timestamp_millis() - total as i64;
-    let events = ordered_events(5_000, total as usize, start_ms);
+    let events = ordered_events(5_000, total as usize, 1, start_ms);
     let bodies: Vec<Vec<u8>> = events.iter().map(serde_json::to_vec).collect::<Result<_, _>>()?;
     let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate.max(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

@@ -6,8 +6,7 @@ CREATE TABLE contacts (
     owner         TEXT,
     status        TEXT,
     created_at    INTEGER NOT NULL,
-    updated_at    INTEGER NOT NULL,
-    last_event_at INTEGER
+    updated_at    INTEGER NOT NULL
 );
 CREATE INDEX contacts_owner ON contacts(owner) WHERE owner IS NOT NULL;
 
@@ -32,11 +31,12 @@ CREATE TABLE events (
 ) WITHOUT ROWID;
 
 -- Global messageId dedupe (identify calls included, which are not activity events).
+-- Not indexed by contact: ingest is the hot path; erasure and merges find a contact's
+-- messageIds through its events and its identify log entries instead.
 CREATE TABLE message_ids (
     message_id TEXT PRIMARY KEY,
     contact_id TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX message_ids_contact ON message_ids(contact_id);
 
 CREATE TABLE scores (
     model      TEXT NOT NULL,
