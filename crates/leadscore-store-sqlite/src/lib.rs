@@ -45,6 +45,9 @@ pub(crate) fn db_err(err: impl std::fmt::Display) -> StoreError {
 fn open_connection(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
+    // The writer uses a few dozen distinct statements; the default cache (16) would make
+    // them evict each other and be parsed again on every write.
+    conn.set_prepared_statement_cache_capacity(128);
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
