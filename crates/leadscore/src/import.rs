@@ -56,6 +56,8 @@ pub enum ImportCommand {
 struct Summary {
     rows: u64,
     imported: u64,
+    /// Contacts that did not exist before (contacts imports only).
+    created: Option<u64>,
     duplicates: u64,
     rejected: Vec<(u64, String)>,
 }
@@ -70,12 +72,13 @@ impl Summary {
             let rejected: Vec<Value> = self.rejected.iter().map(|(line, reason)| json!({ "line": line, "reason": reason })).collect();
             println!(
                 "{}",
-                json!({ "rows": self.rows, "imported": self.imported, "duplicates": self.duplicates, "rejected": rejected })
+                json!({ "rows": self.rows, "imported": self.imported, "created": self.created, "duplicates": self.duplicates, "rejected": rejected })
             );
             return;
         }
+        let created = self.created.map(|n| format!(" ({n} new)")).unwrap_or_default();
         println!(
-            "{what}: {} rows read, {} imported, {} duplicates skipped, {} rejected",
+            "{what}: {} rows read, {} imported{created}, {} duplicates skipped, {} rejected",
             self.rows,
             self.imported,
             self.duplicates,
@@ -203,7 +206,15 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
             None => Ok(headers.iter().position(|h| candidates.contains(&attribute_name(h).as_str()))),
         }
     };
-    let id_index = find(&options.id_column, &["id", "contact_id", "user_id", "userid"])?;
+    let mut id_index = find(&options.id_column, &["id", "contact_id", "user_id", "userid"])?;
+    if id_index.is_none() && options.id_column.is_none() {
+        // One column named like `Prospect ID` or `lead_id` is taken as the id.
+        let candidates: Vec<usize> = (0..headers.len()).filter(|&i| attribute_name(&headers[i]).ends_with("_id")).collect();
+        if let [only] = candidates[..] {
+            eprintln!("using column {:?} as the contact id (choose another with --id-column)", headers[only]);
+            id_index = Some(only);
+        }
+    }
     let email_index = find(&options.email_column, &["email", "e_mail", "email_address"])?;
     if id_index.is_none() && email_index.is_none() {
         bail!("no id or email column found; name one with --id-column or --email-column (columns: {})", headers.join(", "));
@@ -226,10 +237,10 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
         })
         .collect();
 
-    let mut summary = Summary::default();
+    let mut summary = Summary { created: Some(0), ..Summary::default() };
     let models = state.models();
     let now = state.now();
-    let mut tasks: tokio::task::JoinSet<(u64, Result<(), String>)> = tokio::task::JoinSet::new();
+    let mut tasks: tokio::task::JoinSet<(u64, Result<bool, String>)> = tokio::task::JoinSet::new();
     let mut record = csv::StringRecord::new();
     loop {
         let line = csv.position().line() + 1;
@@ -280,7 +291,7 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
         let upsert = ContactUpsert { id, email, attributes, groups: Vec::new(), owner: None, created_at };
         let store = state.store.clone();
         let models = models.clone();
-        tasks.spawn(async move { (line, store.upsert_contact(upsert, &models, now).await.map(|_| ()).map_err(|e| e.to_string())) });
+        tasks.spawn(async move { (line, store.upsert_contact(upsert, &models, now).await.map(|(_, created)| created).map_err(|e| e.to_string())) });
         if tasks.len() >= 256 {
             collect_one(&mut tasks, &mut summary).await?;
         }
@@ -292,11 +303,16 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
     Ok(summary)
 }
 
-async fn collect_one(tasks: &mut tokio::task::JoinSet<(u64, Result<(), String>)>, summary: &mut Summary) -> Result<()> {
+async fn collect_one(tasks: &mut tokio::task::JoinSet<(u64, Result<bool, String>)>, summary: &mut Summary) -> Result<()> {
     if let Some(done) = tasks.join_next().await {
         let (line, result) = done.context("an import task failed")?;
         match result {
-            Ok(()) => summary.imported += 1,
+            Ok(created) => {
+                summary.imported += 1;
+                if created {
+                    summary.created = Some(summary.created.unwrap_or(0) + 1);
+                }
+            }
             Err(reason) => summary.reject(line, reason),
         }
     }

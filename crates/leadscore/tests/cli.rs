@@ -1,0 +1,131 @@
+//! The command line as a user runs it: the real binary on a temp data directory.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Runs the binary in `dir`, with `--data dir` for the commands that touch data.
+fn leadscore(dir: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leadscore"));
+    command.args(args);
+    if args.first() != Some(&"model") || args.get(1) != Some(&"validate") {
+        command.arg("--data").arg(dir);
+    }
+    let output = command
+        .env("LEADSCORE_LOG", "warn")
+        .env_remove("LEADSCORE_DATABASE_URL")
+        .env_remove("LEADSCORE_DATA")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    output
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let output = leadscore(dir, args);
+    assert!(output.status.success(), "{args:?} failed:\n{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+const MODEL: &str = r#"
+name = "web"
+[[bands]]
+name = "hot"
+min = 30
+[[bands]]
+name = "cold"
+[[fit]]
+name = "Big company"
+when = { attribute = "company_size", op = "gte", value = 100 }
+points = 10
+[[activity]]
+name = "Pricing"
+event = "page"
+when = { property = "path", op = "eq", value = "/pricing" }
+points = 25
+"#;
+
+#[test]
+fn model_validate_lists_problems_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"Bad\"\n[[fit]]\nname = \"x\"\nwhen = { attribute = \"a\", op = \"near\", value = 1 }\npoints = 1\n").unwrap();
+    let output = leadscore(dir.path(), &["model", "validate", bad.to_str().unwrap(), "--json"]);
+    assert!(!output.status.success());
+    let report = json(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 2, "{report}");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, MODEL).unwrap();
+    assert!(ok(dir.path(), &["model", "validate", good.to_str().unwrap()]).contains("is valid"));
+}
+
+#[test]
+fn import_apply_rescore_score_work_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let contacts = d.join("contacts.csv");
+    std::fs::write(
+        &contacts,
+        "Email,Company Size,Plan\nann@acme.com,250,pro\nnot-an-email,10,free\nbob@beta.io,NA,free\n,5,free\n",
+    )
+    .unwrap();
+    let summary = json(&ok(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
+    assert_eq!(summary["imported"], 2, "{summary}");
+    let lines: Vec<u64> = summary["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [3, 5], "{summary}");
+    // Re-running changes nothing.
+    let again = json(&ok(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
+    assert_eq!((again["imported"].as_u64(), again["created"].as_u64()), (Some(2), Some(0)));
+
+    let events = d.join("events.ndjson");
+    std::fs::write(
+        &events,
+        concat!(
+            r#"{"messageId":"e1","type":"page","email":"ann@acme.com","properties":{"path":"/pricing"},"timestamp":"2026-05-01T10:00:00Z"}"#, "\n",
+            r#"{"messageId":"e2","type":"page","email":"bob@beta.io","properties":{"path":"/pricing"},"timestamp":"2026-05-01T10:00:00"}"#, "\n",
+            "not json\n",
+            r#"{"messageId":"e3","type":"page","email":"bob@beta.io","properties":{"path":"/pricing"},"timestamp":"2026-05-02T10:00:00Z"}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let summary = json(&ok(d, &["import", "events", events.to_str().unwrap(), "--json"]));
+    assert_eq!(summary["imported"], 2, "{summary}");
+    let lines: Vec<u64> = summary["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [2, 3]);
+    let again = json(&ok(d, &["import", "events", events.to_str().unwrap(), "--json"]));
+    assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(2)));
+
+    // Publishing after the import rescores what is already there.
+    let model = d.join("web.toml");
+    std::fs::write(&model, MODEL).unwrap();
+    ok(d, &["model", "apply", model.to_str().unwrap()]);
+    let ann = json(&ok(d, &["score", "ann@acme.com", "--json"]));
+    assert_eq!(ann["scores"]["web"]["total"], 35.0, "{ann}");
+    assert_eq!(ann["scores"]["web"]["band"], "hot");
+    let bob = json(&ok(d, &["score", "bob@beta.io", "--json", "--at", "2026-05-01T12:00:00Z"]));
+    assert_eq!(bob["scores"]["web"]["total"], 0.0, "{bob}");
+    ok(d, &["rescore"]);
+    let bob = json(&ok(d, &["score", "bob@beta.io", "--json"]));
+    assert_eq!(bob["scores"]["web"]["total"], 25.0, "{bob}");
+}
+
+#[test]
+fn demo_generates_a_scored_data_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let output = leadscore(d, &["demo", "--contacts", "300", "--no-serve"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("300 contacts"), "{stderr}");
+    let c = json(&ok(d, &["score", "c0000007", "--json"]));
+    assert!(c["scores"]["b2b"]["band"].is_string() || c["scores"].as_object().unwrap().is_empty(), "{c}");
+    assert!(d.join("demo-admin-key.txt").exists());
+}
