@@ -159,6 +159,8 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
         }
         let started = std::time::Instant::now();
         let size = group.len();
+        metrics::gauge!("leadscore_write_queue_depth").set(rx.len() as f64);
+        metrics::histogram!("leadscore_write_group_size").record(size as f64);
         let mut completions = Vec::with_capacity(size);
         if let Err(err) = run_statement(&conn, "BEGIN IMMEDIATE") {
             // Dropping the jobs answers their callers with StoreError::Closed.
@@ -190,6 +192,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
         for completion in completions {
             completion(commit.as_ref().map(|_| ()).map_err(|e| StoreError::Backend(e.to_string())));
         }
+        metrics::histogram!("leadscore_write_commit_seconds").record(started.elapsed().as_secs_f64());
         tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "write group committed");
     }
 }
