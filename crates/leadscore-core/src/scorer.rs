@@ -44,27 +44,37 @@ pub enum ScoreError {
     OutOfOrder,
 }
 
-/// What the scorer keeps between events for one contact and one model.
+/// What the scorer keeps between events for one contact and one model. It is stored with
+/// every score row, so its serialized form is kept short (one-letter names, empty parts
+/// left out).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActivityState {
     /// (timestamp, messageId) of the newest event folded in.
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     last: Option<(i64, String)>,
     /// Per activity rule, in model order.
+    #[serde(rename = "r", default)]
     rules: Vec<RuleState>,
     /// Decayed sum of awards as of `sum_at` (no decay: the plain sum). Unused when the
     /// model has `expire_after`; then `live_awards` holds what may still count.
+    #[serde(rename = "s", default)]
     sum: f64,
+    #[serde(rename = "t", default)]
     sum_at: i64,
+    #[serde(rename = "w", default, skip_serializing_if = "VecDeque::is_empty")]
     live_awards: VecDeque<(i64, f64)>,
     /// How many events were folded (of any name).
+    #[serde(rename = "n", default)]
     events: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct RuleState {
     /// Times of awards still inside the rule's `limit.per` window.
+    #[serde(rename = "a", default, skip_serializing_if = "VecDeque::is_empty")]
     recent_awards: VecDeque<i64>,
     /// Times of matches not yet used by a `frequency` award, inside `frequency.within`.
+    #[serde(rename = "p", default, skip_serializing_if = "VecDeque::is_empty")]
     pending: VecDeque<i64>,
 }
 

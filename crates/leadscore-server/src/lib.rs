@@ -51,7 +51,7 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
             max_batch: 1000,
-            rescore_chunk: 2000,
+            rescore_chunk: 10000,
             sweep_interval: Some(std::time::Duration::from_secs(300)),
         }
     }

@@ -36,6 +36,8 @@ struct Inner {
     path: PathBuf,
     writer: mpsc::Sender<WriteJob>,
     readers: Mutex<Vec<Connection>>,
+    /// The next rescore chunk, being read and scored while the current one is written.
+    prefetch: Mutex<Option<models::Prefetch>>,
 }
 
 pub(crate) fn db_err(err: impl std::fmt::Display) -> StoreError {
@@ -53,7 +55,7 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
          PRAGMA cache_size = -65536;
-         PRAGMA wal_autocheckpoint = 8192;
+         PRAGMA wal_autocheckpoint = 65536;
          PRAGMA temp_store = MEMORY;",
     )
     .map_err(db_err)?;
@@ -87,7 +89,7 @@ impl SqliteStore {
             .name("leadscore-sqlite-writer".into())
             .spawn(move || writer_loop(writer_conn, rx))
             .map_err(db_err)?;
-        Ok(Self { inner: Arc::new(Inner { path: path.to_path_buf(), writer: tx, readers: Mutex::new(Vec::new()) }) })
+        Ok(Self { inner: Arc::new(Inner { path: path.to_path_buf(), writer: tx, readers: Mutex::new(Vec::new()), prefetch: Mutex::new(None) }) })
     }
 
     pub fn path(&self) -> &Path {

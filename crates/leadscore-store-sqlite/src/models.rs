@@ -137,16 +137,31 @@ impl ModelStore for SqliteStore {
     }
 }
 
-/// Rescores a chunk of contacts inside the writer's transaction: reads them and their
-/// events in (contact, time) order, scores in parallel, writes back.
-fn rescore_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limit: usize, now: Millis) -> StoreResult<RescoreChunk> {
-    let live: Option<u32> = conn
-        .query_row("SELECT version FROM model_heads WHERE name = ?1 AND deleted = 0", [&model.name], |r| r.get(0))
+/// The live version of a model, if it is live.
+fn live_version(conn: &Connection, name: &str) -> StoreResult<Option<u32>> {
+    conn.prepare_cached("SELECT version FROM model_heads WHERE name = ?1 AND deleted = 0")
+        .map_err(db_err)?
+        .query_row([name], |r| r.get(0))
         .optional()
-        .map_err(db_err)?;
-    if live != Some(model.version) {
-        return Err(StoreError::Conflict(format!("model {} v{} is no longer the live version", model.name, model.version)));
-    }
+        .map_err(db_err)
+}
+
+/// A chunk scored from a read snapshot, waiting to be written.
+pub(crate) struct ScoredChunk {
+    rows: Vec<(String, Option<ScoreRow>)>,
+    last_contact: Option<String>,
+    events: u64,
+}
+
+/// The read of the chunk after `after` for (model, version), started early.
+pub(crate) struct Prefetch {
+    key: (String, u32, String),
+    chunk: tokio::task::JoinHandle<StoreResult<ScoredChunk>>,
+}
+
+/// Reads a chunk of contacts and their events (one sequential range of the clustered
+/// events table) from a read snapshot and scores them in parallel. No write lock is held.
+fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: usize, now: Millis) -> StoreResult<ScoredChunk> {
     let mut stmt = conn
         .prepare_cached("SELECT id, attributes FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2")
         .map_err(db_err)?;
@@ -156,7 +171,7 @@ fn rescore_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
         .collect::<Result<_, _>>()
         .map_err(db_err)?;
     let Some((last_id, _)) = contacts.last().cloned() else {
-        return Ok(RescoreChunk { last_contact: None, contacts: 0, events: 0 });
+        return Ok(ScoredChunk { rows: Vec::new(), last_contact: None, events: 0 });
     };
     let mut events_stmt = conn
         .prepare_cached(
@@ -164,27 +179,23 @@ fn rescore_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
              WHERE contact_id > ?1 AND contact_id <= ?2 ORDER BY contact_id, ts, message_id",
         )
         .map_err(db_err)?;
-    let mut raw: Vec<(String, i64, String, String, String)> = Vec::new();
-    let rows = events_stmt
-        .query_map(params![after, last_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-        .map_err(db_err)?;
-    for row in rows {
-        raw.push(row.map_err(db_err)?);
-    }
-    let event_count = raw.len() as u64;
     // Group the (already ordered) events by contact, then score contacts in parallel.
     let mut grouped: Vec<(String, String, Vec<(i64, String, String, String)>)> =
         contacts.into_iter().map(|(id, attrs)| (id, attrs, Vec::new())).collect();
     let mut index = 0;
-    for (contact_id, ts, message_id, name, properties) in raw {
+    let mut events = 0u64;
+    let mut rows = events_stmt.query(params![after, last_id]).map_err(db_err)?;
+    while let Some(row) = rows.next().map_err(db_err)? {
+        let contact_id: String = row.get(0).map_err(db_err)?;
         while index < grouped.len() && grouped[index].0 < contact_id {
             index += 1;
         }
         if index < grouped.len() && grouped[index].0 == contact_id {
-            grouped[index].2.push((ts, message_id, name, properties));
+            grouped[index].2.push((row.get(1).map_err(db_err)?, row.get(2).map_err(db_err)?, row.get(3).map_err(db_err)?, row.get(4).map_err(db_err)?));
+            events += 1;
         }
     }
-    let results: Vec<StoreResult<(String, Option<ScoreRow>)>> = grouped
+    let scored: Vec<StoreResult<(String, Option<ScoreRow>)>> = grouped
         .into_par_iter()
         .map(|(id, attributes, events)| {
             let attributes = json_map(&attributes)?;
@@ -200,16 +211,44 @@ fn rescore_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
             Ok((id, Some(full_score(model, &attributes, &events, now))))
         })
         .collect();
-    let mut count = 0;
-    for result in results {
-        let (id, row) = result?;
-        match row {
-            Some(row) => save_score(conn, &model.name, &id, &row)?,
-            None => delete_score(conn, &model.name, &id)?,
-        }
-        count += 1;
+    Ok(ScoredChunk { rows: scored.into_iter().collect::<StoreResult<_>>()?, last_contact: Some(last_id), events })
+}
+
+/// Writes a scored chunk. A row already at this version was written after the snapshot
+/// by a write that saw newer data (ingest or an attribute change replays the contact
+/// under the live version), so it is kept, not overwritten by the snapshot's result.
+fn write_chunk(conn: &Connection, model: &PublishedModel, chunk: &ScoredChunk) -> StoreResult<u64> {
+    if live_version(conn, &model.name)? != Some(model.version) {
+        return Err(StoreError::Conflict(format!("model {} v{} is no longer the live version", model.name, model.version)));
     }
-    Ok(RescoreChunk { last_contact: Some(last_id), contacts: count, events: event_count })
+    let mut current = conn
+        .prepare_cached("SELECT version FROM scores WHERE model = ?1 AND contact_id = ?2")
+        .map_err(db_err)?;
+    let mut still_applies = conn.prepare_cached("SELECT attributes FROM contacts WHERE id = ?1").map_err(db_err)?;
+    let mut written = 0;
+    for (id, row) in &chunk.rows {
+        let stored: Option<u32> = current.query_row(params![model.name, id], |r| r.get(0)).optional().map_err(db_err)?;
+        if stored == Some(model.version) {
+            continue;
+        }
+        match row {
+            Some(row) => {
+                if stored.is_none() {
+                    // A new row: make sure the contact still exists and is still in the segment.
+                    let attributes: Option<String> = still_applies.query_row([id], |r| r.get(0)).optional().map_err(db_err)?;
+                    let Some(attributes) = attributes else { continue };
+                    if !model.model.applies_to(&json_map(&attributes)?) {
+                        continue;
+                    }
+                }
+                save_score(conn, &model.name, id, row)?;
+            }
+            None if stored.is_some() => delete_score(conn, &model.name, id)?,
+            None => {}
+        }
+        written += 1;
+    }
+    Ok(written)
 }
 
 fn refresh_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limit: usize, now: Millis) -> StoreResult<RefreshChunk> {
@@ -243,9 +282,43 @@ fn refresh_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
 #[async_trait]
 impl ScoreStore for SqliteStore {
     async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RescoreChunk> {
-        // The model is shared with the writer thread for the duration of the chunk.
+        // Score from a read snapshot (no write lock held, scoring in parallel), then write
+        // only what no newer write has already brought to this version.
+        // While a chunk is written, the next one is read and scored (pipelined): the
+        // writer and the readers work at the same time.
         let model = std::sync::Arc::new(PublishedModel { name: model.name.clone(), version: model.version, model: model.model.clone() });
-        self.write(move |conn| rescore_chunk_in(conn, &model, after.as_deref().unwrap_or(""), limit, now)).await
+        let after = after.unwrap_or_default();
+        let key = (model.name.clone(), model.version, after.clone());
+        let prefetched = self.inner.prefetch.lock().map_err(|_| StoreError::Closed)?.take().filter(|p| p.key == key);
+        let chunk = match prefetched {
+            Some(prefetch) => prefetch.chunk.await.map_err(|e| StoreError::Backend(format!("rescore read failed: {e}")))??,
+            None => {
+                let reading = model.clone();
+                self.read(move |conn| score_chunk(conn, &reading, &after, limit, now)).await?
+            }
+        };
+        if let Some(next_after) = chunk.last_contact.clone() {
+            let store = self.clone();
+            let reading = model.clone();
+            let key = (model.name.clone(), model.version, next_after.clone());
+            let handle = tokio::spawn(async move { store.read(move |conn| score_chunk(conn, &reading, &next_after, limit, now)).await });
+            if let Ok(mut slot) = self.inner.prefetch.lock() {
+                *slot = Some(Prefetch { key, chunk: handle });
+            }
+        }
+        let contacts = chunk.rows.len() as u64;
+        let (events, last_contact) = (chunk.events, chunk.last_contact.clone());
+        if contacts > 0 {
+            self.write(move |conn| write_chunk(conn, &model, &chunk)).await?;
+        } else {
+            let name = model.name.clone();
+            let version = model.version;
+            let live = self.read(move |conn| live_version(conn, &name)).await?;
+            if live != Some(version) {
+                return Err(StoreError::Conflict(format!("model {} v{version} is no longer the live version", model.name)));
+            }
+        }
+        Ok(RescoreChunk { last_contact, contacts, events })
     }
 
     async fn refresh_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RefreshChunk> {
