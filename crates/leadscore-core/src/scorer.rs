@@ -46,8 +46,9 @@ pub enum ScoreError {
 
 /// What the scorer keeps between events for one contact and one model. It is stored with
 /// every score row, so its serialized form is kept short (one-letter names, empty parts
-/// left out).
+/// left out). Unknown fields are refused, so a state of another format is never misread.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ActivityState {
     /// (timestamp, messageId) of the newest event folded in.
     #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +70,7 @@ pub struct ActivityState {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RuleState {
     /// Times of awards still inside the rule's `limit.per` window.
     #[serde(rename = "a", default, skip_serializing_if = "VecDeque::is_empty")]

@@ -1,6 +1,7 @@
 //! ModelStore, ScoreStore (rescore chunks, jobs) and KeyStore.
 
 use async_trait::async_trait;
+use leadscore_core::ScoreCard;
 use leadscore_store::scoring::{ScoringEvent, full_score, refresh_fit};
 use leadscore_store::{
     ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk,
@@ -9,7 +10,7 @@ use leadscore_store::{
 use rayon::prelude::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::rows::{delete_score, json_map, load_scores, save_score};
+use crate::rows::{json_map, load_scores, save_score};
 use crate::{SqliteStore, db_err};
 
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<ModelVersion> {
@@ -146,9 +147,23 @@ fn live_version(conn: &Connection, name: &str) -> StoreResult<Option<u32>> {
         .map_err(db_err)
 }
 
+/// What the writer does for one contact of a rescored chunk, decided against the snapshot.
+enum RowAction {
+    /// The scores are the same: only version, state and as-of change (the lead list's
+    /// indexes are left alone).
+    State(ScoreRow),
+    /// The scores changed.
+    Full(ScoreRow),
+    /// The snapshot had no row for this contact.
+    Insert(ScoreRow),
+    /// The model no longer applies to the contact.
+    Delete,
+}
+
 /// A chunk scored from a read snapshot, waiting to be written.
 pub(crate) struct ScoredChunk {
-    rows: Vec<(String, Option<ScoreRow>)>,
+    actions: Vec<(String, RowAction)>,
+    contacts: u64,
     last_contact: Option<String>,
     events: u64,
 }
@@ -159,8 +174,9 @@ pub(crate) struct Prefetch {
     chunk: tokio::task::JoinHandle<StoreResult<ScoredChunk>>,
 }
 
-/// Reads a chunk of contacts and their events (one sequential range of the clustered
-/// events table) from a read snapshot and scores them in parallel. No write lock is held.
+/// Reads a chunk of contacts, their events (one sequential range of the clustered events
+/// table) and their current rows from a read snapshot, and scores them in parallel. No
+/// write lock is held.
 fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: usize, now: Millis) -> StoreResult<ScoredChunk> {
     let mut stmt = conn
         .prepare_cached("SELECT id, attributes FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2")
@@ -171,36 +187,72 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
         .collect::<Result<_, _>>()
         .map_err(db_err)?;
     let Some((last_id, _)) = contacts.last().cloned() else {
-        return Ok(ScoredChunk { rows: Vec::new(), last_contact: None, events: 0 });
+        return Ok(ScoredChunk { actions: Vec::new(), contacts: 0, last_contact: None, events: 0 });
     };
+    let mut stored: std::collections::HashMap<String, (u32, ScoreCard)> = std::collections::HashMap::with_capacity(contacts.len());
+    let mut rows_stmt = conn
+        .prepare_cached(
+            "SELECT contact_id, version, fit, activity, total, band, flames, grade, quadrant FROM scores
+             WHERE model = ?1 AND contact_id > ?2 AND contact_id <= ?3",
+        )
+        .map_err(db_err)?;
+    let mut rows = rows_stmt.query(params![model.name, after, last_id]).map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let card = ScoreCard {
+            fit: r.get(2).map_err(db_err)?,
+            activity: r.get(3).map_err(db_err)?,
+            total: r.get(4).map_err(db_err)?,
+            band: r.get(5).map_err(db_err)?,
+            flames: r.get(6).map_err(db_err)?,
+            grade: r.get(7).map_err(db_err)?,
+            quadrant: r.get(8).map_err(db_err)?,
+        };
+        stored.insert(r.get(0).map_err(db_err)?, (r.get(1).map_err(db_err)?, card));
+    }
     let mut events_stmt = conn
         .prepare_cached(
-            "SELECT contact_id, ts, message_id, name, properties FROM events
+            "SELECT contact_id, ts, name, properties, message_id FROM events
              WHERE contact_id > ?1 AND contact_id <= ?2 ORDER BY contact_id, ts, message_id",
         )
         .map_err(db_err)?;
     // Group the (already ordered) events by contact, then score contacts in parallel.
+    let contact_count = contacts.len() as u64;
     let mut grouped: Vec<(String, String, Vec<(i64, String, String, String)>)> =
         contacts.into_iter().map(|(id, attrs)| (id, attrs, Vec::new())).collect();
     let mut index = 0;
     let mut events = 0u64;
+    let mut names: Vec<String> = Vec::new();
     let mut rows = events_stmt.query(params![after, last_id]).map_err(db_err)?;
     while let Some(row) = rows.next().map_err(db_err)? {
-        let contact_id: String = row.get(0).map_err(db_err)?;
-        while index < grouped.len() && grouped[index].0 < contact_id {
+        // The contact id is compared in place; properties are decoded later, in parallel.
+        let contact_id = row.get_ref(0).and_then(|v| v.as_str().map_err(Into::into)).map_err(db_err)?;
+        while index < grouped.len() && grouped[index].0.as_str() < contact_id {
             index += 1;
         }
-        if index < grouped.len() && grouped[index].0 == contact_id {
-            grouped[index].2.push((row.get(1).map_err(db_err)?, row.get(2).map_err(db_err)?, row.get(3).map_err(db_err)?, row.get(4).map_err(db_err)?));
-            events += 1;
+        if index >= grouped.len() || grouped[index].0 != contact_id {
+            continue;
         }
+        let name = row.get_ref(2).and_then(|v| v.as_str().map_err(Into::into)).map_err(db_err)?;
+        let name = match names.iter().find(|n| n.as_str() == name) {
+            Some(known) => known.clone(),
+            None => {
+                names.push(name.to_string());
+                name.to_string()
+            }
+        };
+        grouped[index].2.push((row.get(1).map_err(db_err)?, row.get(4).map_err(db_err)?, name, row.get(3).map_err(db_err)?));
+        events += 1;
     }
-    let scored: Vec<StoreResult<(String, Option<ScoreRow>)>> = grouped
+    let scored: Vec<StoreResult<Option<(String, RowAction)>>> = grouped
         .into_par_iter()
         .map(|(id, attributes, events)| {
+            let before = stored.get(&id);
+            if before.is_some_and(|(version, _)| *version == model.version) {
+                return Ok(None); // already brought to this version by a newer write
+            }
             let attributes = json_map(&attributes)?;
             if !model.model.applies_to(&attributes) {
-                return Ok((id, None));
+                return Ok(before.map(|_| (id, RowAction::Delete)));
             }
             let events = events
                 .into_iter()
@@ -208,45 +260,87 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
                     Ok(ScoringEvent { timestamp, message_id, name, properties: json_map(&properties)? })
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
-            Ok((id, Some(full_score(model, &attributes, &events, now))))
+            let row = full_score(model, &attributes, &events, now);
+            let action = match before {
+                None => RowAction::Insert(row),
+                Some((_, card)) if *card == row.card => RowAction::State(row),
+                Some(_) => RowAction::Full(row),
+            };
+            Ok(Some((id, action)))
         })
         .collect();
-    Ok(ScoredChunk { rows: scored.into_iter().collect::<StoreResult<_>>()?, last_contact: Some(last_id), events })
+    let mut actions = Vec::with_capacity(scored.len());
+    for item in scored {
+        if let Some(action) = item? {
+            actions.push(action);
+        }
+    }
+    Ok(ScoredChunk { actions, contacts: contact_count, last_contact: Some(last_id), events })
 }
 
-/// Writes a scored chunk. A row already at this version was written after the snapshot
-/// by a write that saw newer data (ingest or an attribute change replays the contact
-/// under the live version), so it is kept, not overwritten by the snapshot's result.
+/// Writes a scored chunk. Every write is conditional on the row not being at this version
+/// yet: a row that reached it after the snapshot was written by a newer write (ingest or
+/// an attribute change replays the contact under the live version) and is kept.
 fn write_chunk(conn: &Connection, model: &PublishedModel, chunk: &ScoredChunk) -> StoreResult<u64> {
     if live_version(conn, &model.name)? != Some(model.version) {
         return Err(StoreError::Conflict(format!("model {} v{} is no longer the live version", model.name, model.version)));
     }
-    let mut current = conn
-        .prepare_cached("SELECT version FROM scores WHERE model = ?1 AND contact_id = ?2")
-        .map_err(db_err)?;
-    let mut still_applies = conn.prepare_cached("SELECT attributes FROM contacts WHERE id = ?1").map_err(db_err)?;
     let mut written = 0;
-    for (id, row) in &chunk.rows {
-        let stored: Option<u32> = current.query_row(params![model.name, id], |r| r.get(0)).optional().map_err(db_err)?;
-        if stored == Some(model.version) {
-            continue;
-        }
-        match row {
-            Some(row) => {
-                if stored.is_none() {
-                    // A new row: make sure the contact still exists and is still in the segment.
-                    let attributes: Option<String> = still_applies.query_row([id], |r| r.get(0)).optional().map_err(db_err)?;
-                    let Some(attributes) = attributes else { continue };
-                    if !model.model.applies_to(&json_map(&attributes)?) {
-                        continue;
-                    }
-                }
-                save_score(conn, &model.name, id, row)?;
+    for (id, action) in &chunk.actions {
+        let changed = match action {
+            RowAction::State(row) => {
+                let state = serde_json::to_string(&row.state).map_err(db_err)?;
+                conn.prepare_cached(
+                    "UPDATE scores SET version = ?3, state = ?4, as_of = ?5 WHERE model = ?1 AND contact_id = ?2 AND version != ?3",
+                )
+                .map_err(db_err)?
+                .execute(params![model.name, id, row.version, state, row.as_of])
+                .map_err(db_err)?
             }
-            None if stored.is_some() => delete_score(conn, &model.name, id)?,
-            None => {}
-        }
-        written += 1;
+            RowAction::Full(row) => {
+                let state = serde_json::to_string(&row.state).map_err(db_err)?;
+                let c = &row.card;
+                conn.prepare_cached(
+                    "UPDATE scores SET version = ?3, fit = ?4, activity = ?5, total = ?6, band = ?7, flames = ?8, grade = ?9,
+                       quadrant = ?10, state = ?11, as_of = ?12 WHERE model = ?1 AND contact_id = ?2 AND version != ?3",
+                )
+                .map_err(db_err)?
+                .execute(params![model.name, id, row.version, c.fit, c.activity, c.total, c.band, c.flames, c.grade, c.quadrant, state, row.as_of])
+                .map_err(db_err)?
+            }
+            RowAction::Insert(row) => {
+                // Rare (a contact that had no row): check it still exists and still applies.
+                let attributes: Option<String> = conn
+                    .prepare_cached("SELECT attributes FROM contacts WHERE id = ?1")
+                    .map_err(db_err)?
+                    .query_row([id], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)?;
+                match attributes {
+                    Some(attributes) if model.model.applies_to(&json_map(&attributes)?) => {
+                        let exists_at_version: Option<u32> = conn
+                            .prepare_cached("SELECT version FROM scores WHERE model = ?1 AND contact_id = ?2")
+                            .map_err(db_err)?
+                            .query_row(params![model.name, id], |r| r.get(0))
+                            .optional()
+                            .map_err(db_err)?;
+                        if exists_at_version == Some(model.version) {
+                            0
+                        } else {
+                            save_score(conn, &model.name, id, row)?;
+                            1
+                        }
+                    }
+                    _ => 0,
+                }
+            }
+            RowAction::Delete => conn
+                .prepare_cached("DELETE FROM scores WHERE model = ?1 AND contact_id = ?2 AND version != ?3")
+                .map_err(db_err)?
+                .execute(params![model.name, id, model.version])
+                .map_err(db_err)?,
+        };
+        written += changed as u64;
     }
     Ok(written)
 }
@@ -306,7 +400,7 @@ impl ScoreStore for SqliteStore {
                 *slot = Some(Prefetch { key, chunk: handle });
             }
         }
-        let contacts = chunk.rows.len() as u64;
+        let contacts = chunk.contacts;
         let (events, last_contact) = (chunk.events, chunk.last_contact.clone());
         if contacts > 0 {
             self.write(move |conn| write_chunk(conn, &model, &chunk)).await?;

@@ -106,7 +106,15 @@ pub(crate) fn load_scores(conn: &Connection, contact_id: &str) -> StoreResult<BT
     let mut scores = BTreeMap::new();
     for row in rows {
         let (model, version, card, state, as_of) = row.map_err(db_err)?;
-        let state = serde_json::from_str(&state).map_err(|e| StoreError::Backend(format!("corrupt score state: {e}")))?;
+        // A state that does not parse (e.g. written by an older leadscore) is not trusted:
+        // version 0 is never live, so the row is replayed from the events when next used.
+        let (version, state) = match serde_json::from_str(&state) {
+            Ok(state) => (version, state),
+            Err(err) => {
+                tracing::warn!(%model, contact = contact_id, error = %err, "unreadable score state; the contact will be replayed");
+                (0, Default::default())
+            }
+        };
         scores.insert(model, ScoreRow { version, card, state, as_of });
     }
     Ok(scores)

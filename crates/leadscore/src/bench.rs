@@ -171,12 +171,17 @@ async fn rescore(data: &DataArgs) -> Result<()> {
     let events = state.store.count_events().await?;
     let before = peak_memory_mib();
     for name in names {
-        // A rescore follows a publish: store the live source again as a new version, so
-        // every row is behind and must be rewritten.
-        let live = state.store.live_models().await?.into_iter().find(|v| v.name == name).context("the model vanished")?;
+        // A rescore follows a model change: publish the live model with 5 more points on
+        // its second activity rule (the example's pricing page: most active contacts'
+        // scores move, as in a real edit).
+        let live = state.model(&name).context("the model vanished")?;
+        let mut definition = live.model.definition.clone();
+        if let Some(points) = definition.pointer_mut("/activity/1/points") {
+            *points = json!(points.as_f64().unwrap_or(0.0) + 5.0);
+        }
         state
             .store
-            .publish_model(leadscore_store::NewModelVersion { name: name.clone(), source: live.source, format: live.format }, state.now())
+            .publish_model(leadscore_store::NewModelVersion { name: name.clone(), source: definition.to_string(), format: "json".into() }, state.now())
             .await?;
         state.reload_models().await?;
         let started = Instant::now();
