@@ -87,8 +87,15 @@ pub fn parse_event(value: &Value, now: Millis) -> Result<NewEvent, String> {
     let context = object.get("context").filter(|c| !c.is_null()).cloned();
     let message_id = match string("messageId")? {
         Some(id) => id,
-        // Without a messageId, the content decides: the same event sent twice is one event.
-        None => format!("h_{}", &hex::encode(Sha256::digest(value.to_string().as_bytes()))[..32]),
+        // Without a messageId, the content and the instant decide: the same event sent
+        // twice is one event. The instant counts even when the server assigned it, so
+        // two real page views without ids or timestamps stay two.
+        None => {
+            let mut hasher = Sha256::new();
+            hasher.update(value.to_string().as_bytes());
+            hasher.update(timestamp.to_be_bytes());
+            format!("h_{}", &hex::encode(hasher.finalize())[..32])
+        }
     };
     Ok(NewEvent { message_id, identity, kind, name, properties, traits, context, timestamp })
 }
@@ -161,6 +168,10 @@ mod tests {
         assert!(e.message_id.starts_with("h_"));
         let e = parse_event(&json!({"event": "Signed Up", "email": "A@B.com"}), 5).unwrap();
         assert_eq!((e.kind, e.timestamp, e.identity.email.as_deref()), (EventKind::Track, 5, Some("A@B.com")));
+        let same = parse_event(&json!({"event": "Signed Up", "email": "A@B.com"}), 5).unwrap();
+        let later = parse_event(&json!({"event": "Signed Up", "email": "A@B.com"}), 6).unwrap();
+        assert_eq!(e.message_id, same.message_id, "a resent event is the same event");
+        assert_ne!(e.message_id, later.message_id, "a new event without id or timestamp is a new event");
     }
 
     #[test]

@@ -25,7 +25,9 @@ const MAX_GROUP: usize = 256;
 const QUEUE_DEPTH: usize = 1024;
 
 type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
-type WriteJob = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// A queued write. Called with the connection it runs the work; called with `None` it
+/// does not run and answers its caller with an error (its transaction could not be set up).
+type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -103,7 +105,10 @@ impl SqliteStore {
     ) -> StoreResult<T> {
         let (done_tx, done_rx) = oneshot::channel::<StoreResult<T>>();
         let job: WriteJob = Box::new(move |conn| {
-            let result = work(conn);
+            let result = match conn {
+                Some(conn) => work(conn),
+                None => Err(StoreError::Backend("the write could not be isolated in a savepoint".into())),
+            };
             let ok = result.is_ok();
             let completion: Completion = Box::new(move |commit| {
                 let _ = done_tx.send(commit.and(result));
@@ -176,7 +181,12 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
         let mut failed_alone = false;
         for job in group.drain(..) {
             let savepoint = isolate && run_statement(&conn, "SAVEPOINT job").is_ok();
-            let (ok, completion) = job(&conn);
+            if isolate && !savepoint {
+                let (_, completion) = job(None);
+                completions.push(completion);
+                continue;
+            }
+            let (ok, completion) = job(Some(&conn));
             if savepoint {
                 let end = if ok { run_statement(&conn, "RELEASE job") } else { rollback_to_savepoint(&conn) };
                 if let Err(err) = end {
