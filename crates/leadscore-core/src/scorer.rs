@@ -257,9 +257,19 @@ impl Model {
     }
 }
 
-/// Sorts events into scoring order and drops repeated messageIds (the first in order stays).
+/// Sorts events into scoring order and drops repeated messageIds (the first in order
+/// stays). Events that share timestamp and messageId but differ (a client reusing ids) are
+/// ordered by their content, so which one stays never depends on the input order.
 pub fn normalize_events(events: &mut Vec<EventRef<'_>>) {
-    events.sort_by(|a, b| a.key().cmp(&b.key()));
+    events.sort_by(|a, b| {
+        a.key().cmp(&b.key()).then_with(|| {
+            a.name.cmp(b.name).then_with(|| {
+                let a = serde_json::to_string(a.properties).unwrap_or_default();
+                let b = serde_json::to_string(b.properties).unwrap_or_default();
+                a.cmp(&b)
+            })
+        })
+    });
     let mut seen = std::collections::HashSet::with_capacity(events.len());
     events.retain(|e| seen.insert(e.message_id.to_string()));
 }

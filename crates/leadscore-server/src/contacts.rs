@@ -316,7 +316,13 @@ async fn contact_history(State(state): State<Arc<AppState>>, principal: Principa
     // Merge awards and attribute changes on one timeline with the resulting scores.
     let model = &published.model;
     let mut entries = Vec::new();
-    let mut fit = 0.0;
+    // Events older than the first known attributes (a contact created after its history
+    // was imported) are shown with the fit of those first attributes, not with 0.
+    let first_fit = log
+        .iter()
+        .find_map(|entry| entry.data.get("attributes").and_then(Value::as_object))
+        .map_or(0.0, |attributes| model.fit(attributes));
+    let mut fit: Option<f64> = None;
     let mut activity = 0.0;
     let mut log_iter = log.into_iter().filter(|e| e.at <= at).peekable();
     let mut steps_iter = steps.into_iter().peekable();
@@ -338,16 +344,17 @@ async fn contact_history(State(state): State<Arc<AppState>>, principal: Principa
             entries.push(json!({
                 "at": format_time(entry.at),
                 "kind": entry.kind,
-                "points": round2(new_fit - fit),
+                "points": round2(new_fit - fit.unwrap_or(0.0)),
                 "fit_rules": reasons,
                 "fit": round2(new_fit),
                 "activity": activity,
                 "total": round2(new_fit + activity),
             }));
-            fit = new_fit;
+            fit = Some(new_fit);
         } else {
             let Some(step) = steps_iter.next() else { break };
             activity = step.activity;
+            let fit = fit.unwrap_or(first_fit);
             entries.push(json!({
                 "at": format_time(step.timestamp),
                 "kind": "activity",
