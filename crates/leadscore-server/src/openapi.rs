@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 /// (method, path, scope, summary) of every API route.
 pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/healthz", "none", "Health check"),
-    ("get", "/metrics", "none", "Prometheus metrics"),
-    ("get", "/openapi.json", "none", "This document"),
+    ("get", "/metrics", "read", "Prometheus metrics"),
+    ("get", "/openapi.json", "read", "This document"),
     ("post", "/api/v1/contacts", "admin", "Create or update a contact (by id or email)"),
     ("get", "/api/v1/contacts", "read", "List contacts; with model= the lead list, best first, filtered and paginated"),
     ("get", "/api/v1/contacts/{id}", "read", "Read a contact with its scores (?at= for a past instant)"),

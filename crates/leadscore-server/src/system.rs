@@ -13,6 +13,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use leadscore_store::Scope;
 
 /// The process-wide Prometheus recorder (metrics has one global recorder per process).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -35,7 +38,7 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
-        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route("/openapi.json", get(openapi))
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
@@ -50,8 +53,16 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn render_metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+/// Metrics and the API description need a key like everything but health (PRODUCT.md §7);
+/// Prometheus sends one with `authorization: { credentials: <read key> }`.
+async fn render_metrics(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
+}
+
+async fn openapi(principal: Principal) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(Scope::Read)?;
+    Ok(Json(crate::openapi::document()))
 }
 
 /// Counts requests and their latency by matched route and status.

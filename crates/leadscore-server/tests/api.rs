@@ -830,12 +830,12 @@ async fn health_metrics_and_openapi() {
     assert_eq!(health.expect(StatusCode::OK)["status"], "ok");
 
     server.get("/api/v1/models").await.expect(StatusCode::OK);
-    let metrics = server.send(server.request(Method::GET, "/metrics", None)).await;
+    let metrics = server.get("/metrics").await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(metrics.text.contains("leadscore_http_requests_total"), "{}", metrics.text);
     assert!(metrics.text.contains(r#"route="/api/v1/models""#), "requests are counted by route: {}", metrics.text);
 
-    let openapi = server.send(server.request(Method::GET, "/openapi.json", None)).await;
+    let openapi = server.get("/openapi.json").await;
     let document = openapi.expect(StatusCode::OK);
     assert_eq!(document["openapi"], "3.1.0");
     for (method, path, scope, _) in leadscore_server::openapi::ROUTES {
