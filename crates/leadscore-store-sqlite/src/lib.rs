@@ -106,7 +106,12 @@ impl SqliteStore {
         let (done_tx, done_rx) = oneshot::channel::<StoreResult<T>>();
         let job: WriteJob = Box::new(move |conn| {
             let result = match conn {
-                Some(conn) => work(conn),
+                // A bug that panics inside one write must not take the writer thread (and
+                // every later write) down: it fails that write, which is rolled back.
+                Some(conn) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn))).unwrap_or_else(|_| {
+                    tracing::error!("a write panicked; it was rolled back");
+                    Err(StoreError::Backend("the write failed unexpectedly; see the server log".into()))
+                }),
                 None => Err(StoreError::Backend("the write could not be isolated in a savepoint".into())),
             };
             let ok = result.is_ok();
@@ -206,5 +211,29 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
         }
         metrics::histogram!("leadscore_write_commit_seconds").record(started.elapsed().as_secs_f64());
         tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "write group committed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_writer_lives_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open_dir(dir.path()).expect("open");
+        let panicked = store
+            .write(|conn| -> StoreResult<()> {
+                conn.execute("INSERT INTO contacts (id, attributes, created_at, updated_at) VALUES ('x', '{}', 0, 0)", [])
+                    .map_err(db_err)?;
+                panic!("a bug");
+            })
+            .await;
+        assert!(matches!(panicked, Err(StoreError::Backend(_))));
+        let count = store
+            .write(|conn| conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get::<_, i64>(0)).map_err(db_err))
+            .await
+            .expect("the writer still answers");
+        assert_eq!(count, 0, "the panicking write was rolled back");
     }
 }

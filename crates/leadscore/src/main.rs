@@ -217,8 +217,21 @@ pub async fn serve(state: Arc<AppState>, addr: &str) -> Result<()> {
     tracing::info!(%local, "leadscore is listening");
     eprintln!("leadscore is listening on http://{local}  (API: /api/v1, health: /healthz, metrics: /metrics)");
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
+        // Ctrl-C in a terminal, SIGTERM from systemd, Kubernetes or `kill`.
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let sigterm = async {
+            match terminate.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm => {}
+        }
+        tracing::info!("shutting down: finishing requests in flight");
     };
     leadscore_server::serve(state, listener, shutdown).await.context("the server stopped with an error")
 }
