@@ -136,6 +136,23 @@ impl Condition {
         }
     }
 
+    /// Adds the top-level keys this condition reads from `source` (`utm.source` → `utm`).
+    pub fn collect_roots(&self, source: Source, into: &mut Vec<String>) {
+        match self {
+            Condition::All(items) | Condition::Any(items) => items.iter().for_each(|c| c.collect_roots(source, into)),
+            Condition::Not(inner) => inner.collect_roots(source, into),
+            Condition::Leaf(leaf) if leaf.source == source => {
+                // The exact key is tried first (it may contain dots), then the dotted path.
+                for key in [leaf.field.as_str(), leaf.field.split('.').next().unwrap_or_default()] {
+                    if !into.iter().any(|k| k == key) {
+                        into.push(key.to_string());
+                    }
+                }
+            }
+            Condition::Leaf(_) => {}
+        }
+    }
+
     /// Whether any leaf reads from `source` (used to refuse `property` in fit rules).
     pub fn reads(&self, source: Source) -> bool {
         match self {

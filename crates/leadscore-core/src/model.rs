@@ -181,6 +181,18 @@ impl Model {
         self.applies_to.as_ref().is_none_or(|c| c.matches(attributes, &Map::new()))
     }
 
+    /// The event property keys (top level) that any activity rule reads. Scoring needs no
+    /// other property, so bulk paths decode only these.
+    pub fn activity_property_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        for rule in &self.activity {
+            if let Some(when) = &rule.when {
+                when.collect_roots(crate::condition::Source::Property, &mut keys);
+            }
+        }
+        keys
+    }
+
     /// Sum of the fit rules that match (first matching case per rule).
     pub fn fit(&self, attributes: &Map<String, Value>) -> f64 {
         self.fit_breakdown(attributes).map(|(_, points)| points).sum()
@@ -568,6 +580,12 @@ mod tests {
         assert_eq!(model.flames, vec![10.0, 25.0, 50.0, 75.0, 100.0]);
         assert_eq!(model.decay.half_life.unwrap().millis(), 30 * crate::duration::DAY_MS);
         assert_eq!(model.activity[2].frequency.unwrap().count, 3);
+    }
+
+    #[test]
+    fn lists_the_property_keys_rules_read() {
+        let model = Model::parse(EXAMPLE_MODEL_TOML).unwrap();
+        assert_eq!(model.activity_property_keys(), vec!["form".to_string(), "path".to_string()]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use leadscore_store::{
 use rayon::prelude::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::rows::{json_map, load_scores, save_score};
+use crate::rows::{json_map, json_map_keys, load_scores, save_score};
 use crate::{SqliteStore, db_err};
 
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<ModelVersion> {
@@ -243,6 +243,7 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
         grouped[index].2.push((row.get(1).map_err(db_err)?, row.get(4).map_err(db_err)?, name, row.get(3).map_err(db_err)?));
         events += 1;
     }
+    let property_keys = model.model.activity_property_keys();
     let scored: Vec<StoreResult<Option<(String, RowAction)>>> = grouped
         .into_par_iter()
         .map(|(id, attributes, events)| {
@@ -257,7 +258,7 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
             let events = events
                 .into_iter()
                 .map(|(timestamp, message_id, name, properties)| {
-                    Ok(ScoringEvent { timestamp, message_id, name, properties: json_map(&properties)? })
+                    Ok(ScoringEvent { timestamp, message_id, name, properties: json_map_keys(&properties, &property_keys)? })
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
             let row = full_score(model, &attributes, &events, now);

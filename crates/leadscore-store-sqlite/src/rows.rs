@@ -19,6 +19,23 @@ pub(crate) fn json_map(text: &str) -> StoreResult<Map<String, Value>> {
     serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt JSON in the database: {e}")))
 }
 
+/// Decodes only the listed top-level keys of a JSON object (values of other keys are
+/// skipped unparsed): the rescore path needs just the properties the model's rules read.
+pub(crate) fn json_map_keys(text: &str, keys: &[String]) -> StoreResult<Map<String, Value>> {
+    if keys.is_empty() {
+        return Ok(Map::new());
+    }
+    let raw: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
+        serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt JSON in the database: {e}")))?;
+    let mut map = Map::new();
+    for key in keys {
+        if let Some(value) = raw.get(key) {
+            map.insert(key.clone(), serde_json::from_str(value.get()).map_err(db_err)?);
+        }
+    }
+    Ok(map)
+}
+
 pub(crate) fn contact_from_row(row: &Row<'_>) -> rusqlite::Result<(ContactRecord, String, String)> {
     let attributes: String = row.get(2)?;
     let groups: String = row.get(3)?;
