@@ -9,6 +9,7 @@ pub mod input;
 pub mod keys;
 pub mod models;
 pub mod openapi;
+pub mod segment;
 pub mod system;
 pub mod workers;
 
@@ -151,6 +152,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(keys::router());
     Router::new()
         .nest("/api/v1", api)
+        .merge(segment::router())
         .merge(system::router())
         .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {

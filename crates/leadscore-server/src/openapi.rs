@@ -27,6 +27,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/keys", "admin", "List API keys"),
     ("post", "/api/v1/keys", "admin", "Create an API key with scopes (shown once)"),
     ("delete", "/api/v1/keys/{id}", "admin", "Revoke an API key"),
+    ("post", "/v1/track", "ingest", "Segment-compatible track (HTTP Basic: write key as user name)"),
+    ("post", "/v1/page", "ingest", "Segment-compatible page"),
+    ("post", "/v1/screen", "ingest", "Segment-compatible screen"),
+    ("post", "/v1/identify", "ingest", "Segment-compatible identify"),
+    ("post", "/v1/batch", "ingest", "Segment-compatible batch (500 KB, 32 KB per message)"),
+    ("post", "/v1/import", "ingest", "Segment-compatible import (same as batch)"),
 ];
 
 pub fn document() -> Value {

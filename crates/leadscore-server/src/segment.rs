@@ -1,0 +1,213 @@
+//! The Segment-compatible HTTP Tracking API: `POST /v1/{track,page,screen,identify,batch}`
+//! with the write key as HTTP Basic user name (or `writeKey` in the body), Segment's size
+//! limits (32 KB per message, 500 KB per batch, `400` beyond), clock-skew correction from
+//! `sentAt`, and `{"success": true}` answers, so existing Segment/RudderStack SDKs and
+//! analytics.js can send to leadscore unchanged.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use leadscore_store::{IngestStatus, Millis, NewEvent, Scope};
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::auth::authenticate;
+use crate::error::{ApiError, ApiResult};
+use crate::events::parse_event;
+use crate::input::{Body, parse_time};
+
+/// Segment's limits.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+
+pub fn router() -> Router<Arc<AppState>> {
+    let single = |kind: &'static str| {
+        post(move |state: State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>| single_call(state, headers, body, kind))
+            .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+    };
+    Router::new()
+        .route("/v1/track", single("track"))
+        .route("/v1/page", single("page"))
+        .route("/v1/screen", single("screen"))
+        .route("/v1/identify", single("identify"))
+        .route("/v1/batch", post(batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)))
+        .route("/v1/import", post(batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)))
+}
+
+/// The write key: HTTP Basic user name (password empty), else `writeKey` in the body.
+fn write_key(headers: &HeaderMap, body: &Value) -> Option<String> {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok())
+        .and_then(|decoded| String::from_utf8(decoded).ok())
+        .map(|pair| pair.split_once(':').map_or(pair.clone(), |(user, _)| user.to_string()))
+        .filter(|key| !key.is_empty());
+    from_header.or_else(|| body.get("writeKey").and_then(Value::as_str).map(str::to_string))
+}
+
+/// Checks the write key, then returns the parsed body: a caller without a key learns that
+/// first, whatever the body holds.
+async fn authorized_body(state: &AppState, headers: &HeaderMap, body: &Body) -> ApiResult<Value> {
+    let parsed = body_json(body);
+    let key = write_key(headers, parsed.as_ref().unwrap_or(&Value::Null))
+        .ok_or_else(|| ApiError::unauthorized("send the write key (an ingest API key) as the HTTP Basic user name"))?;
+    authenticate(state, &key).await?.require(Scope::Ingest)?;
+    parsed
+}
+
+/// Segment answers 400 for bodies over its limits; so do we (axum's own answer is 413).
+fn body_json(body: &Body) -> ApiResult<Value> {
+    body.json::<Value>().map_err(|e| ApiError { status: StatusCode::BAD_REQUEST, ..e })
+}
+
+fn too_large(body: Result<Body, ApiError>) -> ApiResult<Body> {
+    body.map_err(|e| if e.status == StatusCode::PAYLOAD_TOO_LARGE { ApiError { status: StatusCode::BAD_REQUEST, ..e } } else { e })
+}
+
+/// Turns one Segment message into an event: the type from the endpoint or the message,
+/// `originalTimestamp` corrected for the client's clock skew with `sentAt` (Segment's
+/// rule: timestamp = receivedAt − (sentAt − originalTimestamp)), page fields taken from
+/// `context.page` when the properties lack them, and the e-mail from `context.traits`.
+pub fn segment_event(message: &Value, kind: Option<&str>, batch_sent_at: Option<&str>, received_at: Millis) -> Result<NewEvent, String> {
+    let Some(object) = message.as_object() else {
+        return Err("a message must be a JSON object".into());
+    };
+    let size = message.to_string().len();
+    if size > MAX_MESSAGE_BYTES {
+        return Err(format!("the message is {size} bytes; the limit is {MAX_MESSAGE_BYTES}"));
+    }
+    let mut object = object.clone();
+    if let Some(kind) = kind {
+        object.insert("type".into(), Value::String(kind.into()));
+    }
+    if object.get("timestamp").is_none_or(Value::is_null) {
+        if let Some(Value::String(original)) = object.get("originalTimestamp") {
+            let original = parse_time(original)?;
+            let sent_at = object.get("sentAt").and_then(Value::as_str).or(batch_sent_at).map(parse_time).transpose()?;
+            let corrected = match sent_at {
+                Some(sent_at) => received_at - (sent_at - original),
+                None => original,
+            };
+            let text = crate::input::format_time(corrected);
+            object.insert("timestamp".into(), Value::String(text));
+        }
+    }
+    let is_page = matches!(object.get("type").and_then(Value::as_str), Some("page" | "screen"));
+    if is_page {
+        if let Some(page) = object.get("context").and_then(|c| c.get("page")).and_then(Value::as_object).cloned() {
+            let properties = object.entry("properties").or_insert_with(|| Value::Object(Map::new()));
+            if let Some(properties) = properties.as_object_mut() {
+                for field in ["path", "url", "title", "referrer", "search"] {
+                    if let Some(value) = page.get(field).filter(|v| !v.is_null()) {
+                        properties.entry(field).or_insert_with(|| value.clone());
+                    }
+                }
+            }
+        }
+    }
+    if object.get("email").is_none() {
+        let email = object.get("context").and_then(|c| c.get("traits")).and_then(|t| t.get("email")).cloned();
+        if let Some(email) = email.filter(Value::is_string) {
+            object.insert("email".into(), email);
+        }
+    }
+    parse_event(&Value::Object(object), received_at)
+}
+
+async fn store(state: &AppState, events: Vec<NewEvent>) -> ApiResult<usize> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let outcomes = state.store.ingest(events, &state.models(), state.now()).await?;
+    let stored = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
+    metrics::counter!("leadscore_events_ingested_total", "api" => "segment").increment(stored as u64);
+    metrics::counter!("leadscore_events_duplicate_total", "api" => "segment").increment((outcomes.len() - stored) as u64);
+    Ok(stored)
+}
+
+async fn single_call(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>, kind: &'static str) -> ApiResult<Json<Value>> {
+    let body = too_large(body)?;
+    let message = authorized_body(&state, &headers, &body).await?;
+    let event = segment_event(&message, Some(kind), None, state.now()).map_err(|reason| {
+        metrics::counter!("leadscore_events_rejected_total", "api" => "segment").increment(1);
+        ApiError::bad_request(reason)
+    })?;
+    store(&state, vec![event]).await?;
+    Ok(Json(json!({ "success": true })))
+}
+
+async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>) -> ApiResult<Json<Value>> {
+    let body = too_large(body)?;
+    let value = authorized_body(&state, &headers, &body).await?;
+    let Some(messages) = value.get("batch").and_then(Value::as_array) else {
+        return Err(ApiError::bad_request("the body needs `batch`: a list of messages"));
+    };
+    let sent_at = value.get("sentAt").and_then(Value::as_str);
+    let now = state.now();
+    let mut events = Vec::with_capacity(messages.len());
+    let mut rejected = Vec::new();
+    for (index, message) in messages.iter().enumerate() {
+        match segment_event(message, None, sent_at, now) {
+            Ok(event) => events.push(event),
+            Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
+        }
+    }
+    if rejected.iter().any(|r| r["reason"].as_str().is_some_and(|m| m.contains("the limit is"))) {
+        return Err(ApiError::bad_request("a message is over 32 KB").with_details(json!({ "rejected": rejected })));
+    }
+    if !rejected.is_empty() {
+        // Segment accepts the batch and drops what it cannot use; the SDKs must not retry it.
+        tracing::warn!(rejected = rejected.len(), "segment batch: messages rejected");
+        metrics::counter!("leadscore_events_rejected_total", "api" => "segment").increment(rejected.len() as u64);
+    }
+    store(&state, events).await?;
+    Ok(Json(json!({ "success": true, "rejected": rejected })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrects_clock_skew_from_sent_at() {
+        let received = parse_time("2026-05-01T12:00:10Z").unwrap();
+        // The client clock is 1 hour behind: it stamped the event 5 s before sending.
+        let message = json!({ "userId": "u", "event": "x", "originalTimestamp": "2026-05-01T11:00:00Z", "sentAt": "2026-05-01T11:00:05Z" });
+        let event = segment_event(&message, Some("track"), None, received).unwrap();
+        assert_eq!(event.timestamp, parse_time("2026-05-01T12:00:05Z").unwrap());
+        // An explicit timestamp (historical import) is used as is.
+        let message = json!({ "userId": "u", "event": "x", "timestamp": "2026-01-01T00:00:00Z", "sentAt": "2026-05-01T11:00:05Z" });
+        assert_eq!(segment_event(&message, Some("track"), None, received).unwrap().timestamp, parse_time("2026-01-01T00:00:00Z").unwrap());
+    }
+
+    #[test]
+    fn page_fields_come_from_context() {
+        let message = json!({ "anonymousId": "a1", "context": { "page": { "path": "/pricing", "url": "https://x.io/pricing", "title": "Pricing" }, "traits": { "email": "a@x.io" } } });
+        let event = segment_event(&message, Some("page"), None, 0).unwrap();
+        assert_eq!(event.name, "page");
+        assert_eq!(event.properties["path"], "/pricing");
+        assert_eq!(event.identity.email.as_deref(), Some("a@x.io"));
+    }
+
+    #[test]
+    fn refuses_oversized_messages() {
+        let message = json!({ "userId": "u", "event": "x", "properties": { "blob": "x".repeat(MAX_MESSAGE_BYTES) } });
+        assert!(segment_event(&message, Some("track"), None, 0).unwrap_err().contains("the limit is"));
+    }
+
+    #[test]
+    fn reads_the_write_key() {
+        let mut headers = HeaderMap::new();
+        let encoded = base64::engine::general_purpose::STANDARD.encode("lsk_abc:");
+        headers.insert(header::AUTHORIZATION, format!("Basic {encoded}").parse().unwrap());
+        assert_eq!(write_key(&headers, &json!({})).as_deref(), Some("lsk_abc"));
+        assert_eq!(write_key(&HeaderMap::new(), &json!({ "writeKey": "lsk_def" })).as_deref(), Some("lsk_def"));
+        assert_eq!(write_key(&HeaderMap::new(), &json!({})), None);
+    }
+}
