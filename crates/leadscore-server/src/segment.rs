@@ -4,6 +4,7 @@
 //! `sentAt`, and `{"success": true}` answers, so existing Segment/RudderStack SDKs and
 //! analytics.js can send to leadscore unchanged.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -25,17 +26,34 @@ pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 
 pub fn router() -> Router<Arc<AppState>> {
+    // Browsers (analytics.js, the snippet) post from the customer's own site; write keys
+    // are ingest-only, so any origin may send. The layer sits on each method router, which
+    // has an OPTIONS route so that preflights reach the layer.
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([axum::http::Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
     let single = |kind: &'static str| {
         post(move |state: State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>| single_call(state, headers, body, kind))
-            .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+            .options(preflight)
+            .layer::<_, Infallible>(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+            .layer::<_, Infallible>(cors.clone())
+    };
+    let batch_route = || {
+        post(batch).options(preflight).layer::<_, Infallible>(DefaultBodyLimit::max(MAX_BATCH_BYTES)).layer::<_, Infallible>(cors.clone())
     };
     Router::new()
         .route("/v1/track", single("track"))
         .route("/v1/page", single("page"))
         .route("/v1/screen", single("screen"))
         .route("/v1/identify", single("identify"))
-        .route("/v1/batch", post(batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)))
-        .route("/v1/import", post(batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)))
+        .route("/v1/batch", batch_route())
+        .route("/v1/import", batch_route())
+}
+
+/// CORS preflights are answered by the CORS layer; the route only has to exist.
+async fn preflight() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 /// The write key: HTTP Basic user name (password empty), else `writeKey` in the body.

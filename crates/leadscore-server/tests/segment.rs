@@ -142,3 +142,25 @@ async fn official_segment_sdks_send_unchanged() {
     assert_eq!(events[0]["messageId"], "node-webinar-1");
     assert_eq!(events[0]["timestamp"], "2026-01-15T10:00:00.000Z", "the SDK's timestamp is kept");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browsers_may_send_from_any_site() {
+    let server = TestServer::start().await;
+    let preflight = server
+        .request(Method::OPTIONS, "/v1/batch", None)
+        .header("origin", "https://www.customer.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type,authorization");
+    let reply = server.send(preflight).await;
+    assert!(reply.status.is_success(), "{}", reply.text);
+    let key = ingest_key(&server, &["ingest"]).await;
+    let request = server
+        .request(Method::POST, "/v1/page", None)
+        .header("origin", "https://www.customer.example")
+        .header("authorization", basic(&key))
+        .header("content-type", "text/plain")
+        .body(json!({ "anonymousId": "v1", "properties": { "path": "/" } }).to_string());
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+}
