@@ -33,6 +33,11 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/v1/identify", "ingest", "Segment-compatible identify"),
     ("post", "/v1/batch", "ingest", "Segment-compatible batch (500 KB, 32 KB per message)"),
     ("post", "/v1/import", "ingest", "Segment-compatible import (same as batch)"),
+    ("post", "/v1/t", "ingest", "analytics.js track"),
+    ("post", "/v1/p", "ingest", "analytics.js page"),
+    ("post", "/v1/s", "ingest", "analytics.js screen"),
+    ("post", "/v1/i", "ingest", "analytics.js identify"),
+    ("post", "/v1/b", "ingest", "analytics.js batch"),
 ];
 
 pub fn document() -> Value {

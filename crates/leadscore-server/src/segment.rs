@@ -42,12 +42,19 @@ pub fn router() -> Router<Arc<AppState>> {
     let batch_route = || {
         post(batch).options(preflight).layer::<_, Infallible>(DefaultBodyLimit::max(MAX_BATCH_BYTES)).layer::<_, Infallible>(cors.clone())
     };
+    // analytics.js posts to the one-letter paths (`{apiHost}/t`, `/p`, `/i`, `/s`, and `/b`
+    // when batching).
     Router::new()
         .route("/v1/track", single("track"))
+        .route("/v1/t", single("track"))
         .route("/v1/page", single("page"))
+        .route("/v1/p", single("page"))
         .route("/v1/screen", single("screen"))
+        .route("/v1/s", single("screen"))
         .route("/v1/identify", single("identify"))
+        .route("/v1/i", single("identify"))
         .route("/v1/batch", batch_route())
+        .route("/v1/b", batch_route())
         .route("/v1/import", batch_route())
 }
 
@@ -89,9 +96,10 @@ fn too_large(body: Result<Body, ApiError>) -> ApiResult<Body> {
 }
 
 /// Turns one Segment message into an event: the type from the endpoint or the message,
-/// `originalTimestamp` corrected for the client's clock skew with `sentAt` (Segment's
-/// rule: timestamp = receivedAt − (sentAt − originalTimestamp)), page fields taken from
-/// `context.page` when the properties lack them, and the e-mail from `context.traits`.
+/// the time corrected for the sender's clock skew when it says when it sent (Segment's
+/// rule: timestamp = receivedAt − (sentAt − originalTimestamp); with a correct clock the
+/// correction is only the network delay), page fields taken from `context.page` when the
+/// properties lack them, and the e-mail from `context.traits`.
 pub fn segment_event(message: &Value, kind: Option<&str>, batch_sent_at: Option<&str>, received_at: Millis) -> Result<NewEvent, String> {
     let Some(object) = message.as_object() else {
         return Err("a message must be a JSON object".into());
@@ -104,17 +112,15 @@ pub fn segment_event(message: &Value, kind: Option<&str>, batch_sent_at: Option<
     if let Some(kind) = kind {
         object.insert("type".into(), Value::String(kind.into()));
     }
-    if object.get("timestamp").is_none_or(Value::is_null) {
-        if let Some(Value::String(original)) = object.get("originalTimestamp") {
-            let original = parse_time(original)?;
-            let sent_at = object.get("sentAt").and_then(Value::as_str).or(batch_sent_at).map(parse_time).transpose()?;
-            let corrected = match sent_at {
-                Some(sent_at) => received_at - (sent_at - original),
-                None => original,
-            };
-            let text = crate::input::format_time(corrected);
-            object.insert("timestamp".into(), Value::String(text));
-        }
+    let stamped = ["timestamp", "originalTimestamp"].iter().find_map(|key| object.get(*key).and_then(Value::as_str).map(str::to_string));
+    if let Some(original) = stamped {
+        let original = parse_time(&original)?;
+        let sent_at = object.get("sentAt").and_then(Value::as_str).or(batch_sent_at).map(parse_time).transpose()?;
+        let corrected = match sent_at {
+            Some(sent_at) => received_at - (sent_at - original),
+            None => original,
+        };
+        object.insert("timestamp".into(), Value::String(crate::input::format_time(corrected)));
     }
     let is_page = matches!(object.get("type").and_then(Value::as_str), Some("page" | "screen"));
     if is_page {
@@ -199,8 +205,11 @@ mod tests {
         let message = json!({ "userId": "u", "event": "x", "originalTimestamp": "2026-05-01T11:00:00Z", "sentAt": "2026-05-01T11:00:05Z" });
         let event = segment_event(&message, Some("track"), None, received).unwrap();
         assert_eq!(event.timestamp, parse_time("2026-05-01T12:00:05Z").unwrap());
-        // An explicit timestamp (historical import) is used as is.
-        let message = json!({ "userId": "u", "event": "x", "timestamp": "2026-01-01T00:00:00Z", "sentAt": "2026-05-01T11:00:05Z" });
+        // A historical timestamp from a sender with a correct clock moves only by the delay.
+        let message = json!({ "userId": "u", "event": "x", "timestamp": "2026-01-01T00:00:00Z", "sentAt": "2026-05-01T12:00:09Z" });
+        assert_eq!(segment_event(&message, Some("track"), None, received).unwrap().timestamp, parse_time("2026-01-01T00:00:01Z").unwrap());
+        // Without sentAt, the timestamp is used as is.
+        let message = json!({ "userId": "u", "event": "x", "timestamp": "2026-01-01T00:00:00Z" });
         assert_eq!(segment_event(&message, Some("track"), None, received).unwrap().timestamp, parse_time("2026-01-01T00:00:00Z").unwrap());
     }
 
