@@ -38,6 +38,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/v1/s", "ingest", "analytics.js screen"),
     ("post", "/v1/i", "ingest", "analytics.js identify"),
     ("post", "/v1/b", "ingest", "analytics.js batch"),
+    ("get", "/js/leadscore.js", "none", "The website script (page views, identify, track)"),
 ];
 
 pub fn document() -> Value {

@@ -56,6 +56,17 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/batch", batch_route())
         .route("/v1/b", batch_route())
         .route("/v1/import", batch_route())
+        .route("/js/leadscore.js", axum::routing::get(snippet))
+}
+
+/// The website script (assets/leadscore.js): public, cacheable, no key needed to fetch it.
+pub const SNIPPET: &str = include_str!("../assets/leadscore.js");
+
+async fn snippet() -> impl axum::response::IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        SNIPPET,
+    )
 }
 
 /// CORS preflights are answered by the CORS layer; the route only has to exist.

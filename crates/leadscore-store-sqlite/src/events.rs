@@ -23,17 +23,17 @@ fn anonymous_contact_id(anonymous_id: &str) -> String {
 /// Finds the contact an event is about, creating it when unknown (order: userId, then
 /// email, then anonymousId as `anon:<id>`). When a known person arrives with the
 /// anonymousId of an earlier visitor, the visitor's contact is merged into theirs.
-/// Returns the contact id and whether a merge happened (its scores must be replayed).
-fn resolve_contact(conn: &Connection, identity: &Identity, first_seen: Millis, now: Millis) -> StoreResult<(String, bool)> {
+/// Returns the contact id and, when a visitor was merged in, the visitor's former id.
+fn resolve_contact(conn: &Connection, identity: &Identity, first_seen: Millis, now: Millis) -> StoreResult<(String, Option<String>)> {
     let id = resolve_known(conn, identity, first_seen, now)?;
     if let Some(anonymous) = &identity.anonymous_id {
         let visitor = anonymous_contact_id(anonymous);
         if visitor != id && contact_exists(conn, &visitor)? {
             merge_contact(conn, &visitor, &id, now)?;
-            return Ok((id, true));
+            return Ok((id, Some(visitor)));
         }
     }
-    Ok((id, false))
+    Ok((id, None))
 }
 
 /// Moves everything of contact `from` into `into` and deletes `from`. Attributes of
@@ -147,16 +147,25 @@ fn store_event(conn: &Connection, event: &NewEvent, now: Millis, touched: &mut H
     if let Some(contact_id) = existing {
         return Ok(IngestOutcome { status: IngestStatus::Duplicate, contact_id });
     }
-    let (contact_id, merged) = resolve_contact(conn, &event.identity, event.timestamp, now)?;
+    let (contact_id, merged_from) = resolve_contact(conn, &event.identity, event.timestamp, now)?;
     conn.prepare_cached("INSERT INTO message_ids (message_id, contact_id) VALUES (?1, ?2)")
         .map_err(db_err)?
         .execute(params![event.message_id, contact_id])
         .map_err(db_err)?;
+    // A visitor merged away earlier in this batch hands what it gathered to the person.
+    let absorbed = merged_from.as_ref().and_then(|from| {
+        order.retain(|id| id != from);
+        touched.remove(from)
+    });
     let entry = touched.entry(contact_id.clone()).or_insert_with(|| {
         order.push(contact_id.clone());
         Touched { new_events: Vec::new(), identifies: Vec::new(), merged: false }
     });
-    entry.merged |= merged;
+    entry.merged |= merged_from.is_some();
+    if let Some(absorbed) = absorbed {
+        entry.new_events.extend(absorbed.new_events);
+        entry.identifies.extend(absorbed.identifies);
+    }
     if event.kind.is_activity() {
         let properties = serde_json::to_string(&event.properties).map_err(db_err)?;
         conn.prepare_cached(

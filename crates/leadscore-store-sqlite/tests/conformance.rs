@@ -29,6 +29,7 @@ suite_tests!(
     rescore_and_refresh,
     erase_removes_everything,
     writes_use_the_live_model_versions,
+    identify_merges_a_visitor_in_the_same_batch,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

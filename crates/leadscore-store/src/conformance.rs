@@ -230,3 +230,27 @@ pub async fn writes_use_the_live_model_versions(store: Arc<dyn Store>) {
     let old = stale.iter().find(|m| m.name == "all").expect("model all").clone();
     assert!(matches!(store.rescore_chunk(&old, None, 10, T0).await, Err(crate::StoreError::Conflict(_))));
 }
+
+/// A visitor's page view and the identify that reveals who they are, in one batch: the
+/// person gets the page view, and the visitor contact is gone.
+pub async fn identify_merges_a_visitor_in_the_same_batch(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    let mut view = page("v1", "ignored", T0, "/pricing");
+    view.identity = Identity { anonymous_id: Some("visitor-1".into()), ..Identity::default() };
+    let identify = NewEvent {
+        message_id: "v2".into(),
+        identity: Identity { user_id: Some("person-1".into()), anonymous_id: Some("visitor-1".into()), ..Identity::default() },
+        kind: EventKind::Identify,
+        name: "identify".into(),
+        properties: Map::new(),
+        traits: attrs(json!({ "segment": "a" })),
+        context: None,
+        timestamp: T0 + HOUR,
+    };
+    let outcomes = store.ingest(vec![view, identify], &set, T0 + HOUR).await.expect("ingest");
+    assert_eq!(outcomes[1].contact_id, "person-1");
+    let person = store.get_contact("person-1").await.expect("get").expect("exists");
+    assert_eq!(person.scores["a"].card.activity, 26.0, "pricing 25 + any page 1");
+    assert!(store.get_contact("anon:visitor-1").await.expect("get").is_none());
+    assert_eq!(store.contact_events("person-1").await.expect("events").len(), 1);
+}
