@@ -129,3 +129,43 @@ fn demo_generates_a_scored_data_set() {
     assert!(c["scores"]["b2b"]["band"].is_string() || c["scores"].as_object().unwrap().is_empty(), "{c}");
     assert!(d.join("demo-admin-key.txt").exists());
 }
+
+/// A CSV nobody wrote for leadscore: the X Education leads (9,240 rows, `Select` for
+/// "not chosen", many blanks). CI points LEADSCORE_TEST_LEADS_CSV at ../shared/data.
+#[test]
+fn imports_the_x_education_leads_as_is() {
+    let Ok(csv) = std::env::var("LEADSCORE_TEST_LEADS_CSV") else {
+        eprintln!("skipped: set LEADSCORE_TEST_LEADS_CSV to leads_x_education.csv (see .ci/run)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let summary = json(&ok(d, &["import", "contacts", &csv, "--missing", "Select", "--json"]));
+    assert_eq!(summary["rows"], 9240, "{summary}");
+    assert_eq!(summary["imported"], 9240, "{summary}");
+    assert_eq!(summary["rejected"].as_array().unwrap().len(), 0);
+    // Re-running changes nothing and creates nothing.
+    let again = json(&ok(d, &["import", "contacts", &csv, "--missing", "Select", "--json"]));
+    assert_eq!(again["created"], 0);
+    // Numbers were inferred, "Select" left out, the id column found by itself.
+    let model = d.join("edu.toml");
+    std::fs::write(
+        &model,
+        r#"
+name = "edu"
+[[fit]]
+name = "Engaged on the site"
+when = { attribute = "total_time_spent_on_website", op = "gt", value = 1000 }
+points = 10
+[[fit]]
+name = "Specialization chosen"
+when = { attribute = "specialization", op = "exists" }
+points = 5
+"#,
+    )
+    .unwrap();
+    ok(d, &["model", "apply", model.to_str().unwrap()]);
+    let lead = json(&ok(d, &["score", "7927b2df-8bba-4d29-b9a2-b6e0beafe620", "--json"]));
+    // This lead spent 0 s on the site and left Specialization at "Select".
+    assert_eq!(lead["scores"]["edu"]["fit"], 0.0, "{lead}");
+}
