@@ -1,0 +1,241 @@
+//! The shared storage suite (`leadscore_store::conformance`) against PostgreSQL, plus
+//! checks of what only a shared database has to get right (concurrent writers).
+//!
+//! Runs when `LEADSCORE_TEST_POSTGRES_URL` is set (e.g.
+//! `postgres://postgres@127.0.0.1:5432/test`); each test works in a schema of its own,
+//! dropped afterwards. Without the variable every test prints a notice and passes.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use leadscore_core::Model;
+use leadscore_store::conformance::{self as suite, MODEL_A, MODEL_ALL};
+use leadscore_store::scoring::{ScoringEvent, card_from_events};
+use leadscore_store::{
+    ContactStore, ContactUpsert, EventKind, EventStore, Identity, IngestStatus, ModelSet, ModelStore, NewEvent, NewModelVersion,
+    PublishedModel, Store,
+};
+use leadscore_store_postgres::PostgresStore;
+use serde_json::{Map, Value, json};
+
+const URL_VARIABLE: &str = "LEADSCORE_TEST_POSTGRES_URL";
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+const MINUTE: i64 = 60_000;
+
+fn database_url() -> Option<String> {
+    std::env::var(URL_VARIABLE).ok().filter(|url| !url.trim().is_empty())
+}
+
+/// A schema name no other test (or test process) uses.
+fn unique_schema(test: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let short: String = test.chars().take(30).collect();
+    format!("t_{short}_{}_{nanos:x}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn drop_schemas(url: &str, schemas: &[String]) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to drop the test schema");
+    let connection = tokio::spawn(connection);
+    for schema in schemas {
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.expect("drop the test schema");
+    }
+    drop(client);
+    let _ = connection.await;
+}
+
+/// Runs `test(url, schema)` when PostgreSQL is configured, then drops the schema (and
+/// `<schema>_seq`, which a test may use for a second store) even when the test panicked.
+async fn isolated<F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(String, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(url) = database_url() else {
+        println!("{name}: skipped, {URL_VARIABLE} is not set");
+        return;
+    };
+    let schema = unique_schema(name);
+    let outcome = tokio::spawn(test(url.clone(), schema.clone())).await;
+    drop_schemas(&url, &[schema.clone(), format!("{schema}_seq")]).await;
+    if let Err(err) = outcome {
+        if err.is_panic() {
+            std::panic::resume_unwind(err.into_panic());
+        }
+        panic!("{name}: the test task failed: {err}");
+    }
+}
+
+async fn connect(url: &str, schema: &str) -> PostgresStore {
+    PostgresStore::connect(url, Some(schema)).await.expect("connect to PostgreSQL")
+}
+
+macro_rules! suite_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            isolated(stringify!($name), |url, schema| async move {
+                let store: Arc<dyn Store> = Arc::new(connect(&url, &schema).await);
+                suite::$name(store).await;
+            })
+            .await;
+        }
+    )*};
+}
+
+suite_tests!(
+    ingest_scores_match_full_recompute,
+    segments_follow_attributes,
+    lead_list_pages_in_order,
+    rescore_and_refresh,
+    erase_removes_everything,
+    writes_use_the_live_model_versions,
+    identify_merges_a_visitor_in_the_same_batch,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_applied_once_when_processes_start_together() {
+    isolated("migrations_once", |url, schema| async move {
+        let opening: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, schema) = (url.clone(), schema.clone());
+                tokio::spawn(async move { PostgresStore::connect(&url, Some(&schema)).await.map(|_| ()) })
+            })
+            .collect();
+        for handle in opening {
+            handle.await.expect("task").expect("every process opens the store");
+        }
+        let store = connect(&url, &schema).await;
+        assert_eq!(store.schema(), schema);
+        assert_eq!(store.count_contacts().await.expect("count"), 0);
+    })
+    .await;
+}
+
+fn event(id: &str, user: &str, ts: i64, kind: EventKind, name: &str, properties: Value) -> NewEvent {
+    NewEvent {
+        message_id: id.into(),
+        identity: Identity { user_id: Some(user.into()), ..Identity::default() },
+        kind,
+        name: name.into(),
+        properties: properties.as_object().cloned().unwrap_or_default(),
+        traits: Map::new(),
+        context: None,
+        timestamp: ts,
+    }
+}
+
+async fn publish(store: &PostgresStore, text: &str) -> Arc<PublishedModel> {
+    let model = Model::parse(text).expect("test model parses");
+    let version = store
+        .publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into() }, T0)
+        .await
+        .expect("publish");
+    Arc::new(PublishedModel { name: version.name, version: version.version, model })
+}
+
+/// Batches of events for two contacts, timestamps out of order across batches, so that
+/// concurrent batches both fold and replay.
+fn batches() -> Vec<Vec<NewEvent>> {
+    let mut batches = Vec::new();
+    for i in 0..24i64 {
+        // A fixed permutation of 0..24 spreads the timestamps.
+        let slot = (i * 7) % 24;
+        let ts = T0 + slot * 30 * MINUTE;
+        let path = if i % 3 == 0 { "/pricing" } else { "/docs" };
+        let mut batch = vec![
+            event(&format!("hot-page-{i}"), "hot", ts, EventKind::Page, "page", json!({ "path": path })),
+            event(&format!("hot-click-{i}"), "hot", ts + MINUTE, EventKind::Track, "Email Link Clicked", json!({})),
+        ];
+        if i % 2 == 0 {
+            batch.push(event(&format!("warm-{i}"), "warm", ts, EventKind::Page, "page", json!({ "path": "/pricing" })));
+        }
+        batches.push(batch);
+    }
+    batches
+}
+
+/// Two leadscore processes (two stores, two pools) ingesting for the same contacts at the
+/// same time end with exactly the scores of one sequential ingest: the contact lock makes
+/// their folds take turns, and no event or update is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ingests_from_two_processes_match_sequential_ingest() {
+    isolated("concurrent_ingest", |url, schema| async move {
+        let now = T0 + 24 * 60 * MINUTE;
+        let first = connect(&url, &schema).await;
+        let second = connect(&url, &schema).await;
+        let models: ModelSet = vec![publish(&first, MODEL_A).await, publish(&first, MODEL_ALL).await];
+        for id in ["hot", "warm"] {
+            let attributes = json!({ "segment": "a", "title": "CTO" }).as_object().cloned().unwrap_or_default();
+            first
+                .upsert_contact(ContactUpsert { id: Some(id.into()), attributes, ..Default::default() }, &models, T0)
+                .await
+                .expect("upsert");
+        }
+        let mut running = Vec::new();
+        for (index, batch) in batches().into_iter().enumerate() {
+            let store = if index % 2 == 0 { first.clone() } else { second.clone() };
+            let models = models.clone();
+            running.push(tokio::spawn(async move { store.ingest(batch, &models, now).await }));
+        }
+        for handle in running {
+            let outcomes = handle.await.expect("task").expect("concurrent ingest succeeds");
+            assert!(outcomes.iter().all(|o| o.status == IngestStatus::Stored));
+        }
+
+        let sequential = connect(&url, &format!("{schema}_seq")).await;
+        let seq_models: ModelSet = vec![publish(&sequential, MODEL_A).await, publish(&sequential, MODEL_ALL).await];
+        for id in ["hot", "warm"] {
+            let attributes = json!({ "segment": "a", "title": "CTO" }).as_object().cloned().unwrap_or_default();
+            sequential
+                .upsert_contact(ContactUpsert { id: Some(id.into()), attributes, ..Default::default() }, &seq_models, T0)
+                .await
+                .expect("upsert");
+        }
+        for batch in batches() {
+            sequential.ingest(batch, &seq_models, now).await.expect("sequential ingest");
+        }
+
+        assert_eq!(first.count_events().await.expect("count"), sequential.count_events().await.expect("count"));
+        for id in ["hot", "warm"] {
+            let concurrent = first.get_contact(id).await.expect("get").expect("exists");
+            let expected = sequential.get_contact(id).await.expect("get").expect("exists");
+            let events: Vec<ScoringEvent> = first
+                .contact_events(id)
+                .await
+                .expect("events")
+                .into_iter()
+                .map(|e| ScoringEvent { timestamp: e.timestamp, message_id: e.message_id, name: e.name, properties: e.properties })
+                .collect();
+            assert_eq!(concurrent.scores.keys().collect::<Vec<_>>(), vec!["a", "all"], "contact {id}");
+            for model in &models {
+                let stored = &concurrent.scores[&model.name];
+                assert_eq!(stored.card, expected.scores[&model.name].card, "contact {id}, model {}: concurrent = sequential", model.name);
+                let full = card_from_events(model, &concurrent.attributes, &events, now);
+                assert_eq!(stored.card, full, "contact {id}, model {}: stored = full recompute", model.name);
+            }
+        }
+    })
+    .await;
+}
+
+/// A publish by another process is seen by the next write of this one, even though this
+/// process still passes its old model set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_in_another_process_is_used_by_the_next_write() {
+    isolated("publish_elsewhere", |url, schema| async move {
+        let here = connect(&url, &schema).await;
+        let elsewhere = connect(&url, &schema).await;
+        let stale: ModelSet = vec![publish(&here, MODEL_ALL).await];
+        here.ingest(vec![event("x1", "u", T0, EventKind::Track, "Email Link Clicked", json!({}))], &stale, T0).await.expect("ingest");
+        let v2 = publish(&elsewhere, MODEL_ALL).await;
+        here.ingest(vec![event("x2", "u", T0 + MINUTE, EventKind::Track, "Email Link Clicked", json!({}))], &stale, T0 + MINUTE)
+            .await
+            .expect("ingest");
+        let contact = here.get_contact("u").await.expect("get").expect("exists");
+        assert_eq!(contact.scores["all"].version, v2.version);
+        assert_eq!(contact.scores["all"].card.activity, leadscore_core::scorer::round2(8.0 * 0.5f64.powf(1.0 / 1440.0) + 8.0));
+    })
+    .await;
+}
