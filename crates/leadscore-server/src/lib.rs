@@ -178,6 +178,7 @@ pub async fn serve(
     if let Some(every) = state.config.sweep_interval {
         workers::spawn_decay_sweeper(state.clone(), every);
     }
+    workers::spawn_model_reloader(state.clone(), std::time::Duration::from_secs(5));
     let app = router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)

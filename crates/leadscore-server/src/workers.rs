@@ -49,3 +49,20 @@ pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
         }
     });
 }
+
+/// Re-reads the live models now and then, so a model published through another process
+/// (PostgreSQL) is shown on reads here too. Writes do not depend on it: stores score with
+/// the versions live in the database.
+pub fn spawn_model_reloader(state: Arc<AppState>, every: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if let Err(err) = state.reload_models().await {
+                tracing::warn!(error = %err, "cannot reload the live models");
+            }
+        }
+    });
+}

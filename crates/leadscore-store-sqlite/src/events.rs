@@ -163,6 +163,14 @@ fn store_event(conn: &Connection, event: &NewEvent, now: Millis, touched: &mut H
     });
     entry.merged |= merged_from.is_some();
     if let Some(absorbed) = absorbed {
+        // The visitor's identify calls of this batch are not logged yet, so the merge could
+        // not move their messageIds: they follow here.
+        for (_, message_id, _) in &absorbed.identifies {
+            conn.prepare_cached("UPDATE message_ids SET contact_id = ?2 WHERE message_id = ?1")
+                .map_err(db_err)?
+                .execute(params![message_id, contact_id])
+                .map_err(db_err)?;
+        }
         entry.new_events.extend(absorbed.new_events);
         entry.identifies.extend(absorbed.identifies);
     }
@@ -226,7 +234,11 @@ pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSe
             save_contact(conn, &contact, &previous_groups)?;
         }
         if entry.merged {
-            contact.scores.clear();
+            // Version 0 is never live: every row is replayed with the merged events, and
+            // rows of models that no longer apply are deleted.
+            for row in contact.scores.values_mut() {
+                row.version = 0;
+            }
         }
         rescore_contact(conn, &mut contact, models, &mut entry.new_events, now)?;
     }

@@ -580,9 +580,15 @@ points = 5
         PublishedModel { name: "m".into(), version, model: leadscore_core::Model::parse(MODEL).unwrap() }
     }
 
-    fn activity(conn: &Connection, contact: &str) -> (u32, f64) {
-        conn.query_row("SELECT version, activity FROM scores WHERE model = 'm' AND contact_id = ?1", [contact], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
+    /// (version, activity, events folded into the stored state) of a contact's row.
+    fn activity(conn: &Connection, contact: &str) -> (u32, f64, u64) {
+        let (version, activity, state): (u32, f64, String) = conn
+            .query_row("SELECT version, activity, state FROM scores WHERE model = 'm' AND contact_id = ?1", [contact], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        let state: leadscore_core::ActivityState = serde_json::from_str(&state).unwrap();
+        (version, activity, state.event_count())
     }
 
     /// The pipelined rescore scores from a snapshot; an event stored between the snapshot
@@ -604,11 +610,12 @@ points = 5
         // ...then a new event for `a` commits before the chunk is written.
         let live = vec![std::sync::Arc::new(publish_same(&v2))];
         crate::events::ingest_in(&writer, &[click("a2", "a", 2_000)], &live, 3_000).unwrap();
-        assert_eq!(activity(&writer, "a"), (2, 10.0));
+        assert_eq!(activity(&writer, "a"), (2, 10.0, 2));
         write_chunk(&writer, &v2, &chunk).unwrap();
 
-        assert_eq!(activity(&writer, "a"), (2, 10.0), "the newer write is kept");
-        assert_eq!(activity(&writer, "b"), (2, 5.0), "the untouched row is rescored");
+        // Scores and state: a write of the snapshot's state alone would keep the card right.
+        assert_eq!(activity(&writer, "a"), (2, 10.0, 2), "the newer write is kept");
+        assert_eq!(activity(&writer, "b"), (2, 5.0, 1), "the untouched row is rescored");
     }
 
     fn publish_same(model: &PublishedModel) -> PublishedModel {

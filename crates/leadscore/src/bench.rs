@@ -117,7 +117,7 @@ async fn ensure_example_model(state: &Arc<AppState>) -> Result<()> {
 }
 
 async fn generate(data: &DataArgs, contacts: usize, events: usize) -> Result<()> {
-    let state = app_state(open_store(data)?).await?;
+    let state = app_state(open_store(data).await?).await?;
     ensure_example_model(&state).await?;
     if state.store.count_contacts().await? > 0 {
         bail!("the database already holds contacts; generate into an empty --data directory");
@@ -162,7 +162,7 @@ async fn generate(data: &DataArgs, contacts: usize, events: usize) -> Result<()>
 }
 
 async fn rescore(data: &DataArgs) -> Result<()> {
-    let state = app_state(open_store(data)?).await?;
+    let state = app_state(open_store(data).await?).await?;
     let names: Vec<String> = state.models().iter().map(|m| m.name.clone()).collect();
     if names.is_empty() {
         bail!("no live model; run `leadscore bench generate` first");
@@ -212,7 +212,7 @@ async fn start_server(data: Option<&DataArgs>) -> Result<BenchServer> {
         Some(d) => d.clone(),
         None => DataArgs { data: Some(dir.path().to_path_buf()), ..DataArgs::default() },
     };
-    let state = app_state(open_store(&data)?).await?;
+    let state = app_state(open_store(&data).await?).await?;
     ensure_example_model(&state).await?;
     let key = leadscore_server::auth::generate_key();
     state.bootstrap_admin_key(Some(&key)).await?;

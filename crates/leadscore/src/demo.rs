@@ -198,7 +198,7 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
     if data.data.is_none() && data.database_url.is_none() {
         data.data = Some("leadscore-demo".into());
     }
-    let store = open_store(&data)?;
+    let store = open_store(&data).await?;
     let state = app_state(store.clone()).await?;
     if state.model("b2b").is_none() {
         let model = leadscore_core::Model::parse(EXAMPLE_MODEL_TOML).context("the example model must parse")?;
@@ -218,6 +218,9 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
             Ok(key) => key.trim().to_string(),
             Err(_) => {
                 let key = leadscore_server::auth::generate_key();
+                if let Some(dir) = key_file.parent() {
+                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                }
                 std::fs::write(&key_file, &key).with_context(|| format!("cannot write {}", key_file.display()))?;
                 key
             }

@@ -96,13 +96,13 @@ impl Summary {
 pub async fn run(command: ImportCommand) -> Result<()> {
     match command {
         ImportCommand::Contacts { data, file, map, id_column, email_column, missing, delimiter, json } => {
-            let state = app_state(open_store(&data)?).await?;
+            let state = app_state(open_store(&data).await?).await?;
             let options = ContactOptions { map, id_column, email_column, missing, delimiter };
             let summary = import_contacts(&state, &file, &options).await?;
             summary.print("contacts", json);
         }
         ImportCommand::Events { data, file, json } => {
-            let state = app_state(open_store(&data)?).await?;
+            let state = app_state(open_store(&data).await?).await?;
             let summary = import_events(&state, &file).await?;
             summary.print("events", json);
         }

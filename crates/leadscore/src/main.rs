@@ -34,7 +34,7 @@ pub struct DataArgs {
     /// Directory of the embedded SQLite database [default: ./leadscore-data]
     #[arg(long, env = "LEADSCORE_DATA", global = true)]
     data: Option<PathBuf>,
-    /// Database URL (sqlite://FILE; postgres:// is not supported yet)
+    /// Database URL: postgres://USER@HOST/DB, or sqlite://FILE
     #[arg(long, env = "LEADSCORE_DATABASE_URL", global = true)]
     database_url: Option<String>,
     /// Configuration file [default: ./leadscore.toml if present]
@@ -135,17 +135,22 @@ fn init_tracing() {
     }
 }
 
-/// Opens the store the data arguments point at (creating it on first use).
-pub fn open_store(data: &DataArgs) -> Result<Arc<SqliteStore>> {
+/// Opens the store the data arguments point at (creating it on first use): PostgreSQL for
+/// a `postgres://` URL, else the embedded SQLite database.
+pub async fn open_store(data: &DataArgs) -> Result<Arc<dyn Store>> {
     let settings = config::Settings::load(data.config.as_deref())?;
     let url = data.database_url.clone().or(settings.database_url);
     let path = match url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            bail!("PostgreSQL is not supported yet (planned); use the embedded SQLite store (--data DIR)")
+            let store = leadscore_store_postgres::PostgresStore::connect(&url, None)
+                .await
+                .with_context(|| format!("cannot open the PostgreSQL database {}", redact(&url)))?;
+            tracing::debug!(url = %redact(&url), "opened PostgreSQL store");
+            return Ok(Arc::new(store));
         }
         Some(url) => {
             let file = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).with_context(|| {
-                format!("unsupported database URL {url:?}; use sqlite://FILE")
+                format!("unsupported database URL {:?}; use sqlite://FILE or postgres://…", redact(&url))
             })?;
             PathBuf::from(file)
         }
@@ -159,8 +164,21 @@ pub fn open_store(data: &DataArgs) -> Result<Arc<SqliteStore>> {
     Ok(Arc::new(store))
 }
 
-pub async fn app_state(store: Arc<SqliteStore>) -> Result<Arc<AppState>> {
-    let store: Arc<dyn Store> = store;
+/// A database URL without its password, for messages and logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub async fn app_state(store: Arc<dyn Store>) -> Result<Arc<AppState>> {
     let mut config = ServerConfig::default();
     if let Ok(text) = std::env::var("LEADSCORE_SWEEP_INTERVAL") {
         config.sweep_interval = match text.trim() {
@@ -178,7 +196,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { data, addr } => {
             let settings = config::Settings::load(data.config.as_deref())?;
-            let state = app_state(open_store(&data)?).await?;
+            let state = app_state(open_store(&data).await?).await?;
             let admin_key = std::env::var("LEADSCORE_ADMIN_KEY").ok().or(settings.admin_key);
             if let Some(key) = state.bootstrap_admin_key(admin_key.as_deref()).await? {
                 eprintln!("\n  First start: the admin API key is\n\n    {key}\n\n  It is shown only this once; keep it safe.\n");
@@ -193,7 +211,7 @@ async fn run(cli: Cli) -> Result<()> {
             ModelCommand::Apply { data, file } => apply_model(&data, &file).await,
         },
         Command::Rescore { data, model } => {
-            let state = app_state(open_store(&data)?).await?;
+            let state = app_state(open_store(&data).await?).await?;
             let names: Vec<String> = match model {
                 Some(name) => vec![name],
                 None => state.models().iter().map(|m| m.name.clone()).collect(),
@@ -281,7 +299,7 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path) -> Result<()> {
         }
     };
     let name = model.name.clone();
-    let state = app_state(open_store(data)?).await?;
+    let state = app_state(open_store(data).await?).await?;
     let format = leadscore_core::Format::sniff(&text);
     let store = state.store.clone();
     let version = store
@@ -327,7 +345,7 @@ pub fn progress_bar(total: u64, message: &str) -> indicatif::ProgressBar {
 }
 
 async fn score(data: &DataArgs, id: &str, at: Option<&str>, json: bool) -> Result<()> {
-    let state = app_state(open_store(data)?).await?;
+    let state = app_state(open_store(data).await?).await?;
     let at = at.map(leadscore_server::input::parse_time).transpose().map_err(anyhow::Error::msg)?;
     let contact = state.store.get_contact(id).await?.with_context(|| format!("no contact {id:?}"))?;
     let cards = leadscore_server::contacts::current_cards(&state, &contact, at).await.map_err(|e| anyhow::anyhow!(e.message))?;
