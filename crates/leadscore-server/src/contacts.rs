@@ -28,6 +28,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/contacts/{id}", get(get_contact).patch(patch_contact).delete(delete_contact))
         .route("/contacts/{id}/history", get(contact_history))
         .route("/contacts/{id}/export", get(export_contact))
+        .route("/contacts/{id}/merge", post(merge_contact))
         .route("/bulk", post(bulk_update))
 }
 
@@ -408,6 +409,23 @@ async fn export_contact(State(state): State<Arc<AppState>>, principal: Principal
         "events": events,
         "log": log,
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    /// The contact to merge into this one (it is deleted).
+    from: String,
+}
+
+/// `POST /contacts/{id}/merge {"from": other}`: one person known under two ids becomes one
+/// contact, scored as if every event had been this contact's.
+async fn merge_contact(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Admin)?;
+    let body: MergeBody = body.json()?;
+    let contact = state.store.merge_contacts(&body.from, &id, &state.models(), state.now()).await?;
+    tracing::info!(into = %id, from = %body.from, "contacts merged");
+    Ok(Json(render_contact(&state, &contact, None).await?))
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("delete", "/api/v1/contacts/{id}", "admin", "Erase a contact with its events and history"),
     ("get", "/api/v1/contacts/{id}/history", "read", "Score changes with rule, event, points and resulting scores"),
     ("get", "/api/v1/contacts/{id}/export", "read", "All data held on the contact"),
+    ("post", "/api/v1/contacts/{id}/merge", "admin", "Merge another contact ({from}) into this one"),
     ("post", "/api/v1/bulk", "admin", "Change attributes, groups or owner of every contact matching a filter"),
     ("post", "/api/v1/events", "ingest", "Ingest one event or {batch: [...]} (Segment shape)"),
     ("get", "/api/v1/models", "read", "Live models with rescore progress"),
@@ -38,6 +39,10 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/v1/s", "ingest", "analytics.js screen"),
     ("post", "/v1/i", "ingest", "analytics.js identify"),
     ("post", "/v1/b", "ingest", "analytics.js batch"),
+    ("post", "/v1/alias", "ingest", "Segment-compatible alias: previousId's contact merges into userId"),
+    ("post", "/v1/a", "ingest", "analytics.js alias"),
+    ("post", "/v1/group", "ingest", "Segment-compatible group: account_id and account_* traits"),
+    ("post", "/v1/g", "ingest", "analytics.js group"),
     ("get", "/js/leadscore.js", "none", "The website script (page views, identify, track)"),
 ];
 

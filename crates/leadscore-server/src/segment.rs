@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
-use leadscore_store::{IngestStatus, Millis, NewEvent, Scope};
+use leadscore_store::{ContactUpsert, IngestStatus, Millis, NewEvent, Scope, StoreError};
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
@@ -42,8 +42,8 @@ pub fn router() -> Router<Arc<AppState>> {
     let batch_route = || {
         post(batch).options(preflight).layer::<_, Infallible>(DefaultBodyLimit::max(MAX_BATCH_BYTES)).layer::<_, Infallible>(cors.clone())
     };
-    // analytics.js posts to the one-letter paths (`{apiHost}/t`, `/p`, `/i`, `/s`, and `/b`
-    // when batching).
+    // analytics.js posts to the one-letter paths (`{apiHost}/t`, `/p`, `/i`, `/s`, `/a`,
+    // `/g`, and `/b` when batching).
     Router::new()
         .route("/v1/track", single("track"))
         .route("/v1/t", single("track"))
@@ -53,6 +53,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/s", single("screen"))
         .route("/v1/identify", single("identify"))
         .route("/v1/i", single("identify"))
+        .route("/v1/alias", single("alias"))
+        .route("/v1/a", single("alias"))
+        .route("/v1/group", single("group"))
+        .route("/v1/g", single("group"))
         .route("/v1/batch", batch_route())
         .route("/v1/b", batch_route())
         .route("/v1/import", batch_route())
@@ -155,6 +159,102 @@ pub fn segment_event(message: &Value, kind: Option<&str>, batch_sent_at: Option<
     parse_event(&Value::Object(object), received_at)
 }
 
+/// What a Segment message asks for: an event to store, or an identity change.
+enum Message {
+    Event(NewEvent),
+    /// `alias`: the contact known as `previous_id` is the person `user_id`.
+    Alias { previous_id: String, user_id: String },
+    /// `group`: the contact belongs to the account `group_id` (with its traits).
+    Group { contact_id: String, group_id: String, traits: Map<String, Value> },
+}
+
+fn message_kind(message: &Value, kind: Option<&str>) -> Option<String> {
+    kind.map(str::to_string).or_else(|| message.get("type").and_then(Value::as_str).map(str::to_string))
+}
+
+fn id_field(message: &Value, key: &str) -> Option<String> {
+    match message.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn segment_message(message: &Value, kind: Option<&str>, batch_sent_at: Option<&str>, received_at: Millis) -> Result<Message, String> {
+    match message_kind(message, kind).as_deref() {
+        Some("alias") => {
+            let previous_id = id_field(message, "previousId").ok_or("an alias needs `previousId`")?;
+            let user_id = id_field(message, "userId").ok_or("an alias needs `userId`")?;
+            Ok(Message::Alias { previous_id, user_id })
+        }
+        Some("group") => {
+            let group_id = id_field(message, "groupId").ok_or("a group call needs `groupId`")?;
+            let contact_id = match (id_field(message, "userId"), id_field(message, "anonymousId")) {
+                (Some(user), _) => user,
+                (None, Some(anonymous)) => format!("anon:{anonymous}"),
+                (None, None) => return Err("a group call needs `userId` or `anonymousId`".into()),
+            };
+            let traits = message.get("traits").and_then(Value::as_object).cloned().unwrap_or_default();
+            Ok(Message::Group { contact_id, group_id, traits })
+        }
+        _ => segment_event(message, kind, batch_sent_at, received_at).map(Message::Event),
+    }
+}
+
+/// Carries out alias and group calls, after the batch's events are stored (so a visitor's
+/// page views of the same batch are merged too). alias: the contact known as `previousId`
+/// (that id, else the anonymous visitor `anon:<previousId>`) is merged into `userId`.
+/// group: the contact gets `account_id` and the group's traits as `account_<trait>`.
+async fn apply_identity(state: &AppState, messages: Vec<Message>) -> ApiResult<()> {
+    let models = state.models();
+    for message in messages {
+        match message {
+            Message::Event(_) => {}
+            Message::Alias { previous_id, user_id } => {
+                let from = if state.store.get_contact(&previous_id).await?.is_some() {
+                    previous_id
+                } else {
+                    format!("anon:{previous_id}")
+                };
+                if from == user_id || state.store.get_contact(&from).await?.is_none() {
+                    continue; // nothing known under the old id: nothing to merge
+                }
+                if state.store.get_contact(&user_id).await?.is_none() {
+                    let upsert = ContactUpsert { id: Some(user_id.clone()), ..ContactUpsert::default() };
+                    state.store.upsert_contact(upsert, &models, state.now()).await?;
+                }
+                match state.store.merge_contacts(&from, &user_id, &models, state.now()).await {
+                    Ok(_) | Err(StoreError::NotFound(_)) => {}
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            Message::Group { contact_id, group_id, traits } => {
+                let mut attributes = Map::new();
+                attributes.insert("account_id".into(), Value::String(group_id));
+                for (key, value) in traits {
+                    attributes.insert(format!("account_{key}"), value);
+                }
+                let upsert = ContactUpsert { id: Some(contact_id), attributes, ..ContactUpsert::default() };
+                state.store.upsert_contact(upsert, &models, state.now()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Splits messages into events to store and identity changes to apply after them.
+fn split(messages: Vec<Message>) -> (Vec<NewEvent>, Vec<Message>) {
+    let mut events = Vec::new();
+    let mut identity = Vec::new();
+    for message in messages {
+        match message {
+            Message::Event(event) => events.push(event),
+            other => identity.push(other),
+        }
+    }
+    (events, identity)
+}
+
 async fn store(state: &AppState, events: Vec<NewEvent>) -> ApiResult<usize> {
     if events.is_empty() {
         return Ok(0);
@@ -169,11 +269,13 @@ async fn store(state: &AppState, events: Vec<NewEvent>) -> ApiResult<usize> {
 async fn single_call(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>, kind: &'static str) -> ApiResult<Json<Value>> {
     let body = too_large(body)?;
     let message = authorized_body(&state, &headers, &body).await?;
-    let event = segment_event(&message, Some(kind), None, state.now()).map_err(|reason| {
+    let parsed = segment_message(&message, Some(kind), None, state.now()).map_err(|reason| {
         metrics::counter!("leadscore_events_rejected_total", "api" => "segment").increment(1);
         ApiError::bad_request(reason)
     })?;
-    store(&state, vec![event]).await?;
+    let (events, identity) = split(vec![parsed]);
+    store(&state, events).await?;
+    apply_identity(&state, identity).await?;
     Ok(Json(json!({ "success": true })))
 }
 
@@ -185,14 +287,15 @@ async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Res
     };
     let sent_at = value.get("sentAt").and_then(Value::as_str);
     let now = state.now();
-    let mut events = Vec::with_capacity(messages.len());
+    let mut parsed = Vec::with_capacity(messages.len());
     let mut rejected = Vec::new();
     for (index, message) in messages.iter().enumerate() {
-        match segment_event(message, None, sent_at, now) {
-            Ok(event) => events.push(event),
+        match segment_message(message, None, sent_at, now) {
+            Ok(message) => parsed.push(message),
             Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
         }
     }
+    let (events, identity) = split(parsed);
     if rejected.iter().any(|r| r["reason"].as_str().is_some_and(|m| m.contains("the limit is"))) {
         return Err(ApiError::bad_request("a message is over 32 KB").with_details(json!({ "rejected": rejected })));
     }
@@ -202,6 +305,7 @@ async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Res
         metrics::counter!("leadscore_events_rejected_total", "api" => "segment").increment(rejected.len() as u64);
     }
     store(&state, events).await?;
+    apply_identity(&state, identity).await?;
     Ok(Json(json!({ "success": true, "rejected": rejected })))
 }
 

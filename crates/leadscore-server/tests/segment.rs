@@ -169,3 +169,55 @@ async fn browsers_may_send_from_any_site() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alias_and_group_change_identity_and_accounts() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    let key = ingest_key(&server, &["ingest"]).await;
+    let batch = json!({ "batch": [
+        { "type": "page", "anonymousId": "v-9", "messageId": "a1", "properties": { "path": "/pricing" }, "timestamp": format_time(T0) },
+        { "type": "identify", "userId": "al-1", "messageId": "a2", "timestamp": format_time(T0 + HOUR),
+          "traits": { "job_title": "CTO", "company_size": 250, "product_interest": "platform" } },
+        { "type": "alias", "previousId": "v-9", "userId": "al-1", "messageId": "a3" },
+        { "type": "group", "userId": "al-1", "groupId": "acme", "traits": { "name": "Acme", "employees": 500 }, "messageId": "a4" },
+        { "type": "alias", "userId": "al-1" },
+    ]});
+    let reply = segment_post(&server, "/v1/batch", Some(&basic(&key)), batch.to_string()).await;
+    let body = reply.expect(StatusCode::OK);
+    assert_eq!(body["rejected"][0]["index"], 4, "an alias without previousId is reported: {body}");
+
+    let contact = server.contact("al-1").await;
+    assert_eq!(card(&contact, "b2b"), expected_card(30.0, 25.0, "warm", 3, "B", "long-term target"), "{contact}");
+    assert_eq!(contact["attributes"]["account_id"], "acme");
+    assert_eq!(contact["attributes"]["account_name"], "Acme");
+    assert_eq!(contact["attributes"]["account_employees"], 500);
+    assert_eq!(server.get("/api/v1/contacts/anon:v-9").await.status, StatusCode::NOT_FOUND, "the visitor was merged");
+    // analytics.js's short path for alias works too; an unknown previousId merges nothing.
+    let alias = json!({ "previousId": "never-seen", "userId": "al-1", "writeKey": key });
+    assert_eq!(segment_post(&server, "/v1/a", None, alias.to_string()).await.expect(StatusCode::OK)["success"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn contacts_merge_through_the_api() {
+    let server = TestServer::start().await;
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    for (id, email) in [("keep", "keep@example.com"), ("dup", "dup@example.com")] {
+        server.create_contact(json!({ "id": id, "email": email, "attributes": { "product_interest": "platform" } })).await;
+    }
+    server.ingest(json!({ "batch": [
+        { "type": "track", "event": "Form Submitted", "properties": { "form": "quote" }, "userId": "dup", "messageId": "q1", "timestamp": format_time(T0) },
+        { "type": "track", "event": "Webinar Attended", "userId": "keep", "messageId": "w1", "timestamp": format_time(T0 + HOUR) },
+    ]})).await;
+    let merged = server.post("/api/v1/contacts/keep/merge", &json!({ "from": "dup" })).await;
+    let merged = merged.expect(StatusCode::OK);
+    assert_eq!(merged["scores"]["b2b"]["activity"], 65.0, "{merged}");
+    assert_eq!(merged["email"], "keep@example.com");
+    server.get("/api/v1/contacts/dup").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    server.post("/api/v1/contacts/keep/merge", &json!({ "from": "dup" })).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    server.post("/api/v1/contacts/keep/merge", &json!({ "from": "keep" })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let history = server.get("/api/v1/contacts/keep/history?model=b2b").await;
+    let entries = history.expect(StatusCode::OK)["entries"].as_array().unwrap().clone();
+    assert!(entries.iter().any(|e| e["kind"] == "merged"), "the merge is in the history");
+    assert!(entries.iter().any(|e| e["rule"] == "Request a quote"), "dup's award is keep's now");
+}

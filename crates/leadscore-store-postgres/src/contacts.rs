@@ -346,6 +346,28 @@ async fn patch_in(store: &PostgresStore, db: &dyn Db, id: &str, patch: &ContactP
     Ok(contact)
 }
 
+async fn merge_in(store: &PostgresStore, db: &dyn Db, from: &str, into: &str, given: &ModelSet, now: Millis) -> PgResult<ContactRecord> {
+    store.lock_model_heads_shared(db).await?;
+    let models = store.live_models_in(db, given).await?;
+    // Both contacts are locked, in id order like every multi-contact write.
+    let (first, second) = if from < into { (from, into) } else { (into, from) };
+    for id in [first, second] {
+        if !lock_contact(db, id).await? {
+            return Err(StoreError::NotFound(format!("contact {id}")).into());
+        }
+    }
+    crate::events::merge_contact(db, from, into, now).await?;
+    let mut contact = load_contact(db, into, true).await?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
+    // Version 0 is never live: every row is replayed with the merged events.
+    for row in contact.scores.values_mut() {
+        row.version = 0;
+    }
+    let mut items = [Rescore { contact, new_events: Vec::new() }];
+    rescore_contacts(db, &models, &mut items, now).await?;
+    let [Rescore { contact, .. }] = items;
+    Ok(contact)
+}
+
 /// Deletes the contact and everything about it. The caller holds its lock (or it is gone).
 pub(crate) async fn erase_contact(db: &dyn Db, id: &str) -> PgResult<bool> {
     for sql in [
@@ -451,6 +473,13 @@ impl ContactStore for PostgresStore {
     async fn get_contact(&self, id: &str) -> StoreResult<Option<ContactRecord>> {
         let client = self.client().await?;
         Ok(load_contact(&*client, id, false).await?)
+    }
+
+    async fn merge_contacts(&self, from: &str, into: &str, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord> {
+        if from == into {
+            return Err(StoreError::Invalid("a contact cannot be merged into itself".into()));
+        }
+        write_tx!(self, RetryOn::Contention, |tx| merge_in(self, &tx, from, into, models, now).await)
     }
 
     async fn delete_contact(&self, id: &str) -> StoreResult<bool> {

@@ -321,7 +321,7 @@ async fn ensure_contact(
 
 /// Moves everything of contact `from` into `into` and deletes `from`. Attributes of
 /// `into` win; groups are united; the earlier creation time is kept. Both are locked.
-async fn merge_contact(db: &dyn Db, from: &str, into: &str, now: Millis) -> PgResult<()> {
+pub(crate) async fn merge_contact(db: &dyn Db, from: &str, into: &str, now: Millis) -> PgResult<()> {
     let source = load_contact(db, from, false).await?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
     let mut target = load_contact(db, into, false).await?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
     let previous_groups = target.groups.clone();

@@ -92,6 +92,7 @@ suite_tests!(
     erase_removes_everything,
     writes_use_the_live_model_versions,
     identify_merges_a_visitor_in_the_same_batch,
+    merging_contacts_replays_the_survivor,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

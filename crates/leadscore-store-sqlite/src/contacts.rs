@@ -339,6 +339,24 @@ impl ContactStore for SqliteStore {
         self.read(move |conn| load_contact(conn, &id)).await
     }
 
+    async fn merge_contacts(&self, from: &str, into: &str, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord> {
+        if from == into {
+            return Err(StoreError::Invalid("a contact cannot be merged into itself".into()));
+        }
+        let (from, into, models) = (from.to_string(), into.to_string(), models.clone());
+        self.write(move |conn| {
+            crate::events::merge_contact(conn, &from, &into, now)?;
+            let mut contact = load_contact(conn, &into)?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
+            // Version 0 is never live: every row is replayed with the merged events.
+            for row in contact.scores.values_mut() {
+                row.version = 0;
+            }
+            rescore_contact(conn, &mut contact, &models, &mut [], now)?;
+            Ok(contact)
+        })
+        .await
+    }
+
     async fn delete_contact(&self, id: &str) -> StoreResult<bool> {
         let id = id.to_string();
         self.write(move |conn| erase_contact(conn, &id)).await

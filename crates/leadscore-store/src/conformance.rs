@@ -254,3 +254,29 @@ pub async fn identify_merges_a_visitor_in_the_same_batch(store: Arc<dyn Store>) 
     assert!(store.get_contact("anon:visitor-1").await.expect("get").is_none());
     assert_eq!(store.contact_events("person-1").await.expect("events").len(), 1);
 }
+
+/// Merging two contacts by hand: the survivor scores as if every event had been its own,
+/// the other is gone, and nonsense merges are refused.
+pub async fn merging_contacts_replays_the_survivor(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    for id in ["keep", "dup"] {
+        let upsert = ContactUpsert { id: Some(id.into()), attributes: attrs(json!({"segment": "a"})), ..Default::default() };
+        store.upsert_contact(upsert, &set, T0).await.expect("upsert");
+    }
+    store.ingest(vec![page("k1", "keep", T0 + HOUR, "/pricing"), page("d1", "dup", T0, "/pricing")], &set, T0 + HOUR).await.expect("ingest");
+    let merged = store.merge_contacts("dup", "keep", &set, T0 + 2 * HOUR).await.expect("merge");
+    // The earlier pricing visit (from `dup`) now takes the once-a-day award; both pages count 1.
+    assert_eq!(merged.scores["a"].card.activity, 25.0 + 2.0);
+    let events: Vec<ScoringEvent> = store
+        .contact_events("keep")
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| ScoringEvent { timestamp: e.timestamp, message_id: e.message_id, name: e.name, properties: e.properties })
+        .collect();
+    let stored = store.get_contact("keep").await.expect("get").expect("exists");
+    assert_eq!(stored.scores["a"].card, card_from_events(&set[0], &stored.attributes, &events, T0 + 2 * HOUR));
+    assert!(store.get_contact("dup").await.expect("get").is_none());
+    assert!(matches!(store.merge_contacts("dup", "keep", &set, T0).await, Err(crate::StoreError::NotFound(_))));
+    assert!(matches!(store.merge_contacts("keep", "keep", &set, T0).await, Err(crate::StoreError::Invalid(_))));
+}

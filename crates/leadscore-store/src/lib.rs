@@ -38,6 +38,10 @@ pub trait ContactStore: Send + Sync {
     /// Applies an attribute merge-patch (null removes a key) and rescores fit.
     async fn patch_contact(&self, id: &str, patch: ContactPatch, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord>;
     async fn get_contact(&self, id: &str) -> StoreResult<Option<ContactRecord>>;
+    /// Moves everything of contact `from` (events, history, the attributes and groups `into`
+    /// lacks) into `into`, deletes `from`, and replays `into`'s scores as if the events had
+    /// always been its own. NotFound when either is missing.
+    async fn merge_contacts(&self, from: &str, into: &str, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord>;
     /// Erases the contact with its events, scores and history. False when it did not exist.
     async fn delete_contact(&self, id: &str) -> StoreResult<bool>;
     /// The lead list: contacts with a score under `query.model`, best first, paginated.
