@@ -117,32 +117,21 @@ struct UpsertBody {
 async fn upsert_contact(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Scope::Admin)?;
     let body: UpsertBody = body.json()?;
-    if body.id.is_none() && body.email.is_none() {
-        return Err(ApiError::invalid("a contact needs an `id` or an `email`"));
-    }
     if let Some(id) = &body.id {
         check_id(id, "id")?;
     }
     let created_at = body.created_at.as_deref().map(parse_time).transpose().map_err(ApiError::invalid)?;
+    // The email may come as a field or as an attribute; the field wins.
     let mut attributes = body.attributes;
-    if let Some(Value::String(email)) = attributes.remove("email") {
-        if body.email.is_none() {
-            return upsert(state, body.id, Some(email), attributes, body.groups, body.owner, created_at).await;
-        }
+    let email = match attributes.remove("email") {
+        Some(Value::String(email)) => body.email.or(Some(email)),
+        Some(Value::Null) | None => body.email,
+        Some(other) => return Err(ApiError::invalid(format!("attributes.email must be a string, got {other}"))),
+    };
+    if body.id.is_none() && email.is_none() {
+        return Err(ApiError::invalid("a contact needs an `id` or an `email`"));
     }
-    upsert(state, body.id, body.email, attributes, body.groups, body.owner, created_at).await
-}
-
-async fn upsert(
-    state: Arc<AppState>,
-    id: Option<String>,
-    email: Option<String>,
-    attributes: Map<String, Value>,
-    groups: Vec<String>,
-    owner: Option<String>,
-    created_at: Option<Millis>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let upsert = ContactUpsert { id, email, attributes, groups, owner, created_at };
+    let upsert = ContactUpsert { id: body.id, email, attributes, groups: body.groups, owner: body.owner, created_at };
     let (contact, created) = state.store.upsert_contact(upsert, &state.models(), state.now()).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(render_contact(&state, &contact, None).await?)))
