@@ -8,6 +8,7 @@ pub mod condition;
 pub mod duration;
 pub mod model;
 pub mod problems;
+pub mod report;
 pub mod scorer;
 
 pub use duration::Span;
