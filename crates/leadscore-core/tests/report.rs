@@ -31,6 +31,8 @@ proptest! {
         let table = brackets(&rows, &edges);
         prop_assert_eq!(table.iter().map(|r| r.contacts).sum::<u64>(), rows.len() as u64);
         for row in &table {
+            let inside = rows.iter().filter(|(s, _)| row.lower.is_none_or(|l| *s >= l) && row.upper.is_none_or(|u| *s < u)).count();
+            prop_assert_eq!(row.contacts, inside as u64, "the bracket holds exactly the scores within its bounds");
             prop_assert!(row.won + row.lost <= row.qualified);
         }
         for (score, _) in &rows {
