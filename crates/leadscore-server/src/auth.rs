@@ -62,6 +62,38 @@ impl KeyCache {
     }
 }
 
+/// A token bucket per key: `per_second` tokens a second, holding at most twice that, so a
+/// client may burst briefly but not flood. In memory, per process.
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Takes one token for `key`, or answers 429 with how long to wait.
+    pub fn admit(&self, key: &str, per_second: u32, now: Instant) -> Result<(), ApiError> {
+        let rate = f64::from(per_second.max(1));
+        let capacity = 2.0 * rate;
+        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        let (tokens, last) = buckets.entry(key.to_string()).or_insert((capacity, now));
+        let refilled = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(capacity);
+        *last = now;
+        if refilled >= 1.0 {
+            *tokens = refilled - 1.0;
+            return Ok(());
+        }
+        *tokens = refilled;
+        let wait = ((1.0 - refilled) / rate).ceil().max(1.0);
+        metrics::counter!("leadscore_rate_limited_total").increment(1);
+        Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("this key sends more than {per_second} requests a second; retry in {wait} s"),
+        )
+        .with_details(serde_json::json!({ "retry_after_seconds": wait })))
+    }
+}
+
 pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let hash = hash_key(key);
     let cached = state.keys.entries.lock().ok().and_then(|entries| {
@@ -81,7 +113,12 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiE
         }
     };
     match record {
-        Some(record) if record.revoked_at.is_none() => Ok(Principal { key_id: record.id, scopes: record.scopes }),
+        Some(record) if record.revoked_at.is_none() => {
+            if let Some(per_second) = state.config.rate_limit {
+                state.limits.admit(&record.id, per_second, Instant::now())?;
+            }
+            Ok(Principal { key_id: record.id, scopes: record.scopes })
+        }
         Some(_) => Err(ApiError::unauthorized("this API key was revoked")),
         None => Err(ApiError::unauthorized("unknown API key")),
     }
@@ -103,5 +140,26 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer <API key>`"))?;
         authenticate(state, key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_bursts_then_refills() {
+        let limiter = RateLimiter::default();
+        let start = Instant::now();
+        // 10 a second: a burst of 20, then the 21st is refused.
+        for _ in 0..20 {
+            assert!(limiter.admit("k", 10, start).is_ok());
+        }
+        let refused = limiter.admit("k", 10, start).unwrap_err();
+        assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        // Other keys are not affected; a tenth of a second later one more is allowed.
+        assert!(limiter.admit("other", 10, start).is_ok());
+        assert!(limiter.admit("k", 10, start + Duration::from_millis(100)).is_ok());
+        assert!(limiter.admit("k", 10, start + Duration::from_millis(100)).is_err());
     }
 }

@@ -59,11 +59,21 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.details.as_ref().and_then(|d| d.get("retry_after_seconds")).and_then(Value::as_f64);
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(details) = self.details {
             error["details"] = details;
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = retry_after {
+            // Retry-After for HTTP clients; x-ratelimit-reset is what analytics.js reads.
+            for name in ["retry-after", "x-ratelimit-reset"] {
+                if let Ok(value) = axum::http::HeaderValue::from_str(&format!("{}", seconds.ceil() as u64)) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+        }
+        response
     }
 }
 

@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub rescore_chunk: usize,
     /// How often stored scores of decaying models are refreshed (None: never).
     pub sweep_interval: Option<std::time::Duration>,
+    /// Requests per second allowed per API key, with bursts of twice that (None: no limit).
+    pub rate_limit: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +56,7 @@ impl Default for ServerConfig {
             max_batch: 1000,
             rescore_chunk: 10000,
             sweep_interval: Some(std::time::Duration::from_secs(300)),
+            rate_limit: Some(2000),
         }
     }
 }
@@ -65,6 +68,7 @@ pub struct AppState {
     pub clock: Clock,
     pub metrics: PrometheusHandle,
     pub keys: auth::KeyCache,
+    pub limits: auth::RateLimiter,
     pub config: ServerConfig,
 }
 
@@ -77,6 +81,7 @@ impl AppState {
             clock,
             metrics: system::metrics_handle(),
             keys: auth::KeyCache::default(),
+            limits: auth::RateLimiter::default(),
             config,
         });
         state.reload_models().await?;
