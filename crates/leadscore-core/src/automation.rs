@@ -111,11 +111,10 @@ impl Automation {
         for (index, item) in items.iter().enumerate() {
             let label = item.get("name").and_then(Value::as_str).map_or(format!("automation[{index}]"), |n| format!("automation[{index}] {n:?}"));
             let mut own = Problems::default();
-            if let Some(automation) = compile(item, &mut own) {
-                if own.is_empty() {
+            if let Some(automation) = compile(item, &mut own)
+                && own.is_empty() {
                     automations.push(automation);
                 }
-            }
             for problem in own.into_vec() {
                 let path = if problem.path.is_empty() { label.clone() } else { format!("{label}.{}", problem.path) };
                 problems.add(&path, &problem.message);
@@ -296,11 +295,10 @@ fn parse_filter(value: &Value, problems: &mut Problems) -> Filter {
     let mut filter = Filter { group: shorthand("group"), band: shorthand("band"), owner: shorthand("owner"), condition: None };
     let mut rest = table.clone();
     for key in ["group", "band", "owner"] {
-        if let Some(v) = rest.remove(key) {
-            if !v.is_string() {
+        if let Some(v) = rest.remove(key)
+            && !v.is_string() {
                 problems.add(&format!("filter.{key}"), "must be a string");
             }
-        }
     }
     if !rest.is_empty() {
         filter.condition = parse_condition(&Value::Object(rest), "filter", problems);
@@ -464,11 +462,10 @@ pub fn threshold_step(direction: &Direction, value: f64, rearm: Option<f64>, arm
 
 /// Whether the limits allow a run at `at`, given this contact's earlier runs (times).
 pub fn limits_allow(limits: &Limits, runs: &[i64], at: i64) -> bool {
-    if let Some(cooldown) = limits.cooldown {
-        if runs.iter().any(|t| *t <= at && at - t < cooldown.millis()) {
+    if let Some(cooldown) = limits.cooldown
+        && runs.iter().any(|t| *t <= at && at - t < cooldown.millis()) {
             return false;
         }
-    }
     if let Some((max, per)) = limits.max {
         let recent = runs.iter().filter(|t| **t > at - per.millis() && **t <= at).count();
         if recent >= max as usize {

@@ -398,7 +398,7 @@ fn parse_bands(value: &Value, problems: &mut Problems) -> Vec<Band> {
         if let Some(previous) = bands.last() {
             match (previous.min, min) {
                 (None, _) => problems.add(
-                    &format!("{path}"),
+                    &path.to_string(),
                     &format!("band {:?} has no min and catches everything, so it must be the last", previous.name),
                 ),
                 (Some(prev), Some(this)) if this >= prev => problems.add(

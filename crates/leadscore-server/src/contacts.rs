@@ -251,12 +251,11 @@ async fn list_contacts(State(state): State<Arc<AppState>>, principal: Principal,
         return Ok(Json(json!({ "contacts": items, "next_cursor": next })));
     };
     let published = state.model(&model_name).ok_or_else(|| ApiError::not_found(format!("no model {model_name:?}")))?;
-    if let Some(band) = &q.band {
-        if !published.model.bands.iter().any(|b| &b.name == band) {
+    if let Some(band) = &q.band
+        && !published.model.bands.iter().any(|b| &b.name == band) {
             let names: Vec<&str> = published.model.bands.iter().map(|b| b.name.as_str()).collect();
             return Err(ApiError::bad_request(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
         }
-    }
     let (sort, descending) = parse_sort(q.sort.as_deref())?;
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let lead_query = LeadQuery { model: model_name.clone(), sort: sort.clone(), descending, band: q.band, group: q.group, owner: q.owner, limit, after };
@@ -448,11 +447,10 @@ async fn bulk_update(State(state): State<Arc<AppState>>, principal: Principal, b
     if body.set_attributes.is_empty() && body.add_groups.is_empty() && body.remove_groups.is_empty() && body.owner.is_none() {
         return Err(ApiError::invalid("nothing to change: give set_attributes, add_groups, remove_groups or owner"));
     }
-    if let Some(model) = &body.filter.model {
-        if state.model(model).is_none() {
+    if let Some(model) = &body.filter.model
+        && state.model(model).is_none() {
             return Err(ApiError::not_found(format!("no model {model:?}")));
         }
-    }
     let update = BulkUpdate {
         filter: BulkFilter {
             model: body.filter.model,

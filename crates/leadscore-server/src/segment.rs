@@ -138,8 +138,8 @@ pub fn segment_event(message: &Value, kind: Option<&str>, batch_sent_at: Option<
         object.insert("timestamp".into(), Value::String(crate::input::format_time(corrected)));
     }
     let is_page = matches!(object.get("type").and_then(Value::as_str), Some("page" | "screen"));
-    if is_page {
-        if let Some(page) = object.get("context").and_then(|c| c.get("page")).and_then(Value::as_object).cloned() {
+    if is_page
+        && let Some(page) = object.get("context").and_then(|c| c.get("page")).and_then(Value::as_object).cloned() {
             let properties = object.entry("properties").or_insert_with(|| Value::Object(Map::new()));
             if let Some(properties) = properties.as_object_mut() {
                 for field in ["path", "url", "title", "referrer", "search"] {
@@ -149,7 +149,6 @@ pub fn segment_event(message: &Value, kind: Option<&str>, batch_sent_at: Option<
                 }
             }
         }
-    }
     if object.get("email").is_none() {
         let email = object.get("context").and_then(|c| c.get("traits")).and_then(|t| t.get("email")).cloned();
         if let Some(email) = email.filter(Value::is_string) {
