@@ -166,6 +166,61 @@ pub fn histogram(values: &[f64], bins: usize) -> Vec<(f64, f64, u64)> {
     counts.into_iter().enumerate().map(|(i, c)| (min + i as f64 * width, min + (i + 1) as f64 * width, c)).collect()
 }
 
+/// A lead that became hot: when, who owns it, and when sales first contacted it.
+#[derive(Clone, Debug)]
+pub struct HotLead {
+    pub owner: Option<String>,
+    pub hot_at: i64,
+    pub contacted_at: Option<i64>,
+}
+
+/// Speed to lead for one owner (or everyone): times from becoming hot to the first
+/// contact, in milliseconds, and SLA breaches.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SpeedRow {
+    pub owner: Option<String>,
+    pub hot: u64,
+    pub contacted: u64,
+    pub median_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    /// Contacted later than the SLA, or not contacted and already older than the SLA at `now`.
+    pub breaches: u64,
+}
+
+/// Speed to lead for everyone (first row, `owner: None`) and per owner, sorted by owner;
+/// leads without an owner count in the first row only. A contact made before the lead
+/// became hot counts as 0.
+pub fn speed_to_lead(leads: &[HotLead], sla_ms: i64, now: i64) -> Vec<SpeedRow> {
+    fn row(owner: Option<String>, leads: &[&HotLead], sla_ms: i64, now: i64) -> SpeedRow {
+        let times: Vec<f64> = leads.iter().filter_map(|l| l.contacted_at.map(|c| (c - l.hot_at).max(0) as f64)).collect();
+        let breaches = leads
+            .iter()
+            .filter(|l| match l.contacted_at {
+                Some(c) => c - l.hot_at > sla_ms,
+                None => now - l.hot_at > sla_ms,
+            })
+            .count() as u64;
+        SpeedRow {
+            owner,
+            hot: leads.len() as u64,
+            contacted: times.len() as u64,
+            median_ms: percentile(&times, 50.0),
+            p90_ms: percentile(&times, 90.0),
+            breaches,
+        }
+    }
+    let all: Vec<&HotLead> = leads.iter().collect();
+    let mut rows = vec![row(None, &all, sla_ms, now)];
+    let mut owners: Vec<String> = leads.iter().filter_map(|l| l.owner.clone()).collect();
+    owners.sort();
+    owners.dedup();
+    for owner in owners {
+        let theirs: Vec<&HotLead> = leads.iter().filter(|l| l.owner.as_deref() == Some(owner.as_str())).collect();
+        rows.push(row(Some(owner), &theirs, sla_ms, now));
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +285,29 @@ mod tests {
         // A small, insignificant dip is not flagged.
         let rows = [(1.0, Outcome::Won), (1.0, Outcome::Lost), (100.0, Outcome::Lost), (100.0, Outcome::Won), (100.0, Outcome::Lost)];
         assert!(!points_backwards(&brackets(&rows, &[50.0])));
+    }
+
+    #[test]
+    fn speed_to_lead_by_owner_with_sla() {
+        const H: i64 = 3_600_000;
+        let lead = |owner: &str, hot_at: i64, contacted_at: Option<i64>| HotLead { owner: Some(owner.into()), hot_at, contacted_at };
+        let leads = [
+            lead("ann", 0, Some(H)),           // 1 h
+            lead("ann", 0, Some(30 * H)),      // 30 h: breach
+            lead("bob", 0, Some(2 * H)),       // 2 h
+            lead("bob", 10 * H, None),         // open, 38 h old at `now`: breach
+            lead("bob", 40 * H, None),         // open, 8 h old: not yet
+            HotLead { owner: None, hot_at: 5 * H, contacted_at: Some(4 * H) }, // contacted before: 0
+        ];
+        let rows = speed_to_lead(&leads, 24 * H, 48 * H);
+        let all = &rows[0];
+        assert_eq!((all.hot, all.contacted, all.breaches), (6, 4, 2));
+        // Times 0, 1, 2, 30 h: median (nearest rank) 1 h, p90 30 h.
+        assert_eq!((all.median_ms, all.p90_ms), (Some(H as f64), Some(30.0 * H as f64)));
+        assert_eq!(rows[1].owner.as_deref(), Some("ann"));
+        assert_eq!((rows[1].hot, rows[1].breaches, rows[1].median_ms), (2, 1, Some(H as f64)));
+        assert_eq!((rows[2].hot, rows[2].contacted, rows[2].breaches), (3, 1, 1));
+        assert_eq!(rows.len(), 3, "unowned leads count in the total only");
     }
 
     #[test]
