@@ -53,9 +53,7 @@ async fn walk_lead_list(server: &TestServer, query: &[(&str, &str)], limit: usiz
 }
 
 // 1. The example model scores events exactly as PRODUCT.md §2 says.
-#[tokio::test(flavor = "multi_thread")]
-async fn example_model_scores_single_and_batched_events() {
-    let server = TestServer::start().await;
+async fn example_model_scores_single_and_batched_events(server: TestServer) {
     assert_eq!(server.publish("b2b", &example_model()).await, 1);
 
     // CTO (+20) at a 250-person company (+10): fit 30, no activity yet.
@@ -114,9 +112,7 @@ async fn example_model_scores_single_and_batched_events() {
 }
 
 // 2. F9: the set of events decides, not their arrival order; repeated messageIds are ignored.
-#[tokio::test(flavor = "multi_thread")]
-async fn late_and_duplicate_events_score_like_sorted_ones() {
-    let server = TestServer::start().await;
+async fn late_and_duplicate_events_score_like_sorted_ones(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     server.publish("flat", &example_model_without_decay("flat")).await;
     for id in ["sorted", "shuffled"] {
@@ -189,9 +185,7 @@ async fn late_and_duplicate_events_score_like_sorted_ones() {
 }
 
 // 3. Bad input never loses good input (§4).
-#[tokio::test(flavor = "multi_thread")]
-async fn batch_reports_bad_events_by_index_and_keeps_good_ones() {
-    let server = TestServer::start().await;
+async fn batch_reports_bad_events_by_index_and_keeps_good_ones(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     server.create_contact(platform_contact("mixed", json!({}))).await;
 
@@ -249,9 +243,7 @@ async fn batch_reports_bad_events_by_index_and_keeps_good_ones() {
 }
 
 // 4a. Every error has the shape {"error": {"code", "message"}} and the right status.
-#[tokio::test(flavor = "multi_thread")]
-async fn errors_have_the_json_shape_and_status() {
-    let server = TestServer::start().await;
+async fn errors_have_the_json_shape_and_status(server: TestServer) {
 
     // Malformed JSON, an empty body, and JSON of the wrong shape.
     let malformed = server
@@ -297,9 +289,7 @@ async fn errors_have_the_json_shape_and_status() {
 }
 
 // 4b. An invalid model is refused whole with every problem listed; the live one stays.
-#[tokio::test(flavor = "multi_thread")]
-async fn invalid_model_lists_every_problem_and_keeps_the_live_model() {
-    let server = TestServer::start().await;
+async fn invalid_model_lists_every_problem_and_keeps_the_live_model(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     server.create_contact(platform_contact("kim", json!({ "job_title": "CTO" }))).await;
     server.ingest(quote_form("kim", "kim-1", T0)).await;
@@ -367,9 +357,7 @@ points = 25
 }
 
 // 5. The lead list: best first, paginated without gaps or repeats, filtered.
-#[tokio::test(flavor = "multi_thread")]
-async fn lead_list_paginates_in_order_with_filters() {
-    let server = TestServer::start().await;
+async fn lead_list_paginates_in_order_with_filters(server: TestServer) {
     server.publish("b2b", &example_model()).await;
 
     // (id, job_title, company_size, groups, owner): fit 30 for c1 c2 c4, 20 for c0 c7 c8,
@@ -460,9 +448,7 @@ async fn lead_list_paginates_in_order_with_filters() {
 
 // 5b. Decay moves scores without events; the sweep brings the lead list's stored scores
 // (which it sorts and filters by) up to what contacts show.
-#[tokio::test(flavor = "multi_thread")]
-async fn decay_sweep_refreshes_the_lead_list() {
-    let server = TestServer::start().await;
+async fn decay_sweep_refreshes_the_lead_list(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     for id in ["fading", "fresh"] {
         server.create_contact(platform_contact(id, json!({}))).await;
@@ -487,9 +473,7 @@ async fn decay_sweep_refreshes_the_lead_list() {
 }
 
 // 6a. PATCH merges attributes and rescores fit at once.
-#[tokio::test(flavor = "multi_thread")]
-async fn patch_rescores_fit() {
-    let server = TestServer::start().await;
+async fn patch_rescores_fit(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     server.create_contact(platform_contact("pat", json!({ "job_title": "Intern" }))).await;
     server.ingest(quote_form("pat", "pat-1", T0)).await;
@@ -525,9 +509,7 @@ async fn patch_rescores_fit() {
 }
 
 // 6b. DELETE erases the contact with its events, scores and history (F27).
-#[tokio::test(flavor = "multi_thread")]
-async fn delete_erases_the_contact_and_its_events() {
-    let server = TestServer::start().await;
+async fn delete_erases_the_contact_and_its_events(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     server.create_contact(json!({ "id": "gone", "email": "gone@example.com", "attributes": { "product_interest": "platform" } })).await;
     server.ingest(json!({ "batch": [quote_form("gone", "gone-1", T0), page("gone", "gone-2", "/pricing", T0)] })).await;
@@ -551,9 +533,7 @@ async fn delete_erases_the_contact_and_its_events() {
 }
 
 // 6c. ?at= reads the scores as of a past instant: later events are ignored (F30).
-#[tokio::test(flavor = "multi_thread")]
-async fn reading_at_a_past_instant_ignores_later_events() {
-    let server = TestServer::start().await;
+async fn reading_at_a_past_instant_ignores_later_events(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     server.create_contact(platform_contact("tess", json!({ "job_title": "CTO", "company_size": 250 }))).await;
     server
@@ -583,9 +563,7 @@ async fn reading_at_a_past_instant_ignores_later_events() {
 }
 
 // 7. Publishing a changed model makes a new version and rescores every contact (F10).
-#[tokio::test(flavor = "multi_thread")]
-async fn publishing_a_new_version_rescores_existing_contacts() {
-    let server = TestServer::start().await;
+async fn publishing_a_new_version_rescores_existing_contacts(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     for n in 0..5 {
         let id = format!("r{n}");
@@ -659,9 +637,7 @@ async fn publishing_a_new_version_rescores_existing_contacts() {
 }
 
 // 8. History explains the score: every award with rule, points and resulting totals (F8).
-#[tokio::test(flavor = "multi_thread")]
-async fn history_lists_awards_with_rule_names_points_and_totals() {
-    let server = TestServer::start().await;
+async fn history_lists_awards_with_rule_names_points_and_totals(server: TestServer) {
     // Without decay, so every resulting score is an exact sum.
     server.publish("b2b", &example_model_without_decay("b2b")).await;
     server.create_contact(platform_contact("hal", json!({ "job_title": "CTO", "company_size": 250 }))).await;
@@ -711,9 +687,7 @@ async fn history_lists_awards_with_rule_names_points_and_totals() {
 }
 
 // 8b. Fit that came from identify traits counts in the history's resulting totals.
-#[tokio::test(flavor = "multi_thread")]
-async fn history_counts_fit_from_identify_traits() {
-    let server = TestServer::start().await;
+async fn history_counts_fit_from_identify_traits(server: TestServer) {
     server.publish("b2b", &example_model_without_decay("b2b")).await;
     server
         .ingest(json!({ "batch": [
@@ -737,9 +711,7 @@ async fn history_counts_fit_from_identify_traits() {
 }
 
 // 8c. §4: "an anonymousId later identified merges its events into the contact".
-#[tokio::test(flavor = "multi_thread")]
-async fn identify_merges_anonymous_events_into_the_contact() {
-    let server = TestServer::start().await;
+async fn identify_merges_anonymous_events_into_the_contact(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     let visit = json!({ "type": "page", "messageId": "v-1", "anonymousId": "visitor-7",
                         "properties": { "path": "/pricing" }, "timestamp": format_time(T0) });
@@ -755,9 +727,7 @@ async fn identify_merges_anonymous_events_into_the_contact() {
 }
 
 // 9. API keys: scoped, shown once, revocable (F26).
-#[tokio::test(flavor = "multi_thread")]
-async fn ingest_keys_ingest_but_cannot_read_and_revoked_keys_are_refused() {
-    let server = TestServer::start().await;
+async fn ingest_keys_ingest_but_cannot_read_and_revoked_keys_are_refused(server: TestServer) {
     server.publish("b2b", &example_model()).await;
 
     let created = server.post("/api/v1/keys", &json!({ "name": "website", "scopes": ["ingest"] })).await;
@@ -823,9 +793,7 @@ async fn ingest_keys_ingest_but_cannot_read_and_revoked_keys_are_refused() {
 }
 
 // 10. Health, metrics and the API description.
-#[tokio::test(flavor = "multi_thread")]
-async fn health_metrics_and_openapi() {
-    let server = TestServer::start().await;
+async fn health_metrics_and_openapi(server: TestServer) {
     let health = server.send(server.request(Method::GET, "/healthz", None)).await;
     assert_eq!(health.expect(StatusCode::OK)["status"], "ok");
 
@@ -859,9 +827,7 @@ async fn health_metrics_and_openapi() {
 }
 
 // Upsert answers 201 only when it created the contact, whether found by id or by email.
-#[tokio::test(flavor = "multi_thread")]
-async fn upsert_says_whether_it_created() {
-    let server = TestServer::start().await;
+async fn upsert_says_whether_it_created(server: TestServer) {
     let first = server.post("/api/v1/contacts", &json!({ "email": "Zoe@Example.com", "attributes": { "plan": "free" } })).await;
     assert_eq!(first.expect(StatusCode::CREATED)["email"], "zoe@example.com");
     let again = server.post("/api/v1/contacts", &json!({ "email": "zoe@example.com", "attributes": { "plan": "pro" } })).await;
@@ -871,9 +837,7 @@ async fn upsert_says_whether_it_created() {
 }
 
 // Cursors and instants that cannot be right are refused instead of giving odd pages.
-#[tokio::test(flavor = "multi_thread")]
-async fn nonsense_cursors_and_instants_are_refused() {
-    let server = TestServer::start().await;
+async fn nonsense_cursors_and_instants_are_refused(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     for cursor in ["NaN~x", "inf~x", "12", "abc~x"] {
         server.get_query("/api/v1/contacts", &[("model", "b2b"), ("cursor", cursor)]).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
@@ -884,3 +848,25 @@ async fn nonsense_cursors_and_instants_are_refused() {
     let reply = reply.expect(StatusCode::MULTI_STATUS);
     assert!(reply["rejected"][0]["reason"].as_str().unwrap().contains("outside"), "{reply}");
 }
+
+// Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
+common::both_backends!(
+    example_model_scores_single_and_batched_events,
+    late_and_duplicate_events_score_like_sorted_ones,
+    batch_reports_bad_events_by_index_and_keeps_good_ones,
+    errors_have_the_json_shape_and_status,
+    invalid_model_lists_every_problem_and_keeps_the_live_model,
+    lead_list_paginates_in_order_with_filters,
+    decay_sweep_refreshes_the_lead_list,
+    patch_rescores_fit,
+    delete_erases_the_contact_and_its_events,
+    reading_at_a_past_instant_ignores_later_events,
+    publishing_a_new_version_rescores_existing_contacts,
+    history_lists_awards_with_rule_names_points_and_totals,
+    history_counts_fit_from_identify_traits,
+    identify_merges_anonymous_events_into_the_contact,
+    ingest_keys_ingest_but_cannot_read_and_revoked_keys_are_refused,
+    health_metrics_and_openapi,
+    upsert_says_whether_it_created,
+    nonsense_cursors_and_instants_are_refused,
+);

@@ -30,9 +30,7 @@ async fn segment_post(server: &TestServer, path: &str, auth: Option<&str>, body:
     server.send(request).await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn batch_and_single_calls_score_like_native_events() {
-    let server = TestServer::start().await;
+async fn batch_and_single_calls_score_like_native_events(server: TestServer) {
     server.publish("b2b", &example_model_without_decay("b2b")).await;
     let key = ingest_key(&server, &["ingest"]).await;
 
@@ -68,9 +66,7 @@ async fn batch_and_single_calls_score_like_native_events() {
     assert_eq!(export.expect(StatusCode::OK)["events"].as_array().unwrap().len(), 3);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn segment_limits_and_keys() {
-    let server = TestServer::start().await;
+async fn segment_limits_and_keys(server: TestServer) {
     let key = ingest_key(&server, &["ingest"]).await;
     let read_key = ingest_key(&server, &["read"]).await;
     let event = json!({ "userId": "u", "event": "x" }).to_string();
@@ -148,9 +144,7 @@ async fn official_segment_sdks_send_unchanged() {
     assert!((kept - sent).abs() < 5_000, "the SDK's timestamp is kept (up to the network delay): {}", events[0]["timestamp"]);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn browsers_may_send_from_any_site() {
-    let server = TestServer::start().await;
+async fn browsers_may_send_from_any_site(server: TestServer) {
     let preflight = server
         .request(Method::OPTIONS, "/v1/batch", None)
         .header("origin", "https://www.customer.example")
@@ -170,9 +164,7 @@ async fn browsers_may_send_from_any_site() {
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn alias_and_group_change_identity_and_accounts() {
-    let server = TestServer::start().await;
+async fn alias_and_group_change_identity_and_accounts(server: TestServer) {
     server.publish("b2b", &example_model_without_decay("b2b")).await;
     let key = ingest_key(&server, &["ingest"]).await;
     let batch = json!({ "batch": [
@@ -198,9 +190,7 @@ async fn alias_and_group_change_identity_and_accounts() {
     assert_eq!(segment_post(&server, "/v1/a", None, alias.to_string()).await.expect(StatusCode::OK)["success"], true);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn contacts_merge_through_the_api() {
-    let server = TestServer::start().await;
+async fn contacts_merge_through_the_api(server: TestServer) {
     server.publish("b2b", &example_model_without_decay("b2b")).await;
     for (id, email) in [("keep", "keep@example.com"), ("dup", "dup@example.com")] {
         server.create_contact(json!({ "id": id, "email": email, "attributes": { "product_interest": "platform" } })).await;
@@ -221,3 +211,12 @@ async fn contacts_merge_through_the_api() {
     assert!(entries.iter().any(|e| e["kind"] == "merged"), "the merge is in the history");
     assert!(entries.iter().any(|e| e["rule"] == "Request a quote"), "dup's award is keep's now");
 }
+
+// Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
+common::both_backends!(
+    batch_and_single_calls_score_like_native_events,
+    segment_limits_and_keys,
+    browsers_may_send_from_any_site,
+    alias_and_group_change_identity_and_accounts,
+    contacts_merge_through_the_api,
+);

@@ -40,6 +40,7 @@ mod contacts;
 mod events;
 mod models;
 mod rows;
+mod transfer;
 
 use std::sync::{Arc, Mutex};
 
@@ -295,6 +296,18 @@ impl PostgresStore {
     /// The schema the store's tables are in.
     pub fn schema(&self) -> &str {
         &self.inner.schema
+    }
+
+    /// Drops the store's schema with everything in it (benchmarks and tests on a schema of
+    /// their own). Refuses `public`, which is nobody's own.
+    pub async fn drop_schema(&self) -> StoreResult<()> {
+        let schema = &self.inner.schema;
+        if schema == "public" || !valid_schema_name(schema) {
+            return Err(StoreError::Invalid(format!("will not drop schema {schema:?}")));
+        }
+        let client = self.client().await?;
+        client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.map_err(|e| StoreError::from(PgError::from(e)))?;
+        Ok(())
     }
 
     pub(crate) async fn client(&self) -> PgResult<deadpool_postgres::Object> {

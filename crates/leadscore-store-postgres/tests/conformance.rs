@@ -240,3 +240,56 @@ async fn a_publish_in_another_process_is_used_by_the_next_write() {
     })
     .await;
 }
+
+/// `leadscore migrate` from SQLite into PostgreSQL copies everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_round_trip_sqlite_to_postgres() {
+    isolated("transfer_from_sqlite", |url, schema| async move {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = leadscore_store_sqlite::SqliteStore::open_dir(dir.path()).expect("open SQLite");
+        let destination = connect(&url, &schema).await;
+        suite::transfer_round_trip(&source, &destination).await;
+    })
+    .await;
+}
+
+/// `leadscore migrate` from PostgreSQL into SQLite copies everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_round_trip_postgres_to_sqlite() {
+    isolated("transfer_to_sqlite", |url, schema| async move {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = connect(&url, &schema).await;
+        let destination = leadscore_store_sqlite::SqliteStore::open_dir(dir.path()).expect("open SQLite");
+        suite::transfer_round_trip(&source, &destination).await;
+    })
+    .await;
+}
+
+/// `TABLES` (what `leadscore migrate` copies) lists every table and column of the schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transfer_tables_are_the_schema() {
+    isolated("transfer_tables", |url, schema| async move {
+        let _store = connect(&url, &schema).await;
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        let connection = tokio::spawn(connection);
+        let rows = client
+            .query(
+                "SELECT table_name::text, array_agg(column_name::text ORDER BY ordinal_position)
+                 FROM information_schema.columns WHERE table_schema = $1 AND table_name <> 'schema_migrations'
+                 GROUP BY table_name ORDER BY table_name",
+                &[&schema],
+            )
+            .await
+            .expect("read the schema");
+        let actual: Vec<(String, Vec<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let mut listed: Vec<(String, Vec<String>)> = leadscore_store::transfer::TABLES
+            .iter()
+            .map(|t| (t.name.to_string(), t.columns.iter().map(|(c, _)| c.to_string()).collect()))
+            .collect();
+        listed.sort();
+        assert_eq!(listed, actual);
+        drop(client);
+        let _ = connection.await;
+    })
+    .await;
+}

@@ -8,6 +8,7 @@ mod contacts;
 mod events;
 mod models;
 mod rows;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

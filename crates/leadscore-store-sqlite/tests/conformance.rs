@@ -44,3 +44,12 @@ async fn data_survives_reopening() {
     let store = SqliteStore::open_dir(dir.path()).expect("reopen");
     assert_eq!(store.count_events().await.expect("count"), 1, "committed events are on disk");
 }
+
+/// `leadscore migrate` between two SQLite databases copies everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_round_trip_sqlite_to_sqlite() {
+    let (from_dir, to_dir) = (tempfile::tempdir().expect("temp dir"), tempfile::tempdir().expect("temp dir"));
+    let source = SqliteStore::open_dir(from_dir.path()).expect("open");
+    let destination = SqliteStore::open_dir(to_dir.path()).expect("open");
+    suite::transfer_round_trip(&source, &destination).await;
+}

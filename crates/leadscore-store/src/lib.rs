@@ -5,11 +5,13 @@
 
 pub mod conformance;
 pub mod scoring;
+pub mod transfer;
 pub mod types;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
+pub use transfer::TransferStore;
 pub use types::*;
 
 #[derive(Debug, thiserror::Error)]

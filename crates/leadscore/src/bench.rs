@@ -2,7 +2,11 @@
 //! Each figure is printed with what was measured; BENCHMARKS.md records them.
 //!
 //! The HTTP benchmarks run the server and the load generator in this one process (they
-//! share the machine's cores), against a fresh durable SQLite database.
+//! share the machine's cores), against a fresh durable SQLite database, or with
+//! `--database-url postgres://…` a fresh schema in that PostgreSQL database (dropped at
+//! the end). `ingest --processes 2` (PostgreSQL only) runs two servers, each with its own
+//! store and connection pool on the shared schema, and splits the connections between
+//! them: what two leadscore processes do, except that they share this process's runtime.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +59,12 @@ enum BenchCommand {
         /// different contact than the one before
         #[arg(long, default_value_t = 1)]
         session: usize,
+        /// Run on a fresh schema in this PostgreSQL database instead of a temp SQLite one
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Servers sharing the database (PostgreSQL only); the connections are split between them
+        #[arg(long, default_value_t = 1)]
+        processes: usize,
     },
     /// Single-event ingest latency at a fixed request rate
     Latency {
@@ -62,6 +72,9 @@ enum BenchCommand {
         rate: u64,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Run on a fresh schema in this PostgreSQL database instead of a temp SQLite one
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Lead list (top N filtered by band) latency over HTTP on an existing database
     Leadlist {
@@ -80,8 +93,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         BenchCommand::Generate { data, contacts, events } => generate(&data, contacts, events).await,
         BenchCommand::Rescore { data } => rescore(&data).await,
-        BenchCommand::Ingest { contacts, events, batch, concurrency, session } => ingest(contacts, events, batch, concurrency, session).await,
-        BenchCommand::Latency { rate, seconds } => latency(rate, seconds).await,
+        BenchCommand::Ingest { contacts, events, batch, concurrency, session, database_url, processes } => {
+            let database = BenchDatabase::new(database_url)?;
+            let outcome = ingest(&database, processes, contacts, events, batch, concurrency, session).await;
+            database.clean_up().await;
+            outcome
+        }
+        BenchCommand::Latency { rate, seconds, database_url } => {
+            let database = BenchDatabase::new(database_url)?;
+            let outcome = latency(&database, rate, seconds).await;
+            database.clean_up().await;
+            outcome
+        }
         BenchCommand::Leadlist { data, band, limit, requests } => leadlist(&data, &band, limit, requests).await,
     }
 }
@@ -212,16 +235,85 @@ async fn start_server(data: Option<&DataArgs>) -> Result<BenchServer> {
         Some(d) => d.clone(),
         None => DataArgs { data: Some(dir.path().to_path_buf()), ..DataArgs::default() },
     };
-    let state = app_state(open_store(&data).await?).await?;
+    let (base, key) = serve_store(open_store(&data).await?, None).await?;
+    Ok(BenchServer { base, key, _dir: dir })
+}
+
+/// Serves `store` on a random port with the example model; `key` is an admin key already
+/// in the database (a second server on it), else one is created. Returns (base URL, key).
+async fn serve_store(store: Arc<dyn leadscore_store::Store>, key: Option<String>) -> Result<(String, String)> {
+    let state = app_state(store).await?;
     ensure_example_model(&state).await?;
-    let key = leadscore_server::auth::generate_key();
-    state.bootstrap_admin_key(Some(&key)).await?;
+    let key = match key {
+        Some(key) => key,
+        None => {
+            let key = leadscore_server::auth::generate_key();
+            state.bootstrap_admin_key(Some(&key)).await?;
+            key
+        }
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
         let _ = leadscore_server::serve(state, listener, std::future::pending()).await;
     });
-    Ok(BenchServer { base, key, _dir: dir })
+    Ok((base, key))
+}
+
+/// The fresh database of an HTTP benchmark: a temp SQLite directory, or a schema of its
+/// own in a PostgreSQL database (so a benchmark never mixes with data already there).
+struct BenchDatabase {
+    dir: tempfile::TempDir,
+    /// (url, schema)
+    postgres: Option<(String, String)>,
+    /// Stores opened on the schema, to drop it at the end.
+    opened: std::sync::Mutex<Vec<leadscore_store_postgres::PostgresStore>>,
+}
+
+impl BenchDatabase {
+    fn new(database_url: Option<String>) -> Result<Self> {
+        let dir = tempfile::tempdir().context("cannot create a temp dir")?;
+        let postgres = match database_url {
+            None => None,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+                Some((url, format!("bench_{}_{nanos:x}", std::process::id())))
+            }
+            Some(_) => bail!("--database-url takes a postgres:// URL (without it the benchmark uses a temp SQLite database)"),
+        };
+        Ok(Self { dir, postgres, opened: std::sync::Mutex::new(Vec::new()) })
+    }
+
+    fn describe(&self) -> &'static str {
+        if self.postgres.is_some() { "PostgreSQL" } else { "durable SQLite" }
+    }
+
+    /// A new store on the database: for PostgreSQL each call is a store with its own pool
+    /// (another leadscore process); SQLite has one writer, so it is opened once.
+    async fn open(&self) -> Result<Arc<dyn leadscore_store::Store>> {
+        match &self.postgres {
+            Some((url, schema)) => {
+                let store = leadscore_store_postgres::PostgresStore::connect(url, Some(schema))
+                    .await
+                    .with_context(|| format!("cannot open schema {schema} in {}", crate::redact(url)))?;
+                if let Ok(mut opened) = self.opened.lock() {
+                    opened.push(store.clone());
+                }
+                Ok(Arc::new(store))
+            }
+            None => open_store(&DataArgs { data: Some(self.dir.path().to_path_buf()), ..DataArgs::default() }).await,
+        }
+    }
+
+    /// Drops the PostgreSQL schema (a failure is reported, not fatal: the figures stand).
+    async fn clean_up(self) {
+        let store = self.opened.lock().ok().and_then(|mut opened| opened.pop());
+        if let Some(store) = store
+            && let Err(err) = store.drop_schema().await
+        {
+            eprintln!("could not drop the benchmark schema {}: {err}", store.schema());
+        }
+    }
 }
 
 fn client() -> Result<reqwest::Client> {
@@ -246,8 +338,15 @@ fn ordered_events(contacts: usize, events: usize, session: usize, start_ms: i64)
         .collect()
 }
 
-async fn ingest(contacts: usize, events: usize, batch: usize, concurrency: usize, session: usize) -> Result<()> {
-    let server = start_server(None).await?;
+async fn ingest(database: &BenchDatabase, processes: usize, contacts: usize, events: usize, batch: usize, concurrency: usize, session: usize) -> Result<()> {
+    if processes == 0 || (processes > 1 && database.postgres.is_none()) {
+        bail!("--processes above 1 needs --database-url postgres://… (SQLite is one process's database)");
+    }
+    let (first, key) = serve_store(database.open().await?, None).await?;
+    let mut bases = vec![first];
+    for _ in 1..processes {
+        bases.push(serve_store(database.open().await?, Some(key.clone())).await?.0);
+    }
     let http = client()?;
     let start_ms = chrono::Utc::now().timestamp_millis() - events as i64 * 50;
     // Bodies are built before the clock starts: the server is measured, not serde on the client.
@@ -260,10 +359,10 @@ async fn ingest(contacts: usize, events: usize, batch: usize, concurrency: usize
     let bar = crate::progress_bar(bodies.len() as u64, "ingest batches");
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
+    for connection in 0..concurrency {
         let (http, bodies, next, bar) = (http.clone(), bodies.clone(), next.clone(), bar.clone());
-        let url = format!("{}/api/v1/events", server.base);
-        let key = server.key.clone();
+        let url = format!("{}/api/v1/events", bases[connection % bases.len()]);
+        let key = key.clone();
         workers.spawn(async move {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -282,7 +381,8 @@ async fn ingest(contacts: usize, events: usize, batch: usize, concurrency: usize
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     println!(
-        "ingest: {events} events in batches of {batch} over {concurrency} connections, {contacts} contacts, sessions of {session}, durable SQLite, scores updated: {:.2} s = {:.0} events/s; peak memory {:.0} MiB; {}",
+        "ingest: {events} events in batches of {batch} over {concurrency} connections to {processes} server(s), {contacts} contacts, sessions of {session}, {}, scores updated: {:.2} s = {:.0} events/s; peak memory {:.0} MiB; {}",
+        database.describe(),
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64(),
         peak_memory_mib().unwrap_or(f64::NAN),
@@ -299,10 +399,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-async fn latency(rate: u64, seconds: u64) -> Result<()> {
-    let server = start_server(None).await?;
+async fn latency(database: &BenchDatabase, rate: u64, seconds: u64) -> Result<()> {
+    let (base, key) = serve_store(database.open().await?, None).await?;
     let http = client()?;
-    let url = format!("{}/api/v1/events", server.base);
+    let url = format!("{}/api/v1/events", base);
     let total = rate * seconds;
     let start_ms = chrono::Utc::now().timestamp_millis() - total as i64;
     let events = ordered_events(5_000, total as usize, 1, start_ms);
@@ -313,7 +413,7 @@ async fn latency(rate: u64, seconds: u64) -> Result<()> {
     let started = Instant::now();
     for body in bodies {
         ticker.tick().await;
-        let (http, url, key) = (http.clone(), url.clone(), server.key.clone());
+        let (http, url, key) = (http.clone(), url.clone(), key.clone());
         tasks.spawn(async move {
             let sent = Instant::now();
             let response = http.post(&url).bearer_auth(&key).header("content-type", "application/json").body(body).send().await?;
@@ -332,7 +432,8 @@ async fn latency(rate: u64, seconds: u64) -> Result<()> {
     let elapsed = started.elapsed();
     latencies.sort();
     println!(
-        "single-event ingest at {rate} req/s for {seconds} s ({} requests in {:.1} s): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {}",
+        "single-event ingest at {rate} req/s for {seconds} s, {} ({} requests in {:.1} s): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {}",
+        database.describe(),
         latencies.len(),
         elapsed.as_secs_f64(),
         percentile(&latencies, 50.0).as_secs_f64() * 1e3,

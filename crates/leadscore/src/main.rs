@@ -5,6 +5,7 @@ mod bench;
 mod config;
 mod demo;
 mod import;
+mod migrate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -93,6 +94,18 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
         /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a whole installation into another (empty) database, e.g. SQLite to PostgreSQL
+    Migrate {
+        /// The database to copy: sqlite://FILE-OR-DIR or postgres://…
+        #[arg(long)]
+        from: String,
+        /// The empty database to copy into: sqlite://FILE-OR-DIR or postgres://…
+        #[arg(long)]
+        to: String,
+        /// Print the verification as JSON
         #[arg(long)]
         json: bool,
     },
@@ -225,6 +238,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Score { data, contact, at, json } => score(&data, &contact, at.as_deref(), json).await,
+        Command::Migrate { from, to, json } => migrate::run(&from, &to, json).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

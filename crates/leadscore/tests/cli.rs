@@ -130,6 +130,49 @@ fn demo_generates_a_scored_data_set() {
     assert!(d.join("demo-admin-key.txt").exists());
 }
 
+/// `leadscore migrate` copies a demo installation into a second SQLite directory: the
+/// verification passes, every contact scores the same there, and a second copy into the
+/// now non-empty directory is refused.
+#[test]
+fn migrate_copies_an_installation_that_scores_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from, to) = (dir.path().join("from"), dir.path().join("to"));
+    std::fs::create_dir_all(&from).unwrap();
+    ok(&from, &["demo", "--contacts", "300", "--no-serve"]);
+    let migrate = || {
+        Command::new(env!("CARGO_BIN_EXE_leadscore"))
+            .args(["migrate", "--json", "--from"])
+            .arg(format!("sqlite://{}", from.display()))
+            .arg("--to")
+            .arg(format!("sqlite://{}", to.display()))
+            .env("LEADSCORE_LOG", "warn")
+            .env_remove("LEADSCORE_DATABASE_URL")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let output = migrate();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report = json(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(report["verified"], true, "{report}");
+    let contacts = report["tables"].as_array().unwrap().iter().find(|t| t["table"] == "contacts").unwrap();
+    assert_eq!((contacts["source"].as_u64(), contacts["destination"].as_u64()), (Some(300), Some(300)), "{report}");
+    assert!(report["tables"].as_array().unwrap().iter().all(|t| t["source"] == t["destination"]), "{report}");
+
+    // A fixed instant, so decaying scores are compared as of the same moment.
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for i in (0..300).step_by(7) {
+        let id = format!("c{i:07}");
+        let before = json(&ok(&from, &["score", &id, "--at", &at, "--json"]));
+        let after = json(&ok(&to, &["score", &id, "--at", &at, "--json"]));
+        assert_eq!(before, after, "contact {id}");
+    }
+
+    let again = migrate();
+    assert!(!again.status.success(), "a non-empty destination is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"), "{}", String::from_utf8_lossy(&again.stderr));
+}
+
 /// A CSV nobody wrote for leadscore: the X Education leads (9,240 rows, `Select` for
 /// "not chosen", many blanks). CI points LEADSCORE_TEST_LEADS_CSV at ../shared/data.
 #[test]

@@ -1,7 +1,8 @@
-//! A real leadscore server for integration tests: a fresh SQLite database in a tempdir,
-//! a clock the test sets, and an HTTP client that talks to it on 127.0.0.1.
+//! A real leadscore server for integration tests: a fresh database (SQLite in a tempdir,
+//! or a PostgreSQL schema of its own, dropped with the server), a clock the test sets, and
+//! an HTTP client that talks to it on 127.0.0.1. `both_backends!` runs test bodies on both.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_macros, unused_imports, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use leadscore_server::input::format_time;
 use leadscore_server::{AppState, Clock, ServerConfig};
+use leadscore_store_postgres::PostgresStore;
 use leadscore_store_sqlite::SqliteStore;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -50,26 +52,85 @@ impl Reply {
     }
 }
 
+/// Where `LEADSCORE_TEST_POSTGRES_URL` points the PostgreSQL runs (unset: SQLite only).
+pub const POSTGRES_URL_VARIABLE: &str = "LEADSCORE_TEST_POSTGRES_URL";
+
+/// Generates, for each named `async fn name(server: TestServer)`, the tests
+/// `sqlite::name` (always) and `postgres::name` (which passes with a notice when
+/// `LEADSCORE_TEST_POSTGRES_URL` is not set), so one `cargo test` covers both backends.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(crate::common::TestServer::start().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    match crate::common::TestServer::start_postgres().await {
+                        Some(server) => super::$name(server).await,
+                        None => println!("skipped: {} is not set", crate::common::POSTGRES_URL_VARIABLE),
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use both_backends;
+
+/// What a server keeps to clean its database up.
+enum Database {
+    Sqlite(TempDir),
+    /// (url, schema): the schema is dropped when the server is.
+    Postgres(String, String),
+}
+
 pub struct TestServer {
     pub base: String,
     pub state: Arc<AppState>,
     client: reqwest::Client,
     clock: Arc<AtomicI64>,
     shutdown: Option<oneshot::Sender<()>>,
-    _dir: TempDir,
+    database: Option<Database>,
+}
+
+/// A schema name no other test (or test process) uses.
+fn unique_schema() -> String {
+    static NEXT: AtomicI64 = AtomicI64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("api_{}_{nanos:x}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 impl TestServer {
-    /// Boots a server on a free port with an empty database and the clock at `T0`.
+    /// Boots a server on a free port with an empty SQLite database and the clock at `T0`.
     pub async fn start() -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_dir(dir.path()).unwrap();
+        Self::start_with(Arc::new(store), Database::Sqlite(dir)).await
+    }
+
+    /// Boots a server on a fresh PostgreSQL schema (dropped when the server is), or None
+    /// when `LEADSCORE_TEST_POSTGRES_URL` is not set.
+    pub async fn start_postgres() -> Option<TestServer> {
+        let url = std::env::var(POSTGRES_URL_VARIABLE).ok().filter(|u| !u.trim().is_empty())?;
+        let schema = unique_schema();
+        // A small pool: tests run in parallel against one PostgreSQL.
+        let store = PostgresStore::connect_with_pool_size(&url, Some(&schema), 4).await.unwrap();
+        Some(Self::start_with(Arc::new(store), Database::Postgres(url, schema)).await)
+    }
+
+    async fn start_with(store: Arc<dyn leadscore_store::Store>, database: Database) -> TestServer {
         let now = Arc::new(AtomicI64::new(T0));
         let clock: Clock = {
             let now = now.clone();
             Arc::new(move || now.load(Ordering::SeqCst))
         };
-        let state = AppState::new(Arc::new(store), clock, ServerConfig::default()).await.unwrap();
+        let state = AppState::new(store, clock, ServerConfig::default()).await.unwrap();
         state.bootstrap_admin_key(Some(ADMIN_KEY)).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -78,7 +139,7 @@ impl TestServer {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap();
-        TestServer { base, state, client, clock: now, shutdown: Some(shutdown), _dir: dir }
+        TestServer { base, state, client, clock: now, shutdown: Some(shutdown), database: Some(database) }
     }
 
     pub fn now(&self) -> i64 {
@@ -177,6 +238,33 @@ impl Drop for TestServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+        if let Some(Database::Postgres(url, schema)) = self.database.take() {
+            drop_schema(url, schema);
+        }
+    }
+}
+
+/// Drops a test schema from a plain thread with its own runtime: `Drop` cannot await, and
+/// it also runs while a failed test unwinds, so the schema goes either way.
+fn drop_schema(url: String, schema: String) {
+    let dropped = std::thread::spawn(move || -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+            let connection = tokio::spawn(connection);
+            // A background job of the stopped server may still hold a lock for a moment.
+            let result = client
+                .batch_execute(&format!("SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .await
+                .map_err(|e| e.to_string());
+            drop(client);
+            let _ = connection.await;
+            result
+        })
+    })
+    .join();
+    if let Ok(Err(err)) | Err(err) = dropped.map_err(|_| "the drop thread panicked".to_string()) {
+        eprintln!("could not drop the test schema: {err}");
     }
 }
 
