@@ -165,7 +165,9 @@ pub async fn open_store(data: &DataArgs) -> Result<Arc<dyn Store>> {
             let file = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).with_context(|| {
                 format!("unsupported database URL {:?}; use sqlite://FILE or postgres://…", redact(&url))
             })?;
-            PathBuf::from(file)
+            // A data directory (as --data takes) means the database file inside it.
+            let path = PathBuf::from(file);
+            if path.is_dir() { path.join("leadscore.db") } else { path }
         }
         None => data.data.clone().or(settings.data).unwrap_or_else(|| PathBuf::from("leadscore-data")).join("leadscore.db"),
     };
