@@ -227,29 +227,14 @@ async fn upsert_in(store: &PostgresStore, db: &dyn Db, upsert: &ContactUpsert, g
     let contact = match existing_id {
         Some(id) => {
             let mut contact = load_contact(db, &id, false).await?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
-            let before = contact.clone();
             let previous_groups = contact.groups.clone();
-            merge_attributes(&mut contact.attributes, &upsert.attributes);
+            let previous_email = contact.email.clone();
+            // A repeated upsert (an import run twice) changes nothing and logs nothing.
+            let mut changed = leadscore_store::records::apply_upsert(&mut contact, upsert);
             if let Some(email) = &email {
                 set_email(db, &mut contact, email).await?;
             }
-            for group in &upsert.groups {
-                if !contact.groups.contains(group) {
-                    contact.groups.push(group.clone());
-                }
-            }
-            if upsert.owner.is_some() {
-                contact.owner = upsert.owner.clone();
-            }
-            if let Some(created_at) = upsert.created_at {
-                contact.created_at = created_at;
-            }
-            // A repeated upsert (an import run twice) changes nothing and logs nothing.
-            let changed = contact.attributes != before.attributes
-                || contact.email != before.email
-                || contact.groups != before.groups
-                || contact.owner != before.owner
-                || contact.created_at != before.created_at;
+            changed |= contact.email != previous_email;
             if changed {
                 contact.updated_at = now;
                 save_contact(db, &contact, &previous_groups).await?;

@@ -325,16 +325,7 @@ pub(crate) async fn merge_contact(db: &dyn Db, from: &str, into: &str, now: Mill
     let source = load_contact(db, from, false).await?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
     let mut target = load_contact(db, into, false).await?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
     let previous_groups = target.groups.clone();
-    for (key, value) in &source.attributes {
-        target.attributes.entry(key.clone()).or_insert_with(|| value.clone());
-    }
-    for group in &source.groups {
-        if !target.groups.contains(group) {
-            target.groups.push(group.clone());
-        }
-    }
-    target.created_at = target.created_at.min(source.created_at);
-    target.updated_at = now;
+    leadscore_store::records::absorb_contact(&mut target, &source, now);
     for sql in [
         "UPDATE message_ids SET contact_id = $2 WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = $1)",
         "UPDATE message_ids SET contact_id = $2 WHERE message_id IN

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use leadscore_core::ScoreCard;
-use leadscore_store::scoring::{ScoringEvent, full_score, refresh_fit};
+use leadscore_store::records::{RowAction, rescore_action};
+use leadscore_store::scoring::{ScoringEvent, refresh_fit};
 use leadscore_store::{
     ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk,
     RescoreChunk, Scope, ScoreRow, ScoreStore, StoreError, StoreResult,
@@ -152,18 +153,6 @@ impl ModelStore for PostgresStore {
     }
 }
 
-/// What the write does for one contact of a rescored chunk, decided against the snapshot.
-enum RowAction {
-    /// The scores are the same: only version, state and as-of change (the lead list's
-    /// indexes are left alone).
-    State(ScoreRow),
-    /// The scores changed.
-    Full(ScoreRow),
-    /// The snapshot had no row for this contact.
-    Insert(ScoreRow),
-    /// The model no longer applies to the contact.
-    Delete,
-}
 
 /// An event as read for a rescore: (ts, messageId, name, properties JSON), decoded later
 /// in parallel.
@@ -248,27 +237,16 @@ fn score_snapshot(model: &PublishedModel, snapshot: Snapshot, now: Millis) -> Pg
         .contacts
         .into_par_iter()
         .map(|(id, attributes, events)| {
-            let before = stored.get(&id);
-            if before.is_some_and(|(version, _)| *version == model.version) {
-                return Ok(None); // already brought to this version by a newer write
-            }
-            let attributes = json_map(&attributes)?;
-            if !model.model.applies_to(&attributes) {
-                return Ok(before.map(|_| (id, RowAction::Delete)));
-            }
-            let events = events
-                .into_iter()
-                .map(|(timestamp, message_id, name, properties)| {
-                    Ok(ScoringEvent { timestamp, message_id, name, properties: json_map_keys(&properties, &property_keys)? })
-                })
-                .collect::<PgResult<Vec<_>>>()?;
-            let row = full_score(model, &attributes, &events, now);
-            let action = match before {
-                None => RowAction::Insert(row),
-                Some((_, card)) if *card == row.card => RowAction::State(row),
-                Some(_) => RowAction::Full(row),
+            let decode = || -> PgResult<Vec<ScoringEvent>> {
+                events
+                    .into_iter()
+                    .map(|(timestamp, message_id, name, properties)| {
+                        Ok(ScoringEvent { timestamp, message_id, name, properties: json_map_keys(&properties, &property_keys)? })
+                    })
+                    .collect()
             };
-            Ok(Some((id, action)))
+            let action = rescore_action(model, stored.get(&id), || json_map(&attributes).map_err(Into::into), decode, now)?;
+            Ok(action.map(|action| (id, action)))
         })
         .collect();
     let mut actions = Vec::with_capacity(scored.len());

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use leadscore_core::condition::{Condition, parse_condition};
 use leadscore_core::problems::Problems;
+use leadscore_store::records::apply_upsert;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
     BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, SortKey,
@@ -185,29 +186,14 @@ fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: M
     let mut contact = match existing_id {
         Some(id) => {
             let mut contact = load_contact(conn, &id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
-            let before = contact.clone();
             let previous_groups = contact.groups.clone();
-            merge_attributes(&mut contact.attributes, &upsert.attributes);
+            let previous_email = contact.email.clone();
+            // A repeated upsert (an import run twice) changes nothing and logs nothing.
+            let mut changed = apply_upsert(&mut contact, &upsert);
             if let Some(email) = &email {
                 set_email(conn, &mut contact, email)?;
             }
-            for group in &upsert.groups {
-                if !contact.groups.contains(group) {
-                    contact.groups.push(group.clone());
-                }
-            }
-            if upsert.owner.is_some() {
-                contact.owner = upsert.owner.clone();
-            }
-            if let Some(created_at) = upsert.created_at {
-                contact.created_at = created_at;
-            }
-            // A repeated upsert (an import run twice) changes nothing and logs nothing.
-            let changed = contact.attributes != before.attributes
-                || contact.email != before.email
-                || contact.groups != before.groups
-                || contact.owner != before.owner
-                || contact.created_at != before.created_at;
+            changed |= contact.email != previous_email;
             if changed {
                 contact.updated_at = now;
                 save_contact(conn, &contact, &previous_groups)?;

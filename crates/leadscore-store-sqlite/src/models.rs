@@ -2,10 +2,11 @@
 
 use async_trait::async_trait;
 use leadscore_core::ScoreCard;
-use leadscore_store::scoring::{ScoringEvent, full_score, refresh_fit};
+use leadscore_store::records::{RowAction, rescore_action};
+use leadscore_store::scoring::{ScoringEvent, refresh_fit};
 use leadscore_store::{
     ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk,
-    RescoreChunk, Scope, ScoreRow, ScoreStore, StoreError, StoreResult,
+    RescoreChunk, Scope, ScoreStore, StoreError, StoreResult,
 };
 use rayon::prelude::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -147,19 +148,6 @@ fn live_version(conn: &Connection, name: &str) -> StoreResult<Option<u32>> {
         .map_err(db_err)
 }
 
-/// What the writer does for one contact of a rescored chunk, decided against the snapshot.
-enum RowAction {
-    /// The scores are the same: only version, state and as-of change (the lead list's
-    /// indexes are left alone).
-    State(ScoreRow),
-    /// The scores changed.
-    Full(ScoreRow),
-    /// The snapshot had no row for this contact.
-    Insert(ScoreRow),
-    /// The model no longer applies to the contact.
-    Delete,
-}
-
 /// A chunk scored from a read snapshot, waiting to be written.
 pub(crate) struct ScoredChunk {
     actions: Vec<(String, RowAction)>,
@@ -247,27 +235,16 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
     let scored: Vec<StoreResult<Option<(String, RowAction)>>> = grouped
         .into_par_iter()
         .map(|(id, attributes, events)| {
-            let before = stored.get(&id);
-            if before.is_some_and(|(version, _)| *version == model.version) {
-                return Ok(None); // already brought to this version by a newer write
-            }
-            let attributes = json_map(&attributes)?;
-            if !model.model.applies_to(&attributes) {
-                return Ok(before.map(|_| (id, RowAction::Delete)));
-            }
-            let events = events
-                .into_iter()
-                .map(|(timestamp, message_id, name, properties)| {
-                    Ok(ScoringEvent { timestamp, message_id, name, properties: json_map_keys(&properties, &property_keys)? })
-                })
-                .collect::<StoreResult<Vec<_>>>()?;
-            let row = full_score(model, &attributes, &events, now);
-            let action = match before {
-                None => RowAction::Insert(row),
-                Some((_, card)) if *card == row.card => RowAction::State(row),
-                Some(_) => RowAction::Full(row),
+            let decode = || -> StoreResult<Vec<ScoringEvent>> {
+                events
+                    .into_iter()
+                    .map(|(timestamp, message_id, name, properties)| {
+                        Ok(ScoringEvent { timestamp, message_id, name, properties: json_map_keys(&properties, &property_keys)? })
+                    })
+                    .collect()
             };
-            Ok(Some((id, action)))
+            let action = rescore_action(model, stored.get(&id), || json_map(&attributes).map_err(Into::into), decode, now)?;
+            Ok(action.map(|action| (id, action)))
         })
         .collect();
     let mut actions = Vec::with_capacity(scored.len());

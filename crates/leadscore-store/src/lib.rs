@@ -4,6 +4,7 @@
 //! through [`scoring`], so a score never disagrees with the events stored.
 
 pub mod conformance;
+pub mod records;
 pub mod scoring;
 pub mod transfer;
 pub mod types;
