@@ -18,7 +18,8 @@ use crate::{DataArgs, app_state, open_store};
 
 #[derive(Subcommand)]
 pub enum ImportCommand {
-    /// Import contacts from CSV: one row per contact, columns become attributes
+    /// Import contacts from CSV (one row per contact, columns become attributes) or from
+    /// NDJSON as `leadscore export contacts` writes it (.ndjson / .jsonl)
     Contacts {
         #[command(flatten)]
         data: DataArgs,
@@ -98,7 +99,11 @@ pub async fn run(command: ImportCommand) -> Result<()> {
         ImportCommand::Contacts { data, file, map, id_column, email_column, missing, delimiter, json } => {
             let state = app_state(open_store(&data).await?).await?;
             let options = ContactOptions { map, id_column, email_column, missing, delimiter };
-            let summary = import_contacts(&state, &file, &options).await?;
+            let summary = if is_ndjson(&file) {
+                import_contacts_ndjson(&state, &file).await?
+            } else {
+                import_contacts(&state, &file, &options).await?
+            };
             summary.print("contacts", json);
         }
         ImportCommand::Events { data, file, json } => {
@@ -108,6 +113,75 @@ pub async fn run(command: ImportCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn is_ndjson(file: &Path) -> bool {
+    file.extension().is_some_and(|e| e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl"))
+}
+
+/// One contact per line: `{id?, email?, attributes?, groups?, owner?, created_at?}`.
+fn contact_line(value: &Value) -> Result<ContactUpsert, String> {
+    let object = value.as_object().ok_or("a contact must be a JSON object")?;
+    let text = |key: &str| -> Result<Option<String>, String> {
+        match object.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+            Some(Value::String(_)) => Ok(None),
+            Some(other) => Err(format!("`{key}` must be a string, got {other}")),
+        }
+    };
+    let attributes = match object.get("attributes") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => return Err(format!("`attributes` must be an object, got {other}")),
+    };
+    let groups = match object.get("groups") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.iter().map(|g| g.as_str().map(str::to_string).ok_or("`groups` must be strings")).collect::<Result<_, _>>()?,
+        Some(other) => return Err(format!("`groups` must be a list, got {other}")),
+    };
+    let created_at = text("created_at")?.map(|t| leadscore_server::input::parse_time(&t)).transpose()?;
+    let upsert = ContactUpsert { id: text("id")?, email: text("email")?, attributes, groups, owner: text("owner")?, created_at };
+    if upsert.id.is_none() && upsert.email.is_none() {
+        return Err("no id and no email".into());
+    }
+    Ok(upsert)
+}
+
+async fn import_contacts_ndjson(state: &Arc<AppState>, file: &Path) -> Result<Summary> {
+    let reader = open_with_progress(file)?;
+    let bar = reader.bar.clone();
+    let mut summary = Summary { created: Some(0), ..Summary::default() };
+    let models = state.models();
+    let now = state.now();
+    let mut tasks: tokio::task::JoinSet<(u64, Result<bool, String>)> = tokio::task::JoinSet::new();
+    for (index, line) in BufReader::new(reader).lines().enumerate() {
+        let number = index as u64 + 1;
+        let text = line.with_context(|| format!("cannot read line {number}"))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        summary.rows += 1;
+        let upsert = match serde_json::from_str::<Value>(&text).map_err(|e| format!("not JSON: {e}")).and_then(|v| contact_line(&v)) {
+            Ok(upsert) => upsert,
+            Err(reason) => {
+                summary.reject(number, reason);
+                continue;
+            }
+        };
+        let store = state.store.clone();
+        let models = models.clone();
+        tasks.spawn(async move { (number, store.upsert_contact(upsert, &models, now).await.map(|(_, created)| created).map_err(|e| e.to_string())) });
+        if tasks.len() >= 256 {
+            collect_one(&mut tasks, &mut summary).await?;
+        }
+    }
+    while !tasks.is_empty() {
+        collect_one(&mut tasks, &mut summary).await?;
+    }
+    bar.finish_and_clear();
+    summary.rejected.sort_by_key(|(line, _)| *line);
+    Ok(summary)
 }
 
 struct ContactOptions {

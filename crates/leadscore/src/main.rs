@@ -4,6 +4,7 @@
 mod bench;
 mod config;
 mod demo;
+mod export;
 mod import;
 mod migrate;
 
@@ -70,6 +71,11 @@ enum Command {
     Import {
         #[command(subcommand)]
         what: import::ImportCommand,
+    },
+    /// Export contacts (NDJSON or CSV) or events (NDJSON) in files `import` reads back
+    Export {
+        #[command(subcommand)]
+        what: export::ExportCommand,
     },
     /// Validate or publish models
     Model {
@@ -221,6 +227,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo { data, addr, contacts, no_serve } => demo::run(data, addr, contacts, no_serve).await,
         Command::Import { what } => import::run(what).await,
+        Command::Export { what } => export::run(what).await,
         Command::Model { action } => match action {
             ModelCommand::Validate { file, json } => validate_model(&file, json),
             ModelCommand::Apply { data, file } => apply_model(&data, &file).await,

@@ -212,3 +212,44 @@ points = 5
     // This lead spent 0 s on the site and left Specialization at "Select".
     assert_eq!(lead["scores"]["edu"]["fit"], 0.0, "{lead}");
 }
+
+/// `export` writes files that `import` reads back to the same state: the same contacts
+/// with the same attributes and events give the same scores.
+#[test]
+fn export_then_import_gives_the_same_scores() {
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let (a, b) = (first.path(), second.path());
+    let output = leadscore(a, &["demo", "--contacts", "120", "--no-serve"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let contacts = a.join("contacts.ndjson");
+    let events = a.join("events.ndjson");
+    let sheet = a.join("contacts.csv");
+    ok(a, &["export", "contacts", contacts.to_str().unwrap()]);
+    ok(a, &["export", "events", events.to_str().unwrap()]);
+    ok(a, &["export", "contacts", sheet.to_str().unwrap()]);
+    let header = std::fs::read_to_string(&sheet).unwrap().lines().next().unwrap().to_string();
+    assert!(header.starts_with("id,email,created_at,") && header.contains("job_title"), "{header}");
+
+    let model = b.join("b2b.toml");
+    std::fs::write(&model, leadscore_core::model::EXAMPLE_MODEL_TOML).unwrap();
+    ok(b, &["model", "apply", model.to_str().unwrap()]);
+    let imported = json(&ok(b, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
+    assert_eq!((imported["imported"].as_u64(), imported["created"].as_u64()), (Some(120), Some(120)), "{imported}");
+    let imported = json(&ok(b, &["import", "events", events.to_str().unwrap(), "--json"]));
+    assert!(imported["imported"].as_u64().unwrap() > 120, "{imported}");
+    assert_eq!(imported["rejected"].as_array().unwrap().len(), 0, "{imported}");
+
+    // One instant for both sides, close to the demo's events (scores still high there).
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut scored = 0;
+    for n in (0..120).step_by(7) {
+        let id = format!("c{n:07}");
+        let at = at.as_str();
+        let before = json(&ok(a, &["score", &id, "--json", "--at", at]));
+        let after = json(&ok(b, &["score", &id, "--json", "--at", at]));
+        assert_eq!(before, after, "contact {id}");
+        scored += usize::from(before["scores"]["b2b"]["activity"].as_f64().is_some_and(|a| a != 0.0));
+    }
+    assert!(scored > 3, "the comparison covers contacts with activity");
+}
