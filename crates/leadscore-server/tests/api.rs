@@ -831,6 +831,11 @@ async fn upsert_says_whether_it_created(server: TestServer) {
     let first = server.post("/api/v1/contacts", &json!({ "email": "Zoe@Example.com", "attributes": { "plan": "free" } })).await;
     assert_eq!(first.expect(StatusCode::CREATED)["email"], "zoe@example.com");
     let again = server.post("/api/v1/contacts", &json!({ "email": "zoe@example.com", "attributes": { "plan": "pro" } })).await;
+    // The email may also come as an attribute only.
+    let by_attribute = server.post("/api/v1/contacts", &json!({ "attributes": { "email": "ZOE@example.com", "seats": 5 } })).await;
+    assert_eq!(by_attribute.expect(StatusCode::OK)["attributes"]["seats"], 5);
+    server.post("/api/v1/contacts", &json!({ "attributes": { "email": 7 } })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    server.post("/api/v1/contacts", &json!({ "attributes": { "plan": "x" } })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     assert_eq!(again.expect(StatusCode::OK)["attributes"]["plan"], "pro");
     server.post("/api/v1/contacts", &json!({ "id": "z1" })).await.expect(StatusCode::CREATED);
     server.post("/api/v1/contacts", &json!({ "id": "z1" })).await.expect(StatusCode::OK);

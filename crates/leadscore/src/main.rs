@@ -210,6 +210,12 @@ pub async fn app_state(store: Arc<dyn Store>) -> Result<Arc<AppState>> {
             }
         };
     }
+    if let Ok(text) = std::env::var("LEADSCORE_RATE_LIMIT") {
+        config.rate_limit = match text.trim() {
+            "0" | "off" => None,
+            other => Some(other.parse().with_context(|| format!("LEADSCORE_RATE_LIMIT: {other:?} is not a number of requests per second (or off)"))?),
+        };
+    }
     AppState::new(store, system_clock(), config).await.context("cannot load the live models")
 }
 

@@ -109,9 +109,14 @@ fn unique_schema() -> String {
 impl TestServer {
     /// Boots a server on a free port with an empty SQLite database and the clock at `T0`.
     pub async fn start() -> TestServer {
+        Self::start_configured(ServerConfig::default()).await
+    }
+
+    /// Like `start`, with a server configuration of the test's own.
+    pub async fn start_configured(config: ServerConfig) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open_dir(dir.path()).unwrap();
-        Self::start_with(Arc::new(store), Database::Sqlite(dir)).await
+        Self::start_with(Arc::new(store), Database::Sqlite(dir), config).await
     }
 
     /// Boots a server on a fresh PostgreSQL schema (dropped when the server is), or None
@@ -121,16 +126,16 @@ impl TestServer {
         let schema = unique_schema();
         // A small pool: tests run in parallel against one PostgreSQL.
         let store = PostgresStore::connect_with_pool_size(&url, Some(&schema), 4).await.unwrap();
-        Some(Self::start_with(Arc::new(store), Database::Postgres(url, schema)).await)
+        Some(Self::start_with(Arc::new(store), Database::Postgres(url, schema), ServerConfig::default()).await)
     }
 
-    async fn start_with(store: Arc<dyn leadscore_store::Store>, database: Database) -> TestServer {
+    async fn start_with(store: Arc<dyn leadscore_store::Store>, database: Database, config: ServerConfig) -> TestServer {
         let now = Arc::new(AtomicI64::new(T0));
         let clock: Clock = {
             let now = now.clone();
             Arc::new(move || now.load(Ordering::SeqCst))
         };
-        let state = AppState::new(store, clock, ServerConfig::default()).await.unwrap();
+        let state = AppState::new(store, clock, config).await.unwrap();
         state.bootstrap_admin_key(Some(ADMIN_KEY)).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
