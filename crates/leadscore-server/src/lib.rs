@@ -2,6 +2,7 @@
 //! background work (model rescoring) whose single steps tests can call.
 
 pub mod auth;
+pub mod automations;
 pub mod contacts;
 pub mod error;
 pub mod events;
@@ -154,6 +155,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(contacts::router())
         .merge(events::router())
         .merge(models::router())
+        .merge(automations::router())
         .merge(keys::router());
     Router::new()
         .nest("/api/v1", api)

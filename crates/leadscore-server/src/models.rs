@@ -28,7 +28,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/models/{name}/rescore", post(rescore_model))
 }
 
-fn body_format(headers: &HeaderMap, text: &str) -> Format {
+pub(crate) fn body_format(headers: &HeaderMap, text: &str) -> Format {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.contains("json") {
         Format::Json

@@ -36,6 +36,7 @@
 //!   in the store's schema;
 //! - deadlock detection (SQLSTATE 40P01), whose victim is retried.
 
+mod automations;
 mod contacts;
 mod events;
 mod models;
@@ -53,7 +54,10 @@ use tokio_postgres::{NoTls, Row};
 
 /// Embedded migrations, applied in order at open; the applied ones are listed in
 /// `schema_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_automations.sql")),
+];
 
 /// Advisory lock key serialising migrations (and schema creation) of every process.
 const MIGRATION_LOCK_KEY: i64 = 0x6c65_6164_6d69_6772; // "leadmigr"

@@ -93,6 +93,7 @@ suite_tests!(
     writes_use_the_live_model_versions,
     identify_merges_a_visitor_in_the_same_batch,
     merging_contacts_replays_the_survivor,
+    automations_put_get_list_replace_delete,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

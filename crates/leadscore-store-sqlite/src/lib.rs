@@ -4,6 +4,7 @@
 //! others), one fsync covers them all, and each caller is answered after the commit.
 //! Reads run on a small pool of read connections, concurrently with the writer.
 
+mod automations;
 mod contacts;
 mod events;
 mod models;
@@ -18,7 +19,7 @@ use leadscore_store::{StoreError, StoreResult};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_automations.sql")];
 
 /// How many queued writes may join one transaction.
 const MAX_GROUP: usize = 256;

@@ -281,10 +281,61 @@ pub async fn merging_contacts_replays_the_survivor(store: Arc<dyn Store>) {
     assert!(matches!(store.merge_contacts("keep", "keep", &set, T0).await, Err(crate::StoreError::Invalid(_))));
 }
 
+fn automation(name: &str, points: i64, enabled: bool) -> crate::NewAutomation {
+    crate::NewAutomation {
+        name: name.into(),
+        definition: json!({
+            "name": name, "enabled": enabled,
+            "trigger": { "hot": { "points": points, "within": "1d" } },
+            "actions": [{ "webhook": { "url": "https://crm.example.com/hooks/hot" } }],
+        }),
+        enabled,
+    }
+}
+
+/// Automation definitions: put creates, a second put replaces (keeping `created_at`,
+/// moving `updated_at`), list is by name, delete says whether there was one.
+pub async fn automations_put_get_list_replace_delete(store: Arc<dyn Store>) {
+    assert!(store.list_automations().await.expect("list").is_empty());
+    assert!(store.get_automation("Austin hot leads").await.expect("get").is_none());
+
+    let (first, created) = store.put_automation(automation("Austin hot leads", 20, true), T0).await.expect("put");
+    assert!(created);
+    assert_eq!((first.created_at, first.updated_at, first.enabled), (T0, T0, true));
+    let (_, created) = store.put_automation(automation("Zebra", 5, false), T0 + HOUR).await.expect("put");
+    assert!(created);
+    // Byte order: upper case before lower case, on every backend.
+    let (_, created) = store.put_automation(automation("alpha", 1, true), T0 + HOUR).await.expect("put");
+    assert!(created);
+
+    let read = store.get_automation("Austin hot leads").await.expect("get").expect("exists");
+    assert_eq!(read, first, "what was stored is what is read");
+    assert_eq!(read.definition["trigger"]["hot"]["points"], 20);
+
+    let (replaced, created) = store.put_automation(automation("Austin hot leads", 30, false), T0 + 2 * HOUR).await.expect("replace");
+    assert!(!created, "a second put replaces");
+    assert_eq!((replaced.created_at, replaced.updated_at, replaced.enabled), (T0, T0 + 2 * HOUR, false));
+    let read = store.get_automation("Austin hot leads").await.expect("get").expect("exists");
+    assert_eq!(read, replaced);
+    assert_eq!(read.definition["trigger"]["hot"]["points"], 30, "the definition was replaced");
+
+    let names: Vec<String> = store.list_automations().await.expect("list").into_iter().map(|a| a.name).collect();
+    assert_eq!(names, ["Austin hot leads", "Zebra", "alpha"]);
+
+    assert!(store.delete_automation("Zebra").await.expect("delete"));
+    assert!(!store.delete_automation("Zebra").await.expect("delete again"), "nothing left to delete");
+    assert!(store.get_automation("Zebra").await.expect("get").is_none());
+    assert_eq!(store.list_automations().await.expect("list").len(), 2);
+    // A deleted name can be used again and starts over.
+    let (again, created) = store.put_automation(automation("Zebra", 5, true), T0 + 3 * HOUR).await.expect("put");
+    assert!(created);
+    assert_eq!(again.created_at, T0 + 3 * HOUR);
+}
+
 /// Fills `source` with one of everything a store keeps: models with several versions and a
 /// deleted one, contacts with attributes, groups, owner and status, events with context,
 /// identify calls (messageIds and contact log), a merged visitor, a rescore job, API keys
-/// (one revoked).
+/// (one revoked), automations (one disabled, one replaced).
 pub async fn fill_for_transfer(store: &dyn Store) {
     let set = models(store).await;
     let set = {
@@ -355,6 +406,9 @@ pub async fn fill_for_transfer(store: &dyn Store) {
             assert!(store.revoke_key(id, T0 + HOUR).await.expect("revoke"));
         }
     }
+    store.put_automation(automation("Austin hot leads", 20, true), T0).await.expect("put automation");
+    store.put_automation(automation("Austin hot leads", 25, true), T0 + HOUR).await.expect("replace automation");
+    store.put_automation(automation("paused", 5, false), T0).await.expect("put automation");
 }
 
 /// Everything a contact shows through the traits, as JSON (so two stores compare exactly).
@@ -397,6 +451,7 @@ async fn store_view(store: &dyn Store) -> Value {
         "keys": keys,
         "jobs": [store.latest_job("all").await.expect("job"), store.latest_job("a").await.expect("job")],
         "unfinished": store.unfinished_jobs().await.expect("jobs"),
+        "automations": store.list_automations().await.expect("automations"),
     })
 }
 

@@ -109,9 +109,23 @@ pub trait KeyStore: Send + Sync {
     async fn count_keys(&self) -> StoreResult<u64>;
 }
 
+/// Automation definitions (PRODUCT.md §3), keyed by name. Definitions only: nothing in
+/// the store fires them.
+#[async_trait]
+pub trait AutomationStore: Send + Sync {
+    /// Creates the automation or replaces its definition; a replacement keeps `created_at`
+    /// and sets `updated_at` to `now`. The flag says whether it was created.
+    async fn put_automation(&self, automation: NewAutomation, now: Millis) -> StoreResult<(AutomationRecord, bool)>;
+    async fn get_automation(&self, name: &str) -> StoreResult<Option<AutomationRecord>>;
+    /// Every automation, by name.
+    async fn list_automations(&self) -> StoreResult<Vec<AutomationRecord>>;
+    /// False when it did not exist.
+    async fn delete_automation(&self, name: &str) -> StoreResult<bool>;
+}
+
 /// Everything a leadscore server needs from its database.
-pub trait Store: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore {}
-impl<T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore> Store for T {}
+pub trait Store: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore {}
+impl<T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore> Store for T {}
 
 /// Merges a JSON merge-patch into attributes: null removes a key.
 pub fn merge_attributes(target: &mut Map<String, Value>, patch: &Map<String, Value>) {

@@ -182,6 +182,11 @@ pub static TABLES: &[TableSpec] = &[
         ],
         key: &["id"],
     },
+    TableSpec {
+        name: "automations",
+        columns: &[("name", Text), ("definition", Text), ("enabled", Bool), ("created_at", Int), ("updated_at", Int)],
+        key: &["name"],
+    },
 ];
 
 /// Raw, table-level access for copying a whole installation between backends.

@@ -286,3 +286,23 @@ pub struct ApiKeyRecord {
     pub created_at: Millis,
     pub revoked_at: Option<Millis>,
 }
+
+/// An automation definition to store (PRODUCT.md §3), already validated by the caller.
+#[derive(Clone, Debug)]
+pub struct NewAutomation {
+    pub name: String,
+    /// The automation as JSON, as given (TOML is converted to JSON before it gets here).
+    pub definition: Value,
+    pub enabled: bool,
+}
+
+/// A stored automation definition. Only the definition is kept here: runs, trigger state
+/// and deliveries are separate records (not built yet).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AutomationRecord {
+    pub name: String,
+    pub definition: Value,
+    pub enabled: bool,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}

@@ -82,6 +82,11 @@ enum Command {
         #[command(subcommand)]
         action: ModelCommand,
     },
+    /// Store or list automation definitions (they are validated and listed; they do not fire yet)
+    Automation {
+        #[command(subcommand)]
+        action: AutomationCommand,
+    },
     /// Rescore every contact under the live models (or one), with progress
     Rescore {
         #[command(flatten)]
@@ -132,6 +137,25 @@ enum ModelCommand {
         #[command(flatten)]
         data: DataArgs,
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AutomationCommand {
+    /// Store every `[[automation]]` of a file (created or replaced by name); nothing is
+    /// stored if any of them is invalid
+    Apply {
+        #[command(flatten)]
+        data: DataArgs,
+        file: PathBuf,
+    },
+    /// List the stored automations: trigger, filter, limits, actions, enabled
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -237,6 +261,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Model { action } => match action {
             ModelCommand::Validate { file, json } => validate_model(&file, json),
             ModelCommand::Apply { data, file } => apply_model(&data, &file).await,
+        },
+        Command::Automation { action } => match action {
+            AutomationCommand::Apply { data, file } => apply_automations(&data, &file).await,
+            AutomationCommand::List { data, json } => list_automations(&data, json).await,
         },
         Command::Rescore { data, model } => {
             let state = app_state(open_store(&data).await?).await?;
@@ -344,6 +372,58 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path) -> Result<()> {
     state.reload_models().await?;
     eprintln!("published {name} version {}", version.version);
     rescore_with_progress(&state, &name).await
+}
+
+async fn apply_automations(data: &DataArgs, file: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // The whole file is validated before anything is stored, so a file is applied all or
+    // nothing (a half-applied file would be hard to reason about).
+    let automations = match leadscore_core::automation::Automation::parse_file(&text) {
+        Ok(automations) => automations,
+        Err(err) => {
+            let problems = err.problems();
+            eprintln!("{}: {} problem(s):", file.display(), problems.len());
+            for p in &problems {
+                eprintln!("  {}: {}", if p.path.is_empty() { "(top)" } else { &p.path }, p.message);
+            }
+            bail!("{} has invalid automations; nothing was stored", file.display());
+        }
+    };
+    let store = open_store(data).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    for automation in automations {
+        let new = leadscore_store::NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
+        let (record, created) = store.put_automation(new, now).await?;
+        eprintln!("{} automation {:?}{}", if created { "created" } else { "replaced" }, record.name, if record.enabled { "" } else { " (disabled)" });
+    }
+    Ok(())
+}
+
+async fn list_automations(data: &DataArgs, json: bool) -> Result<()> {
+    let store = open_store(data).await?;
+    let items: Vec<serde_json::Value> = store.list_automations().await?.iter().map(leadscore_server::automations::overview).collect();
+    if json {
+        println!("{}", serde_json::json!({ "automations": items }));
+        return Ok(());
+    }
+    if items.is_empty() {
+        println!("no automations; store some with `leadscore automation apply FILE`");
+    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    for item in &items {
+        let state = if item["enabled"].as_bool().unwrap_or(false) { "enabled" } else { "disabled" };
+        println!("{} ({state})", text(&item["name"]));
+        if let Some(problems) = item.get("problems") {
+            println!("  no longer valid: {problems}");
+            continue;
+        }
+        println!("  trigger  {}", text(&item["trigger"]));
+        println!("  filter   {}", text(&item["filter"]));
+        println!("  limits   {}", text(&item["limits"]));
+        let actions: Vec<String> = item["actions"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
+        println!("  actions  {}", actions.join("; "));
+    }
+    Ok(())
 }
 
 /// Runs a rescore job to the end in this process, with a progress bar.

@@ -253,3 +253,37 @@ fn export_then_import_gives_the_same_scores() {
     }
     assert!(scored > 3, "the comparison covers contacts with activity");
 }
+
+#[test]
+fn automation_apply_then_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = d.join("automations.toml");
+    std::fs::write(&file, leadscore_core::automation::EXAMPLE_AUTOMATIONS_TOML).unwrap();
+    ok(d, &["automation", "apply", file.to_str().unwrap()]);
+
+    let listed = json(&ok(d, &["automation", "list", "--json"]));
+    let items = listed["automations"].as_array().unwrap();
+    let names: Vec<&str> = items.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Austin hot leads", "Nurture ladder", "Quarterly client touch", "Sales-qualified handoff"]);
+    assert_eq!(items[0]["trigger"], "hot: at least 20 activity points within 1d");
+    assert_eq!(items[0]["filter"], "in group austin");
+    assert!(items.iter().all(|a| a["enabled"] == true && a["runs"].is_null()), "{listed}");
+    let text = ok(d, &["automation", "list"]);
+    assert!(text.contains("Austin hot leads (enabled)") && text.contains("trigger  hot: at least 20"), "{text}");
+
+    // Applying again replaces (no duplicates); an invalid file stores nothing at all.
+    ok(d, &["automation", "apply", file.to_str().unwrap()]);
+    let bad = d.join("bad.toml");
+    let text = format!(
+        "{}\n[[automation]]\nname = \"broken\"\ntrigger = {{ lukewarm = {{}} }}\nactions = []\n",
+        leadscore_core::automation::EXAMPLE_AUTOMATIONS_TOML.replace("Austin hot leads", "Dallas hot leads")
+    );
+    std::fs::write(&bad, text).unwrap();
+    let output = leadscore(d, &["automation", "apply", bad.to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"broken\".trigger") && stderr.contains("\"broken\".actions"), "{stderr}");
+    let listed = json(&ok(d, &["automation", "list", "--json"]));
+    assert_eq!(listed["automations"].as_array().unwrap().len(), 4, "nothing of the invalid file was stored: {listed}");
+}

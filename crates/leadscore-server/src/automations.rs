@@ -1,0 +1,197 @@
+//! Automations (PRODUCT.md §3): definitions only — store, read, list, delete. Nothing
+//! fires them yet: triggers, runs, the outbox and delivery come later, so the overview
+//! reports `last_fired_at` and `runs` as null.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use leadscore_core::automation::{Action, AssignStrategy, Automation, Direction, Filter, Limits, ScoreField, Trigger};
+use leadscore_core::model::parse_document;
+use leadscore_core::Problem;
+use leadscore_store::{AutomationRecord, NewAutomation, Scope};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::input::{Body, format_time};
+use crate::models::body_format;
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/automations", get(list_automations))
+        .route("/automations/{name}", get(get_automation).put(put_automation).delete(delete_automation))
+}
+
+/// A refused automation: 422 with every problem, like an invalid model.
+fn invalid(problems: Vec<Problem>) -> ApiError {
+    let summary: Vec<String> = problems.iter().map(|p| if p.path.is_empty() { p.message.clone() } else { format!("{}: {}", p.path, p.message) }).collect();
+    ApiError::invalid(format!("the automation has {} problem(s): {}", problems.len(), summary.join("; "))).with_details(json!({ "problems": problems }))
+}
+
+/// The stored record as the API shows it.
+pub fn record_json(record: &AutomationRecord) -> Value {
+    json!({
+        "name": record.name,
+        "enabled": record.enabled,
+        "definition": record.definition,
+        "created_at": format_time(record.created_at),
+        "updated_at": format_time(record.updated_at),
+    })
+}
+
+async fn put_automation(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require(Scope::Admin)?;
+    let text = body.text()?;
+    let document = parse_document(text, body_format(&headers, text)).map_err(|e| invalid(e.problems()))?;
+    let automation = Automation::from_value(document).map_err(|e| invalid(e.problems()))?;
+    if automation.name != name {
+        return Err(invalid(vec![Problem {
+            path: "name".into(),
+            message: format!("the automation is named {:?} but was sent to /automations/{name}", automation.name),
+        }]));
+    }
+    let new = NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
+    let (record, created) = state.store.put_automation(new, state.now()).await?;
+    tracing::info!(automation = %record.name, created, "automation stored");
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(record_json(&record))))
+}
+
+async fn get_automation(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let record = state.store.get_automation(&name).await?.ok_or_else(|| ApiError::not_found(format!("no automation {name:?}")))?;
+    Ok(Json(record_json(&record)))
+}
+
+async fn delete_automation(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    principal.require(Scope::Admin)?;
+    if !state.store.delete_automation(&name).await? {
+        return Err(ApiError::not_found(format!("no automation {name:?}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_automations(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let items: Vec<Value> = state.store.list_automations().await?.iter().map(overview).collect();
+    Ok(Json(json!({ "automations": items })))
+}
+
+/// One line of the overview (PRODUCT.md F17): what triggers it, for whom, how often, what
+/// it does, in words.
+pub fn overview(record: &AutomationRecord) -> Value {
+    let mut item = json!({
+        "name": record.name,
+        "enabled": record.enabled,
+        "created_at": format_time(record.created_at),
+        "updated_at": format_time(record.updated_at),
+        // Nothing runs automations yet, so there is no run log to read these from; they
+        // stay null (not 0, which would claim "never fired") until runs are recorded.
+        "last_fired_at": Value::Null,
+        "runs": Value::Null,
+    });
+    match Automation::from_value(record.definition.clone()) {
+        Ok(automation) => {
+            item["model"] = json!(automation.model);
+            item["trigger"] = json!(trigger_text(&automation.trigger));
+            item["filter"] = json!(filter_text(&automation.filter, &record.definition));
+            item["limits"] = json!(limits_text(&automation.limits));
+            item["actions"] = json!(automation.actions.iter().map(action_text).collect::<Vec<_>>());
+        }
+        // Stored definitions were valid when stored; one that no longer is (the format
+        // changed) is listed with its problems rather than failing the whole list.
+        Err(err) => item["problems"] = json!(err.problems()),
+    }
+    item
+}
+
+fn trigger_text(trigger: &Trigger) -> String {
+    match trigger {
+        Trigger::Hot { points, within } => format!("hot: at least {points} activity points within {within}"),
+        Trigger::Cold { points, within } => {
+            format!("cold: fewer than {points} activity points within {within} (contacts at least {within} old)")
+        }
+        Trigger::Threshold { score, direction, value, rearm } => {
+            let score = match score {
+                ScoreField::Fit => "fit",
+                ScoreField::Activity => "activity",
+                ScoreField::Total => "total",
+            };
+            let (way, back) = match direction {
+                Direction::Above => ("above", "below"),
+                Direction::Below => ("below", "above"),
+            };
+            let rearm = rearm.map_or(String::new(), |r| format!(", re-armed once back {back} {r}"));
+            format!("threshold: {score} score crosses {way} {value}{rearm}")
+        }
+        Trigger::Band { model, to } => {
+            let change = to.as_ref().map_or("any band change".to_string(), |to| format!("band becomes {to}"));
+            match model {
+                Some(model) => format!("band: {change} under {model}"),
+                None => format!("band: {change}"),
+            }
+        }
+        Trigger::Event { name } => format!("event: {name}"),
+    }
+}
+
+fn filter_text(filter: &Filter, definition: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(group) = &filter.group {
+        parts.push(format!("in group {group}"));
+    }
+    if let Some(band) = &filter.band {
+        parts.push(format!("band {band}"));
+    }
+    if let Some(owner) = &filter.owner {
+        parts.push(format!("owned by {owner}"));
+    }
+    if filter.condition.is_some() {
+        // The condition as written (without the shorthands above) reads better than any
+        // paraphrase of nested all/any/not.
+        let mut condition = definition.get("filter").cloned().unwrap_or(Value::Null);
+        if let Some(table) = condition.as_object_mut() {
+            for key in ["group", "band", "owner"] {
+                table.remove(key);
+            }
+        }
+        parts.push(format!("attributes match {condition}"));
+    }
+    if parts.is_empty() { "every contact".into() } else { parts.join(" and ") }
+}
+
+fn limits_text(limits: &Limits) -> String {
+    let mut parts = Vec::new();
+    if let Some((max, per)) = limits.max {
+        parts.push(format!("at most {max} per {per}"));
+    }
+    if let Some(cooldown) = limits.cooldown {
+        parts.push(format!("cooldown {cooldown}"));
+    }
+    if parts.is_empty() { "no limits".into() } else { format!("{} per contact", parts.join(", ")) }
+}
+
+fn action_text(action: &Action) -> String {
+    match action {
+        Action::Webhook { url, .. } => format!("webhook {url}"),
+        Action::Email { to, subject, .. } => format!("email {to}: {subject}"),
+        Action::Assign(AssignStrategy::RoundRobin { team }) => format!("assign to {team} (round robin)"),
+        Action::Assign(AssignStrategy::ByAttribute { attribute, teams, .. }) => {
+            let teams: Vec<String> = teams.iter().map(|(value, team)| format!("{value} → {team}")).collect();
+            format!("assign by {attribute} ({})", teams.join(", "))
+        }
+        Action::Set { attribute, value } => format!("set {attribute} = {value}"),
+        Action::AddGroup { group } => format!("add to group {group}"),
+        Action::RemoveGroup { group } => format!("remove from group {group}"),
+        Action::Nurture { track_per_band } => {
+            let tracks: Vec<String> = track_per_band
+                .iter()
+                .map(|(band, track)| if track.is_empty() { format!("{band} → none") } else { format!("{band} → {track}") })
+                .collect();
+            format!("nurture ({})", tracks.join(", "))
+        }
+    }
+}
