@@ -208,12 +208,6 @@ fn new_contact_id() -> String {
 
 static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-fn dedup(mut items: Vec<String>) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    items.retain(|g| seen.insert(g.clone()));
-    items
-}
-
 async fn upsert_in(store: &PostgresStore, db: &dyn Db, upsert: &ContactUpsert, given: &ModelSet, now: Millis) -> PgResult<(ContactRecord, bool)> {
     store.lock_model_heads_shared(db).await?;
     let models = store.live_models_in(db, given).await?;
@@ -244,20 +238,7 @@ async fn upsert_in(store: &PostgresStore, db: &dyn Db, upsert: &ContactUpsert, g
         }
         None => {
             let id = upsert.id.clone().or_else(|| email.clone()).unwrap_or_else(new_contact_id);
-            let mut attributes = upsert.attributes.clone();
-            attributes.retain(|_, v| !v.is_null());
-            let mut contact = ContactRecord {
-                id,
-                email: None,
-                attributes,
-                groups: dedup(upsert.groups.clone()),
-                owner: upsert.owner.clone(),
-                status: None,
-                created_at: upsert.created_at.unwrap_or(now),
-                updated_at: now,
-                last_event_at: None,
-                scores: Default::default(),
-            };
+            let mut contact = leadscore_store::records::new_contact(id, &upsert, now);
             if let Some(email) = &email {
                 set_email(db, &mut contact, email).await?;
             }

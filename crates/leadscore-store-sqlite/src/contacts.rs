@@ -203,20 +203,7 @@ fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: M
         }
         None => {
             let id = upsert.id.clone().or_else(|| email.clone()).unwrap_or_else(new_contact_id);
-            let mut attributes = upsert.attributes.clone();
-            attributes.retain(|_, v| !v.is_null());
-            let mut contact = ContactRecord {
-                id,
-                email: None,
-                attributes,
-                groups: dedup(upsert.groups.clone()),
-                owner: upsert.owner.clone(),
-                status: None,
-                created_at: upsert.created_at.unwrap_or(now),
-                updated_at: now,
-                last_event_at: None,
-                scores: Default::default(),
-            };
+            let mut contact = leadscore_store::records::new_contact(id, &upsert, now);
             if let Some(email) = &email {
                 set_email(conn, &mut contact, email)?;
             }
@@ -227,12 +214,6 @@ fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: M
     };
     rescore_contact(conn, &mut contact, models, &mut [], now)?;
     Ok((contact, created))
-}
-
-fn dedup(mut items: Vec<String>) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    items.retain(|g| seen.insert(g.clone()));
-    items
 }
 
 pub(crate) fn patch_in(

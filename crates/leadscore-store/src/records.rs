@@ -29,6 +29,32 @@ pub fn apply_upsert(contact: &mut ContactRecord, upsert: &ContactUpsert) -> bool
     before != (contact.attributes.clone(), contact.groups.clone(), contact.owner.clone(), contact.created_at)
 }
 
+/// A new contact from an upsert (its email is set by the backend, which checks uniqueness):
+/// null attributes are left out, repeated groups dropped, created now unless the upsert
+/// says when.
+pub fn new_contact(id: String, upsert: &ContactUpsert, now: Millis) -> ContactRecord {
+    let mut attributes = upsert.attributes.clone();
+    attributes.retain(|_, v| !v.is_null());
+    let mut groups = Vec::with_capacity(upsert.groups.len());
+    for group in &upsert.groups {
+        if !groups.contains(group) {
+            groups.push(group.clone());
+        }
+    }
+    ContactRecord {
+        id,
+        email: None,
+        attributes,
+        groups,
+        owner: upsert.owner.clone(),
+        status: None,
+        created_at: upsert.created_at.unwrap_or(now),
+        updated_at: now,
+        last_event_at: None,
+        scores: Default::default(),
+    }
+}
+
 /// Absorbs `source` into `target` (a merge): the target's attributes win, the source adds
 /// those the target lacks; groups are united; the earlier creation time is kept. The
 /// email is the backend's to move (uniqueness).
