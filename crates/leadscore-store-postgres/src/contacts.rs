@@ -9,7 +9,7 @@ use leadscore_core::problems::Problems;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
     BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, SortKey,
-    StoreError, StoreResult, merge_attributes,
+    StoreError, StoreResult,
 };
 use serde_json::{Value, json};
 use tokio_postgres::types::ToSql;
@@ -270,33 +270,14 @@ pub(crate) async fn apply_patch(db: &dyn Db, contact: &mut ContactRecord, patch:
             other => return Err(StoreError::Invalid(format!("email must be a string, got {other}")).into()),
         }
     }
-    merge_attributes(&mut contact.attributes, &attributes);
-    for group in &patch.add_groups {
-        if !contact.groups.contains(group) {
-            contact.groups.push(group.clone());
-        }
-    }
-    contact.groups.retain(|g| !patch.remove_groups.contains(g));
-    if let Some(owner) = &patch.owner {
-        contact.owner = owner.clone();
-    }
-    if let Some(status) = &patch.status {
-        contact.status = Some(status.clone());
-    }
-    contact.updated_at = now;
+    leadscore_store::records::apply_patch(contact, patch, &attributes, now);
     save_contact(db, contact, &previous_groups).await?;
     append_log(
         db,
         &contact.id,
         now,
         log_kind,
-        &json!({
-            "set": patch.attributes,
-            "add_groups": patch.add_groups,
-            "remove_groups": patch.remove_groups,
-            "owner": patch.owner,
-            "attributes": contact.attributes,
-        }),
+        &leadscore_store::records::patch_log(contact, patch),
     )
     .await
 }

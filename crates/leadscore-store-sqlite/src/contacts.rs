@@ -7,7 +7,7 @@ use leadscore_store::records::apply_upsert;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
     BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, SortKey,
-    StoreError, StoreResult, merge_attributes,
+    StoreError, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -236,33 +236,14 @@ pub(crate) fn patch_in(
             other => return Err(StoreError::Invalid(format!("email must be a string, got {other}"))),
         }
     }
-    merge_attributes(&mut contact.attributes, &attributes);
-    for group in &patch.add_groups {
-        if !contact.groups.contains(group) {
-            contact.groups.push(group.clone());
-        }
-    }
-    contact.groups.retain(|g| !patch.remove_groups.contains(g));
-    if let Some(owner) = &patch.owner {
-        contact.owner = owner.clone();
-    }
-    if let Some(status) = &patch.status {
-        contact.status = Some(status.clone());
-    }
-    contact.updated_at = now;
+    leadscore_store::records::apply_patch(contact, patch, &attributes, now);
     save_contact(conn, contact, &previous_groups)?;
     append_log(
         conn,
         &contact.id,
         now,
         log_kind,
-        &json!({
-            "set": patch.attributes,
-            "add_groups": patch.add_groups,
-            "remove_groups": patch.remove_groups,
-            "owner": patch.owner,
-            "attributes": contact.attributes,
-        }),
+        &leadscore_store::records::patch_log(contact, patch),
     )?;
     rescore_contact(conn, contact, models, &mut [], now)
 }

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::scoring::{ScoringEvent, full_score};
-use crate::types::{ContactRecord, ContactUpsert, Millis, PublishedModel, ScoreRow};
+use crate::types::{ContactPatch, ContactRecord, ContactUpsert, Millis, PublishedModel, ScoreRow};
 use crate::merge_attributes;
 use leadscore_core::ScoreCard;
 
@@ -53,6 +53,37 @@ pub fn new_contact(id: String, upsert: &ContactUpsert, now: Millis) -> ContactRe
         last_event_at: None,
         scores: Default::default(),
     }
+}
+
+/// Applies a patch's attributes (merge-patch; the email is the backend's, already taken out),
+/// groups, owner and status to a contact.
+pub fn apply_patch(contact: &mut ContactRecord, patch: &ContactPatch, attributes_without_email: &Map<String, Value>, now: Millis) {
+    merge_attributes(&mut contact.attributes, attributes_without_email);
+    for group in &patch.add_groups {
+        if !contact.groups.contains(group) {
+            contact.groups.push(group.clone());
+        }
+    }
+    contact.groups.retain(|g| !patch.remove_groups.contains(g));
+    if let Some(owner) = &patch.owner {
+        contact.owner = owner.clone();
+    }
+    if let Some(status) = &patch.status {
+        contact.status = Some(status.clone());
+    }
+    contact.updated_at = now;
+}
+
+/// The contact-log entry of a patch: what it asked for and the attributes it left, so the
+/// history can show the fit it caused.
+pub fn patch_log(contact: &ContactRecord, patch: &ContactPatch) -> Value {
+    serde_json::json!({
+        "set": patch.attributes,
+        "add_groups": patch.add_groups,
+        "remove_groups": patch.remove_groups,
+        "owner": patch.owner,
+        "attributes": contact.attributes,
+    })
 }
 
 /// Absorbs `source` into `target` (a merge): the target's attributes win, the source adds
