@@ -1,6 +1,5 @@
-//! Automations (PRODUCT.md §3): definitions only — store, read, list, delete. Nothing
-//! fires them yet: triggers, runs, the outbox and delivery come later, so the overview
-//! reports `last_fired_at` and `runs` as null.
+//! Automations (PRODUCT.md §3) over HTTP: store, read, list (the overview, F17, with last
+//! fired and run counts), delete, and the run log. Running them is `crate::runtime`'s.
 
 use std::sync::Arc;
 
@@ -8,9 +7,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
+use leadscore_core::Problem;
 use leadscore_core::automation::{Action, AssignStrategy, Automation, Direction, Filter, Limits, ScoreField, Trigger};
 use leadscore_core::model::parse_document;
-use leadscore_core::Problem;
+use leadscore_store::runner::{RunQuery, RunStats};
 use leadscore_store::{AutomationRecord, NewAutomation, Scope};
 use serde_json::{Value, json};
 
@@ -23,6 +23,7 @@ use crate::models::body_format;
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/automations", get(list_automations))
+        .route("/automations/runs", get(list_runs))
         .route("/automations/{name}", get(get_automation).put(put_automation).delete(delete_automation))
 }
 
@@ -43,7 +44,13 @@ pub fn record_json(record: &AutomationRecord) -> Value {
     })
 }
 
-async fn put_automation(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn put_automation(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Scope::Admin)?;
     let text = body.text()?;
     let document = parse_document(text, body_format(&headers, text)).map_err(|e| invalid(e.problems()))?;
@@ -56,6 +63,7 @@ async fn put_automation(State(state): State<Arc<AppState>>, principal: Principal
     }
     let new = NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
     let (record, created) = state.store.put_automation(new, state.now()).await?;
+    state.reload_automations().await?;
     tracing::info!(automation = %record.name, created, "automation stored");
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(record_json(&record))))
 }
@@ -71,27 +79,86 @@ async fn delete_automation(State(state): State<Arc<AppState>>, principal: Princi
     if !state.store.delete_automation(&name).await? {
         return Err(ApiError::not_found(format!("no automation {name:?}")));
     }
+    state.reload_automations().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_automations(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
-    let items: Vec<Value> = state.store.list_automations().await?.iter().map(overview).collect();
+    let stats = state.store.run_stats(state.now()).await?;
+    let items: Vec<Value> =
+        state.store.list_automations().await?.iter().map(|record| overview(record, stats.iter().find(|s| s.automation == record.name))).collect();
     Ok(Json(json!({ "automations": items })))
+}
+
+#[derive(serde::Deserialize)]
+struct RunsQuery {
+    automation: Option<String>,
+    contact: Option<String>,
+    limit: Option<usize>,
+    /// `at,id` of the last run of the previous page.
+    cursor: Option<String>,
+}
+
+/// The run log, newest first: automation, contact, time, why it fired, and each action's
+/// outcome (deliveries with their current state).
+async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    axum::extract::Query(query): axum::extract::Query<RunsQuery>,
+) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 1000"));
+    }
+    let before = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(cursor) => {
+            let (at, id) = cursor.split_once(',').ok_or_else(|| ApiError::invalid("cursor must be the next_cursor of the previous page"))?;
+            Some((crate::input::parse_time(at).map_err(ApiError::invalid)?, id.to_string()))
+        }
+    };
+    let runs = state.store.list_runs(&RunQuery { automation: query.automation, contact_id: query.contact, before, limit }).await?;
+    let mut items = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let mut actions = Vec::with_capacity(run.actions.len());
+        for action in &run.actions {
+            let mut action = action.clone();
+            // A queued delivery's outcome is where the outbox stands now.
+            if let Some(id) = action.get("delivery").and_then(Value::as_str).map(str::to_string)
+                && let Some((delivery, _)) = state.store.get_delivery(&id).await?
+            {
+                action["outcome"] = json!(delivery.state);
+                action["attempts"] = json!(delivery.attempts);
+                action["last_error"] = json!(delivery.last_error);
+            }
+            actions.push(action);
+        }
+        items.push(json!({
+            "id": run.id,
+            "automation": run.automation,
+            "contact": run.contact_id,
+            "at": format_time(run.at),
+            "reason": run.reason,
+            "actions": actions,
+        }));
+    }
+    let next_cursor = (runs.len() == limit).then(|| runs.last().map(|r| format!("{},{}", format_time(r.at), r.id))).flatten();
+    Ok(Json(json!({ "runs": items, "next_cursor": next_cursor })))
 }
 
 /// One line of the overview (PRODUCT.md F17): what triggers it, for whom, how often, what
 /// it does, in words.
-pub fn overview(record: &AutomationRecord) -> Value {
+pub fn overview(record: &AutomationRecord, stats: Option<&RunStats>) -> Value {
+    let stats = stats.cloned().unwrap_or_default();
     let mut item = json!({
         "name": record.name,
         "enabled": record.enabled,
         "created_at": format_time(record.created_at),
         "updated_at": format_time(record.updated_at),
-        // Nothing runs automations yet, so there is no run log to read these from; they
-        // stay null (not 0, which would claim "never fired") until runs are recorded.
-        "last_fired_at": Value::Null,
-        "runs": Value::Null,
+        "last_fired_at": stats.last_fired_at.map(format_time),
+        "runs": { "last_day": stats.runs_last_day, "last_week": stats.runs_last_week, "total": stats.runs_total },
     });
     match Automation::from_value(record.definition.clone()) {
         Ok(automation) => {
@@ -110,7 +177,9 @@ pub fn overview(record: &AutomationRecord) -> Value {
 
 fn trigger_text(trigger: &Trigger) -> String {
     match trigger {
-        Trigger::Hot { points, within } => format!("hot: at least {points} activity points within {within}"),
+        Trigger::Hot { points, within } => {
+            format!("hot: at least {points} activity points within {within}")
+        }
         Trigger::Cold { points, within } => {
             format!("cold: fewer than {points} activity points within {within} (contacts at least {within} old)")
         }
@@ -178,7 +247,9 @@ fn action_text(action: &Action) -> String {
     match action {
         Action::Webhook { url, .. } => format!("webhook {url}"),
         Action::Email { to, subject, .. } => format!("email {to}: {subject}"),
-        Action::Assign(AssignStrategy::RoundRobin { team }) => format!("assign to {team} (round robin)"),
+        Action::Assign(AssignStrategy::RoundRobin { team }) => {
+            format!("assign to {team} (round robin)")
+        }
         Action::Assign(AssignStrategy::ByAttribute { attribute, teams, .. }) => {
             let teams: Vec<String> = teams.iter().map(|(value, team)| format!("{value} → {team}")).collect();
             format!("assign by {attribute} ({})", teams.join(", "))
@@ -187,10 +258,8 @@ fn action_text(action: &Action) -> String {
         Action::AddGroup { group } => format!("add to group {group}"),
         Action::RemoveGroup { group } => format!("remove from group {group}"),
         Action::Nurture { track_per_band } => {
-            let tracks: Vec<String> = track_per_band
-                .iter()
-                .map(|(band, track)| if track.is_empty() { format!("{band} → none") } else { format!("{band} → {track}") })
-                .collect();
+            let tracks: Vec<String> =
+                track_per_band.iter().map(|(band, track)| if track.is_empty() { format!("{band} → none") } else { format!("{band} → {track}") }).collect();
             format!("nurture ({})", tracks.join(", "))
         }
     }

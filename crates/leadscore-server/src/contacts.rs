@@ -10,10 +10,7 @@ use axum::{Json, Router};
 use leadscore_core::scorer::{activity_history, normalize_events, round2};
 use leadscore_core::{EventRef, ScoreCard};
 use leadscore_store::scoring::{ScoringEvent, card_at, card_from_events};
-use leadscore_store::{
-    BulkFilter, BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, PublishedModel, Scope, SortKey,
-    StoredEvent,
-};
+use leadscore_store::{BulkFilter, BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, PublishedModel, Scope, SortKey, StoredEvent};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -59,9 +56,7 @@ pub async fn current_cards(state: &AppState, contact: &ContactRecord, at: Option
             continue;
         }
         let row = contact.scores.get(&published.name).filter(|r| r.version == published.version);
-        let when = at.unwrap_or_else(|| {
-            row.map_or(state.now(), |r| leadscore_store::scoring::effective_now(&r.state, state.now()))
-        });
+        let when = at.unwrap_or_else(|| row.map_or(state.now(), |r| leadscore_store::scoring::effective_now(&r.state, state.now())));
         let card = match row.and_then(|r| card_at(published, r, &contact.attributes, when)) {
             Some(card) => card,
             None => {
@@ -126,13 +121,19 @@ async fn upsert_contact(State(state): State<Arc<AppState>>, principal: Principal
     let email = match attributes.remove("email") {
         Some(Value::String(email)) => body.email.or(Some(email)),
         Some(Value::Null) | None => body.email,
-        Some(other) => return Err(ApiError::invalid(format!("attributes.email must be a string, got {other}"))),
+        Some(other) => {
+            return Err(ApiError::invalid(format!("attributes.email must be a string, got {other}")));
+        }
     };
     if body.id.is_none() && email.is_none() {
         return Err(ApiError::invalid("a contact needs an `id` or an `email`"));
     }
-    let upsert = ContactUpsert { id: body.id, email, attributes, groups: body.groups, owner: body.owner, created_at };
-    let (contact, created) = state.store.upsert_contact(upsert, &state.models(), state.now()).await?;
+    let upsert = ContactUpsert { id: body.id, email, attributes, groups: body.groups, owner: body.owner, created_at, historical: false };
+    let (mut contact, created) = state.store.upsert_contact(upsert, &state.models(), state.now()).await?;
+    if !state.runtime.automations().is_empty() {
+        crate::runtime::after_contact_write(&state, &contact.id).await;
+        contact = state.store.get_contact(&contact.id).await?.unwrap_or(contact);
+    }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(render_contact(&state, &contact, None).await?)))
 }
@@ -179,7 +180,11 @@ async fn patch_contact(State(state): State<Arc<AppState>>, principal: Principal,
         attributes.insert("email".into(), Value::String(email));
     }
     let patch = ContactPatch { attributes, add_groups: body.add_groups, remove_groups: body.remove_groups, owner: body.owner, status: None };
-    let contact = state.store.patch_contact(&id, patch, &state.models(), state.now()).await?;
+    let mut contact = state.store.patch_contact(&id, patch, &state.models(), state.now()).await?;
+    if !state.runtime.automations().is_empty() {
+        crate::runtime::after_contact_write(&state, &contact.id).await;
+        contact = state.store.get_contact(&contact.id).await?.unwrap_or(contact);
+    }
     Ok(Json(render_contact(&state, &contact, None).await?))
 }
 
@@ -215,7 +220,9 @@ fn parse_sort(sort: Option<&str>) -> ApiResult<(SortKey, bool)> {
         "total" => SortKey::Total,
         "fit" => SortKey::Fit,
         "activity" => SortKey::Activity,
-        other => return Err(ApiError::bad_request(format!("cannot sort by {other:?}; use total, fit or activity, `-` for descending"))),
+        other => {
+            return Err(ApiError::bad_request(format!("cannot sort by {other:?}; use total, fit or activity, `-` for descending")));
+        }
     };
     Ok((key, descending))
 }
@@ -227,7 +234,11 @@ fn parse_cursor(cursor: &str) -> ApiResult<(f64, String)> {
     Ok((value, id.to_string()))
 }
 
-async fn list_contacts(State(state): State<Arc<AppState>>, principal: Principal, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> ApiResult<Json<Value>> {
+async fn list_contacts(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
@@ -252,10 +263,11 @@ async fn list_contacts(State(state): State<Arc<AppState>>, principal: Principal,
     };
     let published = state.model(&model_name).ok_or_else(|| ApiError::not_found(format!("no model {model_name:?}")))?;
     if let Some(band) = &q.band
-        && !published.model.bands.iter().any(|b| &b.name == band) {
-            let names: Vec<&str> = published.model.bands.iter().map(|b| b.name.as_str()).collect();
-            return Err(ApiError::bad_request(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
-        }
+        && !published.model.bands.iter().any(|b| &b.name == band)
+    {
+        let names: Vec<&str> = published.model.bands.iter().map(|b| b.name.as_str()).collect();
+        return Err(ApiError::bad_request(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
+    }
     let (sort, descending) = parse_sort(q.sort.as_deref())?;
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let lead_query = LeadQuery { model: model_name.clone(), sort: sort.clone(), descending, band: q.band, group: q.group, owner: q.owner, limit, after };
@@ -286,14 +298,21 @@ struct HistoryQuery {
     at: Option<String>,
 }
 
-async fn contact_history(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> ApiResult<Json<Value>> {
+async fn contact_history(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
     let contact = load(&state, &id).await?;
     let models = state.models();
     let published = match &q.model {
         Some(name) => state.model(name).ok_or_else(|| ApiError::not_found(format!("no model {name:?}")))?,
         None if models.len() == 1 => models[0].clone(),
-        None => return Err(ApiError::bad_request("several models are live; choose one with ?model=")),
+        None => {
+            return Err(ApiError::bad_request("several models are live; choose one with ?model="));
+        }
     };
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?.unwrap_or(Millis::MAX);
     let events = scoring_events(&state.store.contact_events(&id).await?);
@@ -307,10 +326,7 @@ async fn contact_history(State(state): State<Arc<AppState>>, principal: Principa
     let mut entries = Vec::new();
     // Events older than the first known attributes (a contact created after its history
     // was imported) are shown with the fit of those first attributes, not with 0.
-    let first_fit = log
-        .iter()
-        .find_map(|entry| entry.data.get("attributes").and_then(Value::as_object))
-        .map_or(0.0, |attributes| model.fit(attributes));
+    let first_fit = log.iter().find_map(|entry| entry.data.get("attributes").and_then(Value::as_object)).map_or(0.0, |attributes| model.fit(attributes));
     let mut fit: Option<f64> = None;
     let mut activity = 0.0;
     let mut log_iter = log.into_iter().filter(|e| e.at <= at).peekable();
@@ -357,12 +373,8 @@ async fn contact_history(State(state): State<Arc<AppState>>, principal: Principa
             }));
         }
     }
-    let current: Vec<Value> = current_cards(&state, &contact, None)
-        .await?
-        .into_iter()
-        .filter(|(m, _)| m.name == published.name)
-        .map(|(_, card)| json!(card))
-        .collect();
+    let current: Vec<Value> =
+        current_cards(&state, &contact, None).await?.into_iter().filter(|(m, _)| m.name == published.name).map(|(_, card)| json!(card)).collect();
     Ok(Json(json!({
         "contact": id,
         "model": published.name,
@@ -412,6 +424,7 @@ async fn merge_contact(State(state): State<Arc<AppState>>, principal: Principal,
     principal.require(Scope::Admin)?;
     let body: MergeBody = body.json()?;
     let contact = state.store.merge_contacts(&body.from, &id, &state.models(), state.now()).await?;
+    crate::runtime::contacts_changed(&state);
     tracing::info!(into = %id, from = %body.from, "contacts merged");
     Ok(Json(render_contact(&state, &contact, None).await?))
 }
@@ -448,9 +461,10 @@ async fn bulk_update(State(state): State<Arc<AppState>>, principal: Principal, b
         return Err(ApiError::invalid("nothing to change: give set_attributes, add_groups, remove_groups or owner"));
     }
     if let Some(model) = &body.filter.model
-        && state.model(model).is_none() {
-            return Err(ApiError::not_found(format!("no model {model:?}")));
-        }
+        && state.model(model).is_none()
+    {
+        return Err(ApiError::not_found(format!("no model {model:?}")));
+    }
     let update = BulkUpdate {
         filter: BulkFilter {
             model: body.filter.model,
@@ -468,5 +482,6 @@ async fn bulk_update(State(state): State<Arc<AppState>>, principal: Principal, b
         },
     };
     let changed = state.store.bulk_update(update, &state.models(), state.now()).await?;
+    crate::runtime::contacts_changed(&state);
     Ok(Json(json!({ "updated": changed })))
 }

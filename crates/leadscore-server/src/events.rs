@@ -24,8 +24,24 @@ pub fn router() -> Router<Arc<AppState>> {
 
 /// Top-level fields of the Segment shape; any other top-level field is kept in `properties`.
 const KNOWN_FIELDS: &[&str] = &[
-    "messageId", "type", "event", "name", "userId", "anonymousId", "email", "properties", "traits", "timestamp",
-    "context", "sentAt", "receivedAt", "originalTimestamp", "integrations", "writeKey", "channel", "version",
+    "messageId",
+    "type",
+    "event",
+    "name",
+    "userId",
+    "anonymousId",
+    "email",
+    "properties",
+    "traits",
+    "timestamp",
+    "context",
+    "sentAt",
+    "receivedAt",
+    "originalTimestamp",
+    "integrations",
+    "writeKey",
+    "channel",
+    "version",
 ];
 
 /// Parses one event of the Segment shape. `now` fills a missing timestamp.
@@ -82,7 +98,9 @@ pub fn parse_event(value: &Value, now: Millis) -> Result<NewEvent, String> {
     let timestamp = match object.get("timestamp") {
         None | Some(Value::Null) => now,
         Some(Value::String(s)) => parse_time(s)?,
-        Some(other) => return Err(format!("`timestamp` must be an RFC 3339 string, got {other}")),
+        Some(other) => {
+            return Err(format!("`timestamp` must be an RFC 3339 string, got {other}"));
+        }
     };
     let context = object.get("context").filter(|c| !c.is_null()).cloned();
     let message_id = match string("messageId")? {
@@ -139,17 +157,15 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: 
         return Err(ApiError::invalid(reason).with_details(json!({ "rejected": rejected })));
     }
     let outcomes = if good.is_empty() { Vec::new() } else { state.store.ingest(good, &state.models(), now).await? };
+    crate::runtime::after_ingest(&state, &outcomes).await;
     let accepted = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
     let duplicates = outcomes.len() - accepted;
     metrics::counter!("leadscore_events_ingested_total").increment(accepted as u64);
     metrics::counter!("leadscore_events_duplicate_total").increment(duplicates as u64);
     metrics::counter!("leadscore_events_rejected_total").increment(rejected.len() as u64);
     metrics::histogram!("leadscore_ingest_seconds").record(started.elapsed().as_secs_f64());
-    let results: Vec<Value> = outcomes
-        .iter()
-        .zip(good_index)
-        .map(|(o, index)| json!({ "index": index, "status": o.status, "contact": o.contact_id }))
-        .collect();
+    let results: Vec<Value> =
+        outcomes.iter().zip(good_index).map(|(o, index)| json!({ "index": index, "status": o.status, "contact": o.contact_id })).collect();
     let status = if rejected.is_empty() { StatusCode::OK } else { StatusCode::MULTI_STATUS };
     Ok((status, Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": rejected, "results": results }))))
 }
@@ -160,7 +176,9 @@ mod tests {
 
     #[test]
     fn parses_the_segment_shape() {
-        let e = parse_event(&json!({"type": "page", "userId": "u1", "properties": {"path": "/pricing"}, "timestamp": "2026-01-01T00:00:00Z", "plan": "pro"}), 5).unwrap();
+        let e =
+            parse_event(&json!({"type": "page", "userId": "u1", "properties": {"path": "/pricing"}, "timestamp": "2026-01-01T00:00:00Z", "plan": "pro"}), 5)
+                .unwrap();
         assert_eq!(e.name, "page");
         assert_eq!(e.properties["path"], "/pricing");
         assert_eq!(e.properties["plan"], "pro", "unknown fields are kept in properties");

@@ -4,13 +4,16 @@
 pub mod auth;
 pub mod automations;
 pub mod contacts;
+pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod input;
 pub mod keys;
 pub mod models;
 pub mod openapi;
+pub mod runtime;
 pub mod segment;
+pub mod settings;
 pub mod system;
 pub mod workers;
 
@@ -48,6 +51,19 @@ pub struct ServerConfig {
     pub sweep_interval: Option<std::time::Duration>,
     /// Requests per second allowed per API key, with bursts of twice that (None: no limit).
     pub rate_limit: Option<u32>,
+    /// How often the scheduler looks for cold contacts (LEADSCORE_SCHEDULER_INTERVAL).
+    pub scheduler_interval: std::time::Duration,
+    /// The first retry delay of the outbox; later ones grow from it (LEADSCORE_DELIVERY_BACKOFF).
+    pub delivery_backoff: std::time::Duration,
+    /// Attempts before a delivery is dead-lettered.
+    pub delivery_attempts: u32,
+    /// Allows webhook targets in loopback/private ranges (LEADSCORE_ALLOW_PRIVATE_WEBHOOKS).
+    pub allow_private_webhooks: bool,
+    /// SMTP server for e-mail actions (LEADSCORE_SMTP_URL), and the sender address.
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
+    /// Whether this process runs the background workers (tests may drive the steps alone).
+    pub workers: bool,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +74,13 @@ impl Default for ServerConfig {
             rescore_chunk: 10000,
             sweep_interval: Some(std::time::Duration::from_secs(300)),
             rate_limit: Some(2000),
+            scheduler_interval: std::time::Duration::from_secs(60),
+            delivery_backoff: std::time::Duration::from_secs(30),
+            delivery_attempts: 10,
+            allow_private_webhooks: false,
+            smtp_url: None,
+            smtp_from: "leadscore@localhost".into(),
+            workers: true,
         }
     }
 }
@@ -71,6 +94,8 @@ pub struct AppState {
     pub keys: auth::KeyCache,
     pub limits: auth::RateLimiter,
     pub config: ServerConfig,
+    /// Compiled automations, the outbox senders and the worker wake-ups.
+    pub runtime: runtime::Runtime,
 }
 
 impl AppState {
@@ -83,9 +108,11 @@ impl AppState {
             metrics: system::metrics_handle(),
             keys: auth::KeyCache::default(),
             limits: auth::RateLimiter::default(),
+            runtime: runtime::Runtime::new(&config),
             config,
         });
         state.reload_models().await?;
+        state.reload_automations().await?;
         Ok(state)
     }
 
@@ -107,7 +134,9 @@ impl AppState {
         for version in self.store.live_models().await? {
             match Model::parse(&version.source) {
                 Ok(model) => set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model })),
-                Err(err) => tracing::error!(model = %version.name, version = version.version, error = %err, "stored model no longer parses; skipped"),
+                Err(err) => {
+                    tracing::error!(model = %version.name, version = version.version, error = %err, "stored model no longer parses; skipped")
+                }
             }
         }
         if let Ok(mut models) = self.models.write() {
@@ -156,21 +185,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(events::router())
         .merge(models::router())
         .merge(automations::router())
+        .merge(deliveries::router())
+        .merge(settings::router())
         .merge(keys::router());
     Router::new()
         .nest("/api/v1", api)
         .merge(segment::router())
         .merge(system::router())
         .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
-        })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method") })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn(system::track_requests))
         .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            ApiError::internal("an internal error occurred; see the server log").into_response()
-        }))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| ApiError::internal("an internal error occurred; see the server log").into_response()))
         .with_state(state)
 }
 
@@ -186,8 +213,9 @@ pub async fn serve(
         workers::spawn_decay_sweeper(state.clone(), every);
     }
     workers::spawn_model_reloader(state.clone(), std::time::Duration::from_secs(5));
+    if state.config.workers {
+        runtime::spawn_workers(state.clone());
+    }
     let app = router(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
 }

@@ -39,9 +39,7 @@ pub fn router() -> Router<Arc<AppState>> {
             .layer::<_, Infallible>(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
             .layer::<_, Infallible>(cors.clone())
     };
-    let batch_route = || {
-        post(batch).options(preflight).layer::<_, Infallible>(DefaultBodyLimit::max(MAX_BATCH_BYTES)).layer::<_, Infallible>(cors.clone())
-    };
+    let batch_route = || post(batch).options(preflight).layer::<_, Infallible>(DefaultBodyLimit::max(MAX_BATCH_BYTES)).layer::<_, Infallible>(cors.clone());
     // analytics.js posts to the one-letter paths (`{apiHost}/t`, `/p`, `/i`, `/s`, `/a`,
     // `/g`, and `/b` when batching).
     Router::new()
@@ -67,10 +65,7 @@ pub fn router() -> Router<Arc<AppState>> {
 pub const SNIPPET: &str = include_str!("../assets/leadscore.js");
 
 async fn snippet() -> impl axum::response::IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
-        SNIPPET,
-    )
+    ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], SNIPPET)
 }
 
 /// CORS preflights are answered by the CORS layer; the route only has to exist.
@@ -138,17 +133,16 @@ pub fn segment_event(message: &Value, kind: Option<&str>, batch_sent_at: Option<
         object.insert("timestamp".into(), Value::String(crate::input::format_time(corrected)));
     }
     let is_page = matches!(object.get("type").and_then(Value::as_str), Some("page" | "screen"));
-    if is_page
-        && let Some(page) = object.get("context").and_then(|c| c.get("page")).and_then(Value::as_object).cloned() {
-            let properties = object.entry("properties").or_insert_with(|| Value::Object(Map::new()));
-            if let Some(properties) = properties.as_object_mut() {
-                for field in ["path", "url", "title", "referrer", "search"] {
-                    if let Some(value) = page.get(field).filter(|v| !v.is_null()) {
-                        properties.entry(field).or_insert_with(|| value.clone());
-                    }
+    if is_page && let Some(page) = object.get("context").and_then(|c| c.get("page")).and_then(Value::as_object).cloned() {
+        let properties = object.entry("properties").or_insert_with(|| Value::Object(Map::new()));
+        if let Some(properties) = properties.as_object_mut() {
+            for field in ["path", "url", "title", "referrer", "search"] {
+                if let Some(value) = page.get(field).filter(|v| !v.is_null()) {
+                    properties.entry(field).or_insert_with(|| value.clone());
                 }
             }
         }
+    }
     if object.get("email").is_none() {
         let email = object.get("context").and_then(|c| c.get("traits")).and_then(|t| t.get("email")).cloned();
         if let Some(email) = email.filter(Value::is_string) {
@@ -162,9 +156,16 @@ pub fn segment_event(message: &Value, kind: Option<&str>, batch_sent_at: Option<
 enum Message {
     Event(NewEvent),
     /// `alias`: the contact known as `previous_id` is the person `user_id`.
-    Alias { previous_id: String, user_id: String },
+    Alias {
+        previous_id: String,
+        user_id: String,
+    },
     /// `group`: the contact belongs to the account `group_id` (with its traits).
-    Group { contact_id: String, group_id: String, traits: Map<String, Value> },
+    Group {
+        contact_id: String,
+        group_id: String,
+        traits: Map<String, Value>,
+    },
 }
 
 fn message_kind(message: &Value, kind: Option<&str>) -> Option<String> {
@@ -210,11 +211,7 @@ async fn apply_identity(state: &AppState, messages: Vec<Message>) -> ApiResult<(
         match message {
             Message::Event(_) => {}
             Message::Alias { previous_id, user_id } => {
-                let from = if state.store.get_contact(&previous_id).await?.is_some() {
-                    previous_id
-                } else {
-                    format!("anon:{previous_id}")
-                };
+                let from = if state.store.get_contact(&previous_id).await?.is_some() { previous_id } else { format!("anon:{previous_id}") };
                 if from == user_id || state.store.get_contact(&from).await?.is_none() {
                     continue; // nothing known under the old id: nothing to merge
                 }
@@ -259,6 +256,7 @@ async fn store(state: &AppState, events: Vec<NewEvent>) -> ApiResult<usize> {
         return Ok(0);
     }
     let outcomes = state.store.ingest(events, &state.models(), state.now()).await?;
+    crate::runtime::after_ingest(&state, &outcomes).await;
     let stored = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
     metrics::counter!("leadscore_events_ingested_total", "api" => "segment").increment(stored as u64);
     metrics::counter!("leadscore_events_duplicate_total", "api" => "segment").increment((outcomes.len() - stored) as u64);

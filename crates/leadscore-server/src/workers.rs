@@ -43,7 +43,9 @@ pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
         loop {
             ticker.tick().await;
             match decay_sweep(&state).await {
-                Ok(report) => tracing::debug!(seen = report.seen, changed = report.changed, "decay sweep"),
+                Ok(report) => {
+                    tracing::debug!(seen = report.seen, changed = report.changed, "decay sweep")
+                }
                 Err(err) => tracing::error!(error = %err, "decay sweep failed"),
             }
         }
@@ -62,6 +64,9 @@ pub fn spawn_model_reloader(state: Arc<AppState>, every: Duration) {
             ticker.tick().await;
             if let Err(err) = state.reload_models().await {
                 tracing::warn!(error = %err, "cannot reload the live models");
+            }
+            if let Err(err) = state.reload_automations().await {
+                tracing::warn!(error = %err, "cannot reload the automations");
             }
         }
     });

@@ -1,5 +1,5 @@
 //! Automation definitions over HTTP (PRODUCT.md §3, §5): stored, validated, listed,
-//! deleted. Nothing fires yet. Every test runs on SQLite and on PostgreSQL.
+//! deleted (running them: tests/runs.rs). Every test runs on SQLite and on PostgreSQL.
 
 #![allow(clippy::unwrap_used)]
 
@@ -77,7 +77,8 @@ async fn put_get_replace_list_delete(server: TestServer) {
     assert_eq!(hot["filter"], "in group austin");
     assert_eq!(hot["limits"], "at most 1 per 1w, cooldown 1d per contact");
     assert_eq!(hot["actions"], json!(["webhook https://crm.example.com/hooks/hot", "assign to austin-sales (round robin)"]));
-    assert!(hot["last_fired_at"].is_null() && hot["runs"].is_null(), "nothing has run: {hot}");
+    assert!(hot["last_fired_at"].is_null(), "nothing has run: {hot}");
+    assert_eq!(hot["runs"], json!({ "last_day": 0, "last_week": 0, "total": 0 }));
     assert_eq!(items[1]["trigger"], "event: Unsubscribed");
     assert_eq!(items[1]["filter"], "every contact");
     assert_eq!(items[1]["limits"], "no limits");
@@ -98,9 +99,18 @@ actions = [ { webhook = { url = "ftp://x" } }, { teleport = {} } ]
 "#;
     let reply = put_toml(&server, "bad", bad).await;
     let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
-    let problems: Vec<String> =
-        error["details"]["problems"].as_array().unwrap().iter().map(|p| format!("{} | {}", p["path"].as_str().unwrap(), p["message"].as_str().unwrap())).collect();
-    for expect in ["trigger | unknown \"lukewarm\"", "limits.max | must be a whole number", "actions[0].webhook.url | must be an http(s) URL", "actions[1] | unknown \"teleport\""] {
+    let problems: Vec<String> = error["details"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{} | {}", p["path"].as_str().unwrap(), p["message"].as_str().unwrap()))
+        .collect();
+    for expect in [
+        "trigger | unknown \"lukewarm\"",
+        "limits.max | must be a whole number",
+        "actions[0].webhook.url | must be an http(s) URL",
+        "actions[1] | unknown \"teleport\"",
+    ] {
         assert!(problems.iter().any(|p| p.starts_with(expect)), "missing {expect:?} in {problems:#?}");
     }
     server.get(&path("bad")).await.expect_error(StatusCode::NOT_FOUND, "not_found");

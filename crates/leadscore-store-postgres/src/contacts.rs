@@ -8,16 +8,13 @@ use leadscore_core::condition::{Condition, parse_condition};
 use leadscore_core::problems::Problems;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
-    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, SortKey,
-    StoreError, StoreResult,
+    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, SortKey, StoreError, StoreResult,
 };
 use serde_json::{Value, json};
 use tokio_postgres::types::ToSql;
 
-use crate::rows::{
-    CONTACT_COLUMNS, ScoreColumns, append_log, delete_scores, load_contact, load_contacts_by_query,
-    load_scoring_events, save_scores,
-};
+use crate::rows::{CONTACT_COLUMNS, ScoreColumns, append_log, delete_scores, load_contact, load_contacts_by_query, load_scoring_events, save_scores};
+use crate::runs::{QueueRows, automations_active, cards_of, enqueue};
 use crate::{Db, PgError, PgResult, PostgresStore, RetryOn, write_tx};
 
 pub(crate) fn normalize_email(email: &str) -> String {
@@ -68,11 +65,7 @@ async fn add_group_rows(db: &dyn Db, id: &str, groups: &[String]) -> PgResult<()
     if groups.is_empty() {
         return Ok(());
     }
-    db.exec(
-        "INSERT INTO contact_groups (grp, contact_id) SELECT g, $2 FROM unnest($1::text[]) AS g ON CONFLICT DO NOTHING",
-        &[&groups, &id],
-    )
-    .await?;
+    db.exec("INSERT INTO contact_groups (grp, contact_id) SELECT g, $2 FROM unnest($1::text[]) AS g ON CONFLICT DO NOTHING", &[&groups, &id]).await?;
     Ok(())
 }
 
@@ -250,9 +243,13 @@ async fn upsert_in(store: &PostgresStore, db: &dyn Db, upsert: &ContactUpsert, g
             contact
         }
     };
+    let before = cards_of(&contact.scores);
     let mut items = [Rescore { contact, new_events: Vec::new() }];
     rescore_contacts(db, &models, &mut items, now).await?;
     let [Rescore { contact, .. }] = items;
+    if !upsert.historical && automations_active(db).await? {
+        enqueue(db, &contact.id, &before, &[], now).await?;
+    }
     Ok((contact, created))
 }
 
@@ -272,14 +269,7 @@ pub(crate) async fn apply_patch(db: &dyn Db, contact: &mut ContactRecord, patch:
     }
     leadscore_store::records::apply_patch(contact, patch, &attributes, now);
     save_contact(db, contact, &previous_groups).await?;
-    append_log(
-        db,
-        &contact.id,
-        now,
-        log_kind,
-        &leadscore_store::records::patch_log(contact, patch),
-    )
-    .await
+    append_log(db, &contact.id, now, log_kind, &leadscore_store::records::patch_log(contact, patch)).await
 }
 
 async fn patch_in(store: &PostgresStore, db: &dyn Db, id: &str, patch: &ContactPatch, given: &ModelSet, now: Millis) -> PgResult<ContactRecord> {
@@ -287,9 +277,13 @@ async fn patch_in(store: &PostgresStore, db: &dyn Db, id: &str, patch: &ContactP
     let models = store.live_models_in(db, given).await?;
     let mut contact = load_contact(db, id, true).await?.ok_or_else(|| StoreError::NotFound(format!("contact {id}")))?;
     apply_patch(db, &mut contact, patch, now, "attributes").await?;
+    let before = cards_of(&contact.scores);
     let mut items = [Rescore { contact, new_events: Vec::new() }];
     rescore_contacts(db, &models, &mut items, now).await?;
     let [Rescore { contact, .. }] = items;
+    if automations_active(db).await? {
+        enqueue(db, &contact.id, &before, &[], now).await?;
+    }
     Ok(contact)
 }
 
@@ -309,9 +303,13 @@ async fn merge_in(store: &PostgresStore, db: &dyn Db, from: &str, into: &str, gi
     for row in contact.scores.values_mut() {
         row.version = 0;
     }
+    let before = cards_of(&contact.scores);
     let mut items = [Rescore { contact, new_events: Vec::new() }];
     rescore_contacts(db, &models, &mut items, now).await?;
     let [Rescore { contact, .. }] = items;
+    if automations_active(db).await? {
+        enqueue(db, &contact.id, &before, &[], now).await?;
+    }
     Ok(contact)
 }
 
@@ -325,6 +323,14 @@ pub(crate) async fn erase_contact(db: &dyn Db, id: &str) -> PgResult<bool> {
         "DELETE FROM scores WHERE contact_id = $1",
         "DELETE FROM contact_log WHERE contact_id = $1",
         "DELETE FROM contact_groups WHERE contact_id = $1",
+        // Runs and deliveries carry the contact's data: erasure takes them too.
+        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE contact_id = $1)",
+        "DELETE FROM deliveries WHERE contact_id = $1",
+        "DELETE FROM automation_runs WHERE contact_id = $1",
+        "DELETE FROM automation_state WHERE contact_id = $1",
+        "DELETE FROM automation_queue WHERE contact_id = $1",
+        "DELETE FROM sync_pending WHERE contact_id = $1",
+        "DELETE FROM sync_sent WHERE contact_id = $1",
     ] {
         db.exec(sql, &[&id]).await?;
     }
@@ -332,9 +338,9 @@ pub(crate) async fn erase_contact(db: &dyn Db, id: &str) -> PgResult<bool> {
 }
 
 /// SQL with positional parameters, built clause by clause (`?` becomes the next `$n`).
-struct SqlBuilder<'a> {
-    sql: String,
-    values: Vec<&'a (dyn ToSql + Sync)>,
+pub(crate) struct SqlBuilder<'a> {
+    pub sql: String,
+    pub values: Vec<&'a (dyn ToSql + Sync)>,
 }
 
 impl<'a> SqlBuilder<'a> {
@@ -343,7 +349,12 @@ impl<'a> SqlBuilder<'a> {
         Self { sql, values: vec![first] }
     }
 
-    fn push(&mut self, clause: &str, value: &'a (dyn ToSql + Sync)) {
+    /// `sql` has no parameters yet.
+    pub(crate) fn start(sql: String) -> Self {
+        Self { sql, values: Vec::new() }
+    }
+
+    pub(crate) fn push(&mut self, clause: &str, value: &'a (dyn ToSql + Sync)) {
         self.values.push(value);
         self.sql.push_str(&clause.replace('?', &format!("${}", self.values.len())));
     }
@@ -385,14 +396,24 @@ async fn bulk_chunk(
     let contacts = load_contacts_by_query(db, &query.sql, &query.values).await?;
     let last = contacts.last().map(|c| c.id.clone());
     let mut items = Vec::new();
+    let mut before = Vec::new();
     for mut contact in contacts {
         if condition.is_some_and(|c| !c.matches(&contact.attributes, &Default::default())) {
             continue;
         }
         apply_patch(db, &mut contact, &update.patch, now, "bulk").await?;
+        before.push(cards_of(&contact.scores));
         items.push(Rescore { contact, new_events: Vec::new() });
     }
     rescore_contacts(db, &models, &mut items, now).await?;
+    // As for a patch: every contact the update touched is queued for its automations.
+    if !items.is_empty() && automations_active(db).await? {
+        let mut entries = QueueRows::default();
+        for (item, before) in items.iter().zip(&before) {
+            entries.push(&item.contact.id, before, &[])?;
+        }
+        entries.insert(db, now).await?;
+    }
     Ok((items.len() as u64, last))
 }
 
@@ -445,10 +466,8 @@ impl ContactStore for PostgresStore {
         };
         let (order, cmp) = if query.descending { ("DESC", "<") } else { ("ASC", ">") };
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        let mut sql = SqlBuilder::new(
-            format!("SELECT {CONTACT_COLUMNS} FROM scores s JOIN contacts c ON c.id = s.contact_id WHERE s.model = $1"),
-            &query.model,
-        );
+        let mut sql =
+            SqlBuilder::new(format!("SELECT {CONTACT_COLUMNS} FROM scores s JOIN contacts c ON c.id = s.contact_id WHERE s.model = $1"), &query.model);
         if let Some(band) = &query.band {
             sql.push(" AND s.band = ?", band);
         }
@@ -497,9 +516,8 @@ impl ContactStore for PostgresStore {
         let mut changed = 0u64;
         let mut after = String::new();
         loop {
-            let (count, last) = write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| {
-                bulk_chunk(self, &tx, &update, condition.as_ref(), &after, models, now).await
-            })?;
+            let (count, last) =
+                write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| { bulk_chunk(self, &tx, &update, condition.as_ref(), &after, models, now).await })?;
             changed += count;
             match last {
                 Some(last) => after = last,

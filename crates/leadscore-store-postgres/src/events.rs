@@ -12,15 +12,13 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{
-    ContactRecord, EventStore, Identity, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult,
-    StoredEvent, merge_attributes,
+    ContactRecord, EventStore, Identity, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult, StoredEvent, merge_attributes,
 };
 use serde_json::{Map, Value, json};
 
-use crate::contacts::{
-    Rescore, count, insert_contact, lock_contact, normalize_email, rescore_contacts, save_contact, set_email,
-};
+use crate::contacts::{Rescore, count, insert_contact, lock_contact, normalize_email, rescore_contacts, save_contact, set_email};
 use crate::rows::{CONTACT_COLUMNS, append_log, load_contact, load_contacts_by_query, load_stored_events};
+use crate::runs::{QueueRows, automations_active, cards_of};
 use crate::{Db, PgResult, PostgresStore, RetryOn, write_tx};
 
 /// The contact id of an anonymous visitor.
@@ -122,16 +120,7 @@ async fn flush<'e>(db: &dyn Db, batch: &mut Batch<'e>, now: Millis) -> PgResult<
         db.exec(
             "INSERT INTO events (contact_id, ts, message_id, kind, name, properties, context, received_at)
              SELECT u.*, $8 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u",
-            &[
-                &columns.contact_ids,
-                &columns.timestamps,
-                &columns.message_ids,
-                &columns.kinds,
-                &columns.names,
-                &columns.properties,
-                &columns.contexts,
-                &now,
-            ],
+            &[&columns.contact_ids, &columns.timestamps, &columns.message_ids, &columns.kinds, &columns.names, &columns.properties, &columns.contexts, &now],
         )
         .await?;
     }
@@ -332,10 +321,21 @@ pub(crate) async fn merge_contact(db: &dyn Db, from: &str, into: &str, now: Mill
            (SELECT data::json ->> 'message_id' FROM contact_log WHERE contact_id = $1 AND kind = 'identify')",
         "UPDATE events SET contact_id = $2 WHERE contact_id = $1",
         "UPDATE contact_log SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE automation_queue SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE automation_runs SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE deliveries SET contact_id = $2 WHERE contact_id = $1",
     ] {
         db.exec(sql, &[&from, &into]).await?;
     }
-    for sql in ["DELETE FROM scores WHERE contact_id = $1", "DELETE FROM contact_groups WHERE contact_id = $1", "DELETE FROM contacts WHERE id = $1"] {
+    for sql in [
+        // The survivor's own trigger states and sync records stand; the absorbed one's go.
+        "DELETE FROM automation_state WHERE contact_id = $1",
+        "DELETE FROM sync_pending WHERE contact_id = $1",
+        "DELETE FROM sync_sent WHERE contact_id = $1",
+        "DELETE FROM scores WHERE contact_id = $1",
+        "DELETE FROM contact_groups WHERE contact_id = $1",
+        "DELETE FROM contacts WHERE id = $1",
+    ] {
         db.exec(sql, &[&from]).await?;
     }
     if let (None, Some(email)) = (&target.email, &source.email) {
@@ -345,9 +345,17 @@ pub(crate) async fn merge_contact(db: &dyn Db, from: &str, into: &str, now: Mill
     append_log(db, into, now, "merged", &json!({ "from": from, "attributes": target.attributes })).await
 }
 
-async fn ingest_in(store: &PostgresStore, db: &dyn Db, events: &[NewEvent], given: &ModelSet, now: Millis) -> PgResult<Vec<IngestOutcome>> {
+async fn ingest_in(
+    store: &PostgresStore,
+    db: &dyn Db,
+    events: &[NewEvent],
+    given: &ModelSet,
+    now: Millis,
+    fire_automations: bool,
+) -> PgResult<Vec<IngestOutcome>> {
     store.lock_model_heads_shared(db).await?;
     let models = store.live_models_in(db, given).await?;
+    let queue = fire_automations && automations_active(db).await?;
     let mut batch = Batch { outcomes: Vec::with_capacity(events.len()), ..Batch::default() };
 
     let message_ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
@@ -378,8 +386,7 @@ async fn ingest_in(store: &PostgresStore, db: &dyn Db, events: &[NewEvent], give
 
     let ids: Vec<String> = batch.order.clone();
     let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ANY($1)");
-    let mut loaded: HashMap<String, ContactRecord> =
-        load_contacts_by_query(db, &sql, &[&ids]).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+    let mut loaded: HashMap<String, ContactRecord> = load_contacts_by_query(db, &sql, &[&ids]).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
     let mut items = Vec::with_capacity(ids.len());
     for contact_id in ids {
         let (Some(mut entry), Some(mut contact)) = (batch.touched.remove(&contact_id), loaded.remove(&contact_id)) else {
@@ -411,17 +418,25 @@ async fn ingest_in(store: &PostgresStore, db: &dyn Db, events: &[NewEvent], give
         }
         items.push(Rescore { contact, new_events: entry.new_events });
     }
+    let before: Vec<_> = if queue { items.iter().map(|item| cards_of(&item.contact.scores)).collect() } else { Vec::new() };
     rescore_contacts(db, &models, &mut items, now).await?;
+    if queue {
+        let mut entries = QueueRows::default();
+        for (item, before) in items.iter().zip(&before) {
+            entries.push(&item.contact.id, before, &item.new_events)?;
+        }
+        entries.insert(db, now).await?;
+    }
     Ok(batch.outcomes)
 }
 
 #[async_trait]
 impl EventStore for PostgresStore {
-    async fn ingest(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
+    async fn ingest_with(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, fire_automations: bool) -> StoreResult<Vec<IngestOutcome>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| ingest_in(self, &tx, &events, models, now).await)
+        write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| ingest_in(self, &tx, &events, models, now, fire_automations).await)
     }
 
     async fn contact_events(&self, contact_id: &str) -> StoreResult<Vec<StoredEvent>> {

@@ -19,12 +19,19 @@
 //!   snapshot without locks, then written with statements conditional on the row not being
 //!   at the job's version yet (a row that is was written by ingest or an attribute change,
 //!   which saw newer data). A superseded version is refused with `StoreError::Conflict`.
+//! - **Automations are evaluated under the contact's lock**, each contact in a transaction
+//!   of its own: the lock is taken before the contact's queued entries are read, so a
+//!   second process evaluating the same contact waits and then finds them consumed. Team
+//!   rows are locked by the evaluation that assigns from them, so no round-robin step is
+//!   lost.
 //! - **Contention is retried**: a write transaction that PostgreSQL aborts for a deadlock or
 //!   a serialization failure (or, for writes that create contacts, a unique violation caused
 //!   by a concurrent creation) is run again from the start, a few times.
 //!
 //! PostgreSQL features relied on (PostgreSQL 12 or later):
-//! - row locks `SELECT … FOR UPDATE` (also `FOR UPDATE OF c` in joins);
+//! - row locks `SELECT … FOR UPDATE` (also `FOR UPDATE OF c` in joins), and
+//!   `FOR UPDATE SKIP LOCKED` so processes claiming deliveries and sync work never take
+//!   the same rows;
 //! - `INSERT … ON CONFLICT DO NOTHING` / `DO UPDATE … WHERE` and `RETURNING`;
 //! - advisory locks: `pg_advisory_xact_lock` around migrations, `pg_advisory_xact_lock` /
 //!   `pg_advisory_xact_lock_shared` around the model heads;
@@ -40,7 +47,10 @@ mod automations;
 mod contacts;
 mod events;
 mod models;
+mod outbox;
 mod rows;
+mod runs;
+mod settings;
 mod transfer;
 
 use std::sync::{Arc, Mutex};
@@ -57,6 +67,7 @@ use tokio_postgres::{NoTls, Row};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_automations.sql")),
+    (3, include_str!("../migrations/0003_runs.sql")),
 ];
 
 /// Advisory lock key serialising migrations (and schema creation) of every process.
@@ -265,8 +276,7 @@ impl PostgresStore {
     }
 
     pub async fn connect_with_pool_size(url: &str, schema: Option<&str>, pool_size: usize) -> StoreResult<Self> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
         if let Some(schema) = schema {
             if !valid_schema_name(schema) {
                 return Err(StoreError::Invalid(format!("schema name {schema:?}: use lowercase letters, digits and _")));
@@ -281,17 +291,12 @@ impl PostgresStore {
             config.application_name("leadscore");
         }
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .build()
-            .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
+        let pool =
+            Pool::builder(manager).max_size(pool_size.max(1)).build().map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
         let mut client = pool.get().await.map_err(|e| StoreError::from(PgError::from(e)))?;
         migrate(&mut client, schema).await.map_err(StoreError::from)?;
-        let current: Option<String> = client
-            .query_one("SELECT current_schema()", &[])
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(|e| StoreError::from(PgError::from(e)))?;
+        let current: Option<String> =
+            client.query_one("SELECT current_schema()", &[]).await.and_then(|row| row.try_get(0)).map_err(|e| StoreError::from(PgError::from(e)))?;
         let schema = current.ok_or_else(|| StoreError::Backend("the connection has no current schema".into()))?;
         let heads_lock_key = stable_hash(&format!("leadscore model heads {schema}"));
         Ok(Self { inner: Arc::new(Inner { pool, schema, heads_lock_key, live_models: Mutex::new(None) }) })
@@ -348,12 +353,7 @@ async fn migrate(client: &mut deadpool_postgres::Object, schema: Option<&str>) -
          )",
     )
     .await?;
-    let applied: Vec<i64> = tx
-        .query("SELECT version FROM schema_migrations", &[])
-        .await?
-        .iter()
-        .map(|row| row.try_get(0))
-        .collect::<Result<_, _>>()?;
+    let applied: Vec<i64> = tx.query("SELECT version FROM schema_migrations", &[]).await?.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
     for (version, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;

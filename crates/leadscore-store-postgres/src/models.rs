@@ -1,6 +1,6 @@
 //! ModelStore, ScoreStore (rescore and refresh chunks, jobs) and KeyStore.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -8,8 +8,8 @@ use leadscore_core::ScoreCard;
 use leadscore_store::records::{RowAction, rescore_action};
 use leadscore_store::scoring::{ScoringEvent, refresh_fit};
 use leadscore_store::{
-    ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk,
-    RescoreChunk, Scope, ScoreRow, ScoreStore, StoreError, StoreResult,
+    ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk, RescoreChunk, Scope,
+    ScoreRow, ScoreStore, StoreError, StoreResult,
 };
 use rayon::prelude::*;
 use tokio_postgres::Row;
@@ -17,6 +17,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::contacts::count;
 use crate::rows::{ScoreColumns, card_from_row, corrupt, json_map, json_map_keys, update_scores_where_version, version_from_db};
+use crate::runs::{QueueRows, automations_active};
 use crate::{Db, PgError, PgResult, PostgresStore, RetryOn, write_tx};
 
 impl PostgresStore {
@@ -54,8 +55,8 @@ impl PostgresStore {
             let name: String = row.try_get(0)?;
             let version = version_from_db(row.try_get(1)?)?;
             let source: String = row.try_get(2)?;
-            let model = leadscore_core::Model::parse(&source)
-                .map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
+            let model =
+                leadscore_core::Model::parse(&source).map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
             parsed_heads.push((name.clone(), version));
             set.push(Arc::new(PublishedModel { name, version, model }));
         }
@@ -137,9 +138,7 @@ impl ModelStore for PostgresStore {
 
     async fn model_versions(&self, name: &str) -> StoreResult<Vec<ModelVersion>> {
         let client = self.client().await?;
-        let rows = client
-            .rows("SELECT name, version, source, format, created_at FROM models WHERE name = $1 ORDER BY version", &[&name])
-            .await?;
+        let rows = client.rows("SELECT name, version, source, format, created_at FROM models WHERE name = $1 ORDER BY version", &[&name]).await?;
         Ok(rows.iter().map(version_from_row).collect::<PgResult<Vec<_>>>()?)
     }
 
@@ -152,7 +151,6 @@ impl ModelStore for PostgresStore {
         })
     }
 }
-
 
 /// An event as read for a rescore: (ts, messageId, name, properties JSON), decoded later
 /// in parallel.
@@ -176,12 +174,7 @@ struct ScoredChunk {
 /// their current rows under `model` from one REPEATABLE READ snapshot, without locks.
 async fn read_snapshot(store: &PostgresStore, model: &str, after: &str, limit: usize) -> PgResult<Snapshot> {
     let mut client = store.client().await?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await?;
+    let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true).start().await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let contact_rows = tx.rows("SELECT id, attributes FROM contacts WHERE id > $1 ORDER BY id LIMIT $2", &[&after, &limit]).await?;
     let mut contacts = Vec::with_capacity(contact_rows.len());
@@ -299,9 +292,7 @@ async fn write_chunk(store: &PostgresStore, db: &dyn Db, model: &PublishedModel,
     }
     written += update_scores_where_version(db, &full, "<>").await?;
     if !deletes.is_empty() {
-        written += db
-            .exec("DELETE FROM scores WHERE model = $1 AND contact_id = ANY($2) AND version <> $3", &[&model.name, &deletes, &version])
-            .await?;
+        written += db.exec("DELETE FROM scores WHERE model = $1 AND contact_id = ANY($2) AND version <> $3", &[&model.name, &deletes, &version]).await?;
     }
     for (id, row) in inserts {
         // Rare (a contact that had no row): under the contact's lock, check it still exists
@@ -376,6 +367,8 @@ async fn refresh_in(db: &dyn Db, model: &PublishedModel, after: &str, limit: usi
         let Ok(state) = serde_json::from_str(&state) else { continue }; // replayed on next use
         rows.insert(row.try_get(0)?, ScoreRow { version, card: card_from_row(row, 2)?, state, as_of: row.try_get(10)? });
     }
+    let queue = automations_active(db).await?;
+    let mut entries = QueueRows::default();
     let mut changed = ScoreColumns::default();
     for contact in &contacts {
         let id: String = contact.try_get(0)?;
@@ -385,9 +378,14 @@ async fn refresh_in(db: &dyn Db, model: &PublishedModel, after: &str, limit: usi
         let fresh = refresh_fit(model, row, &json_map(&attributes)?, now);
         if fresh.card != before {
             changed.push(&model.name, &id, &fresh)?;
+            // Decay moved the score: threshold and band triggers (and CRM sync) look again.
+            if queue {
+                entries.push(&id, &BTreeMap::from([(model.name.clone(), before)]), &[])?;
+            }
         }
     }
     update_scores_where_version(db, &changed, "=").await?;
+    entries.insert(db, now).await?;
     Ok(RefreshChunk { last_contact: Some(last_contact), seen: ids.len() as u64, changed: changed.models.len() as u64 })
 }
 
@@ -511,9 +509,7 @@ impl KeyStore for PostgresStore {
             .await;
         match inserted {
             Ok(_) => Ok(()),
-            Err(err) if err.sql_state() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                Err(StoreError::Conflict("a key with this id or value already exists".into()))
-            }
+            Err(err) if err.sql_state() == Some(&SqlState::UNIQUE_VIOLATION) => Err(StoreError::Conflict("a key with this id or value already exists".into())),
             Err(err) => Err(err.into()),
         }
     }
@@ -569,10 +565,7 @@ points = 5
     }
 
     async fn publish(store: &PostgresStore) -> Arc<PublishedModel> {
-        let version = store
-            .publish_model(NewModelVersion { name: "m".into(), source: MODEL.into(), format: "toml".into() }, 0)
-            .await
-            .expect("publish");
+        let version = store.publish_model(NewModelVersion { name: "m".into(), source: MODEL.into(), format: "toml".into() }, 0).await.expect("publish");
         Arc::new(PublishedModel { name: "m".into(), version: version.version, model: leadscore_core::Model::parse(MODEL).expect("parses") })
     }
 

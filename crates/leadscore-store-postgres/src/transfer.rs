@@ -56,8 +56,7 @@ fn select_sql(table: &TableSpec, with_cursor: bool) -> String {
     let columns: Vec<String> = table.columns.iter().map(|(c, kind)| format!("{c}::{}", sql_type(*kind))).collect();
     let key = table.key.join(", ");
     let (filter, limit) = if with_cursor {
-        let values: Vec<String> =
-            table.key.iter().enumerate().map(|(i, k)| format!("${}::{}", i + 1, sql_type(column_type(table, k)))).collect();
+        let values: Vec<String> = table.key.iter().enumerate().map(|(i, k)| format!("${}::{}", i + 1, sql_type(column_type(table, k)))).collect();
         (format!("WHERE ({key}) > ({})", values.join(", ")), table.key.len() + 1)
     } else {
         (String::new(), 1)
@@ -83,8 +82,7 @@ impl TransferStore for PostgresStore {
         let rows = client.rows(&select_sql(table, after.is_some()), &refs).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let cells: Result<Vec<Cell>, PgError> =
-                table.columns.iter().enumerate().map(|(index, (_, kind))| cell(row, index, *kind)).collect();
+            let cells: Result<Vec<Cell>, PgError> = table.columns.iter().enumerate().map(|(index, (_, kind))| cell(row, index, *kind)).collect();
             out.push(cells?);
         }
         Ok(out)
@@ -110,12 +108,7 @@ impl TransferStore for PostgresStore {
                     tuples.push(format!("({})", placeholders.join(", ")));
                 }
                 // Keys are copied as they are, generated identity columns included.
-                let sql = format!(
-                    "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES {}",
-                    table.name,
-                    columns.join(", "),
-                    tuples.join(", ")
-                );
+                let sql = format!("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES {}", table.name, columns.join(", "), tuples.join(", "));
                 let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
                 // Not through the statement cache: chunk sizes vary, and each text is used once.
                 tx.execute(sql.as_str(), &refs).await.map_err(PgError::from)?;
@@ -128,15 +121,14 @@ impl TransferStore for PostgresStore {
         count(self, &format!("SELECT COUNT(*) FROM {}", table.name)).await
     }
 
-    /// Identity columns (`contact_log.seq`, `jobs.id`) continue after the imported keys,
-    /// and the planner gets statistics for the freshly filled tables.
+    /// Identity columns (`contact_log.seq`, `jobs.id`, `automation_queue.seq`) continue
+    /// after the imported keys, and the planner gets statistics for the freshly filled
+    /// tables.
     async fn finish_import(&self) -> StoreResult<()> {
         let client = self.client().await?;
-        for (table, column) in [("contact_log", "seq"), ("jobs", "id")] {
+        for (table, column) in [("contact_log", "seq"), ("jobs", "id"), ("automation_queue", "seq")] {
             client
-                .batch_execute(&format!(
-                    "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), COALESCE(MAX({column}), 0) + 1, false) FROM {table}"
-                ))
+                .batch_execute(&format!("SELECT setval(pg_get_serial_sequence('{table}', '{column}'), COALESCE(MAX({column}), 0) + 1, false) FROM {table}"))
                 .await
                 .map_err(PgError::from)?;
         }

@@ -1,5 +1,6 @@
 //! The shared storage suite (`leadscore_store::conformance`) against PostgreSQL, plus
-//! checks of what only a shared database has to get right (concurrent writers).
+//! checks of what only a shared database has to get right (concurrent writers, delivery
+//! workers and automation evaluations in several processes).
 //!
 //! Runs when `LEADSCORE_TEST_POSTGRES_URL` is set (e.g.
 //! `postgres://postgres@127.0.0.1:5432/test`); each test works in a schema of its own,
@@ -10,11 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use leadscore_core::Model;
+use leadscore_core::automation::Automation;
 use leadscore_store::conformance::{self as suite, MODEL_A, MODEL_ALL};
+use leadscore_store::runner::{AutomationSet, DeliveryQuery, DeliveryState, LiveAutomation, RunQuery};
 use leadscore_store::scoring::{ScoringEvent, card_from_events};
 use leadscore_store::{
-    ContactStore, ContactUpsert, EventKind, EventStore, Identity, IngestStatus, ModelSet, ModelStore, NewEvent, NewModelVersion,
-    PublishedModel, Store,
+    AutomationStore, ContactStore, ContactUpsert, EventKind, EventStore, Identity, IngestStatus, ModelSet, ModelStore, NewAutomation, NewEvent,
+    NewModelVersion, OutboxStore, PublishedModel, RunStore, SettingsStore, Store,
 };
 use leadscore_store_postgres::PostgresStore;
 use serde_json::{Map, Value, json};
@@ -94,6 +97,11 @@ suite_tests!(
     identify_merges_a_visitor_in_the_same_batch,
     merging_contacts_replays_the_survivor,
     automations_put_get_list_replace_delete,
+    automations_fire_from_the_queue,
+    outbox_claims_retries_and_dead_letters,
+    cold_contacts_fire_from_the_scheduler,
+    settings_round_trip,
+    score_changes_sync_in_batches,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,10 +138,7 @@ fn event(id: &str, user: &str, ts: i64, kind: EventKind, name: &str, properties:
 
 async fn publish(store: &PostgresStore, text: &str) -> Arc<PublishedModel> {
     let model = Model::parse(text).expect("test model parses");
-    let version = store
-        .publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into() }, T0)
-        .await
-        .expect("publish");
+    let version = store.publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into() }, T0).await.expect("publish");
     Arc::new(PublishedModel { name: version.name, version: version.version, model })
 }
 
@@ -170,10 +175,7 @@ async fn concurrent_ingests_from_two_processes_match_sequential_ingest() {
         let models: ModelSet = vec![publish(&first, MODEL_A).await, publish(&first, MODEL_ALL).await];
         for id in ["hot", "warm"] {
             let attributes = json!({ "segment": "a", "title": "CTO" }).as_object().cloned().unwrap_or_default();
-            first
-                .upsert_contact(ContactUpsert { id: Some(id.into()), attributes, ..Default::default() }, &models, T0)
-                .await
-                .expect("upsert");
+            first.upsert_contact(ContactUpsert { id: Some(id.into()), attributes, ..Default::default() }, &models, T0).await.expect("upsert");
         }
         let mut running = Vec::new();
         for (index, batch) in batches().into_iter().enumerate() {
@@ -190,10 +192,7 @@ async fn concurrent_ingests_from_two_processes_match_sequential_ingest() {
         let seq_models: ModelSet = vec![publish(&sequential, MODEL_A).await, publish(&sequential, MODEL_ALL).await];
         for id in ["hot", "warm"] {
             let attributes = json!({ "segment": "a", "title": "CTO" }).as_object().cloned().unwrap_or_default();
-            sequential
-                .upsert_contact(ContactUpsert { id: Some(id.into()), attributes, ..Default::default() }, &seq_models, T0)
-                .await
-                .expect("upsert");
+            sequential.upsert_contact(ContactUpsert { id: Some(id.into()), attributes, ..Default::default() }, &seq_models, T0).await.expect("upsert");
         }
         for batch in batches() {
             sequential.ingest(batch, &seq_models, now).await.expect("sequential ingest");
@@ -232,9 +231,7 @@ async fn a_publish_in_another_process_is_used_by_the_next_write() {
         let stale: ModelSet = vec![publish(&here, MODEL_ALL).await];
         here.ingest(vec![event("x1", "u", T0, EventKind::Track, "Email Link Clicked", json!({}))], &stale, T0).await.expect("ingest");
         let v2 = publish(&elsewhere, MODEL_ALL).await;
-        here.ingest(vec![event("x2", "u", T0 + MINUTE, EventKind::Track, "Email Link Clicked", json!({}))], &stale, T0 + MINUTE)
-            .await
-            .expect("ingest");
+        here.ingest(vec![event("x2", "u", T0 + MINUTE, EventKind::Track, "Email Link Clicked", json!({}))], &stale, T0 + MINUTE).await.expect("ingest");
         let contact = here.get_contact("u").await.expect("get").expect("exists");
         assert_eq!(contact.scores["all"].version, v2.version);
         assert_eq!(contact.scores["all"].card.activity, leadscore_core::scorer::round2(8.0 * 0.5f64.powf(1.0 / 1440.0) + 8.0));
@@ -283,14 +280,186 @@ async fn the_transfer_tables_are_the_schema() {
             .await
             .expect("read the schema");
         let actual: Vec<(String, Vec<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        let mut listed: Vec<(String, Vec<String>)> = leadscore_store::transfer::TABLES
-            .iter()
-            .map(|t| (t.name.to_string(), t.columns.iter().map(|(c, _)| c.to_string()).collect()))
-            .collect();
+        let mut listed: Vec<(String, Vec<String>)> =
+            leadscore_store::transfer::TABLES.iter().map(|t| (t.name.to_string(), t.columns.iter().map(|(c, _)| c.to_string()).collect())).collect();
         listed.sort();
         assert_eq!(listed, actual);
         drop(client);
         let _ = connection.await;
+    })
+    .await;
+}
+
+/// An automation stored in the database (writes queue contacts only while one exists) and
+/// compiled for the evaluations.
+async fn store_automation(store: &PostgresStore, text: &str) -> Arc<LiveAutomation> {
+    let automation = Automation::parse(text).expect("test automation parses");
+    let record = NewAutomation { name: automation.name.clone(), definition: automation.definition.clone(), enabled: true };
+    store.put_automation(record, T0).await.expect("put automation");
+    Arc::new(LiveAutomation { automation, updated_at: 0 })
+}
+
+fn signup(id: &str, user: &str, ts: i64) -> NewEvent {
+    event(id, user, ts, EventKind::Track, "Signup", json!({}))
+}
+
+/// Two processes' delivery workers claiming from one outbox at the same time never get
+/// the same delivery: each claim skips the rows another claim is taking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_claim_the_same_delivery() {
+    isolated("claim_race", |url, schema| async move {
+        let first = connect(&url, &schema).await;
+        let second = connect(&url, &schema).await;
+        let models: ModelSet = vec![publish(&first, MODEL_ALL).await];
+        let automations: AutomationSet = vec![
+            store_automation(
+                &first,
+                r#"
+name = "signup"
+trigger = { event = { name = "Signup" } }
+actions = [ { webhook = { url = "https://crm.example.com/hook" } } ]
+"#,
+            )
+            .await,
+        ];
+        let events: Vec<NewEvent> = (0..50).map(|i| signup(&format!("s{i}"), &format!("u{i:02}"), T0)).collect();
+        first.ingest(events, &models, T0).await.expect("ingest");
+        let queued = first.queued_contacts(100).await.expect("queued");
+        assert_eq!(queued.len(), 50);
+        let runs = first.evaluate_contacts(queued, false, &automations, &models, T0).await.expect("evaluate");
+        assert_eq!(runs.len(), 50);
+
+        // Eight workers, four per process, claiming small batches until the outbox is dry.
+        let mut workers = Vec::new();
+        for worker in 0..8 {
+            let store = if worker % 2 == 0 { first.clone() } else { second.clone() };
+            workers.push(tokio::spawn(async move {
+                let owner = format!("w{worker}");
+                let mut claimed = Vec::new();
+                loop {
+                    let batch = store.claim_deliveries(&owner, 3, 60_000, T0 + MINUTE).await.expect("claim");
+                    if batch.is_empty() {
+                        break claimed;
+                    }
+                    assert!(batch.iter().all(|d| d.state == DeliveryState::Pending));
+                    claimed.extend(batch.into_iter().map(|d| d.id));
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for worker in workers {
+            all.extend(worker.await.expect("worker"));
+        }
+        let total = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), total, "a delivery was claimed twice");
+        assert_eq!(total, 50, "every delivery was claimed");
+        assert!(second.claim_deliveries("late", 100, 60_000, T0 + MINUTE).await.expect("claim").is_empty(), "all are leased");
+    })
+    .await;
+}
+
+/// Two processes evaluating the same queued contact at the same time record one run of a
+/// `max = 1` automation: the second waits for the contact's lock and finds the queue
+/// consumed (and the limit used).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_evaluating_one_contact_fire_once() {
+    isolated("evaluate_race", |url, schema| async move {
+        let first = connect(&url, &schema).await;
+        let second = connect(&url, &schema).await;
+        let models: ModelSet = vec![publish(&first, MODEL_ALL).await];
+        let automations: AutomationSet = vec![
+            store_automation(
+                &first,
+                r#"
+name = "signup"
+trigger = { event = { name = "Signup" } }
+limits = { max = 1, per = "1d" }
+actions = [ { webhook = { url = "https://crm.example.com/hook" } } ]
+"#,
+            )
+            .await,
+        ];
+        for round in 0..20 {
+            let contact = format!("u{round:02}");
+            let at = T0 + round * MINUTE;
+            first.ingest(vec![signup(&format!("s{round}"), &contact, at)], &models, at).await.expect("ingest");
+            let evaluations: Vec<_> = [first.clone(), second.clone()]
+                .into_iter()
+                .map(|store| {
+                    let (contact, automations, models) = (contact.clone(), automations.clone(), models.clone());
+                    tokio::spawn(async move { store.evaluate_contacts(vec![contact], false, &automations, &models, at).await })
+                })
+                .collect();
+            let mut fired = 0;
+            for evaluation in evaluations {
+                fired += evaluation.await.expect("task").expect("evaluate").len();
+            }
+            assert_eq!(fired, 1, "round {round}: one run between both processes");
+            let query = RunQuery { contact_id: Some(contact.clone()), limit: 10, ..Default::default() };
+            assert_eq!(first.list_runs(&query).await.expect("runs").len(), 1, "round {round}: one run recorded");
+        }
+        assert_eq!(first.queue_depth().await.expect("depth"), 0, "every entry was consumed");
+        let deliveries = first.list_deliveries(&DeliveryQuery { limit: 100, ..Default::default() }).await.expect("deliveries");
+        assert_eq!(deliveries.len(), 20, "one webhook per run");
+    })
+    .await;
+}
+
+/// Round robin across processes: evaluations assigning from one team at the same time
+/// each move the cursor once (the team rows are locked), so no step is lost and the
+/// members share the leads evenly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_from_two_processes_loses_no_step() {
+    isolated("round_robin_race", |url, schema| async move {
+        let first = connect(&url, &schema).await;
+        let second = connect(&url, &schema).await;
+        let models: ModelSet = vec![publish(&first, MODEL_ALL).await];
+        first.put_team("sales", vec!["ana@example.com".into(), "bo@example.com".into()], T0).await.expect("team");
+        let automations: AutomationSet = vec![
+            store_automation(
+                &first,
+                r#"
+name = "route"
+trigger = { event = { name = "Signup" } }
+actions = [ { assign = { team = "sales" } } ]
+"#,
+            )
+            .await,
+        ];
+        let events: Vec<NewEvent> = (0..20).map(|i| signup(&format!("s{i}"), &format!("u{i:02}"), T0)).collect();
+        first.ingest(events, &models, T0).await.expect("ingest");
+        let queued = first.queued_contacts(100).await.expect("queued");
+        assert_eq!(queued.len(), 20);
+        let even: Vec<String> = queued.iter().step_by(2).cloned().collect();
+        let odd: Vec<String> = queued.iter().skip(1).step_by(2).cloned().collect();
+        let evaluations: Vec<_> = [(first.clone(), even), (second.clone(), odd)]
+            .into_iter()
+            .map(|(store, ids)| {
+                let (automations, models) = (automations.clone(), models.clone());
+                tokio::spawn(async move {
+                    // One contact per call, so the two processes interleave.
+                    let mut runs = 0;
+                    for id in ids {
+                        runs += store.evaluate_contacts(vec![id], false, &automations, &models, T0).await.expect("evaluate").len();
+                    }
+                    runs
+                })
+            })
+            .collect();
+        let mut runs = 0;
+        for evaluation in evaluations {
+            runs += evaluation.await.expect("task");
+        }
+        assert_eq!(runs, 20);
+        let team = first.get_team("sales").await.expect("team").expect("exists");
+        assert_eq!(team.cursor, 20, "every assignment moved the cursor");
+        let mut per_owner = std::collections::BTreeMap::new();
+        for contact in first.list_contacts(None, 100).await.expect("contacts") {
+            *per_owner.entry(contact.owner.expect("assigned")).or_insert(0) += 1;
+        }
+        assert_eq!(per_owner.into_iter().collect::<Vec<_>>(), [("ana@example.com".to_string(), 10), ("bo@example.com".to_string(), 10)]);
     })
     .await;
 }

@@ -1,18 +1,21 @@
 //! The PostgreSQL backend gives the same answers as the SQLite backend: one script of
 //! operations (identity resolution, identify traits, anonymous merges, duplicates, patches,
-//! bulk updates, the lead list, rescoring, the decay refresh, erasure, models, jobs, keys)
-//! runs against both, and every result is compared.
+//! bulk updates, the lead list, rescoring, the decay refresh, erasure, models, jobs, keys,
+//! and automations: what each write queues, the runs, the outbox and the CRM sync) runs
+//! against both, and every result is compared.
 //!
 //! Runs when `LEADSCORE_TEST_POSTGRES_URL` is set, in a schema of its own.
 
 use std::sync::Arc;
 
 use leadscore_core::Model;
+use leadscore_core::automation::Automation;
 use leadscore_core::model::EXAMPLE_MODEL_TOML;
 use leadscore_store::conformance::{MODEL_A, MODEL_ALL};
+use leadscore_store::runner::{AutomationSet, Channel, Delivery, DeliveryQuery, LiveAutomation, RunQuery, RunRecord, Subscription};
 use leadscore_store::{
-    ApiKeyRecord, BulkFilter, BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, EventKind, Identity, LeadQuery, ModelSet,
-    NewEvent, NewJob, NewModelVersion, PublishedModel, Scope, SortKey, Store, StoreError, StoreResult,
+    ApiKeyRecord, BulkFilter, BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, EventKind, Identity, LeadQuery, ModelSet, NewAutomation, NewEvent,
+    NewJob, NewModelVersion, PublishedModel, Scope, SortKey, Store, StoreError, StoreResult,
 };
 use leadscore_store_postgres::PostgresStore;
 use leadscore_store_sqlite::SqliteStore;
@@ -82,11 +85,14 @@ impl Both {
             if let Value::Array(list) = &contacts {
                 for c in list {
                     let id = c["id"].as_str().unwrap_or_default();
-                    logs.push(outcome(s.contact_log(id).await, ser));
+                    // Entries written by automation runs name the (random) run id.
+                    logs.push(without_keys(outcome(s.contact_log(id).await, ser), &["run_id"]));
                     events.push(outcome(s.contact_events(id).await, ser));
                 }
             }
-            json!({ "contacts": contacts, "logs": logs, "events": events,
+            // Which writes queued which contacts for their automations, in queue order.
+            let queue = json!([outcome(s.queue_depth().await, ser), outcome(s.queued_contacts(1000).await, ser)]);
+            json!({ "contacts": contacts, "logs": logs, "events": events, "queue": queue,
                     "counts": [outcome(s.count_contacts().await, ser), outcome(s.count_events().await, ser)] })
         })
         .await;
@@ -153,6 +159,143 @@ async fn ingest(both: &mut Both, what: &str, events: Vec<NewEvent>, models: &Mod
     .await;
 }
 
+const AUTOMATIONS: &[&str] = &[
+    r#"
+name = "form"
+trigger = { event = { name = "Form Submitted" } }
+actions = [ { webhook = { url = "https://crm.example.com/hook" } }, { add_group = { group = "form" } }, { set = { attribute = "stage", value = "lead" } } ]
+"#,
+    r#"
+name = "hot-a"
+model = "a"
+trigger = { band = { to = "hot" } }
+actions = [ { assign = { team = "sales" } }, { email = { to = "owner", subject = "Hot: {{contact.id}}" } } ]
+"#,
+    r#"
+name = "nurture-a"
+model = "a"
+trigger = { band = {} }
+actions = [ { nurture = { track_per_band = { hot = "fast", cold = "drip" } } } ]
+"#,
+    r#"
+name = "fit"
+model = "b2b"
+trigger = { threshold = { score = "total", above = 20 } }
+limits = { max = 1, per = "1d" }
+actions = [ { add_group = { group = "qualified" } } ]
+"#,
+];
+
+/// Stores the automations, a team and a subscription in both stores.
+async fn put_automations(both: &mut Both) -> AutomationSet {
+    let mut set: AutomationSet = Vec::new();
+    for text in AUTOMATIONS {
+        let automation = Automation::parse(text).expect("automation parses");
+        let record = NewAutomation { name: automation.name.clone(), definition: automation.definition.clone(), enabled: true };
+        both.check("put automation", |s| {
+            let record = record.clone();
+            async move { outcome(s.put_automation(record, T0).await, |(r, created)| json!([r.name, r.enabled, created])) }
+        })
+        .await;
+        set.push(Arc::new(LiveAutomation { automation, updated_at: T0 }));
+    }
+    both.check("team", |s| async move { outcome(s.put_team("sales", vec!["ana@example.com".into(), "bo@example.com".into()], T0).await, ser) }).await;
+    both.check("subscription", |s| async move {
+        let subscription = Subscription {
+            name: "crm".into(),
+            url: "https://crm.example.com/sync".into(),
+            secret_ref: None,
+            events: vec!["score.changed".into(), "nurture.changed".into()],
+            fields: [("a.total".to_string(), "score".to_string()), ("a.band".to_string(), "grade".to_string())].into_iter().collect(),
+            debounce_ms: 60_000,
+            created_at: T0,
+            updated_at: T0,
+        };
+        outcome(s.put_subscription(subscription).await, ser)
+    })
+    .await;
+    set
+}
+
+/// `value` without these keys at any depth.
+fn without_keys(mut value: Value, keys: &[&str]) -> Value {
+    match &mut value {
+        Value::Object(map) => {
+            for key in keys {
+                map.remove(*key);
+            }
+            for item in map.values_mut() {
+                *item = without_keys(item.take(), keys);
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                *item = without_keys(item.take(), keys);
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
+/// Run ids and delivery ids are random: a run or a delivery compares without them.
+fn without_ids(value: Value) -> Value {
+    without_keys(value, &["id", "run_id", "delivery"])
+}
+
+fn run_json(run: &RunRecord) -> Value {
+    without_ids(json!({ "automation": run.automation, "contact": run.contact_id, "at": run.at, "reason": run.reason, "actions": run.actions }))
+}
+
+fn delivery_json(delivery: &Delivery) -> Value {
+    let channel = match &delivery.channel {
+        Channel::Webhook { url, secret_ref, body } => {
+            json!({ "webhook": url, "secret_ref": secret_ref, "body": serde_json::from_str::<Value>(body).unwrap_or(Value::Null) })
+        }
+        Channel::Email { to, subject, body } => json!({ "email": to, "subject": subject, "body": body }),
+    };
+    without_ids(json!({
+        "channel": channel, "event_type": delivery.event_type, "automation": delivery.automation, "contact": delivery.contact_id,
+        "state": delivery.state, "attempts": delivery.attempts, "next_attempt_at": delivery.next_attempt_at, "created_at": delivery.created_at,
+    }))
+}
+
+/// Evaluates every queued contact, then sends the CRM sync, on both stores.
+async fn evaluate_both(both: &mut Both, automations: &AutomationSet, models: &ModelSet, now: i64) {
+    both.check("evaluate", |s| {
+        let (automations, models) = (automations.clone(), models.clone());
+        async move {
+            let queued = match s.queued_contacts(1000).await {
+                Ok(queued) => queued,
+                Err(err) => return json!(format!("error {err}")),
+            };
+            let runs = outcome(s.evaluate_contacts(queued, false, &automations, &models, now).await, |runs| Value::Array(runs.iter().map(run_json).collect()));
+            let query = RunQuery { limit: 1000, ..Default::default() };
+            // The log is newest first by (at, id), and every run here has the same time:
+            // sorted, so the random ids do not decide the order.
+            let mut log = match s.list_runs(&query).await {
+                Ok(list) => list.iter().map(run_json).collect::<Vec<_>>(),
+                Err(err) => return json!(format!("error {err}")),
+            };
+            log.sort_by_key(|run| run.to_string());
+            json!({ "runs": runs, "log": log, "stats": outcome(s.run_stats(now).await, ser),
+                    "queue": outcome(s.queue_depth().await, ser), "team": outcome(s.get_team("sales").await, ser) })
+        }
+    })
+    .await;
+    both.all_contacts("after the evaluation").await;
+    both.check("sync", |s| async move {
+        let sent = json!([outcome(s.sync_step(2, now + 59_999).await, ser), outcome(s.sync_step(2, now + 60_000).await, ser)]);
+        let mut deliveries = match s.list_deliveries(&DeliveryQuery { limit: 1000, ..Default::default() }).await {
+            Ok(list) => list.iter().map(delivery_json).collect::<Vec<_>>(),
+            Err(err) => return json!(format!("error {err}")),
+        };
+        deliveries.sort_by_key(|d| d.to_string());
+        json!({ "sent": sent, "deliveries": deliveries, "counts": outcome(s.count_deliveries().await, ser) })
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_gives_the_same_answers_as_sqlite() {
     let Ok(url) = std::env::var("LEADSCORE_TEST_POSTGRES_URL") else {
@@ -186,6 +329,10 @@ async fn script(url: &str, schema: &str) {
     let b2b = publish_both(&mut both, EXAMPLE_MODEL_TOML).await;
     let models: ModelSet = vec![a.clone(), all.clone(), b2b.clone()];
 
+    // Automations from the start, so every write below queues its contacts for them (the
+    // queue is compared with the contacts), and they are evaluated at the end.
+    let automations = put_automations(&mut both).await;
+
     // Contacts: by id with email, by email only, with groups, owner and a past creation time.
     for (id, mail, attributes, groups, owner) in [
         (Some("p1"), Some("P1@Example.com "), json!({"segment": "a", "title": "CTO", "product_interest": "platform"}), vec!["austin"], Some("rep1")),
@@ -200,6 +347,7 @@ async fn script(url: &str, schema: &str) {
                 groups: groups.iter().map(|g| g.to_string()).collect(),
                 owner: owner.map(Into::into),
                 created_at: Some(T0 - 40 * 24 * HOUR),
+                historical: false,
             };
             let models = models.clone();
             async move { outcome(s.upsert_contact(upsert, &models, T0).await, |(c, created)| json!([contact_json(&c), created])) }
@@ -253,7 +401,15 @@ async fn script(url: &str, schema: &str) {
         vec![
             page("e0", user("p1"), T0 + 30 * 60_000, "/pricing"),
             page("e4", anon("v1"), T0 + 3 * HOUR, "/pricing"),
-            ev("m1", Identity { user_id: Some("p4".into()), anonymous_id: Some("v1".into()), email: None }, T0 + 6 * HOUR, EventKind::Page, "page", json!({"path": "/features"}), json!({})),
+            ev(
+                "m1",
+                Identity { user_id: Some("p4".into()), anonymous_id: Some("v1".into()), email: None },
+                T0 + 6 * HOUR,
+                EventKind::Page,
+                "page",
+                json!({"path": "/features"}),
+                json!({}),
+            ),
             identify("i2", user("p4"), T0 + 6 * HOUR, json!({"segment": "a", "job_title": "Student"})),
             click("e6", user("p2@example.com"), T0 + 7 * HOUR),
         ],
@@ -264,7 +420,14 @@ async fn script(url: &str, schema: &str) {
     both.all_contacts("after the merge").await;
 
     // A merge into an existing contact that has an email; the visitor had one too.
-    ingest(&mut both, "visitor 2", vec![page("w1", anon("v2"), T0 + HOUR, "/x"), identify("w2", anon("v2"), T0 + HOUR, json!({"email": "visitor@example.com", "title": "CTO"}))], &models, T0 + 8 * HOUR).await;
+    ingest(
+        &mut both,
+        "visitor 2",
+        vec![page("w1", anon("v2"), T0 + HOUR, "/x"), identify("w2", anon("v2"), T0 + HOUR, json!({"email": "visitor@example.com", "title": "CTO"}))],
+        &models,
+        T0 + 8 * HOUR,
+    )
+    .await;
     ingest(
         &mut both,
         "merge 2",
@@ -277,8 +440,24 @@ async fn script(url: &str, schema: &str) {
 
     // Patches: leave a segment, groups, owner, status, email change and conflict, unknown.
     for (id, patch) in [
-        ("p1", ContactPatch { attributes: obj(json!({"segment": null, "title": "Intern"})), add_groups: vec!["vip".into()], remove_groups: vec!["austin".into()], owner: Some(None), status: Some("contacted".into()) }),
-        ("p3", ContactPatch { attributes: obj(json!({"email": "p3-new@example.com", "company_size": "500"})), owner: Some(Some("rep1".into())), ..Default::default() }),
+        (
+            "p1",
+            ContactPatch {
+                attributes: obj(json!({"segment": null, "title": "Intern"})),
+                add_groups: vec!["vip".into()],
+                remove_groups: vec!["austin".into()],
+                owner: Some(None),
+                status: Some("contacted".into()),
+            },
+        ),
+        (
+            "p3",
+            ContactPatch {
+                attributes: obj(json!({"email": "p3-new@example.com", "company_size": "500"})),
+                owner: Some(Some("rep1".into())),
+                ..Default::default()
+            },
+        ),
         ("p3", ContactPatch { attributes: obj(json!({"email": "p2@example.com"})), ..Default::default() }),
         ("p3", ContactPatch { attributes: obj(json!({"email": 5})), ..Default::default() }),
         ("nobody", ContactPatch::default()),
@@ -352,7 +531,9 @@ async fn script(url: &str, schema: &str) {
     }
 
     // A new version of a model: rescored in chunks; a stale version is refused.
-    let a2 = publish_both(&mut both, r#"
+    let a2 = publish_both(
+        &mut both,
+        r#"
 name = "a"
 applies_to = { attribute = "segment", op = "eq", value = "a" }
 [[bands]]
@@ -364,7 +545,8 @@ name = "cold"
 name = "any page"
 event = "page"
 points = 3
-"#)
+"#,
+    )
     .await;
     both.check("stale rescore", |s| {
         let a = a.clone();
@@ -425,7 +607,14 @@ points = 3
 
     // Erasure, model deletion, versions.
     both.check("erase", |s| async move { json!([outcome(s.delete_contact("p4").await, ser), outcome(s.delete_contact("p4").await, ser)]) }).await;
-    ingest(&mut both, "reuse erased ids", vec![page("m1", user("p5"), T0 + 14 * HOUR, "/pricing"), identify("i2", user("p5"), T0 + 14 * HOUR, json!({"segment": "a"}))], &models, T0 + 14 * HOUR).await;
+    ingest(
+        &mut both,
+        "reuse erased ids",
+        vec![page("m1", user("p5"), T0 + 14 * HOUR, "/pricing"), identify("i2", user("p5"), T0 + 14 * HOUR, json!({"segment": "a"}))],
+        &models,
+        T0 + 14 * HOUR,
+    )
+    .await;
     both.check("delete model", |s| async move { json!([outcome(s.delete_model("all").await, ser), outcome(s.delete_model("all").await, ser)]) }).await;
     both.check("models", |s| async move {
         json!([outcome(s.live_models().await, ser), outcome(s.model_versions("a").await, ser), outcome(s.model_versions("none").await, ser)])
@@ -441,7 +630,15 @@ points = 3
         vec![
             page("z1", anon("v9"), T0 + 16 * HOUR, "/pricing"),
             identify("z2", anon("v9"), T0 + 16 * HOUR, json!({"title": "CTO", "segment": "a"})),
-            ev("z3", Identity { user_id: Some("p9".into()), anonymous_id: Some("v9".into()), email: None }, T0 + 17 * HOUR, EventKind::Page, "page", json!({"path": "/x"}), json!({})),
+            ev(
+                "z3",
+                Identity { user_id: Some("p9".into()), anonymous_id: Some("v9".into()), email: None },
+                T0 + 17 * HOUR,
+                EventKind::Page,
+                "page",
+                json!({"path": "/x"}),
+                json!({}),
+            ),
             page("z4", anon("v9"), T0 + 15 * HOUR, "/features"),
         ],
         &models,
@@ -449,6 +646,8 @@ points = 3
     )
     .await;
     both.all_contacts("after a merge in one batch").await;
+
+    evaluate_both(&mut both, &automations, &models, T0 + 19 * HOUR).await;
 
     // Jobs and keys.
     both.check("jobs", |s| async move {

@@ -6,15 +6,12 @@ use leadscore_core::problems::Problems;
 use leadscore_store::records::apply_upsert;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
-    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, SortKey,
-    StoreError, StoreResult,
+    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, SortKey, StoreError, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
-use crate::rows::{
-    CONTACT_COLUMNS, append_log, delete_score, load_contact, load_contacts_by_query, load_scoring_events, save_score,
-};
+use crate::rows::{CONTACT_COLUMNS, append_log, delete_score, load_contact, load_contacts_by_query, load_scoring_events, save_score};
 use crate::{SqliteStore, db_err};
 
 pub(crate) fn normalize_email(email: &str) -> String {
@@ -22,21 +19,11 @@ pub(crate) fn normalize_email(email: &str) -> String {
 }
 
 pub(crate) fn contact_id_by_email(conn: &Connection, email: &str) -> StoreResult<Option<String>> {
-    conn.prepare_cached("SELECT id FROM contacts WHERE email = ?1")
-        .map_err(db_err)?
-        .query_row([email], |r| r.get(0))
-        .optional()
-        .map_err(db_err)
+    conn.prepare_cached("SELECT id FROM contacts WHERE email = ?1").map_err(db_err)?.query_row([email], |r| r.get(0)).optional().map_err(db_err)
 }
 
 pub(crate) fn contact_exists(conn: &Connection, id: &str) -> StoreResult<bool> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM contacts WHERE id = ?1")
-        .map_err(db_err)?
-        .query_row([id], |_| Ok(()))
-        .optional()
-        .map_err(db_err)?
-        .is_some())
+    Ok(conn.prepare_cached("SELECT 1 FROM contacts WHERE id = ?1").map_err(db_err)?.query_row([id], |_| Ok(())).optional().map_err(db_err)?.is_some())
 }
 
 /// Inserts a new contact row (no scores yet).
@@ -212,7 +199,11 @@ fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: M
             contact
         }
     };
+    let before = crate::runs::cards_of(&contact.scores);
     rescore_contact(conn, &mut contact, models, &mut [], now)?;
+    if !upsert.historical && crate::runs::automations_active(conn)? {
+        crate::runs::enqueue(conn, &contact.id, &before, &[], now)?;
+    }
     Ok((contact, created))
 }
 
@@ -233,19 +224,20 @@ pub(crate) fn patch_in(
                 contact.email = None;
                 contact.attributes.remove("email");
             }
-            other => return Err(StoreError::Invalid(format!("email must be a string, got {other}"))),
+            other => {
+                return Err(StoreError::Invalid(format!("email must be a string, got {other}")));
+            }
         }
     }
     leadscore_store::records::apply_patch(contact, patch, &attributes, now);
     save_contact(conn, contact, &previous_groups)?;
-    append_log(
-        conn,
-        &contact.id,
-        now,
-        log_kind,
-        &leadscore_store::records::patch_log(contact, patch),
-    )?;
-    rescore_contact(conn, contact, models, &mut [], now)
+    append_log(conn, &contact.id, now, log_kind, &leadscore_store::records::patch_log(contact, patch))?;
+    let before = crate::runs::cards_of(&contact.scores);
+    rescore_contact(conn, contact, models, &mut [], now)?;
+    if crate::runs::automations_active(conn)? {
+        crate::runs::enqueue(conn, &contact.id, &before, &[], now)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn erase_contact(conn: &Connection, id: &str) -> StoreResult<bool> {
@@ -257,6 +249,14 @@ pub(crate) fn erase_contact(conn: &Connection, id: &str) -> StoreResult<bool> {
         "DELETE FROM scores WHERE contact_id = ?1",
         "DELETE FROM contact_log WHERE contact_id = ?1",
         "DELETE FROM contact_groups WHERE contact_id = ?1",
+        // Runs and deliveries carry the contact's data: erasure takes them too.
+        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE contact_id = ?1)",
+        "DELETE FROM deliveries WHERE contact_id = ?1",
+        "DELETE FROM automation_runs WHERE contact_id = ?1",
+        "DELETE FROM automation_state WHERE contact_id = ?1",
+        "DELETE FROM automation_queue WHERE contact_id = ?1",
+        "DELETE FROM sync_pending WHERE contact_id = ?1",
+        "DELETE FROM sync_sent WHERE contact_id = ?1",
     ] {
         conn.prepare_cached(sql).map_err(db_err)?.execute([id]).map_err(db_err)?;
     }
@@ -299,7 +299,11 @@ impl ContactStore for SqliteStore {
             for row in contact.scores.values_mut() {
                 row.version = 0;
             }
+            let before = crate::runs::cards_of(&contact.scores);
             rescore_contact(conn, &mut contact, &models, &mut [], now)?;
+            if crate::runs::automations_active(conn)? {
+                crate::runs::enqueue(conn, &contact.id, &before, &[], now)?;
+            }
             Ok(contact)
         })
         .await
@@ -358,12 +362,8 @@ impl ContactStore for SqliteStore {
     async fn contact_log(&self, id: &str) -> StoreResult<Vec<LogEntry>> {
         let id = id.to_string();
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT at, kind, data FROM contact_log WHERE contact_id = ?1 ORDER BY at, seq")
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map([&id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
-                .map_err(db_err)?;
+            let mut stmt = conn.prepare_cached("SELECT at, kind, data FROM contact_log WHERE contact_id = ?1 ORDER BY at, seq").map_err(db_err)?;
+            let rows = stmt.query_map([&id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).map_err(db_err)?;
             let mut entries = Vec::new();
             for row in rows {
                 let (at, kind, data) = row.map_err(db_err)?;
@@ -444,8 +444,6 @@ impl ContactStore for SqliteStore {
     }
 
     async fn count_contacts(&self) -> StoreResult<u64> {
-        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err))
-            .await
+        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err)).await
     }
 }
-

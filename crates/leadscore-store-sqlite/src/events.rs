@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{
-    ContactRecord, EventStore, Identity, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError,
-    StoreResult, StoredEvent, merge_attributes,
+    ContactRecord, EventStore, Identity, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult, StoredEvent, merge_attributes,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
@@ -49,10 +48,20 @@ pub(crate) fn merge_contact(conn: &Connection, from: &str, into: &str, now: Mill
            (SELECT json_extract(data, '$.message_id') FROM contact_log WHERE contact_id = ?1 AND kind = 'identify')",
         "UPDATE events SET contact_id = ?2 WHERE contact_id = ?1",
         "UPDATE contact_log SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE automation_queue SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE automation_runs SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE deliveries SET contact_id = ?2 WHERE contact_id = ?1",
     ] {
         conn.prepare_cached(sql).map_err(db_err)?.execute(params![from, into]).map_err(db_err)?;
     }
-    for sql in ["DELETE FROM scores WHERE contact_id = ?1", "DELETE FROM contact_groups WHERE contact_id = ?1", "DELETE FROM contacts WHERE id = ?1"] {
+    for sql in [
+        "DELETE FROM automation_state WHERE contact_id = ?1",
+        "DELETE FROM sync_pending WHERE contact_id = ?1",
+        "DELETE FROM sync_sent WHERE contact_id = ?1",
+        "DELETE FROM scores WHERE contact_id = ?1",
+        "DELETE FROM contact_groups WHERE contact_id = ?1",
+        "DELETE FROM contacts WHERE id = ?1",
+    ] {
         conn.prepare_cached(sql).map_err(db_err)?.execute([from]).map_err(db_err)?;
     }
     if source.email.is_some() && target.email.is_none() {
@@ -128,7 +137,13 @@ struct Touched {
 }
 
 /// Stores one event; returns its contact and whether it was new.
-fn store_event(conn: &Connection, event: &NewEvent, now: Millis, touched: &mut HashMap<String, Touched>, order: &mut Vec<String>) -> StoreResult<IngestOutcome> {
+fn store_event(
+    conn: &Connection,
+    event: &NewEvent,
+    now: Millis,
+    touched: &mut HashMap<String, Touched>,
+    order: &mut Vec<String>,
+) -> StoreResult<IngestOutcome> {
     let existing: Option<String> = conn
         .prepare_cached("SELECT contact_id FROM message_ids WHERE message_id = ?1")
         .map_err(db_err)?
@@ -195,7 +210,8 @@ fn store_event(conn: &Connection, event: &NewEvent, now: Millis, touched: &mut H
     Ok(IngestOutcome { status: IngestStatus::Stored, contact_id })
 }
 
-pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSet, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
+pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSet, now: Millis, fire_automations: bool) -> StoreResult<Vec<IngestOutcome>> {
+    let queue = fire_automations && crate::runs::automations_active(conn)?;
     let mut touched: HashMap<String, Touched> = HashMap::new();
     let mut order = Vec::new();
     let mut outcomes = Vec::with_capacity(events.len());
@@ -203,7 +219,9 @@ pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSe
         outcomes.push(store_event(conn, event, now, &mut touched, &mut order)?);
     }
     for contact_id in order {
-        let Some(mut entry) = touched.remove(&contact_id) else { continue };
+        let Some(mut entry) = touched.remove(&contact_id) else {
+            continue;
+        };
         let mut contact = load_contact(conn, &contact_id)?.ok_or_else(|| StoreError::Backend(format!("contact {contact_id} vanished")))?;
         if let Some(newest) = entry.new_events.iter().map(|e| e.timestamp).max() {
             contact.last_event_at = Some(contact.last_event_at.map_or(newest, |t| t.max(newest)));
@@ -231,16 +249,20 @@ pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSe
                 row.version = 0;
             }
         }
+        let before = if queue { Some(crate::runs::cards_of(&contact.scores)) } else { None };
         rescore_contact(conn, &mut contact, models, &mut entry.new_events, now)?;
+        if let Some(before) = before {
+            crate::runs::enqueue(conn, &contact.id, &before, &entry.new_events, now)?;
+        }
     }
     Ok(outcomes)
 }
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn ingest(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
+    async fn ingest_with(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, fire_automations: bool) -> StoreResult<Vec<IngestOutcome>> {
         let models = models.clone();
-        self.write(move |conn| ingest_in(conn, &events, &models, now)).await
+        self.write(move |conn| ingest_in(conn, &events, &models, now, fire_automations)).await
     }
 
     async fn contact_events(&self, contact_id: &str) -> StoreResult<Vec<StoredEvent>> {
@@ -249,8 +271,6 @@ impl EventStore for SqliteStore {
     }
 
     async fn count_events(&self) -> StoreResult<u64> {
-        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err))
-            .await
+        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err)).await
     }
 }
-

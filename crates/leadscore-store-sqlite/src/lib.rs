@@ -8,7 +8,10 @@ mod automations;
 mod contacts;
 mod events;
 mod models;
+mod outbox;
 mod rows;
+mod runs;
+mod settings;
 mod transfer;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +22,8 @@ use leadscore_store::{StoreError, StoreResult};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_automations.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_automations.sql"), include_str!("migrations/0003_runs.sql")];
 
 /// How many queued writes may join one transaction.
 const MAX_GROUP: usize = 256;
@@ -89,10 +93,7 @@ impl SqliteStore {
         let writer_conn = open_connection(path)?;
         migrate(&writer_conn)?;
         let (tx, rx) = mpsc::channel::<WriteJob>(QUEUE_DEPTH);
-        std::thread::Builder::new()
-            .name("leadscore-sqlite-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx))
-            .map_err(db_err)?;
+        std::thread::Builder::new().name("leadscore-sqlite-writer".into()).spawn(move || writer_loop(writer_conn, rx)).map_err(db_err)?;
         Ok(Self { inner: Arc::new(Inner { path: path.to_path_buf(), writer: tx, readers: Mutex::new(Vec::new()), prefetch: Mutex::new(None) }) })
     }
 
@@ -101,10 +102,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` in the writer's next group transaction and returns after the commit.
-    pub(crate) async fn write<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
+    pub(crate) async fn write<T: Send + 'static>(&self, work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
         let (done_tx, done_rx) = oneshot::channel::<StoreResult<T>>();
         let job: WriteJob = Box::new(move |conn| {
             let result = match conn {
@@ -127,10 +125,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` on a read connection from the pool, off the async runtime.
-    pub(crate) async fn read<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-    ) -> StoreResult<T> {
+    pub(crate) async fn read<T: Send + 'static>(&self, work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = inner.readers.lock().map_err(|_| StoreError::Closed)?.pop();
@@ -226,8 +221,7 @@ mod tests {
         let store = SqliteStore::open_dir(dir.path()).expect("open");
         let panicked = store
             .write(|conn| -> StoreResult<()> {
-                conn.execute("INSERT INTO contacts (id, attributes, created_at, updated_at) VALUES ('x', '{}', 0, 0)", [])
-                    .map_err(db_err)?;
+                conn.execute("INSERT INTO contacts (id, attributes, created_at, updated_at) VALUES ('x', '{}', 0, 0)", []).map_err(db_err)?;
                 panic!("a bug");
             })
             .await;

@@ -5,8 +5,8 @@ use leadscore_core::ScoreCard;
 use leadscore_store::records::{RowAction, rescore_action};
 use leadscore_store::scoring::{ScoringEvent, refresh_fit};
 use leadscore_store::{
-    ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk,
-    RescoreChunk, Scope, ScoreStore, StoreError, StoreResult,
+    ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk, RescoreChunk, Scope,
+    ScoreStore, StoreError, StoreResult,
 };
 use rayon::prelude::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -45,14 +45,8 @@ thread_local! {
 /// publish) then never stores a score under a superseded version. `given` is used as is
 /// when it matches, which is the common case.
 pub(crate) fn live_models_in(conn: &Connection, given: &ModelSet) -> StoreResult<std::sync::Arc<ModelSet>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT name, version FROM model_heads WHERE deleted = 0 ORDER BY name")
-        .map_err(db_err)?;
-    let heads: Vec<(String, u32)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(db_err)?
-        .collect::<Result<_, _>>()
-        .map_err(db_err)?;
+    let mut stmt = conn.prepare_cached("SELECT name, version FROM model_heads WHERE deleted = 0 ORDER BY name").map_err(db_err)?;
+    let heads: Vec<(String, u32)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
     let mut given_heads: Vec<(String, u32)> = given.iter().map(|m| (m.name.clone(), m.version)).collect();
     given_heads.sort();
     if given_heads == heads {
@@ -63,11 +57,9 @@ pub(crate) fn live_models_in(conn: &Connection, given: &ModelSet) -> StoreResult
     }
     let mut set: ModelSet = Vec::with_capacity(heads.len());
     for (name, version) in &heads {
-        let source: String = conn
-            .query_row("SELECT source FROM models WHERE name = ?1 AND version = ?2", params![name, version], |r| r.get(0))
-            .map_err(db_err)?;
-        let model = leadscore_core::Model::parse(&source)
-            .map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
+        let source: String =
+            conn.query_row("SELECT source FROM models WHERE name = ?1 AND version = ?2", params![name, version], |r| r.get(0)).map_err(db_err)?;
+        let model = leadscore_core::Model::parse(&source).map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
         set.push(std::sync::Arc::new(PublishedModel { name: name.clone(), version: *version, model }));
     }
     let set = std::sync::Arc::new(set);
@@ -81,9 +73,8 @@ const JOB_COLUMNS: &str = "id, kind, model, version, state, total, done, cursor,
 impl ModelStore for SqliteStore {
     async fn publish_model(&self, model: NewModelVersion, now: Millis) -> StoreResult<ModelVersion> {
         self.write(move |conn| {
-            let version: u32 = conn
-                .query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?1", [&model.name], |r| r.get(0))
-                .map_err(db_err)?;
+            let version: u32 =
+                conn.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?1", [&model.name], |r| r.get(0)).map_err(db_err)?;
             conn.execute(
                 "INSERT INTO models (name, version, source, format, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![model.name, version, model.source, model.format, now],
@@ -117,9 +108,8 @@ impl ModelStore for SqliteStore {
     async fn model_versions(&self, name: &str) -> StoreResult<Vec<ModelVersion>> {
         let name = name.to_string();
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT name, version, source, format, created_at FROM models WHERE name = ?1 ORDER BY version")
-                .map_err(db_err)?;
+            let mut stmt =
+                conn.prepare_cached("SELECT name, version, source, format, created_at FROM models WHERE name = ?1 ORDER BY version").map_err(db_err)?;
             let rows = stmt.query_map([&name], version_from_row).map_err(db_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
         })
@@ -129,9 +119,7 @@ impl ModelStore for SqliteStore {
     async fn delete_model(&self, name: &str) -> StoreResult<bool> {
         let name = name.to_string();
         self.write(move |conn| {
-            let changed = conn
-                .execute("UPDATE model_heads SET deleted = 1 WHERE name = ?1 AND deleted = 0", [&name])
-                .map_err(db_err)?;
+            let changed = conn.execute("UPDATE model_heads SET deleted = 1 WHERE name = ?1 AND deleted = 0", [&name]).map_err(db_err)?;
             conn.execute("DELETE FROM scores WHERE model = ?1", [&name]).map_err(db_err)?;
             Ok(changed > 0)
         })
@@ -166,14 +154,9 @@ pub(crate) struct Prefetch {
 /// table) and their current rows from a read snapshot, and scores them in parallel. No
 /// write lock is held.
 fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: usize, now: Millis) -> StoreResult<ScoredChunk> {
-    let mut stmt = conn
-        .prepare_cached("SELECT id, attributes FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2")
-        .map_err(db_err)?;
-    let contacts: Vec<(String, String)> = stmt
-        .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(db_err)?
-        .collect::<Result<_, _>>()
-        .map_err(db_err)?;
+    let mut stmt = conn.prepare_cached("SELECT id, attributes FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2").map_err(db_err)?;
+    let contacts: Vec<(String, String)> =
+        stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
     let Some((last_id, _)) = contacts.last().cloned() else {
         return Ok(ScoredChunk { actions: Vec::new(), contacts: 0, last_contact: None, events: 0 });
     };
@@ -205,8 +188,7 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
         .map_err(db_err)?;
     // Group the (already ordered) events by contact, then score contacts in parallel.
     let contact_count = contacts.len() as u64;
-    let mut grouped: Vec<(String, String, Vec<(i64, String, String, String)>)> =
-        contacts.into_iter().map(|(id, attrs)| (id, attrs, Vec::new())).collect();
+    let mut grouped: Vec<(String, String, Vec<(i64, String, String, String)>)> = contacts.into_iter().map(|(id, attrs)| (id, attrs, Vec::new())).collect();
     let mut index = 0;
     let mut events = 0u64;
     let mut names: Vec<String> = Vec::new();
@@ -268,12 +250,10 @@ fn write_chunk(conn: &Connection, model: &PublishedModel, chunk: &ScoredChunk) -
         let changed = match action {
             RowAction::State(row) => {
                 let state = serde_json::to_string(&row.state).map_err(db_err)?;
-                conn.prepare_cached(
-                    "UPDATE scores SET version = ?3, state = ?4, as_of = ?5 WHERE model = ?1 AND contact_id = ?2 AND version != ?3",
-                )
-                .map_err(db_err)?
-                .execute(params![model.name, id, row.version, state, row.as_of])
-                .map_err(db_err)?
+                conn.prepare_cached("UPDATE scores SET version = ?3, state = ?4, as_of = ?5 WHERE model = ?1 AND contact_id = ?2 AND version != ?3")
+                    .map_err(db_err)?
+                    .execute(params![model.name, id, row.version, state, row.as_of])
+                    .map_err(db_err)?
             }
             RowAction::Full(row) => {
                 let state = serde_json::to_string(&row.state).map_err(db_err)?;
@@ -330,14 +310,14 @@ fn refresh_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
              WHERE s.model = ?1 AND s.contact_id > ?2 ORDER BY s.contact_id LIMIT ?3",
         )
         .map_err(db_err)?;
-    let rows: Vec<(String, String)> = stmt
-        .query_map(params![model.name, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(db_err)?
-        .collect::<Result<_, _>>()
-        .map_err(db_err)?;
+    let rows: Vec<(String, String)> =
+        stmt.query_map(params![model.name, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
     let mut changed = 0;
+    let queue = crate::runs::automations_active(conn)?;
     for (id, attributes) in &rows {
-        let Some(row) = load_scores(conn, id)?.remove(&model.name) else { continue };
+        let Some(row) = load_scores(conn, id)?.remove(&model.name) else {
+            continue;
+        };
         if row.version != model.version {
             continue; // the rescore job owns rows of other versions
         }
@@ -346,6 +326,11 @@ fn refresh_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
         if fresh.card != before {
             save_score(conn, &model.name, id, &fresh)?;
             changed += 1;
+            // Decay moved the score: threshold and band triggers (and CRM sync) look again.
+            if queue {
+                let cards = std::collections::BTreeMap::from([(model.name.clone(), before)]);
+                crate::runs::enqueue(conn, id, &cards, &[], now)?;
+            }
         }
     }
     Ok(RefreshChunk { last_contact: rows.last().map(|(id, _)| id.clone()), seen: rows.len() as u64, changed })
@@ -436,9 +421,7 @@ impl ScoreStore for SqliteStore {
 
     async fn unfinished_jobs(&self) -> StoreResult<Vec<Job>> {
         self.read(|conn| {
-            let mut stmt = conn
-                .prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"))
-                .map_err(db_err)?;
+            let mut stmt = conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id")).map_err(db_err)?;
             let rows = stmt.query_map([], job_from_row).map_err(db_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
         })
@@ -505,17 +488,14 @@ impl KeyStore for SqliteStore {
     async fn revoke_key(&self, id: &str, now: Millis) -> StoreResult<bool> {
         let id = id.to_string();
         self.write(move |conn| {
-            let n = conn
-                .execute("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now])
-                .map_err(db_err)?;
+            let n = conn.execute("UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL", params![id, now]).map_err(db_err)?;
             Ok(n > 0)
         })
         .await
     }
 
     async fn count_keys(&self) -> StoreResult<u64> {
-        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err))
-            .await
+        self.read(|conn| conn.query_row("SELECT COUNT(*) FROM api_keys", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err)).await
     }
 }
 
@@ -547,13 +527,9 @@ points = 5
     }
 
     fn publish(conn: &Connection, version: u32) -> PublishedModel {
-        conn.execute("INSERT INTO models (name, version, source, format, created_at) VALUES ('m', ?1, ?2, 'toml', 0)", params![version, MODEL])
+        conn.execute("INSERT INTO models (name, version, source, format, created_at) VALUES ('m', ?1, ?2, 'toml', 0)", params![version, MODEL]).unwrap();
+        conn.execute("INSERT INTO model_heads (name, version) VALUES ('m', ?1) ON CONFLICT (name) DO UPDATE SET version = excluded.version", [version])
             .unwrap();
-        conn.execute(
-            "INSERT INTO model_heads (name, version) VALUES ('m', ?1) ON CONFLICT (name) DO UPDATE SET version = excluded.version",
-            [version],
-        )
-        .unwrap();
         PublishedModel { name: "m".into(), version, model: leadscore_core::Model::parse(MODEL).unwrap() }
     }
 
@@ -578,7 +554,7 @@ points = 5
         let writer = crate::open_connection(&path).unwrap();
         crate::migrate(&writer).unwrap();
         let v1 = std::sync::Arc::new(publish(&writer, 1));
-        crate::events::ingest_in(&writer, &[click("a1", "a", 1_000), click("b1", "b", 1_000)], &vec![v1], 2_000).unwrap();
+        crate::events::ingest_in(&writer, &[click("a1", "a", 1_000), click("b1", "b", 1_000)], &vec![v1], 2_000, true).unwrap();
         let v2 = publish(&writer, 2);
 
         // Snapshot-side scoring on a read connection...
@@ -586,7 +562,7 @@ points = 5
         let chunk = score_chunk(&reader, &v2, "", 100, 3_000).unwrap();
         // ...then a new event for `a` commits before the chunk is written.
         let live = vec![std::sync::Arc::new(publish_same(&v2))];
-        crate::events::ingest_in(&writer, &[click("a2", "a", 2_000)], &live, 3_000).unwrap();
+        crate::events::ingest_in(&writer, &[click("a2", "a", 2_000)], &live, 3_000, true).unwrap();
         assert_eq!(activity(&writer, "a"), (2, 10.0, 2));
         write_chunk(&writer, &v2, &chunk).unwrap();
 

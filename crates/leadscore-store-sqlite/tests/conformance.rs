@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use leadscore_store::{EventStore, Store};
 use leadscore_store::conformance as suite;
+use leadscore_store::{EventStore, Store};
 use leadscore_store_sqlite::SqliteStore;
 
 fn fresh() -> (tempfile::TempDir, Arc<dyn Store>) {
@@ -32,6 +32,11 @@ suite_tests!(
     identify_merges_a_visitor_in_the_same_batch,
     merging_contacts_replays_the_survivor,
     automations_put_get_list_replace_delete,
+    automations_fire_from_the_queue,
+    outbox_claims_retries_and_dead_letters,
+    cold_contacts_fire_from_the_scheduler,
+    settings_round_trip,
+    score_changes_sync_in_batches,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

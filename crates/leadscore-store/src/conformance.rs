@@ -8,10 +8,7 @@ use leadscore_core::Model;
 use serde_json::{Map, Value, json};
 
 use crate::scoring::{ScoringEvent, card_from_events};
-use crate::{
-    ContactPatch, ContactUpsert, EventKind, Identity, IngestStatus, LeadQuery, ModelSet, NewEvent, NewModelVersion,
-    PublishedModel, SortKey, Store,
-};
+use crate::{ContactPatch, ContactUpsert, EventKind, Identity, IngestStatus, LeadQuery, ModelSet, NewEvent, NewModelVersion, PublishedModel, SortKey, Store};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const HOUR: i64 = 3_600_000;
@@ -72,10 +69,7 @@ fn click(id: &str, user: &str, ts: i64) -> NewEvent {
 
 async fn publish(store: &dyn Store, text: &str) -> Arc<PublishedModel> {
     let model = Model::parse(text).expect("test model parses");
-    let version = store
-        .publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into() }, T0)
-        .await
-        .expect("publish");
+    let version = store.publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into() }, T0).await.expect("publish");
     Arc::new(PublishedModel { name: version.name, version: version.version, model })
 }
 
@@ -163,7 +157,8 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let query = LeadQuery { model: "a".into(), sort: SortKey::Total, descending: true, band: None, group: None, owner: None, limit: 4, after: after.clone() };
+        let query =
+            LeadQuery { model: "a".into(), sort: SortKey::Total, descending: true, band: None, group: None, owner: None, limit: 4, after: after.clone() };
         let page = store.list_leads(&query).await.expect("list");
         if page.is_empty() {
             break;
@@ -178,7 +173,16 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
     let mut sorted = seen.clone();
     sorted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     assert_eq!(seen, sorted, "best first, ties by id");
-    let query = LeadQuery { model: "a".into(), sort: SortKey::Total, descending: true, band: None, group: Some("even".into()), owner: Some("rep1".into()), limit: 50, after: None };
+    let query = LeadQuery {
+        model: "a".into(),
+        sort: SortKey::Total,
+        descending: true,
+        band: None,
+        group: Some("even".into()),
+        owner: Some("rep1".into()),
+        limit: 50,
+        after: None,
+    };
     let filtered = store.list_leads(&query).await.expect("list");
     let mut ids: Vec<String> = filtered.iter().map(|c| c.id.clone()).collect();
     let totals: Vec<f64> = filtered.iter().map(|c| c.scores["a"].card.total).collect();
@@ -353,6 +357,7 @@ pub async fn fill_for_transfer(store: &dyn Store) {
             groups: if i % 4 == 0 { vec!["vip".into(), "trial".into()] } else { vec![] },
             owner: (i % 7 == 0).then(|| "rep1".to_string()),
             created_at: Some(T0 - i64::from(i) * HOUR),
+            historical: false,
         };
         store.upsert_contact(upsert, &set, T0).await.expect("upsert");
     }
@@ -489,7 +494,10 @@ where
         }
         set
     };
-    let again = destination.ingest(vec![page("p3-0", "c03", T0, "/pricing"), page("new-1", "c03", T0 + 9 * HOUR, "/pricing")], &live, T0 + 9 * HOUR).await.expect("ingest");
+    let again = destination
+        .ingest(vec![page("p3-0", "c03", T0, "/pricing"), page("new-1", "c03", T0 + 9 * HOUR, "/pricing")], &live, T0 + 9 * HOUR)
+        .await
+        .expect("ingest");
     assert_eq!(again[0].status, IngestStatus::Duplicate, "messageIds came along");
     assert_eq!(again[1].status, IngestStatus::Stored);
     let patch = ContactPatch { attributes: attrs(json!({"title": "CEO"})), ..Default::default() };
@@ -501,4 +509,335 @@ where
     assert!(job.id > source_jobs, "job ids continue after the copied ones");
     let gone = publish(destination, &MODEL_ALL.replace("name = \"all\"", "name = \"gone\"")).await;
     assert_eq!(gone.version, 2, "versions continue after the deleted model's");
+}
+
+fn live(text: &str) -> Arc<crate::runner::LiveAutomation> {
+    let automation = leadscore_core::automation::Automation::parse(text).expect("test automation parses");
+    Arc::new(crate::runner::LiveAutomation { automation, updated_at: T0 })
+}
+
+fn track(id: &str, user: &str, ts: i64, name: &str) -> NewEvent {
+    NewEvent { kind: EventKind::Track, name: name.into(), properties: Map::new(), ..page(id, user, ts, "") }
+}
+
+async fn store_automation(store: &dyn Store, text: &str) -> Arc<crate::runner::LiveAutomation> {
+    let automation = live(text);
+    let definition = automation.automation.definition.clone();
+    store.put_automation(crate::NewAutomation { name: automation.automation.name.clone(), definition, enabled: true }, T0).await.expect("put automation");
+    automation
+}
+
+async fn evaluate_queue(store: &dyn Store, set: &crate::runner::AutomationSet, models: &ModelSet, now: i64) -> Vec<crate::runner::RunRecord> {
+    let ids = store.queued_contacts(100).await.expect("queued");
+    store.evaluate_contacts(ids, false, set, models, now).await.expect("evaluate")
+}
+
+/// Events queue their contact only while automations exist and only when they may fire;
+/// evaluation records runs once (limits, hot crossing, threshold re-arm), carries the
+/// actions out (attributes, groups, round robin, outbox), and empties the queue.
+pub async fn automations_fire_from_the_queue(store: Arc<dyn Store>) {
+    let set = vec![publish(store.as_ref(), MODEL_A).await];
+    let now = T0 + 10 * HOUR;
+    for id in ["u1", "u2"] {
+        let upsert = ContactUpsert { id: Some(id.into()), attributes: attrs(json!({"segment": "a"})), ..Default::default() };
+        store.upsert_contact(upsert, &set, T0).await.expect("upsert");
+    }
+    // No automation: nothing is queued.
+    store.ingest(vec![page("m0", "u1", now, "/x")], &set, now).await.expect("ingest");
+    assert!(store.queued_contacts(10).await.expect("queued").is_empty(), "no automation, no queue");
+    assert_eq!(store.queue_depth().await.expect("depth"), 0);
+
+    store.put_team("sales", vec!["ana@example.com".into(), "bo@example.com".into()], T0).await.expect("team");
+    let automations: crate::runner::AutomationSet = vec![
+        store_automation(
+            store.as_ref(),
+            r#"
+name = "signup"
+trigger = { event = { name = "Signup" } }
+limits = { max = 1, per = "1d" }
+actions = [ { webhook = { url = "https://crm.example.com/hook", secret_ref = "crm" } }, { add_group = { group = "signed-up" } } ]
+"#,
+        )
+        .await,
+        store_automation(
+            store.as_ref(),
+            r#"
+name = "hot"
+trigger = { hot = { points = 28, within = "1d" } }
+actions = [ { assign = { team = "sales" } }, { email = { to = "owner", subject = "Hot: {{contact.id}}" } } ]
+"#,
+        )
+        .await,
+        store_automation(
+            store.as_ref(),
+            r#"
+name = "handoff"
+trigger = { threshold = { score = "total", above = 40, rearm = 30 } }
+actions = [ { set = { attribute = "lifecycle_stage", value = "sql" } } ]
+"#,
+        )
+        .await,
+    ];
+    // A historical import does not queue.
+    store.ingest_with(vec![track("h1", "u2", now - HOUR, "Signup")], &set, now, false).await.expect("import");
+    assert!(store.queued_contacts(10).await.expect("queued").is_empty(), "historical imports do not fire");
+
+    // u1 has 1 point (m0); it signs up twice (the limit holds) and opens the pricing page
+    // (25 + 1 points: 27 in the day), then two more pages: hot at 28.
+    store
+        .ingest(vec![track("s1", "u1", now + 1, "Signup"), track("s2", "u1", now + 2, "Signup"), page("p1", "u1", now + 3, "/pricing")], &set, now + 5)
+        .await
+        .expect("ingest");
+    assert_eq!(store.queued_contacts(10).await.expect("queued"), ["u1"]);
+    let runs = evaluate_queue(store.as_ref(), &automations, &set, now + 5).await;
+    let names: Vec<&str> = runs.iter().map(|r| r.automation.as_str()).collect();
+    assert_eq!(names, ["signup"], "the limit lets one signup run through; 27 points are not hot yet");
+    assert!(store.queued_contacts(10).await.expect("queued").is_empty(), "the queue is consumed");
+    let again = evaluate_queue(store.as_ref(), &automations, &set, now + 5).await;
+    assert!(again.is_empty(), "evaluating again fires nothing");
+    let contact = store.get_contact("u1").await.expect("get").expect("u1");
+    assert!(contact.groups.contains(&"signed-up".to_string()), "add_group ran");
+
+    store.ingest(vec![page("p2", "u1", now + 10, "/docs")], &set, now + 10).await.expect("ingest");
+    let runs = evaluate_queue(store.as_ref(), &automations, &set, now + 10).await;
+    assert_eq!(runs.iter().map(|r| r.automation.as_str()).collect::<Vec<_>>(), ["hot"], "the page that reaches 28 points fires hot");
+    assert_eq!(runs[0].reason["trigger"], "hot");
+    assert_eq!(runs[0].actions[0]["owner"], "ana@example.com", "round robin starts with the first member");
+    assert_eq!(runs[0].actions[1]["outcome"], "queued");
+    store.ingest(vec![page("p3", "u1", now + 11, "/docs")], &set, now + 11).await.expect("ingest");
+    assert!(evaluate_queue(store.as_ref(), &automations, &set, now + 11).await.is_empty(), "still hot: no new crossing");
+
+    // The fit lifts u1's total over 40: the threshold fires once, not again while above.
+    let patch = ContactPatch { attributes: attrs(json!({"title": "CTO"})), ..Default::default() };
+    store.patch_contact("u1", patch, &set, now + 20).await.expect("patch");
+    let runs = evaluate_queue(store.as_ref(), &automations, &set, now + 20).await;
+    assert_eq!(runs.iter().map(|r| r.automation.as_str()).collect::<Vec<_>>(), ["handoff"]);
+    let contact = store.get_contact("u1").await.expect("get").expect("u1");
+    assert_eq!(contact.attributes["lifecycle_stage"], "sql", "set ran");
+    assert_eq!(contact.owner.as_deref(), Some("ana@example.com"));
+    store.patch_contact("u1", ContactPatch { attributes: attrs(json!({"x": 1})), ..Default::default() }, &set, now + 21).await.expect("patch");
+    assert!(evaluate_queue(store.as_ref(), &automations, &set, now + 21).await.is_empty(), "hovering above does not fire again");
+
+    // The run log, newest first, with filters and a cursor.
+    let all = store.list_runs(&crate::runner::RunQuery { limit: 10, ..Default::default() }).await.expect("runs");
+    assert_eq!(all.iter().map(|r| r.automation.as_str()).collect::<Vec<_>>(), ["handoff", "hot", "signup"]);
+    let page1 = store.list_runs(&crate::runner::RunQuery { limit: 2, ..Default::default() }).await.expect("runs");
+    let last = page1.last().expect("a run");
+    let page2 = store.list_runs(&crate::runner::RunQuery { limit: 2, before: Some((last.at, last.id.clone())), ..Default::default() }).await.expect("runs");
+    assert_eq!(page2.iter().map(|r| r.automation.as_str()).collect::<Vec<_>>(), ["signup"]);
+    let hot_only = store.list_runs(&crate::runner::RunQuery { automation: Some("hot".into()), limit: 10, ..Default::default() }).await.expect("runs");
+    assert_eq!(hot_only.len(), 1);
+    let stats = store.run_stats(now + 30).await.expect("stats");
+    let signup = stats.iter().find(|s| s.automation == "signup").expect("signup stats");
+    assert_eq!((signup.runs_last_day, signup.runs_total, signup.last_fired_at), (1, 1, Some(now + 5)));
+
+    // The outbox holds the webhook and the e-mail.
+    let deliveries = store.list_deliveries(&crate::runner::DeliveryQuery { limit: 10, ..Default::default() }).await.expect("deliveries");
+    assert_eq!(deliveries.len(), 2);
+    assert!(deliveries.iter().all(|d| d.state == crate::runner::DeliveryState::Pending));
+    let webhook = deliveries.iter().find(|d| matches!(d.channel, crate::runner::Channel::Webhook { .. })).expect("webhook");
+    let crate::runner::Channel::Webhook { body, secret_ref, .. } = &webhook.channel else { unreachable!() };
+    assert_eq!(secret_ref.as_deref(), Some("crm"));
+    let body: Value = serde_json::from_str(body).expect("JSON body");
+    assert_eq!(body["type"], "automation.fired");
+    assert_eq!(body["data"]["contact"]["id"], "u1");
+}
+
+/// The outbox: claims with leases (a claimed row is not claimed again until its lease
+/// expires), attempts recorded, retries scheduled, dead letters, manual retry.
+pub async fn outbox_claims_retries_and_dead_letters(store: Arc<dyn Store>) {
+    let set = vec![publish(store.as_ref(), MODEL_A).await];
+    let now = T0 + HOUR;
+    let automations = vec![
+        store_automation(
+            store.as_ref(),
+            r#"
+name = "signup"
+trigger = { event = { name = "Signup" } }
+actions = [ { webhook = { url = "https://crm.example.com/hook" } } ]
+"#,
+        )
+        .await,
+    ];
+    store.ingest(vec![track("s1", "u1", now, "Signup"), track("s2", "u2", now, "Signup")], &set, now).await.expect("ingest");
+    assert_eq!(evaluate_queue(store.as_ref(), &automations, &set, now).await.len(), 2);
+
+    let claimed = store.claim_deliveries("w1", 10, 60_000, now).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert!(store.claim_deliveries("w2", 10, 60_000, now + 1).await.expect("claim").is_empty(), "leased rows are not claimed twice");
+    let (first, second) = (&claimed[0], &claimed[1]);
+    let failed = crate::runner::DeliveryAttempt { at: now + 2, success: false, status: Some(503), error: Some("busy".into()), duration_ms: 5 };
+    assert!(!store.record_attempt(&first.id, "w2", failed.clone(), Some(now + 1000)).await.expect("record"), "another owner cannot record");
+    assert!(store.record_attempt(&first.id, "w1", failed.clone(), Some(now + 1000)).await.expect("record"));
+    let delivered = crate::runner::DeliveryAttempt { at: now + 2, success: true, status: Some(200), error: None, duration_ms: 5 };
+    assert!(store.record_attempt(&second.id, "w1", delivered, None).await.expect("record"));
+
+    assert!(store.claim_deliveries("w1", 10, 60_000, now + 999).await.expect("claim").is_empty(), "not due before its retry time");
+    let retried = store.claim_deliveries("w2", 10, 60_000, now + 1000).await.expect("claim");
+    assert_eq!(retried.len(), 1);
+    assert_eq!((retried[0].id.as_str(), retried[0].attempts), (first.id.as_str(), 1), "the same delivery (same webhook-id) comes back");
+    assert!(store.record_attempt(&first.id, "w2", failed.clone(), None).await.expect("record"), "the last attempt dead-letters");
+
+    let (dead, attempts) = store.get_delivery(&first.id).await.expect("get").expect("exists");
+    assert_eq!((dead.state, dead.attempts, dead.last_status), (crate::runner::DeliveryState::Failed, 2, Some(503)));
+    assert_eq!(attempts.len(), 2);
+    let failed_list = store
+        .list_deliveries(&crate::runner::DeliveryQuery { state: Some(crate::runner::DeliveryState::Failed), limit: 10, ..Default::default() })
+        .await
+        .expect("list");
+    assert_eq!(failed_list.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), [first.id.as_str()]);
+    let (ok, _) = store.get_delivery(&second.id).await.expect("get").expect("exists");
+    assert_eq!((ok.state, ok.delivered_at), (crate::runner::DeliveryState::Delivered, Some(now + 2)));
+    let counts = store.count_deliveries().await.expect("counts");
+    assert!(counts.contains(&(crate::runner::DeliveryState::Failed, 1)) && counts.contains(&(crate::runner::DeliveryState::Delivered, 1)), "{counts:?}");
+
+    let back = store.retry_delivery(&first.id, now + 5000).await.expect("retry").expect("exists");
+    assert_eq!(back.state, crate::runner::DeliveryState::Pending);
+    assert_eq!(store.claim_deliveries("w3", 10, 60_000, now + 5000).await.expect("claim").len(), 1, "a manual retry is due at once");
+    assert!(store.retry_delivery("msg_nope", now).await.expect("retry").is_none());
+    // A crashed owner's lease expires and another worker takes the row.
+    assert_eq!(store.claim_deliveries("w4", 10, 60_000, now + 5000 + 60_001).await.expect("claim").len(), 1);
+}
+
+/// The scheduler's cold check: contacts old enough and quiet enough fire once, and re-arm
+/// only after earning points again.
+pub async fn cold_contacts_fire_from_the_scheduler(store: Arc<dyn Store>) {
+    let set = vec![publish(store.as_ref(), MODEL_A).await];
+    let day = 24 * HOUR;
+    let automations = vec![
+        store_automation(
+            store.as_ref(),
+            r#"
+name = "quarterly"
+trigger = { cold = { points = 2, within = "90d" } }
+filter = { group = "clients" }
+actions = [ { add_group = { group = "follow-up" } } ]
+"#,
+        )
+        .await,
+    ];
+    for (id, age_days, group) in [("old", 200, "clients"), ("young", 5, "clients"), ("other", 200, "prospects")] {
+        let upsert = ContactUpsert {
+            id: Some(id.into()),
+            attributes: attrs(json!({"segment": "a"})),
+            groups: vec![group.into()],
+            created_at: Some(T0 - age_days * day),
+            historical: true,
+            ..Default::default()
+        };
+        store.upsert_contact(upsert, &set, T0).await.expect("upsert");
+    }
+    // "old" was busy 10 days ago: 25 points in the window.
+    store.ingest_with(vec![page("p1", "old", T0 - 10 * day, "/pricing")], &set, T0, false).await.expect("import");
+    let scan = |at: i64| {
+        let store = store.clone();
+        let automations = automations.clone();
+        let set = set.clone();
+        async move {
+            let ids = store.contacts_created_before(None, at - 90 * day, 100).await.expect("candidates");
+            store.evaluate_contacts(ids, true, &automations, &set, at).await.expect("evaluate")
+        }
+    };
+    assert!(scan(T0).await.is_empty(), "recent points keep the client warm");
+    let later = T0 + 81 * day;
+    let runs = scan(later).await;
+    assert_eq!(runs.iter().map(|r| r.contact_id.as_str()).collect::<Vec<_>>(), ["old"], "only the old, quiet client (not the young one, not the prospect)");
+    assert_eq!(runs[0].reason["trigger"], "cold");
+    assert!(scan(later + day).await.is_empty(), "fires once while it stays cold");
+    // Points again, then quiet again: it fires again.
+    store.ingest(vec![page("p2", "old", later + 2 * day, "/pricing")], &set, later + 2 * day).await.expect("ingest");
+    let _ = evaluate_queue(store.as_ref(), &automations, &set, later + 2 * day).await;
+    assert!(scan(later + 3 * day).await.is_empty());
+    let runs = scan(later + 95 * day).await;
+    assert!(runs.iter().any(|r| r.contact_id == "old"), "re-armed by the points, cold again 90 days on");
+    assert!(runs.iter().any(|r| r.contact_id == "young"), "the young client is old enough now");
+}
+
+/// Teams, secrets, subscriptions and leases.
+pub async fn settings_round_trip(store: Arc<dyn Store>) {
+    let (team, created) = store.put_team("emea", vec!["a@x.com".into()], T0).await.expect("team");
+    assert!(created);
+    assert_eq!(team.cursor, 0);
+    let (team, created) = store.put_team("emea", vec!["a@x.com".into(), "b@x.com".into()], T0 + 1).await.expect("team");
+    assert!(!created);
+    assert_eq!((team.members.len(), team.created_at), (2, T0));
+    assert_eq!(store.list_teams().await.expect("teams").len(), 1);
+    assert!(store.delete_team("emea").await.expect("delete"));
+    assert!(store.get_team("emea").await.expect("get").is_none());
+
+    assert!(store.put_secret("crm", "whsec_AAAA", T0).await.expect("secret"));
+    assert!(!store.put_secret("crm", "whsec_BBBB", T0 + 1).await.expect("secret"));
+    assert_eq!(store.get_secret("crm").await.expect("get").as_deref(), Some("whsec_BBBB"));
+    assert_eq!(store.list_secrets().await.expect("list"), [("crm".to_string(), T0, T0 + 1)]);
+    assert!(store.delete_secret("crm").await.expect("delete"));
+    assert!(store.get_secret("crm").await.expect("get").is_none());
+
+    let subscription = crate::runner::Subscription {
+        name: "crm".into(),
+        url: "https://crm.example.com/sync".into(),
+        secret_ref: Some("crm".into()),
+        events: vec!["score.changed".into()],
+        fields: [("total".to_string(), "lead_score__c".to_string())].into_iter().collect(),
+        debounce_ms: 60_000,
+        created_at: T0,
+        updated_at: T0,
+    };
+    let (stored, created) = store.put_subscription(subscription.clone()).await.expect("subscription");
+    assert!(created);
+    assert_eq!(stored, subscription);
+    assert_eq!(store.list_subscriptions().await.expect("list"), std::slice::from_ref(&subscription));
+    assert!(store.delete_subscription("crm").await.expect("delete"));
+
+    assert!(store.try_lease("scheduler", "p1", 1000, T0).await.expect("lease"));
+    assert!(!store.try_lease("scheduler", "p2", 1000, T0 + 500).await.expect("lease"), "held by p1");
+    assert!(store.try_lease("scheduler", "p1", 1000, T0 + 500).await.expect("lease"), "the holder renews");
+    assert!(store.try_lease("scheduler", "p2", 1000, T0 + 1501).await.expect("lease"), "expired: p2 takes it");
+}
+
+/// CRM sync: score changes of subscribed contacts are debounced, batched and mapped.
+pub async fn score_changes_sync_in_batches(store: Arc<dyn Store>) {
+    let set = vec![publish(store.as_ref(), MODEL_A).await];
+    let now = T0 + HOUR;
+    let subscription = crate::runner::Subscription {
+        name: "crm".into(),
+        url: "https://crm.example.com/sync".into(),
+        secret_ref: None,
+        events: vec!["score.changed".into()],
+        fields: [("total".to_string(), "lead_score__c".to_string()), ("band".to_string(), "lead_grade__c".to_string())].into_iter().collect(),
+        debounce_ms: 60_000,
+        created_at: T0,
+        updated_at: T0,
+    };
+    store.put_subscription(subscription).await.expect("subscription");
+    for i in 0..3 {
+        let upsert = ContactUpsert { id: Some(format!("u{i}")), attributes: attrs(json!({"segment": "a"})), historical: true, ..Default::default() };
+        store.upsert_contact(upsert, &set, T0).await.expect("upsert");
+    }
+    let events: Vec<NewEvent> = (0..3).map(|i| page(&format!("p{i}"), &format!("u{i}"), now, "/pricing")).collect();
+    store.ingest(events, &set, now).await.expect("ingest");
+    let automations: crate::runner::AutomationSet = Vec::new();
+    evaluate_queue(store.as_ref(), &automations, &set, now).await;
+    assert_eq!(store.sync_step(100, now + 59_999).await.expect("sync"), 0, "debounced");
+    assert_eq!(store.sync_step(2, now + 60_000).await.expect("sync"), 2, "batches of at most 2");
+    assert_eq!(store.sync_step(2, now + 60_000).await.expect("sync"), 1);
+    assert_eq!(store.sync_step(2, now + 60_000).await.expect("sync"), 0, "nothing left");
+    let deliveries = store.list_deliveries(&crate::runner::DeliveryQuery { limit: 10, ..Default::default() }).await.expect("deliveries");
+    assert_eq!(deliveries.len(), 2);
+    let mut seen = Vec::new();
+    for delivery in &deliveries {
+        let crate::runner::Channel::Webhook { body, .. } = &delivery.channel else { panic!("a webhook") };
+        let body: Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(body["type"], "score.changed");
+        for contact in body["data"]["contacts"].as_array().expect("contacts") {
+            assert_eq!(contact["lead_score__c"], 26.0);
+            assert_eq!(contact["lead_grade__c"], "cold");
+            seen.push(contact["id"].as_str().expect("id").to_string());
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["u0", "u1", "u2"]);
+    // An unchanged contact is not sent again.
+    store.patch_contact("u0", ContactPatch { attributes: attrs(json!({"note": "x"})), ..Default::default() }, &set, now + 70_000).await.expect("patch");
+    evaluate_queue(store.as_ref(), &automations, &set, now + 70_000).await;
+    assert_eq!(store.sync_step(100, now + 200_000).await.expect("sync"), 0, "the mapped fields did not change");
 }

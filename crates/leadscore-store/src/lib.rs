@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod records;
+pub mod runner;
 pub mod scoring;
 pub mod transfer;
 pub mod types;
@@ -64,7 +65,12 @@ pub trait EventStore: Send + Sync {
     /// Stores new events (a repeated messageId is reported as duplicate and ignored),
     /// creates unknown contacts, applies identify traits, and updates every applicable
     /// model's score before returning. One outcome per input, in order.
-    async fn ingest(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis) -> StoreResult<Vec<IngestOutcome>>;
+    async fn ingest(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis) -> StoreResult<Vec<IngestOutcome>> {
+        self.ingest_with(events, models, now, true).await
+    }
+    /// [`EventStore::ingest`], saying whether the events may fire automations: historical
+    /// imports pass false, so only live traffic (or `--fire-automations`) queues contacts.
+    async fn ingest_with(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, fire_automations: bool) -> StoreResult<Vec<IngestOutcome>>;
     /// A contact's events in scoring order (timestamp, messageId).
     async fn contact_events(&self, contact_id: &str) -> StoreResult<Vec<StoredEvent>>;
     async fn count_events(&self) -> StoreResult<u64>;
@@ -123,9 +129,81 @@ pub trait AutomationStore: Send + Sync {
     async fn delete_automation(&self, name: &str) -> StoreResult<bool>;
 }
 
+/// Running automations: the queue of contacts to evaluate (filled by every write that
+/// changes a contact while automations exist), the evaluation itself, and the run log.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Contacts with queued work, oldest first.
+    async fn queued_contacts(&self, limit: usize) -> StoreResult<Vec<String>>;
+    /// How many contacts wait for an evaluation.
+    async fn queue_depth(&self) -> StoreResult<u64>;
+    /// For each contact, in its own transaction under its write lock: takes its queued
+    /// entries, decides which automations fire ([`runner::plan`]), carries the runs out
+    /// ([`runner::execute`]: contact changes, outbox deliveries, assignments), records
+    /// them and the trigger states, and clears the entries. `check_cold` (the scheduler)
+    /// also judges cold triggers. Also marks contacts whose synced fields changed for
+    /// `score.changed` subscribers. Returns the runs recorded.
+    async fn evaluate_contacts(
+        &self,
+        contact_ids: Vec<String>,
+        check_cold: bool,
+        automations: &runner::AutomationSet,
+        models: &ModelSet,
+        now: Millis,
+    ) -> StoreResult<Vec<runner::RunRecord>>;
+    /// Contact ids after `after`, in id order, created at or before `created_before` (the
+    /// scheduler walks them for cold triggers).
+    async fn contacts_created_before(&self, after: Option<String>, created_before: Millis, limit: usize) -> StoreResult<Vec<String>>;
+    /// The run log, newest first.
+    async fn list_runs(&self, query: &runner::RunQuery) -> StoreResult<Vec<runner::RunRecord>>;
+    async fn run_stats(&self, now: Millis) -> StoreResult<Vec<runner::RunStats>>;
+    /// Builds `score.changed` deliveries for contacts whose debounce has passed: at most
+    /// `batch` contacts per delivery, per subscription. Returns how many contacts were sent.
+    async fn sync_step(&self, batch: usize, now: Millis) -> StoreResult<u64>;
+}
+
+/// The outbox: deliveries written with the run that caused them, claimed by delivery
+/// workers with a lease, retried until delivered or dead-lettered.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Takes up to `limit` due deliveries for `owner` until `now + lease`; a crashed
+    /// owner's leases expire and the rows become due again.
+    async fn claim_deliveries(&self, owner: &str, limit: usize, lease: Millis, now: Millis) -> StoreResult<Vec<runner::Delivery>>;
+    /// Records an attempt by `owner`. `retry_at`: when to try again after a failure (None:
+    /// dead-letter it). False when the lease was lost (another owner took the row).
+    async fn record_attempt(&self, id: &str, owner: &str, attempt: runner::DeliveryAttempt, retry_at: Option<Millis>) -> StoreResult<bool>;
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<(runner::Delivery, Vec<runner::DeliveryAttempt>)>>;
+    async fn list_deliveries(&self, query: &runner::DeliveryQuery) -> StoreResult<Vec<runner::Delivery>>;
+    /// Makes a delivery due now again (any state; a delivered one is sent once more).
+    async fn retry_delivery(&self, id: &str, now: Millis) -> StoreResult<Option<runner::Delivery>>;
+    async fn count_deliveries(&self) -> StoreResult<Vec<(runner::DeliveryState, u64)>>;
+}
+
+/// Settings automations use: sales teams, named secrets, webhook subscriptions, and
+/// leases that make a background task run in one process at a time.
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn put_team(&self, name: &str, members: Vec<String>, now: Millis) -> StoreResult<(runner::Team, bool)>;
+    async fn get_team(&self, name: &str) -> StoreResult<Option<runner::Team>>;
+    async fn list_teams(&self) -> StoreResult<Vec<runner::Team>>;
+    async fn delete_team(&self, name: &str) -> StoreResult<bool>;
+    /// Stores a secret's value (write-only through the API). True when created.
+    async fn put_secret(&self, name: &str, value: &str, now: Millis) -> StoreResult<bool>;
+    async fn get_secret(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Names with created/updated times; never the values.
+    async fn list_secrets(&self) -> StoreResult<Vec<(String, Millis, Millis)>>;
+    async fn delete_secret(&self, name: &str) -> StoreResult<bool>;
+    async fn put_subscription(&self, subscription: runner::Subscription) -> StoreResult<(runner::Subscription, bool)>;
+    async fn list_subscriptions(&self) -> StoreResult<Vec<runner::Subscription>>;
+    async fn delete_subscription(&self, name: &str) -> StoreResult<bool>;
+    /// Takes or renews the lease `name` for `owner` until `now + duration`. False when
+    /// another owner holds an unexpired lease.
+    async fn try_lease(&self, name: &str, owner: &str, duration: Millis, now: Millis) -> StoreResult<bool>;
+}
+
 /// Everything a leadscore server needs from its database.
-pub trait Store: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore {}
-impl<T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore> Store for T {}
+pub trait Store: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore {}
+impl<T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore> Store for T {}
 
 /// Merges a JSON merge-patch into attributes: null removes a key.
 pub fn merge_attributes(target: &mut Map<String, Value>, patch: &Map<String, Value>) {

@@ -60,10 +60,7 @@ impl TableSpec {
 
     /// The cursor (key values) of a row of this table.
     pub fn key_of(&self, row: &[Cell]) -> StoreResult<Vec<Cell>> {
-        self.key_positions()
-            .into_iter()
-            .map(|i| row.get(i).cloned().ok_or_else(|| StoreError::Invalid(format!("a {} row is too short", self.name))))
-            .collect()
+        self.key_positions().into_iter().map(|i| row.get(i).cloned().ok_or_else(|| StoreError::Invalid(format!("a {} row is too short", self.name)))).collect()
     }
 
     /// Checks that a row has the table's shape before a backend binds it.
@@ -147,11 +144,7 @@ pub static TABLES: &[TableSpec] = &[
         ],
         key: &["model", "contact_id"],
     },
-    TableSpec {
-        name: "contact_log",
-        columns: &[("seq", Int), ("contact_id", Text), ("at", Int), ("kind", Text), ("data", Text)],
-        key: &["seq"],
-    },
+    TableSpec { name: "contact_log", columns: &[("seq", Int), ("contact_id", Text), ("at", Int), ("kind", Text), ("data", Text)], key: &["seq"] },
     TableSpec {
         name: "jobs",
         columns: &[
@@ -171,15 +164,7 @@ pub static TABLES: &[TableSpec] = &[
     },
     TableSpec {
         name: "api_keys",
-        columns: &[
-            ("id", Text),
-            ("name", Text),
-            ("hash", Text),
-            ("prefix", Text),
-            ("scopes", Text),
-            ("created_at", Int),
-            ("revoked_at", Int),
-        ],
+        columns: &[("id", Text), ("name", Text), ("hash", Text), ("prefix", Text), ("scopes", Text), ("created_at", Int), ("revoked_at", Int)],
         key: &["id"],
     },
     TableSpec {
@@ -187,6 +172,67 @@ pub static TABLES: &[TableSpec] = &[
         columns: &[("name", Text), ("definition", Text), ("enabled", Bool), ("created_at", Int), ("updated_at", Int)],
         key: &["name"],
     },
+    TableSpec {
+        name: "automation_queue",
+        columns: &[("seq", Int), ("contact_id", Text), ("event", Text), ("before", Text), ("enqueued_at", Int)],
+        key: &["seq"],
+    },
+    TableSpec { name: "automation_state", columns: &[("contact_id", Text), ("automation", Text), ("state", Text)], key: &["contact_id", "automation"] },
+    TableSpec {
+        name: "automation_runs",
+        columns: &[("id", Text), ("automation", Text), ("contact_id", Text), ("at", Int), ("reason", Text), ("actions", Text)],
+        key: &["id"],
+    },
+    TableSpec {
+        name: "deliveries",
+        columns: &[
+            ("id", Text),
+            ("channel", Text),
+            ("target", Text),
+            ("secret_ref", Text),
+            ("subject", Text),
+            ("body", Text),
+            ("event_type", Text),
+            ("automation", Text),
+            ("run_id", Text),
+            ("contact_id", Text),
+            ("state", Text),
+            ("attempts", Int),
+            ("next_attempt_at", Int),
+            ("last_status", Int),
+            ("last_error", Text),
+            ("lease_owner", Text),
+            ("lease_until", Int),
+            ("created_at", Int),
+            ("updated_at", Int),
+            ("delivered_at", Int),
+        ],
+        key: &["id"],
+    },
+    TableSpec {
+        name: "delivery_attempts",
+        columns: &[("delivery_id", Text), ("attempt", Int), ("at", Int), ("success", Bool), ("status", Int), ("error", Text), ("duration_ms", Int)],
+        key: &["delivery_id", "attempt"],
+    },
+    TableSpec { name: "teams", columns: &[("name", Text), ("members", Text), ("cursor", Int), ("created_at", Int), ("updated_at", Int)], key: &["name"] },
+    TableSpec { name: "secrets", columns: &[("name", Text), ("value", Text), ("created_at", Int), ("updated_at", Int)], key: &["name"] },
+    TableSpec {
+        name: "webhooks",
+        columns: &[
+            ("name", Text),
+            ("url", Text),
+            ("secret_ref", Text),
+            ("events", Text),
+            ("fields", Text),
+            ("debounce_ms", Int),
+            ("created_at", Int),
+            ("updated_at", Int),
+        ],
+        key: &["name"],
+    },
+    TableSpec { name: "sync_pending", columns: &[("subscription", Text), ("contact_id", Text), ("due_at", Int)], key: &["subscription", "contact_id"] },
+    TableSpec { name: "sync_sent", columns: &[("subscription", Text), ("contact_id", Text), ("fields", Text)], key: &["subscription", "contact_id"] },
+    TableSpec { name: "leases", columns: &[("name", Text), ("owner", Text), ("until", Int)], key: &["name"] },
 ];
 
 /// Raw, table-level access for copying a whole installation between backends.
@@ -282,11 +328,7 @@ pub async fn copy_all(
     destination.finish_import().await?;
     let mut tables = Vec::new();
     for table in TABLES {
-        tables.push(TableCount {
-            table: table.name.to_string(),
-            source: source.count_rows(table).await?,
-            destination: destination.count_rows(table).await?,
-        });
+        tables.push(TableCount { table: table.name.to_string(), source: source.count_rows(table).await?, destination: destination.count_rows(table).await? });
     }
     Ok(TransferReport { tables })
 }

@@ -71,6 +71,8 @@ pub struct ContactUpsert {
     pub groups: Vec<String>,
     pub owner: Option<String>,
     pub created_at: Option<Millis>,
+    /// An import of history: the change does not fire automations.
+    pub historical: bool,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -14,15 +14,45 @@ use crate::{DataArgs, app_state, open_store, progress_bar};
 const DAY: Millis = 86_400_000;
 
 const TITLES: &[(&str, u32)] = &[
-    ("CEO", 3), ("CTO", 4), ("Founder", 2), ("VP Marketing", 4), ("Director of Sales", 6), ("IT Director", 5),
-    ("Marketing Manager", 12), ("Product Manager", 10), ("Engineering Manager", 8), ("Software Engineer", 14),
-    ("Analyst", 10), ("Consultant", 6), ("Student", 5), ("Marketing Intern", 3), ("Office Administrator", 5),
+    ("CEO", 3),
+    ("CTO", 4),
+    ("Founder", 2),
+    ("VP Marketing", 4),
+    ("Director of Sales", 6),
+    ("IT Director", 5),
+    ("Marketing Manager", 12),
+    ("Product Manager", 10),
+    ("Engineering Manager", 8),
+    ("Software Engineer", 14),
+    ("Analyst", 10),
+    ("Consultant", 6),
+    ("Student", 5),
+    ("Marketing Intern", 3),
+    ("Office Administrator", 5),
 ];
 const INDUSTRIES: &[&str] = &["software", "manufacturing", "healthcare", "finance", "retail", "education", "logistics"];
 const COUNTRIES: &[(&str, u32)] = &[("US", 45), ("DE", 15), ("GB", 12), ("FR", 8), ("NL", 6), ("IN", 8), ("BR", 6)];
-const FIRST: &[&str] = &["anna", "ben", "carla", "dev", "emma", "felix", "grace", "hugo", "iris", "jon", "kim", "leo", "maya", "nils", "olga", "paul", "rosa", "sam", "tara", "uma"];
+const FIRST: &[&str] = &[
+    "anna", "ben", "carla", "dev", "emma", "felix", "grace", "hugo", "iris", "jon", "kim", "leo", "maya", "nils", "olga", "paul", "rosa", "sam", "tara", "uma",
+];
 const LAST: &[&str] = &["smith", "garcia", "müller", "chen", "patel", "rossi", "kowalski", "nguyen", "okafor", "silva", "jones", "kim", "dubois", "jansen"];
-const COMPANIES: &[&str] = &["acme", "globex", "initech", "umbrella", "hooli", "vandelay", "stark", "wayne", "wonka", "tyrell", "cyberdyne", "soylent", "aperture", "massive", "piedpiper"];
+const COMPANIES: &[&str] = &[
+    "acme",
+    "globex",
+    "initech",
+    "umbrella",
+    "hooli",
+    "vandelay",
+    "stark",
+    "wayne",
+    "wonka",
+    "tyrell",
+    "cyberdyne",
+    "soylent",
+    "aperture",
+    "massive",
+    "piedpiper",
+];
 const FREE_MAIL: &[&str] = &["gmail.com", "outlook.com", "yahoo.com"];
 
 fn weighted<'a>(rng: &mut StdRng, items: &'a [(&'a str, u32)]) -> &'a str {
@@ -103,6 +133,7 @@ pub fn demo_contact(n: usize, rng: &mut StdRng, now: Millis) -> ContactUpsert {
         groups,
         owner: None,
         created_at: Some(now - rng.random_range(1..120) * DAY),
+        historical: true,
     }
 }
 

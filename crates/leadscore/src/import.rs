@@ -39,6 +39,9 @@ pub enum ImportCommand {
         /// Field delimiter [default: , or ; sniffed from the header]
         #[arg(long)]
         delimiter: Option<char>,
+        /// Let the imported changes fire automations (an import is history: by default it does not)
+        #[arg(long)]
+        fire_automations: bool,
         #[arg(long)]
         json: bool,
     },
@@ -47,6 +50,9 @@ pub enum ImportCommand {
         #[command(flatten)]
         data: DataArgs,
         file: PathBuf,
+        /// Let the imported events fire automations (an import is history: by default it does not)
+        #[arg(long)]
+        fire_automations: bool,
         #[arg(long)]
         json: bool,
     },
@@ -96,19 +102,19 @@ impl Summary {
 
 pub async fn run(command: ImportCommand) -> Result<()> {
     match command {
-        ImportCommand::Contacts { data, file, map, id_column, email_column, missing, delimiter, json } => {
+        ImportCommand::Contacts { data, file, map, id_column, email_column, missing, delimiter, fire_automations, json } => {
             let state = app_state(open_store(&data).await?).await?;
-            let options = ContactOptions { map, id_column, email_column, missing, delimiter };
+            let options = ContactOptions { map, id_column, email_column, missing, delimiter, historical: !fire_automations };
             let summary = if is_ndjson(&file) {
-                import_contacts_ndjson(&state, &file).await?
+                import_contacts_ndjson(&state, &file, options.historical).await?
             } else {
                 import_contacts(&state, &file, &options).await?
             };
             summary.print("contacts", json);
         }
-        ImportCommand::Events { data, file, json } => {
+        ImportCommand::Events { data, file, fire_automations, json } => {
             let state = app_state(open_store(&data).await?).await?;
-            let summary = import_events(&state, &file).await?;
+            let summary = import_events(&state, &file, fire_automations).await?;
             summary.print("events", json);
         }
     }
@@ -120,7 +126,7 @@ fn is_ndjson(file: &Path) -> bool {
 }
 
 /// One contact per line: `{id?, email?, attributes?, groups?, owner?, created_at?}`.
-fn contact_line(value: &Value) -> Result<ContactUpsert, String> {
+fn contact_line(value: &Value, historical: bool) -> Result<ContactUpsert, String> {
     let object = value.as_object().ok_or("a contact must be a JSON object")?;
     let text = |key: &str| -> Result<Option<String>, String> {
         match object.get(key) {
@@ -141,14 +147,14 @@ fn contact_line(value: &Value) -> Result<ContactUpsert, String> {
         Some(other) => return Err(format!("`groups` must be a list, got {other}")),
     };
     let created_at = text("created_at")?.map(|t| leadscore_server::input::parse_time(&t)).transpose()?;
-    let upsert = ContactUpsert { id: text("id")?, email: text("email")?, attributes, groups, owner: text("owner")?, created_at };
+    let upsert = ContactUpsert { id: text("id")?, email: text("email")?, attributes, groups, owner: text("owner")?, created_at, historical };
     if upsert.id.is_none() && upsert.email.is_none() {
         return Err("no id and no email".into());
     }
     Ok(upsert)
 }
 
-async fn import_contacts_ndjson(state: &Arc<AppState>, file: &Path) -> Result<Summary> {
+async fn import_contacts_ndjson(state: &Arc<AppState>, file: &Path, historical: bool) -> Result<Summary> {
     let reader = open_with_progress(file)?;
     let bar = reader.bar.clone();
     let mut summary = Summary { created: Some(0), ..Summary::default() };
@@ -162,7 +168,7 @@ async fn import_contacts_ndjson(state: &Arc<AppState>, file: &Path) -> Result<Su
             continue;
         }
         summary.rows += 1;
-        let upsert = match serde_json::from_str::<Value>(&text).map_err(|e| format!("not JSON: {e}")).and_then(|v| contact_line(&v)) {
+        let upsert = match serde_json::from_str::<Value>(&text).map_err(|e| format!("not JSON: {e}")).and_then(|v| contact_line(&v, historical)) {
             Ok(upsert) => upsert,
             Err(reason) => {
                 summary.reject(number, reason);
@@ -185,6 +191,8 @@ async fn import_contacts_ndjson(state: &Arc<AppState>, file: &Path) -> Result<Su
 }
 
 struct ContactOptions {
+    /// False with --fire-automations.
+    historical: bool,
     map: Vec<String>,
     id_column: Option<String>,
     email_column: Option<String>,
@@ -272,11 +280,9 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
     }
     let find = |given: &Option<String>, candidates: &[&str]| -> Result<Option<usize>> {
         match given {
-            Some(name) => headers
-                .iter()
-                .position(|h| h == name)
-                .map(Some)
-                .with_context(|| format!("the file has no column {name:?} (columns: {})", headers.join(", "))),
+            Some(name) => {
+                headers.iter().position(|h| h == name).map(Some).with_context(|| format!("the file has no column {name:?} (columns: {})", headers.join(", ")))
+            }
             None => Ok(headers.iter().position(|h| candidates.contains(&attribute_name(h).as_str()))),
         }
     };
@@ -334,7 +340,9 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
         let line = record.position().map_or(line, |p| p.line());
         let mut attributes = Map::new();
         for (i, cell) in record.iter().enumerate() {
-            let Some(Some(name)) = attribute_names.get(i) else { continue };
+            let Some(Some(name)) = attribute_names.get(i) else {
+                continue;
+            };
             if missing.contains(&cell.trim()) {
                 continue;
             }
@@ -362,7 +370,7 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
             },
             None => None,
         };
-        let upsert = ContactUpsert { id, email, attributes, groups: Vec::new(), owner: None, created_at };
+        let upsert = ContactUpsert { id, email, attributes, groups: Vec::new(), owner: None, created_at, historical: options.historical };
         let store = state.store.clone();
         let models = models.clone();
         tasks.spawn(async move { (line, store.upsert_contact(upsert, &models, now).await.map(|(_, created)| created).map_err(|e| e.to_string())) });
@@ -393,7 +401,7 @@ async fn collect_one(tasks: &mut tokio::task::JoinSet<(u64, Result<bool, String>
     Ok(())
 }
 
-async fn import_events(state: &Arc<AppState>, file: &Path) -> Result<Summary> {
+async fn import_events(state: &Arc<AppState>, file: &Path, fire_automations: bool) -> Result<Summary> {
     let is_csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let reader = open_with_progress(file)?;
     let bar = reader.bar.clone();
@@ -441,7 +449,7 @@ async fn import_events(state: &Arc<AppState>, file: &Path) -> Result<Summary> {
             object.insert("properties".into(), Value::Object(properties));
             push(line, Value::Object(object), &mut summary, &mut batch);
             if batch.len() >= 1000 {
-                flush(state, &mut batch, &mut summary).await?;
+                flush(state, &mut batch, &mut summary, fire_automations).await?;
             }
         }
     } else {
@@ -460,21 +468,21 @@ async fn import_events(state: &Arc<AppState>, file: &Path) -> Result<Summary> {
                 }
             }
             if batch.len() >= 1000 {
-                flush(state, &mut batch, &mut summary).await?;
+                flush(state, &mut batch, &mut summary, fire_automations).await?;
             }
         }
     }
-    flush(state, &mut batch, &mut summary).await?;
+    flush(state, &mut batch, &mut summary, fire_automations).await?;
     bar.finish_and_clear();
     Ok(summary)
 }
 
-async fn flush(state: &Arc<AppState>, batch: &mut Vec<(u64, NewEvent)>, summary: &mut Summary) -> Result<()> {
+async fn flush(state: &Arc<AppState>, batch: &mut Vec<(u64, NewEvent)>, summary: &mut Summary, fire_automations: bool) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
     let events: Vec<NewEvent> = batch.iter().map(|(_, e)| e.clone()).collect();
-    let outcomes = state.store.ingest(events, &state.models(), state.now()).await.context("storing a batch of events failed")?;
+    let outcomes = state.store.ingest_with(events, &state.models(), state.now(), fire_automations).await.context("storing a batch of events failed")?;
     for outcome in outcomes {
         match outcome.status {
             leadscore_store::IngestStatus::Stored => summary.imported += 1,

@@ -192,9 +192,10 @@ pub async fn open_store(data: &DataArgs) -> Result<Arc<dyn Store>> {
             return Ok(Arc::new(store));
         }
         Some(url) => {
-            let file = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).with_context(|| {
-                format!("unsupported database URL {:?}; use sqlite://FILE or postgres://…", redact(&url))
-            })?;
+            let file = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .with_context(|| format!("unsupported database URL {:?}; use sqlite://FILE or postgres://…", redact(&url)))?;
             // A data directory (as --data takes) means the database file inside it.
             let path = PathBuf::from(file);
             if path.is_dir() { path.join("leadscore.db") } else { path }
@@ -240,7 +241,33 @@ pub async fn app_state(store: Arc<dyn Store>) -> Result<Arc<AppState>> {
             other => Some(other.parse().with_context(|| format!("LEADSCORE_RATE_LIMIT: {other:?} is not a number of requests per second (or off)"))?),
         };
     }
+    if let Some(every) = env_span("LEADSCORE_SCHEDULER_INTERVAL")? {
+        config.scheduler_interval = every;
+    }
+    if let Some(base) = env_span("LEADSCORE_DELIVERY_BACKOFF")? {
+        config.delivery_backoff = base;
+    }
+    if let Ok(text) = std::env::var("LEADSCORE_DELIVERY_ATTEMPTS") {
+        config.delivery_attempts =
+            text.trim().parse().ok().filter(|n| *n >= 1).with_context(|| format!("LEADSCORE_DELIVERY_ATTEMPTS: {text:?} is not a positive number"))?;
+    }
+    config.allow_private_webhooks = std::env::var("LEADSCORE_ALLOW_PRIVATE_WEBHOOKS").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "no" | "off"));
+    config.smtp_url = std::env::var("LEADSCORE_SMTP_URL").ok().filter(|u| !u.trim().is_empty());
+    if let Ok(from) = std::env::var("LEADSCORE_SMTP_FROM") {
+        config.smtp_from = from;
+    }
     AppState::new(store, system_clock(), config).await.context("cannot load the live models")
+}
+
+/// A duration (`30s`, `1m`, `2h`) from the environment.
+fn env_span(variable: &str) -> Result<Option<std::time::Duration>> {
+    match std::env::var(variable) {
+        Err(_) => Ok(None),
+        Ok(text) => {
+            let span = leadscore_core::Span::parse(&text).map_err(|e| anyhow::anyhow!("{variable}: {e}"))?;
+            Ok(Some(std::time::Duration::from_millis(span.millis() as u64)))
+        }
+    }
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -401,7 +428,13 @@ async fn apply_automations(data: &DataArgs, file: &std::path::Path) -> Result<()
 
 async fn list_automations(data: &DataArgs, json: bool) -> Result<()> {
     let store = open_store(data).await?;
-    let items: Vec<serde_json::Value> = store.list_automations().await?.iter().map(leadscore_server::automations::overview).collect();
+    let stats = store.run_stats(chrono::Utc::now().timestamp_millis()).await?;
+    let items: Vec<serde_json::Value> = store
+        .list_automations()
+        .await?
+        .iter()
+        .map(|record| leadscore_server::automations::overview(record, stats.iter().find(|s| s.automation == record.name)))
+        .collect();
     if json {
         println!("{}", serde_json::json!({ "automations": items }));
         return Ok(());
@@ -422,6 +455,8 @@ async fn list_automations(data: &DataArgs, json: bool) -> Result<()> {
         println!("  limits   {}", text(&item["limits"]));
         let actions: Vec<String> = item["actions"].as_array().map(|a| a.iter().map(text).collect()).unwrap_or_default();
         println!("  actions  {}", actions.join("; "));
+        let last = item["last_fired_at"].as_str().unwrap_or("never");
+        println!("  runs     {} in the last day, {} in the last week; last fired {last}", item["runs"]["last_day"], item["runs"]["last_week"]);
     }
     Ok(())
 }
@@ -430,10 +465,8 @@ async fn list_automations(data: &DataArgs, json: bool) -> Result<()> {
 pub async fn rescore_with_progress(state: &Arc<AppState>, name: &str) -> Result<()> {
     let published = state.model(name).with_context(|| format!("no live model {name:?}"))?;
     let total = state.store.count_contacts().await?;
-    let mut job = state
-        .store
-        .create_job(leadscore_store::NewJob { kind: "rescore".into(), model: name.into(), version: published.version, total }, state.now())
-        .await?;
+    let mut job =
+        state.store.create_job(leadscore_store::NewJob { kind: "rescore".into(), model: name.into(), version: published.version, total }, state.now()).await?;
     let bar = progress_bar(total, &format!("rescoring {name} v{}", published.version));
     let started = std::time::Instant::now();
     while leadscore_server::models::rescore_step(state, &mut job).await? {
@@ -459,8 +492,7 @@ async fn score(data: &DataArgs, id: &str, at: Option<&str>, json: bool) -> Resul
     let contact = state.store.get_contact(id).await?.with_context(|| format!("no contact {id:?}"))?;
     let cards = leadscore_server::contacts::current_cards(&state, &contact, at).await.map_err(|e| anyhow::anyhow!(e.message))?;
     if json {
-        let scores: serde_json::Map<String, serde_json::Value> =
-            cards.iter().map(|(m, c)| (m.name.clone(), serde_json::json!(c))).collect();
+        let scores: serde_json::Map<String, serde_json::Value> = cards.iter().map(|(m, c)| (m.name.clone(), serde_json::json!(c))).collect();
         println!("{}", serde_json::json!({ "id": contact.id, "email": contact.email, "scores": scores }));
         return Ok(());
     }

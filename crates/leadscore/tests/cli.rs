@@ -14,13 +14,7 @@ fn leadscore(dir: &Path, args: &[&str]) -> Output {
     if args.first() != Some(&"model") || args.get(1) != Some(&"validate") {
         command.arg("--data").arg(dir);
     }
-    let output = command
-        .env("LEADSCORE_LOG", "warn")
-        .env_remove("LEADSCORE_DATABASE_URL")
-        .env_remove("LEADSCORE_DATA")
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let output = command.env("LEADSCORE_LOG", "warn").env_remove("LEADSCORE_DATABASE_URL").env_remove("LEADSCORE_DATA").current_dir(dir).output().unwrap();
     output
 }
 
@@ -72,11 +66,7 @@ fn import_apply_rescore_score_work_without_a_server() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let contacts = d.join("contacts.csv");
-    std::fs::write(
-        &contacts,
-        "Email,Company Size,Plan\nann@acme.com,250,pro\nnot-an-email,10,free\nbob@beta.io,NA,free\n,5,free\n",
-    )
-    .unwrap();
+    std::fs::write(&contacts, "Email,Company Size,Plan\nann@acme.com,250,pro\nnot-an-email,10,free\nbob@beta.io,NA,free\n,5,free\n").unwrap();
     let summary = json(&ok(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
     assert_eq!(summary["imported"], 2, "{summary}");
     let lines: Vec<u64> = summary["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
@@ -89,10 +79,13 @@ fn import_apply_rescore_score_work_without_a_server() {
     std::fs::write(
         &events,
         concat!(
-            r#"{"messageId":"e1","type":"page","email":"ann@acme.com","properties":{"path":"/pricing"},"timestamp":"2026-05-01T10:00:00Z"}"#, "\n",
-            r#"{"messageId":"e2","type":"page","email":"bob@beta.io","properties":{"path":"/pricing"},"timestamp":"2026-05-01T10:00:00"}"#, "\n",
+            r#"{"messageId":"e1","type":"page","email":"ann@acme.com","properties":{"path":"/pricing"},"timestamp":"2026-05-01T10:00:00Z"}"#,
+            "\n",
+            r#"{"messageId":"e2","type":"page","email":"bob@beta.io","properties":{"path":"/pricing"},"timestamp":"2026-05-01T10:00:00"}"#,
+            "\n",
             "not json\n",
-            r#"{"messageId":"e3","type":"page","email":"bob@beta.io","properties":{"path":"/pricing"},"timestamp":"2026-05-02T10:00:00Z"}"#, "\n",
+            r#"{"messageId":"e3","type":"page","email":"bob@beta.io","properties":{"path":"/pricing"},"timestamp":"2026-05-02T10:00:00Z"}"#,
+            "\n",
         ),
     )
     .unwrap();
@@ -268,7 +261,7 @@ fn automation_apply_then_list() {
     assert_eq!(names, ["Austin hot leads", "Nurture ladder", "Quarterly client touch", "Sales-qualified handoff"]);
     assert_eq!(items[0]["trigger"], "hot: at least 20 activity points within 1d");
     assert_eq!(items[0]["filter"], "in group austin");
-    assert!(items.iter().all(|a| a["enabled"] == true && a["runs"].is_null()), "{listed}");
+    assert!(items.iter().all(|a| a["enabled"] == true && a["runs"]["total"] == 0 && a["last_fired_at"].is_null()), "{listed}");
     let text = ok(d, &["automation", "list"]);
     assert!(text.contains("Austin hot leads (enabled)") && text.contains("trigger  hot: at least 20"), "{text}");
 

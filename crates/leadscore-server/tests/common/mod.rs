@@ -83,6 +83,12 @@ macro_rules! both_backends {
 }
 pub(crate) use both_backends;
 
+/// The configuration tests run with: the default, except that webhooks may go to the
+/// test's own receivers on 127.0.0.1.
+pub fn test_config() -> ServerConfig {
+    ServerConfig { allow_private_webhooks: true, ..ServerConfig::default() }
+}
+
 /// What a server keeps to clean its database up.
 enum Database {
     Sqlite(TempDir),
@@ -109,7 +115,7 @@ fn unique_schema() -> String {
 impl TestServer {
     /// Boots a server on a free port with an empty SQLite database and the clock at `T0`.
     pub async fn start() -> TestServer {
-        Self::start_configured(ServerConfig::default()).await
+        Self::start_configured(test_config()).await
     }
 
     /// Like `start`, with a server configuration of the test's own.
@@ -122,11 +128,16 @@ impl TestServer {
     /// Boots a server on a fresh PostgreSQL schema (dropped when the server is), or None
     /// when `LEADSCORE_TEST_POSTGRES_URL` is not set.
     pub async fn start_postgres() -> Option<TestServer> {
+        Self::start_postgres_configured(test_config()).await
+    }
+
+    /// Like `start_postgres`, with a server configuration of the test's own.
+    pub async fn start_postgres_configured(config: ServerConfig) -> Option<TestServer> {
         let url = std::env::var(POSTGRES_URL_VARIABLE).ok().filter(|u| !u.trim().is_empty())?;
         let schema = unique_schema();
         // A small pool: tests run in parallel against one PostgreSQL.
         let store = PostgresStore::connect_with_pool_size(&url, Some(&schema), 4).await.unwrap();
-        Some(Self::start_with(Arc::new(store), Database::Postgres(url, schema), ServerConfig::default()).await)
+        Some(Self::start_with(Arc::new(store), Database::Postgres(url, schema), config).await)
     }
 
     async fn start_with(store: Arc<dyn leadscore_store::Store>, database: Database, config: ServerConfig) -> TestServer {
@@ -194,10 +205,8 @@ impl TestServer {
 
     /// PUT /api/v1/models/{name} with a TOML body.
     pub async fn put_model(&self, name: &str, toml: &str) -> Reply {
-        let request = self
-            .request(Method::PUT, &format!("/api/v1/models/{name}"), Some(ADMIN_KEY))
-            .header("content-type", "application/toml")
-            .body(toml.to_string());
+        let request =
+            self.request(Method::PUT, &format!("/api/v1/models/{name}"), Some(ADMIN_KEY)).header("content-type", "application/toml").body(toml.to_string());
         self.send(request).await
     }
 
@@ -258,10 +267,7 @@ fn drop_schema(url: String, schema: String) {
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
             let connection = tokio::spawn(connection);
             // A background job of the stopped server may still hold a lock for a moment.
-            let result = client
-                .batch_execute(&format!("SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                .await
-                .map_err(|e| e.to_string());
+            let result = client.batch_execute(&format!("SET lock_timeout = '20s'; DROP SCHEMA IF EXISTS {schema} CASCADE")).await.map_err(|e| e.to_string());
             drop(client);
             let _ = connection.await;
             result
@@ -329,4 +335,85 @@ pub fn platform_contact(id: &str, attributes: Value) -> Value {
     let mut attributes = attributes;
     attributes["product_interest"] = json!("platform");
     json!({ "id": id, "attributes": attributes })
+}
+
+/// A webhook receiver on 127.0.0.1: records every request (headers and body) and answers
+/// with the status the test sets.
+pub struct Receiver {
+    pub url: String,
+    pub received: Arc<std::sync::Mutex<Vec<Received>>>,
+    status: Arc<std::sync::atomic::AtomicU16>,
+    arrived: Arc<tokio::sync::Notify>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: std::collections::HashMap<String, String>,
+    pub body: String,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+}
+
+impl Receiver {
+    pub async fn start(status: u16) -> Receiver {
+        use axum::extract::State as AxState;
+        type Shared = (Arc<std::sync::Mutex<Vec<Received>>>, Arc<std::sync::atomic::AtomicU16>, Arc<tokio::sync::Notify>);
+        async fn record(
+            AxState((received, status, arrived)): AxState<Shared>,
+            uri: axum::http::Uri,
+            headers: axum::http::HeaderMap,
+            body: String,
+        ) -> axum::http::StatusCode {
+            let headers = headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect();
+            received.lock().unwrap().push(Received { path: uri.path().to_string(), headers, body });
+            arrived.notify_waiters();
+            axum::http::StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap()
+        }
+        let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(status));
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let app = axum::Router::new().fallback(record).with_state((received.clone(), status.clone(), arrived.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Receiver { url, received, status, arrived, _shutdown: shutdown }
+    }
+
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `count` requests arrived (the server's delivery worker sends
+    /// them in the background); panics after `timeout`.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.arrived.notified();
+            let requests = self.requests();
+            if requests.len() >= count {
+                return requests;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("expected {count} webhook request(s) within {timeout:?}, got {}", self.requests().len());
+            }
+        }
+    }
 }

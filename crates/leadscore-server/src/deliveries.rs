@@ -1,0 +1,117 @@
+//! The outbox over HTTP (F16): list deliveries by state, read one with its attempts, and
+//! send one again by hand.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use leadscore_store::Scope;
+use leadscore_store::runner::{Channel, Delivery, DeliveryAttempt, DeliveryQuery, DeliveryState};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::input::{format_time, parse_time};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/deliveries", get(list_deliveries)).route("/deliveries/{id}", get(get_delivery)).route("/deliveries/{id}/retry", post(retry_delivery))
+}
+
+pub fn delivery_json(delivery: &Delivery) -> Value {
+    let (channel, target, extra) = match &delivery.channel {
+        Channel::Webhook { url, secret_ref, body } => {
+            let payload = serde_json::from_str::<Value>(body).unwrap_or_else(|_| Value::String(body.clone()));
+            ("webhook", url.clone(), json!({ "secret_ref": secret_ref, "payload": payload }))
+        }
+        Channel::Email { to, subject, body } => ("email", to.clone(), json!({ "subject": subject, "body": body })),
+    };
+    let mut out = json!({
+        "id": delivery.id,
+        "channel": channel,
+        "target": target,
+        "type": delivery.event_type,
+        "automation": delivery.automation,
+        "run_id": delivery.run_id,
+        "contact": delivery.contact_id,
+        "state": delivery.state,
+        "attempts": delivery.attempts,
+        "next_attempt_at": delivery.next_attempt_at.map(format_time),
+        "last_status": delivery.last_status,
+        "last_error": delivery.last_error,
+        "created_at": format_time(delivery.created_at),
+        "updated_at": format_time(delivery.updated_at),
+        "delivered_at": delivery.delivered_at.map(format_time),
+    });
+    if let (Some(out), Some(extra)) = (out.as_object_mut(), extra.as_object()) {
+        out.extend(extra.clone());
+    }
+    out
+}
+
+fn attempt_json(attempt: &DeliveryAttempt) -> Value {
+    json!({
+        "at": format_time(attempt.at),
+        "success": attempt.success,
+        "status": attempt.status,
+        "error": attempt.error,
+        "duration_ms": attempt.duration_ms,
+    })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    automation: Option<String>,
+    limit: Option<usize>,
+    /// `created_at,id` of the last delivery of the previous page.
+    cursor: Option<String>,
+}
+
+async fn list_deliveries(State(state): State<Arc<AppState>>, principal: Principal, Query(query): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let wanted = match query.state.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some(text) => Some(
+            DeliveryState::parse(text)
+                .ok_or_else(|| ApiError::invalid(format!("state {text:?} is not one of pending, delivered, failed (dead-lettered), all")))?,
+        ),
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit must be between 1 and 1000"));
+    }
+    let before = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(cursor) => {
+            let (at, id) = cursor.split_once(',').ok_or_else(|| ApiError::invalid("cursor must be the next_cursor of the previous page"))?;
+            Some((parse_time(at).map_err(ApiError::invalid)?, id.to_string()))
+        }
+    };
+    let deliveries = state.store.list_deliveries(&DeliveryQuery { state: wanted, automation: query.automation, before, limit }).await?;
+    let next_cursor = (deliveries.len() == limit).then(|| deliveries.last().map(|d| format!("{},{}", format_time(d.created_at), d.id))).flatten();
+    let counts: serde_json::Map<String, Value> = state.store.count_deliveries().await?.into_iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect();
+    Ok(Json(json!({
+        "deliveries": deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+        "counts": counts,
+    })))
+}
+
+async fn get_delivery(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let (delivery, attempts) = state.store.get_delivery(&id).await?.ok_or_else(|| ApiError::not_found(format!("no delivery {id:?}")))?;
+    let mut out = delivery_json(&delivery);
+    out["attempt_log"] = json!(attempts.iter().map(attempt_json).collect::<Vec<_>>());
+    Ok(Json(out))
+}
+
+async fn retry_delivery(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Admin)?;
+    let delivery = state.store.retry_delivery(&id, state.now()).await?.ok_or_else(|| ApiError::not_found(format!("no delivery {id:?}")))?;
+    tracing::info!(delivery = %id, "delivery queued again by hand");
+    state.runtime.wake_delivery.notify_one();
+    Ok(Json(delivery_json(&delivery)))
+}

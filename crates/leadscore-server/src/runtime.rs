@@ -1,0 +1,374 @@
+//! Running automations: the compiled automation set, and the workers that evaluate queued
+//! contacts, find cold ones (the scheduler), build CRM sync batches and deliver the
+//! outbox. Each worker's step is a plain async function that tests call; the loops in
+//! [`spawn_workers`] only add timing and wake-ups.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use leadscore_core::automation::{Automation, Trigger};
+use leadscore_delivery::{AttemptResult, Mailer, RetryPolicy, TargetGuard, WebhookSender};
+use leadscore_store::runner::{AutomationSet, Channel, Delivery, DeliveryAttempt, LiveAutomation, RunRecord};
+use leadscore_store::{Millis, StoreError};
+use tokio::sync::Notify;
+
+use crate::{AppState, ServerConfig};
+
+/// How many contacts one evaluation transaction takes.
+const EVALUATION_CHUNK: usize = 200;
+/// How many deliveries one worker step claims, and for how long.
+const DELIVERY_CHUNK: usize = 16;
+const DELIVERY_LEASE_MS: Millis = 60 * 1000;
+
+pub struct Runtime {
+    automations: RwLock<Arc<AutomationSet>>,
+    /// Rung after every write that may have queued contacts.
+    pub wake_evaluator: Notify,
+    /// Rung after runs or sync batches wrote deliveries.
+    pub wake_delivery: Notify,
+    /// This process's name in leases and delivery claims.
+    pub worker_id: String,
+    webhooks: WebhookSender,
+    /// The mailer, or why there is none (e-mail deliveries fail with that reason).
+    mailer: Result<Mailer, String>,
+    retry: RetryPolicy,
+}
+
+impl Runtime {
+    pub fn new(config: &ServerConfig) -> Self {
+        let mailer = match &config.smtp_url {
+            Some(url) => Mailer::from_url(url, &config.smtp_from).map_err(|e| format!("LEADSCORE_SMTP_URL cannot be used: {e}")),
+            None => Err("no SMTP server is configured (set LEADSCORE_SMTP_URL)".to_string()),
+        };
+        let worker_id = format!("{}-{}", hostname(), leadscore_store::runner::new_id("w"));
+        Self {
+            automations: RwLock::new(Arc::new(Vec::new())),
+            wake_evaluator: Notify::new(),
+            wake_delivery: Notify::new(),
+            worker_id,
+            webhooks: WebhookSender::new(TargetGuard { allow_private: config.allow_private_webhooks }, WebhookSender::DEFAULT_TIMEOUT),
+            mailer,
+            retry: RetryPolicy { base: config.delivery_backoff, max_attempts: config.delivery_attempts.max(1) },
+        }
+    }
+
+    pub fn automations(&self) -> Arc<AutomationSet> {
+        self.automations.read().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| format!("pid{}", std::process::id()))
+}
+
+impl AppState {
+    /// Re-reads and compiles the automations (after a change, and now and then for changes
+    /// made through another process).
+    pub async fn reload_automations(&self) -> Result<(), StoreError> {
+        let mut set: AutomationSet = Vec::new();
+        for record in self.store.list_automations().await? {
+            match Automation::from_value(record.definition.clone()) {
+                Ok(mut automation) => {
+                    automation.enabled = record.enabled;
+                    set.push(Arc::new(LiveAutomation { automation, updated_at: record.updated_at }));
+                }
+                Err(err) => {
+                    tracing::error!(automation = %record.name, error = %err, "stored automation no longer parses; skipped")
+                }
+            }
+        }
+        if let Ok(mut automations) = self.runtime.automations.write() {
+            *automations = Arc::new(set);
+        }
+        Ok(())
+    }
+}
+
+/// Evaluates the given contacts now (ingest calls this for the contacts it touched, so a
+/// hot lead's automation has fired when the API call returns).
+pub async fn evaluate_contacts(state: &AppState, contact_ids: Vec<String>) -> Result<Vec<RunRecord>, StoreError> {
+    let automations = state.runtime.automations();
+    if contact_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runs = state.store.evaluate_contacts(contact_ids, false, &automations, &state.models(), state.now()).await?;
+    after_runs(state, &runs);
+    Ok(runs)
+}
+
+fn after_runs(state: &AppState, runs: &[RunRecord]) {
+    for run in runs {
+        metrics::counter!("leadscore_automation_runs_total", "automation" => run.automation.clone()).increment(1);
+        tracing::info!(automation = %run.automation, contact = %run.contact_id, run = %run.id, "automation fired");
+    }
+    if runs.iter().any(|r| r.actions.iter().any(|a| a.get("delivery").is_some())) {
+        state.runtime.wake_delivery.notify_one();
+    }
+}
+
+/// One evaluator step: evaluates up to one chunk of queued contacts. Returns how many.
+pub async fn evaluate_step(state: &AppState) -> Result<usize, StoreError> {
+    let ids = state.store.queued_contacts(EVALUATION_CHUNK).await?;
+    let count = ids.len();
+    if count > 0 {
+        let automations = state.runtime.automations();
+        let runs = state.store.evaluate_contacts(ids, false, &automations, &state.models(), state.now()).await?;
+        after_runs(state, &runs);
+    }
+    Ok(count)
+}
+
+/// Evaluates queued contacts until the queue is empty (tests and the loop use it).
+pub async fn drain_queue(state: &AppState) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let done = evaluate_step(state).await?;
+        total += done;
+        if done == 0 {
+            return Ok(total);
+        }
+    }
+}
+
+/// What one scheduler tick did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedulerReport {
+    /// False when another process holds the scheduler lease.
+    pub ran: bool,
+    pub contacts: u64,
+    pub runs: u64,
+}
+
+/// One scheduler tick: under the `scheduler` lease (one process at a time), walks the
+/// contacts old enough for some cold trigger and judges the cold triggers for them.
+pub async fn scheduler_step(state: &AppState) -> Result<SchedulerReport, StoreError> {
+    let now = state.now();
+    let lease = (state.config.scheduler_interval.as_millis() as Millis * 2).max(30_000);
+    if !state.store.try_lease("scheduler", &state.runtime.worker_id, lease, now).await? {
+        return Ok(SchedulerReport::default());
+    }
+    let automations = state.runtime.automations();
+    let shortest = automations
+        .iter()
+        .filter(|a| a.automation.enabled)
+        .filter_map(|a| match a.automation.trigger {
+            Trigger::Cold { within, .. } => Some(within.millis()),
+            _ => None,
+        })
+        .min();
+    let mut report = SchedulerReport { ran: true, ..SchedulerReport::default() };
+    let Some(shortest) = shortest else {
+        return Ok(report);
+    };
+    let mut cursor = None;
+    loop {
+        let ids = state.store.contacts_created_before(cursor.take(), now - shortest, EVALUATION_CHUNK).await?;
+        let Some(last) = ids.last().cloned() else {
+            break;
+        };
+        report.contacts += ids.len() as u64;
+        let runs = state.store.evaluate_contacts(ids, true, &automations, &state.models(), now).await?;
+        report.runs += runs.len() as u64;
+        after_runs(state, &runs);
+        cursor = Some(last);
+    }
+    Ok(report)
+}
+
+/// One CRM sync step: `score.changed` batches for contacts whose debounce has passed.
+pub async fn sync_step(state: &AppState) -> Result<u64, StoreError> {
+    let sent = state.store.sync_step(100, state.now()).await?;
+    if sent > 0 {
+        metrics::counter!("leadscore_sync_contacts_total").increment(sent);
+        state.runtime.wake_delivery.notify_one();
+    }
+    Ok(sent)
+}
+
+/// What one delivery step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub attempted: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub dead: u64,
+}
+
+/// The signing secret of a webhook: the named secret stored through the API, else
+/// `LEADSCORE_SECRET_<NAME>` from the environment. Without a `secret_ref`, the secret
+/// named `default` signs when there is one.
+async fn resolve_secret(state: &AppState, secret_ref: Option<&str>) -> Result<Option<String>, String> {
+    let name = secret_ref.unwrap_or("default");
+    if let Some(value) = state.store.get_secret(name).await.map_err(|e| e.to_string())? {
+        return Ok(Some(value));
+    }
+    let variable = format!("LEADSCORE_SECRET_{}", name.to_uppercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
+    match std::env::var(&variable) {
+        Ok(value) if !value.is_empty() => Ok(Some(value)),
+        _ if secret_ref.is_none() => Ok(None),
+        _ => Err(format!("no secret named {name:?}: store it with PUT /api/v1/secrets/{name} or set {variable}")),
+    }
+}
+
+/// Sends one delivery (one attempt).
+pub async fn attempt(state: &AppState, delivery: &Delivery) -> AttemptResult {
+    match &delivery.channel {
+        Channel::Webhook { url, secret_ref, body } => {
+            let secret = match resolve_secret(state, secret_ref.as_deref()).await {
+                Ok(secret) => secret,
+                Err(error) => {
+                    return AttemptResult { success: false, status: None, error: Some(error), duration_ms: 0 };
+                }
+            };
+            // The header carries the real time of sending (receivers reject stale
+            // timestamps); the body keeps the time the message was created.
+            let timestamp = chrono::Utc::now().timestamp();
+            state.runtime.webhooks.send(url, &delivery.id, timestamp, body.as_bytes(), secret.as_deref()).await
+        }
+        Channel::Email { to, subject, body } => match &state.runtime.mailer {
+            Ok(mailer) => mailer.send(to, subject, body).await,
+            Err(reason) => AttemptResult { success: false, status: None, error: Some(reason.clone()), duration_ms: 0 },
+        },
+    }
+}
+
+/// One delivery step: claims due deliveries, attempts each once, records the outcome and
+/// the next attempt (exponential backoff with jitter) or the dead letter.
+pub async fn delivery_step(state: &Arc<AppState>) -> Result<DeliveryReport, StoreError> {
+    let worker = &state.runtime.worker_id;
+    let claimed = state.store.claim_deliveries(worker, DELIVERY_CHUNK, DELIVERY_LEASE_MS, state.now()).await?;
+    let mut report = DeliveryReport::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for delivery in claimed {
+        // Attempts run concurrently: one slow receiver must not hold up the others.
+        let state = state.clone();
+        tasks.spawn(async move {
+            let result = attempt(&state, &delivery).await;
+            (delivery, result)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((delivery, result)) = joined else {
+            continue;
+        };
+        report.attempted += 1;
+        let now = state.now();
+        let failed_attempts = delivery.attempts + 1;
+        let retry_at = if result.success || state.runtime.retry.gives_up_after(failed_attempts) {
+            None
+        } else {
+            let delay = state.runtime.retry.delay_after(failed_attempts, rand::random::<f64>());
+            Some(now + delay.as_millis() as Millis)
+        };
+        if result.success {
+            report.delivered += 1;
+        } else if retry_at.is_some() {
+            report.failed += 1;
+        } else {
+            report.dead += 1;
+        }
+        let outcome = if result.success {
+            "delivered"
+        } else if retry_at.is_some() {
+            "retrying"
+        } else {
+            "dead_lettered"
+        };
+        metrics::counter!("leadscore_deliveries_total", "outcome" => outcome).increment(1);
+        tracing::info!(delivery = %delivery.id, outcome, status = ?result.status, error = ?result.error, "delivery attempt");
+        let attempt = DeliveryAttempt { at: now, success: result.success, status: result.status, error: result.error, duration_ms: result.duration_ms };
+        state.store.record_attempt(&delivery.id, worker, attempt, retry_at).await?;
+    }
+    Ok(report)
+}
+
+/// Starts the evaluator, scheduler, CRM sync and delivery loops.
+pub fn spawn_workers(state: Arc<AppState>) {
+    let evaluator = state.clone();
+    tokio::spawn(async move {
+        loop {
+            match evaluate_step(&evaluator).await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(err) => tracing::error!(error = %err, "automation evaluation failed"),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), evaluator.runtime.wake_evaluator.notified()).await;
+        }
+    });
+    let deliverer = state.clone();
+    tokio::spawn(async move {
+        loop {
+            match delivery_step(&deliverer).await {
+                Ok(report) if report.attempted > 0 => continue,
+                Ok(_) => {}
+                Err(err) => tracing::error!(error = %err, "delivery step failed"),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), deliverer.runtime.wake_delivery.notified()).await;
+        }
+    });
+    let syncer = state.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = sync_step(&syncer).await {
+                tracing::error!(error = %err, "CRM sync step failed");
+            }
+        }
+    });
+    let scheduler = state.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(scheduler.config.scheduler_interval.max(Duration::from_millis(100)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match scheduler_step(&scheduler).await {
+                Ok(report) if report.ran => tracing::debug!(contacts = report.contacts, runs = report.runs, "scheduler tick"),
+                Ok(_) => {}
+                Err(err) => tracing::error!(error = %err, "scheduler tick failed"),
+            }
+        }
+    });
+}
+
+/// After a write that stored events: evaluates the touched contacts right away, so a hot
+/// lead's automation has fired when the call returns. The events are stored whatever
+/// happens here: a failed evaluation is logged and left to the evaluator loop (the
+/// contacts stay queued).
+pub async fn after_ingest(state: &AppState, outcomes: &[leadscore_store::IngestOutcome]) {
+    if state.runtime.automations().iter().all(|a| !a.automation.enabled) {
+        return;
+    }
+    let mut ids: Vec<String> = outcomes.iter().filter(|o| o.status == leadscore_store::IngestStatus::Stored).map(|o| o.contact_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    for chunk in ids.chunks(EVALUATION_CHUNK) {
+        if let Err(err) = evaluate_contacts(state, chunk.to_vec()).await {
+            tracing::error!(error = %err, "automation evaluation after ingest failed; the evaluator retries");
+            state.runtime.wake_evaluator.notify_one();
+            return;
+        }
+    }
+}
+
+/// After a write that may have queued contacts (upserts, patches, merges, bulk updates).
+pub fn contacts_changed(state: &AppState) {
+    state.runtime.wake_evaluator.notify_one();
+}
+
+/// After an API write to one contact: evaluates it right away (a PATCH that lifts the fit
+/// over a threshold hands the lead off before the call returns).
+pub async fn after_contact_write(state: &AppState, contact_id: &str) {
+    if state.runtime.automations().iter().all(|a| !a.automation.enabled) {
+        return;
+    }
+    if let Err(err) = evaluate_contacts(state, vec![contact_id.to_string()]).await {
+        tracing::error!(error = %err, contact = %contact_id, "automation evaluation failed; the evaluator retries");
+        state.runtime.wake_evaluator.notify_one();
+    }
+}

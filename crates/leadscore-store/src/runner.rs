@@ -1,0 +1,825 @@
+//! Running automations, the part every backend shares: from what happened to a contact
+//! (its queued entries) and the per-automation state, decide which automations fire
+//! ([`plan`]), then turn the runs into effects — contact changes, outbox deliveries, log
+//! entries, team cursor moves ([`execute`]). Pure: the backend loads the inputs and writes
+//! the effects in one transaction, under the contact's write lock, so two evaluations of
+//! one contact never interleave and a `max = 1` automation cannot fire twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use leadscore_core::ScoreCard;
+use leadscore_core::automation::{
+    Action, AssignStrategy, Automation, Direction, FilterInput, ScoreField, Trigger, cold_holds, hot_fires, limits_allow, threshold_step,
+};
+use leadscore_core::scorer::activity_history;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::scoring::ScoringEvent;
+use crate::types::{ContactRecord, Millis, ModelSet};
+
+/// An automation that is live, compiled once by the server and shared by every evaluation.
+#[derive(Debug)]
+pub struct LiveAutomation {
+    pub automation: Automation,
+    /// When the definition was stored: contacts seen before it get their trigger state
+    /// initialised from what they looked like before the change that woke them.
+    pub updated_at: Millis,
+}
+
+pub type AutomationSet = Vec<Arc<LiveAutomation>>;
+
+/// One thing that happened to a contact since its automations were last evaluated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueEntry {
+    pub seq: i64,
+    /// A new activity event (hot and event triggers look at these).
+    pub event: Option<QueuedEvent>,
+    /// The contact's cards before the change, per model: threshold and band triggers of a
+    /// contact without state compare against these, so the first change they see can fire.
+    pub before: Option<BTreeMap<String, ScoreCard>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueuedEvent {
+    #[serde(rename = "t")]
+    pub timestamp: Millis,
+    #[serde(rename = "m")]
+    pub message_id: String,
+    #[serde(rename = "n")]
+    pub name: String,
+}
+
+/// What an automation remembers about one contact.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AutomationState {
+    /// Threshold and cold triggers: whether the next crossing fires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub armed: Option<bool>,
+    /// Band triggers: the band last seen (`seen` tells "no band" from "never looked").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seen: bool,
+    /// Times of recent runs, for the limits (pruned to the longest limit window).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Millis>,
+    /// Nurture actions: the track the contact is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<String>,
+}
+
+/// What the planner needs to know about one contact.
+pub struct PlanInput<'a> {
+    pub contact: &'a ContactRecord,
+    pub models: &'a ModelSet,
+    pub automations: &'a AutomationSet,
+    /// In queue order.
+    pub queued: &'a [QueueEntry],
+    pub states: &'a HashMap<String, AutomationState>,
+    /// Every activity event of the contact in scoring order, when [`needs_events`] said so.
+    pub events: Option<&'a [ScoringEvent]>,
+    /// The scheduler asks: look for cold contacts too.
+    pub check_cold: bool,
+    pub now: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedRun {
+    pub automation: String,
+    pub reason: Value,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub runs: Vec<PlannedRun>,
+    /// Every state that changed, to write back.
+    pub states: Vec<(String, AutomationState)>,
+}
+
+/// The model an automation reads: its own, or the contact's only (first) scored model.
+fn model_of<'a>(automation: &'a Automation, contact: &'a ContactRecord) -> Option<&'a str> {
+    match &automation.model {
+        Some(model) => Some(model.as_str()),
+        None => contact.scores.keys().next().map(String::as_str),
+    }
+}
+
+fn admits(automation: &Automation, contact: &ContactRecord, band: Option<&str>) -> bool {
+    automation.filter.admits(&FilterInput { attributes: &contact.attributes, groups: &contact.groups, owner: contact.owner.as_deref(), band })
+}
+
+fn band_of<'a>(contact: &'a ContactRecord, model: Option<&str>) -> Option<&'a str> {
+    model.and_then(|m| contact.scores.get(m)).and_then(|row| row.card.band.as_deref())
+}
+
+/// Whether the planner will need the contact's events: a hot trigger with new events to
+/// judge, or a cold trigger whose window holds events (an idle contact needs none).
+pub fn needs_events(automations: &AutomationSet, contact: &ContactRecord, queued: &[QueueEntry], check_cold: bool, now: Millis) -> bool {
+    automations.iter().filter(|a| a.automation.enabled).any(|live| {
+        let automation = &live.automation;
+        let band = band_of(contact, model_of(automation, contact));
+        match automation.trigger {
+            Trigger::Hot { .. } => queued.iter().any(|q| q.event.is_some()) && admits(automation, contact, band),
+            Trigger::Cold { within, .. } => {
+                (check_cold || queued.iter().any(|q| q.event.is_some())) && contact.last_event_at.is_some_and(|t| t > now - within.millis())
+            }
+            _ => false,
+        }
+    })
+}
+
+/// Awards of the contact's events under a model, as (timestamp, messageId, points).
+fn awards(model: &leadscore_core::Model, events: &[ScoringEvent]) -> Vec<(Millis, String, f64)> {
+    activity_history(model, events.iter().map(ScoringEvent::as_ref), Millis::MAX)
+        .into_iter()
+        .map(|step| (step.timestamp, step.message_id, step.points))
+        .collect()
+}
+
+fn score_value(card: &ScoreCard, field: &ScoreField) -> f64 {
+    match field {
+        ScoreField::Fit => card.fit,
+        ScoreField::Activity => card.activity,
+        ScoreField::Total => card.total,
+    }
+}
+
+fn crossed(direction: &Direction, value: f64, score: f64) -> bool {
+    match direction {
+        Direction::Above => score >= value,
+        Direction::Below => score <= value,
+    }
+}
+
+/// The cards the contact had before the first queued change, per model.
+fn before_card<'a>(queued: &'a [QueueEntry], model: &str) -> Option<Option<&'a ScoreCard>> {
+    queued.iter().find_map(|q| q.before.as_ref()).map(|before| before.get(model))
+}
+
+/// Decides which automations fire for one contact.
+pub fn plan(input: &PlanInput<'_>) -> Plan {
+    let contact = input.contact;
+    let now = input.now;
+    let mut plan = Plan::default();
+    for live in input.automations.iter().filter(|a| a.automation.enabled) {
+        let automation = &live.automation;
+        // A scheduler visit (nothing queued) only judges cold triggers: the others react
+        // to changes, and there is none.
+        if input.queued.is_empty() && !matches!(automation.trigger, Trigger::Cold { .. }) {
+            continue;
+        }
+        let model_name = model_of(automation, contact);
+        let row = model_name.and_then(|m| contact.scores.get(m));
+        let band = row.and_then(|r| r.card.band.as_deref());
+        let prior = input.states.get(&automation.name);
+        let mut state = prior.cloned().unwrap_or_default();
+        let mut reasons: Vec<Value> = Vec::new();
+        match &automation.trigger {
+            Trigger::Event { name } => {
+                for event in input.queued.iter().filter_map(|q| q.event.as_ref()).filter(|e| &e.name == name) {
+                    reasons.push(json!({ "trigger": "event", "event": { "name": event.name, "message_id": event.message_id, "timestamp": event.timestamp } }));
+                }
+            }
+            Trigger::Hot { points, within } => {
+                let new_events: Vec<&QueuedEvent> = input.queued.iter().filter_map(|q| q.event.as_ref()).collect();
+                if let (Some(model), Some(events), false) = (model_name.and_then(|m| find_model(input.models, m)), input.events, new_events.is_empty()) {
+                    let awards = awards(model, events);
+                    for event in new_events {
+                        // A late event whose window has long closed did not make the contact hot now.
+                        if event.timestamp <= now - within.millis() {
+                            continue;
+                        }
+                        let key = (event.timestamp, event.message_id.as_str());
+                        let in_window = |t: Millis| t > event.timestamp - within.millis() && t <= event.timestamp;
+                        let before: f64 = awards.iter().filter(|(t, m, _)| in_window(*t) && (*t, m.as_str()) < key).map(|a| a.2).sum();
+                        let own: f64 = awards.iter().filter(|(t, m, _)| *t == event.timestamp && m == &event.message_id).map(|a| a.2).sum();
+                        if hot_fires(*points, before, before + own) {
+                            reasons.push(json!({
+                                "trigger": "hot",
+                                "points": leadscore_core::scorer::round2(before + own),
+                                "needed": points,
+                                "within": within.to_string(),
+                                "event": { "name": event.name, "message_id": event.message_id, "timestamp": event.timestamp },
+                            }));
+                        }
+                    }
+                }
+            }
+            Trigger::Threshold { score, direction, value, rearm } => {
+                if let (Some(model), Some(row)) = (model_name, row) {
+                    let current = score_value(&row.card, score);
+                    let armed = state.armed.unwrap_or_else(|| match before_card(input.queued, model) {
+                        // Seen before: armed unless it was already past the line.
+                        Some(Some(before)) => !crossed(direction, *value, score_value(before, score)),
+                        // A contact that had no score under the model: its first score counts.
+                        Some(None) => true,
+                        // Woken without a before-picture (the scheduler): judge from now on.
+                        None => !crossed(direction, *value, current),
+                    });
+                    let (fires, armed_after) = threshold_step(direction, *value, *rearm, armed, current);
+                    state.armed = Some(armed_after);
+                    if fires {
+                        let field = match score {
+                            ScoreField::Fit => "fit",
+                            ScoreField::Activity => "activity",
+                            ScoreField::Total => "total",
+                        };
+                        let way = match direction {
+                            Direction::Above => "above",
+                            Direction::Below => "below",
+                        };
+                        reasons.push(json!({ "trigger": "threshold", "score": field, way: value, "value": current, "model": model }));
+                    }
+                }
+            }
+            Trigger::Band { model: band_model, to } => {
+                let model = band_model.as_deref().or(model_name);
+                if let Some(model) = model {
+                    let current = contact.scores.get(model).and_then(|r| r.card.band.clone());
+                    let previous =
+                        if state.seen { Some(state.band.clone()) } else { before_card(input.queued, model).map(|card| card.and_then(|c| c.band.clone())) };
+                    // Without a state or a before-picture the contact is only being met: nothing changed.
+                    if let Some(previous) = previous
+                        && previous != current
+                        && current.is_some()
+                        && to.as_ref().is_none_or(|to| current.as_ref() == Some(to))
+                    {
+                        reasons.push(json!({ "trigger": "band", "model": model, "from": previous, "to": current }));
+                    }
+                    state.seen = true;
+                    state.band = current;
+                }
+            }
+            Trigger::Cold { points, within } => {
+                if let Some(model) = model_name.and_then(|m| find_model(input.models, m)) {
+                    let idle = contact.last_event_at.is_none_or(|t| t <= now - within.millis());
+                    let window_points = if idle {
+                        Some(0.0)
+                    } else {
+                        input.events.map(|events| awards(model, events).iter().filter(|(t, _, _)| *t > now - within.millis() && *t <= now).map(|a| a.2).sum())
+                    };
+                    if let Some(window_points) = window_points {
+                        let holds = cold_holds(*points, *within, contact.created_at, window_points, now);
+                        let armed = state.armed.unwrap_or(true);
+                        if holds && armed && (input.check_cold || prior.is_some()) {
+                            reasons.push(json!({
+                                "trigger": "cold",
+                                "points": leadscore_core::scorer::round2(window_points),
+                                "below": points,
+                                "within": within.to_string(),
+                            }));
+                            state.armed = Some(false);
+                        } else if window_points >= *points || state.armed.is_none() {
+                            // Points again re-arm it; a first visit starts armed.
+                            state.armed = Some(true);
+                        }
+                    }
+                }
+            }
+        }
+        let limit_window =
+            [automation.limits.max.map(|(_, per)| per.millis()), automation.limits.cooldown.map(|c| c.millis())].into_iter().flatten().max().unwrap_or(0);
+        state.runs.retain(|t| *t > now - limit_window);
+        if !reasons.is_empty() && admits(automation, contact, band) {
+            for reason in reasons {
+                if !limits_allow(&automation.limits, &state.runs, now) {
+                    break;
+                }
+                if limit_window > 0 {
+                    state.runs.push(now);
+                }
+                plan.runs.push(PlannedRun { automation: automation.name.clone(), reason, actions: automation.actions.clone() });
+            }
+        }
+        if prior != Some(&state) {
+            plan.states.push((automation.name.clone(), state));
+        }
+    }
+    plan
+}
+
+fn find_model<'a>(models: &'a ModelSet, name: &str) -> Option<&'a leadscore_core::Model> {
+    models.iter().find(|m| m.name == name).map(|m| &m.model)
+}
+
+/// A sales team: who gets leads, and where round robin stands.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Team {
+    pub name: String,
+    pub members: Vec<String>,
+    /// How many leads the team was given; the next goes to `members[cursor % len]`.
+    pub cursor: u64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A webhook endpoint subscribed to event types (`score.changed`, `nurture.changed`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Subscription {
+    pub name: String,
+    pub url: String,
+    pub secret_ref: Option<String>,
+    pub events: Vec<String>,
+    /// score.changed: leadscore field → the receiver's field name (e.g. total → lead_score__c).
+    pub fields: BTreeMap<String, String>,
+    /// score.changed: how long a contact's changes are gathered before they are sent.
+    pub debounce_ms: Millis,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A message for the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewDelivery {
+    /// Also the `webhook-id`, the same on every attempt.
+    pub id: String,
+    pub channel: Channel,
+    pub event_type: String,
+    pub automation: Option<String>,
+    pub run_id: Option<String>,
+    pub contact_id: Option<String>,
+    pub created_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Channel {
+    /// `body` is the exact JSON that is signed and sent.
+    Webhook {
+        url: String,
+        secret_ref: Option<String>,
+        body: String,
+    },
+    Email {
+        to: String,
+        subject: String,
+        body: String,
+    },
+}
+
+/// A run as recorded.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub automation: String,
+    pub contact_id: String,
+    pub at: Millis,
+    pub reason: Value,
+    /// One outcome per action, in order.
+    pub actions: Vec<Value>,
+}
+
+/// Everything one evaluation writes, besides the states.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub runs: Vec<RunRecord>,
+    pub deliveries: Vec<NewDelivery>,
+    /// Contact log entries (kind, data).
+    pub log: Vec<(String, Value)>,
+    /// Whether attributes, groups or owner changed (the contact is saved and fit rescored).
+    pub contact_changed: bool,
+    /// Teams whose cursor moved.
+    pub teams: Vec<Team>,
+}
+
+/// Random ids for runs and deliveries: a prefix and 27 base62 characters (like Svix ids).
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let tail: String = (0..27).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    format!("{prefix}_{tail}")
+}
+
+/// The contact as automations send it: what a receiver needs to act without calling back.
+pub fn contact_payload(contact: &ContactRecord) -> Value {
+    let scores: Map<String, Value> =
+        contact.scores.iter().map(|(model, row)| (model.clone(), serde_json::to_value(&row.card).unwrap_or(Value::Null))).collect();
+    json!({
+        "id": contact.id,
+        "email": contact.email,
+        "attributes": contact.attributes,
+        "groups": contact.groups,
+        "owner": contact.owner,
+        "status": contact.status,
+        "scores": scores,
+    })
+}
+
+/// The JSON body of a Standard Webhooks message.
+pub fn webhook_body(event_type: &str, at: Millis, data: Value) -> String {
+    let timestamp = chrono_like_rfc3339(at);
+    json!({ "type": event_type, "timestamp": timestamp, "data": data }).to_string()
+}
+
+/// RFC 3339 in UTC with milliseconds, without pulling a time crate into the store.
+pub fn chrono_like_rfc3339(millis: Millis) -> String {
+    let secs = millis.div_euclid(1000);
+    let ms = millis.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+}
+
+/// Replaces `{{ path }}` by the value at that dotted path of `context` (strings bare,
+/// other values as JSON, missing as nothing).
+pub fn render(template: &str, context: &Value) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start + 2..].find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let path = rest[start + 2..start + 2 + end].trim();
+        let mut value = Some(context);
+        for part in path.split('.') {
+            value = value.and_then(|v| v.get(part));
+        }
+        match value {
+            Some(Value::String(s)) => out.push_str(s),
+            Some(Value::Null) | None => {}
+            // Scores are floats; people read 10, not 10.0.
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|x| x.fract() == 0.0 && x.abs() < 1e15) => {
+                out.push_str(&(n.as_f64().unwrap_or_default() as i64).to_string())
+            }
+            Some(other) => out.push_str(&other.to_string()),
+        }
+        rest = &rest[start + 2 + end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Everything [`execute`] needs besides the runs.
+pub struct ExecuteInput<'a> {
+    pub teams: &'a mut HashMap<String, Team>,
+    pub subscriptions: &'a [Subscription],
+    /// Nurture tracks per automation, updated as nurture actions run.
+    pub states: &'a mut Vec<(String, AutomationState)>,
+    pub prior_states: &'a HashMap<String, AutomationState>,
+    pub now: Millis,
+}
+
+/// Carries out the planned runs on the contact (in memory) and lists what to write.
+pub fn execute(runs: Vec<PlannedRun>, contact: &mut ContactRecord, mut input: ExecuteInput<'_>) -> Effects {
+    let now = input.now;
+    let mut effects = Effects::default();
+    for planned in runs {
+        let run_id = new_id("run");
+        let mut outcomes = Vec::with_capacity(planned.actions.len());
+        for action in &planned.actions {
+            let outcome = match action {
+                Action::Webhook { url, secret_ref } => {
+                    let id = new_id("msg");
+                    let data = json!({
+                        "automation": planned.automation,
+                        "run_id": run_id,
+                        "reason": planned.reason,
+                        "contact": contact_payload(contact),
+                    });
+                    effects.deliveries.push(NewDelivery {
+                        id: id.clone(),
+                        channel: Channel::Webhook { url: url.clone(), secret_ref: secret_ref.clone(), body: webhook_body("automation.fired", now, data) },
+                        event_type: "automation.fired".into(),
+                        automation: Some(planned.automation.clone()),
+                        run_id: Some(run_id.clone()),
+                        contact_id: Some(contact.id.clone()),
+                        created_at: now,
+                    });
+                    json!({ "action": "webhook", "outcome": "queued", "delivery": id, "url": url })
+                }
+                Action::Email { to, subject, body } => {
+                    let address = if to == "owner" { contact.owner.clone() } else { Some(to.clone()) };
+                    match address.filter(|a| a.contains('@')) {
+                        None => {
+                            json!({ "action": "email", "outcome": "skipped", "error": "the contact has no owner with an e-mail address" })
+                        }
+                        Some(address) => {
+                            let context = json!({
+                                "contact": contact_payload(contact),
+                                "automation": { "name": planned.automation },
+                                "reason": planned.reason,
+                            });
+                            let subject = render(subject, &context);
+                            let default_body =
+                                format!("{} fired for {}.\n\nWhy: {}\n", planned.automation, contact.email.as_deref().unwrap_or(&contact.id), planned.reason);
+                            let body = body.as_deref().map_or(default_body, |b| render(b, &context));
+                            let id = new_id("msg");
+                            effects.deliveries.push(NewDelivery {
+                                id: id.clone(),
+                                channel: Channel::Email { to: address.clone(), subject, body },
+                                event_type: "automation.fired".into(),
+                                automation: Some(planned.automation.clone()),
+                                run_id: Some(run_id.clone()),
+                                contact_id: Some(contact.id.clone()),
+                                created_at: now,
+                            });
+                            json!({ "action": "email", "outcome": "queued", "delivery": id, "to": address })
+                        }
+                    }
+                }
+                Action::Assign(strategy) => {
+                    let team_name = match strategy {
+                        AssignStrategy::RoundRobin { team } => Some(team.clone()),
+                        AssignStrategy::ByAttribute { attribute, teams, fallback } => {
+                            let value = contact.attributes.get(attribute).map(|v| match v {
+                                Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            });
+                            value.and_then(|v| teams.get(&v).cloned()).or_else(|| fallback.clone())
+                        }
+                    };
+                    match team_name.as_ref().and_then(|name| input.teams.get_mut(name)) {
+                        Some(team) if !team.members.is_empty() => {
+                            let owner = team.members[(team.cursor % team.members.len() as u64) as usize].clone();
+                            team.cursor += 1;
+                            team.updated_at = now;
+                            effects.teams.retain(|t| t.name != team.name);
+                            effects.teams.push(team.clone());
+                            let previous = contact.owner.replace(owner.clone());
+                            effects.contact_changed = true;
+                            effects.log.push((
+                                "assigned".into(),
+                                json!({ "automation": planned.automation, "run_id": run_id, "team": team.name, "owner": owner, "previous": previous }),
+                            ));
+                            json!({ "action": "assign", "outcome": "done", "team": team.name, "owner": owner })
+                        }
+                        Some(team) => {
+                            json!({ "action": "assign", "outcome": "skipped", "error": format!("team {:?} has no members", team.name) })
+                        }
+                        None => {
+                            json!({ "action": "assign", "outcome": "skipped", "error": match team_name {
+                            Some(name) => format!("no team {name:?}"),
+                            None => "no team for this contact's attribute value and no fallback".to_string(),
+                        } })
+                        }
+                    }
+                }
+                Action::Set { attribute, value } => {
+                    let previous = contact.attributes.insert(attribute.clone(), value.clone());
+                    effects.contact_changed |= previous.as_ref() != Some(value);
+                    effects.log.push((
+                        "automation_set".into(),
+                        json!({ "automation": planned.automation, "run_id": run_id, "set": { attribute: value }, "attributes": contact.attributes }),
+                    ));
+                    json!({ "action": "set", "outcome": "done", "attribute": attribute, "value": value })
+                }
+                Action::AddGroup { group } => {
+                    if !contact.groups.contains(group) {
+                        contact.groups.push(group.clone());
+                        effects.contact_changed = true;
+                    }
+                    json!({ "action": "add_group", "outcome": "done", "group": group })
+                }
+                Action::RemoveGroup { group } => {
+                    let before = contact.groups.len();
+                    contact.groups.retain(|g| g != group);
+                    effects.contact_changed |= before != contact.groups.len();
+                    json!({ "action": "remove_group", "outcome": "done", "group": group })
+                }
+                Action::Nurture { track_per_band } => nurture(&planned, &run_id, track_per_band, contact, &mut input, &mut effects, now),
+            };
+            outcomes.push(outcome);
+        }
+        effects.runs.push(RunRecord {
+            id: run_id,
+            automation: planned.automation,
+            contact_id: contact.id.clone(),
+            at: now,
+            reason: planned.reason,
+            actions: outcomes,
+        });
+    }
+    if effects.contact_changed {
+        contact.updated_at = now;
+    }
+    effects
+}
+
+/// Moves the contact to the track of its new band; "" (or a band not listed) leaves every
+/// track. The track is kept in the automation's state and mirrored in the contact's
+/// `nurture_track` attribute (so lists and filters can use it); subscribers of
+/// `nurture.changed` are told.
+fn nurture(
+    planned: &PlannedRun,
+    run_id: &str,
+    track_per_band: &BTreeMap<String, String>,
+    contact: &mut ContactRecord,
+    input: &mut ExecuteInput<'_>,
+    effects: &mut Effects,
+    now: Millis,
+) -> Value {
+    let band = contact
+        .scores
+        .get(planned.reason.get("model").and_then(Value::as_str).unwrap_or_default())
+        .and_then(|row| row.card.band.clone())
+        .or_else(|| planned.reason.get("to").and_then(Value::as_str).map(str::to_string));
+    let target = band.as_ref().and_then(|b| track_per_band.get(b)).filter(|t| !t.is_empty()).cloned();
+    let position = input.states.iter().position(|(name, _)| name == &planned.automation);
+    let mut state = match position {
+        Some(index) => input.states[index].1.clone(),
+        None => input.prior_states.get(&planned.automation).cloned().unwrap_or_default(),
+    };
+    let previous = state.track.clone();
+    if previous == target {
+        return json!({ "action": "nurture", "outcome": "unchanged", "track": target });
+    }
+    state.track = target.clone();
+    match position {
+        Some(index) => input.states[index].1 = state,
+        None => input.states.push((planned.automation.clone(), state)),
+    }
+    match &target {
+        Some(track) => contact.attributes.insert("nurture_track".into(), Value::String(track.clone())),
+        None => contact.attributes.remove("nurture_track"),
+    };
+    effects.contact_changed = true;
+    effects.log.push(("nurture".into(), json!({ "automation": planned.automation, "run_id": run_id, "from": previous, "to": target })));
+    for subscription in input.subscriptions.iter().filter(|s| s.events.iter().any(|e| e == "nurture.changed")) {
+        let data = json!({ "contact": contact_payload(contact), "automation": planned.automation, "from": previous, "to": target, "band": band });
+        effects.deliveries.push(NewDelivery {
+            id: new_id("msg"),
+            channel: Channel::Webhook {
+                url: subscription.url.clone(),
+                secret_ref: subscription.secret_ref.clone(),
+                body: webhook_body("nurture.changed", now, data),
+            },
+            event_type: "nurture.changed".into(),
+            automation: Some(planned.automation.clone()),
+            run_id: Some(run_id.to_string()),
+            contact_id: Some(contact.id.clone()),
+            created_at: now,
+        });
+    }
+    json!({ "action": "nurture", "outcome": "done", "from": previous, "to": target })
+}
+
+/// A delivery in the outbox, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub id: String,
+    pub channel: Channel,
+    pub event_type: String,
+    pub automation: Option<String>,
+    pub run_id: Option<String>,
+    pub contact_id: Option<String>,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Millis>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub delivered_at: Option<Millis>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Waiting for its next attempt (never tried, or failed and not yet given up).
+    Pending,
+    Delivered,
+    /// Dead-lettered after the last attempt; only a manual retry sends it again.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => DeliveryState::Pending,
+            "delivered" => DeliveryState::Delivered,
+            "failed" => DeliveryState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One attempt's result, as the delivery worker reports it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeliveryAttempt {
+    pub at: Millis,
+    pub success: bool,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunQuery {
+    pub automation: Option<String>,
+    pub contact_id: Option<String>,
+    /// Newest first; continue before this (at, id).
+    pub before: Option<(Millis, String)>,
+    pub limit: usize,
+}
+
+/// Per automation: when it last fired and how often lately (the overview, F17).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RunStats {
+    pub automation: String,
+    pub last_fired_at: Option<Millis>,
+    pub runs_last_day: u64,
+    pub runs_last_week: u64,
+    pub runs_total: u64,
+}
+
+/// What the delivery list asks for.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryQuery {
+    pub state: Option<DeliveryState>,
+    pub automation: Option<String>,
+    /// Newest first; continue before this (created_at, id).
+    pub before: Option<(Millis, String)>,
+    pub limit: usize,
+}
+
+/// The score fields a `score.changed` subscription sends for one contact, under the
+/// receiver's names: `fields` maps `fit|activity|total|band|flames|grade|quadrant`
+/// (optionally `MODEL.field`) to the receiver's name; empty sends every field as is,
+/// per model.
+pub fn sync_snapshot(subscription: &Subscription, contact: &ContactRecord) -> Map<String, Value> {
+    let card_field = |card: &ScoreCard, field: &str| -> Option<Value> {
+        Some(match field {
+            "fit" => json!(card.fit),
+            "activity" => json!(card.activity),
+            "total" => json!(card.total),
+            "band" => json!(card.band),
+            "flames" => json!(card.flames),
+            "grade" => json!(card.grade),
+            "quadrant" => json!(card.quadrant),
+            _ => return None,
+        })
+    };
+    let mut out = Map::new();
+    if subscription.fields.is_empty() {
+        for (model, row) in &contact.scores {
+            out.insert(model.clone(), serde_json::to_value(&row.card).unwrap_or(Value::Null));
+        }
+        return out;
+    }
+    for (source, target) in &subscription.fields {
+        let (model, field) = match source.split_once('.') {
+            Some((model, field)) => (Some(model), field),
+            None => (None, source.as_str()),
+        };
+        let row = match model {
+            Some(model) => contact.scores.get(model),
+            None => contact.scores.values().next(),
+        };
+        let value = row.and_then(|r| card_field(&r.card, field)).unwrap_or(Value::Null);
+        out.insert(target.clone(), value);
+    }
+    out
+}
+
+/// Field names a subscription may map from.
+pub const SYNC_FIELDS: &[&str] = &["fit", "activity", "total", "band", "flames", "grade", "quadrant"];
+
+/// One contact in a `score.changed` delivery: its id and e-mail beside the mapped fields.
+pub fn sync_contact(contact: &ContactRecord, snapshot: Map<String, Value>) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), json!(contact.id));
+    out.insert("email".into(), json!(contact.email));
+    out.extend(snapshot);
+    Value::Object(out)
+}
+
+/// A batched `score.changed` delivery for a subscription.
+pub fn sync_delivery(subscription: &Subscription, contacts: Vec<Value>, now: Millis) -> NewDelivery {
+    let data = json!({ "subscription": subscription.name, "contacts": contacts });
+    NewDelivery {
+        id: new_id("msg"),
+        channel: Channel::Webhook {
+            url: subscription.url.clone(),
+            secret_ref: subscription.secret_ref.clone(),
+            body: webhook_body("score.changed", now, data),
+        },
+        event_type: "score.changed".into(),
+        automation: None,
+        run_id: None,
+        contact_id: None,
+        created_at: now,
+    }
+}
