@@ -292,7 +292,9 @@ pub fn spawn_workers(state: Arc<AppState>) {
     tokio::spawn(async move {
         loop {
             match evaluate_step(&evaluator).await {
-                Ok(n) if n > 0 => continue,
+                // A full chunk: more is waiting. (A contact whose evaluation keeps failing stays
+                // queued; it is retried on the next wake-up, not in a busy loop.)
+                Ok(n) if n == EVALUATION_CHUNK => continue,
                 Ok(_) => {}
                 Err(err) => tracing::error!(error = %err, "automation evaluation failed"),
             }
