@@ -458,6 +458,75 @@ async fn private_targets_are_refused(server: TestServer) {
     assert!(receiver.requests().is_empty(), "nothing reached the private address");
 }
 
+// The nurture ladder: every band change moves the contact to its band's track (kept in
+// `nurture_track`), and subscribers hear `nurture.changed`; "" leaves every track.
+async fn nurture_ladder_follows_the_band(server: TestServer) {
+    server.publish("b2b", MODEL).await;
+    let receiver = Receiver::start(200).await;
+    put_json(&server, "/api/v1/webhooks/marketing", &json!({ "url": format!("{}/nurture", receiver.url), "events": ["nurture.changed"] }))
+        .await
+        .expect(StatusCode::CREATED);
+    put_automation(
+        &server,
+        "Nurture ladder",
+        r#"
+name = "Nurture ladder"
+trigger = { band = { model = "b2b" } }
+actions = [ { nurture = { track_per_band = { cold = "education", warm = "case-studies", hot = "" } } } ]
+"#,
+    )
+    .await;
+    server.ingest(page("n1", "n-1", "/docs", T0)).await;
+    assert_eq!(server.contact("n1").await["attributes"]["nurture_track"], "education", "a new contact enters its band's track");
+    // (The clock moves between calls so the run log's newest-first order is the calls' order.)
+    server.set_now(T0 + SECOND);
+    server.ingest(json!({ "batch": [page("n1", "n-2", "/pricing", T0 + 1), page("n1", "n-3", "/pricing", T0 + 2)] })).await;
+    assert_eq!(server.contact("n1").await["attributes"]["nurture_track"], "case-studies", "warm at 30");
+    server.set_now(T0 + 2 * SECOND);
+    server.ingest(json!({ "batch": [page("n1", "n-4", "/pricing", T0 + 3), page("n1", "n-5", "/pricing", T0 + 4)] })).await;
+    let contact = server.contact("n1").await;
+    assert_eq!(contact["scores"]["b2b"]["band"], "hot");
+    assert!(contact["attributes"].get("nurture_track").is_none(), "hot leaves every track: {contact}");
+    let bands: Vec<Value> = runs(&server, "").await.iter().rev().map(|r| r["reason"]["to"].clone()).collect();
+    assert_eq!(bands, [json!("cold"), json!("warm"), json!("hot")]);
+    let requests = receiver.wait_for(3, Duration::from_secs(20)).await;
+    let mut moves: Vec<(Value, Value)> = requests.iter().map(|r| (r.json()["data"]["from"].clone(), r.json()["data"]["to"].clone())).collect();
+    moves.sort_by_key(|m| m.0.to_string());
+    assert_eq!(
+        moves,
+        [(json!("case-studies"), Value::Null), (json!("education"), json!("case-studies")), (Value::Null, json!("education"))],
+        "one nurture.changed per move"
+    );
+    assert!(requests.iter().all(|r| r.json()["type"] == "nurture.changed"));
+}
+
+// A threshold crossed by decay alone is found when the decay sweep moves the stored score.
+async fn decay_alone_crosses_a_threshold(server: TestServer) {
+    let model = MODEL.replace("name = \"b2b\"\n", "name = \"b2b\"\ndecay = { half_life = \"1d\" }\n");
+    server.publish("b2b", &model).await;
+    put_automation(
+        &server,
+        "Cooling down",
+        r#"
+name = "Cooling down"
+trigger = { threshold = { score = "activity", below = 20 } }
+actions = [ { remove_group = { group = "active" } } ]
+"#,
+    )
+    .await;
+    server.create_contact(json!({ "id": "d1", "groups": ["active"] })).await;
+    server.ingest(json!({ "batch": [page("d1", "d-1", "/pricing", T0), page("d1", "d-2", "/pricing", T0)] })).await;
+    assert!(runs(&server, "").await.is_empty(), "30 points: above the line");
+    server.set_now(T0 + 2 * DAY);
+    let swept = leadscore_server::workers::decay_sweep(&server.state).await.unwrap();
+    assert!(swept.changed >= 1);
+    leadscore_server::runtime::drain_queue(&server.state).await.unwrap();
+    let fired = runs(&server, "").await;
+    assert_eq!(fired.len(), 1, "7.5 points after two half-lives: crossed below 20 without any event");
+    assert_eq!(fired[0]["reason"]["value"], 7.5);
+    assert!(server.contact("d1").await["groups"].as_array().unwrap().is_empty(), "remove_group ran");
+}
+
 fn strict() -> ServerConfig {
     ServerConfig { allow_private_webhooks: false, ..ServerConfig::default() }
 }
@@ -468,6 +537,8 @@ common::both_backends!(
     cold_rule_fires_from_the_scheduler,
     secrets_teams_and_subscriptions,
     score_changes_reach_the_crm_with_its_field_names,
+    nurture_ladder_follows_the_band,
+    decay_alone_crosses_a_threshold,
 );
 
 /// Tests that need a configuration of their own, on both backends.

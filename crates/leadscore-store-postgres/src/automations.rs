@@ -68,7 +68,10 @@ impl AutomationStore for PostgresStore {
     }
 
     async fn delete_automation(&self, name: &str) -> StoreResult<bool> {
-        let client = self.client().await?;
-        Ok(client.exec("DELETE FROM automations WHERE name = $1", &[&name]).await? > 0)
+        // Its per-contact state goes with it: a new automation of the same name starts afresh.
+        write_tx!(self, RetryOn::Contention, |tx| {
+            tx.exec("DELETE FROM automation_state WHERE automation = $1", &[&name]).await?;
+            Ok(tx.exec("DELETE FROM automations WHERE name = $1", &[&name]).await? > 0)
+        })
     }
 }

@@ -517,7 +517,7 @@ impl ContactStore for PostgresStore {
         let mut after = String::new();
         loop {
             let (count, last) =
-                write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| { bulk_chunk(self, &tx, &update, condition.as_ref(), &after, models, now).await })?;
+                write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| bulk_chunk(self, &tx, &update, condition.as_ref(), &after, models, now).await)?;
             changed += count;
             match last {
                 Some(last) => after = last,

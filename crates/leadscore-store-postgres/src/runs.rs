@@ -370,7 +370,7 @@ impl RunStore for PostgresStore {
         let mut runs = Vec::new();
         for id in &contact_ids {
             let outcome =
-                write_tx!(self, RetryOn::Contention, |tx| { evaluate_one(self, &tx, id, check_cold, automations, models, &subscriptions, now).await });
+                write_tx!(self, RetryOn::Contention, |tx| evaluate_one(self, &tx, id, check_cold, automations, models, &subscriptions, now).await);
             match outcome {
                 Ok(mut done) => runs.append(&mut done),
                 Err(StoreError::Closed) => return Err(StoreError::Closed),

@@ -82,6 +82,8 @@ impl AutomationStore for SqliteStore {
     async fn delete_automation(&self, name: &str) -> StoreResult<bool> {
         let name = name.to_string();
         self.write(move |conn| {
+            // Its per-contact state goes with it: a new automation of the same name starts afresh.
+            conn.prepare_cached("DELETE FROM automation_state WHERE automation = ?1").and_then(|mut s| s.execute([&name])).map_err(db_err)?;
             let n = conn.prepare_cached("DELETE FROM automations WHERE name = ?1").and_then(|mut s| s.execute([&name])).map_err(db_err)?;
             Ok(n > 0)
         })

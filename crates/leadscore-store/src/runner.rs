@@ -214,8 +214,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     let armed = state.armed.unwrap_or_else(|| match before_card(input.queued, model) {
                         // Seen before: armed unless it was already past the line.
                         Some(Some(before)) => !crossed(direction, *value, score_value(before, score)),
-                        // A contact that had no score under the model: its first score counts.
-                        Some(None) => true,
+                        // A contact that had no score under the model counts as 0 before: a new
+                        // contact at 120 crosses "above 100"; one at 0 does not cross "below 20".
+                        Some(None) => !crossed(direction, *value, 0.0),
                         // Woken without a before-picture (the scheduler): judge from now on.
                         None => !crossed(direction, *value, current),
                     });

@@ -217,10 +217,35 @@ pub async fn load(state: &Arc<leadscore_server::AppState>, people: Vec<ContactUp
     while chunks.peek().is_some() {
         let batch: Vec<NewEvent> = chunks.by_ref().take(1000).collect();
         let n = batch.len() as u64;
-        state.store.ingest(batch, &models, now).await?;
+        // History: the demo's past does not fire its automations.
+        state.store.ingest_with(batch, &models, now, false).await?;
         bar.inc(n);
     }
     bar.finish_and_clear();
+    Ok(())
+}
+
+/// The contract's example automations and the sales teams they assign to. Their webhooks
+/// point at crm.example.com, which does not exist: deliveries show up in the outbox,
+/// retried, until they are pointed at a real endpoint.
+async fn store_example_automations(state: &Arc<leadscore_server::AppState>) -> Result<()> {
+    let now = state.now();
+    for (team, members) in [
+        ("austin-sales", &["ana.austin@example.com", "ben.austin@example.com"][..]),
+        ("na-sales", &["nora.na@example.com", "noah.na@example.com", "nick.na@example.com"][..]),
+        ("emea-sales", &["eva.emea@example.com", "emil.emea@example.com"][..]),
+    ] {
+        state.store.put_team(team, members.iter().map(|m| m.to_string()).collect(), now).await?;
+    }
+    let automations = leadscore_core::automation::Automation::parse_file(leadscore_core::automation::EXAMPLE_AUTOMATIONS_TOML)
+        .map_err(|e| anyhow::anyhow!("the example automations must parse: {e}"))?;
+    let count = automations.len();
+    for automation in automations {
+        let new = leadscore_store::NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
+        state.store.put_automation(new, now).await?;
+    }
+    state.reload_automations().await?;
+    eprintln!("stored the {count} example automations and the teams austin-sales, na-sales, emea-sales");
     Ok(())
 }
 
@@ -241,6 +266,9 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
         let (people, events) = generate(contacts, 42, now);
         eprintln!("generating {} contacts and {} events over 90 days…", people.len(), events.len());
         load(&state, people, events).await?;
+    }
+    if state.store.list_automations().await?.is_empty() {
+        store_example_automations(&state).await?;
     }
     let key_file = data.data.clone().unwrap_or_else(|| "leadscore-demo".into()).join("demo-admin-key.txt");
     let key = match std::env::var("LEADSCORE_ADMIN_KEY") {

@@ -121,6 +121,10 @@ fn demo_generates_a_scored_data_set() {
     let c = json(&ok(d, &["score", "c0000007", "--json"]));
     assert!(c["scores"]["b2b"]["band"].is_string() || c["scores"].as_object().unwrap().is_empty(), "{c}");
     assert!(d.join("demo-admin-key.txt").exists());
+    let automations = json(&ok(d, &["automation", "list", "--json"]));
+    let automations = automations["automations"].as_array().unwrap();
+    assert_eq!(automations.len(), 4, "the contract's example automations come with the demo");
+    assert!(automations.iter().all(|a| a["runs"]["total"] == 0), "the demo's history fires nothing: {automations:?}");
 }
 
 /// `leadscore migrate` copies a demo installation into a second SQLite directory: the
