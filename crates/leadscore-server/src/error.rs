@@ -49,6 +49,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::Invalid(m) => ApiError::invalid(m),
             StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down"),
+            StoreError::Stale(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{m}; try again")),
             StoreError::Backend(m) => {
                 tracing::error!(error = %m, "storage error");
                 ApiError::internal("a storage error occurred; see the server log")

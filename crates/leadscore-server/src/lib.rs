@@ -57,6 +57,9 @@ pub struct ServerConfig {
     pub delivery_backoff: std::time::Duration,
     /// Attempts before a delivery is dead-lettered.
     pub delivery_attempts: u32,
+    /// How long a claimed delivery stays with its process; after a crash, another process
+    /// takes it once this has passed (LEADSCORE_DELIVERY_LEASE). Longer than a send can take.
+    pub delivery_lease: std::time::Duration,
     /// Allows webhook targets in loopback/private ranges (LEADSCORE_ALLOW_PRIVATE_WEBHOOKS).
     pub allow_private_webhooks: bool,
     /// SMTP server for e-mail actions (LEADSCORE_SMTP_URL), and the sender address.
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             scheduler_interval: std::time::Duration::from_secs(60),
             delivery_backoff: std::time::Duration::from_secs(30),
             delivery_attempts: 10,
+            delivery_lease: std::time::Duration::from_secs(60),
             allow_private_webhooks: false,
             smtp_url: None,
             smtp_from: "leadscore@localhost".into(),
@@ -153,7 +157,11 @@ impl AppState {
         if let Some(key) = admin_key {
             let hash = auth::hash_key(key);
             if self.store.find_key_by_hash(&hash).await?.is_none() {
-                self.store.insert_key(admin_record("admin (LEADSCORE_ADMIN_KEY)", key, now)).await?;
+                match self.store.insert_key(admin_record("admin (LEADSCORE_ADMIN_KEY)", key, now)).await {
+                    // Several processes starting together with the same key: one stores it.
+                    Err(StoreError::Conflict(_)) if self.store.find_key_by_hash(&hash).await?.is_some() => {}
+                    other => other?,
+                }
             }
             return Ok(None);
         }

@@ -16,9 +16,8 @@ use crate::{AppState, ServerConfig};
 
 /// How many contacts one evaluation transaction takes.
 const EVALUATION_CHUNK: usize = 200;
-/// How many deliveries one worker step claims, and for how long.
+/// How many deliveries one worker step claims.
 const DELIVERY_CHUNK: usize = 16;
-const DELIVERY_LEASE_MS: Millis = 60 * 1000;
 
 pub struct Runtime {
     automations: RwLock<Arc<AutomationSet>>,
@@ -91,13 +90,26 @@ impl AppState {
 /// Evaluates the given contacts now (ingest calls this for the contacts it touched, so a
 /// hot lead's automation has fired when the API call returns).
 pub async fn evaluate_contacts(state: &AppState, contact_ids: Vec<String>) -> Result<Vec<RunRecord>, StoreError> {
-    let automations = state.runtime.automations();
     if contact_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let runs = state.store.evaluate_contacts(contact_ids, false, &automations, &state.models(), state.now()).await?;
+    let runs = evaluate_current(state, contact_ids, false, state.now()).await?;
     after_runs(state, &runs);
     Ok(runs)
+}
+
+/// Evaluates with this process's automations; when the store says they are stale (changed
+/// through another process), reloads them and evaluates again.
+async fn evaluate_current(state: &AppState, contact_ids: Vec<String>, check_cold: bool, now: Millis) -> Result<Vec<RunRecord>, StoreError> {
+    let automations = state.runtime.automations();
+    match state.store.evaluate_contacts(contact_ids.clone(), check_cold, &automations, &state.models(), now).await {
+        Err(StoreError::Stale(_)) => {
+            state.reload_automations().await?;
+            let automations = state.runtime.automations();
+            state.store.evaluate_contacts(contact_ids, check_cold, &automations, &state.models(), now).await
+        }
+        other => other,
+    }
 }
 
 fn after_runs(state: &AppState, runs: &[RunRecord]) {
@@ -115,8 +127,7 @@ pub async fn evaluate_step(state: &AppState) -> Result<usize, StoreError> {
     let ids = state.store.queued_contacts(EVALUATION_CHUNK).await?;
     let count = ids.len();
     if count > 0 {
-        let automations = state.runtime.automations();
-        let runs = state.store.evaluate_contacts(ids, false, &automations, &state.models(), state.now()).await?;
+        let runs = evaluate_current(state, ids, false, state.now()).await?;
         after_runs(state, &runs);
     }
     Ok(count)
@@ -171,7 +182,7 @@ pub async fn scheduler_step(state: &AppState) -> Result<SchedulerReport, StoreEr
             break;
         };
         report.contacts += ids.len() as u64;
-        let runs = state.store.evaluate_contacts(ids, true, &automations, &state.models(), now).await?;
+        let runs = evaluate_current(state, ids, true, now).await?;
         report.runs += runs.len() as u64;
         after_runs(state, &runs);
         cursor = Some(last);
@@ -240,7 +251,8 @@ pub async fn attempt(state: &AppState, delivery: &Delivery) -> AttemptResult {
 /// the next attempt (exponential backoff with jitter) or the dead letter.
 pub async fn delivery_step(state: &Arc<AppState>) -> Result<DeliveryReport, StoreError> {
     let worker = &state.runtime.worker_id;
-    let claimed = state.store.claim_deliveries(worker, DELIVERY_CHUNK, DELIVERY_LEASE_MS, state.now()).await?;
+    let lease = state.config.delivery_lease.as_millis() as Millis;
+    let claimed = state.store.claim_deliveries(worker, DELIVERY_CHUNK, lease, state.now()).await?;
     let mut report = DeliveryReport::default();
     let mut tasks = tokio::task::JoinSet::new();
     for delivery in claimed {
@@ -341,9 +353,12 @@ pub fn spawn_workers(state: Arc<AppState>) {
 /// After a write that stored events: evaluates the touched contacts right away, so a hot
 /// lead's automation has fired when the call returns. The events are stored whatever
 /// happens here: a failed evaluation is logged and left to the evaluator loop (the
-/// contacts stay queued).
+/// contacts stay queued). Without automations loaded here nothing is evaluated inline;
+/// contacts the store queued anyway (automations stored through another process) go to
+/// the evaluator, which loads them first.
 pub async fn after_ingest(state: &AppState, outcomes: &[leadscore_store::IngestOutcome]) {
     if state.runtime.automations().iter().all(|a| !a.automation.enabled) {
+        state.runtime.wake_evaluator.notify_one();
         return;
     }
     let mut ids: Vec<String> = outcomes.iter().filter(|o| o.status == leadscore_store::IngestStatus::Stored).map(|o| o.contact_id.clone()).collect();

@@ -250,6 +250,13 @@ impl_db!(deadpool_postgres::ClientWrapper);
 impl_db!(deadpool_postgres::Transaction<'_>);
 
 /// Schema names are put into SQL and connection options, so only plain identifiers pass.
+/// The schema named by `-c search_path=NAME` (or `-csearch_path=NAME`) in connection options.
+fn search_path_option(options: &str) -> Option<String> {
+    let at = options.find("search_path=")?;
+    let value: String = options[at + "search_path=".len()..].chars().take_while(|c| !c.is_whitespace() && *c != ',').collect();
+    (!value.is_empty()).then_some(value)
+}
+
 fn valid_schema_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -277,6 +284,10 @@ impl PostgresStore {
 
     pub async fn connect_with_pool_size(url: &str, schema: Option<&str>, pool_size: usize) -> StoreResult<Self> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
+        // A URL that picks its schema (`?options=-csearch_path%3Dname`) gets it created like
+        // a schema given here, instead of failing later with "no schema has been selected".
+        let from_url = if schema.is_none() { config.get_options().and_then(search_path_option) } else { None };
+        let schema = schema.or(from_url.as_deref());
         if let Some(schema) = schema {
             if !valid_schema_name(schema) {
                 return Err(StoreError::Invalid(format!("schema name {schema:?}: use lowercase letters, digits and _")));

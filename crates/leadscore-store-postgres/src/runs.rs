@@ -166,6 +166,17 @@ async fn evaluate_one(
         db.exec("DELETE FROM automation_queue WHERE contact_id = $1", &[&contact_id]).await?;
         return Ok(Vec::new());
     }
+    // Under the contact's lock: an automation change committed before this point is seen
+    // here, and one committed after it comes after this evaluation.
+    let stored: Vec<(String, Millis, bool)> = db
+        .rows("SELECT name, updated_at, enabled FROM automations", &[])
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    if !leadscore_store::runner::is_current(automations, &stored) {
+        return Err(PgError::Store(leadscore_store::runner::stale_automations()));
+    }
     let queued = load_queue(db, contact_id).await?;
     if queued.is_empty() && !check_cold {
         return Ok(Vec::new());
@@ -374,6 +385,7 @@ impl RunStore for PostgresStore {
             match outcome {
                 Ok(mut done) => runs.append(&mut done),
                 Err(StoreError::Closed) => return Err(StoreError::Closed),
+                Err(StoreError::Stale(reason)) => return Err(StoreError::Stale(reason)),
                 // One contact failing (a corrupt row) must not hold up the others.
                 Err(err) => tracing::error!(contact = %id, error = %err, "automation evaluation failed; the contact stays queued"),
             }

@@ -293,6 +293,16 @@ impl RunStore for SqliteStore {
         let automations = automations.clone();
         let models = models.clone();
         self.write(move |conn| {
+            let stored: Vec<(String, Millis, bool)> = conn
+                .prepare_cached("SELECT name, updated_at, enabled FROM automations")
+                .map_err(db_err)?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(db_err)?
+                .collect::<Result<_, _>>()
+                .map_err(db_err)?;
+            if !runner::is_current(&automations, &stored) {
+                return Err(runner::stale_automations());
+            }
             let mut teams: HashMap<String, Team> = load_teams(conn)?.into_iter().map(|t| (t.name.clone(), t)).collect();
             let subscriptions = load_subscriptions(conn)?;
             let evaluation = Evaluation { check_cold, automations: &automations, models: &models, subscriptions: &subscriptions, now };

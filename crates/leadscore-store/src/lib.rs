@@ -26,6 +26,10 @@ pub enum StoreError {
     Invalid(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The caller's view (e.g. its compiled automations) is older than the database:
+    /// reload it and try again. Nothing was written.
+    #[error("stale: {0}")]
+    Stale(String),
     #[error("database error: {0}")]
     Backend(String),
 }
@@ -142,7 +146,9 @@ pub trait RunStore: Send + Sync {
     /// ([`runner::execute`]: contact changes, outbox deliveries, assignments), records
     /// them and the trigger states, and clears the entries. `check_cold` (the scheduler)
     /// also judges cold triggers. Also marks contacts whose synced fields changed for
-    /// `score.changed` subscribers. Returns the runs recorded.
+    /// `score.changed` subscribers. Returns the runs recorded. `StoreError::Stale` when
+    /// `automations` is not the set stored (another process changed it): a stale set must
+    /// not consume queued changes.
     async fn evaluate_contacts(
         &self,
         contact_ids: Vec<String>,

@@ -30,6 +30,21 @@ pub struct LiveAutomation {
 
 pub type AutomationSet = Vec<Arc<LiveAutomation>>;
 
+/// Whether `set` is the stored automations: `stored` lists (name, updated_at, enabled) of
+/// every stored automation. Evaluations check this in their transaction, so a process
+/// that has not yet loaded a change made elsewhere cannot consume changes with old rules.
+pub fn is_current(set: &AutomationSet, stored: &[(String, Millis, bool)]) -> bool {
+    set.len() == stored.len()
+        && stored.iter().all(|(name, updated_at, enabled)| {
+            set.iter().any(|live| &live.automation.name == name && live.updated_at == *updated_at && live.automation.enabled == *enabled)
+        })
+}
+
+/// The error for a stale automation set.
+pub fn stale_automations() -> crate::StoreError {
+    crate::StoreError::Stale("the automations changed since they were loaded".into())
+}
+
 /// One thing that happened to a contact since its automations were last evaluated.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct QueueEntry {

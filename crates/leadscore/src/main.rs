@@ -247,6 +247,9 @@ pub async fn app_state(store: Arc<dyn Store>) -> Result<Arc<AppState>> {
     if let Some(base) = env_span("LEADSCORE_DELIVERY_BACKOFF")? {
         config.delivery_backoff = base;
     }
+    if let Some(lease) = env_span("LEADSCORE_DELIVERY_LEASE")? {
+        config.delivery_lease = lease.max(std::time::Duration::from_secs(1));
+    }
     if let Ok(text) = std::env::var("LEADSCORE_DELIVERY_ATTEMPTS") {
         config.delivery_attempts =
             text.trim().parse().ok().filter(|n| *n >= 1).with_context(|| format!("LEADSCORE_DELIVERY_ATTEMPTS: {text:?} is not a positive number"))?;
