@@ -216,7 +216,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    models::resume_jobs(state.clone()).await;
+    models::spawn_job_worker(state.clone());
     if let Some(every) = state.config.sweep_interval {
         workers::spawn_decay_sweeper(state.clone(), every);
     }

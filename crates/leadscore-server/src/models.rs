@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use leadscore_core::model::{Format, is_valid_name};
 use leadscore_core::{Model, ModelError};
-use leadscore_store::{Job, ModelVersion, NewJob, NewModelVersion, PublishedModel, Scope, StoreError};
+use leadscore_store::{Job, Millis, ModelVersion, NewJob, NewModelVersion, PublishedModel, Scope, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -95,44 +95,78 @@ pub async fn publish(state: &Arc<AppState>, model: Model, source: &str, format: 
     Ok((version, job))
 }
 
-/// Creates a rescore job for the live version of `name` and runs it in the background.
+/// How long a claimed job stays with this process without progress; after a crash,
+/// another process takes it over once this has passed. A chunk takes well under it.
+const JOB_LEASE_MS: Millis = 30_000;
+
+/// Creates a rescore job for the live version of `name`, claims it for this process and
+/// runs it in the background.
 pub async fn start_rescore(state: &Arc<AppState>, name: &str) -> Result<Job, StoreError> {
-    let published = state.model(name).ok_or_else(|| StoreError::NotFound(format!("model {name}")))?;
-    let total = state.store.count_contacts().await?;
-    let job = state
-        .store
-        .create_job(NewJob { kind: "rescore".into(), model: name.into(), version: published.version, total }, state.now())
-        .await?;
-    spawn_job(state.clone(), job.clone());
+    let job = create_claimed_job(state, name).await?;
+    let (state, mut running) = (state.clone(), job.clone());
+    tokio::spawn(async move { run_job(&state, &mut running).await });
     Ok(job)
 }
 
-fn spawn_job(state: Arc<AppState>, mut job: Job) {
-    tokio::spawn(async move {
-        loop {
-            match rescore_step(&state, &mut job).await {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(err) => {
-                    tracing::error!(job = job.id, error = %err, "rescore job failed");
-                    job.state = "failed".into();
-                    job.error = Some(err.to_string());
-                    job.updated_at = state.now();
-                    let _ = state.store.update_job(&job).await;
-                    break;
-                }
-            }
-        }
-    });
+/// Creates a rescore job for the live version of `name`, claimed by this process (the
+/// caller runs it with [`rescore_step`]).
+pub async fn create_claimed_job(state: &AppState, name: &str) -> Result<Job, StoreError> {
+    let published = state.model(name).ok_or_else(|| StoreError::NotFound(format!("model {name}")))?;
+    let total = state.store.count_contacts().await?;
+    let job = state.store.create_job(NewJob { kind: "rescore".into(), model: name.into(), version: published.version, total }, state.now()).await?;
+    let claimed = state.store.claim_job(Some(job.id), &state.runtime.worker_id, JOB_LEASE_MS, state.now()).await?;
+    claimed.ok_or_else(|| StoreError::Conflict(format!("rescore job {} was taken by another process", job.id)))
 }
 
-/// Runs one chunk of a rescore job and records progress. Returns whether work remains.
-/// A job whose model version is no longer live ends as `superseded` (a newer job runs).
+/// Runs a claimed job to its end (or until another process takes it over).
+async fn run_job(state: &AppState, job: &mut Job) {
+    loop {
+        match rescore_step(state, job).await {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(err) => {
+                tracing::error!(job = job.id, error = %err, "rescore job failed");
+                job.state = "failed".into();
+                job.error = Some(err.to_string());
+                job.updated_at = state.now();
+                let _ = state.store.update_claimed_job(job, &state.runtime.worker_id, state.now()).await;
+                break;
+            }
+        }
+    }
+}
+
+/// One step of the job worker: takes an unfinished job nobody holds (queued, or left by
+/// a crashed process whose lease expired) and runs it. Returns whether it ran one.
+pub async fn job_step(state: &AppState) -> Result<bool, StoreError> {
+    let Some(mut job) = state.store.claim_job(None, &state.runtime.worker_id, JOB_LEASE_MS, state.now()).await? else {
+        return Ok(false);
+    };
+    tracing::info!(job = job.id, model = %job.model, done = job.done, "taking over rescore job");
+    if state.model(&job.model).is_none_or(|m| m.version < job.version) {
+        state.reload_models().await?;
+    }
+    run_job(state, &mut job).await;
+    Ok(true)
+}
+
+/// Records a claimed job and extends its lease; false when another process took it over.
+async fn record(state: &AppState, job: &Job) -> Result<bool, StoreError> {
+    let kept = state.store.update_claimed_job(job, &state.runtime.worker_id, state.now() + JOB_LEASE_MS).await?;
+    if !kept {
+        tracing::warn!(job = job.id, "rescore job taken over by another process; stopping here");
+    }
+    Ok(kept)
+}
+
+/// Runs one chunk of a claimed rescore job and records progress. Returns whether work
+/// remains (false also when another process took the job over). A job whose model version
+/// is no longer live ends as `superseded` (a newer job runs).
 pub async fn rescore_step(state: &AppState, job: &mut Job) -> Result<bool, StoreError> {
     let Some(published) = state.model(&job.model).filter(|m| m.version == job.version) else {
         job.state = "superseded".into();
         job.updated_at = state.now();
-        state.store.update_job(job).await?;
+        record(state, job).await?;
         return Ok(false);
     };
     if job.state != "running" {
@@ -145,7 +179,7 @@ pub async fn rescore_step(state: &AppState, job: &mut Job) -> Result<bool, Store
             tracing::info!(job = job.id, %reason, "rescore job superseded");
             job.state = "superseded".into();
             job.updated_at = state.now();
-            state.store.update_job(job).await?;
+            record(state, job).await?;
             state.reload_models().await?;
             return Ok(false);
         }
@@ -166,21 +200,22 @@ pub async fn rescore_step(state: &AppState, job: &mut Job) -> Result<bool, Store
             false
         }
     };
-    state.store.update_job(job).await?;
-    Ok(more)
+    Ok(record(state, job).await? && more)
 }
 
-/// Restarts jobs a previous process left unfinished (they continue from their cursor).
-pub async fn resume_jobs(state: Arc<AppState>) {
-    match state.store.unfinished_jobs().await {
-        Ok(jobs) => {
-            for job in jobs {
-                tracing::info!(job = job.id, model = %job.model, done = job.done, "resuming rescore job");
-                spawn_job(state.clone(), job);
+/// The job worker: takes over unfinished jobs whose process is gone (their cursor says
+/// where to continue), now and every few seconds.
+pub fn spawn_job_worker(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        loop {
+            match job_step(&state).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(err) => tracing::error!(error = %err, "cannot take over a rescore job"),
             }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }
-        Err(err) => tracing::error!(error = %err, "cannot list unfinished jobs"),
-    }
+    });
 }
 
 #[derive(Deserialize)]

@@ -621,13 +621,8 @@ async fn publishing_a_new_version_rescores_existing_contacts(server: TestServer)
     assert_eq!(card(&server.contact("r0").await, "b2b"), expected_card(0.0, 100.0, "hot", 5, "D", "researcher"));
 
     // The rescore job is also a function tests can drive step by step.
-    let published = server.state.model("b2b").unwrap();
-    let mut job = server
-        .state
-        .store
-        .create_job(leadscore_store::NewJob { kind: "rescore".into(), model: "b2b".into(), version: published.version, total: 6 }, server.now())
-        .await
-        .unwrap();
+    let mut job = leadscore_server::models::create_claimed_job(&server.state, "b2b").await.unwrap();
+    assert_eq!(job.total, 6);
     let mut steps = 0;
     while leadscore_server::models::rescore_step(&server.state, &mut job).await.unwrap() {
         steps += 1;

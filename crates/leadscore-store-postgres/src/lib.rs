@@ -68,6 +68,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_automations.sql")),
     (3, include_str!("../migrations/0003_runs.sql")),
+    (4, include_str!("../migrations/0004_job_leases.sql")),
 ];
 
 /// Advisory lock key serialising migrations (and schema creation) of every process.

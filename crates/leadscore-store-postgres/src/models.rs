@@ -474,6 +474,37 @@ impl ScoreStore for PostgresStore {
         Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 
+    async fn claim_job(&self, id: Option<i64>, owner: &str, lease: Millis, now: Millis) -> StoreResult<Option<Job>> {
+        let until = now + lease;
+        write_tx!(self, RetryOn::Contention, |tx| {
+            let row = tx
+                .row_opt(
+                    &format!(
+                        "UPDATE jobs SET lease_owner = $2, lease_until = $3 WHERE id = (
+                           SELECT id FROM jobs WHERE state IN ('queued', 'running') AND ($1::BIGINT IS NULL OR id = $1)
+                             AND (lease_owner IS NULL OR lease_until < $4 OR lease_owner = $2)
+                           ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                         RETURNING {JOB_COLUMNS}"
+                    ),
+                    &[&id, &owner, &until, &now],
+                )
+                .await?;
+            row.as_ref().map(job_from_row).transpose()
+        })
+    }
+
+    async fn update_claimed_job(&self, job: &Job, owner: &str, lease_until: Millis) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let changed = client
+            .exec(
+                "UPDATE jobs SET state = $2, total = $3, done = $4, cursor = $5, updated_at = $6, error = $7, lease_until = $9
+                 WHERE id = $1 AND lease_owner = $8",
+                &[&job.id, &job.state, &to_db_count(job.total), &to_db_count(job.done), &job.cursor, &job.updated_at, &job.error, &owner, &lease_until],
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
     async fn unfinished_jobs(&self) -> StoreResult<Vec<Job>> {
         let client = self.client().await?;
         let rows = client.rows(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"), &[]).await?;

@@ -23,7 +23,9 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_automations.sql"), include_str!("migrations/0003_runs.sql")];
+    &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_automations.sql"), include_str!("migrations/0003_runs.sql"),
+    include_str!("migrations/0004_job_leases.sql"),
+];
 
 /// How many queued writes may join one transaction.
 const MAX_GROUP: usize = 256;

@@ -419,6 +419,44 @@ impl ScoreStore for SqliteStore {
         .await
     }
 
+    async fn claim_job(&self, id: Option<i64>, owner: &str, lease: Millis, now: Millis) -> StoreResult<Option<Job>> {
+        let owner = owner.to_string();
+        self.write(move |conn| {
+            let found: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT id FROM jobs WHERE state IN ('queued', 'running') AND (?1 IS NULL OR id = ?1)
+                       AND (lease_owner IS NULL OR lease_until < ?2 OR lease_owner = ?3) ORDER BY id LIMIT 1",
+                )
+                .map_err(db_err)?
+                .query_row(params![id, now, owner], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            let Some(found) = found else { return Ok(None) };
+            conn.prepare_cached("UPDATE jobs SET lease_owner = ?2, lease_until = ?3 WHERE id = ?1")
+                .map_err(db_err)?
+                .execute(params![found, owner, now + lease])
+                .map_err(db_err)?;
+            conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [found], job_from_row).optional().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn update_claimed_job(&self, job: &Job, owner: &str, lease_until: Millis) -> StoreResult<bool> {
+        let (job, owner) = (job.clone(), owner.to_string());
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET state = ?2, total = ?3, done = ?4, cursor = ?5, updated_at = ?6, error = ?7, lease_until = ?9
+                     WHERE id = ?1 AND lease_owner = ?8",
+                )
+                .map_err(db_err)?
+                .execute(params![job.id, job.state, job.total as i64, job.done as i64, job.cursor, job.updated_at, job.error, owner, lease_until])
+                .map_err(db_err)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
     async fn unfinished_jobs(&self) -> StoreResult<Vec<Job>> {
         self.read(|conn| {
             let mut stmt = conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id")).map_err(db_err)?;

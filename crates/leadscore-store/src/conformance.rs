@@ -841,3 +841,28 @@ pub async fn score_changes_sync_in_batches(store: Arc<dyn Store>) {
     evaluate_queue(store.as_ref(), &automations, &set, now + 70_000).await;
     assert_eq!(store.sync_step(100, now + 200_000).await.expect("sync"), 0, "the mapped fields did not change");
 }
+
+/// Rescore jobs are claimed with leases: one owner at a time, progress recorded only by the
+/// holder, a crashed owner's job taken over after its lease, finished jobs never claimed.
+pub async fn jobs_are_claimed_with_leases(store: Arc<dyn Store>) {
+    let job = store.create_job(crate::NewJob { kind: "rescore".into(), model: "a".into(), version: 1, total: 10 }, T0).await.expect("job");
+    let mine = store.claim_job(None, "p1", 1000, T0).await.expect("claim").expect("a job to claim");
+    assert_eq!(mine.id, job.id);
+    assert!(store.claim_job(None, "p2", 1000, T0 + 1).await.expect("claim").is_none(), "held by p1");
+    assert!(store.claim_job(Some(job.id), "p2", 1000, T0 + 1).await.expect("claim").is_none(), "held by p1, also by id");
+    assert!(store.claim_job(Some(job.id), "p1", 1000, T0 + 1).await.expect("claim").is_some(), "the holder may claim again");
+    let mut progress = mine.clone();
+    progress.state = "running".into();
+    progress.done = 4;
+    progress.cursor = Some("c4".into());
+    assert!(store.update_claimed_job(&progress, "p1", T0 + 1000).await.expect("update"));
+    assert!(!store.update_claimed_job(&progress, "p2", T0 + 1000).await.expect("update"), "not p2's");
+    // p1 dies: after its lease, p2 takes the job over where it stood.
+    let taken = store.claim_job(None, "p2", 1000, T0 + 1001).await.expect("claim").expect("expired: p2 takes it");
+    assert_eq!((taken.id, taken.done, taken.cursor.as_deref()), (job.id, 4, Some("c4")));
+    assert!(!store.update_claimed_job(&progress, "p1", T0 + 2000).await.expect("update"), "p1 lost it");
+    let mut finished = taken.clone();
+    finished.state = "done".into();
+    assert!(store.update_claimed_job(&finished, "p2", T0 + 1002).await.expect("update"));
+    assert!(store.claim_job(None, "p3", 1000, T0 + 10_000).await.expect("claim").is_none(), "a finished job is not claimed");
+}

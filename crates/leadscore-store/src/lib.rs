@@ -107,6 +107,14 @@ pub trait ScoreStore: Send + Sync {
     async fn latest_job(&self, model: &str) -> StoreResult<Option<Job>>;
     /// Jobs left running or queued (e.g. by a crash) to resume.
     async fn unfinished_jobs(&self) -> StoreResult<Vec<Job>>;
+    /// Takes an unfinished (queued or running) job for `owner` until `now + lease`: job
+    /// `id` when given, else the oldest one whose lease is free, expired or `owner`'s own.
+    /// None when there is none to take. Each job thus runs in one process at a time, and a
+    /// crashed process's job is taken over once its lease expires.
+    async fn claim_job(&self, id: Option<i64>, owner: &str, lease: Millis, now: Millis) -> StoreResult<Option<Job>>;
+    /// Records a claimed job's progress (and final state) and extends the lease to
+    /// `lease_until`. False when `owner` no longer holds it (another process took it over).
+    async fn update_claimed_job(&self, job: &Job, owner: &str, lease_until: Millis) -> StoreResult<bool>;
 }
 
 /// API keys (stored as hashes only).

@@ -159,6 +159,8 @@ pub static TABLES: &[TableSpec] = &[
             ("created_at", Int),
             ("updated_at", Int),
             ("error", Text),
+            ("lease_owner", Text),
+            ("lease_until", Int),
         ],
         key: &["id"],
     },

@@ -467,10 +467,8 @@ async fn list_automations(data: &DataArgs, json: bool) -> Result<()> {
 /// Runs a rescore job to the end in this process, with a progress bar.
 pub async fn rescore_with_progress(state: &Arc<AppState>, name: &str) -> Result<()> {
     let published = state.model(name).with_context(|| format!("no live model {name:?}"))?;
-    let total = state.store.count_contacts().await?;
-    let mut job =
-        state.store.create_job(leadscore_store::NewJob { kind: "rescore".into(), model: name.into(), version: published.version, total }, state.now()).await?;
-    let bar = progress_bar(total, &format!("rescoring {name} v{}", published.version));
+    let mut job = leadscore_server::models::create_claimed_job(state, name).await?;
+    let bar = progress_bar(job.total, &format!("rescoring {name} v{}", published.version));
     let started = std::time::Instant::now();
     while leadscore_server::models::rescore_step(state, &mut job).await? {
         bar.set_position(job.done);
