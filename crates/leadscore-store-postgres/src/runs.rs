@@ -191,7 +191,7 @@ async fn evaluate_one(
         }
     }
     let states = load_states(db, contact_id).await?;
-    let events = if runner::needs_events(automations, &contact, &queued, check_cold, now) {
+    let events = if runner::needs_events(automations, &contact, &queued, &states, check_cold, now) {
         Some(load_scoring_events(db, &[contact_id.to_string()]).await?.remove(contact_id).unwrap_or_default())
     } else {
         None

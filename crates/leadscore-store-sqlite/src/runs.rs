@@ -129,7 +129,8 @@ fn evaluate_one(conn: &Connection, contact_id: &str, evaluation: &Evaluation<'_>
         }
     }
     let states = load_states(conn, contact_id)?;
-    let events = if runner::needs_events(automations, &contact, &queued, check_cold, now) { Some(load_scoring_events(conn, contact_id)?) } else { None };
+    let events =
+        if runner::needs_events(automations, &contact, &queued, &states, check_cold, now) { Some(load_scoring_events(conn, contact_id)?) } else { None };
     let plan = runner::plan(&runner::PlanInput {
         contact: &contact,
         models: &live,

@@ -131,15 +131,25 @@ fn band_of<'a>(contact: &'a ContactRecord, model: Option<&str>) -> Option<&'a st
 }
 
 /// Whether the planner will need the contact's events: a hot trigger with new events to
-/// judge, or a cold trigger whose window holds events (an idle contact needs none).
-pub fn needs_events(automations: &AutomationSet, contact: &ContactRecord, queued: &[QueueEntry], check_cold: bool, now: Millis) -> bool {
+/// judge; a cold trigger whose window holds events, when the scheduler asks or when new
+/// events may re-arm a cold trigger that fired (an idle contact needs none).
+pub fn needs_events(
+    automations: &AutomationSet,
+    contact: &ContactRecord,
+    queued: &[QueueEntry],
+    states: &HashMap<String, AutomationState>,
+    check_cold: bool,
+    now: Millis,
+) -> bool {
+    let new_events = queued.iter().any(|q| q.event.is_some());
     automations.iter().filter(|a| a.automation.enabled).any(|live| {
         let automation = &live.automation;
         let band = band_of(contact, model_of(automation, contact));
         match automation.trigger {
-            Trigger::Hot { .. } => queued.iter().any(|q| q.event.is_some()) && admits(automation, contact, band),
+            Trigger::Hot { .. } => new_events && admits(automation, contact, band),
             Trigger::Cold { within, .. } => {
-                (check_cold || queued.iter().any(|q| q.event.is_some())) && contact.last_event_at.is_some_and(|t| t > now - within.millis())
+                let disarmed = states.get(&automation.name).is_some_and(|s| s.armed == Some(false));
+                (check_cold || (new_events && disarmed)) && contact.last_event_at.is_some_and(|t| t > now - within.millis())
             }
             _ => false,
         }
@@ -280,7 +290,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     if let Some(window_points) = window_points {
                         let holds = cold_holds(*points, *within, contact.created_at, window_points, now);
                         let armed = state.armed.unwrap_or(true);
-                        if holds && armed && (input.check_cold || prior.is_some()) {
+                        // Cold is the scheduler's to find; other visits only re-arm it.
+                        if holds && armed && input.check_cold {
                             reasons.push(json!({
                                 "trigger": "cold",
                                 "points": leadscore_core::scorer::round2(window_points),

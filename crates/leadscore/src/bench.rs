@@ -65,6 +65,10 @@ enum BenchCommand {
         /// Servers sharing the database (PostgreSQL only); the connections are split between them
         #[arg(long, default_value_t = 1)]
         processes: usize,
+        /// Store three automations first (hot, threshold, band/nurture; no outgoing
+        /// deliveries), so every batch is also evaluated
+        #[arg(long)]
+        automations: bool,
     },
     /// Single-event ingest latency at a fixed request rate
     Latency {
@@ -93,9 +97,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         BenchCommand::Generate { data, contacts, events } => generate(&data, contacts, events).await,
         BenchCommand::Rescore { data } => rescore(&data).await,
-        BenchCommand::Ingest { contacts, events, batch, concurrency, session, database_url, processes } => {
+        BenchCommand::Ingest { contacts, events, batch, concurrency, session, database_url, processes, automations } => {
             let database = BenchDatabase::new(database_url)?;
-            let outcome = ingest(&database, processes, contacts, events, batch, concurrency, session).await;
+            let shape = IngestShape { contacts, events, batch, concurrency, session, automations };
+            let outcome = ingest(&database, processes, &shape).await;
             database.clean_up().await;
             outcome
         }
@@ -338,7 +343,26 @@ fn ordered_events(contacts: usize, events: usize, session: usize, start_ms: i64)
         .collect()
 }
 
-async fn ingest(database: &BenchDatabase, processes: usize, contacts: usize, events: usize, batch: usize, concurrency: usize, session: usize) -> Result<()> {
+/// What an ingest benchmark sends.
+struct IngestShape {
+    contacts: usize,
+    events: usize,
+    batch: usize,
+    concurrency: usize,
+    session: usize,
+    automations: bool,
+}
+
+/// Automations for `bench ingest --automations`: triggers of every kind judged at ingest,
+/// actions that stay inside the database (no deliveries to wait for).
+const BENCH_AUTOMATIONS: [(&str, &str); 3] = [
+    ("hot", "name = \"hot\"\nmodel = \"b2b\"\ntrigger = { hot = { points = 20, within = \"1d\" } }\nlimits = { max = 1, per = \"7d\" }\nactions = [ { add_group = { group = \"hot-now\" } } ]\n"),
+    ("handoff", "name = \"handoff\"\nmodel = \"b2b\"\ntrigger = { threshold = { score = \"total\", above = 60 } }\nactions = [ { set = { attribute = \"lifecycle_stage\", value = \"sql\" } } ]\n"),
+    ("ladder", "name = \"ladder\"\ntrigger = { band = { model = \"b2b\" } }\nactions = [ { nurture = { track_per_band = { cold = \"education\", warm = \"case-studies\", hot = \"\" } } } ]\n"),
+];
+
+async fn ingest(database: &BenchDatabase, processes: usize, shape: &IngestShape) -> Result<()> {
+    let IngestShape { contacts, events, batch, concurrency, session, automations } = *shape;
     if processes == 0 || (processes > 1 && database.postgres.is_none()) {
         bail!("--processes above 1 needs --database-url postgres://… (SQLite is one process's database)");
     }
@@ -348,6 +372,20 @@ async fn ingest(database: &BenchDatabase, processes: usize, contacts: usize, eve
         bases.push(serve_store(database.open().await?, Some(key.clone())).await?.0);
     }
     let http = client()?;
+    if automations {
+        for (name, toml) in BENCH_AUTOMATIONS {
+            let response = http
+                .put(format!("{}/api/v1/automations/{name}", bases[0]))
+                .bearer_auth(&key)
+                .header("content-type", "application/toml")
+                .body(toml)
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                bail!("storing automation {name}: HTTP {}: {}", response.status(), response.text().await.unwrap_or_default());
+            }
+        }
+    }
     let start_ms = chrono::Utc::now().timestamp_millis() - events as i64 * 50;
     // Bodies are built before the clock starts: the server is measured, not serde on the client.
     let bodies: Vec<Vec<u8>> = ordered_events(contacts, events, session, start_ms)
@@ -381,8 +419,9 @@ async fn ingest(database: &BenchDatabase, processes: usize, contacts: usize, eve
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     println!(
-        "ingest: {events} events in batches of {batch} over {concurrency} connections to {processes} server(s), {contacts} contacts, sessions of {session}, {}, scores updated: {:.2} s = {:.0} events/s; peak memory {:.0} MiB; {}",
+        "ingest: {events} events in batches of {batch} over {concurrency} connections to {processes} server(s), {contacts} contacts, sessions of {session}, {}{}, scores updated: {:.2} s = {:.0} events/s; peak memory {:.0} MiB; {}",
         database.describe(),
+        if automations { ", 3 automations evaluated" } else { "" },
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64(),
         peak_memory_mib().unwrap_or(f64::NAN),
