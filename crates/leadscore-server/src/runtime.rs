@@ -115,7 +115,7 @@ async fn evaluate_current(state: &AppState, contact_ids: Vec<String>, check_cold
 fn after_runs(state: &AppState, runs: &[RunRecord]) {
     for run in runs {
         metrics::counter!("leadscore_automation_runs_total", "automation" => run.automation.clone()).increment(1);
-        tracing::info!(automation = %run.automation, contact = %run.contact_id, run = %run.id, "automation fired");
+        tracing::debug!(automation = %run.automation, contact = %run.contact_id, run = %run.id, "automation fired");
     }
     if runs.iter().any(|r| r.actions.iter().any(|a| a.get("delivery").is_some())) {
         state.runtime.wake_delivery.notify_one();
@@ -291,7 +291,13 @@ pub async fn delivery_step(state: &Arc<AppState>) -> Result<DeliveryReport, Stor
             "dead_lettered"
         };
         metrics::counter!("leadscore_deliveries_total", "outcome" => outcome).increment(1);
-        tracing::info!(delivery = %delivery.id, outcome, status = ?result.status, error = ?result.error, "delivery attempt");
+        // Every attempt is in the delivery's log and the metrics; the server log keeps the
+        // dead letters, which need a person.
+        if retry_at.is_none() && !result.success {
+            tracing::warn!(delivery = %delivery.id, attempts = failed_attempts, status = ?result.status, error = ?result.error, "delivery dead-lettered");
+        } else {
+            tracing::debug!(delivery = %delivery.id, outcome, status = ?result.status, error = ?result.error, "delivery attempt");
+        }
         let attempt = DeliveryAttempt { at: now, success: result.success, status: result.status, error: result.error, duration_ms: result.duration_ms };
         state.store.record_attempt(&delivery.id, worker, attempt, retry_at).await?;
     }

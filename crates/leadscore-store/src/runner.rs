@@ -205,7 +205,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         match &automation.trigger {
             Trigger::Event { name } => {
                 for event in input.queued.iter().filter_map(|q| q.event.as_ref()).filter(|e| &e.name == name) {
-                    reasons.push(json!({ "trigger": "event", "event": { "name": event.name, "message_id": event.message_id, "timestamp": event.timestamp } }));
+                    reasons.push(json!({ "trigger": "event", "event": { "name": event.name, "message_id": event.message_id, "timestamp": chrono_like_rfc3339(event.timestamp) } }));
                 }
             }
             Trigger::Hot { points, within } => {
@@ -227,7 +227,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                                 "points": leadscore_core::scorer::round2(before + own),
                                 "needed": points,
                                 "within": within.to_string(),
-                                "event": { "name": event.name, "message_id": event.message_id, "timestamp": event.timestamp },
+                                "event": { "name": event.name, "message_id": event.message_id, "timestamp": chrono_like_rfc3339(event.timestamp) },
                             }));
                         }
                     }
@@ -848,5 +848,37 @@ pub fn sync_delivery(subscription: &Subscription, contacts: Vec<Value>, now: Mil
         run_id: None,
         contact_id: None,
         created_at: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_without_a_time_crate() {
+        assert_eq!(chrono_like_rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(chrono_like_rfc3339(1_772_442_000_000), "2026-03-02T09:00:00.000Z");
+        assert_eq!(chrono_like_rfc3339(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(chrono_like_rfc3339(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn templates_fill_dotted_paths() {
+        let context = json!({ "contact": { "email": "a@b.c", "scores": { "b2b": { "total": 42.0, "fit": 2.5 } }, "groups": ["x"] } });
+        assert_eq!(render("Hot: {{contact.email}} ({{ contact.scores.b2b.total }})", &context), "Hot: a@b.c (42)");
+        assert_eq!(render("{{contact.scores.b2b.fit}} {{contact.groups}} [{{nope.x}}]", &context), "2.5 [\"x\"] []");
+        assert_eq!(render("unclosed {{contact.email", &context), "unclosed {{contact.email");
+    }
+
+    #[test]
+    fn a_set_is_current_only_when_names_times_and_flags_match() {
+        let automation = Automation::parse("name = \"a\"\ntrigger = { event = { name = \"x\" } }\nactions = [ { add_group = { group = \"g\" } } ]\n").unwrap();
+        let set: AutomationSet = vec![Arc::new(LiveAutomation { automation, updated_at: 5 })];
+        assert!(is_current(&set, &[("a".into(), 5, true)]));
+        assert!(!is_current(&set, &[("a".into(), 6, true)]), "changed since");
+        assert!(!is_current(&set, &[("a".into(), 5, false)]), "disabled since");
+        assert!(!is_current(&set, &[("a".into(), 5, true), ("b".into(), 1, true)]), "one added");
+        assert!(!is_current(&set, &[]), "deleted");
     }
 }
