@@ -11,6 +11,8 @@ pub mod input;
 pub mod keys;
 pub mod models;
 pub mod openapi;
+pub mod outcomes;
+pub mod reports;
 pub mod runtime;
 pub mod segment;
 pub mod settings;
@@ -194,6 +196,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(models::router())
         .merge(automations::router())
         .merge(deliveries::router())
+        .merge(outcomes::router())
+        .merge(reports::router())
         .merge(settings::router())
         .merge(keys::router());
     Router::new()

@@ -331,6 +331,8 @@ pub(crate) async fn erase_contact(db: &dyn Db, id: &str) -> PgResult<bool> {
         "DELETE FROM automation_queue WHERE contact_id = $1",
         "DELETE FROM sync_pending WHERE contact_id = $1",
         "DELETE FROM sync_sent WHERE contact_id = $1",
+        // What sales recorded about the contact goes too.
+        "DELETE FROM outcomes WHERE contact_id = $1",
     ] {
         db.exec(sql, &[&id]).await?;
     }

@@ -324,6 +324,7 @@ pub(crate) async fn merge_contact(db: &dyn Db, from: &str, into: &str, now: Mill
         "UPDATE automation_queue SET contact_id = $2 WHERE contact_id = $1",
         "UPDATE automation_runs SET contact_id = $2 WHERE contact_id = $1",
         "UPDATE deliveries SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE outcomes SET contact_id = $2 WHERE contact_id = $1",
     ] {
         db.exec(sql, &[&from, &into]).await?;
     }

@@ -24,6 +24,9 @@
 //!   second process evaluating the same contact waits and then finds them consumed. Team
 //!   rows are locked by the evaluation that assigns from them, so no round-robin step is
 //!   lost.
+//! - **Outcomes are recorded under the contact's lock**, taken before the contact's latest
+//!   status is read, so two processes recording statuses for one contact take turns and
+//!   the contact ends with the status that is latest by (at, id).
 //! - **Contention is retried**: a write transaction that PostgreSQL aborts for a deadlock or
 //!   a serialization failure (or, for writes that create contacts, a unique violation caused
 //!   by a concurrent creation) is run again from the start, a few times.
@@ -48,6 +51,7 @@ mod contacts;
 mod events;
 mod models;
 mod outbox;
+mod outcomes;
 mod rows;
 mod runs;
 mod settings;
@@ -69,6 +73,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_automations.sql")),
     (3, include_str!("../migrations/0003_runs.sql")),
     (4, include_str!("../migrations/0004_job_leases.sql")),
+    (5, include_str!("../migrations/0005_outcomes.sql")),
 ];
 
 /// Advisory lock key serialising migrations (and schema creation) of every process.

@@ -121,12 +121,12 @@ impl TransferStore for PostgresStore {
         count(self, &format!("SELECT COUNT(*) FROM {}", table.name)).await
     }
 
-    /// Identity columns (`contact_log.seq`, `jobs.id`, `automation_queue.seq`) continue
+    /// Identity columns (`contact_log.seq`, `jobs.id`, `automation_queue.seq`, `outcomes.id`) continue
     /// after the imported keys, and the planner gets statistics for the freshly filled
     /// tables.
     async fn finish_import(&self) -> StoreResult<()> {
         let client = self.client().await?;
-        for (table, column) in [("contact_log", "seq"), ("jobs", "id"), ("automation_queue", "seq")] {
+        for (table, column) in [("contact_log", "seq"), ("jobs", "id"), ("automation_queue", "seq"), ("outcomes", "id")] {
             client
                 .batch_execute(&format!("SELECT setval(pg_get_serial_sequence('{table}', '{column}'), COALESCE(MAX({column}), 0) + 1, false) FROM {table}"))
                 .await

@@ -17,7 +17,7 @@ use leadscore_store::runner::{AutomationSet, DeliveryQuery, DeliveryState, LiveA
 use leadscore_store::scoring::{ScoringEvent, card_from_events};
 use leadscore_store::{
     AutomationStore, ContactStore, ContactUpsert, EventKind, EventStore, Identity, IngestStatus, ModelSet, ModelStore, NewAutomation, NewEvent,
-    NewModelVersion, OutboxStore, PublishedModel, RunStore, SettingsStore, Store,
+    NewModelVersion, NewOutcome, OutboxStore, OutcomeKind, OutcomeStore, PublishedModel, RunStore, SettingsStore, Store,
 };
 use leadscore_store_postgres::PostgresStore;
 use serde_json::{Map, Value, json};
@@ -103,6 +103,7 @@ suite_tests!(
     settings_round_trip,
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
+    outcomes_record_list_erase_merge,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,6 +249,12 @@ async fn transfer_round_trip_sqlite_to_postgres() {
         let source = leadscore_store_sqlite::SqliteStore::open_dir(dir.path()).expect("open SQLite");
         let destination = connect(&url, &schema).await;
         suite::transfer_round_trip(&source, &destination).await;
+        // Outcome ids continue after the copied ones (finish_import moves the sequence on).
+        let copied = destination.list_outcomes(0, i64::MAX, None, 1000).await.expect("outcomes");
+        assert!(!copied.is_empty(), "outcomes were copied");
+        let last = copied.iter().map(|o| o.id).max().unwrap_or(0);
+        let new = NewOutcome { contact_id: "c01".into(), kind: OutcomeKind::Status { status: "qualified".into() }, at: T0, scores: Default::default() };
+        assert!(destination.record_outcome(new, T0).await.expect("record").id > last);
     })
     .await;
 }
@@ -296,8 +303,9 @@ async fn the_transfer_tables_are_the_schema() {
 async fn store_automation(store: &PostgresStore, text: &str) -> Arc<LiveAutomation> {
     let automation = Automation::parse(text).expect("test automation parses");
     let record = NewAutomation { name: automation.name.clone(), definition: automation.definition.clone(), enabled: true };
-    store.put_automation(record, T0).await.expect("put automation");
-    Arc::new(LiveAutomation { automation, updated_at: 0 })
+    let (stored, _) = store.put_automation(record, T0).await.expect("put automation");
+    // The stored version: evaluations refuse a set that is not what the database holds.
+    Arc::new(LiveAutomation { automation, updated_at: stored.updated_at })
 }
 
 fn signup(id: &str, user: &str, ts: i64) -> NewEvent {
@@ -461,6 +469,42 @@ actions = [ { assign = { team = "sales" } } ]
             *per_owner.entry(contact.owner.expect("assigned")).or_insert(0) += 1;
         }
         assert_eq!(per_owner.into_iter().collect::<Vec<_>>(), [("ana@example.com".to_string(), 10), ("bo@example.com".to_string(), 10)]);
+    })
+    .await;
+}
+
+/// Two processes recording statuses for one contact at the same time, in an order unlike
+/// their times: each recording locks the contact before it reads the latest status, so the
+/// contact ends with the status that is latest by (at, id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_outcomes_leave_the_latest_status() {
+    isolated("outcome_race", |url, schema| async move {
+        let first = connect(&url, &schema).await;
+        let second = connect(&url, &schema).await;
+        let models: ModelSet = vec![publish(&first, MODEL_ALL).await];
+        for round in 0..10i64 {
+            let contact = format!("o{round}");
+            first.upsert_contact(ContactUpsert { id: Some(contact.clone()), ..Default::default() }, &models, T0).await.expect("upsert");
+            let recordings: Vec<_> = (0..8i64)
+                .map(|i| {
+                    let store = if i % 2 == 0 { first.clone() } else { second.clone() };
+                    // A fixed permutation of the times; two recordings share each time.
+                    let at = T0 + ((i * 5 + round) % 8 / 2) * MINUTE;
+                    let status = leadscore_store::STATUSES[usize::try_from(i).unwrap_or(0) % leadscore_store::STATUSES.len()];
+                    let outcome = NewOutcome { contact_id: contact.clone(), kind: OutcomeKind::Status { status: status.into() }, at, scores: Default::default() };
+                    tokio::spawn(async move { store.record_outcome(outcome, T0 + round).await })
+                })
+                .collect();
+            for recording in recordings {
+                recording.await.expect("task").expect("record");
+            }
+            let history = first.contact_outcomes(&contact).await.expect("history");
+            assert_eq!(history.len(), 8);
+            let latest = history.iter().max_by_key(|o| (o.at, o.id)).expect("recorded");
+            let OutcomeKind::Status { status } = &latest.kind else { panic!("a status") };
+            let stored = first.get_contact(&contact).await.expect("get").expect("exists");
+            assert_eq!(stored.status.as_deref(), Some(status.as_str()), "round {round}: the latest status by (at, id) wins");
+        }
     })
     .await;
 }

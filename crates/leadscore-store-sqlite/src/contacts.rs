@@ -257,6 +257,7 @@ pub(crate) fn erase_contact(conn: &Connection, id: &str) -> StoreResult<bool> {
         "DELETE FROM automation_queue WHERE contact_id = ?1",
         "DELETE FROM sync_pending WHERE contact_id = ?1",
         "DELETE FROM sync_sent WHERE contact_id = ?1",
+        "DELETE FROM outcomes WHERE contact_id = ?1",
     ] {
         conn.prepare_cached(sql).map_err(db_err)?.execute([id]).map_err(db_err)?;
     }

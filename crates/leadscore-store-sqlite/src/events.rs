@@ -51,6 +51,7 @@ pub(crate) fn merge_contact(conn: &Connection, from: &str, into: &str, now: Mill
         "UPDATE automation_queue SET contact_id = ?2 WHERE contact_id = ?1",
         "UPDATE automation_runs SET contact_id = ?2 WHERE contact_id = ?1",
         "UPDATE deliveries SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE outcomes SET contact_id = ?2 WHERE contact_id = ?1",
     ] {
         conn.prepare_cached(sql).map_err(db_err)?.execute(params![from, into]).map_err(db_err)?;
     }

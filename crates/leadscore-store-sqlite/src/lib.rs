@@ -9,6 +9,7 @@ mod contacts;
 mod events;
 mod models;
 mod outbox;
+mod outcomes;
 mod rows;
 mod runs;
 mod settings;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 const MIGRATIONS: &[&str] =
     &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_automations.sql"), include_str!("migrations/0003_runs.sql"),
     include_str!("migrations/0004_job_leases.sql"),
+    include_str!("migrations/0005_outcomes.sql"),
 ];
 
 /// How many queued writes may join one transaction.

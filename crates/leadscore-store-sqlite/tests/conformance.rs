@@ -38,6 +38,7 @@ suite_tests!(
     settings_round_trip,
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
+    outcomes_record_list_erase_merge,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

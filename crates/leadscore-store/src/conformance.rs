@@ -414,6 +414,62 @@ pub async fn fill_for_transfer(store: &dyn Store) {
     store.put_automation(automation("Austin hot leads", 20, true), T0).await.expect("put automation");
     store.put_automation(automation("Austin hot leads", 25, true), T0 + HOUR).await.expect("replace automation");
     store.put_automation(automation("paused", 5, false), T0).await.expect("put automation");
+    fill_runs_and_outcomes(store, &set).await;
+}
+
+/// The automation side for a transfer: a team, a secret, a subscription, runs with their
+/// deliveries (one attempted), trigger states, queued work, CRM sync rows, a lease, outcomes.
+async fn fill_runs_and_outcomes(store: &dyn Store, set: &ModelSet) {
+    store.put_team("sales", vec!["ana@example.com".into(), "bo@example.com".into()], T0).await.expect("team");
+    store.put_secret("crm", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", T0).await.expect("secret");
+    let subscription = crate::runner::Subscription {
+        name: "crm".into(),
+        url: "https://crm.example.com/sync".into(),
+        secret_ref: Some("crm".into()),
+        events: vec!["score.changed".into()],
+        fields: [("total".to_string(), "lead_score__c".to_string())].into_iter().collect(),
+        debounce_ms: 0,
+        created_at: T0,
+        updated_at: T0,
+    };
+    store.put_subscription(subscription).await.expect("subscription");
+    let signup = store_automation(store, r#"
+name = "signup"
+trigger = { event = { name = "Signup" } }
+actions = [ { webhook = { url = "https://crm.example.com/hook", secret_ref = "crm" } }, { assign = { team = "sales" } } ]
+"#).await;
+    let mut automations = vec![signup];
+    for record in store.list_automations().await.expect("automations") {
+        if record.name != "signup" {
+            let automation = leadscore_core::automation::Automation::from_value(record.definition.clone()).expect("stored automation parses");
+            let mut automation = automation;
+            automation.enabled = record.enabled;
+            automations.push(Arc::new(crate::runner::LiveAutomation { automation, updated_at: record.updated_at }));
+        }
+    }
+    let now = T0 + 30 * HOUR;
+    store.ingest(vec![track("t-s1", "c01", now, "Signup"), track("t-s2", "c02", now, "Signup")], set, now).await.expect("ingest");
+    let ids = store.queued_contacts(10).await.expect("queued");
+    let runs = store.evaluate_contacts(ids, false, &automations, set, now).await.expect("evaluate");
+    assert_eq!(runs.len(), 2, "both signups fire");
+    let claimed = store.claim_deliveries("w1", 1, 60_000, now).await.expect("claim");
+    let attempt = crate::runner::DeliveryAttempt { at: now, success: false, status: Some(500), error: Some("boom".into()), duration_ms: 3 };
+    store.record_attempt(&claimed[0].id, "w1", attempt, Some(now + 30_000)).await.expect("attempt");
+    store.sync_step(1, now).await.expect("sync");
+    // Queued, not yet evaluated.
+    store.ingest(vec![track("t-s3", "c03", now + 1, "Signup")], set, now + 1).await.expect("ingest");
+    store.try_lease("scheduler", "w1", 60_000, now).await.expect("lease");
+    for (id, status, at) in [("c01", "won", now + HOUR), ("c02", "lost", now + HOUR), ("c04", "contacted", now)] {
+        let outcome = crate::NewOutcome {
+            contact_id: id.into(),
+            kind: crate::OutcomeKind::Status { status: status.into() },
+            at,
+            scores: [("a".to_string(), leadscore_core::ScoreCard { fit: 1.0, activity: 2.0, total: 3.0, band: None, flames: 0, grade: None, quadrant: None })]
+                .into_iter()
+                .collect(),
+        };
+        store.record_outcome(outcome, now + 2 * HOUR).await.expect("outcome");
+    }
 }
 
 /// Everything a contact shows through the traits, as JSON (so two stores compare exactly).
@@ -865,4 +921,57 @@ pub async fn jobs_are_claimed_with_leases(store: Arc<dyn Store>) {
     finished.state = "done".into();
     assert!(store.update_claimed_job(&finished, "p2", T0 + 1002).await.expect("update"));
     assert!(store.claim_job(None, "p3", 1000, T0 + 10_000).await.expect("claim").is_none(), "a finished job is not claimed");
+}
+
+/// Outcomes: recorded with their scores, the contact's status is its latest by time (not by
+/// recording order), listed by range with a cursor, erased and merged with the contact.
+pub async fn outcomes_record_list_erase_merge(store: Arc<dyn Store>) {
+    let set = vec![publish(store.as_ref(), MODEL_A).await];
+    for id in ["o1", "o2"] {
+        let upsert = ContactUpsert { id: Some(id.into()), attributes: attrs(json!({"segment": "a"})), ..Default::default() };
+        store.upsert_contact(upsert, &set, T0).await.expect("upsert");
+    }
+    let card = |total: f64| leadscore_core::ScoreCard { fit: 0.0, activity: total, total, band: Some("cold".into()), flames: 0, grade: None, quadrant: None };
+    let status = |id: &str, status: &str, at: i64, total: f64| crate::NewOutcome {
+        contact_id: id.into(),
+        kind: crate::OutcomeKind::Status { status: status.into() },
+        at,
+        scores: [("a".to_string(), card(total))].into_iter().collect(),
+    };
+    let won = store.record_outcome(status("o1", "won", T0 + 3 * HOUR, 30.0), T0 + 10 * HOUR).await.expect("record");
+    assert_eq!((won.at, won.recorded_at, won.scores["a"].total), (T0 + 3 * HOUR, T0 + 10 * HOUR, 30.0));
+    // An earlier status imported afterwards does not replace the newer one.
+    store.record_outcome(status("o1", "contacted", T0 + HOUR, 10.0), T0 + 11 * HOUR).await.expect("record");
+    assert_eq!(store.get_contact("o1").await.expect("get").expect("o1").status.as_deref(), Some("won"));
+    let feedback = crate::NewOutcome {
+        contact_id: "o1".into(),
+        kind: crate::OutcomeKind::Feedback { rating: 4, note: Some("good fit".into()), author: Some("ana".into()) },
+        at: T0 + 4 * HOUR,
+        scores: Default::default(),
+    };
+    store.record_outcome(feedback, T0 + 12 * HOUR).await.expect("feedback");
+    store.record_outcome(status("o2", "lost", T0 + 2 * HOUR, 5.0), T0 + 12 * HOUR).await.expect("record");
+    assert_eq!(store.get_contact("o2").await.expect("get").expect("o2").status.as_deref(), Some("lost"));
+    assert!(matches!(store.record_outcome(status("nobody", "won", T0, 0.0), T0).await, Err(crate::StoreError::NotFound(_))));
+
+    let history = store.contact_outcomes("o1").await.expect("history");
+    let kinds: Vec<String> = history
+        .iter()
+        .map(|o| match &o.kind {
+            crate::OutcomeKind::Status { status } => status.clone(),
+            crate::OutcomeKind::Feedback { rating, .. } => format!("rating {rating}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["contacted", "won", "rating 4"], "by time");
+    let in_range = store.list_outcomes(T0 + HOUR, T0 + 3 * HOUR, None, 10).await.expect("list");
+    assert_eq!(in_range.len(), 2, "from inclusive, to exclusive: contacted (o1) and lost (o2)");
+    let first = store.list_outcomes(0, i64::MAX, None, 2).await.expect("list");
+    let rest = store.list_outcomes(0, i64::MAX, Some(first[1].id), 10).await.expect("list");
+    assert_eq!((first.len(), rest.len()), (2, 2));
+    assert!(first[1].id < rest[0].id);
+
+    store.merge_contacts("o2", "o1", &set, T0 + 20 * HOUR).await.expect("merge");
+    assert_eq!(store.contact_outcomes("o1").await.expect("history").len(), 4, "the merged contact's outcomes move along");
+    assert!(store.delete_contact("o1").await.expect("erase"));
+    assert!(store.list_outcomes(0, i64::MAX, None, 10).await.expect("list").is_empty(), "erasure takes the outcomes");
 }

@@ -215,9 +215,29 @@ pub trait SettingsStore: Send + Sync {
     async fn try_lease(&self, name: &str, owner: &str, duration: Millis, now: Millis) -> StoreResult<bool>;
 }
 
+/// Outcomes sales records (statuses and ratings), each with the contact's scores as of its
+/// time: the ground truth the reports judge the scoring against (F18–F20).
+#[async_trait]
+pub trait OutcomeStore: Send + Sync {
+    /// Records an outcome; a status also becomes the contact's `status` when it is the
+    /// latest by `at` (a past status imported later does not overwrite a newer one).
+    /// NotFound when the contact does not exist.
+    async fn record_outcome(&self, outcome: NewOutcome, now: Millis) -> StoreResult<OutcomeRecord>;
+    /// A contact's outcomes by time (`at`, then id).
+    async fn contact_outcomes(&self, contact_id: &str) -> StoreResult<Vec<OutcomeRecord>>;
+    /// Outcomes with `from <= at < to`, in id order after `after_id` (reports read them in chunks).
+    async fn list_outcomes(&self, from: Millis, to: Millis, after_id: Option<i64>, limit: usize) -> StoreResult<Vec<OutcomeRecord>>;
+}
+
 /// Everything a leadscore server needs from its database.
-pub trait Store: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore {}
-impl<T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore> Store for T {}
+pub trait Store:
+    ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore
+{
+}
+impl<T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore> Store
+    for T
+{
+}
 
 /// Merges a JSON merge-patch into attributes: null removes a key.
 pub fn merge_attributes(target: &mut Map<String, Value>, patch: &Map<String, Value>) {

@@ -235,6 +235,22 @@ pub static TABLES: &[TableSpec] = &[
     TableSpec { name: "sync_pending", columns: &[("subscription", Text), ("contact_id", Text), ("due_at", Int)], key: &["subscription", "contact_id"] },
     TableSpec { name: "sync_sent", columns: &[("subscription", Text), ("contact_id", Text), ("fields", Text)], key: &["subscription", "contact_id"] },
     TableSpec { name: "leases", columns: &[("name", Text), ("owner", Text), ("until", Int)], key: &["name"] },
+    TableSpec {
+        name: "outcomes",
+        columns: &[
+            ("id", Int),
+            ("contact_id", Text),
+            ("kind", Text),
+            ("status", Text),
+            ("rating", Int),
+            ("note", Text),
+            ("author", Text),
+            ("at", Int),
+            ("scores", Text),
+            ("recorded_at", Int),
+        ],
+        key: &["id"],
+    },
 ];
 
 /// Raw, table-level access for copying a whole installation between backends.

@@ -308,3 +308,36 @@ pub struct AutomationRecord {
     pub created_at: Millis,
     pub updated_at: Millis,
 }
+
+/// The statuses sales records (PRODUCT.md F18), in the order a lead moves through them.
+pub const STATUSES: &[&str] = &["new", "contacted", "qualified", "disqualified", "won", "lost"];
+
+/// What sales recorded about a contact.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// One of [`STATUSES`].
+    Status { status: String },
+    /// A rating of the lead, 1 (poor) to 5 (excellent).
+    Feedback { rating: u8, note: Option<String>, author: Option<String> },
+}
+
+/// An outcome to record, with the contact's cards as of `at` (what sales saw then).
+#[derive(Clone, Debug)]
+pub struct NewOutcome {
+    pub contact_id: String,
+    pub kind: OutcomeKind,
+    pub at: Millis,
+    pub scores: BTreeMap<String, ScoreCard>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OutcomeRecord {
+    pub id: i64,
+    pub contact_id: String,
+    #[serde(flatten)]
+    pub kind: OutcomeKind,
+    pub at: Millis,
+    pub scores: BTreeMap<String, ScoreCard>,
+    pub recorded_at: Millis,
+}

@@ -74,17 +74,49 @@ fn pick<'a>(rng: &mut StdRng, items: &'a [&'a str]) -> &'a str {
 /// Generates `contacts` contacts and about 7 events each over the 90 days before `now`.
 /// Deterministic for a given seed: intent varies per contact so the lead list has a
 /// realistic spread of hot, warm and cold leads.
-pub fn generate(contacts: usize, seed: u64, now: Millis) -> (Vec<ContactUpsert>, Vec<NewEvent>) {
+/// A status sales recorded in the demo: (contact id, status, time).
+pub type DemoOutcome = (String, &'static str, Millis);
+
+pub fn generate(contacts: usize, seed: u64, now: Millis) -> (Vec<ContactUpsert>, Vec<NewEvent>, Vec<DemoOutcome>) {
     let mut people = Vec::with_capacity(contacts);
     let mut events = Vec::with_capacity(contacts * 8);
+    let mut outcomes = Vec::new();
     for n in 0..contacts {
         let mut rng = contact_rng(seed, n);
-        people.push(demo_contact(n, &mut rng, now));
+        let person = demo_contact(n, &mut rng, now);
+        let created = person.created_at.unwrap_or(now);
+        people.push(person);
         let intent = intent(&mut rng);
         let count = (2.0 + intent * 40.0 * rng.random::<f64>()) as usize;
         events.extend(demo_events(n, count, intent, &mut rng, now));
+        outcomes.extend(demo_outcomes(n, intent, created, &mut rng, now));
     }
-    (people, events)
+    (people, events, outcomes)
+}
+
+/// What sales did with a demo contact over the last 60 days. Driven by the contact's
+/// hidden buying intent (which also drives its events), never by its score: the demo's
+/// reports then show how well the score tracks intent, as real outcomes would.
+fn demo_outcomes(n: usize, intent: f64, created: Millis, rng: &mut StdRng, now: Millis) -> Vec<DemoOutcome> {
+    let id = format!("c{n:07}");
+    let mut outcomes = Vec::new();
+    if !rng.random_bool((0.1 + 0.6 * intent).min(1.0)) {
+        return outcomes;
+    }
+    let mut at = (now - rng.random_range(5..60) * DAY).max(created + DAY).min(now);
+    outcomes.push((id.clone(), "contacted", at));
+    if !rng.random_bool((0.3 + 0.5 * intent).min(1.0)) {
+        if rng.random_bool(0.3) {
+            outcomes.push((id, "disqualified", (at + rng.random_range(1..5) * DAY).min(now)));
+        }
+        return outcomes;
+    }
+    at = (at + rng.random_range(1..10) * DAY).min(now);
+    outcomes.push((id.clone(), "qualified", at));
+    at = (at + rng.random_range(3..30) * DAY).min(now);
+    let won = rng.random_bool((0.1 + 0.8 * intent).min(1.0));
+    outcomes.push((id, if won { "won" } else { "lost" }, at));
+    outcomes
 }
 
 /// Each contact has its own random stream, so any range of contacts can be generated
@@ -263,9 +295,17 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
     }
     if state.store.count_contacts().await? == 0 {
         let now = state.now();
-        let (people, events) = generate(contacts, 42, now);
+        let (people, events, outcomes) = generate(contacts, 42, now);
         eprintln!("generating {} contacts and {} events over 90 days…", people.len(), events.len());
         load(&state, people, events).await?;
+        let bar = progress_bar(outcomes.len() as u64, "outcomes");
+        for (contact, status, at) in &outcomes {
+            let kind = leadscore_store::OutcomeKind::Status { status: status.to_string() };
+            leadscore_server::outcomes::record(&state, contact, kind, *at).await.map_err(|e| anyhow::anyhow!("recording a demo outcome: {}", e.message))?;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        eprintln!("recorded {} demo statuses (contacted, qualified, won, lost), driven by each contact's hidden intent", outcomes.len());
     }
     if state.store.list_automations().await?.is_empty() {
         store_example_automations(&state).await?;
@@ -304,8 +344,16 @@ mod tests {
 
     #[test]
     fn generation_is_deterministic_and_sized() {
-        let (a, ea) = generate(200, 7, 1_800_000_000_000);
-        let (b, eb) = generate(200, 7, 1_800_000_000_000);
+        let now = 1_800_000_000_000;
+        let (a, ea, oa) = generate(200, 7, now);
+        let (b, eb, ob) = generate(200, 7, now);
+        assert_eq!(oa, ob);
+        assert!(!oa.is_empty() && oa.len() < 200 * 3, "some contacts have statuses: {}", oa.len());
+        // Each contact's statuses are in time order, after its creation, not in the future.
+        for (contact, _, at) in &oa {
+            let created = a.iter().find(|p| p.id.as_deref() == Some(contact.as_str())).and_then(|p| p.created_at).unwrap();
+            assert!(*at >= created && *at <= now, "{contact} at {at}");
+        }
         assert_eq!(a.len(), 200);
         assert_eq!(ea.len(), eb.len());
         assert_eq!(a[17].email, b[17].email);

@@ -45,6 +45,17 @@ pub enum ImportCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import outcomes from CSV: a contact id column (id, contact_id, contact or email),
+    /// `status` and/or `rating` (1-5), optional `at` (RFC 3339; default now), `note`,
+    /// `author`. Each outcome keeps the contact's scores as of `at`; rows already imported
+    /// are skipped
+    Outcomes {
+        #[command(flatten)]
+        data: DataArgs,
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Import events from NDJSON (Segment shape, one per line) or CSV
     Events {
         #[command(flatten)]
@@ -111,6 +122,11 @@ pub async fn run(command: ImportCommand) -> Result<()> {
                 import_contacts(&state, &file, &options).await?
             };
             summary.print("contacts", json);
+        }
+        ImportCommand::Outcomes { data, file, json } => {
+            let state = app_state(open_store(&data).await?).await?;
+            let summary = import_outcomes(&state, &file).await?;
+            summary.print("outcomes", json);
         }
         ImportCommand::Events { data, file, fire_automations, json } => {
             let state = app_state(open_store(&data).await?).await?;
@@ -508,4 +524,101 @@ mod tests {
         assert_eq!(cell_value("Select"), json!("Select"));
         assert_eq!(cell_value("-3"), json!(-3));
     }
+}
+
+/// One outcome row: which contact, what, when.
+fn outcome_row(
+    state: &AppState,
+    record: &csv::StringRecord,
+    columns: &OutcomeColumns,
+) -> Result<(String, Vec<leadscore_store::OutcomeKind>, leadscore_store::Millis), String> {
+    let cell = |index: Option<usize>| index.and_then(|i| record.get(i)).map(str::trim).filter(|s| !s.is_empty());
+    let contact = cell(Some(columns.contact)).ok_or("no contact id")?.to_string();
+    let at = leadscore_server::outcomes::outcome_time(state, cell(columns.at))?;
+    let mut kinds = Vec::new();
+    if let Some(status) = cell(columns.status) {
+        let status = status.to_lowercase();
+        leadscore_server::outcomes::check_status(&status)?;
+        kinds.push(leadscore_store::OutcomeKind::Status { status });
+    }
+    if let Some(rating) = cell(columns.rating) {
+        let rating: i64 = rating.parse().map_err(|_| format!("rating {rating:?} is not a number"))?;
+        let rating = leadscore_server::outcomes::check_rating(rating)?;
+        kinds.push(leadscore_store::OutcomeKind::Feedback { rating, note: cell(columns.note).map(str::to_string), author: cell(columns.author).map(str::to_string) });
+    }
+    if kinds.is_empty() {
+        return Err("neither a status nor a rating".into());
+    }
+    Ok((contact, kinds, at))
+}
+
+struct OutcomeColumns {
+    contact: usize,
+    status: Option<usize>,
+    rating: Option<usize>,
+    at: Option<usize>,
+    note: Option<usize>,
+    author: Option<usize>,
+}
+
+async fn import_outcomes(state: &Arc<AppState>, file: &Path) -> Result<Summary> {
+    let reader = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(BufReader::new(reader));
+    let headers: Vec<String> = csv.headers().context("cannot read the header line")?.iter().map(|h| h.trim().to_lowercase()).collect();
+    let find = |names: &[&str]| names.iter().find_map(|n| headers.iter().position(|h| h == n));
+    let columns = OutcomeColumns {
+        contact: find(&["id", "contact_id", "contact", "email"]).context("the file needs a contact column: id, contact_id, contact or email")?,
+        status: find(&["status"]),
+        rating: find(&["rating"]),
+        at: find(&["at", "timestamp", "date"]),
+        note: find(&["note"]),
+        author: find(&["author"]),
+    };
+    if columns.status.is_none() && columns.rating.is_none() {
+        bail!("the file needs a `status` or `rating` column");
+    }
+    let mut summary = Summary::default();
+    let bar = crate::progress_bar(0, "outcomes");
+    // Outcomes already stored, per contact, so a re-run imports nothing twice.
+    let mut known: std::collections::HashMap<String, Vec<(leadscore_store::OutcomeKind, leadscore_store::Millis)>> = Default::default();
+    for (index, record) in csv.records().enumerate() {
+        let line = index as u64 + 2;
+        summary.rows += 1;
+        bar.inc(1);
+        let record = match record {
+            Ok(record) => record,
+            Err(err) => {
+                summary.reject(line, format!("not CSV: {err}"));
+                continue;
+            }
+        };
+        let (contact, kinds, at) = match outcome_row(state, &record, &columns) {
+            Ok(row) => row,
+            Err(reason) => {
+                summary.reject(line, reason);
+                continue;
+            }
+        };
+        if !known.contains_key(&contact) {
+            let stored = state.store.contact_outcomes(&contact).await?;
+            known.insert(contact.clone(), stored.into_iter().map(|o| (o.kind, o.at)).collect());
+        }
+        for kind in kinds {
+            let stored = known.get_mut(&contact).context("outcomes of the contact were loaded")?;
+            if stored.contains(&(kind.clone(), at)) {
+                summary.duplicates += 1;
+                continue;
+            }
+            match leadscore_server::outcomes::record(state, &contact, kind.clone(), at).await {
+                Ok(_) => {
+                    stored.push((kind, at));
+                    summary.imported += 1;
+                }
+                Err(err) if err.code == "not_found" => summary.reject(line, format!("no contact with id {contact:?}")),
+                Err(err) => bail!("storing the outcome of line {line} failed: {}", err.message),
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(summary)
 }

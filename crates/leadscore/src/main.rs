@@ -82,7 +82,7 @@ enum Command {
         #[command(subcommand)]
         action: ModelCommand,
     },
-    /// Store or list automation definitions (they are validated and listed; they do not fire yet)
+    /// Store or list automations
     Automation {
         #[command(subcommand)]
         action: AutomationCommand,
@@ -120,8 +120,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reports over recorded outcomes: does the score predict who buys?
+    Report {
+        #[command(flatten)]
+        data: DataArgs,
+        /// brackets (conversion by score bracket) or accuracy (ROC AUC, top band, won vs lost)
+        what: ReportKind,
+        /// The model [default: the only live one]
+        #[arg(long)]
+        model: Option<String>,
+        /// Outcomes from this instant (RFC 3339) [default: all]
+        #[arg(long)]
+        from: Option<String>,
+        /// Outcomes before this instant (RFC 3339) [default: all]
+        #[arg(long)]
+        to: Option<String>,
+        /// Bracket edges, comma-separated (brackets) [default: the model's bands, and deciles]
+        #[arg(long)]
+        edges: Option<String>,
+        /// Print JSON
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV
+        #[arg(long)]
+        csv: bool,
+    },
     /// Run benchmarks and print figures (see BENCHMARKS.md)
     Bench(bench::BenchArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReportKind {
+    Brackets,
+    Accuracy,
 }
 
 #[derive(Subcommand)]
@@ -287,6 +318,35 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo { data, addr, contacts, no_serve } => demo::run(data, addr, contacts, no_serve).await,
         Command::Import { what } => import::run(what).await,
+        Command::Report { data, what, model, from, to, edges, json, csv } => {
+            let state = app_state(open_store(&data).await?).await?;
+            let (model, from, to) = leadscore_server::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
+            let judged = leadscore_server::reports::gather(&state, &model.name, from, to).await?;
+            match what {
+                ReportKind::Brackets => {
+                    let edges = edges.as_deref().map(leadscore_server::reports::parse_edges).transpose().map_err(anyhow::Error::msg)?;
+                    let report = leadscore_server::reports::brackets_report(&model, &judged, edges);
+                    if json {
+                        println!("{report}");
+                    } else if csv {
+                        print!("{}", leadscore_server::reports::brackets_csv(&report));
+                    } else {
+                        print_brackets(&report);
+                    }
+                }
+                ReportKind::Accuracy => {
+                    let report = leadscore_server::reports::accuracy_report(&model, &judged);
+                    if json {
+                        println!("{report}");
+                    } else if csv {
+                        print!("{}", leadscore_server::reports::accuracy_csv(&report));
+                    } else {
+                        print_accuracy(&report);
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Export { what } => export::run(what).await,
         Command::Model { action } => match action {
             ModelCommand::Validate { file, json } => validate_model(&file, json),
@@ -462,6 +522,48 @@ async fn list_automations(data: &DataArgs, json: bool) -> Result<()> {
         println!("  runs     {} in the last day, {} in the last week; last fired {last}", item["runs"]["last_day"], item["runs"]["last_week"]);
     }
     Ok(())
+}
+
+fn percent(value: &serde_json::Value) -> String {
+    value.as_f64().map_or("-".to_string(), |x| format!("{:.1} %", x * 100.0))
+}
+
+fn print_brackets(report: &serde_json::Value) {
+    println!("{} v{}: {} contacts with outcomes, {} closed", report["model"].as_str().unwrap_or("?"), report["version"], report["contacts"], report["closed"]);
+    for table in report["tables"].as_array().into_iter().flatten() {
+        println!("\nby {}", table["by"].as_str().unwrap_or("?"));
+        println!("  {:<12} {:>10} {:>9} {:>10} {:>5} {:>5} {:>11}  {}", "bracket", "label", "contacts", "qualified", "won", "lost", "conversion", "95 % interval");
+        for row in table["rows"].as_array().into_iter().flatten() {
+            let bound = |v: &serde_json::Value| v.as_f64().map_or(String::new(), |x| format!("{x}"));
+            let bracket = format!("{}..{}", bound(&row["lower"]), bound(&row["upper"]));
+            let interval = match (row["wilson_low"].as_f64(), row["wilson_high"].as_f64()) {
+                (Some(low), Some(high)) => format!("{:.1}–{:.1} %", low * 100.0, high * 100.0),
+                _ => String::new(),
+            };
+            println!(
+                "  {:<12} {:>10} {:>9} {:>10} {:>5} {:>5} {:>11}  {}",
+                bracket,
+                row["label"].as_str().unwrap_or(""),
+                row["contacts"].to_string(),
+                row["qualified"].to_string(),
+                row["won"].to_string(),
+                row["lost"].to_string(),
+                percent(&row["conversion"]),
+                interval
+            );
+        }
+    }
+    for warning in report["warnings"].as_array().into_iter().flatten() {
+        println!("\nwarning: {}", warning.as_str().unwrap_or_default());
+    }
+}
+
+fn print_accuracy(report: &serde_json::Value) {
+    println!("{} v{}: {} closed ({} won, {} lost)", report["model"].as_str().unwrap_or("?"), report["version"], report["closed"], report["won"], report["lost"]);
+    println!("  ROC AUC of the score at close     {}", report["roc_auc"].as_f64().map_or("-".into(), |x| format!("{x:.3}")));
+    println!("  won deals in the top band ({})   {}", report["top_band"].as_str().unwrap_or("-"), percent(&report["won_in_top_band_share"]));
+    println!("  average score at close, won       {}", report["average_score_won"].as_f64().map_or("-".into(), |x| format!("{x:.1}")));
+    println!("  average score at close, lost      {}", report["average_score_lost"].as_f64().map_or("-".into(), |x| format!("{x:.1}")));
 }
 
 /// Runs a rescore job to the end in this process, with a progress bar.

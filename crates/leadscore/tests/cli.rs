@@ -284,3 +284,55 @@ fn automation_apply_then_list() {
     let listed = json(&ok(d, &["automation", "list", "--json"]));
     assert_eq!(listed["automations"].as_array().unwrap().len(), 4, "nothing of the invalid file was stored: {listed}");
 }
+
+/// Outcomes from CSV (scores as of each row's time, bad rows reported by line, re-runs
+/// skip what is there), then the reports in the terminal, as JSON and as CSV.
+#[test]
+fn import_outcomes_then_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("web.toml");
+    std::fs::write(&model, MODEL).unwrap();
+    ok(d, &["model", "apply", model.to_str().unwrap()]);
+    let events = d.join("events.ndjson");
+    let mut lines = String::new();
+    for (i, who) in ["a@x.com", "b@x.com", "c@x.com"].iter().enumerate() {
+        for visit in 0..=i {
+            lines.push_str(&format!(
+                "{{\"messageId\":\"v{i}{visit}\",\"type\":\"page\",\"email\":\"{who}\",\"properties\":{{\"path\":\"/pricing\"}},\"timestamp\":\"2026-05-0{}T10:00:00Z\"}}\n",
+                visit + 1
+            ));
+        }
+    }
+    std::fs::write(&events, lines).unwrap();
+    ok(d, &["import", "events", events.to_str().unwrap()]);
+    let outcomes = d.join("outcomes.csv");
+    std::fs::write(
+        &outcomes,
+        "email,status,at,rating\n\
+         a@x.com,lost,2026-05-01T12:00:00Z,\n\
+         c@x.com,won,2026-05-01T12:00:00Z,5\n\
+         b@x.com,won,2026-05-10T12:00:00Z,\n\
+         nobody@x.com,won,2026-05-10T12:00:00Z,\n\
+         a@x.com,maybe,2026-05-10T12:00:00Z,\n",
+    )
+    .unwrap();
+    let summary = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!(summary["imported"], 4, "three statuses and a rating: {summary}");
+    let rejected: Vec<u64> = summary["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
+    assert_eq!(rejected, [5, 6], "{summary}");
+    let again = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(4)), "{again}");
+
+    // c won with 25 points as of its close (its later visits came after), b with 50; a lost with 25.
+    let report = json(&ok(d, &["report", "brackets", "--edges", "30", "--json"]));
+    let rows = &report["tables"][0]["rows"];
+    assert_eq!((rows[0]["won"].as_u64(), rows[0]["lost"].as_u64()), (Some(1), Some(1)), "{report}");
+    assert_eq!((rows[1]["won"].as_u64(), rows[1]["lost"].as_u64()), (Some(1), Some(0)), "{report}");
+    let accuracy = ok(d, &["report", "accuracy", "--csv"]);
+    assert!(accuracy.starts_with("model,version,closed,won,lost,roc_auc"), "{accuracy}");
+    // AUC: (c 25 vs a 25) a tie, half a pair; (b 50 vs a 25) a whole one: 1.5 / 2.
+    assert!(accuracy.lines().nth(1).unwrap().starts_with("web,1,3,2,1,0.75,"), "{accuracy}");
+    let text = ok(d, &["report", "brackets"]);
+    assert!(text.contains("by band") && text.contains("by decile"), "{text}");
+}

@@ -1,0 +1,304 @@
+//! Reports (F19) over recorded outcomes: does the score predict who buys? First slice:
+//! `brackets` (conversion by score bracket with Wilson intervals and the "points
+//! backwards" check) and `accuracy` (ROC AUC at close, won deals in the top band, average
+//! score of won vs lost), as JSON or CSV. The maths is `leadscore_core::report`'s.
+//!
+//! Who counts: every contact with a status recorded in `[from, to)`. Its score is the one
+//! recorded with its latest status in the range; a contact whose latest won/lost status
+//! is in the range is closed, judged on its score as of that close. Won and lost contacts
+//! count as qualified, as do contacts whose statuses in the range include `qualified`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use leadscore_core::report::{BracketRow, Outcome, brackets, decile_edges, points_backwards, roc_auc};
+use leadscore_store::{Millis, OutcomeKind, PublishedModel, Scope, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::input::{format_time, parse_time};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/reports/brackets", get(brackets_route)).route("/reports/accuracy", get(accuracy_route))
+}
+
+/// Outcomes are read in chunks of this many rows.
+const CHUNK: usize = 10_000;
+
+/// One contact as the reports see it.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    pub contact_id: String,
+    /// The score and band recorded with its latest status in the range.
+    pub score: f64,
+    pub band: Option<String>,
+    pub outcome: Outcome,
+    /// (score, band, won) as of its latest won/lost status in the range.
+    pub close: Option<(f64, Option<String>, bool)>,
+}
+
+struct Seen {
+    latest: Option<(Millis, i64, f64, Option<String>)>,
+    close: Option<(Millis, i64, f64, Option<String>, bool)>,
+    qualified: bool,
+}
+
+/// Gathers the contacts with a status in `[from, to)` and how each is judged under `model`.
+pub async fn gather(state: &AppState, model: &str, from: Millis, to: Millis) -> Result<Vec<Judged>, StoreError> {
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    let mut after = None;
+    loop {
+        let chunk = state.store.list_outcomes(from, to, after, CHUNK).await?;
+        let Some(last) = chunk.last() else { break };
+        after = Some(last.id);
+        for outcome in &chunk {
+            let OutcomeKind::Status { status } = &outcome.kind else { continue };
+            // A contact the model did not score at the time is not judged by it.
+            let Some(card) = outcome.scores.get(model) else { continue };
+            let entry = seen.entry(outcome.contact_id.clone()).or_insert(Seen { latest: None, close: None, qualified: false });
+            let key = (outcome.at, outcome.id);
+            if entry.latest.as_ref().is_none_or(|(at, id, _, _)| key > (*at, *id)) {
+                entry.latest = Some((outcome.at, outcome.id, card.total, card.band.clone()));
+            }
+            match status.as_str() {
+                "won" | "lost" => {
+                    entry.qualified = true;
+                    if entry.close.as_ref().is_none_or(|(at, id, ..)| key > (*at, *id)) {
+                        entry.close = Some((outcome.at, outcome.id, card.total, card.band.clone(), status == "won"));
+                    }
+                }
+                "qualified" => entry.qualified = true,
+                _ => {}
+            }
+        }
+    }
+    let mut judged: Vec<Judged> = seen
+        .into_iter()
+        .filter_map(|(contact_id, seen)| {
+            let (_, _, score, band) = seen.latest?;
+            let close = seen.close.map(|(_, _, score, band, won)| (score, band, won));
+            let outcome = match &close {
+                Some((_, _, true)) => Outcome::Won,
+                Some((_, _, false)) => Outcome::Lost,
+                None if seen.qualified => Outcome::Qualified,
+                None => Outcome::Open,
+            };
+            // A closed contact sits in the bracket of its score at the close.
+            let (score, band) = close.as_ref().map_or((score, band), |(s, b, _)| (*s, b.clone()));
+            Some(Judged { contact_id, score, band, outcome, close })
+        })
+        .collect();
+    judged.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+    Ok(judged)
+}
+
+/// The model's band thresholds, ascending, with the band each bracket is.
+fn band_edges(model: &PublishedModel) -> (Vec<f64>, Vec<Option<String>>) {
+    let mut bands: Vec<(f64, String)> = model.model.bands.iter().filter_map(|b| b.min.map(|m| (m, b.name.clone()))).collect();
+    bands.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let lowest = model.model.bands.iter().find(|b| b.min.is_none()).map(|b| b.name.clone());
+    let labels = std::iter::once(lowest).chain(bands.iter().map(|(_, name)| Some(name.clone()))).collect();
+    (bands.into_iter().map(|(min, _)| min).collect(), labels)
+}
+
+fn rounded(x: Option<f64>) -> Value {
+    x.map_or(Value::Null, |x| json!((x * 10_000.0).round() / 10_000.0))
+}
+
+fn table_json(by: &str, edges: &[f64], labels: Option<&[Option<String>]>, rows: &[BracketRow]) -> Value {
+    let rows: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            json!({
+                "label": labels.and_then(|l| l.get(i).cloned().flatten()),
+                "lower": row.lower,
+                "upper": row.upper,
+                "contacts": row.contacts,
+                "qualified": row.qualified,
+                "won": row.won,
+                "lost": row.lost,
+                "conversion": rounded(row.conversion),
+                "wilson_low": rounded(row.wilson_low),
+                "wilson_high": rounded(row.wilson_high),
+            })
+        })
+        .collect();
+    json!({ "by": by, "edges": edges, "rows": rows })
+}
+
+/// The brackets report: by the model's bands and by deciles, or by the given edges.
+pub fn brackets_report(model: &PublishedModel, judged: &[Judged], edges: Option<Vec<f64>>) -> Value {
+    let rows: Vec<(f64, Outcome)> = judged.iter().map(|j| (j.score, j.outcome)).collect();
+    let mut tables = Vec::new();
+    let mut warnings = Vec::new();
+    let mut add = |by: &str, edges: Vec<f64>, labels: Option<Vec<Option<String>>>| {
+        let table = brackets(&rows, &edges);
+        if points_backwards(&table) {
+            warnings.push(format!(
+                "your points are backwards ({by}): a higher bracket converts significantly worse than a lower one; look at the rules that give the high scores"
+            ));
+        }
+        let mut value = table_json(by, &edges, labels.as_deref(), &table);
+        value["points_backwards"] = json!(points_backwards(&table));
+        tables.push(value);
+    };
+    match edges {
+        Some(mut edges) => {
+            edges.sort_by(f64::total_cmp);
+            edges.dedup();
+            add("edges", edges, None);
+        }
+        None => {
+            let (edges, labels) = band_edges(model);
+            add("band", edges, Some(labels));
+            let scores: Vec<f64> = judged.iter().map(|j| j.score).collect();
+            add("decile", decile_edges(&scores), None);
+        }
+    }
+    let closed = judged.iter().filter(|j| j.close.is_some()).count();
+    json!({
+        "model": model.name,
+        "version": model.version,
+        "contacts": judged.len(),
+        "closed": closed,
+        "tables": tables,
+        "warnings": warnings,
+    })
+}
+
+/// The accuracy report: how well the score at close separates won from lost.
+pub fn accuracy_report(model: &PublishedModel, judged: &[Judged]) -> Value {
+    let closed: Vec<(f64, Option<String>, bool)> = judged.iter().filter_map(|j| j.close.clone()).collect();
+    let samples: Vec<(f64, bool)> = closed.iter().map(|(score, _, won)| (*score, *won)).collect();
+    let won: Vec<&(f64, Option<String>, bool)> = closed.iter().filter(|c| c.2).collect();
+    let lost: Vec<&(f64, Option<String>, bool)> = closed.iter().filter(|c| !c.2).collect();
+    let mean = |xs: &[&(f64, Option<String>, bool)]| (!xs.is_empty()).then(|| xs.iter().map(|c| c.0).sum::<f64>() / xs.len() as f64);
+    // Bands are listed best first; the top band is the first one.
+    let top = model.model.bands.first().map(|b| b.name.clone());
+    let won_in_top = top.as_ref().map(|top| won.iter().filter(|c| c.1.as_ref() == Some(top)).count());
+    json!({
+        "model": model.name,
+        "version": model.version,
+        "closed": closed.len(),
+        "won": won.len(),
+        "lost": lost.len(),
+        "roc_auc": rounded(roc_auc(&samples)),
+        "top_band": top,
+        "won_in_top_band": won_in_top,
+        "won_in_top_band_share": rounded(won_in_top.and_then(|n| (!won.is_empty()).then(|| n as f64 / won.len() as f64))),
+        "average_score_won": rounded(mean(&won)),
+        "average_score_lost": rounded(mean(&lost)),
+    })
+}
+
+/// The brackets report as CSV: one line per bracket of every table.
+pub fn brackets_csv(report: &Value) -> String {
+    let mut out = String::from("table,label,lower,upper,contacts,qualified,won,lost,conversion,wilson_low,wilson_high\n");
+    let cell = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => csv_field(s),
+        other => other.to_string(),
+    };
+    for table in report["tables"].as_array().into_iter().flatten() {
+        for row in table["rows"].as_array().into_iter().flatten() {
+            let cells: Vec<String> = std::iter::once(cell(&table["by"]))
+                .chain(["label", "lower", "upper", "contacts", "qualified", "won", "lost", "conversion", "wilson_low", "wilson_high"].iter().map(|k| cell(&row[*k])))
+                .collect();
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The accuracy report as CSV: one header line, one value line.
+pub fn accuracy_csv(report: &Value) -> String {
+    let keys = ["model", "version", "closed", "won", "lost", "roc_auc", "top_band", "won_in_top_band", "won_in_top_band_share", "average_score_won", "average_score_lost"];
+    let values: Vec<String> = keys
+        .iter()
+        .map(|k| match &report[*k] {
+            Value::Null => String::new(),
+            Value::String(s) => csv_field(s),
+            other => other.to_string(),
+        })
+        .collect();
+    format!("{}\n{}\n", keys.join(","), values.join(","))
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
+#[derive(Deserialize)]
+struct ReportQuery {
+    model: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// Comma-separated bracket edges (brackets only).
+    edges: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// The model and range of a report request (the only live model when none is named).
+pub fn resolve(state: &AppState, model: Option<&str>, from: Option<&str>, to: Option<&str>) -> Result<(Arc<PublishedModel>, Millis, Millis), String> {
+    let models = state.models();
+    let model = match model {
+        Some(name) => models.iter().find(|m| m.name == name).cloned().ok_or_else(|| format!("no live model {name:?}"))?,
+        None => match models.as_slice() {
+            [only] => only.clone(),
+            [] => return Err("no live model".into()),
+            _ => return Err("several models are live: name one with model=".into()),
+        },
+    };
+    let from = from.map(parse_time).transpose()?.unwrap_or(0);
+    let to = to.map(parse_time).transpose()?.unwrap_or(Millis::MAX);
+    if from >= to {
+        return Err(format!("from ({}) must be before to ({})", format_time(from), format_time(to)));
+    }
+    Ok((model, from, to))
+}
+
+pub fn parse_edges(text: &str) -> Result<Vec<f64>, String> {
+    text.split(',').map(|e| e.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("edge {e:?} is not a number"))).collect()
+}
+
+fn wants_csv(format: Option<&str>) -> Result<bool, ApiError> {
+    match format {
+        None | Some("json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(other) => Err(ApiError::invalid(format!("format {other:?} is not json or csv"))),
+    }
+}
+
+fn csv_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
+}
+
+async fn brackets_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+    principal.require(Scope::Read)?;
+    let csv = wants_csv(q.format.as_deref())?;
+    let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
+    let edges = q.edges.as_deref().filter(|e| !e.trim().is_empty()).map(parse_edges).transpose().map_err(ApiError::invalid)?;
+    let judged = gather(&state, &model.name, from, to).await?;
+    let report = brackets_report(&model, &judged, edges);
+    Ok(if csv { csv_response(brackets_csv(&report)) } else { Json(report).into_response() })
+}
+
+async fn accuracy_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+    principal.require(Scope::Read)?;
+    let csv = wants_csv(q.format.as_deref())?;
+    let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
+    let judged = gather(&state, &model.name, from, to).await?;
+    let report = accuracy_report(&model, &judged);
+    Ok(if csv { csv_response(accuracy_csv(&report)) } else { Json(report).into_response() })
+}

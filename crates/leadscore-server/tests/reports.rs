@@ -1,0 +1,147 @@
+//! Outcomes and reports (PRODUCT.md F18, F19) against the real server, on a small data
+//! set whose report is computed by hand. Every test runs on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const MODEL: &str = r#"
+name = "b2b"
+[[bands]]
+name = "hot"
+min = 60
+[[bands]]
+name = "warm"
+min = 30
+[[bands]]
+name = "cold"
+[[activity]]
+name = "Ten"
+event = "Ten"
+points = 10
+[[activity]]
+name = "Five"
+event = "Five"
+points = 5
+"#;
+
+/// Gives `contact` exactly `points` activity points (multiples of 5) at T0.
+async fn earn(server: &TestServer, contact: &str, points: u32) {
+    let mut batch = Vec::new();
+    for i in 0..points / 10 {
+        batch.push(track(contact, &format!("{contact}-ten-{i}"), "Ten", json!({}), T0));
+    }
+    if points % 10 == 5 {
+        batch.push(track(contact, &format!("{contact}-five"), "Five", json!({}), T0));
+    }
+    server.ingest(json!({ "batch": batch })).await;
+}
+
+async fn status(server: &TestServer, contact: &str, status: &str, at: i64) -> Value {
+    let body = json!({ "status": status, "at": leadscore_server::input::format_time(at) });
+    server.post(&format!("/api/v1/contacts/{contact}/status"), &body).await.expect(StatusCode::CREATED).clone()
+}
+
+// Statuses keep the scores as of their time; the contact's status is its latest by time.
+async fn outcomes_keep_the_scores_sales_saw(server: TestServer) {
+    server.publish("b2b", MODEL).await;
+    earn(&server, "x", 15).await;
+    server.set_now(T0 + 3 * HOUR);
+    // More activity later: the status recorded for an hour after T0 keeps 15 points.
+    server.ingest(track("x", "x-late", "Ten", json!({}), T0 + 2 * HOUR)).await;
+    let recorded = status(&server, "x", "qualified", T0 + HOUR).await;
+    assert_eq!(recorded["scores"]["b2b"]["total"], 15.0, "as of `at`, not now: {recorded}");
+    assert_eq!(recorded["status"], "qualified");
+    let now = status(&server, "x", "contacted", T0 + 3 * HOUR).await;
+    assert_eq!(now["scores"]["b2b"]["total"], 25.0);
+    // Imported later but dated earlier: the contact's status stays the latest by time.
+    status(&server, "x", "new", T0).await;
+    assert_eq!(server.contact("x").await["status"], "contacted");
+    let feedback = server.post("/api/v1/contacts/x/feedback", &json!({ "rating": 4, "note": "good call", "author": "ana" })).await;
+    assert_eq!(feedback.expect(StatusCode::CREATED)["rating"], 4);
+    let listed = server.get("/api/v1/contacts/x/outcomes").await;
+    let kinds: Vec<Value> = listed.expect(StatusCode::OK)["outcomes"].as_array().unwrap().iter().map(|o| o["status"].clone()).collect();
+    assert_eq!(kinds, [json!("new"), json!("qualified"), json!("contacted"), Value::Null]);
+
+    // Bad input is refused with reasons.
+    server.post("/api/v1/contacts/x/status", &json!({ "status": "maybe" })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    server.post("/api/v1/contacts/x/feedback", &json!({ "rating": 6 })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let future = json!({ "status": "won", "at": leadscore_server::input::format_time(T0 + 30 * DAY) });
+    server.post("/api/v1/contacts/x/status", &future).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    server.post("/api/v1/contacts/nobody/status", &json!({ "status": "won" })).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+// Eight closed contacts and one open one, scored 10 .. 90: conversion by band, the Wilson
+// intervals, ROC AUC and the won-in-top-band share, checked against hand computation.
+async fn brackets_and_accuracy_match_hand_computation(server: TestServer) {
+    server.publish("b2b", MODEL).await;
+    let people = [("l10", 10, "lost"), ("l20", 20, "lost"), ("l40", 40, "lost"), ("w35", 35, "won"), ("w45", 45, "won"), ("w70", 70, "won"), ("w80", 80, "won"), ("w90", 90, "won"), ("q50", 50, "qualified")];
+    for (id, points, _) in people {
+        earn(&server, id, points).await;
+    }
+    server.set_now(T0 + DAY);
+    for (id, _, outcome) in people {
+        status(&server, id, "contacted", T0 + HOUR).await;
+        status(&server, id, outcome, T0 + 2 * HOUR).await;
+    }
+    let report = server.get("/api/v1/reports/brackets?model=b2b").await;
+    let report = report.expect(StatusCode::OK).clone();
+    assert_eq!((report["contacts"].as_u64(), report["closed"].as_u64()), (Some(9), Some(8)));
+    let bands = &report["tables"][0];
+    assert_eq!(bands["by"], "band");
+    assert_eq!(bands["edges"], json!([30.0, 60.0]));
+    let rows = bands["rows"].as_array().unwrap();
+    let summary: Vec<(Value, u64, u64, u64, u64)> = rows
+        .iter()
+        .map(|r| (r["label"].clone(), r["contacts"].as_u64().unwrap(), r["qualified"].as_u64().unwrap(), r["won"].as_u64().unwrap(), r["lost"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [(json!("cold"), 2, 2, 0, 2), (json!("warm"), 4, 4, 2, 1), (json!("hot"), 3, 3, 3, 0)],
+        "cold: 10, 20 lost; warm: 35, 45 won, 40 lost, 50 qualified; hot: 70, 80, 90 won"
+    );
+    assert_eq!(rows[0]["conversion"], 0.0);
+    assert_eq!(rows[1]["conversion"], 0.6667);
+    // Wilson 95 % for 2 of 3: centre (p + z²/2n)/(1 + z²/n), half-width z·√(p(1-p)/n + z²/4n²)/(1 + z²/n).
+    assert_eq!((rows[1]["wilson_low"].clone(), rows[1]["wilson_high"].clone()), (json!(0.2077), json!(0.9385)));
+    assert_eq!(rows[2]["conversion"], 1.0);
+    assert_eq!(bands["points_backwards"], false);
+    assert_eq!(report["tables"][1]["by"], "decile");
+
+    // Custom edges, and the CSV.
+    let custom = server.get("/api/v1/reports/brackets?model=b2b&edges=50").await;
+    let custom_rows = custom.expect(StatusCode::OK)["tables"][0]["rows"].clone();
+    assert_eq!((custom_rows[0]["contacts"].as_u64(), custom_rows[1]["contacts"].as_u64()), (Some(5), Some(4)));
+    let csv = server.get("/api/v1/reports/brackets?model=b2b&edges=50&format=csv").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(lines[0], "table,label,lower,upper,contacts,qualified,won,lost,conversion,wilson_low,wilson_high");
+    assert_eq!(lines[1], "edges,,,50.0,5,5,2,3,0.4,0.1176,0.7693", "2 of 5 won below 50");
+    assert_eq!(lines[2], "edges,,50.0,,4,4,3,0,1.0,0.4385,1.0");
+
+    // AUC: of the 5 × 3 won/lost pairs, the won contact scores higher in 14 (35 < 40).
+    let accuracy = server.get("/api/v1/reports/accuracy?model=b2b").await;
+    let accuracy = accuracy.expect(StatusCode::OK).clone();
+    assert_eq!((accuracy["closed"].as_u64(), accuracy["won"].as_u64(), accuracy["lost"].as_u64()), (Some(8), Some(5), Some(3)));
+    assert_eq!(accuracy["roc_auc"], 0.9333);
+    assert_eq!(accuracy["top_band"], "hot");
+    assert_eq!(accuracy["won_in_top_band_share"], 0.6, "3 of the 5 won deals were hot at the close");
+    assert_eq!(accuracy["average_score_won"], 64.0);
+    assert_eq!(accuracy["average_score_lost"], 23.3333);
+    let csv = server.get("/api/v1/reports/accuracy?model=b2b&format=csv").await;
+    assert!(csv.text.starts_with("model,version,closed,won,lost,roc_auc,"), "{}", csv.text);
+
+    // A range that holds no outcome is empty, not an error; a bad range is refused.
+    let before = leadscore_server::input::format_time(T0);
+    let empty = server.get_query("/api/v1/reports/accuracy", &[("model", "b2b"), ("to", before.as_str())]).await;
+    assert_eq!(empty.expect(StatusCode::OK)["closed"], 0);
+    let bad = server.get_query("/api/v1/reports/brackets", &[("model", "b2b"), ("from", "2026-05-01T00:00:00Z"), ("to", "2026-04-01T00:00:00Z")]).await;
+    bad.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    server.get("/api/v1/reports/brackets?model=nope").await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+}
+
+common::both_backends!(outcomes_keep_the_scores_sales_saw, brackets_and_accuracy_match_hand_computation);
