@@ -42,6 +42,16 @@ pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
         ticker.tick().await;
         loop {
             ticker.tick().await;
+            // With several processes on one database, one of them sweeps per interval.
+            let lease = (every.as_millis() as leadscore_store::Millis).max(1000);
+            match state.store.try_lease("decay-sweep", &state.runtime.worker_id, lease, state.now()).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot take the decay sweep lease");
+                    continue;
+                }
+            }
             match decay_sweep(&state).await {
                 Ok(report) => {
                     tracing::debug!(seen = report.seen, changed = report.changed, "decay sweep")
