@@ -337,7 +337,7 @@ fn import_outcomes_then_report() {
     assert!(text.contains("by band") && text.contains("by decile"), "{text}");
 }
 
-/// The demo data set (contacts, events, automations with runs and deliveries, outcomes)
+/// The demo data set (contacts, events, automations, teams, queued automation work, outcomes)
 /// copied from SQLite to PostgreSQL and back to SQLite: verified counts both ways, and the
 /// copy scores and reports the same. Needs LEADSCORE_TEST_POSTGRES_URL (CI sets it).
 #[test]
@@ -350,6 +350,11 @@ fn migrate_round_trips_the_demo_through_postgres() {
     let (from, back) = (dir.path().join("from"), dir.path().join("back"));
     std::fs::create_dir_all(&from).unwrap();
     ok(&from, &["demo", "--contacts", "300", "--no-serve"]);
+    // Live traffic imported with --fire-automations leaves queued automation work to copy
+    // (runs and deliveries need a server; the store-level transfer tests cover them).
+    let events = from.join("live.ndjson");
+    std::fs::write(&events, "{\"messageId\":\"live-1\",\"type\":\"page\",\"userId\":\"c0000001\",\"properties\":{\"path\":\"/pricing\"}}\n").unwrap();
+    ok(&from, &["import", "events", events.to_str().unwrap(), "--fire-automations"]);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let schema = format!("migrate_{}_{nanos:x}", std::process::id());
     let separator = if url.contains('?') { '&' } else { '?' };
@@ -373,7 +378,7 @@ fn migrate_round_trips_the_demo_through_postgres() {
         report["tables"].as_array().unwrap().iter().map(|t| (t["table"].as_str().unwrap().to_string(), t["destination"].as_u64().unwrap())).collect()
     };
     assert_eq!(counts(&there), counts(&back_again), "every table has the same rows after the round trip");
-    for table in ["automation_runs", "deliveries", "outcomes", "teams"] {
+    for table in ["automations", "automation_queue", "outcomes", "teams"] {
         assert!(counts(&there).iter().any(|(t, n)| t == table && *n > 0), "the demo has {table} to copy: {there}");
     }
     let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
