@@ -4,6 +4,7 @@
 //! instant as an argument (milliseconds since the Unix epoch). Everything else in
 //! leadscore calls into this crate to score.
 
+pub mod accounts;
 pub mod automation;
 pub mod condition;
 pub mod duration;

@@ -21,6 +21,8 @@ pub struct Model {
     pub bands: Vec<Band>,
     pub fit: Vec<FitRule>,
     pub activity: Vec<ActivityRule>,
+    /// How the contacts of an account add up to the account's score (F29).
+    pub accounts: crate::accounts::AccountRule,
     /// The model as JSON, exactly as given (after TOML → JSON), for reads and exports.
     pub definition: Value,
 }
@@ -217,7 +219,7 @@ fn compile(definition: &Value, problems: &mut Problems) -> Option<Model> {
     };
     check_only_keys(
         root,
-        &["name", "description", "applies_to", "flames", "grades", "quadrant", "decay", "bands", "fit", "activity"],
+        &["name", "description", "applies_to", "flames", "grades", "quadrant", "decay", "bands", "fit", "activity", "accounts"],
         "",
         problems,
     );
@@ -258,10 +260,11 @@ fn compile(definition: &Value, problems: &mut Problems) -> Option<Model> {
         })
     });
     let decay = root.get("decay").map(|v| parse_decay(v, problems)).unwrap_or_default();
-    let bands = root.get("bands").map(|v| parse_bands(v, problems)).unwrap_or_default();
+    let bands = root.get("bands").map(|v| parse_bands(v, "bands", problems)).unwrap_or_default();
     let fit = root.get("fit").map(|v| parse_fit_rules(v, problems)).unwrap_or_default();
     let activity = root.get("activity").map(|v| parse_activity_rules(v, problems)).unwrap_or_default();
-    Some(Model { name, description, applies_to, flames, grades, quadrant, decay, bands, fit, activity, definition: definition.clone() })
+    let accounts = root.get("accounts").map(|v| parse_accounts(v, problems)).unwrap_or_default();
+    Some(Model { name, description, applies_to, flames, grades, quadrant, decay, bands, fit, activity, accounts, definition: definition.clone() })
 }
 
 pub fn is_valid_name(name: &str) -> bool {
@@ -374,14 +377,46 @@ fn parse_decay(value: &Value, problems: &mut Problems) -> Decay {
     Decay { half_life, expire_after, inactivity }
 }
 
-fn parse_bands(value: &Value, problems: &mut Problems) -> Vec<Band> {
+/// `[accounts]`: `aggregate = "sum" | "max" | "mean_top_n"`, `top_n` (mean_top_n, default
+/// 3), and `bands` like the contact bands.
+fn parse_accounts(value: &Value, problems: &mut Problems) -> crate::accounts::AccountRule {
+    use crate::accounts::{AccountAggregate, AccountRule};
+    let Some(t) = table(value, "accounts", problems) else { return AccountRule::default() };
+    check_only_keys(t, &["aggregate", "top_n", "bands"], "accounts", problems);
+    let top_n = match t.get("top_n") {
+        None => None,
+        Some(v) => match v.as_u64().filter(|n| (1..=1000).contains(n)) {
+            Some(n) => Some(n as usize),
+            None => {
+                problems.add("accounts.top_n", "must be a whole number from 1 to 1000");
+                None
+            }
+        },
+    };
+    let aggregate = match t.get("aggregate").map(|v| v.as_str()) {
+        None | Some(Some("sum")) => AccountAggregate::Sum,
+        Some(Some("max")) => AccountAggregate::Max,
+        Some(Some("mean_top_n")) => AccountAggregate::MeanTopN(top_n.unwrap_or(3)),
+        Some(other) => {
+            problems.add("accounts.aggregate", &format!("{} is not sum, max or mean_top_n", other.map_or("a non-string".to_string(), |s| format!("{s:?}"))));
+            AccountAggregate::Sum
+        }
+    };
+    if top_n.is_some() && !matches!(aggregate, AccountAggregate::MeanTopN(_)) {
+        problems.add("accounts.top_n", "only means something with aggregate = \"mean_top_n\"");
+    }
+    let bands = t.get("bands").map(|v| parse_bands(v, "accounts.bands", problems)).unwrap_or_default();
+    AccountRule { aggregate, bands }
+}
+
+fn parse_bands(value: &Value, section: &str, problems: &mut Problems) -> Vec<Band> {
     let Some(items) = value.as_array() else {
-        problems.add("bands", "must be a list of [[bands]] with name and min, highest first");
+        problems.add(section, "must be a list of bands (name and min), highest first");
         return Vec::new();
     };
     let mut bands: Vec<Band> = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let path = format!("bands[{i}]");
+        let path = format!("{section}[{i}]");
         let Some(t) = table(item, &path, problems) else { continue };
         check_only_keys(t, &["name", "min"], &path, problems);
         let name = match t.get("name").and_then(Value::as_str) {

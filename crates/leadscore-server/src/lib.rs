@@ -1,6 +1,7 @@
 //! leadscore's HTTP server: one `AppState`, routers per feature, auth by API key, and the
 //! background work (model rescoring) whose single steps tests can call.
 
+pub mod accounts;
 pub mod auth;
 pub mod automations;
 pub mod contacts;
@@ -197,6 +198,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(automations::router())
         .merge(deliveries::router())
         .merge(outcomes::router())
+        .merge(accounts::router())
         .merge(reports::router())
         .merge(settings::router())
         .merge(keys::router());

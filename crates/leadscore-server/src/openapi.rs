@@ -19,6 +19,8 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/v1/contacts/{id}/status", "admin", "Record a status {status, at?} (new, contacted, qualified, disqualified, won, lost) with the scores as of `at`"),
     ("post", "/api/v1/contacts/{id}/feedback", "admin", "Record a sales rating {rating 1-5, note?, author?, at?} with the scores as of `at`"),
     ("get", "/api/v1/contacts/{id}/outcomes", "read", "The contact's statuses and ratings by time, each with its scores then"),
+    ("get", "/api/v1/accounts", "read", "Accounts best first by account score (?model=&band=&limit=&cursor=): score, band, contacts"),
+    ("get", "/api/v1/accounts/{id}", "read", "An account: its score and band as of now under ?model=, and its contacts best first"),
     ("get", "/api/v1/reports/brackets", "read", "Conversion by score bracket (bands and deciles, or ?edges=), Wilson intervals, points-backwards check; ?model=&from=&to=&format=csv"),
     ("get", "/api/v1/reports/accuracy", "read", "ROC AUC of the score at close, won deals in the top band, average score won vs lost; ?model=&from=&to=&format=csv"),
     ("post", "/api/v1/bulk", "admin", "Change attributes, groups or owner of every contact matching a filter"),

@@ -34,14 +34,20 @@ pub(crate) async fn lock_contact(db: &dyn Db, id: &str) -> PgResult<bool> {
     Ok(db.row_opt("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", &[&id]).await?.is_some())
 }
 
+/// The `account_id` column of a contact (F29), written with every insert and update of
+/// its row: the rule is `leadscore_core::accounts::account_key`, as in SQLite.
+pub(crate) fn account_of(contact: &ContactRecord) -> Option<String> {
+    leadscore_core::accounts::account_key(&contact.attributes, contact.email.as_deref())
+}
+
 /// Inserts a new contact row (no scores yet) unless a contact with its id exists, which
 /// can only be one created concurrently by another process. Returns whether it inserted;
 /// the inserted row is locked by this transaction until it ends.
 pub(crate) async fn insert_contact(db: &dyn Db, contact: &ContactRecord) -> PgResult<bool> {
     let inserted = db
         .exec(
-            "INSERT INTO contacts (id, email, attributes, groups, owner, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO contacts (id, email, attributes, groups, owner, status, created_at, updated_at, account_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
             &[
                 &contact.id,
                 &contact.email,
@@ -51,6 +57,7 @@ pub(crate) async fn insert_contact(db: &dyn Db, contact: &ContactRecord) -> PgRe
                 &contact.status,
                 &contact.created_at,
                 &contact.updated_at,
+                &account_of(contact),
             ],
         )
         .await?;
@@ -73,7 +80,7 @@ async fn add_group_rows(db: &dyn Db, id: &str, groups: &[String]) -> PgResult<()
 pub(crate) async fn save_contact(db: &dyn Db, contact: &ContactRecord, previous_groups: &[String]) -> PgResult<()> {
     db.exec(
         "UPDATE contacts SET email = $2, attributes = $3, groups = $4, owner = $5, status = $6, created_at = $7,
-           updated_at = $8 WHERE id = $1",
+           updated_at = $8, account_id = $9 WHERE id = $1",
         &[
             &contact.id,
             &contact.email,
@@ -83,6 +90,7 @@ pub(crate) async fn save_contact(db: &dyn Db, contact: &ContactRecord, previous_
             &contact.status,
             &contact.created_at,
             &contact.updated_at,
+            &account_of(contact),
         ],
     )
     .await?;

@@ -46,6 +46,7 @@
 //!   in the store's schema;
 //! - deadlock detection (SQLSTATE 40P01), whose victim is retried.
 
+mod accounts;
 mod automations;
 mod contacts;
 mod events;
@@ -74,7 +75,15 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_runs.sql")),
     (4, include_str!("../migrations/0004_job_leases.sql")),
     (5, include_str!("../migrations/0005_outcomes.sql")),
+    (6, include_str!("../migrations/0006_accounts.sql")),
 ];
+
+/// The migration that added `contacts.account_id`: the contacts stored before it get
+/// theirs from [`backfill_accounts`], in the migration's transaction.
+const ACCOUNTS_MIGRATION: i64 = 6;
+
+/// Contacts read (and updated) per statement of the accounts backfill.
+const BACKFILL_CHUNK: i64 = 5_000;
 
 /// Advisory lock key serialising migrations (and schema creation) of every process.
 const MIGRATION_LOCK_KEY: i64 = 0x6c65_6164_6d69_6772; // "leadmigr"
@@ -376,10 +385,58 @@ async fn migrate(client: &mut deadpool_postgres::Object, schema: Option<&str>) -
             continue;
         }
         tx.batch_execute(sql).await?;
+        if *version == ACCOUNTS_MIGRATION {
+            backfill_accounts(&tx).await?;
+        }
         tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version]).await?;
         tracing::info!(version, "applied PostgreSQL migration");
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Fills `account_id` of the contacts stored before accounts existed, with the rule every
+/// contact write uses (`leadscore_core::accounts::account_key`). Reads the contacts in id
+/// order, a chunk at a time, and updates each chunk's accounts with one `unnest` statement.
+/// Unreadable attributes count as none (the account then comes from the e-mail), as in
+/// SQLite. Statements are not cached: they run once, inside the migration transaction.
+async fn backfill_accounts(tx: &deadpool_postgres::Transaction<'_>) -> PgResult<()> {
+    // The first chunk has no cursor (an id may be any string, even the empty one).
+    let first = tx.prepare("SELECT id, attributes, email FROM contacts ORDER BY id LIMIT $1").await?;
+    let next = tx.prepare("SELECT id, attributes, email FROM contacts WHERE id > $1 ORDER BY id LIMIT $2").await?;
+    let update = tx
+        .prepare(
+            "UPDATE contacts c SET account_id = u.account_id FROM unnest($1::text[], $2::text[]) AS u(id, account_id)
+             WHERE c.id = u.id",
+        )
+        .await?;
+    let mut after: Option<String> = None;
+    let mut filled = 0u64;
+    loop {
+        let rows = match &after {
+            None => tx.query(&first, &[&BACKFILL_CHUNK]).await?,
+            Some(after) => tx.query(&next, &[after, &BACKFILL_CHUNK]).await?,
+        };
+        let Some(last) = rows.last() else { break };
+        after = Some(last.try_get(0)?);
+        let (mut ids, mut accounts) = (Vec::new(), Vec::new());
+        for row in &rows {
+            let attributes: String = row.try_get(1)?;
+            let email: Option<String> = row.try_get(2)?;
+            let attributes: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&attributes).unwrap_or_default();
+            if let Some(account) = leadscore_core::accounts::account_key(&attributes, email.as_deref()) {
+                ids.push(row.try_get::<_, String>(0)?);
+                accounts.push(account);
+            }
+        }
+        if !ids.is_empty() {
+            filled += tx.execute(&update, &[&ids, &accounts]).await?;
+        }
+        if (rows.len() as i64) < BACKFILL_CHUNK {
+            break;
+        }
+    }
+    tracing::info!(filled, "filled in the accounts of existing contacts");
     Ok(())
 }
 

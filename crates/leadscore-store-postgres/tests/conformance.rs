@@ -16,8 +16,8 @@ use leadscore_store::conformance::{self as suite, MODEL_A, MODEL_ALL};
 use leadscore_store::runner::{AutomationSet, DeliveryQuery, DeliveryState, LiveAutomation, RunQuery};
 use leadscore_store::scoring::{ScoringEvent, card_from_events};
 use leadscore_store::{
-    AutomationStore, ContactStore, ContactUpsert, EventKind, EventStore, Identity, IngestStatus, ModelSet, ModelStore, NewAutomation, NewEvent,
-    NewModelVersion, NewOutcome, OutboxStore, OutcomeKind, OutcomeStore, PublishedModel, RunStore, SettingsStore, Store,
+    AccountStore, AutomationStore, ContactStore, ContactUpsert, EventKind, EventStore, Identity, IngestStatus, ModelSet, ModelStore, NewAutomation,
+    NewEvent, NewModelVersion, NewOutcome, OutboxStore, OutcomeKind, OutcomeStore, PublishedModel, RunStore, SettingsStore, Store,
 };
 use leadscore_store_postgres::PostgresStore;
 use serde_json::{Map, Value, json};
@@ -104,6 +104,7 @@ suite_tests!(
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
     outcomes_record_list_erase_merge,
+    accounts_follow_attributes_and_domains,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,6 +122,100 @@ async fn migrations_are_applied_once_when_processes_start_together() {
         let store = connect(&url, &schema).await;
         assert_eq!(store.schema(), schema);
         assert_eq!(store.count_contacts().await.expect("count"), 0);
+    })
+    .await;
+}
+
+/// The migrations before accounts (version 6), as a database created by an older release
+/// has them.
+const MIGRATIONS_BEFORE_ACCOUNTS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_automations.sql"),
+    include_str!("../migrations/0003_runs.sql"),
+    include_str!("../migrations/0004_job_leases.sql"),
+    include_str!("../migrations/0005_outcomes.sql"),
+];
+
+/// Migration 6 fills in the accounts of the contacts stored before it (in chunks of a few
+/// thousand), with the rule every contact write uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_accounts_migration_fills_in_existing_contacts() {
+    isolated("accounts_migration", |url, schema| async move {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
+        let connection = tokio::spawn(connection);
+        // The schema as migrations 1–5 left it (the store lists applied versions in
+        // `schema_migrations`).
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema}; SET search_path TO {schema};
+                 CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+                 INSERT INTO schema_migrations (version) SELECT generate_series(1, {})",
+                MIGRATIONS_BEFORE_ACCOUNTS.len()
+            ))
+            .await
+            .expect("schema");
+        for sql in MIGRATIONS_BEFORE_ACCOUNTS {
+            client.batch_execute(sql).await.expect("older migration");
+        }
+        for (id, email, attributes) in [
+            ("", Some("zed@zeta.io"), "{}"),
+            ("a", Some("ann@acme.com"), "{}"),
+            ("b", Some("bob@gmail.com"), "{}"),
+            ("c", None, r#"{"account_id":"x-1"}"#),
+            ("d", Some("dee@beta.io"), r#"{"account": 7}"#),
+            ("e", Some("eve@corp.org"), "not JSON"),
+            ("f", Some("fay@nodomain"), "{}"),
+        ] {
+            client
+                .execute(
+                    "INSERT INTO contacts (id, email, attributes, groups, created_at, updated_at) VALUES ($1, $2, $3, '[]', 0, 0)",
+                    &[&id, &email, &attributes],
+                )
+                .await
+                .expect("insert");
+        }
+        // More contacts than one chunk of the backfill.
+        const GENERATED: i64 = 12_000;
+        client
+            .execute(
+                "INSERT INTO contacts (id, email, attributes, groups, created_at, updated_at)
+                 SELECT 'g' || lpad(n::text, 5, '0'), 'u' || n || '@' || CASE WHEN n % 5 = 0 THEN 'gmail.com' ELSE 'd' || n % 3 || '.com' END,
+                        '{}', '[]', 0, 0
+                 FROM generate_series(1, $1::bigint) AS n",
+                &[&GENERATED],
+            )
+            .await
+            .expect("generate");
+
+        let store = connect(&url, &schema).await;
+        let read = || async {
+            let rows = client.query("SELECT id, account_id FROM contacts ORDER BY id", &[]).await.expect("read");
+            rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))).collect::<Vec<_>>()
+        };
+        let accounts = read().await;
+        let named: Vec<(&str, Option<&str>)> = accounts[..7].iter().map(|(id, account)| (id.as_str(), account.as_deref())).collect();
+        assert_eq!(
+            named,
+            [("", Some("zeta.io")), ("a", Some("acme.com")), ("b", None), ("c", Some("x-1")), ("d", Some("7")), ("e", Some("corp.org")), ("f", None)],
+            "attributes first, else the company domain; unreadable attributes count as none; even an empty id is reached"
+        );
+        let generated = &accounts[7..];
+        assert_eq!(generated.len() as i64, GENERATED);
+        for (n, (id, account)) in (1..=GENERATED).zip(generated) {
+            let expected = (n % 5 != 0).then(|| format!("d{}.com", n % 3));
+            assert_eq!(account, &expected, "contact {id}");
+        }
+        let versions: Vec<i64> =
+            client.query("SELECT version FROM schema_migrations ORDER BY version", &[]).await.expect("versions").iter().map(|r| r.get(0)).collect();
+        assert_eq!(versions, (1..=6).collect::<Vec<i64>>());
+        let acme: Vec<String> = store.account_contacts("acme.com").await.expect("account").into_iter().map(|c| c.id).collect();
+        assert_eq!(acme, ["a"]);
+        // Opening again applies nothing and changes nothing.
+        drop(store);
+        let _again = connect(&url, &schema).await;
+        assert_eq!(read().await, accounts);
+        drop(client);
+        let _ = connection.await;
     })
     .await;
 }

@@ -93,7 +93,18 @@ impl Both {
             }
             // Which writes queued which contacts for their automations, in queue order.
             let queue = json!([outcome(s.queue_depth().await, ser), outcome(s.queued_contacts(1000).await, ser)]);
-            json!({ "contacts": contacts, "logs": logs, "events": events, "queue": queue,
+            // The accounts (F29): their members under each model, and each account's contacts.
+            let mut accounts = Vec::new();
+            for model in ["a", "all", "b2b"] {
+                let members = s.account_members(model).await;
+                let mut names: Vec<String> = members.iter().flatten().map(|(account, _, _)| account.clone()).collect();
+                names.dedup();
+                accounts.push(json!([model, outcome(members, ser)]));
+                for name in names {
+                    accounts.push(json!([name, outcome(s.account_contacts(&name).await, |cs| Value::Array(cs.iter().map(contact_json).collect()))]));
+                }
+            }
+            json!({ "contacts": contacts, "logs": logs, "events": events, "queue": queue, "accounts": accounts,
                     "counts": [outcome(s.count_contacts().await, ser), outcome(s.count_events().await, ser)] })
         })
         .await;
@@ -696,6 +707,53 @@ points = 3
     })
     .await;
     assert_eq!(merged[1].as_array().map(Vec::len), Some(5), "p9's outcomes moved to p5: {merged}");
+
+    // Accounts: company e-mails of new contacts, account attributes from identify calls,
+    // patches and bulk updates (an account_id attribute wins over account and the domain).
+    ingest(
+        &mut both,
+        "accounts",
+        vec![
+            identify("ac1", email("Kim@Acme.IO"), T0 + 23 * HOUR, json!({"segment": "a", "title": "CTO"})),
+            page("ac2", email("lee@acme.io"), T0 + 23 * HOUR, "/pricing"),
+            identify("ac3", user("p1"), T0 + 23 * HOUR, json!({"account_id": "acme.io"})),
+            identify("ac4", user("p5"), T0 + 23 * HOUR, json!({"account": 42})),
+        ],
+        &models,
+        T0 + 23 * HOUR,
+    )
+    .await;
+    for (id, patch) in [
+        ("p3", ContactPatch { attributes: obj(json!({"account_id": "  beta "})), ..Default::default() }),
+        ("lee@acme.io", ContactPatch { attributes: obj(json!({"email": "lee@beta.example.org"})), ..Default::default() }),
+    ] {
+        both.check("account patch", |s| {
+            let (patch, models) = (patch.clone(), models.clone());
+            async move { outcome(s.patch_contact(id, patch, &models, T0 + 24 * HOUR).await, |c| contact_json(&c)) }
+        })
+        .await;
+    }
+    both.check("account bulk", |s| {
+        let update = BulkUpdate {
+            filter: BulkFilter { group: Some("bulk".into()), ..Default::default() },
+            patch: ContactPatch { attributes: obj(json!({"account": "bulk-co"})), ..Default::default() },
+        };
+        let models = models.clone();
+        async move { outcome(s.bulk_update(update, &models, T0 + 24 * HOUR).await, ser) }
+    })
+    .await;
+    let accounts = both
+        .check("accounts", |s| async move {
+            json!([
+                outcome(s.account_members("a").await, ser),
+                outcome(s.account_members("nope").await, ser),
+                outcome(s.account_contacts("acme.io").await, |cs| json!(cs.iter().map(|c| c.id.clone()).collect::<Vec<_>>())),
+                outcome(s.account_contacts("nope").await, |cs| json!(cs.len())),
+            ])
+        })
+        .await;
+    assert_eq!(accounts[2], json!(["kim@acme.io", "p1"]), "acme.io: the new contact and p1 (lee moved to beta.example.org): {accounts}");
+    both.all_contacts("after the accounts").await;
 
     // Jobs and keys.
     both.check("jobs", |s| async move {

@@ -29,8 +29,8 @@ pub(crate) fn contact_exists(conn: &Connection, id: &str) -> StoreResult<bool> {
 /// Inserts a new contact row (no scores yet).
 pub(crate) fn insert_contact(conn: &Connection, contact: &ContactRecord) -> StoreResult<()> {
     conn.prepare_cached(
-        "INSERT INTO contacts (id, email, attributes, groups, owner, status, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO contacts (id, email, attributes, groups, owner, status, created_at, updated_at, account_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .map_err(db_err)?
     .execute(params![
@@ -42,6 +42,7 @@ pub(crate) fn insert_contact(conn: &Connection, contact: &ContactRecord) -> Stor
         contact.status,
         contact.created_at,
         contact.updated_at,
+        leadscore_core::accounts::account_key(&contact.attributes, contact.email.as_deref()),
     ])
     .map_err(db_err)?;
     for group in &contact.groups {
@@ -62,7 +63,7 @@ fn add_group_row(conn: &Connection, id: &str, group: &str) -> StoreResult<()> {
 pub(crate) fn save_contact(conn: &Connection, contact: &ContactRecord, previous_groups: &[String]) -> StoreResult<()> {
     conn.prepare_cached(
         "UPDATE contacts SET email = ?2, attributes = ?3, groups = ?4, owner = ?5, status = ?6, created_at = ?7,
-           updated_at = ?8 WHERE id = ?1",
+           updated_at = ?8, account_id = ?9 WHERE id = ?1",
     )
     .map_err(db_err)?
     .execute(params![
@@ -74,6 +75,7 @@ pub(crate) fn save_contact(conn: &Connection, contact: &ContactRecord, previous_
         contact.status,
         contact.created_at,
         contact.updated_at,
+        leadscore_core::accounts::account_key(&contact.attributes, contact.email.as_deref()),
     ])
     .map_err(db_err)?;
     if previous_groups != contact.groups.as_slice() {

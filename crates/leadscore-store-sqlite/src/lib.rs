@@ -4,6 +4,7 @@
 //! others), one fsync covers them all, and each caller is answered after the commit.
 //! Reads run on a small pool of read connections, concurrently with the writer.
 
+mod accounts;
 mod automations;
 mod contacts;
 mod events;
@@ -27,6 +28,7 @@ const MIGRATIONS: &[&str] =
     &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_automations.sql"), include_str!("migrations/0003_runs.sql"),
     include_str!("migrations/0004_job_leases.sql"),
     include_str!("migrations/0005_outcomes.sql"),
+    include_str!("migrations/0006_accounts.sql"),
 ];
 
 /// How many queued writes may join one transaction.
@@ -78,9 +80,40 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index + 1;
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"))
-            .map_err(|e| StoreError::Backend(format!("migration {version} failed: {e}")))?;
+        let failed = |e: rusqlite::Error| StoreError::Backend(format!("migration {version} failed: {e}"));
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(failed)?;
+        let applied = conn
+            .execute_batch(sql)
+            .map_err(failed)
+            .and_then(|()| if version == ACCOUNTS_MIGRATION { backfill_accounts(conn) } else { Ok(()) })
+            .and_then(|()| conn.execute_batch(&format!("PRAGMA user_version = {version}; COMMIT;")).map_err(failed));
+        if let Err(err) = applied {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err);
+        }
         tracing::info!(version, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+/// The migration that added `contacts.account_id`.
+const ACCOUNTS_MIGRATION: usize = 6;
+
+/// Fills `account_id` of the contacts stored before accounts existed.
+fn backfill_accounts(conn: &Connection) -> StoreResult<()> {
+    let rows: Vec<(String, String, Option<String>)> = conn
+        .prepare("SELECT id, attributes, email FROM contacts")
+        .map_err(db_err)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(db_err)?
+        .collect::<Result<_, _>>()
+        .map_err(db_err)?;
+    let mut update = conn.prepare("UPDATE contacts SET account_id = ?2 WHERE id = ?1").map_err(db_err)?;
+    for (id, attributes, email) in rows {
+        let attributes: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&attributes).unwrap_or_default();
+        if let Some(account) = leadscore_core::accounts::account_key(&attributes, email.as_deref()) {
+            update.execute(rusqlite::params![id, account]).map_err(db_err)?;
+        }
     }
     Ok(())
 }
@@ -218,6 +251,31 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_accounts_migration_fills_in_existing_contacts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open_connection(&dir.path().join("old.db")).expect("open");
+        for sql in &MIGRATIONS[..ACCOUNTS_MIGRATION - 1] {
+            conn.execute_batch(sql).expect("older migration");
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {}", ACCOUNTS_MIGRATION - 1)).expect("version");
+        for (id, email, attributes) in
+            [("a", Some("ann@acme.com"), "{}"), ("b", Some("bob@gmail.com"), "{}"), ("c", None, r#"{"account_id":"x-1"}"#)]
+        {
+            conn.execute(
+                "INSERT INTO contacts (id, email, attributes, groups, created_at, updated_at) VALUES (?1, ?2, ?3, '[]', 0, 0)",
+                rusqlite::params![id, email, attributes],
+            )
+            .expect("insert");
+        }
+        migrate(&conn).expect("migrate");
+        let accounts: Vec<(String, Option<String>)> = conn
+            .prepare("SELECT id, account_id FROM contacts ORDER BY id")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .expect("read");
+        assert_eq!(accounts, [("a".into(), Some("acme.com".into())), ("b".into(), None), ("c".into(), Some("x-1".into()))]);
+    }
 
     #[tokio::test]
     async fn a_panicking_write_fails_alone_and_the_writer_lives_on() {

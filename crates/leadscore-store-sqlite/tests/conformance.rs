@@ -39,6 +39,7 @@ suite_tests!(
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
     outcomes_record_list_erase_merge,
+    accounts_follow_attributes_and_domains,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

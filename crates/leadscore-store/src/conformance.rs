@@ -975,3 +975,46 @@ pub async fn outcomes_record_list_erase_merge(store: Arc<dyn Store>) {
     assert!(store.delete_contact("o1").await.expect("erase"));
     assert!(store.list_outcomes(0, i64::MAX, None, 10).await.expect("list").is_empty(), "erasure takes the outcomes");
 }
+
+/// Accounts: from the account attributes, else the company e-mail domain (never a free
+/// mailbox); kept up to date by upserts, patches and merges; members listed with their
+/// totals under a model.
+pub async fn accounts_follow_attributes_and_domains(store: Arc<dyn Store>) {
+    let set = vec![publish(store.as_ref(), MODEL_A).await];
+    let seg = |extra: Value| {
+        let mut attributes = attrs(json!({"segment": "a"}));
+        attributes.extend(attrs(extra));
+        attributes
+    };
+    for (id, email, extra) in [
+        ("ann", Some("ann@acme.com"), json!({})),
+        ("bob", Some("bob@acme.com"), json!({"title": "CTO"})),
+        ("cat", Some("cat@gmail.com"), json!({})),
+        ("dan", None, json!({"account_id": "acme.com"})),
+        ("eve", Some("eve@beta.io"), json!({"account_id": "beta-corp"})),
+    ] {
+        let upsert = ContactUpsert { id: Some(id.into()), email: email.map(Into::into), attributes: seg(extra), ..Default::default() };
+        store.upsert_contact(upsert, &set, T0).await.expect("upsert");
+    }
+    store.ingest(vec![page("p1", "ann", T0, "/pricing")], &set, T0).await.expect("ingest");
+    let members = store.account_members("a").await.expect("members");
+    assert_eq!(
+        members,
+        [
+            ("acme.com".to_string(), "ann".to_string(), 26.0),
+            ("acme.com".to_string(), "bob".to_string(), 20.0),
+            ("acme.com".to_string(), "dan".to_string(), 0.0),
+            ("beta-corp".to_string(), "eve".to_string(), 0.0),
+        ],
+        "gmail is no account; an account_id attribute wins over the domain"
+    );
+    let acme: Vec<String> = store.account_contacts("acme.com").await.expect("contacts").into_iter().map(|c| c.id).collect();
+    assert_eq!(acme, ["ann", "bob", "dan"]);
+    // A patch moves a contact; a merge keeps the survivor's account.
+    store.patch_contact("bob", ContactPatch { attributes: attrs(json!({"account_id": "beta-corp"})), ..Default::default() }, &set, T0 + 1).await.expect("patch");
+    assert_eq!(store.account_contacts("beta-corp").await.expect("contacts").len(), 2);
+    store.merge_contacts("dan", "cat", &set, T0 + 2).await.expect("merge");
+    let cat = store.account_contacts("acme.com").await.expect("contacts");
+    assert_eq!(cat.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["ann", "cat"], "cat took dan's account_id attribute");
+    assert!(store.account_members("nope").await.expect("members").is_empty());
+}

@@ -229,13 +229,25 @@ pub trait OutcomeStore: Send + Sync {
     async fn list_outcomes(&self, from: Millis, to: Millis, after_id: Option<i64>, limit: usize) -> StoreResult<Vec<OutcomeRecord>>;
 }
 
+/// Accounts (F29): which contacts belong to an account (its `account_id`/`account`
+/// attribute, else its company e-mail domain; kept by every contact write).
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// (account, contact id, total) of every contact with an account and a score under
+    /// `model`, ordered by account.
+    async fn account_members(&self, model: &str) -> StoreResult<Vec<(String, String, f64)>>;
+    /// The contacts of an account, by id.
+    async fn account_contacts(&self, account: &str) -> StoreResult<Vec<ContactRecord>>;
+}
+
 /// Everything a leadscore server needs from its database.
 pub trait Store:
-    ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore
+    ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore + AccountStore
 {
 }
-impl<T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore> Store
-    for T
+impl<
+    T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore + AccountStore,
+> Store for T
 {
 }
 

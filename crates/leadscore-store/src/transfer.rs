@@ -107,6 +107,7 @@ pub static TABLES: &[TableSpec] = &[
             ("status", Text),
             ("created_at", Int),
             ("updated_at", Int),
+            ("account_id", Text),
         ],
         key: &["id"],
     },

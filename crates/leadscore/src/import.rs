@@ -42,6 +42,11 @@ pub enum ImportCommand {
         /// Let the imported changes fire automations (an import is history: by default it does not)
         #[arg(long)]
         fire_automations: bool,
+        /// A column holding each contact's outcome (CSV only): 1/yes/true/won/converted → won,
+        /// 0/no/false/lost → lost, or a status name; recorded as of the row's created_at (or
+        /// the contact's), with the scores then; not kept as an attribute
+        #[arg(long, value_name = "COLUMN")]
+        outcome: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -113,9 +118,12 @@ impl Summary {
 
 pub async fn run(command: ImportCommand) -> Result<()> {
     match command {
-        ImportCommand::Contacts { data, file, map, id_column, email_column, missing, delimiter, fire_automations, json } => {
+        ImportCommand::Contacts { data, file, map, id_column, email_column, missing, delimiter, fire_automations, outcome, json } => {
             let state = app_state(open_store(&data).await?).await?;
-            let options = ContactOptions { map, id_column, email_column, missing, delimiter, historical: !fire_automations };
+            if outcome.is_some() && is_ndjson(&file) {
+                bail!("--outcome reads a CSV column; NDJSON contacts carry no outcome column");
+            }
+            let options = ContactOptions { map, id_column, email_column, missing, delimiter, historical: !fire_automations, outcome };
             let summary = if is_ndjson(&file) {
                 import_contacts_ndjson(&state, &file, options.historical).await?
             } else {
@@ -209,6 +217,8 @@ async fn import_contacts_ndjson(state: &Arc<AppState>, file: &Path, historical: 
 struct ContactOptions {
     /// False with --fire-automations.
     historical: bool,
+    /// The outcome column (--outcome).
+    outcome: Option<String>,
     map: Vec<String>,
     id_column: Option<String>,
     email_column: Option<String>,
@@ -316,12 +326,16 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
         bail!("no id or email column found; name one with --id-column or --email-column (columns: {})", headers.join(", "));
     }
     let created_index = headers.iter().position(|h| attribute_name(h) == "created_at");
+    let outcome_index = match &options.outcome {
+        Some(name) => Some(headers.iter().position(|h| h == name).with_context(|| format!("--outcome: the file has no column {name:?} (columns: {})", headers.join(", ")))?),
+        None => None,
+    };
     let missing: Vec<&str> = DEFAULT_MISSING.iter().copied().chain(options.missing.iter().map(String::as_str)).collect();
     let attribute_names: Vec<Option<String>> = headers
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            if Some(i) == id_index || Some(i) == created_index {
+            if Some(i) == id_index || Some(i) == created_index || Some(i) == outcome_index {
                 return None;
             }
             match renames.get(h) {
@@ -386,10 +400,27 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
             },
             None => None,
         };
+        let outcome = match outcome_index.and_then(|i| record.get(i)).filter(|cell| !missing.contains(&cell.trim())) {
+            Some(cell) => match outcome_status(cell) {
+                Ok(status) => status,
+                Err(reason) => {
+                    summary.reject(line, reason);
+                    continue;
+                }
+            },
+            None => None,
+        };
         let upsert = ContactUpsert { id, email, attributes, groups: Vec::new(), owner: None, created_at, historical: options.historical };
-        let store = state.store.clone();
+        let state = state.clone();
         let models = models.clone();
-        tasks.spawn(async move { (line, store.upsert_contact(upsert, &models, now).await.map(|(_, created)| created).map_err(|e| e.to_string())) });
+        tasks.spawn(async move {
+            let stored = state.store.upsert_contact(upsert, &models, now).await.map_err(|e| e.to_string());
+            let result = match (stored, outcome) {
+                (Ok((contact, created)), Some(status)) => record_import_outcome(&state, &contact, status, created_at).await.map(|()| created),
+                (stored, _) => stored.map(|(_, created)| created),
+            };
+            (line, result)
+        });
         if tasks.len() >= 256 {
             collect_one(&mut tasks, &mut summary).await?;
         }
@@ -621,4 +652,28 @@ async fn import_outcomes(state: &Arc<AppState>, file: &Path) -> Result<Summary> 
     }
     bar.finish_and_clear();
     Ok(summary)
+}
+
+/// The status an outcome cell names: 1/yes/true/won/converted → won, 0/no/false/lost →
+/// lost, or a status by name; empty → none.
+fn outcome_status(cell: &str) -> Result<Option<String>, String> {
+    let value = cell.trim().to_lowercase();
+    Ok(Some(match value.as_str() {
+        "" => return Ok(None),
+        "1" | "yes" | "true" | "won" | "converted" => "won".to_string(),
+        "0" | "no" | "false" | "lost" => "lost".to_string(),
+        other if leadscore_store::STATUSES.contains(&other) => other.to_string(),
+        other => return Err(format!("outcome {other:?} is not 1/0, yes/no, true/false or one of {}", leadscore_store::STATUSES.join(", "))),
+    }))
+}
+
+/// Records an imported contact's outcome as of its creation, once: a re-run finds it.
+async fn record_import_outcome(state: &AppState, contact: &leadscore_store::ContactRecord, status: String, created_at: Option<leadscore_store::Millis>) -> Result<(), String> {
+    let at = created_at.unwrap_or(contact.created_at);
+    let kind = leadscore_store::OutcomeKind::Status { status };
+    let known = state.store.contact_outcomes(&contact.id).await.map_err(|e| e.to_string())?;
+    if known.iter().any(|o| o.kind == kind && o.at == at) {
+        return Ok(());
+    }
+    leadscore_server::outcomes::record(state, &contact.id, kind, at).await.map(|_| ()).map_err(|e| e.message)
 }

@@ -208,6 +208,18 @@ points = 5
     let lead = json(&ok(d, &["score", "7927b2df-8bba-4d29-b9a2-b6e0beafe620", "--json"]));
     // This lead spent 0 s on the site and left Specialization at "Select".
     assert_eq!(lead["scores"]["edu"]["fit"], 0.0, "{lead}");
+
+    // The `Converted` column as each lead's outcome (1 won, 0 lost), recorded once even
+    // when the import runs again; the accuracy report then judges the model against it.
+    let converted = std::fs::read_to_string(&csv).unwrap().lines().skip(1).filter(|l| l.split(',').nth(6) == Some("1")).count() as u64;
+    for _ in 0..2 {
+        let summary = json(&ok(d, &["import", "contacts", &csv, "--missing", "Select", "--outcome", "Converted", "--json"]));
+        assert_eq!(summary["imported"], 9240, "{summary}");
+    }
+    let accuracy = json(&ok(d, &["report", "accuracy", "--json"]));
+    assert_eq!((accuracy["closed"].as_u64(), accuracy["won"].as_u64()), (Some(9240), Some(converted)), "{accuracy}");
+    let auc = accuracy["roc_auc"].as_f64().unwrap();
+    assert!(auc > 0.6, "time on the site predicts conversion in this data set: AUC {auc}");
 }
 
 /// `export` writes files that `import` reads back to the same state: the same contacts
