@@ -1,7 +1,7 @@
-//! Reports (F19) over recorded outcomes: does the score predict who buys? First slice:
-//! `brackets` (conversion by score bracket with Wilson intervals and the "points
-//! backwards" check) and `accuracy` (ROC AUC at close, won deals in the top band, average
-//! score of won vs lost), as JSON or CSV. The maths is `leadscore_core::report`'s.
+//! Reports (F19): does the score predict who buys? `brackets` (conversion by score
+//! bracket with Wilson intervals and the "points backwards" check), `accuracy` (ROC AUC at
+//! close, won deals in the top band, average score of won vs lost), `distribution`,
+//! `sources` and `feedback`, as JSON or CSV. The maths is `leadscore_core::report`'s.
 //!
 //! Who counts: every contact with a status recorded in `[from, to)`. Its score is the one
 //! recorded with its latest status in the range; a contact whose latest won/lost status
@@ -27,7 +27,179 @@ use crate::error::{ApiError, ApiResult};
 use crate::input::{format_time, parse_time};
 
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/reports/brackets", get(brackets_route)).route("/reports/accuracy", get(accuracy_route))
+    Router::new()
+        .route("/reports/brackets", get(brackets_route))
+        .route("/reports/accuracy", get(accuracy_route))
+        .route("/reports/distribution", get(distribution_route))
+        .route("/reports/sources", get(sources_route))
+        .route("/reports/feedback", get(feedback_route))
+}
+
+/// Contacts are read in pages of this many for the reports over every contact.
+const CONTACT_PAGE: usize = 5_000;
+
+/// Calls `each` with every contact that has a score under `model` (its current card).
+async fn for_each_scored(state: &AppState, model: &PublishedModel, mut each: impl FnMut(&leadscore_store::ContactRecord, &leadscore_core::ScoreCard)) -> Result<(), StoreError> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = state.store.list_contacts(after.as_deref(), CONTACT_PAGE).await?;
+        let Some(last) = page.last() else { return Ok(()) };
+        after = Some(last.id.clone());
+        for contact in &page {
+            if let Some(row) = contact.scores.get(&model.name).filter(|r| r.version == model.version) {
+                let card = leadscore_store::scoring::card_at(model, row, &contact.attributes, state.now().max(row.as_of)).unwrap_or_else(|| row.card.clone());
+                each(contact, &card);
+            }
+        }
+    }
+}
+
+/// The distribution report: a histogram of current totals and the count per band, with a
+/// warning when the top band holds too many (over 20 %) or too few (under 1 %) contacts.
+pub async fn distribution_report(state: &AppState, model: &PublishedModel, bins: usize) -> Result<Value, StoreError> {
+    let mut totals = Vec::new();
+    let mut bands: HashMap<String, u64> = HashMap::new();
+    for_each_scored(state, model, |_, card| {
+        totals.push(card.total);
+        *bands.entry(card.band.clone().unwrap_or_default()).or_default() += 1;
+    })
+    .await?;
+    let count = totals.len() as u64;
+    let per_band: Vec<Value> = model
+        .model
+        .bands
+        .iter()
+        .map(|b| {
+            let n = bands.get(&b.name).copied().unwrap_or(0);
+            json!({ "band": b.name, "min": b.min, "contacts": n, "share": rounded((count > 0).then(|| n as f64 / count as f64)) })
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    if let (Some(top), true) = (model.model.bands.first(), count > 0) {
+        let share = bands.get(&top.name).copied().unwrap_or(0) as f64 / count as f64;
+        if share > 0.2 {
+            warnings.push(format!("{:.0} % of contacts are {}: too many for sales to call; raise its min", share * 100.0, top.name));
+        } else if share < 0.01 {
+            warnings.push(format!("under 1 % of contacts are {}: lower its min or sales will wait for leads", top.name));
+        }
+    }
+    let histogram: Vec<Value> = leadscore_core::report::histogram(&totals, bins.max(1))
+        .into_iter()
+        .map(|(lower, upper, n)| json!({ "lower": (lower * 100.0).round() / 100.0, "upper": (upper * 100.0).round() / 100.0, "contacts": n }))
+        .collect();
+    Ok(json!({
+        "model": model.name,
+        "version": model.version,
+        "contacts": count,
+        "bands": per_band,
+        "histogram": histogram,
+        "median": rounded(leadscore_core::report::percentile(&totals, 50.0)),
+        "warnings": warnings,
+    }))
+}
+
+/// The sources report: per value of a source attribute, how many contacts, their average
+/// current score, and the conversion of those with outcomes in the range.
+pub async fn sources_report(state: &AppState, model: &PublishedModel, attribute: &str, judged: &[Judged]) -> Result<Value, StoreError> {
+    #[derive(Default)]
+    struct Source {
+        contacts: u64,
+        score_sum: f64,
+        won: u64,
+        lost: u64,
+    }
+    let closed: HashMap<&str, bool> = judged.iter().filter_map(|j| j.close.as_ref().map(|c| (j.contact_id.as_str(), c.2))).collect();
+    let mut sources: HashMap<String, Source> = HashMap::new();
+    for_each_scored(state, model, |contact, card| {
+        let name = match contact.attributes.get(attribute) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => "(none)".to_string(),
+            Some(other) => other.to_string(),
+        };
+        let source = sources.entry(name).or_default();
+        source.contacts += 1;
+        source.score_sum += card.total;
+        match closed.get(contact.id.as_str()) {
+            Some(true) => source.won += 1,
+            Some(false) => source.lost += 1,
+            None => {}
+        }
+    })
+    .await?;
+    let mut rows: Vec<(String, Source)> = sources.into_iter().collect();
+    rows.sort_by(|a, b| b.1.contacts.cmp(&a.1.contacts).then_with(|| a.0.cmp(&b.0)));
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|(name, s)| {
+            let closed = s.won + s.lost;
+            json!({
+                "source": name,
+                "contacts": s.contacts,
+                "average_score": rounded(Some(s.score_sum / s.contacts.max(1) as f64)),
+                "won": s.won,
+                "lost": s.lost,
+                "conversion": rounded((closed > 0).then(|| s.won as f64 / closed as f64)),
+            })
+        })
+        .collect();
+    Ok(json!({ "model": model.name, "version": model.version, "attribute": attribute, "sources": rows }))
+}
+
+/// The feedback report: sales ratings by band (of the score when rated), and the sales
+/// cycle (contact created → won) of the deals won in the range.
+pub async fn feedback_report(state: &AppState, model: &PublishedModel, from: Millis, to: Millis, judged: &[Judged]) -> Result<Value, StoreError> {
+    let mut ratings: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut after = None;
+    loop {
+        let chunk = state.store.list_outcomes(from, to, after, CHUNK).await?;
+        let Some(last) = chunk.last() else { break };
+        after = Some(last.id);
+        for outcome in &chunk {
+            if let OutcomeKind::Feedback { rating, .. } = &outcome.kind {
+                let band = outcome.scores.get(&model.name).and_then(|c| c.band.clone()).unwrap_or_else(|| "(not scored)".into());
+                let entry = ratings.entry(band).or_default();
+                entry.0 += 1;
+                entry.1 += u64::from(*rating);
+            }
+        }
+    }
+    let mut by_band: Vec<Value> = Vec::new();
+    for name in model.model.bands.iter().map(|b| b.name.clone()).chain(std::iter::once("(not scored)".to_string())) {
+        if let Some((count, sum)) = ratings.get(&name) {
+            by_band.push(json!({ "band": name, "ratings": count, "average_rating": rounded(Some(*sum as f64 / *count as f64)) }));
+        }
+    }
+    // Sales cycle: from the contact's creation to its winning status.
+    let mut cycles_days = Vec::new();
+    for judged in judged.iter().filter(|j| j.outcome == Outcome::Won) {
+        if let Some(contact) = state.store.get_contact(&judged.contact_id).await?
+            && let Some(won_at) = won_time(state, &judged.contact_id, from, to).await?
+        {
+            cycles_days.push(((won_at - contact.created_at).max(0)) as f64 / 86_400_000.0);
+        }
+    }
+    Ok(json!({
+        "model": model.name,
+        "version": model.version,
+        "ratings_by_band": by_band,
+        "sales_cycle_days": {
+            "won": cycles_days.len(),
+            "median": rounded(leadscore_core::report::percentile(&cycles_days, 50.0)),
+            "p90": rounded(leadscore_core::report::percentile(&cycles_days, 90.0)),
+        },
+    }))
+}
+
+/// When the contact's latest `won` status in the range was recorded as happening.
+async fn won_time(state: &AppState, contact: &str, from: Millis, to: Millis) -> Result<Option<Millis>, StoreError> {
+    Ok(state
+        .store
+        .contact_outcomes(contact)
+        .await?
+        .into_iter()
+        .filter(|o| o.at >= from && o.at < to && matches!(&o.kind, OutcomeKind::Status { status } if status == "won"))
+        .map(|o| o.at)
+        .max())
 }
 
 /// Outcomes are read in chunks of this many rows.
@@ -247,6 +419,10 @@ struct ReportQuery {
     edges: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
+    /// Histogram bins (distribution only; default 10).
+    bins: Option<usize>,
+    /// The source attribute (sources only; default `source`).
+    attribute: Option<String>,
 }
 
 /// The model and range of a report request (the only live model when none is named).
@@ -301,4 +477,54 @@ async fn accuracy_route(State(state): State<Arc<AppState>>, principal: Principal
     let judged = gather(&state, &model.name, from, to).await?;
     let report = accuracy_report(&model, &judged);
     Ok(if csv { csv_response(accuracy_csv(&report)) } else { Json(report).into_response() })
+}
+
+async fn distribution_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+    principal.require(Scope::Read)?;
+    let csv = wants_csv(q.format.as_deref())?;
+    let (model, _, _) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
+    let bins = q.bins.unwrap_or(10);
+    if !(1..=200).contains(&bins) {
+        return Err(ApiError::invalid("bins must be between 1 and 200"));
+    }
+    let report = distribution_report(&state, &model, bins).await?;
+    Ok(if csv { csv_response(rows_csv(&report["histogram"], &["lower", "upper", "contacts"])) } else { Json(report).into_response() })
+}
+
+async fn sources_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+    principal.require(Scope::Read)?;
+    let csv = wants_csv(q.format.as_deref())?;
+    let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
+    let judged = gather(&state, &model.name, from, to).await?;
+    let attribute = q.attribute.unwrap_or_else(|| "source".to_string());
+    let report = sources_report(&state, &model, &attribute, &judged).await?;
+    Ok(if csv { csv_response(rows_csv(&report["sources"], &["source", "contacts", "average_score", "won", "lost", "conversion"])) } else { Json(report).into_response() })
+}
+
+async fn feedback_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+    principal.require(Scope::Read)?;
+    let csv = wants_csv(q.format.as_deref())?;
+    let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
+    let judged = gather(&state, &model.name, from, to).await?;
+    let report = feedback_report(&state, &model, from, to, &judged).await?;
+    Ok(if csv { csv_response(rows_csv(&report["ratings_by_band"], &["band", "ratings", "average_rating"])) } else { Json(report).into_response() })
+}
+
+/// A list of JSON objects as CSV with the given columns.
+pub fn rows_csv(rows: &Value, columns: &[&str]) -> String {
+    let mut out = columns.join(",");
+    out.push('\n');
+    for row in rows.as_array().into_iter().flatten() {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match &row[*c] {
+                Value::Null => String::new(),
+                Value::String(s) => csv_field(s),
+                other => other.to_string(),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
 }

@@ -144,4 +144,65 @@ async fn brackets_and_accuracy_match_hand_computation(server: TestServer) {
     server.get("/api/v1/reports/brackets?model=nope").await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
 }
 
-common::both_backends!(outcomes_keep_the_scores_sales_saw, brackets_and_accuracy_match_hand_computation);
+// The distribution, sources and feedback reports on the same nine contacts.
+async fn distribution_sources_and_feedback(server: TestServer) {
+    server.publish("b2b", MODEL).await;
+    let people = [
+        ("l10", 10, "lost", "ads"),
+        ("l20", 20, "lost", "ads"),
+        ("l40", 40, "lost", "web"),
+        ("w35", 35, "won", "web"),
+        ("w45", 45, "won", "web"),
+        ("w70", 70, "won", "partner"),
+        ("w80", 80, "won", "partner"),
+        ("w90", 90, "won", "partner"),
+        ("q50", 50, "qualified", "ads"),
+    ];
+    for (id, points, _, source) in people {
+        server.create_contact(json!({ "id": id, "attributes": { "source": source } })).await;
+        earn(&server, id, points).await;
+    }
+    server.set_now(T0 + DAY);
+    for (id, _, outcome, _) in people {
+        status(&server, id, outcome, T0 + 2 * HOUR).await;
+    }
+    for (id, rating) in [("w70", 5), ("l10", 1), ("w35", 3), ("w45", 4)] {
+        server.post(&format!("/api/v1/contacts/{id}/feedback"), &json!({ "rating": rating })).await.expect(StatusCode::CREATED);
+    }
+
+    let distribution = server.get("/api/v1/reports/distribution?model=b2b&bins=2").await;
+    let distribution = distribution.expect(StatusCode::OK).clone();
+    assert_eq!(distribution["contacts"], 9);
+    let bins: Vec<u64> = distribution["histogram"].as_array().unwrap().iter().map(|b| b["contacts"].as_u64().unwrap()).collect();
+    assert_eq!(bins, [5, 4], "[10, 50) and [50, 90]");
+    let bands: Vec<(Value, u64)> = distribution["bands"].as_array().unwrap().iter().map(|b| (b["band"].clone(), b["contacts"].as_u64().unwrap())).collect();
+    assert_eq!(bands, [(json!("hot"), 3), (json!("warm"), 4), (json!("cold"), 2)]);
+    assert_eq!(distribution["median"], 45.0);
+    assert!(distribution["warnings"][0].as_str().unwrap().contains("33 % of contacts are hot"), "{distribution}");
+
+    let sources = server.get("/api/v1/reports/sources?model=b2b").await;
+    let rows = sources.expect(StatusCode::OK)["sources"].clone();
+    let summary: Vec<(Value, Value, Value, Value)> =
+        rows.as_array().unwrap().iter().map(|r| (r["source"].clone(), r["average_score"].clone(), r["won"].clone(), r["conversion"].clone())).collect();
+    assert_eq!(
+        summary,
+        [
+            (json!("ads"), json!(26.6667), json!(0), json!(0.0)),
+            (json!("partner"), json!(80.0), json!(3), json!(1.0)),
+            (json!("web"), json!(40.0), json!(2), json!(0.6667)),
+        ]
+    );
+    let csv = server.get("/api/v1/reports/sources?model=b2b&format=csv").await;
+    assert_eq!(csv.text.lines().next(), Some("source,contacts,average_score,won,lost,conversion"));
+    assert_eq!(csv.text.lines().nth(1), Some("ads,3,26.6667,0,2,0.0"));
+
+    let feedback = server.get("/api/v1/reports/feedback?model=b2b").await;
+    let feedback = feedback.expect(StatusCode::OK).clone();
+    let by_band: Vec<(Value, Value, Value)> =
+        feedback["ratings_by_band"].as_array().unwrap().iter().map(|r| (r["band"].clone(), r["ratings"].clone(), r["average_rating"].clone())).collect();
+    assert_eq!(by_band, [(json!("hot"), json!(1), json!(5.0)), (json!("warm"), json!(2), json!(3.5)), (json!("cold"), json!(1), json!(1.0))]);
+    assert_eq!(feedback["sales_cycle_days"]["won"], 5);
+    assert_eq!(feedback["sales_cycle_days"]["median"], 0.0833, "created at T0, won two hours later");
+}
+
+common::both_backends!(outcomes_keep_the_scores_sales_saw, brackets_and_accuracy_match_hand_computation, distribution_sources_and_feedback);

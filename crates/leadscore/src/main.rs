@@ -124,7 +124,9 @@ enum Command {
     Report {
         #[command(flatten)]
         data: DataArgs,
-        /// brackets (conversion by score bracket) or accuracy (ROC AUC, top band, won vs lost)
+        /// brackets (conversion by score bracket), accuracy (ROC AUC, top band, won vs lost),
+        /// distribution (histogram, per band), sources (by a source attribute), feedback
+        /// (ratings by band, sales cycle)
         what: ReportKind,
         /// The model [default: the only live one]
         #[arg(long)]
@@ -138,6 +140,12 @@ enum Command {
         /// Bracket edges, comma-separated (brackets) [default: the model's bands, and deciles]
         #[arg(long)]
         edges: Option<String>,
+        /// Histogram bins (distribution)
+        #[arg(long, default_value_t = 10)]
+        bins: usize,
+        /// The source attribute (sources)
+        #[arg(long, default_value = "source")]
+        attribute: String,
         /// Print JSON
         #[arg(long, conflicts_with = "csv")]
         json: bool,
@@ -153,6 +161,9 @@ enum Command {
 enum ReportKind {
     Brackets,
     Accuracy,
+    Distribution,
+    Sources,
+    Feedback,
 }
 
 #[derive(Subcommand)]
@@ -318,7 +329,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo { data, addr, contacts, no_serve } => demo::run(data, addr, contacts, no_serve).await,
         Command::Import { what } => import::run(what).await,
-        Command::Report { data, what, model, from, to, edges, json, csv } => {
+        Command::Report { data, what, model, from, to, edges, bins, attribute, json, csv } => {
             let state = app_state(open_store(&data).await?).await?;
             let (model, from, to) = leadscore_server::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
             let judged = leadscore_server::reports::gather(&state, &model.name, from, to).await?;
@@ -342,6 +353,23 @@ async fn run(cli: Cli) -> Result<()> {
                         print!("{}", leadscore_server::reports::accuracy_csv(&report));
                     } else {
                         print_accuracy(&report);
+                    }
+                }
+                ReportKind::Distribution | ReportKind::Sources | ReportKind::Feedback => {
+                    use leadscore_server::reports as r;
+                    let (report, rows, columns): (serde_json::Value, &str, &[&str]) = match what {
+                        ReportKind::Distribution => (r::distribution_report(&state, &model, bins.clamp(1, 200)).await?, "histogram", &["lower", "upper", "contacts"]),
+                        ReportKind::Sources => {
+                            (r::sources_report(&state, &model, &attribute, &judged).await?, "sources", &["source", "contacts", "average_score", "won", "lost", "conversion"])
+                        }
+                        _ => (r::feedback_report(&state, &model, from, to, &judged).await?, "ratings_by_band", &["band", "ratings", "average_rating"]),
+                    };
+                    if json {
+                        println!("{report}");
+                    } else if csv {
+                        print!("{}", r::rows_csv(&report[rows], columns));
+                    } else {
+                        print_rows(&report, rows, columns);
                     }
                 }
             }
@@ -555,6 +583,31 @@ fn print_brackets(report: &serde_json::Value) {
     }
     for warning in report["warnings"].as_array().into_iter().flatten() {
         println!("\nwarning: {}", warning.as_str().unwrap_or_default());
+    }
+}
+
+/// A report's list as an aligned table, then its other figures and warnings.
+fn print_rows(report: &serde_json::Value, rows: &str, columns: &[&str]) {
+    println!("{} v{}", report["model"].as_str().unwrap_or("?"), report["version"]);
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let table: Vec<Vec<String>> = report[rows].as_array().into_iter().flatten().map(|row| columns.iter().map(|c| cell(&row[*c])).collect()).collect();
+    let widths: Vec<usize> = columns.iter().enumerate().map(|(i, c)| table.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0)).collect();
+    let line = |cells: Vec<String>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join("  ");
+    println!("  {}", line(columns.iter().map(|c| c.to_string()).collect()));
+    for row in table {
+        println!("  {}", line(row));
+    }
+    if let Some(object) = report.as_object() {
+        for (key, value) in object.iter().filter(|(k, _)| !["model", "version", rows, "warnings", "bands"].contains(&k.as_str())) {
+            println!("  {key}: {value}");
+        }
+    }
+    for warning in report["warnings"].as_array().into_iter().flatten() {
+        println!("warning: {}", warning.as_str().unwrap_or_default());
     }
 }
 
