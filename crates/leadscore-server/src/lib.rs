@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod backtest;
 pub mod automations;
 pub mod contacts;
 pub mod deliveries;
@@ -199,6 +200,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(deliveries::router())
         .merge(outcomes::router())
         .merge(accounts::router())
+        .merge(backtest::router())
         .merge(reports::router())
         .merge(settings::router())
         .merge(keys::router());

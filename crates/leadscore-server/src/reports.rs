@@ -8,7 +8,7 @@
 //! is in the range is closed, judged on its score as of that close. Won and lost contacts
 //! count as qualified, as do contacts whose statuses in the range include `qualified`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use leadscore_core::report::{BracketRow, Outcome, brackets, decile_edges, points_backwards, roc_auc};
+use leadscore_core::ScoreCard;
 use leadscore_store::{Millis, OutcomeKind, PublishedModel, Scope, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -217,15 +218,40 @@ pub struct Judged {
     pub close: Option<(f64, Option<String>, bool)>,
 }
 
-struct Seen {
-    latest: Option<(Millis, i64, f64, Option<String>)>,
-    close: Option<(Millis, i64, f64, Option<String>, bool)>,
-    qualified: bool,
+/// Where one contact stands in a range of outcomes.
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    pub contact_id: String,
+    /// Its latest status in the range: (time, the cards recorded with it).
+    pub latest: (Millis, BTreeMap<String, ScoreCard>),
+    /// Its latest won/lost status in the range: (time, won, the cards recorded with it).
+    pub close: Option<(Millis, bool, BTreeMap<String, ScoreCard>)>,
+    /// Reached `qualified` (or closed) in the range.
+    pub qualified: bool,
 }
 
-/// Gathers the contacts with a status in `[from, to)` and how each is judged under `model`.
-pub async fn gather(state: &AppState, model: &str, from: Millis, to: Millis) -> Result<Vec<Judged>, StoreError> {
-    let mut seen: HashMap<String, Seen> = HashMap::new();
+impl Timeline {
+    pub fn outcome(&self) -> Outcome {
+        match &self.close {
+            Some((_, true, _)) => Outcome::Won,
+            Some((_, false, _)) => Outcome::Lost,
+            None if self.qualified => Outcome::Qualified,
+            None => Outcome::Open,
+        }
+    }
+
+    /// The instant a contact is judged at: its close, else its latest status.
+    pub fn judged_at(&self) -> Millis {
+        self.close.as_ref().map_or(self.latest.0, |(at, _, _)| *at)
+    }
+}
+
+/// The statuses in `[from, to)` per contact. With `model`, only statuses whose recorded
+/// cards include that model count (a contact the model did not score then is not judged
+/// by it).
+pub async fn timelines(state: &AppState, model: Option<&str>, from: Millis, to: Millis) -> Result<Vec<Timeline>, StoreError> {
+    let mut seen: HashMap<String, (Option<(Millis, i64)>, Timeline)> = HashMap::new();
+    let mut close_keys: HashMap<String, (Millis, i64)> = HashMap::new();
     let mut after = None;
     loop {
         let chunk = state.store.list_outcomes(from, to, after, CHUNK).await?;
@@ -233,43 +259,58 @@ pub async fn gather(state: &AppState, model: &str, from: Millis, to: Millis) -> 
         after = Some(last.id);
         for outcome in &chunk {
             let OutcomeKind::Status { status } = &outcome.kind else { continue };
-            // A contact the model did not score at the time is not judged by it.
-            let Some(card) = outcome.scores.get(model) else { continue };
-            let entry = seen.entry(outcome.contact_id.clone()).or_insert(Seen { latest: None, close: None, qualified: false });
+            if model.is_some_and(|m| !outcome.scores.contains_key(m)) {
+                continue;
+            }
             let key = (outcome.at, outcome.id);
-            if entry.latest.as_ref().is_none_or(|(at, id, _, _)| key > (*at, *id)) {
-                entry.latest = Some((outcome.at, outcome.id, card.total, card.band.clone()));
+            let (latest_key, timeline) = seen.entry(outcome.contact_id.clone()).or_insert_with(|| {
+                (None, Timeline { contact_id: outcome.contact_id.clone(), latest: (outcome.at, BTreeMap::new()), close: None, qualified: false })
+            });
+            if latest_key.is_none_or(|k| key > k) {
+                *latest_key = Some(key);
+                timeline.latest = (outcome.at, outcome.scores.clone());
             }
             match status.as_str() {
                 "won" | "lost" => {
-                    entry.qualified = true;
-                    if entry.close.as_ref().is_none_or(|(at, id, ..)| key > (*at, *id)) {
-                        entry.close = Some((outcome.at, outcome.id, card.total, card.band.clone(), status == "won"));
+                    timeline.qualified = true;
+                    let close_key = close_keys.entry(outcome.contact_id.clone()).or_insert(key);
+                    if timeline.close.is_none() || key >= *close_key {
+                        *close_key = key;
+                        timeline.close = Some((outcome.at, status == "won", outcome.scores.clone()));
                     }
                 }
-                "qualified" => entry.qualified = true,
+                "qualified" => timeline.qualified = true,
                 _ => {}
             }
         }
     }
-    let mut judged: Vec<Judged> = seen
-        .into_iter()
-        .filter_map(|(contact_id, seen)| {
-            let (_, _, score, band) = seen.latest?;
-            let close = seen.close.map(|(_, _, score, band, won)| (score, band, won));
-            let outcome = match &close {
-                Some((_, _, true)) => Outcome::Won,
-                Some((_, _, false)) => Outcome::Lost,
-                None if seen.qualified => Outcome::Qualified,
-                None => Outcome::Open,
-            };
-            // A closed contact sits in the bracket of its score at the close.
-            let (score, band) = close.as_ref().map_or((score, band), |(s, b, _)| (*s, b.clone()));
-            Some(Judged { contact_id, score, band, outcome, close })
+    let mut timelines: Vec<Timeline> = seen.into_values().map(|(_, t)| t).collect();
+    timelines.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+    Ok(timelines)
+}
+
+/// How a contact is judged given its card at the judged instant.
+pub fn judge(timeline: &Timeline, card: &ScoreCard) -> Judged {
+    Judged {
+        contact_id: timeline.contact_id.clone(),
+        score: card.total,
+        band: card.band.clone(),
+        outcome: timeline.outcome(),
+        close: timeline.close.as_ref().map(|(_, won, _)| (card.total, card.band.clone(), *won)),
+    }
+}
+
+/// Gathers the contacts with a status in `[from, to)` and how each is judged under `model`,
+/// on the cards recorded with the statuses: its latest one, or for a closed contact its close.
+pub async fn gather(state: &AppState, model: &str, from: Millis, to: Millis) -> Result<Vec<Judged>, StoreError> {
+    Ok(timelines(state, Some(model), from, to)
+        .await?
+        .iter()
+        .filter_map(|t| {
+            let cards = t.close.as_ref().map_or(&t.latest.1, |(_, _, cards)| cards);
+            cards.get(model).map(|card| judge(t, card))
         })
-        .collect();
-    judged.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
-    Ok(judged)
+        .collect())
 }
 
 /// The model's band thresholds, ascending, with the band each bracket is.

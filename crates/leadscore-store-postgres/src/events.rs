@@ -448,4 +448,9 @@ impl EventStore for PostgresStore {
     async fn count_events(&self) -> StoreResult<u64> {
         count(self, "SELECT COUNT(*) FROM events").await
     }
+
+    async fn scoring_events_of(&self, contact_ids: &[String]) -> StoreResult<std::collections::HashMap<String, Vec<ScoringEvent>>> {
+        let client = self.client().await?;
+        Ok(crate::rows::load_scoring_events(&*client, contact_ids).await?)
+    }
 }

@@ -271,6 +271,22 @@ impl EventStore for SqliteStore {
         self.read(move |conn| load_stored_events(conn, &id)).await
     }
 
+    async fn scoring_events_of(&self, contact_ids: &[String]) -> StoreResult<HashMap<String, Vec<ScoringEvent>>> {
+        let ids = contact_ids.to_vec();
+        self.read(move |conn| {
+            // One index range per contact on the clustered events table: cheap in-process.
+            let mut out = HashMap::with_capacity(ids.len());
+            for id in ids {
+                let events = crate::rows::load_scoring_events(conn, &id)?;
+                if !events.is_empty() {
+                    out.insert(id, events);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn count_events(&self) -> StoreResult<u64> {
         self.read(|conn| conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err)).await
     }

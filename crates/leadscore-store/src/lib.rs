@@ -77,6 +77,9 @@ pub trait EventStore: Send + Sync {
     async fn ingest_with(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, fire_automations: bool) -> StoreResult<Vec<IngestOutcome>>;
     /// A contact's events in scoring order (timestamp, messageId).
     async fn contact_events(&self, contact_id: &str) -> StoreResult<Vec<StoredEvent>>;
+    /// The activity events of several contacts, each in scoring order, as the scorer reads
+    /// them (backtests replay many contacts at once). Contacts without events are absent.
+    async fn scoring_events_of(&self, contact_ids: &[String]) -> StoreResult<std::collections::HashMap<String, Vec<scoring::ScoringEvent>>>;
     async fn count_events(&self) -> StoreResult<u64>;
 }
 

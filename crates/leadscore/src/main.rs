@@ -153,6 +153,27 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// Try a candidate model against past outcomes: its reports beside the live model's,
+    /// and how many contacts would change band
+    Backtest {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The candidate model file (TOML or JSON)
+        #[arg(long)]
+        model: PathBuf,
+        /// The live model to compare with [default: the candidate's name]
+        #[arg(long)]
+        live: Option<String>,
+        /// Outcomes from this instant (RFC 3339)
+        #[arg(long)]
+        from: Option<String>,
+        /// Outcomes before this instant (RFC 3339)
+        #[arg(long)]
+        to: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Run benchmarks and print figures (see BENCHMARKS.md)
     Bench(bench::BenchArgs),
 }
@@ -329,6 +350,30 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo { data, addr, contacts, no_serve } => demo::run(data, addr, contacts, no_serve).await,
         Command::Import { what } => import::run(what).await,
+        Command::Backtest { data, model, live, from, to, json } => {
+            let text = std::fs::read_to_string(&model).with_context(|| format!("cannot read {}", model.display()))?;
+            let candidate = leadscore_server::backtest::candidate_model(&text).map_err(|e| {
+                let problems: Vec<String> = e.problems().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+                anyhow::anyhow!("{} is not a valid model:\n  {}", model.display(), problems.join("\n  "))
+            })?;
+            let state = app_state(open_store(&data).await?).await?;
+            let live_name = live.unwrap_or_else(|| candidate.name.clone());
+            let (live, from, to) = leadscore_server::reports::resolve(&state, Some(&live_name), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
+            let bar = progress_bar(0, "backtest");
+            let started = std::time::Instant::now();
+            let report = leadscore_server::backtest::run(&state, candidate, live, from, to, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await?;
+            bar.finish_and_clear();
+            if json {
+                println!("{report}");
+            } else {
+                print_backtest(&report, started.elapsed());
+            }
+            Ok(())
+        }
         Command::Report { data, what, model, from, to, edges, bins, attribute, json, csv } => {
             let state = app_state(open_store(&data).await?).await?;
             let (model, from, to) = leadscore_server::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
@@ -608,6 +653,37 @@ fn print_rows(report: &serde_json::Value, rows: &str, columns: &[&str]) {
     }
     for warning in report["warnings"].as_array().into_iter().flatten() {
         println!("warning: {}", warning.as_str().unwrap_or_default());
+    }
+}
+
+fn print_backtest(report: &serde_json::Value, elapsed: std::time::Duration) {
+    let f = |v: &serde_json::Value, digits: usize| v.as_f64().map_or("-".to_string(), |x| format!("{x:.digits$}"));
+    println!("backtest over {} contacts with outcomes ({:.1?})", report["judged_contacts"], elapsed);
+    println!("  {:<34} {:>12} {:>12}", "", "candidate", "live");
+    for (label, key, digits) in [("ROC AUC at close", "roc_auc", 3), ("won deals in the top band", "won_in_top_band_share", 3), ("average score at close, won", "average_score_won", 1), ("average score at close, lost", "average_score_lost", 1)] {
+        println!("  {:<34} {:>12} {:>12}", label, f(&report["candidate"]["accuracy"][key], digits), f(&report["live"]["accuracy"][key], digits));
+    }
+    for side in ["candidate", "live"] {
+        println!("\n{side}: conversion by band");
+        let table = &report[side]["brackets"]["tables"][0];
+        for row in table["rows"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<14} {:>6} contacts  {:>4} won  {:>4} lost  {:>8}",
+                row["label"].as_str().unwrap_or("-"),
+                row["contacts"].to_string(),
+                row["won"].to_string(),
+                row["lost"].to_string(),
+                percent(&row["conversion"])
+            );
+        }
+        for warning in report[side]["brackets"]["warnings"].as_array().into_iter().flatten() {
+            println!("  warning: {}", warning.as_str().unwrap_or_default());
+        }
+    }
+    let changes = &report["band_changes"];
+    println!("\nbands today: {} of {} contacts would change band", changes["changed"], changes["contacts"]);
+    for t in changes["transitions"].as_array().into_iter().flatten() {
+        println!("  {} → {}: {}", t["from"].as_str().unwrap_or("?"), t["to"].as_str().unwrap_or("?"), t["contacts"]);
     }
 }
 

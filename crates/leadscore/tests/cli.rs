@@ -347,6 +347,17 @@ fn import_outcomes_then_report() {
     assert!(accuracy.lines().nth(1).unwrap().starts_with("web,1,3,2,1,0.75,"), "{accuracy}");
     let text = ok(d, &["report", "brackets"]);
     assert!(text.contains("by band") && text.contains("by decile"), "{text}");
+
+    // A backtest of a candidate that doubles the pricing page: the same three closed deals,
+    // scored by replay as of their close; a (one visit, 25 → 50) would become hot today.
+    let candidate = d.join("candidate.toml");
+    std::fs::write(&candidate, MODEL.replace("points = 25", "points = 50")).unwrap();
+    let backtest = json(&ok(d, &["backtest", "--model", candidate.to_str().unwrap(), "--json"]));
+    assert_eq!(backtest["candidate"]["accuracy"]["closed"], 3, "{backtest}");
+    assert_eq!(backtest["live"]["accuracy"]["roc_auc"], 0.75, "the replayed live model agrees with the report: {backtest}");
+    assert_eq!(backtest["band_changes"]["transitions"], serde_json::json!([{ "from": "cold", "to": "hot", "contacts": 1 }]), "{backtest}");
+    let text = ok(d, &["backtest", "--model", candidate.to_str().unwrap()]);
+    assert!(text.contains("ROC AUC at close") && text.contains("would change band"), "{text}");
 }
 
 /// The demo data set (contacts, events, automations, teams, queued automation work, outcomes)

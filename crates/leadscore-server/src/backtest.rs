@@ -1,0 +1,145 @@
+//! Backtest (F20): try a changed model against the past before it goes live. The stored
+//! events of every contact with a status in the range are replayed through the candidate
+//! and through the live model, each contact scored as of the instant it is judged at (its
+//! close, else its latest status), and the same brackets and accuracy reports come back
+//! for both, side by side; plus how many contacts the candidate would move to another band
+//! today. Nothing is written.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use leadscore_core::model::parse_document;
+use leadscore_core::{Format, Model, ScoreCard};
+use leadscore_store::scoring::card_from_events;
+use leadscore_store::{Millis, PublishedModel, Scope, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::input::Body;
+use crate::reports::{accuracy_report, brackets_report, judge, resolve, timelines};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/backtest", post(backtest_route))
+}
+
+/// Contacts replayed per store read.
+const CHUNK: usize = 1_000;
+
+/// Where a backtest stands, for progress bars: (contacts done, contacts in all).
+pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
+
+/// Replays the judged contacts under `candidate` and `live`, then every scored contact for
+/// the band changes. `from`/`to` bound the outcomes.
+pub async fn run(state: &AppState, candidate: Arc<PublishedModel>, live: Arc<PublishedModel>, from: Millis, to: Millis, progress: Progress<'_>) -> Result<Value, StoreError> {
+    let timelines = timelines(state, None, from, to).await?;
+    let total = timelines.len() as u64 + state.store.count_contacts().await?;
+    let mut done = 0u64;
+    let mut judged_candidate = Vec::with_capacity(timelines.len());
+    let mut judged_live = Vec::with_capacity(timelines.len());
+    for chunk in timelines.chunks(CHUNK) {
+        let ids: Vec<String> = chunk.iter().map(|t| t.contact_id.clone()).collect();
+        let events = state.store.scoring_events_of(&ids).await?;
+        for timeline in chunk {
+            // A contact erased since is gone from the past too.
+            let Some(contact) = state.store.get_contact(&timeline.contact_id).await? else { continue };
+            let events = events.get(&timeline.contact_id).map(Vec::as_slice).unwrap_or_default();
+            let at = timeline.judged_at();
+            for (model, judged) in [(&candidate, &mut judged_candidate), (&live, &mut judged_live)] {
+                if model.model.applies_to(&contact.attributes) {
+                    judged.push(judge(timeline, &card_from_events(model, &contact.attributes, events, at)));
+                }
+            }
+        }
+        done += chunk.len() as u64;
+        progress(done, total);
+    }
+    let band_changes = band_changes(state, &candidate, &live, done, total, progress).await?;
+    Ok(json!({
+        "candidate": { "model": candidate.name, "brackets": brackets_report(&candidate, &judged_candidate, None), "accuracy": accuracy_report(&candidate, &judged_candidate) },
+        "live": { "model": live.name, "version": live.version, "brackets": brackets_report(&live, &judged_live, None), "accuracy": accuracy_report(&live, &judged_live) },
+        "judged_contacts": timelines.len(),
+        "band_changes": band_changes,
+    }))
+}
+
+/// Every contact scored under the live model, scored now under the candidate: how many
+/// would change band, and from which to which.
+async fn band_changes(state: &AppState, candidate: &PublishedModel, live: &PublishedModel, mut done: u64, total: u64, progress: Progress<'_>) -> Result<Value, StoreError> {
+    let now = state.now();
+    let mut transitions: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let (mut scored, mut changed) = (0u64, 0u64);
+    let mut after: Option<String> = None;
+    loop {
+        let page = state.store.list_contacts(after.as_deref(), CHUNK).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        let ids: Vec<String> = page.iter().filter(|c| c.scores.contains_key(&live.name)).map(|c| c.id.clone()).collect();
+        let events = state.store.scoring_events_of(&ids).await?;
+        for contact in page.iter().filter(|c| c.scores.contains_key(&live.name)) {
+            let events = events.get(&contact.id).map(Vec::as_slice).unwrap_or_default();
+            let band = |model: &PublishedModel| -> String {
+                if !model.model.applies_to(&contact.attributes) {
+                    return "(not scored)".into();
+                }
+                let card: ScoreCard = card_from_events(model, &contact.attributes, events, now);
+                card.band.unwrap_or_else(|| "(no band)".into())
+            };
+            let (from, to) = (band(live), band(candidate));
+            scored += 1;
+            if from != to {
+                changed += 1;
+                *transitions.entry((from, to)).or_default() += 1;
+            }
+        }
+        done += page.len() as u64;
+        progress(done.min(total), total);
+    }
+    let transitions: Vec<Value> = transitions.into_iter().map(|((from, to), n)| json!({ "from": from, "to": to, "contacts": n })).collect();
+    Ok(json!({ "contacts": scored, "changed": changed, "transitions": transitions }))
+}
+
+/// The candidate as a model to replay: its own name, version 0 (never live).
+pub fn candidate_model(text: &str) -> Result<Arc<PublishedModel>, leadscore_core::ModelError> {
+    let model = Model::parse(text)?;
+    Ok(Arc::new(PublishedModel { name: model.name.clone(), version: 0, model }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BacktestBody {
+    /// The candidate: TOML text, or the model as a JSON object.
+    model: Value,
+    /// The live model to compare with [default: the one with the candidate's name].
+    live: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn backtest_route(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    let body: BacktestBody = body.json()?;
+    let document = match &body.model {
+        Value::String(text) => parse_document(text, Format::sniff(text)),
+        other => Ok(other.clone()),
+    }
+    .map_err(|e| invalid_model(e.problems()))?;
+    let model = Model::from_value(document).map_err(|e| invalid_model(e.problems()))?;
+    let candidate = Arc::new(PublishedModel { name: model.name.clone(), version: 0, model });
+    let live_name = body.live.clone().unwrap_or_else(|| candidate.name.clone());
+    let (live, from, to) = resolve(&state, Some(&live_name), body.from.as_deref(), body.to.as_deref()).map_err(ApiError::invalid)?;
+    let started = std::time::Instant::now();
+    let report = run(&state, candidate, live, from, to, &mut |_, _| {}).await?;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "backtest done");
+    Ok(Json(report))
+}
+
+fn invalid_model(problems: Vec<leadscore_core::Problem>) -> ApiError {
+    let summary: Vec<String> = problems.iter().map(|p| if p.path.is_empty() { p.message.clone() } else { format!("{}: {}", p.path, p.message) }).collect();
+    ApiError::invalid(format!("the candidate model has {} problem(s): {}", problems.len(), summary.join("; "))).with_details(json!({ "problems": problems }))
+}
