@@ -852,6 +852,7 @@ pub fn sync_delivery(subscription: &Subscription, contacts: Vec<Value>, now: Mil
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
