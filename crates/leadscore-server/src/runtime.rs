@@ -133,16 +133,20 @@ pub async fn evaluate_step(state: &AppState) -> Result<usize, StoreError> {
     Ok(count)
 }
 
-/// Evaluates queued contacts until the queue is empty (tests and the loop use it).
+/// Evaluates queued contacts until the queue is empty, or until a step leaves it as it was
+/// (a contact whose evaluation keeps failing stays queued). Returns the contacts taken.
 pub async fn drain_queue(state: &AppState) -> Result<usize, StoreError> {
     let mut total = 0;
-    loop {
-        let done = evaluate_step(state).await?;
-        total += done;
-        if done == 0 {
-            return Ok(total);
+    let mut depth = state.store.queue_depth().await?;
+    while depth > 0 {
+        total += evaluate_step(state).await?;
+        let left = state.store.queue_depth().await?;
+        if left >= depth {
+            break;
         }
+        depth = left;
     }
+    Ok(total)
 }
 
 /// What one scheduler tick did.
