@@ -460,14 +460,17 @@ pub fn threshold_step(direction: &Direction, value: f64, rearm: Option<f64>, arm
     }
 }
 
-/// Whether the limits allow a run at `at`, given this contact's earlier runs (times).
+/// Whether the limits allow a run at `at`, given this contact's recorded runs (times). A
+/// run recorded with a later time counts too: evaluations in several processes take `at`
+/// before they wait for the contact's lock, so the run that got the lock first can carry
+/// a later time than the one that waited.
 pub fn limits_allow(limits: &Limits, runs: &[i64], at: i64) -> bool {
     if let Some(cooldown) = limits.cooldown
-        && runs.iter().any(|t| *t <= at && at - t < cooldown.millis()) {
+        && runs.iter().any(|t| at - t < cooldown.millis()) {
             return false;
         }
     if let Some((max, per)) = limits.max {
-        let recent = runs.iter().filter(|t| **t > at - per.millis() && **t <= at).count();
+        let recent = runs.iter().filter(|t| **t > at - per.millis()).count();
         if recent >= max as usize {
             return false;
         }
@@ -571,6 +574,10 @@ actions = [ { add_group = { group = "unsubscribed" } } ]
         assert!(limits_allow(&limits, &[0], DAY_MS));
         assert!(!limits_allow(&limits, &[0, 2 * DAY_MS], 4 * DAY_MS), "max 2 per 7d");
         assert!(limits_allow(&limits, &[0, 2 * DAY_MS], 7 * DAY_MS), "the first run left the window");
+        // Another process recorded a run with a slightly later clock than this evaluation's.
+        let once = Limits { max: Some((1, Span::from_millis(30 * DAY_MS))), cooldown: None };
+        assert!(!limits_allow(&once, &[1_000], 900), "a run stamped after `at` still counts");
+        assert!(!limits_allow(&limits, &[1_000], 900), "and holds the cooldown");
     }
 
     #[test]

@@ -103,6 +103,7 @@ suite_tests!(
     settings_round_trip,
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
+    limits_hold_across_lagging_clocks,
     outcomes_record_list_erase_merge,
     accounts_follow_attributes_and_domains,
 );

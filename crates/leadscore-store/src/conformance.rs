@@ -1018,3 +1018,22 @@ pub async fn accounts_follow_attributes_and_domains(store: Arc<dyn Store>) {
     assert_eq!(cat.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["ann", "cat"], "cat took dan's account_id attribute");
     assert!(store.account_members("nope").await.expect("members").is_empty());
 }
+
+/// Limits hold when evaluations carry clocks out of order: in several processes an
+/// evaluation takes its time before it waits for the contact's lock, so it can come after
+/// a run stamped later than itself.
+pub async fn limits_hold_across_lagging_clocks(store: Arc<dyn Store>) {
+    let set = vec![publish(store.as_ref(), MODEL_A).await];
+    let automations = vec![store_automation(store.as_ref(), r#"
+name = "once"
+trigger = { event = { name = "Signup" } }
+limits = { max = 1, per = "30d", cooldown = "1d" }
+actions = [ { add_group = { group = "signed-up" } } ]
+"#).await];
+    let now = T0 + HOUR;
+    store.ingest(vec![track("s1", "u1", now, "Signup")], &set, now).await.expect("ingest");
+    assert_eq!(evaluate_queue(store.as_ref(), &automations, &set, now).await.len(), 1);
+    store.ingest(vec![track("s2", "u1", now + 1, "Signup")], &set, now + 1).await.expect("ingest");
+    let lagging = evaluate_queue(store.as_ref(), &automations, &set, now - 1_000).await;
+    assert!(lagging.is_empty(), "the run stamped a second later still counts: {lagging:?}");
+}
