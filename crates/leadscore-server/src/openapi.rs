@@ -26,6 +26,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/reports/sources", "read", "Per value of a source attribute (?attribute=, default source): contacts, average score, conversion; ?model=&from=&to=&format=csv"),
     ("get", "/api/v1/reports/feedback", "read", "Average sales rating by band when rated; sales cycle (created → won) median and p90 in days; ?model=&from=&to=&format=csv"),
     ("post", "/api/v1/backtest", "read", "{model: candidate (TOML text or JSON), live?, from?, to?} → brackets and accuracy for candidate and live model side by side, replayed as of each judged instant, and band changes today"),
+    ("get", "/api/v1/reports/speed", "read", "Leads that became hot in the range: hot → qualified rate (warning below 50 %), time to first sales touch (median, p90, SLA breaches per owner; ?sla=24h); ?model=&from=&to=&format=csv"),
     ("get", "/api/v1/reports/accuracy", "read", "ROC AUC of the score at close, won deals in the top band, average score won vs lost; ?model=&from=&to=&format=csv"),
     ("post", "/api/v1/bulk", "admin", "Change attributes, groups or owner of every contact matching a filter"),
     ("post", "/api/v1/events", "ingest", "Ingest one event or {batch: [...]} (Segment shape)"),

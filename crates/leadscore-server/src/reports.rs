@@ -1,7 +1,8 @@
 //! Reports (F19): does the score predict who buys? `brackets` (conversion by score
 //! bracket with Wilson intervals and the "points backwards" check), `accuracy` (ROC AUC at
 //! close, won deals in the top band, average score of won vs lost), `distribution`,
-//! `sources` and `feedback`, as JSON or CSV. The maths is `leadscore_core::report`'s.
+//! `sources`, `feedback` and `speed` (hot → qualified, speed to lead), as JSON or CSV.
+//! The maths is `leadscore_core::report`'s.
 //!
 //! Who counts: every contact with a status recorded in `[from, to)`. Its score is the one
 //! recorded with its latest status in the range; a contact whose latest won/lost status
@@ -34,6 +35,106 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/reports/distribution", get(distribution_route))
         .route("/reports/sources", get(sources_route))
         .route("/reports/feedback", get(feedback_route))
+        .route("/reports/speed", get(speed_route))
+}
+
+/// A contact that entered the model's top band in the range.
+#[derive(Clone, Debug)]
+pub struct BecameHot {
+    pub contact_id: String,
+    pub owner: Option<String>,
+    pub hot_at: Millis,
+}
+
+/// The contacts that entered the top band in `[from, to)`: each contact's events are
+/// replayed and its total (current fit + activity) is checked at every event that earned
+/// points; a crossing counts when the contact was below the line just before.
+pub async fn became_hot(state: &AppState, model: &PublishedModel, from: Millis, to: Millis) -> Result<Vec<BecameHot>, StoreError> {
+    let Some(line) = model.model.bands.first().and_then(|b| b.min) else { return Ok(Vec::new()) };
+    let mut hot = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = state.store.list_contacts(after.as_deref(), 1_000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        let ids: Vec<String> = page.iter().filter(|c| c.scores.contains_key(&model.name)).map(|c| c.id.clone()).collect();
+        let events = state.store.scoring_events_of(&ids).await?;
+        for contact in page.iter().filter(|c| c.scores.contains_key(&model.name)) {
+            let Some(events) = events.get(&contact.id) else { continue };
+            let fit = model.model.fit(&contact.attributes);
+            let steps = leadscore_core::scorer::activity_history(&model.model, events.iter().map(|e| e.as_ref()), Millis::MAX);
+            let mut above = false;
+            for step in steps {
+                let now_above = leadscore_core::scorer::round2(fit + step.activity) >= line;
+                if now_above && !above && step.timestamp >= from && step.timestamp < to {
+                    hot.push(BecameHot { contact_id: contact.id.clone(), owner: contact.owner.clone(), hot_at: step.timestamp });
+                    break;
+                }
+                above = now_above;
+            }
+        }
+    }
+    Ok(hot)
+}
+
+/// The speed report: of the leads that became hot in the range, how many were qualified
+/// afterwards (warning below 50 %), and the time from becoming hot to the first sales
+/// touch (any status but `new`), median and p90, with breaches of the SLA, per owner.
+pub async fn speed_report(state: &AppState, model: &PublishedModel, from: Millis, to: Millis, sla_ms: Millis) -> Result<Value, StoreError> {
+    let hot = became_hot(state, model, from, to).await?;
+    let mut leads = Vec::with_capacity(hot.len());
+    let mut qualified = 0u64;
+    for lead in &hot {
+        let statuses: Vec<(Millis, String)> = state
+            .store
+            .contact_outcomes(&lead.contact_id)
+            .await?
+            .into_iter()
+            .filter_map(|o| match o.kind {
+                OutcomeKind::Status { status } if o.at >= lead.hot_at && status != "new" => Some((o.at, status)),
+                _ => None,
+            })
+            .collect();
+        if statuses.iter().any(|(_, s)| matches!(s.as_str(), "qualified" | "won" | "lost")) {
+            qualified += 1;
+        }
+        let contacted_at = statuses.iter().map(|(at, _)| *at).min();
+        leads.push(leadscore_core::report::HotLead { owner: lead.owner.clone(), hot_at: lead.hot_at, contacted_at });
+    }
+    let rate = (!hot.is_empty()).then(|| qualified as f64 / hot.len() as f64);
+    let mut warnings = Vec::new();
+    if let Some(rate) = rate.filter(|r| *r < 0.5) {
+        warnings.push(format!(
+            "only {:.0} % of the leads that became {} were qualified afterwards: the top band lets in leads sales does not want",
+            rate * 100.0,
+            model.model.bands.first().map_or("hot", |b| b.name.as_str())
+        ));
+    }
+    let hours = |ms: Option<f64>| rounded(ms.map(|ms| ms / 3_600_000.0));
+    let rows: Vec<Value> = leadscore_core::report::speed_to_lead(&leads, sla_ms, state.now())
+        .into_iter()
+        .map(|row| {
+            json!({
+                "owner": row.owner.unwrap_or_else(|| "(everyone)".into()),
+                "hot": row.hot,
+                "contacted": row.contacted,
+                "median_hours": hours(row.median_ms),
+                "p90_hours": hours(row.p90_ms),
+                "sla_breaches": row.breaches,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "model": model.name,
+        "version": model.version,
+        "top_band": model.model.bands.first().map(|b| b.name.clone()),
+        "became_hot": hot.len(),
+        "qualified_after": qualified,
+        "hot_to_qualified": rounded(rate),
+        "sla_hours": sla_ms as f64 / 3_600_000.0,
+        "speed": rows,
+        "warnings": warnings,
+    }))
 }
 
 /// Contacts are read in pages of this many for the reports over every contact.
@@ -464,6 +565,8 @@ struct ReportQuery {
     bins: Option<usize>,
     /// The source attribute (sources only; default `source`).
     attribute: Option<String>,
+    /// The speed-to-lead SLA (speed only; default 24h).
+    sla: Option<String>,
 }
 
 /// The model and range of a report request (the only live model when none is named).
@@ -568,4 +671,21 @@ pub fn rows_csv(rows: &Value, columns: &[&str]) -> String {
         out.push('\n');
     }
     out
+}
+
+async fn speed_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+    principal.require(Scope::Read)?;
+    let csv = wants_csv(q.format.as_deref())?;
+    let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
+    let sla = parse_sla(q.sla.as_deref()).map_err(ApiError::invalid)?;
+    let report = speed_report(&state, &model, from, to, sla).await?;
+    Ok(if csv { csv_response(rows_csv(&report["speed"], &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"])) } else { Json(report).into_response() })
+}
+
+/// The speed-to-lead SLA: `24h`, `30m`, `2d`…; default 24 hours.
+pub fn parse_sla(text: Option<&str>) -> Result<Millis, String> {
+    match text {
+        None => Ok(24 * 3_600_000),
+        Some(text) => leadscore_core::Span::parse(text).map(|s| s.millis()).map_err(|e| format!("sla: {e}")),
+    }
 }

@@ -262,7 +262,56 @@ points = 5
     other.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
 }
 
+// Speed to lead and hot → qualified: three leads become hot in the range (one before it,
+// one never), sales reaches two of them after 2 h and 30 h and qualifies one.
+async fn speed_to_lead_and_hot_to_qualified(server: TestServer) {
+    server.publish("b2b", MODEL).await;
+    const MINUTE: i64 = 60 * SECOND;
+    for (id, owner, tens, start) in [("h1", Some("ana@x.com"), 7, T0), ("h2", Some("bo@x.com"), 6, T0), ("h3", None, 6, T0), ("w1", None, 4, T0), ("early", None, 6, T0 - 10 * DAY)] {
+        let mut contact = json!({ "id": id });
+        if let Some(owner) = owner {
+            contact["owner"] = json!(owner);
+        }
+        server.create_contact(contact).await;
+        let batch: Vec<Value> = (0..tens).map(|i| track(id, &format!("{id}-{i}"), "Ten", json!({}), start + i64::from(i) * MINUTE)).collect();
+        server.ingest(json!({ "batch": batch })).await;
+    }
+    server.set_now(T0 + 3 * DAY);
+    let hot_at = T0 + 5 * MINUTE; // the sixth Ten reaches 60
+    status(&server, "h1", "contacted", hot_at + 2 * HOUR).await;
+    status(&server, "h1", "qualified", hot_at + 3 * HOUR).await;
+    status(&server, "h2", "contacted", hot_at + 30 * HOUR).await;
+    status(&server, "early", "qualified", T0).await;
+    let from = leadscore_server::input::format_time(T0 - DAY);
+    let to = leadscore_server::input::format_time(T0 + DAY);
+    let report = server.get_query("/api/v1/reports/speed", &[("model", "b2b"), ("from", from.as_str()), ("to", to.as_str())]).await;
+    let report = report.expect(StatusCode::OK).clone();
+    assert_eq!((report["became_hot"].as_u64(), report["qualified_after"].as_u64()), (Some(3), Some(1)), "{report}");
+    assert_eq!(report["hot_to_qualified"], 0.3333);
+    assert!(report["warnings"][0].as_str().unwrap().contains("33 %"), "below 50 %: {report}");
+    let rows: Vec<(Value, Value, Value, Value, Value)> = report["speed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["owner"].clone(), r["contacted"].clone(), r["median_hours"].clone(), r["p90_hours"].clone(), r["sla_breaches"].clone()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (json!("(everyone)"), json!(2), json!(2.0), json!(30.0), json!(2)),
+            (json!("ana@x.com"), json!(1), json!(2.0), json!(2.0), json!(0)),
+            (json!("bo@x.com"), json!(1), json!(30.0), json!(30.0), json!(1)),
+        ],
+        "h2 was reached after 30 h and h3 never: two breaches of the 24 h SLA"
+    );
+    let relaxed = server.get_query("/api/v1/reports/speed", &[("model", "b2b"), ("from", from.as_str()), ("to", to.as_str()), ("sla", "2d")]).await;
+    assert_eq!(relaxed.expect(StatusCode::OK)["speed"][0]["sla_breaches"], 1, "with 48 h only h3 (never reached) breaches");
+    let csv = server.get_query("/api/v1/reports/speed", &[("model", "b2b"), ("format", "csv")]).await;
+    assert_eq!(csv.text.lines().next(), Some("owner,hot,contacted,median_hours,p90_hours,sla_breaches"));
+}
+
 common::both_backends!(
+    speed_to_lead_and_hot_to_qualified,
     outcomes_keep_the_scores_sales_saw,
     brackets_and_accuracy_match_hand_computation,
     distribution_sources_and_feedback,

@@ -126,7 +126,7 @@ enum Command {
         data: DataArgs,
         /// brackets (conversion by score bracket), accuracy (ROC AUC, top band, won vs lost),
         /// distribution (histogram, per band), sources (by a source attribute), feedback
-        /// (ratings by band, sales cycle)
+        /// (ratings by band, sales cycle), speed (hot → qualified, speed to lead)
         what: ReportKind,
         /// The model [default: the only live one]
         #[arg(long)]
@@ -146,6 +146,9 @@ enum Command {
         /// The source attribute (sources)
         #[arg(long, default_value = "source")]
         attribute: String,
+        /// The speed-to-lead SLA (speed), e.g. 24h, 4h, 2d
+        #[arg(long, default_value = "24h")]
+        sla: String,
         /// Print JSON
         #[arg(long, conflicts_with = "csv")]
         json: bool,
@@ -185,6 +188,7 @@ enum ReportKind {
     Distribution,
     Sources,
     Feedback,
+    Speed,
 }
 
 #[derive(Subcommand)]
@@ -374,7 +378,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Report { data, what, model, from, to, edges, bins, attribute, json, csv } => {
+        Command::Report { data, what, model, from, to, edges, bins, attribute, sla, json, csv } => {
             let state = app_state(open_store(&data).await?).await?;
             let (model, from, to) = leadscore_server::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
             let judged = leadscore_server::reports::gather(&state, &model.name, from, to).await?;
@@ -400,12 +404,16 @@ async fn run(cli: Cli) -> Result<()> {
                         print_accuracy(&report);
                     }
                 }
-                ReportKind::Distribution | ReportKind::Sources | ReportKind::Feedback => {
+                ReportKind::Distribution | ReportKind::Sources | ReportKind::Feedback | ReportKind::Speed => {
                     use leadscore_server::reports as r;
                     let (report, rows, columns): (serde_json::Value, &str, &[&str]) = match what {
                         ReportKind::Distribution => (r::distribution_report(&state, &model, bins.clamp(1, 200)).await?, "histogram", &["lower", "upper", "contacts"]),
                         ReportKind::Sources => {
                             (r::sources_report(&state, &model, &attribute, &judged).await?, "sources", &["source", "contacts", "average_score", "won", "lost", "conversion"])
+                        }
+                        ReportKind::Speed => {
+                            let sla = r::parse_sla(Some(&sla)).map_err(anyhow::Error::msg)?;
+                            (r::speed_report(&state, &model, from, to, sla).await?, "speed", &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"])
                         }
                         _ => (r::feedback_report(&state, &model, from, to, &judged).await?, "ratings_by_band", &["band", "ratings", "average_rating"]),
                     };
