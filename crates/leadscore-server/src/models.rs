@@ -113,9 +113,8 @@ pub async fn start_rescore(state: &Arc<AppState>, name: &str) -> Result<Job, Sto
 pub async fn create_claimed_job(state: &AppState, name: &str) -> Result<Job, StoreError> {
     let published = state.model(name).ok_or_else(|| StoreError::NotFound(format!("model {name}")))?;
     let total = state.store.count_contacts().await?;
-    let job = state.store.create_job(NewJob { kind: "rescore".into(), model: name.into(), version: published.version, total }, state.now()).await?;
-    let claimed = state.store.claim_job(Some(job.id), &state.runtime.worker_id, JOB_LEASE_MS, state.now()).await?;
-    claimed.ok_or_else(|| StoreError::Conflict(format!("rescore job {} was taken by another process", job.id)))
+    let lease = Some((state.runtime.worker_id.clone(), state.now() + JOB_LEASE_MS));
+    state.store.create_job(NewJob { kind: "rescore".into(), model: name.into(), version: published.version, total, lease }, state.now()).await
 }
 
 /// Runs a claimed job to its end (or until another process takes it over).

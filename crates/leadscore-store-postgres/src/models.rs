@@ -443,14 +443,15 @@ impl ScoreStore for PostgresStore {
     }
 
     async fn create_job(&self, job: NewJob, now: Millis) -> StoreResult<Job> {
+        let (owner, until): (Option<String>, Option<Millis>) = job.lease.clone().unzip();
         write_tx!(self, RetryOn::Contention, |tx| {
             let rows = tx
                 .rows(
                     &format!(
-                        "INSERT INTO jobs (kind, model, version, state, total, done, created_at, updated_at)
-                         VALUES ($1, $2, $3, 'queued', $4, 0, $5, $5) RETURNING {JOB_COLUMNS}"
+                        "INSERT INTO jobs (kind, model, version, state, total, done, created_at, updated_at, lease_owner, lease_until)
+                         VALUES ($1, $2, $3, 'queued', $4, 0, $5, $5, $6, $7) RETURNING {JOB_COLUMNS}"
                     ),
-                    &[&job.kind, &job.model, &i64::from(job.version), &to_db_count(job.total), &now],
+                    &[&job.kind, &job.model, &i64::from(job.version), &to_db_count(job.total), &now, &owner, &until],
                 )
                 .await?;
             job_from_row(rows.first().ok_or_else(|| PgError::Corrupt("INSERT … RETURNING returned no row".into()))?)

@@ -757,7 +757,7 @@ points = 3
 
     // Jobs and keys.
     both.check("jobs", |s| async move {
-        let created = s.create_job(NewJob { kind: "rescore".into(), model: "a".into(), version: 2, total: 7 }, T0).await;
+        let created = s.create_job(NewJob { kind: "rescore".into(), model: "a".into(), version: 2, total: 7, lease: None }, T0).await;
         let mut job = match created {
             Ok(job) => job,
             Err(err) => return json!(format!("error {err}")),

@@ -385,9 +385,11 @@ impl ScoreStore for SqliteStore {
 
     async fn create_job(&self, job: NewJob, now: Millis) -> StoreResult<Job> {
         self.write(move |conn| {
+            let (owner, until) = job.lease.clone().unzip();
             conn.execute(
-                "INSERT INTO jobs (kind, model, version, state, total, done, created_at, updated_at) VALUES (?1, ?2, ?3, 'queued', ?4, 0, ?5, ?5)",
-                params![job.kind, job.model, job.version, job.total as i64, now],
+                "INSERT INTO jobs (kind, model, version, state, total, done, created_at, updated_at, lease_owner, lease_until)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, 0, ?5, ?5, ?6, ?7)",
+                params![job.kind, job.model, job.version, job.total as i64, now, owner, until],
             )
             .map_err(db_err)?;
             let id = conn.last_insert_rowid();

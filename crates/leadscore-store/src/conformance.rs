@@ -390,12 +390,12 @@ pub async fn fill_for_transfer(store: &dyn Store) {
     };
     let lone_visitor = NewEvent { identity: Identity { anonymous_id: Some("visitor-2".into()), ..Identity::default() }, ..page("v2", "x", T0, "/") };
     store.ingest(vec![view, identify, lone_visitor], &set, T0 + 6 * HOUR).await.expect("ingest identify");
-    let mut job = store.create_job(crate::NewJob { kind: "rescore".into(), model: "all".into(), version: 2, total: 31 }, T0).await.expect("job");
+    let mut job = store.create_job(crate::NewJob { kind: "rescore".into(), model: "all".into(), version: 2, total: 31, lease: None }, T0).await.expect("job");
     job.state = "done".into();
     job.done = 31;
     job.cursor = Some("c29".into());
     store.update_job(&job).await.expect("update job");
-    store.create_job(crate::NewJob { kind: "rescore".into(), model: "a".into(), version: 1, total: 31 }, T0).await.expect("job");
+    store.create_job(crate::NewJob { kind: "rescore".into(), model: "a".into(), version: 1, total: 31, lease: None }, T0).await.expect("job");
     for (id, scopes, revoked) in [("k1", vec![crate::Scope::Admin], false), ("k2", vec![crate::Scope::Ingest, crate::Scope::Read], true)] {
         let key = crate::ApiKeyRecord {
             id: id.into(),
@@ -561,7 +561,7 @@ where
     let log = destination.contact_log("c04").await.expect("log");
     assert!(log.len() >= 2, "{log:?}");
     let source_jobs = source.latest_job("a").await.expect("job").expect("exists").id;
-    let job = destination.create_job(crate::NewJob { kind: "rescore".into(), model: "a".into(), version: 1, total: 1 }, T0).await.expect("job");
+    let job = destination.create_job(crate::NewJob { kind: "rescore".into(), model: "a".into(), version: 1, total: 1, lease: None }, T0).await.expect("job");
     assert!(job.id > source_jobs, "job ids continue after the copied ones");
     let gone = publish(destination, &MODEL_ALL.replace("name = \"all\"", "name = \"gone\"")).await;
     assert_eq!(gone.version, 2, "versions continue after the deleted model's");
@@ -901,7 +901,7 @@ pub async fn score_changes_sync_in_batches(store: Arc<dyn Store>) {
 /// Rescore jobs are claimed with leases: one owner at a time, progress recorded only by the
 /// holder, a crashed owner's job taken over after its lease, finished jobs never claimed.
 pub async fn jobs_are_claimed_with_leases(store: Arc<dyn Store>) {
-    let job = store.create_job(crate::NewJob { kind: "rescore".into(), model: "a".into(), version: 1, total: 10 }, T0).await.expect("job");
+    let job = store.create_job(crate::NewJob { kind: "rescore".into(), model: "a".into(), version: 1, total: 10, lease: None }, T0).await.expect("job");
     let mine = store.claim_job(None, "p1", 1000, T0).await.expect("claim").expect("a job to claim");
     assert_eq!(mine.id, job.id);
     assert!(store.claim_job(None, "p2", 1000, T0 + 1).await.expect("claim").is_none(), "held by p1");
@@ -921,6 +921,11 @@ pub async fn jobs_are_claimed_with_leases(store: Arc<dyn Store>) {
     finished.state = "done".into();
     assert!(store.update_claimed_job(&finished, "p2", T0 + 1002).await.expect("update"));
     assert!(store.claim_job(None, "p3", 1000, T0 + 10_000).await.expect("claim").is_none(), "a finished job is not claimed");
+    // A job created already leased (the starting process runs it) is nobody else's.
+    let lease = Some(("p9".to_string(), T0 + 20_000));
+    let leased = store.create_job(crate::NewJob { kind: "rescore".into(), model: "a".into(), version: 2, total: 1, lease }, T0 + 10_000).await.expect("job");
+    assert!(store.claim_job(None, "p8", 1000, T0 + 10_001).await.expect("claim").is_none(), "leased at creation");
+    assert!(store.update_claimed_job(&leased, "p9", T0 + 30_000).await.expect("update"), "its owner records it");
 }
 
 /// Outcomes: recorded with their scores, the contact's status is its latest by time (not by

@@ -231,6 +231,9 @@ pub struct NewJob {
     pub model: String,
     pub version: u32,
     pub total: u64,
+    /// Created already claimed by this owner until this time (the process that starts a
+    /// job runs it; no other worker may take it in between).
+    pub lease: Option<(String, Millis)>,
 }
 
 #[derive(Clone, Debug, Serialize)]
