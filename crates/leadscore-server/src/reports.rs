@@ -17,8 +17,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use leadscore_core::report::{BracketRow, Outcome, brackets, decile_edges, points_backwards, roc_auc};
 use leadscore_core::ScoreCard;
+use leadscore_core::report::{BracketRow, Outcome, brackets, decile_edges, points_backwards, roc_auc};
 use leadscore_store::{Millis, OutcomeKind, PublishedModel, Scope, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -141,7 +141,11 @@ pub async fn speed_report(state: &AppState, model: &PublishedModel, from: Millis
 const CONTACT_PAGE: usize = 5_000;
 
 /// Calls `each` with every contact that has a score under `model` (its current card).
-async fn for_each_scored(state: &AppState, model: &PublishedModel, mut each: impl FnMut(&leadscore_store::ContactRecord, &leadscore_core::ScoreCard)) -> Result<(), StoreError> {
+async fn for_each_scored(
+    state: &AppState,
+    model: &PublishedModel,
+    mut each: impl FnMut(&leadscore_store::ContactRecord, &leadscore_core::ScoreCard),
+) -> Result<(), StoreError> {
     let mut after: Option<String> = None;
     loop {
         let page = state.store.list_contacts(after.as_deref(), CONTACT_PAGE).await?;
@@ -249,33 +253,28 @@ pub async fn sources_report(state: &AppState, model: &PublishedModel, attribute:
 
 /// The feedback report: sales ratings by band (of the score when rated), and the sales
 /// cycle (contact created → won) of the deals won in the range.
-pub async fn feedback_report(state: &AppState, model: &PublishedModel, from: Millis, to: Millis, judged: &[Judged]) -> Result<Value, StoreError> {
+pub async fn feedback_report(state: &AppState, model: &PublishedModel, from: Millis, to: Millis, timelines: &[Timeline]) -> Result<Value, StoreError> {
     let mut ratings: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut after = None;
-    loop {
-        let chunk = state.store.list_outcomes(from, to, after, CHUNK).await?;
-        let Some(last) = chunk.last() else { break };
-        after = Some(last.id);
-        for outcome in &chunk {
-            if let OutcomeKind::Feedback { rating, .. } = &outcome.kind {
-                let band = outcome.scores.get(&model.name).and_then(|c| c.band.clone()).unwrap_or_else(|| "(not scored)".into());
-                let entry = ratings.entry(band).or_default();
-                entry.0 += 1;
-                entry.1 += u64::from(*rating);
-            }
+    for_each_outcome(state, from, to, |outcome| {
+        if let OutcomeKind::Feedback { rating, .. } = &outcome.kind {
+            let band = outcome.scores.get(&model.name).and_then(|c| c.band.clone()).unwrap_or_else(|| "(not scored)".into());
+            let entry = ratings.entry(band).or_default();
+            entry.0 += 1;
+            entry.1 += u64::from(*rating);
         }
-    }
+    })
+    .await?;
     let mut by_band: Vec<Value> = Vec::new();
     for name in model.model.bands.iter().map(|b| b.name.clone()).chain(std::iter::once("(not scored)".to_string())) {
         if let Some((count, sum)) = ratings.get(&name) {
             by_band.push(json!({ "band": name, "ratings": count, "average_rating": rounded(Some(*sum as f64 / *count as f64)) }));
         }
     }
-    // Sales cycle: from the contact's creation to its winning status.
+    // Sales cycle: from the contact's creation to its winning status (its close).
     let mut cycles_days = Vec::new();
-    for judged in judged.iter().filter(|j| j.outcome == Outcome::Won) {
-        if let Some(contact) = state.store.get_contact(&judged.contact_id).await?
-            && let Some(won_at) = won_time(state, &judged.contact_id, from, to).await?
+    for timeline in timelines {
+        if let Some((won_at, true, _)) = &timeline.close
+            && let Some(contact) = state.store.get_contact(&timeline.contact_id).await?
         {
             cycles_days.push(((won_at - contact.created_at).max(0)) as f64 / 86_400_000.0);
         }
@@ -290,18 +289,6 @@ pub async fn feedback_report(state: &AppState, model: &PublishedModel, from: Mil
             "p90": rounded(leadscore_core::report::percentile(&cycles_days, 90.0)),
         },
     }))
-}
-
-/// When the contact's latest `won` status in the range was recorded as happening.
-async fn won_time(state: &AppState, contact: &str, from: Millis, to: Millis) -> Result<Option<Millis>, StoreError> {
-    Ok(state
-        .store
-        .contact_outcomes(contact)
-        .await?
-        .into_iter()
-        .filter(|o| o.at >= from && o.at < to && matches!(&o.kind, OutcomeKind::Status { status } if status == "won"))
-        .map(|o| o.at)
-        .max())
 }
 
 /// Outcomes are read in chunks of this many rows.
@@ -347,44 +334,50 @@ impl Timeline {
     }
 }
 
+/// Calls `each` with every outcome in `[from, to)`, read in chunks.
+async fn for_each_outcome(state: &AppState, from: Millis, to: Millis, mut each: impl FnMut(&leadscore_store::OutcomeRecord)) -> Result<(), StoreError> {
+    let mut after = None;
+    loop {
+        let chunk = state.store.list_outcomes(from, to, after, CHUNK).await?;
+        let Some(last) = chunk.last() else { return Ok(()) };
+        after = Some(last.id);
+        chunk.iter().for_each(&mut each);
+    }
+}
+
 /// The statuses in `[from, to)` per contact. With `model`, only statuses whose recorded
 /// cards include that model count (a contact the model did not score then is not judged
 /// by it).
 pub async fn timelines(state: &AppState, model: Option<&str>, from: Millis, to: Millis) -> Result<Vec<Timeline>, StoreError> {
     let mut seen: HashMap<String, (Option<(Millis, i64)>, Timeline)> = HashMap::new();
     let mut close_keys: HashMap<String, (Millis, i64)> = HashMap::new();
-    let mut after = None;
-    loop {
-        let chunk = state.store.list_outcomes(from, to, after, CHUNK).await?;
-        let Some(last) = chunk.last() else { break };
-        after = Some(last.id);
-        for outcome in &chunk {
-            let OutcomeKind::Status { status } = &outcome.kind else { continue };
-            if model.is_some_and(|m| !outcome.scores.contains_key(m)) {
-                continue;
-            }
-            let key = (outcome.at, outcome.id);
-            let (latest_key, timeline) = seen.entry(outcome.contact_id.clone()).or_insert_with(|| {
-                (None, Timeline { contact_id: outcome.contact_id.clone(), latest: (outcome.at, BTreeMap::new()), close: None, qualified: false })
-            });
-            if latest_key.is_none_or(|k| key > k) {
-                *latest_key = Some(key);
-                timeline.latest = (outcome.at, outcome.scores.clone());
-            }
-            match status.as_str() {
-                "won" | "lost" => {
-                    timeline.qualified = true;
-                    let close_key = close_keys.entry(outcome.contact_id.clone()).or_insert(key);
-                    if timeline.close.is_none() || key >= *close_key {
-                        *close_key = key;
-                        timeline.close = Some((outcome.at, status == "won", outcome.scores.clone()));
-                    }
-                }
-                "qualified" => timeline.qualified = true,
-                _ => {}
-            }
+    for_each_outcome(state, from, to, |outcome| {
+        let OutcomeKind::Status { status } = &outcome.kind else { return };
+        if model.is_some_and(|m| !outcome.scores.contains_key(m)) {
+            return;
         }
-    }
+        let key = (outcome.at, outcome.id);
+        let (latest_key, timeline) = seen.entry(outcome.contact_id.clone()).or_insert_with(|| {
+            (None, Timeline { contact_id: outcome.contact_id.clone(), latest: (outcome.at, BTreeMap::new()), close: None, qualified: false })
+        });
+        if latest_key.is_none_or(|k| key > k) {
+            *latest_key = Some(key);
+            timeline.latest = (outcome.at, outcome.scores.clone());
+        }
+        match status.as_str() {
+            "won" | "lost" => {
+                timeline.qualified = true;
+                let close_key = close_keys.entry(outcome.contact_id.clone()).or_insert(key);
+                if timeline.close.is_none() || key >= *close_key {
+                    *close_key = key;
+                    timeline.close = Some((outcome.at, status == "won", outcome.scores.clone()));
+                }
+            }
+            "qualified" => timeline.qualified = true,
+            _ => {}
+        }
+    })
+    .await?;
     let mut timelines: Vec<Timeline> = seen.into_values().map(|(_, t)| t).collect();
     timelines.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
     Ok(timelines)
@@ -525,7 +518,11 @@ pub fn brackets_csv(report: &Value) -> String {
     for table in report["tables"].as_array().into_iter().flatten() {
         for row in table["rows"].as_array().into_iter().flatten() {
             let cells: Vec<String> = std::iter::once(cell(&table["by"]))
-                .chain(["label", "lower", "upper", "contacts", "qualified", "won", "lost", "conversion", "wilson_low", "wilson_high"].iter().map(|k| cell(&row[*k])))
+                .chain(
+                    ["label", "lower", "upper", "contacts", "qualified", "won", "lost", "conversion", "wilson_low", "wilson_high"]
+                        .iter()
+                        .map(|k| cell(&row[*k])),
+                )
                 .collect();
             out.push_str(&cells.join(","));
             out.push('\n');
@@ -536,7 +533,19 @@ pub fn brackets_csv(report: &Value) -> String {
 
 /// The accuracy report as CSV: one header line, one value line.
 pub fn accuracy_csv(report: &Value) -> String {
-    let keys = ["model", "version", "closed", "won", "lost", "roc_auc", "top_band", "won_in_top_band", "won_in_top_band_share", "average_score_won", "average_score_lost"];
+    let keys = [
+        "model",
+        "version",
+        "closed",
+        "won",
+        "lost",
+        "roc_auc",
+        "top_band",
+        "won_in_top_band",
+        "won_in_top_band_share",
+        "average_score_won",
+        "average_score_lost",
+    ];
     let values: Vec<String> = keys
         .iter()
         .map(|k| match &report[*k] {
@@ -642,15 +651,19 @@ async fn sources_route(State(state): State<Arc<AppState>>, principal: Principal,
     let judged = gather(&state, &model.name, from, to).await?;
     let attribute = q.attribute.unwrap_or_else(|| "source".to_string());
     let report = sources_report(&state, &model, &attribute, &judged).await?;
-    Ok(if csv { csv_response(rows_csv(&report["sources"], &["source", "contacts", "average_score", "won", "lost", "conversion"])) } else { Json(report).into_response() })
+    Ok(if csv {
+        csv_response(rows_csv(&report["sources"], &["source", "contacts", "average_score", "won", "lost", "conversion"]))
+    } else {
+        Json(report).into_response()
+    })
 }
 
 async fn feedback_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
     principal.require(Scope::Read)?;
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
-    let judged = gather(&state, &model.name, from, to).await?;
-    let report = feedback_report(&state, &model, from, to, &judged).await?;
+    let timelines = timelines(&state, Some(&model.name), from, to).await?;
+    let report = feedback_report(&state, &model, from, to, &timelines).await?;
     Ok(if csv { csv_response(rows_csv(&report["ratings_by_band"], &["band", "ratings", "average_rating"])) } else { Json(report).into_response() })
 }
 
@@ -679,7 +692,11 @@ async fn speed_route(State(state): State<Arc<AppState>>, principal: Principal, Q
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let sla = parse_sla(q.sla.as_deref()).map_err(ApiError::invalid)?;
     let report = speed_report(&state, &model, from, to, sla).await?;
-    Ok(if csv { csv_response(rows_csv(&report["speed"], &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"])) } else { Json(report).into_response() })
+    Ok(if csv {
+        csv_response(rows_csv(&report["speed"], &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"]))
+    } else {
+        Json(report).into_response()
+    })
 }
 
 /// The speed-to-lead SLA: `24h`, `30m`, `2d`…; default 24 hours.

@@ -415,7 +415,10 @@ async fn run(cli: Cli) -> Result<()> {
                             let sla = r::parse_sla(Some(&sla)).map_err(anyhow::Error::msg)?;
                             (r::speed_report(&state, &model, from, to, sla).await?, "speed", &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"])
                         }
-                        _ => (r::feedback_report(&state, &model, from, to, &judged).await?, "ratings_by_band", &["band", "ratings", "average_rating"]),
+                        _ => {
+                            let timelines = r::timelines(&state, Some(&model.name), from, to).await?;
+                            (r::feedback_report(&state, &model, from, to, &timelines).await?, "ratings_by_band", &["band", "ratings", "average_rating"])
+                        }
                     };
                     if json {
                         println!("{report}");
