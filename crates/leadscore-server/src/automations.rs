@@ -112,13 +112,7 @@ async fn list_runs(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 1000"));
     }
-    let before = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(cursor) => {
-            let (at, id) = cursor.split_once(',').ok_or_else(|| ApiError::invalid("cursor must be the next_cursor of the previous page"))?;
-            Some((crate::input::parse_time(at).map_err(ApiError::invalid)?, id.to_string()))
-        }
-    };
+    let before = crate::input::parse_time_cursor(query.cursor.as_deref())?;
     let runs = state.store.list_runs(&RunQuery { automation: query.automation, contact_id: query.contact, before, limit }).await?;
     let mut items = Vec::with_capacity(runs.len());
     for run in &runs {
@@ -144,7 +138,7 @@ async fn list_runs(
             "actions": actions,
         }));
     }
-    let next_cursor = (runs.len() == limit).then(|| runs.last().map(|r| format!("{},{}", format_time(r.at), r.id))).flatten();
+    let next_cursor = crate::input::next_time_cursor(runs.len(), limit, runs.last().map(|r| (r.at, r.id.as_str())));
     Ok(Json(json!({ "runs": items, "next_cursor": next_cursor })))
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{format_time, parse_time};
+use crate::input::format_time;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/deliveries", get(list_deliveries)).route("/deliveries/{id}", get(get_delivery)).route("/deliveries/{id}/retry", post(retry_delivery))
@@ -83,15 +83,9 @@ async fn list_deliveries(State(state): State<Arc<AppState>>, principal: Principa
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit must be between 1 and 1000"));
     }
-    let before = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(cursor) => {
-            let (at, id) = cursor.split_once(',').ok_or_else(|| ApiError::invalid("cursor must be the next_cursor of the previous page"))?;
-            Some((parse_time(at).map_err(ApiError::invalid)?, id.to_string()))
-        }
-    };
+    let before = crate::input::parse_time_cursor(query.cursor.as_deref())?;
     let deliveries = state.store.list_deliveries(&DeliveryQuery { state: wanted, automation: query.automation, before, limit }).await?;
-    let next_cursor = (deliveries.len() == limit).then(|| deliveries.last().map(|d| format!("{},{}", format_time(d.created_at), d.id))).flatten();
+    let next_cursor = crate::input::next_time_cursor(deliveries.len(), limit, deliveries.last().map(|d| (d.created_at, d.id.as_str())));
     let counts: serde_json::Map<String, Value> = state.store.count_deliveries().await?.into_iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect();
     Ok(Json(json!({
         "deliveries": deliveries.iter().map(delivery_json).collect::<Vec<_>>(),

@@ -68,6 +68,23 @@ pub fn parse_time(text: &str) -> Result<Millis, String> {
 const EARLIEST: Millis = 0;
 const LATEST: Millis = 7_258_118_400_000;
 
+/// A `time,id` page cursor (newest-first lists of runs and deliveries): None when absent.
+pub fn parse_time_cursor(cursor: Option<&str>) -> Result<Option<(Millis, String)>, crate::error::ApiError> {
+    use crate::error::ApiError;
+    match cursor {
+        None | Some("") => Ok(None),
+        Some(cursor) => {
+            let (at, id) = cursor.split_once(',').ok_or_else(|| ApiError::invalid("cursor must be the next_cursor of the previous page"))?;
+            Ok(Some((parse_time(at).map_err(ApiError::invalid)?, id.to_string())))
+        }
+    }
+}
+
+/// The `time,id` cursor of the next page: the last item's, when the page is full.
+pub fn next_time_cursor(len: usize, limit: usize, last: Option<(Millis, &str)>) -> Option<String> {
+    (len == limit).then(|| last.map(|(at, id)| format!("{},{id}", format_time(at)))).flatten()
+}
+
 pub fn format_time(millis: Millis) -> String {
     chrono::DateTime::from_timestamp_millis(millis)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
