@@ -381,7 +381,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Report { data, what, model, from, to, edges, bins, attribute, sla, json, csv } => {
             let state = app_state(open_store(&data).await?).await?;
             let (model, from, to) = leadscore_server::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
-            let judged = leadscore_server::reports::gather(&state, &model.name, from, to).await?;
+            // Who the outcomes judge: only the reports over outcomes need it.
+            let judged = match what {
+                ReportKind::Brackets | ReportKind::Accuracy | ReportKind::Sources => leadscore_server::reports::gather(&state, &model.name, from, to).await?,
+                ReportKind::Distribution | ReportKind::Feedback | ReportKind::Speed => Vec::new(),
+            };
             match what {
                 ReportKind::Brackets => {
                     let edges = edges.as_deref().map(leadscore_server::reports::parse_edges).transpose().map_err(anyhow::Error::msg)?;
