@@ -620,7 +620,7 @@ fn print_brackets(report: &serde_json::Value) {
     println!("{} v{}: {} contacts with outcomes, {} closed", report["model"].as_str().unwrap_or("?"), report["version"], report["contacts"], report["closed"]);
     for table in report["tables"].as_array().into_iter().flatten() {
         println!("\nby {}", table["by"].as_str().unwrap_or("?"));
-        println!("  {:<12} {:>10} {:>9} {:>10} {:>5} {:>5} {:>11}  {}", "bracket", "label", "contacts", "qualified", "won", "lost", "conversion", "95 % interval");
+        println!("  {:<12} {:>10} {:>9} {:>10} {:>5} {:>5} {:>11}  95 % interval", "bracket", "label", "contacts", "qualified", "won", "lost", "conversion");
         for row in table["rows"].as_array().into_iter().flatten() {
             let bound = |v: &serde_json::Value| v.as_f64().map_or(String::new(), |x| format!("{x}"));
             let bracket = format!("{}..{}", bound(&row["lower"]), bound(&row["upper"]));
