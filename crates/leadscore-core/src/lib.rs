@@ -16,4 +16,4 @@ pub mod scorer;
 pub use duration::Span;
 pub use model::{Format, Model, ModelError};
 pub use problems::Problem;
-pub use scorer::{ActivityState, Award, EventRef, ScoreCard, ScoreError};
+pub use scorer::{ActivityState, Award, DecayView, EventRef, ScoreCard, ScoreError};

@@ -138,6 +138,30 @@ fn summarize(problems: &[Problem]) -> String {
     problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; ")
 }
 
+/// The model text with its `name` set to `name`, all else as written (TOML keeps its
+/// comments and layout; JSON is re-serialised). Promoting a shadow model uses it: the
+/// shadow's rules become a version of the model it shadows.
+pub fn renamed_source(text: &str, format: Format, name: &str) -> Result<String, ModelError> {
+    match format {
+        Format::Toml => {
+            let mut document: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+                let line = e.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+                ModelError::Syntax { format: "TOML", message: e.message().to_string(), line }
+            })?;
+            document["name"] = toml_edit::value(name);
+            Ok(document.to_string())
+        }
+        Format::Json => {
+            let mut document = parse_document(text, Format::Json)?;
+            match document.as_object_mut() {
+                Some(object) => object.insert("name".into(), Value::String(name.into())),
+                None => return Err(ModelError::Syntax { format: "JSON", message: "the model is not a JSON object".into(), line: None }),
+            };
+            serde_json::to_string_pretty(&document).map_err(|e| ModelError::Syntax { format: "JSON", message: e.to_string(), line: None })
+        }
+    }
+}
+
 /// Parses TOML or JSON text (the format sniffed) into a table as JSON.
 pub fn parse_document(text: &str, format: Format) -> Result<Value, ModelError> {
     match format {
@@ -601,7 +625,23 @@ fn parse_activity_rules(value: &Value, problems: &mut Problems) -> Vec<ActivityR
 pub const EXAMPLE_MODEL_TOML: &str = include_str!("example_model.toml");
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
+
+    #[test]
+    fn renaming_a_source_keeps_everything_else() {
+        let toml = "# the b2b rules\nname = \"b2b-next\"   # candidate\nflames = [10, 20, 30, 40, 50]\n\n[[bands]]\nname = \"hot\"\nmin = 10\n\n[[bands]]\nname = \"cold\"\n";
+        let renamed = renamed_source(toml, Format::Toml, "b2b").unwrap();
+        assert!(renamed.starts_with("# the b2b rules\nname = \"b2b\""), "{renamed}");
+        assert!(renamed.contains("name = \"hot\""), "band names are not the model's name: {renamed}");
+        assert_eq!(Model::parse(&renamed).unwrap().name, "b2b");
+        let json = r#"{"name": "b2b-next", "bands": [{"name": "cold"}]}"#;
+        let renamed = renamed_source(json, Format::Json, "b2b").unwrap();
+        assert_eq!(parse_document(&renamed, Format::Json).unwrap()["name"], "b2b");
+        assert_eq!(parse_document(&renamed, Format::Json).unwrap()["bands"][0]["name"], "cold");
+        assert!(renamed_source("[1]", Format::Json, "b2b").is_err());
+    }
+
     use super::*;
 
     #[test]

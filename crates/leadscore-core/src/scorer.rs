@@ -169,32 +169,76 @@ impl ActivityState {
     /// `None` when `at` is before the newest folded event: the caller must replay the
     /// events up to `at` instead.
     pub fn activity_at(&self, model: &Model, at: i64) -> Option<f64> {
-        let last = self.last.as_ref().map(|(t, _)| *t);
-        if last.is_some_and(|t| at < t) {
-            return None;
-        }
-        let decay = &model.decay;
-        let raw = if let Some(expire) = decay.expire_after {
-            self.live_awards
-                .iter()
-                .filter(|(t, _)| at - t < expire.millis())
-                .map(|(t, p)| p * decay.half_life.map_or(1.0, |h| half_life_factor(at - t, h.millis())))
-                .sum()
-        } else if self.sum == 0.0 {
-            0.0
-        } else if let Some(half_life) = decay.half_life {
-            self.sum * half_life_factor(at - self.sum_at, half_life.millis())
-        } else {
-            self.sum
-        };
-        Some(match (&decay.inactivity, last) {
-            (Some(inactivity), Some(last)) if raw > 0.0 => {
-                let idle_periods = ((at - last) / inactivity.every.millis()) as f64;
-                (raw - idle_periods * inactivity.points).max(0.0)
-            }
-            _ => raw,
-        })
+        activity_at(model, self.last.as_ref().map(|(t, _)| *t), self.sum, self.sum_at, &self.live_awards, at)
     }
+}
+
+/// The parts of a stored [`ActivityState`] that activity as of an instant reads: the time
+/// of the newest event, the decayed sum and the awards inside `expire_after`. Parsed from
+/// a state's JSON with the per-rule parts and the messageId skipped unread, for the reads
+/// that only need the score as of now (reports over every contact). Its
+/// [`DecayView::activity_at`] is [`ActivityState::activity_at`] (one computation).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecayView {
+    #[serde(rename = "l", default, deserialize_with = "newest_event_time")]
+    last: Option<i64>,
+    #[serde(rename = "r", default)]
+    _rules: serde::de::IgnoredAny,
+    #[serde(rename = "s", default)]
+    sum: f64,
+    #[serde(rename = "t", default)]
+    sum_at: i64,
+    #[serde(rename = "w", default)]
+    live_awards: VecDeque<(i64, f64)>,
+    #[serde(rename = "n", default)]
+    _events: serde::de::IgnoredAny,
+}
+
+/// The timestamp of a state's `l` (timestamp, messageId), the messageId skipped.
+fn newest_event_time<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    let last: Option<(i64, serde::de::IgnoredAny)> = Deserialize::deserialize(deserializer)?;
+    Ok(last.map(|(t, _)| t))
+}
+
+impl DecayView {
+    /// As [`ActivityState::activity_at`].
+    pub fn activity_at(&self, model: &Model, at: i64) -> Option<f64> {
+        activity_at(model, self.last, self.sum, self.sum_at, &self.live_awards, at)
+    }
+}
+
+impl From<&ActivityState> for DecayView {
+    fn from(state: &ActivityState) -> Self {
+        Self { last: state.last.as_ref().map(|(t, _)| *t), sum: state.sum, sum_at: state.sum_at, live_awards: state.live_awards.clone(), ..Self::default() }
+    }
+}
+
+fn activity_at(model: &Model, last: Option<i64>, sum: f64, sum_at: i64, live_awards: &VecDeque<(i64, f64)>, at: i64) -> Option<f64> {
+    if last.is_some_and(|t| at < t) {
+        return None;
+    }
+    let decay = &model.decay;
+    let raw = if let Some(expire) = decay.expire_after {
+        live_awards
+            .iter()
+            .filter(|(t, _)| at - t < expire.millis())
+            .map(|(t, p)| p * decay.half_life.map_or(1.0, |h| half_life_factor(at - t, h.millis())))
+            .sum()
+    } else if sum == 0.0 {
+        0.0
+    } else if let Some(half_life) = decay.half_life {
+        sum * half_life_factor(at - sum_at, half_life.millis())
+    } else {
+        sum
+    };
+    Some(match (&decay.inactivity, last) {
+        (Some(inactivity), Some(last)) if raw > 0.0 => {
+            let idle_periods = ((at - last) / inactivity.every.millis()) as f64;
+            (raw - idle_periods * inactivity.points).max(0.0)
+        }
+        _ => raw,
+    })
 }
 
 fn half_life_factor(age_ms: i64, half_life_ms: i64) -> f64 {
@@ -307,6 +351,32 @@ pub struct HistoryStep {
     pub points: f64,
     /// Activity right after this award, as of the event's time (decayed).
     pub activity: f64,
+}
+
+/// When a contact with this fit first entered the band starting at `line` within
+/// `[from, to)`: its events (in scoring order, unique) are replayed and its total checked
+/// after every event that earned points; a crossing counts when the total was below the
+/// line at the previous such check (the same checks as [`activity_history`]'s steps, without
+/// building them).
+pub fn first_crossing<'a>(model: &Model, fit: f64, events: impl IntoIterator<Item = EventRef<'a>>, line: f64, from: i64, to: i64) -> Option<i64> {
+    let mut state = ActivityState::new(model);
+    let mut above = false;
+    for event in events {
+        if event.timestamp >= to {
+            break;
+        }
+        match state.apply(model, &event) {
+            Ok(awards) if !awards.is_empty() => {}
+            _ => continue,
+        }
+        let activity = round2(state.activity_at(model, event.timestamp).unwrap_or(0.0));
+        let now_above = round2(fit + activity) >= line;
+        if now_above && !above && event.timestamp >= from {
+            return Some(event.timestamp);
+        }
+        above = now_above;
+    }
+    None
 }
 
 /// Replays events (in scoring order, unique) and lists every award with the resulting

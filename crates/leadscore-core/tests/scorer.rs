@@ -2,8 +2,8 @@
 //! for order independence, idempotency and incremental = full scoring.
 
 use leadscore_core::duration::{DAY_MS, HOUR_MS};
-use leadscore_core::scorer::{ActivityState, EventRef, activity_history, fold_events, normalize_events, score_contact};
-use leadscore_core::{Model, ScoreCard};
+use leadscore_core::scorer::{ActivityState, EventRef, activity_history, first_crossing, fold_events, normalize_events, score_contact};
+use leadscore_core::{DecayView, Model, ScoreCard};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -310,6 +310,50 @@ proptest! {
             }
             prop_assert_eq!(&state, &full);
             prop_assert_eq!(state.activity_at(&m, at), full.activity_at(&m, at));
+        }
+    }
+
+    /// The decay view parsed from a stored state reads the same activity as the state,
+    /// at every instant, for a model with half-life, expiry and inactivity, and one without.
+    #[test]
+    fn decay_view_reads_the_same_activity(events in arb_events(), later_hours in proptest::collection::vec(0i64..60 * 24, 1..8)) {
+        let half_life_only = "name = \"h\"\ndecay = { half_life = \"2d\", inactivity = { points = 1, every = \"1d\" } }\n[[activity]]\nname = \"any\"\nevent = \"page\"\npoints = 3\n";
+        for text in [BASIC, DECAYING, half_life_only] {
+            let m = model(text);
+            let mut sorted = refs(&events);
+            normalize_events(&mut sorted);
+            // Both parsed from the stored JSON, as the store reads them.
+            let stored = serde_json::to_string(&fold_events(&m, sorted.iter().copied(), i64::MAX)).expect("serializes");
+            let state: ActivityState = serde_json::from_str(&stored).expect("state parses");
+            let view: DecayView = serde_json::from_str(&stored).expect("view parses");
+            prop_assert_eq!(&view, &DecayView::from(&state));
+            for hours in &later_hours {
+                let at = T0 + hours * HOUR_MS;
+                prop_assert_eq!(view.activity_at(&m, at), state.activity_at(&m, at));
+            }
+        }
+    }
+
+    /// The first crossing into a band is what the history's steps show: the first award
+    /// in the window that takes the total from below the line to it or above.
+    #[test]
+    fn first_crossing_follows_the_history(events in arb_events(), fit in -5.0f64..10.0, line in 1.0f64..30.0, from_day in 0i64..30, days in 1i64..30) {
+        for text in [BASIC, DECAYING] {
+            let m = model(text);
+            let mut sorted = refs(&events);
+            normalize_events(&mut sorted);
+            let (from, to) = (T0 + from_day * DAY_MS, T0 + (from_day + days) * DAY_MS);
+            let mut above = false;
+            let mut expected = None;
+            for step in activity_history(&m, sorted.iter().copied(), i64::MAX) {
+                let now_above = leadscore_core::scorer::round2(fit + step.activity) >= line;
+                if now_above && !above && step.timestamp >= from && step.timestamp < to {
+                    expected = Some(step.timestamp);
+                    break;
+                }
+                above = now_above;
+            }
+            prop_assert_eq!(first_crossing(&m, fit, sorted.iter().copied(), line, from, to), expected);
         }
     }
 

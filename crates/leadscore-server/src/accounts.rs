@@ -51,15 +51,7 @@ pub fn score_accounts(model: &PublishedModel, members: &[(String, String, f64)])
 }
 
 fn model_for(state: &AppState, name: Option<&str>) -> ApiResult<Arc<PublishedModel>> {
-    let models = state.models();
-    match name {
-        Some(name) => models.iter().find(|m| m.name == name).cloned().ok_or_else(|| ApiError::not_found(format!("no live model {name:?}"))),
-        None => match models.as_slice() {
-            [only] => Ok(only.clone()),
-            [] => Err(ApiError::not_found("no live model")),
-            _ => Err(ApiError::bad_request("several models are live; choose one with ?model=")),
-        },
-    }
+    Ok(state.named_or_only_model(name)?)
 }
 
 #[derive(Deserialize)]

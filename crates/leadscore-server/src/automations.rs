@@ -61,6 +61,23 @@ async fn put_automation(
             message: format!("the automation is named {:?} but was sent to /automations/{name}", automation.name),
         }]));
     }
+    let band_model = match &automation.trigger {
+        leadscore_core::automation::Trigger::Band { model, .. } => model.as_deref(),
+        _ => None,
+    };
+    for (path, model) in [("model", automation.model.as_deref()), ("trigger.band.model", band_model)] {
+        if let Some(shadow) = model.and_then(|m| state.model(m)).filter(|m| m.is_shadow()) {
+            return Err(invalid(vec![Problem {
+                path: path.into(),
+                message: format!(
+                    "{} is a shadow of {}: shadow models fire no automations (name {} here, or promote the shadow)",
+                    shadow.name,
+                    shadow.shadow_of.as_deref().unwrap_or_default(),
+                    shadow.shadow_of.as_deref().unwrap_or_default()
+                ),
+            }]));
+        }
+    }
     let new = NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
     let (record, created) = state.store.put_automation(new, state.now()).await?;
     state.reload_automations().await?;

@@ -8,13 +8,17 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::post;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use leadscore_core::model::parse_document;
 use leadscore_core::{Format, Model, ScoreCard};
 use leadscore_store::scoring::card_from_events;
-use leadscore_store::{Millis, PublishedModel, Scope, StoreError};
+use leadscore_store::{Job, Millis, NewJob, PublishedModel, Scope, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -22,10 +26,11 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
+use crate::models::{JOB_LEASE_MS, job_json};
 use crate::reports::{accuracy_report, brackets_report, judge, resolve, timelines};
 
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/backtest", post(backtest_route))
+    Router::new().route("/backtest", post(backtest_route)).route("/backtest/{id}", get(backtest_job_route))
 }
 
 /// Contacts replayed per store read.
@@ -36,7 +41,14 @@ pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
 
 /// Replays the judged contacts under `candidate` and `live`, then every scored contact for
 /// the band changes. `from`/`to` bound the outcomes.
-pub async fn run(state: &AppState, candidate: Arc<PublishedModel>, live: Arc<PublishedModel>, from: Millis, to: Millis, progress: Progress<'_>) -> Result<Value, StoreError> {
+pub async fn run(
+    state: &AppState,
+    candidate: Arc<PublishedModel>,
+    live: Arc<PublishedModel>,
+    from: Millis,
+    to: Millis,
+    progress: Progress<'_>,
+) -> Result<Value, StoreError> {
     let timelines = timelines(state, None, from, to).await?;
     let total = timelines.len() as u64 + state.store.count_contacts().await?;
     let mut done = 0u64;
@@ -70,7 +82,14 @@ pub async fn run(state: &AppState, candidate: Arc<PublishedModel>, live: Arc<Pub
 
 /// Every contact scored under the live model, scored now under the candidate: how many
 /// would change band, and from which to which.
-async fn band_changes(state: &AppState, candidate: &PublishedModel, live: &PublishedModel, mut done: u64, total: u64, progress: Progress<'_>) -> Result<Value, StoreError> {
+async fn band_changes(
+    state: &AppState,
+    candidate: &PublishedModel,
+    live: &PublishedModel,
+    mut done: u64,
+    total: u64,
+    progress: Progress<'_>,
+) -> Result<Value, StoreError> {
     let now = state.now();
     let mut transitions: BTreeMap<(String, String), u64> = BTreeMap::new();
     let (mut scored, mut changed) = (0u64, 0u64);
@@ -107,7 +126,81 @@ async fn band_changes(state: &AppState, candidate: &PublishedModel, live: &Publi
 /// The candidate as a model to replay: its own name, version 0 (never live).
 pub fn candidate_model(text: &str) -> Result<Arc<PublishedModel>, leadscore_core::ModelError> {
     let model = Model::parse(text)?;
-    Ok(Arc::new(PublishedModel { name: model.name.clone(), version: 0, model }))
+    Ok(Arc::new(PublishedModel { name: model.name.clone(), version: 0, model, shadow_of: None }))
+}
+
+/// How often a background backtest records its progress (and keeps its lease).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Starts a backtest as a background job of this process and returns it at once. The
+/// job is created leased to this process and records its progress as it goes, then the
+/// report (`result`) or the error; if the process dies, another one's job worker marks it
+/// failed once the lease expires (the partial replay lives in memory only).
+pub async fn start_job(state: &Arc<AppState>, candidate: Arc<PublishedModel>, live: Arc<PublishedModel>, from: Millis, to: Millis) -> Result<Job, StoreError> {
+    let lease = Some((state.runtime.worker_id.clone(), state.now() + JOB_LEASE_MS));
+    let new = NewJob { kind: "backtest".into(), model: live.name.clone(), version: live.version, total: 0, lease };
+    let job = state.store.create_job(new, state.now()).await?;
+    let (state, mut running) = (state.clone(), job.clone());
+    tokio::spawn(async move {
+        let progress = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let seen = progress.clone();
+        let mut report_progress = move |done, total| {
+            seen.0.store(done, Ordering::Relaxed);
+            seen.1.store(total, Ordering::Relaxed);
+        };
+        let replay = run(&state, candidate, live, from, to, &mut report_progress);
+        tokio::pin!(replay);
+        running.state = "running".into();
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut replay => break outcome,
+                () = tokio::time::sleep(PROGRESS_EVERY) => {
+                    (running.done, running.total) = (progress.0.load(Ordering::Relaxed), progress.1.load(Ordering::Relaxed));
+                    running.updated_at = state.now();
+                    if let Err(err) = state.store.update_claimed_job(&running, &state.runtime.worker_id, state.now() + JOB_LEASE_MS).await {
+                        tracing::warn!(job = running.id, error = %err, "cannot record backtest progress");
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(report) => {
+                running.state = "done".into();
+                running.done = progress.1.load(Ordering::Relaxed).max(running.done);
+                running.total = running.done;
+                running.result = Some(report.to_string());
+            }
+            Err(err) => {
+                tracing::error!(job = running.id, error = %err, "backtest failed");
+                running.state = "failed".into();
+                running.error = Some(err.to_string());
+            }
+        }
+        running.updated_at = state.now();
+        if let Err(err) = state.store.update_claimed_job(&running, &state.runtime.worker_id, state.now()).await {
+            tracing::error!(job = running.id, error = %err, "cannot record the backtest's end");
+        }
+    });
+    Ok(job)
+}
+
+/// A backtest job as the API shows it: progress, and the report once done.
+fn backtest_job_json(job: &Job) -> Value {
+    let mut out = job_json(job);
+    out["live"] = json!(job.model);
+    out["result"] = job.result.as_deref().and_then(|text| serde_json::from_str(text).ok()).unwrap_or(Value::Null);
+    out
+}
+
+async fn backtest_job_route(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Read)?;
+    // Parsed here, not by the extractor, so a bad id gets the JSON error shape.
+    let found = match id.parse::<i64>() {
+        Ok(number) => state.store.get_job(number).await?,
+        Err(_) => None,
+    };
+    let job = found.filter(|job| job.kind == "backtest").ok_or_else(|| ApiError::not_found(format!("no backtest {id:?}")))?;
+    Ok(Json(backtest_job_json(&job)))
 }
 
 #[derive(Deserialize)]
@@ -119,9 +212,12 @@ struct BacktestBody {
     live: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// Answer at once with a job to poll (`GET /backtest/{id}`: progress, then the report).
+    #[serde(default)]
+    background: bool,
 }
 
-async fn backtest_route(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<Json<Value>> {
+async fn backtest_route(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<Response> {
     principal.require(Scope::Read)?;
     let body: BacktestBody = body.json()?;
     let document = match &body.model {
@@ -130,13 +226,18 @@ async fn backtest_route(State(state): State<Arc<AppState>>, principal: Principal
     }
     .map_err(|e| invalid_model(e.problems()))?;
     let model = Model::from_value(document).map_err(|e| invalid_model(e.problems()))?;
-    let candidate = Arc::new(PublishedModel { name: model.name.clone(), version: 0, model });
+    let candidate = Arc::new(PublishedModel { name: model.name.clone(), version: 0, model, shadow_of: None });
     let live_name = body.live.clone().unwrap_or_else(|| candidate.name.clone());
     let (live, from, to) = resolve(&state, Some(&live_name), body.from.as_deref(), body.to.as_deref()).map_err(ApiError::invalid)?;
+    if body.background {
+        let job = start_job(&state, candidate, live, from, to).await?;
+        let location = format!("/api/v1/backtest/{}", job.id);
+        return Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(json!({ "job": backtest_job_json(&job) }))).into_response());
+    }
     let started = std::time::Instant::now();
     let report = run(&state, candidate, live, from, to, &mut |_, _| {}).await?;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "backtest done");
-    Ok(Json(report))
+    Ok(Json(report).into_response())
 }
 
 fn invalid_model(problems: Vec<leadscore_core::Problem>) -> ApiError {

@@ -316,14 +316,7 @@ async fn contact_history(
 ) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
     let contact = load(&state, &id).await?;
-    let models = state.models();
-    let published = match &q.model {
-        Some(name) => state.model(name).ok_or_else(|| ApiError::not_found(format!("no model {name:?}")))?,
-        None if models.len() == 1 => models[0].clone(),
-        None => {
-            return Err(ApiError::bad_request("several models are live; choose one with ?model="));
-        }
-    };
+    let published = state.named_or_only_model(q.model.as_deref())?;
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?.unwrap_or(Millis::MAX);
     let events = scoring_events(&state.store.contact_events(&id).await?);
     let mut refs: Vec<EventRef<'_>> = events.iter().map(ScoringEvent::as_ref).collect();

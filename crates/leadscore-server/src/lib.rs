@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod backtest;
+pub mod compare;
 pub mod automations;
 pub mod contacts;
 pub mod deliveries;
@@ -136,12 +137,26 @@ impl AppState {
         self.models().iter().find(|m| m.name == name).cloned()
     }
 
+    /// The model a request names, or when it names none the only live model that is not a
+    /// shadow (a shadow is only ever read when named).
+    pub fn named_or_only_model(&self, name: Option<&str>) -> Result<Arc<PublishedModel>, ModelChoiceError> {
+        let models = self.models();
+        match name {
+            Some(name) => models.iter().find(|m| m.name == name).cloned().ok_or_else(|| ModelChoiceError::Unknown(name.to_string())),
+            None => match models.iter().filter(|m| !m.is_shadow()).collect::<Vec<_>>().as_slice() {
+                [only] => Ok((*only).clone()),
+                [] => Err(ModelChoiceError::NoModel),
+                _ => Err(ModelChoiceError::Several),
+            },
+        }
+    }
+
     /// Re-reads the live models from the store (after a publish or delete).
     pub async fn reload_models(&self) -> Result<(), StoreError> {
         let mut set: ModelSet = Vec::new();
         for version in self.store.live_models().await? {
             match Model::parse(&version.source) {
-                Ok(model) => set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model })),
+                Ok(model) => set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: version.shadow_of })),
                 Err(err) => {
                     tracing::error!(model = %version.name, version = version.version, error = %err, "stored model no longer parses; skipped")
                 }
@@ -201,6 +216,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(outcomes::router())
         .merge(accounts::router())
         .merge(backtest::router())
+        .merge(compare::router())
         .merge(reports::router())
         .merge(settings::router())
         .merge(keys::router());
@@ -234,4 +250,24 @@ pub async fn serve(
     }
     let app = router(state);
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+}
+
+/// Why a request's model could not be chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelChoiceError {
+    #[error("no live model {0:?}")]
+    Unknown(String),
+    #[error("no live model")]
+    NoModel,
+    #[error("several models are live; choose one with model=")]
+    Several,
+}
+
+impl From<ModelChoiceError> for error::ApiError {
+    fn from(err: ModelChoiceError) -> Self {
+        match err {
+            ModelChoiceError::Unknown(_) | ModelChoiceError::NoModel => error::ApiError::not_found(err.to_string()),
+            ModelChoiceError::Several => error::ApiError::bad_request(err.to_string()),
+        }
+    }
 }

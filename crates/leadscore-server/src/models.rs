@@ -26,6 +26,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/models/{name}", get(get_model).put(put_model).delete(delete_model))
         .route("/models/{name}/versions", get(model_versions))
         .route("/models/{name}/rescore", post(rescore_model))
+        .route("/models/{name}/promote", post(promote_model))
 }
 
 pub(crate) fn body_format(headers: &HeaderMap, text: &str) -> Format {
@@ -45,7 +46,13 @@ fn model_error(err: ModelError) -> ApiError {
 }
 
 pub fn job_json(job: &Job) -> Value {
-    let percent = if job.total == 0 { 100.0 } else { (job.done as f64 * 1000.0 / job.total as f64).round() / 10.0 };
+    // Nothing to do is done once the job ends; before that (a backtest counts its work
+    // once it has started) it is 0 %.
+    let percent = match (job.total, job.state.as_str()) {
+        (0, "done") => 100.0,
+        (0, _) => 0.0,
+        (total, _) => (job.done as f64 * 1000.0 / total as f64).round() / 10.0,
+    };
     json!({
         "id": job.id,
         "kind": job.kind,
@@ -61,10 +68,31 @@ pub fn job_json(job: &Job) -> Value {
 }
 
 fn version_json(v: &ModelVersion) -> Value {
-    json!({ "name": v.name, "version": v.version, "format": v.format, "created_at": format_time(v.created_at) })
+    json!({ "name": v.name, "version": v.version, "format": v.format, "created_at": format_time(v.created_at), "shadow_of": v.shadow_of })
 }
 
-async fn put_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, headers: HeaderMap, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Toml => "toml",
+        Format::Json => "json",
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutQuery {
+    /// Publish as a shadow of this live model (F31).
+    shadow_of: Option<String>,
+}
+
+async fn put_model(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(name): Path<String>,
+    Query(q): Query<PutQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Scope::Admin)?;
     if !is_valid_name(&name) {
         return Err(ApiError::bad_request(format!("{name:?} is not a valid model name: use 1-64 of a-z, 0-9, _ and -")));
@@ -75,29 +103,49 @@ async fn put_model(State(state): State<Arc<AppState>>, principal: Principal, Pat
     if model.name != name {
         return Err(ApiError::invalid(format!("the model is named {:?} but was sent to /models/{name}", model.name)));
     }
-    let (version, job) = publish(&state, model, text, format).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "name": name, "version": version.version, "rescore": job_json(&job) }))))
+    let (version, job) = publish(&state, model, text, format, q.shadow_of.filter(|s| !s.is_empty())).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": name, "version": version.version, "shadow_of": version.shadow_of, "rescore": job_json(&job) }))))
 }
 
-/// Publishes a validated model: stores the version, makes it live, starts the rescore.
-pub async fn publish(state: &Arc<AppState>, model: Model, source: &str, format: Format) -> Result<(ModelVersion, Job), StoreError> {
-    let format = match format {
-        Format::Toml => "toml",
-        Format::Json => "json",
-    };
-    let version = state
-        .store
-        .publish_model(NewModelVersion { name: model.name.clone(), source: source.to_string(), format: format.into() }, state.now())
-        .await?;
+/// Publishes a validated model: stores the version, makes it the head (live, or a shadow
+/// of `shadow_of`), starts the rescore.
+pub async fn publish(state: &Arc<AppState>, model: Model, source: &str, format: Format, shadow_of: Option<String>) -> Result<(ModelVersion, Job), StoreError> {
+    let new = NewModelVersion { name: model.name.clone(), source: source.to_string(), format: format_name(format).into(), shadow_of };
+    let version = state.store.publish_model(new, state.now()).await?;
     state.reload_models().await?;
     let job = start_rescore(state, &version.name).await?;
-    tracing::info!(model = %version.name, version = version.version, "model published; rescoring");
+    tracing::info!(model = %version.name, version = version.version, shadow_of = ?version.shadow_of, "model published; rescoring");
     Ok((version, job))
+}
+
+/// Promotes a shadow model (F31): its definition, renamed, becomes a new version of the
+/// model it shadows, and the shadow goes. The caller starts the live model's rescore.
+pub async fn promote(state: &AppState, shadow: &str) -> Result<ModelVersion, StoreError> {
+    let published = state.model(shadow).ok_or_else(|| StoreError::NotFound(format!("model {shadow}")))?;
+    let live_name =
+        published.shadow_of.clone().ok_or_else(|| StoreError::Conflict(format!("{shadow} is a live model, not a shadow: there is nothing to promote")))?;
+    let versions = state.store.model_versions(shadow).await?;
+    let current = versions.iter().find(|v| v.version == published.version).ok_or_else(|| StoreError::NotFound(format!("model {shadow}")))?;
+    let format = if current.format == "json" { Format::Json } else { Format::Toml };
+    let source = leadscore_core::model::renamed_source(&current.source, format, &live_name)
+        .map_err(|e| StoreError::Backend(format!("stored model {shadow} v{} cannot be renamed: {e}", current.version)))?;
+    let live = NewModelVersion { name: live_name, source, format: current.format.clone(), shadow_of: None };
+    let version = state.store.promote_model(shadow, published.version, live, state.now()).await?;
+    state.reload_models().await?;
+    tracing::info!(shadow, model = %version.name, version = version.version, "shadow model promoted");
+    Ok(version)
+}
+
+async fn promote_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require(Scope::Admin)?;
+    let version = promote(&state, &name).await?;
+    let job = start_rescore(&state, &version.name).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "name": version.name, "version": version.version, "promoted": name, "rescore": job_json(&job) }))))
 }
 
 /// How long a claimed job stays with this process without progress; after a crash,
 /// another process takes it over once this has passed. A chunk takes well under it.
-const JOB_LEASE_MS: Millis = 30_000;
+pub(crate) const JOB_LEASE_MS: Millis = 30_000;
 
 /// Creates a rescore job for the live version of `name`, claims it for this process and
 /// runs it in the background.
@@ -141,6 +189,15 @@ pub async fn job_step(state: &AppState) -> Result<bool, StoreError> {
     let Some(mut job) = state.store.claim_job(None, &state.runtime.worker_id, JOB_LEASE_MS, state.now()).await? else {
         return Ok(false);
     };
+    if job.kind != "rescore" {
+        // A backtest keeps its partial results in memory: one whose process died is over.
+        tracing::warn!(job = job.id, kind = %job.kind, "job left unfinished by a stopped process; marking it failed");
+        job.state = "failed".into();
+        job.error = Some(format!("the process running this {} stopped before it finished; start it again", job.kind));
+        job.updated_at = state.now();
+        record(state, &job).await?;
+        return Ok(true);
+    }
     tracing::info!(job = job.id, model = %job.model, done = job.done, "taking over rescore job");
     if state.model(&job.model).is_none_or(|m| m.version < job.version) {
         state.reload_models().await?;
@@ -239,6 +296,8 @@ async fn get_model(State(state): State<Arc<AppState>>, principal: Principal, Pat
         "created_at": format_time(current.created_at),
         "format": current.format,
         "definition": published.model.definition,
+        "shadow_of": published.shadow_of,
+        "shadows": state.models().iter().filter(|m| m.shadow_of.as_deref() == Some(name.as_str())).map(|m| m.name.clone()).collect::<Vec<_>>(),
         "rescore": job.as_ref().map(job_json),
     }))
     .into_response())

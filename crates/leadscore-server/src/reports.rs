@@ -9,6 +9,7 @@
 //! is in the range is closed, judged on its score as of that close. Won and lost contacts
 //! count as qualified, as do contacts whose statuses in the range include `qualified`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use leadscore_core::ScoreCard;
 use leadscore_core::report::{BracketRow, Outcome, brackets, decile_edges, points_backwards, roc_auc};
-use leadscore_store::{Millis, OutcomeKind, PublishedModel, Scope, StoreError};
+use leadscore_store::{Millis, OutcomeKind, PublishedModel, ScannedScore, Scope, StoreError, scoring};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -46,33 +47,60 @@ pub struct BecameHot {
     pub hot_at: Millis,
 }
 
+/// Contacts replayed per page of [`became_hot`].
+const REPLAY_PAGE: usize = 2_000;
+
+/// One page of contacts and their events, for [`became_hot`].
+type ReplayPage = (Vec<leadscore_store::ContactRecord>, HashMap<String, Vec<leadscore_store::scoring::ScoringEvent>>);
+
 /// The contacts that entered the top band in `[from, to)`: each contact's events are
 /// replayed and its total (current fit + activity) is checked at every event that earned
-/// points; a crossing counts when the contact was below the line just before.
+/// points; a crossing counts when the contact was below the line just before
+/// ([`leadscore_core::scorer::first_crossing`]). Pages are replayed in parallel while the
+/// next one is read.
 pub async fn became_hot(state: &AppState, model: &PublishedModel, from: Millis, to: Millis) -> Result<Vec<BecameHot>, StoreError> {
     let Some(line) = model.model.bands.first().and_then(|b| b.min) else { return Ok(Vec::new()) };
+    let model = Arc::new(model.clone());
+    let fetch = |after: Option<String>| {
+        let (store, name) = (state.store.clone(), model.name.clone());
+        tokio::spawn(async move {
+            let mut page = store.list_contacts(after.as_deref(), REPLAY_PAGE).await?;
+            let last = page.last().map(|c| c.id.clone());
+            page.retain(|c| c.scores.contains_key(&name));
+            // Decoding the events is most of the work: two reads (connections) share it.
+            let ids: Vec<String> = page.iter().map(|c| c.id.clone()).collect();
+            let (first, second) = ids.split_at(ids.len() / 2);
+            let (first, second) = (first.to_vec(), second.to_vec());
+            let other = store.clone();
+            let second = tokio::spawn(async move { other.scoring_events_of(&second).await });
+            let mut events = store.scoring_events_of(&first).await?;
+            events.extend(second.await.map_err(|e| StoreError::Backend(format!("reading events failed: {e}")))??);
+            Ok::<_, StoreError>((last, (page, events)))
+        })
+    };
     let mut hot = Vec::new();
-    let mut after: Option<String> = None;
+    let mut next = fetch(None);
     loop {
-        let page = state.store.list_contacts(after.as_deref(), 1_000).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        let ids: Vec<String> = page.iter().filter(|c| c.scores.contains_key(&model.name)).map(|c| c.id.clone()).collect();
-        let events = state.store.scoring_events_of(&ids).await?;
-        for contact in page.iter().filter(|c| c.scores.contains_key(&model.name)) {
-            let Some(events) = events.get(&contact.id) else { continue };
-            let fit = model.model.fit(&contact.attributes);
-            let steps = leadscore_core::scorer::activity_history(&model.model, events.iter().map(|e| e.as_ref()), Millis::MAX);
-            let mut above = false;
-            for step in steps {
-                let now_above = leadscore_core::scorer::round2(fit + step.activity) >= line;
-                if now_above && !above && step.timestamp >= from && step.timestamp < to {
-                    hot.push(BecameHot { contact_id: contact.id.clone(), owner: contact.owner.clone(), hot_at: step.timestamp });
-                    break;
-                }
-                above = now_above;
-            }
-        }
+        let (last, (contacts, events)): (Option<String>, ReplayPage) =
+            next.await.map_err(|e| StoreError::Backend(format!("reading contacts failed: {e}")))??;
+        let Some(last) = last else { break };
+        next = fetch(Some(last));
+        let model = model.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            use rayon::prelude::*;
+            contacts
+                .par_iter()
+                .filter_map(|contact| {
+                    let events = events.get(&contact.id)?;
+                    let fit = model.model.fit(&contact.attributes);
+                    let hot_at = leadscore_core::scorer::first_crossing(&model.model, fit, events.iter().map(|e| e.as_ref()), line, from, to)?;
+                    Some(BecameHot { contact_id: contact.id.clone(), owner: contact.owner.clone(), hot_at })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("replaying contacts failed: {e}")))?;
+        hot.extend(found);
     }
     Ok(hot)
 }
@@ -82,19 +110,20 @@ pub async fn became_hot(state: &AppState, model: &PublishedModel, from: Millis, 
 /// touch (any status but `new`), median and p90, with breaches of the SLA, per owner.
 pub async fn speed_report(state: &AppState, model: &PublishedModel, from: Millis, to: Millis, sla_ms: Millis) -> Result<Value, StoreError> {
     let hot = became_hot(state, model, from, to).await?;
+    // Every sales touch (any status but `new`), by contact, in one pass over the outcomes.
+    let mut touches: HashMap<String, Vec<(Millis, String)>> = HashMap::new();
+    for_each_outcome(state, Millis::MIN, Millis::MAX, |outcome| {
+        if let OutcomeKind::Status { status } = &outcome.kind
+            && status != "new"
+        {
+            touches.entry(outcome.contact_id.clone()).or_default().push((outcome.at, status.clone()));
+        }
+    })
+    .await?;
     let mut leads = Vec::with_capacity(hot.len());
     let mut qualified = 0u64;
     for lead in &hot {
-        let statuses: Vec<(Millis, String)> = state
-            .store
-            .contact_outcomes(&lead.contact_id)
-            .await?
-            .into_iter()
-            .filter_map(|o| match o.kind {
-                OutcomeKind::Status { status } if o.at >= lead.hot_at && status != "new" => Some((o.at, status)),
-                _ => None,
-            })
-            .collect();
+        let statuses: Vec<&(Millis, String)> = touches.get(&lead.contact_id).into_iter().flatten().filter(|(at, _)| *at >= lead.hot_at).collect();
         if statuses.iter().any(|(_, s)| matches!(s.as_str(), "qualified" | "won" | "lost")) {
             qualified += 1;
         }
@@ -137,27 +166,75 @@ pub async fn speed_report(state: &AppState, model: &PublishedModel, from: Millis
     }))
 }
 
-/// Contacts are read in pages of this many for the reports over every contact.
-const CONTACT_PAGE: usize = 5_000;
+/// Score rows are read in pages of this many for the reports over every contact.
+const SCORE_PAGE: usize = 10_000;
 
-/// Calls `each` with every contact that has a score under `model` (its current card).
+/// Every stored score row of a model in contact id order ([`leadscore_store::ContactStore::scan_scores`]:
+/// score rows only, with the value of one attribute when asked), a page at a time, the next
+/// page read on another task while this one is consumed. The reports over every contact
+/// and the shadow comparison read through it.
+pub(crate) struct ScoreRows {
+    store: Arc<dyn leadscore_store::Store>,
+    model: String,
+    with_state: bool,
+    attribute: Option<String>,
+    page: std::vec::IntoIter<ScannedScore>,
+    pending: Option<tokio::task::JoinHandle<Result<Vec<ScannedScore>, StoreError>>>,
+}
+
+impl ScoreRows {
+    pub(crate) fn new(state: &AppState, model: &PublishedModel, attribute: Option<&str>) -> Self {
+        let mut rows = Self {
+            store: state.store.clone(),
+            model: model.name.clone(),
+            // The states are read only when the card as of now needs them.
+            with_state: scoring::moves_with_time(&model.model),
+            attribute: attribute.map(str::to_string),
+            page: Vec::new().into_iter(),
+            pending: None,
+        };
+        rows.fetch(None);
+        rows
+    }
+
+    fn fetch(&mut self, after: Option<String>) {
+        let (store, model, with_state, attribute) = (self.store.clone(), self.model.clone(), self.with_state, self.attribute.clone());
+        self.pending = Some(tokio::spawn(async move { store.scan_scores(&model, with_state, attribute.as_deref(), after.as_deref(), SCORE_PAGE).await }));
+    }
+
+    /// The next row, of any version: [`scoring::scanned_card_at`] gives its card as of now,
+    /// or None for a row of another version (still being rescored), which reports skip.
+    pub(crate) async fn next(&mut self) -> Result<Option<ScannedScore>, StoreError> {
+        loop {
+            if let Some(row) = self.page.next() {
+                return Ok(Some(row));
+            }
+            let Some(pending) = self.pending.take() else { return Ok(None) };
+            let page = pending.await.map_err(|e| StoreError::Backend(format!("reading the scores failed: {e}")))??;
+            if page.len() == SCORE_PAGE {
+                self.fetch(page.last().map(|row| row.contact_id.clone()));
+            }
+            self.page = page.into_iter();
+        }
+    }
+}
+
+/// Calls `each` with every contact that has a score under `model` (its current card), and
+/// the value of `attribute` when one is named, from the score rows only ([`ScoreRows`]).
 async fn for_each_scored(
     state: &AppState,
     model: &PublishedModel,
-    mut each: impl FnMut(&leadscore_store::ContactRecord, &leadscore_core::ScoreCard),
+    attribute: Option<&str>,
+    mut each: impl FnMut(&ScannedScore, &ScoreCard),
 ) -> Result<(), StoreError> {
-    let mut after: Option<String> = None;
-    loop {
-        let page = state.store.list_contacts(after.as_deref(), CONTACT_PAGE).await?;
-        let Some(last) = page.last() else { return Ok(()) };
-        after = Some(last.id.clone());
-        for contact in &page {
-            if let Some(row) = contact.scores.get(&model.name).filter(|r| r.version == model.version) {
-                let card = leadscore_store::scoring::card_at(model, row, &contact.attributes, state.now().max(row.as_of)).unwrap_or_else(|| row.card.clone());
-                each(contact, &card);
-            }
+    let now = state.now();
+    let mut rows = ScoreRows::new(state, model, attribute);
+    while let Some(row) = rows.next().await? {
+        if let Some(card) = scoring::scanned_card_at(model, &row, now) {
+            each(&row, &card);
         }
     }
+    Ok(())
 }
 
 /// The distribution report: a histogram of current totals and the count per band, with a
@@ -165,7 +242,7 @@ async fn for_each_scored(
 pub async fn distribution_report(state: &AppState, model: &PublishedModel, bins: usize) -> Result<Value, StoreError> {
     let mut totals = Vec::new();
     let mut bands: HashMap<String, u64> = HashMap::new();
-    for_each_scored(state, model, |_, card| {
+    for_each_scored(state, model, None, |_, card| {
         totals.push(card.total);
         *bands.entry(card.band.clone().unwrap_or_default()).or_default() += 1;
     })
@@ -216,16 +293,20 @@ pub async fn sources_report(state: &AppState, model: &PublishedModel, attribute:
     }
     let closed: HashMap<&str, bool> = judged.iter().filter_map(|j| j.close.as_ref().map(|c| (j.contact_id.as_str(), c.2))).collect();
     let mut sources: HashMap<String, Source> = HashMap::new();
-    for_each_scored(state, model, |contact, card| {
-        let name = match contact.attributes.get(attribute) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => "(none)".to_string(),
-            Some(other) => other.to_string(),
+    for_each_scored(state, model, Some(attribute), |row, card| {
+        let name = match &row.attribute {
+            Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
+            Some(Value::Null) | None => Cow::Borrowed("(none)"),
+            Some(other) => Cow::Owned(other.to_string()),
         };
-        let source = sources.entry(name).or_default();
+        // Looked up by &str: a String is made once per source, not once per contact.
+        if !sources.contains_key(name.as_ref()) {
+            sources.insert(name.clone().into_owned(), Source::default());
+        }
+        let Some(source) = sources.get_mut(name.as_ref()) else { return };
         source.contacts += 1;
         source.score_sum += card.total;
-        match closed.get(contact.id.as_str()) {
+        match closed.get(row.contact_id.as_str()) {
             Some(true) => source.won += 1,
             Some(false) => source.lost += 1,
             None => {}
@@ -580,15 +661,7 @@ struct ReportQuery {
 
 /// The model and range of a report request (the only live model when none is named).
 pub fn resolve(state: &AppState, model: Option<&str>, from: Option<&str>, to: Option<&str>) -> Result<(Arc<PublishedModel>, Millis, Millis), String> {
-    let models = state.models();
-    let model = match model {
-        Some(name) => models.iter().find(|m| m.name == name).cloned().ok_or_else(|| format!("no live model {name:?}"))?,
-        None => match models.as_slice() {
-            [only] => only.clone(),
-            [] => return Err("no live model".into()),
-            _ => return Err("several models are live: name one with model=".into()),
-        },
-    };
+    let model = state.named_or_only_model(model).map_err(|e| e.to_string())?;
     let from = from.map(parse_time).transpose()?.unwrap_or(0);
     let to = to.map(parse_time).transpose()?.unwrap_or(Millis::MAX);
     if from >= to {

@@ -260,6 +260,26 @@ points = 5
     bad.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     let other = server.post("/api/v1/backtest", &json!({ "model": "name = \"other\"\n" })).await;
     other.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+
+    // In the background: 202 with a job to poll, then the same report.
+    let started = server.post("/api/v1/backtest", &json!({ "model": candidate, "background": true })).await;
+    let job = started.expect(StatusCode::ACCEPTED)["job"].clone();
+    assert_eq!((job["kind"].as_str(), job["live"].as_str()), (Some("backtest"), Some("b2b")), "{job}");
+    let path = format!("/api/v1/backtest/{}", job["id"]);
+    let finished = loop {
+        let polled = server.get(&path).await.expect(StatusCode::OK).clone();
+        match polled["state"].as_str() {
+            Some("done") => break polled,
+            Some("queued" | "running") => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            other => panic!("the backtest ended {other:?}: {polled}"),
+        }
+    };
+    assert_eq!(finished["percent"], 100.0);
+    assert_eq!(finished["done"], 16, "8 judged contacts replayed, then 8 contacts for the band changes: {finished}");
+    assert_eq!(finished["result"], report, "the same report as the answer in the foreground");
+    server.get("/api/v1/backtest/999999").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    server.get("/api/v1/backtest/x1").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(server.get("/api/v1/models/b2b").await.expect(StatusCode::OK)["rescore"]["kind"], "rescore", "the model shows its rescore, not the backtest");
 }
 
 // Speed to lead and hot → qualified: three leads become hot in the range (one before it,

@@ -8,12 +8,15 @@ use leadscore_core::condition::{Condition, parse_condition};
 use leadscore_core::problems::Problems;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
-    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, SortKey, StoreError, StoreResult,
+    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, ScannedScore, SortKey, StoreError, StoreResult,
 };
 use serde_json::{Value, json};
 use tokio_postgres::types::ToSql;
 
-use crate::rows::{CONTACT_COLUMNS, ScoreColumns, append_log, delete_scores, load_contact, load_contacts_by_query, load_scoring_events, save_scores};
+use crate::rows::{
+    CONTACT_COLUMNS, ScoreColumns, append_log, card_from_row, corrupt, delete_scores, load_contact, load_contacts_by_query, load_scoring_events, save_scores,
+    version_from_db,
+};
 use crate::runs::{QueueRows, automations_active, cards_of, enqueue};
 use crate::{Db, PgError, PgResult, PostgresStore, RetryOn, write_tx};
 
@@ -438,6 +441,49 @@ fn parse_filter_condition(value: Option<&Value>) -> StoreResult<Option<Condition
     Ok(parsed)
 }
 
+/// [`ContactStore::scan_scores`]: a range of the `scores` primary key (model, contact_id),
+/// joined to the contact only for the one attribute asked for. Attributes are JSON text:
+/// `::json ->` extracts the value as written (never re-encoded, unlike `jsonb`), so it
+/// decodes to exactly what the full read gives; the state only when asked.
+async fn scan_scores(db: &dyn Db, model: &str, with_state: bool, attribute: Option<&str>, after: &str, limit: usize) -> PgResult<Vec<ScannedScore>> {
+    let state = if with_state { "s.state" } else { "NULL::text" };
+    let (value, join) =
+        if attribute.is_some() { ("(c.attributes::json -> $4::text)::text", " JOIN contacts c ON c.id = s.contact_id") } else { ("NULL::text", "") };
+    let sql = format!(
+        "SELECT s.contact_id, s.version, s.fit, s.activity, s.total, s.band, s.flames, s.grade, s.quadrant, s.as_of, {state}, {value}
+         FROM scores s{join} WHERE s.model = $1 AND s.contact_id > $2 ORDER BY s.contact_id LIMIT $3"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = match attribute {
+        Some(key) => db.rows(&sql, &[&model, &after, &limit, &key]).await?,
+        None => db.rows(&sql, &[&model, &after, &limit]).await?,
+    };
+    let mut scanned = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let contact_id: String = row.try_get(0)?;
+        let mut version = version_from_db(row.try_get(1)?)?;
+        let state = match row.try_get::<_, Option<&str>>(10)? {
+            None => None,
+            // As in the full reads: a state that does not parse is not trusted; version 0
+            // is never live, so the row does not count until it is replayed.
+            Some(text) => match serde_json::from_str(text) {
+                Ok(state) => Some(state),
+                Err(err) => {
+                    tracing::warn!(%model, contact = %contact_id, error = %err, "unreadable score state; the contact will be replayed");
+                    version = 0;
+                    None
+                }
+            },
+        };
+        let attribute = match row.try_get::<_, Option<&str>>(11)? {
+            None => None,
+            Some(text) => Some(serde_json::from_str::<Value>(text).map_err(corrupt)?),
+        };
+        scanned.push(ScannedScore { contact_id, version, card: card_from_row(row, 2)?, as_of: row.try_get(9)?, state, attribute });
+    }
+    Ok(scanned)
+}
+
 #[async_trait]
 impl ContactStore for PostgresStore {
     async fn upsert_contact(&self, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<(ContactRecord, bool)> {
@@ -504,6 +550,11 @@ impl ContactStore for PostgresStore {
         let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id > $1 ORDER BY c.id LIMIT $2");
         let client = self.client().await?;
         Ok(load_contacts_by_query(&*client, &sql, &[&after, &limit]).await?)
+    }
+
+    async fn scan_scores(&self, model: &str, with_state: bool, attribute: Option<&str>, after: Option<&str>, limit: usize) -> StoreResult<Vec<ScannedScore>> {
+        let client = self.client().await?;
+        Ok(scan_scores(&*client, model, with_state, attribute, after.unwrap_or(""), limit).await?)
     }
 
     async fn contact_log(&self, id: &str) -> StoreResult<Vec<LogEntry>> {

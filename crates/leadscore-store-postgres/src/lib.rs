@@ -76,6 +76,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_job_leases.sql")),
     (5, include_str!("../migrations/0005_outcomes.sql")),
     (6, include_str!("../migrations/0006_accounts.sql")),
+    (7, include_str!("../migrations/0007_shadow_models.sql")),
 ];
 
 /// The migration that added `contacts.account_id`: the contacts stored before it get

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use leadscore_core::ScoreCard;
-use leadscore_store::records::{RowAction, rescore_action};
+use leadscore_store::records::{self, RowAction, rescore_action};
 use leadscore_store::scoring::{ScoringEvent, refresh_fit};
 use leadscore_store::{
     ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk, RescoreChunk, Scope,
@@ -44,7 +44,7 @@ impl PostgresStore {
         }
         let rows = db
             .rows(
-                "SELECT m.name, m.version, m.source FROM model_heads h JOIN models m ON m.name = h.name AND m.version = h.version
+                "SELECT m.name, m.version, m.source, h.shadow_of FROM model_heads h JOIN models m ON m.name = h.name AND m.version = h.version
                  WHERE NOT h.deleted ORDER BY m.name",
                 &[],
             )
@@ -58,7 +58,7 @@ impl PostgresStore {
             let model =
                 leadscore_core::Model::parse(&source).map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
             parsed_heads.push((name.clone(), version));
-            set.push(Arc::new(PublishedModel { name, version, model }));
+            set.push(Arc::new(PublishedModel { name, version, model, shadow_of: row.try_get(3)? }));
         }
         let set = Arc::new(set);
         if let Ok(mut cache) = self.inner.live_models.lock() {
@@ -80,7 +80,51 @@ fn version_from_row(row: &Row) -> PgResult<ModelVersion> {
         source: row.try_get(2)?,
         format: row.try_get(3)?,
         created_at: row.try_get(4)?,
+        shadow_of: None,
     })
+}
+
+/// A model's head for the shadow rules (None: never published, or deleted).
+async fn head_of(db: &dyn Db, name: &str) -> PgResult<records::Head> {
+    let rows = db.rows("SELECT shadow_of FROM model_heads WHERE name = $1 AND NOT deleted", &[&name]).await?;
+    Ok(match rows.first() {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    })
+}
+
+/// Stores `model` as its name's next version and makes it the head. The caller holds the
+/// model heads lock exclusively.
+async fn insert_version(db: &dyn Db, model: &NewModelVersion, now: Millis) -> PgResult<ModelVersion> {
+    let row = db.rows("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = $1", &[&model.name]).await?;
+    let version: i64 = row.first().ok_or_else(|| PgError::Corrupt("MAX returned no row".into()))?.try_get(0)?;
+    db.exec(
+        "INSERT INTO models (name, version, source, format, created_at) VALUES ($1, $2, $3, $4, $5)",
+        &[&model.name, &version, &model.source, &model.format, &now],
+    )
+    .await?;
+    db.exec(
+        "INSERT INTO model_heads (name, version, deleted, shadow_of) VALUES ($1, $2, FALSE, $3)
+         ON CONFLICT (name) DO UPDATE SET version = excluded.version, deleted = FALSE, shadow_of = excluded.shadow_of",
+        &[&model.name, &version, &model.shadow_of],
+    )
+    .await?;
+    Ok(ModelVersion {
+        name: model.name.clone(),
+        version: version_from_db(version)?,
+        source: model.source.clone(),
+        format: model.format.clone(),
+        created_at: now,
+        shadow_of: model.shadow_of.clone(),
+    })
+}
+
+/// Marks the model deleted and drops its scores; false when it was not live. The caller
+/// holds the model heads lock exclusively.
+async fn delete_head(db: &dyn Db, name: &str) -> PgResult<bool> {
+    let changed = db.exec("UPDATE model_heads SET deleted = TRUE WHERE name = $1 AND NOT deleted", &[&name]).await?;
+    db.exec("DELETE FROM scores WHERE model = $1", &[&name]).await?;
+    Ok(changed > 0)
 }
 
 /// The live version of a model, if it is live.
@@ -101,26 +145,12 @@ impl ModelStore for PostgresStore {
         write_tx!(self, RetryOn::Contention, |tx| {
             // Exclusive: waits for the writes scoring with the current heads to commit.
             self.lock_model_heads_exclusive(&tx).await?;
-            let row = tx.rows("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = $1", &[&model.name]).await?;
-            let version: i64 = row.first().ok_or_else(|| PgError::Corrupt("MAX returned no row".into()))?.try_get(0)?;
-            tx.exec(
-                "INSERT INTO models (name, version, source, format, created_at) VALUES ($1, $2, $3, $4, $5)",
-                &[&model.name, &version, &model.source, &model.format, &now],
-            )
-            .await?;
-            tx.exec(
-                "INSERT INTO model_heads (name, version, deleted) VALUES ($1, $2, FALSE)
-                 ON CONFLICT (name) DO UPDATE SET version = excluded.version, deleted = FALSE",
-                &[&model.name, &version],
-            )
-            .await?;
-            Ok(ModelVersion {
-                name: model.name.clone(),
-                version: version_from_db(version)?,
-                source: model.source.clone(),
-                format: model.format.clone(),
-                created_at: now,
-            })
+            let target = match &model.shadow_of {
+                Some(target) => head_of(&tx, target).await?,
+                None => None,
+            };
+            records::check_publish(&model.name, model.shadow_of.as_deref(), &head_of(&tx, &model.name).await?, &target)?;
+            insert_version(&tx, &model, now).await
         })
     }
 
@@ -128,12 +158,12 @@ impl ModelStore for PostgresStore {
         let client = self.client().await?;
         let rows = client
             .rows(
-                "SELECT m.name, m.version, m.source, m.format, m.created_at FROM model_heads h
+                "SELECT m.name, m.version, m.source, m.format, m.created_at, h.shadow_of FROM model_heads h
                  JOIN models m ON m.name = h.name AND m.version = h.version WHERE NOT h.deleted ORDER BY m.name",
                 &[],
             )
             .await?;
-        Ok(rows.iter().map(version_from_row).collect::<PgResult<Vec<_>>>()?)
+        Ok(rows.iter().map(|row| Ok(ModelVersion { shadow_of: row.try_get(5)?, ..version_from_row(row)? })).collect::<PgResult<Vec<_>>>()?)
     }
 
     async fn model_versions(&self, name: &str) -> StoreResult<Vec<ModelVersion>> {
@@ -145,9 +175,30 @@ impl ModelStore for PostgresStore {
     async fn delete_model(&self, name: &str) -> StoreResult<bool> {
         write_tx!(self, RetryOn::Contention, |tx| {
             self.lock_model_heads_exclusive(&tx).await?;
-            let changed = tx.exec("UPDATE model_heads SET deleted = TRUE WHERE name = $1 AND NOT deleted", &[&name]).await?;
-            tx.exec("DELETE FROM scores WHERE model = $1", &[&name]).await?;
-            Ok(changed > 0)
+            let shadows: Vec<String> = tx
+                .rows("SELECT name FROM model_heads WHERE shadow_of = $1 AND NOT deleted ORDER BY name", &[&name])
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?;
+            records::check_delete(name, &shadows)?;
+            delete_head(&tx, name).await
+        })
+    }
+
+    async fn promote_model(&self, shadow: &str, shadow_version: u32, live: NewModelVersion, now: Millis) -> StoreResult<ModelVersion> {
+        let live = NewModelVersion { shadow_of: None, ..live };
+        write_tx!(self, RetryOn::Contention, |tx| {
+            self.lock_model_heads_exclusive(&tx).await?;
+            let rows = tx.rows("SELECT version, shadow_of FROM model_heads WHERE name = $1 AND NOT deleted", &[&shadow]).await?;
+            let head = match rows.first() {
+                Some(row) => Some((version_from_db(row.try_get(0)?)?, row.try_get(1)?)),
+                None => None,
+            };
+            records::check_promote(shadow, shadow_version, head, &live)?;
+            let version = insert_version(&tx, &live, now).await?;
+            delete_head(&tx, shadow).await?;
+            Ok(version)
         })
     }
 }
@@ -404,10 +455,11 @@ fn job_from_row(row: &Row) -> PgResult<Job> {
         created_at: row.try_get(8)?,
         updated_at: row.try_get(9)?,
         error: row.try_get(10)?,
+        result: row.try_get(11)?,
     })
 }
 
-const JOB_COLUMNS: &str = "id, kind, model, version, state, total, done, cursor, created_at, updated_at, error";
+const JOB_COLUMNS: &str = "id, kind, model, version, state, total, done, cursor, created_at, updated_at, error, result";
 
 fn to_db_count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -429,7 +481,7 @@ impl ScoreStore for PostgresStore {
             }
             return Ok(RescoreChunk { last_contact, contacts, events });
         }
-        let scoring = Arc::new(PublishedModel { name: model.name.clone(), version: model.version, model: model.model.clone() });
+        let scoring = Arc::new(model.clone());
         let chunk = tokio::task::spawn_blocking(move || score_snapshot(&scoring, snapshot, now))
             .await
             .map_err(|e| StoreError::Backend(format!("rescore scoring failed: {e}")))??;
@@ -462,8 +514,8 @@ impl ScoreStore for PostgresStore {
         let client = self.client().await?;
         client
             .exec(
-                "UPDATE jobs SET state = $2, total = $3, done = $4, cursor = $5, updated_at = $6, error = $7 WHERE id = $1",
-                &[&job.id, &job.state, &to_db_count(job.total), &to_db_count(job.done), &job.cursor, &job.updated_at, &job.error],
+                "UPDATE jobs SET state = $2, total = $3, done = $4, cursor = $5, updated_at = $6, error = $7, result = $8 WHERE id = $1",
+                &[&job.id, &job.state, &to_db_count(job.total), &to_db_count(job.done), &job.cursor, &job.updated_at, &job.error, &job.result],
             )
             .await?;
         Ok(())
@@ -471,7 +523,13 @@ impl ScoreStore for PostgresStore {
 
     async fn latest_job(&self, model: &str) -> StoreResult<Option<Job>> {
         let client = self.client().await?;
-        let row = client.row_opt(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE model = $1 ORDER BY id DESC LIMIT 1"), &[&model]).await?;
+        let row = client.row_opt(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE model = $1 AND kind = 'rescore' ORDER BY id DESC LIMIT 1"), &[&model]).await?;
+        Ok(row.as_ref().map(job_from_row).transpose()?)
+    }
+
+    async fn get_job(&self, id: i64) -> StoreResult<Option<Job>> {
+        let client = self.client().await?;
+        let row = client.row_opt(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"), &[&id]).await?;
         Ok(row.as_ref().map(job_from_row).transpose()?)
     }
 
@@ -483,7 +541,7 @@ impl ScoreStore for PostgresStore {
                     &format!(
                         "UPDATE jobs SET lease_owner = $2, lease_until = $3 WHERE id = (
                            SELECT id FROM jobs WHERE state IN ('queued', 'running') AND ($1::BIGINT IS NULL OR id = $1)
-                             AND (lease_owner IS NULL OR lease_until < $4 OR lease_owner = $2)
+                             AND (lease_owner IS NULL OR lease_until < $4 OR ($1::BIGINT IS NOT NULL AND lease_owner = $2))
                            ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                          RETURNING {JOB_COLUMNS}"
                     ),
@@ -498,9 +556,20 @@ impl ScoreStore for PostgresStore {
         let client = self.client().await?;
         let changed = client
             .exec(
-                "UPDATE jobs SET state = $2, total = $3, done = $4, cursor = $5, updated_at = $6, error = $7, lease_until = $9
+                "UPDATE jobs SET state = $2, total = $3, done = $4, cursor = $5, updated_at = $6, error = $7, lease_until = $9, result = $10
                  WHERE id = $1 AND lease_owner = $8",
-                &[&job.id, &job.state, &to_db_count(job.total), &to_db_count(job.done), &job.cursor, &job.updated_at, &job.error, &owner, &lease_until],
+                &[
+                    &job.id,
+                    &job.state,
+                    &to_db_count(job.total),
+                    &to_db_count(job.done),
+                    &job.cursor,
+                    &job.updated_at,
+                    &job.error,
+                    &owner,
+                    &lease_until,
+                    &job.result,
+                ],
             )
             .await?;
         Ok(changed > 0)
@@ -597,8 +666,9 @@ points = 5
     }
 
     async fn publish(store: &PostgresStore) -> Arc<PublishedModel> {
-        let version = store.publish_model(NewModelVersion { name: "m".into(), source: MODEL.into(), format: "toml".into() }, 0).await.expect("publish");
-        Arc::new(PublishedModel { name: "m".into(), version: version.version, model: leadscore_core::Model::parse(MODEL).expect("parses") })
+        let version =
+            store.publish_model(NewModelVersion { name: "m".into(), source: MODEL.into(), format: "toml".into(), shadow_of: None }, 0).await.expect("publish");
+        Arc::new(PublishedModel { name: "m".into(), version: version.version, model: leadscore_core::Model::parse(MODEL).expect("parses"), shadow_of: None })
     }
 
     /// (version, activity, events folded into the state) of the contact's row.

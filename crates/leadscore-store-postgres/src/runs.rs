@@ -190,6 +190,7 @@ async fn evaluate_one(
             row.card = card;
         }
     }
+    runner::hide_shadow_scores(&mut contact, &live);
     let states = load_states(db, contact_id).await?;
     let events = if runner::needs_events(automations, &contact, &queued, &states, check_cold, now) {
         Some(load_scoring_events(db, &[contact_id.to_string()]).await?.remove(contact_id).unwrap_or_default())
@@ -245,6 +246,7 @@ async fn evaluate_one(
         rescore_contacts(db, &live, &mut items, now).await?;
         let [Rescore { contact: rescored, .. }] = items;
         contact = rescored;
+        runner::hide_shadow_scores(&mut contact, &live);
     }
     if let Some(last) = queued.last() {
         db.exec("DELETE FROM automation_queue WHERE contact_id = $1 AND seq <= $2", &[&contact_id, &last.seq]).await?;
@@ -289,7 +291,7 @@ fn run_record(row: &Row) -> PgResult<RunRecord> {
 
 /// Sends the due contacts of one `score.changed` subscription in one delivery. The due
 /// rows are taken with `SKIP LOCKED`, so processes syncing at once split them.
-async fn sync_subscription(db: &dyn Db, subscription: &Subscription, batch: i64, now: Millis) -> PgResult<u64> {
+async fn sync_subscription(db: &dyn Db, subscription: &Subscription, live: &ModelSet, batch: i64, now: Millis) -> PgResult<u64> {
     let taken = db
         .rows(
             "DELETE FROM sync_pending WHERE subscription = $1 AND contact_id IN (
@@ -317,7 +319,8 @@ async fn sync_subscription(db: &dyn Db, subscription: &Subscription, batch: i64,
     let mut contacts = Vec::new();
     let (mut sent_ids, mut sent_fields) = (Vec::new(), Vec::new());
     for id in ids {
-        let Some(contact) = found.remove(&id) else { continue };
+        let Some(mut contact) = found.remove(&id) else { continue };
+        runner::hide_shadow_scores(&mut contact, live);
         let snapshot = runner::sync_snapshot(subscription, &contact);
         let text = Value::Object(snapshot.clone()).to_string();
         if sent.get(&id) == Some(&text) {
@@ -380,8 +383,7 @@ impl RunStore for PostgresStore {
         };
         let mut runs = Vec::new();
         for id in &contact_ids {
-            let outcome =
-                write_tx!(self, RetryOn::Contention, |tx| evaluate_one(self, &tx, id, check_cold, automations, models, &subscriptions, now).await);
+            let outcome = write_tx!(self, RetryOn::Contention, |tx| evaluate_one(self, &tx, id, check_cold, automations, models, &subscriptions, now).await);
             match outcome {
                 Ok(mut done) => runs.append(&mut done),
                 Err(StoreError::Closed) => return Err(StoreError::Closed),
@@ -451,13 +453,13 @@ impl RunStore for PostgresStore {
 
     async fn sync_step(&self, batch: usize, now: Millis) -> StoreResult<u64> {
         let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
-        let subscriptions = {
+        let (subscriptions, live) = {
             let client = self.client().await?;
-            load_subscriptions(&*client).await?
+            (load_subscriptions(&*client).await?, self.live_models_in(&*client, &Vec::new()).await?)
         };
         let mut sent = 0u64;
         for subscription in subscriptions.iter().filter(|s| s.events.iter().any(|e| e == "score.changed")) {
-            sent += write_tx!(self, RetryOn::Contention, |tx| sync_subscription(&tx, subscription, batch, now).await)?;
+            sent += write_tx!(self, RetryOn::Contention, |tx| sync_subscription(&tx, subscription, &live, batch, now).await)?;
         }
         Ok(sent)
     }

@@ -106,6 +106,7 @@ suite_tests!(
     limits_hold_across_lagging_clocks,
     outcomes_record_list_erase_merge,
     accounts_follow_attributes_and_domains,
+    scan_scores_pages_one_model,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +209,7 @@ async fn the_accounts_migration_fills_in_existing_contacts() {
         }
         let versions: Vec<i64> =
             client.query("SELECT version FROM schema_migrations ORDER BY version", &[]).await.expect("versions").iter().map(|r| r.get(0)).collect();
-        assert_eq!(versions, (1..=6).collect::<Vec<i64>>());
+        assert_eq!(versions, (1..=7).collect::<Vec<i64>>(), "every migration applied, the later ones too");
         let acme: Vec<String> = store.account_contacts("acme.com").await.expect("account").into_iter().map(|c| c.id).collect();
         assert_eq!(acme, ["a"]);
         // Opening again applies nothing and changes nothing.
@@ -236,8 +237,8 @@ fn event(id: &str, user: &str, ts: i64, kind: EventKind, name: &str, properties:
 
 async fn publish(store: &PostgresStore, text: &str) -> Arc<PublishedModel> {
     let model = Model::parse(text).expect("test model parses");
-    let version = store.publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into() }, T0).await.expect("publish");
-    Arc::new(PublishedModel { name: version.name, version: version.version, model })
+    let version = store.publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into(), shadow_of: None }, T0).await.expect("publish");
+    Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: None })
 }
 
 /// Batches of events for two contacts, timestamps out of order across batches, so that

@@ -150,14 +150,14 @@ fn identify(id: &str, who: Identity, ts: i64, traits: Value) -> NewEvent {
 
 fn parse(text: &str, version: u32) -> Arc<PublishedModel> {
     let model = Model::parse(text).expect("model parses");
-    Arc::new(PublishedModel { name: model.name.clone(), version, model })
+    Arc::new(PublishedModel { name: model.name.clone(), version, model, shadow_of: None })
 }
 
 async fn publish_both(both: &mut Both, text: &'static str) -> Arc<PublishedModel> {
     let published = both
         .check("publish", |s| async move {
             let name = Model::parse(text).map(|m| m.name).unwrap_or_default();
-            outcome(s.publish_model(NewModelVersion { name, source: text.into(), format: "toml".into() }, T0).await, ser)
+            outcome(s.publish_model(NewModelVersion { name, source: text.into(), format: "toml".into(), shadow_of: None }, T0).await, ser)
         })
         .await;
     parse(text, published["version"].as_u64().and_then(|v| u32::try_from(v).ok()).unwrap_or(0))

@@ -26,10 +26,10 @@ async fn ingest_and_rescore_throughput() {
     for text in [MODEL_A, MODEL_ALL] {
         let model = Model::parse(text).expect("parses");
         let version = store
-            .publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into() }, T0)
+            .publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into(), shadow_of: None }, T0)
             .await
             .expect("publish");
-        models.push(Arc::new(PublishedModel { name: version.name, version: version.version, model }));
+        models.push(Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: None }));
     }
     let (batches, per_batch, contacts) = (50usize, 1000usize, 5000usize);
     let started = Instant::now();
@@ -57,10 +57,10 @@ async fn ingest_and_rescore_throughput() {
     let v2 = {
         let model = Model::parse(MODEL_ALL).expect("parses");
         let version = store
-            .publish_model(NewModelVersion { name: "all".into(), source: MODEL_ALL.into(), format: "toml".into() }, T0)
+            .publish_model(NewModelVersion { name: "all".into(), source: MODEL_ALL.into(), format: "toml".into(), shadow_of: None }, T0)
             .await
             .expect("publish");
-        Arc::new(PublishedModel { name: version.name, version: version.version, model })
+        Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: None })
     };
     let started = Instant::now();
     let mut after = None;

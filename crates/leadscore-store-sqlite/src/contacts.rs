@@ -6,7 +6,7 @@ use leadscore_core::problems::Problems;
 use leadscore_store::records::apply_upsert;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
-    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, SortKey, StoreError, StoreResult,
+    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, ScannedScore, SortKey, StoreError, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -106,6 +106,105 @@ pub(crate) fn set_email(conn: &Connection, contact: &mut ContactRecord, email: &
     contact.attributes.insert("email".into(), Value::String(email.clone()));
     contact.email = Some(email);
     Ok(())
+}
+
+/// [`ContactStore::scan_scores`]: a range of the `scores` primary key (model, contact_id),
+/// joined to the contact only when an attribute is asked for, the state only when asked.
+/// The attribute's value is picked out of the attributes text with the other values
+/// skipped unparsed ([`json_value_of`]; faster than SQLite's `->`, which converts the
+/// whole text to JSONB first, and the same decoding as the full read, repeated keys too).
+fn scan_scores(conn: &Connection, model: &str, with_state: bool, attribute: Option<&str>, after: &str, limit: usize) -> StoreResult<Vec<ScannedScore>> {
+    let state = if with_state { "s.state" } else { "NULL" };
+    // CROSS JOIN keeps `scores` the outer loop (its key order is the order asked for).
+    let (attributes, join) = if attribute.is_some() { ("c.attributes", " CROSS JOIN contacts c ON c.id = s.contact_id") } else { ("NULL", "") };
+    let sql = format!(
+        "SELECT s.contact_id, s.version, s.fit, s.activity, s.total, s.band, s.flames, s.grade, s.quadrant, s.as_of, {state}, {attributes}
+         FROM scores s{join} WHERE s.model = ?1 AND s.contact_id > ?2 ORDER BY s.contact_id LIMIT ?3"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let mut rows = stmt.query(params![model, after, limit]).map_err(db_err)?;
+    let mut scanned = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        let contact_id: String = row.get(0).map_err(db_err)?;
+        let mut version: u32 = row.get(1).map_err(db_err)?;
+        // JSON is decoded from the bytes: only the strings that are read get checked for
+        // UTF-8, not every byte of the text first.
+        let state = match row.get_ref(10).map_err(db_err)?.as_bytes_or_null().map_err(db_err)? {
+            None => None,
+            // As in the full reads: a state that does not parse is not trusted; version 0
+            // is never live, so the row does not count until it is replayed.
+            Some(text) => match serde_json::from_slice(text) {
+                Ok(state) => Some(state),
+                Err(err) => {
+                    tracing::warn!(model, contact = contact_id, error = %err, "unreadable score state; the contact will be replayed");
+                    version = 0;
+                    None
+                }
+            },
+        };
+        let value = match (attribute, row.get_ref(11).map_err(db_err)?.as_bytes_or_null().map_err(db_err)?) {
+            (Some(key), Some(text)) => json_value_of(text, key).map_err(db_err)?,
+            _ => None,
+        };
+        scanned.push(ScannedScore {
+            contact_id,
+            version,
+            card: crate::rows::card_from_row(row, 2).map_err(db_err)?,
+            as_of: row.get(9).map_err(db_err)?,
+            state,
+            attribute: value,
+        });
+    }
+    Ok(scanned)
+}
+
+/// The value of the top-level `key` of a JSON object, the other values skipped unparsed;
+/// the last one when the key repeats, as a full decode into a map keeps. None when absent.
+fn json_value_of(text: &[u8], key: &str) -> serde_json::Result<Option<Value>> {
+    use serde::de::{DeserializeSeed, Deserializer, Error, IgnoredAny, MapAccess, Visitor};
+    struct IsKey<'k>(&'k str);
+    impl<'de> DeserializeSeed<'de> for IsKey<'_> {
+        type Value = bool;
+        // As bytes (unescaped): keys are compared, not checked for UTF-8 one by one.
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+            deserializer.deserialize_bytes(self)
+        }
+    }
+    impl<'de> Visitor<'de> for IsKey<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_bytes<E: Error>(self, key: &[u8]) -> Result<bool, E> {
+            Ok(key == self.0.as_bytes())
+        }
+        fn visit_str<E: Error>(self, key: &str) -> Result<bool, E> {
+            Ok(key == self.0)
+        }
+    }
+    struct Find<'k>(&'k str);
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
+            let mut found = None;
+            while let Some(is_key) = map.next_key_seed(IsKey(self.0))? {
+                if is_key {
+                    found = Some(map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    let value = deserializer.deserialize_map(Find(key))?;
+    deserializer.end()?;
+    Ok(value)
 }
 
 /// Brings every model's score of a contact up to date after its attributes changed and/or
@@ -362,6 +461,13 @@ impl ContactStore for SqliteStore {
         .await
     }
 
+    async fn scan_scores(&self, model: &str, with_state: bool, attribute: Option<&str>, after: Option<&str>, limit: usize) -> StoreResult<Vec<ScannedScore>> {
+        let model = model.to_string();
+        let after = after.unwrap_or("").to_string();
+        let attribute = attribute.map(str::to_string);
+        self.read(move |conn| scan_scores(conn, &model, with_state, attribute.as_deref(), &after, limit)).await
+    }
+
     async fn contact_log(&self, id: &str) -> StoreResult<Vec<LogEntry>> {
         let id = id.to_string();
         self.read(move |conn| {
@@ -448,5 +554,25 @@ impl ContactStore for SqliteStore {
 
     async fn count_contacts(&self) -> StoreResult<u64> {
         self.read(|conn| conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::json_value_of;
+
+    /// Picking one value out of the attributes text gives what the full decode gives:
+    /// escaped keys, nested objects with the same key, a repeated key (the last), absence.
+    #[test]
+    fn json_value_of_is_the_full_decode() {
+        let text = r#"{"a\"b":1,"n":{"industry":"inner"},"industry":"first","x":[1,{"industry":2}],"industry":"last","e\u0301":null}"#;
+        let full: Map<String, Value> = serde_json::from_str(text).expect("object");
+        for key in ["a\"b", "n", "industry", "x", "e\u{301}", "missing", ""] {
+            assert_eq!(json_value_of(text.as_bytes(), key).expect("parses"), full.get(key).cloned(), "{key:?}");
+        }
+        assert_eq!(json_value_of(text.as_bytes(), "industry").expect("parses"), Some(json!("last")));
+        assert!(json_value_of(b"[1]", "a").is_err() && json_value_of(br#"{"a":1} x"#, "a").is_err(), "not one object");
     }
 }

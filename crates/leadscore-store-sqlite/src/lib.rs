@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] =
     include_str!("migrations/0004_job_leases.sql"),
     include_str!("migrations/0005_outcomes.sql"),
     include_str!("migrations/0006_accounts.sql"),
+    include_str!("migrations/0007_shadow_models.sql"),
 ];
 
 /// How many queued writes may join one transaction.

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use leadscore_core::ScoreCard;
-use leadscore_store::records::{RowAction, rescore_action};
+use leadscore_store::records::{self, RowAction, rescore_action};
 use leadscore_store::scoring::{ScoringEvent, refresh_fit};
 use leadscore_store::{
     ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk, RescoreChunk, Scope,
@@ -15,7 +15,40 @@ use crate::rows::{json_map, json_map_keys, load_scores, save_score};
 use crate::{SqliteStore, db_err};
 
 fn version_from_row(row: &Row<'_>) -> rusqlite::Result<ModelVersion> {
-    Ok(ModelVersion { name: row.get(0)?, version: row.get(1)?, source: row.get(2)?, format: row.get(3)?, created_at: row.get(4)? })
+    Ok(ModelVersion { name: row.get(0)?, version: row.get(1)?, source: row.get(2)?, format: row.get(3)?, created_at: row.get(4)?, shadow_of: None })
+}
+
+/// A model's head for the shadow rules (None: never published, or deleted).
+fn head_of(conn: &Connection, name: &str) -> StoreResult<records::Head> {
+    conn.prepare_cached("SELECT shadow_of FROM model_heads WHERE name = ?1 AND deleted = 0")
+        .map_err(db_err)?
+        .query_row([name], |r| r.get::<_, Option<String>>(0))
+        .optional()
+        .map_err(db_err)
+}
+
+/// Stores `model` as its name's next version and makes it the head.
+fn insert_version(conn: &Connection, model: NewModelVersion, now: Millis) -> StoreResult<ModelVersion> {
+    let version: u32 = conn.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?1", [&model.name], |r| r.get(0)).map_err(db_err)?;
+    conn.execute(
+        "INSERT INTO models (name, version, source, format, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![model.name, version, model.source, model.format, now],
+    )
+    .map_err(db_err)?;
+    conn.execute(
+        "INSERT INTO model_heads (name, version, deleted, shadow_of) VALUES (?1, ?2, 0, ?3)
+         ON CONFLICT (name) DO UPDATE SET version = excluded.version, deleted = 0, shadow_of = excluded.shadow_of",
+        params![model.name, version, model.shadow_of],
+    )
+    .map_err(db_err)?;
+    Ok(ModelVersion { name: model.name, version, source: model.source, format: model.format, created_at: now, shadow_of: model.shadow_of })
+}
+
+/// Marks the model deleted and drops its scores; false when it was not live.
+fn delete_head(conn: &Connection, name: &str) -> StoreResult<bool> {
+    let changed = conn.execute("UPDATE model_heads SET deleted = 1 WHERE name = ?1 AND deleted = 0", [name]).map_err(db_err)?;
+    conn.execute("DELETE FROM scores WHERE model = ?1", [name]).map_err(db_err)?;
+    Ok(changed > 0)
 }
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
@@ -31,6 +64,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         created_at: row.get(8)?,
         updated_at: row.get(9)?,
         error: row.get(10)?,
+        result: row.get(11)?,
     })
 }
 
@@ -57,36 +91,33 @@ pub(crate) fn live_models_in(conn: &Connection, given: &ModelSet) -> StoreResult
     }
     let mut set: ModelSet = Vec::with_capacity(heads.len());
     for (name, version) in &heads {
-        let source: String =
-            conn.query_row("SELECT source FROM models WHERE name = ?1 AND version = ?2", params![name, version], |r| r.get(0)).map_err(db_err)?;
+        let (source, shadow_of): (String, Option<String>) = conn
+            .query_row(
+                "SELECT m.source, h.shadow_of FROM models m JOIN model_heads h ON h.name = m.name WHERE m.name = ?1 AND m.version = ?2",
+                params![name, version],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(db_err)?;
         let model = leadscore_core::Model::parse(&source).map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
-        set.push(std::sync::Arc::new(PublishedModel { name: name.clone(), version: *version, model }));
+        set.push(std::sync::Arc::new(PublishedModel { name: name.clone(), version: *version, model, shadow_of }));
     }
     let set = std::sync::Arc::new(set);
     LIVE_MODELS.with(|c| *c.borrow_mut() = Some((heads, set.clone())));
     Ok(set)
 }
 
-const JOB_COLUMNS: &str = "id, kind, model, version, state, total, done, cursor, created_at, updated_at, error";
+const JOB_COLUMNS: &str = "id, kind, model, version, state, total, done, cursor, created_at, updated_at, error, result";
 
 #[async_trait]
 impl ModelStore for SqliteStore {
     async fn publish_model(&self, model: NewModelVersion, now: Millis) -> StoreResult<ModelVersion> {
         self.write(move |conn| {
-            let version: u32 =
-                conn.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?1", [&model.name], |r| r.get(0)).map_err(db_err)?;
-            conn.execute(
-                "INSERT INTO models (name, version, source, format, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![model.name, version, model.source, model.format, now],
-            )
-            .map_err(db_err)?;
-            conn.execute(
-                "INSERT INTO model_heads (name, version, deleted) VALUES (?1, ?2, 0)
-                 ON CONFLICT (name) DO UPDATE SET version = excluded.version, deleted = 0",
-                params![model.name, version],
-            )
-            .map_err(db_err)?;
-            Ok(ModelVersion { name: model.name, version, source: model.source, format: model.format, created_at: now })
+            let target = match &model.shadow_of {
+                Some(target) => head_of(conn, target)?,
+                None => None,
+            };
+            records::check_publish(&model.name, model.shadow_of.as_deref(), &head_of(conn, &model.name)?, &target)?;
+            insert_version(conn, model, now)
         })
         .await
     }
@@ -95,11 +126,11 @@ impl ModelStore for SqliteStore {
         self.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT m.name, m.version, m.source, m.format, m.created_at FROM model_heads h
+                    "SELECT m.name, m.version, m.source, m.format, m.created_at, h.shadow_of FROM model_heads h
                      JOIN models m ON m.name = h.name AND m.version = h.version WHERE h.deleted = 0 ORDER BY m.name",
                 )
                 .map_err(db_err)?;
-            let rows = stmt.query_map([], version_from_row).map_err(db_err)?;
+            let rows = stmt.query_map([], |r| Ok(ModelVersion { shadow_of: r.get(5)?, ..version_from_row(r)? })).map_err(db_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
         })
         .await
@@ -119,9 +150,32 @@ impl ModelStore for SqliteStore {
     async fn delete_model(&self, name: &str) -> StoreResult<bool> {
         let name = name.to_string();
         self.write(move |conn| {
-            let changed = conn.execute("UPDATE model_heads SET deleted = 1 WHERE name = ?1 AND deleted = 0", [&name]).map_err(db_err)?;
-            conn.execute("DELETE FROM scores WHERE model = ?1", [&name]).map_err(db_err)?;
-            Ok(changed > 0)
+            let shadows: Vec<String> = conn
+                .prepare_cached("SELECT name FROM model_heads WHERE shadow_of = ?1 AND deleted = 0 ORDER BY name")
+                .map_err(db_err)?
+                .query_map([&name], |r| r.get(0))
+                .map_err(db_err)?
+                .collect::<Result<_, _>>()
+                .map_err(db_err)?;
+            records::check_delete(&name, &shadows)?;
+            delete_head(conn, &name)
+        })
+        .await
+    }
+
+    async fn promote_model(&self, shadow: &str, shadow_version: u32, live: NewModelVersion, now: Millis) -> StoreResult<ModelVersion> {
+        let shadow = shadow.to_string();
+        self.write(move |conn| {
+            let head: Option<(u32, Option<String>)> = conn
+                .prepare_cached("SELECT version, shadow_of FROM model_heads WHERE name = ?1 AND deleted = 0")
+                .map_err(db_err)?
+                .query_row([&shadow], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(db_err)?;
+            records::check_promote(&shadow, shadow_version, head, &live)?;
+            let version = insert_version(conn, NewModelVersion { shadow_of: None, ..live }, now)?;
+            delete_head(conn, &shadow)?;
+            Ok(version)
         })
         .await
     }
@@ -169,15 +223,7 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
         .map_err(db_err)?;
     let mut rows = rows_stmt.query(params![model.name, after, last_id]).map_err(db_err)?;
     while let Some(r) = rows.next().map_err(db_err)? {
-        let card = ScoreCard {
-            fit: r.get(2).map_err(db_err)?,
-            activity: r.get(3).map_err(db_err)?,
-            total: r.get(4).map_err(db_err)?,
-            band: r.get(5).map_err(db_err)?,
-            flames: r.get(6).map_err(db_err)?,
-            grade: r.get(7).map_err(db_err)?,
-            quadrant: r.get(8).map_err(db_err)?,
-        };
+        let card = crate::rows::card_from_row(r, 2).map_err(db_err)?;
         stored.insert(r.get(0).map_err(db_err)?, (r.get(1).map_err(db_err)?, card));
     }
     let mut events_stmt = conn
@@ -343,7 +389,7 @@ impl ScoreStore for SqliteStore {
         // only what no newer write has already brought to this version.
         // While a chunk is written, the next one is read and scored (pipelined): the
         // writer and the readers work at the same time.
-        let model = std::sync::Arc::new(PublishedModel { name: model.name.clone(), version: model.version, model: model.model.clone() });
+        let model = std::sync::Arc::new(model.clone());
         let after = after.unwrap_or_default();
         let key = (model.name.clone(), model.version, after.clone());
         let prefetched = self.inner.prefetch.lock().map_err(|_| StoreError::Closed)?.take().filter(|p| p.key == key);
@@ -379,7 +425,7 @@ impl ScoreStore for SqliteStore {
     }
 
     async fn refresh_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RefreshChunk> {
-        let model = std::sync::Arc::new(PublishedModel { name: model.name.clone(), version: model.version, model: model.model.clone() });
+        let model = std::sync::Arc::new(model.clone());
         self.write(move |conn| refresh_chunk_in(conn, &model, after.as_deref().unwrap_or(""), limit, now)).await
     }
 
@@ -402,8 +448,8 @@ impl ScoreStore for SqliteStore {
         let job = job.clone();
         self.write(move |conn| {
             conn.execute(
-                "UPDATE jobs SET state = ?2, total = ?3, done = ?4, cursor = ?5, updated_at = ?6, error = ?7 WHERE id = ?1",
-                params![job.id, job.state, job.total as i64, job.done as i64, job.cursor, job.updated_at, job.error],
+                "UPDATE jobs SET state = ?2, total = ?3, done = ?4, cursor = ?5, updated_at = ?6, error = ?7, result = ?8 WHERE id = ?1",
+                params![job.id, job.state, job.total as i64, job.done as i64, job.cursor, job.updated_at, job.error, job.result],
             )
             .map_err(db_err)?;
             Ok(())
@@ -414,11 +460,15 @@ impl ScoreStore for SqliteStore {
     async fn latest_job(&self, model: &str) -> StoreResult<Option<Job>> {
         let model = model.to_string();
         self.read(move |conn| {
-            conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE model = ?1 ORDER BY id DESC LIMIT 1"), [&model], job_from_row)
+            conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE model = ?1 AND kind = 'rescore' ORDER BY id DESC LIMIT 1"), [&model], job_from_row)
                 .optional()
                 .map_err(db_err)
         })
         .await
+    }
+
+    async fn get_job(&self, id: i64) -> StoreResult<Option<Job>> {
+        self.read(move |conn| conn.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_from_row).optional().map_err(db_err)).await
     }
 
     async fn claim_job(&self, id: Option<i64>, owner: &str, lease: Millis, now: Millis) -> StoreResult<Option<Job>> {
@@ -427,7 +477,7 @@ impl ScoreStore for SqliteStore {
             let found: Option<i64> = conn
                 .prepare_cached(
                     "SELECT id FROM jobs WHERE state IN ('queued', 'running') AND (?1 IS NULL OR id = ?1)
-                       AND (lease_owner IS NULL OR lease_until < ?2 OR lease_owner = ?3) ORDER BY id LIMIT 1",
+                       AND (lease_owner IS NULL OR lease_until < ?2 OR (?1 IS NOT NULL AND lease_owner = ?3)) ORDER BY id LIMIT 1",
                 )
                 .map_err(db_err)?
                 .query_row(params![id, now, owner], |r| r.get(0))
@@ -448,11 +498,11 @@ impl ScoreStore for SqliteStore {
         self.write(move |conn| {
             let changed = conn
                 .prepare_cached(
-                    "UPDATE jobs SET state = ?2, total = ?3, done = ?4, cursor = ?5, updated_at = ?6, error = ?7, lease_until = ?9
+                    "UPDATE jobs SET state = ?2, total = ?3, done = ?4, cursor = ?5, updated_at = ?6, error = ?7, lease_until = ?9, result = ?10
                      WHERE id = ?1 AND lease_owner = ?8",
                 )
                 .map_err(db_err)?
-                .execute(params![job.id, job.state, job.total as i64, job.done as i64, job.cursor, job.updated_at, job.error, owner, lease_until])
+                .execute(params![job.id, job.state, job.total as i64, job.done as i64, job.cursor, job.updated_at, job.error, owner, lease_until, job.result])
                 .map_err(db_err)?;
             Ok(changed > 0)
         })
@@ -570,7 +620,7 @@ points = 5
         conn.execute("INSERT INTO models (name, version, source, format, created_at) VALUES ('m', ?1, ?2, 'toml', 0)", params![version, MODEL]).unwrap();
         conn.execute("INSERT INTO model_heads (name, version) VALUES ('m', ?1) ON CONFLICT (name) DO UPDATE SET version = excluded.version", [version])
             .unwrap();
-        PublishedModel { name: "m".into(), version, model: leadscore_core::Model::parse(MODEL).unwrap() }
+        PublishedModel { name: "m".into(), version, model: leadscore_core::Model::parse(MODEL).unwrap(), shadow_of: None }
     }
 
     /// (version, activity, events folded into the stored state) of a contact's row.
@@ -612,6 +662,6 @@ points = 5
     }
 
     fn publish_same(model: &PublishedModel) -> PublishedModel {
-        PublishedModel { name: model.name.clone(), version: model.version, model: model.model.clone() }
+        model.clone()
     }
 }

@@ -93,6 +93,20 @@ pub(crate) fn load_contacts_by_query(conn: &Connection, sql: &str, params: &[&dy
     Ok(contacts)
 }
 
+/// The score card in columns `first..first + 7` (fit, activity, total, band, flames,
+/// grade, quadrant).
+pub(crate) fn card_from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<leadscore_core::ScoreCard> {
+    Ok(leadscore_core::ScoreCard {
+        fit: row.get(first)?,
+        activity: row.get(first + 1)?,
+        total: row.get(first + 2)?,
+        band: row.get(first + 3)?,
+        flames: row.get(first + 4)?,
+        grade: row.get(first + 5)?,
+        quadrant: row.get(first + 6)?,
+    })
+}
+
 pub(crate) fn load_scores(conn: &Connection, contact_id: &str) -> StoreResult<BTreeMap<String, ScoreRow>> {
     let mut stmt = conn
         .prepare_cached(
@@ -106,15 +120,7 @@ pub(crate) fn load_scores(conn: &Connection, contact_id: &str) -> StoreResult<BT
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, u32>(1)?,
-                leadscore_core::ScoreCard {
-                    fit: row.get(2)?,
-                    activity: row.get(3)?,
-                    total: row.get(4)?,
-                    band: row.get(5)?,
-                    flames: row.get(6)?,
-                    grade: row.get(7)?,
-                    quadrant: row.get(8)?,
-                },
+                card_from_row(row, 2)?,
                 state,
                 row.get::<_, Millis>(10)?,
             ))

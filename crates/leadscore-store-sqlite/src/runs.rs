@@ -128,6 +128,7 @@ fn evaluate_one(conn: &Connection, contact_id: &str, evaluation: &Evaluation<'_>
             row.card = card;
         }
     }
+    runner::hide_shadow_scores(&mut contact, &live);
     let states = load_states(conn, contact_id)?;
     let events =
         if runner::needs_events(automations, &contact, &queued, &states, check_cold, now) { Some(load_scoring_events(conn, contact_id)?) } else { None };
@@ -168,6 +169,7 @@ fn evaluate_one(conn: &Connection, contact_id: &str, evaluation: &Evaluation<'_>
         let stored_groups = load_contact(conn, contact_id)?.map(|c| c.groups).unwrap_or_default();
         save_contact(conn, &contact, &stored_groups)?;
         rescore_contact(conn, &mut contact, models, &mut [], now)?;
+        runner::hide_shadow_scores(&mut contact, &live);
     }
     if let Some(last) = queued.last() {
         conn.prepare_cached("DELETE FROM automation_queue WHERE contact_id = ?1 AND seq <= ?2")
@@ -211,6 +213,7 @@ fn run_record((id, automation, contact_id, at, reason, actions): (String, String
 
 fn sync_step_in(conn: &Connection, batch: usize, now: Millis) -> StoreResult<u64> {
     let subscriptions = load_subscriptions(conn)?;
+    let live = crate::models::live_models_in(conn, &Vec::new())?;
     let mut sent = 0u64;
     for subscription in subscriptions.iter().filter(|s| s.events.iter().any(|e| e == "score.changed")) {
         let ids: Vec<String> = conn
@@ -226,9 +229,10 @@ fn sync_step_in(conn: &Connection, batch: usize, now: Millis) -> StoreResult<u64
                 .map_err(db_err)?
                 .execute(params![subscription.name, id])
                 .map_err(db_err)?;
-            let Some(contact) = load_contact(conn, id)? else {
+            let Some(mut contact) = load_contact(conn, id)? else {
                 continue;
             };
+            runner::hide_shadow_scores(&mut contact, &live);
             let snapshot = runner::sync_snapshot(subscription, &contact);
             let text = Value::Object(snapshot.clone()).to_string();
             let previous: Option<String> = conn

@@ -40,6 +40,7 @@ suite_tests!(
     jobs_are_claimed_with_leases,
     outcomes_record_list_erase_merge,
     accounts_follow_attributes_and_domains,
+    scan_scores_pages_one_model,
     limits_hold_across_lagging_clocks,
 );
 

@@ -69,8 +69,8 @@ fn click(id: &str, user: &str, ts: i64) -> NewEvent {
 
 async fn publish(store: &dyn Store, text: &str) -> Arc<PublishedModel> {
     let model = Model::parse(text).expect("test model parses");
-    let version = store.publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into() }, T0).await.expect("publish");
-    Arc::new(PublishedModel { name: version.name, version: version.version, model })
+    let version = store.publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into(), shadow_of: None }, T0).await.expect("publish");
+    Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: None })
 }
 
 async fn models(store: &dyn Store) -> ModelSet {
@@ -546,7 +546,7 @@ where
         let mut set = Vec::new();
         for version in destination.live_models().await.expect("live") {
             let model = Model::parse(&version.source).expect("parses");
-            set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model }));
+            set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: None }));
         }
         set
     };
@@ -925,6 +925,7 @@ pub async fn jobs_are_claimed_with_leases(store: Arc<dyn Store>) {
     let lease = Some(("p9".to_string(), T0 + 20_000));
     let leased = store.create_job(crate::NewJob { kind: "rescore".into(), model: "a".into(), version: 2, total: 1, lease }, T0 + 10_000).await.expect("job");
     assert!(store.claim_job(None, "p8", 1000, T0 + 10_001).await.expect("claim").is_none(), "leased at creation");
+    assert!(store.claim_job(None, "p9", 1000, T0 + 10_001).await.expect("claim").is_none(), "its owner runs it already: no second copy");
     assert!(store.update_claimed_job(&leased, "p9", T0 + 30_000).await.expect("update"), "its owner records it");
 }
 
@@ -1041,4 +1042,70 @@ actions = [ { add_group = { group = "signed-up" } } ]
     store.ingest(vec![track("s2", "u1", now + 1, "Signup")], &set, now + 1).await.expect("ingest");
     let lagging = evaluate_queue(store.as_ref(), &automations, &set, now - 1_000).await;
     assert!(lagging.is_empty(), "the run stamped a second later still counts: {lagging:?}");
+}
+
+/// The score-only read of the reports: one model's rows in contact id order, paged by
+/// `after`, with the state only when asked and one attribute's value as stored (string,
+/// number, array, missing; keys with quotes, dots and backslashes), equal to the full read.
+pub async fn scan_scores_pages_one_model(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    let odd_key = "we\"ird.key\\[0]";
+    for (id, extra) in [
+        ("c05", json!({"industry": [true, {"b": 1}]})),
+        ("c01", json!({"industry": "soft\"ware", "title": "CTO"})),
+        ("c04", json!({})),
+        ("c03", json!({"industry": 120, "title": "CTO"})),
+        ("c06", json!({"industry": 2.5, "weird": {"industry": "nested"}})),
+        ("c02", json!({"segment": "b", "industry": "not in a"})),
+    ] {
+        let mut attributes = attrs(json!({"segment": "a", odd_key: id}));
+        attributes.extend(attrs(extra));
+        store.upsert_contact(ContactUpsert { id: Some(id.into()), attributes, ..Default::default() }, &set, T0).await.expect("upsert");
+    }
+    store
+        .ingest(vec![click("k1", "c01", T0 + HOUR), page("k2", "c03", T0 + HOUR, "/pricing"), click("k3", "c06", T0 + 2 * HOUR)], &set, T0 + 2 * HOUR)
+        .await
+        .expect("ingest");
+    let mut scanned = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.scan_scores("a", true, Some("industry"), after.as_deref(), 2).await.expect("scan");
+        assert!(page.len() <= 2, "at most `limit` rows");
+        let Some(last) = page.last() else { break };
+        after = Some(last.contact_id.clone());
+        scanned.extend(page);
+    }
+    let ids: Vec<&str> = scanned.iter().map(|s| s.contact_id.as_str()).collect();
+    assert_eq!(ids, ["c01", "c03", "c04", "c05", "c06"], "by id, each once; c02 has no row under `a`");
+    for row in &scanned {
+        let contact = store.get_contact(&row.contact_id).await.expect("get").expect("exists");
+        let full = &contact.scores["a"];
+        assert_eq!((row.version, &row.card, row.as_of), (full.version, &full.card, full.as_of), "{}", row.contact_id);
+        assert_eq!(row.state, Some(leadscore_core::DecayView::from(&full.state)), "{}", row.contact_id);
+        assert_eq!(row.attribute, contact.attributes.get("industry").cloned(), "{}", row.contact_id);
+    }
+    let values: Vec<Option<Value>> = scanned.iter().map(|s| s.attribute.clone()).collect();
+    assert_eq!(values, [Some(json!("soft\"ware")), Some(json!(120)), None, Some(json!([true, {"b": 1}])), Some(json!(2.5))]);
+
+    let bare = store.scan_scores("a", false, None, Some("c03"), 10).await.expect("scan");
+    assert_eq!(bare.iter().map(|s| s.contact_id.as_str()).collect::<Vec<_>>(), ["c04", "c05", "c06"], "after c03");
+    assert!(bare.iter().all(|s| s.state.is_none() && s.attribute.is_none()), "no state, no attribute unless asked");
+    let odd = store.scan_scores("a", false, Some(odd_key), None, 10).await.expect("scan");
+    assert!(odd.iter().all(|s| s.attribute == Some(json!(s.contact_id))), "a key with quotes, dots and brackets: {odd:?}");
+
+    let all = store.scan_scores("all", false, Some("industry"), None, 10).await.expect("scan");
+    assert_eq!(all.len(), 6, "every contact has a row under `all`");
+    assert_eq!(all[1].attribute, Some(json!("not in a")));
+    assert!(store.scan_scores("nope", true, None, None, 10).await.expect("scan").is_empty());
+
+    // The card as of a later instant from the scan is the one from the full read.
+    let decaying = set.iter().find(|m| m.name == "all").expect("model all");
+    let rows = store.scan_scores("all", true, None, None, 10).await.expect("scan");
+    for row in &rows {
+        let contact = store.get_contact(&row.contact_id).await.expect("get").expect("exists");
+        let full = &contact.scores["all"];
+        let later = T0 + 30 * HOUR;
+        let expected = crate::scoring::card_at(decaying, full, &contact.attributes, later).unwrap_or_else(|| full.card.clone());
+        assert_eq!(*crate::scoring::scanned_card_at(decaying, row, later).expect("live"), expected, "{}", row.contact_id);
+    }
 }

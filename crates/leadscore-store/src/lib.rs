@@ -56,6 +56,19 @@ pub trait ContactStore: Send + Sync {
     async fn list_leads(&self, query: &LeadQuery) -> StoreResult<Vec<ContactRecord>>;
     /// All contacts in id order after `after` (for export and bulk work).
     async fn list_contacts(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<ContactRecord>>;
+    /// The stored score rows of `model` (any version), by contact id after `after`, up to
+    /// `limit`: the score-only read behind the reports over every contact. `with_state`
+    /// also reads (and parses) each row's activity state, needed only when the model's
+    /// activity moves with time ([`scoring::moves_with_time`]); `attribute` also reads the
+    /// value of that one top-level attribute of each contact.
+    async fn scan_scores(
+        &self,
+        model: &str,
+        with_state: bool,
+        attribute: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<ScannedScore>>;
     /// Log of non-derived changes (attributes, identify, bulk updates) in time order.
     async fn contact_log(&self, id: &str) -> StoreResult<Vec<LogEntry>>;
     /// Applies a bulk change to every contact matching the filter; returns how many changed.
@@ -86,13 +99,21 @@ pub trait EventStore: Send + Sync {
 /// Published models, their versions and rescore jobs.
 #[async_trait]
 pub trait ModelStore: Send + Sync {
-    /// Stores a new version of the model and makes it the live one.
+    /// Stores a new version of the model and makes it the head: a live model, or with
+    /// `shadow_of` a shadow of that live model (rules: [`records::check_publish`]).
     async fn publish_model(&self, model: NewModelVersion, now: Millis) -> StoreResult<ModelVersion>;
     /// The live version of every model that is not deleted.
     async fn live_models(&self) -> StoreResult<Vec<ModelVersion>>;
     async fn model_versions(&self, name: &str) -> StoreResult<Vec<ModelVersion>>;
-    /// Deletes the model (its versions stay for the record) and its scores.
+    /// Deletes the model (its versions stay for the record) and its scores. A live model
+    /// with shadows is refused (Conflict): promote or delete them first.
     async fn delete_model(&self, name: &str) -> StoreResult<bool>;
+    /// Makes the shadow model `shadow` live (F31), in one transaction: `live` (the shadow's
+    /// definition under the shadowed model's name) becomes a new version of the model it
+    /// shadows, and the shadow is deleted (its versions stay for the record, its scores go).
+    /// Conflict when the shadow's head is no longer `shadow_version` (published again
+    /// meanwhile) or `live.name` is not the model it shadows.
+    async fn promote_model(&self, shadow: &str, shadow_version: u32, live: NewModelVersion, now: Millis) -> StoreResult<ModelVersion>;
 }
 
 /// Score reads and background rescoring.
@@ -107,11 +128,14 @@ pub trait ScoreStore: Send + Sync {
     async fn refresh_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RefreshChunk>;
     async fn create_job(&self, job: NewJob, now: Millis) -> StoreResult<Job>;
     async fn update_job(&self, job: &Job) -> StoreResult<()>;
+    /// The newest rescore job of the model.
     async fn latest_job(&self, model: &str) -> StoreResult<Option<Job>>;
+    async fn get_job(&self, id: i64) -> StoreResult<Option<Job>>;
     /// Jobs left running or queued (e.g. by a crash) to resume.
     async fn unfinished_jobs(&self) -> StoreResult<Vec<Job>>;
     /// Takes an unfinished (queued or running) job for `owner` until `now + lease`: job
-    /// `id` when given, else the oldest one whose lease is free, expired or `owner`'s own.
+    /// `id` when given (also when `owner` holds it), else the oldest one whose lease is free
+    /// or expired (not one `owner` holds: it is running it already).
     /// None when there is none to take. Each job thus runs in one process at a time, and a
     /// crashed process's job is taken over once its lease expires.
     async fn claim_job(&self, id: Option<i64>, owner: &str, lease: Millis, now: Millis) -> StoreResult<Option<Job>>;

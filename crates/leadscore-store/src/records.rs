@@ -4,9 +4,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::merge_attributes;
 use crate::scoring::{ScoringEvent, full_score};
 use crate::types::{ContactPatch, ContactRecord, ContactUpsert, Millis, PublishedModel, ScoreRow};
-use crate::merge_attributes;
 use leadscore_core::ScoreCard;
 
 /// Applies an upsert's attributes, groups, owner and creation time to an existing contact
@@ -140,4 +140,104 @@ pub fn rescore_action<E>(
         Some((_, card)) if *card == row.card => RowAction::State(row),
         Some(_) => RowAction::Full(row),
     }))
+}
+
+/// A model head as the shadow rules see it: None when the name was never published or
+/// is deleted; else what it shadows (None: a live model).
+pub type Head = Option<Option<String>>;
+
+/// Whether `name` may be published as a shadow of `shadow_of` (or, with None, as a live
+/// model), given its head and the head of the model it would shadow. Nothing goes live by
+/// accident: a shadow stays a shadow until it is promoted, a live model never turns into a
+/// shadow (its automations would stop), and a shadow shadows a live model.
+pub fn check_publish(name: &str, shadow_of: Option<&str>, head: &Head, target: &Head) -> Result<(), crate::StoreError> {
+    use crate::StoreError::{Conflict, NotFound};
+    match (shadow_of, head) {
+        (None, Some(Some(live))) => {
+            Err(Conflict(format!("{name} is a shadow of {live}: publish it again as a shadow of {live}, promote it, or delete it first")))
+        }
+        (None, _) => Ok(()),
+        (Some(target_name), _) if target_name == name => Err(Conflict(format!("{name} cannot shadow itself"))),
+        (Some(_), Some(None)) => Err(Conflict(format!("{name} is a live model: a shadow needs a name of its own"))),
+        (Some(target_name), Some(Some(current))) if current != target_name => {
+            Err(Conflict(format!("{name} is a shadow of {current}; delete it before it shadows {target_name}")))
+        }
+        (Some(target_name), _) => match target {
+            None => Err(NotFound(format!("model {target_name} (the live model to shadow)"))),
+            Some(Some(other)) => Err(Conflict(format!("{target_name} is itself a shadow (of {other}); shadow the live model"))),
+            Some(None) => Ok(()),
+        },
+    }
+}
+
+/// Whether a model may be deleted, given the shadows of it that are not deleted.
+pub fn check_delete(name: &str, shadows: &[String]) -> Result<(), crate::StoreError> {
+    if shadows.is_empty() {
+        return Ok(());
+    }
+    Err(crate::StoreError::Conflict(format!("{name} has shadow models ({}): promote or delete them first", shadows.join(", "))))
+}
+
+/// Whether shadow model `shadow`, whose head is `head` (version, what it shadows; None when
+/// not live), may be promoted as `live` after the caller read it at `shadow_version`.
+pub fn check_promote(shadow: &str, shadow_version: u32, head: Option<(u32, Option<String>)>, live: &crate::NewModelVersion) -> Result<(), crate::StoreError> {
+    use crate::StoreError::{Conflict, NotFound};
+    let Some((version, shadow_of)) = head else { return Err(NotFound(format!("model {shadow}"))) };
+    let Some(shadow_of) = shadow_of else { return Err(Conflict(format!("{shadow} is a live model, not a shadow: there is nothing to promote"))) };
+    if version != shadow_version {
+        return Err(Conflict(format!("{shadow} was published again meanwhile (now v{version}); promote it again")));
+    }
+    if shadow_of != live.name {
+        return Err(Conflict(format!("{shadow} shadows {shadow_of}, not {}", live.name)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod shadow_rule_tests {
+    use super::*;
+    use crate::StoreError;
+
+    fn live() -> Head {
+        Some(None)
+    }
+    fn shadow_of(name: &str) -> Head {
+        Some(Some(name.to_string()))
+    }
+
+    #[test]
+    fn a_shadow_shadows_a_live_model_under_a_name_of_its_own() {
+        assert!(check_publish("next", Some("b2b"), &None, &live()).is_ok());
+        assert!(check_publish("next", Some("b2b"), &shadow_of("b2b"), &live()).is_ok());
+        assert!(matches!(check_publish("next", Some("b2b"), &None, &None), Err(StoreError::NotFound(_))));
+        assert!(matches!(check_publish("b2b", Some("b2b"), &live(), &live()), Err(StoreError::Conflict(_))));
+        assert!(matches!(check_publish("b2b", Some("other"), &live(), &live()), Err(StoreError::Conflict(_))));
+        assert!(matches!(check_publish("next2", Some("next"), &None, &shadow_of("b2b")), Err(StoreError::Conflict(_))));
+        assert!(matches!(check_publish("next", Some("other"), &shadow_of("b2b"), &live()), Err(StoreError::Conflict(_))));
+    }
+
+    #[test]
+    fn nothing_goes_live_by_accident() {
+        assert!(check_publish("b2b", None, &None, &None).is_ok());
+        assert!(check_publish("b2b", None, &live(), &None).is_ok());
+        let err = check_publish("next", None, &shadow_of("b2b"), &None).unwrap_err();
+        assert!(err.to_string().contains("promote"), "{err}");
+    }
+
+    #[test]
+    fn only_the_shadow_as_read_is_promoted_into_its_live_model() {
+        let live = crate::NewModelVersion { name: "b2b".into(), source: String::new(), format: "toml".into(), shadow_of: None };
+        assert!(check_promote("next", 2, Some((2, Some("b2b".into()))), &live).is_ok());
+        assert!(matches!(check_promote("next", 2, None, &live), Err(StoreError::NotFound(_))));
+        assert!(matches!(check_promote("next", 2, Some((3, Some("b2b".into()))), &live), Err(StoreError::Conflict(_))));
+        assert!(matches!(check_promote("next", 2, Some((2, None)), &live), Err(StoreError::Conflict(_))));
+        assert!(matches!(check_promote("next", 2, Some((2, Some("other".into()))), &live), Err(StoreError::Conflict(_))));
+    }
+
+    #[test]
+    fn a_model_with_shadows_is_not_deleted() {
+        assert!(check_delete("b2b", &[]).is_ok());
+        assert!(matches!(check_delete("b2b", &["next".into()]), Err(StoreError::Conflict(_))));
+    }
 }

@@ -114,6 +114,25 @@ pub struct Plan {
     pub states: Vec<(String, AutomationState)>,
 }
 
+/// Takes the scores of shadow models (F31) off a contact about to be judged by automations
+/// or sent out: automations never read a shadow and no payload carries one. Every backend
+/// calls this on the contact it evaluates and on the contacts it syncs.
+pub fn hide_shadow_scores(contact: &mut ContactRecord, models: &ModelSet) {
+    for shadow in models.iter().filter(|m| m.is_shadow()) {
+        contact.scores.remove(&shadow.name);
+    }
+}
+
+/// Whether the automation names a shadow model (it then never fires: shadows fire no
+/// automations; the API refuses such automations, this covers a model turned shadow later).
+fn reads_shadow(automation: &Automation, models: &ModelSet) -> bool {
+    let band_model = match &automation.trigger {
+        Trigger::Band { model, .. } => model.as_deref(),
+        _ => None,
+    };
+    [automation.model.as_deref(), band_model].into_iter().flatten().any(|name| models.iter().any(|m| m.name == name && m.is_shadow()))
+}
+
 /// The model an automation reads: its own, or the contact's only (first) scored model.
 fn model_of<'a>(automation: &'a Automation, contact: &'a ContactRecord) -> Option<&'a str> {
     match &automation.model {
@@ -193,7 +212,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         let automation = &live.automation;
         // A scheduler visit (nothing queued) only judges cold triggers: the others react
         // to changes, and there is none.
-        if input.queued.is_empty() && !matches!(automation.trigger, Trigger::Cold { .. }) {
+        if input.queued.is_empty() && !matches!(automation.trigger, Trigger::Cold { .. }) || reads_shadow(automation, input.models) {
             continue;
         }
         let model_name = model_of(automation, contact);
@@ -329,7 +348,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
 }
 
 fn find_model<'a>(models: &'a ModelSet, name: &str) -> Option<&'a leadscore_core::Model> {
-    models.iter().find(|m| m.name == name).map(|m| &m.model)
+    models.iter().find(|m| m.name == name && !m.is_shadow()).map(|m| &m.model)
 }
 
 /// A sales team: who gets leads, and where round robin stands.

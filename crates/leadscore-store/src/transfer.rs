@@ -95,7 +95,7 @@ pub static TABLES: &[TableSpec] = &[
         columns: &[("name", Text), ("version", Int), ("source", Text), ("format", Text), ("created_at", Int)],
         key: &["name", "version"],
     },
-    TableSpec { name: "model_heads", columns: &[("name", Text), ("version", Int), ("deleted", Bool)], key: &["name"] },
+    TableSpec { name: "model_heads", columns: &[("name", Text), ("version", Int), ("deleted", Bool), ("shadow_of", Text)], key: &["name"] },
     TableSpec {
         name: "contacts",
         columns: &[
@@ -162,6 +162,7 @@ pub static TABLES: &[TableSpec] = &[
             ("error", Text),
             ("lease_owner", Text),
             ("lease_until", Int),
+            ("result", Text),
         ],
         key: &["id"],
     },

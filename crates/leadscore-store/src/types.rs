@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use leadscore_core::{ActivityState, Model, ScoreCard};
+use leadscore_core::{ActivityState, DecayView, Model, ScoreCard};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -11,11 +11,25 @@ use serde_json::{Map, Value};
 pub type Millis = i64;
 
 /// One published version of a model, compiled.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PublishedModel {
     pub name: String,
     pub version: u32,
     pub model: Model,
+    /// A shadow model (F31) names the live model it shadows: it scores live traffic like
+    /// any model, but automations never read it and it is never sent out.
+    pub shadow_of: Option<String>,
+}
+
+impl PublishedModel {
+    /// A live (not shadow) model version.
+    pub fn live(name: impl Into<String>, version: u32, model: Model) -> Self {
+        Self { name: name.into(), version, model, shadow_of: None }
+    }
+
+    pub fn is_shadow(&self) -> bool {
+        self.shadow_of.is_some()
+    }
 }
 
 /// The models that score contacts right now.
@@ -29,6 +43,8 @@ pub struct ModelVersion {
     pub source: String,
     pub format: String,
     pub created_at: Millis,
+    /// For the head of a shadow model: the live model it shadows.
+    pub shadow_of: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -36,6 +52,8 @@ pub struct NewModelVersion {
     pub name: String,
     pub source: String,
     pub format: String,
+    /// Publish as a shadow of this live model (F31); None publishes a live model.
+    pub shadow_of: Option<String>,
 }
 
 /// A contact with its scores under every model that applies to it.
@@ -61,6 +79,25 @@ pub struct ScoreRow {
     pub card: ScoreCard,
     pub state: ActivityState,
     pub as_of: Millis,
+}
+
+/// One contact's stored score under one model, as [`crate::ContactStore::scan_scores`]
+/// reads it for the reports over every contact: the score columns (and at most one
+/// attribute), without the contact's other attributes, groups or other models' rows.
+#[derive(Clone, Debug)]
+pub struct ScannedScore {
+    pub contact_id: String,
+    pub version: u32,
+    /// As of `as_of`; [`crate::scoring::scanned_card_at`] gives it as of another instant.
+    pub card: ScoreCard,
+    pub as_of: Millis,
+    /// What activity as of another instant needs from the row's state, read only when
+    /// asked for (models whose activity moves with time). A state that does not parse
+    /// makes the row version 0, never live, as in the full reads of a contact.
+    pub state: Option<DecayView>,
+    /// The value of the attribute asked for; None when the contact lacks it (a JSON null
+    /// is `Some(Value::Null)`) or no attribute was asked for.
+    pub attribute: Option<Value>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -242,7 +279,7 @@ pub struct Job {
     pub kind: String,
     pub model: String,
     pub version: u32,
-    /// queued, running, done, failed
+    /// queued, running, done, failed, superseded
     pub state: String,
     pub total: u64,
     pub done: u64,
@@ -250,6 +287,8 @@ pub struct Job {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub error: Option<String>,
+    /// What a finished job produced, as JSON text (a backtest's report; None for rescores).
+    pub result: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]

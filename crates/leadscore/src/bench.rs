@@ -136,7 +136,7 @@ async fn ensure_example_model(state: &Arc<AppState>) -> Result<()> {
         let model = leadscore_core::Model::parse(EXAMPLE_MODEL_TOML)?;
         let version = state
             .store
-            .publish_model(leadscore_store::NewModelVersion { name: "b2b".into(), source: EXAMPLE_MODEL_TOML.into(), format: "toml".into() }, state.now())
+            .publish_model(leadscore_store::NewModelVersion { name: "b2b".into(), source: EXAMPLE_MODEL_TOML.into(), format: "toml".into(), shadow_of: None }, state.now())
             .await?;
         state.reload_models().await?;
         tracing::debug!(version = version.version, rules = model.activity.len(), "published the example model");
@@ -209,7 +209,7 @@ async fn rescore(data: &DataArgs) -> Result<()> {
         }
         state
             .store
-            .publish_model(leadscore_store::NewModelVersion { name: name.clone(), source: definition.to_string(), format: "json".into() }, state.now())
+            .publish_model(leadscore_store::NewModelVersion { name: name.clone(), source: definition.to_string(), format: "json".into(), shadow_of: None }, state.now())
             .await?;
         state.reload_models().await?;
         let started = Instant::now();

@@ -281,6 +281,21 @@ async fn store_example_automations(state: &Arc<leadscore_server::AppState>) -> R
     Ok(())
 }
 
+/// The demo's shadow model (F31): a candidate marketing is trying on live traffic.
+const DEMO_SHADOW: &str = "b2b-next";
+
+/// The example model with the pricing page worth 60 instead of 25 and the quote form 5
+/// instead of 50, named [`DEMO_SHADOW`].
+fn demo_shadow_model() -> Result<String> {
+    let mut text = leadscore_core::model::renamed_source(EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, DEMO_SHADOW)?;
+    for (rule, from, to) in [("name = \"Request a quote\"", "points = 50", "points = 5"), ("name = \"Visited pricing page\"", "points = 25", "points = 60")] {
+        let start = text.find(rule).with_context(|| format!("the example model has no {rule}"))?;
+        let at = text[start..].find(from).map(|i| start + i).with_context(|| format!("the example model's {rule} has no {from}"))?;
+        text.replace_range(at..at + from.len(), to);
+    }
+    Ok(text.replacen("description = \"Main B2B scoring model\"", "description = \"Candidate: pricing page 60, quote form 5\"", 1))
+}
+
 pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve: bool) -> Result<()> {
     let mut data = data;
     if data.data.is_none() && data.database_url.is_none() {
@@ -290,10 +305,18 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
     let state = app_state(store.clone()).await?;
     if state.model("b2b").is_none() {
         let model = leadscore_core::Model::parse(EXAMPLE_MODEL_TOML).context("the example model must parse")?;
-        leadscore_server::models::publish(&state, model, EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml).await?;
+        leadscore_server::models::publish(&state, model, EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, None).await?;
         eprintln!("published the example model `b2b`");
     }
     if state.store.count_contacts().await? == 0 {
+        if state.model(DEMO_SHADOW).is_none() {
+            let text = demo_shadow_model()?;
+            let model = leadscore_core::Model::parse(&text).context("the demo's shadow model must parse")?;
+            leadscore_server::models::publish(&state, model, &text, leadscore_core::Format::Toml, Some("b2b".into())).await?;
+            eprintln!(
+                "published `{DEMO_SHADOW}`, a shadow of b2b (pricing page 60, quote form 5): compare with `leadscore report compare --model {DEMO_SHADOW}`"
+            );
+        }
         let now = state.now();
         let (people, events, outcomes) = generate(contacts, 42, now);
         eprintln!("generating {} contacts and {} events over 90 days…", people.len(), events.len());
@@ -328,7 +351,9 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
     state.bootstrap_admin_key(Some(&key)).await?;
     let contacts = state.store.count_contacts().await?;
     let events = state.store.count_events().await?;
-    eprintln!("\ndemo data: {contacts} contacts, {events} events, model b2b");
+    let shadows: Vec<String> = state.models().iter().filter(|m| m.is_shadow()).map(|m| m.name.clone()).collect();
+    let shadows = if shadows.is_empty() { String::new() } else { format!(" (shadow: {})", shadows.join(", ")) };
+    eprintln!("\ndemo data: {contacts} contacts, {events} events, model b2b{shadows}");
     if no_serve {
         return Ok(());
     }
@@ -339,8 +364,19 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shadow_model_changes_two_rules() {
+        let shadow = leadscore_core::Model::parse(&demo_shadow_model().unwrap()).unwrap();
+        let live = leadscore_core::Model::parse(EXAMPLE_MODEL_TOML).unwrap();
+        assert_eq!(shadow.name, DEMO_SHADOW);
+        let points = |m: &leadscore_core::Model, rule: &str| m.activity.iter().find(|r| r.name == rule).map(|r| r.points);
+        assert_eq!((points(&shadow, "Request a quote"), points(&live, "Request a quote")), (Some(5.0), Some(50.0)));
+        assert_eq!((points(&shadow, "Visited pricing page"), points(&live, "Visited pricing page")), (Some(60.0), Some(25.0)));
+    }
 
     #[test]
     fn generation_is_deterministic_and_sized() {

@@ -126,8 +126,12 @@ enum Command {
         data: DataArgs,
         /// brackets (conversion by score bracket), accuracy (ROC AUC, top band, won vs lost),
         /// distribution (histogram, per band), sources (by a source attribute), feedback
-        /// (ratings by band, sales cycle), speed (hot → qualified, speed to lead)
+        /// (ratings by band, sales cycle), speed (hot → qualified, speed to lead), compare
+        /// (a shadow model beside the live model it shadows)
         what: ReportKind,
+        /// The model to compare with (compare) [default: the one the shadow shadows]
+        #[arg(long)]
+        against: Option<String>,
         /// The model [default: the only live one]
         #[arg(long)]
         model: Option<String>,
@@ -189,6 +193,7 @@ enum ReportKind {
     Sources,
     Feedback,
     Speed,
+    Compare,
 }
 
 #[derive(Subcommand)]
@@ -204,6 +209,18 @@ enum ModelCommand {
         #[command(flatten)]
         data: DataArgs,
         file: PathBuf,
+        /// Publish as a shadow of this live model: it scores live traffic but fires no
+        /// automations and is never sent out; compare with `leadscore report compare`
+        #[arg(long, value_name = "LIVE_MODEL")]
+        shadow_of: Option<String>,
+    },
+    /// Make a shadow model live: its rules become a new version of the model it shadows
+    /// (rescored), and the shadow is deleted
+    Promote {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The shadow model
+        name: String,
     },
 }
 
@@ -378,13 +395,33 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Report { data, what, model, from, to, edges, bins, attribute, sla, json, csv } => {
+        Command::Report { data, what, against, model, from, to, edges, bins, attribute, sla, json, csv } => {
             let state = app_state(open_store(&data).await?).await?;
+            if let ReportKind::Compare = what {
+                let model = model.context("compare needs --model SHADOW")?;
+                if csv {
+                    bail!("compare prints text or --json, not CSV");
+                }
+                let (candidate, live, from, to) =
+                    leadscore_server::compare::resolve_pair(&state, &model, against.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
+                let report = leadscore_server::compare::compare(&state, &candidate, &live, from, to).await?;
+                if json {
+                    println!("{report}");
+                } else {
+                    let kind = if candidate.is_shadow() { "shadow" } else { "candidate" };
+                    let title = format!("{} ({kind}) beside {} over {} contacts with outcomes", candidate.name, live.name, report["judged_contacts"]);
+                    print_comparison(&report, &title, kind);
+                    for note in report["notes"].as_array().into_iter().flatten() {
+                        println!("note: {}", note.as_str().unwrap_or_default());
+                    }
+                }
+                return Ok(());
+            }
             let (model, from, to) = leadscore_server::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
             // Who the outcomes judge: only the reports over outcomes need it.
             let judged = match what {
                 ReportKind::Brackets | ReportKind::Accuracy | ReportKind::Sources => leadscore_server::reports::gather(&state, &model.name, from, to).await?,
-                ReportKind::Distribution | ReportKind::Feedback | ReportKind::Speed => Vec::new(),
+                ReportKind::Distribution | ReportKind::Feedback | ReportKind::Speed | ReportKind::Compare => Vec::new(),
             };
             match what {
                 ReportKind::Brackets => {
@@ -408,7 +445,7 @@ async fn run(cli: Cli) -> Result<()> {
                         print_accuracy(&report);
                     }
                 }
-                ReportKind::Distribution | ReportKind::Sources | ReportKind::Feedback | ReportKind::Speed => {
+                ReportKind::Distribution | ReportKind::Sources | ReportKind::Feedback | ReportKind::Speed | ReportKind::Compare => {
                     use leadscore_server::reports as r;
                     let (report, rows, columns): (serde_json::Value, &str, &[&str]) = match what {
                         ReportKind::Distribution => (r::distribution_report(&state, &model, bins.clamp(1, 200)).await?, "histogram", &["lower", "upper", "contacts"]),
@@ -438,7 +475,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Export { what } => export::run(what).await,
         Command::Model { action } => match action {
             ModelCommand::Validate { file, json } => validate_model(&file, json),
-            ModelCommand::Apply { data, file } => apply_model(&data, &file).await,
+            ModelCommand::Apply { data, file, shadow_of } => apply_model(&data, &file, shadow_of).await,
+            ModelCommand::Promote { data, name } => promote_model(&data, &name).await,
         },
         Command::Automation { action } => match action {
             AutomationCommand::Apply { data, file } => apply_automations(&data, &file).await,
@@ -522,7 +560,7 @@ fn validate_model(file: &std::path::Path, json: bool) -> Result<()> {
     }
 }
 
-async fn apply_model(data: &DataArgs, file: &std::path::Path) -> Result<()> {
+async fn apply_model(data: &DataArgs, file: &std::path::Path, shadow_of: Option<String>) -> Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let model = match Model::parse(&text) {
         Ok(model) => model,
@@ -543,13 +581,24 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path) -> Result<()> {
                 name: name.clone(),
                 source: text.clone(),
                 format: if format == leadscore_core::Format::Json { "json".into() } else { "toml".into() },
+                shadow_of,
             },
             state.now(),
         )
         .await?;
     state.reload_models().await?;
-    eprintln!("published {name} version {}", version.version);
+    match &version.shadow_of {
+        Some(live) => eprintln!("published {name} version {} as a shadow of {live}", version.version),
+        None => eprintln!("published {name} version {}", version.version),
+    }
     rescore_with_progress(&state, &name).await
+}
+
+async fn promote_model(data: &DataArgs, name: &str) -> Result<()> {
+    let state = app_state(open_store(data).await?).await?;
+    let version = leadscore_server::models::promote(&state, name).await?;
+    eprintln!("promoted {name}: it is now {} version {}, and {name} is deleted", version.name, version.version);
+    rescore_with_progress(&state, &version.name).await
 }
 
 async fn apply_automations(data: &DataArgs, file: &std::path::Path) -> Result<()> {
@@ -672,14 +721,20 @@ fn print_rows(report: &serde_json::Value, rows: &str, columns: &[&str]) {
 }
 
 fn print_backtest(report: &serde_json::Value, elapsed: std::time::Duration) {
+    print_comparison(report, &format!("backtest over {} contacts with outcomes ({:.1?})", report["judged_contacts"], elapsed), "candidate");
+}
+
+/// A candidate (backtested, or a shadow) beside the live model: accuracy, conversion by
+/// band, band changes today.
+fn print_comparison(report: &serde_json::Value, title: &str, candidate_label: &str) {
     let f = |v: &serde_json::Value, digits: usize| v.as_f64().map_or("-".to_string(), |x| format!("{x:.digits$}"));
-    println!("backtest over {} contacts with outcomes ({:.1?})", report["judged_contacts"], elapsed);
-    println!("  {:<34} {:>12} {:>12}", "", "candidate", "live");
+    println!("{title}");
+    println!("  {:<34} {:>12} {:>12}", "", candidate_label, "live");
     for (label, key, digits) in [("ROC AUC at close", "roc_auc", 3), ("won deals in the top band", "won_in_top_band_share", 3), ("average score at close, won", "average_score_won", 1), ("average score at close, lost", "average_score_lost", 1)] {
         println!("  {:<34} {:>12} {:>12}", label, f(&report["candidate"]["accuracy"][key], digits), f(&report["live"]["accuracy"][key], digits));
     }
-    for side in ["candidate", "live"] {
-        println!("\n{side}: conversion by band");
+    for (side, label) in [("candidate", candidate_label), ("live", "live")] {
+        println!("\n{label} ({}): conversion by band", report[side]["model"].as_str().unwrap_or("?"));
         let table = &report[side]["brackets"]["tables"][0];
         for row in table["rows"].as_array().into_iter().flatten() {
             println!(

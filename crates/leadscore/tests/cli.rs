@@ -255,8 +255,10 @@ fn export_then_import_gives_the_same_scores() {
     for n in (0..120).step_by(7) {
         let id = format!("c{n:07}");
         let at = at.as_str();
-        let before = json(&ok(a, &["score", &id, "--json", "--at", at]));
+        let mut before = json(&ok(a, &["score", &id, "--json", "--at", at]));
         let after = json(&ok(b, &["score", &id, "--json", "--at", at]));
+        // The demo also runs a shadow model, not published on the second side.
+        before["scores"].as_object_mut().unwrap().remove("b2b-next");
         assert_eq!(before, after, "contact {id}");
         scored += usize::from(before["scores"]["b2b"]["activity"].as_f64().is_some_and(|a| a != 0.0));
     }
@@ -358,6 +360,26 @@ fn import_outcomes_then_report() {
     assert_eq!(backtest["band_changes"]["transitions"], serde_json::json!([{ "from": "cold", "to": "hot", "contacts": 1 }]), "{backtest}");
     let text = ok(d, &["backtest", "--model", candidate.to_str().unwrap()]);
     assert!(text.contains("ROC AUC at close") && text.contains("would change band"), "{text}");
+
+    // The same candidate as a shadow: scored beside the live model (no outcome was recorded
+    // while it ran, so only the band changes compare), then promoted.
+    let shadow = d.join("shadow.toml");
+    std::fs::write(&shadow, MODEL.replace("points = 25", "points = 50").replace("name = \"web\"", "name = \"web-next\"")).unwrap();
+    let plain = leadscore(d, &["model", "apply", shadow.to_str().unwrap(), "--shadow-of", "nope"]);
+    assert!(!plain.status.success() && String::from_utf8_lossy(&plain.stderr).contains("nope"), "{plain:?}");
+    ok(d, &["model", "apply", shadow.to_str().unwrap(), "--shadow-of", "web"]);
+    let compared = json(&ok(d, &["report", "compare", "--model", "web-next", "--json"]));
+    assert_eq!((compared["judged_contacts"].as_u64(), compared["live"]["model"].as_str()), (Some(0), Some("web")), "{compared}");
+    assert_eq!(compared["band_changes"]["transitions"], serde_json::json!([{ "from": "cold", "to": "hot", "contacts": 1 }]), "{compared}");
+    let text = ok(d, &["report", "compare", "--model", "web-next"]);
+    assert!(text.contains("web-next (shadow) beside web") && text.contains("note: 3 of 3 contacts judged under web"), "{text}");
+    let accuracy = json(&ok(d, &["report", "accuracy", "--json"]));
+    assert_eq!(accuracy["model"], "web", "unnamed, reports read the live model, not its shadow");
+    ok(d, &["model", "promote", "web-next"]);
+    let accuracy = json(&ok(d, &["report", "accuracy", "--json"]));
+    assert_eq!((accuracy["model"].as_str(), accuracy["version"].as_u64()), (Some("web"), Some(2)), "{accuracy}");
+    let gone = leadscore(d, &["report", "compare", "--model", "web-next"]);
+    assert!(!gone.status.success(), "the shadow is gone after its promotion");
 }
 
 /// The demo data set (contacts, events, automations, teams, queued automation work, outcomes)
