@@ -5,7 +5,7 @@
 //! for both, side by side; plus how many contacts the candidate would move to another band
 //! today. Nothing is written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,14 +27,11 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
 use crate::models::{JOB_LEASE_MS, job_json};
-use crate::reports::{accuracy_report, brackets_report, judge, resolve, timelines};
+use crate::reports::{ReplayPages, accuracy_report, brackets_report, judge, replay_in_parallel, resolve, timelines};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/backtest", post(backtest_route)).route("/backtest/{id}", get(backtest_job_route))
 }
-
-/// Contacts replayed per store read.
-const CHUNK: usize = 1_000;
 
 /// Where a backtest stands, for progress bars: (contacts done, contacts in all).
 pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
@@ -49,29 +46,41 @@ pub async fn run(
     to: Millis,
     progress: Progress<'_>,
 ) -> Result<Value, StoreError> {
+    let started = std::time::Instant::now();
     let timelines = timelines(state, None, from, to).await?;
+    tracing::debug!(contacts = timelines.len(), elapsed_ms = started.elapsed().as_millis() as u64, "backtest: outcomes read");
     let total = timelines.len() as u64 + state.store.count_contacts().await?;
     let mut done = 0u64;
     let mut judged_candidate = Vec::with_capacity(timelines.len());
     let mut judged_live = Vec::with_capacity(timelines.len());
-    for chunk in timelines.chunks(CHUNK) {
-        let ids: Vec<String> = chunk.iter().map(|t| t.contact_id.clone()).collect();
-        let events = state.store.scoring_events_of(&ids).await?;
-        for timeline in chunk {
-            // A contact erased since is gone from the past too.
-            let Some(contact) = state.store.get_contact(&timeline.contact_id).await? else { continue };
-            let events = events.get(&timeline.contact_id).map(Vec::as_slice).unwrap_or_default();
-            let at = timeline.judged_at();
-            for (model, judged) in [(&candidate, &mut judged_candidate), (&live, &mut judged_live)] {
-                if model.model.applies_to(&contact.attributes) {
-                    judged.push(judge(timeline, &card_from_events(model, &contact.attributes, events, at)));
-                }
-            }
+    let ids: Vec<String> = timelines.iter().map(|t| t.contact_id.clone()).collect();
+    let index_of: Arc<HashMap<String, usize>> = Arc::new(timelines.iter().enumerate().map(|(index, t)| (t.contact_id.clone(), index)).collect());
+    let timelines = Arc::new(timelines);
+    let mut pages = ReplayPages::of(state, &ids);
+    while let Some((listed, page)) = pages.next().await? {
+        let (candidate, live, timelines, index_of) = (candidate.clone(), live.clone(), timelines.clone(), index_of.clone());
+        // A contact erased since is gone from the past too (not in the page).
+        let judged = replay_in_parallel(page, move |contact, events| {
+            let timeline = &timelines[*index_of.get(&contact.id)?];
+            let judge_under = |model: &PublishedModel| {
+                model
+                    .model
+                    .applies_to(&contact.attributes)
+                    .then(|| judge(timeline, &card_from_events(model, &contact.attributes, events, timeline.judged_at())))
+            };
+            Some((judge_under(&candidate), judge_under(&live)))
+        })
+        .await?;
+        for (candidate, live) in judged {
+            judged_candidate.extend(candidate);
+            judged_live.extend(live);
         }
-        done += chunk.len() as u64;
+        done += listed as u64;
         progress(done, total);
     }
+    tracing::debug!(contacts = timelines.len(), elapsed_ms = started.elapsed().as_millis() as u64, "backtest: judged contacts replayed");
     let band_changes = band_changes(state, &candidate, &live, done, total, progress).await?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "backtest: band changes counted");
     Ok(json!({
         "candidate": { "model": candidate.name, "brackets": brackets_report(&candidate, &judged_candidate, None), "accuracy": accuracy_report(&candidate, &judged_candidate) },
         "live": { "model": live.name, "version": live.version, "brackets": brackets_report(&live, &judged_live, None), "accuracy": accuracy_report(&live, &judged_live) },
@@ -81,11 +90,12 @@ pub async fn run(
 }
 
 /// Every contact scored under the live model, scored now under the candidate: how many
-/// would change band, and from which to which.
+/// would change band, and from which to which. Pages are replayed in parallel while the
+/// next one is read ([`ReplayPages`]).
 async fn band_changes(
     state: &AppState,
-    candidate: &PublishedModel,
-    live: &PublishedModel,
+    candidate: &Arc<PublishedModel>,
+    live: &Arc<PublishedModel>,
     mut done: u64,
     total: u64,
     progress: Progress<'_>,
@@ -93,15 +103,10 @@ async fn band_changes(
     let now = state.now();
     let mut transitions: BTreeMap<(String, String), u64> = BTreeMap::new();
     let (mut scored, mut changed) = (0u64, 0u64);
-    let mut after: Option<String> = None;
-    loop {
-        let page = state.store.list_contacts(after.as_deref(), CHUNK).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        let ids: Vec<String> = page.iter().filter(|c| c.scores.contains_key(&live.name)).map(|c| c.id.clone()).collect();
-        let events = state.store.scoring_events_of(&ids).await?;
-        for contact in page.iter().filter(|c| c.scores.contains_key(&live.name)) {
-            let events = events.get(&contact.id).map(Vec::as_slice).unwrap_or_default();
+    let mut pages = ReplayPages::scored(state, &live.name);
+    while let Some((listed, page)) = pages.next().await? {
+        let (candidate, live) = (candidate.clone(), live.clone());
+        let bands = replay_in_parallel(page, move |contact, events| {
             let band = |model: &PublishedModel| -> String {
                 if !model.model.applies_to(&contact.attributes) {
                     return "(not scored)".into();
@@ -109,14 +114,17 @@ async fn band_changes(
                 let card: ScoreCard = card_from_events(model, &contact.attributes, events, now);
                 card.band.unwrap_or_else(|| "(no band)".into())
             };
-            let (from, to) = (band(live), band(candidate));
+            Some((band(&live), band(&candidate)))
+        })
+        .await?;
+        for (from, to) in bands {
             scored += 1;
             if from != to {
                 changed += 1;
                 *transitions.entry((from, to)).or_default() += 1;
             }
         }
-        done += page.len() as u64;
+        done += listed as u64;
         progress(done.min(total), total);
     }
     let transitions: Vec<Value> = transitions.into_iter().map(|((from, to), n)| json!({ "from": from, "to": to, "contacts": n })).collect();

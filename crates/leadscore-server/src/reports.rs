@@ -47,60 +47,132 @@ pub struct BecameHot {
     pub hot_at: Millis,
 }
 
-/// Contacts replayed per page of [`became_hot`].
+/// Contacts read per page of [`ReplayPages`].
 const REPLAY_PAGE: usize = 2_000;
 
-/// One page of contacts and their events, for [`became_hot`].
-type ReplayPage = (Vec<leadscore_store::ContactRecord>, HashMap<String, Vec<leadscore_store::scoring::ScoringEvent>>);
+/// One page of contacts and their events (in scoring order), from [`ReplayPages`].
+pub(crate) type ReplayPage = (Vec<leadscore_store::ContactRecord>, HashMap<String, Vec<leadscore_store::scoring::ScoringEvent>>);
+
+/// Contacts with their attributes and events, a page at a time: every contact scored under
+/// a model in contact id order ([`ReplayPages::scored`]), or given contacts
+/// ([`ReplayPages::of`]), for the passes that replay contacts ([`became_hot`], the
+/// backtest). The next page is read on other tasks while the caller replays this one, and
+/// each page's events are decoded by two reads (connections) at once: decoding the events
+/// is most of the work.
+pub(crate) struct ReplayPages {
+    store: Arc<dyn leadscore_store::Store>,
+    source: PageSource,
+    pending: Option<PageRead>,
+}
+
+/// A page being read: how many contacts it passed over, the last of them (where the next
+/// page starts; None at the end), and the page.
+type PageRead = tokio::task::JoinHandle<Result<(usize, Option<String>, ReplayPage), StoreError>>;
+
+enum PageSource {
+    /// The contacts scored under this model, all of them.
+    Scored(String),
+    /// These contacts, in pages (a contact erased since is left out).
+    Given(std::vec::IntoIter<Vec<String>>),
+}
+
+impl ReplayPages {
+    pub(crate) fn scored(state: &AppState, model: &str) -> Self {
+        Self::start(state, PageSource::Scored(model.to_string()))
+    }
+
+    pub(crate) fn of(state: &AppState, contact_ids: &[String]) -> Self {
+        let pages: Vec<Vec<String>> = contact_ids.chunks(REPLAY_PAGE).map(<[String]>::to_vec).collect();
+        Self::start(state, PageSource::Given(pages.into_iter()))
+    }
+
+    fn start(state: &AppState, source: PageSource) -> Self {
+        let mut pages = Self { store: state.store.clone(), source, pending: None };
+        pages.fetch(None);
+        pages
+    }
+
+    fn fetch(&mut self, after: Option<String>) {
+        let store = self.store.clone();
+        self.pending = Some(match &mut self.source {
+            PageSource::Scored(name) => {
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let mut page = store.list_contacts(after.as_deref(), REPLAY_PAGE).await?;
+                    let (listed, last) = (page.len(), page.last().map(|c| c.id.clone()));
+                    page.retain(|c| c.scores.contains_key(&name));
+                    Ok((listed, last, with_events(store, page).await?))
+                })
+            }
+            PageSource::Given(pages) => {
+                let ids = pages.next().unwrap_or_default();
+                tokio::spawn(async move {
+                    let page = store.get_contacts(&ids).await?;
+                    Ok((ids.len(), ids.last().cloned(), with_events(store, page).await?))
+                })
+            }
+        });
+    }
+
+    /// The next page: how many contacts it passed over (for progress) and the contacts to
+    /// replay with their events; None after the last.
+    pub(crate) async fn next(&mut self) -> Result<Option<(usize, ReplayPage)>, StoreError> {
+        let Some(pending) = self.pending.take() else { return Ok(None) };
+        let (listed, last, page) = pending.await.map_err(|e| StoreError::Backend(format!("reading contacts failed: {e}")))??;
+        let Some(last) = last else { return Ok(None) };
+        self.fetch(Some(last));
+        Ok(Some((listed, page)))
+    }
+}
+
+/// `contacts` with their events, read by two connections at once.
+async fn with_events(store: Arc<dyn leadscore_store::Store>, contacts: Vec<leadscore_store::ContactRecord>) -> Result<ReplayPage, StoreError> {
+    let ids: Vec<String> = contacts.iter().map(|c| c.id.clone()).collect();
+    let (first, second) = ids.split_at(ids.len() / 2);
+    let (first, second) = (first.to_vec(), second.to_vec());
+    let other = store.clone();
+    let second = tokio::spawn(async move { other.scoring_events_of(&second).await });
+    let mut events = store.scoring_events_of(&first).await?;
+    events.extend(second.await.map_err(|e| StoreError::Backend(format!("reading events failed: {e}")))??);
+    Ok((contacts, events))
+}
+
+/// Runs `replay` over the contacts of a page in parallel (rayon, off the async runtime).
+pub(crate) async fn replay_in_parallel<T: Send + 'static>(
+    (contacts, events): ReplayPage,
+    replay: impl Fn(&leadscore_store::ContactRecord, &[leadscore_store::scoring::ScoringEvent]) -> Option<T> + Send + Sync + 'static,
+) -> Result<Vec<T>, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        use rayon::prelude::*;
+        contacts.par_iter().filter_map(|contact| replay(contact, events.get(&contact.id).map(Vec::as_slice).unwrap_or_default())).collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| StoreError::Backend(format!("replaying contacts failed: {e}")))
+}
 
 /// The contacts that entered the top band in `[from, to)`: each contact's events are
 /// replayed and its total (current fit + activity) is checked at every event that earned
 /// points; a crossing counts when the contact was below the line just before
 /// ([`leadscore_core::scorer::first_crossing`]). Pages are replayed in parallel while the
-/// next one is read.
+/// next one is read ([`ReplayPages`]).
 pub async fn became_hot(state: &AppState, model: &PublishedModel, from: Millis, to: Millis) -> Result<Vec<BecameHot>, StoreError> {
     let Some(line) = model.model.bands.first().and_then(|b| b.min) else { return Ok(Vec::new()) };
     let model = Arc::new(model.clone());
-    let fetch = |after: Option<String>| {
-        let (store, name) = (state.store.clone(), model.name.clone());
-        tokio::spawn(async move {
-            let mut page = store.list_contacts(after.as_deref(), REPLAY_PAGE).await?;
-            let last = page.last().map(|c| c.id.clone());
-            page.retain(|c| c.scores.contains_key(&name));
-            // Decoding the events is most of the work: two reads (connections) share it.
-            let ids: Vec<String> = page.iter().map(|c| c.id.clone()).collect();
-            let (first, second) = ids.split_at(ids.len() / 2);
-            let (first, second) = (first.to_vec(), second.to_vec());
-            let other = store.clone();
-            let second = tokio::spawn(async move { other.scoring_events_of(&second).await });
-            let mut events = store.scoring_events_of(&first).await?;
-            events.extend(second.await.map_err(|e| StoreError::Backend(format!("reading events failed: {e}")))??);
-            Ok::<_, StoreError>((last, (page, events)))
-        })
-    };
+    let mut pages = ReplayPages::scored(state, &model.name);
     let mut hot = Vec::new();
-    let mut next = fetch(None);
-    loop {
-        let (last, (contacts, events)): (Option<String>, ReplayPage) =
-            next.await.map_err(|e| StoreError::Backend(format!("reading contacts failed: {e}")))??;
-        let Some(last) = last else { break };
-        next = fetch(Some(last));
+    while let Some((_, page)) = pages.next().await? {
         let model = model.clone();
-        let found = tokio::task::spawn_blocking(move || {
-            use rayon::prelude::*;
-            contacts
-                .par_iter()
-                .filter_map(|contact| {
-                    let events = events.get(&contact.id)?;
-                    let fit = model.model.fit(&contact.attributes);
-                    let hot_at = leadscore_core::scorer::first_crossing(&model.model, fit, events.iter().map(|e| e.as_ref()), line, from, to)?;
-                    Some(BecameHot { contact_id: contact.id.clone(), owner: contact.owner.clone(), hot_at })
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("replaying contacts failed: {e}")))?;
-        hot.extend(found);
+        hot.extend(
+            replay_in_parallel(page, move |contact, events| {
+                if events.is_empty() {
+                    return None;
+                }
+                let fit = model.model.fit(&contact.attributes);
+                let hot_at = leadscore_core::scorer::first_crossing(&model.model, fit, events.iter().map(|e| e.as_ref()), line, from, to)?;
+                Some(BecameHot { contact_id: contact.id.clone(), owner: contact.owner.clone(), hot_at })
+            })
+            .await?,
+        );
     }
     Ok(hot)
 }

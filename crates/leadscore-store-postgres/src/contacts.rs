@@ -499,6 +499,14 @@ impl ContactStore for PostgresStore {
         Ok(load_contact(&*client, id, false).await?)
     }
 
+    async fn get_contacts(&self, ids: &[String]) -> StoreResult<Vec<ContactRecord>> {
+        let sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ANY($1)");
+        let client = self.client().await?;
+        let mut found: std::collections::HashMap<String, ContactRecord> =
+            load_contacts_by_query(&*client, &sql, &[&ids]).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
     async fn merge_contacts(&self, from: &str, into: &str, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord> {
         if from == into {
             return Err(StoreError::Invalid("a contact cannot be merged into itself".into()));

@@ -389,6 +389,18 @@ impl ContactStore for SqliteStore {
         self.read(move |conn| load_contact(conn, &id)).await
     }
 
+    async fn get_contacts(&self, ids: &[String]) -> StoreResult<Vec<ContactRecord>> {
+        let ids = ids.to_vec();
+        self.read(move |conn| {
+            let mut contacts = Vec::with_capacity(ids.len());
+            for id in &ids {
+                contacts.extend(load_contact(conn, id)?);
+            }
+            Ok(contacts)
+        })
+        .await
+    }
+
     async fn merge_contacts(&self, from: &str, into: &str, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord> {
         if from == into {
             return Err(StoreError::Invalid("a contact cannot be merged into itself".into()));

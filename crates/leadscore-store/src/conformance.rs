@@ -1084,6 +1084,17 @@ pub async fn scan_scores_pages_one_model(store: Arc<dyn Store>) {
         assert_eq!(row.state, Some(leadscore_core::DecayView::from(&full.state)), "{}", row.contact_id);
         assert_eq!(row.attribute, contact.attributes.get("industry").cloned(), "{}", row.contact_id);
     }
+    // The same contacts read in one go: in the order asked, unknown ids left out.
+    let asked: Vec<String> = ["c06", "nobody", "c01", "c02"].map(String::from).to_vec();
+    let together = store.get_contacts(&asked).await.expect("get_contacts");
+    assert_eq!(together.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c06", "c01", "c02"]);
+    for contact in &together {
+        let alone = store.get_contact(&contact.id).await.expect("get").expect("exists");
+        assert_eq!(contact.attributes, alone.attributes, "{}", contact.id);
+        let cards = |c: &crate::ContactRecord| c.scores.iter().map(|(m, row)| (m.clone(), row.version, row.card.clone())).collect::<Vec<_>>();
+        assert_eq!(cards(contact), cards(&alone), "{}", contact.id);
+    }
+    assert!(store.get_contacts(&[]).await.expect("get_contacts").is_empty());
     let values: Vec<Option<Value>> = scanned.iter().map(|s| s.attribute.clone()).collect();
     assert_eq!(values, [Some(json!("soft\"ware")), Some(json!(120)), None, Some(json!([true, {"b": 1}])), Some(json!(2.5))]);
 

@@ -46,6 +46,9 @@ pub trait ContactStore: Send + Sync {
     /// Applies an attribute merge-patch (null removes a key) and rescores fit.
     async fn patch_contact(&self, id: &str, patch: ContactPatch, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord>;
     async fn get_contact(&self, id: &str) -> StoreResult<Option<ContactRecord>>;
+    /// Several contacts in one read, in the order of `ids`; an id without a contact is left
+    /// out (bulk work: the backtest reads its judged contacts a page at a time).
+    async fn get_contacts(&self, ids: &[String]) -> StoreResult<Vec<ContactRecord>>;
     /// Moves everything of contact `from` (events, history, the attributes and groups `into`
     /// lacks) into `into`, deletes `from`, and replays `into`'s scores as if the events had
     /// always been its own. NotFound when either is missing.
