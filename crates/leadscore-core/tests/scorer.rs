@@ -1,6 +1,8 @@
 //! The scoring semantics of PRODUCT.md §2, on small hand-checked cases, and property tests
 //! for order independence, idempotency and incremental = full scoring.
 
+#![allow(clippy::unwrap_used)]
+
 use leadscore_core::duration::{DAY_MS, HOUR_MS};
 use leadscore_core::scorer::{ActivityState, EventRef, activity_history, first_crossing, fold_events, normalize_events, score_contact};
 use leadscore_core::{DecayView, Model, ScoreCard};
