@@ -256,7 +256,7 @@ async fn store(state: &AppState, events: Vec<NewEvent>) -> ApiResult<usize> {
         return Ok(0);
     }
     let outcomes = state.store.ingest(events, &state.models(), state.now()).await?;
-    crate::runtime::after_ingest(&state, &outcomes).await;
+    crate::runtime::after_ingest(state, &outcomes).await;
     let stored = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
     metrics::counter!("leadscore_events_ingested_total", "api" => "segment").increment(stored as u64);
     metrics::counter!("leadscore_events_duplicate_total", "api" => "segment").increment((outcomes.len() - stored) as u64);

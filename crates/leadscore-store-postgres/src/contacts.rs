@@ -242,7 +242,7 @@ async fn upsert_in(store: &PostgresStore, db: &dyn Db, upsert: &ContactUpsert, g
         }
         None => {
             let id = upsert.id.clone().or_else(|| email.clone()).unwrap_or_else(new_contact_id);
-            let mut contact = leadscore_store::records::new_contact(id, &upsert, now);
+            let mut contact = leadscore_store::records::new_contact(id, upsert, now);
             if let Some(email) = &email {
                 set_email(db, &mut contact, email).await?;
             }

@@ -289,7 +289,7 @@ fn score_snapshot(model: &PublishedModel, snapshot: Snapshot, now: Millis) -> Pg
                     })
                     .collect()
             };
-            let action = rescore_action(model, stored.get(&id), || json_map(&attributes).map_err(Into::into), decode, now)?;
+            let action = rescore_action(model, stored.get(&id), || json_map(&attributes), decode, now)?;
             Ok(action.map(|action| (id, action)))
         })
         .collect();

@@ -98,10 +98,10 @@ pub(crate) fn set_email(conn: &Connection, contact: &mut ContactRecord, email: &
     if email.is_empty() || contact.email.as_deref() == Some(email.as_str()) {
         return Ok(());
     }
-    if let Some(other) = contact_id_by_email(conn, &email)? {
-        if other != contact.id {
-            return Err(StoreError::Conflict(format!("email {email} already belongs to contact {other}")));
-        }
+    if let Some(other) = contact_id_by_email(conn, &email)?
+        && other != contact.id
+    {
+        return Err(StoreError::Conflict(format!("email {email} already belongs to contact {other}")));
     }
     contact.attributes.insert("email".into(), Value::String(email.clone()));
     contact.email = Some(email);

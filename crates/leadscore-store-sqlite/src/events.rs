@@ -65,10 +65,11 @@ pub(crate) fn merge_contact(conn: &Connection, from: &str, into: &str, now: Mill
     ] {
         conn.prepare_cached(sql).map_err(db_err)?.execute([from]).map_err(db_err)?;
     }
-    if source.email.is_some() && target.email.is_none() {
-        if let Some(email) = &source.email {
-            set_email(conn, &mut target, email)?;
-        }
+    if source.email.is_some()
+        && target.email.is_none()
+        && let Some(email) = &source.email
+    {
+        set_email(conn, &mut target, email)?;
     }
     save_contact(conn, &target, &previous_groups)?;
     append_log(conn, into, now, "merged", &json!({ "from": from, "attributes": target.attributes }))
@@ -80,10 +81,10 @@ fn resolve_known(conn: &Connection, identity: &Identity, first_seen: Millis, now
         if contact_exists(conn, user_id)? {
             return Ok(user_id.clone());
         }
-        if let Some(email) = &email {
-            if let Some(id) = contact_id_by_email(conn, email)? {
-                return Ok(id);
-            }
+        if let Some(email) = &email
+            && let Some(id) = contact_id_by_email(conn, email)?
+        {
+            return Ok(id);
         }
         create_contact(conn, user_id.clone(), email, identity, first_seen, now)?;
         return Ok(user_id.clone());

@@ -172,10 +172,10 @@ impl SqliteStore {
                 None => open_connection(&inner.path)?,
             };
             let result = work(&conn);
-            if let Ok(mut readers) = inner.readers.lock() {
-                if readers.len() < 8 {
-                    readers.push(conn);
-                }
+            if let Ok(mut readers) = inner.readers.lock()
+                && readers.len() < 8
+            {
+                readers.push(conn);
             }
             result
         })

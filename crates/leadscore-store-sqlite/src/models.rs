@@ -71,8 +71,11 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 thread_local! {
     /// The live models as read from the database by this (writer) thread, with the
     /// (name, version) list they were built from.
-    static LIVE_MODELS: std::cell::RefCell<Option<(Vec<(String, u32)>, std::sync::Arc<ModelSet>)>> = const { std::cell::RefCell::new(None) };
+    static LIVE_MODELS: std::cell::RefCell<Option<LiveModels>> = const { std::cell::RefCell::new(None) };
 }
+
+/// The (name, version) list of the live models, and the set built from it.
+type LiveModels = (Vec<(String, u32)>, std::sync::Arc<ModelSet>);
 
 /// The models that are live in the database right now. Writes score with these, not with
 /// whatever set the caller loaded earlier: a write racing a publish (or another process's
@@ -190,6 +193,10 @@ fn live_version(conn: &Connection, name: &str) -> StoreResult<Option<u32>> {
         .map_err(db_err)
 }
 
+/// An event as read for a rescore: (ts, messageId, name, properties JSON), decoded later in
+/// parallel.
+type RawEvent = (i64, String, String, String);
+
 /// A chunk scored from a read snapshot, waiting to be written.
 pub(crate) struct ScoredChunk {
     actions: Vec<(String, RowAction)>,
@@ -234,7 +241,7 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
         .map_err(db_err)?;
     // Group the (already ordered) events by contact, then score contacts in parallel.
     let contact_count = contacts.len() as u64;
-    let mut grouped: Vec<(String, String, Vec<(i64, String, String, String)>)> = contacts.into_iter().map(|(id, attrs)| (id, attrs, Vec::new())).collect();
+    let mut grouped: Vec<(String, String, Vec<RawEvent>)> = contacts.into_iter().map(|(id, attrs)| (id, attrs, Vec::new())).collect();
     let mut index = 0;
     let mut events = 0u64;
     let mut names: Vec<String> = Vec::new();
@@ -271,7 +278,7 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
                     })
                     .collect()
             };
-            let action = rescore_action(model, stored.get(&id), || json_map(&attributes).map_err(Into::into), decode, now)?;
+            let action = rescore_action(model, stored.get(&id), || json_map(&attributes), decode, now)?;
             Ok(action.map(|action| (id, action)))
         })
         .collect();

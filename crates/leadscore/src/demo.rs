@@ -232,11 +232,11 @@ pub async fn load(state: &Arc<leadscore_server::AppState>, people: Vec<ContactUp
         let store = state.store.clone();
         let models = models.clone();
         tasks.spawn(async move { store.upsert_contact(person, &models, now).await.map(|_| ()) });
-        if tasks.len() >= 256 {
-            if let Some(done) = tasks.join_next().await {
-                done??;
-                bar.inc(1);
-            }
+        if tasks.len() >= 256
+            && let Some(done) = tasks.join_next().await
+        {
+            done??;
+            bar.inc(1);
         }
     }
     while let Some(done) = tasks.join_next().await {

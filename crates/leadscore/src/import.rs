@@ -274,10 +274,10 @@ fn cell_value(cell: &str) -> Value {
         if let Ok(i) = trimmed.parse::<i64>() {
             return json!(i);
         }
-        if let Ok(f) = trimmed.parse::<f64>() {
-            if f.is_finite() {
-                return json!(f);
-            }
+        if let Ok(f) = trimmed.parse::<f64>()
+            && f.is_finite()
+        {
+            return json!(f);
         }
     }
     Value::String(trimmed.to_string())
@@ -327,7 +327,9 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
     }
     let created_index = headers.iter().position(|h| attribute_name(h) == "created_at");
     let outcome_index = match &options.outcome {
-        Some(name) => Some(headers.iter().position(|h| h == name).with_context(|| format!("--outcome: the file has no column {name:?} (columns: {})", headers.join(", ")))?),
+        Some(name) => Some(
+            headers.iter().position(|h| h == name).with_context(|| format!("--outcome: the file has no column {name:?} (columns: {})", headers.join(", ")))?,
+        ),
         None => None,
     };
     let missing: Vec<&str> = DEFAULT_MISSING.iter().copied().chain(options.missing.iter().map(String::as_str)).collect();
@@ -384,11 +386,11 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
             summary.reject(line, "no id and no email");
             continue;
         }
-        if let Some(email) = &email {
-            if !email.contains('@') {
-                summary.reject(line, format!("{email:?} is not an email address"));
-                continue;
-            }
+        if let Some(email) = &email
+            && !email.contains('@')
+        {
+            summary.reject(line, format!("{email:?} is not an email address"));
+            continue;
         }
         let created_at = match created_index.and_then(|i| record.get(i)).filter(|s| !s.trim().is_empty()) {
             Some(text) => match leadscore_server::input::parse_time(text) {
@@ -540,23 +542,6 @@ async fn flush(state: &Arc<AppState>, batch: &mut Vec<(u64, NewEvent)>, summary:
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attribute_names_and_cells() {
-        assert_eq!(attribute_name("Lead Source"), "lead_source");
-        assert_eq!(attribute_name("What is your current occupation"), "what_is_your_current_occupation");
-        assert_eq!(attribute_name("Total Time Spent on Website"), "total_time_spent_on_website");
-        assert_eq!(cell_value("250"), json!(250));
-        assert_eq!(cell_value("2.5"), json!(2.5));
-        assert_eq!(cell_value("007"), json!("007"));
-        assert_eq!(cell_value("Select"), json!("Select"));
-        assert_eq!(cell_value("-3"), json!(-3));
-    }
-}
-
 /// One outcome row: which contact, what, when.
 fn outcome_row(
     state: &AppState,
@@ -575,7 +560,11 @@ fn outcome_row(
     if let Some(rating) = cell(columns.rating) {
         let rating: i64 = rating.parse().map_err(|_| format!("rating {rating:?} is not a number"))?;
         let rating = leadscore_server::outcomes::check_rating(rating)?;
-        kinds.push(leadscore_store::OutcomeKind::Feedback { rating, note: cell(columns.note).map(str::to_string), author: cell(columns.author).map(str::to_string) });
+        kinds.push(leadscore_store::OutcomeKind::Feedback {
+            rating,
+            note: cell(columns.note).map(str::to_string),
+            author: cell(columns.author).map(str::to_string),
+        });
     }
     if kinds.is_empty() {
         return Err("neither a status nor a rating".into());
@@ -668,7 +657,12 @@ fn outcome_status(cell: &str) -> Result<Option<String>, String> {
 }
 
 /// Records an imported contact's outcome as of its creation, once: a re-run finds it.
-async fn record_import_outcome(state: &AppState, contact: &leadscore_store::ContactRecord, status: String, created_at: Option<leadscore_store::Millis>) -> Result<(), String> {
+async fn record_import_outcome(
+    state: &AppState,
+    contact: &leadscore_store::ContactRecord,
+    status: String,
+    created_at: Option<leadscore_store::Millis>,
+) -> Result<(), String> {
     let at = created_at.unwrap_or(contact.created_at);
     let kind = leadscore_store::OutcomeKind::Status { status };
     let known = state.store.contact_outcomes(&contact.id).await.map_err(|e| e.to_string())?;
@@ -676,4 +670,21 @@ async fn record_import_outcome(state: &AppState, contact: &leadscore_store::Cont
         return Ok(());
     }
     leadscore_server::outcomes::record(state, &contact.id, kind, at).await.map(|_| ()).map_err(|e| e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_names_and_cells() {
+        assert_eq!(attribute_name("Lead Source"), "lead_source");
+        assert_eq!(attribute_name("What is your current occupation"), "what_is_your_current_occupation");
+        assert_eq!(attribute_name("Total Time Spent on Website"), "total_time_spent_on_website");
+        assert_eq!(cell_value("250"), json!(250));
+        assert_eq!(cell_value("2.5"), json!(2.5));
+        assert_eq!(cell_value("007"), json!("007"));
+        assert_eq!(cell_value("Select"), json!("Select"));
+        assert_eq!(cell_value("-3"), json!(-3));
+    }
 }
