@@ -14,7 +14,6 @@ fn leadscore(dir: &Path, args: &[&str]) -> Output {
     if args.first() != Some(&"model") || args.get(1) != Some(&"validate") {
         command.arg("--data").arg(dir);
     }
-
     command.env("LEADSCORE_LOG", "warn").env_remove("LEADSCORE_DATABASE_URL").env_remove("LEADSCORE_DATA").current_dir(dir).output().unwrap()
 }
 
