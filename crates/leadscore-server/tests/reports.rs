@@ -9,25 +9,7 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const MODEL: &str = r#"
-name = "b2b"
-[[bands]]
-name = "hot"
-min = 60
-[[bands]]
-name = "warm"
-min = 30
-[[bands]]
-name = "cold"
-[[activity]]
-name = "Ten"
-event = "Ten"
-points = 10
-[[activity]]
-name = "Five"
-event = "Five"
-points = 5
-"#;
+const MODEL: &str = TEN_FIVE_MODEL;
 
 /// Gives `contact` exactly `points` activity points (multiples of 5) at T0.
 async fn earn(server: &TestServer, contact: &str, points: u32) {
@@ -41,11 +23,6 @@ async fn earn(server: &TestServer, contact: &str, points: u32) {
     server.ingest(json!({ "batch": batch })).await;
 }
 
-async fn status(server: &TestServer, contact: &str, status: &str, at: i64) -> Value {
-    let body = json!({ "status": status, "at": leadscore_server::input::format_time(at) });
-    server.post(&format!("/api/v1/contacts/{contact}/status"), &body).await.expect(StatusCode::CREATED).clone()
-}
-
 // Statuses keep the scores as of their time; the contact's status is its latest by time.
 async fn outcomes_keep_the_scores_sales_saw(server: TestServer) {
     server.publish("b2b", MODEL).await;
@@ -53,13 +30,13 @@ async fn outcomes_keep_the_scores_sales_saw(server: TestServer) {
     server.set_now(T0 + 3 * HOUR);
     // More activity later: the status recorded for an hour after T0 keeps 15 points.
     server.ingest(track("x", "x-late", "Ten", json!({}), T0 + 2 * HOUR)).await;
-    let recorded = status(&server, "x", "qualified", T0 + HOUR).await;
+    let recorded = server.record_status("x", "qualified", T0 + HOUR).await;
     assert_eq!(recorded["scores"]["b2b"]["total"], 15.0, "as of `at`, not now: {recorded}");
     assert_eq!(recorded["status"], "qualified");
-    let now = status(&server, "x", "contacted", T0 + 3 * HOUR).await;
+    let now = server.record_status("x", "contacted", T0 + 3 * HOUR).await;
     assert_eq!(now["scores"]["b2b"]["total"], 25.0);
     // Imported later but dated earlier: the contact's status stays the latest by time.
-    status(&server, "x", "new", T0).await;
+    server.record_status("x", "new", T0).await;
     assert_eq!(server.contact("x").await["status"], "contacted");
     let feedback = server.post("/api/v1/contacts/x/feedback", &json!({ "rating": 4, "note": "good call", "author": "ana" })).await;
     assert_eq!(feedback.expect(StatusCode::CREATED)["rating"], 4);
@@ -85,8 +62,8 @@ async fn brackets_and_accuracy_match_hand_computation(server: TestServer) {
     }
     server.set_now(T0 + DAY);
     for (id, _, outcome) in people {
-        status(&server, id, "contacted", T0 + HOUR).await;
-        status(&server, id, outcome, T0 + 2 * HOUR).await;
+        server.record_status(id, "contacted", T0 + HOUR).await;
+        server.record_status(id, outcome, T0 + 2 * HOUR).await;
     }
     let report = server.get("/api/v1/reports/brackets?model=b2b").await;
     let report = report.expect(StatusCode::OK).clone();
@@ -164,7 +141,7 @@ async fn distribution_sources_and_feedback(server: TestServer) {
     }
     server.set_now(T0 + DAY);
     for (id, _, outcome, _) in people {
-        status(&server, id, outcome, T0 + 2 * HOUR).await;
+        server.record_status(id, outcome, T0 + 2 * HOUR).await;
     }
     for (id, rating) in [("w70", 5), ("l10", 1), ("w35", 3), ("w45", 4)] {
         server.post(&format!("/api/v1/contacts/{id}/feedback"), &json!({ "rating": rating })).await.expect(StatusCode::CREATED);
@@ -232,8 +209,8 @@ points = 5
     }
     server.set_now(T0 + DAY);
     for i in 0..4 {
-        status(&server, &format!("buyer{i}"), "won", T0 + HOUR).await;
-        status(&server, &format!("browser{i}"), "lost", T0 + HOUR).await;
+        server.record_status(&format!("buyer{i}"), "won", T0 + HOUR).await;
+        server.record_status(&format!("browser{i}"), "lost", T0 + HOUR).await;
     }
     let candidate = live.replace("points = 20\n[[activity]]\nname = \"Demo\"\nevent = \"Demo\"\npoints = 5", "points = -5\n[[activity]]\nname = \"Demo\"\nevent = \"Demo\"\npoints = 25");
     assert_ne!(candidate, live);
@@ -298,10 +275,10 @@ async fn speed_to_lead_and_hot_to_qualified(server: TestServer) {
     }
     server.set_now(T0 + 3 * DAY);
     let hot_at = T0 + 5 * MINUTE; // the sixth Ten reaches 60
-    status(&server, "h1", "contacted", hot_at + 2 * HOUR).await;
-    status(&server, "h1", "qualified", hot_at + 3 * HOUR).await;
-    status(&server, "h2", "contacted", hot_at + 30 * HOUR).await;
-    status(&server, "early", "qualified", T0).await;
+    server.record_status("h1", "contacted", hot_at + 2 * HOUR).await;
+    server.record_status("h1", "qualified", hot_at + 3 * HOUR).await;
+    server.record_status("h2", "contacted", hot_at + 30 * HOUR).await;
+    server.record_status("early", "qualified", T0).await;
     let from = leadscore_server::input::format_time(T0 - DAY);
     let to = leadscore_server::input::format_time(T0 + DAY);
     let report = server.get_query("/api/v1/reports/speed", &[("model", "b2b"), ("from", from.as_str()), ("to", to.as_str())]).await;

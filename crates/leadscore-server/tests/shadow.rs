@@ -12,25 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 /// The live model: Ten is worth 10, Five 5.
-const LIVE: &str = r#"
-name = "b2b"
-[[bands]]
-name = "hot"
-min = 60
-[[bands]]
-name = "warm"
-min = 30
-[[bands]]
-name = "cold"
-[[activity]]
-name = "Ten"
-event = "Ten"
-points = 10
-[[activity]]
-name = "Five"
-event = "Five"
-points = 5
-"#;
+const LIVE: &str = TEN_FIVE_MODEL;
 
 /// The candidate: Five is worth 50. Named so it sorts before the live model (an
 /// automation without a model must still read the live one); its comment must survive a
@@ -43,11 +25,6 @@ fn shadow() -> String {
 
 async fn put_text(server: &TestServer, path: &str, toml: &str) -> Reply {
     server.send(server.request(Method::PUT, path, Some(ADMIN_KEY)).header("content-type", "application/toml").body(toml.to_string())).await
-}
-
-async fn status(server: &TestServer, contact: &str, status: &str, at: i64) {
-    let body = json!({ "status": status, "at": leadscore_server::input::format_time(at) });
-    server.post(&format!("/api/v1/contacts/{contact}/status"), &body).await.expect(StatusCode::CREATED);
 }
 
 /// `tens` Ten events and `fives` Five events for `contact` at T0.
@@ -135,7 +112,7 @@ async fn a_shadow_scores_live_traffic_but_never_acts(server: TestServer) {
 async fn compare_then_promote(server: TestServer) {
     server.publish("b2b", LIVE).await;
     server.create_contact(json!({ "id": "c0" })).await;
-    status(&server, "c0", "won", T0).await;
+    server.record_status("c0", "won", T0).await;
     server.set_now(T0 + HOUR);
     let published = put_text(&server, "/api/v1/models/alt?shadow_of=b2b", &shadow()).await;
     server.wait_for_rescore("alt", published.expect(StatusCode::CREATED)["version"].as_u64().unwrap()).await;
@@ -145,7 +122,7 @@ async fn compare_then_promote(server: TestServer) {
     earn(&server, "c4", 3, 0).await; // b2b 30 warm, alt 30 warm: lost
     server.set_now(T0 + 3 * HOUR);
     for (contact, outcome) in [("c1", "won"), ("c2", "lost"), ("c3", "won"), ("c4", "lost")] {
-        status(&server, contact, outcome, T0 + 2 * HOUR).await;
+        server.record_status(contact, outcome, T0 + 2 * HOUR).await;
     }
     let report = server.get_query("/api/v1/reports/compare", &[("model", "alt")]).await.expect(StatusCode::OK).clone();
     assert_eq!(report["judged_contacts"], 4, "{report}");

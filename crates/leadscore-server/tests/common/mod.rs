@@ -310,6 +310,36 @@ pub fn page(user: &str, message_id: &str, path: &str, at: i64) -> Value {
     })
 }
 
+/// A model whose totals are easy to compute by hand: bands hot ≥ 60, warm ≥ 30, cold;
+/// event Ten earns 10 points, Five 5 (the reports and shadow tests).
+pub const TEN_FIVE_MODEL: &str = r#"
+name = "b2b"
+[[bands]]
+name = "hot"
+min = 60
+[[bands]]
+name = "warm"
+min = 30
+[[bands]]
+name = "cold"
+[[activity]]
+name = "Ten"
+event = "Ten"
+points = 10
+[[activity]]
+name = "Five"
+event = "Five"
+points = 5
+"#;
+
+impl TestServer {
+    /// Records `status` for `contact` as of `at` (201 expected) and returns the outcome.
+    pub async fn record_status(&self, contact: &str, status: &str, at: i64) -> Value {
+        let body = json!({ "status": status, "at": format_time(at) });
+        self.post(&format!("/api/v1/contacts/{contact}/status"), &body).await.expect(StatusCode::CREATED).clone()
+    }
+}
+
 pub fn quote_form(user: &str, message_id: &str, at: i64) -> Value {
     track(user, message_id, "Form Submitted", json!({ "form": "quote" }), at)
 }
