@@ -5,7 +5,7 @@
 //! for both, side by side; plus how many contacts the candidate would move to another band
 //! today. Nothing is written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +27,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
 use crate::models::{JOB_LEASE_MS, job_json};
-use crate::reports::{ReplayPages, accuracy_report, brackets_report, judge, replay_in_parallel, resolve, timelines};
+use crate::reports::{BandChanges, ReplayPages, accuracy_report, brackets_report, judge, replay_in_parallel, resolve, timelines};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/backtest", post(backtest_route)).route("/backtest/{id}", get(backtest_job_route))
@@ -101,34 +101,24 @@ async fn band_changes(
     progress: Progress<'_>,
 ) -> Result<Value, StoreError> {
     let now = state.now();
-    let mut transitions: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let (mut scored, mut changed) = (0u64, 0u64);
+    let mut changes = BandChanges::default();
     let mut pages = ReplayPages::scored(state, &live.name);
     while let Some((listed, page)) = pages.next().await? {
         let (candidate, live) = (candidate.clone(), live.clone());
-        let bands = replay_in_parallel(page, move |contact, events| {
-            let band = |model: &PublishedModel| -> String {
-                if !model.model.applies_to(&contact.attributes) {
-                    return "(not scored)".into();
-                }
-                let card: ScoreCard = card_from_events(model, &contact.attributes, events, now);
-                card.band.unwrap_or_else(|| "(no band)".into())
+        let cards = replay_in_parallel(page, move |contact, events| {
+            let card = |model: &PublishedModel| -> Option<ScoreCard> {
+                model.model.applies_to(&contact.attributes).then(|| card_from_events(model, &contact.attributes, events, now))
             };
-            Some((band(&live), band(&candidate)))
+            Some((card(&live), card(&candidate)))
         })
         .await?;
-        for (from, to) in bands {
-            scored += 1;
-            if from != to {
-                changed += 1;
-                *transitions.entry((from, to)).or_default() += 1;
-            }
+        for (live, candidate) in &cards {
+            changes.add(live.as_ref(), candidate.as_ref());
         }
         done += listed as u64;
         progress(done.min(total), total);
     }
-    let transitions: Vec<Value> = transitions.into_iter().map(|((from, to), n)| json!({ "from": from, "to": to, "contacts": n })).collect();
-    Ok(json!({ "contacts": scored, "changed": changed, "transitions": transitions }))
+    Ok(changes.into_json())
 }
 
 /// The candidate as a model to replay: its own name, version 0 (never live).

@@ -5,7 +5,6 @@
 //! make. Same report shape as the backtest (`candidate` beside `live`), plus each side's
 //! distribution.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -20,7 +19,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::reports::{ScoreRows, accuracy_report, brackets_report, distribution_report, judge, resolve, timelines};
+use crate::reports::{BandChanges, ScoreRows, accuracy_report, brackets_report, distribution_report, judge, resolve, timelines};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/reports/compare", get(compare_route))
@@ -91,10 +90,7 @@ async fn next_card(rows: &mut ScoreRows, model: &PublishedModel, now: Millis) ->
 /// another band, and from which to which. A contact scored by one model only counts as
 /// "(not scored)" under the other.
 async fn band_changes(state: &AppState, candidate: &PublishedModel, live: &PublishedModel) -> Result<Value, StoreError> {
-    const NOT_SCORED: &str = "(not scored)";
-    let band = |card: &ScoreCard| card.band.clone().unwrap_or_else(|| "(no band)".into());
-    let mut transitions: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let (mut contacts, mut changed) = (0u64, 0u64);
+    let mut changes = BandChanges::default();
     let now = state.now();
     let (mut live_rows, mut candidate_rows) = (ScoreRows::new(state, live, None), ScoreRows::new(state, candidate, None));
     let (mut next_live, mut next_candidate) = (next_card(&mut live_rows, live, now).await?, next_card(&mut candidate_rows, candidate, now).await?);
@@ -106,23 +102,17 @@ async fn band_changes(state: &AppState, candidate: &PublishedModel, live: &Publi
             (None, Some(_)) => Ordering::Greater,
             (Some((live_id, _)), Some((candidate_id, _))) => live_id.cmp(candidate_id),
         };
-        let live_band = if order.is_le() { next_live.as_ref().map(|(_, card)| band(card)) } else { None };
-        let candidate_band = if order.is_ge() { next_candidate.as_ref().map(|(_, card)| band(card)) } else { None };
+        let live_card = if order.is_le() { next_live.as_ref().map(|(_, card)| card) } else { None };
+        let candidate_card = if order.is_ge() { next_candidate.as_ref().map(|(_, card)| card) } else { None };
+        changes.add(live_card, candidate_card);
         if order.is_le() {
             next_live = next_card(&mut live_rows, live, now).await?;
         }
         if order.is_ge() {
             next_candidate = next_card(&mut candidate_rows, candidate, now).await?;
         }
-        let (from, to) = (live_band.unwrap_or_else(|| NOT_SCORED.into()), candidate_band.unwrap_or_else(|| NOT_SCORED.into()));
-        contacts += 1;
-        if from != to {
-            changed += 1;
-            *transitions.entry((from, to)).or_default() += 1;
-        }
     }
-    let transitions: Vec<Value> = transitions.into_iter().map(|((from, to), n)| json!({ "from": from, "to": to, "contacts": n })).collect();
-    Ok(json!({ "contacts": contacts, "changed": changed, "transitions": transitions }))
+    Ok(changes.into_json())
 }
 
 #[derive(Deserialize)]

@@ -137,6 +137,38 @@ async fn with_events(store: Arc<dyn leadscore_store::Store>, contacts: Vec<leads
     Ok((contacts, events))
 }
 
+/// How many contacts a candidate model would put in another band than the live model, and
+/// from which band to which: the `band_changes` of the backtest and of the shadow
+/// comparison.
+#[derive(Default)]
+pub(crate) struct BandChanges {
+    contacts: u64,
+    changed: u64,
+    transitions: BTreeMap<(String, String), u64>,
+}
+
+impl BandChanges {
+    /// One contact: its card under the live model and under the candidate (None: that
+    /// model does not score it).
+    pub(crate) fn add(&mut self, live: Option<&ScoreCard>, candidate: Option<&ScoreCard>) {
+        let label = |card: Option<&ScoreCard>| match card {
+            None => "(not scored)".to_string(),
+            Some(card) => card.band.clone().unwrap_or_else(|| "(no band)".into()),
+        };
+        let (live, candidate) = (label(live), label(candidate));
+        self.contacts += 1;
+        if live != candidate {
+            self.changed += 1;
+            *self.transitions.entry((live, candidate)).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn into_json(self) -> Value {
+        let transitions: Vec<Value> = self.transitions.into_iter().map(|((from, to), n)| json!({ "from": from, "to": to, "contacts": n })).collect();
+        json!({ "contacts": self.contacts, "changed": self.changed, "transitions": transitions })
+    }
+}
+
 /// Runs `replay` over the contacts of a page in parallel (rayon, off the async runtime).
 pub(crate) async fn replay_in_parallel<T: Send + 'static>(
     (contacts, events): ReplayPage,
