@@ -90,6 +90,16 @@ pub enum Action {
 }
 
 impl Automation {
+    /// The models the automation names, each with where it names it (`model`,
+    /// `trigger.band.model`).
+    pub fn named_models(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let band_model = match &self.trigger {
+            Trigger::Band { model, .. } => model.as_deref(),
+            _ => None,
+        };
+        [("model", self.model.as_deref()), ("trigger.band.model", band_model)].into_iter().filter_map(|(path, model)| Some((path, model?)))
+    }
+
     /// Parses one automation (a TOML table or JSON object).
     pub fn parse(text: &str) -> Result<Automation, ModelError> {
         Self::from_value(parse_document(text, Format::sniff(text))?)

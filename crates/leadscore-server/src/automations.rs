@@ -61,12 +61,8 @@ async fn put_automation(
             message: format!("the automation is named {:?} but was sent to /automations/{name}", automation.name),
         }]));
     }
-    let band_model = match &automation.trigger {
-        leadscore_core::automation::Trigger::Band { model, .. } => model.as_deref(),
-        _ => None,
-    };
-    for (path, model) in [("model", automation.model.as_deref()), ("trigger.band.model", band_model)] {
-        if let Some(shadow) = model.and_then(|m| state.model(m)).filter(|m| m.is_shadow()) {
+    for (path, model) in automation.named_models() {
+        if let Some(shadow) = state.model(model).filter(|m| m.is_shadow()) {
             return Err(invalid(vec![Problem {
                 path: path.into(),
                 message: format!(

@@ -126,11 +126,7 @@ pub fn hide_shadow_scores(contact: &mut ContactRecord, models: &ModelSet) {
 /// Whether the automation names a shadow model (it then never fires: shadows fire no
 /// automations; the API refuses such automations, this covers a model turned shadow later).
 fn reads_shadow(automation: &Automation, models: &ModelSet) -> bool {
-    let band_model = match &automation.trigger {
-        Trigger::Band { model, .. } => model.as_deref(),
-        _ => None,
-    };
-    [automation.model.as_deref(), band_model].into_iter().flatten().any(|name| models.iter().any(|m| m.name == name && m.is_shadow()))
+    automation.named_models().any(|(_, name)| models.iter().any(|m| m.name == name && m.is_shadow()))
 }
 
 /// The model an automation reads: its own, or the contact's only (first) scored model.
