@@ -112,7 +112,12 @@ impl Automation {
             Value::Array(items) => items,
             Value::Object(mut root) => match root.remove("automation") {
                 Some(Value::Array(items)) => items,
-                _ => return Err(ModelError::Invalid(vec![crate::problems::Problem { path: "automation".into(), message: "expected [[automation]] tables".into() }])),
+                _ => {
+                    return Err(ModelError::Invalid(vec![crate::problems::Problem {
+                        path: "automation".into(),
+                        message: "expected [[automation]] tables".into(),
+                    }]));
+                }
             },
             _ => return Err(ModelError::Invalid(vec![crate::problems::Problem { path: String::new(), message: "expected [[automation]] tables".into() }])),
         };
@@ -122,9 +127,10 @@ impl Automation {
             let label = item.get("name").and_then(Value::as_str).map_or(format!("automation[{index}]"), |n| format!("automation[{index}] {n:?}"));
             let mut own = Problems::default();
             if let Some(automation) = compile(item, &mut own)
-                && own.is_empty() {
-                    automations.push(automation);
-                }
+                && own.is_empty()
+            {
+                automations.push(automation);
+            }
             for problem in own.into_vec() {
                 let path = if problem.path.is_empty() { label.clone() } else { format!("{label}.{}", problem.path) };
                 problems.add(&path, &problem.message);
@@ -306,9 +312,10 @@ fn parse_filter(value: &Value, problems: &mut Problems) -> Filter {
     let mut rest = table.clone();
     for key in ["group", "band", "owner"] {
         if let Some(v) = rest.remove(key)
-            && !v.is_string() {
-                problems.add(&format!("filter.{key}"), "must be a string");
-            }
+            && !v.is_string()
+        {
+            problems.add(&format!("filter.{key}"), "must be a string");
+        }
     }
     if !rest.is_empty() {
         filter.condition = parse_condition(&Value::Object(rest), "filter", problems);
@@ -476,9 +483,10 @@ pub fn threshold_step(direction: &Direction, value: f64, rearm: Option<f64>, arm
 /// a later time than the one that waited.
 pub fn limits_allow(limits: &Limits, runs: &[i64], at: i64) -> bool {
     if let Some(cooldown) = limits.cooldown
-        && runs.iter().any(|t| at - t < cooldown.millis()) {
-            return false;
-        }
+        && runs.iter().any(|t| at - t < cooldown.millis())
+    {
+        return false;
+    }
     if let Some((max, per)) = limits.max {
         let recent = runs.iter().filter(|t| **t > at - per.millis()).count();
         if recent >= max as usize {
