@@ -80,10 +80,8 @@ impl Operand {
     }
 }
 
-pub const OPS: &[&str] = &[
-    "eq", "ne", "in", "not_in", "contains", "starts_with", "ends_with", "matches", "gt", "gte", "lt",
-    "lte", "between", "exists", "not_exists",
-];
+pub const OPS: &[&str] =
+    &["eq", "ne", "in", "not_in", "contains", "starts_with", "ends_with", "matches", "gt", "gte", "lt", "lte", "between", "exists", "not_exists"];
 
 /// The text of a scalar JSON value, `None` for arrays, objects and null.
 fn scalar_text(value: &Value) -> Option<String> {
@@ -178,9 +176,7 @@ impl Leaf {
                 _ => items.iter().any(|item| self.matches(Some(item))),
             };
         }
-        let text = || {
-            scalar_text(actual).map(|t| if ci { t.to_lowercase() } else { t })
-        };
+        let text = || scalar_text(actual).map(|t| if ci { t.to_lowercase() } else { t });
         match &self.op {
             Op::Exists => true,
             Op::NotExists => false,
@@ -219,11 +215,8 @@ pub fn parse_condition(value: &Value, path: &str, problems: &mut Problems) -> Op
             if items.is_empty() {
                 problems.add(&format!("{path}.{combinator}"), "must hold at least one condition");
             }
-            let parsed: Vec<Option<Condition>> = items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| parse_condition(item, &format!("{path}.{combinator}[{i}]"), problems))
-                .collect();
+            let parsed: Vec<Option<Condition>> =
+                items.iter().enumerate().map(|(i, item)| parse_condition(item, &format!("{path}.{combinator}[{i}]"), problems)).collect();
             let parsed: Option<Vec<Condition>> = parsed.into_iter().collect();
             return parsed.map(|items| if combinator == "all" { Condition::All(items) } else { Condition::Any(items) });
         }
@@ -269,14 +262,7 @@ pub fn parse_condition(value: &Value, path: &str, problems: &mut Problems) -> Op
     Some(Condition::Leaf(Leaf { source, field, op, case_insensitive }))
 }
 
-fn parse_op(
-    name: &str,
-    value: Option<&Value>,
-    ci: bool,
-    value_path: &str,
-    problems: &mut Problems,
-    path: &str,
-) -> Option<Op> {
+fn parse_op(name: &str, value: Option<&Value>, ci: bool, value_path: &str, problems: &mut Problems, path: &str) -> Option<Op> {
     let need_value = |problems: &mut Problems| -> Option<&Value> {
         if value.is_none() {
             problems.add(value_path, &format!("`{name}` needs a `value`"));

@@ -26,16 +26,12 @@ impl Span {
     /// Parses `<positive integer><unit>` with unit one of `s m h d w`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("duration {text:?} has no unit (use s, m, h, d or w, e.g. \"7d\")"))?;
+        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("duration {text:?} has no unit (use s, m, h, d or w, e.g. \"7d\")"))?;
         let (digits, unit) = text.split_at(split);
         if digits.is_empty() {
             return Err(format!("duration {text:?} must start with a whole number, e.g. \"30d\""));
         }
-        let amount: i64 = digits
-            .parse()
-            .map_err(|_| format!("duration {text:?} is too large"))?;
+        let amount: i64 = digits.parse().map_err(|_| format!("duration {text:?} is too large"))?;
         let unit_ms = match unit {
             "s" => SECOND_MS,
             "m" => MINUTE_MS,
@@ -43,18 +39,14 @@ impl Span {
             "d" => DAY_MS,
             "w" => WEEK_MS,
             other => {
-                return Err(format!(
-                    "duration {text:?} has unknown unit {other:?} (use s, m, h, d or w)"
-                ));
+                return Err(format!("duration {text:?} has unknown unit {other:?} (use s, m, h, d or w)"));
             }
         };
         if amount == 0 {
             return Err(format!("duration {text:?} must be greater than zero"));
         }
-        let millis = amount
-            .checked_mul(unit_ms)
-            .filter(|ms| *ms <= 1_000 * 365 * DAY_MS)
-            .ok_or_else(|| format!("duration {text:?} is longer than 1000 years"))?;
+        let millis =
+            amount.checked_mul(unit_ms).filter(|ms| *ms <= 1_000 * 365 * DAY_MS).ok_or_else(|| format!("duration {text:?} is longer than 1000 years"))?;
         Ok(Self { millis })
     }
 }

@@ -125,10 +125,7 @@ impl ModelError {
     /// Every problem, syntax errors included, in the `{path, message}` shape.
     pub fn problems(&self) -> Vec<Problem> {
         match self {
-            ModelError::Syntax { message, line, .. } => vec![Problem {
-                path: line.map(|l| format!("line {l}")).unwrap_or_default(),
-                message: message.clone(),
-            }],
+            ModelError::Syntax { message, line, .. } => vec![Problem { path: line.map(|l| format!("line {l}")).unwrap_or_default(), message: message.clone() }],
             ModelError::Invalid(problems) => problems.clone(),
         }
     }
@@ -165,21 +162,13 @@ pub fn renamed_source(text: &str, format: Format, name: &str) -> Result<String, 
 /// Parses TOML or JSON text (the format sniffed) into a table as JSON.
 pub fn parse_document(text: &str, format: Format) -> Result<Value, ModelError> {
     match format {
-        Format::Json => serde_json::from_str::<Value>(text).map_err(|e| ModelError::Syntax {
-            format: "JSON",
-            message: e.to_string(),
-            line: Some(e.line()),
-        }),
+        Format::Json => serde_json::from_str::<Value>(text).map_err(|e| ModelError::Syntax { format: "JSON", message: e.to_string(), line: Some(e.line()) }),
         Format::Toml => {
             let table: toml::Table = toml::from_str(text).map_err(|e| {
                 let line = e.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
                 ModelError::Syntax { format: "TOML", message: e.message().to_string(), line }
             })?;
-            serde_json::to_value(table).map_err(|e| ModelError::Syntax {
-                format: "TOML",
-                message: e.to_string(),
-                line: None,
-            })
+            serde_json::to_value(table).map_err(|e| ModelError::Syntax { format: "TOML", message: e.to_string(), line: None })
         }
     }
 }
@@ -228,10 +217,7 @@ impl Model {
     pub fn fit_breakdown<'a>(&'a self, attributes: &'a Map<String, Value>) -> impl Iterator<Item = (&'a str, f64)> + 'a {
         let empty = Map::new();
         self.fit.iter().filter_map(move |rule| {
-            rule.cases
-                .iter()
-                .find(|case| case.when.as_ref().is_none_or(|c| c.matches(attributes, &empty)))
-                .map(|case| (rule.name.as_str(), case.points))
+            rule.cases.iter().find(|case| case.when.as_ref().is_none_or(|c| c.matches(attributes, &empty))).map(|case| (rule.name.as_str(), case.points))
         })
     }
 }
@@ -278,10 +264,7 @@ fn compile(definition: &Value, problems: &mut Problems) -> Option<Model> {
     let quadrant = root.get("quadrant").and_then(|v| {
         let t = table(v, "quadrant", problems)?;
         check_only_keys(t, &["fit", "activity"], "quadrant", problems);
-        Some(QuadrantSplit {
-            fit: number_field(t, "fit", "quadrant.fit", problems)?,
-            activity: number_field(t, "activity", "quadrant.activity", problems)?,
-        })
+        Some(QuadrantSplit { fit: number_field(t, "fit", "quadrant.fit", problems)?, activity: number_field(t, "activity", "quadrant.activity", problems)? })
     });
     let decay = root.get("decay").map(|v| parse_decay(v, problems)).unwrap_or_default();
     let bands = root.get("bands").map(|v| parse_bands(v, "bands", problems)).unwrap_or_default();
@@ -292,9 +275,7 @@ fn compile(definition: &Value, problems: &mut Problems) -> Option<Model> {
 }
 
 pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn table<'a>(value: &'a Value, path: &str, problems: &mut Problems) -> Option<&'a Map<String, Value>> {
@@ -456,14 +437,9 @@ fn parse_bands(value: &Value, section: &str, problems: &mut Problems) -> Vec<Ban
         }
         if let Some(previous) = bands.last() {
             match (previous.min, min) {
-                (None, _) => problems.add(
-                    &path.to_string(),
-                    &format!("band {:?} has no min and catches everything, so it must be the last", previous.name),
-                ),
-                (Some(prev), Some(this)) if this >= prev => problems.add(
-                    &format!("{path}.min"),
-                    &format!("bands go highest first: {name:?} (min {this}) must be below {:?} (min {prev})", previous.name),
-                ),
+                (None, _) => problems.add(&path.to_string(), &format!("band {:?} has no min and catches everything, so it must be the last", previous.name)),
+                (Some(prev), Some(this)) if this >= prev => problems
+                    .add(&format!("{path}.min"), &format!("bands go highest first: {name:?} (min {this}) must be below {:?} (min {prev})", previous.name)),
                 _ => {}
             }
         }
@@ -580,18 +556,12 @@ fn parse_activity_rules(value: &Value, problems: &mut Problems) -> Vec<ActivityR
             }
         };
         if matches!(event.as_deref(), Some("identify" | "alias" | "group")) {
-            problems.add(
-                &format!("{path}.event"),
-                "identify, alias and group calls change identity, not activity; no activity rule can match them",
-            );
+            problems.add(&format!("{path}.event"), "identify, alias and group calls change identity, not activity; no activity rule can match them");
         }
         let when = t.get("when").and_then(|w| {
             let c = parse_condition(w, &format!("{path}.when"), problems)?;
             if c.reads(Source::Attribute) {
-                problems.add(
-                    &format!("{path}.when"),
-                    "activity rules read event properties (`property = …`); segment contacts with `applies_to` or fit rules",
-                );
+                problems.add(&format!("{path}.when"), "activity rules read event properties (`property = …`); segment contacts with `applies_to` or fit rules");
             }
             Some(c)
         });
@@ -600,10 +570,7 @@ fn parse_activity_rules(value: &Value, problems: &mut Problems) -> Vec<ActivityR
             let lp = format!("{path}.limit");
             let lt = table(v, &lp, problems)?;
             check_only_keys(lt, &["count", "per"], &lp, problems);
-            Some(Limit {
-                count: count_field(lt, "count", &format!("{lp}.count"), problems)?,
-                per: span_field(lt, "per", &format!("{lp}.per"), problems)?,
-            })
+            Some(Limit { count: count_field(lt, "count", &format!("{lp}.count"), problems)?, per: span_field(lt, "per", &format!("{lp}.per"), problems)? })
         });
         let frequency = t.get("frequency").and_then(|v| {
             let fp = format!("{path}.frequency");

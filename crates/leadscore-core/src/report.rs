@@ -292,11 +292,11 @@ mod tests {
         const H: i64 = 3_600_000;
         let lead = |owner: &str, hot_at: i64, contacted_at: Option<i64>| HotLead { owner: Some(owner.into()), hot_at, contacted_at };
         let leads = [
-            lead("ann", 0, Some(H)),           // 1 h
-            lead("ann", 0, Some(30 * H)),      // 30 h: breach
-            lead("bob", 0, Some(2 * H)),       // 2 h
-            lead("bob", 10 * H, None),         // open, 38 h old at `now`: breach
-            lead("bob", 40 * H, None),         // open, 8 h old: not yet
+            lead("ann", 0, Some(H)),                                           // 1 h
+            lead("ann", 0, Some(30 * H)),                                      // 30 h: breach
+            lead("bob", 0, Some(2 * H)),                                       // 2 h
+            lead("bob", 10 * H, None),                                         // open, 38 h old at `now`: breach
+            lead("bob", 40 * H, None),                                         // open, 8 h old: not yet
             HotLead { owner: None, hot_at: 5 * H, contacted_at: Some(4 * H) }, // contacted before: 0
         ];
         let rows = speed_to_lead(&leads, 24 * H, 48 * H);

@@ -109,7 +109,15 @@ fn ties_are_broken_by_message_id() {
     let m = model(BASIC);
     let p = json!({"path": "/pricing"});
     let a = [ev(T0, "b", "page", p.clone()), ev(T0, "a", "page", p.clone())];
-    let steps = activity_history(&m, { let mut r = refs(&a); normalize_events(&mut r); r }, T0);
+    let steps = activity_history(
+        &m,
+        {
+            let mut r = refs(&a);
+            normalize_events(&mut r);
+            r
+        },
+        T0,
+    );
     assert_eq!(steps[0].message_id, "a");
     assert_eq!(steps[0].rule, "pricing");
     assert!(steps.iter().filter(|s| s.rule == "pricing").count() == 1);
@@ -117,14 +125,16 @@ fn ties_are_broken_by_message_id() {
 
 #[test]
 fn half_life_decay_and_rounding() {
-    let m = model(r#"
+    let m = model(
+        r#"
 name = "d"
 decay = { half_life = "10d" }
 [[activity]]
 name = "w"
 event = "Webinar Attended"
 points = 15
-"#);
+"#,
+    );
     let events = [ev(T0, "a", "Webinar Attended", json!({}))];
     assert_eq!(activity(&m, &events, T0), 15.0);
     assert_eq!(activity(&m, &events, T0 + 10 * DAY_MS), 7.5);
@@ -135,14 +145,16 @@ points = 15
 
 #[test]
 fn expire_after_is_half_open() {
-    let m = model(r#"
+    let m = model(
+        r#"
 name = "d"
 decay = { expire_after = "90d" }
 [[activity]]
 name = "w"
 event = "x"
 points = 15
-"#);
+"#,
+    );
     let events = [ev(T0, "a", "x", json!({})), ev(T0 + 50 * DAY_MS, "b", "x", json!({}))];
     assert_eq!(activity(&m, &events, T0 + 90 * DAY_MS - 1), 30.0);
     assert_eq!(activity(&m, &events, T0 + 90 * DAY_MS), 15.0);
@@ -151,7 +163,8 @@ points = 15
 
 #[test]
 fn inactivity_penalty_floors_at_zero_and_spares_negatives() {
-    let m = model(r#"
+    let m = model(
+        r#"
 name = "d"
 decay = { inactivity = { points = 5, every = "7d" } }
 [[activity]]
@@ -166,7 +179,8 @@ points = -30
 name = "other"
 event = "y"
 points = 0
-"#);
+"#,
+    );
     let events = [ev(T0, "a", "x", json!({}))];
     assert_eq!(activity(&m, &events, T0 + 7 * DAY_MS - 1), 12.0);
     assert_eq!(activity(&m, &events, T0 + 7 * DAY_MS), 7.0);
@@ -203,8 +217,10 @@ fn example_model_bands_flames_grade_quadrant() {
     );
     let student = attrs(json!({"job_title": "Student", "email": "s@rivalcorp.com"}));
     let card = score_contact(&m, &student, &[], T0);
-    assert_eq!((card.fit, card.band.as_deref(), card.flames, card.grade.as_deref(), card.quadrant.as_deref()),
-        (-120.0, Some("cold"), 0, Some("D"), Some("unqualified")));
+    assert_eq!(
+        (card.fit, card.band.as_deref(), card.flames, card.grade.as_deref(), card.quadrant.as_deref()),
+        (-120.0, Some("cold"), 0, Some("D"), Some("unqualified"))
+    );
     assert!(!m.applies_to(&attrs(json!({"product_interest": "services"}))));
     assert!(!m.applies_to(&Map::new()));
     assert!(m.applies_to(&attrs(json!({"product_interest": ""}))));

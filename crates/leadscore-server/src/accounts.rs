@@ -94,8 +94,7 @@ async fn list_accounts(State(state): State<Arc<AppState>>, principal: Principal,
         .take(limit)
         .collect();
     let next_cursor = (page.len() == limit).then(|| page.last().map(|a| format!("{},{}", a.score, a.account))).flatten();
-    let accounts: Vec<Value> =
-        page.iter().map(|a| json!({ "id": a.account, "score": a.score, "band": a.band, "contacts": a.contacts })).collect();
+    let accounts: Vec<Value> = page.iter().map(|a| json!({ "id": a.account, "score": a.score, "band": a.band, "contacts": a.contacts })).collect();
     Ok(Json(json!({
         "model": model.name,
         "aggregate": model.model.accounts.aggregate_name(),
@@ -111,7 +110,12 @@ struct AccountQuery {
 }
 
 /// An account's page: its score (as of now) under the model and its contacts, best first.
-async fn get_account(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, Query(q): Query<AccountQuery>) -> ApiResult<Json<Value>> {
+async fn get_account(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<AccountQuery>,
+) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
     let model = model_for(&state, q.model.as_deref())?;
     let contacts = state.store.account_contacts(&id).await?;

@@ -96,9 +96,7 @@ impl RateLimiter {
 
 pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> {
     let hash = hash_key(key);
-    let cached = state.keys.entries.lock().ok().and_then(|entries| {
-        entries.get(&hash).filter(|(_, at)| at.elapsed() < TTL).map(|(record, _)| record.clone())
-    });
+    let cached = state.keys.entries.lock().ok().and_then(|entries| entries.get(&hash).filter(|(_, at)| at.elapsed() < TTL).map(|(record, _)| record.clone()));
     let record = match cached {
         Some(record) => record,
         None => {
@@ -128,10 +126,8 @@ impl FromRequestParts<Arc<AppState>> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <API key>` header"))?;
+        let header =
+            parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <API key>` header"))?;
         let text = header.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
         let key = text
             .strip_prefix("Bearer ")

@@ -10,7 +10,9 @@ use axum::{Json, Router};
 use leadscore_core::scorer::{activity_history, normalize_events, round2};
 use leadscore_core::{EventRef, ScoreCard};
 use leadscore_store::scoring::{ScoringEvent, card_at, card_from_events};
-use leadscore_store::{BulkFilter, BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, Scope, SortKey, StoredEvent};
+use leadscore_store::{
+    BulkFilter, BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, Scope, SortKey, StoredEvent,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -52,9 +54,7 @@ pub async fn current_cards(state: &AppState, contact: &ContactRecord, at: Option
     // A row scored under a model or version this process has not loaded yet was written
     // after a publish through another process: load the live set now rather than showing
     // the contact without it until the next periodic reload.
-    let newer = |models: &ModelSet| {
-        contact.scores.iter().any(|(name, row)| models.iter().find(|m| &m.name == name).is_none_or(|m| m.version < row.version))
-    };
+    let newer = |models: &ModelSet| contact.scores.iter().any(|(name, row)| models.iter().find(|m| &m.name == name).is_none_or(|m| m.version < row.version));
     if newer(&models) {
         state.reload_models().await?;
         models = state.models();

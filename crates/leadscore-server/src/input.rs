@@ -86,9 +86,7 @@ pub fn next_time_cursor(len: usize, limit: usize, last: Option<(Millis, &str)>) 
 }
 
 pub fn format_time(millis: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(millis)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_else(|| millis.to_string())
+    chrono::DateTime::from_timestamp_millis(millis).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_else(|| millis.to_string())
 }
 
 #[cfg(test)]

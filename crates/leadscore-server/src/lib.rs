@@ -3,9 +3,9 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod automations;
 pub mod backtest;
 pub mod compare;
-pub mod automations;
 pub mod contacts;
 pub mod deliveries;
 pub mod error;

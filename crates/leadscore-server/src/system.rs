@@ -35,21 +35,14 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(render_metrics))
-        .route("/openapi.json", get(openapi))
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(render_metrics)).route("/openapi.json", get(openapi))
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.store.count_keys().await {
         Ok(_) => Json(json!({ "status": "ok", "models": state.models().len() })).into_response(),
-        Err(err) => crate::error::ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            format!("the database does not answer: {err}"),
-        )
-        .into_response(),
+        Err(err) => crate::error::ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the database does not answer: {err}"))
+            .into_response(),
     }
 }
 
@@ -67,18 +60,12 @@ async fn openapi(principal: Principal) -> Result<Json<serde_json::Value>, ApiErr
 
 /// Counts requests and their latency by matched route and status.
 pub async fn track_requests(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("leadscore_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("leadscore_http_request_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("leadscore_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status).increment(1);
+    metrics::histogram!("leadscore_http_request_seconds", "route" => route, "method" => method).record(started.elapsed().as_secs_f64());
     response
 }

@@ -37,12 +37,20 @@ async fn earn(server: &TestServer, contact: &str, tens: u32) {
 
 async fn accounts_roll_up_contacts_by_group_or_domain(server: TestServer) {
     server.publish("b2b", MODEL).await;
-    for (id, email, tens) in [("ann", "ann@acme.com", 3), ("bob", "bob@acme.com", 5), ("cid", "cid@acme.com", 1), ("eve", "eve@beta.io", 2), ("fay", "fay@beta.io", 0), ("gus", "gus@gmail.com", 6)] {
+    for (id, email, tens) in [
+        ("ann", "ann@acme.com", 3),
+        ("bob", "bob@acme.com", 5),
+        ("cid", "cid@acme.com", 1),
+        ("eve", "eve@beta.io", 2),
+        ("fay", "fay@beta.io", 0),
+        ("gus", "gus@gmail.com", 6),
+    ] {
         server.create_contact(json!({ "id": id, "email": email })).await;
         earn(&server, id, tens).await;
     }
     // A Segment group call puts hal (no company e-mail) into the account gamma-inc.
-    let key = server.post("/api/v1/keys", &json!({ "name": "site", "scopes": ["ingest"] })).await.expect(StatusCode::CREATED)["key"].as_str().unwrap().to_string();
+    let key =
+        server.post("/api/v1/keys", &json!({ "name": "site", "scopes": ["ingest"] })).await.expect(StatusCode::CREATED)["key"].as_str().unwrap().to_string();
     let group = json!({ "writeKey": key, "userId": "hal", "groupId": "gamma-inc", "traits": { "name": "Gamma Inc" } });
     let reply = server.send(server.request(Method::POST, "/v1/group", None).json(&group)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
@@ -55,7 +63,9 @@ async fn accounts_roll_up_contacts_by_group_or_domain(server: TestServer) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["id"].as_str().unwrap().to_string(), a["score"].as_f64().unwrap(), a["band"].as_str().unwrap().to_string(), a["contacts"].as_u64().unwrap()))
+        .map(|a| {
+            (a["id"].as_str().unwrap().to_string(), a["score"].as_f64().unwrap(), a["band"].as_str().unwrap().to_string(), a["contacts"].as_u64().unwrap())
+        })
         .collect();
     assert_eq!(
         rows,

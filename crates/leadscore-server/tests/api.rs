@@ -69,16 +69,17 @@ async fn example_model_scores_single_and_batched_events(server: TestServer) {
 
     // One event: the quote form (+50).
     let reply = server.ingest(quote_form("ada", "ada-1", T0)).await;
-    assert_eq!(reply, json!({
-        "accepted": 1, "duplicates": 0, "rejected": [],
-        "results": [{ "index": 0, "status": "stored", "contact": "ada" }],
-    }));
+    assert_eq!(
+        reply,
+        json!({
+            "accepted": 1, "duplicates": 0, "rejected": [],
+            "results": [{ "index": 0, "status": "stored", "contact": "ada" }],
+        })
+    );
     assert_eq!(card(&server.contact("ada").await, "b2b"), expected_card(30.0, 50.0, "warm", 4, "B", "sales-ready"));
 
     // A batch: the pricing page (+25), then again the same day (capped at once a day).
-    let reply = server
-        .ingest(json!({ "batch": [page("ada", "ada-2", "/pricing", T0), page("ada", "ada-3", "/pricing/enterprise", T0)] }))
-        .await;
+    let reply = server.ingest(json!({ "batch": [page("ada", "ada-2", "/pricing", T0), page("ada", "ada-3", "/pricing/enterprise", T0)] })).await;
     assert_eq!((reply["accepted"].as_u64(), reply["duplicates"].as_u64()), (Some(2), Some(0)));
     let ada = server.contact("ada").await;
     assert_eq!(card(&ada, "b2b"), expected_card(30.0, 75.0, "hot", 5, "B", "sales-ready"));
@@ -122,15 +123,15 @@ async fn late_and_duplicate_events_score_like_sorted_ones(server: TestServer) {
     let events = |user: &str| -> Vec<Value> {
         let id = |n: u32| format!("{user}-{n}");
         vec![
-            page(user, &id(1), "/features", T0),                     // 1st features visit
-            page(user, &id(2), "/features/api", T0 + HOUR),          // 2nd
-            page(user, &id(3), "/pricing", T0 + 2 * HOUR),           // +25
-            page(user, &id(4), "/features", T0 + 3 * HOUR),          // 3rd within a day: +15
-            page(user, &id(5), "/pricing", T0 + 5 * HOUR),           // capped: once a day
+            page(user, &id(1), "/features", T0),                                 // 1st features visit
+            page(user, &id(2), "/features/api", T0 + HOUR),                      // 2nd
+            page(user, &id(3), "/pricing", T0 + 2 * HOUR),                       // +25
+            page(user, &id(4), "/features", T0 + 3 * HOUR),                      // 3rd within a day: +15
+            page(user, &id(5), "/pricing", T0 + 5 * HOUR),                       // capped: once a day
             track(user, &id(6), "Email Link Clicked", json!({}), T0 + 6 * HOUR), // +3
-            page(user, &id(7), "/pricing", T0 + 27 * HOUR),          // a day after the last award: +25
-            quote_form(user, &id(8), T0 + 28 * HOUR),                // +50
-            page(user, &id(9), "/careers", T0 + 29 * HOUR),          // -10
+            page(user, &id(7), "/pricing", T0 + 27 * HOUR),                      // a day after the last award: +25
+            quote_form(user, &id(8), T0 + 28 * HOUR),                            // +50
+            page(user, &id(9), "/careers", T0 + 29 * HOUR),                      // -10
         ]
     };
     server.set_now(T0 + 30 * HOUR);
@@ -152,13 +153,16 @@ async fn late_and_duplicate_events_score_like_sorted_ones(server: TestServer) {
         server.ingest(delivery).await;
     }
     let repeats = server.ingest(json!({ "batch": [e[7], e[0]] })).await;
-    assert_eq!(repeats, json!({
-        "accepted": 0, "duplicates": 2, "rejected": [],
-        "results": [
-            { "index": 0, "status": "duplicate", "contact": "shuffled" },
-            { "index": 1, "status": "duplicate", "contact": "shuffled" },
-        ],
-    }));
+    assert_eq!(
+        repeats,
+        json!({
+            "accepted": 0, "duplicates": 2, "rejected": [],
+            "results": [
+                { "index": 0, "status": "duplicate", "contact": "shuffled" },
+                { "index": 1, "status": "duplicate", "contact": "shuffled" },
+            ],
+        })
+    );
     let repeat = server.ingest(e[4].clone()).await;
     assert_eq!((repeat["accepted"].as_u64(), repeat["duplicates"].as_u64()), (Some(0), Some(1)));
     assert_eq!(server.state.store.contact_events("shuffled").await.unwrap().len(), 9);
@@ -205,10 +209,13 @@ async fn batch_reports_bad_events_by_index_and_keeps_good_ones(server: TestServe
     let body = reply.expect(StatusCode::MULTI_STATUS);
     assert_eq!(body["accepted"], 2);
     assert_eq!(body["duplicates"], 0);
-    assert_eq!(body["results"], json!([
-        { "index": 0, "status": "stored", "contact": "mixed" },
-        { "index": 5, "status": "stored", "contact": "mixed" },
-    ]));
+    assert_eq!(
+        body["results"],
+        json!([
+            { "index": 0, "status": "stored", "contact": "mixed" },
+            { "index": 5, "status": "stored", "contact": "mixed" },
+        ])
+    );
     let rejected = body["rejected"].as_array().unwrap();
     let expected = [
         (1, "no time zone"),
@@ -244,12 +251,9 @@ async fn batch_reports_bad_events_by_index_and_keeps_good_ones(server: TestServe
 
 // 4a. Every error has the shape {"error": {"code", "message"}} and the right status.
 async fn errors_have_the_json_shape_and_status(server: TestServer) {
-
     // Malformed JSON, an empty body, and JSON of the wrong shape.
-    let malformed = server
-        .request(Method::POST, "/api/v1/events", Some(ADMIN_KEY))
-        .header("content-type", "application/json")
-        .body(r#"{"event": "x", "userId": "#);
+    let malformed =
+        server.request(Method::POST, "/api/v1/events", Some(ADMIN_KEY)).header("content-type", "application/json").body(r#"{"event": "x", "userId": "#);
     server.send(malformed).await.expect_error(StatusCode::BAD_REQUEST, "malformed_json");
     let empty = server.request(Method::POST, "/api/v1/events", Some(ADMIN_KEY)).body("");
     server.send(empty).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
@@ -340,10 +344,7 @@ points = 25
     assert_eq!(error["details"]["problems"][0]["path"], "line 2");
 
     // Validation without publishing reports the same problems.
-    let validate = server
-        .request(Method::POST, "/api/v1/models/validate", Some(ADMIN_KEY))
-        .header("content-type", "application/toml")
-        .body(invalid);
+    let validate = server.request(Method::POST, "/api/v1/models/validate", Some(ADMIN_KEY)).header("content-type", "application/toml").body(invalid);
     let validated = server.send(validate).await;
     assert_eq!(validated.expect(StatusCode::OK)["valid"], false);
     assert_eq!(validated.body["problems"].as_array().unwrap().len(), expected.len());
@@ -844,7 +845,8 @@ async fn nonsense_cursors_and_instants_are_refused(server: TestServer) {
     }
     server.post("/api/v1/contacts", &json!({ "id": "old", "attributes": { "product_interest": "platform" } })).await.expect(StatusCode::CREATED);
     server.get_query("/api/v1/contacts/old", &[("at", "0001-01-01T00:00:00Z")]).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
-    let reply = server.post("/api/v1/events", &json!({ "batch": [{ "type": "track", "event": "x", "userId": "old", "timestamp": "0001-01-01T00:00:00Z" }] })).await;
+    let reply =
+        server.post("/api/v1/events", &json!({ "batch": [{ "type": "track", "event": "x", "userId": "old", "timestamp": "0001-01-01T00:00:00Z" }] })).await;
     let reply = reply.expect(StatusCode::MULTI_STATUS);
     assert!(reply["rejected"][0]["reason"].as_str().unwrap().contains("outside"), "{reply}");
 }

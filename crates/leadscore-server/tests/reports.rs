@@ -56,7 +56,17 @@ async fn outcomes_keep_the_scores_sales_saw(server: TestServer) {
 // intervals, ROC AUC and the won-in-top-band share, checked against hand computation.
 async fn brackets_and_accuracy_match_hand_computation(server: TestServer) {
     server.publish("b2b", MODEL).await;
-    let people = [("l10", 10, "lost"), ("l20", 20, "lost"), ("l40", 40, "lost"), ("w35", 35, "won"), ("w45", 45, "won"), ("w70", 70, "won"), ("w80", 80, "won"), ("w90", 90, "won"), ("q50", 50, "qualified")];
+    let people = [
+        ("l10", 10, "lost"),
+        ("l20", 20, "lost"),
+        ("l40", 40, "lost"),
+        ("w35", 35, "won"),
+        ("w45", 45, "won"),
+        ("w70", 70, "won"),
+        ("w80", 80, "won"),
+        ("w90", 90, "won"),
+        ("q50", 50, "qualified"),
+    ];
     for (id, points, _) in people {
         earn(&server, id, points).await;
     }
@@ -74,7 +84,9 @@ async fn brackets_and_accuracy_match_hand_computation(server: TestServer) {
     let rows = bands["rows"].as_array().unwrap();
     let summary: Vec<(Value, u64, u64, u64, u64)> = rows
         .iter()
-        .map(|r| (r["label"].clone(), r["contacts"].as_u64().unwrap(), r["qualified"].as_u64().unwrap(), r["won"].as_u64().unwrap(), r["lost"].as_u64().unwrap()))
+        .map(|r| {
+            (r["label"].clone(), r["contacts"].as_u64().unwrap(), r["qualified"].as_u64().unwrap(), r["won"].as_u64().unwrap(), r["lost"].as_u64().unwrap())
+        })
         .collect();
     assert_eq!(
         summary,
@@ -212,7 +224,10 @@ points = 5
         server.record_status(&format!("buyer{i}"), "won", T0 + HOUR).await;
         server.record_status(&format!("browser{i}"), "lost", T0 + HOUR).await;
     }
-    let candidate = live.replace("points = 20\n[[activity]]\nname = \"Demo\"\nevent = \"Demo\"\npoints = 5", "points = -5\n[[activity]]\nname = \"Demo\"\nevent = \"Demo\"\npoints = 25");
+    let candidate = live.replace(
+        "points = 20\n[[activity]]\nname = \"Demo\"\nevent = \"Demo\"\npoints = 5",
+        "points = -5\n[[activity]]\nname = \"Demo\"\nevent = \"Demo\"\npoints = 25",
+    );
     assert_ne!(candidate, live);
     let report = server.post("/api/v1/backtest", &json!({ "model": candidate })).await;
     let report = report.expect(StatusCode::OK).clone();
@@ -222,10 +237,7 @@ points = 5
     assert_eq!(report["candidate"]["brackets"]["tables"][0]["points_backwards"], false);
     assert_eq!(report["candidate"]["accuracy"]["won_in_top_band_share"], 1.0);
     assert_eq!(report["band_changes"]["changed"], 8);
-    assert_eq!(
-        report["band_changes"]["transitions"],
-        json!([{ "from": "cold", "to": "hot", "contacts": 4 }, { "from": "hot", "to": "cold", "contacts": 4 }])
-    );
+    assert_eq!(report["band_changes"]["transitions"], json!([{ "from": "cold", "to": "hot", "contacts": 4 }, { "from": "hot", "to": "cold", "contacts": 4 }]));
     // The live side replayed equals the report on the recorded scores.
     let recorded = server.get("/api/v1/reports/accuracy?model=b2b").await;
     assert_eq!(recorded.expect(StatusCode::OK)["roc_auc"], report["live"]["accuracy"]["roc_auc"]);
@@ -264,7 +276,9 @@ points = 5
 async fn speed_to_lead_and_hot_to_qualified(server: TestServer) {
     server.publish("b2b", MODEL).await;
     const MINUTE: i64 = 60 * SECOND;
-    for (id, owner, tens, start) in [("h1", Some("ana@x.com"), 7, T0), ("h2", Some("bo@x.com"), 6, T0), ("h3", None, 6, T0), ("w1", None, 4, T0), ("early", None, 6, T0 - 10 * DAY)] {
+    for (id, owner, tens, start) in
+        [("h1", Some("ana@x.com"), 7, T0), ("h2", Some("bo@x.com"), 6, T0), ("h3", None, 6, T0), ("w1", None, 4, T0), ("early", None, 6, T0 - 10 * DAY)]
+    {
         let mut contact = json!({ "id": id });
         if let Some(owner) = owner {
             contact["owner"] = json!(owner);

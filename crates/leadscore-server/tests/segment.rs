@@ -88,13 +88,9 @@ async fn segment_limits_and_keys(server: TestServer) {
 
 /// Runs `program args` with the server's address and an ingest key; panics with its output on failure.
 fn run_sdk(program: &str, args: &[&str], env: &[(&str, String)]) {
-    let output = Command::new(program).args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output =
+        Command::new(program).args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(output.status.success(), "{program} {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
 }
 
 /// The SDK tests need the SDKs installed: CI (.ci/run) installs them and sets
@@ -195,10 +191,12 @@ async fn contacts_merge_through_the_api(server: TestServer) {
     for (id, email) in [("keep", "keep@example.com"), ("dup", "dup@example.com")] {
         server.create_contact(json!({ "id": id, "email": email, "attributes": { "product_interest": "platform" } })).await;
     }
-    server.ingest(json!({ "batch": [
-        { "type": "track", "event": "Form Submitted", "properties": { "form": "quote" }, "userId": "dup", "messageId": "q1", "timestamp": format_time(T0) },
-        { "type": "track", "event": "Webinar Attended", "userId": "keep", "messageId": "w1", "timestamp": format_time(T0 + HOUR) },
-    ]})).await;
+    server
+        .ingest(json!({ "batch": [
+            { "type": "track", "event": "Form Submitted", "properties": { "form": "quote" }, "userId": "dup", "messageId": "q1", "timestamp": format_time(T0) },
+            { "type": "track", "event": "Webinar Attended", "userId": "keep", "messageId": "w1", "timestamp": format_time(T0 + HOUR) },
+        ]}))
+        .await;
     let merged = server.post("/api/v1/contacts/keep/merge", &json!({ "from": "dup" })).await;
     let merged = merged.expect(StatusCode::OK);
     assert_eq!(merged["scores"]["b2b"]["activity"], 65.0, "{merged}");

@@ -45,13 +45,7 @@ impl AutomationStore for PostgresStore {
                 None => Err(PgError::Retry),
             }
         })?;
-        let record = AutomationRecord {
-            name: automation.name,
-            definition: automation.definition,
-            enabled: automation.enabled,
-            created_at,
-            updated_at: now,
-        };
+        let record = AutomationRecord { name: automation.name, definition: automation.definition, enabled: automation.enabled, created_at, updated_at: now };
         Ok((record, created))
     }
 

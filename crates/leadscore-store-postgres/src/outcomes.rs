@@ -50,11 +50,13 @@ async fn insert(db: &dyn Db, outcome: &NewOutcome, scores: &str, now: Millis) ->
     let id: i64 = row.try_get(0)?;
     if let OutcomeKind::Status { status } = &outcome.kind {
         // The contact's status is its latest by time, whatever order they were recorded in.
-        let latest: Option<String> =
-            match db.row_opt("SELECT status FROM outcomes WHERE contact_id = $1 AND kind = 'status' ORDER BY at DESC, id DESC LIMIT 1", &[&outcome.contact_id]).await? {
-                Some(row) => row.try_get(0)?,
-                None => None,
-            };
+        let latest: Option<String> = match db
+            .row_opt("SELECT status FROM outcomes WHERE contact_id = $1 AND kind = 'status' ORDER BY at DESC, id DESC LIMIT 1", &[&outcome.contact_id])
+            .await?
+        {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        };
         if latest.as_deref() == Some(status.as_str()) {
             db.exec("UPDATE contacts SET status = $2, updated_at = $3 WHERE id = $1", &[&outcome.contact_id, status, &now]).await?;
         }

@@ -297,10 +297,6 @@ pub(crate) async fn load_stored_events(db: &dyn Db, contact_id: &str) -> PgResul
 }
 
 pub(crate) async fn append_log(db: &dyn Db, contact_id: &str, at: Millis, kind: &str, data: &Value) -> PgResult<()> {
-    db.exec(
-        "INSERT INTO contact_log (contact_id, at, kind, data) VALUES ($1, $2, $3, $4)",
-        &[&contact_id, &at, &kind, &data.to_string()],
-    )
-    .await?;
+    db.exec("INSERT INTO contact_log (contact_id, at, kind, data) VALUES ($1, $2, $3, $4)", &[&contact_id, &at, &kind, &data.to_string()]).await?;
     Ok(())
 }

@@ -16,8 +16,8 @@ use leadscore_store::conformance::{self as suite, MODEL_A, MODEL_ALL};
 use leadscore_store::runner::{AutomationSet, DeliveryQuery, DeliveryState, LiveAutomation, RunQuery};
 use leadscore_store::scoring::{ScoringEvent, card_from_events};
 use leadscore_store::{
-    AccountStore, AutomationStore, ContactStore, ContactUpsert, EventKind, EventStore, Identity, IngestStatus, ModelSet, ModelStore, NewAutomation,
-    NewEvent, NewModelVersion, NewOutcome, OutboxStore, OutcomeKind, OutcomeStore, PublishedModel, RunStore, SettingsStore, Store,
+    AccountStore, AutomationStore, ContactStore, ContactUpsert, EventKind, EventStore, Identity, IngestStatus, ModelSet, ModelStore, NewAutomation, NewEvent,
+    NewModelVersion, NewOutcome, OutboxStore, OutcomeKind, OutcomeStore, PublishedModel, RunStore, SettingsStore, Store,
 };
 use leadscore_store_postgres::PostgresStore;
 use serde_json::{Map, Value, json};
@@ -237,7 +237,10 @@ fn event(id: &str, user: &str, ts: i64, kind: EventKind, name: &str, properties:
 
 async fn publish(store: &PostgresStore, text: &str) -> Arc<PublishedModel> {
     let model = Model::parse(text).expect("test model parses");
-    let version = store.publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into(), shadow_of: None }, T0).await.expect("publish");
+    let version = store
+        .publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into(), shadow_of: None }, T0)
+        .await
+        .expect("publish");
     Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: None })
 }
 
@@ -588,7 +591,8 @@ async fn concurrent_outcomes_leave_the_latest_status() {
                     // A fixed permutation of the times; two recordings share each time.
                     let at = T0 + ((i * 5 + round) % 8 / 2) * MINUTE;
                     let status = leadscore_store::STATUSES[usize::try_from(i).unwrap_or(0) % leadscore_store::STATUSES.len()];
-                    let outcome = NewOutcome { contact_id: contact.clone(), kind: OutcomeKind::Status { status: status.into() }, at, scores: Default::default() };
+                    let outcome =
+                        NewOutcome { contact_id: contact.clone(), kind: OutcomeKind::Status { status: status.into() }, at, scores: Default::default() };
                     tokio::spawn(async move { store.record_outcome(outcome, T0 + round).await })
                 })
                 .collect();

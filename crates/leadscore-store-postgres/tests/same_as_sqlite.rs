@@ -663,49 +663,51 @@ points = 3
 
     // Outcomes: statuses in and out of time order, a rating, an unknown contact; the
     // contact's status follows its latest status by time.
-    let recorded = both.check("outcomes", |s| async move {
-        let card = leadscore_core::ScoreCard { fit: 1.5, activity: 2.25, total: 3.75, band: Some("warm".into()), flames: 1, grade: None, quadrant: None };
-        let status = |id: &str, status: &str, at: i64| NewOutcome {
-            contact_id: id.into(),
-            kind: OutcomeKind::Status { status: status.into() },
-            at,
-            scores: [("a".to_string(), card.clone())].into_iter().collect(),
-        };
-        let rating = NewOutcome {
-            contact_id: "p5".into(),
-            kind: OutcomeKind::Feedback { rating: 3, note: Some("ok".into()), author: None },
-            at: T0 + 19 * HOUR,
-            scores: Default::default(),
-        };
-        let recorded = [
-            s.record_outcome(status("p5", "qualified", T0 + 18 * HOUR), T0 + 20 * HOUR).await,
-            s.record_outcome(status("p5", "contacted", T0 + 17 * HOUR), T0 + 20 * HOUR).await,
-            s.record_outcome(rating, T0 + 20 * HOUR).await,
-            s.record_outcome(status("p9", "won", T0 + 18 * HOUR), T0 + 20 * HOUR).await,
-            s.record_outcome(status("p9", "lost", T0 + 18 * HOUR), T0 + 21 * HOUR).await,
-            s.record_outcome(status("p4", "won", T0), T0 + 20 * HOUR).await,
-        ];
-        let recorded: Vec<Value> = recorded.into_iter().map(|r| outcome(r, ser)).collect();
-        json!([
-            recorded,
-            outcome(s.contact_outcomes("p5").await, ser),
-            outcome(s.contact_outcomes("p9").await, ser),
-            outcome(s.list_outcomes(T0 + 17 * HOUR, T0 + 18 * HOUR, None, 10).await, ser),
-            outcome(s.list_outcomes(0, i64::MAX, Some(2), 2).await, ser),
-        ])
-    })
-    .await;
+    let recorded = both
+        .check("outcomes", |s| async move {
+            let card = leadscore_core::ScoreCard { fit: 1.5, activity: 2.25, total: 3.75, band: Some("warm".into()), flames: 1, grade: None, quadrant: None };
+            let status = |id: &str, status: &str, at: i64| NewOutcome {
+                contact_id: id.into(),
+                kind: OutcomeKind::Status { status: status.into() },
+                at,
+                scores: [("a".to_string(), card.clone())].into_iter().collect(),
+            };
+            let rating = NewOutcome {
+                contact_id: "p5".into(),
+                kind: OutcomeKind::Feedback { rating: 3, note: Some("ok".into()), author: None },
+                at: T0 + 19 * HOUR,
+                scores: Default::default(),
+            };
+            let recorded = [
+                s.record_outcome(status("p5", "qualified", T0 + 18 * HOUR), T0 + 20 * HOUR).await,
+                s.record_outcome(status("p5", "contacted", T0 + 17 * HOUR), T0 + 20 * HOUR).await,
+                s.record_outcome(rating, T0 + 20 * HOUR).await,
+                s.record_outcome(status("p9", "won", T0 + 18 * HOUR), T0 + 20 * HOUR).await,
+                s.record_outcome(status("p9", "lost", T0 + 18 * HOUR), T0 + 21 * HOUR).await,
+                s.record_outcome(status("p4", "won", T0), T0 + 20 * HOUR).await,
+            ];
+            let recorded: Vec<Value> = recorded.into_iter().map(|r| outcome(r, ser)).collect();
+            json!([
+                recorded,
+                outcome(s.contact_outcomes("p5").await, ser),
+                outcome(s.contact_outcomes("p9").await, ser),
+                outcome(s.list_outcomes(T0 + 17 * HOUR, T0 + 18 * HOUR, None, 10).await, ser),
+                outcome(s.list_outcomes(0, i64::MAX, Some(2), 2).await, ser),
+            ])
+        })
+        .await;
     assert_eq!(recorded[0].as_array().map(|r| r.iter().filter(|o| o["kind"] == "status").count()), Some(4), "{recorded}");
     assert_eq!(recorded[0][5], "error: not found", "an erased contact takes no outcome");
     both.all_contacts("after the outcomes").await;
-    let merged = both.check("outcomes move with a merge", |s| {
-        let models = models.clone();
-        async move {
-            let merged = outcome(s.merge_contacts("p9", "p5", &models, T0 + 22 * HOUR).await, |c| contact_json(&c));
-            json!([merged, outcome(s.contact_outcomes("p5").await, ser), outcome(s.contact_outcomes("p9").await, ser)])
-        }
-    })
-    .await;
+    let merged = both
+        .check("outcomes move with a merge", |s| {
+            let models = models.clone();
+            async move {
+                let merged = outcome(s.merge_contacts("p9", "p5", &models, T0 + 22 * HOUR).await, |c| contact_json(&c));
+                json!([merged, outcome(s.contact_outcomes("p5").await, ser), outcome(s.contact_outcomes("p9").await, ser)])
+            }
+        })
+        .await;
     assert_eq!(merged[1].as_array().map(Vec::len), Some(5), "p9's outcomes moved to p5: {merged}");
 
     // Accounts: company e-mails of new contacts, account attributes from identify calls,

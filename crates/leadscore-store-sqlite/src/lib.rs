@@ -24,8 +24,10 @@ use leadscore_store::{StoreError, StoreResult};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_automations.sql"), include_str!("migrations/0003_runs.sql"),
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_automations.sql"),
+    include_str!("migrations/0003_runs.sql"),
     include_str!("migrations/0004_job_leases.sql"),
     include_str!("migrations/0005_outcomes.sql"),
     include_str!("migrations/0006_accounts.sql"),
@@ -261,9 +263,7 @@ mod tests {
             conn.execute_batch(sql).expect("older migration");
         }
         conn.execute_batch(&format!("PRAGMA user_version = {}", ACCOUNTS_MIGRATION - 1)).expect("version");
-        for (id, email, attributes) in
-            [("a", Some("ann@acme.com"), "{}"), ("b", Some("bob@gmail.com"), "{}"), ("c", None, r#"{"account_id":"x-1"}"#)]
-        {
+        for (id, email, attributes) in [("a", Some("ann@acme.com"), "{}"), ("b", Some("bob@gmail.com"), "{}"), ("c", None, r#"{"account_id":"x-1"}"#)] {
             conn.execute(
                 "INSERT INTO contacts (id, email, attributes, groups, created_at, updated_at) VALUES (?1, ?2, ?3, '[]', 0, 0)",
                 rusqlite::params![id, email, attributes],

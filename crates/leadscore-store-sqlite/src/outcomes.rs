@@ -55,7 +55,14 @@ fn insert(conn: &Connection, outcome: &NewOutcome, now: Millis) -> StoreResult<O
                 .map_err(db_err)?;
         }
     }
-    Ok(OutcomeRecord { id, contact_id: outcome.contact_id.clone(), kind: outcome.kind.clone(), at: outcome.at, scores: outcome.scores.clone(), recorded_at: now })
+    Ok(OutcomeRecord {
+        id,
+        contact_id: outcome.contact_id.clone(),
+        kind: outcome.kind.clone(),
+        at: outcome.at,
+        scores: outcome.scores.clone(),
+        recorded_at: now,
+    })
 }
 
 #[async_trait]

@@ -117,13 +117,7 @@ pub(crate) fn load_scores(conn: &Connection, contact_id: &str) -> StoreResult<BT
     let rows = stmt
         .query_map([contact_id], |row| {
             let state: String = row.get(9)?;
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, u32>(1)?,
-                card_from_row(row, 2)?,
-                state,
-                row.get::<_, Millis>(10)?,
-            ))
+            Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?, card_from_row(row, 2)?, state, row.get::<_, Millis>(10)?))
         })
         .map_err(db_err)?;
     let mut scores = BTreeMap::new();
@@ -160,22 +154,15 @@ pub(crate) fn save_score(conn: &Connection, model: &str, contact_id: &str, row: 
 }
 
 pub(crate) fn delete_score(conn: &Connection, model: &str, contact_id: &str) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM scores WHERE model = ?1 AND contact_id = ?2")
-        .map_err(db_err)?
-        .execute(params![model, contact_id])
-        .map_err(db_err)?;
+    conn.prepare_cached("DELETE FROM scores WHERE model = ?1 AND contact_id = ?2").map_err(db_err)?.execute(params![model, contact_id]).map_err(db_err)?;
     Ok(())
 }
 
 /// The contact's activity events in scoring order.
 pub(crate) fn load_scoring_events(conn: &Connection, contact_id: &str) -> StoreResult<Vec<ScoringEvent>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT ts, message_id, name, properties FROM events WHERE contact_id = ?1 ORDER BY ts, message_id")
-        .map_err(db_err)?;
+    let mut stmt = conn.prepare_cached("SELECT ts, message_id, name, properties FROM events WHERE contact_id = ?1 ORDER BY ts, message_id").map_err(db_err)?;
     let rows = stmt
-        .query_map([contact_id], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
-        })
+        .query_map([contact_id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)))
         .map_err(db_err)?;
     let mut events = Vec::new();
     for row in rows {

@@ -116,25 +116,21 @@ mod tests {
         let store = SqliteStore::open_dir(dir.path()).expect("open");
         let schema = store
             .read(|conn| {
-                let mut stmt = conn
-                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
-                    .map_err(db_err)?;
+                let mut stmt =
+                    conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").map_err(db_err)?;
                 let names: Vec<String> = stmt.query_map([], |r| r.get(0)).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
                 let mut tables = Vec::new();
                 for name in names {
                     let mut stmt = conn.prepare(&format!("SELECT name FROM pragma_table_info('{name}') ORDER BY cid")).map_err(db_err)?;
-                    let columns: Vec<String> =
-                        stmt.query_map([], |r| r.get(0)).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
+                    let columns: Vec<String> = stmt.query_map([], |r| r.get(0)).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
                     tables.push((name, columns));
                 }
                 Ok(tables)
             })
             .await
             .expect("read the schema");
-        let mut listed: Vec<(String, Vec<String>)> = leadscore_store::transfer::TABLES
-            .iter()
-            .map(|t| (t.name.to_string(), t.columns.iter().map(|(c, _)| c.to_string()).collect()))
-            .collect();
+        let mut listed: Vec<(String, Vec<String>)> =
+            leadscore_store::transfer::TABLES.iter().map(|t| (t.name.to_string(), t.columns.iter().map(|(c, _)| c.to_string()).collect())).collect();
         listed.sort();
         assert_eq!(listed, schema);
     }

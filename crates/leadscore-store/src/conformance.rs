@@ -69,7 +69,10 @@ fn click(id: &str, user: &str, ts: i64) -> NewEvent {
 
 async fn publish(store: &dyn Store, text: &str) -> Arc<PublishedModel> {
     let model = Model::parse(text).expect("test model parses");
-    let version = store.publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into(), shadow_of: None }, T0).await.expect("publish");
+    let version = store
+        .publish_model(NewModelVersion { name: model.name.clone(), source: text.into(), format: "toml".into(), shadow_of: None }, T0)
+        .await
+        .expect("publish");
     Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: None })
 }
 
@@ -433,11 +436,15 @@ async fn fill_runs_and_outcomes(store: &dyn Store, set: &ModelSet) {
         updated_at: T0,
     };
     store.put_subscription(subscription).await.expect("subscription");
-    let signup = store_automation(store, r#"
+    let signup = store_automation(
+        store,
+        r#"
 name = "signup"
 trigger = { event = { name = "Signup" } }
 actions = [ { webhook = { url = "https://crm.example.com/hook", secret_ref = "crm" } }, { assign = { team = "sales" } } ]
-"#).await;
+"#,
+    )
+    .await;
     let mut automations = vec![signup];
     for record in store.list_automations().await.expect("automations") {
         if record.name != "signup" {
@@ -1017,7 +1024,10 @@ pub async fn accounts_follow_attributes_and_domains(store: Arc<dyn Store>) {
     let acme: Vec<String> = store.account_contacts("acme.com").await.expect("contacts").into_iter().map(|c| c.id).collect();
     assert_eq!(acme, ["ann", "bob", "dan"]);
     // A patch moves a contact; a merge keeps the survivor's account.
-    store.patch_contact("bob", ContactPatch { attributes: attrs(json!({"account_id": "beta-corp"})), ..Default::default() }, &set, T0 + 1).await.expect("patch");
+    store
+        .patch_contact("bob", ContactPatch { attributes: attrs(json!({"account_id": "beta-corp"})), ..Default::default() }, &set, T0 + 1)
+        .await
+        .expect("patch");
     assert_eq!(store.account_contacts("beta-corp").await.expect("contacts").len(), 2);
     store.merge_contacts("dan", "cat", &set, T0 + 2).await.expect("merge");
     let cat = store.account_contacts("acme.com").await.expect("contacts");
@@ -1030,12 +1040,18 @@ pub async fn accounts_follow_attributes_and_domains(store: Arc<dyn Store>) {
 /// a run stamped later than itself.
 pub async fn limits_hold_across_lagging_clocks(store: Arc<dyn Store>) {
     let set = vec![publish(store.as_ref(), MODEL_A).await];
-    let automations = vec![store_automation(store.as_ref(), r#"
+    let automations = vec![
+        store_automation(
+            store.as_ref(),
+            r#"
 name = "once"
 trigger = { event = { name = "Signup" } }
 limits = { max = 1, per = "30d", cooldown = "1d" }
 actions = [ { add_group = { group = "signed-up" } } ]
-"#).await];
+"#,
+        )
+        .await,
+    ];
     let now = T0 + HOUR;
     store.ingest(vec![track("s1", "u1", now, "Signup")], &set, now).await.expect("ingest");
     assert_eq!(evaluate_queue(store.as_ref(), &automations, &set, now).await.len(), 1);

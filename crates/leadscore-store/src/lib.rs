@@ -64,14 +64,7 @@ pub trait ContactStore: Send + Sync {
     /// also reads (and parses) each row's activity state, needed only when the model's
     /// activity moves with time ([`scoring::moves_with_time`]); `attribute` also reads the
     /// value of that one top-level attribute of each contact.
-    async fn scan_scores(
-        &self,
-        model: &str,
-        with_state: bool,
-        attribute: Option<&str>,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<ScannedScore>>;
+    async fn scan_scores(&self, model: &str, with_state: bool, attribute: Option<&str>, after: Option<&str>, limit: usize) -> StoreResult<Vec<ScannedScore>>;
     /// Log of non-derived changes (attributes, identify, bulk updates) in time order.
     async fn contact_log(&self, id: &str) -> StoreResult<Vec<LogEntry>>;
     /// Applies a bulk change to every contact matching the filter; returns how many changed.
@@ -275,9 +268,8 @@ pub trait Store:
     ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore + AccountStore
 {
 }
-impl<
-    T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore + AccountStore,
-> Store for T
+impl<T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore + AccountStore>
+    Store for T
 {
 }
 

@@ -136,7 +136,10 @@ async fn ensure_example_model(state: &Arc<AppState>) -> Result<()> {
         let model = leadscore_core::Model::parse(EXAMPLE_MODEL_TOML)?;
         let version = state
             .store
-            .publish_model(leadscore_store::NewModelVersion { name: "b2b".into(), source: EXAMPLE_MODEL_TOML.into(), format: "toml".into(), shadow_of: None }, state.now())
+            .publish_model(
+                leadscore_store::NewModelVersion { name: "b2b".into(), source: EXAMPLE_MODEL_TOML.into(), format: "toml".into(), shadow_of: None },
+                state.now(),
+            )
             .await?;
         state.reload_models().await?;
         tracing::debug!(version = version.version, rules = model.activity.len(), "published the example model");
@@ -209,7 +212,10 @@ async fn rescore(data: &DataArgs) -> Result<()> {
         }
         state
             .store
-            .publish_model(leadscore_store::NewModelVersion { name: name.clone(), source: definition.to_string(), format: "json".into(), shadow_of: None }, state.now())
+            .publish_model(
+                leadscore_store::NewModelVersion { name: name.clone(), source: definition.to_string(), format: "json".into(), shadow_of: None },
+                state.now(),
+            )
             .await?;
         state.reload_models().await?;
         let started = Instant::now();
@@ -356,9 +362,18 @@ struct IngestShape {
 /// Automations for `bench ingest --automations`: triggers of every kind judged at ingest,
 /// actions that stay inside the database (no deliveries to wait for).
 const BENCH_AUTOMATIONS: [(&str, &str); 3] = [
-    ("hot", "name = \"hot\"\nmodel = \"b2b\"\ntrigger = { hot = { points = 20, within = \"1d\" } }\nlimits = { max = 1, per = \"7d\" }\nactions = [ { add_group = { group = \"hot-now\" } } ]\n"),
-    ("handoff", "name = \"handoff\"\nmodel = \"b2b\"\ntrigger = { threshold = { score = \"total\", above = 60 } }\nactions = [ { set = { attribute = \"lifecycle_stage\", value = \"sql\" } } ]\n"),
-    ("ladder", "name = \"ladder\"\ntrigger = { band = { model = \"b2b\" } }\nactions = [ { nurture = { track_per_band = { cold = \"education\", warm = \"case-studies\", hot = \"\" } } } ]\n"),
+    (
+        "hot",
+        "name = \"hot\"\nmodel = \"b2b\"\ntrigger = { hot = { points = 20, within = \"1d\" } }\nlimits = { max = 1, per = \"7d\" }\nactions = [ { add_group = { group = \"hot-now\" } } ]\n",
+    ),
+    (
+        "handoff",
+        "name = \"handoff\"\nmodel = \"b2b\"\ntrigger = { threshold = { score = \"total\", above = 60 } }\nactions = [ { set = { attribute = \"lifecycle_stage\", value = \"sql\" } } ]\n",
+    ),
+    (
+        "ladder",
+        "name = \"ladder\"\ntrigger = { band = { model = \"b2b\" } }\nactions = [ { nurture = { track_per_band = { cold = \"education\", warm = \"case-studies\", hot = \"\" } } } ]\n",
+    ),
 ];
 
 async fn ingest(database: &BenchDatabase, processes: usize, shape: &IngestShape) -> Result<()> {

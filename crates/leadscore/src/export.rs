@@ -67,10 +67,7 @@ fn time(millis: i64) -> String {
 }
 
 /// Pages through every contact in id order, calling `each` (constant memory).
-async fn for_each_contact(
-    store: &Arc<dyn Store>,
-    mut each: impl FnMut(&leadscore_store::ContactRecord) -> Result<()>,
-) -> Result<u64> {
+async fn for_each_contact(store: &Arc<dyn Store>, mut each: impl FnMut(&leadscore_store::ContactRecord) -> Result<()>) -> Result<u64> {
     let bar = progress_bar(store.count_contacts().await?, "contacts");
     let mut after: Option<String> = None;
     let mut count = 0;

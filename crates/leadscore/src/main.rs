@@ -448,13 +448,21 @@ async fn run(cli: Cli) -> Result<()> {
                 ReportKind::Distribution | ReportKind::Sources | ReportKind::Feedback | ReportKind::Speed | ReportKind::Compare => {
                     use leadscore_server::reports as r;
                     let (report, rows, columns): (serde_json::Value, &str, &[&str]) = match what {
-                        ReportKind::Distribution => (r::distribution_report(&state, &model, bins.clamp(1, 200)).await?, "histogram", &["lower", "upper", "contacts"]),
-                        ReportKind::Sources => {
-                            (r::sources_report(&state, &model, &attribute, &judged).await?, "sources", &["source", "contacts", "average_score", "won", "lost", "conversion"])
+                        ReportKind::Distribution => {
+                            (r::distribution_report(&state, &model, bins.clamp(1, 200)).await?, "histogram", &["lower", "upper", "contacts"])
                         }
+                        ReportKind::Sources => (
+                            r::sources_report(&state, &model, &attribute, &judged).await?,
+                            "sources",
+                            &["source", "contacts", "average_score", "won", "lost", "conversion"],
+                        ),
                         ReportKind::Speed => {
                             let sla = r::parse_sla(Some(&sla)).map_err(anyhow::Error::msg)?;
-                            (r::speed_report(&state, &model, from, to, sla).await?, "speed", &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"])
+                            (
+                                r::speed_report(&state, &model, from, to, sla).await?,
+                                "speed",
+                                &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"],
+                            )
                         }
                         _ => {
                             let timelines = r::timelines(&state, Some(&model.name), from, to).await?;
@@ -730,7 +738,12 @@ fn print_comparison(report: &serde_json::Value, title: &str, candidate_label: &s
     let f = |v: &serde_json::Value, digits: usize| v.as_f64().map_or("-".to_string(), |x| format!("{x:.digits$}"));
     println!("{title}");
     println!("  {:<34} {:>12} {:>12}", "", candidate_label, "live");
-    for (label, key, digits) in [("ROC AUC at close", "roc_auc", 3), ("won deals in the top band", "won_in_top_band_share", 3), ("average score at close, won", "average_score_won", 1), ("average score at close, lost", "average_score_lost", 1)] {
+    for (label, key, digits) in [
+        ("ROC AUC at close", "roc_auc", 3),
+        ("won deals in the top band", "won_in_top_band_share", 3),
+        ("average score at close, won", "average_score_won", 1),
+        ("average score at close, lost", "average_score_lost", 1),
+    ] {
         println!("  {:<34} {:>12} {:>12}", label, f(&report["candidate"]["accuracy"][key], digits), f(&report["live"]["accuracy"][key], digits));
     }
     for (side, label) in [("candidate", candidate_label), ("live", "live")] {
@@ -758,7 +771,14 @@ fn print_comparison(report: &serde_json::Value, title: &str, candidate_label: &s
 }
 
 fn print_accuracy(report: &serde_json::Value) {
-    println!("{} v{}: {} closed ({} won, {} lost)", report["model"].as_str().unwrap_or("?"), report["version"], report["closed"], report["won"], report["lost"]);
+    println!(
+        "{} v{}: {} closed ({} won, {} lost)",
+        report["model"].as_str().unwrap_or("?"),
+        report["version"],
+        report["closed"],
+        report["won"],
+        report["lost"]
+    );
     println!("  ROC AUC of the score at close     {}", report["roc_auc"].as_f64().map_or("-".into(), |x| format!("{x:.3}")));
     println!("  won deals in the top band ({})   {}", report["top_band"].as_str().unwrap_or("-"), percent(&report["won_in_top_band_share"]));
     println!("  average score at close, won       {}", report["average_score_won"].as_f64().map_or("-".into(), |x| format!("{x:.1}")));

@@ -117,20 +117,22 @@ impl Drop for Server {
 }
 
 fn serve(database_url: &str, port: u16) -> Server {
-    Server(Command::new(env!("CARGO_BIN_EXE_leadscore"))
-        .arg("serve")
-        .env("LEADSCORE_DATABASE_URL", database_url)
-        .env("LEADSCORE_ADDR", format!("127.0.0.1:{port}"))
-        .env("LEADSCORE_ADMIN_KEY", KEY)
-        .env("LEADSCORE_ALLOW_PRIVATE_WEBHOOKS", "1")
-        .env("LEADSCORE_DELIVERY_BACKOFF", "1s")
-        .env("LEADSCORE_DELIVERY_LEASE", "3s")
-        .env("LEADSCORE_LOG", "warn")
-        .env_remove("LEADSCORE_DATA")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap())
+    Server(
+        Command::new(env!("CARGO_BIN_EXE_leadscore"))
+            .arg("serve")
+            .env("LEADSCORE_DATABASE_URL", database_url)
+            .env("LEADSCORE_ADDR", format!("127.0.0.1:{port}"))
+            .env("LEADSCORE_ADMIN_KEY", KEY)
+            .env("LEADSCORE_ALLOW_PRIVATE_WEBHOOKS", "1")
+            .env("LEADSCORE_DELIVERY_BACKOFF", "1s")
+            .env("LEADSCORE_DELIVERY_LEASE", "3s")
+            .env("LEADSCORE_LOG", "warn")
+            .env_remove("LEADSCORE_DATA")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 async fn wait_until<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -226,10 +228,7 @@ async fn three_processes_one_database_one_killed() {
             // Mid-way, with every webhook in flight (the receiver holds them): kill the third
             // process (SIGKILL). The deliveries it had claimed must be taken over by the
             // others once its lease expires.
-            wait_until("every webhook to be in flight", Duration::from_secs(60), async || {
-                (received.lock().unwrap().len() >= CONTACTS).then_some(())
-            })
-            .await;
+            wait_until("every webhook to be in flight", Duration::from_secs(60), async || (received.lock().unwrap().len() >= CONTACTS).then_some(())).await;
             let mut victim = processes[2].take().unwrap();
             victim.kill();
             alive.lock().unwrap()[2] = false;
