@@ -57,6 +57,9 @@ pub async fn run(
     let index_of: Arc<HashMap<String, usize>> = Arc::new(timelines.iter().enumerate().map(|(index, t)| (t.contact_id.clone(), index)).collect());
     let timelines = Arc::new(timelines);
     let mut pages = ReplayPages::of(state, &ids);
+    // Every judged contact is counted somewhere: scored by a side, outside its segment
+    // (`applies_to`), or erased since its outcome was recorded (issue 12.4).
+    let (mut replayed, mut outside_candidate, mut outside_live) = (0usize, 0usize, 0usize);
     while let Some((listed, page)) = pages.next().await? {
         let (candidate, live, timelines, index_of) = (candidate.clone(), live.clone(), timelines.clone(), index_of.clone());
         // A contact erased since is gone from the past too (not in the page).
@@ -72,6 +75,9 @@ pub async fn run(
         })
         .await?;
         for (candidate, live) in judged {
+            replayed += 1;
+            outside_candidate += usize::from(candidate.is_none());
+            outside_live += usize::from(live.is_none());
             judged_candidate.extend(candidate);
             judged_live.extend(live);
         }
@@ -82,9 +88,23 @@ pub async fn run(
     let band_changes = band_changes(state, &candidate, &live, done, total, progress).await?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "backtest: band changes counted");
     Ok(json!({
-        "candidate": { "model": candidate.name, "brackets": brackets_report(&candidate, &judged_candidate, None), "accuracy": accuracy_report(&candidate, &judged_candidate) },
-        "live": { "model": live.name, "version": live.version, "brackets": brackets_report(&live, &judged_live, None), "accuracy": accuracy_report(&live, &judged_live) },
+        "candidate": {
+            "model": candidate.name,
+            "brackets": brackets_report(&candidate, &judged_candidate, None),
+            "accuracy": accuracy_report(&candidate, &judged_candidate),
+            "scored_contacts": judged_candidate.len(),
+            "outside_segment": outside_candidate,
+        },
+        "live": {
+            "model": live.name,
+            "version": live.version,
+            "brackets": brackets_report(&live, &judged_live, None),
+            "accuracy": accuracy_report(&live, &judged_live),
+            "scored_contacts": judged_live.len(),
+            "outside_segment": outside_live,
+        },
         "judged_contacts": timelines.len(),
+        "erased_contacts": timelines.len() - replayed,
         "band_changes": band_changes,
     }))
 }

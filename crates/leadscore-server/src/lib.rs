@@ -257,7 +257,7 @@ pub async fn serve(
 pub enum ModelChoiceError {
     #[error("no live model {0:?}")]
     Unknown(String),
-    #[error("no live model")]
+    #[error("no live model yet: publish one first (`leadscore model apply MODEL.toml`, or PUT /api/v1/models/NAME)")]
     NoModel,
     #[error("several models are live; choose one with model=")]
     Several,

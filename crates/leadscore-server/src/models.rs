@@ -251,12 +251,60 @@ pub async fn rescore_step(state: &AppState, job: &mut Job) -> Result<bool, Store
             true
         }
         None => {
+            if !rescore_outcomes(state, &published, job).await? {
+                return Ok(false);
+            }
             job.state = "done".into();
             job.total = job.done;
             false
         }
     };
     Ok(record(state, job).await? && more)
+}
+
+/// How many outcomes one step of [`rescore_outcomes`] judges.
+const OUTCOME_CHUNK: usize = 2_000;
+
+/// The last step of a rescore: every recorded outcome is judged again by the version now
+/// live, its card replayed as of the outcome's `at`. So an outcome recorded before any
+/// model existed counts once one does, and a report labelled with a version shows that
+/// version's numbers (issue 12.2, 12.3). Returns false when another process took the
+/// job over (the lease is renewed after every chunk).
+async fn rescore_outcomes(state: &AppState, published: &Arc<PublishedModel>, job: &Job) -> Result<bool, StoreError> {
+    let mut after = None;
+    loop {
+        let chunk = state.store.list_outcomes(Millis::MIN, Millis::MAX, after, OUTCOME_CHUNK).await?;
+        let Some(last) = chunk.last() else { return Ok(true) };
+        after = Some(last.id);
+        let mut by_contact: std::collections::BTreeMap<&str, Vec<(i64, Millis)>> = std::collections::BTreeMap::new();
+        for outcome in &chunk {
+            by_contact.entry(outcome.contact_id.as_str()).or_default().push((outcome.id, outcome.at));
+        }
+        let ids: Vec<String> = by_contact.keys().map(|id| id.to_string()).collect();
+        let by_contact: Arc<std::collections::HashMap<String, Vec<(i64, Millis)>>> =
+            Arc::new(by_contact.into_iter().map(|(id, outcomes)| (id.to_string(), outcomes)).collect());
+        let mut cards = Vec::with_capacity(chunk.len());
+        let mut pages = crate::reports::ReplayPages::of(state, &ids);
+        while let Some((_, page)) = pages.next().await? {
+            let (model, by_contact) = (published.clone(), by_contact.clone());
+            let judged = crate::reports::replay_in_parallel(page, move |contact, events| {
+                let applies = model.model.applies_to(&contact.attributes);
+                let outcomes = by_contact.get(&contact.id)?;
+                Some(
+                    outcomes
+                        .iter()
+                        .map(|(id, at)| (*id, applies.then(|| leadscore_store::scoring::card_from_events(&model, &contact.attributes, events, *at))))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await?;
+            cards.extend(judged.into_iter().flatten());
+        }
+        state.store.set_outcome_cards(&published.name, cards).await?;
+        if !record(state, job).await? {
+            return Ok(false);
+        }
+    }
 }
 
 /// The job worker: takes over unfinished jobs whose process is gone (their cursor says

@@ -271,6 +271,63 @@ points = 5
     assert_eq!(server.get("/api/v1/models/b2b").await.expect(StatusCode::OK)["rescore"]["kind"], "rescore", "the model shows its rescore, not the backtest");
 }
 
+// Issue 12.2 and 12.3: statuses recorded before any model exists count once one is
+// published, and a report labelled with a version shows that version's numbers (the
+// outcomes are judged again, as of their time, when a version goes live).
+async fn outcomes_are_judged_by_the_live_version(server: TestServer) {
+    let people = [("a", 10, "lost"), ("b", 40, "won"), ("c", 70, "won")];
+    for (id, points, _) in people {
+        earn(&server, id, points).await;
+    }
+    server.set_now(T0 + DAY);
+    for (id, _, outcome) in people {
+        server.record_status(id, outcome, T0 + HOUR).await;
+    }
+    let no_model = server.get("/api/v1/reports/brackets").await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid").clone();
+    assert!(no_model["message"].as_str().unwrap().contains("model apply"), "says how to publish one: {no_model}");
+    server.publish("b2b", MODEL).await;
+    let bands = |report: &Value| -> Vec<(String, u64)> {
+        report["tables"][0]["rows"].as_array().unwrap().iter().map(|r| (r["label"].as_str().unwrap().to_string(), r["contacts"].as_u64().unwrap())).collect()
+    };
+    let v1 = server.get("/api/v1/reports/brackets?model=b2b").await.expect(StatusCode::OK).clone();
+    assert_eq!((v1["version"].as_u64(), v1["closed"].as_u64()), (Some(1), Some(3)), "kept and judged once a model exists: {v1}");
+    assert_eq!(bands(&v1), [("cold".to_string(), 1), ("warm".to_string(), 1), ("hot".to_string(), 1)]);
+    // v2: Ten is worth 20: a 20 (cold), b 80 and c 140 (hot).
+    server.publish("b2b", &MODEL.replace("points = 10", "points = 20")).await;
+    let v2 = server.get("/api/v1/reports/brackets?model=b2b").await.expect(StatusCode::OK).clone();
+    assert_eq!(v2["version"], 2);
+    assert_eq!(bands(&v2), [("cold".to_string(), 1), ("warm".to_string(), 0), ("hot".to_string(), 2)], "v2's numbers under the v2 label: {v2}");
+    let outcomes = server.get("/api/v1/contacts/b/outcomes").await.expect(StatusCode::OK).clone();
+    assert_eq!(outcomes["outcomes"][0]["scores"]["b2b"]["total"], 80.0, "{outcomes}");
+}
+
+// Issue 12.4: every contact with an outcome is counted somewhere in a backtest: scored by
+// a side, outside its segment, or erased since.
+async fn backtest_accounts_for_every_judged_contact(server: TestServer) {
+    let live = MODEL.replace("name = \"b2b\"\n", "name = \"b2b\"\napplies_to = { attribute = \"segment\", op = \"ne\", value = \"consumer\" }\n");
+    server.publish("b2b", &live).await;
+    for (id, segment) in [("w1", "b2b"), ("l1", "b2b"), ("consumer", "consumer")] {
+        server.create_contact(json!({ "id": id, "attributes": { "segment": segment } })).await;
+        earn(&server, id, 30).await;
+    }
+    server.set_now(T0 + DAY);
+    for (id, outcome) in [("w1", "won"), ("l1", "lost"), ("consumer", "won")] {
+        server.record_status(id, outcome, T0 + HOUR).await;
+    }
+    let candidate = live.replace("points = 10", "points = 20");
+    let report = server.post("/api/v1/backtest", &json!({ "model": candidate })).await.expect(StatusCode::OK).clone();
+    let judged = report["judged_contacts"].as_u64().unwrap();
+    assert_eq!(judged, 3, "{report}");
+    for side in ["candidate", "live"] {
+        let scored = report[side]["scored_contacts"].as_u64().unwrap();
+        let outside = report[side]["outside_segment"].as_u64().unwrap();
+        assert_eq!((scored, outside), (2, 1), "{side}: {report}");
+        assert_eq!(scored + outside + report["erased_contacts"].as_u64().unwrap(), judged, "{side} accounts for every judged contact");
+        let in_tables: u64 = report[side]["brackets"]["tables"][0]["rows"].as_array().unwrap().iter().map(|r| r["contacts"].as_u64().unwrap()).sum();
+        assert_eq!(in_tables, scored, "{side}: the band table holds the scored contacts");
+    }
+}
+
 // Speed to lead and hot → qualified: three leads become hot in the range (one before it,
 // one never), sales reaches two of them after 2 h and 30 h and qualifies one.
 async fn speed_to_lead_and_hot_to_qualified(server: TestServer) {
@@ -326,5 +383,7 @@ common::both_backends!(
     outcomes_keep_the_scores_sales_saw,
     brackets_and_accuracy_match_hand_computation,
     distribution_sources_and_feedback,
-    backtest_shows_the_better_model
+    backtest_shows_the_better_model,
+    outcomes_are_judged_by_the_live_version,
+    backtest_accounts_for_every_judged_contact
 );

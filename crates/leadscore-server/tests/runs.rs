@@ -527,6 +527,37 @@ actions = [ { remove_group = { group = "active" } } ]
     assert!(server.contact("d1").await["groups"].as_array().unwrap().is_empty(), "remove_group ran");
 }
 
+// Issue 12.1: a contact already past the line when the automations were stored is not
+// crossing it when decay moves its score, even when another decaying model (here a shadow
+// that sorts first) is swept first. The demo fired 63 hand-offs and 94 `"from": null`
+// nurture runs at its first sweep.
+async fn a_sweep_fires_nothing_for_contacts_already_past_the_line(server: TestServer) {
+    let model = MODEL.replace("name = \"b2b\"\n", "name = \"b2b\"\ndecay = { half_life = \"30d\" }\n");
+    server.publish("b2b", &model).await;
+    let shadow = model.replace("name = \"b2b\"", "name = \"alt\"");
+    let request = server.request(Method::PUT, "/api/v1/models/alt?shadow_of=b2b", Some(ADMIN_KEY)).header("content-type", "application/toml").body(shadow);
+    server.send(request).await.expect(StatusCode::CREATED);
+    server.create_contact(json!({ "id": "above", "attributes": { "title": "CTO" } })).await;
+    // History first (30 fit + 90 activity = 120), the automations afterwards, as the demo does.
+    let history: Vec<Value> = (0..6).map(|i| page("above", &format!("a-{i}"), "/pricing", T0)).collect();
+    server.ingest(json!({ "batch": history })).await;
+    put_automation(
+        &server,
+        "Handoff",
+        "name = \"Handoff\"\ntrigger = { threshold = { score = \"total\", above = 100 } }\nactions = [ { add_group = { group = \"sql\" } } ]\n",
+    )
+    .await;
+    put_automation(&server, "Ladder", "name = \"Ladder\"\ntrigger = { band = { model = \"b2b\" } }\nactions = [ { add_group = { group = \"moved\" } } ]\n")
+        .await;
+    server.set_now(T0 + DAY);
+    let swept = leadscore_server::workers::decay_sweep(&server.state).await.unwrap();
+    assert!(swept.changed >= 2, "both models decayed: {swept:?}");
+    leadscore_server::runtime::drain_queue(&server.state).await.unwrap();
+    let total = server.contact("above").await["scores"]["b2b"]["total"].as_f64().unwrap();
+    assert!(total > 100.0 && total < 120.0, "decayed but still above the line: {total}");
+    assert_eq!(runs(&server, "").await, Vec::<Value>::new(), "nothing was crossed");
+}
+
 fn strict() -> ServerConfig {
     ServerConfig { allow_private_webhooks: false, ..ServerConfig::default() }
 }
@@ -539,6 +570,7 @@ common::both_backends!(
     score_changes_reach_the_crm_with_its_field_names,
     nurture_ladder_follows_the_band,
     decay_alone_crosses_a_threshold,
+    a_sweep_fires_nothing_for_contacts_already_past_the_line,
 );
 
 /// Tests that need a configuration of their own, on both backends.

@@ -402,21 +402,31 @@ async fn refresh_in(db: &dyn Db, model: &PublishedModel, after: &str, limit: usi
     // ingest in flight commits first and its row is the one refreshed, not overwritten.
     let contacts = db.rows("SELECT id, attributes FROM contacts WHERE id = ANY($1) ORDER BY id FOR UPDATE", &[&ids]).await?;
     let mut rows: HashMap<String, ScoreRow> = HashMap::with_capacity(ids.len());
+    // The other models' cards go into the queued before-picture unchanged: a picture that
+    // lacked them would read as "no score before" and fire every threshold and band
+    // trigger of those models (issue 12.1).
+    let mut other_cards: HashMap<String, BTreeMap<String, ScoreCard>> = HashMap::new();
     for row in &db
         .rows(
-            "SELECT contact_id, version, fit, activity, total, band, flames, grade, quadrant, state, as_of
-             FROM scores WHERE model = $1 AND contact_id = ANY($2)",
-            &[&model.name, &ids],
+            "SELECT contact_id, model, version, fit, activity, total, band, flames, grade, quadrant, state, as_of
+             FROM scores WHERE contact_id = ANY($1)",
+            &[&ids],
         )
         .await?
     {
-        let version = version_from_db(row.try_get(1)?)?;
+        let contact_id: String = row.try_get(0)?;
+        let row_model: String = row.try_get(1)?;
+        if row_model != model.name {
+            other_cards.entry(contact_id).or_default().insert(row_model, card_from_row(row, 3)?);
+            continue;
+        }
+        let version = version_from_db(row.try_get(2)?)?;
         if version != model.version {
             continue; // the rescore job owns rows of other versions
         }
-        let state: String = row.try_get(9)?;
+        let state: String = row.try_get(10)?;
         let Ok(state) = serde_json::from_str(&state) else { continue }; // replayed on next use
-        rows.insert(row.try_get(0)?, ScoreRow { version, card: card_from_row(row, 2)?, state, as_of: row.try_get(10)? });
+        rows.insert(contact_id, ScoreRow { version, card: card_from_row(row, 3)?, state, as_of: row.try_get(11)? });
     }
     let queue = automations_active(db).await?;
     let mut entries = QueueRows::default();
@@ -431,7 +441,9 @@ async fn refresh_in(db: &dyn Db, model: &PublishedModel, after: &str, limit: usi
             changed.push(&model.name, &id, &fresh)?;
             // Decay moved the score: threshold and band triggers (and CRM sync) look again.
             if queue {
-                entries.push(&id, &BTreeMap::from([(model.name.clone(), before)]), &[])?;
+                let mut cards = other_cards.remove(&id).unwrap_or_default();
+                cards.insert(model.name.clone(), before);
+                entries.push(&id, &cards, &[])?;
             }
         }
     }

@@ -6,7 +6,10 @@
 //! the second sees the first's outcome, and the contact ends with the status that is
 //! latest of both, whatever order they commit in.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
+use leadscore_core::ScoreCard;
 use leadscore_store::{Millis, NewOutcome, OutcomeKind, OutcomeRecord, OutcomeStore, StoreError, StoreResult};
 use tokio_postgres::Row;
 
@@ -64,8 +67,35 @@ async fn insert(db: &dyn Db, outcome: &NewOutcome, scores: &str, now: Millis) ->
     Ok(id)
 }
 
+async fn set_cards(db: &dyn Db, model: &str, cards: &[(i64, Option<ScoreCard>)]) -> PgResult<()> {
+    let ids: Vec<i64> = cards.iter().map(|(id, _)| *id).collect();
+    let rows = db.rows("SELECT id, scores FROM outcomes WHERE id = ANY($1) ORDER BY id FOR UPDATE", &[&ids]).await?;
+    let mut stored: BTreeMap<i64, String> = BTreeMap::new();
+    for row in &rows {
+        stored.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+    let (mut updated_ids, mut texts) = (Vec::new(), Vec::new());
+    for (id, card) in cards {
+        let Some(text) = stored.get(id) else { continue };
+        let mut scores: BTreeMap<String, ScoreCard> = serde_json::from_str(text).map_err(|e| corrupt(format!("outcome {id}: scores are not JSON: {e}")))?;
+        match card {
+            Some(card) => scores.insert(model.to_string(), card.clone()),
+            None => scores.remove(model),
+        };
+        updated_ids.push(*id);
+        texts.push(serde_json::to_string(&scores).map_err(corrupt)?);
+    }
+    db.exec("UPDATE outcomes o SET scores = u.scores FROM unnest($1::BIGINT[], $2::TEXT[]) AS u(id, scores) WHERE o.id = u.id", &[&updated_ids, &texts])
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl OutcomeStore for PostgresStore {
+    async fn set_outcome_cards(&self, model: &str, cards: Vec<(i64, Option<ScoreCard>)>) -> StoreResult<()> {
+        write_tx!(self, RetryOn::Contention, |tx| set_cards(&tx, model, &cards).await)
+    }
+
     async fn record_outcome(&self, outcome: NewOutcome, now: Millis) -> StoreResult<OutcomeRecord> {
         let scores = serde_json::to_string(&outcome.scores).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let id = write_tx!(self, RetryOn::Contention, |tx| insert(&tx, &outcome, &scores, now).await)?;

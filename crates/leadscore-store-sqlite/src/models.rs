@@ -368,7 +368,8 @@ fn refresh_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
     let mut changed = 0;
     let queue = crate::runs::automations_active(conn)?;
     for (id, attributes) in &rows {
-        let Some(row) = load_scores(conn, id)?.remove(&model.name) else {
+        let mut all_rows = load_scores(conn, id)?;
+        let Some(row) = all_rows.remove(&model.name) else {
             continue;
         };
         if row.version != model.version {
@@ -381,7 +382,11 @@ fn refresh_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
             changed += 1;
             // Decay moved the score: threshold and band triggers (and CRM sync) look again.
             if queue {
-                let cards = std::collections::BTreeMap::from([(model.name.clone(), before)]);
+                // Every model's card goes into the before-picture: one that lacked the
+                // others would read as "no score before" and fire their threshold and band
+                // triggers (issue 12.1).
+                let mut cards: std::collections::BTreeMap<String, ScoreCard> = all_rows.into_iter().map(|(name, row)| (name, row.card)).collect();
+                cards.insert(model.name.clone(), before);
                 crate::runs::enqueue(conn, id, &cards, &[], now)?;
             }
         }

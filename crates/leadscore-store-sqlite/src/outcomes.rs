@@ -1,6 +1,9 @@
 //! OutcomeStore: statuses and ratings with the scores as of their time.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
+use leadscore_core::ScoreCard;
 use leadscore_store::{Millis, NewOutcome, OutcomeKind, OutcomeRecord, OutcomeStore, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -65,8 +68,36 @@ fn insert(conn: &Connection, outcome: &NewOutcome, now: Millis) -> StoreResult<O
     })
 }
 
+fn set_cards(conn: &Connection, model: &str, cards: &[(i64, Option<ScoreCard>)]) -> StoreResult<()> {
+    for (id, card) in cards {
+        let Some(text) = conn
+            .prepare_cached("SELECT scores FROM outcomes WHERE id = ?1")
+            .map_err(db_err)?
+            .query_row([id], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(db_err)?
+        else {
+            continue;
+        };
+        let mut scores: BTreeMap<String, ScoreCard> =
+            serde_json::from_str(&text).map_err(|e| StoreError::Backend(format!("outcome {id}: scores are not JSON: {e}")))?;
+        match card {
+            Some(card) => scores.insert(model.to_string(), card.clone()),
+            None => scores.remove(model),
+        };
+        let text = serde_json::to_string(&scores).map_err(db_err)?;
+        conn.prepare_cached("UPDATE outcomes SET scores = ?2 WHERE id = ?1").map_err(db_err)?.execute(params![id, text]).map_err(db_err)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl OutcomeStore for SqliteStore {
+    async fn set_outcome_cards(&self, model: &str, cards: Vec<(i64, Option<ScoreCard>)>) -> StoreResult<()> {
+        let model = model.to_string();
+        self.write(move |conn| set_cards(conn, &model, &cards)).await
+    }
+
     async fn record_outcome(&self, outcome: NewOutcome, now: Millis) -> StoreResult<OutcomeRecord> {
         self.write(move |conn| insert(conn, &outcome, now)).await
     }

@@ -987,6 +987,18 @@ pub async fn outcomes_record_list_erase_merge(store: Arc<dyn Store>) {
     assert_eq!(store.contact_outcomes("o1").await.expect("history").len(), 4, "the merged contact's outcomes move along");
     assert!(store.delete_contact("o1").await.expect("erase"));
     assert!(store.list_outcomes(0, i64::MAX, None, 10).await.expect("list").is_empty(), "erasure takes the outcomes");
+
+    // A rescore replaces one model's card and leaves the others; an unknown id is skipped.
+    let upsert = ContactUpsert { id: Some("o3".into()), attributes: attrs(json!({"segment": "a"})), ..Default::default() };
+    store.upsert_contact(upsert, &set, T0).await.expect("upsert");
+    let mut with_two = status("o3", "contacted", T0, 1.0);
+    with_two.scores.insert("b".into(), card(2.0));
+    let two = store.record_outcome(with_two, T0 + 13 * HOUR).await.expect("record");
+    let one = store.record_outcome(status("o3", "won", T0 + HOUR, 3.0), T0 + 13 * HOUR).await.expect("record");
+    store.set_outcome_cards("a", vec![(two.id, Some(card(7.0))), (one.id, None), (i64::MAX, Some(card(1.0)))]).await.expect("set cards");
+    let after = store.contact_outcomes("o3").await.expect("history");
+    assert_eq!((after[0].scores["a"].total, after[0].scores["b"].total), (7.0, 2.0));
+    assert!(after[1].scores.is_empty(), "the model no longer applies: its card went");
 }
 
 /// Accounts: from the account attributes, else the company e-mail domain (never a free

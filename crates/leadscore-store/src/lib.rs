@@ -250,6 +250,10 @@ pub trait OutcomeStore: Send + Sync {
     async fn contact_outcomes(&self, contact_id: &str) -> StoreResult<Vec<OutcomeRecord>>;
     /// Outcomes with `from <= at < to`, in id order after `after_id` (reports read them in chunks).
     async fn list_outcomes(&self, from: Millis, to: Millis, after_id: Option<i64>, limit: usize) -> StoreResult<Vec<OutcomeRecord>>;
+    /// Replaces `model`'s card in each listed outcome (`None` takes it out: the model does
+    /// not apply to the contact); the other models' cards stay. A rescore calls this so the
+    /// outcomes are judged by the version that is live. Outcomes gone since are skipped.
+    async fn set_outcome_cards(&self, model: &str, cards: Vec<(i64, Option<leadscore_core::ScoreCard>)>) -> StoreResult<()>;
 }
 
 /// Accounts (F29): which contacts belong to an account (its `account_id`/`account`

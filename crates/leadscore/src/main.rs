@@ -730,6 +730,20 @@ fn print_rows(report: &serde_json::Value, rows: &str, columns: &[&str]) {
 
 fn print_backtest(report: &serde_json::Value, elapsed: std::time::Duration) {
     print_comparison(report, &format!("backtest over {} contacts with outcomes ({:.1?})", report["judged_contacts"], elapsed), "candidate");
+    println!("\n{}", backtest_coverage(report));
+}
+
+/// Where every judged contact went: the band tables hold only the contacts a side scored.
+fn backtest_coverage(report: &serde_json::Value) -> String {
+    let (candidate, live) = (&report["candidate"], &report["live"]);
+    let mut line = format!(
+        "of the {} contacts with outcomes: the candidate scored {} ({} outside its segment), the live model {} ({} outside its segment)",
+        report["judged_contacts"], candidate["scored_contacts"], candidate["outside_segment"], live["scored_contacts"], live["outside_segment"]
+    );
+    if report["erased_contacts"].as_u64().is_some_and(|n| n > 0) {
+        line.push_str(&format!("; {} erased since", report["erased_contacts"]));
+    }
+    line
 }
 
 /// A candidate (backtested, or a shadow) beside the live model: accuracy, conversion by
