@@ -268,7 +268,9 @@ const OUTCOME_CHUNK: usize = 2_000;
 /// The last step of a rescore: every recorded outcome is judged again by the version now
 /// live, its card replayed as of the outcome's `at`. So an outcome recorded before any
 /// model existed counts once one does, and a report labelled with a version shows that
-/// version's numbers (issue 12.2, 12.3). Returns false when another process took the
+/// version's numbers (issue 12.2, 12.3). A shadow judges again only the outcomes it
+/// already scored: it is compared on what happened while it ran on live traffic, and the
+/// past before it is the backtest's to replay. Returns false when another process took the
 /// job over (the lease is renewed after every chunk).
 async fn rescore_outcomes(state: &AppState, published: &Arc<PublishedModel>, job: &Job) -> Result<bool, StoreError> {
     let mut after = None;
@@ -277,7 +279,7 @@ async fn rescore_outcomes(state: &AppState, published: &Arc<PublishedModel>, job
         let Some(last) = chunk.last() else { return Ok(true) };
         after = Some(last.id);
         let mut by_contact: std::collections::BTreeMap<&str, Vec<(i64, Millis)>> = std::collections::BTreeMap::new();
-        for outcome in &chunk {
+        for outcome in chunk.iter().filter(|o| !published.is_shadow() || o.scores.contains_key(&published.name)) {
             by_contact.entry(outcome.contact_id.as_str()).or_default().push((outcome.id, outcome.at));
         }
         let ids: Vec<String> = by_contact.keys().map(|id| id.to_string()).collect();
