@@ -103,8 +103,27 @@ async fn put_model(
     if model.name != name {
         return Err(ApiError::invalid(format!("the model is named {:?} but was sent to /models/{name}", model.name)));
     }
-    let (version, job) = publish(&state, model, text, format, q.shadow_of.filter(|s| !s.is_empty())).await?;
+    let shadow_of = q.shadow_of.filter(|s| !s.is_empty());
+    if let Some(live) = unchanged_version(&state, &name, text, shadow_of.as_deref()).await? {
+        let job = state.store.latest_job(&name).await?;
+        let body = json!({ "name": name, "version": live.version, "shadow_of": live.shadow_of, "unchanged": true, "rescore": job.as_ref().map(job_json) });
+        return Ok((StatusCode::OK, Json(body)));
+    }
+    let (version, job) = publish(&state, model, text, format, shadow_of).await?;
     Ok((StatusCode::CREATED, Json(json!({ "name": name, "version": version.version, "shadow_of": version.shadow_of, "rescore": job_json(&job) }))))
+}
+
+/// The live version of `name` when it already holds `source` (the same text, trailing
+/// whitespace aside) with the same shadow target: publishing it again would only make a
+/// version nobody can tell apart and rescore every contact for nothing (issue 12.9).
+pub async fn unchanged_version(state: &AppState, name: &str, source: &str, shadow_of: Option<&str>) -> Result<Option<ModelVersion>, StoreError> {
+    let Some(live) = state.model(name) else { return Ok(None) };
+    if live.shadow_of.as_deref() != shadow_of {
+        return Ok(None);
+    }
+    let versions = state.store.model_versions(name).await?;
+    let same = |a: &str, b: &str| a.trim_end().lines().map(str::trim_end).eq(b.trim_end().lines().map(str::trim_end));
+    Ok(versions.into_iter().find(|v| v.version == live.version && same(&v.source, source)).map(|v| ModelVersion { shadow_of: live.shadow_of.clone(), ..v }))
 }
 
 /// Publishes a validated model: stores the version, makes it the head (live, or a shadow

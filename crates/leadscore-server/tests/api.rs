@@ -851,6 +851,22 @@ async fn nonsense_cursors_and_instants_are_refused(server: TestServer) {
     assert!(reply["rejected"][0]["reason"].as_str().unwrap().contains("outside"), "{reply}");
 }
 
+// Issue 12.9: publishing the text that is live already keeps the version and rescores
+// nothing; any change (here a comment) is a new version.
+async fn republishing_the_live_model_changes_nothing(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("u1", json!({}))).await;
+    let jobs_before = server.state.store.latest_job("b2b").await.unwrap().map(|j| j.id);
+    let again = server.put_model("b2b", &format!("{}\n\n", example_model())).await;
+    let again = again.expect(StatusCode::OK).clone();
+    assert_eq!((again["version"].as_u64(), again["unchanged"].as_bool()), (Some(1), Some(true)), "{again}");
+    assert_eq!(server.state.store.latest_job("b2b").await.unwrap().map(|j| j.id), jobs_before, "no rescore started");
+    let versions = server.get("/api/v1/models/b2b/versions").await.expect(StatusCode::OK)["versions"].as_array().unwrap().len();
+    assert_eq!(versions, 1);
+    let edited = server.put_model("b2b", &format!("# reviewed\n{}", example_model())).await;
+    assert_eq!(edited.expect(StatusCode::CREATED)["version"], 2);
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -871,4 +887,5 @@ common::both_backends!(
     health_metrics_and_openapi,
     upsert_says_whether_it_created,
     nonsense_cursors_and_instants_are_refused,
+    republishing_the_live_model_changes_nothing,
 );

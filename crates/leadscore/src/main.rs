@@ -581,6 +581,10 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path, shadow_of: Option<
     };
     let name = model.name.clone();
     let state = app_state(open_store(data).await?).await?;
+    if let Some(live) = leadscore_server::models::unchanged_version(&state, &name, &text, shadow_of.as_deref()).await? {
+        eprintln!("{name} is unchanged: version {} is live with this text; nothing published", live.version);
+        return Ok(());
+    }
     let format = leadscore_core::Format::sniff(&text);
     let store = state.store.clone();
     let version = store
