@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use leadscore_core::scorer::{activity_history, normalize_events, round2};
@@ -216,6 +217,12 @@ struct ListQuery {
     band: Option<String>,
     group: Option<String>,
     owner: Option<String>,
+    /// One of the statuses (`new` also matches a contact without any).
+    status: Option<String>,
+    /// `true`: leave closed deals (won, lost, disqualified) out.
+    open: Option<bool>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
 }
@@ -248,16 +255,26 @@ async fn list_contacts(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     principal.require(Scope::Read)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be from 1 to 1000"));
     }
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("format {other:?} is not json or csv"))),
+    };
+    if let Some(status) = &q.status
+        && !leadscore_store::STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(format!("status {status:?} is not one of {}", leadscore_store::STATUSES.join(", "))));
+    }
     let Some(model_name) = q.model.clone() else {
-        if q.band.is_some() || q.sort.is_some() {
-            return Err(ApiError::bad_request("`band` and `sort` need `model`"));
+        if q.band.is_some() || q.sort.is_some() || q.status.is_some() || q.open.is_some() || csv {
+            return Err(ApiError::bad_request("`band`, `sort`, `status`, `open` and `format` need `model` (the lead list)"));
         }
         // Without a model: every contact in id order (group/owner filters need a model).
         if q.group.is_some() || q.owner.is_some() {
@@ -269,7 +286,7 @@ async fn list_contacts(
         for contact in &contacts {
             items.push(render_contact(&state, contact, None).await?);
         }
-        return Ok(Json(json!({ "contacts": items, "next_cursor": next })));
+        return Ok(Json(json!({ "contacts": items, "next_cursor": next })).into_response());
     };
     let published = state.model(&model_name).ok_or_else(|| ApiError::not_found(format!("no model {model_name:?}")))?;
     if let Some(band) = &q.band
@@ -280,7 +297,18 @@ async fn list_contacts(
     }
     let (sort, descending) = parse_sort(q.sort.as_deref())?;
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
-    let lead_query = LeadQuery { model: model_name.clone(), sort: sort.clone(), descending, band: q.band, group: q.group, owner: q.owner, limit, after };
+    let lead_query = LeadQuery {
+        model: model_name.clone(),
+        sort: sort.clone(),
+        descending,
+        band: q.band,
+        group: q.group,
+        owner: q.owner,
+        status: q.status,
+        open: q.open.unwrap_or(false),
+        limit,
+        after,
+    };
     let contacts = state.store.list_leads(&lead_query).await?;
     let next = if contacts.len() == limit {
         contacts.last().and_then(|c| {
@@ -299,7 +327,40 @@ async fn list_contacts(
     for contact in &contacts {
         items.push(render_contact(&state, contact, None).await?);
     }
-    Ok(Json(json!({ "model": model_name, "contacts": items, "next_cursor": next })))
+    if csv {
+        return Ok(lead_list_csv(&model_name, &items, next.as_deref()));
+    }
+    Ok(Json(json!({ "model": model_name, "contacts": items, "next_cursor": next })).into_response())
+}
+
+/// The lead list page as CSV: one row per contact with the model's card; the next page's
+/// cursor in the `Link`-like `x-next-cursor` header (a CSV has no room for it).
+fn lead_list_csv(model: &str, contacts: &[Value], next: Option<&str>) -> Response {
+    let cell = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => crate::reports::csv_field(s),
+        other => other.to_string(),
+    };
+    let mut out = String::from("id,email,owner,status,groups,fit,activity,total,band,flames,grade,quadrant\n");
+    for contact in contacts {
+        let card = &contact["scores"][model];
+        let groups: Vec<&str> = contact["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let mut cells = vec![
+            cell(&contact["id"]),
+            cell(&contact["email"]),
+            cell(&contact["owner"]),
+            cell(&contact["status"]),
+            crate::reports::csv_field(&groups.join(";")),
+        ];
+        cells.extend(["fit", "activity", "total", "band", "flames", "grade", "quadrant"].iter().map(|field| cell(&card[*field])));
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
+    if let Some(next) = next.and_then(|n| header::HeaderValue::from_str(n).ok()) {
+        response.headers_mut().insert("x-next-cursor", next);
+    }
+    response
 }
 
 #[derive(Deserialize)]

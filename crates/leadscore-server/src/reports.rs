@@ -742,7 +742,7 @@ pub fn accuracy_csv(report: &Value) -> String {
     format!("{}\n{}\n", keys.join(","), values.join(","))
 }
 
-fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
 }
 

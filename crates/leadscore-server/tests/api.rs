@@ -867,6 +867,39 @@ async fn republishing_the_live_model_changes_nothing(server: TestServer) {
     assert_eq!(edited.expect(StatusCode::CREATED)["version"], 2);
 }
 
+// Issue 12.11: the lead list can leave closed deals out (`open=true`), filter by status
+// (`new` includes contacts without one) and come as CSV.
+async fn lead_list_filters_by_status_and_comes_as_csv(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    server.set_now(T0 + DAY);
+    for (n, status) in ["won", "disqualified", "contacted", "", "lost"].iter().enumerate() {
+        let id = format!("s{n}");
+        server.create_contact(platform_contact(&id, json!({ "job_title": "CTO" }))).await;
+        server.ingest(quote_form(&id, &format!("{id}-quote"), T0 + n as i64)).await;
+        if !status.is_empty() {
+            server.record_status(&id, status, T0 + HOUR).await;
+        }
+    }
+    let list = |query: &'static [(&'static str, &'static str)]| {
+        let server = &server;
+        async move { ids(server.get_query("/api/v1/contacts", query).await.expect(StatusCode::OK)) }
+    };
+    assert_eq!(list(&[("model", "b2b"), ("band", "warm"), ("open", "true")]).await, ["s2", "s3"], "won, lost and disqualified left out");
+    assert_eq!(list(&[("model", "b2b"), ("status", "new")]).await, ["s3"]);
+    assert_eq!(list(&[("model", "b2b"), ("status", "won")]).await, ["s0"]);
+    server.get_query("/api/v1/contacts", &[("model", "b2b"), ("status", "maybe")]).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    server.get_query("/api/v1/contacts", &[("status", "new")]).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    let csv = server.get_query("/api/v1/contacts", &[("model", "b2b"), ("open", "true"), ("format", "csv"), ("limit", "1")]).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(
+        lines,
+        ["id,email,owner,status,groups,fit,activity,total,band,flames,grade,quadrant", "s2,,,contacted,,20.0,48.86,68.86,warm,3,C,researcher"],
+        "a day of 30-day half-life: 50 × 0.5^(1/30) = 48.86; {}",
+        csv.text
+    );
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -888,4 +921,5 @@ common::both_backends!(
     upsert_says_whether_it_created,
     nonsense_cursors_and_instants_are_refused,
     republishing_the_live_model_changes_nothing,
+    lead_list_filters_by_status_and_comes_as_csv,
 );

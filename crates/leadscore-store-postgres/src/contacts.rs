@@ -8,7 +8,8 @@ use leadscore_core::condition::{Condition, parse_condition};
 use leadscore_core::problems::Problems;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
-    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, ScannedScore, SortKey, StoreError, StoreResult,
+    BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, LeadQuery, LogEntry, Millis, ModelSet, ScannedScore,
+    SortKey, StoreError, StoreResult,
 };
 use serde_json::{Value, json};
 use tokio_postgres::types::ToSql;
@@ -540,6 +541,14 @@ impl ContactStore for PostgresStore {
         }
         if let Some(group) = &query.group {
             sql.push(" AND EXISTS (SELECT 1 FROM contact_groups g WHERE g.grp = ? AND g.contact_id = s.contact_id)", group);
+        }
+        if let Some(status) = &query.status {
+            let unset = if status == DEFAULT_STATUS { "c.status IS NULL OR " } else { "" };
+            sql.push(&format!(" AND ({unset}c.status = ?)"), status);
+        }
+        if query.open {
+            let closed: Vec<String> = CLOSED_STATUSES.iter().map(|s| format!("'{s}'")).collect();
+            sql.sql.push_str(&format!(" AND (c.status IS NULL OR c.status NOT IN ({}))", closed.join(", ")));
         }
         if let Some((value, id)) = &query.after {
             // Keyset pagination on (sort value, id).

@@ -519,6 +519,8 @@ async fn script(url: &str, schema: &str) {
                                     band: band.map(Into::into),
                                     group: group.map(Into::into),
                                     owner: owner.map(Into::into),
+                                    status: None,
+                                    open: false,
                                     limit: 2,
                                     after: after.clone(),
                                 };

@@ -6,7 +6,8 @@ use leadscore_core::problems::Problems;
 use leadscore_store::records::apply_upsert;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
-    BulkUpdate, ContactPatch, ContactRecord, ContactStore, ContactUpsert, LeadQuery, LogEntry, Millis, ModelSet, ScannedScore, SortKey, StoreError, StoreResult,
+    BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, LeadQuery, LogEntry, Millis, ModelSet, ScannedScore,
+    SortKey, StoreError, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -451,6 +452,14 @@ impl ContactStore for SqliteStore {
             }
             if let Some(group) = &query.group {
                 next(&mut sql, " AND EXISTS (SELECT 1 FROM contact_groups g WHERE g.grp = ? AND g.contact_id = s.contact_id)", Box::new(group.clone()));
+            }
+            if let Some(status) = &query.status {
+                let unset = if status == DEFAULT_STATUS { "c.status IS NULL OR " } else { "" };
+                next(&mut sql, &format!(" AND ({unset}c.status = ?)"), Box::new(status.clone()));
+            }
+            if query.open {
+                let closed: Vec<String> = CLOSED_STATUSES.iter().map(|s| format!("'{s}'")).collect();
+                sql.push_str(&format!(" AND (c.status IS NULL OR c.status NOT IN ({}))", closed.join(", ")));
             }
             if let Some((value, id)) = &query.after {
                 next(&mut sql, &format!(" AND ({column} {cmp} ?"), Box::new(*value));

@@ -160,8 +160,18 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let query =
-            LeadQuery { model: "a".into(), sort: SortKey::Total, descending: true, band: None, group: None, owner: None, limit: 4, after: after.clone() };
+        let query = LeadQuery {
+            model: "a".into(),
+            sort: SortKey::Total,
+            descending: true,
+            band: None,
+            group: None,
+            owner: None,
+            status: None,
+            open: false,
+            limit: 4,
+            after: after.clone(),
+        };
         let page = store.list_leads(&query).await.expect("list");
         if page.is_empty() {
             break;
@@ -183,6 +193,8 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
         band: None,
         group: Some("even".into()),
         owner: Some("rep1".into()),
+        status: None,
+        open: false,
         limit: 50,
         after: None,
     };
@@ -193,6 +205,26 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
     ids.sort();
     let expect: Vec<String> = (0..25).filter(|i| i % 6 == 0).map(|i| format!("lead{i:02}")).collect();
     assert_eq!(ids, expect, "group `even` and owner `rep1`");
+
+    // Statuses: `new` is also a contact without one; `open` leaves closed deals out.
+    for (id, status) in [("lead00", "won"), ("lead06", "disqualified"), ("lead12", "contacted"), ("lead18", "new")] {
+        let outcome =
+            crate::NewOutcome { contact_id: id.into(), kind: crate::OutcomeKind::Status { status: status.into() }, at: T0, scores: Default::default() };
+        store.record_outcome(outcome, T0).await.expect("status");
+    }
+    let listed = |status: Option<&str>, open: bool| {
+        let query = LeadQuery { status: status.map(Into::into), open, ..query.clone() };
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<String> = store.list_leads(&query).await.expect("list").into_iter().map(|c| c.id).collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(listed(None, true).await, ["lead12", "lead18", "lead24"], "won and disqualified are closed");
+    assert_eq!(listed(Some("new"), false).await, ["lead18", "lead24"], "recorded `new`, and no status at all");
+    assert_eq!(listed(Some("contacted"), true).await, ["lead12"]);
+    assert_eq!(listed(Some("won"), true).await, Vec::<String>::new());
 }
 
 /// A rescore chunk under a new version gives the same rows as ingest would, and the decay

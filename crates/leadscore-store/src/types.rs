@@ -156,6 +156,11 @@ pub struct LeadQuery {
     pub band: Option<String>,
     pub group: Option<String>,
     pub owner: Option<String>,
+    /// Only contacts whose status is this one of [`STATUSES`] (`new` also matches a contact
+    /// without any recorded status).
+    pub status: Option<String>,
+    /// Only contacts whose deal is not closed (not [`CLOSED_STATUSES`]).
+    pub open: bool,
     pub limit: usize,
     /// Continue after this (sort value, contact id).
     pub after: Option<(f64, String)>,
@@ -353,6 +358,12 @@ pub struct AutomationRecord {
 
 /// The statuses sales records (PRODUCT.md F18), in the order a lead moves through them.
 pub const STATUSES: &[&str] = &["new", "contacted", "qualified", "disqualified", "won", "lost"];
+
+/// The statuses that close a deal: the lead list's `open` filter leaves them out.
+pub const CLOSED_STATUSES: &[&str] = &["won", "lost", "disqualified"];
+
+/// The status a contact without any recorded status has.
+pub const DEFAULT_STATUS: &str = "new";
 
 /// What sales recorded about a contact.
 #[derive(Clone, Debug, PartialEq, Serialize)]
