@@ -196,6 +196,26 @@ impl Model {
         self.applies_to.as_ref().is_none_or(|c| c.matches(attributes, &Map::new()))
     }
 
+    /// Why this model does not score a contact with these attributes, in words (None when
+    /// it does): its segment, and what the contact has of the attributes the segment reads.
+    pub fn why_not_applies(&self, attributes: &Map<String, Value>) -> Option<String> {
+        if self.applies_to(attributes) {
+            return None;
+        }
+        let segment = self.definition.get("applies_to")?;
+        let mut read = Vec::new();
+        attributes_read(segment, &mut read);
+        read.dedup();
+        let has: Vec<String> = read
+            .iter()
+            .map(|name| match attributes.get(name.as_str()) {
+                Some(value) => format!("{name} is {value}"),
+                None => format!("{name} is not set"),
+            })
+            .collect();
+        Some(format!("it applies only where {}; this contact's {}", describe_condition(segment), has.join(", ")))
+    }
+
     /// The event property keys (top level) that any activity rule reads. Scoring needs no
     /// other property, so bulk paths decode only these.
     pub fn activity_property_keys(&self) -> Vec<String> {
@@ -709,5 +729,50 @@ points = 1
         )
         .unwrap_err();
         assert_eq!(err.problems().len(), 3, "{:#?}", err.problems());
+    }
+}
+
+/// A condition as written in a model, in words: `product_interest eq "platform" or
+/// product_interest not_exists`.
+pub fn describe_condition(condition: &Value) -> String {
+    let joined = |items: &Value, word: &str| -> String {
+        let parts: Vec<String> = items.as_array().into_iter().flatten().map(|c| describe_nested(c)).collect();
+        parts.join(&format!(" {word} "))
+    };
+    if let Some(all) = condition.get("all") {
+        return joined(all, "and");
+    }
+    if let Some(any) = condition.get("any") {
+        return joined(any, "or");
+    }
+    if let Some(not) = condition.get("not") {
+        return format!("not {}", describe_nested(not));
+    }
+    let subject = condition.get("attribute").or_else(|| condition.get("property")).and_then(Value::as_str).unwrap_or("?");
+    let op = condition.get("op").and_then(Value::as_str).unwrap_or("?");
+    match condition.get("value") {
+        Some(value) => format!("{subject} {op} {value}"),
+        None => format!("{subject} {op}"),
+    }
+}
+
+fn describe_nested(condition: &Value) -> String {
+    let text = describe_condition(condition);
+    if condition.get("all").is_some() || condition.get("any").is_some() { format!("({text})") } else { text }
+}
+
+fn attributes_read(condition: &Value, out: &mut Vec<String>) {
+    for key in ["all", "any"] {
+        for nested in condition.get(key).and_then(Value::as_array).into_iter().flatten() {
+            attributes_read(nested, out);
+        }
+    }
+    if let Some(not) = condition.get("not") {
+        attributes_read(not, out);
+    }
+    if let Some(name) = condition.get("attribute").and_then(Value::as_str)
+        && !out.iter().any(|seen| seen == name)
+    {
+        out.push(name.to_string());
     }
 }

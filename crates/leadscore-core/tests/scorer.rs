@@ -222,8 +222,12 @@ fn example_model_bands_flames_grade_quadrant() {
         (-120.0, Some("cold"), 0, Some("D"), Some("unqualified"))
     );
     assert!(!m.applies_to(&attrs(json!({"product_interest": "services"}))));
-    assert!(!m.applies_to(&Map::new()));
-    assert!(m.applies_to(&attrs(json!({"product_interest": ""}))));
+    // The segment is "the platform, or no product interest known" (PRODUCT.md §2).
+    assert!(m.applies_to(&Map::new()));
+    assert!(m.applies_to(&attrs(json!({"product_interest": "platform"}))));
+    let why = m.why_not_applies(&attrs(json!({"product_interest": "services", "job_title": "CTO"}))).unwrap();
+    assert_eq!(why, "it applies only where product_interest eq \"platform\" or product_interest not_exists; this contact's product_interest is \"services\"");
+    assert_eq!(m.why_not_applies(&Map::new()), None);
 }
 
 #[test]

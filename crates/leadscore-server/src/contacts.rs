@@ -91,7 +91,15 @@ pub async fn render_contact(state: &AppState, contact: &ContactRecord, at: Optio
         value["version"] = json!(published.version);
         scores.insert(published.name.clone(), value);
     }
-    Ok(json!({
+    // A contact a model does not score says so and why (its segment), instead of a bare
+    // `"scores": {}` (issue 12.12).
+    let not_scored: Map<String, Value> = state
+        .models()
+        .iter()
+        .filter(|m| !m.is_shadow() && !scores.contains_key(&m.name))
+        .filter_map(|m| m.model.why_not_applies(&contact.attributes).map(|why| (m.name.clone(), json!(why))))
+        .collect();
+    let mut rendered = json!({
         "id": contact.id,
         "email": contact.email,
         "attributes": contact.attributes,
@@ -104,7 +112,11 @@ pub async fn render_contact(state: &AppState, contact: &ContactRecord, at: Optio
         "scores": scores,
         "predictive": Value::Null,
         "as_of": at.map(format_time),
-    }))
+    });
+    if !not_scored.is_empty() {
+        rendered["not_scored"] = Value::Object(not_scored);
+    }
+    Ok(rendered)
 }
 
 #[derive(Deserialize)]

@@ -87,12 +87,12 @@ async fn example_model_scores_single_and_batched_events(server: TestServer) {
     assert_eq!(ada["last_event_at"], format_time(T0));
 
     // A contact made by events alone, with traits from identify: "Marketing Director"
-    // (+20), company_size "80" (a numeric string, not > 100), product_interest "" (in the
-    // segment); the webinar is +15.
+    // (+20), company_size "80" (a numeric string, not > 100), no product_interest (in the
+    // segment: "platform, or no product interest known"); the webinar is +15.
     let reply = server
         .ingest(json!({ "batch": [
             { "type": "identify", "messageId": "bo-1", "userId": "bo", "timestamp": format_time(T0),
-              "traits": { "job_title": "Marketing Director", "company_size": "80", "product_interest": "" } },
+              "traits": { "job_title": "Marketing Director", "company_size": "80" } },
             track("bo", "bo-2", "Webinar Attended", json!({}), T0),
         ]}))
         .await;
@@ -101,9 +101,17 @@ async fn example_model_scores_single_and_batched_events(server: TestServer) {
     assert_eq!(bo["attributes"]["job_title"], "Marketing Director");
     assert_eq!(card(&bo, "b2b"), expected_card(20.0, 15.0, "cold", 2, "C", "unqualified"));
 
-    // Outside the model's segment (no product_interest): no b2b score at all.
+    // Outside the model's segment (interested in services): no b2b score at all, and the
+    // contact says why (issue 12.12).
+    server.create_contact(json!({ "id": "cy", "attributes": { "product_interest": "services" } })).await;
     server.ingest(quote_form("cy", "cy-1", T0)).await;
-    assert_eq!(server.contact("cy").await["scores"], json!({}));
+    let cy = server.contact("cy").await;
+    assert_eq!(cy["scores"], json!({}));
+    assert_eq!(
+        cy["not_scored"]["b2b"],
+        "it applies only where product_interest eq \"platform\" or product_interest not_exists; this contact's product_interest is \"services\""
+    );
+    assert!(server.contact("bo").await.get("not_scored").is_none(), "scored contacts have no such note");
 
     // Thirty days later (one half-life, four idle weeks): ada 75/2 - 4*5 = 17.5; bo's
     // 15/2 - 20 stops at 0.
@@ -395,7 +403,7 @@ async fn lead_list_paginates_in_order_with_filters(server: TestServer) {
         ]}))
         .await;
     // Not in the model's segment, so not on its lead list.
-    server.create_contact(json!({ "id": "outsider", "attributes": { "job_title": "CTO" } })).await;
+    server.create_contact(json!({ "id": "outsider", "attributes": { "job_title": "CTO", "product_interest": "services" } })).await;
 
     let best_first = ["c4", "c3", "c1", "c2", "c8", "c0", "c7", "c6", "c5"];
     for limit in [1, 2, 3, 4, 9, 50] {
@@ -571,7 +579,7 @@ async fn publishing_a_new_version_rescores_existing_contacts(server: TestServer)
         server.create_contact(platform_contact(&id, json!({}))).await;
         server.ingest(quote_form(&id, &format!("{id}-quote"), T0)).await;
     }
-    server.create_contact(json!({ "id": "z-outsider", "attributes": {} })).await;
+    server.create_contact(json!({ "id": "z-outsider", "attributes": { "product_interest": "services" } })).await;
     assert!(ids(server.get_query("/api/v1/contacts", &[("model", "b2b"), ("band", "hot")]).await.expect(StatusCode::OK)).is_empty());
 
     // Version 2: a quote is worth 100.
