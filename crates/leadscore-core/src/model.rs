@@ -611,6 +611,51 @@ fn parse_activity_rules(value: &Value, problems: &mut Problems) -> Vec<ActivityR
 /// The example model of PRODUCT.md §2, used by `leadscore demo` and tests.
 pub const EXAMPLE_MODEL_TOML: &str = include_str!("example_model.toml");
 
+/// A condition as written in a model, in words: `product_interest eq "platform" or
+/// product_interest not_exists`.
+pub fn describe_condition(condition: &Value) -> String {
+    let joined = |items: &Value, word: &str| -> String {
+        let parts: Vec<String> = items.as_array().into_iter().flatten().map(describe_nested).collect();
+        parts.join(&format!(" {word} "))
+    };
+    if let Some(all) = condition.get("all") {
+        return joined(all, "and");
+    }
+    if let Some(any) = condition.get("any") {
+        return joined(any, "or");
+    }
+    if let Some(not) = condition.get("not") {
+        return format!("not {}", describe_nested(not));
+    }
+    let subject = condition.get("attribute").or_else(|| condition.get("property")).and_then(Value::as_str).unwrap_or("?");
+    let op = condition.get("op").and_then(Value::as_str).unwrap_or("?");
+    match condition.get("value") {
+        Some(value) => format!("{subject} {op} {value}"),
+        None => format!("{subject} {op}"),
+    }
+}
+
+fn describe_nested(condition: &Value) -> String {
+    let text = describe_condition(condition);
+    if condition.get("all").is_some() || condition.get("any").is_some() { format!("({text})") } else { text }
+}
+
+fn attributes_read(condition: &Value, out: &mut Vec<String>) {
+    for key in ["all", "any"] {
+        for nested in condition.get(key).and_then(Value::as_array).into_iter().flatten() {
+            attributes_read(nested, out);
+        }
+    }
+    if let Some(not) = condition.get("not") {
+        attributes_read(not, out);
+    }
+    if let Some(name) = condition.get("attribute").and_then(Value::as_str)
+        && !out.iter().any(|seen| seen == name)
+    {
+        out.push(name.to_string());
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -729,50 +774,5 @@ points = 1
         )
         .unwrap_err();
         assert_eq!(err.problems().len(), 3, "{:#?}", err.problems());
-    }
-}
-
-/// A condition as written in a model, in words: `product_interest eq "platform" or
-/// product_interest not_exists`.
-pub fn describe_condition(condition: &Value) -> String {
-    let joined = |items: &Value, word: &str| -> String {
-        let parts: Vec<String> = items.as_array().into_iter().flatten().map(|c| describe_nested(c)).collect();
-        parts.join(&format!(" {word} "))
-    };
-    if let Some(all) = condition.get("all") {
-        return joined(all, "and");
-    }
-    if let Some(any) = condition.get("any") {
-        return joined(any, "or");
-    }
-    if let Some(not) = condition.get("not") {
-        return format!("not {}", describe_nested(not));
-    }
-    let subject = condition.get("attribute").or_else(|| condition.get("property")).and_then(Value::as_str).unwrap_or("?");
-    let op = condition.get("op").and_then(Value::as_str).unwrap_or("?");
-    match condition.get("value") {
-        Some(value) => format!("{subject} {op} {value}"),
-        None => format!("{subject} {op}"),
-    }
-}
-
-fn describe_nested(condition: &Value) -> String {
-    let text = describe_condition(condition);
-    if condition.get("all").is_some() || condition.get("any").is_some() { format!("({text})") } else { text }
-}
-
-fn attributes_read(condition: &Value, out: &mut Vec<String>) {
-    for key in ["all", "any"] {
-        for nested in condition.get(key).and_then(Value::as_array).into_iter().flatten() {
-            attributes_read(nested, out);
-        }
-    }
-    if let Some(not) = condition.get("not") {
-        attributes_read(not, out);
-    }
-    if let Some(name) = condition.get("attribute").and_then(Value::as_str)
-        && !out.iter().any(|seen| seen == name)
-    {
-        out.push(name.to_string());
     }
 }
