@@ -14,6 +14,8 @@ pub mod email;
 pub mod guard;
 pub mod retry;
 pub mod signing;
+/// A small SMTP server for tests; test support, not compiled into the binary.
+#[cfg(feature = "test-sink")]
 pub mod sink;
 pub mod webhook;
 
@@ -23,6 +25,7 @@ pub use guard::{ResolvedTarget, TargetGuard, is_public_ip};
 pub use reqwest::Url;
 pub use retry::RetryPolicy;
 pub use signing::{new_message_id, new_secret, sign, verify};
+#[cfg(feature = "test-sink")]
 pub use sink::{ReceivedMail, SmtpSink};
 pub use webhook::WebhookSender;
 

@@ -3,6 +3,8 @@
 //! default) and, later, PostgreSQL. Both run the scoring inside their write transaction
 //! through [`scoring`], so a score never disagrees with the events stored.
 
+/// The storage test suite every backend runs; test support, not compiled into the binary.
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod records;
 pub mod runner;
