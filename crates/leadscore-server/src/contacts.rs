@@ -138,6 +138,9 @@ async fn upsert_contact(State(state): State<Arc<AppState>>, principal: Principal
     if body.id.is_none() && email.is_none() {
         return Err(ApiError::invalid("a contact needs an `id` or an `email`"));
     }
+    if let Some(email) = &email {
+        leadscore_core::email::check_email(email).map_err(ApiError::invalid)?;
+    }
     let upsert = ContactUpsert { id: body.id, email, attributes, groups: body.groups, owner: body.owner, created_at, historical: false };
     let (mut contact, created) = state.store.upsert_contact(upsert, &state.models(), state.now()).await?;
     if !state.runtime.automations().is_empty() {
@@ -188,6 +191,9 @@ async fn patch_contact(State(state): State<Arc<AppState>>, principal: Principal,
     let mut attributes = body.attributes;
     if let Some(email) = body.email {
         attributes.insert("email".into(), Value::String(email));
+    }
+    if let Some(Value::String(email)) = attributes.get("email") {
+        leadscore_core::email::check_email(email).map_err(ApiError::invalid)?;
     }
     let patch = ContactPatch { attributes, add_groups: body.add_groups, remove_groups: body.remove_groups, owner: body.owner, status: None };
     let mut contact = state.store.patch_contact(&id, patch, &state.models(), state.now()).await?;

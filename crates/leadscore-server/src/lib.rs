@@ -50,6 +50,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest event batch.
     pub max_batch: usize,
+    /// How far ahead of the server's clock an event's timestamp may be (LEADSCORE_MAX_FUTURE_SKEW):
+    /// a little is a sender's clock running fast, far more (`2099-01-01`) is a mistake that
+    /// would keep the contact's activity from ever decaying.
+    pub max_future_skew: std::time::Duration,
     /// Contacts per rescore transaction.
     pub rescore_chunk: usize,
     /// How often stored scores of decaying models are refreshed (None: never).
@@ -79,6 +83,7 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
             max_batch: 1000,
+            max_future_skew: std::time::Duration::from_secs(24 * 3600),
             rescore_chunk: 10000,
             sweep_interval: Some(std::time::Duration::from_secs(300)),
             rate_limit: Some(2000),

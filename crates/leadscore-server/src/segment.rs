@@ -180,7 +180,7 @@ fn id_field(message: &Value, key: &str) -> Option<String> {
     }
 }
 
-fn segment_message(message: &Value, kind: Option<&str>, batch_sent_at: Option<&str>, received_at: Millis) -> Result<Message, String> {
+fn segment_message(state: &AppState, message: &Value, kind: Option<&str>, batch_sent_at: Option<&str>, received_at: Millis) -> Result<Message, String> {
     match message_kind(message, kind).as_deref() {
         Some("alias") => {
             let previous_id = id_field(message, "previousId").ok_or("an alias needs `previousId`")?;
@@ -197,7 +197,13 @@ fn segment_message(message: &Value, kind: Option<&str>, batch_sent_at: Option<&s
             let traits = message.get("traits").and_then(Value::as_object).cloned().unwrap_or_default();
             Ok(Message::Group { contact_id, group_id, traits })
         }
-        _ => segment_event(message, kind, batch_sent_at, received_at).map(Message::Event),
+        _ => {
+            // Checked after the sentAt correction: a sender whose whole clock runs ahead is
+            // corrected, only a timestamp that is itself far ahead is refused.
+            let event = segment_event(message, kind, batch_sent_at, received_at)?;
+            crate::events::check_not_ahead(event.timestamp, received_at, state.config.max_future_skew)?;
+            Ok(Message::Event(event))
+        }
     }
 }
 
@@ -266,7 +272,7 @@ async fn store(state: &AppState, events: Vec<NewEvent>) -> ApiResult<usize> {
 async fn single_call(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>, kind: &'static str) -> ApiResult<Json<Value>> {
     let body = too_large(body)?;
     let message = authorized_body(&state, &headers, &body).await?;
-    let parsed = segment_message(&message, Some(kind), None, state.now()).map_err(|reason| {
+    let parsed = segment_message(&state, &message, Some(kind), None, state.now()).map_err(|reason| {
         metrics::counter!("leadscore_events_rejected_total", "api" => "segment").increment(1);
         ApiError::bad_request(reason)
     })?;
@@ -287,7 +293,7 @@ async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Res
     let mut parsed = Vec::with_capacity(messages.len());
     let mut rejected = Vec::new();
     for (index, message) in messages.iter().enumerate() {
-        match segment_message(message, None, sent_at, now) {
+        match segment_message(&state, message, None, sent_at, now) {
             Ok(message) => parsed.push(message),
             Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
         }

@@ -536,6 +536,8 @@ async fn delete_erases_the_contact_and_its_events(server: TestServer) {
 async fn reading_at_a_past_instant_ignores_later_events(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     server.create_contact(platform_contact("tess", json!({ "job_title": "CTO", "company_size": 250 }))).await;
+    // The clock is moved first: an event more than a day ahead of it would be refused.
+    server.set_now(T0 + 2 * DAY);
     server
         .ingest(json!({ "batch": [
             quote_form("tess", "tess-1", T0),
@@ -543,7 +545,6 @@ async fn reading_at_a_past_instant_ignores_later_events(server: TestServer) {
             track("tess", "tess-3", "Webinar Attended", json!({}), T0 + 2 * DAY),
         ]}))
         .await;
-    server.set_now(T0 + 2 * DAY);
     let at = |t: i64| {
         let server = &server;
         async move { card(&contact_at(server, "tess", t).await, "b2b") }
@@ -849,6 +850,61 @@ async fn nonsense_cursors_and_instants_are_refused(server: TestServer) {
     assert!(reply["rejected"][0]["reason"].as_str().unwrap().contains("outside"), "{reply}");
 }
 
+// An address that is not one, and a timestamp far ahead of the server's clock, are refused
+// per event like any malformed one (the CSV import refuses the same addresses).
+async fn bad_emails_and_future_timestamps_are_refused_per_event(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("sane", json!({}))).await;
+    let batch = json!({ "batch": [
+        quote_form("sane", "sane-0", T0),
+        { "type": "track", "event": "Form Submitted", "email": "not an email", "messageId": "sane-1" },
+        { "type": "identify", "userId": "sane", "traits": { "email": "n/a" }, "messageId": "sane-2" },
+        { "type": "track", "event": "Form Submitted", "userId": "sane", "timestamp": "2099-01-01T00:00:00Z", "messageId": "sane-3" },
+        // Up to a day ahead is a sender's clock running fast, not a mistake: kept.
+        page("sane", "sane-4", "/pricing", T0 + 23 * HOUR),
+    ]});
+    let reply = server.post("/api/v1/events", &batch).await;
+    let body = reply.expect(StatusCode::MULTI_STATUS);
+    assert_eq!(body["accepted"], 2, "{body}");
+    let rejected = body["rejected"].as_array().unwrap();
+    let expected = [(1, "\"not an email\" is not an email address"), (2, "\"n/a\" is not an email address"), (3, "ahead of the server's clock")];
+    assert_eq!(rejected.len(), expected.len(), "{rejected:?}");
+    for (item, (index, reason)) in rejected.iter().zip(expected) {
+        assert_eq!(item["index"], index, "{item}");
+        let text = item["reason"].as_str().unwrap();
+        assert!(text.contains(reason), "index {index}: {text:?} should mention {reason:?}");
+    }
+    let message_ids: Vec<String> = server.state.store.contact_events("sane").await.unwrap().iter().map(|e| e.message_id.clone()).collect();
+    assert_eq!(message_ids, ["sane-0", "sane-4"]);
+    let nobody = server.get_query("/api/v1/contacts", &[]).await;
+    assert_eq!(nobody.expect(StatusCode::OK)["contacts"].as_array().unwrap().len(), 1, "no contact was made for the bad address");
+
+    // A single event: 422 with the reason.
+    let reply = server.post("/api/v1/events", &json!({ "event": "x", "email": "not an email" })).await;
+    let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains("not an email address"), "{error}");
+    let reply = server.post("/api/v1/events", &json!({ "event": "x", "userId": "sane", "timestamp": format_time(T0 + 2 * DAY) })).await;
+    let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains("LEADSCORE_MAX_FUTURE_SKEW"), "{error}");
+
+    // Contacts written through the API follow the same rule.
+    let reply = server.post("/api/v1/contacts", &json!({ "email": "not an email" })).await;
+    reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let reply = server.patch("/api/v1/contacts/sane", &json!({ "email": "not an email" })).await;
+    reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+}
+
+// The allowed skew is the server's setting (LEADSCORE_MAX_FUTURE_SKEW).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_future_skew_is_configurable() {
+    let config = leadscore_server::ServerConfig { max_future_skew: std::time::Duration::from_secs(3600), ..test_config() };
+    let server = TestServer::start_configured(config).await;
+    let reply = server.post("/api/v1/events", &json!({ "event": "x", "userId": "u", "timestamp": format_time(T0 + 2 * HOUR) })).await;
+    let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains("more than 1h ahead"), "{error}");
+    server.post("/api/v1/events", &json!({ "event": "x", "userId": "u", "timestamp": format_time(T0 + 30 * 60 * SECOND) })).await.expect(StatusCode::OK);
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -869,4 +925,5 @@ common::both_backends!(
     health_metrics_and_openapi,
     upsert_says_whether_it_created,
     nonsense_cursors_and_instants_are_refused,
+    bad_emails_and_future_timestamps_are_refused_per_event,
 );

@@ -212,6 +212,36 @@ async fn contacts_merge_through_the_api(server: TestServer) {
     assert!(entries.iter().any(|e| e["rule"] == "Request a quote"), "dup's award is keep's now");
 }
 
+// The native API's rules for addresses and future timestamps hold on /v1 too: such a
+// message is reported by index, the rest stored. A sender whose clock runs days ahead is
+// corrected by sentAt, so only a timestamp that is itself far ahead is refused.
+async fn segment_refuses_bad_emails_and_future_timestamps(server: TestServer) {
+    let key = ingest_key(&server, &["ingest"]).await;
+    let fast_clock = T0 + 3 * DAY;
+    let batch = json!({
+        "sentAt": format_time(T0),
+        "batch": [
+            { "type": "track", "userId": "seg-ok", "event": "Good", "messageId": "g1", "timestamp": format_time(T0 - HOUR) },
+            { "type": "identify", "userId": "seg-ok", "messageId": "g2", "traits": { "email": "not an email" } },
+            { "type": "track", "userId": "seg-ok", "event": "Far", "messageId": "g3", "timestamp": "2099-01-01T00:00:00Z" },
+            { "type": "track", "userId": "seg-ok", "event": "Fast clock", "messageId": "g4", "timestamp": format_time(fast_clock), "sentAt": format_time(fast_clock) },
+        ]
+    });
+    let reply = segment_post(&server, "/v1/batch", Some(&basic(&key)), batch.to_string()).await;
+    let body = reply.expect(StatusCode::OK);
+    let rejected: Vec<(u64, String)> =
+        body["rejected"].as_array().unwrap().iter().map(|r| (r["index"].as_u64().unwrap(), r["reason"].as_str().unwrap().to_string())).collect();
+    assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2], "{body}");
+    assert!(rejected[0].1.contains("is not an email address"), "{rejected:?}");
+    assert!(rejected[1].1.contains("ahead of the server's clock"), "{rejected:?}");
+    let events = server.state.store.contact_events("seg-ok").await.unwrap();
+    assert_eq!(events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(), ["g1", "g4"]);
+    assert_eq!(events[1].timestamp, T0, "the fast clock was corrected by sentAt");
+
+    let single = json!({ "userId": "seg-ok", "event": "x", "email": "not an email" });
+    segment_post(&server, "/v1/track", Some(&basic(&key)), single.to_string()).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     batch_and_single_calls_score_like_native_events,
@@ -219,4 +249,5 @@ common::both_backends!(
     browsers_may_send_from_any_site,
     alias_and_group_change_identity_and_accounts,
     contacts_merge_through_the_api,
+    segment_refuses_bad_emails_and_future_timestamps,
 );

@@ -328,6 +328,9 @@ pub async fn app_state(store: Arc<dyn Store>) -> Result<Arc<AppState>> {
     if let Some(every) = env_span("LEADSCORE_SCHEDULER_INTERVAL")? {
         config.scheduler_interval = every;
     }
+    if let Some(skew) = env_span("LEADSCORE_MAX_FUTURE_SKEW")? {
+        config.max_future_skew = skew;
+    }
     if let Some(base) = env_span("LEADSCORE_DELIVERY_BACKOFF")? {
         config.delivery_backoff = base;
     }
