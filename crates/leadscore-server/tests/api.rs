@@ -905,6 +905,46 @@ async fn the_future_skew_is_configurable() {
     server.post("/api/v1/events", &json!({ "event": "x", "userId": "u", "timestamp": format_time(T0 + 30 * 60 * SECOND) })).await.expect(StatusCode::OK);
 }
 
+// Compressed bodies (gzip, deflate) are accepted; the size limit holds for what they
+// inflate to, so a small body that inflates past 4 MiB is refused without being inflated
+// into memory; a corrupt body and an unknown encoding are refused with the JSON shape.
+async fn compressed_events_are_accepted_within_the_limit(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("zip", json!({}))).await;
+    let post_encoded = |encoding: &'static str, body: Vec<u8>| {
+        let request = server
+            .request(Method::POST, "/api/v1/events", Some(ADMIN_KEY))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body);
+        server.send(request)
+    };
+    let batch = json!({ "batch": [quote_form("zip", "zip-1", T0)] }).to_string();
+    assert_eq!(post_encoded("gzip", gzip(batch.as_bytes())).await.expect(StatusCode::OK)["accepted"], 1);
+    let single = page("zip", "zip-2", "/pricing", T0).to_string();
+    assert_eq!(post_encoded("deflate", deflate(single.as_bytes(), true)).await.expect(StatusCode::OK)["accepted"], 1);
+    let raw = page("zip", "zip-3", "/pricing", T0 + HOUR).to_string();
+    assert_eq!(post_encoded("deflate", deflate(raw.as_bytes(), false)).await.expect(StatusCode::OK)["accepted"], 1);
+    let events = server.state.store.contact_events("zip").await.unwrap();
+    assert_eq!(events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(), ["zip-1", "zip-2", "zip-3"]);
+
+    let bomb = post_encoded("gzip", gzip_bomb()).await;
+    let error = bomb.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert!(error["message"].as_str().unwrap().contains("4 MiB"), "the limit is named: {error}");
+
+    let mut corrupt = gzip(batch.as_bytes());
+    let middle = corrupt.len() / 2;
+    corrupt[middle..].iter_mut().for_each(|b| *b = !*b);
+    let error = post_encoded("gzip", corrupt).await.expect_error(StatusCode::BAD_REQUEST, "bad_request").clone();
+    assert!(error["message"].as_str().unwrap().contains("not valid gzip"), "{error}");
+    let error = post_encoded("gzip", batch.clone().into_bytes()).await.expect_error(StatusCode::BAD_REQUEST, "bad_request").clone();
+    assert!(error["message"].as_str().unwrap().contains("not valid gzip"), "plain JSON labelled gzip: {error}");
+
+    let error = post_encoded("br", batch.into_bytes()).await.expect_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding").clone();
+    assert!(error["message"].as_str().unwrap().contains("gzip"), "says what is supported: {error}");
+    assert_eq!(server.state.store.contact_events("zip").await.unwrap().len(), 3, "nothing refused was stored");
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -926,4 +966,5 @@ common::both_backends!(
     upsert_says_whether_it_created,
     nonsense_cursors_and_instants_are_refused,
     bad_emails_and_future_timestamps_are_refused_per_event,
+    compressed_events_are_accepted_within_the_limit,
 );
