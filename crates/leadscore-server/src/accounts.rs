@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use leadscore_store::{PublishedModel, Scope};
@@ -18,6 +18,7 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::contacts::{current_cards, render_contact};
 use crate::error::{ApiError, ApiResult};
+use crate::input::Query;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/accounts", get(list_accounts)).route("/accounts/{id}", get(get_account))

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, format_time, parse_time};
+use crate::input::{Body, Query, format_time, parse_time};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -250,13 +250,8 @@ fn parse_cursor(cursor: &str) -> ApiResult<(f64, String)> {
     Ok((value, id.to_string()))
 }
 
-async fn list_contacts(
-    State(state): State<Arc<AppState>>,
-    principal: Principal,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+async fn list_contacts(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be from 1 to 1000"));

@@ -5,7 +5,9 @@ use std::io::Read;
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use leadscore_store::Millis;
 use serde::de::DeserializeOwned;
@@ -153,6 +155,60 @@ impl Body {
     pub fn text(&self) -> Result<&str, ApiError> {
         std::str::from_utf8(&self.0).map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))
     }
+}
+
+/// The query parameters of a JSON route, parsed into `T` (a struct of optional fields). One
+/// rule for every route: a parameter `T` does not name is refused (a typo such as
+/// `/deliveries?contact=` would otherwise quietly list every row), and so is a query string
+/// that does not parse; both are 400s in the JSON error shape.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let unreadable = |rejection: QueryRejection| ApiError::bad_request(rejection.body_text());
+        if let Some(allowed) = struct_fields::<T>() {
+            let axum::extract::Query(pairs) = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map_err(unreadable)?;
+            if let Some((unknown, _)) = pairs.iter().find(|(name, _)| !allowed.contains(&name.as_str())) {
+                return Err(ApiError::bad_request(format!("unknown query parameter `{unknown}`; this route takes {}", allowed.join(", ")))
+                    .with_details(serde_json::json!({ "parameter": unknown, "allowed": allowed })));
+            }
+        }
+        let axum::extract::Query(value) = axum::extract::Query::<T>::try_from_uri(&parts.uri).map_err(unreadable)?;
+        Ok(Query(value))
+    }
+}
+
+/// The field names a derived `Deserialize` struct accepts: serde hands them to
+/// `deserialize_struct`, so a deserializer that only records them reads them without any
+/// input. None when `T` is not a struct.
+fn struct_fields<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    use serde::de::{Deserializer, Error, Visitor, value};
+
+    struct FieldNames<'a>(&'a mut Option<&'static [&'static str]>);
+
+    impl<'de> Deserializer<'de> for FieldNames<'_> {
+        type Error = value::Error;
+
+        fn deserialize_struct<V: Visitor<'de>>(self, _name: &'static str, fields: &'static [&'static str], _visitor: V) -> Result<V::Value, Self::Error> {
+            *self.0 = Some(fields);
+            Err(value::Error::custom("only the field names were wanted"))
+        }
+
+        fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
+            Err(value::Error::custom("not a struct"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+
+    let mut fields = None;
+    let _ = T::deserialize(FieldNames(&mut fields));
+    fields
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

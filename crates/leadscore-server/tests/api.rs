@@ -945,6 +945,47 @@ async fn compressed_events_are_accepted_within_the_limit(server: TestServer) {
     assert_eq!(server.state.store.contact_events("zip").await.unwrap().len(), 3, "nothing refused was stored");
 }
 
+// One rule for query strings on every JSON route that takes parameters: an unknown one is a
+// 400 in the JSON error shape naming it (`/deliveries?contact=` used to list every row),
+// and so is a query string that does not parse.
+async fn every_route_refuses_unknown_query_parameters(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("q1", json!({ "account": "acme" }))).await;
+    let routes = [
+        (Method::GET, "/api/v1/contacts"),
+        (Method::GET, "/api/v1/contacts/q1"),
+        (Method::GET, "/api/v1/contacts/q1/history"),
+        (Method::GET, "/api/v1/accounts"),
+        (Method::GET, "/api/v1/accounts/acme"),
+        (Method::GET, "/api/v1/automations/runs"),
+        (Method::GET, "/api/v1/deliveries"),
+        (Method::GET, "/api/v1/models/b2b"),
+        (Method::PUT, "/api/v1/models/b2b"),
+        (Method::GET, "/api/v1/reports/brackets"),
+        (Method::GET, "/api/v1/reports/distribution"),
+        (Method::GET, "/api/v1/reports/sources"),
+        (Method::GET, "/api/v1/reports/feedback"),
+        (Method::GET, "/api/v1/reports/speed"),
+        (Method::GET, "/api/v1/reports/accuracy"),
+        (Method::GET, "/api/v1/reports/compare"),
+    ];
+    for (method, path) in routes {
+        let reply = server.send(server.request(method.clone(), path, Some(ADMIN_KEY)).query(&[("zzz", "1")])).await;
+        let error = reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(error["message"].as_str().unwrap().contains("`zzz`"), "{method} {path} names the parameter: {error}");
+    }
+    let reply = server.get_query("/api/v1/deliveries", &[("contact", "zzz")]).await;
+    let error = reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(error["message"].as_str().unwrap().contains("`contact`") && error["message"].as_str().unwrap().contains("automation"), "{error}");
+    assert_eq!(error["details"]["parameter"], "contact", "{error}");
+    for query in [[("limit", "ten")], [("limit", "-1")]] {
+        server.get_query("/api/v1/deliveries", &query).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        server.get_query("/api/v1/automations/runs", &query).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let twice = server.get_query("/api/v1/accounts", &[("cursor", "a"), ("cursor", "b")]).await;
+    twice.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -967,4 +1008,5 @@ common::both_backends!(
     nonsense_cursors_and_instants_are_refused,
     bad_emails_and_future_timestamps_are_refused_per_event,
     compressed_events_are_accepted_within_the_limit,
+    every_route_refuses_unknown_query_parameters,
 );
