@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, Query, format_time, parse_time};
+use crate::input::{Body, Query, bad_cursor, format_time, page_cursor, parse_time};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -245,8 +245,8 @@ fn parse_sort(sort: Option<&str>) -> ApiResult<(SortKey, bool)> {
 
 /// Cursor for the lead list: `<sort value>~<contact id>`, opaque to clients.
 fn parse_cursor(cursor: &str) -> ApiResult<(f64, String)> {
-    let (value, id) = cursor.split_once('~').ok_or_else(|| ApiError::bad_request("malformed cursor"))?;
-    let value: f64 = value.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| ApiError::bad_request("malformed cursor"))?;
+    let (value, id) = cursor.split_once('~').ok_or_else(bad_cursor)?;
+    let value: f64 = value.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(bad_cursor)?;
     Ok((value, id.to_string()))
 }
 
@@ -264,7 +264,7 @@ async fn list_contacts(State(state): State<Arc<AppState>>, principal: Principal,
         if q.group.is_some() || q.owner.is_some() {
             return Err(ApiError::bad_request("`group` and `owner` filters need `model` (the lead list)"));
         }
-        let contacts = state.store.list_contacts(q.cursor.as_deref(), limit).await?;
+        let contacts = state.store.list_contacts(page_cursor(q.cursor.as_deref())?, limit).await?;
         let next = (contacts.len() == limit).then(|| contacts.last().map(|c| c.id.clone())).flatten();
         let mut items = Vec::with_capacity(contacts.len());
         for contact in &contacts {
@@ -280,7 +280,7 @@ async fn list_contacts(State(state): State<Arc<AppState>>, principal: Principal,
         return Err(ApiError::bad_request(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
     }
     let (sort, descending) = parse_sort(q.sort.as_deref())?;
-    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    let after = page_cursor(q.cursor.as_deref())?.map(parse_cursor).transpose()?;
     let lead_query = LeadQuery { model: model_name.clone(), sort: sort.clone(), descending, band: q.band, group: q.group, owner: q.owner, limit, after };
     let contacts = state.store.list_leads(&lead_query).await?;
     let next = if contacts.len() == limit {

@@ -137,8 +137,16 @@ pub fn check_not_ahead(timestamp: Millis, now: Millis, max_ahead: std::time::Dur
     ))
 }
 
-async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: Result<Body, ApiError>) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Scope::Ingest)?;
+    let body = body.map_err(|error| match error.code {
+        "payload_too_large" => {
+            let limit = crate::input::format_size(state.config.max_body_bytes);
+            let max_batch = state.config.max_batch;
+            ApiError { message: format!("{}; send at most {max_batch} events or {limit} per request", error.message), ..error }
+        }
+        _ => error,
+    })?;
     let started = Instant::now();
     let value: Value = body.json()?;
     let now = state.now();
@@ -147,6 +155,9 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: 
             Some(Value::Array(items)) => (items, false),
             _ => return Err(ApiError::invalid("`batch` must be a list of events")),
         },
+        Value::Array(_) => {
+            return Err(ApiError::invalid(r#"the body is a JSON array, but an event must be a JSON object; send several events as {"batch": [...]}"#));
+        }
         other => (vec![other], true),
     };
     if items.is_empty() {

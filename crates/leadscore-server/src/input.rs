@@ -55,11 +55,15 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         let encoding = Encoding::of(req.headers())?;
         let bytes = match Bytes::from_request(req, state).await {
             Ok(bytes) => bytes,
-            Err(rejection) => {
-                let status = rejection.status();
-                let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" };
-                return Err(ApiError::new(status, code, rejection.body_text()));
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                let limit = format_size(limit);
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body is larger than {limit}, the most this route takes"),
+                ));
             }
+            Err(rejection) => return Err(ApiError::new(rejection.status(), "bad_request", rejection.body_text())),
         };
         match encoding {
             Encoding::Identity => Ok(Body(bytes)),
@@ -244,16 +248,27 @@ pub fn parse_time(text: &str) -> Result<Millis, String> {
 const EARLIEST: Millis = 0;
 const LATEST: Millis = 7_258_118_400_000;
 
-/// A `time,id` page cursor (newest-first lists of runs and deliveries): None when absent.
-pub fn parse_time_cursor(cursor: Option<&str>) -> Result<Option<(Millis, String)>, crate::error::ApiError> {
-    use crate::error::ApiError;
+/// The one answer, on every paginated route, to a cursor that no page gave out.
+pub fn bad_cursor() -> ApiError {
+    ApiError::bad_request("the cursor is not one this list gave out: pass the next_cursor of the previous page as it came, or none for the first page")
+}
+
+/// A page cursor as sent, on every paginated route: None when absent or empty (the first
+/// page). One with control characters is refused: no cursor holds them, and PostgreSQL
+/// refuses a NUL in text with a storage error.
+pub fn page_cursor(cursor: Option<&str>) -> Result<Option<&str>, ApiError> {
     match cursor {
         None | Some("") => Ok(None),
-        Some(cursor) => {
-            let (at, id) = cursor.split_once(',').ok_or_else(|| ApiError::invalid("cursor must be the next_cursor of the previous page"))?;
-            Ok(Some((parse_time(at).map_err(ApiError::invalid)?, id.to_string())))
-        }
+        Some(cursor) if cursor.chars().any(char::is_control) => Err(bad_cursor()),
+        Some(cursor) => Ok(Some(cursor)),
     }
+}
+
+/// A `time,id` page cursor (newest-first lists of runs and deliveries): None when absent.
+pub fn parse_time_cursor(cursor: Option<&str>) -> Result<Option<(Millis, String)>, ApiError> {
+    let Some(cursor) = page_cursor(cursor)? else { return Ok(None) };
+    let (at, id) = cursor.split_once(',').ok_or_else(bad_cursor)?;
+    Ok(Some((parse_time(at).map_err(|_| bad_cursor())?, id.to_string())))
 }
 
 /// The `time,id` cursor of the next page: the last item's, when the page is full.

@@ -986,6 +986,51 @@ async fn every_route_refuses_unknown_query_parameters(server: TestServer) {
     twice.expect_error(StatusCode::BAD_REQUEST, "bad_request");
 }
 
+// Refusals say what to do: a body over the limit names the limit (and, for events, how to
+// split a batch); a JSON array sent as events says to wrap it in {"batch": [...]}; a
+// cursor no page gave out is a 400 in the JSON shape on every paginated route (a NUL in
+// one used to be a storage error on PostgreSQL).
+async fn refusals_say_what_to_do(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    let blob = "a".repeat(4 * 1024 * 1024);
+    let oversize = server.post("/api/v1/events", &json!({ "event": "Big", "userId": "u", "properties": { "blob": blob } })).await;
+    let error = oversize.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("4 MiB") && message.contains("1000 events"), "{message}");
+    let over = "a".repeat(4 * 1024 * 1024 + 1);
+    let model = server.request(Method::PUT, "/api/v1/models/b2b", Some(ADMIN_KEY)).header("content-type", "application/toml").body(over);
+    let error = server.send(model).await.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").clone();
+    assert!(error["message"].as_str().unwrap().contains("4 MiB"), "{error}");
+
+    let listed = server.post("/api/v1/events", &json!([quote_form("u", "u-1", T0), quote_form("u", "u-2", T0)])).await;
+    let error = listed.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains(r#"{"batch": [...]}"#), "{error}");
+    assert_eq!(server.get("/api/v1/contacts/u").await.status, StatusCode::NOT_FOUND);
+
+    // (route, its other parameters, cursors no page of it gives out)
+    type CursorCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let bad_cursors: [CursorCase; 5] = [
+        ("/api/v1/contacts", &[], &["\u{0}", "x\u{1}"]),
+        ("/api/v1/contacts", &[("model", "b2b")], &["garbage", "NaN~x", "1~\u{0}"]),
+        ("/api/v1/accounts", &[], &["garbage", "NaN,x", "1,\u{0}"]),
+        ("/api/v1/deliveries", &[], &["garbage", "yesterday,x", "2026-01-01T00:00:00Z,\u{0}"]),
+        ("/api/v1/automations/runs", &[], &["garbage", ",", "2026-01-01T00:00:00Z,\u{0}"]),
+    ];
+    for (path, query, cursors) in bad_cursors {
+        for cursor in cursors {
+            let mut params = query.to_vec();
+            params.push(("cursor", cursor));
+            let reply = server.get_query(path, &params).await;
+            let error = reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+            assert!(error["message"].as_str().unwrap().contains("next_cursor"), "{path} {cursor:?}: {error}");
+        }
+        // An empty cursor is the first page, on every list alike.
+        let mut params = query.to_vec();
+        params.push(("cursor", ""));
+        server.get_query(path, &params).await.expect(StatusCode::OK);
+    }
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -1009,4 +1054,5 @@ common::both_backends!(
     bad_emails_and_future_timestamps_are_refused_per_event,
     compressed_events_are_accepted_within_the_limit,
     every_route_refuses_unknown_query_parameters,
+    refusals_say_what_to_do,
 );
