@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod automation;
 pub mod condition;
 pub mod duration;
+pub mod email;
 pub mod model;
 pub mod problems;
 pub mod report;

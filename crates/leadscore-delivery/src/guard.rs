@@ -61,6 +61,18 @@ impl TargetGuard {
         Ok(ResolvedTarget { url: parsed, host, addrs })
     }
 
+    /// The check made when a URL is stored (an automation or a subscription is saved): what
+    /// [`TargetGuard::check`] refuses is refused, with the reason, rather than failing every
+    /// delivery attempt until it is dead-lettered. A host name that does not resolve now,
+    /// or not within a few seconds, is accepted: DNS can change before the first delivery,
+    /// and every delivery checks again.
+    pub async fn check_before_storing(&self, url: &str) -> Result<(), DeliveryError> {
+        match tokio::time::timeout(STORE_TIME_RESOLVE_WAIT, self.check(url)).await {
+            Ok(Ok(_)) | Ok(Err(DeliveryError::Resolve(_))) | Err(_) => Ok(()),
+            Ok(Err(refused)) => Err(refused),
+        }
+    }
+
     /// The refusal rule, shared by [`TargetGuard::check`] and the connect-time resolver.
     pub(crate) fn admit(&self, host: &str, addrs: &[SocketAddr]) -> Result<(), DeliveryError> {
         if self.allow_private {
@@ -76,6 +88,10 @@ impl TargetGuard {
         Ok(())
     }
 }
+
+/// How long [`TargetGuard::check_before_storing`] waits for a name to resolve: storing an
+/// automation must not hang on a slow resolver.
+const STORE_TIME_RESOLVE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub(crate) async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, DeliveryError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await.map_err(|e| DeliveryError::Resolve(format!("{host}: {e}")))?.collect();
@@ -279,6 +295,18 @@ mod tests {
         for url in ["ftp://x", "file:///etc/passwd", "not a url", "http://", "gopher://127.0.0.1/"] {
             assert!(matches!(guard.check(url).await, Err(DeliveryError::InvalidUrl(_))), "{url}");
         }
+    }
+
+    #[tokio::test]
+    async fn storing_refuses_what_delivery_would_but_not_unresolved_names() {
+        let strict = TargetGuard::default();
+        for url in ["http://127.0.0.1:9/", "http://localhost:9/", "http://[::1]/", "http://10.0.0.1/"] {
+            assert!(matches!(strict.check_before_storing(url).await, Err(DeliveryError::Refused(_))), "{url}");
+        }
+        assert!(matches!(strict.check_before_storing("ftp://x/").await, Err(DeliveryError::InvalidUrl(_))));
+        assert_eq!(strict.check_before_storing("https://leadscore-test.invalid/").await, Ok(()), "may resolve later");
+        assert_eq!(strict.check_before_storing("https://8.8.8.8/hook").await, Ok(()));
+        assert_eq!(TargetGuard { allow_private: true }.check_before_storing("http://127.0.0.1:9/").await, Ok(()));
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use leadscore_store::{PublishedModel, Scope};
@@ -18,6 +18,7 @@ use crate::AppState;
 use crate::auth::Principal;
 use crate::contacts::{current_cards, render_contact};
 use crate::error::{ApiError, ApiResult};
+use crate::input::{Query, bad_cursor, page_cursor};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/accounts", get(list_accounts)).route("/accounts/{id}", get(get_account))
@@ -79,11 +80,11 @@ async fn list_accounts(State(state): State<Arc<AppState>>, principal: Principal,
         let names: Vec<&str> = model.model.accounts.bands.iter().map(|b| b.name.as_str()).collect();
         return Err(ApiError::bad_request(format!("model {:?} has no account band {band:?}; account bands: {}", model.name, names.join(", "))));
     }
-    let after = match q.cursor.as_deref() {
-        None | Some("") => None,
+    let after = match page_cursor(q.cursor.as_deref())? {
+        None => None,
         Some(cursor) => {
-            let (score, account) = cursor.split_once(',').ok_or_else(|| ApiError::bad_request("cursor must be the next_cursor of the previous page"))?;
-            Some((score.parse::<f64>().map_err(|_| ApiError::bad_request("cursor must be the next_cursor of the previous page"))?, account.to_string()))
+            let (score, account) = cursor.split_once(',').ok_or_else(bad_cursor)?;
+            Some((score.parse::<f64>().ok().filter(|s| s.is_finite()).ok_or_else(bad_cursor)?, account.to_string()))
         }
     };
     let members = state.store.account_members(&model.name).await?;

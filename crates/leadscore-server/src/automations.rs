@@ -33,6 +33,30 @@ fn invalid(problems: Vec<Problem>) -> ApiError {
     ApiError::invalid(format!("the automation has {} problem(s): {}", problems.len(), summary.join("; "))).with_details(json!({ "problems": problems }))
 }
 
+/// What keeps a valid automation from being stored here, beyond its own validation: a
+/// model it names that is a shadow (shadows fire no automations), and a webhook URL every
+/// delivery would refuse. The API and `leadscore automation apply` both apply it.
+pub async fn refusals(state: &AppState, automation: &Automation) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (path, model) in automation.named_models() {
+        if let Some(shadow) = state.model(model).filter(|m| m.is_shadow()) {
+            let live = shadow.shadow_of.as_deref().unwrap_or_default();
+            problems.push(Problem {
+                path: path.into(),
+                message: format!("{} is a shadow of {live}: shadow models fire no automations (name {live} here, or promote the shadow)", shadow.name),
+            });
+        }
+    }
+    for (index, action) in automation.actions.iter().enumerate() {
+        if let Action::Webhook { url, .. } = action
+            && let Err(message) = crate::runtime::check_webhook_url(&state.config, url).await
+        {
+            problems.push(Problem { path: format!("actions[{index}].webhook.url"), message });
+        }
+    }
+    problems
+}
+
 /// The stored record as the API shows it.
 pub fn record_json(record: &AutomationRecord) -> Value {
     json!({
@@ -61,18 +85,9 @@ async fn put_automation(
             message: format!("the automation is named {:?} but was sent to /automations/{name}", automation.name),
         }]));
     }
-    for (path, model) in automation.named_models() {
-        if let Some(shadow) = state.model(model).filter(|m| m.is_shadow()) {
-            return Err(invalid(vec![Problem {
-                path: path.into(),
-                message: format!(
-                    "{} is a shadow of {}: shadow models fire no automations (name {} here, or promote the shadow)",
-                    shadow.name,
-                    shadow.shadow_of.as_deref().unwrap_or_default(),
-                    shadow.shadow_of.as_deref().unwrap_or_default()
-                ),
-            }]));
-        }
+    let refused = refusals(&state, &automation).await;
+    if !refused.is_empty() {
+        return Err(invalid(refused));
     }
     let new = NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
     let (record, created) = state.store.put_automation(new, state.now()).await?;
@@ -118,7 +133,7 @@ struct RunsQuery {
 async fn list_runs(
     State(state): State<Arc<AppState>>,
     principal: Principal,
-    axum::extract::Query(query): axum::extract::Query<RunsQuery>,
+    crate::input::Query(query): crate::input::Query<RunsQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
     let limit = query.limit.unwrap_or(50);

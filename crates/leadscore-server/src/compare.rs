@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use leadscore_core::ScoreCard;
@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::input::Query;
 use crate::reports::{BandChanges, ScoreRows, accuracy_report, brackets_report, distribution_report, judge, resolve, timelines};
 
 pub fn router() -> Router<Arc<AppState>> {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, format_time, parse_time};
+use crate::input::{Body, Query, bad_cursor, format_time, page_cursor, parse_time};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -151,6 +151,9 @@ async fn upsert_contact(State(state): State<Arc<AppState>>, principal: Principal
     if body.id.is_none() && email.is_none() {
         return Err(ApiError::invalid("a contact needs an `id` or an `email`"));
     }
+    if let Some(email) = &email {
+        leadscore_core::email::check_email(email).map_err(ApiError::invalid)?;
+    }
     let upsert = ContactUpsert { id: body.id, email, attributes, groups: body.groups, owner: body.owner, created_at, historical: false };
     let (mut contact, created) = state.store.upsert_contact(upsert, &state.models(), state.now()).await?;
     if !state.runtime.automations().is_empty() {
@@ -201,6 +204,9 @@ async fn patch_contact(State(state): State<Arc<AppState>>, principal: Principal,
     let mut attributes = body.attributes;
     if let Some(email) = body.email {
         attributes.insert("email".into(), Value::String(email));
+    }
+    if let Some(Value::String(email)) = attributes.get("email") {
+        leadscore_core::email::check_email(email).map_err(ApiError::invalid)?;
     }
     let patch = ContactPatch { attributes, add_groups: body.add_groups, remove_groups: body.remove_groups, owner: body.owner, status: None };
     let mut contact = state.store.patch_contact(&id, patch, &state.models(), state.now()).await?;
@@ -258,18 +264,13 @@ fn parse_sort(sort: Option<&str>) -> ApiResult<(SortKey, bool)> {
 
 /// Cursor for the lead list: `<sort value>~<contact id>`, opaque to clients.
 fn parse_cursor(cursor: &str) -> ApiResult<(f64, String)> {
-    let (value, id) = cursor.split_once('~').ok_or_else(|| ApiError::bad_request("malformed cursor"))?;
-    let value: f64 = value.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(|| ApiError::bad_request("malformed cursor"))?;
+    let (value, id) = cursor.split_once('~').ok_or_else(bad_cursor)?;
+    let value: f64 = value.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(bad_cursor)?;
     Ok((value, id.to_string()))
 }
 
-async fn list_contacts(
-    State(state): State<Arc<AppState>>,
-    principal: Principal,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Response> {
+async fn list_contacts(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     principal.require(Scope::Read)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be from 1 to 1000"));
@@ -292,7 +293,7 @@ async fn list_contacts(
         if q.group.is_some() || q.owner.is_some() {
             return Err(ApiError::bad_request("`group` and `owner` filters need `model` (the lead list)"));
         }
-        let contacts = state.store.list_contacts(q.cursor.as_deref(), limit).await?;
+        let contacts = state.store.list_contacts(page_cursor(q.cursor.as_deref())?, limit).await?;
         let next = (contacts.len() == limit).then(|| contacts.last().map(|c| c.id.clone())).flatten();
         let mut items = Vec::with_capacity(contacts.len());
         for contact in &contacts {
@@ -308,7 +309,7 @@ async fn list_contacts(
         return Err(ApiError::bad_request(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
     }
     let (sort, descending) = parse_sort(q.sort.as_deref())?;
-    let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    let after = page_cursor(q.cursor.as_deref())?.map(parse_cursor).transpose()?;
     let lead_query = LeadQuery {
         model: model_name.clone(),
         sort: sort.clone(),

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use leadscore_store::Scope;
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::input::format_time;
+use crate::input::{Query, format_time};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/deliveries", get(list_deliveries)).route("/deliveries/{id}", get(get_delivery)).route("/deliveries/{id}/retry", post(retry_delivery))

@@ -1,4 +1,5 @@
-//! The one error type of the API: `{ "error": { "code", "message", "details"? } }`.
+//! The one error type of the API: `{ "error": { "code", "message", "details"? } }`
+//! (on `/v1`, `code` and `message` are repeated at the top level for Segment-style SDKs).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -58,14 +59,22 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The answer of the Segment-compatible `/v1` routes: the usual shape, plus `code` and
+    /// `message` at the top level, which is where Segment-style SDKs read them
+    /// (RudderStack's Python SDK fails with `KeyError: 'code'` without them).
+    pub fn into_segment_response(self) -> Response {
+        self.respond(true)
+    }
+
+    fn respond(self, top_level_fields: bool) -> Response {
         let retry_after = self.details.as_ref().and_then(|d| d.get("retry_after_seconds")).and_then(Value::as_f64);
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(details) = self.details {
             error["details"] = details;
         }
-        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        let body = if top_level_fields { json!({ "code": self.code, "message": error["message"].clone(), "error": error }) } else { json!({ "error": error }) };
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = retry_after {
             // Retry-After for HTTP clients; x-ratelimit-reset is what analytics.js reads.
             for name in ["retry-after", "x-ratelimit-reset"] {
@@ -75,6 +84,12 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.respond(false)
     }
 }
 

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, parse_time};
+use crate::input::{Body, format_time, parse_time};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/events", post(ingest))
@@ -91,6 +91,9 @@ pub fn parse_event(value: &Value, now: Millis) -> Result<NewEvent, String> {
         }
     }
     let email = string("email")?.or_else(|| traits.get("email").and_then(Value::as_str).map(str::to_string));
+    if let Some(email) = &email {
+        leadscore_core::email::check_email(email)?;
+    }
     let identity = Identity { user_id: string("userId")?, email, anonymous_id: string("anonymousId")? };
     if identity.user_id.is_none() && identity.email.is_none() && identity.anonymous_id.is_none() {
         return Err("an event needs `userId`, `email` or `anonymousId`".into());
@@ -118,8 +121,32 @@ pub fn parse_event(value: &Value, now: Millis) -> Result<NewEvent, String> {
     Ok(NewEvent { message_id, identity, kind, name, properties, traits, context, timestamp })
 }
 
-async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+/// Refuses an event stamped more than `max_ahead` after `now`. A sender's clock running a
+/// little fast is normal (reads already treat "now" as at least the newest event), but a
+/// timestamp like `2099-01-01` would sort after every real event and never decay.
+pub fn check_not_ahead(timestamp: Millis, now: Millis, max_ahead: std::time::Duration) -> Result<(), String> {
+    let max_ahead_ms = Millis::try_from(max_ahead.as_millis()).unwrap_or(Millis::MAX);
+    if timestamp.saturating_sub(now) <= max_ahead_ms {
+        return Ok(());
+    }
+    Err(format!(
+        "timestamp {} is more than {} ahead of the server's clock ({}); check the sender's clock (LEADSCORE_MAX_FUTURE_SKEW sets how far ahead is accepted)",
+        format_time(timestamp),
+        leadscore_core::Span::from_millis(max_ahead_ms),
+        format_time(now)
+    ))
+}
+
+async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: Result<Body, ApiError>) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Scope::Ingest)?;
+    let body = body.map_err(|error| match error.code {
+        "payload_too_large" => {
+            let limit = crate::input::format_size(state.config.max_body_bytes);
+            let max_batch = state.config.max_batch;
+            ApiError { message: format!("{}; send at most {max_batch} events or {limit} per request", error.message), ..error }
+        }
+        _ => error,
+    })?;
     let started = Instant::now();
     let value: Value = body.json()?;
     let now = state.now();
@@ -128,6 +155,9 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: 
             Some(Value::Array(items)) => (items, false),
             _ => return Err(ApiError::invalid("`batch` must be a list of events")),
         },
+        Value::Array(_) => {
+            return Err(ApiError::invalid(r#"the body is a JSON array, but an event must be a JSON object; send several events as {"batch": [...]}"#));
+        }
         other => (vec![other], true),
     };
     if items.is_empty() {
@@ -144,7 +174,7 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: 
     let mut good_index = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        match parse_event(item, now) {
+        match parse_event(item, now).and_then(|event| check_not_ahead(event.timestamp, now, state.config.max_future_skew).map(|()| event)) {
             Ok(event) => {
                 good.push(event);
                 good_index.push(index);
@@ -203,10 +233,21 @@ mod tests {
             (json!({"event": "x", "userId": "u", "timestamp": 17}), "RFC 3339"),
             (json!({"event": "x", "userId": "u", "properties": [1]}), "`properties` must be an object"),
             (json!({"event": 5, "userId": "u"}), "`event` must be a string"),
+            (json!({"event": "x", "email": "not an email"}), "is not an email address"),
+            (json!({"type": "identify", "userId": "u", "traits": {"email": "n/a"}}), "is not an email address"),
         ];
         for (value, expect) in cases {
             let err = parse_event(&value, 0).unwrap_err();
             assert!(err.contains(expect), "{value}: {err}");
         }
+    }
+
+    #[test]
+    fn refuses_timestamps_far_ahead() {
+        let day = std::time::Duration::from_secs(86_400);
+        assert!(check_not_ahead(1_000, 1_000 + 5, day).is_ok(), "the past is fine");
+        assert!(check_not_ahead(86_400_000, 0, day).is_ok(), "exactly the skew is fine");
+        let err = check_not_ahead(86_400_001, 0, day).unwrap_err();
+        assert!(err.contains("more than 1d ahead") && err.contains("LEADSCORE_MAX_FUTURE_SKEW"), "{err}");
     }
 }

@@ -26,7 +26,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use leadscore_core::Model;
@@ -50,6 +49,10 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest event batch.
     pub max_batch: usize,
+    /// How far ahead of the server's clock an event's timestamp may be (LEADSCORE_MAX_FUTURE_SKEW):
+    /// a little is a sender's clock running fast, far more (`2099-01-01`) is a mistake that
+    /// would keep the contact's activity from ever decaying.
+    pub max_future_skew: std::time::Duration,
     /// Contacts per rescore transaction.
     pub rescore_chunk: usize,
     /// How often stored scores of decaying models are refreshed (None: never).
@@ -79,6 +82,7 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 4 * 1024 * 1024,
             max_batch: 1000,
+            max_future_skew: std::time::Duration::from_secs(24 * 3600),
             rescore_chunk: 10000,
             sweep_interval: Some(std::time::Duration::from_secs(300)),
             rate_limit: Some(2000),
@@ -226,7 +230,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(system::router())
         .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method") })
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(input::body_limit(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn(system::track_requests))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| ApiError::internal("an internal error occurred; see the server log").into_response()))

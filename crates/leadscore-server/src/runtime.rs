@@ -14,6 +14,20 @@ use tokio::sync::Notify;
 
 use crate::{AppState, ServerConfig};
 
+/// Refuses, when it is stored, a webhook URL that every delivery would refuse until it is
+/// dead-lettered a day later: the delivery guard's rule under this configuration, except
+/// that a name which does not resolve now is accepted (see
+/// [`TargetGuard::check_before_storing`]).
+pub async fn check_webhook_url(config: &ServerConfig, url: &str) -> Result<(), String> {
+    let guard = TargetGuard { allow_private: config.allow_private_webhooks };
+    guard.check_before_storing(url).await.map_err(|error| match error {
+        leadscore_delivery::DeliveryError::Refused(reason) => {
+            format!("{reason}; set LEADSCORE_ALLOW_PRIVATE_WEBHOOKS=1 if the receiver is meant to be on a private network")
+        }
+        other => other.to_string(),
+    })
+}
+
 /// How many contacts one evaluation transaction takes.
 const EVALUATION_CHUNK: usize = 200;
 /// How many deliveries one worker step claims.

@@ -7,8 +7,9 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
@@ -19,7 +20,7 @@ use crate::AppState;
 use crate::auth::authenticate;
 use crate::error::{ApiError, ApiResult};
 use crate::events::parse_event;
-use crate::input::{Body, parse_time};
+use crate::input::{Body, body_limit, parse_time};
 
 /// Segment's limits.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
@@ -29,17 +30,18 @@ pub fn router() -> Router<Arc<AppState>> {
     // Browsers (analytics.js, the snippet) post from the customer's own site; write keys
     // are ingest-only, so any origin may send. The layer sits on each method router, which
     // has an OPTIONS route so that preflights reach the layer.
-    let cors = tower_http::cors::CorsLayer::new()
-        .allow_origin(tower_http::cors::Any)
-        .allow_methods([axum::http::Method::POST])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]);
+    let cors = tower_http::cors::CorsLayer::new().allow_origin(tower_http::cors::Any).allow_methods([axum::http::Method::POST]).allow_headers([
+        header::CONTENT_TYPE,
+        header::AUTHORIZATION,
+        header::CONTENT_ENCODING,
+    ]);
     let single = |kind: &'static str| {
         post(move |state: State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>| single_call(state, headers, body, kind))
             .options(preflight)
-            .layer::<_, Infallible>(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+            .layer::<_, Infallible>(body_limit(MAX_MESSAGE_BYTES))
             .layer::<_, Infallible>(cors.clone())
     };
-    let batch_route = || post(batch).options(preflight).layer::<_, Infallible>(DefaultBodyLimit::max(MAX_BATCH_BYTES)).layer::<_, Infallible>(cors.clone());
+    let batch_route = || post(batch).options(preflight).layer::<_, Infallible>(body_limit(MAX_BATCH_BYTES)).layer::<_, Infallible>(cors.clone());
     // analytics.js posts to the one-letter paths (`{apiHost}/t`, `/p`, `/i`, `/s`, `/a`,
     // `/g`, and `/b` when batching).
     Router::new()
@@ -71,6 +73,22 @@ async fn snippet() -> impl axum::response::IntoResponse {
 /// CORS preflights are answered by the CORS layer; the route only has to exist.
 async fn preflight() -> StatusCode {
     StatusCode::NO_CONTENT
+}
+
+/// An error of the `/v1` routes: answered with `code` and `message` at the top level too,
+/// where Segment-style SDKs read them (see [`ApiError::into_segment_response`]).
+pub struct SegmentError(ApiError);
+
+impl From<ApiError> for SegmentError {
+    fn from(error: ApiError) -> Self {
+        SegmentError(error)
+    }
+}
+
+impl IntoResponse for SegmentError {
+    fn into_response(self) -> Response {
+        self.0.into_segment_response()
+    }
 }
 
 /// The write key: HTTP Basic user name (password empty), else `writeKey` in the body.
@@ -143,6 +161,14 @@ pub fn segment_event(message: &Value, kind: Option<&str>, batch_sent_at: Option<
             }
         }
     }
+    // RudderStack's SDKs send identify traits in `context.traits` only.
+    let is_identify = object.get("type").and_then(Value::as_str) == Some("identify");
+    if is_identify
+        && object.get("traits").is_none_or(Value::is_null)
+        && let Some(traits) = object.get("context").and_then(|c| c.get("traits")).filter(|t| t.is_object()).cloned()
+    {
+        object.insert("traits".into(), traits);
+    }
     if object.get("email").is_none() {
         let email = object.get("context").and_then(|c| c.get("traits")).and_then(|t| t.get("email")).cloned();
         if let Some(email) = email.filter(Value::is_string) {
@@ -180,7 +206,7 @@ fn id_field(message: &Value, key: &str) -> Option<String> {
     }
 }
 
-fn segment_message(message: &Value, kind: Option<&str>, batch_sent_at: Option<&str>, received_at: Millis) -> Result<Message, String> {
+fn segment_message(state: &AppState, message: &Value, kind: Option<&str>, batch_sent_at: Option<&str>, received_at: Millis) -> Result<Message, String> {
     match message_kind(message, kind).as_deref() {
         Some("alias") => {
             let previous_id = id_field(message, "previousId").ok_or("an alias needs `previousId`")?;
@@ -197,7 +223,13 @@ fn segment_message(message: &Value, kind: Option<&str>, batch_sent_at: Option<&s
             let traits = message.get("traits").and_then(Value::as_object).cloned().unwrap_or_default();
             Ok(Message::Group { contact_id, group_id, traits })
         }
-        _ => segment_event(message, kind, batch_sent_at, received_at).map(Message::Event),
+        _ => {
+            // Checked after the sentAt correction: a sender whose whole clock runs ahead is
+            // corrected, only a timestamp that is itself far ahead is refused.
+            let event = segment_event(message, kind, batch_sent_at, received_at)?;
+            crate::events::check_not_ahead(event.timestamp, received_at, state.config.max_future_skew)?;
+            Ok(Message::Event(event))
+        }
     }
 }
 
@@ -263,10 +295,15 @@ async fn store(state: &AppState, events: Vec<NewEvent>) -> ApiResult<usize> {
     Ok(stored)
 }
 
-async fn single_call(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>, kind: &'static str) -> ApiResult<Json<Value>> {
+async fn single_call(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Body, ApiError>,
+    kind: &'static str,
+) -> Result<Json<Value>, SegmentError> {
     let body = too_large(body)?;
     let message = authorized_body(&state, &headers, &body).await?;
-    let parsed = segment_message(&message, Some(kind), None, state.now()).map_err(|reason| {
+    let parsed = segment_message(&state, &message, Some(kind), None, state.now()).map_err(|reason| {
         metrics::counter!("leadscore_events_rejected_total", "api" => "segment").increment(1);
         ApiError::bad_request(reason)
     })?;
@@ -276,25 +313,25 @@ async fn single_call(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     Ok(Json(json!({ "success": true })))
 }
 
-async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>) -> ApiResult<Json<Value>> {
+async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>) -> Result<Json<Value>, SegmentError> {
     let body = too_large(body)?;
     let value = authorized_body(&state, &headers, &body).await?;
     let Some(messages) = value.get("batch").and_then(Value::as_array) else {
-        return Err(ApiError::bad_request("the body needs `batch`: a list of messages"));
+        return Err(ApiError::bad_request("the body needs `batch`: a list of messages").into());
     };
     let sent_at = value.get("sentAt").and_then(Value::as_str);
     let now = state.now();
     let mut parsed = Vec::with_capacity(messages.len());
     let mut rejected = Vec::new();
     for (index, message) in messages.iter().enumerate() {
-        match segment_message(message, None, sent_at, now) {
+        match segment_message(&state, message, None, sent_at, now) {
             Ok(message) => parsed.push(message),
             Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
         }
     }
     let (events, identity) = split(parsed);
     if rejected.iter().any(|r| r["reason"].as_str().is_some_and(|m| m.contains("the limit is"))) {
-        return Err(ApiError::bad_request("a message is over 32 KB").with_details(json!({ "rejected": rejected })));
+        return Err(ApiError::bad_request("a message is over 32 KB").with_details(json!({ "rejected": rejected })).into());
     }
     if !rejected.is_empty() {
         // Segment accepts the batch and drops what it cannot use; the SDKs must not retry it.
@@ -332,6 +369,18 @@ mod tests {
         assert_eq!(event.name, "page");
         assert_eq!(event.properties["path"], "/pricing");
         assert_eq!(event.identity.email.as_deref(), Some("a@x.io"));
+    }
+
+    #[test]
+    fn identify_traits_may_come_in_context() {
+        // RudderStack's shape: traits in context.traits only.
+        let message = json!({ "userId": "u", "context": { "traits": { "email": "r@x.io", "plan": "pro" } } });
+        let event = segment_event(&message, Some("identify"), None, 0).unwrap();
+        assert_eq!((event.traits["plan"].as_str(), event.identity.email.as_deref()), (Some("pro"), Some("r@x.io")));
+        let message = json!({ "userId": "u", "traits": { "plan": "free" }, "context": { "traits": { "plan": "pro" } } });
+        assert_eq!(segment_event(&message, Some("identify"), None, 0).unwrap().traits["plan"], "free", "top-level traits win");
+        let message = json!({ "userId": "u", "event": "x", "context": { "traits": { "plan": "pro" } } });
+        assert!(segment_event(&message, Some("track"), None, 0).unwrap().traits.is_empty(), "only identify takes them");
     }
 
     #[test]

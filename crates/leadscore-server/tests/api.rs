@@ -545,6 +545,8 @@ async fn delete_erases_the_contact_and_its_events(server: TestServer) {
 async fn reading_at_a_past_instant_ignores_later_events(server: TestServer) {
     server.publish("b2b", &example_model()).await;
     server.create_contact(platform_contact("tess", json!({ "job_title": "CTO", "company_size": 250 }))).await;
+    // The clock is moved first: an event more than a day ahead of it would be refused.
+    server.set_now(T0 + 2 * DAY);
     server
         .ingest(json!({ "batch": [
             quote_form("tess", "tess-1", T0),
@@ -552,7 +554,6 @@ async fn reading_at_a_past_instant_ignores_later_events(server: TestServer) {
             track("tess", "tess-3", "Webinar Attended", json!({}), T0 + 2 * DAY),
         ]}))
         .await;
-    server.set_now(T0 + 2 * DAY);
     let at = |t: i64| {
         let server = &server;
         async move { card(&contact_at(server, "tess", t).await, "b2b") }
@@ -908,6 +909,187 @@ async fn lead_list_filters_by_status_and_comes_as_csv(server: TestServer) {
     );
 }
 
+// An address that is not one, and a timestamp far ahead of the server's clock, are refused
+// per event like any malformed one (the CSV import refuses the same addresses).
+async fn bad_emails_and_future_timestamps_are_refused_per_event(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("sane", json!({}))).await;
+    let batch = json!({ "batch": [
+        quote_form("sane", "sane-0", T0),
+        { "type": "track", "event": "Form Submitted", "email": "not an email", "messageId": "sane-1" },
+        { "type": "identify", "userId": "sane", "traits": { "email": "n/a" }, "messageId": "sane-2" },
+        { "type": "track", "event": "Form Submitted", "userId": "sane", "timestamp": "2099-01-01T00:00:00Z", "messageId": "sane-3" },
+        // Up to a day ahead is a sender's clock running fast, not a mistake: kept.
+        page("sane", "sane-4", "/pricing", T0 + 23 * HOUR),
+    ]});
+    let reply = server.post("/api/v1/events", &batch).await;
+    let body = reply.expect(StatusCode::MULTI_STATUS);
+    assert_eq!(body["accepted"], 2, "{body}");
+    let rejected = body["rejected"].as_array().unwrap();
+    let expected = [(1, "\"not an email\" is not an email address"), (2, "\"n/a\" is not an email address"), (3, "ahead of the server's clock")];
+    assert_eq!(rejected.len(), expected.len(), "{rejected:?}");
+    for (item, (index, reason)) in rejected.iter().zip(expected) {
+        assert_eq!(item["index"], index, "{item}");
+        let text = item["reason"].as_str().unwrap();
+        assert!(text.contains(reason), "index {index}: {text:?} should mention {reason:?}");
+    }
+    let message_ids: Vec<String> = server.state.store.contact_events("sane").await.unwrap().iter().map(|e| e.message_id.clone()).collect();
+    assert_eq!(message_ids, ["sane-0", "sane-4"]);
+    let nobody = server.get_query("/api/v1/contacts", &[]).await;
+    assert_eq!(nobody.expect(StatusCode::OK)["contacts"].as_array().unwrap().len(), 1, "no contact was made for the bad address");
+
+    // A single event: 422 with the reason.
+    let reply = server.post("/api/v1/events", &json!({ "event": "x", "email": "not an email" })).await;
+    let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains("not an email address"), "{error}");
+    let reply = server.post("/api/v1/events", &json!({ "event": "x", "userId": "sane", "timestamp": format_time(T0 + 2 * DAY) })).await;
+    let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains("LEADSCORE_MAX_FUTURE_SKEW"), "{error}");
+
+    // Contacts written through the API follow the same rule.
+    let reply = server.post("/api/v1/contacts", &json!({ "email": "not an email" })).await;
+    reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let reply = server.patch("/api/v1/contacts/sane", &json!({ "email": "not an email" })).await;
+    reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+}
+
+// The allowed skew is the server's setting (LEADSCORE_MAX_FUTURE_SKEW).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_future_skew_is_configurable() {
+    let config = leadscore_server::ServerConfig { max_future_skew: std::time::Duration::from_secs(3600), ..test_config() };
+    let server = TestServer::start_configured(config).await;
+    let reply = server.post("/api/v1/events", &json!({ "event": "x", "userId": "u", "timestamp": format_time(T0 + 2 * HOUR) })).await;
+    let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains("more than 1h ahead"), "{error}");
+    server.post("/api/v1/events", &json!({ "event": "x", "userId": "u", "timestamp": format_time(T0 + 30 * 60 * SECOND) })).await.expect(StatusCode::OK);
+}
+
+// Compressed bodies (gzip, deflate) are accepted; the size limit holds for what they
+// inflate to, so a small body that inflates past 4 MiB is refused without being inflated
+// into memory; a corrupt body and an unknown encoding are refused with the JSON shape.
+async fn compressed_events_are_accepted_within_the_limit(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("zip", json!({}))).await;
+    let post_encoded = |encoding: &'static str, body: Vec<u8>| {
+        let request = server
+            .request(Method::POST, "/api/v1/events", Some(ADMIN_KEY))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(body);
+        server.send(request)
+    };
+    let batch = json!({ "batch": [quote_form("zip", "zip-1", T0)] }).to_string();
+    assert_eq!(post_encoded("gzip", gzip(batch.as_bytes())).await.expect(StatusCode::OK)["accepted"], 1);
+    let single = page("zip", "zip-2", "/pricing", T0).to_string();
+    assert_eq!(post_encoded("deflate", deflate(single.as_bytes(), true)).await.expect(StatusCode::OK)["accepted"], 1);
+    let raw = page("zip", "zip-3", "/pricing", T0 + HOUR).to_string();
+    assert_eq!(post_encoded("deflate", deflate(raw.as_bytes(), false)).await.expect(StatusCode::OK)["accepted"], 1);
+    let events = server.state.store.contact_events("zip").await.unwrap();
+    assert_eq!(events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(), ["zip-1", "zip-2", "zip-3"]);
+
+    let bomb = post_encoded("gzip", gzip_bomb()).await;
+    let error = bomb.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert!(error["message"].as_str().unwrap().contains("4 MiB"), "the limit is named: {error}");
+
+    let mut corrupt = gzip(batch.as_bytes());
+    let middle = corrupt.len() / 2;
+    corrupt[middle..].iter_mut().for_each(|b| *b = !*b);
+    let error = post_encoded("gzip", corrupt).await.expect_error(StatusCode::BAD_REQUEST, "bad_request").clone();
+    assert!(error["message"].as_str().unwrap().contains("not valid gzip"), "{error}");
+    let error = post_encoded("gzip", batch.clone().into_bytes()).await.expect_error(StatusCode::BAD_REQUEST, "bad_request").clone();
+    assert!(error["message"].as_str().unwrap().contains("not valid gzip"), "plain JSON labelled gzip: {error}");
+
+    let error = post_encoded("br", batch.into_bytes()).await.expect_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding").clone();
+    assert!(error["message"].as_str().unwrap().contains("gzip"), "says what is supported: {error}");
+    assert_eq!(server.state.store.contact_events("zip").await.unwrap().len(), 3, "nothing refused was stored");
+}
+
+// One rule for query strings on every JSON route that takes parameters: an unknown one is a
+// 400 in the JSON error shape naming it (`/deliveries?contact=` used to list every row),
+// and so is a query string that does not parse.
+async fn every_route_refuses_unknown_query_parameters(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("q1", json!({ "account": "acme" }))).await;
+    let routes = [
+        (Method::GET, "/api/v1/contacts"),
+        (Method::GET, "/api/v1/contacts/q1"),
+        (Method::GET, "/api/v1/contacts/q1/history"),
+        (Method::GET, "/api/v1/accounts"),
+        (Method::GET, "/api/v1/accounts/acme"),
+        (Method::GET, "/api/v1/automations/runs"),
+        (Method::GET, "/api/v1/deliveries"),
+        (Method::GET, "/api/v1/models/b2b"),
+        (Method::PUT, "/api/v1/models/b2b"),
+        (Method::GET, "/api/v1/reports/brackets"),
+        (Method::GET, "/api/v1/reports/distribution"),
+        (Method::GET, "/api/v1/reports/sources"),
+        (Method::GET, "/api/v1/reports/feedback"),
+        (Method::GET, "/api/v1/reports/speed"),
+        (Method::GET, "/api/v1/reports/accuracy"),
+        (Method::GET, "/api/v1/reports/compare"),
+    ];
+    for (method, path) in routes {
+        let reply = server.send(server.request(method.clone(), path, Some(ADMIN_KEY)).query(&[("zzz", "1")])).await;
+        let error = reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(error["message"].as_str().unwrap().contains("`zzz`"), "{method} {path} names the parameter: {error}");
+    }
+    let reply = server.get_query("/api/v1/deliveries", &[("contact", "zzz")]).await;
+    let error = reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(error["message"].as_str().unwrap().contains("`contact`") && error["message"].as_str().unwrap().contains("automation"), "{error}");
+    assert_eq!(error["details"]["parameter"], "contact", "{error}");
+    for query in [[("limit", "ten")], [("limit", "-1")]] {
+        server.get_query("/api/v1/deliveries", &query).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+        server.get_query("/api/v1/automations/runs", &query).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let twice = server.get_query("/api/v1/accounts", &[("cursor", "a"), ("cursor", "b")]).await;
+    twice.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+// Refusals say what to do: a body over the limit names the limit (and, for events, how to
+// split a batch); a JSON array sent as events says to wrap it in {"batch": [...]}; a
+// cursor no page gave out is a 400 in the JSON shape on every paginated route (a NUL in
+// one used to be a storage error on PostgreSQL).
+async fn refusals_say_what_to_do(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    let blob = "a".repeat(4 * 1024 * 1024);
+    let oversize = server.post("/api/v1/events", &json!({ "event": "Big", "userId": "u", "properties": { "blob": blob } })).await;
+    let error = oversize.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("4 MiB") && message.contains("1000 events"), "{message}");
+    let over = "a".repeat(4 * 1024 * 1024 + 1);
+    let model = server.request(Method::PUT, "/api/v1/models/b2b", Some(ADMIN_KEY)).header("content-type", "application/toml").body(over);
+    let error = server.send(model).await.expect_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").clone();
+    assert!(error["message"].as_str().unwrap().contains("4 MiB"), "{error}");
+
+    let listed = server.post("/api/v1/events", &json!([quote_form("u", "u-1", T0), quote_form("u", "u-2", T0)])).await;
+    let error = listed.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains(r#"{"batch": [...]}"#), "{error}");
+    assert_eq!(server.get("/api/v1/contacts/u").await.status, StatusCode::NOT_FOUND);
+
+    // (route, its other parameters, cursors no page of it gives out)
+    type CursorCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let bad_cursors: [CursorCase; 5] = [
+        ("/api/v1/contacts", &[], &["\u{0}", "x\u{1}"]),
+        ("/api/v1/contacts", &[("model", "b2b")], &["garbage", "NaN~x", "1~\u{0}"]),
+        ("/api/v1/accounts", &[], &["garbage", "NaN,x", "1,\u{0}"]),
+        ("/api/v1/deliveries", &[], &["garbage", "yesterday,x", "2026-01-01T00:00:00Z,\u{0}"]),
+        ("/api/v1/automations/runs", &[], &["garbage", ",", "2026-01-01T00:00:00Z,\u{0}"]),
+    ];
+    for (path, query, cursors) in bad_cursors {
+        for cursor in cursors {
+            let mut params = query.to_vec();
+            params.push(("cursor", cursor));
+            let reply = server.get_query(path, &params).await;
+            let error = reply.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+            assert!(error["message"].as_str().unwrap().contains("next_cursor"), "{path} {cursor:?}: {error}");
+        }
+        // An empty cursor is the first page, on every list alike.
+        let mut params = query.to_vec();
+        params.push(("cursor", ""));
+        server.get_query(path, &params).await.expect(StatusCode::OK);
+    }
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -930,4 +1112,8 @@ common::both_backends!(
     nonsense_cursors_and_instants_are_refused,
     republishing_the_live_model_changes_nothing,
     lead_list_filters_by_status_and_comes_as_csv,
+    bad_emails_and_future_timestamps_are_refused_per_event,
+    compressed_events_are_accepted_within_the_limit,
+    every_route_refuses_unknown_query_parameters,
+    refusals_say_what_to_do,
 );

@@ -433,15 +433,18 @@ actions = [ { email = { to = "owner", subject = "Demo requested: {{contact.email
     wait_for_delivery(&server, "delivered").await;
 }
 
-// Without LEADSCORE_ALLOW_PRIVATE_WEBHOOKS a webhook to a private address is refused.
+// Without LEADSCORE_ALLOW_PRIVATE_WEBHOOKS a webhook to a private address is refused at
+// delivery too (a name can resolve to a private address after it was stored). The API
+// refuses such a URL when it is stored (below), so the automation is stored as one kept
+// from before that check was.
 async fn private_targets_are_refused(server: TestServer) {
     let receiver = Receiver::start(200).await;
-    put_automation(
-        &server,
-        "Signup",
-        &format!("name = \"Signup\"\ntrigger = {{ event = {{ name = \"Signed Up\" }} }}\nactions = [ {{ webhook = {{ url = \"{}/x\" }} }} ]\n", receiver.url),
-    )
-    .await;
+    let definition =
+        format!("name = \"Signup\"\ntrigger = {{ event = {{ name = \"Signed Up\" }} }}\nactions = [ {{ webhook = {{ url = \"{}/x\" }} }} ]\n", receiver.url);
+    let automation = leadscore_core::automation::Automation::parse(&definition).unwrap();
+    let stored = leadscore_store::NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
+    server.state.store.put_automation(stored, server.now()).await.unwrap();
+    server.state.reload_automations().await.unwrap();
     server.ingest(track("p1", "p1-1", "Signed Up", json!({}), T0)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let attempted = loop {
@@ -456,6 +459,38 @@ async fn private_targets_are_refused(server: TestServer) {
     let error = attempted["last_error"].as_str().unwrap();
     assert!(error.contains("private") || error.contains("refused"), "{error}");
     assert!(receiver.requests().is_empty(), "nothing reached the private address");
+}
+
+// A webhook URL the delivery guard would refuse for 21 hours of retries is refused when it
+// is stored, with the reason: automations and subscriptions alike. A name that does not
+// resolve now is accepted (DNS may change before the first delivery, which checks again).
+async fn private_webhook_urls_are_refused_when_stored(server: TestServer) {
+    let automation = |url: &str| {
+        format!(
+            "name = \"Hook\"\ntrigger = {{ event = {{ name = \"Signed Up\" }} }}\nactions = [ {{ set = {{ attribute = \"a\", value = 1 }} }}, {{ webhook = {{ url = \"{url}\" }} }} ]\n"
+        )
+    };
+    let put = |body: String| {
+        let request = server.request(Method::PUT, &path("Hook"), Some(ADMIN_KEY)).header("content-type", "application/toml").body(body);
+        server.send(request)
+    };
+    for url in ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://[::1]/x", "http://169.254.169.254/latest/meta-data"] {
+        let reply = put(automation(url)).await;
+        let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains("non-public address") && message.contains("LEADSCORE_ALLOW_PRIVATE_WEBHOOKS"), "{url}: {message}");
+        assert_eq!(error["details"]["problems"][0]["path"], "actions[1].webhook.url", "{error}");
+    }
+    server.get(&path("Hook")).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    put(automation("https://leadscore-test.invalid/hook")).await.expect(StatusCode::CREATED);
+    put(automation("https://8.8.8.8/hook")).await.expect(StatusCode::OK);
+
+    let reply = put_json(&server, "/api/v1/webhooks/crm", &json!({ "url": "http://127.0.0.1:9/sync", "events": ["score.changed"] })).await;
+    let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains("non-public address"), "{error}");
+    put_json(&server, "/api/v1/webhooks/crm", &json!({ "url": "https://leadscore-test.invalid/sync", "events": ["score.changed"] }))
+        .await
+        .expect(StatusCode::CREATED);
 }
 
 // The nurture ladder: every band change moves the contact to its band's track (kept in
@@ -593,6 +628,11 @@ mod configured {
     #[tokio::test(flavor = "multi_thread")]
     async fn private_targets_are_refused() {
         on_both(strict, super::private_targets_are_refused).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn private_webhook_urls_are_refused_when_stored() {
+        on_both(strict, super::private_webhook_urls_are_refused_when_stored).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,5 @@
 //! The Segment-compatible HTTP Tracking API against the real server, and Segment's own
-//! SDKs (Python and Node) pointed at it unchanged.
+//! SDKs (Python and Node) and RudderStack's Python SDK pointed at it unchanged.
 
 #![allow(clippy::unwrap_used)]
 
@@ -86,11 +86,38 @@ async fn segment_limits_and_keys(server: TestServer) {
     assert_eq!(server.get("/api/v1/contacts/u").await.status, StatusCode::NOT_FOUND);
 }
 
-/// Runs `program args` with the server's address and an ingest key; panics with its output on failure.
+/// Runs `program args` with the server's address and an ingest key; panics with its output
+/// on failure, or when it has not finished after two minutes (an SDK that keeps retrying
+/// would otherwise hold the test for as long as its backoff lasts).
 fn run_sdk(program: &str, args: &[&str], env: &[(&str, String)]) {
-    let output =
-        Command::new(program).args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(output.status.success(), "{program} {args:?} failed:\n{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let output = tempfile::tempfile().unwrap();
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(output.try_clone().unwrap())
+        .stderr(output.try_clone().unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut printed = String::new();
+    let mut output = output;
+    std::io::Seek::rewind(&mut output).unwrap();
+    std::io::Read::read_to_string(&mut output, &mut printed).unwrap();
+    match status {
+        Some(status) => assert!(status.success(), "{program} {args:?} failed:\n{printed}"),
+        None => panic!("{program} {args:?} did not finish within 2 minutes:\n{printed}"),
+    }
 }
 
 /// The SDK tests need the SDKs installed: CI (.ci/run) installs them and sets
@@ -100,7 +127,8 @@ fn sdk_paths() -> Option<(String, String)> {
         eprintln!("skipped: set LEADSCORE_TEST_SDKS=1 (see .ci/run) to run the Segment SDK tests");
         return None;
     }
-    let python = std::env::var("LEADSCORE_TEST_PYTHONPATH").expect("LEADSCORE_TEST_PYTHONPATH: where segment-analytics-python is installed");
+    let python =
+        std::env::var("LEADSCORE_TEST_PYTHONPATH").expect("LEADSCORE_TEST_PYTHONPATH: where segment-analytics-python and rudder-sdk-python are installed");
     let node = std::env::var("LEADSCORE_TEST_NODE_PATH").expect("LEADSCORE_TEST_NODE_PATH: the node_modules holding @segment/analytics-node");
     Some((python, node))
 }
@@ -138,6 +166,31 @@ async fn official_segment_sdks_send_unchanged() {
     let kept = leadscore_server::input::parse_time(events[0]["timestamp"].as_str().unwrap()).unwrap();
     let sent = leadscore_server::input::parse_time("2026-01-15T10:00:00Z").unwrap();
     assert!((kept - sent).abs() < 5_000, "the SDK's timestamp is kept (up to the network delay): {}", events[0]["timestamp"]);
+}
+
+/// A third Segment-compatible SDK, independent of Segment's: RudderStack's Python SDK, which
+/// gzips every batch by default. Installed beside Segment's (.ci/run) and gated the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn rudderstack_python_sdk_sends_unchanged() {
+    let Some((python_path, _)) = sdk_paths() else { return };
+    let server = TestServer::start().await;
+    // The SDK stamps `sentAt` with the real clock (see above).
+    server.set_now(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    let key = ingest_key(&server, &["ingest"]).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/send_rudder.py");
+    let env = [("LEADSCORE_HOST", server.base.clone()), ("LEADSCORE_WRITE_KEY", key), ("PYTHONPATH", python_path)];
+    run_sdk("python3", &[script], &env);
+    let contact = server.contact("rudder-user").await;
+    assert_eq!(contact["email"], "rudder@example.com");
+    assert_eq!(contact["attributes"]["job_title"], "CTO", "identify traits from context.traits: {contact}");
+    assert_eq!(card(&contact, "b2b"), expected_card(30.0, 90.0, "hot", 5, "B", "sales-ready"), "{contact}");
+    let export = server.get("/api/v1/contacts/rudder-user/export").await;
+    let events = export.expect(StatusCode::OK)["events"].clone();
+    let webinar = events.as_array().unwrap().iter().find(|e| e["messageId"] == "rudder-webinar-1").unwrap();
+    let kept = leadscore_server::input::parse_time(webinar["timestamp"].as_str().unwrap()).unwrap();
+    let sent = leadscore_server::input::parse_time("2026-01-15T10:00:00Z").unwrap();
+    assert!((kept - sent).abs() < 5_000, "the SDK's timestamp is kept (up to the network delay): {}", webinar["timestamp"]);
 }
 
 async fn browsers_may_send_from_any_site(server: TestServer) {
@@ -210,6 +263,83 @@ async fn contacts_merge_through_the_api(server: TestServer) {
     assert!(entries.iter().any(|e| e["rule"] == "Request a quote"), "dup's award is keep's now");
 }
 
+// The native API's rules for addresses and future timestamps hold on /v1 too: such a
+// message is reported by index, the rest stored. A sender whose clock runs days ahead is
+// corrected by sentAt, so only a timestamp that is itself far ahead is refused.
+async fn segment_refuses_bad_emails_and_future_timestamps(server: TestServer) {
+    let key = ingest_key(&server, &["ingest"]).await;
+    let fast_clock = T0 + 3 * DAY;
+    let batch = json!({
+        "sentAt": format_time(T0),
+        "batch": [
+            { "type": "track", "userId": "seg-ok", "event": "Good", "messageId": "g1", "timestamp": format_time(T0 - HOUR) },
+            { "type": "identify", "userId": "seg-ok", "messageId": "g2", "traits": { "email": "not an email" } },
+            { "type": "track", "userId": "seg-ok", "event": "Far", "messageId": "g3", "timestamp": "2099-01-01T00:00:00Z" },
+            { "type": "track", "userId": "seg-ok", "event": "Fast clock", "messageId": "g4", "timestamp": format_time(fast_clock), "sentAt": format_time(fast_clock) },
+        ]
+    });
+    let reply = segment_post(&server, "/v1/batch", Some(&basic(&key)), batch.to_string()).await;
+    let body = reply.expect(StatusCode::OK);
+    let rejected: Vec<(u64, String)> =
+        body["rejected"].as_array().unwrap().iter().map(|r| (r["index"].as_u64().unwrap(), r["reason"].as_str().unwrap().to_string())).collect();
+    assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2], "{body}");
+    assert!(rejected[0].1.contains("is not an email address"), "{rejected:?}");
+    assert!(rejected[1].1.contains("ahead of the server's clock"), "{rejected:?}");
+    let events = server.state.store.contact_events("seg-ok").await.unwrap();
+    assert_eq!(events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(), ["g1", "g4"]);
+    assert_eq!(events[1].timestamp, T0, "the fast clock was corrected by sentAt");
+
+    let single = json!({ "userId": "seg-ok", "event": "x", "email": "not an email" });
+    segment_post(&server, "/v1/track", Some(&basic(&key)), single.to_string()).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+async fn segment_encoded_post(server: &TestServer, path: &str, key: &str, encoding: &str, body: Vec<u8>) -> Reply {
+    let request = server
+        .request(Method::POST, path, None)
+        .header("content-type", "application/json")
+        .header("authorization", basic(key))
+        .header("content-encoding", encoding)
+        .body(body);
+    server.send(request).await
+}
+
+// SDKs compress by default (RudderStack's gzips every batch): gzip and deflate are taken on
+// /v1, and Segment's limits hold for the inflated body (a bomb is refused the way an
+// oversized body is on /v1: 400, naming the limit). Errors carry `code` and `message` at
+// the top level too, where Segment-style SDKs read them.
+async fn segment_takes_compressed_bodies(server: TestServer) {
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    let key = ingest_key(&server, &["ingest"]).await;
+    let batch = json!({ "batch": [
+        { "type": "track", "userId": "zipped", "event": "Form Submitted", "properties": { "form": "quote" }, "messageId": "z1", "timestamp": format_time(T0) },
+    ]});
+    let reply = segment_encoded_post(&server, "/v1/batch", &key, "gzip", gzip(batch.to_string().as_bytes())).await;
+    assert_eq!(reply.expect(StatusCode::OK)["success"], true);
+    let single = json!({ "userId": "zipped", "event": "Webinar Attended", "messageId": "z2", "timestamp": format_time(T0) });
+    let reply = segment_encoded_post(&server, "/v1/track", &key, "deflate", deflate(single.to_string().as_bytes(), true)).await;
+    assert_eq!(reply.expect(StatusCode::OK), &json!({ "success": true }));
+    assert_eq!(server.state.store.contact_events("zipped").await.unwrap().len(), 2);
+
+    let bomb = segment_encoded_post(&server, "/v1/batch", &key, "gzip", gzip_bomb()).await;
+    let error = bomb.expect_error(StatusCode::BAD_REQUEST, "payload_too_large");
+    assert!(error["message"].as_str().unwrap().contains("500 KiB"), "the limit is named: {error}");
+    let bomb = segment_encoded_post(&server, "/v1/track", &key, "gzip", gzip_bomb()).await;
+    let error = bomb.expect_error(StatusCode::BAD_REQUEST, "payload_too_large");
+    assert!(error["message"].as_str().unwrap().contains("32 KiB"), "the limit is named: {error}");
+    let corrupt = segment_encoded_post(&server, "/v1/batch", &key, "gzip", b"\x1f\x8b\x08\x00garbage".to_vec()).await;
+    let error = corrupt.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(error["message"].as_str().unwrap().contains("not valid gzip"), "{error}");
+    let unknown = segment_encoded_post(&server, "/v1/batch", &key, "br", batch.to_string().into_bytes()).await;
+    unknown.expect_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding");
+    assert_eq!(unknown.body["code"], "unsupported_encoding", "{}", unknown.text);
+
+    // The error shape Segment-style SDKs read: `code` and `message` at the top level.
+    let refused = segment_encoded_post(&server, "/v1/batch", "lsk_not_a_key", "gzip", gzip(batch.to_string().as_bytes())).await;
+    refused.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(refused.body["code"], "unauthorized", "{}", refused.text);
+    assert_eq!(refused.body["message"], refused.body["error"]["message"], "{}", refused.text);
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     batch_and_single_calls_score_like_native_events,
@@ -217,4 +347,6 @@ common::both_backends!(
     browsers_may_send_from_any_site,
     alias_and_group_change_identity_and_accounts,
     contacts_merge_through_the_api,
+    segment_refuses_bad_emails_and_future_timestamps,
+    segment_takes_compressed_bodies,
 );

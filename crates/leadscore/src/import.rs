@@ -175,6 +175,9 @@ fn contact_line(value: &Value, historical: bool) -> Result<ContactUpsert, String
     if upsert.id.is_none() && upsert.email.is_none() {
         return Err("no id and no email".into());
     }
+    if let Some(email) = &upsert.email {
+        leadscore_core::email::check_email(email)?;
+    }
     Ok(upsert)
 }
 
@@ -386,10 +389,8 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
             summary.reject(line, "no id and no email");
             continue;
         }
-        if let Some(email) = &email
-            && !email.contains('@')
-        {
-            summary.reject(line, format!("{email:?} is not an email address"));
+        if let Some(Err(reason)) = email.as_deref().map(leadscore_core::email::check_email) {
+            summary.reject(line, reason);
             continue;
         }
         let created_at = match created_index.and_then(|i| record.get(i)).filter(|s| !s.trim().is_empty()) {

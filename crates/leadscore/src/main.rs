@@ -328,6 +328,9 @@ pub async fn app_state(store: Arc<dyn Store>) -> Result<Arc<AppState>> {
     if let Some(every) = env_span("LEADSCORE_SCHEDULER_INTERVAL")? {
         config.scheduler_interval = every;
     }
+    if let Some(skew) = env_span("LEADSCORE_MAX_FUTURE_SKEW")? {
+        config.max_future_skew = skew;
+    }
     if let Some(base) = env_span("LEADSCORE_DELIVERY_BACKOFF")? {
         config.delivery_backoff = base;
     }
@@ -628,11 +631,23 @@ async fn apply_automations(data: &DataArgs, file: &std::path::Path) -> Result<()
             bail!("{} has invalid automations; nothing was stored", file.display());
         }
     };
-    let store = open_store(data).await?;
+    // The checks the API makes before storing (shadow models, webhook targets), also all
+    // before anything is stored.
+    let state = app_state(open_store(data).await?).await?;
+    let mut refused = 0;
+    for automation in &automations {
+        for p in leadscore_server::automations::refusals(&state, automation).await {
+            eprintln!("  {:?}.{}: {}", automation.name, p.path, p.message);
+            refused += 1;
+        }
+    }
+    if refused > 0 {
+        bail!("{} has {refused} problem(s) (above); nothing was stored", file.display());
+    }
     let now = chrono::Utc::now().timestamp_millis();
     for automation in automations {
         let new = leadscore_store::NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
-        let (record, created) = store.put_automation(new, now).await?;
+        let (record, created) = state.store.put_automation(new, now).await?;
         eprintln!("{} automation {:?}{}", if created { "created" } else { "replaced" }, record.name, if record.enabled { "" } else { " (disabled)" });
     }
     Ok(())

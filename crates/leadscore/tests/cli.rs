@@ -441,3 +441,33 @@ fn migrate_round_trips_the_demo_through_postgres() {
         let _ = connection.await;
     });
 }
+
+#[test]
+fn automation_apply_refuses_private_webhook_urls_like_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = d.join("hooks.toml");
+    std::fs::write(
+        &file,
+        "[[automation]]\nname = \"Hook\"\ntrigger = { event = { name = \"Signed Up\" } }\nactions = [ { webhook = { url = \"http://127.0.0.1:9/x\" } } ]\n",
+    )
+    .unwrap();
+    let apply = |allow_private: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_leadscore"));
+        command.args(["automation", "apply", file.to_str().unwrap(), "--data"]).arg(d).env("LEADSCORE_LOG", "warn").env_remove("LEADSCORE_DATABASE_URL");
+        if allow_private {
+            command.env("LEADSCORE_ALLOW_PRIVATE_WEBHOOKS", "1");
+        } else {
+            command.env_remove("LEADSCORE_ALLOW_PRIVATE_WEBHOOKS");
+        }
+        command.output().unwrap()
+    };
+    let refused = apply(false);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("actions[0].webhook.url") && stderr.contains("non-public address"), "{stderr}");
+    let listed = json(&ok(d, &["automation", "list", "--json"]));
+    assert_eq!(listed["automations"].as_array().unwrap().len(), 0, "nothing was stored: {listed}");
+    let allowed = apply(true);
+    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+}

@@ -447,3 +447,33 @@ impl Receiver {
         }
     }
 }
+
+/// `data` gzip-compressed, as SDKs send it with `Content-Encoding: gzip`.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// `data` as HTTP's `deflate`: a zlib stream (RFC 1950), or raw deflate (RFC 1951) as some
+/// clients send it.
+pub fn deflate(data: &[u8], zlib: bool) -> Vec<u8> {
+    use std::io::Write;
+    if zlib {
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    } else {
+        let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+}
+
+/// A small gzip body that inflates to 10 MB of zeros.
+pub fn gzip_bomb() -> Vec<u8> {
+    let bomb = gzip(&vec![b'0'; 10 * 1024 * 1024]);
+    assert!(bomb.len() < 64 * 1024, "the bomb is small: {} bytes", bomb.len());
+    bomb
+}
