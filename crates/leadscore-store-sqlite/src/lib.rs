@@ -13,6 +13,7 @@ mod outbox;
 mod outcomes;
 mod rows;
 mod runs;
+pub mod scratch;
 mod settings;
 mod transfer;
 

@@ -9,6 +9,7 @@ mod import;
 mod migrate;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -67,7 +68,8 @@ enum Command {
         #[arg(long)]
         no_serve: bool,
     },
-    /// Import contacts (CSV) or events (NDJSON or CSV)
+    /// Import contacts (CSV or NDJSON), events (NDJSON or CSV) or outcomes (CSV)
+    #[command(after_help = import::EXIT_STATUS)]
     Import {
         #[command(subcommand)]
         what: import::ImportCommand,
@@ -243,7 +245,7 @@ enum AutomationCommand {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> Result<ExitCode> {
     init_tracing();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
@@ -357,8 +359,8 @@ fn env_span(variable: &str) -> Result<Option<std::time::Duration>> {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let done = match cli.command {
         Command::Serve { data, addr } => {
             let settings = config::Settings::load(data.config.as_deref())?;
             let state = app_state(open_store(&data).await?).await?;
@@ -370,7 +372,8 @@ async fn run(cli: Cli) -> Result<()> {
             serve(state, &addr).await
         }
         Command::Demo { data, addr, contacts, no_serve } => demo::run(data, addr, contacts, no_serve).await,
-        Command::Import { what } => import::run(what).await,
+        // Imports have an exit code of their own: 2 when rows were rejected.
+        Command::Import { what } => return import::run(what).await,
         Command::Backtest { data, model, live, from, to, json } => {
             let text = std::fs::read_to_string(&model).with_context(|| format!("cannot read {}", model.display()))?;
             let candidate = leadscore_server::backtest::candidate_model(&text).map_err(|e| {
@@ -415,7 +418,7 @@ async fn run(cli: Cli) -> Result<()> {
                         println!("note: {}", note.as_str().unwrap_or_default());
                     }
                 }
-                return Ok(());
+                return Ok(ExitCode::SUCCESS);
             }
             let (model, from, to) = leadscore_server::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
             // Who the outcomes judge: only the reports over outcomes need it.
@@ -448,13 +451,21 @@ async fn run(cli: Cli) -> Result<()> {
                 ReportKind::Distribution | ReportKind::Sources | ReportKind::Feedback | ReportKind::Speed | ReportKind::Compare => {
                     use leadscore_server::reports as r;
                     let (report, rows, columns): (serde_json::Value, &str, &[&str]) = match what {
-                        ReportKind::Distribution => (r::distribution_report(&state, &model, bins.clamp(1, 200)).await?, "histogram", &["lower", "upper", "contacts"]),
-                        ReportKind::Sources => {
-                            (r::sources_report(&state, &model, &attribute, &judged).await?, "sources", &["source", "contacts", "average_score", "won", "lost", "conversion"])
+                        ReportKind::Distribution => {
+                            (r::distribution_report(&state, &model, bins.clamp(1, 200)).await?, "histogram", &["lower", "upper", "contacts"])
                         }
+                        ReportKind::Sources => (
+                            r::sources_report(&state, &model, &attribute, &judged).await?,
+                            "sources",
+                            &["source", "contacts", "average_score", "won", "lost", "conversion"],
+                        ),
                         ReportKind::Speed => {
                             let sla = r::parse_sla(Some(&sla)).map_err(anyhow::Error::msg)?;
-                            (r::speed_report(&state, &model, from, to, sla).await?, "speed", &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"])
+                            (
+                                r::speed_report(&state, &model, from, to, sla).await?,
+                                "speed",
+                                &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"],
+                            )
                         }
                         _ => {
                             let timelines = r::timelines(&state, Some(&model.name), from, to).await?;
@@ -499,7 +510,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Score { data, contact, at, json } => score(&data, &contact, at.as_deref(), json).await,
         Command::Migrate { from, to, json } => migrate::run(&from, &to, json).await,
         Command::Bench(args) => bench::run(args).await,
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 pub async fn serve(state: Arc<AppState>, addr: &str) -> Result<()> {
@@ -730,7 +742,12 @@ fn print_comparison(report: &serde_json::Value, title: &str, candidate_label: &s
     let f = |v: &serde_json::Value, digits: usize| v.as_f64().map_or("-".to_string(), |x| format!("{x:.digits$}"));
     println!("{title}");
     println!("  {:<34} {:>12} {:>12}", "", candidate_label, "live");
-    for (label, key, digits) in [("ROC AUC at close", "roc_auc", 3), ("won deals in the top band", "won_in_top_band_share", 3), ("average score at close, won", "average_score_won", 1), ("average score at close, lost", "average_score_lost", 1)] {
+    for (label, key, digits) in [
+        ("ROC AUC at close", "roc_auc", 3),
+        ("won deals in the top band", "won_in_top_band_share", 3),
+        ("average score at close, won", "average_score_won", 1),
+        ("average score at close, lost", "average_score_lost", 1),
+    ] {
         println!("  {:<34} {:>12} {:>12}", label, f(&report["candidate"]["accuracy"][key], digits), f(&report["live"]["accuracy"][key], digits));
     }
     for (side, label) in [("candidate", candidate_label), ("live", "live")] {
@@ -758,7 +775,14 @@ fn print_comparison(report: &serde_json::Value, title: &str, candidate_label: &s
 }
 
 fn print_accuracy(report: &serde_json::Value) {
-    println!("{} v{}: {} closed ({} won, {} lost)", report["model"].as_str().unwrap_or("?"), report["version"], report["closed"], report["won"], report["lost"]);
+    println!(
+        "{} v{}: {} closed ({} won, {} lost)",
+        report["model"].as_str().unwrap_or("?"),
+        report["version"],
+        report["closed"],
+        report["won"],
+        report["lost"]
+    );
     println!("  ROC AUC of the score at close     {}", report["roc_auc"].as_f64().map_or("-".into(), |x| format!("{x:.3}")));
     println!("  won deals in the top band ({})   {}", report["top_band"].as_str().unwrap_or("-"), percent(&report["won_in_top_band_share"]));
     println!("  average score at close, won       {}", report["average_score_won"].as_f64().map_or("-".into(), |x| format!("{x:.1}")));

@@ -23,6 +23,18 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Runs an import that finishes with some rows rejected: exit code 2, not 0 ("finished,
+/// some rows rejected") and not 1 ("failed"). Answers stdout.
+fn partly(dir: &Path, args: &[&str]) -> String {
+    let output = leadscore(dir, args);
+    assert_eq!(output.status.code(), Some(2), "{args:?}:\n{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn rejections(summary: &Value) -> Vec<(u64, String)> {
+    summary["rejected"].as_array().unwrap().iter().map(|r| (r["line"].as_u64().unwrap(), r["reason"].as_str().unwrap().to_string())).collect()
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -66,12 +78,12 @@ fn import_apply_rescore_score_work_without_a_server() {
     let d = dir.path();
     let contacts = d.join("contacts.csv");
     std::fs::write(&contacts, "Email,Company Size,Plan\nann@acme.com,250,pro\nnot-an-email,10,free\nbob@beta.io,NA,free\n,5,free\n").unwrap();
-    let summary = json(&ok(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
+    let summary = json(&partly(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
     assert_eq!(summary["imported"], 2, "{summary}");
     let lines: Vec<u64> = summary["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [3, 5], "{summary}");
     // Re-running changes nothing.
-    let again = json(&ok(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
+    let again = json(&partly(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
     assert_eq!((again["imported"].as_u64(), again["created"].as_u64()), (Some(2), Some(0)));
 
     let events = d.join("events.ndjson");
@@ -88,11 +100,11 @@ fn import_apply_rescore_score_work_without_a_server() {
         ),
     )
     .unwrap();
-    let summary = json(&ok(d, &["import", "events", events.to_str().unwrap(), "--json"]));
+    let summary = json(&partly(d, &["import", "events", events.to_str().unwrap(), "--json"]));
     assert_eq!(summary["imported"], 2, "{summary}");
     let lines: Vec<u64> = summary["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [2, 3]);
-    let again = json(&ok(d, &["import", "events", events.to_str().unwrap(), "--json"]));
+    let again = json(&partly(d, &["import", "events", events.to_str().unwrap(), "--json"]));
     assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(2)));
 
     // Publishing after the import rescores what is already there.
@@ -330,11 +342,11 @@ fn import_outcomes_then_report() {
          a@x.com,maybe,2026-05-10T12:00:00Z,\n",
     )
     .unwrap();
-    let summary = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    let summary = json(&partly(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
     assert_eq!(summary["imported"], 4, "three statuses and a rating: {summary}");
     let rejected: Vec<u64> = summary["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(rejected, [5, 6], "{summary}");
-    let again = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    let again = json(&partly(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
     assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(4)), "{again}");
 
     // c won with 25 points as of its close (its later visits came after), b with 50; a lost with 25.
@@ -440,4 +452,89 @@ fn migrate_round_trips_the_demo_through_postgres() {
         drop(client);
         let _ = connection.await;
     });
+}
+
+/// Issue 12, 6: a CSV with an unbalanced quote, a duplicate id, a short row and date-only
+/// times. Each bad row is rejected with the file's own line (the header is line 1) and
+/// does not take the rows after it along; the first of two rows with one id is kept; a
+/// date alone is midnight UTC; and rejections make the exit code 2.
+#[test]
+fn csv_imports_reject_broken_rows_by_their_real_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let contacts = d.join("contacts.csv");
+    std::fs::write(
+        &contacts,
+        "id,email,created_at,plan\n\
+         a1,ann@acme.com,2026-11-01,pro\n\
+         a2,\"bob@beta.io,2026-05-01T00:00:00Z,free\n\
+         a3,cy@gamma.io,2026-05-01T00:00:00Z,free\n\
+         a1,ann.again@acme.com,2026-01-01T00:00:00Z,team\n\
+         a5,eve@eps.io,2026-05-01T00:00:00Z\n\
+         a6,fay@phi.io,2026-05-01T00:00:00Z,\"free\n",
+    )
+    .unwrap();
+    let summary = json(&partly(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
+    assert_eq!((summary["rows"].as_u64(), summary["imported"].as_u64()), (Some(6), Some(2)), "{summary}");
+    let rejected = rejections(&summary);
+    let lines: Vec<u64> = rejected.iter().map(|(line, _)| *line).collect();
+    assert_eq!(lines, [3, 5, 6, 7], "{summary}");
+    assert!(rejected[0].1.contains("quote"), "{summary}");
+    assert_eq!(rejected[1].1, "duplicate id a1, first seen on line 2");
+    assert!(rejected[2].1.contains("3 fields") && rejected[2].1.contains("header has 4"), "{summary}");
+    assert!(!rejected[2].1.contains("line:"), "no second, different line number from the csv crate: {summary}");
+    assert!(rejected[3].1.contains("quote") && rejected[3].1.contains("end of the file"), "{summary}");
+    // The text summary says the same, with the real lines.
+    let text = partly(d, &["import", "contacts", contacts.to_str().unwrap()]);
+    assert!(text.contains("line 5: duplicate id a1, first seen on line 2"), "{text}");
+
+    let exported = d.join("out.ndjson");
+    ok(d, &["export", "contacts", exported.to_str().unwrap()]);
+    let exported: Vec<Value> = std::fs::read_to_string(&exported).unwrap().lines().map(json).collect();
+    let ids: Vec<&str> = exported.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a1", "a3"]);
+    assert_eq!(
+        (exported[0]["email"].as_str(), exported[0]["created_at"].as_str()),
+        (Some("ann@acme.com"), Some("2026-11-01T00:00:00.000Z")),
+        "the first row is kept"
+    );
+
+    // Events: the quote opened on line 3 closes on line 5; the two rows in between are
+    // read on their own, not swallowed into line 3's timestamp.
+    let events = d.join("events.csv");
+    std::fs::write(
+        &events,
+        "messageId,type,userId,timestamp,properties.path\n\
+         m1,page,a1,2026-11-01,/pricing\n\
+         m2,page,a1,\"2026-11-02T00:00:00Z,/pricing\n\
+         m3,page,a1,2026-11-03T00:00:00Z,/docs\n\
+         m4,page,a1,\"2026-11-04T00:00:00Z\",/features\n",
+    )
+    .unwrap();
+    let summary = json(&partly(d, &["import", "events", events.to_str().unwrap(), "--json"]));
+    assert_eq!((summary["rows"].as_u64(), summary["imported"].as_u64()), (Some(4), Some(3)), "{summary}");
+    let rejected = rejections(&summary);
+    assert_eq!(rejected.len(), 1, "{summary}");
+    assert_eq!(rejected[0].0, 3, "{summary}");
+    assert!(rejected[0].1.contains("quote") && rejected[0].1.contains("line 5"), "{summary}");
+    let exported = d.join("events.ndjson");
+    ok(d, &["export", "events", exported.to_str().unwrap()]);
+    let first = json(std::fs::read_to_string(&exported).unwrap().lines().next().unwrap());
+    assert_eq!((first["messageId"].as_str(), first["timestamp"].as_str()), (Some("m1"), Some("2026-11-01T00:00:00.000Z")), "{first}");
+
+    // A file with nothing wrong exits 0, and a quoted field may hold a line break.
+    let clean = d.join("clean.csv");
+    std::fs::write(&clean, "id,email,note\nb1,b1@beta.io,\"two\nlines\"\nb2,b2@beta.io,one line\n").unwrap();
+    let summary = json(&ok(d, &["import", "contacts", clean.to_str().unwrap(), "--json"]));
+    assert_eq!((summary["imported"].as_u64(), rejections(&summary).len()), (Some(2), 0), "{summary}");
+
+    // Outcomes: a date alone, and a row that is not CSV, at its real line.
+    let outcomes = d.join("outcomes.csv");
+    std::fs::write(&outcomes, "id,status,at\na1,won,2026-11-02\na3,\"lost,2026-11-02\na1,lost,2026-11-03\n").unwrap();
+    let summary = json(&partly(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!(summary["imported"], 2, "{summary}");
+    assert_eq!(rejections(&summary).iter().map(|(l, _)| *l).collect::<Vec<_>>(), [3], "{summary}");
+
+    let help = String::from_utf8(leadscore(d, &["import", "contacts", "--help"]).stdout).unwrap();
+    assert!(help.contains("Exit status") && help.contains("2 when") && help.contains("rejected"), "the exit codes are in --help: {help}");
 }
