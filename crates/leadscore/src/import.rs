@@ -63,9 +63,9 @@ pub enum ImportCommand {
     },
     /// Import outcomes from CSV: a contact id column (id, contact_id, contact or email),
     /// `status` and/or `rating` (1-5), optional `at` (RFC 3339, or a date for its midnight
-    /// UTC; default now), `note`,
-    /// `author`. Each outcome keeps the contact's scores as of `at`; rows already imported
-    /// are skipped
+    /// UTC; default now), `note`, `author`. Each outcome keeps the contact's scores as of
+    /// `at`; rows already imported are skipped (a row without `at`: when the contact has that
+    /// outcome already, so re-running a file records nothing twice)
     #[command(after_help = EXIT_STATUS)]
     Outcomes {
         #[command(flatten)]
@@ -748,15 +748,44 @@ async fn flush(state: &Arc<AppState>, batch: &mut Vec<(u64, NewEvent)>, summary:
     Ok(())
 }
 
+/// When an outcome row happened: its own `at`, or none given (then recorded as of now).
+#[derive(Clone, Copy)]
+enum OutcomeAt {
+    Given(leadscore_store::Millis),
+    Now(leadscore_store::Millis),
+}
+
+impl OutcomeAt {
+    fn millis(self) -> leadscore_store::Millis {
+        match self {
+            OutcomeAt::Given(at) | OutcomeAt::Now(at) => at,
+        }
+    }
+
+    /// Whether an outcome of this kind is stored already. A row with its `at` is there when
+    /// the same outcome at the same instant is. A row without one would get a new instant
+    /// on every run, so it is there when the contact has that outcome at all: re-running a
+    /// file records nothing twice, and a new row is still recorded (recording the same
+    /// status again needs its `at`).
+    fn stored_in(self, kind: &leadscore_store::OutcomeKind, stored: &[(leadscore_store::OutcomeKind, leadscore_store::Millis)]) -> bool {
+        match self {
+            OutcomeAt::Given(at) => stored.iter().any(|(k, t)| k == kind && *t == at),
+            OutcomeAt::Now(_) => stored.iter().any(|(k, _)| k == kind),
+        }
+    }
+}
+
 /// One outcome row: which contact, what, when.
 fn outcome_row(
     state: &AppState,
     record: &csv::StringRecord,
     columns: &OutcomeColumns,
-) -> Result<(String, Vec<leadscore_store::OutcomeKind>, leadscore_store::Millis), String> {
+) -> Result<(String, Vec<leadscore_store::OutcomeKind>, OutcomeAt), String> {
     let cell = |index: Option<usize>| index.and_then(|i| record.get(i)).map(str::trim).filter(|s| !s.is_empty());
     let contact = cell(Some(columns.contact)).ok_or("no contact id")?.to_string();
-    let at = leadscore_server::outcomes::outcome_time(state, cell(columns.at))?;
+    let given = cell(columns.at);
+    let millis = leadscore_server::outcomes::outcome_time(state, given)?;
+    let at = if given.is_some() { OutcomeAt::Given(millis) } else { OutcomeAt::Now(millis) };
     let mut kinds = Vec::new();
     if let Some(status) = cell(columns.status) {
         let status = status.to_lowercase();
@@ -830,13 +859,13 @@ async fn import_outcomes(state: &Arc<AppState>, file: &Path) -> Result<Summary> 
         }
         for kind in kinds {
             let stored = known.get_mut(&contact).context("outcomes of the contact were loaded")?;
-            if stored.contains(&(kind.clone(), at)) {
+            if at.stored_in(&kind, stored) {
                 summary.duplicates += 1;
                 continue;
             }
-            match leadscore_server::outcomes::record(state, &contact, kind.clone(), at).await {
+            match leadscore_server::outcomes::record(state, &contact, kind.clone(), at.millis()).await {
                 Ok(_) => {
-                    stored.push((kind, at));
+                    stored.push((kind, at.millis()));
                     summary.imported += 1;
                 }
                 Err(err) if err.code == "not_found" => summary.reject(line, format!("no contact with id {contact:?}")),

@@ -538,3 +538,34 @@ fn csv_imports_reject_broken_rows_by_their_real_line() {
     let help = String::from_utf8(leadscore(d, &["import", "contacts", "--help"]).stdout).unwrap();
     assert!(help.contains("Exit status") && help.contains("2 when") && help.contains("rejected"), "the exit codes are in --help: {help}");
 }
+
+/// Issue 12, 7: outcome rows without `at` (recorded as of now) are not recorded again when
+/// the same file is imported again; a row added to the file later still is.
+#[test]
+fn outcomes_without_a_time_are_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("web.toml");
+    std::fs::write(&model, MODEL).unwrap();
+    ok(d, &["model", "apply", model.to_str().unwrap()]);
+    let contacts = d.join("contacts.csv");
+    std::fs::write(&contacts, "email\na@x.com\nb@x.com\nc@x.com\n").unwrap();
+    ok(d, &["import", "contacts", contacts.to_str().unwrap()]);
+    let outcomes = d.join("outcomes.csv");
+    std::fs::write(&outcomes, "email,status,rating,note\na@x.com,contacted,,\nb@x.com,won,4,good fit\n").unwrap();
+    let first = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!((first["imported"].as_u64(), first["duplicates"].as_u64()), (Some(3), Some(0)), "{first}");
+    let again = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(3)), "nothing is recorded twice: {again}");
+
+    // The file edited: a new row, and a row with its own time, are recorded; the rest not.
+    std::fs::write(
+        &outcomes,
+        "email,status,rating,note,at\na@x.com,contacted,,,\nb@x.com,won,4,good fit,\nc@x.com,lost,,,\na@x.com,won,,,2026-05-02T00:00:00Z\n",
+    )
+    .unwrap();
+    let edited = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!((edited["imported"].as_u64(), edited["duplicates"].as_u64()), (Some(2), Some(3)), "{edited}");
+    let again = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(5)), "{again}");
+}
