@@ -183,8 +183,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create API keys on the data directly, with no server running (or beside one)
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
     /// Run benchmarks and print figures (see BENCHMARKS.md)
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an admin key and print it, once: the way back in when the key the first
+    /// start printed is lost. Other keys: POST /api/v1/keys with an admin key
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Make an admin key (every scope); the only kind this command makes
+        #[arg(long, required = true)]
+        admin: bool,
+        /// The key's name, to tell it apart in GET /api/v1/keys
+        #[arg(long, default_value = "admin (leadscore key create)")]
+        name: String,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -364,12 +385,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve { data, addr } => {
             let settings = config::Settings::load(data.config.as_deref())?;
             let state = app_state(open_store(&data).await?).await?;
-            let admin_key = std::env::var("LEADSCORE_ADMIN_KEY").ok().or(settings.admin_key);
-            if let Some(key) = state.bootstrap_admin_key(admin_key.as_deref()).await? {
-                eprintln!("\n  First start: the admin API key is\n\n    {key}\n\n  It is shown only this once; keep it safe.\n");
-            }
             let addr = addr.or(settings.addr).unwrap_or_else(|| "127.0.0.1:8080".into());
-            serve(state, &addr).await
+            // Listening first: a start that fails (the port taken) must not use up the
+            // one-time admin key, or the next start would print none.
+            let listener = bind(&addr).await?;
+            let admin_key = std::env::var("LEADSCORE_ADMIN_KEY").ok().or(settings.admin_key);
+            match state.bootstrap_admin_key(admin_key.as_deref()).await? {
+                Some(key) => eprintln!("\n  First start: the admin API key is\n\n    {key}\n\n  It is shown only this once; keep it safe.\n"),
+                None if admin_key.is_none() => eprintln!(
+                    "API keys exist already, so no admin key is printed (the first start did). Lost it? \
+                     `leadscore key create --admin` (with this --data or --database-url) prints a new one, \
+                     or start with LEADSCORE_ADMIN_KEY set to a key of your choice."
+                ),
+                None => {}
+            }
+            serve_on(state, listener).await
         }
         Command::Demo { data, addr, contacts, no_serve } => demo::run(data, addr, contacts, no_serve).await,
         // Imports have an exit code of their own: 2 when rows were rejected.
@@ -509,13 +539,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Score { data, contact, at, json } => score(&data, &contact, at.as_deref(), json).await,
         Command::Migrate { from, to, json } => migrate::run(&from, &to, json).await,
+        Command::Key { action: KeyCommand::Create { data, admin: _, name } } => {
+            let state = app_state(open_store(&data).await?).await?;
+            let key = state.create_admin_key(&name).await.context("cannot store the new key")?;
+            eprintln!("created the admin key {name:?}; it is shown only this once, keep it safe:");
+            println!("{key}");
+            Ok(())
+        }
         Command::Bench(args) => bench::run(args).await,
     };
     done.map(|()| ExitCode::SUCCESS)
 }
 
 pub async fn serve(state: Arc<AppState>, addr: &str) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    serve_on(state, bind(addr).await?).await
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Serves on a bound listener until Ctrl-C or SIGTERM, finishing the requests in flight.
+async fn serve_on(state: Arc<AppState>, listener: tokio::net::TcpListener) -> Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(%local, "leadscore is listening");
     eprintln!("leadscore is listening on http://{local}  (API: /api/v1, health: /healthz, metrics: /metrics)");

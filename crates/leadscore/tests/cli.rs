@@ -569,3 +569,89 @@ fn outcomes_without_a_time_are_recorded_once() {
     let again = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
     assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(5)), "{again}");
 }
+
+/// `leadscore serve` on `port` in `dir`, without LEADSCORE_ADMIN_KEY; stderr is piped.
+fn start_server(dir: &Path, port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir)
+        .env("LEADSCORE_LOG", "warn")
+        .env_remove("LEADSCORE_ADMIN_KEY")
+        .env_remove("LEADSCORE_DATABASE_URL")
+        .env_remove("LEADSCORE_DATA")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// What a started server printed up to "listening" (or until it exited).
+fn read_until_listening(server: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    let mut printed = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 || line.contains("is listening on") {
+            printed.push_str(&line);
+            return printed;
+        }
+        printed.push_str(&line);
+    }
+}
+
+/// The status line of `GET path` with a bearer key.
+fn get_status(port: u16, path: &str, key: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+fn printed_key(text: &str) -> Option<String> {
+    text.split_whitespace().find(|w| w.starts_with("lsk_")).map(str::to_string)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Issue 12, 10: a first start that cannot listen (port taken) creates no admin key, so
+/// the next start still prints one; once keys exist, a start says how to get a new one, and
+/// `leadscore key create --admin` prints one that works against the API.
+#[test]
+fn a_failed_first_start_keeps_the_admin_key_for_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let output = start_server(d, taken.local_addr().unwrap().port()).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    assert_eq!(printed_key(&stderr), None, "no key is shown (nor created) by a start that fails: {stderr}");
+    drop(taken);
+
+    let port = free_port();
+    let mut server = start_server(d, port);
+    let printed = read_until_listening(&mut server);
+    let first = printed_key(&printed).unwrap_or_else(|| panic!("the first successful start prints the admin key: {printed}"));
+    assert_eq!(get_status(port, "/api/v1/keys", &first), "HTTP/1.1 200 OK");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // The key lost: a start prints none, but says how to recover.
+    let mut server = start_server(d, port);
+    let printed = read_until_listening(&mut server);
+    assert_eq!(printed_key(&printed), None, "{printed}");
+    assert!(printed.contains("LEADSCORE_ADMIN_KEY") && printed.contains("leadscore key create --admin"), "{printed}");
+    let created = ok(d, &["key", "create", "--admin"]);
+    let key = printed_key(&created).unwrap_or_else(|| panic!("key create prints the key: {created}"));
+    assert_ne!(key, first);
+    assert_eq!(get_status(port, "/api/v1/keys", &key), "HTTP/1.1 200 OK", "the new key is an admin key of the running server");
+    assert_eq!(get_status(port, "/api/v1/keys", "lsk_wrong"), "HTTP/1.1 401 Unauthorized");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
