@@ -34,6 +34,7 @@ pub enum ImportCommand {
     Contacts {
         #[command(flatten)]
         data: DataArgs,
+        /// The file: CSV with a header line, or NDJSON (.ndjson / .jsonl)
         file: PathBuf,
         /// Rename a column: --map "Lead Source=source" (repeatable); `=-` drops the column
         #[arg(long = "map", value_name = "COLUMN=ATTRIBUTE")]
@@ -58,6 +59,7 @@ pub enum ImportCommand {
         /// the contact's), with the scores then; not kept as an attribute
         #[arg(long, value_name = "COLUMN")]
         outcome: Option<String>,
+        /// Print the summary (counts, every rejected row) as JSON
         #[arg(long)]
         json: bool,
     },
@@ -70,7 +72,9 @@ pub enum ImportCommand {
     Outcomes {
         #[command(flatten)]
         data: DataArgs,
+        /// The CSV file, with a header line
         file: PathBuf,
+        /// Print the summary (counts, every rejected row) as JSON
         #[arg(long)]
         json: bool,
     },
@@ -79,10 +83,13 @@ pub enum ImportCommand {
     Events {
         #[command(flatten)]
         data: DataArgs,
+        /// The file: NDJSON (one event per line) or CSV (.csv; columns messageId, type,
+        /// event, userId, email, timestamp, properties.NAME)
         file: PathBuf,
         /// Let the imported events fire automations (an import is history: by default it does not)
         #[arg(long)]
         fire_automations: bool,
+        /// Print the summary (counts, every rejected row) as JSON
         #[arg(long)]
         json: bool,
     },

@@ -655,3 +655,86 @@ fn a_failed_first_start_keeps_the_admin_key_for_the_next() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// Issue 12, 15: read commands never create a store, user errors are one `error: …` line
+/// (no backtrace, even with RUST_BACKTRACE=1), logs carry no colour codes when stderr is
+/// not a terminal, and the terminal distribution report has the per-band table.
+#[test]
+fn read_commands_need_data_and_errors_read_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("candidate.toml"), MODEL).unwrap();
+    let bare = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_leadscore"))
+            .args(args)
+            .env("LEADSCORE_LOG", "warn")
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("LEADSCORE_DATABASE_URL")
+            .env_remove("LEADSCORE_DATA")
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["report", "accuracy"][..],
+        &["report", "distribution", "--json"],
+        &["score", "someone"],
+        &["export", "contacts", "out.ndjson"],
+        &["backtest", "--model", "candidate.toml"],
+        &["automation", "list"],
+        &["rescore"],
+        &["model", "promote", "web-next"],
+        &["key", "create", "--admin"],
+    ] {
+        let output = bare(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(!d.join("leadscore-data").exists(), "{args:?} created ./leadscore-data");
+        assert!(stderr.contains("no leadscore data in ./leadscore-data; pass --data DIR or --database-url URL"), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(!stderr.to_lowercase().contains("backtrace"), "{args:?}: no backtrace for a user error: {stderr}");
+    }
+    let elsewhere = d.join("elsewhere");
+    let output = bare(&["score", "someone", "--data", elsewhere.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("no leadscore data in {}", elsewhere.display())));
+    assert!(!elsewhere.exists());
+
+    // An error with context prints its chain on one line.
+    let model = d.join("web.toml");
+    std::fs::write(&model, MODEL).unwrap();
+    let output = bare(&["model", "apply", "--data", "data", "missing.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("error: cannot read missing.toml: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // Logs through a pipe: no ANSI colours.
+    let output = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .args(["model", "apply", "--data", "data", model.to_str().unwrap()])
+        .env("LEADSCORE_LOG", "info")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.contains("applied SQLite migration"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no colour codes in a pipe: {stderr:?}");
+
+    let events = d.join("events.ndjson");
+    let mut lines = String::new();
+    // 25 points each for a and b (cold), 50 for c (hot).
+    for (n, who) in ["a@x.com", "b@x.com", "c@x.com", "c@x.com"].iter().enumerate() {
+        lines.push_str(&format!("{{\"messageId\":\"v{n}\",\"type\":\"page\",\"email\":\"{who}\",\"properties\":{{\"path\":\"/pricing\"}}}}\n"));
+    }
+    std::fs::write(&events, lines).unwrap();
+    let data = d.join("data");
+    ok(&data, &["import", "events", events.to_str().unwrap()]);
+    let report = json(&ok(&data, &["report", "distribution", "--json"]));
+    assert_eq!(report["bands"][0]["contacts"], 1, "{report}");
+    let text = ok(&data, &["report", "distribution"]);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert!(rows.contains(&vec!["hot", "30.0", "1", "33.3", "%"]) && rows.contains(&vec!["cold", "-", "2", "66.7", "%"]), "the per-band table: {text}");
+
+    // demo --help tells the truth about where it writes and what it makes.
+    let help = String::from_utf8_lossy(&bare(&["demo", "--help"]).stdout).to_string();
+    assert!(help.contains("./leadscore-demo") && !help.contains("./leadscore-data"), "{help}");
+    assert!(!help.contains("about 12 events") && help.contains("about 6.7 events per contact"), "{help}");
+}
