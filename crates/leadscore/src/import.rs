@@ -564,6 +564,7 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
     let models = state.models();
     let now = state.now();
     let seen = Seen::new()?;
+    let outcome_reads = Arc::new(tokio::sync::Semaphore::new(OUTCOME_READS));
     let mut tasks: tokio::task::JoinSet<(u64, Result<bool, String>)> = tokio::task::JoinSet::new();
     let mut record = csv::StringRecord::new();
     loop {
@@ -626,10 +627,13 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
         let upsert = ContactUpsert { id, email, attributes, groups: Vec::new(), owner: None, created_at, historical: options.historical };
         let state = state.clone();
         let models = models.clone();
+        let outcome_reads = outcome_reads.clone();
         tasks.spawn(async move {
             let stored = state.store.upsert_contact(upsert, &models, now).await.map_err(|e| e.to_string());
             let result = match (stored, outcome) {
-                (Ok((contact, created)), Some(status)) => record_import_outcome(&state, &contact, status, created_at).await.map(|()| created),
+                (Ok((contact, created)), Some(status)) => {
+                    record_import_outcome(&state, &outcome_reads, &contact, created, status, created_at).await.map(|()| created)
+                }
                 (stored, _) => stored.map(|(_, created)| created),
             };
             (line, result)
@@ -897,20 +901,35 @@ fn outcome_status(cell: &str) -> Result<Option<String>, String> {
     }))
 }
 
+/// How many import tasks read a contact's outcomes at once. Every read connection keeps a
+/// page cache of up to 64 MiB: reads from all 256 tasks spread over every pooled
+/// connection (a re-run of a 1,000,000-row file with --outcome: 620 MiB), where two keep
+/// the cores busy on two caches.
+const OUTCOME_READS: usize = 2;
+
 /// Records an imported contact's outcome as of its creation, once: a re-run finds it.
+/// With the contact as the upsert stored it: no read to find it again, and none for the
+/// outcomes of a contact the upsert has just created (it has none).
 async fn record_import_outcome(
     state: &AppState,
+    reads: &tokio::sync::Semaphore,
     contact: &leadscore_store::ContactRecord,
+    created: bool,
     status: String,
     created_at: Option<leadscore_store::Millis>,
 ) -> Result<(), String> {
     let at = created_at.unwrap_or(contact.created_at);
     let kind = leadscore_store::OutcomeKind::Status { status };
-    let known = state.store.contact_outcomes(&contact.id).await.map_err(|e| e.to_string())?;
-    if known.iter().any(|o| o.kind == kind && o.at == at) {
-        return Ok(());
+    if !created {
+        let permit = reads.acquire().await.map_err(|e| e.to_string())?;
+        let known = state.store.contact_outcomes(&contact.id).await.map_err(|e| e.to_string());
+        drop(permit);
+        let known = known?;
+        if known.iter().any(|o| o.kind == kind && o.at == at) {
+            return Ok(());
+        }
     }
-    leadscore_server::outcomes::record(state, &contact.id, kind, at).await.map(|_| ()).map_err(|e| e.message)
+    leadscore_server::outcomes::record_for(state, contact, kind, at).await.map(|_| ()).map_err(|e| e.message)
 }
 
 #[cfg(test)]
