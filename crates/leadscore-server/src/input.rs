@@ -227,10 +227,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Parses an RFC 3339 timestamp with a zone (`2026-05-01T10:00:00Z`, `…+02:00`) to
-/// milliseconds. A timestamp without a zone is refused: its instant would be a guess.
+/// milliseconds, or a date alone (`2026-05-01`) as that day's midnight UTC. A time of day
+/// without a zone is refused: its instant would be a guess, where a bare date is how
+/// spreadsheets and CRMs export a day and midnight UTC is what people mean by it.
 pub fn parse_time(text: &str) -> Result<Millis, String> {
-    match chrono::DateTime::parse_from_rfc3339(text.trim()) {
-        Ok(t) if (EARLIEST..=LATEST).contains(&t.timestamp_millis()) => Ok(t.timestamp_millis()),
+    let parsed = chrono::DateTime::parse_from_rfc3339(text.trim()).map(|t| t.timestamp_millis()).or_else(|e| {
+        chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis()).map_err(|_| e)
+    });
+    match parsed {
+        Ok(t) if (EARLIEST..=LATEST).contains(&t) => Ok(t),
         Ok(_) => Err(format!("timestamp {text:?} is outside 1970-01-01 .. 2200-01-01")),
         Err(_) => {
             let naive = chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S%.f")
@@ -332,6 +337,11 @@ mod tests {
         assert!(parse_time("2026-01-01T00:00:00").unwrap_err().contains("no time zone"));
         assert!(parse_time("yesterday").unwrap_err().contains("not RFC 3339"));
         assert!(parse_time("0001-01-01T00:00:00Z").unwrap_err().contains("outside"));
+        // A date alone is midnight UTC.
+        assert_eq!(parse_time("2026-01-01").unwrap(), 1_767_225_600_000);
+        assert_eq!(parse_time(" 2026-11-01 ").unwrap(), parse_time("2026-11-01T00:00:00Z").unwrap());
+        assert!(parse_time("2026-13-01").unwrap_err().contains("not RFC 3339"));
+        assert!(parse_time("0001-01-01").unwrap_err().contains("outside"));
         assert_eq!(format_time(1_767_225_600_000), "2026-01-01T00:00:00.000Z");
     }
 }

@@ -191,9 +191,15 @@ impl AppState {
         if self.store.count_keys().await? > 0 {
             return Ok(None);
         }
+        self.create_admin_key("admin (first start)").await.map(Some)
+    }
+
+    /// Creates a new admin key and answers it: the only time it is seen (only its hash is
+    /// stored). The way back in when the first start's key is lost.
+    pub async fn create_admin_key(&self, name: &str) -> Result<String, StoreError> {
         let key = auth::generate_key();
-        self.store.insert_key(admin_record("admin (first start)", &key, now)).await?;
-        Ok(Some(key))
+        self.store.insert_key(admin_record(name, &key, self.now())).await?;
+        Ok(key)
     }
 }
 

@@ -74,8 +74,14 @@ pub async fn cards_at(state: &AppState, contact: &ContactRecord, at: Millis) -> 
 /// Records one outcome for a contact: its scores as of `at` go with it.
 pub async fn record(state: &AppState, contact_id: &str, kind: OutcomeKind, at: Millis) -> ApiResult<OutcomeRecord> {
     let contact = state.store.get_contact(contact_id).await?.ok_or_else(|| ApiError::not_found(format!("no contact {contact_id:?}")))?;
-    let scores = cards_at(state, &contact, at).await?;
-    Ok(state.store.record_outcome(NewOutcome { contact_id: contact.id, kind, at, scores }, state.now()).await?)
+    record_for(state, &contact, kind, at).await
+}
+
+/// [`record`] for a contact the caller has just read or written (an import), without
+/// reading it again.
+pub async fn record_for(state: &AppState, contact: &ContactRecord, kind: OutcomeKind, at: Millis) -> ApiResult<OutcomeRecord> {
+    let scores = cards_at(state, contact, at).await?;
+    Ok(state.store.record_outcome(NewOutcome { contact_id: contact.id.clone(), kind, at, scores }, state.now()).await?)
 }
 
 pub fn check_status(status: &str) -> Result<(), String> {

@@ -13,6 +13,7 @@ mod outbox;
 mod outcomes;
 mod rows;
 mod runs;
+pub mod scratch;
 mod settings;
 mod transfer;
 
@@ -38,6 +39,11 @@ const MIGRATIONS: &[&str] = &[
 const MAX_GROUP: usize = 256;
 /// Writes waiting for the writer; senders wait (back-pressure) when it is full.
 const QUEUE_DEPTH: usize = 1024;
+/// Read connections: at most this many reads run at once (the others wait for one), and
+/// the pool keeps them all. A connection is a page cache of up to 64 MiB and a blocking
+/// thread; opening one per concurrent read made 256 import tasks recording outcomes open
+/// hundreds (800 MiB for a 1,000,000-row file), and two cores gain nothing from more.
+const READERS: usize = 8;
 
 type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A queued write. Called with the connection it runs the work; called with `None` it
@@ -53,6 +59,8 @@ struct Inner {
     path: PathBuf,
     writer: mpsc::Sender<WriteJob>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per read connection ([`READERS`]).
+    reading: Arc<tokio::sync::Semaphore>,
     /// The next rescore chunk, being read and scored while the current one is written.
     prefetch: Mutex<Option<models::Prefetch>>,
 }
@@ -134,7 +142,15 @@ impl SqliteStore {
         migrate(&writer_conn)?;
         let (tx, rx) = mpsc::channel::<WriteJob>(QUEUE_DEPTH);
         std::thread::Builder::new().name("leadscore-sqlite-writer".into()).spawn(move || writer_loop(writer_conn, rx)).map_err(db_err)?;
-        Ok(Self { inner: Arc::new(Inner { path: path.to_path_buf(), writer: tx, readers: Mutex::new(Vec::new()), prefetch: Mutex::new(None) }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: tx,
+                readers: Mutex::new(Vec::new()),
+                reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
+                prefetch: Mutex::new(None),
+            }),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -167,7 +183,10 @@ impl SqliteStore {
     /// Runs `work` on a read connection from the pool, off the async runtime.
     pub(crate) async fn read<T: Send + 'static>(&self, work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
         let inner = self.inner.clone();
+        let permit = inner.reading.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            // Held until the connection is back in the pool, even if the caller goes away.
+            let _permit = permit;
             let pooled = inner.readers.lock().map_err(|_| StoreError::Closed)?.pop();
             let conn = match pooled {
                 Some(conn) => conn,
@@ -175,7 +194,7 @@ impl SqliteStore {
             };
             let result = work(&conn);
             if let Ok(mut readers) = inner.readers.lock()
-                && readers.len() < 8
+                && readers.len() < READERS
             {
                 readers.push(conn);
             }
@@ -294,5 +313,38 @@ mod tests {
             .await
             .expect("the writer still answers");
         assert_eq!(count, 0, "the panicking write was rolled back");
+    }
+
+    /// Many reads at once share a few connections instead of each opening its own (each
+    /// one a page cache of up to 64 MiB and a thread): an import recording outcomes from
+    /// 256 tasks at once peaked at 800 MiB.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reads_use_at_most_the_pooled_connections() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open_dir(dir.path()).expect("open");
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut reads = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let (store, now, most) = (store.clone(), now.clone(), most.clone());
+            reads.spawn(async move {
+                store
+                    .read(move |conn| {
+                        let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(at_once, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(20));
+                        let n = conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get::<_, i64>(0)).map_err(db_err);
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        n
+                    })
+                    .await
+            });
+        }
+        while let Some(read) = reads.join_next().await {
+            assert_eq!(read.expect("joined").expect("read"), 0);
+        }
+        let most = most.load(Ordering::SeqCst);
+        assert!(most <= READERS, "{most} reads ran at once, on as many connections");
+        assert!(store.inner.readers.lock().expect("pool").len() <= READERS);
     }
 }

@@ -19,7 +19,7 @@ use leadscore_store::NewEvent;
 use serde_json::{Value, json};
 
 use crate::demo::{contact_rng, demo_contact, demo_events, intent};
-use crate::{DataArgs, app_state, open_store};
+use crate::{DataArgs, app_state, open_existing_store, open_store};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -33,8 +33,10 @@ enum BenchCommand {
     Generate {
         #[command(flatten)]
         data: DataArgs,
+        /// Contacts to generate
         #[arg(long, default_value_t = 1_000_000)]
         contacts: usize,
+        /// Events to generate, spread over the contacts
         #[arg(long, default_value_t = 10_000_000)]
         events: usize,
     },
@@ -46,10 +48,13 @@ enum BenchCommand {
     },
     /// Batch ingest through the HTTP API into a fresh durable database, scores updated
     Ingest {
+        /// Contacts the events come from
         #[arg(long, default_value_t = 20_000)]
         contacts: usize,
+        /// Events to send
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
+        /// Events per request
         #[arg(long, default_value_t = 1000)]
         batch: usize,
         /// Concurrent client connections
@@ -72,8 +77,10 @@ enum BenchCommand {
     },
     /// Single-event ingest latency at a fixed request rate
     Latency {
+        /// Requests per second, one event each
         #[arg(long, default_value_t = 1000)]
         rate: u64,
+        /// How long to send for
         #[arg(long, default_value_t = 10)]
         seconds: u64,
         /// Run on a fresh schema in this PostgreSQL database instead of a temp SQLite one
@@ -84,10 +91,13 @@ enum BenchCommand {
     Leadlist {
         #[command(flatten)]
         data: DataArgs,
+        /// The band to filter by
         #[arg(long, default_value = "hot")]
         band: String,
+        /// Contacts per page (the top N)
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Requests to time
         #[arg(long, default_value_t = 200)]
         requests: usize,
     },
@@ -193,7 +203,7 @@ async fn generate(data: &DataArgs, contacts: usize, events: usize) -> Result<()>
 }
 
 async fn rescore(data: &DataArgs) -> Result<()> {
-    let state = app_state(open_store(data).await?).await?;
+    let state = app_state(open_existing_store(data).await?).await?;
     let names: Vec<String> = state.models().iter().map(|m| m.name.clone()).collect();
     if names.is_empty() {
         bail!("no live model; run `leadscore bench generate` first");
@@ -242,11 +252,12 @@ struct BenchServer {
 
 async fn start_server(data: Option<&DataArgs>) -> Result<BenchServer> {
     let dir = tempfile::tempdir().context("cannot create a temp dir")?;
-    let data = match data {
-        Some(d) => d.clone(),
-        None => DataArgs { data: Some(dir.path().to_path_buf()), ..DataArgs::default() },
+    let store = match data {
+        // An existing database to measure, never a new empty one.
+        Some(d) => open_existing_store(d).await?,
+        None => open_store(&DataArgs { data: Some(dir.path().to_path_buf()), ..DataArgs::default() }).await?,
     };
-    let (base, key) = serve_store(open_store(&data).await?, None).await?;
+    let (base, key) = serve_store(store, None).await?;
     Ok(BenchServer { base, key, _dir: dir })
 }
 

@@ -71,7 +71,7 @@ fn pick<'a>(rng: &mut StdRng, items: &'a [&'a str]) -> &'a str {
     items[rng.random_range(0..items.len())]
 }
 
-/// Generates `contacts` contacts and about 7 events each over the 90 days before `now`.
+/// Generates `contacts` contacts and about 6.7 events each over the 90 days before `now`.
 /// Deterministic for a given seed: intent varies per contact so the lead list has a
 /// realistic spread of hot, warm and cold leads.
 /// A status sales recorded in the demo: (contact id, status, time).
@@ -378,6 +378,14 @@ mod tests {
         assert_eq!((points(&shadow, "Visited pricing page"), points(&live, "Visited pricing page")), (Some(60.0), Some(25.0)));
     }
 
+    /// `demo --help` and the README give the figure: about 6.7 events per contact.
+    #[test]
+    fn the_demo_makes_about_6_7_events_per_contact() {
+        let (people, events, _) = generate(3000, 42, 1_800_000_000_000);
+        let mean = events.len() as f64 / people.len() as f64;
+        assert!((6.55..6.85).contains(&mean), "{mean:.2} events per contact: change the --contacts help text");
+    }
+
     #[test]
     fn generation_is_deterministic_and_sized() {
         let now = 1_800_000_000_000;
@@ -393,7 +401,7 @@ mod tests {
         assert_eq!(a.len(), 200);
         assert_eq!(ea.len(), eb.len());
         assert_eq!(a[17].email, b[17].email);
-        assert!(ea.len() > 200 * 4, "about a dozen events per contact, got {}", ea.len());
+        assert!(ea.len() > 200 * 4, "about 6.7 events per contact, got {}", ea.len());
         assert!(ea.iter().all(|e| e.timestamp < 1_800_000_000_000 && e.timestamp > 1_800_000_000_000 - 91 * DAY));
     }
 }

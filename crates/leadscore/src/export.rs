@@ -15,7 +15,7 @@ use clap::Subcommand;
 use leadscore_store::{EventKind, Store};
 use serde_json::{Value, json};
 
-use crate::{DataArgs, open_store, progress_bar};
+use crate::{DataArgs, open_existing_store, progress_bar};
 
 #[derive(Subcommand)]
 pub enum ExportCommand {
@@ -23,12 +23,14 @@ pub enum ExportCommand {
     Contacts {
         #[command(flatten)]
         data: DataArgs,
+        /// The file to write: .csv for CSV, anything else NDJSON
         file: PathBuf,
     },
     /// Activity events as NDJSON in the Segment shape
     Events {
         #[command(flatten)]
         data: DataArgs,
+        /// The NDJSON file to write
         file: PathBuf,
     },
 }
@@ -38,7 +40,7 @@ const PAGE: usize = 1000;
 pub async fn run(command: ExportCommand) -> Result<()> {
     match command {
         ExportCommand::Contacts { data, file } => {
-            let store = open_store(&data).await?;
+            let store = open_existing_store(&data).await?;
             let count = if is_csv(&file) { contacts_csv(&store, &file).await? } else { contacts_ndjson(&store, &file).await? };
             eprintln!("exported {count} contacts to {}", file.display());
         }
@@ -46,7 +48,7 @@ pub async fn run(command: ExportCommand) -> Result<()> {
             if is_csv(&file) {
                 bail!("events export as NDJSON only (their properties are nested); use a .ndjson file");
             }
-            let store = open_store(&data).await?;
+            let store = open_existing_store(&data).await?;
             let count = events_ndjson(&store, &file).await?;
             eprintln!("exported {count} events to {}", file.display());
         }

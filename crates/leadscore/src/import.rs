@@ -1,11 +1,12 @@
-//! `leadscore import contacts|events`: streaming imports with a progress bar. Rejected
-//! rows are reported with their line numbers; the rest are stored. Re-running an import
-//! gives the same state (contacts upsert by id/email; events dedupe by messageId, or by
-//! content when they have none).
+//! `leadscore import contacts|events|outcomes`: streaming imports with a progress bar.
+//! Rejected rows are reported with their line numbers; the rest are stored. Re-running an
+//! import gives the same state (contacts upsert by id/email; events dedupe by messageId,
+//! or by content when they have none).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -16,13 +17,24 @@ use serde_json::{Map, Value, json};
 
 use crate::{DataArgs, app_state, open_store};
 
+/// How an import ends, for scripts: the same for every import command.
+pub const EXIT_STATUS: &str = "Exit status: 0 when every row was imported (or was there already), \
+2 when the import finished but rejected some rows (each listed with its line; the others are stored), \
+1 when it failed (the error says why).";
+
+/// The exit code of an import that finished but rejected rows (1 stays "failed").
+const ROWS_REJECTED: u8 = 2;
+
 #[derive(Subcommand)]
+#[command(after_help = EXIT_STATUS)]
 pub enum ImportCommand {
     /// Import contacts from CSV (one row per contact, columns become attributes) or from
     /// NDJSON as `leadscore export contacts` writes it (.ndjson / .jsonl)
+    #[command(after_help = EXIT_STATUS)]
     Contacts {
         #[command(flatten)]
         data: DataArgs,
+        /// The file: CSV with a header line, or NDJSON (.ndjson / .jsonl)
         file: PathBuf,
         /// Rename a column: --map "Lead Source=source" (repeatable); `=-` drops the column
         #[arg(long = "map", value_name = "COLUMN=ATTRIBUTE")]
@@ -47,28 +59,37 @@ pub enum ImportCommand {
         /// the contact's), with the scores then; not kept as an attribute
         #[arg(long, value_name = "COLUMN")]
         outcome: Option<String>,
+        /// Print the summary (counts, every rejected row) as JSON
         #[arg(long)]
         json: bool,
     },
     /// Import outcomes from CSV: a contact id column (id, contact_id, contact or email),
-    /// `status` and/or `rating` (1-5), optional `at` (RFC 3339; default now), `note`,
-    /// `author`. Each outcome keeps the contact's scores as of `at`; rows already imported
-    /// are skipped
+    /// `status` and/or `rating` (1-5), optional `at` (RFC 3339, or a date for its midnight
+    /// UTC; default now), `note`, `author`. Each outcome keeps the contact's scores as of
+    /// `at`; rows already imported are skipped (a row without `at`: when the contact has that
+    /// outcome already, so re-running a file records nothing twice)
+    #[command(after_help = EXIT_STATUS)]
     Outcomes {
         #[command(flatten)]
         data: DataArgs,
+        /// The CSV file, with a header line
         file: PathBuf,
+        /// Print the summary (counts, every rejected row) as JSON
         #[arg(long)]
         json: bool,
     },
     /// Import events from NDJSON (Segment shape, one per line) or CSV
+    #[command(after_help = EXIT_STATUS)]
     Events {
         #[command(flatten)]
         data: DataArgs,
+        /// The file: NDJSON (one event per line) or CSV (.csv; columns messageId, type,
+        /// event, userId, email, timestamp, properties.NAME)
         file: PathBuf,
         /// Let the imported events fire automations (an import is history: by default it does not)
         #[arg(long)]
         fire_automations: bool,
+        /// Print the summary (counts, every rejected row) as JSON
         #[arg(long)]
         json: bool,
     },
@@ -88,6 +109,10 @@ struct Summary {
 impl Summary {
     fn reject(&mut self, line: u64, reason: impl Into<String>) {
         self.rejected.push((line, reason.into()));
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(ROWS_REJECTED) }
     }
 
     fn print(&self, what: &str, json: bool) {
@@ -116,8 +141,8 @@ impl Summary {
     }
 }
 
-pub async fn run(command: ImportCommand) -> Result<()> {
-    match command {
+pub async fn run(command: ImportCommand) -> Result<ExitCode> {
+    let summary = match command {
         ImportCommand::Contacts { data, file, map, id_column, email_column, missing, delimiter, fire_automations, outcome, json } => {
             let state = app_state(open_store(&data).await?).await?;
             if outcome.is_some() && is_ndjson(&file) {
@@ -130,19 +155,22 @@ pub async fn run(command: ImportCommand) -> Result<()> {
                 import_contacts(&state, &file, &options).await?
             };
             summary.print("contacts", json);
+            summary
         }
         ImportCommand::Outcomes { data, file, json } => {
             let state = app_state(open_store(&data).await?).await?;
             let summary = import_outcomes(&state, &file).await?;
             summary.print("outcomes", json);
+            summary
         }
         ImportCommand::Events { data, file, fire_automations, json } => {
             let state = app_state(open_store(&data).await?).await?;
             let summary = import_events(&state, &file, fire_automations).await?;
             summary.print("events", json);
+            summary
         }
-    }
-    Ok(())
+    };
+    Ok(summary.exit_code())
 }
 
 fn is_ndjson(file: &Path) -> bool {
@@ -187,6 +215,7 @@ async fn import_contacts_ndjson(state: &Arc<AppState>, file: &Path, historical: 
     let mut summary = Summary { created: Some(0), ..Summary::default() };
     let models = state.models();
     let now = state.now();
+    let seen = Seen::new()?;
     let mut tasks: tokio::task::JoinSet<(u64, Result<bool, String>)> = tokio::task::JoinSet::new();
     for (index, line) in BufReader::new(reader).lines().enumerate() {
         let number = index as u64 + 1;
@@ -202,6 +231,10 @@ async fn import_contacts_ndjson(state: &Arc<AppState>, file: &Path, historical: 
                 continue;
             }
         };
+        if let Some(reason) = seen.duplicate(upsert.id.as_deref(), upsert.email.as_deref(), number)? {
+            summary.reject(number, reason);
+            continue;
+        }
         let store = state.store.clone();
         let models = models.clone();
         tasks.spawn(async move { (number, store.upsert_contact(upsert, &models, now).await.map(|(_, created)| created).map_err(|e| e.to_string())) });
@@ -229,6 +262,183 @@ struct ContactOptions {
     delimiter: Option<char>,
 }
 
+/// The rows of one file seen so far, by id (else email), so that a second row for the same
+/// contact is rejected instead of silently overwriting the first (its `created_at`
+/// included). Kept on disk (`SeenKeys`), so a file of millions of rows stays in constant
+/// memory.
+struct Seen(leadscore_store_sqlite::scratch::SeenKeys);
+
+impl Seen {
+    fn new() -> Result<Self> {
+        Ok(Self(leadscore_store_sqlite::scratch::SeenKeys::new().context("cannot set up the duplicate check")?))
+    }
+
+    /// Why this row is a duplicate of an earlier one, or None (then it is recorded as seen).
+    fn duplicate(&self, id: Option<&str>, email: Option<&str>, line: u64) -> Result<Option<String>> {
+        let (what, key) = match (id, email) {
+            (Some(id), _) => ("id", id.to_string()),
+            // The store matches emails in lower case: so does the check.
+            (None, Some(email)) => ("email", email.trim().to_lowercase()),
+            (None, None) => return Ok(None),
+        };
+        let first = self.0.first_seen(&format!("{what}:{key}"), line).context("the duplicate check failed")?;
+        Ok(first.map(|first| format!("duplicate {what} {key}, first seen on line {first}")))
+    }
+}
+
+/// A CSV file read one record at a time, each with its line in the file (1-based; the
+/// header is line 1). A row broken by an unbalanced quote is caught instead of swallowing
+/// the rows after it: the csv crate reads on to the next quote, wherever it is, so a
+/// record whose quoted field runs over a line break and does not close cleanly (its
+/// closing quote followed by text, or the file ending inside it) is rejected, and reading
+/// starts again on the line after the one it started on.
+struct CsvRows {
+    csv: csv::Reader<Progress<File>>,
+    /// A second handle on the file, to look at the bytes of a record again.
+    raw: File,
+    delimiter: u8,
+    headers: Vec<String>,
+}
+
+/// One step through a CSV file.
+enum Row {
+    /// A record (in the caller's buffer), and its line.
+    Record(u64),
+    /// A record that cannot be read, its line, and why.
+    Rejected(u64, String),
+    End,
+}
+
+impl CsvRows {
+    /// Opens `file`; the delimiter, when not given, is `;` if the header has more of
+    /// them than commas, else `,`. `flexible` lets rows have fewer or more fields than the
+    /// header.
+    fn open(file: &Path, delimiter: Option<char>, flexible: bool) -> Result<Self> {
+        let mut reader = open_with_progress(file)?;
+        let delimiter = match delimiter {
+            Some(c) => u8::try_from(c).ok().filter(u8::is_ascii).with_context(|| format!("--delimiter {c:?}: give one ASCII character"))?,
+            None => {
+                let mut head = Vec::with_capacity(4096);
+                (&mut reader.inner).take(4096).read_to_end(&mut head).with_context(|| format!("cannot read {}", file.display()))?;
+                reader.inner.seek(SeekFrom::Start(0)).with_context(|| format!("cannot read {}", file.display()))?;
+                let first_line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+                if first_line.matches(';').count() > first_line.matches(',').count() { b';' } else { b',' }
+            }
+        };
+        let raw = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+        let mut csv = csv::ReaderBuilder::new().delimiter(delimiter).flexible(flexible).from_reader(reader);
+        let headers = csv.headers().context("cannot read the CSV header")?.iter().map(str::to_string).collect();
+        Ok(Self { csv, raw, delimiter, headers })
+    }
+
+    fn bar(&self) -> &indicatif::ProgressBar {
+        &self.csv.get_ref().bar
+    }
+
+    fn next(&mut self, record: &mut csv::StringRecord) -> Result<Row> {
+        let before = self.csv.position().clone();
+        let result = self.csv.read_record(record);
+        let after = self.csv.position().clone();
+        let (start, problem) = match result {
+            Ok(false) => return Ok(Row::End),
+            Ok(true) => {
+                let start = record.position().cloned().unwrap_or(before);
+                // Only a quoted field can hold a line break: records without one are as
+                // the file means them.
+                if !record.iter().any(|field| field.contains(['\n', '\r'])) {
+                    return Ok(Row::Record(start.line()));
+                }
+                (start, None)
+            }
+            Err(err) => {
+                if matches!(err.kind(), csv::ErrorKind::Io(_)) {
+                    return Err(anyhow::Error::new(err).context("cannot read the file"));
+                }
+                let start = err.position().cloned().unwrap_or(before);
+                // Said in our words: the csv crate's message carries a position of its own
+                // (`line: …, byte: …`) beside the line we report.
+                let reason = match err.kind() {
+                    csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("{len} fields, but the header has {expected_len}"),
+                    csv::ErrorKind::Utf8 { err, .. } => format!("field {} is not UTF-8 text", err.field() + 1),
+                    _ => format!("unreadable row: {err}"),
+                };
+                (start, Some(reason))
+            }
+        };
+        if let Some((reason, resume)) = self.broken_quote(&start, after.byte())? {
+            // Read on from the line after the row's first: the lines the quote took along
+            // are rows of their own.
+            let mut next = csv::Position::new();
+            next.set_byte(resume).set_line(start.line() + 1).set_record(start.record() + 1);
+            self.csv.seek(next).context("cannot read the file")?;
+            return Ok(Row::Rejected(start.line(), reason));
+        }
+        Ok(match problem {
+            Some(reason) => Row::Rejected(start.line(), reason),
+            None => Row::Record(start.line()),
+        })
+    }
+
+    /// Whether the record's bytes (`start` up to `end`) hold a quoted field that does not
+    /// close cleanly: why, and the byte offset of the record's second line.
+    fn broken_quote(&mut self, start: &csv::Position, end: u64) -> Result<Option<(String, u64)>> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum State {
+            FieldStart,
+            Unquoted,
+            Quoted,
+            /// A quote inside a quoted field: doubled (a literal quote) or the closing one.
+            QuoteInQuoted,
+        }
+        self.raw.seek(SeekFrom::Start(start.byte())).context("cannot read the file")?;
+        let bytes = BufReader::new((&self.raw).take(end.saturating_sub(start.byte())));
+        let mut state = State::FieldStart;
+        let mut line = start.line();
+        let mut second_line = end;
+        let mut broken = None;
+        for (offset, byte) in bytes.bytes().enumerate() {
+            let byte = byte.context("cannot read the file")?;
+            let newline = byte == b'\n' || byte == b'\r';
+            state = match state {
+                State::FieldStart if byte == b'"' => State::Quoted,
+                State::FieldStart | State::Unquoted if byte == self.delimiter || newline => State::FieldStart,
+                State::FieldStart | State::Unquoted => State::Unquoted,
+                State::Quoted if byte == b'"' => State::QuoteInQuoted,
+                State::Quoted => State::Quoted,
+                State::QuoteInQuoted if byte == b'"' => State::Quoted,
+                State::QuoteInQuoted if byte == self.delimiter || newline => State::FieldStart,
+                State::QuoteInQuoted => {
+                    broken = Some(line);
+                    State::Unquoted
+                }
+            };
+            if byte == b'\n' {
+                if line == start.line() {
+                    second_line = start.byte() + offset as u64 + 1;
+                }
+                line += 1;
+            }
+        }
+        let reason = match broken {
+            Some(closed) if closed > start.line() => {
+                format!(
+                    "unbalanced quote: a quoted field in this row runs on to line {closed}; the row is skipped and line {} read as the next row",
+                    start.line() + 1
+                )
+            }
+            Some(_) => return Ok(None),
+            None if state == State::Quoted => {
+                format!(
+                    "unclosed quote: a quoted field in this row runs to the end of the file; the row is skipped and line {} read as the next row",
+                    start.line() + 1
+                )
+            }
+            None => return Ok(None),
+        };
+        Ok(Some((reason, second_line)))
+    }
+}
+
 /// A progress bar over the bytes of a file.
 struct Progress<R> {
     inner: R,
@@ -240,6 +450,14 @@ impl<R: Read> Read for Progress<R> {
         let n = self.inner.read(buf)?;
         self.bar.inc(n as u64);
         Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Progress<R> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let at = self.inner.seek(to)?;
+        self.bar.set_position(at);
+        Ok(at)
     }
 }
 
@@ -289,15 +507,8 @@ fn cell_value(cell: &str) -> Value {
 const DEFAULT_MISSING: &[&str] = &["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"];
 
 async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOptions) -> Result<Summary> {
-    let mut reader = open_with_progress(file)?;
-    let mut head = [0u8; 4096];
-    let n = reader.inner.read(&mut head)?;
-    let first_line = String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_string();
-    let delimiter = options.delimiter.unwrap_or(if first_line.matches(';').count() > first_line.matches(',').count() { ';' } else { ',' });
-    let chained = Progress { inner: std::io::Cursor::new(head[..n].to_vec()).chain(reader.inner), bar: reader.bar.clone() };
-    reader.bar.inc(0);
-    let mut csv = csv::ReaderBuilder::new().delimiter(delimiter as u8).flexible(false).from_reader(chained);
-    let headers: Vec<String> = csv.headers().context("cannot read the CSV header")?.iter().map(str::to_string).collect();
+    let mut rows = CsvRows::open(file, options.delimiter, false)?;
+    let headers = rows.headers.clone();
 
     let mut renames: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for entry in &options.map {
@@ -355,24 +566,21 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
     let mut summary = Summary { created: Some(0), ..Summary::default() };
     let models = state.models();
     let now = state.now();
+    let seen = Seen::new()?;
+    let outcome_reads = Arc::new(tokio::sync::Semaphore::new(OUTCOME_READS));
     let mut tasks: tokio::task::JoinSet<(u64, Result<bool, String>)> = tokio::task::JoinSet::new();
     let mut record = csv::StringRecord::new();
     loop {
-        let line = csv.position().line() + 1;
-        match csv.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(err) => {
+        let line = match rows.next(&mut record)? {
+            Row::End => break,
+            Row::Record(line) => line,
+            Row::Rejected(line, reason) => {
                 summary.rows += 1;
-                summary.reject(line, format!("unreadable row: {err}"));
-                if matches!(err.kind(), csv::ErrorKind::Io(_)) {
-                    break;
-                }
+                summary.reject(line, reason);
                 continue;
             }
-        }
+        };
         summary.rows += 1;
-        let line = record.position().map_or(line, |p| p.line());
         let mut attributes = Map::new();
         for (i, cell) in record.iter().enumerate() {
             let Some(Some(name)) = attribute_names.get(i) else {
@@ -413,13 +621,20 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
             },
             None => None,
         };
+        if let Some(reason) = seen.duplicate(id.as_deref(), email.as_deref(), line)? {
+            summary.reject(line, reason);
+            continue;
+        }
         let upsert = ContactUpsert { id, email, attributes, groups: Vec::new(), owner: None, created_at, historical: options.historical };
         let state = state.clone();
         let models = models.clone();
+        let outcome_reads = outcome_reads.clone();
         tasks.spawn(async move {
             let stored = state.store.upsert_contact(upsert, &models, now).await.map_err(|e| e.to_string());
             let result = match (stored, outcome) {
-                (Ok((contact, created)), Some(status)) => record_import_outcome(&state, &contact, status, created_at).await.map(|()| created),
+                (Ok((contact, created)), Some(status)) => {
+                    record_import_outcome(&state, &outcome_reads, &contact, created, status, created_at).await.map(|()| created)
+                }
                 (stored, _) => stored.map(|(_, created)| created),
             };
             (line, result)
@@ -431,6 +646,7 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
     while !tasks.is_empty() {
         collect_one(&mut tasks, &mut summary).await?;
     }
+    rows.bar().finish_and_clear();
     summary.rejected.sort_by_key(|(line, _)| *line);
     Ok(summary)
 }
@@ -453,8 +669,6 @@ async fn collect_one(tasks: &mut tokio::task::JoinSet<(u64, Result<bool, String>
 
 async fn import_events(state: &Arc<AppState>, file: &Path, fire_automations: bool) -> Result<Summary> {
     let is_csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-    let reader = open_with_progress(file)?;
-    let bar = reader.bar.clone();
     let mut summary = Summary::default();
     let mut batch: Vec<(u64, NewEvent)> = Vec::with_capacity(1000);
     let now = state.now();
@@ -465,22 +679,20 @@ async fn import_events(state: &Arc<AppState>, file: &Path, fire_automations: boo
             Err(reason) => summary.reject(line, reason),
         }
     };
-    if is_csv {
-        let mut csv = csv::Reader::from_reader(reader);
-        let headers: Vec<String> = csv.headers().context("cannot read the CSV header")?.iter().map(str::to_string).collect();
+    let bar = if is_csv {
+        let mut rows = CsvRows::open(file, Some(','), false)?;
         let mut record = csv::StringRecord::new();
         loop {
-            let line = csv.position().line() + 1;
-            match csv.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {}
-                Err(err) => {
+            let line = match rows.next(&mut record)? {
+                Row::End => break,
+                Row::Record(line) => line,
+                Row::Rejected(line, reason) => {
                     summary.rows += 1;
-                    summary.reject(line, format!("unreadable row: {err}"));
+                    summary.reject(line, reason);
                     continue;
                 }
-            }
-            let line = record.position().map_or(line, |p| p.line());
+            };
+            let headers = &rows.headers;
             let mut object = Map::new();
             let mut properties = Map::new();
             for (header, cell) in headers.iter().zip(record.iter()) {
@@ -502,7 +714,10 @@ async fn import_events(state: &Arc<AppState>, file: &Path, fire_automations: boo
                 flush(state, &mut batch, &mut summary, fire_automations).await?;
             }
         }
+        rows.bar().clone()
     } else {
+        let reader = open_with_progress(file)?;
+        let bar = reader.bar.clone();
         let lines = BufReader::new(reader).lines();
         for (index, line) in lines.enumerate() {
             let number = index as u64 + 1;
@@ -521,9 +736,11 @@ async fn import_events(state: &Arc<AppState>, file: &Path, fire_automations: boo
                 flush(state, &mut batch, &mut summary, fire_automations).await?;
             }
         }
-    }
+        bar
+    };
     flush(state, &mut batch, &mut summary, fire_automations).await?;
     bar.finish_and_clear();
+    summary.rejected.sort_by_key(|(line, _)| *line);
     Ok(summary)
 }
 
@@ -543,15 +760,44 @@ async fn flush(state: &Arc<AppState>, batch: &mut Vec<(u64, NewEvent)>, summary:
     Ok(())
 }
 
+/// When an outcome row happened: its own `at`, or none given (then recorded as of now).
+#[derive(Clone, Copy)]
+enum OutcomeAt {
+    Given(leadscore_store::Millis),
+    Now(leadscore_store::Millis),
+}
+
+impl OutcomeAt {
+    fn millis(self) -> leadscore_store::Millis {
+        match self {
+            OutcomeAt::Given(at) | OutcomeAt::Now(at) => at,
+        }
+    }
+
+    /// Whether an outcome of this kind is stored already. A row with its `at` is there when
+    /// the same outcome at the same instant is. A row without one would get a new instant
+    /// on every run, so it is there when the contact has that outcome at all: re-running a
+    /// file records nothing twice, and a new row is still recorded (recording the same
+    /// status again needs its `at`).
+    fn stored_in(self, kind: &leadscore_store::OutcomeKind, stored: &[(leadscore_store::OutcomeKind, leadscore_store::Millis)]) -> bool {
+        match self {
+            OutcomeAt::Given(at) => stored.iter().any(|(k, t)| k == kind && *t == at),
+            OutcomeAt::Now(_) => stored.iter().any(|(k, _)| k == kind),
+        }
+    }
+}
+
 /// One outcome row: which contact, what, when.
 fn outcome_row(
     state: &AppState,
     record: &csv::StringRecord,
     columns: &OutcomeColumns,
-) -> Result<(String, Vec<leadscore_store::OutcomeKind>, leadscore_store::Millis), String> {
+) -> Result<(String, Vec<leadscore_store::OutcomeKind>, OutcomeAt), String> {
     let cell = |index: Option<usize>| index.and_then(|i| record.get(i)).map(str::trim).filter(|s| !s.is_empty());
     let contact = cell(Some(columns.contact)).ok_or("no contact id")?.to_string();
-    let at = leadscore_server::outcomes::outcome_time(state, cell(columns.at))?;
+    let given = cell(columns.at);
+    let millis = leadscore_server::outcomes::outcome_time(state, given)?;
+    let at = if given.is_some() { OutcomeAt::Given(millis) } else { OutcomeAt::Now(millis) };
     let mut kinds = Vec::new();
     if let Some(status) = cell(columns.status) {
         let status = status.to_lowercase();
@@ -583,9 +829,8 @@ struct OutcomeColumns {
 }
 
 async fn import_outcomes(state: &Arc<AppState>, file: &Path) -> Result<Summary> {
-    let reader = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(BufReader::new(reader));
-    let headers: Vec<String> = csv.headers().context("cannot read the header line")?.iter().map(|h| h.trim().to_lowercase()).collect();
+    let mut rows = CsvRows::open(file, Some(','), true)?;
+    let headers: Vec<String> = rows.headers.iter().map(|h| h.trim().to_lowercase()).collect();
     let find = |names: &[&str]| names.iter().find_map(|n| headers.iter().position(|h| h == n));
     let columns = OutcomeColumns {
         contact: find(&["id", "contact_id", "contact", "email"]).context("the file needs a contact column: id, contact_id, contact or email")?,
@@ -599,20 +844,20 @@ async fn import_outcomes(state: &Arc<AppState>, file: &Path) -> Result<Summary> 
         bail!("the file needs a `status` or `rating` column");
     }
     let mut summary = Summary::default();
-    let bar = crate::progress_bar(0, "outcomes");
     // Outcomes already stored, per contact, so a re-run imports nothing twice.
     let mut known: std::collections::HashMap<String, Vec<(leadscore_store::OutcomeKind, leadscore_store::Millis)>> = Default::default();
-    for (index, record) in csv.records().enumerate() {
-        let line = index as u64 + 2;
-        summary.rows += 1;
-        bar.inc(1);
-        let record = match record {
-            Ok(record) => record,
-            Err(err) => {
-                summary.reject(line, format!("not CSV: {err}"));
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = match rows.next(&mut record)? {
+            Row::End => break,
+            Row::Record(line) => line,
+            Row::Rejected(line, reason) => {
+                summary.rows += 1;
+                summary.reject(line, reason);
                 continue;
             }
         };
+        summary.rows += 1;
         let (contact, kinds, at) = match outcome_row(state, &record, &columns) {
             Ok(row) => row,
             Err(reason) => {
@@ -626,13 +871,13 @@ async fn import_outcomes(state: &Arc<AppState>, file: &Path) -> Result<Summary> 
         }
         for kind in kinds {
             let stored = known.get_mut(&contact).context("outcomes of the contact were loaded")?;
-            if stored.contains(&(kind.clone(), at)) {
+            if at.stored_in(&kind, stored) {
                 summary.duplicates += 1;
                 continue;
             }
-            match leadscore_server::outcomes::record(state, &contact, kind.clone(), at).await {
+            match leadscore_server::outcomes::record(state, &contact, kind.clone(), at.millis()).await {
                 Ok(_) => {
-                    stored.push((kind, at));
+                    stored.push((kind, at.millis()));
                     summary.imported += 1;
                 }
                 Err(err) if err.code == "not_found" => summary.reject(line, format!("no contact with id {contact:?}")),
@@ -640,7 +885,7 @@ async fn import_outcomes(state: &Arc<AppState>, file: &Path) -> Result<Summary> 
             }
         }
     }
-    bar.finish_and_clear();
+    rows.bar().finish_and_clear();
     Ok(summary)
 }
 
@@ -657,20 +902,35 @@ fn outcome_status(cell: &str) -> Result<Option<String>, String> {
     }))
 }
 
+/// How many import tasks read a contact's outcomes at once. Every read connection keeps a
+/// page cache of up to 64 MiB: reads from all 256 tasks spread over every pooled
+/// connection (a re-run of a 1,000,000-row file with --outcome: 620 MiB), where two keep
+/// the cores busy on two caches.
+const OUTCOME_READS: usize = 2;
+
 /// Records an imported contact's outcome as of its creation, once: a re-run finds it.
+/// With the contact as the upsert stored it: no read to find it again, and none for the
+/// outcomes of a contact the upsert has just created (it has none).
 async fn record_import_outcome(
     state: &AppState,
+    reads: &tokio::sync::Semaphore,
     contact: &leadscore_store::ContactRecord,
+    created: bool,
     status: String,
     created_at: Option<leadscore_store::Millis>,
 ) -> Result<(), String> {
     let at = created_at.unwrap_or(contact.created_at);
     let kind = leadscore_store::OutcomeKind::Status { status };
-    let known = state.store.contact_outcomes(&contact.id).await.map_err(|e| e.to_string())?;
-    if known.iter().any(|o| o.kind == kind && o.at == at) {
-        return Ok(());
+    if !created {
+        let permit = reads.acquire().await.map_err(|e| e.to_string())?;
+        let known = state.store.contact_outcomes(&contact.id).await.map_err(|e| e.to_string());
+        drop(permit);
+        let known = known?;
+        if known.iter().any(|o| o.kind == kind && o.at == at) {
+            return Ok(());
+        }
     }
-    leadscore_server::outcomes::record(state, &contact.id, kind, at).await.map(|_| ()).map_err(|e| e.message)
+    leadscore_server::outcomes::record_for(state, contact, kind, at).await.map(|_| ()).map_err(|e| e.message)
 }
 
 #[cfg(test)]

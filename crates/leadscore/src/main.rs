@@ -9,6 +9,7 @@ mod import;
 mod migrate;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -55,19 +56,22 @@ enum Command {
         addr: Option<String>,
     },
     /// Run a server with the example model and a generated demo data set
+    #[command(mut_arg("data", |arg| arg.help("Directory of the embedded SQLite database [default: ./leadscore-demo]")))]
     Demo {
         #[command(flatten)]
         data: DataArgs,
+        /// Address to listen on [default: 127.0.0.1:8080]
         #[arg(long, env = "LEADSCORE_ADDR")]
         addr: Option<String>,
-        /// Number of demo contacts (events: about 12 per contact over 90 days)
+        /// Number of demo contacts, with about 6.7 events per contact over the last 90 days
         #[arg(long, default_value_t = 3000)]
         contacts: usize,
         /// Generate the data and exit instead of serving
         #[arg(long)]
         no_serve: bool,
     },
-    /// Import contacts (CSV) or events (NDJSON or CSV)
+    /// Import contacts (CSV or NDJSON), events (NDJSON or CSV) or outcomes (CSV)
+    #[command(after_help = import::EXIT_STATUS)]
     Import {
         #[command(subcommand)]
         what: import::ImportCommand,
@@ -181,8 +185,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create API keys on the data directly, with no server running (or beside one)
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
     /// Run benchmarks and print figures (see BENCHMARKS.md)
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an admin key and print it, once: the way back in when the key the first
+    /// start printed is lost. Other keys: POST /api/v1/keys with an admin key
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Make an admin key (every scope); the only kind this command makes
+        #[arg(long, required = true)]
+        admin: bool,
+        /// The key's name, to tell it apart in GET /api/v1/keys
+        #[arg(long, default_value = "admin (leadscore key create)")]
+        name: String,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -200,7 +225,9 @@ enum ReportKind {
 enum ModelCommand {
     /// Check a model file and list every problem
     Validate {
+        /// The model file (TOML or JSON)
         file: PathBuf,
+        /// Print the result (valid, or every problem) as JSON
         #[arg(long)]
         json: bool,
     },
@@ -208,6 +235,7 @@ enum ModelCommand {
     Apply {
         #[command(flatten)]
         data: DataArgs,
+        /// The model file (TOML or JSON)
         file: PathBuf,
         /// Publish as a shadow of this live model: it scores live traffic but fires no
         /// automations and is never sent out; compare with `leadscore report compare`
@@ -231,6 +259,7 @@ enum AutomationCommand {
     Apply {
         #[command(flatten)]
         data: DataArgs,
+        /// The TOML file of `[[automation]]` tables
         file: PathBuf,
     },
     /// List the stored automations: trigger, filter, limits, actions, enabled
@@ -243,18 +272,30 @@ enum AutomationCommand {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
-    runtime.block_on(run(cli))
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime");
+    match runtime.and_then(|runtime| runtime.block_on(run(cli))) {
+        Ok(code) => code,
+        // `{:#}`: the message and its context chain on one line. Not the Debug format
+        // `main() -> Result` uses, which adds the backtrace anyhow captures when
+        // RUST_BACKTRACE is set: noise for a user's mistake.
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("LEADSCORE_LOG").unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
     let json = std::env::var("LEADSCORE_LOG_FORMAT").is_ok_and(|f| f == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: in a pipe, a file or journald they are
+    // escape codes in the text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json {
         builder.json().init();
     } else {
@@ -265,6 +306,24 @@ fn init_tracing() {
 /// Opens the store the data arguments point at (creating it on first use): PostgreSQL for
 /// a `postgres://` URL, else the embedded SQLite database.
 pub async fn open_store(data: &DataArgs) -> Result<Arc<dyn Store>> {
+    open_store_as(data, Open::CreateIfMissing).await
+}
+
+/// Opens the store for a command that reads (or works on) existing data: a SQLite
+/// database that is not there is an error, not a new empty store — a mistyped --data, or
+/// none in the wrong directory, would otherwise answer from nothing and leave a stray
+/// `./leadscore-data` behind.
+pub async fn open_existing_store(data: &DataArgs) -> Result<Arc<dyn Store>> {
+    open_store_as(data, Open::Existing).await
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Open {
+    CreateIfMissing,
+    Existing,
+}
+
+async fn open_store_as(data: &DataArgs, open: Open) -> Result<Arc<dyn Store>> {
     let settings = config::Settings::load(data.config.as_deref())?;
     let url = data.database_url.clone().or(settings.database_url);
     let path = match url {
@@ -286,6 +345,11 @@ pub async fn open_store(data: &DataArgs) -> Result<Arc<dyn Store>> {
         }
         None => data.data.clone().or(settings.data).unwrap_or_else(|| PathBuf::from("leadscore-data")).join("leadscore.db"),
     };
+    if open == Open::Existing && !path.is_file() {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let shown = if dir.is_relative() && !dir.starts_with(".") { format!("./{}", dir.display()) } else { dir.display().to_string() };
+        bail!("no leadscore data in {shown}; pass --data DIR or --database-url URL");
+    }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -360,27 +424,37 @@ fn env_span(variable: &str) -> Result<Option<std::time::Duration>> {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let done = match cli.command {
         Command::Serve { data, addr } => {
             let settings = config::Settings::load(data.config.as_deref())?;
             let state = app_state(open_store(&data).await?).await?;
-            let admin_key = std::env::var("LEADSCORE_ADMIN_KEY").ok().or(settings.admin_key);
-            if let Some(key) = state.bootstrap_admin_key(admin_key.as_deref()).await? {
-                eprintln!("\n  First start: the admin API key is\n\n    {key}\n\n  It is shown only this once; keep it safe.\n");
-            }
             let addr = addr.or(settings.addr).unwrap_or_else(|| "127.0.0.1:8080".into());
-            serve(state, &addr).await
+            // Listening first: a start that fails (the port taken) must not use up the
+            // one-time admin key, or the next start would print none.
+            let listener = bind(&addr).await?;
+            let admin_key = std::env::var("LEADSCORE_ADMIN_KEY").ok().or(settings.admin_key);
+            match state.bootstrap_admin_key(admin_key.as_deref()).await? {
+                Some(key) => eprintln!("\n  First start: the admin API key is\n\n    {key}\n\n  It is shown only this once; keep it safe.\n"),
+                None if admin_key.is_none() => eprintln!(
+                    "API keys exist already, so no admin key is printed (the first start did). Lost it? \
+                     `leadscore key create --admin` (with this --data or --database-url) prints a new one, \
+                     or start with LEADSCORE_ADMIN_KEY set to a key of your choice."
+                ),
+                None => {}
+            }
+            serve_on(state, listener).await
         }
         Command::Demo { data, addr, contacts, no_serve } => demo::run(data, addr, contacts, no_serve).await,
-        Command::Import { what } => import::run(what).await,
+        // Imports have an exit code of their own: 2 when rows were rejected.
+        Command::Import { what } => return import::run(what).await,
         Command::Backtest { data, model, live, from, to, json } => {
             let text = std::fs::read_to_string(&model).with_context(|| format!("cannot read {}", model.display()))?;
             let candidate = leadscore_server::backtest::candidate_model(&text).map_err(|e| {
                 let problems: Vec<String> = e.problems().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
                 anyhow::anyhow!("{} is not a valid model:\n  {}", model.display(), problems.join("\n  "))
             })?;
-            let state = app_state(open_store(&data).await?).await?;
+            let state = app_state(open_existing_store(&data).await?).await?;
             let live_name = live.unwrap_or_else(|| candidate.name.clone());
             let (live, from, to) = leadscore_server::reports::resolve(&state, Some(&live_name), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
             let bar = progress_bar(0, "backtest");
@@ -399,7 +473,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Report { data, what, against, model, from, to, edges, bins, attribute, sla, json, csv } => {
-            let state = app_state(open_store(&data).await?).await?;
+            let state = app_state(open_existing_store(&data).await?).await?;
             if let ReportKind::Compare = what {
                 let model = model.context("compare needs --model SHADOW")?;
                 if csv {
@@ -418,7 +492,7 @@ async fn run(cli: Cli) -> Result<()> {
                         println!("note: {}", note.as_str().unwrap_or_default());
                     }
                 }
-                return Ok(());
+                return Ok(ExitCode::SUCCESS);
             }
             let (model, from, to) = leadscore_server::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
             // Who the outcomes judge: only the reports over outcomes need it.
@@ -494,7 +568,7 @@ async fn run(cli: Cli) -> Result<()> {
             AutomationCommand::List { data, json } => list_automations(&data, json).await,
         },
         Command::Rescore { data, model } => {
-            let state = app_state(open_store(&data).await?).await?;
+            let state = app_state(open_existing_store(&data).await?).await?;
             let names: Vec<String> = match model {
                 Some(name) => vec![name],
                 None => state.models().iter().map(|m| m.name.clone()).collect(),
@@ -509,12 +583,28 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Score { data, contact, at, json } => score(&data, &contact, at.as_deref(), json).await,
         Command::Migrate { from, to, json } => migrate::run(&from, &to, json).await,
+        Command::Key { action: KeyCommand::Create { data, admin: _, name } } => {
+            let state = app_state(open_existing_store(&data).await?).await?;
+            let key = state.create_admin_key(&name).await.context("cannot store the new key")?;
+            eprintln!("created the admin key {name:?}; it is shown only this once, keep it safe:");
+            println!("{key}");
+            Ok(())
+        }
         Command::Bench(args) => bench::run(args).await,
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 pub async fn serve(state: Arc<AppState>, addr: &str) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    serve_on(state, bind(addr).await?).await
+}
+
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Serves on a bound listener until Ctrl-C or SIGTERM, finishing the requests in flight.
+async fn serve_on(state: Arc<AppState>, listener: tokio::net::TcpListener) -> Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(%local, "leadscore is listening");
     eprintln!("leadscore is listening on http://{local}  (API: /api/v1, health: /healthz, metrics: /metrics)");
@@ -610,7 +700,7 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path, shadow_of: Option<
 }
 
 async fn promote_model(data: &DataArgs, name: &str) -> Result<()> {
-    let state = app_state(open_store(data).await?).await?;
+    let state = app_state(open_existing_store(data).await?).await?;
     let version = leadscore_server::models::promote(&state, name).await?;
     eprintln!("promoted {name}: it is now {} version {}, and {name} is deleted", version.name, version.version);
     rescore_with_progress(&state, &version.name).await
@@ -654,7 +744,7 @@ async fn apply_automations(data: &DataArgs, file: &std::path::Path) -> Result<()
 }
 
 async fn list_automations(data: &DataArgs, json: bool) -> Result<()> {
-    let store = open_store(data).await?;
+    let store = open_existing_store(data).await?;
     let stats = store.run_stats(chrono::Utc::now().timestamp_millis()).await?;
     let items: Vec<serde_json::Value> = store
         .list_automations()
@@ -731,11 +821,13 @@ fn print_rows(report: &serde_json::Value, rows: &str, columns: &[&str]) {
         other => other.to_string(),
     };
     let table: Vec<Vec<String>> = report[rows].as_array().into_iter().flatten().map(|row| columns.iter().map(|c| cell(&row[*c])).collect()).collect();
-    let widths: Vec<usize> = columns.iter().enumerate().map(|(i, c)| table.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0)).collect();
-    let line = |cells: Vec<String>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join("  ");
-    println!("  {}", line(columns.iter().map(|c| c.to_string()).collect()));
-    for row in table {
-        println!("  {}", line(row));
+    print_table(columns, table);
+    // The distribution's count per band: the figure its warnings are about.
+    if let Some(bands) = report["bands"].as_array() {
+        println!("\n  per band");
+        let columns = ["band", "min", "contacts", "share"];
+        print_table(&columns, bands.iter().map(|b| vec![cell(&b["band"]), cell(&b["min"]), cell(&b["contacts"]), percent(&b["share"])]).collect());
+        println!();
     }
     if let Some(object) = report.as_object() {
         for (key, value) in object.iter().filter(|(k, _)| !["model", "version", rows, "warnings", "bands"].contains(&k.as_str())) {
@@ -744,6 +836,16 @@ fn print_rows(report: &serde_json::Value, rows: &str, columns: &[&str]) {
     }
     for warning in report["warnings"].as_array().into_iter().flatten() {
         println!("warning: {}", warning.as_str().unwrap_or_default());
+    }
+}
+
+/// Rows of cells under their column names, right-aligned.
+fn print_table(columns: &[&str], table: Vec<Vec<String>>) {
+    let widths: Vec<usize> = columns.iter().enumerate().map(|(i, c)| table.iter().map(|r| r[i].chars().count()).chain([c.len()]).max().unwrap_or(0)).collect();
+    let line = |cells: Vec<String>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:>w$}")).collect::<Vec<_>>().join("  ");
+    println!("  {}", line(columns.iter().map(|c| c.to_string()).collect()));
+    for row in table {
+        println!("  {}", line(row));
     }
 }
 
@@ -842,7 +944,7 @@ pub fn progress_bar(total: u64, message: &str) -> indicatif::ProgressBar {
 }
 
 async fn score(data: &DataArgs, id: &str, at: Option<&str>, json: bool) -> Result<()> {
-    let state = app_state(open_store(data).await?).await?;
+    let state = app_state(open_existing_store(data).await?).await?;
     let at = at.map(leadscore_server::input::parse_time).transpose().map_err(anyhow::Error::msg)?;
     let contact = state.store.get_contact(id).await?.with_context(|| format!("no contact {id:?}"))?;
     let cards = leadscore_server::contacts::current_cards(&state, &contact, at).await.map_err(|e| anyhow::anyhow!(e.message))?;
@@ -869,4 +971,36 @@ async fn score(data: &DataArgs, id: &str, at: Option<&str>, json: bool) -> Resul
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command, argument and flag says in --help what it is for.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !matches!(id, "help" | "version") && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(path.clone());
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "leadscore", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+    }
 }

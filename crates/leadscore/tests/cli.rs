@@ -23,6 +23,18 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Runs an import that finishes with some rows rejected: exit code 2, not 0 ("finished,
+/// some rows rejected") and not 1 ("failed"). Answers stdout.
+fn partly(dir: &Path, args: &[&str]) -> String {
+    let output = leadscore(dir, args);
+    assert_eq!(output.status.code(), Some(2), "{args:?}:\n{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn rejections(summary: &Value) -> Vec<(u64, String)> {
+    summary["rejected"].as_array().unwrap().iter().map(|r| (r["line"].as_u64().unwrap(), r["reason"].as_str().unwrap().to_string())).collect()
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -66,12 +78,12 @@ fn import_apply_rescore_score_work_without_a_server() {
     let d = dir.path();
     let contacts = d.join("contacts.csv");
     std::fs::write(&contacts, "Email,Company Size,Plan\nann@acme.com,250,pro\nnot-an-email,10,free\nbob@beta.io,NA,free\n,5,free\n").unwrap();
-    let summary = json(&ok(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
+    let summary = json(&partly(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
     assert_eq!(summary["imported"], 2, "{summary}");
     let lines: Vec<u64> = summary["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [3, 5], "{summary}");
     // Re-running changes nothing.
-    let again = json(&ok(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
+    let again = json(&partly(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
     assert_eq!((again["imported"].as_u64(), again["created"].as_u64()), (Some(2), Some(0)));
 
     let events = d.join("events.ndjson");
@@ -88,11 +100,11 @@ fn import_apply_rescore_score_work_without_a_server() {
         ),
     )
     .unwrap();
-    let summary = json(&ok(d, &["import", "events", events.to_str().unwrap(), "--json"]));
+    let summary = json(&partly(d, &["import", "events", events.to_str().unwrap(), "--json"]));
     assert_eq!(summary["imported"], 2, "{summary}");
     let lines: Vec<u64> = summary["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(lines, [2, 3]);
-    let again = json(&ok(d, &["import", "events", events.to_str().unwrap(), "--json"]));
+    let again = json(&partly(d, &["import", "events", events.to_str().unwrap(), "--json"]));
     assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(2)));
 
     // Publishing after the import rescores what is already there.
@@ -330,11 +342,11 @@ fn import_outcomes_then_report() {
          a@x.com,maybe,2026-05-10T12:00:00Z,\n",
     )
     .unwrap();
-    let summary = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    let summary = json(&partly(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
     assert_eq!(summary["imported"], 4, "three statuses and a rating: {summary}");
     let rejected: Vec<u64> = summary["rejected"].as_array().unwrap().iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(rejected, [5, 6], "{summary}");
-    let again = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    let again = json(&partly(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
     assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(4)), "{again}");
 
     // c won with 25 points as of its close (its later visits came after), b with 50; a lost with 25.
@@ -470,4 +482,289 @@ fn automation_apply_refuses_private_webhook_urls_like_the_api() {
     assert_eq!(listed["automations"].as_array().unwrap().len(), 0, "nothing was stored: {listed}");
     let allowed = apply(true);
     assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+}
+
+/// Issue 12, 6: a CSV with an unbalanced quote, a duplicate id, a short row and date-only
+/// times. Each bad row is rejected with the file's own line (the header is line 1) and
+/// does not take the rows after it along; the first of two rows with one id is kept; a
+/// date alone is midnight UTC; and rejections make the exit code 2.
+#[test]
+fn csv_imports_reject_broken_rows_by_their_real_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let contacts = d.join("contacts.csv");
+    std::fs::write(
+        &contacts,
+        "id,email,created_at,plan\n\
+         a1,ann@acme.com,2026-11-01,pro\n\
+         a2,\"bob@beta.io,2026-05-01T00:00:00Z,free\n\
+         a3,cy@gamma.io,2026-05-01T00:00:00Z,free\n\
+         a1,ann.again@acme.com,2026-01-01T00:00:00Z,team\n\
+         a5,eve@eps.io,2026-05-01T00:00:00Z\n\
+         a6,fay@phi.io,2026-05-01T00:00:00Z,\"free\n",
+    )
+    .unwrap();
+    let summary = json(&partly(d, &["import", "contacts", contacts.to_str().unwrap(), "--json"]));
+    assert_eq!((summary["rows"].as_u64(), summary["imported"].as_u64()), (Some(6), Some(2)), "{summary}");
+    let rejected = rejections(&summary);
+    let lines: Vec<u64> = rejected.iter().map(|(line, _)| *line).collect();
+    assert_eq!(lines, [3, 5, 6, 7], "{summary}");
+    assert!(rejected[0].1.contains("quote"), "{summary}");
+    assert_eq!(rejected[1].1, "duplicate id a1, first seen on line 2");
+    assert!(rejected[2].1.contains("3 fields") && rejected[2].1.contains("header has 4"), "{summary}");
+    assert!(!rejected[2].1.contains("line:"), "no second, different line number from the csv crate: {summary}");
+    assert!(rejected[3].1.contains("quote") && rejected[3].1.contains("end of the file"), "{summary}");
+    // The text summary says the same, with the real lines.
+    let text = partly(d, &["import", "contacts", contacts.to_str().unwrap()]);
+    assert!(text.contains("line 5: duplicate id a1, first seen on line 2"), "{text}");
+
+    let exported = d.join("out.ndjson");
+    ok(d, &["export", "contacts", exported.to_str().unwrap()]);
+    let exported: Vec<Value> = std::fs::read_to_string(&exported).unwrap().lines().map(json).collect();
+    let ids: Vec<&str> = exported.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a1", "a3"]);
+    assert_eq!(
+        (exported[0]["email"].as_str(), exported[0]["created_at"].as_str()),
+        (Some("ann@acme.com"), Some("2026-11-01T00:00:00.000Z")),
+        "the first row is kept"
+    );
+
+    // Events: the quote opened on line 3 closes on line 5; the two rows in between are
+    // read on their own, not swallowed into line 3's timestamp.
+    let events = d.join("events.csv");
+    std::fs::write(
+        &events,
+        "messageId,type,userId,timestamp,properties.path\n\
+         m1,page,a1,2026-11-01,/pricing\n\
+         m2,page,a1,\"2026-11-02T00:00:00Z,/pricing\n\
+         m3,page,a1,2026-11-03T00:00:00Z,/docs\n\
+         m4,page,a1,\"2026-11-04T00:00:00Z\",/features\n",
+    )
+    .unwrap();
+    let summary = json(&partly(d, &["import", "events", events.to_str().unwrap(), "--json"]));
+    assert_eq!((summary["rows"].as_u64(), summary["imported"].as_u64()), (Some(4), Some(3)), "{summary}");
+    let rejected = rejections(&summary);
+    assert_eq!(rejected.len(), 1, "{summary}");
+    assert_eq!(rejected[0].0, 3, "{summary}");
+    assert!(rejected[0].1.contains("quote") && rejected[0].1.contains("line 5"), "{summary}");
+    let exported = d.join("events.ndjson");
+    ok(d, &["export", "events", exported.to_str().unwrap()]);
+    let first = json(std::fs::read_to_string(&exported).unwrap().lines().next().unwrap());
+    assert_eq!((first["messageId"].as_str(), first["timestamp"].as_str()), (Some("m1"), Some("2026-11-01T00:00:00.000Z")), "{first}");
+
+    // A file with nothing wrong exits 0, and a quoted field may hold a line break.
+    let clean = d.join("clean.csv");
+    std::fs::write(&clean, "id,email,note\nb1,b1@beta.io,\"two\nlines\"\nb2,b2@beta.io,one line\n").unwrap();
+    let summary = json(&ok(d, &["import", "contacts", clean.to_str().unwrap(), "--json"]));
+    assert_eq!((summary["imported"].as_u64(), rejections(&summary).len()), (Some(2), 0), "{summary}");
+
+    // Outcomes: a date alone, and a row that is not CSV, at its real line.
+    let outcomes = d.join("outcomes.csv");
+    std::fs::write(&outcomes, "id,status,at\na1,won,2026-11-02\na3,\"lost,2026-11-02\na1,lost,2026-11-03\n").unwrap();
+    let summary = json(&partly(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!(summary["imported"], 2, "{summary}");
+    assert_eq!(rejections(&summary).iter().map(|(l, _)| *l).collect::<Vec<_>>(), [3], "{summary}");
+
+    let help = String::from_utf8(leadscore(d, &["import", "contacts", "--help"]).stdout).unwrap();
+    assert!(help.contains("Exit status") && help.contains("2 when") && help.contains("rejected"), "the exit codes are in --help: {help}");
+}
+
+/// Issue 12, 7: outcome rows without `at` (recorded as of now) are not recorded again when
+/// the same file is imported again; a row added to the file later still is.
+#[test]
+fn outcomes_without_a_time_are_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("web.toml");
+    std::fs::write(&model, MODEL).unwrap();
+    ok(d, &["model", "apply", model.to_str().unwrap()]);
+    let contacts = d.join("contacts.csv");
+    std::fs::write(&contacts, "email\na@x.com\nb@x.com\nc@x.com\n").unwrap();
+    ok(d, &["import", "contacts", contacts.to_str().unwrap()]);
+    let outcomes = d.join("outcomes.csv");
+    std::fs::write(&outcomes, "email,status,rating,note\na@x.com,contacted,,\nb@x.com,won,4,good fit\n").unwrap();
+    let first = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!((first["imported"].as_u64(), first["duplicates"].as_u64()), (Some(3), Some(0)), "{first}");
+    let again = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(3)), "nothing is recorded twice: {again}");
+
+    // The file edited: a new row, and a row with its own time, are recorded; the rest not.
+    std::fs::write(
+        &outcomes,
+        "email,status,rating,note,at\na@x.com,contacted,,,\nb@x.com,won,4,good fit,\nc@x.com,lost,,,\na@x.com,won,,,2026-05-02T00:00:00Z\n",
+    )
+    .unwrap();
+    let edited = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!((edited["imported"].as_u64(), edited["duplicates"].as_u64()), (Some(2), Some(3)), "{edited}");
+    let again = json(&ok(d, &["import", "outcomes", outcomes.to_str().unwrap(), "--json"]));
+    assert_eq!((again["imported"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(5)), "{again}");
+}
+
+/// `leadscore serve` on `port` in `dir`, without LEADSCORE_ADMIN_KEY; stderr is piped.
+fn start_server(dir: &Path, port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir)
+        .env("LEADSCORE_LOG", "warn")
+        .env_remove("LEADSCORE_ADMIN_KEY")
+        .env_remove("LEADSCORE_DATABASE_URL")
+        .env_remove("LEADSCORE_DATA")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// What a started server printed up to "listening" (or until it exited).
+fn read_until_listening(server: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    let mut printed = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 || line.contains("is listening on") {
+            printed.push_str(&line);
+            return printed;
+        }
+        printed.push_str(&line);
+    }
+}
+
+/// The status line of `GET path` with a bearer key.
+fn get_status(port: u16, path: &str, key: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+fn printed_key(text: &str) -> Option<String> {
+    text.split_whitespace().find(|w| w.starts_with("lsk_")).map(str::to_string)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Issue 12, 10: a first start that cannot listen (port taken) creates no admin key, so
+/// the next start still prints one; once keys exist, a start says how to get a new one, and
+/// `leadscore key create --admin` prints one that works against the API.
+#[test]
+fn a_failed_first_start_keeps_the_admin_key_for_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let output = start_server(d, taken.local_addr().unwrap().port()).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    assert_eq!(printed_key(&stderr), None, "no key is shown (nor created) by a start that fails: {stderr}");
+    drop(taken);
+
+    let port = free_port();
+    let mut server = start_server(d, port);
+    let printed = read_until_listening(&mut server);
+    let first = printed_key(&printed).unwrap_or_else(|| panic!("the first successful start prints the admin key: {printed}"));
+    assert_eq!(get_status(port, "/api/v1/keys", &first), "HTTP/1.1 200 OK");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // The key lost: a start prints none, but says how to recover.
+    let mut server = start_server(d, port);
+    let printed = read_until_listening(&mut server);
+    assert_eq!(printed_key(&printed), None, "{printed}");
+    assert!(printed.contains("LEADSCORE_ADMIN_KEY") && printed.contains("leadscore key create --admin"), "{printed}");
+    let created = ok(d, &["key", "create", "--admin"]);
+    let key = printed_key(&created).unwrap_or_else(|| panic!("key create prints the key: {created}"));
+    assert_ne!(key, first);
+    assert_eq!(get_status(port, "/api/v1/keys", &key), "HTTP/1.1 200 OK", "the new key is an admin key of the running server");
+    assert_eq!(get_status(port, "/api/v1/keys", "lsk_wrong"), "HTTP/1.1 401 Unauthorized");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// Issue 12, 15: read commands never create a store, user errors are one `error: …` line
+/// (no backtrace, even with RUST_BACKTRACE=1), logs carry no colour codes when stderr is
+/// not a terminal, and the terminal distribution report has the per-band table.
+#[test]
+fn read_commands_need_data_and_errors_read_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("candidate.toml"), MODEL).unwrap();
+    let bare = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_leadscore"))
+            .args(args)
+            .env("LEADSCORE_LOG", "warn")
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("LEADSCORE_DATABASE_URL")
+            .env_remove("LEADSCORE_DATA")
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["report", "accuracy"][..],
+        &["report", "distribution", "--json"],
+        &["score", "someone"],
+        &["export", "contacts", "out.ndjson"],
+        &["backtest", "--model", "candidate.toml"],
+        &["automation", "list"],
+        &["rescore"],
+        &["model", "promote", "web-next"],
+        &["key", "create", "--admin"],
+    ] {
+        let output = bare(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(!d.join("leadscore-data").exists(), "{args:?} created ./leadscore-data");
+        assert!(stderr.contains("no leadscore data in ./leadscore-data; pass --data DIR or --database-url URL"), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(!stderr.to_lowercase().contains("backtrace"), "{args:?}: no backtrace for a user error: {stderr}");
+    }
+    let elsewhere = d.join("elsewhere");
+    let output = bare(&["score", "someone", "--data", elsewhere.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains(&format!("no leadscore data in {}", elsewhere.display())));
+    assert!(!elsewhere.exists());
+
+    // An error with context prints its chain on one line.
+    let model = d.join("web.toml");
+    std::fs::write(&model, MODEL).unwrap();
+    let output = bare(&["model", "apply", "--data", "data", "missing.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("error: cannot read missing.toml: "), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    // Logs through a pipe: no ANSI colours.
+    let output = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .args(["model", "apply", "--data", "data", model.to_str().unwrap()])
+        .env("LEADSCORE_LOG", "info")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.contains("applied SQLite migration"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no colour codes in a pipe: {stderr:?}");
+
+    let events = d.join("events.ndjson");
+    let mut lines = String::new();
+    // 25 points each for a and b (cold), 50 for c (hot).
+    for (n, who) in ["a@x.com", "b@x.com", "c@x.com", "c@x.com"].iter().enumerate() {
+        lines.push_str(&format!("{{\"messageId\":\"v{n}\",\"type\":\"page\",\"email\":\"{who}\",\"properties\":{{\"path\":\"/pricing\"}}}}\n"));
+    }
+    std::fs::write(&events, lines).unwrap();
+    let data = d.join("data");
+    ok(&data, &["import", "events", events.to_str().unwrap()]);
+    let report = json(&ok(&data, &["report", "distribution", "--json"]));
+    assert_eq!(report["bands"][0]["contacts"], 1, "{report}");
+    let text = ok(&data, &["report", "distribution"]);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert!(rows.contains(&vec!["hot", "30.0", "1", "33.3", "%"]) && rows.contains(&vec!["cold", "-", "2", "66.7", "%"]), "the per-band table: {text}");
+
+    // demo --help tells the truth about where it writes and what it makes.
+    let help = String::from_utf8_lossy(&bare(&["demo", "--help"]).stdout).to_string();
+    assert!(help.contains("./leadscore-demo") && !help.contains("./leadscore-data"), "{help}");
+    assert!(!help.contains("about 12 events") && help.contains("about 6.7 events per contact"), "{help}");
 }
