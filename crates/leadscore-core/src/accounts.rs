@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::model::Band;
+use crate::band::Band;
 
 /// Mailbox providers whose domain says nothing about the employer: never an account.
 pub const FREE_MAIL_DOMAINS: &[&str] = &[
@@ -108,7 +108,7 @@ impl AccountRule {
                 top.iter().sum::<f64>() / top.len() as f64
             }
         };
-        crate::scorer::round2(value)
+        crate::numbers::round2(value)
     }
 
     /// The band of an account score: the first (highest) whose `min` it reaches.
@@ -145,25 +145,6 @@ mod tests {
         assert_eq!(account_key(&Map::new(), Some("ann@Outlook.com")), None);
         assert_eq!(account_key(&attrs(json!({"account_id": ""})), Some("x@localhost")), None);
         assert_eq!(account_key(&Map::new(), None), None);
-    }
-
-    #[test]
-    fn the_model_file_says_how_accounts_score() {
-        let model = crate::Model::parse(
-            "name = \"m\"\n[accounts]\naggregate = \"mean_top_n\"\ntop_n = 2\nbands = [{ name = \"key\", min = 100 }, { name = \"other\" }]\n",
-        )
-        .unwrap();
-        assert_eq!(model.accounts.aggregate, AccountAggregate::MeanTopN(2));
-        assert_eq!(model.accounts.bands.len(), 2);
-        assert_eq!(crate::Model::parse("name = \"m\"\n").unwrap().accounts, AccountRule::default(), "sum, no bands");
-        let err = crate::Model::parse(
-            "name = \"m\"\n[accounts]\naggregate = \"median\"\ntop_n = 0\nbands = [{ name = \"a\" }, { name = \"b\", min = 1 }]\nextra = 1\n",
-        )
-        .unwrap_err();
-        let paths: Vec<String> = err.problems().into_iter().map(|p| p.path).collect();
-        for expected in ["accounts.aggregate", "accounts.top_n", "accounts.bands[1]", "accounts.extra"] {
-            assert!(paths.iter().any(|p| p == expected), "{expected} in {paths:?}");
-        }
     }
 
     #[test]

@@ -6,10 +6,12 @@
 
 pub mod accounts;
 pub mod automation;
+pub mod band;
 pub mod condition;
 pub mod duration;
 pub mod email;
 pub mod model;
+pub mod numbers;
 pub mod problems;
 pub mod report;
 pub mod scorer;

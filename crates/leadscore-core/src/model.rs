@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+pub use crate::band::Band;
+
 use crate::condition::{Condition, Source, check_only_keys, parse_condition};
 use crate::duration::Span;
 use crate::problems::{Problem, Problems};
@@ -57,12 +59,6 @@ impl Decay {
 pub struct Inactivity {
     pub points: f64,
     pub every: Span,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Band {
-    pub name: String,
-    pub min: Option<f64>,
 }
 
 #[derive(Clone, Debug)]
@@ -774,5 +770,22 @@ points = 1
         )
         .unwrap_err();
         assert_eq!(err.problems().len(), 3, "{:#?}", err.problems());
+    }
+
+    #[test]
+    fn the_model_file_says_how_accounts_score() {
+        let model =
+            Model::parse("name = \"m\"\n[accounts]\naggregate = \"mean_top_n\"\ntop_n = 2\nbands = [{ name = \"key\", min = 100 }, { name = \"other\" }]\n")
+                .unwrap();
+        assert_eq!(model.accounts.aggregate, crate::accounts::AccountAggregate::MeanTopN(2));
+        assert_eq!(model.accounts.bands.len(), 2);
+        assert_eq!(Model::parse("name = \"m\"\n").unwrap().accounts, crate::accounts::AccountRule::default(), "sum, no bands");
+        let err =
+            Model::parse("name = \"m\"\n[accounts]\naggregate = \"median\"\ntop_n = 0\nbands = [{ name = \"a\" }, { name = \"b\", min = 1 }]\nextra = 1\n")
+                .unwrap_err();
+        let paths: Vec<String> = err.problems().into_iter().map(|p| p.path).collect();
+        for expected in ["accounts.aggregate", "accounts.top_n", "accounts.bands[1]", "accounts.extra"] {
+            assert!(paths.iter().any(|p| p == expected), "{expected} in {paths:?}");
+        }
     }
 }

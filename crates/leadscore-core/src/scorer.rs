@@ -245,11 +245,7 @@ fn half_life_factor(age_ms: i64, half_life_ms: i64) -> f64 {
     0.5f64.powf(age_ms as f64 / half_life_ms as f64)
 }
 
-/// Rounds to 2 decimals (scores are reported so), never returning -0.
-pub fn round2(value: f64) -> f64 {
-    let r = (value * 100.0).round() / 100.0;
-    if r == 0.0 { 0.0 } else { r }
-}
+pub use crate::numbers::round2;
 
 /// A contact's scores under one model, as reported.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
