@@ -283,6 +283,10 @@ fn parse_op(name: &str, value: Option<&Value>, ci: bool, value_path: &str, probl
             problems.add(value_path, &format!("`{name}` needs a list, e.g. [\"a\", \"b\"]"));
             return None;
         };
+        if items.len() > crate::limits::MAX_LIST_VALUES {
+            problems.add(value_path, &format!("`{name}` takes at most {} values, got {}", crate::limits::MAX_LIST_VALUES, items.len()));
+            return None;
+        }
         let operands: Option<Vec<Operand>> = items.iter().map(|i| Operand::new(i, ci)).collect();
         if operands.is_none() {
             problems.add(value_path, "list items must be strings, numbers or booleans");

@@ -10,6 +10,7 @@ pub mod band;
 pub mod condition;
 pub mod duration;
 pub mod email;
+pub mod limits;
 pub mod model;
 pub mod numbers;
 pub mod problems;

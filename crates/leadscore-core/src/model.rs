@@ -4,9 +4,9 @@
 use serde_json::{Map, Value};
 
 pub use crate::band::Band;
-
 use crate::condition::{Condition, Source, check_only_keys, parse_condition};
 use crate::duration::Span;
+use crate::limits;
 use crate::problems::{Problem, Problems};
 
 #[derive(Clone, Debug)]
@@ -175,6 +175,13 @@ impl Model {
     }
 
     pub fn parse_as(text: &str, format: Format) -> Result<Model, ModelError> {
+        if text.len() > limits::MAX_MODEL_BYTES {
+            let problem = Problem {
+                path: String::new(),
+                message: format!("a model is at most {} KiB, this one is {} KiB", limits::MAX_MODEL_BYTES / 1024, text.len() / 1024),
+            };
+            return Err(ModelError::Invalid(vec![problem]));
+        }
         Self::from_value(parse_document(text, format)?)
     }
 
@@ -262,6 +269,10 @@ fn compile(definition: &Value, problems: &mut Problems) -> Option<Model> {
     };
     let description = match root.get("description") {
         None => None,
+        Some(Value::String(s)) if s.chars().count() > limits::MAX_DESCRIPTION_CHARS => {
+            problems.add("description", &format!("at most {} characters, got {}", limits::MAX_DESCRIPTION_CHARS, s.chars().count()));
+            None
+        }
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
             problems.add("description", "must be a string");
@@ -287,6 +298,10 @@ fn compile(definition: &Value, problems: &mut Problems) -> Option<Model> {
     let fit = root.get("fit").map(|v| parse_fit_rules(v, problems)).unwrap_or_default();
     let activity = root.get("activity").map(|v| parse_activity_rules(v, problems)).unwrap_or_default();
     let accounts = root.get("accounts").map(|v| parse_accounts(v, problems)).unwrap_or_default();
+    let rules = fit.len() + activity.len();
+    if rules > limits::MAX_RULES {
+        problems.add("", &format!("a model has at most {} rules (fit and activity together), this one has {rules}", limits::MAX_RULES));
+    }
     Some(Model { name, description, applies_to, flames, grades, quadrant, decay, bands, fit, activity, accounts, definition: definition.clone() })
 }
 
@@ -390,8 +405,8 @@ fn parse_decay(value: &Value, problems: &mut Problems) -> Decay {
         check_only_keys(it, &["points", "every"], "decay.inactivity", problems);
         let points = number_field(it, "points", "decay.inactivity.points", problems);
         let every = span_field(it, "every", "decay.inactivity.every", problems);
-        if points.is_some_and(|p| p <= 0.0) {
-            problems.add("decay.inactivity.points", "must be positive (it is subtracted per idle period)");
+        if points.is_some_and(|p| p <= 0.0 || p > limits::MAX_POINTS) {
+            problems.add("decay.inactivity.points", &format!("must be positive (it is subtracted per idle period) and at most {}", limits::MAX_POINTS));
         }
         Some(Inactivity { points: points?, every: every? })
     });
@@ -487,8 +502,16 @@ fn rule_name(rule: &Map<String, Value>, path: &str, seen: &mut Vec<String>, prob
     }
 }
 
+/// Points of a rule, bounded so no sum of them can overflow into infinity (a score that
+/// reads `null` while its band says hot).
 fn points_field(t: &Map<String, Value>, path: &str, problems: &mut Problems) -> Option<f64> {
-    number_field(t, "points", &format!("{path}.points"), problems)
+    let path = format!("{path}.points");
+    let points = number_field(t, "points", &path, problems)?;
+    if points.abs() > limits::MAX_POINTS {
+        problems.add(&path, &format!("must be between -{max} and {max}, got {points}", max = limits::MAX_POINTS));
+        return None;
+    }
+    Some(points)
 }
 
 fn fit_condition(value: &Value, path: &str, problems: &mut Problems) -> Option<Condition> {
@@ -787,5 +810,28 @@ points = 1
         for expected in ["accounts.aggregate", "accounts.top_n", "accounts.bands[1]", "accounts.extra"] {
             assert!(paths.iter().any(|p| p == expected), "{expected} in {paths:?}");
         }
+    }
+
+    // Issue 15.6: two rules of 1e308 points summed to infinity (a score of `null` with a
+    // band of hot); huge models cost seconds per publish. Every bound is refused with its path.
+    #[test]
+    fn models_are_bounded() {
+        let huge = "name = \"m\"\n[[activity]]\nname = \"a\"\nevent = \"x\"\npoints = 1e308\n[[activity]]\nname = \"b\"\nevent = \"x\"\npoints = 1e308\n";
+        let paths: Vec<String> = Model::parse(huge).unwrap_err().problems().into_iter().map(|p| p.path).collect();
+        assert_eq!(paths, ["activity[0] \"a\".points", "activity[1] \"b\".points"]);
+        let mut many = String::from("name = \"m\"\n");
+        for i in 0..=limits::MAX_RULES {
+            many.push_str(&format!("[[activity]]\nname = \"r{i}\"\nevent = \"x\"\npoints = 1\n"));
+        }
+        assert!(Model::parse(&many).unwrap_err().to_string().contains("at most 500 rules"));
+        let values: Vec<String> = (0..=limits::MAX_LIST_VALUES).map(|i| format!("\"v{i}\"")).collect();
+        let long_list = format!("name = \"m\"\napplies_to = {{ attribute = \"a\", op = \"in\", value = [{}] }}\n", values.join(", "));
+        assert!(Model::parse(&long_list).unwrap_err().to_string().contains("at most 1000 values"));
+        let description = format!("name = \"m\"\ndescription = \"{}\"\n", "x".repeat(limits::MAX_DESCRIPTION_CHARS + 1));
+        assert_eq!(Model::parse(&description).unwrap_err().problems()[0].path, "description");
+        let big = format!("name = \"m\"\n# {}\n", "x".repeat(limits::MAX_MODEL_BYTES));
+        assert!(Model::parse(&big).unwrap_err().to_string().contains("at most 256 KiB"));
+        // At the bounds, a model is fine.
+        assert!(Model::parse("name = \"m\"\n[[fit]]\nname = \"f\"\nwhen = { attribute = \"a\", op = \"exists\" }\npoints = -1000000\n").is_ok());
     }
 }
