@@ -194,8 +194,21 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: 
     metrics::counter!("leadscore_events_duplicate_total").increment(duplicates as u64);
     metrics::counter!("leadscore_events_rejected_total").increment(rejected.len() as u64);
     metrics::histogram!("leadscore_ingest_seconds").record(started.elapsed().as_secs_f64());
-    let results: Vec<Value> =
-        outcomes.iter().zip(good_index).map(|(o, index)| json!({ "index": index, "status": o.status, "contact": o.contact_id })).collect();
+    // A key that cannot read contacts (an ingest key, safe in a web page) learns no contact
+    // ids: an event for victim@bigco.com answering `"contact": "victim"` would tell anyone
+    // who is a customer (issue 15.3).
+    let reveal_contacts = principal.require(Scope::Read).is_ok();
+    let results: Vec<Value> = outcomes
+        .iter()
+        .zip(good_index)
+        .map(|(o, index)| {
+            let mut result = json!({ "index": index, "status": o.status });
+            if reveal_contacts {
+                result["contact"] = json!(o.contact_id);
+            }
+            result
+        })
+        .collect();
     let status = if rejected.is_empty() { StatusCode::OK } else { StatusCode::MULTI_STATUS };
     Ok((status, Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": rejected, "results": results }))))
 }

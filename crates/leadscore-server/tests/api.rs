@@ -1090,6 +1090,25 @@ async fn refusals_say_what_to_do(server: TestServer) {
     }
 }
 
+// Issue 15.3: the answer to an ingest key names no contact, so a key in a web page cannot
+// tell a customer's address from a stranger's; a key that may read still gets the ids.
+async fn ingest_keys_learn_no_contact_ids(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(json!({ "id": "victim", "email": "victim@bigco.com", "attributes": { "product_interest": "platform" } })).await;
+    let key =
+        server.post("/api/v1/keys", &json!({ "name": "website", "scopes": ["ingest"] })).await.expect(StatusCode::CREATED)["key"].as_str().unwrap().to_string();
+    let event =
+        |email: &str, id: &str| json!({ "type": "page", "messageId": id, "email": email, "properties": { "path": "/pricing" }, "timestamp": format_time(T0) });
+    for (email, id) in [("victim@bigco.com", "p-1"), ("stranger@else.com", "p-2")] {
+        let request = server.request(Method::POST, "/api/v1/events", Some(&key)).json(&json!({ "batch": [event(email, id)] }));
+        let reply = server.send(request).await.expect(StatusCode::OK).clone();
+        assert_eq!(reply["results"], json!([{ "index": 0, "status": "stored" }]), "{email}: {reply}");
+        assert!(!reply.to_string().contains("victim"), "{reply}");
+    }
+    let by_admin = server.ingest(json!({ "batch": [event("victim@bigco.com", "p-3")] })).await;
+    assert_eq!(by_admin["results"][0]["contact"], "victim", "an admin (or read) key still sees whom it wrote to");
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -1116,4 +1135,5 @@ common::both_backends!(
     compressed_events_are_accepted_within_the_limit,
     every_route_refuses_unknown_query_parameters,
     refusals_say_what_to_do,
+    ingest_keys_learn_no_contact_ids,
 );
