@@ -323,16 +323,23 @@ async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Res
     let now = state.now();
     let mut parsed = Vec::with_capacity(messages.len());
     let mut rejected = Vec::new();
+    let mut oversized = 0usize;
     for (index, message) in messages.iter().enumerate() {
+        oversized += usize::from(message.to_string().len() > MAX_MESSAGE_BYTES);
         match segment_message(&state, message, None, sent_at, now) {
             Ok(message) => parsed.push(message),
             Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
         }
     }
-    let (events, identity) = split(parsed);
-    if rejected.iter().any(|r| r["reason"].as_str().is_some_and(|m| m.contains("the limit is"))) {
-        return Err(ApiError::bad_request("a message is over 32 KB").with_details(json!({ "rejected": rejected })).into());
+    // An oversized message is reported like any bad one and its neighbours are stored
+    // (issue 15.8: one 40 KB message lost the whole batch). Only a batch with nothing but
+    // oversized messages is refused, as a single call over the limit is.
+    if oversized > 0 && oversized == messages.len() {
+        return Err(ApiError::bad_request(format!("every message is over {} KB", MAX_MESSAGE_BYTES / 1024))
+            .with_details(json!({ "rejected": rejected }))
+            .into());
     }
+    let (events, identity) = split(parsed);
     if !rejected.is_empty() {
         // Segment accepts the batch and drops what it cannot use; the SDKs must not retry it.
         tracing::warn!(rejected = rejected.len(), "segment batch: messages rejected");

@@ -84,6 +84,20 @@ async fn segment_limits_and_keys(server: TestServer) {
     segment_post(&server, "/v1/batch", Some(&basic(&key)), "{not json".into()).await.expect_error(StatusCode::BAD_REQUEST, "malformed_json");
     // Nothing of the refused requests was stored.
     assert_eq!(server.get("/api/v1/contacts/u").await.status, StatusCode::NOT_FOUND);
+
+    // Issue 15.8: one oversized message among good ones is reported by index; the good
+    // ones are stored.
+    let mixed = json!({ "batch": [
+        { "userId": "ok1", "event": "x", "messageId": "ok-1" },
+        { "userId": "u", "event": "x", "messageId": "big-1", "properties": { "blob": "x".repeat(40 * 1024) } },
+        { "userId": "ok2", "event": "x", "messageId": "ok-2" },
+    ] });
+    let reply = segment_post(&server, "/v1/batch", Some(&basic(&key)), mixed.to_string()).await.expect(StatusCode::OK).clone();
+    assert_eq!(reply["rejected"].as_array().map(|r| r.iter().map(|x| x["index"].clone()).collect::<Vec<_>>()), Some(vec![json!(1)]), "{reply}");
+    for id in ["ok1", "ok2"] {
+        assert_eq!(server.get(&format!("/api/v1/contacts/{id}")).await.status, StatusCode::OK, "{id} stored");
+    }
+    assert_eq!(server.get("/api/v1/contacts/u").await.status, StatusCode::NOT_FOUND);
 }
 
 /// Runs `program args` with the server's address and an ingest key; panics with its output
