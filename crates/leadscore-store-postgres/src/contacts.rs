@@ -14,11 +14,11 @@ use leadscore_store::{
 use serde_json::{Value, json};
 use tokio_postgres::types::ToSql;
 
+use crate::queue::{QueueRows, automations_active, cards_of, enqueue};
 use crate::rows::{
     CONTACT_COLUMNS, ScoreColumns, append_log, card_from_row, corrupt, delete_scores, load_contact, load_contacts_by_query, load_scoring_events, save_scores,
     version_from_db,
 };
-use crate::runs::{QueueRows, automations_active, cards_of, enqueue};
 use crate::{Db, PgError, PgResult, PostgresStore, RetryOn, write_tx};
 
 pub(crate) fn normalize_email(email: &str) -> String {
@@ -309,7 +309,7 @@ async fn merge_in(store: &PostgresStore, db: &dyn Db, from: &str, into: &str, gi
             return Err(StoreError::NotFound(format!("contact {id}")).into());
         }
     }
-    crate::events::merge_contact(db, from, into, now).await?;
+    merge_contact(db, from, into, now).await?;
     let mut contact = load_contact(db, into, true).await?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
     // Version 0 is never live: every row is replayed with the merged events.
     for row in contact.scores.values_mut() {
@@ -323,6 +323,44 @@ async fn merge_in(store: &PostgresStore, db: &dyn Db, from: &str, into: &str, gi
         enqueue(db, &contact.id, &before, &[], now).await?;
     }
     Ok(contact)
+}
+
+/// Moves everything of contact `from` into `into` and deletes `from`. Attributes of
+/// `into` win; groups are united; the earlier creation time is kept. Both are locked.
+pub(crate) async fn merge_contact(db: &dyn Db, from: &str, into: &str, now: Millis) -> PgResult<()> {
+    let source = load_contact(db, from, false).await?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
+    let mut target = load_contact(db, into, false).await?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
+    let previous_groups = target.groups.clone();
+    leadscore_store::records::absorb_contact(&mut target, &source, now);
+    for sql in [
+        "UPDATE message_ids SET contact_id = $2 WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = $1)",
+        "UPDATE message_ids SET contact_id = $2 WHERE message_id IN
+           (SELECT data::json ->> 'message_id' FROM contact_log WHERE contact_id = $1 AND kind = 'identify')",
+        "UPDATE events SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE contact_log SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE automation_queue SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE automation_runs SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE deliveries SET contact_id = $2 WHERE contact_id = $1",
+        "UPDATE outcomes SET contact_id = $2 WHERE contact_id = $1",
+    ] {
+        db.exec(sql, &[&from, &into]).await?;
+    }
+    for sql in [
+        // The survivor's own trigger states and sync records stand; the absorbed one's go.
+        "DELETE FROM automation_state WHERE contact_id = $1",
+        "DELETE FROM sync_pending WHERE contact_id = $1",
+        "DELETE FROM sync_sent WHERE contact_id = $1",
+        "DELETE FROM scores WHERE contact_id = $1",
+        "DELETE FROM contact_groups WHERE contact_id = $1",
+        "DELETE FROM contacts WHERE id = $1",
+    ] {
+        db.exec(sql, &[&from]).await?;
+    }
+    if let (None, Some(email)) = (&target.email, &source.email) {
+        set_email(db, &mut target, email).await?;
+    }
+    save_contact(db, &target, &previous_groups).await?;
+    append_log(db, into, now, "merged", &json!({ "from": from, "attributes": target.attributes })).await
 }
 
 /// Deletes the contact and everything about it. The caller holds its lock (or it is gone).

@@ -16,9 +16,9 @@ use leadscore_store::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::contacts::{Rescore, count, insert_contact, lock_contact, normalize_email, rescore_contacts, save_contact, set_email};
+use crate::contacts::{Rescore, count, insert_contact, lock_contact, merge_contact, normalize_email, rescore_contacts, save_contact, set_email};
+use crate::queue::{QueueRows, automations_active, cards_of};
 use crate::rows::{CONTACT_COLUMNS, append_log, load_contact, load_contacts_by_query, load_stored_events};
-use crate::runs::{QueueRows, automations_active, cards_of};
 use crate::{Db, PgResult, PostgresStore, RetryOn, write_tx};
 
 /// The contact id of an anonymous visitor.
@@ -306,44 +306,6 @@ async fn ensure_contact(
     }
     batch.known.insert(id.to_string());
     Ok(())
-}
-
-/// Moves everything of contact `from` into `into` and deletes `from`. Attributes of
-/// `into` win; groups are united; the earlier creation time is kept. Both are locked.
-pub(crate) async fn merge_contact(db: &dyn Db, from: &str, into: &str, now: Millis) -> PgResult<()> {
-    let source = load_contact(db, from, false).await?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
-    let mut target = load_contact(db, into, false).await?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
-    let previous_groups = target.groups.clone();
-    leadscore_store::records::absorb_contact(&mut target, &source, now);
-    for sql in [
-        "UPDATE message_ids SET contact_id = $2 WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = $1)",
-        "UPDATE message_ids SET contact_id = $2 WHERE message_id IN
-           (SELECT data::json ->> 'message_id' FROM contact_log WHERE contact_id = $1 AND kind = 'identify')",
-        "UPDATE events SET contact_id = $2 WHERE contact_id = $1",
-        "UPDATE contact_log SET contact_id = $2 WHERE contact_id = $1",
-        "UPDATE automation_queue SET contact_id = $2 WHERE contact_id = $1",
-        "UPDATE automation_runs SET contact_id = $2 WHERE contact_id = $1",
-        "UPDATE deliveries SET contact_id = $2 WHERE contact_id = $1",
-        "UPDATE outcomes SET contact_id = $2 WHERE contact_id = $1",
-    ] {
-        db.exec(sql, &[&from, &into]).await?;
-    }
-    for sql in [
-        // The survivor's own trigger states and sync records stand; the absorbed one's go.
-        "DELETE FROM automation_state WHERE contact_id = $1",
-        "DELETE FROM sync_pending WHERE contact_id = $1",
-        "DELETE FROM sync_sent WHERE contact_id = $1",
-        "DELETE FROM scores WHERE contact_id = $1",
-        "DELETE FROM contact_groups WHERE contact_id = $1",
-        "DELETE FROM contacts WHERE id = $1",
-    ] {
-        db.exec(sql, &[&from]).await?;
-    }
-    if let (None, Some(email)) = (&target.email, &source.email) {
-        set_email(db, &mut target, email).await?;
-    }
-    save_contact(db, &target, &previous_groups).await?;
-    append_log(db, into, now, "merged", &json!({ "from": from, "attributes": target.attributes })).await
 }
 
 async fn ingest_in(

@@ -53,6 +53,7 @@ mod events;
 mod models;
 mod outbox;
 mod outcomes;
+mod queue;
 mod rows;
 mod runs;
 mod settings;

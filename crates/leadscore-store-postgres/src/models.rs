@@ -16,8 +16,8 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 
 use crate::contacts::count;
+use crate::queue::{QueueRows, automations_active};
 use crate::rows::{ScoreColumns, card_from_row, corrupt, json_map, json_map_keys, update_scores_where_version, version_from_db};
-use crate::runs::{QueueRows, automations_active};
 use crate::{Db, PgError, PgResult, PostgresStore, RetryOn, write_tx};
 
 impl PostgresStore {

@@ -219,7 +219,7 @@ pub(crate) fn rescore_contact(
     now: Millis,
 ) -> StoreResult<()> {
     new_events.sort_by(|a, b| (a.timestamp, &a.message_id).cmp(&(b.timestamp, &b.message_id)));
-    let models = crate::models::live_models_in(conn, models)?;
+    let models = crate::live::live_models_in(conn, models)?;
     let mut all_events: Option<Vec<ScoringEvent>> = None;
     let mut scores = std::mem::take(&mut contact.scores);
     // Scores of models that are no longer live go.
@@ -301,10 +301,10 @@ fn upsert_in(conn: &Connection, upsert: ContactUpsert, models: &ModelSet, now: M
             contact
         }
     };
-    let before = crate::runs::cards_of(&contact.scores);
+    let before = crate::queue::cards_of(&contact.scores);
     rescore_contact(conn, &mut contact, models, &mut [], now)?;
-    if !upsert.historical && crate::runs::automations_active(conn)? {
-        crate::runs::enqueue(conn, &contact.id, &before, &[], now)?;
+    if !upsert.historical && crate::queue::automations_active(conn)? {
+        crate::queue::enqueue(conn, &contact.id, &before, &[], now)?;
     }
     Ok((contact, created))
 }
@@ -334,12 +334,52 @@ pub(crate) fn patch_in(
     leadscore_store::records::apply_patch(contact, patch, &attributes, now);
     save_contact(conn, contact, &previous_groups)?;
     append_log(conn, &contact.id, now, log_kind, &leadscore_store::records::patch_log(contact, patch))?;
-    let before = crate::runs::cards_of(&contact.scores);
+    let before = crate::queue::cards_of(&contact.scores);
     rescore_contact(conn, contact, models, &mut [], now)?;
-    if crate::runs::automations_active(conn)? {
-        crate::runs::enqueue(conn, &contact.id, &before, &[], now)?;
+    if crate::queue::automations_active(conn)? {
+        crate::queue::enqueue(conn, &contact.id, &before, &[], now)?;
     }
     Ok(())
+}
+
+/// Moves everything of contact `from` into `into` and deletes `from`. Attributes of
+/// `into` win; groups are united; the earlier creation time is kept.
+pub(crate) fn merge_contact(conn: &Connection, from: &str, into: &str, now: Millis) -> StoreResult<()> {
+    let source = load_contact(conn, from)?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
+    let mut target = load_contact(conn, into)?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
+    let previous_groups = target.groups.clone();
+    leadscore_store::records::absorb_contact(&mut target, &source, now);
+    for sql in [
+        "UPDATE message_ids SET contact_id = ?2 WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = ?1)",
+        "UPDATE message_ids SET contact_id = ?2 WHERE message_id IN
+           (SELECT json_extract(data, '$.message_id') FROM contact_log WHERE contact_id = ?1 AND kind = 'identify')",
+        "UPDATE events SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE contact_log SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE automation_queue SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE automation_runs SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE deliveries SET contact_id = ?2 WHERE contact_id = ?1",
+        "UPDATE outcomes SET contact_id = ?2 WHERE contact_id = ?1",
+    ] {
+        conn.prepare_cached(sql).map_err(db_err)?.execute(params![from, into]).map_err(db_err)?;
+    }
+    for sql in [
+        "DELETE FROM automation_state WHERE contact_id = ?1",
+        "DELETE FROM sync_pending WHERE contact_id = ?1",
+        "DELETE FROM sync_sent WHERE contact_id = ?1",
+        "DELETE FROM scores WHERE contact_id = ?1",
+        "DELETE FROM contact_groups WHERE contact_id = ?1",
+        "DELETE FROM contacts WHERE id = ?1",
+    ] {
+        conn.prepare_cached(sql).map_err(db_err)?.execute([from]).map_err(db_err)?;
+    }
+    if source.email.is_some()
+        && target.email.is_none()
+        && let Some(email) = &source.email
+    {
+        set_email(conn, &mut target, email)?;
+    }
+    save_contact(conn, &target, &previous_groups)?;
+    append_log(conn, into, now, "merged", &json!({ "from": from, "attributes": target.attributes }))
 }
 
 pub(crate) fn erase_contact(conn: &Connection, id: &str) -> StoreResult<bool> {
@@ -408,16 +448,16 @@ impl ContactStore for SqliteStore {
         }
         let (from, into, models) = (from.to_string(), into.to_string(), models.clone());
         self.write(move |conn| {
-            crate::events::merge_contact(conn, &from, &into, now)?;
+            merge_contact(conn, &from, &into, now)?;
             let mut contact = load_contact(conn, &into)?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
             // Version 0 is never live: every row is replayed with the merged events.
             for row in contact.scores.values_mut() {
                 row.version = 0;
             }
-            let before = crate::runs::cards_of(&contact.scores);
+            let before = crate::queue::cards_of(&contact.scores);
             rescore_contact(conn, &mut contact, &models, &mut [], now)?;
-            if crate::runs::automations_active(conn)? {
-                crate::runs::enqueue(conn, &contact.id, &before, &[], now)?;
+            if crate::queue::automations_active(conn)? {
+                crate::queue::enqueue(conn, &contact.id, &before, &[], now)?;
             }
             Ok(contact)
         })

@@ -10,7 +10,7 @@ use leadscore_store::{
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use crate::contacts::{contact_exists, contact_id_by_email, insert_contact, normalize_email, rescore_contact, save_contact, set_email};
+use crate::contacts::{contact_exists, contact_id_by_email, insert_contact, merge_contact, normalize_email, rescore_contact, save_contact, set_email};
 use crate::rows::{append_log, load_contact, load_stored_events};
 use crate::{SqliteStore, db_err};
 
@@ -33,46 +33,6 @@ fn resolve_contact(conn: &Connection, identity: &Identity, first_seen: Millis, n
         }
     }
     Ok((id, None))
-}
-
-/// Moves everything of contact `from` into `into` and deletes `from`. Attributes of
-/// `into` win; groups are united; the earlier creation time is kept.
-pub(crate) fn merge_contact(conn: &Connection, from: &str, into: &str, now: Millis) -> StoreResult<()> {
-    let source = load_contact(conn, from)?.ok_or_else(|| StoreError::NotFound(format!("contact {from}")))?;
-    let mut target = load_contact(conn, into)?.ok_or_else(|| StoreError::NotFound(format!("contact {into}")))?;
-    let previous_groups = target.groups.clone();
-    leadscore_store::records::absorb_contact(&mut target, &source, now);
-    for sql in [
-        "UPDATE message_ids SET contact_id = ?2 WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = ?1)",
-        "UPDATE message_ids SET contact_id = ?2 WHERE message_id IN
-           (SELECT json_extract(data, '$.message_id') FROM contact_log WHERE contact_id = ?1 AND kind = 'identify')",
-        "UPDATE events SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE contact_log SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE automation_queue SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE automation_runs SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE deliveries SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE outcomes SET contact_id = ?2 WHERE contact_id = ?1",
-    ] {
-        conn.prepare_cached(sql).map_err(db_err)?.execute(params![from, into]).map_err(db_err)?;
-    }
-    for sql in [
-        "DELETE FROM automation_state WHERE contact_id = ?1",
-        "DELETE FROM sync_pending WHERE contact_id = ?1",
-        "DELETE FROM sync_sent WHERE contact_id = ?1",
-        "DELETE FROM scores WHERE contact_id = ?1",
-        "DELETE FROM contact_groups WHERE contact_id = ?1",
-        "DELETE FROM contacts WHERE id = ?1",
-    ] {
-        conn.prepare_cached(sql).map_err(db_err)?.execute([from]).map_err(db_err)?;
-    }
-    if source.email.is_some()
-        && target.email.is_none()
-        && let Some(email) = &source.email
-    {
-        set_email(conn, &mut target, email)?;
-    }
-    save_contact(conn, &target, &previous_groups)?;
-    append_log(conn, into, now, "merged", &json!({ "from": from, "attributes": target.attributes }))
 }
 
 fn resolve_known(conn: &Connection, identity: &Identity, first_seen: Millis, now: Millis) -> StoreResult<String> {
@@ -213,7 +173,7 @@ fn store_event(
 }
 
 pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSet, now: Millis, fire_automations: bool) -> StoreResult<Vec<IngestOutcome>> {
-    let queue = fire_automations && crate::runs::automations_active(conn)?;
+    let queue = fire_automations && crate::queue::automations_active(conn)?;
     let mut touched: HashMap<String, Touched> = HashMap::new();
     let mut order = Vec::new();
     let mut outcomes = Vec::with_capacity(events.len());
@@ -251,10 +211,10 @@ pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSe
                 row.version = 0;
             }
         }
-        let before = if queue { Some(crate::runs::cards_of(&contact.scores)) } else { None };
+        let before = if queue { Some(crate::queue::cards_of(&contact.scores)) } else { None };
         rescore_contact(conn, &mut contact, models, &mut entry.new_events, now)?;
         if let Some(before) = before {
-            crate::runs::enqueue(conn, &contact.id, &before, &entry.new_events, now)?;
+            crate::queue::enqueue(conn, &contact.id, &before, &entry.new_events, now)?;
         }
     }
     Ok(outcomes)

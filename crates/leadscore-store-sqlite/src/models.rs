@@ -5,8 +5,8 @@ use leadscore_core::ScoreCard;
 use leadscore_store::records::{self, RowAction, rescore_action};
 use leadscore_store::scoring::{ScoringEvent, refresh_fit};
 use leadscore_store::{
-    ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk, RescoreChunk, Scope,
-    ScoreStore, StoreError, StoreResult,
+    ApiKeyRecord, Job, KeyStore, Millis, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk, RescoreChunk, Scope, ScoreStore,
+    StoreError, StoreResult,
 };
 use rayon::prelude::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -66,47 +66,6 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         error: row.get(10)?,
         result: row.get(11)?,
     })
-}
-
-thread_local! {
-    /// The live models as read from the database by this (writer) thread, with the
-    /// (name, version) list they were built from.
-    static LIVE_MODELS: std::cell::RefCell<Option<LiveModels>> = const { std::cell::RefCell::new(None) };
-}
-
-/// The (name, version) list of the live models, and the set built from it.
-type LiveModels = (Vec<(String, u32)>, std::sync::Arc<ModelSet>);
-
-/// The models that are live in the database right now. Writes score with these, not with
-/// whatever set the caller loaded earlier: a write racing a publish (or another process's
-/// publish) then never stores a score under a superseded version. `given` is used as is
-/// when it matches, which is the common case.
-pub(crate) fn live_models_in(conn: &Connection, given: &ModelSet) -> StoreResult<std::sync::Arc<ModelSet>> {
-    let mut stmt = conn.prepare_cached("SELECT name, version FROM model_heads WHERE deleted = 0 ORDER BY name").map_err(db_err)?;
-    let heads: Vec<(String, u32)> = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
-    let mut given_heads: Vec<(String, u32)> = given.iter().map(|m| (m.name.clone(), m.version)).collect();
-    given_heads.sort();
-    if given_heads == heads {
-        return Ok(std::sync::Arc::new(given.clone()));
-    }
-    if let Some(cached) = LIVE_MODELS.with(|c| c.borrow().as_ref().filter(|(h, _)| *h == heads).map(|(_, set)| set.clone())) {
-        return Ok(cached);
-    }
-    let mut set: ModelSet = Vec::with_capacity(heads.len());
-    for (name, version) in &heads {
-        let (source, shadow_of): (String, Option<String>) = conn
-            .query_row(
-                "SELECT m.source, h.shadow_of FROM models m JOIN model_heads h ON h.name = m.name WHERE m.name = ?1 AND m.version = ?2",
-                params![name, version],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(db_err)?;
-        let model = leadscore_core::Model::parse(&source).map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
-        set.push(std::sync::Arc::new(PublishedModel { name: name.clone(), version: *version, model, shadow_of }));
-    }
-    let set = std::sync::Arc::new(set);
-    LIVE_MODELS.with(|c| *c.borrow_mut() = Some((heads, set.clone())));
-    Ok(set)
 }
 
 const JOB_COLUMNS: &str = "id, kind, model, version, state, total, done, cursor, created_at, updated_at, error, result";
@@ -366,7 +325,7 @@ fn refresh_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
     let rows: Vec<(String, String)> =
         stmt.query_map(params![model.name, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
     let mut changed = 0;
-    let queue = crate::runs::automations_active(conn)?;
+    let queue = crate::queue::automations_active(conn)?;
     for (id, attributes) in &rows {
         let mut all_rows = load_scores(conn, id)?;
         let Some(row) = all_rows.remove(&model.name) else {
@@ -387,7 +346,7 @@ fn refresh_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
                 // triggers (issue 12.1).
                 let mut cards: std::collections::BTreeMap<String, ScoreCard> = all_rows.into_iter().map(|(name, row)| (name, row.card)).collect();
                 cards.insert(model.name.clone(), before);
-                crate::runs::enqueue(conn, id, &cards, &[], now)?;
+                crate::queue::enqueue(conn, id, &cards, &[], now)?;
             }
         }
     }

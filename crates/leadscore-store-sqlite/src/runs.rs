@@ -1,15 +1,14 @@
 //! RunStore: the automation queue, evaluation (plan + execute from
 //! `leadscore_store::runner`, written in one transaction), the run log and CRM sync.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
-use leadscore_core::ScoreCard;
 use leadscore_store::runner::{
-    self, AutomationSet, AutomationState, Channel, ExecuteInput, NewDelivery, QueueEntry, QueuedEvent, RunQuery, RunRecord, RunStats, Subscription, Team,
+    self, AutomationSet, AutomationState, Channel, ExecuteInput, NewDelivery, QueueEntry, RunQuery, RunRecord, RunStats, Subscription, Team,
 };
-use leadscore_store::scoring::{ScoringEvent, card_at};
-use leadscore_store::{ContactRecord, Millis, ModelSet, RunStore, ScoreRow, StoreResult};
+use leadscore_store::scoring::card_at;
+use leadscore_store::{ContactRecord, Millis, ModelSet, RunStore, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
@@ -17,37 +16,6 @@ use crate::contacts::{rescore_contact, save_contact};
 use crate::rows::{append_log, load_contact, load_scoring_events};
 use crate::settings::{load_subscriptions, load_teams, save_team_cursor};
 use crate::{SqliteStore, db_err};
-
-/// Whether anything listens to contact changes: an enabled automation or a subscription.
-/// Writes skip the queue otherwise, so ingest without automations pays nothing.
-pub(crate) fn automations_active(conn: &Connection) -> StoreResult<bool> {
-    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM automations WHERE enabled = 1) OR EXISTS (SELECT 1 FROM webhooks)")
-        .map_err(db_err)?
-        .query_row([], |r| r.get(0))
-        .map_err(db_err)
-}
-
-pub(crate) fn cards_of(scores: &BTreeMap<String, ScoreRow>) -> BTreeMap<String, ScoreCard> {
-    scores.iter().map(|(model, row)| (model.clone(), row.card.clone())).collect()
-}
-
-/// Queues a contact for evaluation: one entry per new activity event (the first carries
-/// the cards before the change), or one entry without an event for other changes.
-pub(crate) fn enqueue(conn: &Connection, contact_id: &str, before: &BTreeMap<String, ScoreCard>, events: &[ScoringEvent], now: Millis) -> StoreResult<()> {
-    let before_text = serde_json::to_string(before).map_err(db_err)?;
-    let mut stmt = conn.prepare_cached("INSERT INTO automation_queue (contact_id, event, before, enqueued_at) VALUES (?1, ?2, ?3, ?4)").map_err(db_err)?;
-    if events.is_empty() {
-        stmt.execute(params![contact_id, Option::<String>::None, before_text, now]).map_err(db_err)?;
-        return Ok(());
-    }
-    for (index, event) in events.iter().enumerate() {
-        let queued = QueuedEvent { timestamp: event.timestamp, message_id: event.message_id.clone(), name: event.name.clone() };
-        let text = serde_json::to_string(&queued).map_err(db_err)?;
-        let before = (index == 0).then_some(before_text.as_str());
-        stmt.execute(params![contact_id, text, before, now]).map_err(db_err)?;
-    }
-    Ok(())
-}
 
 fn load_queue(conn: &Connection, contact_id: &str) -> StoreResult<Vec<QueueEntry>> {
     let mut stmt = conn.prepare_cached("SELECT seq, event, before FROM automation_queue WHERE contact_id = ?1 ORDER BY seq").map_err(db_err)?;
@@ -119,7 +87,7 @@ fn evaluate_one(conn: &Connection, contact_id: &str, evaluation: &Evaluation<'_>
     if queued.is_empty() && !check_cold {
         return Ok(Vec::new());
     }
-    let live = crate::models::live_models_in(conn, models)?;
+    let live = crate::live::live_models_in(conn, models)?;
     // Triggers judge the scores as of now: decay since the row was written counts.
     for published in live.iter() {
         if let Some(row) = contact.scores.get_mut(&published.name)
@@ -213,7 +181,7 @@ fn run_record((id, automation, contact_id, at, reason, actions): (String, String
 
 fn sync_step_in(conn: &Connection, batch: usize, now: Millis) -> StoreResult<u64> {
     let subscriptions = load_subscriptions(conn)?;
-    let live = crate::models::live_models_in(conn, &Vec::new())?;
+    let live = crate::live::live_models_in(conn, &Vec::new())?;
     let mut sent = 0u64;
     for subscription in subscriptions.iter().filter(|s| s.events.iter().any(|e| e == "score.changed")) {
         let ids: Vec<String> = conn
