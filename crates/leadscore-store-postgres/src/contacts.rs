@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use async_trait::async_trait;
 use leadscore_core::condition::{Condition, parse_condition};
 use leadscore_core::problems::Problems;
+use leadscore_store::records::identity::normalize_email;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
     BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, LeadQuery, LogEntry, Millis, ModelSet, ScannedScore,
@@ -20,10 +21,6 @@ use crate::rows::{
     version_from_db,
 };
 use crate::{Db, PgError, PgResult, PostgresStore, RetryOn, write_tx};
-
-pub(crate) fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
 
 /// The contact with this email, locked.
 pub(crate) async fn lock_contact_by_email(db: &dyn Db, email: &str) -> PgResult<Option<String>> {

@@ -10,22 +10,19 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use leadscore_store::records::identity::{anonymous_contact_id, normalize_email};
 use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{
     ContactRecord, EventStore, Identity, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult, StoredEvent, merge_attributes,
 };
 use serde_json::{Map, Value, json};
 
-use crate::contacts::{Rescore, count, insert_contact, lock_contact, merge_contact, normalize_email, rescore_contacts, save_contact, set_email};
+use crate::contacts::{Rescore, count, insert_contact, lock_contact, merge_contact, rescore_contacts, save_contact, set_email};
 use crate::queue::{QueueRows, automations_active, cards_of};
 use crate::rows::{CONTACT_COLUMNS, append_log, load_contact, load_contacts_by_query, load_stored_events};
 use crate::{Db, PgResult, PostgresStore, RetryOn, write_tx};
 
 /// The contact id of an anonymous visitor.
-fn anonymous_contact_id(anonymous_id: &str) -> String {
-    format!("anon:{anonymous_id}")
-}
-
 /// What one ingest call did to one contact.
 #[derive(Default)]
 struct Touched {

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use leadscore_core::condition::{Condition, parse_condition};
 use leadscore_core::problems::Problems;
 use leadscore_store::records::apply_upsert;
+use leadscore_store::records::identity::normalize_email;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
     BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, LeadQuery, LogEntry, Millis, ModelSet, ScannedScore,
@@ -14,10 +15,6 @@ use serde_json::{Value, json};
 
 use crate::rows::{CONTACT_COLUMNS, append_log, delete_score, load_contact, load_contacts_by_query, load_scoring_events, save_score};
 use crate::{SqliteStore, db_err};
-
-pub(crate) fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
-}
 
 pub(crate) fn contact_id_by_email(conn: &Connection, email: &str) -> StoreResult<Option<String>> {
     conn.prepare_cached("SELECT id FROM contacts WHERE email = ?1").map_err(db_err)?.query_row([email], |r| r.get(0)).optional().map_err(db_err)

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use leadscore_store::records::identity::{anonymous_contact_id, normalize_email};
 use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{
     ContactRecord, EventStore, Identity, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult, StoredEvent, merge_attributes,
@@ -10,15 +11,11 @@ use leadscore_store::{
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
-use crate::contacts::{contact_exists, contact_id_by_email, insert_contact, merge_contact, normalize_email, rescore_contact, save_contact, set_email};
+use crate::contacts::{contact_exists, contact_id_by_email, insert_contact, merge_contact, rescore_contact, save_contact, set_email};
 use crate::rows::{append_log, load_contact, load_stored_events};
 use crate::{SqliteStore, db_err};
 
 /// The contact id of an anonymous visitor.
-fn anonymous_contact_id(anonymous_id: &str) -> String {
-    format!("anon:{anonymous_id}")
-}
-
 /// Finds the contact an event is about, creating it when unknown (order: userId, then
 /// email, then anonymousId as `anon:<id>`). When a known person arrives with the
 /// anonymousId of an earlier visitor, the visitor's contact is merged into theirs.

@@ -193,6 +193,28 @@ pub fn check_promote(shadow: &str, shadow_version: u32, head: Option<(u32, Optio
     Ok(())
 }
 
+/// Identity rules every backend applies: how an e-mail is compared (trimmed, lower-cased:
+/// `Ann@Acme.com ` and `ann@acme.com` are one person) and the contact id an anonymous
+/// visitor gets (`anon:<anonymousId>`, until identify merges it into a person).
+pub mod identity {
+    pub fn normalize_email(email: &str) -> String {
+        email.trim().to_lowercase()
+    }
+
+    pub fn anonymous_contact_id(anonymous_id: &str) -> String {
+        format!("anon:{anonymous_id}")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn one_person_one_address() {
+            assert_eq!(super::normalize_email(" Ann@Acme.COM "), "ann@acme.com");
+            assert_eq!(super::anonymous_contact_id("v-1"), "anon:v-1");
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod shadow_rule_tests {
