@@ -176,7 +176,7 @@ pub async fn start_job(state: &Arc<AppState>, candidate: Arc<PublishedModel>, li
                     (running.done, running.total) = (progress.0.load(Ordering::Relaxed), progress.1.load(Ordering::Relaxed));
                     running.updated_at = state.now();
                     if let Err(err) = state.store.update_claimed_job(&running, &state.runtime.worker_id, state.now() + JOB_LEASE_MS).await {
-                        tracing::warn!(job = running.id, error = %err, "cannot record backtest progress");
+                        tracing::warn!(job = running.id, error = %leadscore_store::ErrorChain(&err), "cannot record backtest progress");
                     }
                 }
             }
@@ -189,14 +189,14 @@ pub async fn start_job(state: &Arc<AppState>, candidate: Arc<PublishedModel>, li
                 running.result = Some(report.to_string());
             }
             Err(err) => {
-                tracing::error!(job = running.id, error = %err, "backtest failed");
+                tracing::error!(job = running.id, error = %leadscore_store::ErrorChain(&err), "backtest failed");
                 running.state = "failed".into();
-                running.error = Some(err.to_string());
+                running.error = Some(leadscore_store::ErrorChain(&err).to_string());
             }
         }
         running.updated_at = state.now();
         if let Err(err) = state.store.update_claimed_job(&running, &state.runtime.worker_id, state.now()).await {
-            tracing::error!(job = running.id, error = %err, "cannot record the backtest's end");
+            tracing::error!(job = running.id, error = %leadscore_store::ErrorChain(&err), "cannot record the backtest's end");
         }
     });
     Ok(job)

@@ -162,7 +162,7 @@ impl AppState {
             match Model::parse(&version.source) {
                 Ok(model) => set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: version.shadow_of })),
                 Err(err) => {
-                    tracing::error!(model = %version.name, version = version.version, error = %err, "stored model no longer parses; skipped")
+                    tracing::error!(model = %version.name, version = version.version, error = %leadscore_store::ErrorChain(&err), "stored model no longer parses; skipped")
                 }
             }
         }

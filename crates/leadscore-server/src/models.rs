@@ -147,7 +147,7 @@ pub async fn promote(state: &AppState, shadow: &str) -> Result<ModelVersion, Sto
     let current = versions.iter().find(|v| v.version == published.version).ok_or_else(|| StoreError::NotFound(format!("model {shadow}")))?;
     let format = if current.format == "json" { Format::Json } else { Format::Toml };
     let source = leadscore_core::model::renamed_source(&current.source, format, &live_name)
-        .map_err(|e| StoreError::Backend(format!("stored model {shadow} v{} cannot be renamed: {e}", current.version)))?;
+        .map_err(|e| StoreError::database(format!("stored model {shadow} v{} cannot be renamed", current.version), e))?;
     let live = NewModelVersion { name: live_name, source, format: current.format.clone(), shadow_of: None };
     let version = state.store.promote_model(shadow, published.version, live, state.now()).await?;
     state.reload_models().await?;
@@ -191,9 +191,9 @@ async fn run_job(state: &AppState, job: &mut Job) {
             Ok(true) => continue,
             Ok(false) => break,
             Err(err) => {
-                tracing::error!(job = job.id, error = %err, "rescore job failed");
+                tracing::error!(job = job.id, error = %leadscore_store::ErrorChain(&err), "rescore job failed");
                 job.state = "failed".into();
-                job.error = Some(err.to_string());
+                job.error = Some(leadscore_store::ErrorChain(&err).to_string());
                 job.updated_at = state.now();
                 let _ = state.store.update_claimed_job(job, &state.runtime.worker_id, state.now()).await;
                 break;
@@ -336,7 +336,7 @@ pub fn spawn_job_worker(state: Arc<AppState>) {
             match job_step(&state).await {
                 Ok(true) => continue,
                 Ok(false) => {}
-                Err(err) => tracing::error!(error = %err, "cannot take over a rescore job"),
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "cannot take over a rescore job"),
             }
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         }

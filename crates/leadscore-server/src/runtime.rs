@@ -90,7 +90,7 @@ impl AppState {
                     set.push(Arc::new(LiveAutomation { automation, updated_at: record.updated_at }));
                 }
                 Err(err) => {
-                    tracing::error!(automation = %record.name, error = %err, "stored automation no longer parses; skipped")
+                    tracing::error!(automation = %record.name, error = %leadscore_store::ErrorChain(&err), "stored automation no longer parses; skipped")
                 }
             }
         }
@@ -232,7 +232,7 @@ pub struct DeliveryReport {
 /// named `default` signs when there is one.
 async fn resolve_secret(state: &AppState, secret_ref: Option<&str>) -> Result<Option<String>, String> {
     let name = secret_ref.unwrap_or("default");
-    if let Some(value) = state.store.get_secret(name).await.map_err(|e| e.to_string())? {
+    if let Some(value) = state.store.get_secret(name).await.map_err(|e| leadscore_store::ErrorChain(&e).to_string())? {
         return Ok(Some(value));
     }
     let variable = format!("LEADSCORE_SECRET_{}", name.to_uppercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
@@ -332,7 +332,7 @@ pub fn spawn_workers(state: Arc<AppState>) {
                 // queued; it is retried on the next wake-up, not in a busy loop.)
                 Ok(n) if n == EVALUATION_CHUNK => continue,
                 Ok(_) => {}
-                Err(err) => tracing::error!(error = %err, "automation evaluation failed"),
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "automation evaluation failed"),
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), evaluator.runtime.wake_evaluator.notified()).await;
         }
@@ -343,7 +343,7 @@ pub fn spawn_workers(state: Arc<AppState>) {
             match delivery_step(&deliverer).await {
                 Ok(report) if report.attempted > 0 => continue,
                 Ok(_) => {}
-                Err(err) => tracing::error!(error = %err, "delivery step failed"),
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "delivery step failed"),
             }
             let _ = tokio::time::timeout(Duration::from_secs(1), deliverer.runtime.wake_delivery.notified()).await;
         }
@@ -355,7 +355,7 @@ pub fn spawn_workers(state: Arc<AppState>) {
         loop {
             ticker.tick().await;
             if let Err(err) = sync_step(&syncer).await {
-                tracing::error!(error = %err, "CRM sync step failed");
+                tracing::error!(error = %leadscore_store::ErrorChain(&err), "CRM sync step failed");
             }
         }
     });
@@ -368,7 +368,7 @@ pub fn spawn_workers(state: Arc<AppState>) {
             match scheduler_step(&scheduler).await {
                 Ok(report) if report.ran => tracing::debug!(contacts = report.contacts, runs = report.runs, "scheduler tick"),
                 Ok(_) => {}
-                Err(err) => tracing::error!(error = %err, "scheduler tick failed"),
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "scheduler tick failed"),
             }
         }
     });
@@ -390,7 +390,7 @@ pub async fn after_ingest(state: &AppState, outcomes: &[leadscore_store::IngestO
     ids.dedup();
     for chunk in ids.chunks(EVALUATION_CHUNK) {
         if let Err(err) = evaluate_contacts(state, chunk.to_vec()).await {
-            tracing::error!(error = %err, "automation evaluation after ingest failed; the evaluator retries");
+            tracing::error!(error = %leadscore_store::ErrorChain(&err), "automation evaluation after ingest failed; the evaluator retries");
             state.runtime.wake_evaluator.notify_one();
             return;
         }
@@ -409,7 +409,7 @@ pub async fn after_contact_write(state: &AppState, contact_id: &str) {
         return;
     }
     if let Err(err) = evaluate_contacts(state, vec![contact_id.to_string()]).await {
-        tracing::error!(error = %err, contact = %contact_id, "automation evaluation failed; the evaluator retries");
+        tracing::error!(error = %leadscore_store::ErrorChain(&err), contact = %contact_id, "automation evaluation failed; the evaluator retries");
         state.runtime.wake_evaluator.notify_one();
     }
 }

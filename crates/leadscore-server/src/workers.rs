@@ -48,7 +48,7 @@ pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(err) => {
-                    tracing::warn!(error = %err, "cannot take the decay sweep lease");
+                    tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot take the decay sweep lease");
                     continue;
                 }
             }
@@ -56,7 +56,7 @@ pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
                 Ok(report) => {
                     tracing::debug!(seen = report.seen, changed = report.changed, "decay sweep")
                 }
-                Err(err) => tracing::error!(error = %err, "decay sweep failed"),
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "decay sweep failed"),
             }
         }
     });
@@ -73,10 +73,10 @@ pub fn spawn_model_reloader(state: Arc<AppState>, every: Duration) {
         loop {
             ticker.tick().await;
             if let Err(err) = state.reload_models().await {
-                tracing::warn!(error = %err, "cannot reload the live models");
+                tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the live models");
             }
             if let Err(err) = state.reload_automations().await {
-                tracing::warn!(error = %err, "cannot reload the automations");
+                tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the automations");
             }
         }
     });

@@ -32,7 +32,7 @@ pub(crate) async fn automations_active(db: &dyn Db) -> PgResult<bool> {
     let row = db
         .row_opt("SELECT EXISTS (SELECT 1 FROM automations WHERE enabled) OR EXISTS (SELECT 1 FROM webhooks)", &[])
         .await?
-        .ok_or_else(|| PgError::Corrupt("EXISTS returned no row".into()))?;
+        .ok_or_else(|| crate::rows::corrupt_msg("EXISTS returned no row"))?;
     Ok(row.try_get(0)?)
 }
 
@@ -389,7 +389,9 @@ impl RunStore for PostgresStore {
                 Err(StoreError::Closed) => return Err(StoreError::Closed),
                 Err(StoreError::Stale(reason)) => return Err(StoreError::Stale(reason)),
                 // One contact failing (a corrupt row) must not hold up the others.
-                Err(err) => tracing::error!(contact = %id, error = %err, "automation evaluation failed; the contact stays queued"),
+                Err(err) => {
+                    tracing::error!(contact = %id, error = %leadscore_store::ErrorChain(&err), "automation evaluation failed; the contact stays queued")
+                }
             }
         }
         Ok(runs)

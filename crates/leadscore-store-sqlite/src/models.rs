@@ -101,7 +101,7 @@ pub(crate) fn live_models_in(conn: &Connection, given: &ModelSet) -> StoreResult
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(db_err)?;
-        let model = leadscore_core::Model::parse(&source).map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
+        let model = leadscore_core::Model::parse(&source).map_err(|e| StoreError::database(format!("stored model {name} v{version} does not parse"), e))?;
         set.push(std::sync::Arc::new(PublishedModel { name: name.clone(), version: *version, model, shadow_of }));
     }
     let set = std::sync::Arc::new(set);
@@ -406,7 +406,7 @@ impl ScoreStore for SqliteStore {
         let key = (model.name.clone(), model.version, after.clone());
         let prefetched = self.inner.prefetch.lock().map_err(|_| StoreError::Closed)?.take().filter(|p| p.key == key);
         let chunk = match prefetched {
-            Some(prefetch) => prefetch.chunk.await.map_err(|e| StoreError::Backend(format!("rescore read failed: {e}")))??,
+            Some(prefetch) => prefetch.chunk.await.map_err(|e| StoreError::database("rescore read failed", e))??,
             None => {
                 let reading = model.clone();
                 self.read(move |conn| score_chunk(conn, &reading, &after, limit, now)).await?
