@@ -158,8 +158,9 @@ pub async fn start_job(state: &Arc<AppState>, candidate: Arc<PublishedModel>, li
     let lease = Some((state.runtime.worker_id.clone(), state.now() + JOB_LEASE_MS));
     let new = NewJob { kind: "backtest".into(), model: live.name.clone(), version: live.version, total: 0, lease };
     let job = state.store.create_job(new, state.now()).await?;
-    let (state, mut running) = (state.clone(), job.clone());
-    tokio::spawn(async move {
+    let (worker, mut running) = (state.clone(), job.clone());
+    state.runtime.spawn(async move {
+        let state = worker;
         let progress = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let seen = progress.clone();
         let mut report_progress = move |done, total| {
@@ -172,6 +173,8 @@ pub async fn start_job(state: &Arc<AppState>, candidate: Arc<PublishedModel>, li
         let outcome = loop {
             tokio::select! {
                 outcome = &mut replay => break outcome,
+                // The replay lives in memory: stopping ends it, and the job says why.
+                () = state.runtime.shutdown.cancelled() => break Err(StoreError::Closed),
                 () = tokio::time::sleep(PROGRESS_EVERY) => {
                     (running.done, running.total) = (progress.0.load(Ordering::Relaxed), progress.1.load(Ordering::Relaxed));
                     running.updated_at = state.now();

@@ -170,8 +170,8 @@ pub(crate) const JOB_LEASE_MS: Millis = 30_000;
 /// runs it in the background.
 pub async fn start_rescore(state: &Arc<AppState>, name: &str) -> Result<Job, StoreError> {
     let job = create_claimed_job(state, name).await?;
-    let (state, mut running) = (state.clone(), job.clone());
-    tokio::spawn(async move { run_job(&state, &mut running).await });
+    let (worker, mut running) = (state.clone(), job.clone());
+    state.runtime.spawn(async move { run_job(&worker, &mut running).await });
     Ok(job)
 }
 
@@ -187,6 +187,13 @@ pub async fn create_claimed_job(state: &AppState, name: &str) -> Result<Job, Sto
 /// Runs a claimed job to its end (or until another process takes it over).
 async fn run_job(state: &AppState, job: &mut Job) {
     loop {
+        if state.runtime.shutdown.is_cancelled() {
+            // Stopping between chunks: the cursor is stored, and giving up the lease lets
+            // the next process (or this one restarted) continue at once.
+            tracing::info!(job = job.id, done = job.done, "rescore job paused by shutdown; it resumes from its cursor");
+            let _ = state.store.update_claimed_job(job, &state.runtime.worker_id, state.now()).await;
+            break;
+        }
         match rescore_step(state, job).await {
             Ok(true) => continue,
             Ok(false) => break,
@@ -331,14 +338,18 @@ async fn rescore_outcomes(state: &AppState, published: &Arc<PublishedModel>, job
 /// The job worker: takes over unfinished jobs whose process is gone (their cursor says
 /// where to continue), now and every few seconds.
 pub fn spawn_job_worker(state: Arc<AppState>) {
-    tokio::spawn(async move {
-        loop {
+    let worker = state.clone();
+    state.runtime.spawn(async move {
+        let state = worker;
+        while !state.runtime.shutdown.is_cancelled() {
             match job_step(&state).await {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "cannot take over a rescore job"),
             }
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            if state.runtime.pause(std::time::Duration::from_secs(5)).await {
+                return;
+            }
         }
     });
 }

@@ -36,12 +36,17 @@ pub async fn decay_sweep(state: &AppState) -> Result<SweepReport, StoreError> {
 }
 
 pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
-    tokio::spawn(async move {
+    let worker = state.clone();
+    state.runtime.spawn(async move {
+        let state = worker;
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                () = state.runtime.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
             // With several processes on one database, one of them sweeps per interval.
             let lease = (every.as_millis() as leadscore_store::Millis).max(1000);
             match state.store.try_lease("decay-sweep", &state.runtime.worker_id, lease, state.now()).await {
@@ -66,12 +71,17 @@ pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
 /// (PostgreSQL) is shown on reads here too. Writes do not depend on it: stores score with
 /// the versions live in the database.
 pub fn spawn_model_reloader(state: Arc<AppState>, every: Duration) {
-    tokio::spawn(async move {
+    let worker = state.clone();
+    state.runtime.spawn(async move {
+        let state = worker;
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                () = state.runtime.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
             if let Err(err) = state.reload_models().await {
                 tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the live models");
             }

@@ -63,6 +63,24 @@ struct Inner {
     reading: Arc<tokio::sync::Semaphore>,
     /// The next rescore chunk, being read and scored while the current one is written.
     prefetch: Mutex<Option<models::Prefetch>>,
+    /// The writer thread, joined when the last handle goes.
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Closing: the writer commits what it has accepted (the queued writes too) before the
+/// last handle is gone, so a process that stops after its callers were answered loses
+/// nothing and leaves no writer half way through a group.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.writer, closed));
+        if let Some(thread) = self.writer_thread.take()
+            && thread.thread().id() != std::thread::current().id()
+            && thread.join().is_err()
+        {
+            tracing::error!("the SQLite writer thread panicked");
+        }
+    }
 }
 
 pub(crate) fn db_err(err: impl Into<leadscore_store::BoxError>) -> StoreError {
@@ -141,7 +159,7 @@ impl SqliteStore {
         let writer_conn = open_connection(path)?;
         migrate(&writer_conn)?;
         let (tx, rx) = mpsc::channel::<WriteJob>(QUEUE_DEPTH);
-        std::thread::Builder::new().name("leadscore-sqlite-writer".into()).spawn(move || writer_loop(writer_conn, rx)).map_err(db_err)?;
+        let writer_thread = std::thread::Builder::new().name("leadscore-sqlite-writer".into()).spawn(move || writer_loop(writer_conn, rx)).map_err(db_err)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -149,6 +167,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
                 prefetch: Mutex::new(None),
+                writer_thread: Some(writer_thread),
             }),
         })
     }
