@@ -158,8 +158,9 @@ pub async fn start_job(state: &Arc<AppState>, candidate: Arc<PublishedModel>, li
     let lease = Some((state.runtime.worker_id.clone(), state.now() + JOB_LEASE_MS));
     let new = NewJob { kind: "backtest".into(), model: live.name.clone(), version: live.version, total: 0, lease };
     let job = state.store.create_job(new, state.now()).await?;
-    let (state, mut running) = (state.clone(), job.clone());
-    tokio::spawn(async move {
+    let (worker, mut running) = (state.clone(), job.clone());
+    state.runtime.spawn(async move {
+        let state = worker;
         let progress = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let seen = progress.clone();
         let mut report_progress = move |done, total| {
@@ -172,11 +173,13 @@ pub async fn start_job(state: &Arc<AppState>, candidate: Arc<PublishedModel>, li
         let outcome = loop {
             tokio::select! {
                 outcome = &mut replay => break outcome,
+                // The replay lives in memory: stopping ends it, and the job says why.
+                () = state.runtime.shutdown.cancelled() => break Err(StoreError::Closed),
                 () = tokio::time::sleep(PROGRESS_EVERY) => {
                     (running.done, running.total) = (progress.0.load(Ordering::Relaxed), progress.1.load(Ordering::Relaxed));
                     running.updated_at = state.now();
                     if let Err(err) = state.store.update_claimed_job(&running, &state.runtime.worker_id, state.now() + JOB_LEASE_MS).await {
-                        tracing::warn!(job = running.id, error = %err, "cannot record backtest progress");
+                        tracing::warn!(job = running.id, error = %leadscore_store::ErrorChain(&err), "cannot record backtest progress");
                     }
                 }
             }
@@ -189,14 +192,14 @@ pub async fn start_job(state: &Arc<AppState>, candidate: Arc<PublishedModel>, li
                 running.result = Some(report.to_string());
             }
             Err(err) => {
-                tracing::error!(job = running.id, error = %err, "backtest failed");
+                tracing::error!(job = running.id, error = %leadscore_store::ErrorChain(&err), "backtest failed");
                 running.state = "failed".into();
-                running.error = Some(err.to_string());
+                running.error = Some(leadscore_store::ErrorChain(&err).to_string());
             }
         }
         running.updated_at = state.now();
         if let Err(err) = state.store.update_claimed_job(&running, &state.runtime.worker_id, state.now()).await {
-            tracing::error!(job = running.id, error = %err, "cannot record the backtest's end");
+            tracing::error!(job = running.id, error = %leadscore_store::ErrorChain(&err), "cannot record the backtest's end");
         }
     });
     Ok(job)

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use leadscore_store::StoreError;
+use leadscore_store::{ErrorChain, StoreError};
 use serde_json::{Value, json};
 
 #[derive(Debug)]
@@ -51,8 +51,10 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(m) => ApiError::invalid(m),
             StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down"),
             StoreError::Stale(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{m}; try again")),
-            StoreError::Backend(m) => {
-                tracing::error!(error = %m, "storage error");
+            // The client learns only that storage failed; the log gets the whole chain,
+            // down to the driver's error.
+            err @ (StoreError::Backend(_) | StoreError::Database { .. }) => {
+                tracing::error!(error = %ErrorChain(&err), "storage error");
                 ApiError::internal("a storage error occurred; see the server log")
             }
         }

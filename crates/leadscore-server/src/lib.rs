@@ -162,7 +162,7 @@ impl AppState {
             match Model::parse(&version.source) {
                 Ok(model) => set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: version.shadow_of })),
                 Err(err) => {
-                    tracing::error!(model = %version.name, version = version.version, error = %err, "stored model no longer parses; skipped")
+                    tracing::error!(model = %version.name, version = version.version, error = %leadscore_store::ErrorChain(&err), "stored model no longer parses; skipped")
                 }
             }
         }
@@ -243,8 +243,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// How long stopping waits for the background workers once the HTTP server has stopped.
+pub const WORKER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves until `shutdown` resolves; resumes unfinished rescore jobs and starts the
-/// background workers first.
+/// background workers first. Then stops: no new connections, the requests in flight
+/// answered, the workers told to stop (each finishes the step it is in) and waited for,
+/// up to [`WORKER_GRACE`].
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
@@ -258,8 +263,22 @@ pub async fn serve(
     if state.config.workers {
         runtime::spawn_workers(state.clone());
     }
-    let app = router(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+    let app = router(state.clone());
+    // The workers are told at once, so they stop while the last requests are answered.
+    let stopping = state.runtime.shutdown.clone();
+    let signal = async move {
+        shutdown.await;
+        stopping.cancel();
+    };
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal).await;
+    state.runtime.shutdown.cancel();
+    tracing::info!("HTTP server stopped; waiting for the background workers");
+    state.runtime.tasks.close();
+    match tokio::time::timeout(WORKER_GRACE, state.runtime.tasks.wait()).await {
+        Ok(()) => tracing::info!("background workers stopped"),
+        Err(_) => tracing::warn!(still_running = state.runtime.tasks.len(), "background workers did not stop within {WORKER_GRACE:?}; leaving them"),
+    }
+    served
 }
 
 /// Why a request's model could not be chosen.

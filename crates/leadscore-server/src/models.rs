@@ -147,7 +147,7 @@ pub async fn promote(state: &AppState, shadow: &str) -> Result<ModelVersion, Sto
     let current = versions.iter().find(|v| v.version == published.version).ok_or_else(|| StoreError::NotFound(format!("model {shadow}")))?;
     let format = if current.format == "json" { Format::Json } else { Format::Toml };
     let source = leadscore_core::model::renamed_source(&current.source, format, &live_name)
-        .map_err(|e| StoreError::Backend(format!("stored model {shadow} v{} cannot be renamed: {e}", current.version)))?;
+        .map_err(|e| StoreError::database(format!("stored model {shadow} v{} cannot be renamed", current.version), e))?;
     let live = NewModelVersion { name: live_name, source, format: current.format.clone(), shadow_of: None };
     let version = state.store.promote_model(shadow, published.version, live, state.now()).await?;
     state.reload_models().await?;
@@ -170,8 +170,8 @@ pub(crate) const JOB_LEASE_MS: Millis = 30_000;
 /// runs it in the background.
 pub async fn start_rescore(state: &Arc<AppState>, name: &str) -> Result<Job, StoreError> {
     let job = create_claimed_job(state, name).await?;
-    let (state, mut running) = (state.clone(), job.clone());
-    tokio::spawn(async move { run_job(&state, &mut running).await });
+    let (worker, mut running) = (state.clone(), job.clone());
+    state.runtime.spawn(async move { run_job(&worker, &mut running).await });
     Ok(job)
 }
 
@@ -187,13 +187,20 @@ pub async fn create_claimed_job(state: &AppState, name: &str) -> Result<Job, Sto
 /// Runs a claimed job to its end (or until another process takes it over).
 async fn run_job(state: &AppState, job: &mut Job) {
     loop {
+        if state.runtime.shutdown.is_cancelled() {
+            // Stopping between chunks: the cursor is stored, and giving up the lease lets
+            // the next process (or this one restarted) continue at once.
+            tracing::info!(job = job.id, done = job.done, "rescore job paused by shutdown; it resumes from its cursor");
+            let _ = state.store.update_claimed_job(job, &state.runtime.worker_id, state.now()).await;
+            break;
+        }
         match rescore_step(state, job).await {
             Ok(true) => continue,
             Ok(false) => break,
             Err(err) => {
-                tracing::error!(job = job.id, error = %err, "rescore job failed");
+                tracing::error!(job = job.id, error = %leadscore_store::ErrorChain(&err), "rescore job failed");
                 job.state = "failed".into();
-                job.error = Some(err.to_string());
+                job.error = Some(leadscore_store::ErrorChain(&err).to_string());
                 job.updated_at = state.now();
                 let _ = state.store.update_claimed_job(job, &state.runtime.worker_id, state.now()).await;
                 break;
@@ -331,14 +338,18 @@ async fn rescore_outcomes(state: &AppState, published: &Arc<PublishedModel>, job
 /// The job worker: takes over unfinished jobs whose process is gone (their cursor says
 /// where to continue), now and every few seconds.
 pub fn spawn_job_worker(state: Arc<AppState>) {
-    tokio::spawn(async move {
-        loop {
+    let worker = state.clone();
+    state.runtime.spawn(async move {
+        let state = worker;
+        while !state.runtime.shutdown.is_cancelled() {
             match job_step(&state).await {
                 Ok(true) => continue,
                 Ok(false) => {}
-                Err(err) => tracing::error!(error = %err, "cannot take over a rescore job"),
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "cannot take over a rescore job"),
             }
-            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            if state.runtime.pause(std::time::Duration::from_secs(5)).await {
+                return;
+            }
         }
     });
 }

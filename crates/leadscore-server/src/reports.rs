@@ -118,7 +118,7 @@ impl ReplayPages {
     /// replay with their events; None after the last.
     pub(crate) async fn next(&mut self) -> Result<Option<(usize, ReplayPage)>, StoreError> {
         let Some(pending) = self.pending.take() else { return Ok(None) };
-        let (listed, last, page) = pending.await.map_err(|e| StoreError::Backend(format!("reading contacts failed: {e}")))??;
+        let (listed, last, page) = pending.await.map_err(|e| StoreError::database("reading contacts failed", e))??;
         let Some(last) = last else { return Ok(None) };
         self.fetch(Some(last));
         Ok(Some((listed, page)))
@@ -133,7 +133,7 @@ async fn with_events(store: Arc<dyn leadscore_store::Store>, contacts: Vec<leads
     let other = store.clone();
     let second = tokio::spawn(async move { other.scoring_events_of(&second).await });
     let mut events = store.scoring_events_of(&first).await?;
-    events.extend(second.await.map_err(|e| StoreError::Backend(format!("reading events failed: {e}")))??);
+    events.extend(second.await.map_err(|e| StoreError::database("reading events failed", e))??);
     Ok((contacts, events))
 }
 
@@ -179,7 +179,7 @@ pub(crate) async fn replay_in_parallel<T: Send + 'static>(
         contacts.par_iter().filter_map(|contact| replay(contact, events.get(&contact.id).map(Vec::as_slice).unwrap_or_default())).collect::<Vec<_>>()
     })
     .await
-    .map_err(|e| StoreError::Backend(format!("replaying contacts failed: {e}")))
+    .map_err(|e| StoreError::database("replaying contacts failed", e))
 }
 
 /// The contacts that entered the top band in `[from, to)`: each contact's events are
@@ -314,7 +314,7 @@ impl ScoreRows {
                 return Ok(Some(row));
             }
             let Some(pending) = self.pending.take() else { return Ok(None) };
-            let page = pending.await.map_err(|e| StoreError::Backend(format!("reading the scores failed: {e}")))??;
+            let page = pending.await.map_err(|e| StoreError::database("reading the scores failed", e))??;
             if page.len() == SCORE_PAGE {
                 self.fetch(page.last().map(|row| row.contact_id.clone()));
             }

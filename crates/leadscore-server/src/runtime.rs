@@ -11,6 +11,8 @@ use leadscore_delivery::{AttemptResult, Mailer, RetryPolicy, TargetGuard, Webhoo
 use leadscore_store::runner::{AutomationSet, Channel, Delivery, DeliveryAttempt, LiveAutomation, RunRecord};
 use leadscore_store::{Millis, StoreError};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::{AppState, ServerConfig};
 
@@ -45,6 +47,11 @@ pub struct Runtime {
     /// The mailer, or why there is none (e-mail deliveries fail with that reason).
     mailer: Result<Mailer, String>,
     retry: RetryPolicy,
+    /// Cancelled when the process stops: every background loop returns at its next wait
+    /// (a step under way is finished, so nothing is left half done).
+    pub shutdown: CancellationToken,
+    /// The background loops and jobs, so that stopping can wait for them.
+    pub tasks: TaskTracker,
 }
 
 impl Runtime {
@@ -62,6 +69,21 @@ impl Runtime {
             webhooks: WebhookSender::new(TargetGuard { allow_private: config.allow_private_webhooks }, WebhookSender::DEFAULT_TIMEOUT),
             mailer,
             retry: RetryPolicy { base: config.delivery_backoff, max_attempts: config.delivery_attempts.max(1) },
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Runs background work that stopping waits for.
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Waits until `duration` has passed or the process is stopping; true when stopping.
+    pub async fn pause(&self, duration: Duration) -> bool {
+        tokio::select! {
+            () = self.shutdown.cancelled() => true,
+            () = tokio::time::sleep(duration) => false,
         }
     }
 
@@ -90,7 +112,7 @@ impl AppState {
                     set.push(Arc::new(LiveAutomation { automation, updated_at: record.updated_at }));
                 }
                 Err(err) => {
-                    tracing::error!(automation = %record.name, error = %err, "stored automation no longer parses; skipped")
+                    tracing::error!(automation = %record.name, error = %leadscore_store::ErrorChain(&err), "stored automation no longer parses; skipped")
                 }
             }
         }
@@ -232,7 +254,7 @@ pub struct DeliveryReport {
 /// named `default` signs when there is one.
 async fn resolve_secret(state: &AppState, secret_ref: Option<&str>) -> Result<Option<String>, String> {
     let name = secret_ref.unwrap_or("default");
-    if let Some(value) = state.store.get_secret(name).await.map_err(|e| e.to_string())? {
+    if let Some(value) = state.store.get_secret(name).await.map_err(|e| leadscore_store::ErrorChain(&e).to_string())? {
         return Ok(Some(value));
     }
     let variable = format!("LEADSCORE_SECRET_{}", name.to_uppercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
@@ -325,50 +347,64 @@ pub async fn delivery_step(state: &Arc<AppState>) -> Result<DeliveryReport, Stor
 /// Starts the evaluator, scheduler, CRM sync and delivery loops.
 pub fn spawn_workers(state: Arc<AppState>) {
     let evaluator = state.clone();
-    tokio::spawn(async move {
-        loop {
+    state.runtime.spawn(async move {
+        let stopping = evaluator.runtime.shutdown.clone();
+        while !stopping.is_cancelled() {
             match evaluate_step(&evaluator).await {
                 // A full chunk: more is waiting. (A contact whose evaluation keeps failing stays
                 // queued; it is retried on the next wake-up, not in a busy loop.)
                 Ok(n) if n == EVALUATION_CHUNK => continue,
                 Ok(_) => {}
-                Err(err) => tracing::error!(error = %err, "automation evaluation failed"),
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "automation evaluation failed"),
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), evaluator.runtime.wake_evaluator.notified()).await;
+            tokio::select! {
+                () = stopping.cancelled() => {}
+                _ = tokio::time::timeout(Duration::from_secs(1), evaluator.runtime.wake_evaluator.notified()) => {}
+            }
         }
     });
     let deliverer = state.clone();
-    tokio::spawn(async move {
-        loop {
+    state.runtime.spawn(async move {
+        let stopping = deliverer.runtime.shutdown.clone();
+        while !stopping.is_cancelled() {
             match delivery_step(&deliverer).await {
                 Ok(report) if report.attempted > 0 => continue,
                 Ok(_) => {}
-                Err(err) => tracing::error!(error = %err, "delivery step failed"),
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "delivery step failed"),
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), deliverer.runtime.wake_delivery.notified()).await;
+            tokio::select! {
+                () = stopping.cancelled() => {}
+                _ = tokio::time::timeout(Duration::from_secs(1), deliverer.runtime.wake_delivery.notified()) => {}
+            }
         }
     });
     let syncer = state.clone();
-    tokio::spawn(async move {
+    state.runtime.spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                () = syncer.runtime.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
             if let Err(err) = sync_step(&syncer).await {
-                tracing::error!(error = %err, "CRM sync step failed");
+                tracing::error!(error = %leadscore_store::ErrorChain(&err), "CRM sync step failed");
             }
         }
     });
     let scheduler = state.clone();
-    tokio::spawn(async move {
+    state.runtime.spawn(async move {
         let mut ticker = tokio::time::interval(scheduler.config.scheduler_interval.max(Duration::from_millis(100)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                () = scheduler.runtime.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
             match scheduler_step(&scheduler).await {
                 Ok(report) if report.ran => tracing::debug!(contacts = report.contacts, runs = report.runs, "scheduler tick"),
                 Ok(_) => {}
-                Err(err) => tracing::error!(error = %err, "scheduler tick failed"),
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "scheduler tick failed"),
             }
         }
     });
@@ -390,7 +426,7 @@ pub async fn after_ingest(state: &AppState, outcomes: &[leadscore_store::IngestO
     ids.dedup();
     for chunk in ids.chunks(EVALUATION_CHUNK) {
         if let Err(err) = evaluate_contacts(state, chunk.to_vec()).await {
-            tracing::error!(error = %err, "automation evaluation after ingest failed; the evaluator retries");
+            tracing::error!(error = %leadscore_store::ErrorChain(&err), "automation evaluation after ingest failed; the evaluator retries");
             state.runtime.wake_evaluator.notify_one();
             return;
         }
@@ -409,7 +445,7 @@ pub async fn after_contact_write(state: &AppState, contact_id: &str) {
         return;
     }
     if let Err(err) = evaluate_contacts(state, vec![contact_id.to_string()]).await {
-        tracing::error!(error = %err, contact = %contact_id, "automation evaluation failed; the evaluator retries");
+        tracing::error!(error = %leadscore_store::ErrorChain(&err), contact = %contact_id, "automation evaluation failed; the evaluator retries");
         state.runtime.wake_evaluator.notify_one();
     }
 }

@@ -36,19 +36,24 @@ pub async fn decay_sweep(state: &AppState) -> Result<SweepReport, StoreError> {
 }
 
 pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
-    tokio::spawn(async move {
+    let worker = state.clone();
+    state.runtime.spawn(async move {
+        let state = worker;
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                () = state.runtime.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
             // With several processes on one database, one of them sweeps per interval.
             let lease = (every.as_millis() as leadscore_store::Millis).max(1000);
             match state.store.try_lease("decay-sweep", &state.runtime.worker_id, lease, state.now()).await {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(err) => {
-                    tracing::warn!(error = %err, "cannot take the decay sweep lease");
+                    tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot take the decay sweep lease");
                     continue;
                 }
             }
@@ -56,7 +61,7 @@ pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
                 Ok(report) => {
                     tracing::debug!(seen = report.seen, changed = report.changed, "decay sweep")
                 }
-                Err(err) => tracing::error!(error = %err, "decay sweep failed"),
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "decay sweep failed"),
             }
         }
     });
@@ -66,17 +71,22 @@ pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
 /// (PostgreSQL) is shown on reads here too. Writes do not depend on it: stores score with
 /// the versions live in the database.
 pub fn spawn_model_reloader(state: Arc<AppState>, every: Duration) {
-    tokio::spawn(async move {
+    let worker = state.clone();
+    state.runtime.spawn(async move {
+        let state = worker;
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                () = state.runtime.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
             if let Err(err) = state.reload_models().await {
-                tracing::warn!(error = %err, "cannot reload the live models");
+                tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the live models");
             }
             if let Err(err) = state.reload_automations().await {
-                tracing::warn!(error = %err, "cannot reload the automations");
+                tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the automations");
             }
         }
     });

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use leadscore_store::{AutomationRecord, AutomationStore, Millis, NewAutomation, StoreError, StoreResult};
 use tokio_postgres::Row;
 
-use crate::rows::corrupt;
 use crate::{Db, PgError, PgResult, PostgresStore, RetryOn, write_tx};
 
 const COLUMNS: &str = "name, definition, enabled, created_at, updated_at";
@@ -12,7 +11,7 @@ const COLUMNS: &str = "name, definition, enabled, created_at, updated_at";
 fn record(row: &Row) -> PgResult<AutomationRecord> {
     let name: String = row.try_get(0)?;
     let definition: String = row.try_get(1)?;
-    let definition = serde_json::from_str(&definition).map_err(|e| corrupt(format!("the definition of automation {name:?}: {e}")))?;
+    let definition = serde_json::from_str(&definition).map_err(|e| crate::rows::corrupt_in(format!("the definition of automation {name:?}"), e))?;
     Ok(AutomationRecord { name, definition, enabled: row.try_get(2)?, created_at: row.try_get(3)?, updated_at: row.try_get(4)? })
 }
 

@@ -126,8 +126,13 @@ pub(crate) enum PgError {
     Pool(#[from] deadpool_postgres::PoolError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("corrupt data in the database: {0}")]
-    Corrupt(String),
+    #[error("corrupt data in the database: {what}")]
+    Corrupt {
+        what: String,
+        /// The decoder's error, when there is one.
+        #[source]
+        source: Option<serde_json::Error>,
+    },
     /// A concurrent write changed what this transaction relied on; run it again.
     #[error("a concurrent write got in the way")]
     Retry,
@@ -171,7 +176,17 @@ impl From<PgError> for StoreError {
             PgError::Pool(deadpool_postgres::PoolError::Closed) => StoreError::Closed,
             PgError::Retry => StoreError::Conflict("concurrent writes kept getting in the way; try again".into()),
             err if err.sql_state() == Some(&SqlState::UNIQUE_VIOLATION) => StoreError::Conflict(err.to_string()),
-            err => StoreError::Backend(err.to_string()),
+            PgError::Db(err) => {
+                // The SQLSTATE up front: tokio-postgres's own message starts with "db error".
+                let what = match err.code() {
+                    Some(state) => format!("PostgreSQL ({})", state.code()),
+                    None => "PostgreSQL".to_string(),
+                };
+                StoreError::database(what, err)
+            }
+            PgError::Pool(err) => StoreError::database("PostgreSQL connection pool", err),
+            PgError::Corrupt { what, source: Some(source) } => StoreError::database(format!("corrupt data in the database: {what}"), source),
+            PgError::Corrupt { what, source: None } => StoreError::Backend(format!("corrupt data in the database: {what}")),
         }
     }
 }
@@ -319,8 +334,7 @@ impl PostgresStore {
             config.application_name("leadscore");
         }
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool =
-            Pool::builder(manager).max_size(pool_size.max(1)).build().map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
+        let pool = Pool::builder(manager).max_size(pool_size.max(1)).build().map_err(|e| StoreError::database("cannot build the connection pool", e))?;
         let mut client = pool.get().await.map_err(|e| StoreError::from(PgError::from(e)))?;
         migrate(&mut client, schema).await.map_err(StoreError::from)?;
         let current: Option<String> =
@@ -445,6 +459,56 @@ async fn backfill_accounts(tx: &deadpool_postgres::Transaction<'_>) -> PgResult<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finds an error of type `E` anywhere in the source chain of `err`.
+    fn find_source<E: std::error::Error + 'static>(err: &StoreError) -> Option<&E> {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+        while let Some(cause) = next {
+            if let Some(found) = cause.downcast_ref::<E>() {
+                return Some(found);
+            }
+            next = cause.source();
+        }
+        None
+    }
+
+    /// Nothing listens on port 1: the pool's error, and beneath it tokio-postgres's, stay
+    /// in the chain (this needs no server).
+    #[tokio::test]
+    async fn a_refused_connection_keeps_the_driver_error() {
+        let Err(err) = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test?connect_timeout=5", None).await else {
+            panic!("connected to port 1");
+        };
+        assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
+        assert!(find_source::<deadpool_postgres::PoolError>(&err).is_some(), "{err:?}");
+        assert!(find_source::<tokio_postgres::Error>(&err).is_some(), "{err:?}");
+    }
+
+    /// A failing statement (and a corrupt stored column) on a real server come back with
+    /// the driver's error beneath the StoreError. Runs when LEADSCORE_TEST_POSTGRES_URL is set.
+    #[tokio::test]
+    async fn sql_errors_and_corrupt_columns_keep_the_driver_error() {
+        use leadscore_store::ContactStore;
+        let Ok(url) = std::env::var("LEADSCORE_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("t_errors_{}", std::process::id());
+        let store = PostgresStore::connect(&url, Some(&schema)).await.expect("connect");
+        let client = store.inner.pool.get().await.expect("client");
+        let failed = StoreError::from(PgError::from(client.batch_execute("SELECT * FROM no_such_table").await.expect_err("no such table")));
+        let driver = find_source::<tokio_postgres::Error>(&failed).expect("the tokio-postgres error is a source");
+        assert_eq!(driver.code(), Some(&SqlState::UNDEFINED_TABLE));
+        assert!(leadscore_store::ErrorChain(&failed).to_string().contains("no_such_table"), "{}", leadscore_store::ErrorChain(&failed));
+        client
+            .batch_execute("INSERT INTO contacts (id, attributes, groups, created_at, updated_at) VALUES ('x', '{not json', '[]', 0, 0)")
+            .await
+            .expect("insert");
+        drop(client);
+        let corrupt = store.get_contact("x").await.expect_err("corrupt attributes");
+        let cleanup = store.drop_schema().await;
+        assert!(find_source::<serde_json::Error>(&corrupt).is_some(), "{corrupt:?}");
+        cleanup.expect("drop schema");
+    }
 
     #[test]
     fn schema_names_are_plain_identifiers() {

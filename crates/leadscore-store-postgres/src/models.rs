@@ -55,8 +55,7 @@ impl PostgresStore {
             let name: String = row.try_get(0)?;
             let version = version_from_db(row.try_get(1)?)?;
             let source: String = row.try_get(2)?;
-            let model =
-                leadscore_core::Model::parse(&source).map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
+            let model = leadscore_core::Model::parse(&source).map_err(|e| StoreError::database(format!("stored model {name} v{version} does not parse"), e))?;
             parsed_heads.push((name.clone(), version));
             set.push(Arc::new(PublishedModel { name, version, model, shadow_of: row.try_get(3)? }));
         }
@@ -97,7 +96,7 @@ async fn head_of(db: &dyn Db, name: &str) -> PgResult<records::Head> {
 /// model heads lock exclusively.
 async fn insert_version(db: &dyn Db, model: &NewModelVersion, now: Millis) -> PgResult<ModelVersion> {
     let row = db.rows("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = $1", &[&model.name]).await?;
-    let version: i64 = row.first().ok_or_else(|| PgError::Corrupt("MAX returned no row".into()))?.try_get(0)?;
+    let version: i64 = row.first().ok_or_else(|| crate::rows::corrupt_msg("MAX returned no row"))?.try_get(0)?;
     db.exec(
         "INSERT INTO models (name, version, source, format, created_at) VALUES ($1, $2, $3, $4, $5)",
         &[&model.name, &version, &model.source, &model.format, &now],
@@ -496,7 +495,7 @@ impl ScoreStore for PostgresStore {
         let scoring = Arc::new(model.clone());
         let chunk = tokio::task::spawn_blocking(move || score_snapshot(&scoring, snapshot, now))
             .await
-            .map_err(|e| StoreError::Backend(format!("rescore scoring failed: {e}")))??;
+            .map_err(|e| StoreError::database("rescore scoring failed", e))??;
         write_tx!(self, RetryOn::Contention, |tx| write_chunk(self, &tx, model, &chunk).await)?;
         Ok(RescoreChunk { last_contact, contacts, events })
     }
@@ -518,7 +517,7 @@ impl ScoreStore for PostgresStore {
                     &[&job.kind, &job.model, &i64::from(job.version), &to_db_count(job.total), &now, &owner, &until],
                 )
                 .await?;
-            job_from_row(rows.first().ok_or_else(|| PgError::Corrupt("INSERT … RETURNING returned no row".into()))?)
+            job_from_row(rows.first().ok_or_else(|| crate::rows::corrupt_msg("INSERT … RETURNING returned no row"))?)
         })
     }
 

@@ -27,7 +27,7 @@ fn record(row: &Row) -> PgResult<OutcomeRecord> {
         _ => OutcomeKind::Feedback { rating: row.try_get::<_, Option<i64>>(4)?.unwrap_or(0).clamp(0, 5) as u8, note: row.try_get(5)?, author: row.try_get(6)? },
     };
     let scores: String = row.try_get(8)?;
-    let scores = serde_json::from_str(&scores).map_err(|e| corrupt(format!("outcome {id}: scores are not JSON: {e}")))?;
+    let scores = serde_json::from_str(&scores).map_err(|e| crate::rows::corrupt_in(format!("outcome {id}: scores are not JSON"), e))?;
     Ok(OutcomeRecord { id, contact_id: row.try_get(1)?, kind, at: row.try_get(7)?, scores, recorded_at: row.try_get(9)? })
 }
 
@@ -49,7 +49,7 @@ async fn insert(db: &dyn Db, outcome: &NewOutcome, scores: &str, now: Millis) ->
             &[&outcome.contact_id, &kind, &status, &rating, &note, &author, &outcome.at, &scores, &now],
         )
         .await?
-        .ok_or_else(|| corrupt("INSERT … RETURNING gave no row"))?;
+        .ok_or_else(|| crate::rows::corrupt_msg("INSERT … RETURNING gave no row"))?;
     let id: i64 = row.try_get(0)?;
     if let OutcomeKind::Status { status } = &outcome.kind {
         // The contact's status is its latest by time, whatever order they were recorded in.
@@ -77,7 +77,8 @@ async fn set_cards(db: &dyn Db, model: &str, cards: &[(i64, Option<ScoreCard>)])
     let (mut updated_ids, mut texts) = (Vec::new(), Vec::new());
     for (id, card) in cards {
         let Some(text) = stored.get(id) else { continue };
-        let mut scores: BTreeMap<String, ScoreCard> = serde_json::from_str(text).map_err(|e| corrupt(format!("outcome {id}: scores are not JSON: {e}")))?;
+        let mut scores: BTreeMap<String, ScoreCard> =
+            serde_json::from_str(text).map_err(|e| crate::rows::corrupt_in(format!("outcome {id}: scores are not JSON"), e))?;
         match card {
             Some(card) => scores.insert(model.to_string(), card.clone()),
             None => scores.remove(model),

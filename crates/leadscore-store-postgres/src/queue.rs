@@ -10,7 +10,7 @@ use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{Millis, ScoreRow};
 
 use crate::rows::corrupt;
-use crate::{Db, PgError, PgResult};
+use crate::{Db, PgResult};
 
 /// Whether anything listens to contact changes: an enabled automation or a subscription.
 /// Writes skip the queue otherwise, so ingest without automations pays nothing.
@@ -18,7 +18,7 @@ pub(crate) async fn automations_active(db: &dyn Db) -> PgResult<bool> {
     let row = db
         .row_opt("SELECT EXISTS (SELECT 1 FROM automations WHERE enabled) OR EXISTS (SELECT 1 FROM webhooks)", &[])
         .await?
-        .ok_or_else(|| PgError::Corrupt("EXISTS returned no row".into()))?;
+        .ok_or_else(|| crate::rows::corrupt_msg("EXISTS returned no row"))?;
     Ok(row.try_get(0)?)
 }
 

@@ -17,8 +17,19 @@ use crate::{Db, PgError, PgResult};
 pub(crate) const CONTACT_COLUMNS: &str = "c.id, c.email, c.attributes, c.groups, c.owner, c.status, c.created_at, c.updated_at, \
      (SELECT MAX(e.ts) FROM events e WHERE e.contact_id = c.id)";
 
-pub(crate) fn corrupt(err: impl std::fmt::Display) -> PgError {
-    PgError::Corrupt(err.to_string())
+/// A stored JSON column that does not decode.
+pub(crate) fn corrupt(err: serde_json::Error) -> PgError {
+    PgError::Corrupt { what: "a JSON column does not decode".into(), source: Some(err) }
+}
+
+/// A stored JSON value that does not decode, saying which.
+pub(crate) fn corrupt_in(what: String, err: serde_json::Error) -> PgError {
+    PgError::Corrupt { what, source: Some(err) }
+}
+
+/// Corrupt data with no decoder error beneath it.
+pub(crate) fn corrupt_msg(what: impl Into<String>) -> PgError {
+    PgError::Corrupt { what: what.into(), source: None }
 }
 
 pub(crate) fn json_map(text: &str) -> PgResult<Map<String, Value>> {
@@ -43,7 +54,7 @@ pub(crate) fn json_map_keys(text: &str, keys: &[String]) -> PgResult<Map<String,
 
 /// Model versions are u32 in Rust and BIGINT in the database.
 pub(crate) fn version_from_db(version: i64) -> PgResult<u32> {
-    u32::try_from(version).map_err(|_| PgError::Corrupt(format!("model version {version} out of range")))
+    u32::try_from(version).map_err(|_| corrupt_msg(format!("model version {version} out of range")))
 }
 
 pub(crate) fn contact_from_row(row: &Row) -> PgResult<ContactRecord> {
@@ -105,7 +116,7 @@ pub(crate) fn card_from_row(row: &Row, first: usize) -> PgResult<ScoreCard> {
         activity: row.try_get(first + 1)?,
         total: row.try_get(first + 2)?,
         band: row.try_get(first + 3)?,
-        flames: u8::try_from(flames).map_err(|_| PgError::Corrupt(format!("flames {flames} out of range")))?,
+        flames: u8::try_from(flames).map_err(|_| corrupt_msg(format!("flames {flames} out of range")))?,
         grade: row.try_get(first + 5)?,
         quadrant: row.try_get(first + 6)?,
     })

@@ -322,7 +322,9 @@ impl RunStore for PostgresStore {
                 Err(StoreError::Closed) => return Err(StoreError::Closed),
                 Err(StoreError::Stale(reason)) => return Err(StoreError::Stale(reason)),
                 // One contact failing (a corrupt row) must not hold up the others.
-                Err(err) => tracing::error!(contact = %id, error = %err, "automation evaluation failed; the contact stays queued"),
+                Err(err) => {
+                    tracing::error!(contact = %id, error = %leadscore_store::ErrorChain(&err), "automation evaluation failed; the contact stays queued")
+                }
             }
         }
         Ok(runs)

@@ -18,7 +18,7 @@ fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
 
 fn record((name, definition, enabled, created_at, updated_at): RawRow) -> StoreResult<AutomationRecord> {
     let definition =
-        serde_json::from_str(&definition).map_err(|e| StoreError::Backend(format!("the stored definition of automation {name:?} is not JSON: {e}")))?;
+        serde_json::from_str(&definition).map_err(|e| StoreError::database(format!("the stored definition of automation {name:?} is not JSON"), e))?;
     Ok(AutomationRecord { name, definition, enabled, created_at, updated_at })
 }
 

@@ -65,10 +65,28 @@ struct Inner {
     reading: Arc<tokio::sync::Semaphore>,
     /// The next rescore chunk, being read and scored while the current one is written.
     prefetch: Mutex<Option<models::Prefetch>>,
+    /// The writer thread, joined when the last handle goes.
+    writer_thread: Option<std::thread::JoinHandle<()>>,
 }
 
-pub(crate) fn db_err(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(err.to_string())
+/// Closing: the writer commits what it has accepted (the queued writes too) before the
+/// last handle is gone, so a process that stops after its callers were answered loses
+/// nothing and leaves no writer half way through a group.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.writer, closed));
+        if let Some(thread) = self.writer_thread.take()
+            && thread.thread().id() != std::thread::current().id()
+            && thread.join().is_err()
+        {
+            tracing::error!("the SQLite writer thread panicked");
+        }
+    }
+}
+
+pub(crate) fn db_err(err: impl Into<leadscore_store::BoxError>) -> StoreError {
+    StoreError::database("SQLite", err)
 }
 
 fn open_connection(path: &Path) -> StoreResult<Connection> {
@@ -93,7 +111,7 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index + 1;
-        let failed = |e: rusqlite::Error| StoreError::Backend(format!("migration {version} failed: {e}"));
+        let failed = |e: rusqlite::Error| StoreError::database(format!("migration {version} failed"), e);
         conn.execute_batch("BEGIN IMMEDIATE").map_err(failed)?;
         let applied = conn
             .execute_batch(sql)
@@ -134,7 +152,7 @@ fn backfill_accounts(conn: &Connection) -> StoreResult<()> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file `leadscore.db` in `dir`.
     pub fn open_dir(dir: &Path) -> StoreResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::database(format!("cannot create {}", dir.display()), e))?;
         Self::open(&dir.join("leadscore.db"))
     }
 
@@ -143,7 +161,7 @@ impl SqliteStore {
         let writer_conn = open_connection(path)?;
         migrate(&writer_conn)?;
         let (tx, rx) = mpsc::channel::<WriteJob>(QUEUE_DEPTH);
-        std::thread::Builder::new().name("leadscore-sqlite-writer".into()).spawn(move || writer_loop(writer_conn, rx)).map_err(db_err)?;
+        let writer_thread = std::thread::Builder::new().name("leadscore-sqlite-writer".into()).spawn(move || writer_loop(writer_conn, rx)).map_err(db_err)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -151,6 +169,7 @@ impl SqliteStore {
                 readers: Mutex::new(Vec::new()),
                 reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
                 prefetch: Mutex::new(None),
+                writer_thread: Some(writer_thread),
             }),
         })
     }
@@ -203,7 +222,7 @@ impl SqliteStore {
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::database("read task failed", e))?
     }
 }
 
@@ -234,7 +253,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
         let mut completions = Vec::with_capacity(size);
         if let Err(err) = run_statement(&conn, "BEGIN IMMEDIATE") {
             // Dropping the jobs answers their callers with StoreError::Closed.
-            tracing::error!(error = %err, dropped = size, "cannot begin a write transaction");
+            tracing::error!(error = %leadscore_store::ErrorChain(&err), dropped = size, "cannot begin a write transaction");
             group.clear();
             continue;
         }
@@ -253,7 +272,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
             if savepoint {
                 let end = if ok { run_statement(&conn, "RELEASE job") } else { rollback_to_savepoint(&conn) };
                 if let Err(err) = end {
-                    tracing::error!(error = %err, "savepoint end failed");
+                    tracing::error!(error = %leadscore_store::ErrorChain(&err), "savepoint end failed");
                 }
             } else if !ok {
                 failed_alone = true;
@@ -264,8 +283,10 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
+        // Every caller of the group gets the one commit error as its source.
+        let commit = commit.map_err(Arc::new);
         for completion in completions {
-            completion(commit.as_ref().map(|_| ()).map_err(|e| StoreError::Backend(e.to_string())));
+            completion(commit.as_ref().map(|_| ()).map_err(|e| StoreError::database("the group commit failed", Arc::clone(e))));
         }
         metrics::histogram!("leadscore_write_commit_seconds").record(started.elapsed().as_secs_f64());
         tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "write group committed");
@@ -315,6 +336,39 @@ mod tests {
             .await
             .expect("the writer still answers");
         assert_eq!(count, 0, "the panicking write was rolled back");
+    }
+
+    /// Finds an error of type `E` anywhere in the source chain of `err`.
+    fn find_source<E: std::error::Error + 'static>(err: &StoreError) -> Option<&E> {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+        while let Some(cause) = next {
+            if let Some(found) = cause.downcast_ref::<E>() {
+                return Some(found);
+            }
+            next = cause.source();
+        }
+        None
+    }
+
+    /// A failing statement and a corrupt stored column come back with the driver's error
+    /// beneath the StoreError, not flattened into a string.
+    #[tokio::test]
+    async fn driver_errors_stay_in_the_source_chain() {
+        use leadscore_store::ContactStore;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open_dir(dir.path()).expect("open");
+        let failed = store.read(|conn| conn.execute_batch("SELECT * FROM no_such_table").map_err(db_err)).await.expect_err("no such table");
+        assert!(matches!(failed, StoreError::Database { .. }), "{failed:?}");
+        let sqlite = find_source::<rusqlite::Error>(&failed).expect("the rusqlite error is a source");
+        assert!(sqlite.to_string().contains("no_such_table"), "{sqlite}");
+        assert!(leadscore_store::ErrorChain(&failed).to_string().contains("no_such_table"));
+
+        store
+            .write(|conn| conn.execute("INSERT INTO contacts (id, attributes, created_at, updated_at) VALUES ('x', '{not json', 0, 0)", []).map_err(db_err))
+            .await
+            .expect("insert");
+        let corrupt = store.get_contact("x").await.expect_err("corrupt attributes");
+        assert!(find_source::<serde_json::Error>(&corrupt).is_some(), "{corrupt:?}");
     }
 
     /// Many reads at once share a few connections instead of each opening its own (each

@@ -41,7 +41,7 @@ pub(crate) fn live_models_in(conn: &Connection, given: &ModelSet) -> StoreResult
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(db_err)?;
-        let model = leadscore_core::Model::parse(&source).map_err(|e| StoreError::Backend(format!("stored model {name} v{version} does not parse: {e}")))?;
+        let model = leadscore_core::Model::parse(&source).map_err(|e| StoreError::database(format!("stored model {name} v{version} does not parse"), e))?;
         set.push(std::sync::Arc::new(PublishedModel { name: name.clone(), version: *version, model, shadow_of }));
     }
     let set = std::sync::Arc::new(set);

@@ -365,7 +365,7 @@ impl ScoreStore for SqliteStore {
         let key = (model.name.clone(), model.version, after.clone());
         let prefetched = self.inner.prefetch.lock().map_err(|_| StoreError::Closed)?.take().filter(|p| p.key == key);
         let chunk = match prefetched {
-            Some(prefetch) => prefetch.chunk.await.map_err(|e| StoreError::Backend(format!("rescore read failed: {e}")))??,
+            Some(prefetch) => prefetch.chunk.await.map_err(|e| StoreError::database("rescore read failed", e))??,
             None => {
                 let reading = model.clone();
                 self.read(move |conn| score_chunk(conn, &reading, &after, limit, now)).await?

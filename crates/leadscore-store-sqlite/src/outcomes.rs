@@ -23,7 +23,7 @@ fn record((id, contact_id, kind, status, rating, note, author, at, scores, recor
         "status" => OutcomeKind::Status { status: status.unwrap_or_default() },
         _ => OutcomeKind::Feedback { rating: rating.unwrap_or(0).clamp(0, 5) as u8, note, author },
     };
-    let scores = serde_json::from_str(&scores).map_err(|e| StoreError::Backend(format!("outcome {id}: scores are not JSON: {e}")))?;
+    let scores = serde_json::from_str(&scores).map_err(|e| StoreError::database(format!("outcome {id}: scores are not JSON"), e))?;
     Ok(OutcomeRecord { id, contact_id, kind, at, scores, recorded_at })
 }
 
@@ -80,7 +80,7 @@ fn set_cards(conn: &Connection, model: &str, cards: &[(i64, Option<ScoreCard>)])
             continue;
         };
         let mut scores: BTreeMap<String, ScoreCard> =
-            serde_json::from_str(&text).map_err(|e| StoreError::Backend(format!("outcome {id}: scores are not JSON: {e}")))?;
+            serde_json::from_str(&text).map_err(|e| StoreError::database(format!("outcome {id}: scores are not JSON"), e))?;
         match card {
             Some(card) => scores.insert(model.to_string(), card.clone()),
             None => scores.remove(model),

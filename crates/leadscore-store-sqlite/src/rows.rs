@@ -16,7 +16,7 @@ pub(crate) const CONTACT_COLUMNS: &str = "c.id, c.email, c.attributes, c.groups,
      (SELECT MAX(e.ts) FROM events e WHERE e.contact_id = c.id)";
 
 pub(crate) fn json_map(text: &str) -> StoreResult<Map<String, Value>> {
-    serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt JSON in the database: {e}")))
+    serde_json::from_str(text).map_err(|e| StoreError::database("corrupt JSON in the database", e))
 }
 
 /// Decodes only the listed top-level keys of a JSON object (values of other keys are
@@ -26,7 +26,7 @@ pub(crate) fn json_map_keys(text: &str, keys: &[String]) -> StoreResult<Map<Stri
         return Ok(Map::new());
     }
     let raw: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
-        serde_json::from_str(text).map_err(|e| StoreError::Backend(format!("corrupt JSON in the database: {e}")))?;
+        serde_json::from_str(text).map_err(|e| StoreError::database("corrupt JSON in the database", e))?;
     let mut map = Map::new();
     for key in keys {
         if let Some(value) = raw.get(key) {

@@ -290,7 +290,7 @@ impl RunStore for SqliteStore {
                     }
                     Err(err) => {
                         conn.execute_batch("ROLLBACK TO contact; RELEASE contact").map_err(db_err)?;
-                        tracing::error!(contact = %id, error = %err, "automation evaluation failed; the contact stays queued");
+                        tracing::error!(contact = %id, error = %leadscore_store::ErrorChain(&err), "automation evaluation failed; the contact stays queued");
                         teams = load_teams(conn)?.into_iter().map(|t| (t.name.clone(), t)).collect();
                     }
                 }

@@ -32,8 +32,44 @@ pub enum StoreError {
     /// reload it and try again. Nothing was written.
     #[error("stale: {0}")]
     Stale(String),
+    /// A failure of the database (or the IO beneath it), with the driver's error as its
+    /// source: `what` says what was being done, `source()` walks down to the driver's error
+    /// (so `{:#}` in the binary and [`ErrorChain`] in the logs show the whole story).
+    #[error("database error: {what}")]
+    Database {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A storage failure with no underlying error (a row that must exist did not, a value
+    /// the code does not know): the message is all there is.
     #[error("database error: {0}")]
     Backend(String),
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl StoreError {
+    /// A [`StoreError::Database`]: `what` was being done when `source` failed.
+    pub fn database(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Database { what: what.into(), source: source.into() }
+    }
+}
+
+/// Displays an error with its sources, `outer: inner: innermost`, for logs: a plain `%err`
+/// shows only the outer message, which for [`StoreError::Database`] leaves out the driver's.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(err) = next {
+            write!(f, ": {err}")?;
+            next = err.source();
+        }
+        Ok(())
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

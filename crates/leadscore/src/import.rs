@@ -237,7 +237,9 @@ async fn import_contacts_ndjson(state: &Arc<AppState>, file: &Path, historical: 
         }
         let store = state.store.clone();
         let models = models.clone();
-        tasks.spawn(async move { (number, store.upsert_contact(upsert, &models, now).await.map(|(_, created)| created).map_err(|e| e.to_string())) });
+        tasks.spawn(async move {
+            (number, store.upsert_contact(upsert, &models, now).await.map(|(_, created)| created).map_err(|e| leadscore_store::ErrorChain(&e).to_string()))
+        });
         if tasks.len() >= 256 {
             collect_one(&mut tasks, &mut summary).await?;
         }
@@ -630,7 +632,7 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
         let models = models.clone();
         let outcome_reads = outcome_reads.clone();
         tasks.spawn(async move {
-            let stored = state.store.upsert_contact(upsert, &models, now).await.map_err(|e| e.to_string());
+            let stored = state.store.upsert_contact(upsert, &models, now).await.map_err(|e| leadscore_store::ErrorChain(&e).to_string());
             let result = match (stored, outcome) {
                 (Ok((contact, created)), Some(status)) => {
                     record_import_outcome(&state, &outcome_reads, &contact, created, status, created_at).await.map(|()| created)
@@ -923,7 +925,7 @@ async fn record_import_outcome(
     let kind = leadscore_store::OutcomeKind::Status { status };
     if !created {
         let permit = reads.acquire().await.map_err(|e| e.to_string())?;
-        let known = state.store.contact_outcomes(&contact.id).await.map_err(|e| e.to_string());
+        let known = state.store.contact_outcomes(&contact.id).await.map_err(|e| leadscore_store::ErrorChain(&e).to_string());
         drop(permit);
         let known = known?;
         if known.iter().any(|o| o.kind == kind && o.at == at) {

@@ -625,7 +625,12 @@ async fn serve_on(state: Arc<AppState>, listener: tokio::net::TcpListener) -> Re
         }
         tracing::info!("shutting down: finishing requests in flight");
     };
-    leadscore_server::serve(state, listener, shutdown).await.context("the server stopped with an error")
+    leadscore_server::serve(state, listener, shutdown).await.context("the server stopped with an error")?;
+    // The last handle of the store went with the server: the SQLite writer has committed
+    // what it accepted.
+    tracing::info!("leadscore stopped");
+    eprintln!("leadscore stopped");
+    Ok(())
 }
 
 fn validate_model(file: &std::path::Path, json: bool) -> Result<()> {
