@@ -158,7 +158,7 @@ async fn ensure_example_model(state: &Arc<AppState>) -> Result<()> {
 }
 
 async fn generate(data: &DataArgs, contacts: usize, events: usize) -> Result<()> {
-    let state = app_state(open_store(data).await?).await?;
+    let state = app_state(data, open_store(data).await?).await?;
     ensure_example_model(&state).await?;
     if state.store.count_contacts().await? > 0 {
         bail!("the database already holds contacts; generate into an empty --data directory");
@@ -203,7 +203,7 @@ async fn generate(data: &DataArgs, contacts: usize, events: usize) -> Result<()>
 }
 
 async fn rescore(data: &DataArgs) -> Result<()> {
-    let state = app_state(open_existing_store(data).await?).await?;
+    let state = app_state(data, open_existing_store(data).await?).await?;
     let names: Vec<String> = state.models().iter().map(|m| m.name.clone()).collect();
     if names.is_empty() {
         bail!("no live model; run `leadscore bench generate` first");
@@ -264,7 +264,7 @@ async fn start_server(data: Option<&DataArgs>) -> Result<BenchServer> {
 /// Serves `store` on a random port with the example model; `key` is an admin key already
 /// in the database (a second server on it), else one is created. Returns (base URL, key).
 async fn serve_store(store: Arc<dyn leadscore_store::Store>, key: Option<String>) -> Result<(String, String)> {
-    let state = app_state(store).await?;
+    let state = app_state(&DataArgs::default(), store).await?;
     ensure_example_model(&state).await?;
     let key = match key {
         Some(key) => key,

@@ -302,7 +302,7 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
         data.data = Some("leadscore-demo".into());
     }
     let store = open_store(&data).await?;
-    let state = app_state(store.clone()).await?;
+    let state = app_state(&data, store.clone()).await?;
     if state.model("b2b").is_none() {
         let model = leadscore_core::Model::parse(EXAMPLE_MODEL_TOML).context("the example model must parse")?;
         leadscore_server::models::publish(&state, model, EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, None).await?;

@@ -144,7 +144,7 @@ impl Summary {
 pub async fn run(command: ImportCommand) -> Result<ExitCode> {
     let summary = match command {
         ImportCommand::Contacts { data, file, map, id_column, email_column, missing, delimiter, fire_automations, outcome, json } => {
-            let state = app_state(open_store(&data).await?).await?;
+            let state = app_state(&data, open_store(&data).await?).await?;
             if outcome.is_some() && is_ndjson(&file) {
                 bail!("--outcome reads a CSV column; NDJSON contacts carry no outcome column");
             }
@@ -158,13 +158,13 @@ pub async fn run(command: ImportCommand) -> Result<ExitCode> {
             summary
         }
         ImportCommand::Outcomes { data, file, json } => {
-            let state = app_state(open_store(&data).await?).await?;
+            let state = app_state(&data, open_store(&data).await?).await?;
             let summary = import_outcomes(&state, &file).await?;
             summary.print("outcomes", json);
             summary
         }
         ImportCommand::Events { data, file, fire_automations, json } => {
-            let state = app_state(open_store(&data).await?).await?;
+            let state = app_state(&data, open_store(&data).await?).await?;
             let summary = import_events(&state, &file, fire_automations).await?;
             summary.print("events", json);
             summary

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use leadscore_core::Model;
-use leadscore_server::{AppState, ServerConfig, system_clock};
+use leadscore_server::{AppState, system_clock};
 use leadscore_store::Store;
 use leadscore_store_sqlite::SqliteStore;
 
@@ -189,6 +189,18 @@ enum Command {
     Key {
         #[command(subcommand)]
         action: KeyCommand,
+    },
+    /// Print the configuration in effect (defaults, leadscore.toml, LEADSCORE_* variables,
+    /// flags) and where each value came from; secrets are not shown
+    Config {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The address `serve` would listen on
+        #[arg(long, env = "LEADSCORE_ADDR")]
+        addr: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
     },
     /// Run benchmarks and print figures (see BENCHMARKS.md)
     Bench(bench::BenchArgs),
@@ -372,63 +384,64 @@ fn redact(url: &str) -> String {
     }
 }
 
-pub async fn app_state(store: Arc<dyn Store>) -> Result<Arc<AppState>> {
-    let mut config = ServerConfig::default();
-    if let Ok(text) = std::env::var("LEADSCORE_SWEEP_INTERVAL") {
-        config.sweep_interval = match text.trim() {
-            "0" | "off" => None,
-            other => {
-                let span = leadscore_core::Span::parse(other).map_err(|e| anyhow::anyhow!("LEADSCORE_SWEEP_INTERVAL: {e}"))?;
-                Some(std::time::Duration::from_millis(span.millis() as u64))
-            }
-        };
-    }
-    if let Ok(text) = std::env::var("LEADSCORE_RATE_LIMIT") {
-        config.rate_limit = match text.trim() {
-            "0" | "off" => None,
-            other => Some(other.parse().with_context(|| format!("LEADSCORE_RATE_LIMIT: {other:?} is not a number of requests per second (or off)"))?),
-        };
-    }
-    if let Some(every) = env_span("LEADSCORE_SCHEDULER_INTERVAL")? {
-        config.scheduler_interval = every;
-    }
-    if let Some(skew) = env_span("LEADSCORE_MAX_FUTURE_SKEW")? {
-        config.max_future_skew = skew;
-    }
-    if let Some(base) = env_span("LEADSCORE_DELIVERY_BACKOFF")? {
-        config.delivery_backoff = base;
-    }
-    if let Some(lease) = env_span("LEADSCORE_DELIVERY_LEASE")? {
-        config.delivery_lease = lease.max(std::time::Duration::from_secs(1));
-    }
-    if let Ok(text) = std::env::var("LEADSCORE_DELIVERY_ATTEMPTS") {
-        config.delivery_attempts =
-            text.trim().parse().ok().filter(|n| *n >= 1).with_context(|| format!("LEADSCORE_DELIVERY_ATTEMPTS: {text:?} is not a positive number"))?;
-    }
-    config.allow_private_webhooks = std::env::var("LEADSCORE_ALLOW_PRIVATE_WEBHOOKS").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "no" | "off"));
-    config.smtp_url = std::env::var("LEADSCORE_SMTP_URL").ok().filter(|u| !u.trim().is_empty());
-    if let Ok(from) = std::env::var("LEADSCORE_SMTP_FROM") {
-        config.smtp_from = from;
-    }
-    AppState::new(store, system_clock(), config).await.context("cannot load the live models")
+/// The application over `store`, configured by [`config::Config`] (defaults, then the
+/// configuration file, then `LEADSCORE_*`).
+pub async fn app_state(data: &DataArgs, store: Arc<dyn Store>) -> Result<Arc<AppState>> {
+    let config = config::Config::load(&config::Settings::load(data.config.as_deref())?)?;
+    AppState::new(store, system_clock(), config.server).await.context("cannot load the live models")
 }
 
-/// A duration (`30s`, `1m`, `2h`) from the environment.
-fn env_span(variable: &str) -> Result<Option<std::time::Duration>> {
-    match std::env::var(variable) {
-        Err(_) => Ok(None),
-        Ok(text) => {
-            let span = leadscore_core::Span::parse(&text).map_err(|e| anyhow::anyhow!("{variable}: {e}"))?;
-            Ok(Some(std::time::Duration::from_millis(span.millis() as u64)))
+/// Where a value given by flag or variable came from: clap reads both into one field, so
+/// a value equal to the variable's is taken to come from it.
+fn flag_or_env(value: &str, variable: &str) -> config::Source {
+    if std::env::var(variable).is_ok_and(|v| v == value) { config::Source::Environment } else { config::Source::Flag }
+}
+
+fn print_config(data: &DataArgs, addr: Option<String>, json: bool) -> Result<()> {
+    use config::Source;
+    let settings = config::Settings::load(data.config.as_deref())?;
+    let config = config::Config::load(&settings)?;
+    let store = match (&data.database_url, &settings.database_url, &data.data, &settings.data) {
+        (Some(url), _, _, _) => (url.clone(), flag_or_env(url, "LEADSCORE_DATABASE_URL")),
+        (None, Some(url), _, _) => (url.clone(), Source::File),
+        (None, None, Some(dir), _) => (dir.join("leadscore.db").display().to_string(), flag_or_env(&dir.display().to_string(), "LEADSCORE_DATA")),
+        (None, None, None, Some(dir)) => (dir.join("leadscore.db").display().to_string(), Source::File),
+        (None, None, None, None) => ("leadscore-data/leadscore.db".to_string(), Source::Default),
+    };
+    let addr = match (addr, settings.addr) {
+        (Some(addr), _) => {
+            let source = flag_or_env(&addr, "LEADSCORE_ADDR");
+            (addr, source)
         }
+        (None, Some(addr)) => (addr, Source::File),
+        (None, None) => ("127.0.0.1:8080".to_string(), Source::Default),
+    };
+    let admin_key = match (std::env::var("LEADSCORE_ADMIN_KEY").is_ok(), settings.admin_key.is_some()) {
+        (true, _) => Some(Source::Environment),
+        (false, true) => Some(Source::File),
+        (false, false) => None,
+    };
+    let described = config.describe((&store.0, store.1), (&addr.0, addr.1), admin_key);
+    if json {
+        println!("{described}");
+        return Ok(());
     }
+    for (key, entry) in described.as_object().into_iter().flatten() {
+        let value = match &entry["value"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".to_string(),
+            other => other.to_string(),
+        };
+        println!("{key:<24} {value:<40} ({})", entry["from"].as_str().unwrap_or("?"));
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let done = match cli.command {
         Command::Serve { data, addr } => {
             let settings = config::Settings::load(data.config.as_deref())?;
-            let state = app_state(open_store(&data).await?).await?;
+            let state = app_state(&data, open_store(&data).await?).await?;
             let addr = addr.or(settings.addr).unwrap_or_else(|| "127.0.0.1:8080".into());
             // Listening first: a start that fails (the port taken) must not use up the
             // one-time admin key, or the next start would print none.
@@ -454,7 +467,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let problems: Vec<String> = e.problems().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
                 anyhow::anyhow!("{} is not a valid model:\n  {}", model.display(), problems.join("\n  "))
             })?;
-            let state = app_state(open_existing_store(&data).await?).await?;
+            let state = app_state(&data, open_existing_store(&data).await?).await?;
             let live_name = live.unwrap_or_else(|| candidate.name.clone());
             let (live, from, to) = leadscore_server::reports::resolve(&state, Some(&live_name), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
             let bar = progress_bar(0, "backtest");
@@ -473,7 +486,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(())
         }
         Command::Report { data, what, against, model, from, to, edges, bins, attribute, sla, json, csv } => {
-            let state = app_state(open_existing_store(&data).await?).await?;
+            let state = app_state(&data, open_existing_store(&data).await?).await?;
             if let ReportKind::Compare = what {
                 let model = model.context("compare needs --model SHADOW")?;
                 if csv {
@@ -568,7 +581,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             AutomationCommand::List { data, json } => list_automations(&data, json).await,
         },
         Command::Rescore { data, model } => {
-            let state = app_state(open_existing_store(&data).await?).await?;
+            let state = app_state(&data, open_existing_store(&data).await?).await?;
             let names: Vec<String> = match model {
                 Some(name) => vec![name],
                 None => state.models().iter().map(|m| m.name.clone()).collect(),
@@ -584,12 +597,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Score { data, contact, at, json } => score(&data, &contact, at.as_deref(), json).await,
         Command::Migrate { from, to, json } => migrate::run(&from, &to, json).await,
         Command::Key { action: KeyCommand::Create { data, admin: _, name } } => {
-            let state = app_state(open_existing_store(&data).await?).await?;
+            let state = app_state(&data, open_existing_store(&data).await?).await?;
             let key = state.create_admin_key(&name).await.context("cannot store the new key")?;
             eprintln!("created the admin key {name:?}; it is shown only this once, keep it safe:");
             println!("{key}");
             Ok(())
         }
+        Command::Config { data, addr, json } => print_config(&data, addr, json),
         Command::Bench(args) => bench::run(args).await,
     };
     done.map(|()| ExitCode::SUCCESS)
@@ -678,7 +692,7 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path, shadow_of: Option<
         }
     };
     let name = model.name.clone();
-    let state = app_state(open_store(data).await?).await?;
+    let state = app_state(data, open_store(data).await?).await?;
     if let Some(live) = leadscore_server::models::unchanged_version(&state, &name, &text, shadow_of.as_deref()).await? {
         eprintln!("{name} is unchanged: version {} is live with this text; nothing published", live.version);
         return Ok(());
@@ -705,7 +719,7 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path, shadow_of: Option<
 }
 
 async fn promote_model(data: &DataArgs, name: &str) -> Result<()> {
-    let state = app_state(open_existing_store(data).await?).await?;
+    let state = app_state(data, open_existing_store(data).await?).await?;
     let version = leadscore_server::models::promote(&state, name).await?;
     eprintln!("promoted {name}: it is now {} version {}, and {name} is deleted", version.name, version.version);
     rescore_with_progress(&state, &version.name).await
@@ -728,7 +742,7 @@ async fn apply_automations(data: &DataArgs, file: &std::path::Path) -> Result<()
     };
     // The checks the API makes before storing (shadow models, webhook targets), also all
     // before anything is stored.
-    let state = app_state(open_store(data).await?).await?;
+    let state = app_state(data, open_store(data).await?).await?;
     let mut refused = 0;
     for automation in &automations {
         for p in leadscore_server::automations::refusals(&state, automation).await {
@@ -949,7 +963,7 @@ pub fn progress_bar(total: u64, message: &str) -> indicatif::ProgressBar {
 }
 
 async fn score(data: &DataArgs, id: &str, at: Option<&str>, json: bool) -> Result<()> {
-    let state = app_state(open_existing_store(data).await?).await?;
+    let state = app_state(data, open_existing_store(data).await?).await?;
     let at = at.map(leadscore_server::input::parse_time).transpose().map_err(anyhow::Error::msg)?;
     let contact = state.store.get_contact(id).await?.with_context(|| format!("no contact {id:?}"))?;
     let cards = leadscore_server::contacts::current_cards(&state, &contact, at).await.map_err(|e| anyhow::anyhow!(e.message))?;

@@ -768,3 +768,41 @@ fn read_commands_need_data_and_errors_read_plainly() {
     assert!(help.contains("./leadscore-demo") && !help.contains("./leadscore-data"), "{help}");
     assert!(!help.contains("about 12 events") && help.contains("about 6.7 events per contact"), "{help}");
 }
+
+/// Issue 11: configuration is read in one layered place: defaults, then leadscore.toml,
+/// then LEADSCORE_* variables, then flags; `leadscore config` says where each value came
+/// from and never prints a secret.
+#[test]
+fn config_layers_file_environment_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("leadscore.toml"), "sweep_interval = \"1m\"\nrate_limit = 50\naddr = \"127.0.0.1:9000\"\nadmin_key = \"lsk_file_secret\"\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+        .args(["config", "--json", "--addr", "127.0.0.1:9100"])
+        .env_remove("LEADSCORE_DATABASE_URL")
+        .env_remove("LEADSCORE_DATA")
+        .env_remove("LEADSCORE_ADDR")
+        .env_remove("LEADSCORE_ADMIN_KEY")
+        .env_remove("LEADSCORE_SWEEP_INTERVAL")
+        .env("LEADSCORE_RATE_LIMIT", "off")
+        .env("LEADSCORE_SMTP_URL", "smtp://mailer:hunter2@mail.example.com:587")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains("lsk_file_secret") && !text.contains("hunter2"), "a secret was printed: {text}");
+    let config = json(&text);
+    let seen = |key: &str| (config[key]["value"].clone(), config[key]["from"].as_str().unwrap().to_string());
+    assert_eq!(seen("sweep_interval"), (serde_json::json!("1m"), "leadscore.toml".into()), "the file over the default");
+    assert_eq!(seen("rate_limit"), (serde_json::json!("off"), "environment".into()), "the variable over the file");
+    assert_eq!(seen("addr"), (serde_json::json!("127.0.0.1:9100"), "flag".into()), "the flag over the file");
+    assert_eq!(seen("delivery_attempts"), (serde_json::json!(10), "default".into()));
+    assert_eq!(seen("smtp_url").0, "smtp://mailer:***@mail.example.com:587");
+    assert_eq!(seen("admin_key").1, "leadscore.toml");
+    // A bad value names where it came from.
+    std::fs::write(d.join("leadscore.toml"), "sweep_interval = \"soon\"\n").unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_leadscore")).args(["config"]).env_remove("LEADSCORE_SWEEP_INTERVAL").current_dir(d).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("sweep_interval in leadscore.toml"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
