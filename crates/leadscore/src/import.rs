@@ -381,6 +381,21 @@ impl CsvRows {
         })
     }
 
+    /// The line of the next record that reads (None at the end of the file); the rows on
+    /// the way that cannot be read are counted and rejected in `summary`.
+    fn next_readable(&mut self, record: &mut csv::StringRecord, summary: &mut Summary) -> Result<Option<u64>> {
+        loop {
+            match self.next(record)? {
+                Row::End => return Ok(None),
+                Row::Record(line) => return Ok(Some(line)),
+                Row::Rejected(line, reason) => {
+                    summary.rows += 1;
+                    summary.reject(line, reason);
+                }
+            }
+        }
+    }
+
     /// Whether the record's bytes (`start` up to `end`) hold a quoted field that does not
     /// close cleanly: why, and the byte offset of the record's second line.
     fn broken_quote(&mut self, start: &csv::Position, end: u64) -> Result<Option<(String, u64)>> {
@@ -573,15 +588,7 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
     let mut tasks: tokio::task::JoinSet<(u64, Result<bool, String>)> = tokio::task::JoinSet::new();
     let mut record = csv::StringRecord::new();
     loop {
-        let line = match rows.next(&mut record)? {
-            Row::End => break,
-            Row::Record(line) => line,
-            Row::Rejected(line, reason) => {
-                summary.rows += 1;
-                summary.reject(line, reason);
-                continue;
-            }
-        };
+        let Some(line) = rows.next_readable(&mut record, &mut summary)? else { break };
         summary.rows += 1;
         let mut attributes = Map::new();
         for (i, cell) in record.iter().enumerate() {
@@ -685,15 +692,7 @@ async fn import_events(state: &Arc<AppState>, file: &Path, fire_automations: boo
         let mut rows = CsvRows::open(file, Some(','), false)?;
         let mut record = csv::StringRecord::new();
         loop {
-            let line = match rows.next(&mut record)? {
-                Row::End => break,
-                Row::Record(line) => line,
-                Row::Rejected(line, reason) => {
-                    summary.rows += 1;
-                    summary.reject(line, reason);
-                    continue;
-                }
-            };
+            let Some(line) = rows.next_readable(&mut record, &mut summary)? else { break };
             let headers = &rows.headers;
             let mut object = Map::new();
             let mut properties = Map::new();
@@ -850,15 +849,7 @@ async fn import_outcomes(state: &Arc<AppState>, file: &Path) -> Result<Summary> 
     let mut known: std::collections::HashMap<String, Vec<(leadscore_store::OutcomeKind, leadscore_store::Millis)>> = Default::default();
     let mut record = csv::StringRecord::new();
     loop {
-        let line = match rows.next(&mut record)? {
-            Row::End => break,
-            Row::Record(line) => line,
-            Row::Rejected(line, reason) => {
-                summary.rows += 1;
-                summary.reject(line, reason);
-                continue;
-            }
-        };
+        let Some(line) = rows.next_readable(&mut record, &mut summary)? else { break };
         summary.rows += 1;
         let (contact, kinds, at) = match outcome_row(state, &record, &columns) {
             Ok(row) => row,
