@@ -460,18 +460,6 @@ async fn backfill_accounts(tx: &deadpool_postgres::Transaction<'_>) -> PgResult<
 mod tests {
     use super::*;
 
-    /// Finds an error of type `E` anywhere in the source chain of `err`.
-    fn find_source<E: std::error::Error + 'static>(err: &StoreError) -> Option<&E> {
-        let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-        while let Some(cause) = next {
-            if let Some(found) = cause.downcast_ref::<E>() {
-                return Some(found);
-            }
-            next = cause.source();
-        }
-        None
-    }
-
     /// Nothing listens on port 1: the pool's error, and beneath it tokio-postgres's, stay
     /// in the chain (this needs no server).
     #[tokio::test]
@@ -480,8 +468,8 @@ mod tests {
             panic!("connected to port 1");
         };
         assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
-        assert!(find_source::<deadpool_postgres::PoolError>(&err).is_some(), "{err:?}");
-        assert!(find_source::<tokio_postgres::Error>(&err).is_some(), "{err:?}");
+        assert!(err.find_source::<deadpool_postgres::PoolError>().is_some(), "{err:?}");
+        assert!(err.find_source::<tokio_postgres::Error>().is_some(), "{err:?}");
     }
 
     /// A failing statement (and a corrupt stored column) on a real server come back with
@@ -496,7 +484,7 @@ mod tests {
         let store = PostgresStore::connect(&url, Some(&schema)).await.expect("connect");
         let client = store.inner.pool.get().await.expect("client");
         let failed = StoreError::from(PgError::from(client.batch_execute("SELECT * FROM no_such_table").await.expect_err("no such table")));
-        let driver = find_source::<tokio_postgres::Error>(&failed).expect("the tokio-postgres error is a source");
+        let driver = failed.find_source::<tokio_postgres::Error>().expect("the tokio-postgres error is a source");
         assert_eq!(driver.code(), Some(&SqlState::UNDEFINED_TABLE));
         assert!(leadscore_store::ErrorChain(&failed).to_string().contains("no_such_table"), "{}", leadscore_store::ErrorChain(&failed));
         client
@@ -506,7 +494,7 @@ mod tests {
         drop(client);
         let corrupt = store.get_contact("x").await.expect_err("corrupt attributes");
         let cleanup = store.drop_schema().await;
-        assert!(find_source::<serde_json::Error>(&corrupt).is_some(), "{corrupt:?}");
+        assert!(corrupt.find_source::<serde_json::Error>().is_some(), "{corrupt:?}");
         cleanup.expect("drop schema");
     }
 

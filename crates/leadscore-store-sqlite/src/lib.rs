@@ -338,18 +338,6 @@ mod tests {
         assert_eq!(count, 0, "the panicking write was rolled back");
     }
 
-    /// Finds an error of type `E` anywhere in the source chain of `err`.
-    fn find_source<E: std::error::Error + 'static>(err: &StoreError) -> Option<&E> {
-        let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-        while let Some(cause) = next {
-            if let Some(found) = cause.downcast_ref::<E>() {
-                return Some(found);
-            }
-            next = cause.source();
-        }
-        None
-    }
-
     /// A failing statement and a corrupt stored column come back with the driver's error
     /// beneath the StoreError, not flattened into a string.
     #[tokio::test]
@@ -359,7 +347,7 @@ mod tests {
         let store = SqliteStore::open_dir(dir.path()).expect("open");
         let failed = store.read(|conn| conn.execute_batch("SELECT * FROM no_such_table").map_err(db_err)).await.expect_err("no such table");
         assert!(matches!(failed, StoreError::Database { .. }), "{failed:?}");
-        let sqlite = find_source::<rusqlite::Error>(&failed).expect("the rusqlite error is a source");
+        let sqlite = failed.find_source::<rusqlite::Error>().expect("the rusqlite error is a source");
         assert!(sqlite.to_string().contains("no_such_table"), "{sqlite}");
         assert!(leadscore_store::ErrorChain(&failed).to_string().contains("no_such_table"));
 
@@ -368,7 +356,7 @@ mod tests {
             .await
             .expect("insert");
         let corrupt = store.get_contact("x").await.expect_err("corrupt attributes");
-        assert!(find_source::<serde_json::Error>(&corrupt).is_some(), "{corrupt:?}");
+        assert!(corrupt.find_source::<serde_json::Error>().is_some(), "{corrupt:?}");
     }
 
     /// Many reads at once share a few connections instead of each opening its own (each

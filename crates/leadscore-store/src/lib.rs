@@ -54,6 +54,19 @@ impl StoreError {
     pub fn database(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
         StoreError::Database { what: what.into(), source: source.into() }
     }
+
+    /// The first error of type `E` in this error's source chain (the driver's error beneath
+    /// a [`StoreError::Database`]), for callers and tests that act on the cause.
+    pub fn find_source<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(self);
+        while let Some(cause) = next {
+            if let Some(found) = cause.downcast_ref::<E>() {
+                return Some(found);
+            }
+            next = cause.source();
+        }
+        None
+    }
 }
 
 /// Displays an error with its sources, `outer: inner: innermost`, for logs: a plain `%err`
