@@ -404,12 +404,15 @@ async fn refresh_in(db: &dyn Db, model: &PublishedModel, after: &str, limit: usi
     // The other models' cards go into the queued before-picture unchanged: a picture that
     // lacked them would read as "no score before" and fire every threshold and band
     // trigger of those models (issue 12.1).
+    // Without anything listening nothing is queued, so only this model's rows are read.
+    let queue = automations_active(db).await?;
     let mut other_cards: HashMap<String, BTreeMap<String, ScoreCard>> = HashMap::new();
+    let only_model = (!queue).then_some(model.name.as_str());
     for row in &db
         .rows(
             "SELECT contact_id, model, version, fit, activity, total, band, flames, grade, quadrant, state, as_of
-             FROM scores WHERE contact_id = ANY($1)",
-            &[&ids],
+             FROM scores WHERE contact_id = ANY($1) AND ($2::TEXT IS NULL OR model = $2)",
+            &[&ids, &only_model],
         )
         .await?
     {
@@ -427,7 +430,6 @@ async fn refresh_in(db: &dyn Db, model: &PublishedModel, after: &str, limit: usi
         let Ok(state) = serde_json::from_str(&state) else { continue }; // replayed on next use
         rows.insert(contact_id, ScoreRow { version, card: card_from_row(row, 3)?, state, as_of: row.try_get(11)? });
     }
-    let queue = automations_active(db).await?;
     let mut entries = QueueRows::default();
     let mut changed = ScoreColumns::default();
     for contact in &contacts {
