@@ -286,7 +286,7 @@ const DEMO_SHADOW: &str = "b2b-next";
 
 /// The example model with the pricing page worth 60 instead of 25 and the quote form 5
 /// instead of 50, named [`DEMO_SHADOW`].
-fn demo_shadow_model() -> Result<String> {
+pub(crate) fn demo_shadow_model() -> Result<String> {
     let mut text = leadscore_core::model::renamed_source(EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, DEMO_SHADOW)?;
     for (rule, from, to) in [("name = \"Request a quote\"", "points = 50", "points = 5"), ("name = \"Visited pricing page\"", "points = 25", "points = 60")] {
         let start = text.find(rule).with_context(|| format!("the example model has no {rule}"))?;
@@ -296,23 +296,19 @@ fn demo_shadow_model() -> Result<String> {
     Ok(text.replacen("description = \"Main B2B scoring model\"", "description = \"Candidate: pricing page 60, quote form 5\"", 1))
 }
 
-pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve: bool) -> Result<()> {
-    let mut data = data;
-    if data.data.is_none() && data.database_url.is_none() {
-        data.data = Some("leadscore-demo".into());
-    }
-    let store = open_store(&data).await?;
-    let state = app_state(&data, store.clone()).await?;
+/// Publishes the example model and its shadow, and on an empty store generates the demo's
+/// contacts, events and statuses as of the state's clock, then the example automations.
+pub async fn seed(state: &Arc<leadscore_server::AppState>, contacts: usize) -> Result<()> {
     if state.model("b2b").is_none() {
         let model = leadscore_core::Model::parse(EXAMPLE_MODEL_TOML).context("the example model must parse")?;
-        leadscore_server::models::publish(&state, model, EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, None).await?;
+        leadscore_server::models::publish(state, model, EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, None).await?;
         eprintln!("published the example model `b2b`");
     }
     if state.store.count_contacts().await? == 0 {
         if state.model(DEMO_SHADOW).is_none() {
             let text = demo_shadow_model()?;
             let model = leadscore_core::Model::parse(&text).context("the demo's shadow model must parse")?;
-            leadscore_server::models::publish(&state, model, &text, leadscore_core::Format::Toml, Some("b2b".into())).await?;
+            leadscore_server::models::publish(state, model, &text, leadscore_core::Format::Toml, Some("b2b".into())).await?;
             eprintln!(
                 "published `{DEMO_SHADOW}`, a shadow of b2b (pricing page 60, quote form 5): compare with `leadscore report compare --model {DEMO_SHADOW}`"
             );
@@ -320,11 +316,11 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
         let now = state.now();
         let (people, events, outcomes) = generate(contacts, 42, now);
         eprintln!("generating {} contacts and {} events over 90 days…", people.len(), events.len());
-        load(&state, people, events).await?;
+        load(state, people, events).await?;
         let bar = progress_bar(outcomes.len() as u64, "outcomes");
         for (contact, status, at) in &outcomes {
             let kind = leadscore_store::OutcomeKind::Status { status: status.to_string() };
-            leadscore_server::outcomes::record(&state, contact, kind, *at).await.map_err(|e| anyhow::anyhow!("recording a demo outcome: {}", e.message))?;
+            leadscore_server::outcomes::record(state, contact, kind, *at).await.map_err(|e| anyhow::anyhow!("recording a demo outcome: {}", e.message))?;
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -333,6 +329,17 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
     if state.store.list_automations().await?.is_empty() {
         store_example_automations(&state).await?;
     }
+    Ok(())
+}
+
+pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve: bool) -> Result<()> {
+    let mut data = data;
+    if data.data.is_none() && data.database_url.is_none() {
+        data.data = Some("leadscore-demo".into());
+    }
+    let store = open_store(&data).await?;
+    let state = app_state(&data, store.clone()).await?;
+    seed(&state, contacts).await?;
     let key_file = data.data.clone().unwrap_or_else(|| "leadscore-demo".into()).join("demo-admin-key.txt");
     let key = match std::env::var("LEADSCORE_ADMIN_KEY") {
         Ok(key) => key,

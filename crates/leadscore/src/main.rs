@@ -5,6 +5,8 @@ mod bench;
 mod config;
 mod demo;
 mod export;
+#[cfg(test)]
+mod golden;
 mod import;
 mod migrate;
 
