@@ -4,7 +4,6 @@
 //! mailboxes never form accounts. The account score aggregates the contacts' totals as
 //! the model's `[accounts]` table says (sum by default, max, or mean of the top N).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -14,41 +13,17 @@ use leadscore_store::{PublishedModel, Scope};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::contacts::render_contact;
+use leadscore_app::accounts::{AccountScore, score_accounts};
+use leadscore_app::contacts::current_cards;
+
 use crate::AppState;
 use crate::auth::Principal;
-use crate::contacts::{current_cards, render_contact};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Query, bad_cursor, page_cursor};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/accounts", get(list_accounts)).route("/accounts/{id}", get(get_account))
-}
-
-/// One account under one model.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AccountScore {
-    pub account: String,
-    pub score: f64,
-    pub band: Option<String>,
-    pub contacts: usize,
-}
-
-/// Scores every account from its members' totals, best first (ties by account).
-pub fn score_accounts(model: &PublishedModel, members: &[(String, String, f64)]) -> Vec<AccountScore> {
-    let mut totals: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for (account, _, total) in members {
-        totals.entry(account.as_str()).or_default().push(*total);
-    }
-    let rule = &model.model.accounts;
-    let mut accounts: Vec<AccountScore> = totals
-        .into_iter()
-        .map(|(account, totals)| {
-            let score = rule.score(&totals);
-            AccountScore { account: account.to_string(), score, band: rule.band(score), contacts: totals.len() }
-        })
-        .collect();
-    accounts.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.account.cmp(&b.account)));
-    accounts
 }
 
 fn model_for(state: &AppState, name: Option<&str>) -> ApiResult<Arc<PublishedModel>> {

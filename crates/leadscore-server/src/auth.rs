@@ -8,24 +8,11 @@ use std::time::{Duration, Instant};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use leadscore_store::{ApiKeyRecord, Scope};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::error::ApiError;
 
-pub const KEY_PREFIX: &str = "lsk_";
-
-/// A new random key: `lsk_` + 64 hex characters.
-pub fn generate_key() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{KEY_PREFIX}{}", hex::encode(bytes))
-}
-
-pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
+pub use leadscore_app::keys::{KEY_PREFIX, generate_key, hash_key};
 
 /// Who is calling, with what scopes.
 #[derive(Clone, Debug)]

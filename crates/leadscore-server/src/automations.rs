@@ -8,11 +8,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use leadscore_core::Problem;
-use leadscore_core::automation::{Action, AssignStrategy, Automation, Direction, Filter, Limits, ScoreField, Trigger};
+use leadscore_core::automation::Automation;
 use leadscore_core::model::parse_document;
-use leadscore_store::runner::{RunQuery, RunStats};
+use leadscore_store::runner::RunQuery;
 use leadscore_store::{AutomationRecord, NewAutomation, Scope};
 use serde_json::{Value, json};
+
+use leadscore_app::automations::{overview, refusals};
 
 use crate::AppState;
 use crate::auth::Principal;
@@ -31,30 +33,6 @@ pub fn router() -> Router<Arc<AppState>> {
 fn invalid(problems: Vec<Problem>) -> ApiError {
     let summary: Vec<String> = problems.iter().map(|p| if p.path.is_empty() { p.message.clone() } else { format!("{}: {}", p.path, p.message) }).collect();
     ApiError::invalid(format!("the automation has {} problem(s): {}", problems.len(), summary.join("; "))).with_details(json!({ "problems": problems }))
-}
-
-/// What keeps a valid automation from being stored here, beyond its own validation: a
-/// model it names that is a shadow (shadows fire no automations), and a webhook URL every
-/// delivery would refuse. The API and `leadscore automation apply` both apply it.
-pub async fn refusals(state: &AppState, automation: &Automation) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for (path, model) in automation.named_models() {
-        if let Some(shadow) = state.model(model).filter(|m| m.is_shadow()) {
-            let live = shadow.shadow_of.as_deref().unwrap_or_default();
-            problems.push(Problem {
-                path: path.into(),
-                message: format!("{} is a shadow of {live}: shadow models fire no automations (name {live} here, or promote the shadow)", shadow.name),
-            });
-        }
-    }
-    for (index, action) in automation.actions.iter().enumerate() {
-        if let Action::Webhook { url, .. } = action
-            && let Err(message) = crate::runtime::check_webhook_url(&state.config, url).await
-        {
-            problems.push(Problem { path: format!("actions[{index}].webhook.url"), message });
-        }
-    }
-    problems
 }
 
 /// The stored record as the API shows it.
@@ -168,121 +146,4 @@ async fn list_runs(
     }
     let next_cursor = crate::input::next_time_cursor(runs.len(), limit, runs.last().map(|r| (r.at, r.id.as_str())));
     Ok(Json(json!({ "runs": items, "next_cursor": next_cursor })))
-}
-
-/// One line of the overview (PRODUCT.md F17): what triggers it, for whom, how often, what
-/// it does, in words.
-pub fn overview(record: &AutomationRecord, stats: Option<&RunStats>) -> Value {
-    let stats = stats.cloned().unwrap_or_default();
-    let mut item = json!({
-        "name": record.name,
-        "enabled": record.enabled,
-        "created_at": format_time(record.created_at),
-        "updated_at": format_time(record.updated_at),
-        "last_fired_at": stats.last_fired_at.map(format_time),
-        "runs": { "last_day": stats.runs_last_day, "last_week": stats.runs_last_week, "total": stats.runs_total },
-    });
-    match Automation::from_value(record.definition.clone()) {
-        Ok(automation) => {
-            item["model"] = json!(automation.model);
-            item["trigger"] = json!(trigger_text(&automation.trigger));
-            item["filter"] = json!(filter_text(&automation.filter, &record.definition));
-            item["limits"] = json!(limits_text(&automation.limits));
-            item["actions"] = json!(automation.actions.iter().map(action_text).collect::<Vec<_>>());
-        }
-        // Stored definitions were valid when stored; one that no longer is (the format
-        // changed) is listed with its problems rather than failing the whole list.
-        Err(err) => item["problems"] = json!(err.problems()),
-    }
-    item
-}
-
-fn trigger_text(trigger: &Trigger) -> String {
-    match trigger {
-        Trigger::Hot { points, within } => {
-            format!("hot: at least {points} activity points within {within}")
-        }
-        Trigger::Cold { points, within } => {
-            format!("cold: fewer than {points} activity points within {within} (contacts at least {within} old)")
-        }
-        Trigger::Threshold { score, direction, value, rearm } => {
-            let score = match score {
-                ScoreField::Fit => "fit",
-                ScoreField::Activity => "activity",
-                ScoreField::Total => "total",
-            };
-            let (way, back) = match direction {
-                Direction::Above => ("above", "below"),
-                Direction::Below => ("below", "above"),
-            };
-            let rearm = rearm.map_or(String::new(), |r| format!(", re-armed once back {back} {r}"));
-            format!("threshold: {score} score crosses {way} {value}{rearm}")
-        }
-        Trigger::Band { model, to } => {
-            let change = to.as_ref().map_or("any band change".to_string(), |to| format!("band becomes {to}"));
-            match model {
-                Some(model) => format!("band: {change} under {model}"),
-                None => format!("band: {change}"),
-            }
-        }
-        Trigger::Event { name } => format!("event: {name}"),
-    }
-}
-
-fn filter_text(filter: &Filter, definition: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(group) = &filter.group {
-        parts.push(format!("in group {group}"));
-    }
-    if let Some(band) = &filter.band {
-        parts.push(format!("band {band}"));
-    }
-    if let Some(owner) = &filter.owner {
-        parts.push(format!("owned by {owner}"));
-    }
-    if filter.condition.is_some() {
-        // The condition as written (without the shorthands above) reads better than any
-        // paraphrase of nested all/any/not.
-        let mut condition = definition.get("filter").cloned().unwrap_or(Value::Null);
-        if let Some(table) = condition.as_object_mut() {
-            for key in ["group", "band", "owner"] {
-                table.remove(key);
-            }
-        }
-        parts.push(format!("attributes match {condition}"));
-    }
-    if parts.is_empty() { "every contact".into() } else { parts.join(" and ") }
-}
-
-fn limits_text(limits: &Limits) -> String {
-    let mut parts = Vec::new();
-    if let Some((max, per)) = limits.max {
-        parts.push(format!("at most {max} per {per}"));
-    }
-    if let Some(cooldown) = limits.cooldown {
-        parts.push(format!("cooldown {cooldown}"));
-    }
-    if parts.is_empty() { "no limits".into() } else { format!("{} per contact", parts.join(", ")) }
-}
-
-fn action_text(action: &Action) -> String {
-    match action {
-        Action::Webhook { url, .. } => format!("webhook {url}"),
-        Action::Email { to, subject, .. } => format!("email {to}: {subject}"),
-        Action::Assign(AssignStrategy::RoundRobin { team }) => {
-            format!("assign to {team} (round robin)")
-        }
-        Action::Assign(AssignStrategy::ByAttribute { attribute, teams, .. }) => {
-            let teams: Vec<String> = teams.iter().map(|(value, team)| format!("{value} → {team}")).collect();
-            format!("assign by {attribute} ({})", teams.join(", "))
-        }
-        Action::Set { attribute, value } => format!("set {attribute} = {value}"),
-        Action::AddGroup { group } => format!("add to group {group}"),
-        Action::RemoveGroup { group } => format!("remove from group {group}"),
-        Action::Nurture { track_per_band } => {
-            let tracks: Vec<String> =
-                track_per_band.iter().map(|(band, track)| if track.is_empty() { format!("{band} → none") } else { format!("{band} → {track}") }).collect();
-            format!("nurture ({})", tracks.join(", "))
-        }
-    }
 }

@@ -8,14 +8,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use leadscore_core::EventRef;
 use leadscore_core::scorer::{activity_history, normalize_events, round2};
-use leadscore_core::{EventRef, ScoreCard};
-use leadscore_store::scoring::{ScoringEvent, card_at, card_from_events};
-use leadscore_store::{
-    BulkFilter, BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, Scope, SortKey, StoredEvent,
-};
+use leadscore_store::scoring::ScoringEvent;
+use leadscore_store::{BulkFilter, BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, Scope, SortKey};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+
+use leadscore_app::contacts::{check_id, current_cards, scoring_events};
 
 use crate::AppState;
 use crate::auth::Principal;
@@ -30,58 +30,6 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/contacts/{id}/export", get(export_contact))
         .route("/contacts/{id}/merge", post(merge_contact))
         .route("/bulk", post(bulk_update))
-}
-
-const MAX_ID_LEN: usize = 256;
-
-pub fn check_id(id: &str, what: &str) -> ApiResult<()> {
-    if id.trim().is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!("{what} must be 1-{MAX_ID_LEN} printable characters")));
-    }
-    Ok(())
-}
-
-fn scoring_events(events: &[StoredEvent]) -> Vec<ScoringEvent> {
-    events
-        .iter()
-        .map(|e| ScoringEvent { timestamp: e.timestamp, message_id: e.message_id.clone(), name: e.name.clone(), properties: e.properties.clone() })
-        .collect()
-}
-
-/// A contact's cards under every live model that scores it, as of `at` (now if None).
-/// Stored states answer directly; a past `at` or a rescore still under way replays events.
-pub async fn current_cards(state: &AppState, contact: &ContactRecord, at: Option<Millis>) -> ApiResult<Vec<(Arc<PublishedModel>, ScoreCard)>> {
-    let mut models = state.models();
-    // A row scored under a model or version this process has not loaded yet was written
-    // after a publish through another process: load the live set now rather than showing
-    // the contact without it until the next periodic reload.
-    let newer = |models: &ModelSet| contact.scores.iter().any(|(name, row)| models.iter().find(|m| &m.name == name).is_none_or(|m| m.version < row.version));
-    if newer(&models) {
-        state.reload_models().await?;
-        models = state.models();
-    }
-    let mut cards = Vec::new();
-    let mut events: Option<Vec<ScoringEvent>> = None;
-    for published in models.iter() {
-        if !published.model.applies_to(&contact.attributes) {
-            continue;
-        }
-        let row = contact.scores.get(&published.name).filter(|r| r.version == published.version);
-        let when = at.unwrap_or_else(|| row.map_or(state.now(), |r| leadscore_store::scoring::effective_now(&r.state, state.now())));
-        let card = match row.and_then(|r| card_at(published, r, &contact.attributes, when)) {
-            Some(card) => card,
-            None => {
-                if events.is_none() {
-                    events = Some(scoring_events(&state.store.contact_events(&contact.id).await?));
-                }
-                let all = events.as_deref().unwrap_or_default();
-                let when = at.unwrap_or_else(|| all.iter().map(|e| e.timestamp).max().map_or(state.now(), |t| t.max(state.now())));
-                card_from_events(published, &contact.attributes, all, when)
-            }
-        };
-        cards.push((published.clone(), card));
-    }
-    Ok(cards)
 }
 
 pub async fn render_contact(state: &AppState, contact: &ContactRecord, at: Option<Millis>) -> ApiResult<Value> {
@@ -157,7 +105,7 @@ async fn upsert_contact(State(state): State<Arc<AppState>>, principal: Principal
     let upsert = ContactUpsert { id: body.id, email, attributes, groups: body.groups, owner: body.owner, created_at, historical: false };
     let (mut contact, created) = state.store.upsert_contact(upsert, &state.models(), state.now()).await?;
     if !state.runtime.automations().is_empty() {
-        crate::runtime::after_contact_write(&state, &contact.id).await;
+        leadscore_app::runtime::after_contact_write(&state, &contact.id).await;
         contact = state.store.get_contact(&contact.id).await?.unwrap_or(contact);
     }
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -211,7 +159,7 @@ async fn patch_contact(State(state): State<Arc<AppState>>, principal: Principal,
     let patch = ContactPatch { attributes, add_groups: body.add_groups, remove_groups: body.remove_groups, owner: body.owner, status: None };
     let mut contact = state.store.patch_contact(&id, patch, &state.models(), state.now()).await?;
     if !state.runtime.automations().is_empty() {
-        crate::runtime::after_contact_write(&state, &contact.id).await;
+        leadscore_app::runtime::after_contact_write(&state, &contact.id).await;
         contact = state.store.get_contact(&contact.id).await?.unwrap_or(contact);
     }
     Ok(Json(render_contact(&state, &contact, None).await?))
@@ -351,7 +299,7 @@ async fn list_contacts(State(state): State<Arc<AppState>>, principal: Principal,
 fn lead_list_csv(model: &str, contacts: &[Value], next: Option<&str>) -> Response {
     let cell = |v: &Value| match v {
         Value::Null => String::new(),
-        Value::String(s) => crate::reports::csv_field(s),
+        Value::String(s) => leadscore_app::reports::csv_field(s),
         other => other.to_string(),
     };
     let mut out = String::from("id,email,owner,status,groups,fit,activity,total,band,flames,grade,quadrant\n");
@@ -363,7 +311,7 @@ fn lead_list_csv(model: &str, contacts: &[Value], next: Option<&str>) -> Respons
             cell(&contact["email"]),
             cell(&contact["owner"]),
             cell(&contact["status"]),
-            crate::reports::csv_field(&groups.join(";")),
+            leadscore_app::reports::csv_field(&groups.join(";")),
         ];
         cells.extend(["fit", "activity", "total", "band", "flames", "grade", "quadrant"].iter().map(|field| cell(&card[*field])));
         out.push_str(&cells.join(","));
@@ -501,7 +449,7 @@ async fn merge_contact(State(state): State<Arc<AppState>>, principal: Principal,
     principal.require(Scope::Admin)?;
     let body: MergeBody = body.json()?;
     let contact = state.store.merge_contacts(&body.from, &id, &state.models(), state.now()).await?;
-    crate::runtime::contacts_changed(&state);
+    leadscore_app::runtime::contacts_changed(&state);
     tracing::info!(into = %id, from = %body.from, "contacts merged");
     Ok(Json(render_contact(&state, &contact, None).await?))
 }
@@ -559,6 +507,6 @@ async fn bulk_update(State(state): State<Arc<AppState>>, principal: Principal, b
         },
     };
     let changed = state.store.bulk_update(update, &state.models(), state.now()).await?;
-    crate::runtime::contacts_changed(&state);
+    leadscore_app::runtime::contacts_changed(&state);
     Ok(Json(json!({ "updated": changed })))
 }

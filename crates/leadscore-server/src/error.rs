@@ -61,6 +61,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<leadscore_app::AppError> for ApiError {
+    fn from(err: leadscore_app::AppError) -> Self {
+        use leadscore_app::AppError;
+        match err {
+            AppError::Invalid { message, details: None } => ApiError::invalid(message),
+            AppError::Invalid { message, details: Some(details) } => ApiError::invalid(message).with_details(details),
+            AppError::BadRequest(message) => ApiError::bad_request(message),
+            AppError::NotFound(message) => ApiError::not_found(message),
+            AppError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            AppError::Store(err) => ApiError::from(err),
+        }
+    }
+}
+
 impl ApiError {
     /// The answer of the Segment-compatible `/v1` routes: the usual shape, plus `code` and
     /// `message` at the top level, which is where Segment-style SDKs read them

@@ -1,6 +1,6 @@
-//! Native ingest: `POST /api/v1/events` with one event or `{ "batch": [...] }`.
-//! Each event is validated on its own; bad ones are reported by index with a reason
-//! while the good ones are stored and scored before the response.
+//! Native ingest over HTTP: `POST /api/v1/events` with one event or `{ "batch": [...] }`;
+//! bad events are reported by index with a reason while the good ones are stored and
+//! scored (by the engine) before the response.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,132 +9,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use leadscore_store::{EventKind, Identity, IngestStatus, Millis, NewEvent, Scope};
-use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
+use leadscore_app::events;
+use leadscore_store::{IngestStatus, Scope};
+use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, format_time, parse_time};
+use crate::input::Body;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/events", post(ingest))
-}
-
-/// Top-level fields of the Segment shape; any other top-level field is kept in `properties`.
-const KNOWN_FIELDS: &[&str] = &[
-    "messageId",
-    "type",
-    "event",
-    "name",
-    "userId",
-    "anonymousId",
-    "email",
-    "properties",
-    "traits",
-    "timestamp",
-    "context",
-    "sentAt",
-    "receivedAt",
-    "originalTimestamp",
-    "integrations",
-    "writeKey",
-    "channel",
-    "version",
-];
-
-/// Parses one event of the Segment shape. `now` fills a missing timestamp.
-pub fn parse_event(value: &Value, now: Millis) -> Result<NewEvent, String> {
-    let Some(object) = value.as_object() else {
-        return Err("an event must be a JSON object".into());
-    };
-    let string = |key: &str| -> Result<Option<String>, String> {
-        match object.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) if s.len() > 256 => Err(format!("`{key}` is longer than 256 characters")),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) if key == "userId" || key == "anonymousId" => Ok(Some(n.to_string())),
-            Some(other) => Err(format!("`{key}` must be a string, got {other}")),
-        }
-    };
-    let object_field = |key: &str| -> Result<Map<String, Value>, String> {
-        match object.get(key) {
-            None | Some(Value::Null) => Ok(Map::new()),
-            Some(Value::Object(m)) => Ok(m.clone()),
-            Some(other) => Err(format!("`{key}` must be an object, got {other}")),
-        }
-    };
-    let kind_text = string("type")?;
-    let event_name = string("event")?;
-    let kind = match kind_text.as_deref() {
-        Some(t) => EventKind::parse(t).ok_or_else(|| format!("unknown type {t:?}; use track, page, screen or identify"))?,
-        None if event_name.is_some() => EventKind::Track,
-        None => return Err("`type` is missing (track, page, screen or identify)".into()),
-    };
-    let mut properties = object_field("properties")?;
-    let traits = object_field("traits")?;
-    let name = match kind {
-        EventKind::Track => event_name.ok_or("a track event needs `event` (its name)")?,
-        EventKind::Page | EventKind::Screen => {
-            if let Some(page_name) = string("name")? {
-                properties.entry("name").or_insert(Value::String(page_name));
-            }
-            kind.as_str().to_string()
-        }
-        EventKind::Identify => "identify".to_string(),
-    };
-    for (key, value) in object {
-        if !KNOWN_FIELDS.contains(&key.as_str()) {
-            properties.entry(key.clone()).or_insert_with(|| value.clone());
-        }
-    }
-    let email = string("email")?.or_else(|| traits.get("email").and_then(Value::as_str).map(str::to_string));
-    if let Some(email) = &email {
-        leadscore_core::email::check_email(email)?;
-    }
-    let identity = Identity { user_id: string("userId")?, email, anonymous_id: string("anonymousId")? };
-    if identity.user_id.is_none() && identity.email.is_none() && identity.anonymous_id.is_none() {
-        return Err("an event needs `userId`, `email` or `anonymousId`".into());
-    }
-    let timestamp = match object.get("timestamp") {
-        None | Some(Value::Null) => now,
-        Some(Value::String(s)) => parse_time(s)?,
-        Some(other) => {
-            return Err(format!("`timestamp` must be an RFC 3339 string, got {other}"));
-        }
-    };
-    let context = object.get("context").filter(|c| !c.is_null()).cloned();
-    let message_id = match string("messageId")? {
-        Some(id) => id,
-        // Without a messageId, the content and the instant decide: the same event sent
-        // twice is one event. The instant counts even when the server assigned it, so
-        // two real page views without ids or timestamps stay two.
-        None => {
-            let mut hasher = Sha256::new();
-            hasher.update(value.to_string().as_bytes());
-            hasher.update(timestamp.to_be_bytes());
-            format!("h_{}", &hex::encode(hasher.finalize())[..32])
-        }
-    };
-    Ok(NewEvent { message_id, identity, kind, name, properties, traits, context, timestamp })
-}
-
-/// Refuses an event stamped more than `max_ahead` after `now`. A sender's clock running a
-/// little fast is normal (reads already treat "now" as at least the newest event), but a
-/// timestamp like `2099-01-01` would sort after every real event and never decay.
-pub fn check_not_ahead(timestamp: Millis, now: Millis, max_ahead: std::time::Duration) -> Result<(), String> {
-    let max_ahead_ms = Millis::try_from(max_ahead.as_millis()).unwrap_or(Millis::MAX);
-    if timestamp.saturating_sub(now) <= max_ahead_ms {
-        return Ok(());
-    }
-    Err(format!(
-        "timestamp {} is more than {} ahead of the server's clock ({}); check the sender's clock (LEADSCORE_MAX_FUTURE_SKEW sets how far ahead is accepted)",
-        format_time(timestamp),
-        leadscore_core::Span::from_millis(max_ahead_ms),
-        format_time(now)
-    ))
 }
 
 async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: Result<Body, ApiError>) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -170,28 +55,15 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: 
             format!("a batch holds at most {} events; this one has {}", state.config.max_batch, items.len()),
         ));
     }
-    let mut good = Vec::with_capacity(items.len());
-    let mut good_index = Vec::with_capacity(items.len());
-    let mut rejected = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        match parse_event(item, now).and_then(|event| check_not_ahead(event.timestamp, now, state.config.max_future_skew).map(|()| event)) {
-            Ok(event) => {
-                good.push(event);
-                good_index.push(index);
-            }
-            Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
-        }
-    }
+    let checked = events::check_batch(&state, &items, now);
+    let rejected: Vec<Value> = checked.rejected.iter().map(|(index, reason)| json!({ "index": index, "reason": reason })).collect();
     if single && !rejected.is_empty() {
         let reason = rejected[0]["reason"].as_str().unwrap_or_default().to_string();
         return Err(ApiError::invalid(reason).with_details(json!({ "rejected": rejected })));
     }
-    let outcomes = if good.is_empty() { Vec::new() } else { state.store.ingest(good, &state.models(), now).await? };
-    crate::runtime::after_ingest(&state, &outcomes).await;
+    let outcomes = events::ingest(&state, checked.events, now).await?;
     let accepted = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
     let duplicates = outcomes.len() - accepted;
-    metrics::counter!("leadscore_events_ingested_total").increment(accepted as u64);
-    metrics::counter!("leadscore_events_duplicate_total").increment(duplicates as u64);
     metrics::counter!("leadscore_events_rejected_total").increment(rejected.len() as u64);
     metrics::histogram!("leadscore_ingest_seconds").record(started.elapsed().as_secs_f64());
     // A key that cannot read contacts (an ingest key, safe in a web page) learns no contact
@@ -200,7 +72,7 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: 
     let reveal_contacts = principal.require(Scope::Read).is_ok();
     let results: Vec<Value> = outcomes
         .iter()
-        .zip(good_index)
+        .zip(checked.indexes)
         .map(|(o, index)| {
             let mut result = json!({ "index": index, "status": o.status });
             if reveal_contacts {
@@ -211,56 +83,4 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: 
         .collect();
     let status = if rejected.is_empty() { StatusCode::OK } else { StatusCode::MULTI_STATUS };
     Ok((status, Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": rejected, "results": results }))))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_segment_shape() {
-        let e =
-            parse_event(&json!({"type": "page", "userId": "u1", "properties": {"path": "/pricing"}, "timestamp": "2026-01-01T00:00:00Z", "plan": "pro"}), 5)
-                .unwrap();
-        assert_eq!(e.name, "page");
-        assert_eq!(e.properties["path"], "/pricing");
-        assert_eq!(e.properties["plan"], "pro", "unknown fields are kept in properties");
-        assert_eq!(e.timestamp, 1_767_225_600_000);
-        assert!(e.message_id.starts_with("h_"));
-        let e = parse_event(&json!({"event": "Signed Up", "email": "A@B.com"}), 5).unwrap();
-        assert_eq!((e.kind, e.timestamp, e.identity.email.as_deref()), (EventKind::Track, 5, Some("A@B.com")));
-        let same = parse_event(&json!({"event": "Signed Up", "email": "A@B.com"}), 5).unwrap();
-        let later = parse_event(&json!({"event": "Signed Up", "email": "A@B.com"}), 6).unwrap();
-        assert_eq!(e.message_id, same.message_id, "a resent event is the same event");
-        assert_ne!(e.message_id, later.message_id, "a new event without id or timestamp is a new event");
-    }
-
-    #[test]
-    fn explains_what_is_wrong() {
-        let cases = [
-            (json!([1]), "must be a JSON object"),
-            (json!({"type": "track", "userId": "u"}), "needs `event`"),
-            (json!({"type": "bogus", "userId": "u"}), "unknown type"),
-            (json!({"event": "x"}), "needs `userId`"),
-            (json!({"event": "x", "userId": "u", "timestamp": "2026-01-01T00:00:00"}), "no time zone"),
-            (json!({"event": "x", "userId": "u", "timestamp": 17}), "RFC 3339"),
-            (json!({"event": "x", "userId": "u", "properties": [1]}), "`properties` must be an object"),
-            (json!({"event": 5, "userId": "u"}), "`event` must be a string"),
-            (json!({"event": "x", "email": "not an email"}), "is not an email address"),
-            (json!({"type": "identify", "userId": "u", "traits": {"email": "n/a"}}), "is not an email address"),
-        ];
-        for (value, expect) in cases {
-            let err = parse_event(&value, 0).unwrap_err();
-            assert!(err.contains(expect), "{value}: {err}");
-        }
-    }
-
-    #[test]
-    fn refuses_timestamps_far_ahead() {
-        let day = std::time::Duration::from_secs(86_400);
-        assert!(check_not_ahead(1_000, 1_000 + 5, day).is_ok(), "the past is fine");
-        assert!(check_not_ahead(86_400_000, 0, day).is_ok(), "exactly the skew is fine");
-        let err = check_not_ahead(86_400_001, 0, day).unwrap_err();
-        assert!(err.contains("more than 1d ahead") && err.contains("LEADSCORE_MAX_FUTURE_SKEW"), "{err}");
-    }
 }

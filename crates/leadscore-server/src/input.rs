@@ -13,6 +13,7 @@ use leadscore_store::Millis;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+pub use leadscore_app::time::{format_time, parse_time};
 
 /// The largest body a route takes, counted after decompression; [`Body`] reads it. Set with
 /// [`body_limit`], which also sets axum's `DefaultBodyLimit` on the bytes as sent.
@@ -226,33 +227,6 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Parses an RFC 3339 timestamp with a zone (`2026-05-01T10:00:00Z`, `…+02:00`) to
-/// milliseconds, or a date alone (`2026-05-01`) as that day's midnight UTC. A time of day
-/// without a zone is refused: its instant would be a guess, where a bare date is how
-/// spreadsheets and CRMs export a day and midnight UTC is what people mean by it.
-pub fn parse_time(text: &str) -> Result<Millis, String> {
-    let parsed = chrono::DateTime::parse_from_rfc3339(text.trim()).map(|t| t.timestamp_millis()).or_else(|e| {
-        chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc().timestamp_millis()).map_err(|_| e)
-    });
-    match parsed {
-        Ok(t) if (EARLIEST..=LATEST).contains(&t) => Ok(t),
-        Ok(_) => Err(format!("timestamp {text:?} is outside 1970-01-01 .. 2200-01-01")),
-        Err(_) => {
-            let naive = chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S%.f")
-                .or_else(|_| chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S%.f"));
-            if naive.is_ok() {
-                Err(format!("timestamp {text:?} has no time zone; add one, e.g. \"{}Z\" for UTC", text.trim()))
-            } else {
-                Err(format!("timestamp {text:?} is not RFC 3339 (e.g. \"2026-05-01T10:00:00Z\")"))
-            }
-        }
-    }
-}
-
-/// 1970-01-01T00:00:00Z and 2200-01-01T00:00:00Z: instants outside are input mistakes.
-const EARLIEST: Millis = 0;
-const LATEST: Millis = 7_258_118_400_000;
-
 /// The one answer, on every paginated route, to a cursor that no page gave out.
 pub fn bad_cursor() -> ApiError {
     ApiError::bad_request("the cursor is not one this list gave out: pass the next_cursor of the previous page as it came, or none for the first page")
@@ -279,10 +253,6 @@ pub fn parse_time_cursor(cursor: Option<&str>) -> Result<Option<(Millis, String)
 /// The `time,id` cursor of the next page: the last item's, when the page is full.
 pub fn next_time_cursor(len: usize, limit: usize, last: Option<(Millis, &str)>) -> Option<String> {
     (len == limit).then(|| last.map(|(at, id)| format!("{},{id}", format_time(at)))).flatten()
-}
-
-pub fn format_time(millis: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(millis).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_else(|| millis.to_string())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! leadscore's HTTP server: one `AppState`, routers per feature, auth by API key, and the
-//! background work (model rescoring) whose single steps tests can call.
+//! leadscore's HTTP server: routing, credentials, request parsing, the JSON error shape,
+//! the Segment dialect and OpenAPI. Every use case is the engine's (`leadscore_app`); the
+//! handlers parse, call it and shape the answer.
 
 pub mod accounts;
 pub mod auth;
@@ -16,32 +17,23 @@ pub mod models;
 pub mod openapi;
 pub mod outcomes;
 pub mod reports;
-pub mod runtime;
 pub mod segment;
 pub mod settings;
 pub mod system;
-pub mod workers;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use leadscore_core::Model;
-use leadscore_store::{ApiKeyRecord, Millis, ModelSet, PublishedModel, Scope, Store, StoreError};
+pub use leadscore_app::{Clock, Engine, EngineConfig, ModelChoiceError, system_clock};
+use leadscore_store::{Store, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
-
-/// The wall clock in milliseconds, or a fixed one in tests.
-pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(|| chrono::Utc::now().timestamp_millis())
-}
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -98,120 +90,55 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// The engine's part of the configuration.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            max_batch: self.max_batch,
+            max_future_skew: self.max_future_skew,
+            rescore_chunk: self.rescore_chunk,
+            sweep_interval: self.sweep_interval,
+            scheduler_interval: self.scheduler_interval,
+            delivery_backoff: self.delivery_backoff,
+            delivery_attempts: self.delivery_attempts,
+            delivery_lease: self.delivery_lease,
+            allow_private_webhooks: self.allow_private_webhooks,
+            smtp_url: self.smtp_url.clone(),
+            smtp_from: self.smtp_from.clone(),
+            workers: self.workers,
+        }
+    }
+}
+
+/// The HTTP server's state: the engine, and what only HTTP needs (the key cache, the rate
+/// limiter, the metrics endpoint, the body and rate limits). Derefs to the engine, so a
+/// handler passes `&state` to a use case.
 pub struct AppState {
-    pub store: Arc<dyn Store>,
-    /// The live models; replaced whole when one is published or deleted.
-    pub models: RwLock<Arc<ModelSet>>,
-    pub clock: Clock,
+    pub engine: Arc<Engine>,
     pub metrics: PrometheusHandle,
     pub keys: auth::KeyCache,
     pub limits: auth::RateLimiter,
     pub config: ServerConfig,
-    /// Compiled automations, the outbox senders and the worker wake-ups.
-    pub runtime: runtime::Runtime,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        &self.engine
+    }
 }
 
 impl AppState {
-    /// Loads the live models from the store.
+    /// Starts the engine (loading the live models and automations) and wraps it.
     pub async fn new(store: Arc<dyn Store>, clock: Clock, config: ServerConfig) -> Result<Arc<Self>, StoreError> {
-        let state = Arc::new(Self {
-            store,
-            models: RwLock::new(Arc::new(Vec::new())),
-            clock,
-            metrics: system::metrics_handle(),
-            keys: auth::KeyCache::default(),
-            limits: auth::RateLimiter::default(),
-            runtime: runtime::Runtime::new(&config),
-            config,
-        });
-        state.reload_models().await?;
-        state.reload_automations().await?;
-        Ok(state)
+        let engine = Engine::new(store, clock, config.engine()).await?;
+        Ok(Self::with_engine(engine, config))
     }
 
-    pub fn now(&self) -> Millis {
-        (self.clock)()
-    }
-
-    pub fn models(&self) -> Arc<ModelSet> {
-        self.models.read().map(|m| m.clone()).unwrap_or_default()
-    }
-
-    pub fn model(&self, name: &str) -> Option<Arc<PublishedModel>> {
-        self.models().iter().find(|m| m.name == name).cloned()
-    }
-
-    /// The model a request names, or when it names none the only live model that is not a
-    /// shadow (a shadow is only ever read when named).
-    pub fn named_or_only_model(&self, name: Option<&str>) -> Result<Arc<PublishedModel>, ModelChoiceError> {
-        let models = self.models();
-        match name {
-            Some(name) => models.iter().find(|m| m.name == name).cloned().ok_or_else(|| ModelChoiceError::Unknown(name.to_string())),
-            None => match models.iter().filter(|m| !m.is_shadow()).collect::<Vec<_>>().as_slice() {
-                [only] => Ok((*only).clone()),
-                [] => Err(ModelChoiceError::NoModel),
-                _ => Err(ModelChoiceError::Several),
-            },
-        }
-    }
-
-    /// Re-reads the live models from the store (after a publish or delete).
-    pub async fn reload_models(&self) -> Result<(), StoreError> {
-        let mut set: ModelSet = Vec::new();
-        for version in self.store.live_models().await? {
-            match Model::parse(&version.source) {
-                Ok(model) => set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: version.shadow_of })),
-                Err(err) => {
-                    tracing::error!(model = %version.name, version = version.version, error = %leadscore_store::ErrorChain(&err), "stored model no longer parses; skipped")
-                }
-            }
-        }
-        if let Ok(mut models) = self.models.write() {
-            *models = Arc::new(set);
-        }
-        Ok(())
-    }
-
-    /// Makes sure an admin key exists. With `admin_key` given (LEADSCORE_ADMIN_KEY) that key
-    /// is registered; otherwise, on a store without keys, a new one is generated and
-    /// returned so the caller can show it once.
-    pub async fn bootstrap_admin_key(&self, admin_key: Option<&str>) -> Result<Option<String>, StoreError> {
-        let now = self.now();
-        if let Some(key) = admin_key {
-            let hash = auth::hash_key(key);
-            if self.store.find_key_by_hash(&hash).await?.is_none() {
-                match self.store.insert_key(admin_record("admin (LEADSCORE_ADMIN_KEY)", key, now)).await {
-                    // Several processes starting together with the same key: one stores it.
-                    Err(StoreError::Conflict(_)) if self.store.find_key_by_hash(&hash).await?.is_some() => {}
-                    other => other?,
-                }
-            }
-            return Ok(None);
-        }
-        if self.store.count_keys().await? > 0 {
-            return Ok(None);
-        }
-        self.create_admin_key("admin (first start)").await.map(Some)
-    }
-
-    /// Creates a new admin key and answers it: the only time it is seen (only its hash is
-    /// stored). The way back in when the first start's key is lost.
-    pub async fn create_admin_key(&self, name: &str) -> Result<String, StoreError> {
-        let key = auth::generate_key();
-        self.store.insert_key(admin_record(name, &key, self.now())).await?;
-        Ok(key)
-    }
-}
-
-fn admin_record(name: &str, key: &str, now: Millis) -> ApiKeyRecord {
-    ApiKeyRecord {
-        id: format!("key_{}", &auth::hash_key(key)[..12]),
-        name: name.into(),
-        hash: auth::hash_key(key),
-        prefix: key.chars().take(10).collect(),
-        scopes: vec![Scope::Admin],
-        created_at: now,
-        revoked_at: None,
+    /// Serves an engine that is already running (the CLI's commands share one).
+    pub fn with_engine(engine: Arc<Engine>, config: ServerConfig) -> Arc<Self> {
+        Arc::new(Self { engine, metrics: system::metrics_handle(), keys: auth::KeyCache::default(), limits: auth::RateLimiter::default(), config })
     }
 }
 
@@ -255,13 +182,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    models::spawn_job_worker(state.clone());
-    if let Some(every) = state.config.sweep_interval {
-        workers::spawn_decay_sweeper(state.clone(), every);
+    let engine = state.engine.clone();
+    leadscore_app::models::spawn_job_worker(engine.clone());
+    if let Some(every) = engine.config.sweep_interval {
+        leadscore_app::workers::spawn_decay_sweeper(engine.clone(), every);
     }
-    workers::spawn_model_reloader(state.clone(), std::time::Duration::from_secs(5));
-    if state.config.workers {
-        runtime::spawn_workers(state.clone());
+    leadscore_app::workers::spawn_model_reloader(engine.clone(), std::time::Duration::from_secs(5));
+    if engine.config.workers {
+        leadscore_app::runtime::spawn_workers(engine);
     }
     let app = router(state.clone());
     // The workers are told at once, so they stop while the last requests are answered.
@@ -281,22 +209,8 @@ pub async fn serve(
     served
 }
 
-/// Why a request's model could not be chosen.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelChoiceError {
-    #[error("no live model {0:?}")]
-    Unknown(String),
-    #[error("no live model yet: publish one first (`leadscore model apply MODEL.toml`, or PUT /api/v1/models/NAME)")]
-    NoModel,
-    #[error("several models are live; choose one with model=")]
-    Several,
-}
-
 impl From<ModelChoiceError> for error::ApiError {
     fn from(err: ModelChoiceError) -> Self {
-        match err {
-            ModelChoiceError::Unknown(_) | ModelChoiceError::NoModel => error::ApiError::not_found(err.to_string()),
-            ModelChoiceError::Several => error::ApiError::bad_request(err.to_string()),
-        }
+        error::ApiError::from(leadscore_app::AppError::from(err))
     }
 }

@@ -19,8 +19,8 @@ use serde_json::{Map, Value, json};
 use crate::AppState;
 use crate::auth::authenticate;
 use crate::error::{ApiError, ApiResult};
-use crate::events::parse_event;
 use crate::input::{Body, body_limit, parse_time};
+use leadscore_app::events::parse_event;
 
 /// Segment's limits.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
@@ -227,7 +227,7 @@ fn segment_message(state: &AppState, message: &Value, kind: Option<&str>, batch_
             // Checked after the sentAt correction: a sender whose whole clock runs ahead is
             // corrected, only a timestamp that is itself far ahead is refused.
             let event = segment_event(message, kind, batch_sent_at, received_at)?;
-            crate::events::check_not_ahead(event.timestamp, received_at, state.config.max_future_skew)?;
+            leadscore_app::events::check_not_ahead(event.timestamp, received_at, state.config.max_future_skew)?;
             Ok(Message::Event(event))
         }
     }
@@ -288,7 +288,7 @@ async fn store(state: &AppState, events: Vec<NewEvent>) -> ApiResult<usize> {
         return Ok(0);
     }
     let outcomes = state.store.ingest(events, &state.models(), state.now()).await?;
-    crate::runtime::after_ingest(state, &outcomes).await;
+    leadscore_app::runtime::after_ingest(state, &outcomes).await;
     let stored = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
     metrics::counter!("leadscore_events_ingested_total", "api" => "segment").increment(stored as u64);
     metrics::counter!("leadscore_events_duplicate_total", "api" => "segment").increment((outcomes.len() - stored) as u64);

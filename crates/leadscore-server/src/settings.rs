@@ -181,7 +181,7 @@ async fn put_subscription(
     let mut problems = Vec::new();
     if !(body.url.starts_with("https://") || body.url.starts_with("http://")) {
         problems.push(format!("url {:?} must be an http(s) URL", body.url));
-    } else if let Err(reason) = crate::runtime::check_webhook_url(&state.config, &body.url).await {
+    } else if let Err(reason) = leadscore_app::runtime::check_webhook_url(&state.engine.config, &body.url).await {
         problems.push(format!("url: {reason}"));
     }
     if body.events.is_empty() {

@@ -469,7 +469,7 @@ async fn decay_sweep_refreshes_the_lead_list(server: TestServer) {
     assert_eq!(card(&server.contact("fading").await, "b2b"), expected_card(0.0, 0.0, "cold", 0, "D", "unqualified"));
     assert_eq!(card(&server.contact("fresh").await, "b2b"), expected_card(0.0, 50.0, "warm", 3, "D", "researcher"));
 
-    let report = leadscore_server::workers::decay_sweep(&server.state).await.unwrap();
+    let report = leadscore_app::workers::decay_sweep(&server.state).await.unwrap();
     assert_eq!((report.seen, report.changed), (2, 1));
     let list = |band: &'static str| {
         let server = &server;
@@ -631,10 +631,10 @@ async fn publishing_a_new_version_rescores_existing_contacts(server: TestServer)
     assert_eq!(card(&server.contact("r0").await, "b2b"), expected_card(0.0, 100.0, "hot", 5, "D", "researcher"));
 
     // The rescore job is also a function tests can drive step by step.
-    let mut job = leadscore_server::models::create_claimed_job(&server.state, "b2b").await.unwrap();
+    let mut job = leadscore_app::models::create_claimed_job(&server.state, "b2b").await.unwrap();
     assert_eq!(job.total, 6);
     let mut steps = 0;
-    while leadscore_server::models::rescore_step(&server.state, &mut job).await.unwrap() {
+    while leadscore_app::models::rescore_step(&server.state, &mut job).await.unwrap() {
         steps += 1;
         assert!(steps < 10);
     }

@@ -276,12 +276,12 @@ actions = [ {{ webhook = {{ url = "{}/hooks/follow-up" }} }} ]
     server.create_contact(json!({ "id": "prospect", "created_at": created })).await;
     server.ingest(page("busy", "b-1", "/pricing", T0 - 5 * DAY)).await;
 
-    let report = leadscore_server::runtime::scheduler_step(&server.state).await.unwrap();
+    let report = leadscore_app::runtime::scheduler_step(&server.state).await.unwrap();
     assert!(report.ran);
     let fired = runs(&server, "").await;
     assert_eq!(fired.iter().map(|r| r["contact"].as_str().unwrap()).collect::<Vec<_>>(), ["quiet"], "{fired:?}");
     assert_eq!(fired[0]["reason"]["trigger"], "cold");
-    leadscore_server::runtime::scheduler_step(&server.state).await.unwrap();
+    leadscore_app::runtime::scheduler_step(&server.state).await.unwrap();
     assert_eq!(runs(&server, "").await.len(), 1, "the next tick does not fire again");
     let requests = receiver.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(requests[0].json()["data"]["contact"]["id"], "quiet");
@@ -399,9 +399,9 @@ async fn score_changes_reach_the_crm_with_its_field_names(server: TestServer) {
         server.state.runtime.wake_evaluator.notify_one();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(leadscore_server::runtime::sync_step(&server.state).await.unwrap(), 0, "debounced for a minute");
+    assert_eq!(leadscore_app::runtime::sync_step(&server.state).await.unwrap(), 0, "debounced for a minute");
     server.set_now(T0 + 61 * SECOND);
-    assert_eq!(leadscore_server::runtime::sync_step(&server.state).await.unwrap(), 2, "both contacts in one batch");
+    assert_eq!(leadscore_app::runtime::sync_step(&server.state).await.unwrap(), 2, "both contacts in one batch");
     let requests = receiver.wait_for(1, Duration::from_secs(20)).await;
     let body = requests[0].json();
     assert_eq!(body["type"], "score.changed");
@@ -553,9 +553,9 @@ actions = [ { remove_group = { group = "active" } } ]
     server.ingest(json!({ "batch": [page("d1", "d-1", "/pricing", T0), page("d1", "d-2", "/pricing", T0)] })).await;
     assert!(runs(&server, "").await.is_empty(), "30 points: above the line");
     server.set_now(T0 + 2 * DAY);
-    let swept = leadscore_server::workers::decay_sweep(&server.state).await.unwrap();
+    let swept = leadscore_app::workers::decay_sweep(&server.state).await.unwrap();
     assert!(swept.changed >= 1);
-    leadscore_server::runtime::drain_queue(&server.state).await.unwrap();
+    leadscore_app::runtime::drain_queue(&server.state).await.unwrap();
     let fired = runs(&server, "").await;
     assert_eq!(fired.len(), 1, "7.5 points after two half-lives: crossed below 20 without any event");
     assert_eq!(fired[0]["reason"]["value"], 7.5);
@@ -585,9 +585,9 @@ async fn a_sweep_fires_nothing_for_contacts_already_past_the_line(server: TestSe
     put_automation(&server, "Ladder", "name = \"Ladder\"\ntrigger = { band = { model = \"b2b\" } }\nactions = [ { add_group = { group = \"moved\" } } ]\n")
         .await;
     server.set_now(T0 + DAY);
-    let swept = leadscore_server::workers::decay_sweep(&server.state).await.unwrap();
+    let swept = leadscore_app::workers::decay_sweep(&server.state).await.unwrap();
     assert!(swept.changed >= 2, "both models decayed: {swept:?}");
-    leadscore_server::runtime::drain_queue(&server.state).await.unwrap();
+    leadscore_app::runtime::drain_queue(&server.state).await.unwrap();
     let total = server.contact("above").await["scores"]["b2b"]["total"].as_f64().unwrap();
     assert!(total > 100.0 && total < 120.0, "decayed but still above the line: {total}");
     assert_eq!(runs(&server, "").await, Vec::<Value>::new(), "nothing was crossed");

@@ -64,7 +64,7 @@ async fn a_shadow_scores_live_traffic_but_never_acts(server: TestServer) {
 
     earn(&server, "s1", 0, 2).await; // b2b 10, alt 100: only the shadow is past 60
     earn(&server, "l1", 7, 0).await; // b2b 70, alt 70: the live model crosses
-    leadscore_server::runtime::drain_queue(&server.state).await.unwrap();
+    leadscore_app::runtime::drain_queue(&server.state).await.unwrap();
     let s1 = server.contact("s1").await;
     assert_eq!((s1["scores"]["b2b"]["total"].as_f64(), s1["scores"]["alt"]["total"].as_f64()), (Some(10.0), Some(100.0)), "{s1}");
     assert_eq!(s1["scores"]["alt"]["band"], "hot", "the contact shows the shadow's card");
@@ -74,7 +74,7 @@ async fn a_shadow_scores_live_traffic_but_never_acts(server: TestServer) {
     assert_eq!(runs[0]["reason"]["model"], "b2b");
 
     server.set_now(T0 + 61 * SECOND);
-    assert_eq!(leadscore_server::runtime::sync_step(&server.state).await.unwrap(), 2);
+    assert_eq!(leadscore_app::runtime::sync_step(&server.state).await.unwrap(), 2);
     let deliveries = server.get("/api/v1/deliveries").await.expect(StatusCode::OK)["deliveries"].as_array().unwrap().clone();
     let synced: Vec<&Value> = deliveries.iter().filter(|d| d["type"] == "score.changed").collect();
     assert_eq!(synced.len(), 1, "{deliveries:?}");

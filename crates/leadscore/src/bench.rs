@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use leadscore_app::Engine;
 use leadscore_core::model::EXAMPLE_MODEL_TOML;
-use leadscore_server::AppState;
 use leadscore_store::NewEvent;
 use serde_json::{Value, json};
 
 use crate::demo::{contact_rng, demo_contact, demo_events, intent};
-use crate::{DataArgs, app_state, open_existing_store, open_store};
+use crate::{DataArgs, open_existing_store, open_store, start_engine};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -141,7 +141,7 @@ fn machine() -> String {
     format!("{cpus} cores, {model}")
 }
 
-async fn ensure_example_model(state: &Arc<AppState>) -> Result<()> {
+async fn ensure_example_model(state: &Arc<Engine>) -> Result<()> {
     if state.model("b2b").is_none() {
         let model = leadscore_core::Model::parse(EXAMPLE_MODEL_TOML)?;
         let version = state
@@ -158,7 +158,7 @@ async fn ensure_example_model(state: &Arc<AppState>) -> Result<()> {
 }
 
 async fn generate(data: &DataArgs, contacts: usize, events: usize) -> Result<()> {
-    let state = app_state(data, open_store(data).await?).await?;
+    let state = start_engine(data, open_store(data).await?).await?;
     ensure_example_model(&state).await?;
     if state.store.count_contacts().await? > 0 {
         bail!("the database already holds contacts; generate into an empty --data directory");
@@ -203,7 +203,7 @@ async fn generate(data: &DataArgs, contacts: usize, events: usize) -> Result<()>
 }
 
 async fn rescore(data: &DataArgs) -> Result<()> {
-    let state = app_state(data, open_existing_store(data).await?).await?;
+    let state = start_engine(data, open_existing_store(data).await?).await?;
     let names: Vec<String> = state.models().iter().map(|m| m.name.clone()).collect();
     if names.is_empty() {
         bail!("no live model; run `leadscore bench generate` first");
@@ -264,20 +264,21 @@ async fn start_server(data: Option<&DataArgs>) -> Result<BenchServer> {
 /// Serves `store` on a random port with the example model; `key` is an admin key already
 /// in the database (a second server on it), else one is created. Returns (base URL, key).
 async fn serve_store(store: Arc<dyn leadscore_store::Store>, key: Option<String>) -> Result<(String, String)> {
-    let state = app_state(&DataArgs::default(), store).await?;
+    let state = start_engine(&DataArgs::default(), store).await?;
     ensure_example_model(&state).await?;
     let key = match key {
         Some(key) => key,
         None => {
-            let key = leadscore_server::auth::generate_key();
+            let key = leadscore_app::keys::generate_key();
             state.bootstrap_admin_key(Some(&key)).await?;
             key
         }
     };
+    let http = crate::http_state(&DataArgs::default(), state)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
-        let _ = leadscore_server::serve(state, listener, std::future::pending()).await;
+        let _ = leadscore_server::serve(http, listener, std::future::pending()).await;
     });
     Ok((base, key))
 }

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, json};
 
-use crate::{DataArgs, app_state, open_store, progress_bar};
+use crate::{DataArgs, open_store, progress_bar, start_engine};
 
 const DAY: Millis = 86_400_000;
 
@@ -223,7 +223,7 @@ pub fn demo_events(n: usize, count: usize, intent: f64, rng: &mut StdRng, now: M
 
 /// Loads contacts then events into the store through the normal write paths, with
 /// progress bars; concurrent writes are grouped into shared commits by the store.
-pub async fn load(state: &Arc<leadscore_server::AppState>, people: Vec<ContactUpsert>, events: Vec<NewEvent>) -> Result<()> {
+pub async fn load(state: &Arc<leadscore_app::Engine>, people: Vec<ContactUpsert>, events: Vec<NewEvent>) -> Result<()> {
     let bar = progress_bar(people.len() as u64, "contacts");
     let models = state.models();
     let now = state.now();
@@ -260,7 +260,7 @@ pub async fn load(state: &Arc<leadscore_server::AppState>, people: Vec<ContactUp
 /// The contract's example automations and the sales teams they assign to. Their webhooks
 /// point at crm.example.com, which does not exist: deliveries show up in the outbox,
 /// retried, until they are pointed at a real endpoint.
-async fn store_example_automations(state: &Arc<leadscore_server::AppState>) -> Result<()> {
+async fn store_example_automations(state: &Arc<leadscore_app::Engine>) -> Result<()> {
     let now = state.now();
     for (team, members) in [
         ("austin-sales", &["ana.austin@example.com", "ben.austin@example.com"][..]),
@@ -298,17 +298,17 @@ pub(crate) fn demo_shadow_model() -> Result<String> {
 
 /// Publishes the example model and its shadow, and on an empty store generates the demo's
 /// contacts, events and statuses as of the state's clock, then the example automations.
-pub async fn seed(state: &Arc<leadscore_server::AppState>, contacts: usize) -> Result<()> {
+pub async fn seed(state: &Arc<leadscore_app::Engine>, contacts: usize) -> Result<()> {
     if state.model("b2b").is_none() {
         let model = leadscore_core::Model::parse(EXAMPLE_MODEL_TOML).context("the example model must parse")?;
-        leadscore_server::models::publish(state, model, EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, None).await?;
+        leadscore_app::models::publish(state, model, EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, None).await?;
         eprintln!("published the example model `b2b`");
     }
     if state.store.count_contacts().await? == 0 {
         if state.model(DEMO_SHADOW).is_none() {
             let text = demo_shadow_model()?;
             let model = leadscore_core::Model::parse(&text).context("the demo's shadow model must parse")?;
-            leadscore_server::models::publish(state, model, &text, leadscore_core::Format::Toml, Some("b2b".into())).await?;
+            leadscore_app::models::publish(state, model, &text, leadscore_core::Format::Toml, Some("b2b".into())).await?;
             eprintln!(
                 "published `{DEMO_SHADOW}`, a shadow of b2b (pricing page 60, quote form 5): compare with `leadscore report compare --model {DEMO_SHADOW}`"
             );
@@ -320,14 +320,14 @@ pub async fn seed(state: &Arc<leadscore_server::AppState>, contacts: usize) -> R
         let bar = progress_bar(outcomes.len() as u64, "outcomes");
         for (contact, status, at) in &outcomes {
             let kind = leadscore_store::OutcomeKind::Status { status: status.to_string() };
-            leadscore_server::outcomes::record(state, contact, kind, *at).await.map_err(|e| anyhow::anyhow!("recording a demo outcome: {}", e.message))?;
+            leadscore_app::outcomes::record(state, contact, kind, *at).await.context("recording a demo outcome")?;
             bar.inc(1);
         }
         bar.finish_and_clear();
         eprintln!("recorded {} demo statuses (contacted, qualified, won, lost), driven by each contact's hidden intent", outcomes.len());
     }
     if state.store.list_automations().await?.is_empty() {
-        store_example_automations(&state).await?;
+        store_example_automations(state).await?;
     }
     Ok(())
 }
@@ -338,7 +338,7 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
         data.data = Some("leadscore-demo".into());
     }
     let store = open_store(&data).await?;
-    let state = app_state(&data, store.clone()).await?;
+    let state = start_engine(&data, store.clone()).await?;
     seed(&state, contacts).await?;
     let key_file = data.data.clone().unwrap_or_else(|| "leadscore-demo".into()).join("demo-admin-key.txt");
     let key = match std::env::var("LEADSCORE_ADMIN_KEY") {
@@ -346,7 +346,7 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
         Err(_) => match std::fs::read_to_string(&key_file) {
             Ok(key) => key.trim().to_string(),
             Err(_) => {
-                let key = leadscore_server::auth::generate_key();
+                let key = leadscore_app::keys::generate_key();
                 if let Some(dir) = key_file.parent() {
                     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
                 }
@@ -367,7 +367,7 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
     let addr = addr.unwrap_or_else(|| "127.0.0.1:8080".into());
     eprintln!("admin API key (also in {}):\n\n  {key}\n", key_file.display());
     eprintln!("try:\n  curl -s -H 'Authorization: Bearer {key}' 'http://{addr}/api/v1/contacts?model=b2b&band=hot&limit=5'\n");
-    crate::serve(state, &addr).await
+    crate::serve(crate::http_state(&data, state)?, &addr).await
 }
 
 #[cfg(test)]

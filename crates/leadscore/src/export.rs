@@ -65,7 +65,7 @@ fn create(file: &Path) -> Result<BufWriter<File>> {
 }
 
 fn time(millis: i64) -> String {
-    leadscore_server::input::format_time(millis)
+    leadscore_app::time::format_time(millis)
 }
 
 /// Pages through every contact in id order, calling `each` (constant memory).

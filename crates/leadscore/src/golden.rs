@@ -64,8 +64,8 @@ async fn the_demo_answers_as_recorded() {
     let clock: Clock = Arc::new(|| FROZEN_NOW);
     let config = ServerConfig { workers: false, sweep_interval: None, rate_limit: None, ..ServerConfig::default() };
     let state = AppState::new(store, clock, config).await.unwrap();
-    crate::demo::seed(&state, 300).await.unwrap();
-    while leadscore_server::models::job_step(&state).await.unwrap() {}
+    crate::demo::seed(&state.engine, 300).await.unwrap();
+    while leadscore_app::models::job_step(&state).await.unwrap() {}
     state.bootstrap_admin_key(Some(KEY)).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -85,7 +85,7 @@ async fn the_demo_answers_as_recorded() {
         let text = response.text().await.unwrap();
         if *name == "ingest" {
             // The automations the event fires, and their deliveries, are part of the record.
-            leadscore_server::runtime::drain_queue(&state).await.unwrap();
+            leadscore_app::runtime::drain_queue(&state).await.unwrap();
         }
         let mut body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
         redact_random_ids(&mut body);

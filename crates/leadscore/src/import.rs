@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use leadscore_server::AppState;
+use leadscore_app::Engine;
 use leadscore_store::{ContactUpsert, NewEvent};
 use serde_json::{Map, Value, json};
 
-use crate::{DataArgs, app_state, open_store};
+use crate::{DataArgs, open_store, start_engine};
 
 /// How an import ends, for scripts: the same for every import command.
 pub const EXIT_STATUS: &str = "Exit status: 0 when every row was imported (or was there already), \
@@ -144,7 +144,7 @@ impl Summary {
 pub async fn run(command: ImportCommand) -> Result<ExitCode> {
     let summary = match command {
         ImportCommand::Contacts { data, file, map, id_column, email_column, missing, delimiter, fire_automations, outcome, json } => {
-            let state = app_state(&data, open_store(&data).await?).await?;
+            let state = start_engine(&data, open_store(&data).await?).await?;
             if outcome.is_some() && is_ndjson(&file) {
                 bail!("--outcome reads a CSV column; NDJSON contacts carry no outcome column");
             }
@@ -158,13 +158,13 @@ pub async fn run(command: ImportCommand) -> Result<ExitCode> {
             summary
         }
         ImportCommand::Outcomes { data, file, json } => {
-            let state = app_state(&data, open_store(&data).await?).await?;
+            let state = start_engine(&data, open_store(&data).await?).await?;
             let summary = import_outcomes(&state, &file).await?;
             summary.print("outcomes", json);
             summary
         }
         ImportCommand::Events { data, file, fire_automations, json } => {
-            let state = app_state(&data, open_store(&data).await?).await?;
+            let state = start_engine(&data, open_store(&data).await?).await?;
             let summary = import_events(&state, &file, fire_automations).await?;
             summary.print("events", json);
             summary
@@ -198,7 +198,7 @@ fn contact_line(value: &Value, historical: bool) -> Result<ContactUpsert, String
         Some(Value::Array(items)) => items.iter().map(|g| g.as_str().map(str::to_string).ok_or("`groups` must be strings")).collect::<Result<_, _>>()?,
         Some(other) => return Err(format!("`groups` must be a list, got {other}")),
     };
-    let created_at = text("created_at")?.map(|t| leadscore_server::input::parse_time(&t)).transpose()?;
+    let created_at = text("created_at")?.map(|t| leadscore_app::time::parse_time(&t)).transpose()?;
     let upsert = ContactUpsert { id: text("id")?, email: text("email")?, attributes, groups, owner: text("owner")?, created_at, historical };
     if upsert.id.is_none() && upsert.email.is_none() {
         return Err("no id and no email".into());
@@ -209,7 +209,7 @@ fn contact_line(value: &Value, historical: bool) -> Result<ContactUpsert, String
     Ok(upsert)
 }
 
-async fn import_contacts_ndjson(state: &Arc<AppState>, file: &Path, historical: bool) -> Result<Summary> {
+async fn import_contacts_ndjson(state: &Arc<Engine>, file: &Path, historical: bool) -> Result<Summary> {
     let reader = open_with_progress(file)?;
     let bar = reader.bar.clone();
     let mut summary = Summary { created: Some(0), ..Summary::default() };
@@ -523,7 +523,7 @@ fn cell_value(cell: &str) -> Value {
 
 const DEFAULT_MISSING: &[&str] = &["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"];
 
-async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOptions) -> Result<Summary> {
+async fn import_contacts(state: &Arc<Engine>, file: &Path, options: &ContactOptions) -> Result<Summary> {
     let mut rows = CsvRows::open(file, options.delimiter, false)?;
     let headers = rows.headers.clone();
 
@@ -611,7 +611,7 @@ async fn import_contacts(state: &Arc<AppState>, file: &Path, options: &ContactOp
             continue;
         }
         let created_at = match created_index.and_then(|i| record.get(i)).filter(|s| !s.trim().is_empty()) {
-            Some(text) => match leadscore_server::input::parse_time(text) {
+            Some(text) => match leadscore_app::time::parse_time(text) {
                 Ok(t) => Some(t),
                 Err(reason) => {
                     summary.reject(line, reason);
@@ -676,14 +676,14 @@ async fn collect_one(tasks: &mut tokio::task::JoinSet<(u64, Result<bool, String>
     Ok(())
 }
 
-async fn import_events(state: &Arc<AppState>, file: &Path, fire_automations: bool) -> Result<Summary> {
+async fn import_events(state: &Arc<Engine>, file: &Path, fire_automations: bool) -> Result<Summary> {
     let is_csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     let mut summary = Summary::default();
     let mut batch: Vec<(u64, NewEvent)> = Vec::with_capacity(1000);
     let now = state.now();
     let push = |line: u64, value: Value, summary: &mut Summary, batch: &mut Vec<(u64, NewEvent)>| {
         summary.rows += 1;
-        match leadscore_server::events::parse_event(&value, now) {
+        match leadscore_app::events::parse_event(&value, now) {
             Ok(event) => batch.push((line, event)),
             Err(reason) => summary.reject(line, reason),
         }
@@ -745,7 +745,7 @@ async fn import_events(state: &Arc<AppState>, file: &Path, fire_automations: boo
     Ok(summary)
 }
 
-async fn flush(state: &Arc<AppState>, batch: &mut Vec<(u64, NewEvent)>, summary: &mut Summary, fire_automations: bool) -> Result<()> {
+async fn flush(state: &Arc<Engine>, batch: &mut Vec<(u64, NewEvent)>, summary: &mut Summary, fire_automations: bool) -> Result<()> {
     if batch.is_empty() {
         return Ok(());
     }
@@ -789,25 +789,21 @@ impl OutcomeAt {
 }
 
 /// One outcome row: which contact, what, when.
-fn outcome_row(
-    state: &AppState,
-    record: &csv::StringRecord,
-    columns: &OutcomeColumns,
-) -> Result<(String, Vec<leadscore_store::OutcomeKind>, OutcomeAt), String> {
+fn outcome_row(state: &Engine, record: &csv::StringRecord, columns: &OutcomeColumns) -> Result<(String, Vec<leadscore_store::OutcomeKind>, OutcomeAt), String> {
     let cell = |index: Option<usize>| index.and_then(|i| record.get(i)).map(str::trim).filter(|s| !s.is_empty());
     let contact = cell(Some(columns.contact)).ok_or("no contact id")?.to_string();
     let given = cell(columns.at);
-    let millis = leadscore_server::outcomes::outcome_time(state, given)?;
+    let millis = leadscore_app::outcomes::outcome_time(state, given)?;
     let at = if given.is_some() { OutcomeAt::Given(millis) } else { OutcomeAt::Now(millis) };
     let mut kinds = Vec::new();
     if let Some(status) = cell(columns.status) {
         let status = status.to_lowercase();
-        leadscore_server::outcomes::check_status(&status)?;
+        leadscore_app::outcomes::check_status(&status)?;
         kinds.push(leadscore_store::OutcomeKind::Status { status });
     }
     if let Some(rating) = cell(columns.rating) {
         let rating: i64 = rating.parse().map_err(|_| format!("rating {rating:?} is not a number"))?;
-        let rating = leadscore_server::outcomes::check_rating(rating)?;
+        let rating = leadscore_app::outcomes::check_rating(rating)?;
         kinds.push(leadscore_store::OutcomeKind::Feedback {
             rating,
             note: cell(columns.note).map(str::to_string),
@@ -829,7 +825,7 @@ struct OutcomeColumns {
     author: Option<usize>,
 }
 
-async fn import_outcomes(state: &Arc<AppState>, file: &Path) -> Result<Summary> {
+async fn import_outcomes(state: &Arc<Engine>, file: &Path) -> Result<Summary> {
     let mut rows = CsvRows::open(file, Some(','), true)?;
     let headers: Vec<String> = rows.headers.iter().map(|h| h.trim().to_lowercase()).collect();
     let find = |names: &[&str]| names.iter().find_map(|n| headers.iter().position(|h| h == n));
@@ -868,13 +864,13 @@ async fn import_outcomes(state: &Arc<AppState>, file: &Path) -> Result<Summary> 
                 summary.duplicates += 1;
                 continue;
             }
-            match leadscore_server::outcomes::record(state, &contact, kind.clone(), at.millis()).await {
+            match leadscore_app::outcomes::record(state, &contact, kind.clone(), at.millis()).await {
                 Ok(_) => {
                     stored.push((kind, at.millis()));
                     summary.imported += 1;
                 }
-                Err(err) if err.code == "not_found" => summary.reject(line, format!("no contact with id {contact:?}")),
-                Err(err) => bail!("storing the outcome of line {line} failed: {}", err.message),
+                Err(err) if err.is_not_found() => summary.reject(line, format!("no contact with id {contact:?}")),
+                Err(err) => bail!("storing the outcome of line {line} failed: {}", leadscore_store::ErrorChain(&err)),
             }
         }
     }
@@ -905,7 +901,7 @@ const OUTCOME_READS: usize = 2;
 /// With the contact as the upsert stored it: no read to find it again, and none for the
 /// outcomes of a contact the upsert has just created (it has none).
 async fn record_import_outcome(
-    state: &AppState,
+    state: &Engine,
     reads: &tokio::sync::Semaphore,
     contact: &leadscore_store::ContactRecord,
     created: bool,
@@ -923,7 +919,7 @@ async fn record_import_outcome(
             return Ok(());
         }
     }
-    leadscore_server::outcomes::record_for(state, contact, kind, at).await.map(|_| ()).map_err(|e| e.message)
+    leadscore_app::outcomes::record_for(state, contact, kind, at).await.map(|_| ()).map_err(|e| leadscore_store::ErrorChain(&e).to_string())
 }
 
 #[cfg(test)]

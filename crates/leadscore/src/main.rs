@@ -16,8 +16,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use leadscore_app::{Engine, system_clock};
 use leadscore_core::Model;
-use leadscore_server::{AppState, system_clock};
+use leadscore_server::AppState;
 use leadscore_store::Store;
 use leadscore_store_sqlite::SqliteStore;
 
@@ -386,11 +387,17 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// The application over `store`, configured by [`config::Config`] (defaults, then the
+/// The engine over `store`, configured by [`config::Config`] (defaults, then the
 /// configuration file, then `LEADSCORE_*`).
-pub async fn app_state(data: &DataArgs, store: Arc<dyn Store>) -> Result<Arc<AppState>> {
+pub async fn start_engine(data: &DataArgs, store: Arc<dyn Store>) -> Result<Arc<Engine>> {
     let config = config::Config::load(&config::Settings::load(data.config.as_deref())?)?;
-    AppState::new(store, system_clock(), config.server).await.context("cannot load the live models")
+    Engine::new(store, system_clock(), config.server.engine()).await.context("cannot load the live models")
+}
+
+/// The HTTP server's state around a running engine, with the same configuration.
+pub fn http_state(data: &DataArgs, engine: Arc<Engine>) -> Result<Arc<AppState>> {
+    let config = config::Config::load(&config::Settings::load(data.config.as_deref())?)?;
+    Ok(AppState::with_engine(engine, config.server))
 }
 
 /// Where a value given by flag or variable came from: clap reads both into one field, so
@@ -443,7 +450,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let done = match cli.command {
         Command::Serve { data, addr } => {
             let settings = config::Settings::load(data.config.as_deref())?;
-            let state = app_state(&data, open_store(&data).await?).await?;
+            let state = start_engine(&data, open_store(&data).await?).await?;
             let addr = addr.or(settings.addr).unwrap_or_else(|| "127.0.0.1:8080".into());
             // Listening first: a start that fails (the port taken) must not use up the
             // one-time admin key, or the next start would print none.
@@ -458,23 +465,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ),
                 None => {}
             }
-            serve_on(state, listener).await
+            serve_on(http_state(&data, state)?, listener).await
         }
         Command::Demo { data, addr, contacts, no_serve } => demo::run(data, addr, contacts, no_serve).await,
         // Imports have an exit code of their own: 2 when rows were rejected.
         Command::Import { what } => return import::run(what).await,
         Command::Backtest { data, model, live, from, to, json } => {
             let text = std::fs::read_to_string(&model).with_context(|| format!("cannot read {}", model.display()))?;
-            let candidate = leadscore_server::backtest::candidate_model(&text).map_err(|e| {
+            let candidate = leadscore_app::backtest::candidate_model(&text).map_err(|e| {
                 let problems: Vec<String> = e.problems().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
                 anyhow::anyhow!("{} is not a valid model:\n  {}", model.display(), problems.join("\n  "))
             })?;
-            let state = app_state(&data, open_existing_store(&data).await?).await?;
+            let state = start_engine(&data, open_existing_store(&data).await?).await?;
             let live_name = live.unwrap_or_else(|| candidate.name.clone());
-            let (live, from, to) = leadscore_server::reports::resolve(&state, Some(&live_name), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
+            let (live, from, to) = leadscore_app::reports::resolve(&state, Some(&live_name), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
             let bar = progress_bar(0, "backtest");
             let started = std::time::Instant::now();
-            let report = leadscore_server::backtest::run(&state, candidate, live, from, to, &mut |done, total| {
+            let report = leadscore_app::backtest::run(&state, candidate, live, from, to, &mut |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
             })
@@ -488,15 +495,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(())
         }
         Command::Report { data, what, against, model, from, to, edges, bins, attribute, sla, json, csv } => {
-            let state = app_state(&data, open_existing_store(&data).await?).await?;
+            let state = start_engine(&data, open_existing_store(&data).await?).await?;
             if let ReportKind::Compare = what {
                 let model = model.context("compare needs --model SHADOW")?;
                 if csv {
                     bail!("compare prints text or --json, not CSV");
                 }
                 let (candidate, live, from, to) =
-                    leadscore_server::compare::resolve_pair(&state, &model, against.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
-                let report = leadscore_server::compare::compare(&state, &candidate, &live, from, to).await?;
+                    leadscore_app::compare::resolve_pair(&state, &model, against.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
+                let report = leadscore_app::compare::compare(&state, &candidate, &live, from, to).await?;
                 if json {
                     println!("{report}");
                 } else {
@@ -509,36 +516,36 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let (model, from, to) = leadscore_server::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
+            let (model, from, to) = leadscore_app::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
             // Who the outcomes judge: only the reports over outcomes need it.
             let judged = match what {
-                ReportKind::Brackets | ReportKind::Accuracy | ReportKind::Sources => leadscore_server::reports::gather(&state, &model.name, from, to).await?,
+                ReportKind::Brackets | ReportKind::Accuracy | ReportKind::Sources => leadscore_app::reports::gather(&state, &model.name, from, to).await?,
                 ReportKind::Distribution | ReportKind::Feedback | ReportKind::Speed | ReportKind::Compare => Vec::new(),
             };
             match what {
                 ReportKind::Brackets => {
-                    let edges = edges.as_deref().map(leadscore_server::reports::parse_edges).transpose().map_err(anyhow::Error::msg)?;
-                    let report = leadscore_server::reports::brackets_report(&model, &judged, edges);
+                    let edges = edges.as_deref().map(leadscore_app::reports::parse_edges).transpose().map_err(anyhow::Error::msg)?;
+                    let report = leadscore_app::reports::brackets_report(&model, &judged, edges);
                     if json {
                         println!("{report}");
                     } else if csv {
-                        print!("{}", leadscore_server::reports::brackets_csv(&report));
+                        print!("{}", leadscore_app::reports::brackets_csv(&report));
                     } else {
                         print_brackets(&report);
                     }
                 }
                 ReportKind::Accuracy => {
-                    let report = leadscore_server::reports::accuracy_report(&model, &judged);
+                    let report = leadscore_app::reports::accuracy_report(&model, &judged);
                     if json {
                         println!("{report}");
                     } else if csv {
-                        print!("{}", leadscore_server::reports::accuracy_csv(&report));
+                        print!("{}", leadscore_app::reports::accuracy_csv(&report));
                     } else {
                         print_accuracy(&report);
                     }
                 }
                 ReportKind::Distribution | ReportKind::Sources | ReportKind::Feedback | ReportKind::Speed | ReportKind::Compare => {
-                    use leadscore_server::reports as r;
+                    use leadscore_app::reports as r;
                     let (report, rows, columns): (serde_json::Value, &str, &[&str]) = match what {
                         ReportKind::Distribution => {
                             (r::distribution_report(&state, &model, bins.clamp(1, 200)).await?, "histogram", &["lower", "upper", "contacts"])
@@ -583,7 +590,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             AutomationCommand::List { data, json } => list_automations(&data, json).await,
         },
         Command::Rescore { data, model } => {
-            let state = app_state(&data, open_existing_store(&data).await?).await?;
+            let state = start_engine(&data, open_existing_store(&data).await?).await?;
             let names: Vec<String> = match model {
                 Some(name) => vec![name],
                 None => state.models().iter().map(|m| m.name.clone()).collect(),
@@ -599,7 +606,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Score { data, contact, at, json } => score(&data, &contact, at.as_deref(), json).await,
         Command::Migrate { from, to, json } => migrate::run(&from, &to, json).await,
         Command::Key { action: KeyCommand::Create { data, admin: _, name } } => {
-            let state = app_state(&data, open_existing_store(&data).await?).await?;
+            let state = start_engine(&data, open_existing_store(&data).await?).await?;
             let key = state.create_admin_key(&name).await.context("cannot store the new key")?;
             eprintln!("created the admin key {name:?}; it is shown only this once, keep it safe:");
             println!("{key}");
@@ -694,8 +701,8 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path, shadow_of: Option<
         }
     };
     let name = model.name.clone();
-    let state = app_state(data, open_store(data).await?).await?;
-    if let Some(live) = leadscore_server::models::unchanged_version(&state, &name, &text, shadow_of.as_deref()).await? {
+    let state = start_engine(data, open_store(data).await?).await?;
+    if let Some(live) = leadscore_app::models::unchanged_version(&state, &name, &text, shadow_of.as_deref()).await? {
         eprintln!("{name} is unchanged: version {} is live with this text; nothing published", live.version);
         return Ok(());
     }
@@ -721,8 +728,8 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path, shadow_of: Option<
 }
 
 async fn promote_model(data: &DataArgs, name: &str) -> Result<()> {
-    let state = app_state(data, open_existing_store(data).await?).await?;
-    let version = leadscore_server::models::promote(&state, name).await?;
+    let state = start_engine(data, open_existing_store(data).await?).await?;
+    let version = leadscore_app::models::promote(&state, name).await?;
     eprintln!("promoted {name}: it is now {} version {}, and {name} is deleted", version.name, version.version);
     rescore_with_progress(&state, &version.name).await
 }
@@ -744,10 +751,10 @@ async fn apply_automations(data: &DataArgs, file: &std::path::Path) -> Result<()
     };
     // The checks the API makes before storing (shadow models, webhook targets), also all
     // before anything is stored.
-    let state = app_state(data, open_store(data).await?).await?;
+    let state = start_engine(data, open_store(data).await?).await?;
     let mut refused = 0;
     for automation in &automations {
-        for p in leadscore_server::automations::refusals(&state, automation).await {
+        for p in leadscore_app::automations::refusals(&state, automation).await {
             eprintln!("  {:?}.{}: {}", automation.name, p.path, p.message);
             refused += 1;
         }
@@ -771,7 +778,7 @@ async fn list_automations(data: &DataArgs, json: bool) -> Result<()> {
         .list_automations()
         .await?
         .iter()
-        .map(|record| leadscore_server::automations::overview(record, stats.iter().find(|s| s.automation == record.name)))
+        .map(|record| leadscore_app::automations::overview(record, stats.iter().find(|s| s.automation == record.name)))
         .collect();
     if json {
         println!("{}", serde_json::json!({ "automations": items }));
@@ -942,12 +949,12 @@ fn print_accuracy(report: &serde_json::Value) {
 }
 
 /// Runs a rescore job to the end in this process, with a progress bar.
-pub async fn rescore_with_progress(state: &Arc<AppState>, name: &str) -> Result<()> {
+pub async fn rescore_with_progress(state: &Arc<Engine>, name: &str) -> Result<()> {
     let published = state.model(name).with_context(|| format!("no live model {name:?}"))?;
-    let mut job = leadscore_server::models::create_claimed_job(state, name).await?;
+    let mut job = leadscore_app::models::create_claimed_job(state, name).await?;
     let bar = progress_bar(job.total, &format!("rescoring {name} v{}", published.version));
     let started = std::time::Instant::now();
-    while leadscore_server::models::rescore_step(state, &mut job).await? {
+    while leadscore_app::models::rescore_step(state, &mut job).await? {
         bar.set_position(job.done);
     }
     bar.finish_and_clear();
@@ -965,10 +972,10 @@ pub fn progress_bar(total: u64, message: &str) -> indicatif::ProgressBar {
 }
 
 async fn score(data: &DataArgs, id: &str, at: Option<&str>, json: bool) -> Result<()> {
-    let state = app_state(data, open_existing_store(data).await?).await?;
-    let at = at.map(leadscore_server::input::parse_time).transpose().map_err(anyhow::Error::msg)?;
+    let state = start_engine(data, open_existing_store(data).await?).await?;
+    let at = at.map(leadscore_app::time::parse_time).transpose().map_err(anyhow::Error::msg)?;
     let contact = state.store.get_contact(id).await?.with_context(|| format!("no contact {id:?}"))?;
-    let cards = leadscore_server::contacts::current_cards(&state, &contact, at).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let cards = leadscore_app::contacts::current_cards(&state, &contact, at).await?;
     if json {
         let scores: serde_json::Map<String, serde_json::Value> = cards.iter().map(|(m, c)| (m.name.clone(), serde_json::json!(c))).collect();
         println!("{}", serde_json::json!({ "id": contact.id, "email": contact.email, "scores": scores }));

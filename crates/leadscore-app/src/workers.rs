@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use leadscore_store::StoreError;
 
-use crate::AppState;
+use crate::Engine;
 
 /// What one sweep did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -17,12 +17,12 @@ pub struct SweepReport {
 
 /// Refreshes the stored scores of every decaying model as of now (decay and the
 /// inactivity penalty change scores without events; the lead list sorts by stored values).
-pub async fn decay_sweep(state: &AppState) -> Result<SweepReport, StoreError> {
+pub async fn decay_sweep(engine: &Engine) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
-    for published in state.models().iter().filter(|m| !m.model.decay.is_none()) {
+    for published in engine.models().iter().filter(|m| !m.model.decay.is_none()) {
         let mut cursor = None;
         loop {
-            let chunk = state.store.refresh_chunk(published, cursor.take(), state.config.rescore_chunk, state.now()).await?;
+            let chunk = engine.store.refresh_chunk(published, cursor.take(), engine.config.rescore_chunk, engine.now()).await?;
             report.seen += chunk.seen;
             report.changed += chunk.changed;
             match chunk.last_contact {
@@ -35,21 +35,21 @@ pub async fn decay_sweep(state: &AppState) -> Result<SweepReport, StoreError> {
     Ok(report)
 }
 
-pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
-    let worker = state.clone();
-    state.runtime.spawn(async move {
-        let state = worker;
+pub fn spawn_decay_sweeper(engine: Arc<Engine>, every: Duration) {
+    let worker = engine.clone();
+    engine.runtime.spawn(async move {
+        let engine = worker;
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             tokio::select! {
-                () = state.runtime.shutdown.cancelled() => return,
+                () = engine.runtime.shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
             // With several processes on one database, one of them sweeps per interval.
             let lease = (every.as_millis() as leadscore_store::Millis).max(1000);
-            match state.store.try_lease("decay-sweep", &state.runtime.worker_id, lease, state.now()).await {
+            match engine.store.try_lease("decay-sweep", &engine.runtime.worker_id, lease, engine.now()).await {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(err) => {
@@ -57,7 +57,7 @@ pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
                     continue;
                 }
             }
-            match decay_sweep(&state).await {
+            match decay_sweep(&engine).await {
                 Ok(report) => {
                     tracing::debug!(seen = report.seen, changed = report.changed, "decay sweep")
                 }
@@ -70,22 +70,22 @@ pub fn spawn_decay_sweeper(state: Arc<AppState>, every: Duration) {
 /// Re-reads the live models now and then, so a model published through another process
 /// (PostgreSQL) is shown on reads here too. Writes do not depend on it: stores score with
 /// the versions live in the database.
-pub fn spawn_model_reloader(state: Arc<AppState>, every: Duration) {
-    let worker = state.clone();
-    state.runtime.spawn(async move {
-        let state = worker;
+pub fn spawn_model_reloader(engine: Arc<Engine>, every: Duration) {
+    let worker = engine.clone();
+    engine.runtime.spawn(async move {
+        let engine = worker;
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             tokio::select! {
-                () = state.runtime.shutdown.cancelled() => return,
+                () = engine.runtime.shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            if let Err(err) = state.reload_models().await {
+            if let Err(err) = engine.reload_models().await {
                 tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the live models");
             }
-            if let Err(err) = state.reload_automations().await {
+            if let Err(err) = engine.reload_automations().await {
                 tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the automations");
             }
         }

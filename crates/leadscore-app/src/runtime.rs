@@ -14,13 +14,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{AppState, ServerConfig};
+use crate::{Engine, EngineConfig};
 
 /// Refuses, when it is stored, a webhook URL that every delivery would refuse until it is
 /// dead-lettered a day later: the delivery guard's rule under this configuration, except
 /// that a name which does not resolve now is accepted (see
 /// [`TargetGuard::check_before_storing`]).
-pub async fn check_webhook_url(config: &ServerConfig, url: &str) -> Result<(), String> {
+pub async fn check_webhook_url(config: &EngineConfig, url: &str) -> Result<(), String> {
     let guard = TargetGuard { allow_private: config.allow_private_webhooks };
     guard.check_before_storing(url).await.map_err(|error| match error {
         leadscore_delivery::DeliveryError::Refused(reason) => {
@@ -55,7 +55,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: &ServerConfig) -> Self {
+    pub fn new(config: &EngineConfig) -> Self {
         let mailer = match &config.smtp_url {
             Some(url) => Mailer::from_url(url, &config.smtp_from).map_err(|e| format!("LEADSCORE_SMTP_URL cannot be used: {e}")),
             None => Err("no SMTP server is configured (set LEADSCORE_SMTP_URL)".to_string()),
@@ -100,7 +100,7 @@ fn hostname() -> String {
     std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| format!("pid{}", std::process::id()))
 }
 
-impl AppState {
+impl Engine {
     /// Re-reads and compiles the automations (after a change, and now and then for changes
     /// made through another process).
     pub async fn reload_automations(&self) -> Result<(), StoreError> {
@@ -125,58 +125,58 @@ impl AppState {
 
 /// Evaluates the given contacts now (ingest calls this for the contacts it touched, so a
 /// hot lead's automation has fired when the API call returns).
-pub async fn evaluate_contacts(state: &AppState, contact_ids: Vec<String>) -> Result<Vec<RunRecord>, StoreError> {
+pub async fn evaluate_contacts(engine: &Engine, contact_ids: Vec<String>) -> Result<Vec<RunRecord>, StoreError> {
     if contact_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let runs = evaluate_current(state, contact_ids, false, state.now()).await?;
-    after_runs(state, &runs);
+    let runs = evaluate_current(engine, contact_ids, false, engine.now()).await?;
+    after_runs(engine, &runs);
     Ok(runs)
 }
 
 /// Evaluates with this process's automations; when the store says they are stale (changed
 /// through another process), reloads them and evaluates again.
-async fn evaluate_current(state: &AppState, contact_ids: Vec<String>, check_cold: bool, now: Millis) -> Result<Vec<RunRecord>, StoreError> {
-    let automations = state.runtime.automations();
-    match state.store.evaluate_contacts(contact_ids.clone(), check_cold, &automations, &state.models(), now).await {
+async fn evaluate_current(engine: &Engine, contact_ids: Vec<String>, check_cold: bool, now: Millis) -> Result<Vec<RunRecord>, StoreError> {
+    let automations = engine.runtime.automations();
+    match engine.store.evaluate_contacts(contact_ids.clone(), check_cold, &automations, &engine.models(), now).await {
         Err(StoreError::Stale(_)) => {
-            state.reload_automations().await?;
-            let automations = state.runtime.automations();
-            state.store.evaluate_contacts(contact_ids, check_cold, &automations, &state.models(), now).await
+            engine.reload_automations().await?;
+            let automations = engine.runtime.automations();
+            engine.store.evaluate_contacts(contact_ids, check_cold, &automations, &engine.models(), now).await
         }
         other => other,
     }
 }
 
-fn after_runs(state: &AppState, runs: &[RunRecord]) {
+fn after_runs(engine: &Engine, runs: &[RunRecord]) {
     for run in runs {
         metrics::counter!("leadscore_automation_runs_total", "automation" => run.automation.clone()).increment(1);
         tracing::debug!(automation = %run.automation, contact = %run.contact_id, run = %run.id, "automation fired");
     }
     if runs.iter().any(|r| r.actions.iter().any(|a| a.get("delivery").is_some())) {
-        state.runtime.wake_delivery.notify_one();
+        engine.runtime.wake_delivery.notify_one();
     }
 }
 
 /// One evaluator step: evaluates up to one chunk of queued contacts. Returns how many.
-pub async fn evaluate_step(state: &AppState) -> Result<usize, StoreError> {
-    let ids = state.store.queued_contacts(EVALUATION_CHUNK).await?;
+pub async fn evaluate_step(engine: &Engine) -> Result<usize, StoreError> {
+    let ids = engine.store.queued_contacts(EVALUATION_CHUNK).await?;
     let count = ids.len();
     if count > 0 {
-        let runs = evaluate_current(state, ids, false, state.now()).await?;
-        after_runs(state, &runs);
+        let runs = evaluate_current(engine, ids, false, engine.now()).await?;
+        after_runs(engine, &runs);
     }
     Ok(count)
 }
 
 /// Evaluates queued contacts until the queue is empty, or until a step leaves it as it was
 /// (a contact whose evaluation keeps failing stays queued). Returns the contacts taken.
-pub async fn drain_queue(state: &AppState) -> Result<usize, StoreError> {
+pub async fn drain_queue(engine: &Engine) -> Result<usize, StoreError> {
     let mut total = 0;
-    let mut depth = state.store.queue_depth().await?;
+    let mut depth = engine.store.queue_depth().await?;
     while depth > 0 {
-        total += evaluate_step(state).await?;
-        let left = state.store.queue_depth().await?;
+        total += evaluate_step(engine).await?;
+        let left = engine.store.queue_depth().await?;
         if left >= depth {
             break;
         }
@@ -196,13 +196,13 @@ pub struct SchedulerReport {
 
 /// One scheduler tick: under the `scheduler` lease (one process at a time), walks the
 /// contacts old enough for some cold trigger and judges the cold triggers for them.
-pub async fn scheduler_step(state: &AppState) -> Result<SchedulerReport, StoreError> {
-    let now = state.now();
-    let lease = (state.config.scheduler_interval.as_millis() as Millis * 2).max(30_000);
-    if !state.store.try_lease("scheduler", &state.runtime.worker_id, lease, now).await? {
+pub async fn scheduler_step(engine: &Engine) -> Result<SchedulerReport, StoreError> {
+    let now = engine.now();
+    let lease = (engine.config.scheduler_interval.as_millis() as Millis * 2).max(30_000);
+    if !engine.store.try_lease("scheduler", &engine.runtime.worker_id, lease, now).await? {
         return Ok(SchedulerReport::default());
     }
-    let automations = state.runtime.automations();
+    let automations = engine.runtime.automations();
     let shortest = automations
         .iter()
         .filter(|a| a.automation.enabled)
@@ -217,25 +217,25 @@ pub async fn scheduler_step(state: &AppState) -> Result<SchedulerReport, StoreEr
     };
     let mut cursor = None;
     loop {
-        let ids = state.store.contacts_created_before(cursor.take(), now - shortest, EVALUATION_CHUNK).await?;
+        let ids = engine.store.contacts_created_before(cursor.take(), now - shortest, EVALUATION_CHUNK).await?;
         let Some(last) = ids.last().cloned() else {
             break;
         };
         report.contacts += ids.len() as u64;
-        let runs = evaluate_current(state, ids, true, now).await?;
+        let runs = evaluate_current(engine, ids, true, now).await?;
         report.runs += runs.len() as u64;
-        after_runs(state, &runs);
+        after_runs(engine, &runs);
         cursor = Some(last);
     }
     Ok(report)
 }
 
 /// One CRM sync step: `score.changed` batches for contacts whose debounce has passed.
-pub async fn sync_step(state: &AppState) -> Result<u64, StoreError> {
-    let sent = state.store.sync_step(100, state.now()).await?;
+pub async fn sync_step(engine: &Engine) -> Result<u64, StoreError> {
+    let sent = engine.store.sync_step(100, engine.now()).await?;
     if sent > 0 {
         metrics::counter!("leadscore_sync_contacts_total").increment(sent);
-        state.runtime.wake_delivery.notify_one();
+        engine.runtime.wake_delivery.notify_one();
     }
     Ok(sent)
 }
@@ -252,9 +252,9 @@ pub struct DeliveryReport {
 /// The signing secret of a webhook: the named secret stored through the API, else
 /// `LEADSCORE_SECRET_<NAME>` from the environment. Without a `secret_ref`, the secret
 /// named `default` signs when there is one.
-async fn resolve_secret(state: &AppState, secret_ref: Option<&str>) -> Result<Option<String>, String> {
+async fn resolve_secret(engine: &Engine, secret_ref: Option<&str>) -> Result<Option<String>, String> {
     let name = secret_ref.unwrap_or("default");
-    if let Some(value) = state.store.get_secret(name).await.map_err(|e| leadscore_store::ErrorChain(&e).to_string())? {
+    if let Some(value) = engine.store.get_secret(name).await.map_err(|e| leadscore_store::ErrorChain(&e).to_string())? {
         return Ok(Some(value));
     }
     let variable = format!("LEADSCORE_SECRET_{}", name.to_uppercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_"));
@@ -266,10 +266,10 @@ async fn resolve_secret(state: &AppState, secret_ref: Option<&str>) -> Result<Op
 }
 
 /// Sends one delivery (one attempt).
-pub async fn attempt(state: &AppState, delivery: &Delivery) -> AttemptResult {
+pub async fn attempt(engine: &Engine, delivery: &Delivery) -> AttemptResult {
     match &delivery.channel {
         Channel::Webhook { url, secret_ref, body } => {
-            let secret = match resolve_secret(state, secret_ref.as_deref()).await {
+            let secret = match resolve_secret(engine, secret_ref.as_deref()).await {
                 Ok(secret) => secret,
                 Err(error) => {
                     return AttemptResult { success: false, status: None, error: Some(error), duration_ms: 0 };
@@ -278,9 +278,9 @@ pub async fn attempt(state: &AppState, delivery: &Delivery) -> AttemptResult {
             // The header carries the real time of sending (receivers reject stale
             // timestamps); the body keeps the time the message was created.
             let timestamp = chrono::Utc::now().timestamp();
-            state.runtime.webhooks.send(url, &delivery.id, timestamp, body.as_bytes(), secret.as_deref()).await
+            engine.runtime.webhooks.send(url, &delivery.id, timestamp, body.as_bytes(), secret.as_deref()).await
         }
-        Channel::Email { to, subject, body } => match &state.runtime.mailer {
+        Channel::Email { to, subject, body } => match &engine.runtime.mailer {
             Ok(mailer) => mailer.send(to, subject, body).await,
             Err(reason) => AttemptResult { success: false, status: None, error: Some(reason.clone()), duration_ms: 0 },
         },
@@ -289,17 +289,17 @@ pub async fn attempt(state: &AppState, delivery: &Delivery) -> AttemptResult {
 
 /// One delivery step: claims due deliveries, attempts each once, records the outcome and
 /// the next attempt (exponential backoff with jitter) or the dead letter.
-pub async fn delivery_step(state: &Arc<AppState>) -> Result<DeliveryReport, StoreError> {
-    let worker = &state.runtime.worker_id;
-    let lease = state.config.delivery_lease.as_millis() as Millis;
-    let claimed = state.store.claim_deliveries(worker, DELIVERY_CHUNK, lease, state.now()).await?;
+pub async fn delivery_step(engine: &Arc<Engine>) -> Result<DeliveryReport, StoreError> {
+    let worker = &engine.runtime.worker_id;
+    let lease = engine.config.delivery_lease.as_millis() as Millis;
+    let claimed = engine.store.claim_deliveries(worker, DELIVERY_CHUNK, lease, engine.now()).await?;
     let mut report = DeliveryReport::default();
     let mut tasks = tokio::task::JoinSet::new();
     for delivery in claimed {
         // Attempts run concurrently: one slow receiver must not hold up the others.
-        let state = state.clone();
+        let engine = engine.clone();
         tasks.spawn(async move {
-            let result = attempt(&state, &delivery).await;
+            let result = attempt(&engine, &delivery).await;
             (delivery, result)
         });
     }
@@ -308,12 +308,12 @@ pub async fn delivery_step(state: &Arc<AppState>) -> Result<DeliveryReport, Stor
             continue;
         };
         report.attempted += 1;
-        let now = state.now();
+        let now = engine.now();
         let failed_attempts = delivery.attempts + 1;
-        let retry_at = if result.success || state.runtime.retry.gives_up_after(failed_attempts) {
+        let retry_at = if result.success || engine.runtime.retry.gives_up_after(failed_attempts) {
             None
         } else {
-            let delay = state.runtime.retry.delay_after(failed_attempts, rand::random::<f64>());
+            let delay = engine.runtime.retry.delay_after(failed_attempts, rand::random::<f64>());
             Some(now + delay.as_millis() as Millis)
         };
         if result.success {
@@ -339,15 +339,15 @@ pub async fn delivery_step(state: &Arc<AppState>) -> Result<DeliveryReport, Stor
             tracing::debug!(delivery = %delivery.id, outcome, status = ?result.status, error = ?result.error, "delivery attempt");
         }
         let attempt = DeliveryAttempt { at: now, success: result.success, status: result.status, error: result.error, duration_ms: result.duration_ms };
-        state.store.record_attempt(&delivery.id, worker, attempt, retry_at).await?;
+        engine.store.record_attempt(&delivery.id, worker, attempt, retry_at).await?;
     }
     Ok(report)
 }
 
 /// Starts the evaluator, scheduler, CRM sync and delivery loops.
-pub fn spawn_workers(state: Arc<AppState>) {
-    let evaluator = state.clone();
-    state.runtime.spawn(async move {
+pub fn spawn_workers(engine: Arc<Engine>) {
+    let evaluator = engine.clone();
+    engine.runtime.spawn(async move {
         let stopping = evaluator.runtime.shutdown.clone();
         while !stopping.is_cancelled() {
             match evaluate_step(&evaluator).await {
@@ -363,8 +363,8 @@ pub fn spawn_workers(state: Arc<AppState>) {
             }
         }
     });
-    let deliverer = state.clone();
-    state.runtime.spawn(async move {
+    let deliverer = engine.clone();
+    engine.runtime.spawn(async move {
         let stopping = deliverer.runtime.shutdown.clone();
         while !stopping.is_cancelled() {
             match delivery_step(&deliverer).await {
@@ -378,8 +378,8 @@ pub fn spawn_workers(state: Arc<AppState>) {
             }
         }
     });
-    let syncer = state.clone();
-    state.runtime.spawn(async move {
+    let syncer = engine.clone();
+    engine.runtime.spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -392,8 +392,8 @@ pub fn spawn_workers(state: Arc<AppState>) {
             }
         }
     });
-    let scheduler = state.clone();
-    state.runtime.spawn(async move {
+    let scheduler = engine.clone();
+    engine.runtime.spawn(async move {
         let mut ticker = tokio::time::interval(scheduler.config.scheduler_interval.max(Duration::from_millis(100)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -416,36 +416,36 @@ pub fn spawn_workers(state: Arc<AppState>) {
 /// contacts stay queued). Without automations loaded here nothing is evaluated inline;
 /// contacts the store queued anyway (automations stored through another process) go to
 /// the evaluator, which loads them first.
-pub async fn after_ingest(state: &AppState, outcomes: &[leadscore_store::IngestOutcome]) {
-    if state.runtime.automations().iter().all(|a| !a.automation.enabled) {
-        state.runtime.wake_evaluator.notify_one();
+pub async fn after_ingest(engine: &Engine, outcomes: &[leadscore_store::IngestOutcome]) {
+    if engine.runtime.automations().iter().all(|a| !a.automation.enabled) {
+        engine.runtime.wake_evaluator.notify_one();
         return;
     }
     let mut ids: Vec<String> = outcomes.iter().filter(|o| o.status == leadscore_store::IngestStatus::Stored).map(|o| o.contact_id.clone()).collect();
     ids.sort();
     ids.dedup();
     for chunk in ids.chunks(EVALUATION_CHUNK) {
-        if let Err(err) = evaluate_contacts(state, chunk.to_vec()).await {
+        if let Err(err) = evaluate_contacts(engine, chunk.to_vec()).await {
             tracing::error!(error = %leadscore_store::ErrorChain(&err), "automation evaluation after ingest failed; the evaluator retries");
-            state.runtime.wake_evaluator.notify_one();
+            engine.runtime.wake_evaluator.notify_one();
             return;
         }
     }
 }
 
 /// After a write that may have queued contacts (upserts, patches, merges, bulk updates).
-pub fn contacts_changed(state: &AppState) {
-    state.runtime.wake_evaluator.notify_one();
+pub fn contacts_changed(engine: &Engine) {
+    engine.runtime.wake_evaluator.notify_one();
 }
 
 /// After an API write to one contact: evaluates it right away (a PATCH that lifts the fit
 /// over a threshold hands the lead off before the call returns).
-pub async fn after_contact_write(state: &AppState, contact_id: &str) {
-    if state.runtime.automations().iter().all(|a| !a.automation.enabled) {
+pub async fn after_contact_write(engine: &Engine, contact_id: &str) {
+    if engine.runtime.automations().iter().all(|a| !a.automation.enabled) {
         return;
     }
-    if let Err(err) = evaluate_contacts(state, vec![contact_id.to_string()]).await {
+    if let Err(err) = evaluate_contacts(engine, vec![contact_id.to_string()]).await {
         tracing::error!(error = %leadscore_store::ErrorChain(&err), contact = %contact_id, "automation evaluation failed; the evaluator retries");
-        state.runtime.wake_evaluator.notify_one();
+        engine.runtime.wake_evaluator.notify_one();
     }
 }

@@ -1,0 +1,50 @@
+//! What a use case can answer instead of its result. Front ends turn it into their own
+//! shape (the API's JSON error with an HTTP status, the CLI's message); the kinds are the
+//! ones a caller acts on differently.
+
+use leadscore_store::StoreError;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The input breaks a rule of the product (422): a malformed event, an unknown status,
+    /// a model with problems. `details` carries the problems one by one when there are
+    /// several.
+    #[error("{message}")]
+    Invalid { message: String, details: Option<Value> },
+    /// The request itself cannot be understood (400): a parameter that is not a number.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Storage failed, or refused (its own kinds: not found, conflict, stale, closed).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid { message: message.into(), details: None }
+    }
+
+    pub fn invalid_with(message: impl Into<String>, details: Value) -> Self {
+        Self::Invalid { message: message.into(), details: Some(details) }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound(message.into())
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(message.into())
+    }
+
+    /// Whether the thing asked for does not exist (the engine's own answer or the store's).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound(_) | Self::Store(StoreError::NotFound(_)))
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,71 @@
+//! API keys: 32 random bytes shown once, stored as their SHA-256 hash (a fast hash is
+//! enough: there is nothing to brute-force), created, listed and revoked here.
+
+use leadscore_store::{ApiKeyRecord, Millis, Scope};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::Engine;
+use crate::error::{AppError, AppResult};
+
+pub const KEY_PREFIX: &str = "lsk_";
+
+/// A new random key: `lsk_` + 64 hex characters.
+pub fn generate_key() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{KEY_PREFIX}{}", hex::encode(bytes))
+}
+
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The stored record of `key` (its id is derived from the hash, so the same key always
+/// gets the same id).
+pub fn key_record(name: &str, key: &str, scopes: Vec<Scope>, now: Millis) -> ApiKeyRecord {
+    let hash = hash_key(key);
+    ApiKeyRecord {
+        id: format!("key_{}", &hash[..12]),
+        name: name.into(),
+        prefix: key.chars().take(10).collect(),
+        hash,
+        scopes,
+        created_at: now,
+        revoked_at: None,
+    }
+}
+
+/// Creates a key with the named scopes; answers its record and the key itself, which is
+/// never seen again.
+pub async fn create_key(engine: &Engine, name: &str, scopes: &[String]) -> AppResult<(ApiKeyRecord, String)> {
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(AppError::invalid("`name` must be 1-200 characters"));
+    }
+    let mut parsed = Vec::new();
+    for scope in scopes {
+        let scope = Scope::parse(scope).ok_or_else(|| AppError::invalid(format!("unknown scope {scope:?}; use ingest, read or admin")))?;
+        if !parsed.contains(&scope) {
+            parsed.push(scope);
+        }
+    }
+    if parsed.is_empty() {
+        return Err(AppError::invalid("give at least one scope: ingest, read or admin"));
+    }
+    let key = generate_key();
+    let record = key_record(name, &key, parsed, engine.now());
+    engine.store.insert_key(record.clone()).await?;
+    Ok((record, key))
+}
+
+/// Revokes key `id`; `by` is the key asking, which may not revoke itself (the way back in
+/// would be gone with it).
+pub async fn revoke_key(engine: &Engine, id: &str, by: &str) -> AppResult<()> {
+    if id == by {
+        return Err(AppError::invalid("a key cannot revoke itself; use another admin key"));
+    }
+    if !engine.store.revoke_key(id, engine.now()).await? {
+        return Err(AppError::not_found(format!("no active key {id:?}")));
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! leadscore's engine: the live models and automations, the clock, the outbox senders and
+//! every use case as a function of [`Engine`] with typed input and output. The HTTP API,
+//! the CLI and the background workers call these and nothing below them; none of this
+//! knows HTTP.
+
+pub mod accounts;
+pub mod automations;
+pub mod backtest;
+pub mod compare;
+pub mod contacts;
+pub mod error;
+pub mod events;
+pub mod keys;
+pub mod models;
+pub mod outcomes;
+pub mod reports;
+pub mod runtime;
+pub mod time;
+pub mod workers;
+
+use std::sync::{Arc, RwLock};
+
+use leadscore_core::Model;
+use leadscore_store::{Millis, ModelSet, PublishedModel, Scope, Store, StoreError};
+
+pub use error::{AppError, AppResult};
+
+/// The wall clock in milliseconds, or a fixed one in tests.
+pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| chrono::Utc::now().timestamp_millis())
+}
+
+/// The engine's settings (the HTTP server's own are in its crate).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Largest event batch.
+    pub max_batch: usize,
+    /// How far ahead of the server's clock an event's timestamp may be (LEADSCORE_MAX_FUTURE_SKEW):
+    /// a little is a sender's clock running fast, far more (`2099-01-01`) is a mistake that
+    /// would keep the contact's activity from ever decaying.
+    pub max_future_skew: std::time::Duration,
+    /// Contacts per rescore transaction.
+    pub rescore_chunk: usize,
+    /// How often stored scores of decaying models are refreshed (None: never).
+    pub sweep_interval: Option<std::time::Duration>,
+    /// How often the scheduler looks for cold contacts (LEADSCORE_SCHEDULER_INTERVAL).
+    pub scheduler_interval: std::time::Duration,
+    /// The first retry delay of the outbox; later ones grow from it (LEADSCORE_DELIVERY_BACKOFF).
+    pub delivery_backoff: std::time::Duration,
+    /// Attempts before a delivery is dead-lettered.
+    pub delivery_attempts: u32,
+    /// How long a claimed delivery stays with its process; after a crash, another process
+    /// takes it once this has passed (LEADSCORE_DELIVERY_LEASE). Longer than a send can take.
+    pub delivery_lease: std::time::Duration,
+    /// Allows webhook targets in loopback/private ranges (LEADSCORE_ALLOW_PRIVATE_WEBHOOKS).
+    pub allow_private_webhooks: bool,
+    /// SMTP server for e-mail actions (LEADSCORE_SMTP_URL), and the sender address.
+    pub smtp_url: Option<String>,
+    pub smtp_from: String,
+    /// Whether this process runs the background workers (tests may drive the steps alone).
+    pub workers: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 1000,
+            max_future_skew: std::time::Duration::from_secs(24 * 3600),
+            rescore_chunk: 10000,
+            sweep_interval: Some(std::time::Duration::from_secs(300)),
+            scheduler_interval: std::time::Duration::from_secs(60),
+            delivery_backoff: std::time::Duration::from_secs(30),
+            delivery_attempts: 10,
+            delivery_lease: std::time::Duration::from_secs(60),
+            allow_private_webhooks: false,
+            smtp_url: None,
+            smtp_from: "leadscore@localhost".into(),
+            workers: true,
+        }
+    }
+}
+
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    /// The live models; replaced whole when one is published or deleted.
+    models: RwLock<Arc<ModelSet>>,
+    pub clock: Clock,
+    pub config: EngineConfig,
+    /// Compiled automations, the outbox senders and the worker wake-ups.
+    pub runtime: runtime::Runtime,
+}
+
+impl Engine {
+    /// Loads the live models and automations from the store.
+    pub async fn new(store: Arc<dyn Store>, clock: Clock, config: EngineConfig) -> Result<Arc<Self>, StoreError> {
+        let engine = Arc::new(Self { store, models: RwLock::new(Arc::new(Vec::new())), clock, runtime: runtime::Runtime::new(&config), config });
+        engine.reload_models().await?;
+        engine.reload_automations().await?;
+        Ok(engine)
+    }
+
+    pub fn now(&self) -> Millis {
+        (self.clock)()
+    }
+
+    pub fn models(&self) -> Arc<ModelSet> {
+        self.models.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    pub fn model(&self, name: &str) -> Option<Arc<PublishedModel>> {
+        self.models().iter().find(|m| m.name == name).cloned()
+    }
+
+    /// The model a request names, or when it names none the only live model that is not a
+    /// shadow (a shadow is only ever read when named).
+    pub fn named_or_only_model(&self, name: Option<&str>) -> Result<Arc<PublishedModel>, ModelChoiceError> {
+        let models = self.models();
+        match name {
+            Some(name) => models.iter().find(|m| m.name == name).cloned().ok_or_else(|| ModelChoiceError::Unknown(name.to_string())),
+            None => match models.iter().filter(|m| !m.is_shadow()).collect::<Vec<_>>().as_slice() {
+                [only] => Ok((*only).clone()),
+                [] => Err(ModelChoiceError::NoModel),
+                _ => Err(ModelChoiceError::Several),
+            },
+        }
+    }
+
+    /// Re-reads the live models from the store (after a publish or delete).
+    pub async fn reload_models(&self) -> Result<(), StoreError> {
+        let mut set: ModelSet = Vec::new();
+        for version in self.store.live_models().await? {
+            match Model::parse(&version.source) {
+                Ok(model) => set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: version.shadow_of })),
+                Err(err) => {
+                    tracing::error!(model = %version.name, version = version.version, error = %leadscore_store::ErrorChain(&err), "stored model no longer parses; skipped")
+                }
+            }
+        }
+        if let Ok(mut models) = self.models.write() {
+            *models = Arc::new(set);
+        }
+        Ok(())
+    }
+
+    /// Makes sure an admin key exists. With `admin_key` given (LEADSCORE_ADMIN_KEY) that key
+    /// is registered; otherwise, on a store without keys, a new one is generated and
+    /// returned so the caller can show it once.
+    pub async fn bootstrap_admin_key(&self, admin_key: Option<&str>) -> Result<Option<String>, StoreError> {
+        let now = self.now();
+        if let Some(key) = admin_key {
+            let hash = keys::hash_key(key);
+            if self.store.find_key_by_hash(&hash).await?.is_none() {
+                match self.store.insert_key(keys::key_record("admin (LEADSCORE_ADMIN_KEY)", key, vec![Scope::Admin], now)).await {
+                    // Several processes starting together with the same key: one stores it.
+                    Err(StoreError::Conflict(_)) if self.store.find_key_by_hash(&hash).await?.is_some() => {}
+                    other => other?,
+                }
+            }
+            return Ok(None);
+        }
+        if self.store.count_keys().await? > 0 {
+            return Ok(None);
+        }
+        self.create_admin_key("admin (first start)").await.map(Some)
+    }
+
+    /// Creates a new admin key and answers it: the only time it is seen (only its hash is
+    /// stored). The way back in when the first start's key is lost.
+    pub async fn create_admin_key(&self, name: &str) -> Result<String, StoreError> {
+        let key = keys::generate_key();
+        self.store.insert_key(keys::key_record(name, &key, vec![Scope::Admin], self.now())).await?;
+        Ok(key)
+    }
+}
+
+/// Why a request's model could not be chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelChoiceError {
+    #[error("no live model {0:?}")]
+    Unknown(String),
+    #[error("no live model yet: publish one first (`leadscore model apply MODEL.toml`, or PUT /api/v1/models/NAME)")]
+    NoModel,
+    #[error("several models are live; choose one with model=")]
+    Several,
+}
+
+impl From<ModelChoiceError> for AppError {
+    fn from(err: ModelChoiceError) -> Self {
+        match err {
+            ModelChoiceError::Unknown(_) | ModelChoiceError::NoModel => AppError::NotFound(err.to_string()),
+            ModelChoiceError::Several => AppError::BadRequest(err.to_string()),
+        }
+    }
+}

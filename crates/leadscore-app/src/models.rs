@@ -1,0 +1,259 @@
+//! Publishing, promoting and deleting models, and the rescore jobs a new version starts.
+
+use std::sync::Arc;
+
+use leadscore_core::{Format, Model};
+use leadscore_store::{Job, Millis, ModelVersion, NewJob, NewModelVersion, PublishedModel, StoreError};
+
+use crate::Engine;
+use crate::error::{AppError, AppResult};
+
+pub fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Toml => "toml",
+        Format::Json => "json",
+    }
+}
+
+/// The live version of `name` when it already holds `source` (the same text, trailing
+/// whitespace aside) with the same shadow target: publishing it again would only make a
+/// version nobody can tell apart and rescore every contact for nothing (issue 12.9).
+pub async fn unchanged_version(engine: &Engine, name: &str, source: &str, shadow_of: Option<&str>) -> Result<Option<ModelVersion>, StoreError> {
+    let Some(live) = engine.model(name) else { return Ok(None) };
+    if live.shadow_of.as_deref() != shadow_of {
+        return Ok(None);
+    }
+    let versions = engine.store.model_versions(name).await?;
+    let same = |a: &str, b: &str| a.trim_end().lines().map(str::trim_end).eq(b.trim_end().lines().map(str::trim_end));
+    Ok(versions.into_iter().find(|v| v.version == live.version && same(&v.source, source)).map(|v| ModelVersion { shadow_of: live.shadow_of.clone(), ..v }))
+}
+
+/// Publishes a validated model: stores the version, makes it the head (live, or a shadow
+/// of `shadow_of`), starts the rescore.
+pub async fn publish(engine: &Arc<Engine>, model: Model, source: &str, format: Format, shadow_of: Option<String>) -> Result<(ModelVersion, Job), StoreError> {
+    let new = NewModelVersion { name: model.name.clone(), source: source.to_string(), format: format_name(format).into(), shadow_of };
+    let version = engine.store.publish_model(new, engine.now()).await?;
+    engine.reload_models().await?;
+    let job = start_rescore(engine, &version.name).await?;
+    tracing::info!(model = %version.name, version = version.version, shadow_of = ?version.shadow_of, "model published; rescoring");
+    Ok((version, job))
+}
+
+/// Promotes a shadow model (F31): its definition, renamed, becomes a new version of the
+/// model it shadows, and the shadow goes. The caller starts the live model's rescore.
+pub async fn promote(engine: &Engine, shadow: &str) -> Result<ModelVersion, StoreError> {
+    let published = engine.model(shadow).ok_or_else(|| StoreError::NotFound(format!("model {shadow}")))?;
+    let live_name =
+        published.shadow_of.clone().ok_or_else(|| StoreError::Conflict(format!("{shadow} is a live model, not a shadow: there is nothing to promote")))?;
+    let versions = engine.store.model_versions(shadow).await?;
+    let current = versions.iter().find(|v| v.version == published.version).ok_or_else(|| StoreError::NotFound(format!("model {shadow}")))?;
+    let format = if current.format == "json" { Format::Json } else { Format::Toml };
+    let source = leadscore_core::model::renamed_source(&current.source, format, &live_name)
+        .map_err(|e| StoreError::database(format!("stored model {shadow} v{} cannot be renamed", current.version), e))?;
+    let live = NewModelVersion { name: live_name, source, format: current.format.clone(), shadow_of: None };
+    let version = engine.store.promote_model(shadow, published.version, live, engine.now()).await?;
+    engine.reload_models().await?;
+    tracing::info!(shadow, model = %version.name, version = version.version, "shadow model promoted");
+    Ok(version)
+}
+
+/// How long a claimed job stays with this process without progress; after a crash,
+/// another process takes it over once this has passed. A chunk takes well under it.
+pub const JOB_LEASE_MS: Millis = 30_000;
+
+/// Creates a rescore job for the live version of `name`, claims it for this process and
+/// runs it in the background.
+pub async fn start_rescore(engine: &Arc<Engine>, name: &str) -> Result<Job, StoreError> {
+    let job = create_claimed_job(engine, name).await?;
+    let (worker, mut running) = (engine.clone(), job.clone());
+    engine.runtime.spawn(async move { run_job(&worker, &mut running).await });
+    Ok(job)
+}
+
+/// Creates a rescore job for the live version of `name`, claimed by this process (the
+/// caller runs it with [`rescore_step`]).
+pub async fn create_claimed_job(engine: &Engine, name: &str) -> Result<Job, StoreError> {
+    let published = engine.model(name).ok_or_else(|| StoreError::NotFound(format!("model {name}")))?;
+    let total = engine.store.count_contacts().await?;
+    let lease = Some((engine.runtime.worker_id.clone(), engine.now() + JOB_LEASE_MS));
+    engine.store.create_job(NewJob { kind: "rescore".into(), model: name.into(), version: published.version, total, lease }, engine.now()).await
+}
+
+/// Runs a claimed job to its end (or until another process takes it over).
+async fn run_job(engine: &Engine, job: &mut Job) {
+    loop {
+        if engine.runtime.shutdown.is_cancelled() {
+            // Stopping between chunks: the cursor is stored, and giving up the lease lets
+            // the next process (or this one restarted) continue at once.
+            tracing::info!(job = job.id, done = job.done, "rescore job paused by shutdown; it resumes from its cursor");
+            let _ = engine.store.update_claimed_job(job, &engine.runtime.worker_id, engine.now()).await;
+            break;
+        }
+        match rescore_step(engine, job).await {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(err) => {
+                tracing::error!(job = job.id, error = %leadscore_store::ErrorChain(&err), "rescore job failed");
+                job.state = "failed".into();
+                job.error = Some(leadscore_store::ErrorChain(&err).to_string());
+                job.updated_at = engine.now();
+                let _ = engine.store.update_claimed_job(job, &engine.runtime.worker_id, engine.now()).await;
+                break;
+            }
+        }
+    }
+}
+
+/// One step of the job worker: takes an unfinished job nobody holds (queued, or left by
+/// a crashed process whose lease expired) and runs it. Returns whether it ran one.
+pub async fn job_step(engine: &Engine) -> Result<bool, StoreError> {
+    let Some(mut job) = engine.store.claim_job(None, &engine.runtime.worker_id, JOB_LEASE_MS, engine.now()).await? else {
+        return Ok(false);
+    };
+    if job.kind != "rescore" {
+        // A backtest keeps its partial results in memory: one whose process died is over.
+        tracing::warn!(job = job.id, kind = %job.kind, "job left unfinished by a stopped process; marking it failed");
+        job.state = "failed".into();
+        job.error = Some(format!("the process running this {} stopped before it finished; start it again", job.kind));
+        job.updated_at = engine.now();
+        record(engine, &job).await?;
+        return Ok(true);
+    }
+    tracing::info!(job = job.id, model = %job.model, done = job.done, "taking over rescore job");
+    if engine.model(&job.model).is_none_or(|m| m.version < job.version) {
+        engine.reload_models().await?;
+    }
+    run_job(engine, &mut job).await;
+    Ok(true)
+}
+
+/// Records a claimed job and extends its lease; false when another process took it over.
+async fn record(engine: &Engine, job: &Job) -> Result<bool, StoreError> {
+    let kept = engine.store.update_claimed_job(job, &engine.runtime.worker_id, engine.now() + JOB_LEASE_MS).await?;
+    if !kept {
+        tracing::warn!(job = job.id, "rescore job taken over by another process; stopping here");
+    }
+    Ok(kept)
+}
+
+/// Runs one chunk of a claimed rescore job and records progress. Returns whether work
+/// remains (false also when another process took the job over). A job whose model version
+/// is no longer live ends as `superseded` (a newer job runs).
+pub async fn rescore_step(engine: &Engine, job: &mut Job) -> Result<bool, StoreError> {
+    let Some(published) = engine.model(&job.model).filter(|m| m.version == job.version) else {
+        job.state = "superseded".into();
+        job.updated_at = engine.now();
+        record(engine, job).await?;
+        return Ok(false);
+    };
+    if job.state != "running" {
+        job.state = "running".into();
+    }
+    let chunk = match engine.store.rescore_chunk(&published, job.cursor.clone(), engine.config.rescore_chunk, engine.now()).await {
+        Ok(chunk) => chunk,
+        // Another publish (maybe by another process) made this version history.
+        Err(StoreError::Conflict(reason)) => {
+            tracing::info!(job = job.id, %reason, "rescore job superseded");
+            job.state = "superseded".into();
+            job.updated_at = engine.now();
+            record(engine, job).await?;
+            engine.reload_models().await?;
+            return Ok(false);
+        }
+        Err(other) => return Err(other),
+    };
+    job.done += chunk.contacts;
+    job.total = job.total.max(job.done);
+    job.updated_at = engine.now();
+    metrics::counter!("leadscore_rescored_contacts_total").increment(chunk.contacts);
+    let more = match chunk.last_contact {
+        Some(last) => {
+            job.cursor = Some(last);
+            true
+        }
+        None => {
+            if !rescore_outcomes(engine, &published, job).await? {
+                return Ok(false);
+            }
+            job.state = "done".into();
+            job.total = job.done;
+            false
+        }
+    };
+    Ok(record(engine, job).await? && more)
+}
+
+/// How many outcomes one step of [`rescore_outcomes`] judges.
+const OUTCOME_CHUNK: usize = 2_000;
+
+/// The last step of a rescore: every recorded outcome is judged again by the version now
+/// live, its card replayed as of the outcome's `at`. So an outcome recorded before any
+/// model existed counts once one does, and a report labelled with a version shows that
+/// version's numbers (issue 12.2, 12.3). A shadow judges again only the outcomes it
+/// already scored: it is compared on what happened while it ran on live traffic, and the
+/// past before it is the backtest's to replay. Returns false when another process took the
+/// job over (the lease is renewed after every chunk).
+async fn rescore_outcomes(engine: &Engine, published: &Arc<PublishedModel>, job: &Job) -> Result<bool, StoreError> {
+    let mut after = None;
+    loop {
+        let chunk = engine.store.list_outcomes(Millis::MIN, Millis::MAX, after, OUTCOME_CHUNK).await?;
+        let Some(last) = chunk.last() else { return Ok(true) };
+        after = Some(last.id);
+        let mut by_contact: std::collections::BTreeMap<&str, Vec<(i64, Millis)>> = std::collections::BTreeMap::new();
+        for outcome in chunk.iter().filter(|o| !published.is_shadow() || o.scores.contains_key(&published.name)) {
+            by_contact.entry(outcome.contact_id.as_str()).or_default().push((outcome.id, outcome.at));
+        }
+        let ids: Vec<String> = by_contact.keys().map(|id| id.to_string()).collect();
+        let by_contact: Arc<std::collections::HashMap<String, Vec<(i64, Millis)>>> =
+            Arc::new(by_contact.into_iter().map(|(id, outcomes)| (id.to_string(), outcomes)).collect());
+        let mut cards = Vec::with_capacity(chunk.len());
+        let mut pages = crate::reports::ReplayPages::of(engine, &ids);
+        while let Some((_, page)) = pages.next().await? {
+            let (model, by_contact) = (published.clone(), by_contact.clone());
+            let judged = crate::reports::replay_in_parallel(page, move |contact, events| {
+                let applies = model.model.applies_to(&contact.attributes);
+                let outcomes = by_contact.get(&contact.id)?;
+                Some(
+                    outcomes
+                        .iter()
+                        .map(|(id, at)| (*id, applies.then(|| leadscore_store::scoring::card_from_events(&model, &contact.attributes, events, *at))))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await?;
+            cards.extend(judged.into_iter().flatten());
+        }
+        engine.store.set_outcome_cards(&published.name, cards).await?;
+        if !record(engine, job).await? {
+            return Ok(false);
+        }
+    }
+}
+
+/// The job worker: takes over unfinished jobs whose process is gone (their cursor says
+/// where to continue), now and every few seconds.
+pub fn spawn_job_worker(engine: Arc<Engine>) {
+    let worker = engine.clone();
+    engine.runtime.spawn(async move {
+        let engine = worker;
+        while !engine.runtime.shutdown.is_cancelled() {
+            match job_step(&engine).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "cannot take over a rescore job"),
+            }
+            if engine.runtime.pause(std::time::Duration::from_secs(5)).await {
+                return;
+            }
+        }
+    });
+}
+
+/// Deletes model `name` and every version of it.
+pub async fn delete(engine: &Engine, name: &str) -> AppResult<()> {
+    if !engine.store.delete_model(name).await? {
+        return Err(AppError::not_found(format!("no model {name:?}")));
+    }
+    engine.reload_models().await?;
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! Outcomes (F18): sales records a contact's status and rates leads; each outcome keeps
+//! the contact's scores as of its time, so the reports judge the scoring on what sales saw.
+
+use std::collections::BTreeMap;
+
+use leadscore_core::ScoreCard;
+use leadscore_store::{ContactRecord, Millis, NewOutcome, OutcomeKind, OutcomeRecord, STATUSES};
+
+use crate::Engine;
+use crate::contacts::current_cards;
+use crate::error::{AppError, AppResult};
+use crate::time::{format_time, parse_time};
+
+/// An outcome may be dated in the past (imports of history), not in the future beyond
+/// a little clock skew.
+const FUTURE_SKEW_MS: Millis = 5 * 60 * 1000;
+
+/// The time of an outcome: given (RFC 3339) or now; never in the future.
+pub fn outcome_time(engine: &Engine, at: Option<&str>) -> Result<Millis, String> {
+    let now = engine.now();
+    let at = match at {
+        Some(text) => parse_time(text)?,
+        None => now,
+    };
+    if at > now + FUTURE_SKEW_MS {
+        return Err(format!("`at` {} is in the future", format_time(at)));
+    }
+    Ok(at)
+}
+
+/// The contact's cards as of `at` under every live model that applies to it.
+pub async fn cards_at(engine: &Engine, contact: &ContactRecord, at: Millis) -> AppResult<BTreeMap<String, ScoreCard>> {
+    Ok(current_cards(engine, contact, Some(at)).await?.into_iter().map(|(model, card)| (model.name.clone(), card)).collect())
+}
+
+/// Records one outcome for a contact: its scores as of `at` go with it.
+pub async fn record(engine: &Engine, contact_id: &str, kind: OutcomeKind, at: Millis) -> AppResult<OutcomeRecord> {
+    let contact = engine.store.get_contact(contact_id).await?.ok_or_else(|| AppError::not_found(format!("no contact {contact_id:?}")))?;
+    record_for(engine, &contact, kind, at).await
+}
+
+/// [`record`] for a contact the caller has just read or written (an import), without
+/// reading it again.
+pub async fn record_for(engine: &Engine, contact: &ContactRecord, kind: OutcomeKind, at: Millis) -> AppResult<OutcomeRecord> {
+    let scores = cards_at(engine, contact, at).await?;
+    Ok(engine.store.record_outcome(NewOutcome { contact_id: contact.id.clone(), kind, at, scores }, engine.now()).await?)
+}
+
+/// Records a status sales set (`qualified`, `won`, …; any case), dated `at` or now.
+pub async fn record_status(engine: &Engine, contact_id: &str, status: &str, at: Option<&str>) -> AppResult<OutcomeRecord> {
+    let status = status.trim().to_lowercase();
+    check_status(&status).map_err(AppError::invalid)?;
+    let at = outcome_time(engine, at).map_err(AppError::invalid)?;
+    record(engine, contact_id, OutcomeKind::Status { status }, at).await
+}
+
+/// Records a 1–5 rating of a lead with an optional note, dated `at` or now.
+pub async fn record_feedback(
+    engine: &Engine,
+    contact_id: &str,
+    rating: i64,
+    note: Option<String>,
+    author: Option<String>,
+    at: Option<&str>,
+) -> AppResult<OutcomeRecord> {
+    let rating = check_rating(rating).map_err(AppError::invalid)?;
+    let at = outcome_time(engine, at).map_err(AppError::invalid)?;
+    let note = note.filter(|n| !n.trim().is_empty());
+    record(engine, contact_id, OutcomeKind::Feedback { rating, note, author }, at).await
+}
+
+/// A contact's outcomes, oldest first.
+pub async fn contact_outcomes(engine: &Engine, contact_id: &str) -> AppResult<Vec<OutcomeRecord>> {
+    if engine.store.get_contact(contact_id).await?.is_none() {
+        return Err(AppError::not_found(format!("no contact {contact_id:?}")));
+    }
+    Ok(engine.store.contact_outcomes(contact_id).await?)
+}
+
+pub fn check_status(status: &str) -> Result<(), String> {
+    if STATUSES.contains(&status) { Ok(()) } else { Err(format!("status {status:?} is not one of {}", STATUSES.join(", "))) }
+}
+
+pub fn check_rating(rating: i64) -> Result<u8, String> {
+    u8::try_from(rating).ok().filter(|r| (1..=5).contains(r)).ok_or_else(|| format!("rating {rating} is not between 1 and 5"))
+}

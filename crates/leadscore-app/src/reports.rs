@@ -1,0 +1,771 @@
+//! Reports (F19): does the score predict who buys? `brackets` (conversion by score
+//! bracket with Wilson intervals and the "points backwards" check), `accuracy` (ROC AUC at
+//! close, won deals in the top band, average score of won vs lost), `distribution`,
+//! `sources`, `feedback` and `speed` (hot → qualified, speed to lead), as JSON or CSV.
+//! The maths is `leadscore_core::report`'s.
+//!
+//! Who counts: every contact with a status recorded in `[from, to)`. Its score is the one
+//! recorded with its latest status in the range; a contact whose latest won/lost status
+//! is in the range is closed, judged on its score as of that close. Won and lost contacts
+//! count as qualified, as do contacts whose statuses in the range include `qualified`.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use leadscore_core::ScoreCard;
+use leadscore_core::report::{BracketRow, Outcome, brackets, decile_edges, points_backwards, roc_auc};
+use leadscore_store::{Millis, OutcomeKind, PublishedModel, ScannedScore, StoreError, scoring};
+use serde_json::{Value, json};
+
+use crate::Engine;
+use crate::time::{format_time, parse_time};
+
+/// A contact that entered the model's top band in the range.
+#[derive(Clone, Debug)]
+pub struct BecameHot {
+    pub contact_id: String,
+    pub owner: Option<String>,
+    pub hot_at: Millis,
+}
+
+/// Contacts read per page of [`ReplayPages`].
+const REPLAY_PAGE: usize = 2_000;
+
+/// One page of contacts and their events (in scoring order), from [`ReplayPages`].
+pub(crate) type ReplayPage = (Vec<leadscore_store::ContactRecord>, HashMap<String, Vec<leadscore_store::scoring::ScoringEvent>>);
+
+/// Contacts with their attributes and events, a page at a time: every contact scored under
+/// a model in contact id order ([`ReplayPages::scored`]), or given contacts
+/// ([`ReplayPages::of`]), for the passes that replay contacts ([`became_hot`], the
+/// backtest). The next page is read on other tasks while the caller replays this one, and
+/// each page's events are decoded by two reads (connections) at once: decoding the events
+/// is most of the work.
+pub(crate) struct ReplayPages {
+    store: Arc<dyn leadscore_store::Store>,
+    source: PageSource,
+    pending: Option<PageRead>,
+}
+
+/// A page being read: how many contacts it passed over, the last of them (where the next
+/// page starts; None at the end), and the page.
+type PageRead = tokio::task::JoinHandle<Result<(usize, Option<String>, ReplayPage), StoreError>>;
+
+enum PageSource {
+    /// The contacts scored under this model, all of them.
+    Scored(String),
+    /// These contacts, in pages (a contact erased since is left out).
+    Given(std::vec::IntoIter<Vec<String>>),
+}
+
+impl ReplayPages {
+    pub(crate) fn scored(engine: &Engine, model: &str) -> Self {
+        Self::start(engine, PageSource::Scored(model.to_string()))
+    }
+
+    pub(crate) fn of(engine: &Engine, contact_ids: &[String]) -> Self {
+        let pages: Vec<Vec<String>> = contact_ids.chunks(REPLAY_PAGE).map(<[String]>::to_vec).collect();
+        Self::start(engine, PageSource::Given(pages.into_iter()))
+    }
+
+    fn start(engine: &Engine, source: PageSource) -> Self {
+        let mut pages = Self { store: engine.store.clone(), source, pending: None };
+        pages.fetch(None);
+        pages
+    }
+
+    fn fetch(&mut self, after: Option<String>) {
+        let store = self.store.clone();
+        self.pending = Some(match &mut self.source {
+            PageSource::Scored(name) => {
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let mut page = store.list_contacts(after.as_deref(), REPLAY_PAGE).await?;
+                    let (listed, last) = (page.len(), page.last().map(|c| c.id.clone()));
+                    page.retain(|c| c.scores.contains_key(&name));
+                    Ok((listed, last, with_events(store, page).await?))
+                })
+            }
+            PageSource::Given(pages) => {
+                let ids = pages.next().unwrap_or_default();
+                tokio::spawn(async move {
+                    let page = store.get_contacts(&ids).await?;
+                    Ok((ids.len(), ids.last().cloned(), with_events(store, page).await?))
+                })
+            }
+        });
+    }
+
+    /// The next page: how many contacts it passed over (for progress) and the contacts to
+    /// replay with their events; None after the last.
+    pub(crate) async fn next(&mut self) -> Result<Option<(usize, ReplayPage)>, StoreError> {
+        let Some(pending) = self.pending.take() else { return Ok(None) };
+        let (listed, last, page) = pending.await.map_err(|e| StoreError::database("reading contacts failed", e))??;
+        let Some(last) = last else { return Ok(None) };
+        self.fetch(Some(last));
+        Ok(Some((listed, page)))
+    }
+}
+
+/// `contacts` with their events, read by two connections at once.
+async fn with_events(store: Arc<dyn leadscore_store::Store>, contacts: Vec<leadscore_store::ContactRecord>) -> Result<ReplayPage, StoreError> {
+    let ids: Vec<String> = contacts.iter().map(|c| c.id.clone()).collect();
+    let (first, second) = ids.split_at(ids.len() / 2);
+    let (first, second) = (first.to_vec(), second.to_vec());
+    let other = store.clone();
+    let second = tokio::spawn(async move { other.scoring_events_of(&second).await });
+    let mut events = store.scoring_events_of(&first).await?;
+    events.extend(second.await.map_err(|e| StoreError::database("reading events failed", e))??);
+    Ok((contacts, events))
+}
+
+/// How many contacts a candidate model would put in another band than the live model, and
+/// from which band to which: the `band_changes` of the backtest and of the shadow
+/// comparison.
+#[derive(Default)]
+pub(crate) struct BandChanges {
+    contacts: u64,
+    changed: u64,
+    transitions: BTreeMap<(String, String), u64>,
+}
+
+impl BandChanges {
+    /// One contact: its card under the live model and under the candidate (None: that
+    /// model does not score it).
+    pub(crate) fn add(&mut self, live: Option<&ScoreCard>, candidate: Option<&ScoreCard>) {
+        let label = |card: Option<&ScoreCard>| match card {
+            None => "(not scored)".to_string(),
+            Some(card) => card.band.clone().unwrap_or_else(|| "(no band)".into()),
+        };
+        let (live, candidate) = (label(live), label(candidate));
+        self.contacts += 1;
+        if live != candidate {
+            self.changed += 1;
+            *self.transitions.entry((live, candidate)).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn into_json(self) -> Value {
+        let transitions: Vec<Value> = self.transitions.into_iter().map(|((from, to), n)| json!({ "from": from, "to": to, "contacts": n })).collect();
+        json!({ "contacts": self.contacts, "changed": self.changed, "transitions": transitions })
+    }
+}
+
+/// Runs `replay` over the contacts of a page in parallel (rayon, off the async runtime).
+pub(crate) async fn replay_in_parallel<T: Send + 'static>(
+    (contacts, events): ReplayPage,
+    replay: impl Fn(&leadscore_store::ContactRecord, &[leadscore_store::scoring::ScoringEvent]) -> Option<T> + Send + Sync + 'static,
+) -> Result<Vec<T>, StoreError> {
+    tokio::task::spawn_blocking(move || {
+        use rayon::prelude::*;
+        contacts.par_iter().filter_map(|contact| replay(contact, events.get(&contact.id).map(Vec::as_slice).unwrap_or_default())).collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| StoreError::database("replaying contacts failed", e))
+}
+
+/// The contacts that entered the top band in `[from, to)`: each contact's events are
+/// replayed and its total (current fit + activity) is checked at every event that earned
+/// points; a crossing counts when the contact was below the line just before
+/// ([`leadscore_core::scorer::first_crossing`]). Pages are replayed in parallel while the
+/// next one is read ([`ReplayPages`]).
+pub async fn became_hot(engine: &Engine, model: &PublishedModel, from: Millis, to: Millis) -> Result<Vec<BecameHot>, StoreError> {
+    let Some(line) = model.model.bands.first().and_then(|b| b.min) else { return Ok(Vec::new()) };
+    let model = Arc::new(model.clone());
+    let mut pages = ReplayPages::scored(engine, &model.name);
+    let mut hot = Vec::new();
+    while let Some((_, page)) = pages.next().await? {
+        let model = model.clone();
+        hot.extend(
+            replay_in_parallel(page, move |contact, events| {
+                if events.is_empty() {
+                    return None;
+                }
+                let fit = model.model.fit(&contact.attributes);
+                let hot_at = leadscore_core::scorer::first_crossing(&model.model, fit, events.iter().map(|e| e.as_ref()), line, from, to)?;
+                Some(BecameHot { contact_id: contact.id.clone(), owner: contact.owner.clone(), hot_at })
+            })
+            .await?,
+        );
+    }
+    Ok(hot)
+}
+
+/// The speed report: of the leads that became hot in the range, how many were qualified
+/// afterwards (warning below 50 %), and the time from becoming hot to the first sales
+/// touch (any status but `new`), median and p90, with breaches of the SLA, per owner.
+pub async fn speed_report(engine: &Engine, model: &PublishedModel, from: Millis, to: Millis, sla_ms: Millis) -> Result<Value, StoreError> {
+    let hot = became_hot(engine, model, from, to).await?;
+    // Every sales touch (any status but `new`), by contact, in one pass over the outcomes.
+    let mut touches: HashMap<String, Vec<(Millis, String)>> = HashMap::new();
+    for_each_outcome(engine, Millis::MIN, Millis::MAX, |outcome| {
+        if let OutcomeKind::Status { status } = &outcome.kind
+            && status != "new"
+        {
+            touches.entry(outcome.contact_id.clone()).or_default().push((outcome.at, status.clone()));
+        }
+    })
+    .await?;
+    let mut leads = Vec::with_capacity(hot.len());
+    let mut qualified = 0u64;
+    for lead in &hot {
+        let statuses: Vec<&(Millis, String)> = touches.get(&lead.contact_id).into_iter().flatten().filter(|(at, _)| *at >= lead.hot_at).collect();
+        if statuses.iter().any(|(_, s)| matches!(s.as_str(), "qualified" | "won" | "lost")) {
+            qualified += 1;
+        }
+        let contacted_at = statuses.iter().map(|(at, _)| *at).min();
+        leads.push(leadscore_core::report::HotLead { owner: lead.owner.clone(), hot_at: lead.hot_at, contacted_at });
+    }
+    let rate = (!hot.is_empty()).then(|| qualified as f64 / hot.len() as f64);
+    let mut warnings = Vec::new();
+    if let Some(rate) = rate.filter(|r| *r < 0.5) {
+        warnings.push(format!(
+            "only {:.0} % of the leads that became {} were qualified afterwards: the top band lets in leads sales does not want",
+            rate * 100.0,
+            model.model.bands.first().map_or("hot", |b| b.name.as_str())
+        ));
+    }
+    let hours = |ms: Option<f64>| rounded(ms.map(|ms| ms / 3_600_000.0));
+    let rows: Vec<Value> = leadscore_core::report::speed_to_lead(&leads, sla_ms, engine.now())
+        .into_iter()
+        .map(|row| {
+            json!({
+                "owner": row.owner.unwrap_or_else(|| "(everyone)".into()),
+                "hot": row.hot,
+                "contacted": row.contacted,
+                "median_hours": hours(row.median_ms),
+                "p90_hours": hours(row.p90_ms),
+                "sla_breaches": row.breaches,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "model": model.name,
+        "version": model.version,
+        "top_band": model.model.bands.first().map(|b| b.name.clone()),
+        "became_hot": hot.len(),
+        "qualified_after": qualified,
+        "hot_to_qualified": rounded(rate),
+        "sla_hours": sla_ms as f64 / 3_600_000.0,
+        "speed": rows,
+        "warnings": warnings,
+    }))
+}
+
+/// Score rows are read in pages of this many for the reports over every contact.
+const SCORE_PAGE: usize = 10_000;
+
+/// Every stored score row of a model in contact id order ([`leadscore_store::ContactStore::scan_scores`]:
+/// score rows only, with the value of one attribute when asked), a page at a time, the next
+/// page read on another task while this one is consumed. The reports over every contact
+/// and the shadow comparison read through it.
+pub(crate) struct ScoreRows {
+    store: Arc<dyn leadscore_store::Store>,
+    model: String,
+    with_state: bool,
+    attribute: Option<String>,
+    page: std::vec::IntoIter<ScannedScore>,
+    pending: Option<tokio::task::JoinHandle<Result<Vec<ScannedScore>, StoreError>>>,
+}
+
+impl ScoreRows {
+    pub(crate) fn new(engine: &Engine, model: &PublishedModel, attribute: Option<&str>) -> Self {
+        let mut rows = Self {
+            store: engine.store.clone(),
+            model: model.name.clone(),
+            // The states are read only when the card as of now needs them.
+            with_state: scoring::moves_with_time(&model.model),
+            attribute: attribute.map(str::to_string),
+            page: Vec::new().into_iter(),
+            pending: None,
+        };
+        rows.fetch(None);
+        rows
+    }
+
+    fn fetch(&mut self, after: Option<String>) {
+        let (store, model, with_state, attribute) = (self.store.clone(), self.model.clone(), self.with_state, self.attribute.clone());
+        self.pending = Some(tokio::spawn(async move { store.scan_scores(&model, with_state, attribute.as_deref(), after.as_deref(), SCORE_PAGE).await }));
+    }
+
+    /// The next row, of any version: [`scoring::scanned_card_at`] gives its card as of now,
+    /// or None for a row of another version (still being rescored), which reports skip.
+    pub(crate) async fn next(&mut self) -> Result<Option<ScannedScore>, StoreError> {
+        loop {
+            if let Some(row) = self.page.next() {
+                return Ok(Some(row));
+            }
+            let Some(pending) = self.pending.take() else { return Ok(None) };
+            let page = pending.await.map_err(|e| StoreError::database("reading the scores failed", e))??;
+            if page.len() == SCORE_PAGE {
+                self.fetch(page.last().map(|row| row.contact_id.clone()));
+            }
+            self.page = page.into_iter();
+        }
+    }
+}
+
+/// Calls `each` with every contact that has a score under `model` (its current card), and
+/// the value of `attribute` when one is named, from the score rows only ([`ScoreRows`]).
+async fn for_each_scored(
+    engine: &Engine,
+    model: &PublishedModel,
+    attribute: Option<&str>,
+    mut each: impl FnMut(&ScannedScore, &ScoreCard),
+) -> Result<(), StoreError> {
+    let now = engine.now();
+    let mut rows = ScoreRows::new(engine, model, attribute);
+    while let Some(row) = rows.next().await? {
+        if let Some(card) = scoring::scanned_card_at(model, &row, now) {
+            each(&row, &card);
+        }
+    }
+    Ok(())
+}
+
+/// The distribution report: a histogram of current totals and the count per band, with a
+/// warning when the top band holds too many (over 20 %) or too few (under 1 %) contacts.
+pub async fn distribution_report(engine: &Engine, model: &PublishedModel, bins: usize) -> Result<Value, StoreError> {
+    let mut totals = Vec::new();
+    let mut bands: HashMap<String, u64> = HashMap::new();
+    for_each_scored(engine, model, None, |_, card| {
+        totals.push(card.total);
+        *bands.entry(card.band.clone().unwrap_or_default()).or_default() += 1;
+    })
+    .await?;
+    let count = totals.len() as u64;
+    let per_band: Vec<Value> = model
+        .model
+        .bands
+        .iter()
+        .map(|b| {
+            let n = bands.get(&b.name).copied().unwrap_or(0);
+            json!({ "band": b.name, "min": b.min, "contacts": n, "share": rounded((count > 0).then(|| n as f64 / count as f64)) })
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    if let (Some(top), true) = (model.model.bands.first(), count > 0) {
+        let share = bands.get(&top.name).copied().unwrap_or(0) as f64 / count as f64;
+        if share > 0.2 {
+            warnings.push(format!("{:.0} % of contacts are {}: too many for sales to call; raise its min", share * 100.0, top.name));
+        } else if share < 0.01 {
+            warnings.push(format!("under 1 % of contacts are {}: lower its min or sales will wait for leads", top.name));
+        }
+    }
+    let histogram: Vec<Value> = leadscore_core::report::histogram(&totals, bins.max(1))
+        .into_iter()
+        .map(|(lower, upper, n)| json!({ "lower": (lower * 100.0).round() / 100.0, "upper": (upper * 100.0).round() / 100.0, "contacts": n }))
+        .collect();
+    Ok(json!({
+        "model": model.name,
+        "version": model.version,
+        "contacts": count,
+        "bands": per_band,
+        "histogram": histogram,
+        "median": rounded(leadscore_core::report::percentile(&totals, 50.0)),
+        "warnings": warnings,
+    }))
+}
+
+/// The sources report: per value of a source attribute, how many contacts, their average
+/// current score, and the conversion of those with outcomes in the range.
+pub async fn sources_report(engine: &Engine, model: &PublishedModel, attribute: &str, judged: &[Judged]) -> Result<Value, StoreError> {
+    #[derive(Default)]
+    struct Source {
+        contacts: u64,
+        score_sum: f64,
+        won: u64,
+        lost: u64,
+    }
+    let closed: HashMap<&str, bool> = judged.iter().filter_map(|j| j.close.as_ref().map(|c| (j.contact_id.as_str(), c.2))).collect();
+    let mut sources: HashMap<String, Source> = HashMap::new();
+    for_each_scored(engine, model, Some(attribute), |row, card| {
+        let name = match &row.attribute {
+            Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
+            Some(Value::Null) | None => Cow::Borrowed("(none)"),
+            Some(other) => Cow::Owned(other.to_string()),
+        };
+        // Looked up by &str: a String is made once per source, not once per contact.
+        if !sources.contains_key(name.as_ref()) {
+            sources.insert(name.clone().into_owned(), Source::default());
+        }
+        let Some(source) = sources.get_mut(name.as_ref()) else { return };
+        source.contacts += 1;
+        source.score_sum += card.total;
+        match closed.get(row.contact_id.as_str()) {
+            Some(true) => source.won += 1,
+            Some(false) => source.lost += 1,
+            None => {}
+        }
+    })
+    .await?;
+    let mut rows: Vec<(String, Source)> = sources.into_iter().collect();
+    rows.sort_by(|a, b| b.1.contacts.cmp(&a.1.contacts).then_with(|| a.0.cmp(&b.0)));
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|(name, s)| {
+            let closed = s.won + s.lost;
+            json!({
+                "source": name,
+                "contacts": s.contacts,
+                "average_score": rounded(Some(s.score_sum / s.contacts.max(1) as f64)),
+                "won": s.won,
+                "lost": s.lost,
+                "conversion": rounded((closed > 0).then(|| s.won as f64 / closed as f64)),
+            })
+        })
+        .collect();
+    Ok(json!({ "model": model.name, "version": model.version, "attribute": attribute, "sources": rows }))
+}
+
+/// The feedback report: sales ratings by band (of the score when rated), and the sales
+/// cycle (contact created → won) of the deals won in the range.
+pub async fn feedback_report(engine: &Engine, model: &PublishedModel, from: Millis, to: Millis, timelines: &[Timeline]) -> Result<Value, StoreError> {
+    let mut ratings: HashMap<String, (u64, u64)> = HashMap::new();
+    for_each_outcome(engine, from, to, |outcome| {
+        if let OutcomeKind::Feedback { rating, .. } = &outcome.kind {
+            let band = outcome.scores.get(&model.name).and_then(|c| c.band.clone()).unwrap_or_else(|| "(not scored)".into());
+            let entry = ratings.entry(band).or_default();
+            entry.0 += 1;
+            entry.1 += u64::from(*rating);
+        }
+    })
+    .await?;
+    let mut by_band: Vec<Value> = Vec::new();
+    for name in model.model.bands.iter().map(|b| b.name.clone()).chain(std::iter::once("(not scored)".to_string())) {
+        if let Some((count, sum)) = ratings.get(&name) {
+            by_band.push(json!({ "band": name, "ratings": count, "average_rating": rounded(Some(*sum as f64 / *count as f64)) }));
+        }
+    }
+    // Sales cycle: from the contact's creation to its winning status (its close).
+    let mut cycles_days = Vec::new();
+    for timeline in timelines {
+        if let Some((won_at, true, _)) = &timeline.close
+            && let Some(contact) = engine.store.get_contact(&timeline.contact_id).await?
+        {
+            cycles_days.push(((won_at - contact.created_at).max(0)) as f64 / 86_400_000.0);
+        }
+    }
+    Ok(json!({
+        "model": model.name,
+        "version": model.version,
+        "ratings_by_band": by_band,
+        "sales_cycle_days": {
+            "won": cycles_days.len(),
+            "median": rounded(leadscore_core::report::percentile(&cycles_days, 50.0)),
+            "p90": rounded(leadscore_core::report::percentile(&cycles_days, 90.0)),
+        },
+    }))
+}
+
+/// Outcomes are read in chunks of this many rows.
+const CHUNK: usize = 10_000;
+
+/// One contact as the reports see it.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    pub contact_id: String,
+    /// The score and band recorded with its latest status in the range.
+    pub score: f64,
+    pub band: Option<String>,
+    pub outcome: Outcome,
+    /// (score, band, won) as of its latest won/lost status in the range.
+    pub close: Option<(f64, Option<String>, bool)>,
+}
+
+/// Where one contact stands in a range of outcomes.
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    pub contact_id: String,
+    /// Its latest status in the range: (time, the cards recorded with it).
+    pub latest: (Millis, BTreeMap<String, ScoreCard>),
+    /// Its latest won/lost status in the range: (time, won, the cards recorded with it).
+    pub close: Option<(Millis, bool, BTreeMap<String, ScoreCard>)>,
+    /// Reached `qualified` (or closed) in the range.
+    pub qualified: bool,
+}
+
+impl Timeline {
+    pub fn outcome(&self) -> Outcome {
+        match &self.close {
+            Some((_, true, _)) => Outcome::Won,
+            Some((_, false, _)) => Outcome::Lost,
+            None if self.qualified => Outcome::Qualified,
+            None => Outcome::Open,
+        }
+    }
+
+    /// The instant a contact is judged at: its close, else its latest status.
+    pub fn judged_at(&self) -> Millis {
+        self.close.as_ref().map_or(self.latest.0, |(at, _, _)| *at)
+    }
+}
+
+/// Calls `each` with every outcome in `[from, to)`, read in chunks.
+async fn for_each_outcome(engine: &Engine, from: Millis, to: Millis, mut each: impl FnMut(&leadscore_store::OutcomeRecord)) -> Result<(), StoreError> {
+    let mut after = None;
+    loop {
+        let chunk = engine.store.list_outcomes(from, to, after, CHUNK).await?;
+        let Some(last) = chunk.last() else { return Ok(()) };
+        after = Some(last.id);
+        chunk.iter().for_each(&mut each);
+    }
+}
+
+/// The statuses in `[from, to)` per contact. With `model`, only statuses whose recorded
+/// cards include that model count (a contact the model did not score then is not judged
+/// by it).
+pub async fn timelines(engine: &Engine, model: Option<&str>, from: Millis, to: Millis) -> Result<Vec<Timeline>, StoreError> {
+    let mut seen: HashMap<String, (Option<(Millis, i64)>, Timeline)> = HashMap::new();
+    let mut close_keys: HashMap<String, (Millis, i64)> = HashMap::new();
+    for_each_outcome(engine, from, to, |outcome| {
+        let OutcomeKind::Status { status } = &outcome.kind else { return };
+        if model.is_some_and(|m| !outcome.scores.contains_key(m)) {
+            return;
+        }
+        let key = (outcome.at, outcome.id);
+        let (latest_key, timeline) = seen.entry(outcome.contact_id.clone()).or_insert_with(|| {
+            (None, Timeline { contact_id: outcome.contact_id.clone(), latest: (outcome.at, BTreeMap::new()), close: None, qualified: false })
+        });
+        if latest_key.is_none_or(|k| key > k) {
+            *latest_key = Some(key);
+            timeline.latest = (outcome.at, outcome.scores.clone());
+        }
+        match status.as_str() {
+            "won" | "lost" => {
+                timeline.qualified = true;
+                let close_key = close_keys.entry(outcome.contact_id.clone()).or_insert(key);
+                if timeline.close.is_none() || key >= *close_key {
+                    *close_key = key;
+                    timeline.close = Some((outcome.at, status == "won", outcome.scores.clone()));
+                }
+            }
+            "qualified" => timeline.qualified = true,
+            _ => {}
+        }
+    })
+    .await?;
+    let mut timelines: Vec<Timeline> = seen.into_values().map(|(_, t)| t).collect();
+    timelines.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+    Ok(timelines)
+}
+
+/// How a contact is judged given its card at the judged instant.
+pub fn judge(timeline: &Timeline, card: &ScoreCard) -> Judged {
+    Judged {
+        contact_id: timeline.contact_id.clone(),
+        score: card.total,
+        band: card.band.clone(),
+        outcome: timeline.outcome(),
+        close: timeline.close.as_ref().map(|(_, won, _)| (card.total, card.band.clone(), *won)),
+    }
+}
+
+/// Gathers the contacts with a status in `[from, to)` and how each is judged under `model`,
+/// on the cards recorded with the statuses: its latest one, or for a closed contact its close.
+pub async fn gather(engine: &Engine, model: &str, from: Millis, to: Millis) -> Result<Vec<Judged>, StoreError> {
+    Ok(timelines(engine, Some(model), from, to)
+        .await?
+        .iter()
+        .filter_map(|t| {
+            let cards = t.close.as_ref().map_or(&t.latest.1, |(_, _, cards)| cards);
+            cards.get(model).map(|card| judge(t, card))
+        })
+        .collect())
+}
+
+/// The model's band thresholds, ascending, with the band each bracket is.
+fn band_edges(model: &PublishedModel) -> (Vec<f64>, Vec<Option<String>>) {
+    let mut bands: Vec<(f64, String)> = model.model.bands.iter().filter_map(|b| b.min.map(|m| (m, b.name.clone()))).collect();
+    bands.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let lowest = model.model.bands.iter().find(|b| b.min.is_none()).map(|b| b.name.clone());
+    let labels = std::iter::once(lowest).chain(bands.iter().map(|(_, name)| Some(name.clone()))).collect();
+    (bands.into_iter().map(|(min, _)| min).collect(), labels)
+}
+
+fn rounded(x: Option<f64>) -> Value {
+    x.map_or(Value::Null, |x| json!((x * 10_000.0).round() / 10_000.0))
+}
+
+fn table_json(by: &str, edges: &[f64], labels: Option<&[Option<String>]>, rows: &[BracketRow]) -> Value {
+    let rows: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            json!({
+                "label": labels.and_then(|l| l.get(i).cloned().flatten()),
+                "lower": row.lower,
+                "upper": row.upper,
+                "contacts": row.contacts,
+                "qualified": row.qualified,
+                "won": row.won,
+                "lost": row.lost,
+                "conversion": rounded(row.conversion),
+                "wilson_low": rounded(row.wilson_low),
+                "wilson_high": rounded(row.wilson_high),
+            })
+        })
+        .collect();
+    json!({ "by": by, "edges": edges, "rows": rows })
+}
+
+/// The brackets report: by the model's bands and by deciles, or by the given edges.
+pub fn brackets_report(model: &PublishedModel, judged: &[Judged], edges: Option<Vec<f64>>) -> Value {
+    let rows: Vec<(f64, Outcome)> = judged.iter().map(|j| (j.score, j.outcome)).collect();
+    let mut tables = Vec::new();
+    let mut warnings = Vec::new();
+    let mut add = |by: &str, edges: Vec<f64>, labels: Option<Vec<Option<String>>>| {
+        let table = brackets(&rows, &edges);
+        if points_backwards(&table) {
+            warnings.push(format!(
+                "your points are backwards ({by}): a higher bracket converts significantly worse than a lower one; look at the rules that give the high scores"
+            ));
+        }
+        let mut value = table_json(by, &edges, labels.as_deref(), &table);
+        value["points_backwards"] = json!(points_backwards(&table));
+        tables.push(value);
+    };
+    match edges {
+        Some(mut edges) => {
+            edges.sort_by(f64::total_cmp);
+            edges.dedup();
+            add("edges", edges, None);
+        }
+        None => {
+            let (edges, labels) = band_edges(model);
+            add("band", edges, Some(labels));
+            let scores: Vec<f64> = judged.iter().map(|j| j.score).collect();
+            add("decile", decile_edges(&scores), None);
+        }
+    }
+    let closed = judged.iter().filter(|j| j.close.is_some()).count();
+    json!({
+        "model": model.name,
+        "version": model.version,
+        "contacts": judged.len(),
+        "closed": closed,
+        "tables": tables,
+        "warnings": warnings,
+    })
+}
+
+/// The accuracy report: how well the score at close separates won from lost.
+pub fn accuracy_report(model: &PublishedModel, judged: &[Judged]) -> Value {
+    let closed: Vec<(f64, Option<String>, bool)> = judged.iter().filter_map(|j| j.close.clone()).collect();
+    let samples: Vec<(f64, bool)> = closed.iter().map(|(score, _, won)| (*score, *won)).collect();
+    let won: Vec<&(f64, Option<String>, bool)> = closed.iter().filter(|c| c.2).collect();
+    let lost: Vec<&(f64, Option<String>, bool)> = closed.iter().filter(|c| !c.2).collect();
+    let mean = |xs: &[&(f64, Option<String>, bool)]| (!xs.is_empty()).then(|| xs.iter().map(|c| c.0).sum::<f64>() / xs.len() as f64);
+    // Bands are listed best first; the top band is the first one.
+    let top = model.model.bands.first().map(|b| b.name.clone());
+    let won_in_top = top.as_ref().map(|top| won.iter().filter(|c| c.1.as_ref() == Some(top)).count());
+    json!({
+        "model": model.name,
+        "version": model.version,
+        "closed": closed.len(),
+        "won": won.len(),
+        "lost": lost.len(),
+        "roc_auc": rounded(roc_auc(&samples)),
+        "top_band": top,
+        "won_in_top_band": won_in_top,
+        "won_in_top_band_share": rounded(won_in_top.and_then(|n| (!won.is_empty()).then(|| n as f64 / won.len() as f64))),
+        "average_score_won": rounded(mean(&won)),
+        "average_score_lost": rounded(mean(&lost)),
+    })
+}
+
+/// The brackets report as CSV: one line per bracket of every table.
+pub fn brackets_csv(report: &Value) -> String {
+    let mut out = String::from("table,label,lower,upper,contacts,qualified,won,lost,conversion,wilson_low,wilson_high\n");
+    let cell = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => csv_field(s),
+        other => other.to_string(),
+    };
+    for table in report["tables"].as_array().into_iter().flatten() {
+        for row in table["rows"].as_array().into_iter().flatten() {
+            let cells: Vec<String> = std::iter::once(cell(&table["by"]))
+                .chain(
+                    ["label", "lower", "upper", "contacts", "qualified", "won", "lost", "conversion", "wilson_low", "wilson_high"]
+                        .iter()
+                        .map(|k| cell(&row[*k])),
+                )
+                .collect();
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The accuracy report as CSV: one header line, one value line.
+pub fn accuracy_csv(report: &Value) -> String {
+    let keys = [
+        "model",
+        "version",
+        "closed",
+        "won",
+        "lost",
+        "roc_auc",
+        "top_band",
+        "won_in_top_band",
+        "won_in_top_band_share",
+        "average_score_won",
+        "average_score_lost",
+    ];
+    let values: Vec<String> = keys
+        .iter()
+        .map(|k| match &report[*k] {
+            Value::Null => String::new(),
+            Value::String(s) => csv_field(s),
+            other => other.to_string(),
+        })
+        .collect();
+    format!("{}\n{}\n", keys.join(","), values.join(","))
+}
+
+pub fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
+/// The model and range of a report request (the only live model when none is named).
+pub fn resolve(engine: &Engine, model: Option<&str>, from: Option<&str>, to: Option<&str>) -> Result<(Arc<PublishedModel>, Millis, Millis), String> {
+    let model = engine.named_or_only_model(model).map_err(|e| e.to_string())?;
+    let from = from.map(parse_time).transpose()?.unwrap_or(0);
+    let to = to.map(parse_time).transpose()?.unwrap_or(Millis::MAX);
+    if from >= to {
+        return Err(format!("from ({}) must be before to ({})", format_time(from), format_time(to)));
+    }
+    Ok((model, from, to))
+}
+
+pub fn parse_edges(text: &str) -> Result<Vec<f64>, String> {
+    text.split(',').map(|e| e.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("edge {e:?} is not a number"))).collect()
+}
+
+/// A list of JSON objects as CSV with the given columns.
+pub fn rows_csv(rows: &Value, columns: &[&str]) -> String {
+    let mut out = columns.join(",");
+    out.push('\n');
+    for row in rows.as_array().into_iter().flatten() {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match &row[*c] {
+                Value::Null => String::new(),
+                Value::String(s) => csv_field(s),
+                other => other.to_string(),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The speed-to-lead SLA: `24h`, `30m`, `2d`…; default 24 hours.
+pub fn parse_sla(text: Option<&str>) -> Result<Millis, String> {
+    match text {
+        None => Ok(24 * 3_600_000),
+        Some(text) => leadscore_core::Span::parse(text).map(|s| s.millis()).map_err(|e| format!("sla: {e}")),
+    }
+}
