@@ -1,13 +1,19 @@
-//! Contacts: their cards under every live model, now or as of a past instant.
+//! Contacts: create, change, merge, erase, bulk changes, the lead list, and a contact's
+//! cards under every live model, now or as of a past instant.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use leadscore_core::ScoreCard;
+use leadscore_core::scorer::{activity_history, normalize_events, round2};
+use leadscore_core::{EventRef, ScoreCard};
 use leadscore_store::scoring::{ScoringEvent, card_at, card_from_events};
-use leadscore_store::{ContactRecord, Millis, ModelSet, PublishedModel, StoredEvent};
+use leadscore_store::{BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, SortKey, StoredEvent};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
 
 use crate::Engine;
 use crate::error::{AppError, AppResult};
+use crate::time::{format_time, parse_time};
 
 const MAX_ID_LEN: usize = 256;
 
@@ -59,4 +65,405 @@ pub async fn current_cards(engine: &Engine, contact: &ContactRecord, at: Option<
         cards.push((published.clone(), card));
     }
     Ok(cards)
+}
+
+/// One model's card on a contact, with the version that scored it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelCard {
+    #[serde(flatten)]
+    pub card: ScoreCard,
+    pub version: u32,
+}
+
+/// A contact as every front end shows it (contract §5): its fields, each live model's
+/// card, and for a model that does not score it, why (its segment).
+#[derive(Clone, Debug, Serialize)]
+pub struct ContactView {
+    pub as_of: Option<String>,
+    pub attributes: Map<String, Value>,
+    pub created_at: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub id: String,
+    pub last_event_at: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_scored: BTreeMap<String, String>,
+    pub owner: Option<String>,
+    pub predictive: Option<Value>,
+    pub scores: BTreeMap<String, ModelCard>,
+    pub status: Option<String>,
+    pub updated_at: String,
+}
+
+/// The contact's view as of `at` (now if None).
+pub async fn view(engine: &Engine, contact: &ContactRecord, at: Option<Millis>) -> AppResult<ContactView> {
+    let scores: BTreeMap<String, ModelCard> = current_cards(engine, contact, at)
+        .await?
+        .into_iter()
+        .map(|(published, card)| (published.name.clone(), ModelCard { card, version: published.version }))
+        .collect();
+    // A contact a model does not score says so and why (its segment), instead of a bare
+    // `"scores": {}` (issue 12.12).
+    let not_scored = engine
+        .models()
+        .iter()
+        .filter(|m| !m.is_shadow() && !scores.contains_key(&m.name))
+        .filter_map(|m| m.model.why_not_applies(&contact.attributes).map(|why| (m.name.clone(), why)))
+        .collect();
+    Ok(ContactView {
+        as_of: at.map(format_time),
+        attributes: contact.attributes.clone(),
+        created_at: format_time(contact.created_at),
+        email: contact.email.clone(),
+        groups: contact.groups.clone(),
+        id: contact.id.clone(),
+        last_event_at: contact.last_event_at.map(format_time),
+        not_scored,
+        owner: contact.owner.clone(),
+        predictive: None,
+        scores,
+        status: contact.status.clone(),
+        updated_at: format_time(contact.updated_at),
+    })
+}
+
+/// The contact `id`, or not found.
+pub async fn find(engine: &Engine, id: &str) -> AppResult<ContactRecord> {
+    engine.store.get_contact(id).await?.ok_or_else(|| AppError::not_found(format!("no contact {id:?}")))
+}
+
+/// A contact to create or update, as a caller sends it (the e-mail may also come as an
+/// attribute; the field wins).
+#[derive(Clone, Debug, Default)]
+pub struct NewContact {
+    pub id: Option<String>,
+    pub email: Option<String>,
+    pub attributes: Map<String, Value>,
+    pub groups: Vec<String>,
+    pub owner: Option<String>,
+    pub created_at: Option<String>,
+}
+
+/// Creates or updates a contact by id or e-mail, scores it, and runs its automations before
+/// answering. Answers the contact as stored and whether it was created.
+pub async fn upsert(engine: &Engine, new: NewContact) -> AppResult<(ContactRecord, bool)> {
+    if let Some(id) = &new.id {
+        check_id(id, "id")?;
+    }
+    let created_at = new.created_at.as_deref().map(parse_time).transpose().map_err(AppError::invalid)?;
+    let mut attributes = new.attributes;
+    let email = match attributes.remove("email") {
+        Some(Value::String(email)) => new.email.or(Some(email)),
+        Some(Value::Null) | None => new.email,
+        Some(other) => return Err(AppError::invalid(format!("attributes.email must be a string, got {other}"))),
+    };
+    if new.id.is_none() && email.is_none() {
+        return Err(AppError::invalid("a contact needs an `id` or an `email`"));
+    }
+    if let Some(email) = &email {
+        leadscore_core::email::check_email(email).map_err(AppError::invalid)?;
+    }
+    let upsert = ContactUpsert { id: new.id, email, attributes, groups: new.groups, owner: new.owner, created_at, historical: false };
+    let (contact, created) = engine.store.upsert_contact(upsert, &engine.models(), engine.now()).await?;
+    Ok((after_write(engine, contact).await?, created))
+}
+
+/// What a PATCH changes: attributes (an e-mail among them), groups, the owner.
+#[derive(Clone, Debug, Default)]
+pub struct ContactChanges {
+    pub attributes: Map<String, Value>,
+    pub add_groups: Vec<String>,
+    pub remove_groups: Vec<String>,
+    /// `Some(None)` clears the owner.
+    pub owner: Option<Option<String>>,
+    pub email: Option<String>,
+}
+
+/// Changes a contact, rescoring it, and runs its automations before answering.
+pub async fn patch(engine: &Engine, id: &str, changes: ContactChanges) -> AppResult<ContactRecord> {
+    let mut attributes = changes.attributes;
+    if let Some(email) = changes.email {
+        attributes.insert("email".into(), Value::String(email));
+    }
+    if let Some(Value::String(email)) = attributes.get("email") {
+        leadscore_core::email::check_email(email).map_err(AppError::invalid)?;
+    }
+    let patch = ContactPatch { attributes, add_groups: changes.add_groups, remove_groups: changes.remove_groups, owner: changes.owner, status: None };
+    let contact = engine.store.patch_contact(id, patch, &engine.models(), engine.now()).await?;
+    after_write(engine, contact).await
+}
+
+/// A written contact after its automations ran (they may have changed it).
+async fn after_write(engine: &Engine, contact: ContactRecord) -> AppResult<ContactRecord> {
+    if engine.runtime.automations().is_empty() {
+        return Ok(contact);
+    }
+    crate::runtime::after_contact_write(engine, &contact.id).await;
+    Ok(engine.store.get_contact(&contact.id).await?.unwrap_or(contact))
+}
+
+/// Erases a contact and everything held on it.
+pub async fn erase(engine: &Engine, id: &str) -> AppResult<()> {
+    if !engine.store.delete_contact(id).await? {
+        return Err(AppError::not_found(format!("no contact {id:?}")));
+    }
+    tracing::info!(contact = %id, "contact erased");
+    Ok(())
+}
+
+/// One person known under two ids becomes one contact (`into`), scored as if every event
+/// had been its own; `from` is deleted.
+pub async fn merge(engine: &Engine, from: &str, into: &str) -> AppResult<ContactRecord> {
+    let contact = engine.store.merge_contacts(from, into, &engine.models(), engine.now()).await?;
+    crate::runtime::contacts_changed(engine);
+    tracing::info!(into = %into, from = %from, "contacts merged");
+    Ok(contact)
+}
+
+/// Changes every contact the filter selects; answers how many.
+pub async fn bulk(engine: &Engine, update: BulkUpdate) -> AppResult<u64> {
+    let patch = &update.patch;
+    if patch.attributes.is_empty() && patch.add_groups.is_empty() && patch.remove_groups.is_empty() && patch.owner.is_none() {
+        return Err(AppError::invalid("nothing to change: give set_attributes, add_groups, remove_groups or owner"));
+    }
+    if let Some(model) = &update.filter.model
+        && engine.model(model).is_none()
+    {
+        return Err(AppError::not_found(format!("no model {model:?}")));
+    }
+    let changed = engine.store.bulk_update(update, &engine.models(), engine.now()).await?;
+    crate::runtime::contacts_changed(engine);
+    Ok(changed)
+}
+
+/// The one answer, on every paginated list, to a cursor that no page gave out.
+pub fn bad_cursor() -> AppError {
+    AppError::bad_request("the cursor is not one this list gave out: pass the next_cursor of the previous page as it came, or none for the first page")
+}
+
+/// A page cursor as sent: None when absent or empty (the first page). One with control
+/// characters is refused: no cursor holds them, and PostgreSQL refuses a NUL in text.
+pub fn page_cursor(cursor: Option<&str>) -> AppResult<Option<&str>> {
+    match cursor {
+        None | Some("") => Ok(None),
+        Some(cursor) if cursor.chars().any(char::is_control) => Err(bad_cursor()),
+        Some(cursor) => Ok(Some(cursor)),
+    }
+}
+
+/// What the lead list is asked for (contract §5): `model` makes it the lead list, sorted
+/// by a score; without one, every contact in id order.
+#[derive(Clone, Debug, Default)]
+pub struct LeadListQuery {
+    pub model: Option<String>,
+    /// `total`, `fit` or `activity`, `-` first for descending [default: `-total`].
+    pub sort: Option<String>,
+    pub band: Option<String>,
+    pub group: Option<String>,
+    pub owner: Option<String>,
+    pub status: Option<String>,
+    /// Leave closed deals (won, lost, disqualified) out.
+    pub open: Option<bool>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// One page of the lead list: the contacts and the cursor of the next page.
+#[derive(Clone, Debug)]
+pub struct LeadPage {
+    pub model: Option<String>,
+    pub contacts: Vec<ContactRecord>,
+    pub next_cursor: Option<String>,
+}
+
+fn parse_sort(sort: Option<&str>) -> AppResult<(SortKey, bool)> {
+    let sort = sort.unwrap_or("-total");
+    let (descending, key) = match sort.strip_prefix('-') {
+        Some(key) => (true, key),
+        None => (false, sort.strip_prefix('+').unwrap_or(sort)),
+    };
+    let key = match key {
+        "total" => SortKey::Total,
+        "fit" => SortKey::Fit,
+        "activity" => SortKey::Activity,
+        other => return Err(AppError::bad_request(format!("cannot sort by {other:?}; use total, fit or activity, `-` for descending"))),
+    };
+    Ok((key, descending))
+}
+
+/// Cursor for the lead list: `<sort value>~<contact id>`, opaque to clients.
+fn parse_lead_cursor(cursor: &str) -> AppResult<(f64, String)> {
+    let (value, id) = cursor.split_once('~').ok_or_else(bad_cursor)?;
+    let value: f64 = value.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(bad_cursor)?;
+    Ok((value, id.to_string()))
+}
+
+/// The lead list, best first, one page at a time.
+pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> AppResult<LeadPage> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::bad_request("limit must be from 1 to 1000"));
+    }
+    if let Some(status) = &q.status
+        && !leadscore_store::STATUSES.contains(&status.as_str())
+    {
+        return Err(AppError::bad_request(format!("status {status:?} is not one of {}", leadscore_store::STATUSES.join(", "))));
+    }
+    let Some(model_name) = q.model.clone() else {
+        if q.band.is_some() || q.sort.is_some() || q.status.is_some() || q.open.is_some() {
+            return Err(AppError::bad_request("`band`, `sort`, `status`, `open` and `format` need `model` (the lead list)"));
+        }
+        // Without a model: every contact in id order (group/owner filters need a model).
+        if q.group.is_some() || q.owner.is_some() {
+            return Err(AppError::bad_request("`group` and `owner` filters need `model` (the lead list)"));
+        }
+        let contacts = engine.store.list_contacts(page_cursor(q.cursor.as_deref())?, limit).await?;
+        let next_cursor = (contacts.len() == limit).then(|| contacts.last().map(|c| c.id.clone())).flatten();
+        return Ok(LeadPage { model: None, contacts, next_cursor });
+    };
+    let published = engine.model(&model_name).ok_or_else(|| AppError::not_found(format!("no model {model_name:?}")))?;
+    if let Some(band) = &q.band
+        && !published.model.bands.iter().any(|b| &b.name == band)
+    {
+        let names: Vec<&str> = published.model.bands.iter().map(|b| b.name.as_str()).collect();
+        return Err(AppError::bad_request(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
+    }
+    let (sort, descending) = parse_sort(q.sort.as_deref())?;
+    let after = page_cursor(q.cursor.as_deref())?.map(parse_lead_cursor).transpose()?;
+    let lead_query = LeadQuery {
+        model: model_name.clone(),
+        sort: sort.clone(),
+        descending,
+        band: q.band,
+        group: q.group,
+        owner: q.owner,
+        status: q.status,
+        open: q.open.unwrap_or(false),
+        limit,
+        after,
+    };
+    let contacts = engine.store.list_leads(&lead_query).await?;
+    let next_cursor = if contacts.len() == limit {
+        contacts.last().and_then(|c| {
+            let card = &c.scores.get(&model_name)?.card;
+            let value = match sort {
+                SortKey::Total => card.total,
+                SortKey::Fit => card.fit,
+                SortKey::Activity => card.activity,
+            };
+            Some(format!("{value}~{}", c.id))
+        })
+    } else {
+        None
+    };
+    Ok(LeadPage { model: Some(model_name), contacts, next_cursor })
+}
+
+/// A contact's score history under one model: every award and attribute change with the
+/// rule behind it and the resulting scores, oldest first (contract §5).
+#[derive(Clone, Debug, Serialize)]
+pub struct HistoryView {
+    pub contact: String,
+    pub model: String,
+    pub version: u32,
+    pub entries: Vec<Value>,
+    pub current: Option<ScoreCard>,
+}
+
+/// The history of contact `id` under `model` (the only live one when None), up to `at`.
+pub async fn history(engine: &Engine, id: &str, model: Option<&str>, at: Option<Millis>) -> AppResult<HistoryView> {
+    let contact = find(engine, id).await?;
+    let q_at = at;
+    let published = engine.named_or_only_model(model)?;
+    let at = q_at.unwrap_or(Millis::MAX);
+    let events = scoring_events(&engine.store.contact_events(id).await?);
+    let mut refs: Vec<EventRef<'_>> = events.iter().map(ScoringEvent::as_ref).collect();
+    normalize_events(&mut refs);
+    let steps = activity_history(&published.model, refs, at);
+    let log = engine.store.contact_log(id).await?;
+
+    // Merge awards and attribute changes on one timeline with the resulting scores.
+    let model = &published.model;
+    let mut entries = Vec::new();
+    // Events older than the first known attributes (a contact created after its history
+    // was imported) are shown with the fit of those first attributes, not with 0.
+    let first_fit = log.iter().find_map(|entry| entry.data.get("attributes").and_then(Value::as_object)).map_or(0.0, |attributes| model.fit(attributes));
+    let mut fit: Option<f64> = None;
+    let mut activity = 0.0;
+    let mut log_iter = log.into_iter().filter(|e| e.at <= at).peekable();
+    let mut steps_iter = steps.into_iter().peekable();
+    loop {
+        let take_log = match (log_iter.peek(), steps_iter.peek()) {
+            (Some(l), Some(s)) => l.at <= s.timestamp,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        if take_log {
+            let Some(entry) = log_iter.next() else { break };
+            let Some(attributes) = entry.data.get("attributes").and_then(Value::as_object) else {
+                entries.push(json!({ "at": format_time(entry.at), "kind": entry.kind, "data": entry.data }));
+                continue;
+            };
+            let new_fit = model.fit(attributes);
+            let reasons: Vec<Value> = model.fit_breakdown(attributes).map(|(rule, points)| json!({ "rule": rule, "points": points })).collect();
+            entries.push(json!({
+                "at": format_time(entry.at),
+                "kind": entry.kind,
+                "points": round2(new_fit - fit.unwrap_or(0.0)),
+                "fit_rules": reasons,
+                "fit": round2(new_fit),
+                "activity": activity,
+                "total": round2(new_fit + activity),
+            }));
+            fit = Some(new_fit);
+        } else {
+            let Some(step) = steps_iter.next() else { break };
+            activity = step.activity;
+            let fit = fit.unwrap_or(first_fit);
+            entries.push(json!({
+                "at": format_time(step.timestamp),
+                "kind": "activity",
+                "rule": step.rule,
+                "event": step.event,
+                "message_id": step.message_id,
+                "points": step.points,
+                "fit": round2(fit),
+                "activity": activity,
+                "total": round2(fit + activity),
+            }));
+        }
+    }
+    let current = current_cards(engine, &contact, None).await?.into_iter().find(|(m, _)| m.name == published.name).map(|(_, card)| card);
+    Ok(HistoryView { contact: id.to_string(), model: published.name.clone(), version: published.version, entries, current })
+}
+
+/// Everything held on a contact (contract §5, the right of access).
+#[derive(Clone, Debug, Serialize)]
+pub struct ContactExport {
+    pub contact: ContactView,
+    pub events: Vec<Value>,
+    pub log: Vec<Value>,
+}
+
+pub async fn export(engine: &Engine, id: &str) -> AppResult<ContactExport> {
+    let contact = find(engine, id).await?;
+    let events = engine.store.contact_events(id).await?;
+    let log = engine.store.contact_log(id).await?;
+    let events: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "messageId": e.message_id,
+                "type": e.kind,
+                "event": e.name,
+                "timestamp": format_time(e.timestamp),
+                "properties": e.properties,
+                "context": e.context,
+                "received_at": format_time(e.received_at),
+            })
+        })
+        .collect();
+    let log: Vec<Value> = log.iter().map(|l| json!({ "at": format_time(l.at), "kind": l.kind, "data": l.data })).collect();
+    Ok(ContactExport { contact: view(engine, &contact, None).await?, events, log })
 }

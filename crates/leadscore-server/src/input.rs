@@ -229,18 +229,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// The one answer, on every paginated route, to a cursor that no page gave out.
 pub fn bad_cursor() -> ApiError {
-    ApiError::bad_request("the cursor is not one this list gave out: pass the next_cursor of the previous page as it came, or none for the first page")
+    leadscore_app::contacts::bad_cursor().into()
 }
 
 /// A page cursor as sent, on every paginated route: None when absent or empty (the first
-/// page). One with control characters is refused: no cursor holds them, and PostgreSQL
-/// refuses a NUL in text with a storage error.
+/// page); see [`leadscore_app::contacts::page_cursor`].
 pub fn page_cursor(cursor: Option<&str>) -> Result<Option<&str>, ApiError> {
-    match cursor {
-        None | Some("") => Ok(None),
-        Some(cursor) if cursor.chars().any(char::is_control) => Err(bad_cursor()),
-        Some(cursor) => Ok(Some(cursor)),
-    }
+    Ok(leadscore_app::contacts::page_cursor(cursor)?)
 }
 
 /// A `time,id` page cursor (newest-first lists of runs and deliveries): None when absent.
