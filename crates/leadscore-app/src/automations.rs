@@ -1,12 +1,16 @@
-//! Automations: what keeps one from being stored here, and each in one line of words.
+//! Automations: stored (validated whole, and checked against this installation), listed
+//! in words, deleted; and their run log.
 
+use leadscore_core::Format;
 use leadscore_core::Problem;
 use leadscore_core::automation::{Action, AssignStrategy, Automation, Direction, Filter, Limits, ScoreField, Trigger};
-use leadscore_store::AutomationRecord;
-use leadscore_store::runner::RunStats;
+use leadscore_core::model::parse_document;
+use leadscore_store::runner::{RunQuery, RunStats};
+use leadscore_store::{AutomationRecord, NewAutomation};
 use serde_json::{Value, json};
 
 use crate::Engine;
+use crate::error::{AppError, AppResult};
 use crate::time::format_time;
 
 /// What keeps a valid automation from being stored here, beyond its own validation: a
@@ -148,4 +152,92 @@ fn action_text(action: &Action) -> String {
             format!("nurture ({})", tracks.join(", "))
         }
     }
+}
+
+/// A refused automation: every problem, like an invalid model.
+pub fn refused(problems: Vec<Problem>) -> AppError {
+    let summary: Vec<String> = problems.iter().map(|p| if p.path.is_empty() { p.message.clone() } else { format!("{}: {}", p.path, p.message) }).collect();
+    AppError::invalid_with(format!("the automation has {} problem(s): {}", problems.len(), summary.join("; ")), json!({ "problems": problems }))
+}
+
+/// Stores automation `name` from its TOML or JSON text (validated whole, then checked
+/// against this installation: [`refusals`]) and reloads the set; true when created.
+pub async fn put(engine: &Engine, name: &str, text: &str, format: Format) -> AppResult<(AutomationRecord, bool)> {
+    let document = parse_document(text, format).map_err(|e| refused(e.problems()))?;
+    let automation = Automation::from_value(document).map_err(|e| refused(e.problems()))?;
+    if automation.name != name {
+        return Err(refused(vec![Problem {
+            path: "name".into(),
+            message: format!("the automation is named {:?} but was sent to /automations/{name}", automation.name),
+        }]));
+    }
+    let problems = refusals(engine, &automation).await;
+    if !problems.is_empty() {
+        return Err(refused(problems));
+    }
+    let new = NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
+    let (record, created) = engine.store.put_automation(new, engine.now()).await?;
+    engine.reload_automations().await?;
+    tracing::info!(automation = %record.name, created, "automation stored");
+    Ok((record, created))
+}
+
+pub async fn get(engine: &Engine, name: &str) -> AppResult<AutomationRecord> {
+    engine.store.get_automation(name).await?.ok_or_else(|| AppError::not_found(format!("no automation {name:?}")))
+}
+
+pub async fn delete(engine: &Engine, name: &str) -> AppResult<()> {
+    if !engine.store.delete_automation(name).await? {
+        return Err(AppError::not_found(format!("no automation {name:?}")));
+    }
+    engine.reload_automations().await?;
+    Ok(())
+}
+
+/// Every automation in words, with when it last fired and how often.
+pub async fn list(engine: &Engine) -> AppResult<Vec<Value>> {
+    let stats = engine.store.run_stats(engine.now()).await?;
+    Ok(engine.store.list_automations().await?.iter().map(|record| overview(record, stats.iter().find(|s| s.automation == record.name))).collect())
+}
+
+/// The run log, newest first: automation, contact, time, why it fired, and each action's
+/// outcome (a queued delivery's outcome is where the outbox stands now).
+pub async fn runs(
+    engine: &Engine,
+    automation: Option<String>,
+    contact: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> AppResult<(Vec<Value>, Option<String>)> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::invalid("limit must be between 1 and 1000"));
+    }
+    let before = crate::paging::parse_time_cursor(cursor)?;
+    let runs = engine.store.list_runs(&RunQuery { automation, contact_id: contact, before, limit }).await?;
+    let mut items = Vec::with_capacity(runs.len());
+    for run in &runs {
+        let mut actions = Vec::with_capacity(run.actions.len());
+        for action in &run.actions {
+            let mut action = action.clone();
+            if let Some(id) = action.get("delivery").and_then(Value::as_str).map(str::to_string)
+                && let Some((delivery, _)) = engine.store.get_delivery(&id).await?
+            {
+                action["outcome"] = json!(delivery.state);
+                action["attempts"] = json!(delivery.attempts);
+                action["last_error"] = json!(delivery.last_error);
+            }
+            actions.push(action);
+        }
+        items.push(json!({
+            "id": run.id,
+            "automation": run.automation,
+            "contact": run.contact_id,
+            "at": format_time(run.at),
+            "reason": run.reason,
+            "actions": actions,
+        }));
+    }
+    let next_cursor = crate::paging::next_time_cursor(runs.len(), limit, runs.last().map(|r| (r.at, r.id.as_str())));
+    Ok((items, next_cursor))
 }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::Engine;
 use crate::error::{AppError, AppResult};
+use crate::paging::{bad_cursor, page_cursor};
 use crate::time::{format_time, parse_time};
 
 const MAX_ID_LEN: usize = 256;
@@ -234,21 +235,6 @@ pub async fn bulk(engine: &Engine, update: BulkUpdate) -> AppResult<u64> {
     let changed = engine.store.bulk_update(update, &engine.models(), engine.now()).await?;
     crate::runtime::contacts_changed(engine);
     Ok(changed)
-}
-
-/// The one answer, on every paginated list, to a cursor that no page gave out.
-pub fn bad_cursor() -> AppError {
-    AppError::bad_request("the cursor is not one this list gave out: pass the next_cursor of the previous page as it came, or none for the first page")
-}
-
-/// A page cursor as sent: None when absent or empty (the first page). One with control
-/// characters is refused: no cursor holds them, and PostgreSQL refuses a NUL in text.
-pub fn page_cursor(cursor: Option<&str>) -> AppResult<Option<&str>> {
-    match cursor {
-        None | Some("") => Ok(None),
-        Some(cursor) if cursor.chars().any(char::is_control) => Err(bad_cursor()),
-        Some(cursor) => Ok(Some(cursor)),
-    }
 }
 
 /// What the lead list is asked for (contract §5): `model` makes it the lead list, sorted

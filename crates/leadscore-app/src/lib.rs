@@ -8,13 +8,16 @@ pub mod automations;
 pub mod backtest;
 pub mod compare;
 pub mod contacts;
+pub mod deliveries;
 pub mod error;
 pub mod events;
 pub mod keys;
 pub mod models;
 pub mod outcomes;
+pub mod paging;
 pub mod reports;
 pub mod runtime;
+pub mod settings;
 pub mod time;
 pub mod workers;
 

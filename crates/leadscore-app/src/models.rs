@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use leadscore_core::model::is_valid_name;
 use leadscore_core::{Format, Model};
 use leadscore_store::{Job, Millis, ModelVersion, NewJob, NewModelVersion, PublishedModel, StoreError};
 
@@ -28,15 +29,63 @@ pub async fn unchanged_version(engine: &Engine, name: &str, source: &str, shadow
     Ok(versions.into_iter().find(|v| v.version == live.version && same(&v.source, source)).map(|v| ModelVersion { shadow_of: live.shadow_of.clone(), ..v }))
 }
 
-/// Publishes a validated model: stores the version, makes it the head (live, or a shadow
-/// of `shadow_of`), starts the rescore.
-pub async fn publish(engine: &Arc<Engine>, model: Model, source: &str, format: Format, shadow_of: Option<String>) -> Result<(ModelVersion, Job), StoreError> {
+/// Stores a validated model as the new head of its name (live, or a shadow of
+/// `shadow_of`) and reloads the live set, without rescoring: the caller runs the rescore
+/// (the CLI with a progress bar, [`publish`] in the background).
+pub async fn store_version(engine: &Engine, model: &Model, source: &str, format: Format, shadow_of: Option<String>) -> Result<ModelVersion, StoreError> {
     let new = NewModelVersion { name: model.name.clone(), source: source.to_string(), format: format_name(format).into(), shadow_of };
     let version = engine.store.publish_model(new, engine.now()).await?;
     engine.reload_models().await?;
+    Ok(version)
+}
+
+/// Publishes a validated model: stores the version, makes it the head (live, or a shadow
+/// of `shadow_of`), starts the rescore.
+pub async fn publish(engine: &Arc<Engine>, model: Model, source: &str, format: Format, shadow_of: Option<String>) -> Result<(ModelVersion, Job), StoreError> {
+    let version = store_version(engine, &model, source, format, shadow_of).await?;
     let job = start_rescore(engine, &version.name).await?;
     tracing::info!(model = %version.name, version = version.version, shadow_of = ?version.shadow_of, "model published; rescoring");
     Ok((version, job))
+}
+
+/// What a PUT of a model did.
+pub enum Put {
+    /// The live version already holds this text: nothing was published.
+    Unchanged(ModelVersion, Option<Job>),
+    Published(ModelVersion, Job),
+}
+
+/// Validates model text sent for `name` and publishes it unless the live version already
+/// holds it (issue 12.9).
+pub async fn put(engine: &Arc<Engine>, name: &str, text: &str, format: Format, shadow_of: Option<String>) -> AppResult<Put> {
+    if !is_valid_name(name) {
+        return Err(AppError::bad_request(format!("{name:?} is not a valid model name: use 1-64 of a-z, 0-9, _ and -")));
+    }
+    let model = Model::parse_as(text, format).map_err(invalid_model)?;
+    if model.name != name {
+        return Err(AppError::invalid(format!("the model is named {:?} but was sent to /models/{name}", model.name)));
+    }
+    let shadow_of = shadow_of.filter(|s| !s.is_empty());
+    if let Some(live) = unchanged_version(engine, name, text, shadow_of.as_deref()).await? {
+        let job = engine.store.latest_job(name).await?;
+        return Ok(Put::Unchanged(live, job));
+    }
+    let (version, job) = publish(engine, model, text, format, shadow_of).await?;
+    Ok(Put::Published(version, job))
+}
+
+/// A model with problems: 422 with each problem and where it is.
+pub fn invalid_model(err: leadscore_core::ModelError) -> AppError {
+    let problems = err.problems();
+    AppError::invalid_with(err.to_string(), serde_json::json!({ "problems": problems }))
+}
+
+/// Starts a rescore of live model `name` in the background.
+pub async fn rescore(engine: &Arc<Engine>, name: &str) -> AppResult<Job> {
+    if engine.model(name).is_none() {
+        return Err(AppError::not_found(format!("no model {name:?}")));
+    }
+    Ok(start_rescore(engine, name).await?)
 }
 
 /// Promotes a shadow model (F31): its definition, renamed, becomes a new version of the

@@ -7,13 +7,15 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use leadscore_store::Scope;
-use leadscore_store::runner::{Channel, Delivery, DeliveryAttempt, DeliveryQuery, DeliveryState};
+use leadscore_store::runner::{Channel, Delivery, DeliveryAttempt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use leadscore_app::deliveries;
+
 use crate::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::input::{Query, format_time};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -72,21 +74,9 @@ struct ListQuery {
 
 async fn list_deliveries(State(state): State<Arc<AppState>>, principal: Principal, Query(query): Query<ListQuery>) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
-    let wanted = match query.state.as_deref() {
-        None | Some("") | Some("all") => None,
-        Some(text) => Some(
-            DeliveryState::parse(text)
-                .ok_or_else(|| ApiError::invalid(format!("state {text:?} is not one of pending, delivered, failed (dead-lettered), all")))?,
-        ),
-    };
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit must be between 1 and 1000"));
-    }
-    let before = crate::input::parse_time_cursor(query.cursor.as_deref())?;
-    let deliveries = state.store.list_deliveries(&DeliveryQuery { state: wanted, automation: query.automation, before, limit }).await?;
-    let next_cursor = crate::input::next_time_cursor(deliveries.len(), limit, deliveries.last().map(|d| (d.created_at, d.id.as_str())));
-    let counts: serde_json::Map<String, Value> = state.store.count_deliveries().await?.into_iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect();
+    let page = deliveries::list(&state, query.state.as_deref(), query.automation, query.limit, query.cursor.as_deref()).await?;
+    let (deliveries, next_cursor) = (page.deliveries, page.next_cursor);
+    let counts: serde_json::Map<String, Value> = page.counts.into_iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect();
     Ok(Json(json!({
         "deliveries": deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
         "next_cursor": next_cursor,
@@ -96,7 +86,7 @@ async fn list_deliveries(State(state): State<Arc<AppState>>, principal: Principa
 
 async fn get_delivery(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
-    let (delivery, attempts) = state.store.get_delivery(&id).await?.ok_or_else(|| ApiError::not_found(format!("no delivery {id:?}")))?;
+    let (delivery, attempts) = deliveries::get(&state, &id).await?;
     let mut out = delivery_json(&delivery);
     out["attempt_log"] = json!(attempts.iter().map(attempt_json).collect::<Vec<_>>());
     Ok(Json(out))
@@ -104,8 +94,6 @@ async fn get_delivery(State(state): State<Arc<AppState>>, principal: Principal, 
 
 async fn retry_delivery(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     principal.require(Scope::Admin)?;
-    let delivery = state.store.retry_delivery(&id, state.now()).await?.ok_or_else(|| ApiError::not_found(format!("no delivery {id:?}")))?;
-    tracing::info!(delivery = %id, "delivery queued again by hand");
-    state.runtime.wake_delivery.notify_one();
+    let delivery = deliveries::retry(&state, &id).await?;
     Ok(Json(delivery_json(&delivery)))
 }

@@ -229,25 +229,19 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// The one answer, on every paginated route, to a cursor that no page gave out.
 pub fn bad_cursor() -> ApiError {
-    leadscore_app::contacts::bad_cursor().into()
+    leadscore_app::paging::bad_cursor().into()
 }
 
-/// A page cursor as sent, on every paginated route: None when absent or empty (the first
-/// page); see [`leadscore_app::contacts::page_cursor`].
+/// A page cursor as sent: see [`leadscore_app::paging::page_cursor`].
 pub fn page_cursor(cursor: Option<&str>) -> Result<Option<&str>, ApiError> {
-    Ok(leadscore_app::contacts::page_cursor(cursor)?)
+    Ok(leadscore_app::paging::page_cursor(cursor)?)
 }
 
-/// A `time,id` page cursor (newest-first lists of runs and deliveries): None when absent.
+pub use leadscore_app::paging::next_time_cursor;
+
+/// A `time,id` page cursor: see [`leadscore_app::paging::parse_time_cursor`].
 pub fn parse_time_cursor(cursor: Option<&str>) -> Result<Option<(Millis, String)>, ApiError> {
-    let Some(cursor) = page_cursor(cursor)? else { return Ok(None) };
-    let (at, id) = cursor.split_once(',').ok_or_else(bad_cursor)?;
-    Ok(Some((parse_time(at).map_err(|_| bad_cursor())?, id.to_string())))
-}
-
-/// The `time,id` cursor of the next page: the last item's, when the page is full.
-pub fn next_time_cursor(len: usize, limit: usize, last: Option<(Millis, &str)>) -> Option<String> {
-    (len == limit).then(|| last.map(|(at, id)| format!("{},{id}", format_time(at)))).flatten()
+    Ok(leadscore_app::paging::parse_time_cursor(cursor)?)
 }
 
 #[cfg(test)]

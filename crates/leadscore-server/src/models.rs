@@ -8,13 +8,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use leadscore_core::model::{Format, is_valid_name};
-use leadscore_core::{Model, ModelError};
+use leadscore_core::Model;
+use leadscore_core::model::Format;
 use leadscore_store::{Job, ModelVersion, PublishedModel, Scope};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use leadscore_app::models::{promote, publish, start_rescore, unchanged_version};
+use leadscore_app::models::{self, promote, start_rescore};
 
 use crate::AppState;
 use crate::auth::Principal;
@@ -40,11 +40,6 @@ pub(crate) fn body_format(headers: &HeaderMap, text: &str) -> Format {
     } else {
         Format::sniff(text)
     }
-}
-
-fn model_error(err: ModelError) -> ApiError {
-    let problems = err.problems();
-    ApiError::invalid(err.to_string()).with_details(json!({ "problems": problems }))
 }
 
 pub fn job_json(job: &Job) -> Value {
@@ -89,23 +84,16 @@ async fn put_model(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Scope::Admin)?;
-    if !is_valid_name(&name) {
-        return Err(ApiError::bad_request(format!("{name:?} is not a valid model name: use 1-64 of a-z, 0-9, _ and -")));
-    }
     let text = body.text()?;
-    let format = body_format(&headers, text);
-    let model = Model::parse_as(text, format).map_err(model_error)?;
-    if model.name != name {
-        return Err(ApiError::invalid(format!("the model is named {:?} but was sent to /models/{name}", model.name)));
+    match models::put(&state.engine, &name, text, body_format(&headers, text), q.shadow_of).await? {
+        models::Put::Unchanged(live, job) => {
+            let body = json!({ "name": name, "version": live.version, "shadow_of": live.shadow_of, "unchanged": true, "rescore": job.as_ref().map(job_json) });
+            Ok((StatusCode::OK, Json(body)))
+        }
+        models::Put::Published(version, job) => {
+            Ok((StatusCode::CREATED, Json(json!({ "name": name, "version": version.version, "shadow_of": version.shadow_of, "rescore": job_json(&job) }))))
+        }
     }
-    let shadow_of = q.shadow_of.filter(|s| !s.is_empty());
-    if let Some(live) = unchanged_version(&state, &name, text, shadow_of.as_deref()).await? {
-        let job = state.store.latest_job(&name).await?;
-        let body = json!({ "name": name, "version": live.version, "shadow_of": live.shadow_of, "unchanged": true, "rescore": job.as_ref().map(job_json) });
-        return Ok((StatusCode::OK, Json(body)));
-    }
-    let (version, job) = publish(&state.engine, model, text, format, shadow_of).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "name": name, "version": version.version, "shadow_of": version.shadow_of, "rescore": job_json(&job) }))))
 }
 
 async fn promote_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -198,9 +186,6 @@ async fn delete_model(State(state): State<Arc<AppState>>, principal: Principal, 
 
 async fn rescore_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Scope::Admin)?;
-    if state.model(&name).is_none() {
-        return Err(ApiError::not_found(format!("no model {name:?}")));
-    }
-    let job = start_rescore(&state.engine, &name).await?;
+    let job = models::rescore(&state.engine, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "rescore": job_json(&job) }))))
 }

@@ -9,16 +9,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use leadscore_core::Span;
-use leadscore_core::model::is_valid_name;
 use leadscore_store::Scope;
-use leadscore_store::runner::{SYNC_FIELDS, Subscription, Team};
+use leadscore_store::runner::{Subscription, Team};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use leadscore_app::settings;
+
 use crate::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::input::{Body, format_time};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -29,10 +29,6 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/secrets/{name}", axum::routing::put(put_secret).delete(delete_secret))
         .route("/webhooks", get(list_subscriptions))
         .route("/webhooks/{name}", axum::routing::put(put_subscription).delete(delete_subscription))
-}
-
-fn check_name(kind: &str, name: &str) -> ApiResult<()> {
-    if is_valid_name(name) { Ok(()) } else { Err(ApiError::invalid(format!("{kind} name {name:?} may use letters, digits, '-', '_' and '.' only"))) }
 }
 
 fn created_status(created: bool) -> StatusCode {
@@ -59,39 +55,26 @@ struct TeamBody {
 
 async fn put_team(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Scope::Admin)?;
-    check_name("team", &name)?;
     let body: TeamBody = body.json()?;
-    let mut members = Vec::new();
-    for member in body.members {
-        let member = member.trim().to_string();
-        if member.is_empty() {
-            return Err(ApiError::invalid("a team member cannot be empty"));
-        }
-        if !members.contains(&member) {
-            members.push(member);
-        }
-    }
-    let (team, created) = state.store.put_team(&name, members, state.now()).await?;
+    let (team, created) = settings::put_team(&state, &name, body.members).await?;
     Ok((created_status(created), Json(team_json(&team))))
 }
 
 async fn get_team(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
-    let team = state.store.get_team(&name).await?.ok_or_else(|| ApiError::not_found(format!("no team {name:?}")))?;
+    let team = settings::get_team(&state, &name).await?;
     Ok(Json(team_json(&team)))
 }
 
 async fn list_teams(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
-    let teams: Vec<Value> = state.store.list_teams().await?.iter().map(team_json).collect();
+    let teams: Vec<Value> = settings::list_teams(&state).await?.iter().map(team_json).collect();
     Ok(Json(json!({ "teams": teams })))
 }
 
 async fn delete_team(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
     principal.require(Scope::Admin)?;
-    if !state.store.delete_team(&name).await? {
-        return Err(ApiError::not_found(format!("no team {name:?}")));
-    }
+    settings::delete_team(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -105,28 +88,19 @@ struct SecretBody {
 /// only; a stored secret is never readable back.
 async fn put_secret(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Scope::Admin)?;
-    check_name("secret", &name)?;
     let body: SecretBody = if body.0.iter().all(u8::is_ascii_whitespace) { SecretBody::default() } else { body.json()? };
-    let generated = body.value.is_none();
-    let value = body.value.unwrap_or_else(leadscore_delivery::new_secret);
-    // A secret that cannot sign would only fail at delivery time: refuse it now.
-    leadscore_delivery::sign(&value, "msg_check", 0, b"{}")
-        .map_err(|e| ApiError::invalid(format!("{e}; a secret is \"whsec_\" followed by base64 (omit `value` to have one generated)")))?;
-    let created = state.store.put_secret(&name, &value, state.now()).await?;
-    tracing::info!(secret = %name, created, "secret stored");
-    let mut out = json!({ "name": name, "created": created });
-    if generated {
+    let stored = settings::put_secret(&state, &name, body.value).await?;
+    let mut out = json!({ "name": name, "created": stored.created });
+    if let Some(value) = stored.generated {
         out["value"] = json!(value);
         out["note"] = json!("this is the only time the secret is shown; give it to the receiver to verify signatures");
     }
-    Ok((created_status(created), Json(out)))
+    Ok((created_status(stored.created), Json(out)))
 }
 
 async fn list_secrets(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require(Scope::Admin)?;
-    let secrets: Vec<Value> = state
-        .store
-        .list_secrets()
+    let secrets: Vec<Value> = settings::list_secrets(&state)
         .await?
         .into_iter()
         .map(|(name, created_at, updated_at)| json!({ "name": name, "created_at": format_time(created_at), "updated_at": format_time(updated_at) }))
@@ -136,9 +110,7 @@ async fn list_secrets(State(state): State<Arc<AppState>>, principal: Principal) 
 
 async fn delete_secret(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
     principal.require(Scope::Admin)?;
-    if !state.store.delete_secret(&name).await? {
-        return Err(ApiError::not_found(format!("no secret {name:?}")));
-    }
+    settings::delete_secret(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -167,8 +139,6 @@ struct SubscriptionBody {
     debounce: Option<String>,
 }
 
-const SUBSCRIBABLE: &[&str] = &["score.changed", "nurture.changed"];
-
 async fn put_subscription(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -176,69 +146,20 @@ async fn put_subscription(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     principal.require(Scope::Admin)?;
-    check_name("webhook", &name)?;
     let body: SubscriptionBody = body.json()?;
-    let mut problems = Vec::new();
-    if !(body.url.starts_with("https://") || body.url.starts_with("http://")) {
-        problems.push(format!("url {:?} must be an http(s) URL", body.url));
-    } else if let Err(reason) = leadscore_app::runtime::check_webhook_url(&state.engine.config, &body.url).await {
-        problems.push(format!("url: {reason}"));
-    }
-    if body.events.is_empty() {
-        problems.push(format!("events must list at least one of {}", SUBSCRIBABLE.join(", ")));
-    }
-    for event in &body.events {
-        if !SUBSCRIBABLE.contains(&event.as_str()) {
-            problems.push(format!("events: {event:?} is not one of {}", SUBSCRIBABLE.join(", ")));
-        }
-    }
-    for (source, target) in &body.fields {
-        let field = source.rsplit('.').next().unwrap_or(source);
-        if !SYNC_FIELDS.contains(&field) {
-            problems.push(format!("fields: {source:?} is not one of {} (optionally MODEL.field)", SYNC_FIELDS.join(", ")));
-        }
-        if target.trim().is_empty() {
-            problems.push(format!("fields: {source:?} maps to an empty name"));
-        }
-    }
-    let debounce = match body.debounce.as_deref() {
-        None => 60_000,
-        Some(text) => match Span::parse(text) {
-            Ok(span) => span.millis(),
-            Err(err) => {
-                problems.push(format!("debounce: {err}"));
-                0
-            }
-        },
-    };
-    if !problems.is_empty() {
-        return Err(ApiError::invalid(problems.join("; ")).with_details(json!({ "problems": problems })));
-    }
-    let now = state.now();
-    let subscription = Subscription {
-        name,
-        url: body.url,
-        secret_ref: body.secret_ref,
-        events: body.events,
-        fields: body.fields,
-        debounce_ms: debounce,
-        created_at: now,
-        updated_at: now,
-    };
-    let (stored, created) = state.store.put_subscription(subscription).await?;
+    let input = settings::SubscriptionInput { url: body.url, secret_ref: body.secret_ref, events: body.events, fields: body.fields, debounce: body.debounce };
+    let (stored, created) = settings::put_subscription(&state, &name, input).await?;
     Ok((created_status(created), Json(subscription_json(&stored))))
 }
 
 async fn list_subscriptions(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
-    let items: Vec<Value> = state.store.list_subscriptions().await?.iter().map(subscription_json).collect();
+    let items: Vec<Value> = settings::list_subscriptions(&state).await?.iter().map(subscription_json).collect();
     Ok(Json(json!({ "webhooks": items })))
 }
 
 async fn delete_subscription(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
     principal.require(Scope::Admin)?;
-    if !state.store.delete_subscription(&name).await? {
-        return Err(ApiError::not_found(format!("no webhook subscription {name:?}")));
-    }
+    settings::delete_subscription(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

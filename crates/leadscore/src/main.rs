@@ -706,20 +706,7 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path, shadow_of: Option<
         eprintln!("{name} is unchanged: version {} is live with this text; nothing published", live.version);
         return Ok(());
     }
-    let format = leadscore_core::Format::sniff(&text);
-    let store = state.store.clone();
-    let version = store
-        .publish_model(
-            leadscore_store::NewModelVersion {
-                name: name.clone(),
-                source: text.clone(),
-                format: if format == leadscore_core::Format::Json { "json".into() } else { "toml".into() },
-                shadow_of,
-            },
-            state.now(),
-        )
-        .await?;
-    state.reload_models().await?;
+    let version = leadscore_app::models::store_version(&state, &model, &text, leadscore_core::Format::sniff(&text), shadow_of).await?;
     match &version.shadow_of {
         Some(live) => eprintln!("published {name} version {} as a shadow of {live}", version.version),
         None => eprintln!("published {name} version {}", version.version),

@@ -1,0 +1,159 @@
+//! What automations use besides their definitions: sales teams (round-robin assignment),
+//! named secrets (webhook signing; write-only), and webhook subscriptions (`score.changed`
+//! for CRM sync with a field mapping, `nurture.changed`).
+
+use std::collections::BTreeMap;
+
+use leadscore_core::Span;
+use leadscore_core::model::is_valid_name;
+use leadscore_store::Millis;
+use leadscore_store::runner::{SYNC_FIELDS, Subscription, Team};
+use serde_json::json;
+
+use crate::Engine;
+use crate::error::{AppError, AppResult};
+
+fn check_name(kind: &str, name: &str) -> AppResult<()> {
+    if is_valid_name(name) { Ok(()) } else { Err(AppError::invalid(format!("{kind} name {name:?} may use letters, digits, '-', '_' and '.' only"))) }
+}
+
+/// Creates or replaces team `name` (members trimmed, duplicates dropped); true when created.
+pub async fn put_team(engine: &Engine, name: &str, members: Vec<String>) -> AppResult<(Team, bool)> {
+    check_name("team", name)?;
+    let mut unique = Vec::new();
+    for member in members {
+        let member = member.trim().to_string();
+        if member.is_empty() {
+            return Err(AppError::invalid("a team member cannot be empty"));
+        }
+        if !unique.contains(&member) {
+            unique.push(member);
+        }
+    }
+    Ok(engine.store.put_team(name, unique, engine.now()).await?)
+}
+
+pub async fn get_team(engine: &Engine, name: &str) -> AppResult<Team> {
+    engine.store.get_team(name).await?.ok_or_else(|| AppError::not_found(format!("no team {name:?}")))
+}
+
+pub async fn list_teams(engine: &Engine) -> AppResult<Vec<Team>> {
+    Ok(engine.store.list_teams().await?)
+}
+
+pub async fn delete_team(engine: &Engine, name: &str) -> AppResult<()> {
+    if !engine.store.delete_team(name).await? {
+        return Err(AppError::not_found(format!("no team {name:?}")));
+    }
+    Ok(())
+}
+
+/// A stored secret: whether it was created, and its value when it was generated here
+/// (the only time anyone sees it).
+pub struct StoredSecret {
+    pub created: bool,
+    pub generated: Option<String>,
+}
+
+/// Stores a signing secret; without a value one is generated. A stored secret is never
+/// readable back.
+pub async fn put_secret(engine: &Engine, name: &str, value: Option<String>) -> AppResult<StoredSecret> {
+    check_name("secret", name)?;
+    let generated = value.is_none();
+    let value = value.unwrap_or_else(leadscore_delivery::new_secret);
+    // A secret that cannot sign would only fail at delivery time: refuse it now.
+    leadscore_delivery::sign(&value, "msg_check", 0, b"{}")
+        .map_err(|e| AppError::invalid(format!("{e}; a secret is \"whsec_\" followed by base64 (omit `value` to have one generated)")))?;
+    let created = engine.store.put_secret(name, &value, engine.now()).await?;
+    tracing::info!(secret = %name, created, "secret stored");
+    Ok(StoredSecret { created, generated: generated.then_some(value) })
+}
+
+/// The secrets' names with when they were created and last changed (never their values).
+pub async fn list_secrets(engine: &Engine) -> AppResult<Vec<(String, Millis, Millis)>> {
+    Ok(engine.store.list_secrets().await?)
+}
+
+pub async fn delete_secret(engine: &Engine, name: &str) -> AppResult<()> {
+    if !engine.store.delete_secret(name).await? {
+        return Err(AppError::not_found(format!("no secret {name:?}")));
+    }
+    Ok(())
+}
+
+/// The events a webhook subscription may ask for.
+pub const SUBSCRIBABLE: &[&str] = &["score.changed", "nurture.changed"];
+
+/// A webhook subscription as a caller sends it.
+pub struct SubscriptionInput {
+    pub url: String,
+    pub secret_ref: Option<String>,
+    pub events: Vec<String>,
+    pub fields: BTreeMap<String, String>,
+    /// `30s`, `1m`, …; default 1 minute.
+    pub debounce: Option<String>,
+}
+
+/// Creates or replaces webhook subscription `name`, every problem reported at once.
+pub async fn put_subscription(engine: &Engine, name: &str, input: SubscriptionInput) -> AppResult<(Subscription, bool)> {
+    check_name("webhook", name)?;
+    let mut problems = Vec::new();
+    if !(input.url.starts_with("https://") || input.url.starts_with("http://")) {
+        problems.push(format!("url {:?} must be an http(s) URL", input.url));
+    } else if let Err(reason) = crate::runtime::check_webhook_url(&engine.config, &input.url).await {
+        problems.push(format!("url: {reason}"));
+    }
+    if input.events.is_empty() {
+        problems.push(format!("events must list at least one of {}", SUBSCRIBABLE.join(", ")));
+    }
+    for event in &input.events {
+        if !SUBSCRIBABLE.contains(&event.as_str()) {
+            problems.push(format!("events: {event:?} is not one of {}", SUBSCRIBABLE.join(", ")));
+        }
+    }
+    for (source, target) in &input.fields {
+        let field = source.rsplit('.').next().unwrap_or(source);
+        if !SYNC_FIELDS.contains(&field) {
+            problems.push(format!("fields: {source:?} is not one of {} (optionally MODEL.field)", SYNC_FIELDS.join(", ")));
+        }
+        if target.trim().is_empty() {
+            problems.push(format!("fields: {source:?} maps to an empty name"));
+        }
+    }
+    let debounce = match input.debounce.as_deref() {
+        None => 60_000,
+        Some(text) => match Span::parse(text) {
+            Ok(span) => span.millis(),
+            Err(err) => {
+                problems.push(format!("debounce: {err}"));
+                0
+            }
+        },
+    };
+    if !problems.is_empty() {
+        return Err(AppError::invalid_with(problems.join("; "), json!({ "problems": problems })));
+    }
+    let now = engine.now();
+    let subscription = Subscription {
+        name: name.to_string(),
+        url: input.url,
+        secret_ref: input.secret_ref,
+        events: input.events,
+        fields: input.fields,
+        debounce_ms: debounce,
+        created_at: now,
+        updated_at: now,
+    };
+    Ok(engine.store.put_subscription(subscription).await?)
+}
+
+pub async fn list_subscriptions(engine: &Engine) -> AppResult<Vec<Subscription>> {
+    Ok(engine.store.list_subscriptions().await?)
+}
+
+pub async fn delete_subscription(engine: &Engine, name: &str) -> AppResult<()> {
+    if !engine.store.delete_subscription(name).await? {
+        return Err(AppError::not_found(format!("no webhook subscription {name:?}")));
+    }
+    Ok(())
+}
