@@ -2,8 +2,14 @@
 //! `[accounts]` table says (sum by default, max, or mean of the top N).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use leadscore_store::PublishedModel;
+use leadscore_store::{ContactRecord, PublishedModel};
+
+use crate::Engine;
+use crate::contacts::current_cards;
+use crate::error::{AppError, AppResult};
+use crate::paging::{bad_cursor, page_cursor};
 
 /// One account under one model.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,4 +36,74 @@ pub fn score_accounts(model: &PublishedModel, members: &[(String, String, f64)])
         .collect();
     accounts.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.account.cmp(&b.account)));
     accounts
+}
+
+/// One page of the account list.
+pub struct AccountPage {
+    pub model: Arc<PublishedModel>,
+    pub accounts: Vec<AccountScore>,
+    pub next_cursor: Option<String>,
+}
+
+/// The account list under `model`, best first, sorted by the stored contact totals (as the
+/// lead list is; the decay sweep keeps them current).
+pub async fn list(engine: &Engine, model: Option<&str>, band: Option<&str>, limit: Option<usize>, cursor: Option<&str>) -> AppResult<AccountPage> {
+    let model = engine.named_or_only_model(model)?;
+    let limit = limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::bad_request("limit must be between 1 and 1000"));
+    }
+    if let Some(band) = band
+        && !model.model.accounts.bands.iter().any(|b| b.name == band)
+    {
+        let names: Vec<&str> = model.model.accounts.bands.iter().map(|b| b.name.as_str()).collect();
+        return Err(AppError::bad_request(format!("model {:?} has no account band {band:?}; account bands: {}", model.name, names.join(", "))));
+    }
+    let after = match page_cursor(cursor)? {
+        None => None,
+        Some(cursor) => {
+            let (score, account) = cursor.split_once(',').ok_or_else(bad_cursor)?;
+            Some((score.parse::<f64>().ok().filter(|s| s.is_finite()).ok_or_else(bad_cursor)?, account.to_string()))
+        }
+    };
+    let members = engine.store.account_members(&model.name).await?;
+    let accounts: Vec<AccountScore> = score_accounts(&model, &members)
+        .into_iter()
+        .filter(|a| band.is_none_or(|band| a.band.as_deref() == Some(band)))
+        .filter(|a| after.as_ref().is_none_or(|(score, account)| a.score < *score || (a.score == *score && &a.account > account)))
+        .take(limit)
+        .collect();
+    let next_cursor = (accounts.len() == limit).then(|| accounts.last().map(|a| format!("{},{}", a.score, a.account))).flatten();
+    Ok(AccountPage { model, accounts, next_cursor })
+}
+
+/// An account under one model: its score as of now and its contacts, best first (with
+/// each one's total under the model, None where the model does not score it).
+pub struct AccountDetail {
+    pub model: Arc<PublishedModel>,
+    pub score: f64,
+    pub band: Option<String>,
+    pub scored_contacts: usize,
+    pub contacts: Vec<(Option<f64>, ContactRecord)>,
+}
+
+pub async fn get(engine: &Engine, id: &str, model: Option<&str>) -> AppResult<AccountDetail> {
+    let model = engine.named_or_only_model(model)?;
+    let contacts = engine.store.account_contacts(id).await?;
+    if contacts.is_empty() {
+        return Err(AppError::not_found(format!("no account {id:?}")));
+    }
+    let mut rows = Vec::with_capacity(contacts.len());
+    let mut totals = Vec::new();
+    for contact in contacts {
+        let total = current_cards(engine, &contact, None).await?.into_iter().find(|(m, _)| m.name == model.name).map(|(_, card)| card.total);
+        if let Some(total) = total {
+            totals.push(total);
+        }
+        rows.push((total, contact));
+    }
+    rows.sort_by(|a, b| b.0.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.0.unwrap_or(f64::NEG_INFINITY)));
+    let rule = &model.model.accounts;
+    let score = rule.score(&totals);
+    Ok(AccountDetail { band: rule.band(score), score, scored_contacts: totals.len(), contacts: rows, model })
 }

@@ -189,3 +189,12 @@ pub async fn start_job(engine: &Arc<Engine>, candidate: Arc<PublishedModel>, liv
 
 /// Where a backtest stands, for progress bars: (contacts done, contacts in all).
 pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
+
+/// Background backtest `id` (its progress, then its report).
+pub async fn job(engine: &Engine, id: &str) -> crate::AppResult<Job> {
+    let found = match id.parse::<i64>() {
+        Ok(number) => engine.store.get_job(number).await?,
+        Err(_) => None,
+    };
+    found.filter(|job| job.kind == "backtest").ok_or_else(|| crate::AppError::not_found(format!("no backtest {id:?}")))
+}

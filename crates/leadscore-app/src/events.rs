@@ -150,13 +150,20 @@ pub fn check_batch(engine: &Engine, items: &[Value], now: Millis) -> CheckedBatc
 }
 
 /// Stores and scores events (duplicates are answered as such), then evaluates the
-/// automations of the contacts they touched. The outcomes are in the events' order.
-pub async fn ingest(engine: &Engine, events: Vec<NewEvent>, now: Millis) -> AppResult<Vec<IngestOutcome>> {
+/// automations of the contacts they touched. The outcomes are in the events' order; `api`
+/// labels the ingest counters (`native`, `segment`).
+pub async fn ingest(engine: &Engine, events: Vec<NewEvent>, now: Millis, api: &'static str) -> AppResult<Vec<IngestOutcome>> {
     let outcomes = if events.is_empty() { Vec::new() } else { engine.store.ingest(events, &engine.models(), now).await? };
     crate::runtime::after_ingest(engine, &outcomes).await;
-    let accepted = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
-    metrics::counter!("leadscore_events_ingested_total").increment(accepted as u64);
-    metrics::counter!("leadscore_events_duplicate_total").increment((outcomes.len() - accepted) as u64);
+    let stored = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
+    let duplicates = (outcomes.len() - stored) as u64;
+    if api == "native" {
+        metrics::counter!("leadscore_events_ingested_total").increment(stored as u64);
+        metrics::counter!("leadscore_events_duplicate_total").increment(duplicates);
+    } else {
+        metrics::counter!("leadscore_events_ingested_total", "api" => api).increment(stored as u64);
+        metrics::counter!("leadscore_events_duplicate_total", "api" => api).increment(duplicates);
+    }
     Ok(outcomes)
 }
 

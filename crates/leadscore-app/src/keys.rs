@@ -69,3 +69,13 @@ pub async fn revoke_key(engine: &Engine, id: &str, by: &str) -> AppResult<()> {
     }
     Ok(())
 }
+
+/// Every key, revoked ones too (never the keys themselves).
+pub async fn list(engine: &Engine) -> AppResult<Vec<ApiKeyRecord>> {
+    Ok(engine.store.list_keys().await?)
+}
+
+/// The stored record of a key as presented, if any (revoked ones too: the caller tells).
+pub async fn find(engine: &Engine, key: &str) -> AppResult<Option<ApiKeyRecord>> {
+    Ok(engine.store.find_key_by_hash(&hash_key(key)).await?)
+}

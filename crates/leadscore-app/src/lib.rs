@@ -11,6 +11,7 @@ pub mod contacts;
 pub mod deliveries;
 pub mod error;
 pub mod events;
+pub mod identity;
 pub mod keys;
 pub mod models;
 pub mod outcomes;
@@ -102,6 +103,12 @@ impl Engine {
         engine.reload_models().await?;
         engine.reload_automations().await?;
         Ok(engine)
+    }
+
+    /// Whether the database answers; the live models' count when it does.
+    pub async fn health(&self) -> Result<usize, StoreError> {
+        self.store.count_keys().await?;
+        Ok(self.models().len())
     }
 
     pub fn now(&self) -> Millis {

@@ -306,3 +306,41 @@ pub async fn delete(engine: &Engine, name: &str) -> AppResult<()> {
     engine.reload_models().await?;
     Ok(())
 }
+
+/// A live model with the version that is live and its latest rescore job.
+pub struct ModelOverview {
+    pub published: Arc<PublishedModel>,
+    pub current: ModelVersion,
+    pub job: Option<Job>,
+    /// The shadows trying themselves against this model.
+    pub shadows: Vec<String>,
+}
+
+/// Live model `name`.
+pub async fn overview(engine: &Engine, name: &str) -> AppResult<ModelOverview> {
+    let published = engine.model(name).ok_or_else(|| AppError::not_found(format!("no model {name:?}")))?;
+    let versions = engine.store.model_versions(name).await?;
+    let current = versions.into_iter().find(|v| v.version == published.version).ok_or_else(|| AppError::not_found(format!("no model {name:?}")))?;
+    let job = engine.store.latest_job(name).await?;
+    let shadows = engine.models().iter().filter(|m| m.shadow_of.as_deref() == Some(name)).map(|m| m.name.clone()).collect();
+    Ok(ModelOverview { published, current, job, shadows })
+}
+
+/// Every live model's head version with its latest rescore job.
+pub async fn list(engine: &Engine) -> AppResult<Vec<(ModelVersion, Option<Job>)>> {
+    let mut items = Vec::new();
+    for version in engine.store.live_models().await? {
+        let job = engine.store.latest_job(&version.name).await?;
+        items.push((version, job));
+    }
+    Ok(items)
+}
+
+/// Every version of model `name`, oldest first, with the one that is live.
+pub async fn versions(engine: &Engine, name: &str) -> AppResult<(Vec<ModelVersion>, Option<u32>)> {
+    let versions = engine.store.model_versions(name).await?;
+    if versions.is_empty() {
+        return Err(AppError::not_found(format!("no model {name:?}")));
+    }
+    Ok((versions, engine.model(name).map(|m| m.version)))
+}

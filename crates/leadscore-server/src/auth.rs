@@ -87,7 +87,7 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiE
     let record = match cached {
         Some(record) => record,
         None => {
-            let record = state.store.find_key_by_hash(&hash).await?;
+            let record = leadscore_app::keys::find(state, key).await?;
             if let Ok(mut entries) = state.keys.entries.lock() {
                 if entries.len() > 10_000 {
                     entries.clear();

@@ -41,12 +41,8 @@ fn backtest_job_json(job: &Job) -> Value {
 
 async fn backtest_job_route(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
-    // Parsed here, not by the extractor, so a bad id gets the JSON error shape.
-    let found = match id.parse::<i64>() {
-        Ok(number) => state.store.get_job(number).await?,
-        Err(_) => None,
-    };
-    let job = found.filter(|job| job.kind == "backtest").ok_or_else(|| ApiError::not_found(format!("no backtest {id:?}")))?;
+    // Parsed by the engine, not by the extractor, so a bad id gets the JSON error shape.
+    let job = leadscore_app::backtest::job(&state, &id).await?;
     Ok(Json(backtest_job_json(&job)))
 }
 

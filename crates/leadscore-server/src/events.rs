@@ -61,7 +61,7 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: 
         let reason = rejected[0]["reason"].as_str().unwrap_or_default().to_string();
         return Err(ApiError::invalid(reason).with_details(json!({ "rejected": rejected })));
     }
-    let outcomes = events::ingest(&state, checked.events, now).await?;
+    let outcomes = events::ingest(&state, checked.events, now, "native").await?;
     let accepted = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
     let duplicates = outcomes.len() - accepted;
     metrics::counter!("leadscore_events_rejected_total").increment(rejected.len() as u64);

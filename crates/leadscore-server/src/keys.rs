@@ -48,7 +48,7 @@ async fn create_key(State(state): State<Arc<AppState>>, principal: Principal, bo
 
 async fn list_keys(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require(Scope::Admin)?;
-    let keys = state.store.list_keys().await?;
+    let keys = leadscore_app::keys::list(&state).await?;
     Ok(Json(json!({ "keys": keys.iter().map(key_json).collect::<Vec<_>>() })))
 }
 

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use leadscore_core::Model;
 use leadscore_core::model::Format;
-use leadscore_store::{Job, ModelVersion, PublishedModel, Scope};
+use leadscore_store::{Job, ModelVersion, Scope};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -18,7 +18,7 @@ use leadscore_app::models::{self, promote, start_rescore};
 
 use crate::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::input::{Body, Query, format_time};
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -110,14 +110,11 @@ struct GetQuery {
 
 async fn get_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, Query(q): Query<GetQuery>) -> ApiResult<Response> {
     principal.require(Scope::Read)?;
-    let published: Arc<PublishedModel> = state.model(&name).ok_or_else(|| ApiError::not_found(format!("no model {name:?}")))?;
-    let versions = state.store.model_versions(&name).await?;
-    let current = versions.iter().find(|v| v.version == published.version).ok_or_else(|| ApiError::not_found(format!("no model {name:?}")))?;
+    let models::ModelOverview { published, current, job, shadows } = models::overview(&state, &name).await?;
     if q.format.as_deref() == Some("source") || q.format.as_deref() == Some("toml") {
         let content_type = if current.format == "json" { "application/json" } else { "application/toml" };
         return Ok(([(header::CONTENT_TYPE, content_type)], current.source.clone()).into_response());
     }
-    let job = state.store.latest_job(&name).await?;
     Ok(Json(json!({
         "name": name,
         "version": published.version,
@@ -126,7 +123,7 @@ async fn get_model(State(state): State<Arc<AppState>>, principal: Principal, Pat
         "format": current.format,
         "definition": published.model.definition,
         "shadow_of": published.shadow_of,
-        "shadows": state.models().iter().filter(|m| m.shadow_of.as_deref() == Some(name.as_str())).map(|m| m.name.clone()).collect::<Vec<_>>(),
+        "shadows": shadows,
         "rescore": job.as_ref().map(job_json),
     }))
     .into_response())
@@ -135,8 +132,7 @@ async fn get_model(State(state): State<Arc<AppState>>, principal: Principal, Pat
 async fn list_models(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
     let mut items = Vec::new();
-    for version in state.store.live_models().await? {
-        let job = state.store.latest_job(&version.name).await?;
+    for (version, job) in models::list(&state).await? {
         let mut item = version_json(&version);
         item["rescore"] = job.as_ref().map(job_json).unwrap_or(Value::Null);
         items.push(item);
@@ -146,11 +142,7 @@ async fn list_models(State(state): State<Arc<AppState>>, principal: Principal) -
 
 async fn model_versions(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     principal.require(Scope::Read)?;
-    let versions = state.store.model_versions(&name).await?;
-    if versions.is_empty() {
-        return Err(ApiError::not_found(format!("no model {name:?}")));
-    }
-    let live = state.model(&name).map(|m| m.version);
+    let (versions, live) = models::versions(&state, &name).await?;
     let items: Vec<Value> = versions
         .iter()
         .map(|v| {

@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
-use leadscore_store::{ContactUpsert, IngestStatus, Millis, NewEvent, Scope, StoreError};
+use leadscore_store::{IngestStatus, Millis, NewEvent, Scope};
 use serde_json::{Map, Value, json};
+
+use leadscore_app::identity;
 
 use crate::AppState;
 use crate::auth::authenticate;
@@ -238,33 +240,11 @@ fn segment_message(state: &AppState, message: &Value, kind: Option<&str>, batch_
 /// (that id, else the anonymous visitor `anon:<previousId>`) is merged into `userId`.
 /// group: the contact gets `account_id` and the group's traits as `account_<trait>`.
 async fn apply_identity(state: &AppState, messages: Vec<Message>) -> ApiResult<()> {
-    let models = state.models();
     for message in messages {
         match message {
             Message::Event(_) => {}
-            Message::Alias { previous_id, user_id } => {
-                let from = if state.store.get_contact(&previous_id).await?.is_some() { previous_id } else { format!("anon:{previous_id}") };
-                if from == user_id || state.store.get_contact(&from).await?.is_none() {
-                    continue; // nothing known under the old id: nothing to merge
-                }
-                if state.store.get_contact(&user_id).await?.is_none() {
-                    let upsert = ContactUpsert { id: Some(user_id.clone()), ..ContactUpsert::default() };
-                    state.store.upsert_contact(upsert, &models, state.now()).await?;
-                }
-                match state.store.merge_contacts(&from, &user_id, &models, state.now()).await {
-                    Ok(_) | Err(StoreError::NotFound(_)) => {}
-                    Err(other) => return Err(other.into()),
-                }
-            }
-            Message::Group { contact_id, group_id, traits } => {
-                let mut attributes = Map::new();
-                attributes.insert("account_id".into(), Value::String(group_id));
-                for (key, value) in traits {
-                    attributes.insert(format!("account_{key}"), value);
-                }
-                let upsert = ContactUpsert { id: Some(contact_id), attributes, ..ContactUpsert::default() };
-                state.store.upsert_contact(upsert, &models, state.now()).await?;
-            }
+            Message::Alias { previous_id, user_id } => identity::alias(state, &previous_id, &user_id).await?,
+            Message::Group { contact_id, group_id, traits } => identity::group(state, contact_id, group_id, traits).await?,
         }
     }
     Ok(())
@@ -287,11 +267,8 @@ async fn store(state: &AppState, events: Vec<NewEvent>) -> ApiResult<usize> {
     if events.is_empty() {
         return Ok(0);
     }
-    let outcomes = state.store.ingest(events, &state.models(), state.now()).await?;
-    leadscore_app::runtime::after_ingest(state, &outcomes).await;
+    let outcomes = leadscore_app::events::ingest(state, events, state.now(), "segment").await?;
     let stored = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
-    metrics::counter!("leadscore_events_ingested_total", "api" => "segment").increment(stored as u64);
-    metrics::counter!("leadscore_events_duplicate_total", "api" => "segment").increment((outcomes.len() - stored) as u64);
     Ok(stored)
 }
 

@@ -39,8 +39,8 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.count_keys().await {
-        Ok(_) => Json(json!({ "status": "ok", "models": state.models().len() })).into_response(),
+    match state.health().await {
+        Ok(models) => Json(json!({ "status": "ok", "models": models })).into_response(),
         Err(err) => crate::error::ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the database does not answer: {err}"))
             .into_response(),
     }
