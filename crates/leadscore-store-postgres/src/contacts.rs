@@ -333,26 +333,18 @@ pub(crate) async fn merge_contact(db: &dyn Db, from: &str, into: &str, now: Mill
         "UPDATE message_ids SET contact_id = $2 WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = $1)",
         "UPDATE message_ids SET contact_id = $2 WHERE message_id IN
            (SELECT data::json ->> 'message_id' FROM contact_log WHERE contact_id = $1 AND kind = 'identify')",
-        "UPDATE events SET contact_id = $2 WHERE contact_id = $1",
-        "UPDATE contact_log SET contact_id = $2 WHERE contact_id = $1",
-        "UPDATE automation_queue SET contact_id = $2 WHERE contact_id = $1",
-        "UPDATE automation_runs SET contact_id = $2 WHERE contact_id = $1",
-        "UPDATE deliveries SET contact_id = $2 WHERE contact_id = $1",
-        "UPDATE outcomes SET contact_id = $2 WHERE contact_id = $1",
     ] {
         db.exec(sql, &[&from, &into]).await?;
     }
-    for sql in [
-        // The survivor's own trigger states and sync records stand; the absorbed one's go.
-        "DELETE FROM automation_state WHERE contact_id = $1",
-        "DELETE FROM sync_pending WHERE contact_id = $1",
-        "DELETE FROM sync_sent WHERE contact_id = $1",
-        "DELETE FROM scores WHERE contact_id = $1",
-        "DELETE FROM contact_groups WHERE contact_id = $1",
-        "DELETE FROM contacts WHERE id = $1",
-    ] {
-        db.exec(sql, &[&from]).await?;
+    // The survivor's own trigger states and sync records stand; the absorbed one's go.
+    for sql in leadscore_store::records::owned::merge_statements(|n| format!("${n}")) {
+        if sql.contains("$2") {
+            db.exec(&sql, &[&from, &into]).await?;
+        } else {
+            db.exec(&sql, &[&from]).await?;
+        }
     }
+    db.exec("DELETE FROM contacts WHERE id = $1", &[&from]).await?;
     if let (None, Some(email)) = (&target.email, &source.email) {
         set_email(db, &mut target, email).await?;
     }
@@ -366,22 +358,12 @@ pub(crate) async fn erase_contact(db: &dyn Db, id: &str) -> PgResult<bool> {
         "DELETE FROM message_ids WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = $1)",
         "DELETE FROM message_ids WHERE message_id IN
            (SELECT data::json ->> 'message_id' FROM contact_log WHERE contact_id = $1 AND kind = 'identify')",
-        "DELETE FROM events WHERE contact_id = $1",
-        "DELETE FROM scores WHERE contact_id = $1",
-        "DELETE FROM contact_log WHERE contact_id = $1",
-        "DELETE FROM contact_groups WHERE contact_id = $1",
-        // Runs and deliveries carry the contact's data: erasure takes them too.
-        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE contact_id = $1)",
-        "DELETE FROM deliveries WHERE contact_id = $1",
-        "DELETE FROM automation_runs WHERE contact_id = $1",
-        "DELETE FROM automation_state WHERE contact_id = $1",
-        "DELETE FROM automation_queue WHERE contact_id = $1",
-        "DELETE FROM sync_pending WHERE contact_id = $1",
-        "DELETE FROM sync_sent WHERE contact_id = $1",
-        // What sales recorded about the contact goes too.
-        "DELETE FROM outcomes WHERE contact_id = $1",
     ] {
         db.exec(sql, &[&id]).await?;
+    }
+    // Runs, deliveries and what sales recorded carry the contact's data: erasure takes them too.
+    for sql in leadscore_store::records::owned::erase_statements(|n| format!("${n}")) {
+        db.exec(&sql, &[&id]).await?;
     }
     Ok(db.exec("DELETE FROM contacts WHERE id = $1", &[&id]).await? > 0)
 }

@@ -350,25 +350,14 @@ pub(crate) fn merge_contact(conn: &Connection, from: &str, into: &str, now: Mill
         "UPDATE message_ids SET contact_id = ?2 WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = ?1)",
         "UPDATE message_ids SET contact_id = ?2 WHERE message_id IN
            (SELECT json_extract(data, '$.message_id') FROM contact_log WHERE contact_id = ?1 AND kind = 'identify')",
-        "UPDATE events SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE contact_log SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE automation_queue SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE automation_runs SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE deliveries SET contact_id = ?2 WHERE contact_id = ?1",
-        "UPDATE outcomes SET contact_id = ?2 WHERE contact_id = ?1",
     ] {
         conn.prepare_cached(sql).map_err(db_err)?.execute(params![from, into]).map_err(db_err)?;
     }
-    for sql in [
-        "DELETE FROM automation_state WHERE contact_id = ?1",
-        "DELETE FROM sync_pending WHERE contact_id = ?1",
-        "DELETE FROM sync_sent WHERE contact_id = ?1",
-        "DELETE FROM scores WHERE contact_id = ?1",
-        "DELETE FROM contact_groups WHERE contact_id = ?1",
-        "DELETE FROM contacts WHERE id = ?1",
-    ] {
-        conn.prepare_cached(sql).map_err(db_err)?.execute([from]).map_err(db_err)?;
+    for sql in leadscore_store::records::owned::merge_statements(|n| format!("?{n}")) {
+        let mut statement = conn.prepare_cached(&sql).map_err(db_err)?;
+        if sql.contains("?2") { statement.execute(params![from, into]) } else { statement.execute([from]) }.map_err(db_err)?;
     }
+    conn.prepare_cached("DELETE FROM contacts WHERE id = ?1").map_err(db_err)?.execute([from]).map_err(db_err)?;
     if source.email.is_some()
         && target.email.is_none()
         && let Some(email) = &source.email
@@ -384,21 +373,12 @@ pub(crate) fn erase_contact(conn: &Connection, id: &str) -> StoreResult<bool> {
         "DELETE FROM message_ids WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = ?1)",
         "DELETE FROM message_ids WHERE message_id IN
            (SELECT json_extract(data, '$.message_id') FROM contact_log WHERE contact_id = ?1 AND kind = 'identify')",
-        "DELETE FROM events WHERE contact_id = ?1",
-        "DELETE FROM scores WHERE contact_id = ?1",
-        "DELETE FROM contact_log WHERE contact_id = ?1",
-        "DELETE FROM contact_groups WHERE contact_id = ?1",
-        // Runs and deliveries carry the contact's data: erasure takes them too.
-        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE contact_id = ?1)",
-        "DELETE FROM deliveries WHERE contact_id = ?1",
-        "DELETE FROM automation_runs WHERE contact_id = ?1",
-        "DELETE FROM automation_state WHERE contact_id = ?1",
-        "DELETE FROM automation_queue WHERE contact_id = ?1",
-        "DELETE FROM sync_pending WHERE contact_id = ?1",
-        "DELETE FROM sync_sent WHERE contact_id = ?1",
-        "DELETE FROM outcomes WHERE contact_id = ?1",
     ] {
         conn.prepare_cached(sql).map_err(db_err)?.execute([id]).map_err(db_err)?;
+    }
+    // Runs, deliveries and outcomes carry the contact's data: erasure takes them too.
+    for sql in leadscore_store::records::owned::erase_statements(|n| format!("?{n}")) {
+        conn.prepare_cached(&sql).map_err(db_err)?.execute([id]).map_err(db_err)?;
     }
     let deleted = conn.prepare_cached("DELETE FROM contacts WHERE id = ?1").map_err(db_err)?.execute([id]).map_err(db_err)?;
     Ok(deleted > 0)

@@ -196,6 +196,93 @@ pub fn check_promote(shadow: &str, shadow_version: u32, head: Option<(u32, Optio
 /// Identity rules every backend applies: how an e-mail is compared (trimmed, lower-cased:
 /// `Ann@Acme.com ` and `ann@acme.com` are one person) and the contact id an anonymous
 /// visitor gets (`anon:<anonymousId>`, until identify merges it into a person).
+/// The tables whose rows belong to one contact (a `contact_id` column), and what a merge
+/// does with the merged-away contact's rows. Both backends' merge and erasure are driven by
+/// this one list, so a table added here is merged and erased everywhere; a test compares it
+/// with [`crate::transfer::TABLES`] so a table with a `contact_id` cannot be left out.
+pub mod owned {
+    /// What a merge does with the rows of the contact merged away.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum OnMerge {
+        /// They become the surviving contact's (its history: events, log, runs, outcomes).
+        Move,
+        /// They are dropped: derived from the contact and rebuilt for the survivor (scores,
+        /// trigger states, sync markers, group memberships, which the merge unites itself).
+        Drop,
+    }
+
+    /// In the order the statements run. `message_ids` is not listed: its rows are found
+    /// through `events` and the identify log entries, which the backends' dialects write
+    /// differently, and are handled before these; `delivery_attempts` hang off
+    /// `deliveries` and go with them on erasure.
+    pub const CONTACT_TABLES: &[(&str, OnMerge)] = &[
+        ("events", OnMerge::Move),
+        ("contact_log", OnMerge::Move),
+        ("automation_queue", OnMerge::Move),
+        ("automation_runs", OnMerge::Move),
+        ("deliveries", OnMerge::Move),
+        ("outcomes", OnMerge::Move),
+        ("automation_state", OnMerge::Drop),
+        ("sync_pending", OnMerge::Drop),
+        ("sync_sent", OnMerge::Drop),
+        ("scores", OnMerge::Drop),
+        ("contact_groups", OnMerge::Drop),
+    ];
+
+    /// Tables with a `contact_id` that the list above leaves to the backends on purpose.
+    pub const HANDLED_APART: &[&str] = &["message_ids"];
+
+    /// The statements that merge contact `$1` into `$2`, with `param(n)` writing the
+    /// backend's placeholder (`?1`, `$1`): moves first, then drops.
+    pub fn merge_statements(param: impl Fn(usize) -> String) -> Vec<String> {
+        let (from, into) = (param(1), param(2));
+        let moves = CONTACT_TABLES
+            .iter()
+            .filter(|(_, on)| *on == OnMerge::Move)
+            .map(|(table, _)| format!("UPDATE {table} SET contact_id = {into} WHERE contact_id = {from}"));
+        let drops = CONTACT_TABLES.iter().filter(|(_, on)| *on == OnMerge::Drop).map(|(table, _)| format!("DELETE FROM {table} WHERE contact_id = {from}"));
+        moves.chain(drops).collect()
+    }
+
+    /// The statements that erase every row of contact `$1` (its delivery attempts first).
+    pub fn erase_statements(param: impl Fn(usize) -> String) -> Vec<String> {
+        let id = param(1);
+        std::iter::once(format!("DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE contact_id = {id})"))
+            .chain(CONTACT_TABLES.iter().map(|(table, _)| format!("DELETE FROM {table} WHERE contact_id = {id}")))
+            .collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn every_table_with_a_contact_id_is_merged_and_erased() {
+            for table in crate::transfer::TABLES {
+                if table.columns.iter().any(|(column, _)| *column == "contact_id") {
+                    assert!(
+                        CONTACT_TABLES.iter().any(|(name, _)| *name == table.name) || HANDLED_APART.contains(&table.name),
+                        "table {} has a contact_id but is not in records::owned::CONTACT_TABLES: merges and erasure would leave its rows behind",
+                        table.name
+                    );
+                }
+            }
+            for (name, _) in CONTACT_TABLES {
+                assert!(crate::transfer::TABLES.iter().any(|t| t.name == *name), "{name} is not a table");
+            }
+        }
+
+        #[test]
+        fn statements_name_the_placeholders() {
+            let merge = merge_statements(|n| format!("?{n}"));
+            assert_eq!(merge[0], "UPDATE events SET contact_id = ?2 WHERE contact_id = ?1");
+            assert!(merge.last().is_some_and(|s| s == "DELETE FROM contact_groups WHERE contact_id = ?1"));
+            let erase = erase_statements(|n| format!("${n}"));
+            assert!(erase[0].starts_with("DELETE FROM delivery_attempts") && erase.iter().any(|s| s == "DELETE FROM outcomes WHERE contact_id = $1"));
+        }
+    }
+}
+
 pub mod identity {
     pub fn normalize_email(email: &str) -> String {
         email.trim().to_lowercase()
