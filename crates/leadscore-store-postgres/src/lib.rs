@@ -58,6 +58,7 @@ mod rows;
 mod runs;
 mod settings;
 mod transfer;
+mod users;
 
 use std::sync::{Arc, Mutex};
 
@@ -78,6 +79,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_outcomes.sql")),
     (6, include_str!("../migrations/0006_accounts.sql")),
     (7, include_str!("../migrations/0007_shadow_models.sql")),
+    (8, include_str!("../migrations/0008_users.sql")),
 ];
 
 /// The migration that added `contacts.account_id`: the contacts stored before it get

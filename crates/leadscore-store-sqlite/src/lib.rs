@@ -18,6 +18,7 @@ mod runs;
 pub mod scratch;
 mod settings;
 mod transfer;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -35,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_outcomes.sql"),
     include_str!("migrations/0006_accounts.sql"),
     include_str!("migrations/0007_shadow_models.sql"),
+    include_str!("migrations/0008_users.sql"),
 ];
 
 /// How many queued writes may join one transaction.

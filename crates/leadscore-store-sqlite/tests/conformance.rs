@@ -36,6 +36,7 @@ suite_tests!(
     outbox_claims_retries_and_dead_letters,
     cold_contacts_fire_from_the_scheduler,
     settings_round_trip,
+    users_and_sessions,
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
     outcomes_record_list_erase_merge,

@@ -446,6 +446,11 @@ pub async fn fill_for_transfer(store: &dyn Store) {
             assert!(store.revoke_key(id, T0 + HOUR).await.expect("revoke"));
         }
     }
+    store.insert_user(user("u1", "ana@example.com", crate::Role::Sales)).await.expect("insert user");
+    store
+        .insert_session(crate::SessionRecord { id_hash: "s".repeat(64), user_id: "u1".into(), created_at: T0, last_seen_at: T0 + HOUR })
+        .await
+        .expect("session");
     store.put_automation(automation("Austin hot leads", 20, true), T0).await.expect("put automation");
     store.put_automation(automation("Austin hot leads", 25, true), T0 + HOUR).await.expect("replace automation");
     store.put_automation(automation("paused", 5, false), T0).await.expect("put automation");
@@ -1179,4 +1184,59 @@ pub async fn scan_scores_pages_one_model(store: Arc<dyn Store>) {
         let expected = crate::scoring::card_at(decaying, full, &contact.attributes, later).unwrap_or_else(|| full.card.clone());
         assert_eq!(*crate::scoring::scanned_card_at(decaying, row, later).expect("live"), expected, "{}", row.contact_id);
     }
+}
+
+fn user(id: &str, email: &str, role: crate::Role) -> crate::UserRecord {
+    crate::UserRecord {
+        id: id.into(),
+        email: email.into(),
+        name: Some(format!("User {id}")),
+        role,
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1${id}"),
+        disabled: false,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// Users: unique e-mails, read by id and e-mail, updated whole; sessions: stored by hash,
+/// touched forward only, deleted one by one, per user and when expired.
+pub async fn users_and_sessions(store: Arc<dyn Store>) {
+    store.insert_user(user("u1", "ana@example.com", crate::Role::Sales)).await.expect("insert");
+    store.insert_user(user("u2", "bo@example.com", crate::Role::Admin)).await.expect("insert");
+    assert!(
+        matches!(store.insert_user(user("u3", "ana@example.com", crate::Role::Marketing)).await, Err(crate::StoreError::Conflict(_))),
+        "e-mails are unique"
+    );
+    assert_eq!(store.count_users().await.expect("count"), 2);
+    let ana = store.find_user_by_email("ana@example.com").await.expect("find").expect("ana exists");
+    assert_eq!((ana.id.as_str(), ana.role, ana.disabled), ("u1", crate::Role::Sales, false));
+    assert_eq!(ana.password_hash, "$argon2id$v=19$m=19456,t=2,p=1$u1");
+    assert!(store.find_user_by_email("nobody@example.com").await.expect("find").is_none());
+    let listed: Vec<String> = store.list_users().await.expect("list").into_iter().map(|u| u.email).collect();
+    assert_eq!(listed, ["ana@example.com", "bo@example.com"]);
+    let changed = crate::UserRecord { role: crate::Role::Marketing, disabled: true, updated_at: T0 + HOUR, ..ana.clone() };
+    assert!(store.update_user(changed).await.expect("update"));
+    let ana = store.get_user("u1").await.expect("get").expect("still there");
+    assert_eq!((ana.role, ana.disabled, ana.updated_at), (crate::Role::Marketing, true, T0 + HOUR));
+    let taken = crate::UserRecord { email: "bo@example.com".into(), ..ana.clone() };
+    assert!(matches!(store.update_user(taken).await, Err(crate::StoreError::Conflict(_))), "an update cannot take another's e-mail");
+    assert!(!store.update_user(user("nobody", "x@example.com", crate::Role::Sales)).await.expect("update"), "no such user");
+
+    let session =
+        |hash: &str, user: &str, created: i64| crate::SessionRecord { id_hash: hash.into(), user_id: user.into(), created_at: created, last_seen_at: created };
+    store.insert_session(session("h1", "u1", T0)).await.expect("session");
+    store.insert_session(session("h2", "u1", T0 + HOUR)).await.expect("session");
+    store.insert_session(session("h3", "u2", T0 + 2 * HOUR)).await.expect("session");
+    store.touch_session("h1", T0 + 3 * HOUR).await.expect("touch");
+    store.touch_session("h1", T0 + HOUR).await.expect("touch back");
+    let h1 = store.get_session("h1").await.expect("get").expect("h1");
+    assert_eq!((h1.user_id.as_str(), h1.created_at, h1.last_seen_at), ("u1", T0, T0 + 3 * HOUR), "a touch never moves last_seen back");
+    assert!(store.delete_session("h1").await.expect("delete"));
+    assert!(!store.delete_session("h1").await.expect("delete again"));
+    assert_eq!(store.delete_user_sessions("u1").await.expect("per user"), 1, "h2");
+    assert!(store.get_session("h3").await.expect("get").is_some());
+    // Idle since before T0 + 2h + 1 ms: h3 (last seen at T0 + 2h) goes.
+    assert_eq!(store.delete_expired_sessions(T0 + 2 * HOUR + 1, T0).await.expect("expire"), 1);
+    assert!(store.get_session("h3").await.expect("get").is_none());
 }

@@ -201,6 +201,30 @@ pub trait KeyStore: Send + Sync {
     async fn count_keys(&self) -> StoreResult<u64>;
 }
 
+/// Users of the web app and their sessions (F26). Sessions live in the database, so an
+/// expired or revoked one is gone after a restart and on every process.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Conflict when a user with this e-mail exists.
+    async fn insert_user(&self, user: UserRecord) -> StoreResult<()>;
+    async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
+    /// Every user, by e-mail.
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Replaces the stored user with this id (e-mail, name, role, hash, disabled,
+    /// updated_at); false when there is none. Conflict when the e-mail is another's.
+    async fn update_user(&self, user: UserRecord) -> StoreResult<bool>;
+    async fn count_users(&self) -> StoreResult<u64>;
+    async fn insert_session(&self, session: SessionRecord) -> StoreResult<()>;
+    async fn get_session(&self, id_hash: &str) -> StoreResult<Option<SessionRecord>>;
+    async fn touch_session(&self, id_hash: &str, at: Millis) -> StoreResult<()>;
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<bool>;
+    /// Every session of the user (logout everywhere, password change, disabling).
+    async fn delete_user_sessions(&self, user_id: &str) -> StoreResult<u64>;
+    /// Sessions idle since before `idle_before` or created before `created_before`.
+    async fn delete_expired_sessions(&self, idle_before: Millis, created_before: Millis) -> StoreResult<u64>;
+}
+
 /// Automation definitions (PRODUCT.md §3), keyed by name. Definitions only: nothing in
 /// the store fires them.
 #[async_trait]
@@ -320,11 +344,34 @@ pub trait AccountStore: Send + Sync {
 
 /// Everything a leadscore server needs from its database.
 pub trait Store:
-    ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore + AccountStore
+    ContactStore
+    + EventStore
+    + ModelStore
+    + ScoreStore
+    + KeyStore
+    + UserStore
+    + AutomationStore
+    + RunStore
+    + OutboxStore
+    + SettingsStore
+    + OutcomeStore
+    + AccountStore
 {
 }
-impl<T: ContactStore + EventStore + ModelStore + ScoreStore + KeyStore + AutomationStore + RunStore + OutboxStore + SettingsStore + OutcomeStore + AccountStore>
-    Store for T
+impl<
+    T: ContactStore
+        + EventStore
+        + ModelStore
+        + ScoreStore
+        + KeyStore
+        + UserStore
+        + AutomationStore
+        + RunStore
+        + OutboxStore
+        + SettingsStore
+        + OutcomeStore
+        + AccountStore,
+> Store for T
 {
 }
 

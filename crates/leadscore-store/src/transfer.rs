@@ -253,6 +253,21 @@ pub static TABLES: &[TableSpec] = &[
         ],
         key: &["id"],
     },
+    TableSpec {
+        name: "users",
+        columns: &[
+            ("id", Text),
+            ("email", Text),
+            ("name", Text),
+            ("role", Text),
+            ("password_hash", Text),
+            ("disabled", Bool),
+            ("created_at", Int),
+            ("updated_at", Int),
+        ],
+        key: &["id"],
+    },
+    TableSpec { name: "sessions", columns: &[("id_hash", Text), ("user_id", Text), ("created_at", Int), ("last_seen_at", Int)], key: &["id_hash"] },
 ];
 
 /// Raw, table-level access for copying a whole installation between backends.

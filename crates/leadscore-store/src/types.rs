@@ -322,6 +322,64 @@ impl Scope {
     }
 }
 
+/// What a user may do (F26): `admin` everything; `marketing` models, automations,
+/// deliveries, reports and every contact; `sales` the contacts they own (and the unassigned
+/// pool when the admin allows it), their statuses and ratings, reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Marketing,
+    Sales,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Admin, Role::Marketing, Role::Sales];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "admin" => Role::Admin,
+            "marketing" => Role::Marketing,
+            "sales" => Role::Sales,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Marketing => "marketing",
+            Role::Sales => "sales",
+        }
+    }
+}
+
+/// A person who signs in to the web app. Users are "users"; "accounts" are companies.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserRecord {
+    pub id: String,
+    /// Lower case; unique.
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+    /// The argon2id PHC string; never shown.
+    #[serde(skip)]
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A signed-in browser: the SHA-256 of its cookie's token (the token itself is never
+/// stored), whose it is, and the instants the idle and absolute timeouts count from.
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    pub id_hash: String,
+    pub user_id: String,
+    pub created_at: Millis,
+    pub last_seen_at: Millis,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ApiKeyRecord {
     pub id: String,
