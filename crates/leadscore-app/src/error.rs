@@ -19,6 +19,12 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Credentials that do not hold (a wrong password, an expired session): 401.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Known credentials that may not do this (a role without the right): 403.
+    #[error("{0}")]
+    Forbidden(String),
     /// Storage failed, or refused (its own kinds: not found, conflict, stale, closed).
     #[error(transparent)]
     Store(#[from] StoreError),

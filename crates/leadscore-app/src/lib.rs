@@ -20,6 +20,7 @@ pub mod reports;
 pub mod runtime;
 pub mod settings;
 pub mod time;
+pub mod users;
 pub mod workers;
 
 use std::sync::{Arc, RwLock};

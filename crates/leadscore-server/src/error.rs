@@ -70,6 +70,8 @@ impl From<leadscore_app::AppError> for ApiError {
             AppError::BadRequest(message) => ApiError::bad_request(message),
             AppError::NotFound(message) => ApiError::not_found(message),
             AppError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            AppError::Unauthorized(message) => ApiError::unauthorized(message),
+            AppError::Forbidden(message) => ApiError::forbidden(message),
             AppError::Store(err) => ApiError::from(err),
         }
     }
