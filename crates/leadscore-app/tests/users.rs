@@ -63,11 +63,11 @@ async fn sessions_end_when_idle_or_old_and_on_password_change() {
         now.store(T0 + step * 50 * 60_000, Ordering::SeqCst);
         assert!(users::session_user(&engine, &token, policy).await.unwrap().is_some(), "step {step}");
     }
-    now.store(T0 + 3 * 3600_000 + 1, Ordering::SeqCst);
+    now.store(T0 + 3 * 3_600_000 + 1, Ordering::SeqCst);
     assert!(users::session_user(&engine, &token, policy).await.unwrap().is_none(), "past the absolute timeout");
 
     let (_, idle) = users::login(&engine, "ana@example.com", "correct horse battery").await.unwrap();
-    now.store(now.load(Ordering::SeqCst) + 3600_000 + 1, Ordering::SeqCst);
+    now.store(now.load(Ordering::SeqCst) + 3_600_000 + 1, Ordering::SeqCst);
     assert!(users::session_user(&engine, &idle, policy).await.unwrap().is_none(), "idle too long");
 
     let (_, before) = users::login(&engine, "ana@example.com", "correct horse battery").await.unwrap();
