@@ -453,3 +453,14 @@ pub async fn export(engine: &Engine, id: &str) -> AppResult<ContactExport> {
     let log: Vec<Value> = log.iter().map(|l| json!({ "at": format_time(l.at), "kind": l.kind, "data": l.data })).collect();
     Ok(ContactExport { contact: view(engine, &contact, None).await?, events, log })
 }
+
+/// When the contact first entered the model's top band (None: never, or no top band with
+/// a minimum): where a hot lead's wait for its first touch starts.
+pub async fn became_hot_at(engine: &Engine, contact: &ContactRecord, published: &PublishedModel) -> AppResult<Option<Millis>> {
+    let Some(line) = published.model.bands.first().and_then(|b| b.min) else { return Ok(None) };
+    let events = scoring_events(&engine.store.contact_events(&contact.id).await?);
+    let mut refs: Vec<EventRef<'_>> = events.iter().map(ScoringEvent::as_ref).collect();
+    normalize_events(&mut refs);
+    let fit = published.model.fit(&contact.attributes);
+    Ok(leadscore_core::scorer::first_crossing(&published.model, fit, refs, line, Millis::MIN, Millis::MAX))
+}

@@ -142,8 +142,13 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application.
+/// The whole HTTP API.
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The API with other routes beside it, under the same limits, tracing and panic guard.
+pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
     let api = Router::new()
         .merge(contacts::router())
         .merge(events::router())
@@ -161,13 +166,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", api)
         .merge(segment::router())
         .merge(system::router())
+        .with_state(state.clone())
+        .merge(pages)
         .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method") })
         .layer(input::body_limit(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn(system::track_requests))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| ApiError::internal("an internal error occurred; see the server log").into_response()))
-        .with_state(state)
 }
 
 /// How long stopping waits for the background workers once the HTTP server has stopped.
@@ -182,6 +188,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(state, listener, shutdown, Router::new()).await
+}
+
+/// [`serve`], with more routes on the same port (the web app's pages, which the binary
+/// wires in: the API does not know them).
+pub async fn serve_with(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    pages: Router,
+) -> std::io::Result<()> {
     let engine = state.engine.clone();
     leadscore_app::models::spawn_job_worker(engine.clone());
     if let Some(every) = engine.config.sweep_interval {
@@ -191,7 +208,7 @@ pub async fn serve(
     if engine.config.workers {
         leadscore_app::runtime::spawn_workers(engine);
     }
-    let app = router(state.clone());
+    let app = router_with(state.clone(), pages);
     // The workers are told at once, so they stop while the last requests are answered.
     let stopping = state.runtime.shutdown.clone();
     let signal = async move {

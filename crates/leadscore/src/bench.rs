@@ -278,7 +278,7 @@ async fn serve_store(store: Arc<dyn leadscore_store::Store>, key: Option<String>
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
-        let _ = leadscore_server::serve(http, listener, std::future::pending()).await;
+        let _ = leadscore_server::serve(http.state, listener, std::future::pending()).await;
     });
     Ok((base, key))
 }

@@ -30,6 +30,9 @@ pub struct Settings {
     allow_private_webhooks: Option<toml::Value>,
     smtp_url: Option<toml::Value>,
     smtp_from: Option<toml::Value>,
+    public_url: Option<toml::Value>,
+    session_idle: Option<toml::Value>,
+    session_lifetime: Option<toml::Value>,
 }
 
 impl Settings {
@@ -73,6 +76,8 @@ impl Source {
 /// The server's tunables, layered, and where each came from.
 pub struct Config {
     pub server: ServerConfig,
+    /// The pages' settings: the public URL (secure cookies behind TLS) and session timeouts.
+    pub web: leadscore_web::WebConfig,
     /// (key, source) of every tunable that is not its default.
     sources: Vec<(&'static str, Source)>,
 }
@@ -109,6 +114,7 @@ impl Config {
     /// Defaults, then the file, then the environment.
     pub fn load(settings: &Settings) -> Result<Self> {
         let mut server = ServerConfig::default();
+        let mut web = leadscore_web::WebConfig::default();
         let mut sources = Vec::new();
         let mut take = |key: &'static str, file: Option<&toml::Value>| {
             layered(key, file).map(|(text, source, origin)| {
@@ -150,7 +156,16 @@ impl Config {
         if let Some((text, _)) = take("smtp_from", settings.smtp_from.as_ref()) {
             server.smtp_from = text;
         }
-        Ok(Config { server, sources })
+        if let Some((text, _)) = take("public_url", settings.public_url.as_ref()) {
+            web.public_url = Some(text.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+        }
+        if let Some((text, origin)) = take("session_idle", settings.session_idle.as_ref()) {
+            web.sessions.idle = span(&text, &origin)?;
+        }
+        if let Some((text, origin)) = take("session_lifetime", settings.session_lifetime.as_ref()) {
+            web.sessions.lifetime = span(&text, &origin)?;
+        }
+        Ok(Config { server, web, sources })
     }
 
     fn source(&self, key: &str) -> Source {
@@ -177,6 +192,9 @@ impl Config {
             "allow_private_webhooks": entry(json!(server.allow_private_webhooks), self.source("allow_private_webhooks")),
             "smtp_url": entry(json!(server.smtp_url.as_deref().map(crate::redact)), self.source("smtp_url")),
             "smtp_from": entry(json!(server.smtp_from), self.source("smtp_from")),
+            "public_url": entry(json!(self.web.public_url), self.source("public_url")),
+            "session_idle": entry(seconds(self.web.sessions.idle), self.source("session_idle")),
+            "session_lifetime": entry(seconds(self.web.sessions.lifetime), self.source("session_lifetime")),
         })
     }
 }

@@ -151,6 +151,8 @@ pub fn demo_contact(n: usize, rng: &mut StdRng, now: Millis) -> ContactUpsert {
     attributes.insert("city".into(), json!(city));
     attributes.insert("source".into(), json!(["organic", "paid_search", "webinar", "referral", "event", "outbound"][rng.random_range(0..6)]));
     attributes.insert("product_interest".into(), json!(if rng.random_bool(0.85) { "platform" } else { "services" }));
+    attributes.insert("first_name".into(), json!(capitalized(first)));
+    attributes.insert("last_name".into(), json!(capitalized(last)));
     let mut groups = Vec::new();
     if city == "Austin" {
         groups.push("austin".to_string());
@@ -163,11 +165,38 @@ pub fn demo_contact(n: usize, rng: &mut StdRng, now: Millis) -> ContactUpsert {
         email: Some(email),
         attributes,
         groups,
-        owner: None,
+        owner: demo_owner(n, country, city),
         created_at: Some(now - rng.random_range(1..120) * DAY),
         historical: true,
     }
 }
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// The sales rep who owns a demo lead: the region's team, round robin; one lead in five
+/// (and India and Brazil, which no team covers) is still in the unassigned pool.
+fn demo_owner(n: usize, country: &str, city: &str) -> Option<String> {
+    if n.is_multiple_of(5) {
+        return None;
+    }
+    let team: &[&str] = match (country, city) {
+        (_, "Austin") => DEMO_TEAMS[0].1,
+        ("US", _) => DEMO_TEAMS[1].1,
+        ("DE" | "GB" | "FR" | "NL", _) => DEMO_TEAMS[2].1,
+        _ => return None,
+    };
+    Some(team[n % team.len()].to_string())
+}
+
+/// The demo's sales teams (the example automations assign to them).
+const DEMO_TEAMS: [(&str, &[&str]); 3] = [
+    ("austin-sales", &["ana.austin@example.com", "ben.austin@example.com"]),
+    ("na-sales", &["nora.na@example.com", "noah.na@example.com", "nick.na@example.com"]),
+    ("emea-sales", &["eva.emea@example.com", "emil.emea@example.com"]),
+];
 
 fn city_of(country: &str, rng: &mut StdRng) -> &'static str {
     match country {
@@ -262,11 +291,7 @@ pub async fn load(state: &Arc<leadscore_app::Engine>, people: Vec<ContactUpsert>
 /// retried, until they are pointed at a real endpoint.
 async fn store_example_automations(state: &Arc<leadscore_app::Engine>) -> Result<()> {
     let now = state.now();
-    for (team, members) in [
-        ("austin-sales", &["ana.austin@example.com", "ben.austin@example.com"][..]),
-        ("na-sales", &["nora.na@example.com", "noah.na@example.com", "nick.na@example.com"][..]),
-        ("emea-sales", &["eva.emea@example.com", "emil.emea@example.com"][..]),
-    ] {
+    for (team, members) in DEMO_TEAMS {
         state.store.put_team(team, members.iter().map(|m| m.to_string()).collect(), now).await?;
     }
     let automations = leadscore_core::automation::Automation::parse_file(leadscore_core::automation::EXAMPLE_AUTOMATIONS_TOML)
@@ -332,6 +357,46 @@ pub async fn seed(state: &Arc<leadscore_app::Engine>, contacts: usize) -> Result
     Ok(())
 }
 
+/// The demo's users, one per role (the sales rep owns leads in Austin), with their
+/// passwords: made on the first run and kept in `file`, read from it afterwards.
+async fn demo_logins(state: &Arc<leadscore_app::Engine>, file: &std::path::Path) -> Result<Vec<(String, String, String)>> {
+    if let Ok(text) = std::fs::read_to_string(file) {
+        let logins: Vec<(String, String, String)> = text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                Some((parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string()))
+            })
+            .collect();
+        if !logins.is_empty() {
+            return Ok(logins);
+        }
+    }
+    let mut logins = Vec::new();
+    for (role, email, name) in [
+        (leadscore_store::Role::Admin, "admin@example.com", "Ada Admin"),
+        (leadscore_store::Role::Marketing, "marketing@example.com", "Mia Marketing"),
+        (leadscore_store::Role::Sales, "ana.austin@example.com", "Ana Austin"),
+    ] {
+        let password = leadscore_app::keys::generate_key()[4..20].to_string();
+        let new = leadscore_app::users::NewUser { email: email.into(), password: password.clone(), role, name: Some(name.into()) };
+        match leadscore_app::users::add_user(state, new).await {
+            Ok(_) => {}
+            Err(leadscore_app::AppError::Conflict(_)) => {
+                // Made by an earlier run whose logins file is gone: a new password.
+                let user = leadscore_store::UserStore::find_user_by_email(state.store.as_ref(), email).await?.context("the demo user vanished")?;
+                let changes = leadscore_app::users::UserChanges { password: Some(password.clone()), ..Default::default() };
+                leadscore_app::users::update_user(state, &user.id, changes).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            Err(err) => return Err(anyhow::anyhow!("cannot add the demo user {email}: {err}")),
+        }
+        logins.push((role.as_str().to_string(), email.to_string(), password));
+    }
+    let text: String = logins.iter().map(|(role, email, password)| format!("{role} {email} {password}\n")).collect();
+    std::fs::write(file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(logins)
+}
+
 pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve: bool) -> Result<()> {
     let mut data = data;
     if data.data.is_none() && data.database_url.is_none() {
@@ -356,6 +421,8 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
         },
     };
     state.bootstrap_admin_key(Some(&key)).await?;
+    let logins_file = key_file.with_file_name("demo-logins.txt");
+    let logins = demo_logins(&state, &logins_file).await?;
     let contacts = state.store.count_contacts().await?;
     let events = state.store.count_events().await?;
     let shadows: Vec<String> = state.models().iter().filter(|m| m.is_shadow()).map(|m| m.name.clone()).collect();
@@ -366,6 +433,11 @@ pub async fn run(data: DataArgs, addr: Option<String>, contacts: usize, no_serve
     }
     let addr = addr.unwrap_or_else(|| "127.0.0.1:8080".into());
     eprintln!("admin API key (also in {}):\n\n  {key}\n", key_file.display());
+    eprintln!("sign in to the web app at http://{addr}/ as (also in {}):\n", logins_file.display());
+    for (role, email, password) in &logins {
+        eprintln!("  {role:<10} {email:<28} {password}");
+    }
+    eprintln!();
     eprintln!("try:\n  curl -s -H 'Authorization: Bearer {key}' 'http://{addr}/api/v1/contacts?model=b2b&band=hot&limit=5'\n");
     crate::serve(crate::http_state(&data, state)?, &addr).await
 }

@@ -193,6 +193,11 @@ enum Command {
         #[command(subcommand)]
         action: KeyCommand,
     },
+    /// Users of the web app (the first admin, and any other, with no server running)
+    User {
+        #[command(subcommand)]
+        action: UserCommand,
+    },
     /// Print the configuration in effect (defaults, leadscore.toml, LEADSCORE_* variables,
     /// flags) and where each value came from; secrets are not shown
     Config {
@@ -223,6 +228,79 @@ enum KeyCommand {
         #[arg(long, default_value = "admin (leadscore key create)")]
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user who signs in to the web app with EMAIL; the password is asked for (or
+    /// read from the first line of stdin when it is not a terminal)
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        email: String,
+        /// admin, marketing or sales
+        #[arg(long)]
+        role: String,
+        /// The name shown in the app
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the users (never their passwords)
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A password from the terminal (not echoed, asked twice), or the first line of stdin.
+fn read_password() -> Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        if first != again {
+            bail!("the two passwords differ; nothing was stored");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+async fn user_command(action: UserCommand) -> Result<()> {
+    match action {
+        UserCommand::Add { data, email, role, name } => {
+            let role = leadscore_store::Role::parse(&role.to_lowercase()).with_context(|| format!("role {role:?} is not admin, marketing or sales"))?;
+            let password = read_password()?;
+            let state = start_engine(&data, open_store(&data).await?).await?;
+            let new = leadscore_app::users::NewUser { email, password, role, name };
+            let user = leadscore_app::users::add_user(&state, new).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("added {} as {}; they sign in at / on the server", user.email, user.role.as_str());
+            Ok(())
+        }
+        UserCommand::List { data, json } => {
+            let state = start_engine(&data, open_existing_store(&data).await?).await?;
+            let users = leadscore_app::users::list_users(&state).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                for user in &users {
+                    println!(
+                        "{:<32} {:<10} {}{}",
+                        user.email,
+                        user.role.as_str(),
+                        user.name.as_deref().unwrap_or(""),
+                        if user.disabled { "  (disabled)" } else { "" }
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -394,10 +472,16 @@ pub async fn start_engine(data: &DataArgs, store: Arc<dyn Store>) -> Result<Arc<
     Engine::new(store, system_clock(), config.server.engine()).await.context("cannot load the live models")
 }
 
-/// The HTTP server's state around a running engine, with the same configuration.
-pub fn http_state(data: &DataArgs, engine: Arc<Engine>) -> Result<Arc<AppState>> {
+/// What serving needs around a running engine: the API's state and the pages' settings,
+/// from the same configuration.
+pub struct Http {
+    pub state: Arc<AppState>,
+    pub web: leadscore_web::WebConfig,
+}
+
+pub fn http_state(data: &DataArgs, engine: Arc<Engine>) -> Result<Http> {
     let config = config::Config::load(&config::Settings::load(data.config.as_deref())?)?;
-    Ok(AppState::with_engine(engine, config.server))
+    Ok(Http { state: AppState::with_engine(engine, config.server), web: config.web })
 }
 
 /// Where a value given by flag or variable came from: clap reads both into one field, so
@@ -612,14 +696,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{key}");
             Ok(())
         }
+        Command::User { action } => user_command(action).await,
         Command::Config { data, addr, json } => print_config(&data, addr, json),
         Command::Bench(args) => bench::run(args).await,
     };
     done.map(|()| ExitCode::SUCCESS)
 }
 
-pub async fn serve(state: Arc<AppState>, addr: &str) -> Result<()> {
-    serve_on(state, bind(addr).await?).await
+pub async fn serve(http: Http, addr: &str) -> Result<()> {
+    serve_on(http, bind(addr).await?).await
 }
 
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
@@ -627,10 +712,11 @@ async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
 }
 
 /// Serves on a bound listener until Ctrl-C or SIGTERM, finishing the requests in flight.
-async fn serve_on(state: Arc<AppState>, listener: tokio::net::TcpListener) -> Result<()> {
+async fn serve_on(http: Http, listener: tokio::net::TcpListener) -> Result<()> {
+    let Http { state, web } = http;
     let local = listener.local_addr()?;
     tracing::info!(%local, "leadscore is listening");
-    eprintln!("leadscore is listening on http://{local}  (API: /api/v1, health: /healthz, metrics: /metrics)");
+    eprintln!("leadscore is listening on http://{local}  (web app: /, API: /api/v1, health: /healthz, metrics: /metrics)");
     let shutdown = async {
         // Ctrl-C in a terminal, SIGTERM from systemd, Kubernetes or `kill`.
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -648,7 +734,8 @@ async fn serve_on(state: Arc<AppState>, listener: tokio::net::TcpListener) -> Re
         }
         tracing::info!("shutting down: finishing requests in flight");
     };
-    leadscore_server::serve(state, listener, shutdown).await.context("the server stopped with an error")?;
+    let pages = leadscore_web::router(state.engine.clone(), web);
+    leadscore_server::serve_with(state, listener, shutdown, pages).await.context("the server stopped with an error")?;
     // The last handle of the store went with the server: the SQLite writer has committed
     // what it accepted.
     tracing::info!("leadscore stopped");

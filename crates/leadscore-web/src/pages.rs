@@ -1,0 +1,739 @@
+//! The pages: Today, Leads, a contact, sign-in, and the error page. Each handler asks the
+//! engine and renders with maud (which escapes every value it prints).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use leadscore_app::contacts::{self, ContactView, LeadListQuery};
+use leadscore_app::time::format_time;
+use leadscore_app::{AppError, ModelChoiceError, outcomes, reports};
+use leadscore_core::ScoreCard;
+use leadscore_store::{Millis, OutcomeKind, PublishedModel, Role, STATUSES, UserRecord};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{SignedIn, Web};
+
+/// A rendered page with its status.
+pub struct Page(pub StatusCode, pub Markup);
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        (self.0, [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], self.1.into_string()).into_response()
+    }
+}
+
+const HOUR_MS: Millis = 3_600_000;
+const DAY_MS: Millis = 24 * HOUR_MS;
+/// A hot lead untouched for longer than this is flagged on Today.
+const FIRST_TOUCH_SLA_MS: Millis = DAY_MS;
+
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(byte as char),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+fn layout(user: Option<&UserRecord>, title: &str, active: &str, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · leadscore" }
+                link rel="stylesheet" href="/assets/app.css";
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/" { "leadscore" }
+                    @if let Some(user) = user {
+                        nav aria-label="Main" {
+                            a href="/" aria-current=[(active == "today").then_some("page")] { "Today" }
+                            a href="/leads" aria-current=[(active == "leads").then_some("page")] { "Leads" }
+                        }
+                        form.signout method="post" action="/logout" {
+                            span.who { (user.name.as_deref().unwrap_or(&user.email)) " · " (user.role.as_str()) }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" { (content) }
+            }
+        }
+    }
+}
+
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => "Cannot do that",
+        StatusCode::TOO_MANY_REQUESTS => "Slow down",
+        _ => "Something went wrong",
+    };
+    Page(
+        status,
+        layout(
+            None,
+            title,
+            "",
+            html! {
+                section.card.error {
+                    h1 { (title) }
+                    p { (message) }
+                    p { a href="/" { "Back to Today" } }
+                }
+            },
+        ),
+    )
+    .into_response()
+}
+
+/// An engine error as a page: what the user can act on, and for storage failures only
+/// that one happened (the log has the details).
+pub fn app_error(err: AppError) -> Response {
+    match err {
+        AppError::NotFound(message) => error_page(StatusCode::NOT_FOUND, &message),
+        AppError::Invalid { message, .. } | AppError::BadRequest(message) => error_page(StatusCode::UNPROCESSABLE_ENTITY, &message),
+        AppError::Conflict(message) => error_page(StatusCode::CONFLICT, &message),
+        AppError::Unauthorized(message) => error_page(StatusCode::UNAUTHORIZED, &message),
+        AppError::Forbidden(message) => error_page(StatusCode::FORBIDDEN, &message),
+        AppError::Store(err) => {
+            tracing::error!(error = %leadscore_store::ErrorChain(&err), "page failed");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR, "The database could not answer. Try again in a moment; the server log says more.")
+        }
+    }
+}
+
+fn not_found() -> Response {
+    error_page(StatusCode::NOT_FOUND, "There is no such contact, or it is not one of yours.")
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn login_form(Query(q): Query<LoginQuery>) -> Response {
+    login_page(StatusCode::OK, "", &q.next, None)
+}
+
+pub fn login_page(status: StatusCode, email: &str, next: &str, error: Option<&str>) -> Response {
+    Page(
+        status,
+        layout(
+            None,
+            "Sign in",
+            "",
+            html! {
+                section.card.login {
+                    h1 { "Sign in" }
+                    @if let Some(error) = error {
+                        p.alert role="alert" { (error) }
+                    }
+                    form method="post" action="/login" {
+                        input type="hidden" name="next" value=(next);
+                        label for="email" { "E-mail" }
+                        input id="email" name="email" type="email" autocomplete="username" required value=(email) autofocus;
+                        label for="password" { "Password" }
+                        input id="password" name="password" type="password" autocomplete="current-password" required;
+                        button type="submit" { "Sign in" }
+                    }
+                }
+            },
+        ),
+    )
+    .into_response()
+}
+
+#[derive(Deserialize, Default)]
+pub struct ModelQuery {
+    model: Option<String>,
+}
+
+/// The model a page shows: the one named, else the only live one.
+fn page_model(web: &Web, name: Option<&str>) -> Result<Arc<PublishedModel>, Box<Response>> {
+    web.engine.named_or_only_model(name).map_err(|err| {
+        Box::new(match err {
+            ModelChoiceError::NoModel => {
+                error_page(StatusCode::NOT_FOUND, "No model is live yet: publish one (leadscore model apply MODEL.toml) and its scores show here.")
+            }
+            other => app_error(other.into()),
+        })
+    })
+}
+
+fn ago(now: Millis, at: Millis) -> String {
+    let minutes = (now - at).max(0) / 60_000;
+    match minutes {
+        0 => "just now".into(),
+        1..=59 => format!("{minutes} min ago"),
+        60..=2879 => format!("{} h ago", minutes / 60),
+        _ => format!("{} days ago", minutes / 1440),
+    }
+}
+
+fn waited(ms: Millis) -> String {
+    let hours = ms.max(0) / HOUR_MS;
+    if hours < 48 { format!("{hours} h") } else { format!("{} days", hours / 24) }
+}
+
+fn number(x: f64) -> String {
+    if x.fract() == 0.0 { format!("{x:.0}") } else { format!("{x:.1}") }
+}
+
+fn band_badge(card: &ScoreCard) -> Markup {
+    let band = card.band.as_deref().unwrap_or("—");
+    html! { span class={"band band-" (band)} { (band) } }
+}
+
+fn flames(card: &ScoreCard) -> Markup {
+    html! { span.flames aria-label={(card.flames) " of 5 flames"} title={(card.flames) " of 5"} { @for _ in 0..card.flames { "🔥" } } }
+}
+
+fn display_name(contact: &ContactView) -> String {
+    let first = contact.attributes.get("first_name").and_then(Value::as_str);
+    let last = contact.attributes.get("last_name").and_then(Value::as_str);
+    match (first, last) {
+        (Some(first), Some(last)) => format!("{first} {last}"),
+        (Some(name), None) | (None, Some(name)) => name.to_string(),
+        (None, None) => contact.email.clone().unwrap_or_else(|| contact.id.clone()),
+    }
+}
+
+fn company(contact: &ContactView) -> String {
+    contact.attributes.get("company").map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).unwrap_or_default()
+}
+
+/// The KPI tiles of Today.
+struct Kpis {
+    new_hot_today: u64,
+    hot_to_qualified: Option<f64>,
+    median_speed_hours: Option<f64>,
+}
+
+async fn kpis(web: &Web, model: &PublishedModel, owner: Option<&str>, now: Millis) -> Result<Kpis, AppError> {
+    let start_of_day = now - now.rem_euclid(DAY_MS);
+    let today = reports::speed_report(&web.engine, model, start_of_day, now + 1, FIRST_TOUCH_SLA_MS).await?;
+    let month = reports::speed_report(&web.engine, model, now - 30 * DAY_MS, now + 1, FIRST_TOUCH_SLA_MS).await?;
+    let row = |report: &Value| -> Option<Value> {
+        let rows = report["speed"].as_array()?;
+        match owner {
+            Some(owner) => rows.iter().find(|r| r["owner"].as_str() == Some(owner)).cloned(),
+            None => rows.iter().find(|r| r["owner"] == "(everyone)").cloned(),
+        }
+    };
+    Ok(Kpis {
+        new_hot_today: row(&today).and_then(|r| r["hot"].as_u64()).unwrap_or(0),
+        hot_to_qualified: if owner.is_none() { month["hot_to_qualified"].as_f64() } else { None },
+        median_speed_hours: row(&month).and_then(|r| r["median_hours"].as_f64()),
+    })
+}
+
+/// Today (`/`): the leads to call now — the top band, best first, closed deals left out,
+/// a sales user's own — with the hot leads that waited longest for a first touch flagged.
+pub async fn today(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Query<ModelQuery>) -> Response {
+    let model = match page_model(&web, q.model.as_deref()) {
+        Ok(model) => model,
+        Err(page) => return *page,
+    };
+    let owner = (signed.user.role == Role::Sales).then(|| signed.user.email.clone());
+    let top_band = model.model.bands.first().map(|b| b.name.clone());
+    let query = LeadListQuery {
+        model: Some(model.name.clone()),
+        band: top_band.clone(),
+        owner: owner.clone(),
+        open: Some(true),
+        limit: Some(25),
+        ..LeadListQuery::default()
+    };
+    let page = match contacts::lead_list(&web.engine, query).await {
+        Ok(page) => page,
+        Err(err) => return app_error(err),
+    };
+    let now = web.engine.now();
+    let mut rows = Vec::with_capacity(page.contacts.len());
+    for contact in &page.contacts {
+        // The wait for a first touch counts for a lead nobody has worked yet.
+        let waiting = if contact.status.as_deref().is_none_or(|s| s == "new") {
+            match contacts::became_hot_at(&web.engine, contact, &model).await {
+                Ok(at) => at.map(|at| now - at),
+                Err(err) => return app_error(err),
+            }
+        } else {
+            None
+        };
+        match contacts::view(&web.engine, contact, None).await {
+            Ok(view) => rows.push((view, waiting)),
+            Err(err) => return app_error(err),
+        }
+    }
+    let kpis = match kpis(&web, &model, owner.as_deref(), now).await {
+        Ok(kpis) => kpis,
+        Err(err) => return app_error(err),
+    };
+    let longest: Vec<Millis> = {
+        let mut waits: Vec<Millis> = rows.iter().filter_map(|(_, w)| *w).collect();
+        waits.sort_unstable_by(|a, b| b.cmp(a));
+        waits.into_iter().take(3).collect()
+    };
+    let content = html! {
+        h1 { "Today" }
+        p.lede {
+            @if owner.is_some() { "Your " } @else { "The " }
+            (top_band.as_deref().unwrap_or("top")) " leads under " strong { (model.name) } ", best first; won, lost and disqualified deals are left out."
+        }
+        section.kpis aria-label="Key figures" {
+            div.kpi { span.value { (kpis.new_hot_today) } span.label { "new " (top_band.as_deref().unwrap_or("top")) " leads today" } }
+            div.kpi {
+                span.value { @match kpis.hot_to_qualified { Some(rate) => { (format!("{:.0} %", rate * 100.0)) }, None => { "—" } } }
+                span.label { "hot → qualified, last 30 days" }
+            }
+            div.kpi {
+                span.value { @match kpis.median_speed_hours { Some(hours) => { (format!("{hours:.1} h")) }, None => { "—" } } }
+                span.label { "median speed to lead, last 30 days" }
+            }
+        }
+        @if rows.is_empty() {
+            section.card { p { "No " (top_band.as_deref().unwrap_or("top")) " leads to call right now." @if owner.is_some() { " Leads assigned to you show here." } } }
+        } @else {
+            table.leads {
+                caption { "Leads to call now" }
+                thead { tr { th scope="col" { "Lead" } th scope="col" { "Company" } th scope="col" { "Score" } th scope="col" { "Band" } th scope="col" { "Status" } th scope="col" { "First touch" } } }
+                tbody {
+                    @for (contact, waiting) in &rows {
+                        @let card = contact.scores.get(&model.name).map(|c| &c.card);
+                        @let flagged = waiting.is_some_and(|w| w > FIRST_TOUCH_SLA_MS && longest.contains(&w));
+                        tr class=[flagged.then_some("flagged")] {
+                            td { a href={"/contacts/" (url_encode(&contact.id))} { (display_name(contact)) } br; small { (contact.email.as_deref().unwrap_or("")) } }
+                            td { (company(contact)) }
+                            td.num { @if let Some(card) = card { (number(card.total)) " " (flames(card)) } }
+                            td { @if let Some(card) = card { (band_badge(card)) } }
+                            td { (contact.status.as_deref().unwrap_or("new")) }
+                            td {
+                                @match waiting {
+                                    Some(w) if flagged => { strong.flag { "waiting " (waited(*w)) } }
+                                    Some(w) => { "waiting " (waited(*w)) }
+                                    None => { "touched" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Page(StatusCode::OK, layout(Some(&signed.user), "Today", "today", content)).into_response()
+}
+
+#[derive(Deserialize, Default)]
+pub struct LeadsQuery {
+    model: Option<String>,
+    band: Option<String>,
+    status: Option<String>,
+    group: Option<String>,
+    owner: Option<String>,
+    sort: Option<String>,
+    cursor: Option<String>,
+    format: Option<String>,
+}
+
+fn empty_is_none(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// The lead list (`/leads`): filters by band, status, group and owner (a sales user sees
+/// their own), sorted by any score, a page at a time, and the page as CSV.
+pub async fn leads(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Query<LeadsQuery>) -> Response {
+    let model = match page_model(&web, q.model.as_deref().filter(|m| !m.is_empty())) {
+        Ok(model) => model,
+        Err(page) => return *page,
+    };
+    let owner = if signed.user.role == Role::Sales { Some(signed.user.email.clone()) } else { empty_is_none(q.owner.clone()) };
+    let query = LeadListQuery {
+        model: Some(model.name.clone()),
+        sort: empty_is_none(q.sort.clone()),
+        band: empty_is_none(q.band.clone()),
+        group: empty_is_none(q.group.clone()),
+        owner: owner.clone(),
+        status: empty_is_none(q.status.clone()),
+        open: None,
+        limit: Some(50),
+        cursor: empty_is_none(q.cursor.clone()),
+    };
+    let page = match contacts::lead_list(&web.engine, query).await {
+        Ok(page) => page,
+        Err(err) => return app_error(err),
+    };
+    let mut views = Vec::with_capacity(page.contacts.len());
+    for contact in &page.contacts {
+        match contacts::view(&web.engine, contact, None).await {
+            Ok(view) => views.push(view),
+            Err(err) => return app_error(err),
+        }
+    }
+    let filters: Vec<(&str, String)> = [
+        ("model", Some(model.name.clone())),
+        ("band", empty_is_none(q.band.clone())),
+        ("status", empty_is_none(q.status.clone())),
+        ("group", empty_is_none(q.group.clone())),
+        ("owner", if signed.user.role == Role::Sales { None } else { empty_is_none(q.owner.clone()) }),
+        ("sort", empty_is_none(q.sort.clone())),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let link = |extra: &[(&str, &str)]| {
+        let pairs: Vec<String> =
+            filters.iter().map(|(k, v)| format!("{k}={}", url_encode(v))).chain(extra.iter().map(|(k, v)| format!("{k}={}", url_encode(v)))).collect();
+        format!("/leads?{}", pairs.join("&"))
+    };
+    if q.format.as_deref() == Some("csv") {
+        return leads_csv(&model.name, &views);
+    }
+    let sort = q.sort.clone().unwrap_or_default();
+    let content = html! {
+        h1 { "Leads" }
+        form.filters method="get" action="/leads" {
+            input type="hidden" name="model" value=(model.name);
+            label { "Band " select name="band" { option value="" { "any" } @for band in &model.model.bands { option value=(band.name) selected[q.band.as_deref() == Some(band.name.as_str())] { (band.name) } } } }
+            label { "Status " select name="status" { option value="" { "any" } @for status in STATUSES { option value=(status) selected[q.status.as_deref() == Some(*status)] { (status) } } } }
+            label { "Group " input type="text" name="group" value=(q.group.clone().unwrap_or_default()) size="10"; }
+            @if signed.user.role != Role::Sales {
+                label { "Owner " input type="text" name="owner" value=(q.owner.clone().unwrap_or_default()) size="16"; }
+            }
+            label { "Sort " select name="sort" {
+                @for (value, label) in [("-total", "total, best first"), ("-fit", "fit, best first"), ("-activity", "activity, best first"), ("total", "total, lowest first")] {
+                    option value=(value) selected[sort == value] { (label) }
+                }
+            } }
+            button type="submit" { "Show" }
+            a.csv href=(link(&[("format", "csv")])) { "Download CSV" }
+        }
+        @if views.is_empty() {
+            section.card { p { "No leads match." } }
+        } @else {
+            table.leads {
+                caption { "Leads under " (model.name) }
+                thead { tr {
+                    th scope="col" { "Lead" } th scope="col" { "Company" } th scope="col" { "Total" } th scope="col" { "Fit" } th scope="col" { "Activity" }
+                    th scope="col" { "Band" } th scope="col" { "Grade" } th scope="col" { "Quadrant" } th scope="col" { "Status" } th scope="col" { "Owner" }
+                } }
+                tbody {
+                    @for contact in &views {
+                        @let card = contact.scores.get(&model.name).map(|c| &c.card);
+                        tr {
+                            td { a href={"/contacts/" (url_encode(&contact.id))} { (display_name(contact)) } br; small { (contact.email.as_deref().unwrap_or("")) } }
+                            td { (company(contact)) }
+                            @if let Some(card) = card {
+                                td.num { (number(card.total)) " " (flames(card)) } td.num { (number(card.fit)) } td.num { (number(card.activity)) }
+                                td { (band_badge(card)) } td { (card.grade.as_deref().unwrap_or("—")) } td { (card.quadrant.as_deref().unwrap_or("—")) }
+                            } @else {
+                                td colspan="6" { "not scored" }
+                            }
+                            td { (contact.status.as_deref().unwrap_or("new")) }
+                            td { (contact.owner.as_deref().unwrap_or("—")) }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = &page.next_cursor {
+                p.pager { a href=(link(&[("cursor", next)])) rel="next" { "Next page →" } }
+            }
+        }
+    };
+    Page(StatusCode::OK, layout(Some(&signed.user), "Leads", "leads", content)).into_response()
+}
+
+fn leads_csv(model: &str, views: &[ContactView]) -> Response {
+    let field = leadscore_app::reports::csv_field;
+    let mut out = String::from("id,email,company,owner,status,fit,activity,total,band,grade,quadrant\n");
+    for contact in views {
+        let card = contact.scores.get(model).map(|c| &c.card);
+        let cells = [
+            field(&contact.id),
+            field(contact.email.as_deref().unwrap_or("")),
+            field(&company(contact)),
+            field(contact.owner.as_deref().unwrap_or("")),
+            field(contact.status.as_deref().unwrap_or("")),
+            card.map(|c| c.fit.to_string()).unwrap_or_default(),
+            card.map(|c| c.activity.to_string()).unwrap_or_default(),
+            card.map(|c| c.total.to_string()).unwrap_or_default(),
+            field(card.and_then(|c| c.band.as_deref()).unwrap_or("")),
+            field(card.and_then(|c| c.grade.as_deref()).unwrap_or("")),
+            field(card.and_then(|c| c.quadrant.as_deref()).unwrap_or("")),
+        ];
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"leads.csv\"")], out).into_response()
+}
+
+/// The score over time as an SVG line (server-rendered; no script).
+fn score_chart(points: &[(Millis, f64)], now: Millis, current: Option<f64>) -> Markup {
+    let mut points = points.to_vec();
+    if let Some(current) = current {
+        points.push((now, current));
+    }
+    if points.len() < 2 {
+        return html! {};
+    }
+    let (w, h, pad) = (640.0, 180.0, 24.0);
+    let (t0, t1) = (points[0].0 as f64, points.iter().map(|p| p.0).max().unwrap_or(now) as f64);
+    let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).min(0.0);
+    let hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max).max(lo + 1.0);
+    let x = |t: Millis| pad + (t as f64 - t0) / (t1 - t0).max(1.0) * (w - 2.0 * pad);
+    let y = |v: f64| h - pad - (v - lo) / (hi - lo) * (h - 2.0 * pad);
+    // A step line: a score holds until the next change.
+    let mut path = format!("M{:.1},{:.1}", x(points[0].0), y(points[0].1));
+    for pair in points.windows(2) {
+        path.push_str(&format!(" L{:.1},{:.1} L{:.1},{:.1}", x(pair[1].0), y(pair[0].1), x(pair[1].0), y(pair[1].1)));
+    }
+    let zero = y(0.0);
+    html! {
+        figure.chart {
+            svg viewBox={"0 0 " (w) " " (h)} role="img" aria-label="Total score over time" {
+                line x1=(pad) x2=(w - pad) y1=(format!("{zero:.1}")) y2=(format!("{zero:.1}")) class="axis" {}
+                path d=(path) class="line" {}
+                text x=(pad) y="14" class="label" { (number(hi)) }
+                text x=(pad) y=(format!("{:.1}", h - 6.0)) class="label" { (number(lo)) }
+            }
+            figcaption { "Total score from " (format_time(points[0].0).get(..10).unwrap_or("")) " to now" }
+        }
+    }
+}
+
+/// A contact (`/contacts/{id}`): each model's scores, the score over time, the timeline of
+/// reasons with decay shown as decay, the status and rating forms, the outcomes.
+pub async fn contact(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Query(q): Query<ModelQuery>) -> Response {
+    let record = match contacts::find(&web.engine, &id).await {
+        Ok(record) => record,
+        Err(err) if err.is_not_found() => return not_found(),
+        Err(err) => return app_error(err),
+    };
+    if !signed.reaches(record.owner.as_deref()) {
+        return not_found();
+    }
+    let view = match contacts::view(&web.engine, &record, None).await {
+        Ok(view) => view,
+        Err(err) => return app_error(err),
+    };
+    let model = web.engine.named_or_only_model(q.model.as_deref()).ok();
+    let history = match &model {
+        Some(model) if view.scores.contains_key(&model.name) => match contacts::history(&web.engine, &id, Some(&model.name), None).await {
+            Ok(history) => Some(history),
+            Err(err) => return app_error(err),
+        },
+        _ => None,
+    };
+    let outcomes = match outcomes::contact_outcomes(&web.engine, &id).await {
+        Ok(outcomes) => outcomes,
+        Err(err) => return app_error(err),
+    };
+    let now = web.engine.now();
+    let name = display_name(&view);
+    let entries: Vec<&Value> = history.as_ref().map(|h| h.entries.iter().collect()).unwrap_or_default();
+    let points: Vec<(Millis, f64)> =
+        entries.iter().filter_map(|e| Some((leadscore_app::time::parse_time(e["at"].as_str()?).ok()?, e["total"].as_f64()?))).collect();
+    let current_total = history.as_ref().and_then(|h| h.current.as_ref()).map(|c| c.total);
+    let attributes: BTreeMap<&String, &Value> = view.attributes.iter().collect();
+    let (timeline, decayed_since_last) = timeline_rows(&entries, history.as_ref().and_then(|h| h.current.as_ref()));
+    let content = html! {
+        p.crumbs { a href="/leads" { "Leads" } " / " (name) }
+        h1 { (name) }
+        p.lede {
+            (view.email.as_deref().unwrap_or("no e-mail")) " · " (company(&view))
+            " · status " strong { (view.status.as_deref().unwrap_or("new")) }
+            " · owner " (view.owner.as_deref().unwrap_or("nobody yet"))
+        }
+        section.scores aria-label="Scores" {
+            @for (model_name, card) in &view.scores {
+                div.card.score {
+                    h2 { (model_name) " " small { "v" (card.version) } }
+                    p.total { (number(card.card.total)) " " (flames(&card.card)) }
+                    p { (band_badge(&card.card)) " grade " (card.card.grade.as_deref().unwrap_or("—")) " · " (card.card.quadrant.as_deref().unwrap_or("—")) }
+                    p.split { "fit " (number(card.card.fit)) " + activity " (number(card.card.activity)) }
+                }
+            }
+            @for (model_name, why) in &view.not_scored {
+                div.card.score.unscored { h2 { (model_name) } p { "Not scored by this model: " (why) } }
+            }
+            @if view.scores.is_empty() && view.not_scored.is_empty() {
+                div.card { p { "No live model scores this contact." } }
+            }
+        }
+        section.card.actions aria-label="Record an outcome" {
+            h2 { "Record" }
+            form.statuses method="post" action={"/contacts/" (url_encode(&id)) "/status"} {
+                span { "Status: " }
+                @for status in ["contacted", "qualified", "disqualified", "won", "lost"] {
+                    button type="submit" name="status" value=(status) aria-pressed=[(view.status.as_deref() == Some(status)).then_some("true")] { (status) }
+                }
+            }
+            form.rating method="post" action={"/contacts/" (url_encode(&id)) "/feedback"} {
+                label for="rating" { "Rating" }
+                select id="rating" name="rating" { @for n in 1..=5 { option value=(n) selected[n == 3] { (n) " of 5" } } }
+                label for="note" { "Note" }
+                input id="note" name="note" type="text" maxlength="500" placeholder="what the call said";
+                button type="submit" { "Rate" }
+            }
+        }
+        @if let Some(history) = &history {
+            section.card {
+                h2 { "Why this score (" (history.model) ")" }
+                (score_chart(&points, now, current_total))
+                table.timeline {
+                    thead { tr { th scope="col" { "When" } th scope="col" { "What" } th scope="col" { "Points" } th scope="col" { "Total after" } } }
+                    tbody {
+                        @for row in &timeline {
+                            @if let Some(decayed) = row.decayed_before {
+                                tr.decay { td { } td { "decay since the step before" } td.num { (format!("−{decayed:.2}")) } td { } }
+                            }
+                            tr {
+                                td { (row.at) }
+                                td { (row.what) }
+                                td.num { @if row.points > 0.0 { "+" } (number(row.points)) }
+                                td.num { (row.total.map(number).unwrap_or_default()) }
+                            }
+                        }
+                        @if let Some((decayed, total)) = decayed_since_last {
+                            tr.decay { td { "now" } td { "decay since the last activity" } td.num { (format!("−{decayed:.2}")) } td.num { (number(total)) } }
+                        }
+                    }
+                }
+            }
+        }
+        section.card {
+            h2 { "Attributes" }
+            dl.attributes { @for (key, value) in &attributes { dt { (key) } dd { (value.as_str().map_or_else(|| value.to_string(), str::to_string)) } } }
+            p { small { "Created " (ago(now, record.created_at)) @if let Some(at) = record.last_event_at { " · last active " (ago(now, at)) } } }
+        }
+        @if !outcomes.is_empty() {
+            section.card {
+                h2 { "Outcomes" }
+                ul.outcomes {
+                    @for outcome in outcomes.iter().rev() {
+                        li {
+                            (format_time(outcome.at).get(..16).unwrap_or("").replace('T', " ")) " — "
+                            @match &outcome.kind {
+                                OutcomeKind::Status { status } => { "status " strong { (status) } }
+                                OutcomeKind::Feedback { rating, note, author } => {
+                                    "rated " strong { (rating) " of 5" }
+                                    @if let Some(note) = note { ": “" (note) "”" }
+                                    @if let Some(author) = author { " (" (author) ")" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Page(StatusCode::OK, layout(Some(&signed.user), &name, "leads", content)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct StatusForm {
+    status: String,
+}
+
+pub async fn record_status(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Form(form): Form<StatusForm>) -> Response {
+    match contacts::find(&web.engine, &id).await {
+        Ok(record) if signed.reaches(record.owner.as_deref()) => {}
+        Ok(_) => return not_found(),
+        Err(err) if err.is_not_found() => return not_found(),
+        Err(err) => return app_error(err),
+    }
+    match outcomes::record_status(&web.engine, &id, &form.status, None).await {
+        Ok(_) => Redirect::to(&format!("/contacts/{}", url_encode(&id))).into_response(),
+        Err(err) => app_error(err),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FeedbackForm {
+    rating: i64,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn record_feedback(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Form(form): Form<FeedbackForm>) -> Response {
+    match contacts::find(&web.engine, &id).await {
+        Ok(record) if signed.reaches(record.owner.as_deref()) => {}
+        Ok(_) => return not_found(),
+        Err(err) if err.is_not_found() => return not_found(),
+        Err(err) => return app_error(err),
+    }
+    let author = Some(signed.user.name.clone().unwrap_or_else(|| signed.user.email.clone()));
+    match outcomes::record_feedback(&web.engine, &id, form.rating, Some(form.note), author, None).await {
+        Ok(_) => Redirect::to(&format!("/contacts/{}", url_encode(&id))).into_response(),
+        Err(err) => app_error(err),
+    }
+}
+
+/// One line of a contact's timeline.
+struct TimelineRow {
+    at: String,
+    what: Markup,
+    points: f64,
+    total: Option<f64>,
+    /// What decay took off the activity between the step before and this one.
+    decayed_before: Option<f64>,
+}
+
+/// The history's entries as timeline rows, with decay made visible: the activity a step
+/// ends with, less what it had before plus the step's points, is what decayed in between.
+/// Also what decayed since the last step, and the total now.
+fn timeline_rows(entries: &[&Value], current: Option<&ScoreCard>) -> (Vec<TimelineRow>, Option<(f64, f64)>) {
+    let mut rows = Vec::with_capacity(entries.len());
+    let mut previous_activity: Option<f64> = None;
+    for entry in entries {
+        let activity = entry["activity"].as_f64();
+        let points = entry["points"].as_f64().unwrap_or(0.0);
+        let decayed_before = match (entry["kind"].as_str(), previous_activity, activity) {
+            (Some("activity"), Some(before), Some(after)) => Some(before + points - after).filter(|d| *d > 0.005),
+            _ => None,
+        };
+        let what = match entry["kind"].as_str() {
+            Some("activity") => html! { (entry["rule"].as_str().unwrap_or("")) " " small { "(" (entry["event"].as_str().unwrap_or("")) ")" } },
+            Some(kind) => {
+                let rules: Vec<String> = entry["fit_rules"]
+                    .as_array()
+                    .map(|rules| {
+                        rules.iter().map(|r| format!("{} {}", r["rule"].as_str().unwrap_or(""), number(r["points"].as_f64().unwrap_or(0.0)))).collect()
+                    })
+                    .unwrap_or_default();
+                html! { (kind) @if !rules.is_empty() { ": " (rules.join(", ")) } }
+            }
+            None => html! {},
+        };
+        rows.push(TimelineRow {
+            at: entry["at"].as_str().and_then(|t| t.get(..16)).unwrap_or("").replace('T', " "),
+            what,
+            points,
+            total: entry["total"].as_f64(),
+            decayed_before,
+        });
+        if activity.is_some() {
+            previous_activity = activity;
+        }
+    }
+    let since_last = match (current, previous_activity) {
+        (Some(current), Some(before)) => Some((before - current.activity, current.total)).filter(|(d, _)| *d > 0.005),
+        _ => None,
+    };
+    (rows, since_last)
+}
