@@ -200,8 +200,17 @@ fn band_badge(card: &ScoreCard) -> Markup {
     html! { span class={"band band-" (band)} { (band) } }
 }
 
+/// The 1–5 flames as small drawn flames (no emoji font needed): lit ones in orange.
 fn flames(card: &ScoreCard) -> Markup {
-    html! { span.flames aria-label={(card.flames) " of 5 flames"} title={(card.flames) " of 5"} { @for _ in 0..card.flames { "🔥" } } }
+    const FLAME: &str = "c1 3 4 4 4 8a4 4 0 0 1-8 0c0-2 1-3 2-4 0 2 1 3 2 3c0-2-1-4 0-7z";
+    html! {
+        svg.flames viewBox="0 0 55 13" width="55" height="13" role="img" aria-label={(card.flames) " of 5 flames"} {
+            title { (card.flames) " of 5 flames" }
+            @for n in 0..5u8 {
+                path d={"M" (n as u32 * 11 + 5) " 0" (FLAME)} class=(if n < card.flames { "lit" } else { "unlit" }) {}
+            }
+        }
+    }
 }
 
 fn display_name(contact: &ContactView) -> String {
