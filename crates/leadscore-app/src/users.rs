@@ -177,6 +177,22 @@ pub async fn update_user(engine: &Engine, id: &str, changes: UserChanges) -> App
     Ok(user)
 }
 
+/// Deletes a user and their sessions; the last admin who can sign in stays.
+pub async fn delete_user(engine: &Engine, id: &str) -> AppResult<()> {
+    let user = get_user(engine, id).await?;
+    if user.role == Role::Admin && !user.disabled {
+        let admins = engine.store.list_users().await?.into_iter().filter(|u| u.role == Role::Admin && !u.disabled).count();
+        if admins <= 1 {
+            return Err(AppError::Conflict("this is the last admin who can sign in: make another user admin first".into()));
+        }
+    }
+    if !engine.store.delete_user(id).await? {
+        return Err(AppError::not_found(format!("no user {id:?}")));
+    }
+    tracing::info!(user = %id, "user deleted");
+    Ok(())
+}
+
 /// Checks an e-mail and password and opens a session: answers the user and the token for
 /// the cookie (the only time it exists outside the browser). Every failure reads the same.
 pub async fn login(engine: &Engine, email: &str, password: &str) -> AppResult<(UserRecord, String)> {

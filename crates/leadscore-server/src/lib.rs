@@ -20,6 +20,7 @@ pub mod reports;
 pub mod segment;
 pub mod settings;
 pub mod system;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -161,7 +162,8 @@ pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
         .merge(compare::router())
         .merge(reports::router())
         .merge(settings::router())
-        .merge(keys::router());
+        .merge(keys::router())
+        .merge(users::router());
     Router::new()
         .nest("/api/v1", api)
         .merge(segment::router())

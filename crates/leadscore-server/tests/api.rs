@@ -1137,3 +1137,51 @@ common::both_backends!(
     refusals_say_what_to_do,
     ingest_keys_learn_no_contact_ids,
 );
+
+mod users_api {
+    use super::*;
+
+    async fn users_are_managed_by_admins(server: TestServer) {
+        let created =
+            server.post("/api/v1/users", &json!({ "email": "Ana@Example.com", "password": "correct horse battery", "role": "sales", "name": "Ana" })).await;
+        let ana = created.expect(StatusCode::CREATED).clone();
+        assert_eq!((ana["email"].as_str(), ana["role"].as_str()), (Some("ana@example.com"), Some("sales")));
+        assert!(created.text.find("argon2").is_none() && created.text.find("password").is_none(), "no hash or password in the answer: {}", created.text);
+        server
+            .post("/api/v1/users", &json!({ "email": "ana@example.com", "password": "correct horse battery", "role": "sales" }))
+            .await
+            .expect_error(StatusCode::CONFLICT, "conflict");
+        server
+            .post("/api/v1/users", &json!({ "email": "bo@example.com", "password": "short", "role": "sales" }))
+            .await
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        server
+            .post("/api/v1/users", &json!({ "email": "bo@example.com", "password": "correct horse battery", "role": "boss" }))
+            .await
+            .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        let id = ana["id"].as_str().unwrap();
+        let changed = server
+            .request(Method::PATCH, &format!("/api/v1/users/{id}"), Some(ADMIN_KEY))
+            .json(&json!({ "role": "marketing", "disabled": true }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(changed.status(), StatusCode::OK);
+        let listed = server.get("/api/v1/users").await;
+        let users = listed.expect(StatusCode::OK)["users"].as_array().unwrap().clone();
+        assert_eq!(users.len(), 1);
+        assert_eq!((users[0]["role"].as_str(), users[0]["disabled"].as_bool()), (Some("marketing"), Some(true)));
+        // A read key may not see users.
+        let key = server.post("/api/v1/keys", &json!({ "name": "reader", "scopes": ["read"] })).await.expect(StatusCode::CREATED)["key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let refused = server.request(Method::GET, "/api/v1/users", Some(&key)).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let deleted = server.request(Method::DELETE, &format!("/api/v1/users/{id}"), Some(ADMIN_KEY)).send().await.unwrap();
+        assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+        server.get(&format!("/api/v1/users/{id}")).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    }
+
+    both_backends!(users_are_managed_by_admins);
+}

@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 
 use crate::contacts::count;
-use crate::{Db, PgError, PgResult, PostgresStore};
+use crate::{Db, PgError, PgResult, PostgresStore, RetryOn, write_tx};
 
 const USER_COLUMNS: &str = "id, email, name, role, password_hash, disabled, created_at, updated_at";
 
@@ -82,6 +82,14 @@ impl UserStore for PostgresStore {
 
     async fn count_users(&self) -> StoreResult<u64> {
         count(self, "SELECT COUNT(*) FROM users").await
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+        let deleted = write_tx!(self, RetryOn::Contention, |tx| {
+            tx.exec("DELETE FROM sessions WHERE user_id = $1", &[&id]).await?;
+            Ok::<bool, PgError>(tx.exec("DELETE FROM users WHERE id = $1", &[&id]).await? > 0)
+        })?;
+        Ok(deleted)
     }
 
     async fn insert_session(&self, session: SessionRecord) -> StoreResult<()> {

@@ -96,6 +96,15 @@ impl UserStore for SqliteStore {
         self.read(|conn| conn.query_row("SELECT COUNT(*) FROM users", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(db_err)).await
     }
 
+    async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            conn.execute("DELETE FROM sessions WHERE user_id = ?1", [&id]).map_err(db_err)?;
+            Ok(conn.execute("DELETE FROM users WHERE id = ?1", [&id]).map_err(db_err)? > 0)
+        })
+        .await
+    }
+
     async fn insert_session(&self, session: SessionRecord) -> StoreResult<()> {
         self.write(move |conn| {
             conn.execute(

@@ -1239,4 +1239,8 @@ pub async fn users_and_sessions(store: Arc<dyn Store>) {
     // Idle since before T0 + 2h + 1 ms: h3 (last seen at T0 + 2h) goes.
     assert_eq!(store.delete_expired_sessions(T0 + 2 * HOUR + 1, T0).await.expect("expire"), 1);
     assert!(store.get_session("h3").await.expect("get").is_none());
+    store.insert_session(session("h4", "u2", T0 + 3 * HOUR)).await.expect("session");
+    assert!(store.delete_user("u2").await.expect("delete user"));
+    assert!(store.get_user("u2").await.expect("get").is_none() && store.get_session("h4").await.expect("get").is_none(), "the user's sessions go with them");
+    assert!(!store.delete_user("u2").await.expect("delete again"));
 }

@@ -215,6 +215,8 @@ pub trait UserStore: Send + Sync {
     /// updated_at); false when there is none. Conflict when the e-mail is another's.
     async fn update_user(&self, user: UserRecord) -> StoreResult<bool>;
     async fn count_users(&self) -> StoreResult<u64>;
+    /// Deletes the user and every session of theirs; false when there was none.
+    async fn delete_user(&self, id: &str) -> StoreResult<bool>;
     async fn insert_session(&self, session: SessionRecord) -> StoreResult<()>;
     async fn get_session(&self, id_hash: &str) -> StoreResult<Option<SessionRecord>>;
     async fn touch_session(&self, id_hash: &str, at: Millis) -> StoreResult<()>;

@@ -237,6 +237,7 @@ enum UserCommand {
     Add {
         #[command(flatten)]
         data: DataArgs,
+        /// The e-mail the user signs in with
         email: String,
         /// admin, marketing or sales
         #[arg(long)]

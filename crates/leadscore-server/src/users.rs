@@ -1,0 +1,96 @@
+//! Users of the web app over the API (admin, contract §8): `GET/POST /users`,
+//! `PATCH/DELETE /users/{id}` with `{ email, password, role, name? }`. Password hashes
+//! never leave the server.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use leadscore_app::users::{self, NewUser, UserChanges};
+use leadscore_store::{Role, Scope, UserRecord};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::input::{Body, format_time};
+
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route("/users", get(list_users).post(add_user)).route("/users/{id}", get(get_user).patch(change_user).delete(delete_user))
+}
+
+fn user_json(user: &UserRecord) -> Value {
+    json!({
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "disabled": user.disabled,
+        "created_at": format_time(user.created_at),
+        "updated_at": format_time(user.updated_at),
+    })
+}
+
+fn role(text: &str) -> ApiResult<Role> {
+    Role::parse(text).ok_or_else(|| ApiError::invalid(format!("role {text:?} is not admin, marketing or sales")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUserBody {
+    email: String,
+    password: String,
+    role: String,
+    name: Option<String>,
+}
+
+async fn add_user(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+    principal.require(Scope::Admin)?;
+    let body: NewUserBody = body.json()?;
+    let new = NewUser { email: body.email, password: body.password, role: role(&body.role)?, name: body.name };
+    let user = users::add_user(&state, new).await?;
+    Ok((StatusCode::CREATED, Json(user_json(&user))))
+}
+
+async fn list_users(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Admin)?;
+    let users: Vec<Value> = users::list_users(&state).await?.iter().map(user_json).collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+async fn get_user(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Admin)?;
+    Ok(Json(user_json(&users::get_user(&state, &id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    email: Option<String>,
+    #[serde(default, deserialize_with = "some")]
+    name: Option<Option<String>>,
+    role: Option<String>,
+    password: Option<String>,
+    disabled: Option<bool>,
+}
+
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+async fn change_user(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Admin)?;
+    let body: ChangeBody = body.json()?;
+    let changes =
+        UserChanges { email: body.email, name: body.name, role: body.role.as_deref().map(role).transpose()?, password: body.password, disabled: body.disabled };
+    Ok(Json(user_json(&users::update_user(&state, &id, changes).await?)))
+}
+
+async fn delete_user(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    principal.require(Scope::Admin)?;
+    users::delete_user(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
