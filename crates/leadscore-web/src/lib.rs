@@ -6,6 +6,7 @@
 //! by default) and answer errors with a page of their own, never a stack trace.
 
 mod pages;
+mod settings;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,6 +61,17 @@ pub fn router(engine: Arc<Engine>, config: WebConfig) -> Router {
         .route("/contacts/{id}", get(pages::contact))
         .route("/contacts/{id}/status", post(pages::record_status))
         .route("/contacts/{id}/feedback", post(pages::record_feedback))
+        .route("/accounts", get(pages::accounts))
+        .route("/accounts/{id}", get(pages::account))
+        .route("/settings", get(settings::page))
+        .route("/settings/users", post(settings::add_user))
+        .route("/settings/users/{id}", post(settings::change_user))
+        .route("/settings/keys", post(settings::create_key))
+        .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
+        .route("/settings/teams", post(settings::put_team))
+        .route("/settings/teams/{name}/delete", post(settings::delete_team))
+        .route("/settings/secrets", post(settings::put_secret))
+        .route("/settings/secrets/{name}/delete", post(settings::delete_secret))
         .route("/assets/app.css", get(stylesheet))
         .layer(axum::middleware::from_fn(same_origin_posts))
         .layer(axum::middleware::from_fn(security_headers))

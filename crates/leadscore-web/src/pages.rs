@@ -44,7 +44,7 @@ pub fn url_encode(text: &str) -> String {
     out
 }
 
-fn layout(user: Option<&UserRecord>, title: &str, active: &str, content: Markup) -> Markup {
+pub fn layout(user: Option<&UserRecord>, title: &str, active: &str, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -62,6 +62,10 @@ fn layout(user: Option<&UserRecord>, title: &str, active: &str, content: Markup)
                         nav aria-label="Main" {
                             a href="/" aria-current=[(active == "today").then_some("page")] { "Today" }
                             a href="/leads" aria-current=[(active == "leads").then_some("page")] { "Leads" }
+                            a href="/accounts" aria-current=[(active == "accounts").then_some("page")] { "Accounts" }
+                            @if user.role == Role::Admin {
+                                a href="/settings" aria-current=[(active == "settings").then_some("page")] { "Settings" }
+                            }
                         }
                         form.signout method="post" action="/logout" {
                             span.who { (user.name.as_deref().unwrap_or(&user.email)) " · " (user.role.as_str()) }
@@ -745,4 +749,106 @@ fn timeline_rows(entries: &[&Value], current: Option<&ScoreCard>) -> (Vec<Timeli
         _ => None,
     };
     (rows, since_last)
+}
+
+#[derive(Deserialize, Default)]
+pub struct AccountsQuery {
+    model: Option<String>,
+    band: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The account list (`/accounts`): companies by the model's aggregate of their contacts'
+/// totals, best first.
+pub async fn accounts(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Query<AccountsQuery>) -> Response {
+    let model = match page_model(&web, q.model.as_deref().filter(|m| !m.is_empty())) {
+        Ok(model) => model,
+        Err(page) => return *page,
+    };
+    let band = empty_is_none(q.band.clone());
+    let page =
+        match leadscore_app::accounts::list(&web.engine, Some(&model.name), band.as_deref(), Some(50), q.cursor.as_deref().filter(|c| !c.is_empty())).await {
+            Ok(page) => page,
+            Err(err) => return app_error(err),
+        };
+    let next = page.next_cursor.as_ref().map(|cursor| {
+        let band = band.as_deref().map(|b| format!("&band={}", url_encode(b))).unwrap_or_default();
+        format!("/accounts?model={}{band}&cursor={}", url_encode(&model.name), url_encode(cursor))
+    });
+    let content = html! {
+        h1 { "Accounts" }
+        p.lede { "Companies under " strong { (model.name) } ", by the " (model.model.accounts.aggregate_name()) " of their contacts' totals." }
+        @if !model.model.accounts.bands.is_empty() {
+            form.filters method="get" action="/accounts" {
+                input type="hidden" name="model" value=(model.name);
+                label { "Band " select name="band" { option value="" { "any" } @for b in &model.model.accounts.bands { option value=(b.name) selected[band.as_deref() == Some(b.name.as_str())] { (b.name) } } } }
+                button type="submit" { "Show" }
+            }
+        }
+        @if page.accounts.is_empty() {
+            section.card { p { "No accounts yet: contacts join one by an account_id attribute or their company e-mail domain." } }
+        } @else {
+            table {
+                thead { tr { th scope="col" { "Account" } th scope="col" { "Score" } th scope="col" { "Band" } th scope="col" { "Contacts" } } }
+                tbody {
+                    @for account in &page.accounts {
+                        tr {
+                            td { a href={"/accounts/" (url_encode(&account.account)) "?model=" (url_encode(&model.name))} { (account.account) } }
+                            td.num { (number(account.score)) }
+                            td { (account.band.as_deref().unwrap_or("—")) }
+                            td.num { (account.contacts) }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = &next { p.pager { a href=(next) rel="next" { "Next page →" } } }
+        }
+    };
+    Page(StatusCode::OK, layout(Some(&signed.user), "Accounts", "accounts", content)).into_response()
+}
+
+/// An account (`/accounts/{id}`): its score and its contacts, best first (a sales user
+/// sees their own among them).
+pub async fn account(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Query(q): Query<ModelQuery>) -> Response {
+    let detail = match leadscore_app::accounts::get(&web.engine, &id, q.model.as_deref().filter(|m| !m.is_empty())).await {
+        Ok(detail) => detail,
+        Err(err) if err.is_not_found() => return error_page(StatusCode::NOT_FOUND, "There is no such account."),
+        Err(err) => return app_error(err),
+    };
+    let mut rows = Vec::new();
+    for (total, contact) in detail.contacts.iter().filter(|(_, c)| signed.reaches(c.owner.as_deref())) {
+        match contacts::view(&web.engine, contact, None).await {
+            Ok(view) => rows.push((*total, view)),
+            Err(err) => return app_error(err),
+        }
+    }
+    let hidden = detail.contacts.len() - rows.len();
+    let content = html! {
+        p.crumbs { a href="/accounts" { "Accounts" } " / " (id) }
+        h1 { (id) }
+        section.scores {
+            div.card.score {
+                h2 { (detail.model.name) }
+                p.total { (number(detail.score)) }
+                p { (detail.band.as_deref().unwrap_or("no band")) " · " (detail.model.model.accounts.aggregate_name()) " of " (detail.scored_contacts) " scored contacts" }
+            }
+        }
+        table {
+            caption { "Contacts" }
+            thead { tr { th scope="col" { "Contact" } th scope="col" { "Total" } th scope="col" { "Band" } th scope="col" { "Status" } th scope="col" { "Owner" } } }
+            tbody {
+                @for (total, contact) in &rows {
+                    tr {
+                        td { a href={"/contacts/" (url_encode(&contact.id))} { (display_name(contact)) } }
+                        td.num { (total.map(number).unwrap_or_else(|| "—".into())) }
+                        td { @if let Some(card) = contact.scores.get(&detail.model.name) { (band_badge(&card.card)) } }
+                        td { (contact.status.as_deref().unwrap_or("new")) }
+                        td { (contact.owner.as_deref().unwrap_or("—")) }
+                    }
+                }
+            }
+        }
+        @if hidden > 0 { p { small { (hidden) " more contacts of this account belong to other reps." } } }
+    };
+    Page(StatusCode::OK, layout(Some(&signed.user), &id, "accounts", content)).into_response()
 }

@@ -232,6 +232,16 @@ async fn a_sales_rep_signs_in_works_their_leads_and_signs_out() {
     assert!(browser.source().await.contains("Arne Tester"));
     browser.screenshot("leads").await;
 
+    // Settings are the admin's: the rep is refused, by the menu and by the URL.
+    assert!(!browser.source().await.contains("href=\"/settings\""), "no settings link for a rep");
+    browser.go(&format!("{app}/settings")).await;
+    assert!(browser.source().await.contains("Settings are for admins."));
+
+    // Her account page lists her contacts of it, not Bob's.
+    browser.go(&format!("{app}/accounts/acme.com")).await;
+    let account = browser.source().await;
+    assert!(account.contains("Alma Tester") && !account.contains("Bodo Tester"), "only her contacts of the account");
+
     // Signed out, the pages are closed again, the back button included.
     browser.click("form[action='/logout'] button").await;
     assert!(browser.current_url().await.starts_with(&format!("{app}/login")));
@@ -244,5 +254,20 @@ async fn a_sales_rep_signs_in_works_their_leads_and_signs_out() {
     let leads = browser.source().await;
     assert!(leads.contains("Bodo Tester") && leads.contains("Pia Tester") && leads.contains("Alma Tester"));
     browser.screenshot("leads-admin").await;
+
+    // Settings: a new ingest key is shown once.
+    browser.go(&format!("{app}/settings")).await;
+    assert!(browser.source().await.contains("ana@example.com"), "the users are listed");
+    browser.type_into("#key-name", "website").await;
+    browser.click("input[name='ingest']").await;
+    browser.click("form[action='/settings/keys'] button").await;
+    let created = browser.source().await;
+    assert!(created.contains("It is shown only this once") && created.contains("lsk_"), "the key, once");
+    browser.screenshot("settings").await;
+    browser.go(&format!("{app}/settings")).await;
+    assert!(!browser.source().await.contains("It is shown only this once"), "and never again");
+    browser.go(&format!("{app}/accounts")).await;
+    assert!(browser.source().await.contains("acme.com"));
+    browser.screenshot("accounts").await;
     let _ = browser.call(reqwest::Method::DELETE, "", None).await;
 }

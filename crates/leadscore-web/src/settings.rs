@@ -1,0 +1,305 @@
+//! Settings (`/settings`, admin only): users (add, change role, reset password, disable,
+//! delete), API keys (create with scopes — the key shown once — and revoke), sales teams,
+//! and secrets (write-only: a generated one is shown once).
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use leadscore_app::time::format_time;
+use leadscore_app::users::{self, NewUser, UserChanges};
+use leadscore_app::{keys, settings};
+use leadscore_store::Role;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use crate::pages::{Page, app_error, error_page, layout, url_encode};
+use crate::{SignedIn, Web};
+
+/// The 403 page for anyone but an admin.
+fn unless_admin(signed: &SignedIn) -> Option<Response> {
+    (signed.user.role != Role::Admin).then(|| error_page(StatusCode::FORBIDDEN, "Settings are for admins."))
+}
+
+/// A one-time message on top of the page: what was done, or a secret to copy now.
+pub struct Notice {
+    text: String,
+    secret: Option<String>,
+}
+
+pub async fn page(State(web): State<Arc<Web>>, signed: SignedIn) -> Response {
+    if let Some(refused) = unless_admin(&signed) {
+        return refused;
+    }
+    render(&web, &signed, None).await
+}
+
+async fn render(web: &Web, signed: &SignedIn, notice: Option<Notice>) -> Response {
+    let (users, keys, teams, secrets) =
+        match tokio::try_join!(users::list_users(&web.engine), keys::list(&web.engine), settings::list_teams(&web.engine), settings::list_secrets(&web.engine))
+        {
+            Ok(all) => all,
+            Err(err) => return app_error(err),
+        };
+    let content = html! {
+        h1 { "Settings" }
+        @if let Some(notice) = &notice {
+            section.card.notice role="status" {
+                p { (notice.text) }
+                @if let Some(secret) = &notice.secret {
+                    p { code.secret { (secret) } }
+                    p { small { "It is shown only this once: copy it now." } }
+                }
+            }
+        }
+        section.card id="users" {
+            h2 { "Users" }
+            table {
+                thead { tr { th scope="col" { "E-mail" } th scope="col" { "Name" } th scope="col" { "Role" } th scope="col" { "State" } th scope="col" { "Change" } } }
+                tbody {
+                    @for user in &users {
+                        tr {
+                            td { (user.email) }
+                            td { (user.name.as_deref().unwrap_or("")) }
+                            td { (user.role.as_str()) }
+                            td { @if user.disabled { "disabled" } @else { "active" } }
+                            td {
+                                form.inline method="post" action={"/settings/users/" (url_encode(&user.id))} {
+                                    label.visually-hidden for={"role-" (user.id)} { "Role of " (user.email) }
+                                    select id={"role-" (user.id)} name="role" { @for role in Role::ALL { option value=(role.as_str()) selected[role == user.role] { (role.as_str()) } } }
+                                    button type="submit" name="action" value="role" { "Set role" }
+                                    @if user.disabled {
+                                        button type="submit" name="action" value="enable" { "Enable" }
+                                    } @else {
+                                        button type="submit" name="action" value="disable" { "Disable" }
+                                    }
+                                    label.visually-hidden for={"password-" (user.id)} { "New password for " (user.email) }
+                                    input id={"password-" (user.id)} name="password" type="password" autocomplete="new-password" placeholder="new password";
+                                    button type="submit" name="action" value="password" { "Reset password" }
+                                    button.danger type="submit" name="action" value="delete" { "Delete" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form.stack method="post" action="/settings/users" {
+                h3 { "Add a user" }
+                label for="new-email" { "E-mail" } input id="new-email" name="email" type="email" required;
+                label for="new-name" { "Name" } input id="new-name" name="name" type="text";
+                label for="new-role" { "Role" } select id="new-role" name="role" { @for role in Role::ALL { option value=(role.as_str()) selected[role == Role::Sales] { (role.as_str()) } } }
+                label for="new-password" { "Password (at least " (users::MIN_PASSWORD_CHARS) " characters)" } input id="new-password" name="password" type="password" autocomplete="new-password" required;
+                button type="submit" { "Add user" }
+            }
+        }
+        section.card id="keys" {
+            h2 { "API keys" }
+            table {
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Starts with" } th scope="col" { "Scopes" } th scope="col" { "Created" } th scope="col" { "" } } }
+                tbody {
+                    @for key in &keys {
+                        tr {
+                            td { (key.name) }
+                            td { code { (key.prefix) "…" } }
+                            td { (key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")) }
+                            td { (format_time(key.created_at).get(..10).unwrap_or("")) }
+                            td {
+                                @if let Some(at) = key.revoked_at {
+                                    "revoked " (format_time(at).get(..10).unwrap_or(""))
+                                } @else {
+                                    form.inline method="post" action={"/settings/keys/" (url_encode(&key.id)) "/revoke"} { button.danger type="submit" { "Revoke" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            form.stack method="post" action="/settings/keys" {
+                h3 { "Create a key" }
+                label for="key-name" { "Name" } input id="key-name" name="name" type="text" required placeholder="website, CRM sync, …";
+                fieldset {
+                    legend { "Scopes" }
+                    label { input type="checkbox" name="ingest" value="1"; " ingest (safe in a web page)" }
+                    label { input type="checkbox" name="read" value="1"; " read" }
+                    label { input type="checkbox" name="admin" value="1"; " admin" }
+                }
+                button type="submit" { "Create key" }
+            }
+        }
+        section.card id="teams" {
+            h2 { "Sales teams" }
+            ul {
+                @for team in &teams {
+                    li {
+                        strong { (team.name) } ": " (team.members.join(", "))
+                        form.inline method="post" action={"/settings/teams/" (url_encode(&team.name)) "/delete"} { button.danger type="submit" { "Delete" } }
+                    }
+                }
+            }
+            form.stack method="post" action="/settings/teams" {
+                h3 { "Add or replace a team" }
+                label for="team-name" { "Name" } input id="team-name" name="name" type="text" required;
+                label for="team-members" { "Members (e-mails, comma-separated)" } input id="team-members" name="members" type="text" required;
+                button type="submit" { "Save team" }
+            }
+        }
+        section.card id="secrets" {
+            h2 { "Secrets" }
+            p { small { "Webhook signing secrets. They are never shown again once stored." } }
+            ul { @for (name, _, updated) in &secrets { li { strong { (name) } " — changed " (format_time(*updated).get(..10).unwrap_or("")) form.inline method="post" action={"/settings/secrets/" (url_encode(name)) "/delete"} { button.danger type="submit" { "Delete" } } } } }
+            form.stack method="post" action="/settings/secrets" {
+                h3 { "Store a secret" }
+                label for="secret-name" { "Name" } input id="secret-name" name="name" type="text" required;
+                label for="secret-value" { "Value (whsec_…; leave empty to have one generated)" } input id="secret-value" name="value" type="password" autocomplete="off";
+                button type="submit" { "Store secret" }
+            }
+        }
+    };
+    Page(StatusCode::OK, settings_layout(signed, content)).into_response()
+}
+
+fn settings_layout(signed: &SignedIn, content: Markup) -> Markup {
+    layout(Some(&signed.user), "Settings", "settings", content)
+}
+
+/// What an admin did, as a notice on the page, or the error as a page.
+async fn done(web: &Web, signed: &SignedIn, result: Result<Notice, leadscore_app::AppError>) -> Response {
+    match result {
+        Ok(notice) => render(web, signed, Some(notice)).await,
+        Err(err) => app_error(err),
+    }
+}
+
+fn said(text: impl Into<String>) -> Notice {
+    Notice { text: text.into(), secret: None }
+}
+
+#[derive(Deserialize)]
+pub struct AddUserForm {
+    email: String,
+    #[serde(default)]
+    name: String,
+    role: String,
+    password: String,
+}
+
+pub async fn add_user(State(web): State<Arc<Web>>, signed: SignedIn, Form(form): Form<AddUserForm>) -> Response {
+    if let Some(refused) = unless_admin(&signed) {
+        return refused;
+    }
+    let Some(role) = Role::parse(&form.role) else { return error_page(StatusCode::UNPROCESSABLE_ENTITY, "That role does not exist.") };
+    let new = NewUser { email: form.email, password: form.password, role, name: Some(form.name) };
+    let result = users::add_user(&web.engine, new).await.map(|user| said(format!("Added {} as {}.", user.email, user.role.as_str())));
+    done(&web, &signed, result).await
+}
+
+#[derive(Deserialize)]
+pub struct ChangeUserForm {
+    action: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    password: String,
+}
+
+pub async fn change_user(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Form(form): Form<ChangeUserForm>) -> Response {
+    if let Some(refused) = unless_admin(&signed) {
+        return refused;
+    }
+    let changes = match form.action.as_str() {
+        "role" => match Role::parse(&form.role) {
+            Some(role) => UserChanges { role: Some(role), ..UserChanges::default() },
+            None => return error_page(StatusCode::UNPROCESSABLE_ENTITY, "That role does not exist."),
+        },
+        "disable" => UserChanges { disabled: Some(true), ..UserChanges::default() },
+        "enable" => UserChanges { disabled: Some(false), ..UserChanges::default() },
+        "password" => UserChanges { password: Some(form.password), ..UserChanges::default() },
+        "delete" => {
+            let result = users::delete_user(&web.engine, &id).await.map(|()| said("The user is deleted."));
+            return done(&web, &signed, result).await;
+        }
+        _ => return error_page(StatusCode::UNPROCESSABLE_ENTITY, "Unknown action."),
+    };
+    let result = users::update_user(&web.engine, &id, changes).await.map(|user| said(format!("Changed {}.", user.email)));
+    done(&web, &signed, result).await
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    name: String,
+    ingest: Option<String>,
+    read: Option<String>,
+    admin: Option<String>,
+}
+
+pub async fn create_key(State(web): State<Arc<Web>>, signed: SignedIn, Form(form): Form<KeyForm>) -> Response {
+    if let Some(refused) = unless_admin(&signed) {
+        return refused;
+    }
+    let scopes: Vec<String> =
+        [("ingest", &form.ingest), ("read", &form.read), ("admin", &form.admin)].iter().filter(|(_, on)| on.is_some()).map(|(s, _)| s.to_string()).collect();
+    let result = keys::create_key(&web.engine, &form.name, &scopes)
+        .await
+        .map(|(record, key)| Notice { text: format!("Created the key {:?} ({}).", record.name, scopes.join(", ")), secret: Some(key) });
+    done(&web, &signed, result).await
+}
+
+pub async fn revoke_key(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>) -> Response {
+    if let Some(refused) = unless_admin(&signed) {
+        return refused;
+    }
+    // A user is not a key: no key here is the one asking.
+    let result = keys::revoke_key(&web.engine, &id, "").await.map(|()| said("The key is revoked."));
+    done(&web, &signed, result).await
+}
+
+#[derive(Deserialize)]
+pub struct TeamForm {
+    name: String,
+    members: String,
+}
+
+pub async fn put_team(State(web): State<Arc<Web>>, signed: SignedIn, Form(form): Form<TeamForm>) -> Response {
+    if let Some(refused) = unless_admin(&signed) {
+        return refused;
+    }
+    let members: Vec<String> = form.members.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect();
+    let result = settings::put_team(&web.engine, form.name.trim(), members).await.map(|(team, _)| said(format!("Saved the team {}.", team.name)));
+    done(&web, &signed, result).await
+}
+
+pub async fn delete_team(State(web): State<Arc<Web>>, signed: SignedIn, Path(name): Path<String>) -> Response {
+    if let Some(refused) = unless_admin(&signed) {
+        return refused;
+    }
+    let result = settings::delete_team(&web.engine, &name).await.map(|()| said(format!("Deleted the team {name}.")));
+    done(&web, &signed, result).await
+}
+
+#[derive(Deserialize)]
+pub struct SecretForm {
+    name: String,
+    #[serde(default)]
+    value: String,
+}
+
+pub async fn put_secret(State(web): State<Arc<Web>>, signed: SignedIn, Form(form): Form<SecretForm>) -> Response {
+    if let Some(refused) = unless_admin(&signed) {
+        return refused;
+    }
+    let value = Some(form.value.trim().to_string()).filter(|v| !v.is_empty());
+    let result = settings::put_secret(&web.engine, form.name.trim(), value)
+        .await
+        .map(|stored| Notice { text: format!("Stored the secret {}.", form.name.trim()), secret: stored.generated });
+    done(&web, &signed, result).await
+}
+
+pub async fn delete_secret(State(web): State<Arc<Web>>, signed: SignedIn, Path(name): Path<String>) -> Response {
+    if let Some(refused) = unless_admin(&signed) {
+        return refused;
+    }
+    let result = settings::delete_secret(&web.engine, &name).await.map(|()| said(format!("Deleted the secret {name}.")));
+    done(&web, &signed, result).await
+}
