@@ -48,11 +48,13 @@ pub struct Web {
     pub engine: Arc<Engine>,
     pub config: WebConfig,
     logins: LoginLimiter,
+    /// Today's tiles per (model, version, owner), with when they were computed.
+    kpis: Mutex<HashMap<String, (Instant, pages::Kpis)>>,
 }
 
 /// The pages, to be merged with the API's routes (same port). Paths as in contract §8.
 pub fn router(engine: Arc<Engine>, config: WebConfig) -> Router {
-    let web = Arc::new(Web { engine, config, logins: LoginLimiter::default() });
+    let web = Arc::new(Web { engine, config, logins: LoginLimiter::default(), kpis: Mutex::default() });
     Router::new()
         .route("/", get(pages::today))
         .route("/login", get(pages::login_form).post(login))

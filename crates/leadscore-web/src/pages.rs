@@ -232,13 +232,33 @@ fn company(contact: &ContactView) -> String {
 }
 
 /// The KPI tiles of Today.
-struct Kpis {
+#[derive(Clone, Copy)]
+pub struct Kpis {
     new_hot_today: u64,
     hot_to_qualified: Option<f64>,
     median_speed_hours: Option<f64>,
 }
 
+/// How long Today's tiles are reused: they replay every scored contact's events, which
+/// takes seconds on a large database; a few minutes old is fresh enough for a tile.
+const KPI_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 async fn kpis(web: &Web, model: &PublishedModel, owner: Option<&str>, now: Millis) -> Result<Kpis, AppError> {
+    let key = format!("{}\u{0}{}\u{0}{}", model.name, model.version, owner.unwrap_or(""));
+    if let Some(kpis) = web.kpis.lock().ok().and_then(|cache| cache.get(&key).filter(|(at, _)| at.elapsed() < KPI_TTL).map(|(_, k)| *k)) {
+        return Ok(kpis);
+    }
+    let kpis = compute_kpis(web, model, owner, now).await?;
+    if let Ok(mut cache) = web.kpis.lock() {
+        if cache.len() > 1000 {
+            cache.clear();
+        }
+        cache.insert(key, (std::time::Instant::now(), kpis));
+    }
+    Ok(kpis)
+}
+
+async fn compute_kpis(web: &Web, model: &PublishedModel, owner: Option<&str>, now: Millis) -> Result<Kpis, AppError> {
     let start_of_day = now - now.rem_euclid(DAY_MS);
     let today = reports::speed_report(&web.engine, model, start_of_day, now + 1, FIRST_TOUCH_SLA_MS).await?;
     let month = reports::speed_report(&web.engine, model, now - 30 * DAY_MS, now + 1, FIRST_TOUCH_SLA_MS).await?;

@@ -100,6 +100,10 @@ enum BenchCommand {
         /// Requests to time
         #[arg(long, default_value_t = 200)]
         requests: usize,
+        /// Time the web app's /leads page (signed in as a temporary admin user) instead of
+        /// the JSON lead list
+        #[arg(long)]
+        page: bool,
     },
 }
 
@@ -120,7 +124,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             database.clean_up().await;
             outcome
         }
-        BenchCommand::Leadlist { data, band, limit, requests } => leadlist(&data, &band, limit, requests).await,
+        BenchCommand::Leadlist { data, band, limit, requests, page } => {
+            if page {
+                lead_page(&data, &band, requests).await
+            } else {
+                leadlist(&data, &band, limit, requests).await
+            }
+        }
     }
 }
 
@@ -277,8 +287,9 @@ async fn serve_store(store: Arc<dyn leadscore_store::Store>, key: Option<String>
     let http = crate::http_state(&DataArgs::default(), state)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
+    let pages = leadscore_web::router(http.state.engine.clone(), http.web);
     tokio::spawn(async move {
-        let _ = leadscore_server::serve(http.state, listener, std::future::pending()).await;
+        let _ = leadscore_server::serve_with(http.state, listener, std::future::pending(), pages).await;
     });
     Ok((base, key))
 }
@@ -533,6 +544,59 @@ async fn leadlist(data: &DataArgs, band: &str, limit: usize, requests: usize) ->
     latencies.sort();
     println!(
         "lead list top {limit} with band={band} ({returned} returned), {requests} requests: p50 {:.2} ms, p99 {:.2} ms; {}",
+        percentile(&latencies, 50.0).as_secs_f64() * 1e3,
+        percentile(&latencies, 99.0).as_secs_f64() * 1e3,
+        machine()
+    );
+    Ok(())
+}
+
+/// The web app's lead list page (50 a page) at `band`, server time as the client sees it
+/// on loopback, signed in as a user made for the run and deleted after it.
+async fn lead_page(data: &DataArgs, band: &str, requests: usize) -> Result<()> {
+    if data.data.is_none() && data.database_url.is_none() {
+        bail!("give --data DIR of a database filled by `leadscore bench generate`");
+    }
+    let server = start_server(Some(data)).await?;
+    // The sign-in's cookie comes with its redirect: not followed, so it is seen.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().context("cannot build the HTTP client")?;
+    let (email, password) = (format!("bench-{}@example.invalid", std::process::id()), leadscore_app::keys::generate_key());
+    let user: Value = http
+        .post(format!("{}/api/v1/users", server.base))
+        .bearer_auth(&server.key)
+        .json(&serde_json::json!({ "email": email, "password": password, "role": "admin" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let user_id = user["id"].as_str().with_context(|| format!("cannot make the bench user: {user}"))?.to_string();
+    let signed_in =
+        http.post(format!("{}/login", server.base)).form(&[("email", email.as_str()), ("password", password.as_str()), ("next", "/")]).send().await?;
+    let cookie = signed_in
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.split(';').next().filter(|c| c.starts_with("leadscore_session=")).map(str::to_string))
+        .context("the sign-in set no session cookie")?;
+    let url = format!("{}/leads?model=b2b&band={band}", server.base);
+    let mut latencies = Vec::with_capacity(requests);
+    let mut rows = 0;
+    for _ in 0..requests {
+        let sent = Instant::now();
+        let response = http.get(&url).header(reqwest::header::COOKIE, &cookie).send().await?;
+        let status = response.status();
+        let body = response.text().await?;
+        latencies.push(sent.elapsed());
+        if !status.is_success() {
+            bail!("HTTP {status} for the lead list page");
+        }
+        rows = body.matches("<tr>").count().saturating_sub(1);
+    }
+    http.delete(format!("{}/api/v1/users/{user_id}", server.base)).bearer_auth(&server.key).send().await?;
+    latencies.sort();
+    println!(
+        "lead list page /leads band={band} ({rows} rows), {requests} requests: p50 {:.2} ms, p99 {:.2} ms; {}",
         percentile(&latencies, 50.0).as_secs_f64() * 1e3,
         percentile(&latencies, 99.0).as_secs_f64() * 1e3,
         machine()
