@@ -69,7 +69,10 @@ const PAGES: &[(&str, u16, u16, u16, u16)] = &[
 
 /// (path, form, nobody, admin, marketing, sales) of the forms: 303 done (back to a page),
 /// 200 done with a notice, and as above.
-const FORMS: &[(&str, &[(&str, &str)], u16, u16, u16, u16)] = &[
+/// A form's fields.
+type Fields = &'static [(&'static str, &'static str)];
+
+const FORMS: &[(&str, Fields, u16, u16, u16, u16)] = &[
     ("/contacts/mine/status", &[("status", "contacted")], 303, 303, 303, 303),
     ("/contacts/theirs/status", &[("status", "contacted")], 303, 303, 303, 404),
     ("/contacts/mine/feedback", &[("rating", "4"), ("note", "good call")], 303, 303, 303, 303),
