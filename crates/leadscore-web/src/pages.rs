@@ -594,11 +594,16 @@ pub async fn contact(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Pa
         }
         section.scores aria-label="Scores" {
             @for (model_name, card) in &view.scores {
-                div.card.score {
+                @let shadow_of = web.engine.model(model_name).and_then(|m| m.shadow_of.clone());
+                // A shadow is marketing's candidate, not a score to act on: not shown to sales.
+                @if shadow_of.is_none() || signed.user.role != Role::Sales {
+                div.card.score.shadow[shadow_of.is_some()] {
                     h2 { (model_name) " " small { "v" (card.version) } }
+                    @if let Some(live) = &shadow_of { p { small { "shadow of " (live) ": a candidate, not live" } } }
                     p.total { (number(card.card.total)) " " (flames(&card.card)) }
                     p { (band_badge(&card.card)) " grade " (card.card.grade.as_deref().unwrap_or("—")) " · " (card.card.quadrant.as_deref().unwrap_or("—")) }
                     p.split { "fit " (number(card.card.fit)) " + activity " (number(card.card.activity)) }
+                }
                 }
             }
             @for (model_name, why) in &view.not_scored {
