@@ -185,7 +185,7 @@ async fn login(State(web): State<Arc<Web>>, ConnectInfo(peer): ConnectInfo<Socke
     match users::login(&web.engine, &email, &form.password).await {
         Ok((_, token)) => {
             web.logins.succeeded(&email);
-            let next = if form.next.starts_with('/') && !form.next.starts_with("//") { form.next.as_str() } else { "/" };
+            let next = if is_local_path(&form.next) { form.next.as_str() } else { "/" };
             let mut response = Redirect::to(next).into_response();
             set_cookie(&mut response, &web.config, &token, None);
             response
@@ -196,6 +196,12 @@ async fn login(State(web): State<Arc<Web>>, ConnectInfo(peer): ConnectInfo<Socke
         }
         Err(other) => pages::app_error(other),
     }
+}
+
+/// A path on this site: `/leads`, not `//evil.example` or `/\evil.example` (browsers read a
+/// backslash as a slash there), so the sign-in cannot send anyone elsewhere.
+fn is_local_path(next: &str) -> bool {
+    next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') && !next.chars().any(char::is_control)
 }
 
 async fn logout(State(web): State<Arc<Web>>, headers: HeaderMap) -> Response {
@@ -297,6 +303,14 @@ mod tests {
             limiter.failed(&format!("user{n}@example.com"), "10.0.0.3");
         }
         assert!(limiter.check("new@example.com", "10.0.0.3").is_err(), "the address waits");
+    }
+
+    #[test]
+    fn after_sign_in_only_paths_of_this_site() {
+        assert!(is_local_path("/leads?band=hot"));
+        for elsewhere in ["//evil.example", "/\\evil.example", "https://evil.example", "", "/\tx", "leads"] {
+            assert!(!is_local_path(elsewhere), "{elsewhere:?}");
+        }
     }
 
     #[test]
