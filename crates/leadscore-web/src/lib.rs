@@ -50,11 +50,13 @@ pub struct Web {
     logins: LoginLimiter,
     /// Today's tiles per (model, version, owner), with when they were computed.
     kpis: Mutex<HashMap<String, (Instant, pages::Kpis)>>,
+    /// The tiles being computed now, so that reloads do not start the same work again.
+    kpis_running: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The pages, to be merged with the API's routes (same port). Paths as in contract §8.
 pub fn router(engine: Arc<Engine>, config: WebConfig) -> Router {
-    let web = Arc::new(Web { engine, config, logins: LoginLimiter::default(), kpis: Mutex::default() });
+    let web = Arc::new(Web { engine, config, logins: LoginLimiter::default(), kpis: Mutex::default(), kpis_running: Mutex::default() });
     Router::new()
         .route("/", get(pages::today))
         .route("/login", get(pages::login_form).post(login))

@@ -242,20 +242,44 @@ pub struct Kpis {
 /// How long Today's tiles are reused: they replay every scored contact's events, which
 /// takes seconds on a large database; a few minutes old is fresh enough for a tile.
 const KPI_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long Today waits for tiles that are not at hand; slower ones are computed in the
+/// background and shown on a later visit, so the page itself stays fast.
+const KPI_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn kpis(web: &Web, model: &PublishedModel, owner: Option<&str>, now: Millis) -> Result<Kpis, AppError> {
+/// Today's tiles: from the cache, else computed (in the background when that takes long;
+/// None until they are ready).
+async fn kpis(web: &Arc<Web>, model: &Arc<PublishedModel>, owner: Option<&str>, now: Millis) -> Option<Kpis> {
     let key = format!("{}\u{0}{}\u{0}{}", model.name, model.version, owner.unwrap_or(""));
     if let Some(kpis) = web.kpis.lock().ok().and_then(|cache| cache.get(&key).filter(|(at, _)| at.elapsed() < KPI_TTL).map(|(_, k)| *k)) {
-        return Ok(kpis);
+        return Some(kpis);
     }
-    let kpis = compute_kpis(web, model, owner, now).await?;
-    if let Ok(mut cache) = web.kpis.lock() {
-        if cache.len() > 1000 {
-            cache.clear();
+    let started = web.kpis_running.lock().is_ok_and(|mut running| running.insert(key.clone()));
+    if !started {
+        return None; // another request is computing them
+    }
+    let (web, model, owner) = (web.clone(), model.clone(), owner.map(str::to_string));
+    let task = tokio::spawn(async move {
+        let result = compute_kpis(&web, &model, owner.as_deref(), now).await;
+        if let Ok(mut running) = web.kpis_running.lock() {
+            running.remove(&key);
         }
-        cache.insert(key, (std::time::Instant::now(), kpis));
-    }
-    Ok(kpis)
+        match result {
+            Ok(kpis) => {
+                if let Ok(mut cache) = web.kpis.lock() {
+                    if cache.len() > 1000 {
+                        cache.clear();
+                    }
+                    cache.insert(key, (std::time::Instant::now(), kpis));
+                }
+                Some(kpis)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot compute Today's tiles");
+                None
+            }
+        }
+    });
+    tokio::time::timeout(KPI_WAIT, task).await.ok().and_then(Result::ok).flatten()
 }
 
 async fn compute_kpis(web: &Web, model: &PublishedModel, owner: Option<&str>, now: Millis) -> Result<Kpis, AppError> {
@@ -314,10 +338,8 @@ pub async fn today(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
             Err(err) => return app_error(err),
         }
     }
-    let kpis = match kpis(&web, &model, owner.as_deref(), now).await {
-        Ok(kpis) => kpis,
-        Err(err) => return app_error(err),
-    };
+    let kpis = kpis(&web, &model, owner.as_deref(), now).await;
+    let figure = |value: Option<String>| value.unwrap_or_else(|| "—".into());
     let longest: Vec<Millis> = {
         let mut waits: Vec<Millis> = rows.iter().filter_map(|(_, w)| *w).collect();
         waits.sort_unstable_by(|a, b| b.cmp(a));
@@ -330,14 +352,18 @@ pub async fn today(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
             (top_band.as_deref().unwrap_or("top")) " leads under " strong { (model.name) } ", best first; won, lost and disqualified deals are left out."
         }
         section.kpis aria-label="Key figures" {
-            div.kpi { span.value { (kpis.new_hot_today) } span.label { "new " (top_band.as_deref().unwrap_or("top")) " leads today" } }
-            div.kpi {
-                span.value { @match kpis.hot_to_qualified { Some(rate) => { (format!("{:.0} %", rate * 100.0)) }, None => { "—" } } }
-                span.label { "hot → qualified, last 30 days" }
-            }
-            div.kpi {
-                span.value { @match kpis.median_speed_hours { Some(hours) => { (format!("{hours:.1} h")) }, None => { "—" } } }
-                span.label { "median speed to lead, last 30 days" }
+            @if let Some(kpis) = kpis {
+                div.kpi { span.value { (kpis.new_hot_today) } span.label { "new " (top_band.as_deref().unwrap_or("top")) " leads today" } }
+                div.kpi {
+                    span.value { (figure(kpis.hot_to_qualified.map(|rate| format!("{:.0} %", rate * 100.0)))) }
+                    span.label { "hot → qualified, last 30 days" }
+                }
+                div.kpi {
+                    span.value { (figure(kpis.median_speed_hours.map(|hours| format!("{hours:.1} h")))) }
+                    span.label { "median speed to lead, last 30 days" }
+                }
+            } @else {
+                div.kpi { span.value { "…" } span.label { "The key figures are being worked out; they show when you reload in a minute." } }
             }
         }
         @if rows.is_empty() {
