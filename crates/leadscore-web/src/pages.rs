@@ -317,10 +317,12 @@ pub async fn today(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
         limit: Some(25),
         ..LeadListQuery::default()
     };
+    let started = std::time::Instant::now();
     let page = match contacts::lead_list(&web.engine, query).await {
         Ok(page) => page,
         Err(err) => return app_error(err),
     };
+    let listed = started.elapsed();
     let now = web.engine.now();
     let mut rows = Vec::with_capacity(page.contacts.len());
     for contact in &page.contacts {
@@ -338,7 +340,14 @@ pub async fn today(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
             Err(err) => return app_error(err),
         }
     }
+    let rows_done = started.elapsed();
     let kpis = kpis(&web, &model, owner.as_deref(), now).await;
+    tracing::debug!(
+        listed_ms = listed.as_millis() as u64,
+        rows_ms = rows_done.as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
+        "today page"
+    );
     let figure = |value: Option<String>| value.unwrap_or_else(|| "—".into());
     let longest: Vec<Millis> = {
         let mut waits: Vec<Millis> = rows.iter().filter_map(|(_, w)| *w).collect();
