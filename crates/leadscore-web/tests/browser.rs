@@ -101,6 +101,24 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
     }
 
+    /// Clicks a button that submits a form and waits until the page it leads to has loaded
+    /// (the click returns before the navigation is done): the old page's element is gone
+    /// and the document is complete.
+    async fn submit(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
+        for _ in 0..200 {
+            let stale = self.http.get(self.url(&format!("/element/{element}/name"))).send().await.unwrap().json::<Value>().await.unwrap();
+            let gone = stale["value"]["error"].as_str().is_some_and(|e| e.contains("stale"));
+            let ready = self.call(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": "return document.readyState", "args": [] }))).await;
+            if gone && ready == "complete" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the page after clicking {css} did not load");
+    }
+
     async fn screenshot(&self, name: &str) {
         let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap()).unwrap();
@@ -113,7 +131,7 @@ impl Browser {
         self.go(&format!("{app}/login")).await;
         self.type_into("#email", email).await;
         self.type_into("#password", PASSWORD).await;
-        self.click("form[action='/login'] button").await;
+        self.submit("form[action='/login'] button").await;
     }
 }
 
@@ -198,7 +216,7 @@ async fn a_sales_rep_signs_in_works_their_leads_and_signs_out() {
     // A wrong password is refused, in words.
     browser.type_into("#email", "ana@example.com").await;
     browser.type_into("#password", "not the password").await;
-    browser.click("form[action='/login'] button").await;
+    browser.submit("form[action='/login'] button").await;
     assert!(browser.source().await.contains("wrong e-mail or password"));
 
     // Ana sees her own hot leads on Today, not Bob's, not the pool's.
@@ -218,7 +236,7 @@ async fn a_sales_rep_signs_in_works_their_leads_and_signs_out() {
     browser.go(&format!("{app}/contacts/lead-ana-1")).await;
     let page = browser.source().await;
     assert!(page.contains("Why this score") && page.contains("Request a quote"), "the timeline names the rule");
-    browser.click("button[name='status'][value='qualified']").await;
+    browser.submit("button[name='status'][value='qualified']").await;
     assert_eq!(browser.current_url().await, format!("{app}/contacts/lead-ana-1"));
     let page = browser.source().await;
     assert!(page.contains("status <strong>qualified</strong>"), "the status shows on the contact");
@@ -243,7 +261,7 @@ async fn a_sales_rep_signs_in_works_their_leads_and_signs_out() {
     assert!(account.contains("Alma Tester") && !account.contains("Bodo Tester"), "only her contacts of the account");
 
     // Signed out, the pages are closed again, the back button included.
-    browser.click("form[action='/logout'] button").await;
+    browser.submit("form[action='/logout'] button").await;
     assert!(browser.current_url().await.starts_with(&format!("{app}/login")));
     browser.go(&format!("{app}/contacts/lead-ana-1")).await;
     assert!(browser.current_url().await.starts_with(&format!("{app}/login")), "the old session is gone");
@@ -260,7 +278,7 @@ async fn a_sales_rep_signs_in_works_their_leads_and_signs_out() {
     assert!(browser.source().await.contains("ana@example.com"), "the users are listed");
     browser.type_into("#key-name", "website").await;
     browser.click("input[name='ingest']").await;
-    browser.click("form[action='/settings/keys'] button").await;
+    browser.submit("form[action='/settings/keys'] button").await;
     let created = browser.source().await;
     assert!(created.contains("It is shown only this once") && created.contains("lsk_"), "the key, once");
     browser.screenshot("settings").await;
