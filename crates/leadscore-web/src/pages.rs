@@ -378,7 +378,7 @@ pub async fn today(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
         @if rows.is_empty() {
             section.card { p { "No " (top_band.as_deref().unwrap_or("top")) " leads to call right now." @if owner.is_some() { " Leads assigned to you show here." } } }
         } @else {
-            table.leads {
+            table.leads.today {
                 caption { "Leads to call now" }
                 thead { tr { th scope="col" { "Lead" } th scope="col" { "Company" } th scope="col" { "Score" } th scope="col" { "Band" } th scope="col" { "Status" } th scope="col" { "First touch" } } }
                 tbody {
@@ -494,7 +494,7 @@ pub async fn leads(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
         @if views.is_empty() {
             section.card { p { "No leads match." } }
         } @else {
-            table.leads {
+            table.leads.list {
                 caption { "Leads under " (model.name) }
                 thead { tr {
                     th scope="col" { "Lead" } th scope="col" { "Company" } th scope="col" { "Total" } th scope="col" { "Fit" } th scope="col" { "Activity" }
