@@ -40,8 +40,6 @@ pub fn system_clock() -> Clock {
 /// The engine's settings (the HTTP server's own are in its crate).
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// Largest event batch.
-    pub max_batch: usize,
     /// How far ahead of the server's clock an event's timestamp may be (LEADSCORE_MAX_FUTURE_SKEW):
     /// a little is a sender's clock running fast, far more (`2099-01-01`) is a mistake that
     /// would keep the contact's activity from ever decaying.
@@ -71,7 +69,6 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            max_batch: 1000,
             max_future_skew: std::time::Duration::from_secs(24 * 3600),
             rescore_chunk: 10000,
             sweep_interval: Some(std::time::Duration::from_secs(300)),

@@ -42,72 +42,15 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest event batch.
     pub max_batch: usize,
-    /// How far ahead of the server's clock an event's timestamp may be (LEADSCORE_MAX_FUTURE_SKEW):
-    /// a little is a sender's clock running fast, far more (`2099-01-01`) is a mistake that
-    /// would keep the contact's activity from ever decaying.
-    pub max_future_skew: std::time::Duration,
-    /// Contacts per rescore transaction.
-    pub rescore_chunk: usize,
-    /// How often stored scores of decaying models are refreshed (None: never).
-    pub sweep_interval: Option<std::time::Duration>,
     /// Requests per second allowed per API key, with bursts of twice that (None: no limit).
     pub rate_limit: Option<u32>,
-    /// How often the scheduler looks for cold contacts (LEADSCORE_SCHEDULER_INTERVAL).
-    pub scheduler_interval: std::time::Duration,
-    /// The first retry delay of the outbox; later ones grow from it (LEADSCORE_DELIVERY_BACKOFF).
-    pub delivery_backoff: std::time::Duration,
-    /// Attempts before a delivery is dead-lettered.
-    pub delivery_attempts: u32,
-    /// How long a claimed delivery stays with its process; after a crash, another process
-    /// takes it once this has passed (LEADSCORE_DELIVERY_LEASE). Longer than a send can take.
-    pub delivery_lease: std::time::Duration,
-    /// Allows webhook targets in loopback/private ranges (LEADSCORE_ALLOW_PRIVATE_WEBHOOKS).
-    pub allow_private_webhooks: bool,
-    /// SMTP server for e-mail actions (LEADSCORE_SMTP_URL), and the sender address.
-    pub smtp_url: Option<String>,
-    pub smtp_from: String,
-    /// Whether this process runs the background workers (tests may drive the steps alone).
-    pub workers: bool,
+    /// The engine's settings (timeouts, workers, the outbox, SMTP).
+    pub engine: EngineConfig,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            max_body_bytes: 4 * 1024 * 1024,
-            max_batch: 1000,
-            max_future_skew: std::time::Duration::from_secs(24 * 3600),
-            rescore_chunk: 10000,
-            sweep_interval: Some(std::time::Duration::from_secs(300)),
-            rate_limit: Some(2000),
-            scheduler_interval: std::time::Duration::from_secs(60),
-            delivery_backoff: std::time::Duration::from_secs(30),
-            delivery_attempts: 10,
-            delivery_lease: std::time::Duration::from_secs(60),
-            allow_private_webhooks: false,
-            smtp_url: None,
-            smtp_from: "leadscore@localhost".into(),
-            workers: true,
-        }
-    }
-}
-
-impl ServerConfig {
-    /// The engine's part of the configuration.
-    pub fn engine(&self) -> EngineConfig {
-        EngineConfig {
-            max_batch: self.max_batch,
-            max_future_skew: self.max_future_skew,
-            rescore_chunk: self.rescore_chunk,
-            sweep_interval: self.sweep_interval,
-            scheduler_interval: self.scheduler_interval,
-            delivery_backoff: self.delivery_backoff,
-            delivery_attempts: self.delivery_attempts,
-            delivery_lease: self.delivery_lease,
-            allow_private_webhooks: self.allow_private_webhooks,
-            smtp_url: self.smtp_url.clone(),
-            smtp_from: self.smtp_from.clone(),
-            workers: self.workers,
-        }
+        Self { max_body_bytes: 4 * 1024 * 1024, max_batch: 1000, rate_limit: Some(2000), engine: EngineConfig::default() }
     }
 }
 
@@ -133,7 +76,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Starts the engine (loading the live models and automations) and wraps it.
     pub async fn new(store: Arc<dyn Store>, clock: Clock, config: ServerConfig) -> Result<Arc<Self>, StoreError> {
-        let engine = Engine::new(store, clock, config.engine()).await?;
+        let engine = Engine::new(store, clock, config.engine.clone()).await?;
         Ok(Self::with_engine(engine, config))
     }
 

@@ -229,7 +229,7 @@ fn segment_message(state: &AppState, message: &Value, kind: Option<&str>, batch_
             // Checked after the sentAt correction: a sender whose whole clock runs ahead is
             // corrected, only a timestamp that is itself far ahead is refused.
             let event = segment_event(message, kind, batch_sent_at, received_at)?;
-            leadscore_app::events::check_not_ahead(event.timestamp, received_at, state.config.max_future_skew)?;
+            leadscore_app::events::check_not_ahead(event.timestamp, received_at, state.engine.config.max_future_skew)?;
             Ok(Message::Event(event))
         }
     }

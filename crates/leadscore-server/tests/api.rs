@@ -956,7 +956,10 @@ async fn bad_emails_and_future_timestamps_are_refused_per_event(server: TestServ
 // The allowed skew is the server's setting (LEADSCORE_MAX_FUTURE_SKEW).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_future_skew_is_configurable() {
-    let config = leadscore_server::ServerConfig { max_future_skew: std::time::Duration::from_secs(3600), ..test_config() };
+    let config = leadscore_server::ServerConfig {
+        engine: leadscore_server::EngineConfig { max_future_skew: std::time::Duration::from_secs(3600), ..test_config().engine },
+        ..test_config()
+    };
     let server = TestServer::start_configured(config).await;
     let reply = server.post("/api/v1/events", &json!({ "event": "x", "userId": "u", "timestamp": format_time(T0 + 2 * HOUR) })).await;
     let error = reply.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");

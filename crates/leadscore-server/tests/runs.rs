@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use leadscore_server::ServerConfig;
+use leadscore_server::{EngineConfig, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -342,7 +342,7 @@ actions = [ {{ webhook = {{ url = "{}/hooks/unsub" }} }} ]
 }
 
 fn retry_fast() -> ServerConfig {
-    ServerConfig { delivery_backoff: Duration::from_secs(1), delivery_attempts: 2, ..test_config() }
+    ServerConfig { engine: EngineConfig { delivery_backoff: Duration::from_secs(1), delivery_attempts: 2, ..test_config().engine }, ..test_config() }
 }
 
 // Secrets are write-only; teams and subscriptions round-trip; scopes are enforced.
@@ -594,7 +594,7 @@ async fn a_sweep_fires_nothing_for_contacts_already_past_the_line(server: TestSe
 }
 
 fn strict() -> ServerConfig {
-    ServerConfig { allow_private_webhooks: false, ..ServerConfig::default() }
+    ServerConfig { engine: EngineConfig { allow_private_webhooks: false, ..EngineConfig::default() }, ..ServerConfig::default() }
 }
 
 common::both_backends!(
@@ -639,7 +639,7 @@ mod configured {
     async fn email_reaches_the_owner() {
         for postgres in [false, true] {
             let sink = leadscore_delivery::SmtpSink::start().await.unwrap();
-            let config = ServerConfig { smtp_url: Some(format!("smtp://{}", sink.addr)), ..test_config() };
+            let config = ServerConfig { engine: EngineConfig { smtp_url: Some(format!("smtp://{}", sink.addr)), ..test_config().engine }, ..test_config() };
             let server = if postgres {
                 match TestServer::start_postgres_configured(config).await {
                     Some(server) => server,

@@ -123,7 +123,7 @@ impl Config {
             })
         };
         if let Some((text, origin)) = take("sweep_interval", settings.sweep_interval.as_ref()) {
-            server.sweep_interval = if off(&text) { None } else { Some(span(&text, &origin)?) };
+            server.engine.sweep_interval = if off(&text) { None } else { Some(span(&text, &origin)?) };
         }
         if let Some((text, origin)) = take("rate_limit", settings.rate_limit.as_ref()) {
             server.rate_limit = if off(&text) {
@@ -133,28 +133,29 @@ impl Config {
             };
         }
         if let Some((text, origin)) = take("scheduler_interval", settings.scheduler_interval.as_ref()) {
-            server.scheduler_interval = span(&text, &origin)?;
+            server.engine.scheduler_interval = span(&text, &origin)?;
         }
         if let Some((text, origin)) = take("max_future_skew", settings.max_future_skew.as_ref()) {
-            server.max_future_skew = span(&text, &origin)?;
+            server.engine.max_future_skew = span(&text, &origin)?;
         }
         if let Some((text, origin)) = take("delivery_backoff", settings.delivery_backoff.as_ref()) {
-            server.delivery_backoff = span(&text, &origin)?;
+            server.engine.delivery_backoff = span(&text, &origin)?;
         }
         if let Some((text, origin)) = take("delivery_lease", settings.delivery_lease.as_ref()) {
-            server.delivery_lease = span(&text, &origin)?.max(Duration::from_secs(1));
+            server.engine.delivery_lease = span(&text, &origin)?.max(Duration::from_secs(1));
         }
         if let Some((text, origin)) = take("delivery_attempts", settings.delivery_attempts.as_ref()) {
-            server.delivery_attempts = text.trim().parse().ok().filter(|n| *n >= 1).with_context(|| format!("{origin}: {text:?} is not a positive number"))?;
+            server.engine.delivery_attempts =
+                text.trim().parse().ok().filter(|n| *n >= 1).with_context(|| format!("{origin}: {text:?} is not a positive number"))?;
         }
         if let Some((text, _)) = take("allow_private_webhooks", settings.allow_private_webhooks.as_ref()) {
-            server.allow_private_webhooks = truthy(&text);
+            server.engine.allow_private_webhooks = truthy(&text);
         }
         if let Some((text, _)) = take("smtp_url", settings.smtp_url.as_ref()) {
-            server.smtp_url = Some(text).filter(|u| !u.trim().is_empty());
+            server.engine.smtp_url = Some(text).filter(|u| !u.trim().is_empty());
         }
         if let Some((text, _)) = take("smtp_from", settings.smtp_from.as_ref()) {
-            server.smtp_from = text;
+            server.engine.smtp_from = text;
         }
         if let Some((text, _)) = take("public_url", settings.public_url.as_ref()) {
             web.public_url = Some(text.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
@@ -182,16 +183,16 @@ impl Config {
             "store": entry(json!(crate::redact(store.0)), store.1),
             "addr": entry(json!(addr.0), addr.1),
             "admin_key": entry(json!(admin_key.map(|_| "(set, not shown)")), admin_key.unwrap_or(Source::Default)),
-            "sweep_interval": entry(server.sweep_interval.map_or(json!("off"), seconds), self.source("sweep_interval")),
+            "sweep_interval": entry(server.engine.sweep_interval.map_or(json!("off"), seconds), self.source("sweep_interval")),
             "rate_limit": entry(server.rate_limit.map_or(json!("off"), |n| json!(n)), self.source("rate_limit")),
-            "scheduler_interval": entry(seconds(server.scheduler_interval), self.source("scheduler_interval")),
-            "max_future_skew": entry(seconds(server.max_future_skew), self.source("max_future_skew")),
-            "delivery_backoff": entry(seconds(server.delivery_backoff), self.source("delivery_backoff")),
-            "delivery_lease": entry(seconds(server.delivery_lease), self.source("delivery_lease")),
-            "delivery_attempts": entry(json!(server.delivery_attempts), self.source("delivery_attempts")),
-            "allow_private_webhooks": entry(json!(server.allow_private_webhooks), self.source("allow_private_webhooks")),
-            "smtp_url": entry(json!(server.smtp_url.as_deref().map(crate::redact)), self.source("smtp_url")),
-            "smtp_from": entry(json!(server.smtp_from), self.source("smtp_from")),
+            "scheduler_interval": entry(seconds(server.engine.scheduler_interval), self.source("scheduler_interval")),
+            "max_future_skew": entry(seconds(server.engine.max_future_skew), self.source("max_future_skew")),
+            "delivery_backoff": entry(seconds(server.engine.delivery_backoff), self.source("delivery_backoff")),
+            "delivery_lease": entry(seconds(server.engine.delivery_lease), self.source("delivery_lease")),
+            "delivery_attempts": entry(json!(server.engine.delivery_attempts), self.source("delivery_attempts")),
+            "allow_private_webhooks": entry(json!(server.engine.allow_private_webhooks), self.source("allow_private_webhooks")),
+            "smtp_url": entry(json!(server.engine.smtp_url.as_deref().map(crate::redact)), self.source("smtp_url")),
+            "smtp_from": entry(json!(server.engine.smtp_from), self.source("smtp_from")),
             "public_url": entry(json!(self.web.public_url), self.source("public_url")),
             "session_idle": entry(seconds(self.web.sessions.idle), self.source("session_idle")),
             "session_lifetime": entry(seconds(self.web.sessions.lifetime), self.source("session_lifetime")),

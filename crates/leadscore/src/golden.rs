@@ -62,7 +62,11 @@ async fn the_demo_answers_as_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
     let clock: Clock = Arc::new(|| FROZEN_NOW);
-    let config = ServerConfig { workers: false, sweep_interval: None, rate_limit: None, ..ServerConfig::default() };
+    let config = ServerConfig {
+        rate_limit: None,
+        engine: leadscore_server::EngineConfig { workers: false, sweep_interval: None, ..Default::default() },
+        ..ServerConfig::default()
+    };
     let state = AppState::new(store, clock, config).await.unwrap();
     crate::demo::seed(&state.engine, 300).await.unwrap();
     while leadscore_app::models::job_step(&state).await.unwrap() {}

@@ -470,7 +470,7 @@ fn redact(url: &str) -> String {
 /// configuration file, then `LEADSCORE_*`).
 pub async fn start_engine(data: &DataArgs, store: Arc<dyn Store>) -> Result<Arc<Engine>> {
     let config = config::Config::load(&config::Settings::load(data.config.as_deref())?)?;
-    Engine::new(store, system_clock(), config.server.engine()).await.context("cannot load the live models")
+    Engine::new(store, system_clock(), config.server.engine).await.context("cannot load the live models")
 }
 
 /// What serving needs around a running engine: the API's state and the pages' settings,

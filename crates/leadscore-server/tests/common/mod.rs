@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use leadscore_server::input::format_time;
-use leadscore_server::{AppState, Clock, ServerConfig};
+use leadscore_server::{AppState, Clock, EngineConfig, ServerConfig};
 use leadscore_store_postgres::PostgresStore;
 use leadscore_store_sqlite::SqliteStore;
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -86,7 +86,7 @@ pub(crate) use both_backends;
 /// The configuration tests run with: the default, except that webhooks may go to the
 /// test's own receivers on 127.0.0.1.
 pub fn test_config() -> ServerConfig {
-    ServerConfig { allow_private_webhooks: true, ..ServerConfig::default() }
+    ServerConfig { engine: EngineConfig { allow_private_webhooks: true, ..EngineConfig::default() }, ..ServerConfig::default() }
 }
 
 /// What a server keeps to clean its database up.
