@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use leadscore_app::time::format_time;
 use leadscore_app::users::{self, NewUser, UserChanges};
@@ -18,9 +19,19 @@ use serde::Deserialize;
 use crate::pages::{Page, app_error, error_page, layout, url_encode};
 use crate::{SignedIn, Web};
 
-/// The 403 page for anyone but an admin.
-fn unless_admin(signed: &SignedIn) -> Option<Response> {
-    (signed.user.role != Role::Admin).then(|| error_page(StatusCode::FORBIDDEN, "Settings are for admins."))
+/// A signed-in admin; anyone else gets the 403 page (and nobody the sign-in form).
+pub struct Admin(SignedIn);
+
+impl FromRequestParts<Arc<Web>> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Self, Self::Rejection> {
+        let signed = SignedIn::from_request_parts(parts, web).await?;
+        if signed.user.role != Role::Admin {
+            return Err(error_page(StatusCode::FORBIDDEN, "Settings are for admins."));
+        }
+        Ok(Admin(signed))
+    }
 }
 
 /// A one-time message on top of the page: what was done, or a secret to copy now.
@@ -29,10 +40,7 @@ pub struct Notice {
     secret: Option<String>,
 }
 
-pub async fn page(State(web): State<Arc<Web>>, signed: SignedIn) -> Response {
-    if let Some(refused) = unless_admin(&signed) {
-        return refused;
-    }
+pub async fn page(State(web): State<Arc<Web>>, Admin(signed): Admin) -> Response {
     render(&web, &signed, None).await
 }
 
@@ -185,10 +193,7 @@ pub struct AddUserForm {
     password: String,
 }
 
-pub async fn add_user(State(web): State<Arc<Web>>, signed: SignedIn, Form(form): Form<AddUserForm>) -> Response {
-    if let Some(refused) = unless_admin(&signed) {
-        return refused;
-    }
+pub async fn add_user(State(web): State<Arc<Web>>, Admin(signed): Admin, Form(form): Form<AddUserForm>) -> Response {
     let Some(role) = Role::parse(&form.role) else { return error_page(StatusCode::UNPROCESSABLE_ENTITY, "That role does not exist.") };
     let new = NewUser { email: form.email, password: form.password, role, name: Some(form.name) };
     let result = users::add_user(&web.engine, new).await.map(|user| said(format!("Added {} as {}.", user.email, user.role.as_str())));
@@ -204,10 +209,7 @@ pub struct ChangeUserForm {
     password: String,
 }
 
-pub async fn change_user(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Form(form): Form<ChangeUserForm>) -> Response {
-    if let Some(refused) = unless_admin(&signed) {
-        return refused;
-    }
+pub async fn change_user(State(web): State<Arc<Web>>, Admin(signed): Admin, Path(id): Path<String>, Form(form): Form<ChangeUserForm>) -> Response {
     let changes = match form.action.as_str() {
         "role" => match Role::parse(&form.role) {
             Some(role) => UserChanges { role: Some(role), ..UserChanges::default() },
@@ -234,10 +236,7 @@ pub struct KeyForm {
     admin: Option<String>,
 }
 
-pub async fn create_key(State(web): State<Arc<Web>>, signed: SignedIn, Form(form): Form<KeyForm>) -> Response {
-    if let Some(refused) = unless_admin(&signed) {
-        return refused;
-    }
+pub async fn create_key(State(web): State<Arc<Web>>, Admin(signed): Admin, Form(form): Form<KeyForm>) -> Response {
     let scopes: Vec<String> =
         [("ingest", &form.ingest), ("read", &form.read), ("admin", &form.admin)].iter().filter(|(_, on)| on.is_some()).map(|(s, _)| s.to_string()).collect();
     let result = keys::create_key(&web.engine, &form.name, &scopes)
@@ -246,10 +245,7 @@ pub async fn create_key(State(web): State<Arc<Web>>, signed: SignedIn, Form(form
     done(&web, &signed, result).await
 }
 
-pub async fn revoke_key(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>) -> Response {
-    if let Some(refused) = unless_admin(&signed) {
-        return refused;
-    }
+pub async fn revoke_key(State(web): State<Arc<Web>>, Admin(signed): Admin, Path(id): Path<String>) -> Response {
     // A user is not a key: no key here is the one asking.
     let result = keys::revoke_key(&web.engine, &id, "").await.map(|()| said("The key is revoked."));
     done(&web, &signed, result).await
@@ -261,19 +257,13 @@ pub struct TeamForm {
     members: String,
 }
 
-pub async fn put_team(State(web): State<Arc<Web>>, signed: SignedIn, Form(form): Form<TeamForm>) -> Response {
-    if let Some(refused) = unless_admin(&signed) {
-        return refused;
-    }
+pub async fn put_team(State(web): State<Arc<Web>>, Admin(signed): Admin, Form(form): Form<TeamForm>) -> Response {
     let members: Vec<String> = form.members.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect();
     let result = settings::put_team(&web.engine, form.name.trim(), members).await.map(|(team, _)| said(format!("Saved the team {}.", team.name)));
     done(&web, &signed, result).await
 }
 
-pub async fn delete_team(State(web): State<Arc<Web>>, signed: SignedIn, Path(name): Path<String>) -> Response {
-    if let Some(refused) = unless_admin(&signed) {
-        return refused;
-    }
+pub async fn delete_team(State(web): State<Arc<Web>>, Admin(signed): Admin, Path(name): Path<String>) -> Response {
     let result = settings::delete_team(&web.engine, &name).await.map(|()| said(format!("Deleted the team {name}.")));
     done(&web, &signed, result).await
 }
@@ -285,10 +275,7 @@ pub struct SecretForm {
     value: String,
 }
 
-pub async fn put_secret(State(web): State<Arc<Web>>, signed: SignedIn, Form(form): Form<SecretForm>) -> Response {
-    if let Some(refused) = unless_admin(&signed) {
-        return refused;
-    }
+pub async fn put_secret(State(web): State<Arc<Web>>, Admin(signed): Admin, Form(form): Form<SecretForm>) -> Response {
     let value = Some(form.value.trim().to_string()).filter(|v| !v.is_empty());
     let result = settings::put_secret(&web.engine, form.name.trim(), value)
         .await
@@ -296,10 +283,7 @@ pub async fn put_secret(State(web): State<Arc<Web>>, signed: SignedIn, Form(form
     done(&web, &signed, result).await
 }
 
-pub async fn delete_secret(State(web): State<Arc<Web>>, signed: SignedIn, Path(name): Path<String>) -> Response {
-    if let Some(refused) = unless_admin(&signed) {
-        return refused;
-    }
+pub async fn delete_secret(State(web): State<Arc<Web>>, Admin(signed): Admin, Path(name): Path<String>) -> Response {
     let result = settings::delete_secret(&web.engine, &name).await.map(|()| said(format!("Deleted the secret {name}.")));
     done(&web, &signed, result).await
 }
