@@ -4,41 +4,25 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
 
+use common::PASSWORD;
+use leadscore_app::contacts;
 use leadscore_app::contacts::NewContact;
-use leadscore_app::users::NewUser;
-use leadscore_app::{Clock, contacts, models, users};
-use leadscore_server::{AppState, ServerConfig};
 use leadscore_store::Role;
-use leadscore_store_sqlite::SqliteStore;
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
-
-const PASSWORD: &str = "correct horse battery";
 const NOW: i64 = 1_772_442_000_000;
 
 async fn app() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
-    let clock: Clock = Arc::new(|| NOW);
-    let state = AppState::new(store, clock, ServerConfig { workers: false, sweep_interval: None, rate_limit: None, ..ServerConfig::default() }).await.unwrap();
-    let engine = state.engine.clone();
-    let model = leadscore_core::Model::parse(leadscore_core::model::EXAMPLE_MODEL_TOML).unwrap();
-    models::publish(&engine, model, leadscore_core::model::EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, None).await.unwrap();
-    while models::job_step(&engine).await.unwrap() {}
+    let (dir, state) = common::state(NOW).await;
     for (id, owner) in [("mine", Some("sales@example.com")), ("theirs", Some("other@example.com")), ("pool", None)] {
         let new = NewContact { id: Some(id.into()), email: Some(format!("{id}@acme.com")), owner: owner.map(str::to_string), ..NewContact::default() };
-        contacts::upsert(&engine, new).await.unwrap();
+        contacts::upsert(&state.engine, new).await.unwrap();
     }
-    for (email, role) in [("admin@example.com", Role::Admin), ("marketing@example.com", Role::Marketing), ("sales@example.com", Role::Sales)] {
-        users::add_user(&engine, NewUser { email: email.into(), password: PASSWORD.into(), role, name: None }).await.unwrap();
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let pages = leadscore_web::router(engine, leadscore_web::WebConfig::default());
-    tokio::spawn(leadscore_server::serve_with(state, listener, std::future::pending(), pages));
-    (dir, base)
+    common::add_users(&state.engine, &[("admin@example.com", Role::Admin), ("marketing@example.com", Role::Marketing), ("sales@example.com", Role::Sales)])
+        .await;
+    (dir, common::serve(state).await)
 }
 
 /// The session cookie of `email`, signed in through the form.

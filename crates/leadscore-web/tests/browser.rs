@@ -7,20 +7,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::PASSWORD;
 use leadscore_app::contacts::NewContact;
-use leadscore_app::users::NewUser;
-use leadscore_app::{Clock, contacts, events, models, users};
-use leadscore_server::{AppState, ServerConfig};
+use leadscore_app::{contacts, events};
 use leadscore_store::Role;
-use leadscore_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
 
 struct Browser {
     driver: Child,
@@ -143,15 +140,9 @@ impl Drop for Browser {
 
 /// A served app with two sales reps' leads, one unassigned, and users for each role.
 async fn app() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let clock: Clock = Arc::new(move || now);
-    let state = AppState::new(store, clock, ServerConfig { workers: false, sweep_interval: None, rate_limit: None, ..ServerConfig::default() }).await.unwrap();
+    let (dir, state) = common::state(now).await;
     let engine = state.engine.clone();
-    let model = leadscore_core::Model::parse(leadscore_core::model::EXAMPLE_MODEL_TOML).unwrap();
-    models::publish(&engine, model, leadscore_core::model::EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, None).await.unwrap();
-    while models::job_step(&engine).await.unwrap() {}
     for (id, first, owner) in [
         ("lead-ana-1", "Alma", Some("ana@example.com")),
         ("lead-ana-2", "Arne", Some("ana@example.com")),
@@ -179,15 +170,12 @@ async fn app() -> (tempfile::TempDir, String) {
         assert!(checked.rejected.is_empty(), "{:?}", checked.rejected);
         events::ingest(&engine, checked.events, now, "native").await.unwrap();
     }
-    for (email, role) in
-        [("admin@example.com", Role::Admin), ("ana@example.com", Role::Sales), ("bob@example.com", Role::Sales), ("mia@example.com", Role::Marketing)]
-    {
-        users::add_user(&engine, NewUser { email: email.into(), password: PASSWORD.into(), role, name: None }).await.unwrap();
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let pages = leadscore_web::router(engine, leadscore_web::WebConfig::default());
-    tokio::spawn(leadscore_server::serve_with(state, listener, std::future::pending(), pages));
+    common::add_users(
+        &engine,
+        &[("admin@example.com", Role::Admin), ("ana@example.com", Role::Sales), ("bob@example.com", Role::Sales), ("mia@example.com", Role::Marketing)],
+    )
+    .await;
+    let base = common::serve(state).await;
     (dir, base)
 }
 
