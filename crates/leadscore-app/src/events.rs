@@ -2,7 +2,7 @@
 //! its own, and the good ones are stored, scored and run through the automations before
 //! the caller answers.
 
-use leadscore_store::{EventKind, Identity, IngestOutcome, IngestStatus, Millis, NewEvent};
+use leadscore_store::{EventKind, Identity, IdentityTrust, IngestOptions, IngestOutcome, IngestStatus, Millis, NewEvent};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -151,9 +151,11 @@ pub fn check_batch(engine: &Engine, items: &[Value], now: Millis) -> CheckedBatc
 
 /// Stores and scores events (duplicates are answered as such), then evaluates the
 /// automations of the contacts they touched. The outcomes are in the events' order; `api`
-/// labels the ingest counters (`native`, `segment`).
-pub async fn ingest(engine: &Engine, events: Vec<NewEvent>, now: Millis, api: &'static str) -> AppResult<Vec<IngestOutcome>> {
-    let outcomes = if events.is_empty() { Vec::new() } else { engine.store.ingest(events, &engine.models(), now).await? };
+/// labels the ingest counters (`native`, `segment`); `trust` says whether the sender may
+/// change who a known contact is (`leadscore_store::records::identity`).
+pub async fn ingest(engine: &Engine, events: Vec<NewEvent>, now: Millis, api: &'static str, trust: IdentityTrust) -> AppResult<Vec<IngestOutcome>> {
+    let options = IngestOptions { fire_automations: true, trust };
+    let outcomes = if events.is_empty() { Vec::new() } else { engine.store.ingest_events(events, &engine.models(), now, options).await? };
     crate::runtime::after_ingest(engine, &outcomes).await;
     let stored = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
     let duplicates = (outcomes.len() - stored) as u64;

@@ -2,20 +2,35 @@
 //! `previousId`, else the anonymous visitor `anon:<previousId>`, is merged into `userId`)
 //! and `group` (the contact gets `account_id` and the group's traits as `account_<trait>`).
 
-use leadscore_store::{ContactUpsert, StoreError};
+use leadscore_store::records::identity::{anonymous_contact_id, may_merge};
+use leadscore_store::{ContactUpsert, IdentityTrust, StoreError};
 use serde_json::{Map, Value};
 
 use crate::Engine;
 use crate::error::AppResult;
 
 /// Merges what is known under `previous_id` into `user_id` (created when new). Nothing
-/// known under the old id: nothing to do.
-pub async fn alias(engine: &Engine, previous_id: &str, user_id: &str) -> AppResult<()> {
+/// known under the old id: nothing to do. A sender that may not change who a known person
+/// is (a web page's key) only moves anonymous visitors; asked to merge a known contact, it
+/// is answered like an alias of nobody, so the answer does not tell who is a customer.
+pub async fn alias(engine: &Engine, previous_id: &str, user_id: &str, trust: IdentityTrust) -> AppResult<()> {
     let models = engine.models();
-    let from = if engine.store.get_contact(previous_id).await?.is_some() { previous_id.to_string() } else { format!("anon:{previous_id}") };
-    if from == user_id || engine.store.get_contact(&from).await?.is_none() {
+    let from = match engine.store.get_contact(previous_id).await? {
+        Some(contact) => contact,
+        None => match engine.store.get_contact(&anonymous_contact_id(previous_id)).await? {
+            Some(visitor) => visitor,
+            None => return Ok(()),
+        },
+    };
+    if from.id == user_id {
         return Ok(());
     }
+    if !may_merge(&from.id, from.email.as_deref(), trust) {
+        tracing::warn!(previous_id, "alias of a known contact refused: it needs a key with the identify scope");
+        metrics::counter!("leadscore_identity_changes_refused_total", "call" => "alias").increment(1);
+        return Ok(());
+    }
+    let from = from.id;
     if engine.store.get_contact(user_id).await?.is_none() {
         let upsert = ContactUpsert { id: Some(user_id.to_string()), ..ContactUpsert::default() };
         engine.store.upsert_contact(upsert, &models, engine.now()).await?;

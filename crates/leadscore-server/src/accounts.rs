@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::input::Path;
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use leadscore_store::Scope;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -17,7 +17,7 @@ use crate::contacts::render_contact;
 use leadscore_app::accounts;
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::CanRead;
 use crate::error::ApiResult;
 use crate::input::Query;
 
@@ -37,8 +37,7 @@ struct ListQuery {
 
 /// The account list, best first. Sorted by the stored contact totals (as the lead list is;
 /// the decay sweep keeps them current).
-async fn list_accounts(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn list_accounts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     let page = accounts::list(&state, q.model.as_deref(), q.band.as_deref(), q.limit, q.cursor.as_deref()).await?;
     let (model, next_cursor, page) = (page.model, page.next_cursor, page.accounts);
     let accounts: Vec<Value> = page.iter().map(|a| json!({ "id": a.account, "score": a.score, "band": a.band, "contacts": a.contacts })).collect();
@@ -57,13 +56,7 @@ struct AccountQuery {
 }
 
 /// An account's page: its score (as of now) under the model and its contacts, best first.
-async fn get_account(
-    State(state): State<Arc<AppState>>,
-    principal: Principal,
-    Path(id): Path<String>,
-    Query(q): Query<AccountQuery>,
-) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn get_account(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<AccountQuery>) -> ApiResult<Json<Value>> {
     let detail = accounts::get(&state, &id, q.model.as_deref()).await?;
     let mut contacts = Vec::with_capacity(detail.contacts.len());
     for (_, contact) in &detail.contacts {

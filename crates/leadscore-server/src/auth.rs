@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use leadscore_store::{ApiKeyRecord, Scope};
+use leadscore_store::{ApiKeyRecord, IdentityTrust, Scope};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -22,13 +22,19 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// `admin` may do everything; otherwise the scope must be granted.
+    /// `admin` may do everything, `identify` ingest too; otherwise the scope must be granted.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope) {
+        if self.scopes.iter().any(|held| held.grants(scope)) {
             Ok(())
         } else {
             Err(ApiError::forbidden(format!("this key lacks the `{}` scope", scope.as_str())))
         }
+    }
+
+    /// Whether this caller may change who a known contact is (merge known people, replace
+    /// an address): a server-side key, not one that may sit in a web page.
+    pub fn identity_trust(&self) -> IdentityTrust {
+        if self.require(Scope::Identify).is_ok() { IdentityTrust::Trusted } else { IdentityTrust::Visitor }
     }
 }
 
@@ -123,6 +129,56 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer <API key>`"))?;
         authenticate(state, key).await
+    }
+}
+
+/// A scope a route needs, as a type, so the check is an extractor: it runs before the
+/// route's path, query and body are read, and a caller without the scope gets 403 whatever
+/// else is wrong with the request (a read key never learns how a query parses).
+pub trait RequiredScope {
+    const SCOPE: Scope;
+}
+
+/// The `read` scope.
+pub struct ReadScope;
+/// The `ingest` scope.
+pub struct IngestScope;
+/// The `admin` scope.
+pub struct AdminScope;
+
+impl RequiredScope for ReadScope {
+    const SCOPE: Scope = Scope::Read;
+}
+impl RequiredScope for IngestScope {
+    const SCOPE: Scope = Scope::Ingest;
+}
+impl RequiredScope for AdminScope {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+/// A caller whose key holds the scope `S` (or `admin`). Put it before the path, query and
+/// body extractors of the handler: extractors run in order.
+pub struct Granted<S: RequiredScope>(pub Principal, std::marker::PhantomData<S>);
+
+pub type CanRead = Granted<ReadScope>;
+pub type CanIngest = Granted<IngestScope>;
+pub type CanAdmin = Granted<AdminScope>;
+
+impl<S: RequiredScope> std::ops::Deref for Granted<S> {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
+
+impl<S: RequiredScope + Send + Sync> FromRequestParts<Arc<AppState>> for Granted<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        principal.require(S::SCOPE)?;
+        Ok(Granted(principal, std::marker::PhantomData))
     }
 }
 

@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::input::Path;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use leadscore_store::{AutomationRecord, Scope};
+use leadscore_store::AutomationRecord;
 use serde_json::{Value, json};
 
 use leadscore_app::automations;
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::{CanAdmin, CanRead};
 use crate::error::ApiResult;
 use crate::input::{Body, format_time};
 use crate::models::body_format;
@@ -38,31 +39,27 @@ pub fn record_json(record: &AutomationRecord) -> Value {
 
 async fn put_automation(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    _: CanAdmin,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
     let text = body.text()?;
     let (record, created) = automations::put(&state, &name, text, body_format(&headers, text)).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(record_json(&record))))
 }
 
-async fn get_automation(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn get_automation(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let record = automations::get(&state, &name).await?;
     Ok(Json(record_json(&record)))
 }
 
-async fn delete_automation(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    principal.require(Scope::Admin)?;
+async fn delete_automation(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
     automations::delete(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_automations(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn list_automations(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
     let items = automations::list(&state).await?;
     Ok(Json(json!({ "automations": items })))
 }
@@ -78,12 +75,7 @@ struct RunsQuery {
 
 /// The run log, newest first: automation, contact, time, why it fired, and each action's
 /// outcome (deliveries with their current state).
-async fn list_runs(
-    State(state): State<Arc<AppState>>,
-    principal: Principal,
-    crate::input::Query(query): crate::input::Query<RunsQuery>,
-) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn list_runs(State(state): State<Arc<AppState>>, _: CanRead, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<Value>> {
     let (items, next_cursor) = automations::runs(&state, query.automation, query.contact, query.limit, query.cursor.as_deref()).await?;
     Ok(Json(json!({ "runs": items, "next_cursor": next_cursor })))
 }

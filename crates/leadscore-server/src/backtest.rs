@@ -7,14 +7,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::input::Path;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use leadscore_core::model::parse_document;
 use leadscore_core::{Format, Model};
-use leadscore_store::{Job, PublishedModel, Scope};
+use leadscore_store::{Job, PublishedModel};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,7 +24,7 @@ use leadscore_app::backtest::{run, start_job};
 use leadscore_app::reports::resolve;
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::CanRead;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
 
@@ -39,8 +40,7 @@ fn backtest_job_json(job: &Job) -> Value {
     out
 }
 
-async fn backtest_job_route(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn backtest_job_route(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     // Parsed by the engine, not by the extractor, so a bad id gets the JSON error shape.
     let job = leadscore_app::backtest::job(&state, &id).await?;
     Ok(Json(backtest_job_json(&job)))
@@ -60,8 +60,7 @@ struct BacktestBody {
     background: bool,
 }
 
-async fn backtest_route(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
+async fn backtest_route(State(state): State<Arc<AppState>>, _: CanRead, body: Body) -> ApiResult<Response> {
     let body: BacktestBody = body.json()?;
     let document = match &body.model {
         Value::String(text) => parse_document(text, Format::sniff(text)),

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use leadscore_store::Scope;
 use serde::Deserialize;
 use serde_json::Value;
 
 use leadscore_app::compare::{compare, resolve_pair};
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::CanRead;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Query;
 
@@ -36,8 +35,7 @@ struct CompareQuery {
     to: Option<String>,
 }
 
-async fn compare_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<CompareQuery>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn compare_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<CompareQuery>) -> ApiResult<Json<Value>> {
     let (candidate, live, from, to) = resolve_pair(&state, &q.model, q.against.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     Ok(Json(compare(&state, &candidate, &live, from, to).await?))
 }

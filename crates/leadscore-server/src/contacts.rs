@@ -3,19 +3,20 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::input::Path;
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use leadscore_store::{BulkFilter, BulkUpdate, ContactPatch, ContactRecord, Millis, Scope};
+use leadscore_store::{BulkFilter, BulkUpdate, ContactPatch, ContactRecord, Millis};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use leadscore_app::contacts;
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::{CanAdmin, CanRead};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Query, parse_time};
 
@@ -47,8 +48,7 @@ struct UpsertBody {
     created_at: Option<String>,
 }
 
-async fn upsert_contact(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
+async fn upsert_contact(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     let body: UpsertBody = body.json()?;
     let new = contacts::NewContact {
         id: body.id,
@@ -68,8 +68,7 @@ struct ReadQuery {
     at: Option<String>,
 }
 
-async fn get_contact(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn get_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> ApiResult<Json<Value>> {
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
     let contact = contacts::find(&state, &id).await?;
     Ok(Json(render_contact(&state, &contact, at).await?))
@@ -93,8 +92,7 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
     Option::<String>::deserialize(d).map(Some)
 }
 
-async fn patch_contact(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Admin)?;
+async fn patch_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
     let body: PatchBody = body.json()?;
     let changes = contacts::ContactChanges {
         attributes: body.attributes,
@@ -107,8 +105,7 @@ async fn patch_contact(State(state): State<Arc<AppState>>, principal: Principal,
     Ok(Json(render_contact(&state, &contact, None).await?))
 }
 
-async fn delete_contact(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    principal.require(Scope::Admin)?;
+async fn delete_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<StatusCode> {
     contacts::erase(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -131,8 +128,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list_contacts(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ListQuery>) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
+async fn list_contacts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -202,19 +198,12 @@ struct HistoryQuery {
     at: Option<String>,
 }
 
-async fn contact_history(
-    State(state): State<Arc<AppState>>,
-    principal: Principal,
-    Path(id): Path<String>,
-    Query(q): Query<HistoryQuery>,
-) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn contact_history(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> ApiResult<Json<Value>> {
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
     Ok(Json(json!(contacts::history(&state, &id, q.model.as_deref(), at).await?)))
 }
 
-async fn export_contact(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn export_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(contacts::export(&state, &id).await?)))
 }
 
@@ -227,8 +216,7 @@ struct MergeBody {
 
 /// `POST /contacts/{id}/merge {"from": other}`: one person known under two ids becomes one
 /// contact, scored as if every event had been this contact's.
-async fn merge_contact(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Admin)?;
+async fn merge_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
     let body: MergeBody = body.json()?;
     let contact = contacts::merge(&state, &body.from, &id).await?;
     Ok(Json(render_contact(&state, &contact, None).await?))
@@ -259,8 +247,7 @@ struct BulkFilterBody {
     condition: Option<Value>,
 }
 
-async fn bulk_update(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Admin)?;
+async fn bulk_update(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<Json<Value>> {
     let body: BulkBody = body.json()?;
     let update = BulkUpdate {
         filter: BulkFilter {

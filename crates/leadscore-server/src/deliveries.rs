@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::input::Path;
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use leadscore_store::Scope;
 use leadscore_store::runner::{Channel, Delivery, DeliveryAttempt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use leadscore_app::deliveries;
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::{CanAdmin, CanRead};
 use crate::error::ApiResult;
 use crate::input::{Query, format_time};
 
@@ -72,8 +72,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list_deliveries(State(state): State<Arc<AppState>>, principal: Principal, Query(query): Query<ListQuery>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn list_deliveries(State(state): State<Arc<AppState>>, _: CanRead, Query(query): Query<ListQuery>) -> ApiResult<Json<Value>> {
     let page = deliveries::list(&state, query.state.as_deref(), query.automation, query.limit, query.cursor.as_deref()).await?;
     let (deliveries, next_cursor) = (page.deliveries, page.next_cursor);
     let counts: serde_json::Map<String, Value> = page.counts.into_iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect();
@@ -84,16 +83,14 @@ async fn list_deliveries(State(state): State<Arc<AppState>>, principal: Principa
     })))
 }
 
-async fn get_delivery(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn get_delivery(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let (delivery, attempts) = deliveries::get(&state, &id).await?;
     let mut out = delivery_json(&delivery);
     out["attempt_log"] = json!(attempts.iter().map(attempt_json).collect::<Vec<_>>());
     Ok(Json(out))
 }
 
-async fn retry_delivery(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Admin)?;
+async fn retry_delivery(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let delivery = deliveries::retry(&state, &id).await?;
     Ok(Json(delivery_json(&delivery)))
 }

@@ -14,7 +14,7 @@ use leadscore_store::{IngestStatus, Scope};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::CanIngest;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
 
@@ -22,8 +22,7 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/events", post(ingest))
 }
 
-async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: Result<Body, ApiError>) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Ingest)?;
+async fn ingest(State(state): State<Arc<AppState>>, principal: CanIngest, body: Result<Body, ApiError>) -> ApiResult<(StatusCode, Json<Value>)> {
     let body = body.map_err(|error| match error.code {
         "payload_too_large" => {
             let limit = crate::input::format_size(state.config.max_body_bytes);
@@ -61,7 +60,7 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: Principal, body: 
         let reason = rejected[0]["reason"].as_str().unwrap_or_default().to_string();
         return Err(ApiError::invalid(reason).with_details(json!({ "rejected": rejected })));
     }
-    let outcomes = events::ingest(&state, checked.events, now, "native").await?;
+    let outcomes = events::ingest(&state, checked.events, now, "native", principal.identity_trust()).await?;
     let accepted = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
     let duplicates = outcomes.len() - accepted;
     metrics::counter!("leadscore_events_rejected_total").increment(rejected.len() as u64);

@@ -64,7 +64,12 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                     format!("the body is larger than {limit}, the most this route takes"),
                 ));
             }
-            Err(rejection) => return Err(ApiError::new(rejection.status(), "bad_request", rejection.body_text())),
+            Err(rejection) => {
+                if let Some(timed_out) = crate::listen::body_timeout_in(&rejection) {
+                    return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", timed_out.to_string()));
+                }
+                return Err(ApiError::new(rejection.status(), "bad_request", rejection.body_text()));
+            }
         };
         match encoding {
             Encoding::Identity => Ok(Body(bytes)),
@@ -182,6 +187,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
         }
         let axum::extract::Query(value) = axum::extract::Query::<T>::try_from_uri(&parts.uri).map_err(unreadable)?;
         Ok(Query(value))
+    }
+}
+
+/// A route's path parameters, with axum's refusal (a segment that is not UTF-8 once
+/// percent-decoded, say) answered in the JSON error shape instead of plain text.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(ApiError::new(rejection.status(), "bad_request", rejection.body_text())),
+        }
     }
 }
 

@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::input::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use leadscore_store::{ApiKeyRecord, Scope};
+use leadscore_store::ApiKeyRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::CanAdmin;
 use crate::error::ApiResult;
 use crate::input::{Body, format_time};
 
@@ -37,8 +38,7 @@ fn key_json(key: &ApiKeyRecord) -> Value {
     })
 }
 
-async fn create_key(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
+async fn create_key(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     let body: CreateKey = body.json()?;
     let (record, key) = leadscore_app::keys::create_key(&state, &body.name, &body.scopes).await?;
     let mut out = key_json(&record);
@@ -46,14 +46,12 @@ async fn create_key(State(state): State<Arc<AppState>>, principal: Principal, bo
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-async fn list_keys(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Admin)?;
+async fn list_keys(State(state): State<Arc<AppState>>, _: CanAdmin) -> ApiResult<Json<Value>> {
     let keys = leadscore_app::keys::list(&state).await?;
     Ok(Json(json!({ "keys": keys.iter().map(key_json).collect::<Vec<_>>() })))
 }
 
-async fn revoke_key(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    principal.require(Scope::Admin)?;
+async fn revoke_key(State(state): State<Arc<AppState>>, principal: CanAdmin, Path(id): Path<String>) -> ApiResult<StatusCode> {
     leadscore_app::keys::revoke_key(&state, &id, &principal.key_id).await?;
     state.keys.forget_all();
     Ok(StatusCode::NO_CONTENT)

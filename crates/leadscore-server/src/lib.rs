@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod input;
 pub mod keys;
+pub mod listen;
 pub mod models;
 pub mod openapi;
 pub mod outcomes;
@@ -22,7 +23,6 @@ pub mod settings;
 pub mod system;
 pub mod users;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -44,13 +44,21 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// Requests per second allowed per API key, with bursts of twice that (None: no limit).
     pub rate_limit: Option<u32>,
+    /// Timeouts and the cap on open connections.
+    pub connections: listen::ConnectionLimits,
     /// The engine's settings (timeouts, workers, the outbox, SMTP).
     pub engine: EngineConfig,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 4 * 1024 * 1024, max_batch: 1000, rate_limit: Some(2000), engine: EngineConfig::default() }
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_batch: 1000,
+            rate_limit: Some(2000),
+            connections: listen::ConnectionLimits::default(),
+            engine: EngineConfig::default(),
+        }
     }
 }
 
@@ -111,11 +119,16 @@ pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
         .nest("/api/v1", api)
         .merge(segment::router())
         .merge(system::router())
+        .layer(axum::middleware::from_fn(error::errors_in_json_shape))
         .with_state(state.clone())
         .merge(pages)
         .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method") })
         .layer(input::body_limit(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn({
+            let timeout = state.config.connections.body_timeout;
+            move |request, next| listen::body_deadline(timeout, request, next)
+        }))
         .layer(axum::middleware::from_fn(system::track_requests))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| ApiError::internal("an internal error occurred; see the server log").into_response()))
@@ -160,7 +173,7 @@ pub async fn serve_with(
         shutdown.await;
         stopping.cancel();
     };
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal).await;
+    let served = listen::serve_connections(listener, app, state.config.connections.clone(), signal).await;
     state.runtime.shutdown.cancel();
     tracing::info!("HTTP server stopped; waiting for the background workers");
     state.runtime.tasks.close();

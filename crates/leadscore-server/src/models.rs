@@ -3,21 +3,22 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::input::Path;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use leadscore_core::Model;
 use leadscore_core::model::Format;
-use leadscore_store::{Job, ModelVersion, Scope};
+use leadscore_store::{Job, ModelVersion};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use leadscore_app::models::{self, promote, start_rescore};
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::{CanAdmin, CanRead};
 use crate::error::ApiResult;
 use crate::input::{Body, Query, format_time};
 
@@ -77,13 +78,12 @@ struct PutQuery {
 
 async fn put_model(
     State(state): State<Arc<AppState>>,
-    principal: Principal,
+    _: CanAdmin,
     Path(name): Path<String>,
     Query(q): Query<PutQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
     let text = body.text()?;
     match models::put(&state.engine, &name, text, body_format(&headers, text), q.shadow_of).await? {
         models::Put::Unchanged(live, job) => {
@@ -96,8 +96,7 @@ async fn put_model(
     }
 }
 
-async fn promote_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
+async fn promote_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
     let version = promote(&state, &name).await?;
     let job = start_rescore(&state.engine, &version.name).await?;
     Ok((StatusCode::CREATED, Json(json!({ "name": version.name, "version": version.version, "promoted": name, "rescore": job_json(&job) }))))
@@ -108,8 +107,7 @@ struct GetQuery {
     format: Option<String>,
 }
 
-async fn get_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, Query(q): Query<GetQuery>) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
+async fn get_model(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>, Query(q): Query<GetQuery>) -> ApiResult<Response> {
     let models::ModelOverview { published, current, job, shadows } = models::overview(&state, &name).await?;
     if q.format.as_deref() == Some("source") || q.format.as_deref() == Some("toml") {
         let content_type = if current.format == "json" { "application/json" } else { "application/toml" };
@@ -129,8 +127,7 @@ async fn get_model(State(state): State<Arc<AppState>>, principal: Principal, Pat
     .into_response())
 }
 
-async fn list_models(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn list_models(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
     let mut items = Vec::new();
     for (version, job) in models::list(&state).await? {
         let mut item = version_json(&version);
@@ -140,8 +137,7 @@ async fn list_models(State(state): State<Arc<AppState>>, principal: Principal) -
     Ok(Json(json!({ "models": items })))
 }
 
-async fn model_versions(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn model_versions(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let (versions, live) = models::versions(&state, &name).await?;
     let items: Vec<Value> = versions
         .iter()
@@ -155,8 +151,7 @@ async fn model_versions(State(state): State<Arc<AppState>>, principal: Principal
     Ok(Json(json!({ "name": name, "versions": items })))
 }
 
-async fn validate_model(principal: Principal, headers: HeaderMap, body: Body) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn validate_model(_: CanRead, headers: HeaderMap, body: Body) -> ApiResult<Json<Value>> {
     let text = body.text()?;
     Ok(Json(match Model::parse_as(text, body_format(&headers, text)) {
         Ok(model) => json!({
@@ -170,14 +165,12 @@ async fn validate_model(principal: Principal, headers: HeaderMap, body: Body) ->
     }))
 }
 
-async fn delete_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    principal.require(Scope::Admin)?;
+async fn delete_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
     leadscore_app::models::delete(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rescore_model(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
+async fn rescore_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
     let job = models::rescore(&state.engine, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "rescore": job_json(&job) }))))
 }

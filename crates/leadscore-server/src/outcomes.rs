@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::input::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use leadscore_app::outcomes;
-use leadscore_store::{OutcomeKind, OutcomeRecord, Scope};
+use leadscore_store::{OutcomeKind, OutcomeRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::{CanAdmin, CanRead};
 use crate::error::ApiResult;
 use crate::input::{Body, format_time};
 
@@ -54,8 +55,7 @@ struct StatusBody {
     at: Option<String>,
 }
 
-async fn record_status(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
+async fn record_status(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     let body: StatusBody = body.json()?;
     let outcome = outcomes::record_status(&state, &id, &body.status, body.at.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(outcome_json(&outcome))))
@@ -70,15 +70,13 @@ struct FeedbackBody {
     at: Option<String>,
 }
 
-async fn record_feedback(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
+async fn record_feedback(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     let body: FeedbackBody = body.json()?;
     let outcome = outcomes::record_feedback(&state, &id, body.rating, body.note, body.author, body.at.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(outcome_json(&outcome))))
 }
 
-async fn list_outcomes(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn list_outcomes(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let outcomes: Vec<Value> = outcomes::contact_outcomes(&state, &id).await?.iter().map(outcome_json).collect();
     Ok(Json(json!({ "contact": id, "outcomes": outcomes })))
 }

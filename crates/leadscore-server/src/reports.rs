@@ -9,11 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use leadscore_app::reports::*;
-use leadscore_store::Scope;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::CanRead;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Query;
 
@@ -56,8 +55,7 @@ fn csv_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
 }
 
-async fn brackets_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
+async fn brackets_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let edges = q.edges.as_deref().filter(|e| !e.trim().is_empty()).map(parse_edges).transpose().map_err(ApiError::invalid)?;
@@ -66,8 +64,7 @@ async fn brackets_route(State(state): State<Arc<AppState>>, principal: Principal
     Ok(if csv { csv_response(brackets_csv(&report)) } else { Json(report).into_response() })
 }
 
-async fn accuracy_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
+async fn accuracy_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let judged = gather(&state, &model.name, from, to).await?;
@@ -75,8 +72,7 @@ async fn accuracy_route(State(state): State<Arc<AppState>>, principal: Principal
     Ok(if csv { csv_response(accuracy_csv(&report)) } else { Json(report).into_response() })
 }
 
-async fn distribution_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
+async fn distribution_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, _, _) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let bins = q.bins.unwrap_or(10);
@@ -87,8 +83,7 @@ async fn distribution_route(State(state): State<Arc<AppState>>, principal: Princ
     Ok(if csv { csv_response(rows_csv(&report["histogram"], &["lower", "upper", "contacts"])) } else { Json(report).into_response() })
 }
 
-async fn sources_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
+async fn sources_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let judged = gather(&state, &model.name, from, to).await?;
@@ -101,8 +96,7 @@ async fn sources_route(State(state): State<Arc<AppState>>, principal: Principal,
     })
 }
 
-async fn feedback_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
+async fn feedback_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let timelines = timelines(&state, Some(&model.name), from, to).await?;
@@ -110,8 +104,7 @@ async fn feedback_route(State(state): State<Arc<AppState>>, principal: Principal
     Ok(if csv { csv_response(rows_csv(&report["ratings_by_band"], &["band", "ratings", "average_rating"])) } else { Json(report).into_response() })
 }
 
-async fn speed_route(State(state): State<Arc<AppState>>, principal: Principal, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
-    principal.require(Scope::Read)?;
+async fn speed_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let sla = parse_sla(q.sla.as_deref()).map_err(ApiError::invalid)?;

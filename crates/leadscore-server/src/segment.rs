@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
-use leadscore_store::{IngestStatus, Millis, NewEvent, Scope};
+use leadscore_store::{IdentityTrust, IngestStatus, Millis, NewEvent, Scope};
 use serde_json::{Map, Value, json};
 
 use leadscore_app::identity;
@@ -106,14 +106,15 @@ fn write_key(headers: &HeaderMap, body: &Value) -> Option<String> {
     from_header.or_else(|| body.get("writeKey").and_then(Value::as_str).map(str::to_string))
 }
 
-/// Checks the write key, then returns the parsed body: a caller without a key learns that
-/// first, whatever the body holds.
-async fn authorized_body(state: &AppState, headers: &HeaderMap, body: &Body) -> ApiResult<Value> {
+/// Checks the write key, then returns the parsed body and whether the key may change who
+/// a known contact is: a caller without a key learns that first, whatever the body holds.
+async fn authorized_body(state: &AppState, headers: &HeaderMap, body: &Body) -> ApiResult<(Value, IdentityTrust)> {
     let parsed = body_json(body);
     let key = write_key(headers, parsed.as_ref().unwrap_or(&Value::Null))
         .ok_or_else(|| ApiError::unauthorized("send the write key (an ingest API key) as the HTTP Basic user name"))?;
-    authenticate(state, &key).await?.require(Scope::Ingest)?;
-    parsed
+    let principal = authenticate(state, &key).await?;
+    principal.require(Scope::Ingest)?;
+    Ok((parsed?, principal.identity_trust()))
 }
 
 /// Segment answers 400 for bodies over its limits; so do we (axum's own answer is 413).
@@ -239,11 +240,11 @@ fn segment_message(state: &AppState, message: &Value, kind: Option<&str>, batch_
 /// page views of the same batch are merged too). alias: the contact known as `previousId`
 /// (that id, else the anonymous visitor `anon:<previousId>`) is merged into `userId`.
 /// group: the contact gets `account_id` and the group's traits as `account_<trait>`.
-async fn apply_identity(state: &AppState, messages: Vec<Message>) -> ApiResult<()> {
+async fn apply_identity(state: &AppState, messages: Vec<Message>, trust: IdentityTrust) -> ApiResult<()> {
     for message in messages {
         match message {
             Message::Event(_) => {}
-            Message::Alias { previous_id, user_id } => identity::alias(state, &previous_id, &user_id).await?,
+            Message::Alias { previous_id, user_id } => identity::alias(state, &previous_id, &user_id, trust).await?,
             Message::Group { contact_id, group_id, traits } => identity::group(state, contact_id, group_id, traits).await?,
         }
     }
@@ -263,11 +264,11 @@ fn split(messages: Vec<Message>) -> (Vec<NewEvent>, Vec<Message>) {
     (events, identity)
 }
 
-async fn store(state: &AppState, events: Vec<NewEvent>) -> ApiResult<usize> {
+async fn store(state: &AppState, events: Vec<NewEvent>, trust: IdentityTrust) -> ApiResult<usize> {
     if events.is_empty() {
         return Ok(0);
     }
-    let outcomes = leadscore_app::events::ingest(state, events, state.now(), "segment").await?;
+    let outcomes = leadscore_app::events::ingest(state, events, state.now(), "segment", trust).await?;
     let stored = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
     Ok(stored)
 }
@@ -279,20 +280,20 @@ async fn single_call(
     kind: &'static str,
 ) -> Result<Json<Value>, SegmentError> {
     let body = too_large(body)?;
-    let message = authorized_body(&state, &headers, &body).await?;
+    let (message, trust) = authorized_body(&state, &headers, &body).await?;
     let parsed = segment_message(&state, &message, Some(kind), None, state.now()).map_err(|reason| {
         metrics::counter!("leadscore_events_rejected_total", "api" => "segment").increment(1);
         ApiError::bad_request(reason)
     })?;
     let (events, identity) = split(vec![parsed]);
-    store(&state, events).await?;
-    apply_identity(&state, identity).await?;
+    store(&state, events, trust).await?;
+    apply_identity(&state, identity, trust).await?;
     Ok(Json(json!({ "success": true })))
 }
 
 async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>) -> Result<Json<Value>, SegmentError> {
     let body = too_large(body)?;
-    let value = authorized_body(&state, &headers, &body).await?;
+    let (value, trust) = authorized_body(&state, &headers, &body).await?;
     let Some(messages) = value.get("batch").and_then(Value::as_array) else {
         return Err(ApiError::bad_request("the body needs `batch`: a list of messages").into());
     };
@@ -322,8 +323,8 @@ async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Res
         tracing::warn!(rejected = rejected.len(), "segment batch: messages rejected");
         metrics::counter!("leadscore_events_rejected_total", "api" => "segment").increment(rejected.len() as u64);
     }
-    store(&state, events).await?;
-    apply_identity(&state, identity).await?;
+    store(&state, events, trust).await?;
+    apply_identity(&state, identity, trust).await?;
     Ok(Json(json!({ "success": true, "rejected": rejected })))
 }
 

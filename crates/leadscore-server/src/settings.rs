@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::input::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use leadscore_store::Scope;
 use leadscore_store::runner::{Subscription, Team};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use leadscore_app::settings;
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::{CanAdmin, CanRead};
 use crate::error::ApiResult;
 use crate::input::{Body, format_time};
 
@@ -53,27 +53,23 @@ struct TeamBody {
     members: Vec<String>,
 }
 
-async fn put_team(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
+async fn put_team(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     let body: TeamBody = body.json()?;
     let (team, created) = settings::put_team(&state, &name, body.members).await?;
     Ok((created_status(created), Json(team_json(&team))))
 }
 
-async fn get_team(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn get_team(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let team = settings::get_team(&state, &name).await?;
     Ok(Json(team_json(&team)))
 }
 
-async fn list_teams(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn list_teams(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
     let teams: Vec<Value> = settings::list_teams(&state).await?.iter().map(team_json).collect();
     Ok(Json(json!({ "teams": teams })))
 }
 
-async fn delete_team(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    principal.require(Scope::Admin)?;
+async fn delete_team(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
     settings::delete_team(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -86,8 +82,7 @@ struct SecretBody {
 
 /// Stores a signing secret. Without a value one is generated and shown in this answer
 /// only; a stored secret is never readable back.
-async fn put_secret(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
+async fn put_secret(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     let body: SecretBody = if body.0.iter().all(u8::is_ascii_whitespace) { SecretBody::default() } else { body.json()? };
     let stored = settings::put_secret(&state, &name, body.value).await?;
     let mut out = json!({ "name": name, "created": stored.created });
@@ -98,8 +93,7 @@ async fn put_secret(State(state): State<Arc<AppState>>, principal: Principal, Pa
     Ok((created_status(stored.created), Json(out)))
 }
 
-async fn list_secrets(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Admin)?;
+async fn list_secrets(State(state): State<Arc<AppState>>, _: CanAdmin) -> ApiResult<Json<Value>> {
     let secrets: Vec<Value> = settings::list_secrets(&state)
         .await?
         .into_iter()
@@ -108,8 +102,7 @@ async fn list_secrets(State(state): State<Arc<AppState>>, principal: Principal) 
     Ok(Json(json!({ "secrets": secrets })))
 }
 
-async fn delete_secret(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    principal.require(Scope::Admin)?;
+async fn delete_secret(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
     settings::delete_secret(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -139,27 +132,19 @@ struct SubscriptionBody {
     debounce: Option<String>,
 }
 
-async fn put_subscription(
-    State(state): State<Arc<AppState>>,
-    principal: Principal,
-    Path(name): Path<String>,
-    body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
+async fn put_subscription(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     let body: SubscriptionBody = body.json()?;
     let input = settings::SubscriptionInput { url: body.url, secret_ref: body.secret_ref, events: body.events, fields: body.fields, debounce: body.debounce };
     let (stored, created) = settings::put_subscription(&state, &name, input).await?;
     Ok((created_status(created), Json(subscription_json(&stored))))
 }
 
-async fn list_subscriptions(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Read)?;
+async fn list_subscriptions(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
     let items: Vec<Value> = settings::list_subscriptions(&state).await?.iter().map(subscription_json).collect();
     Ok(Json(json!({ "webhooks": items })))
 }
 
-async fn delete_subscription(State(state): State<Arc<AppState>>, principal: Principal, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    principal.require(Scope::Admin)?;
+async fn delete_subscription(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
     settings::delete_subscription(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

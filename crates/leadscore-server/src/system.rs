@@ -13,9 +13,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::CanRead;
 use crate::error::ApiError;
-use leadscore_store::Scope;
 
 /// The process-wide Prometheus recorder (metrics has one global recorder per process).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -48,13 +47,11 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 /// Metrics and the API description need a key like everything but health (PRODUCT.md §7);
 /// Prometheus sends one with `authorization: { credentials: <read key> }`.
-async fn render_metrics(State(state): State<Arc<AppState>>, principal: Principal) -> Result<Response, ApiError> {
-    principal.require(Scope::Read)?;
+async fn render_metrics(State(state): State<Arc<AppState>>, _: CanRead) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
 }
 
-async fn openapi(principal: Principal) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require(Scope::Read)?;
+async fn openapi(_: CanRead) -> Result<Json<serde_json::Value>, ApiError> {
     Ok(Json(crate::openapi::document()))
 }
 

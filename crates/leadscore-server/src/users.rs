@@ -4,17 +4,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::input::Path;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use leadscore_app::users::{self, NewUser, UserChanges};
-use leadscore_store::{Role, Scope, UserRecord};
+use leadscore_store::{Role, UserRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::Principal;
+use crate::auth::CanAdmin;
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, format_time};
 
@@ -47,22 +48,19 @@ struct NewUserBody {
     name: Option<String>,
 }
 
-async fn add_user(State(state): State<Arc<AppState>>, principal: Principal, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
-    principal.require(Scope::Admin)?;
+async fn add_user(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     let body: NewUserBody = body.json()?;
     let new = NewUser { email: body.email, password: body.password, role: role(&body.role)?, name: body.name };
     let user = users::add_user(&state, new).await?;
     Ok((StatusCode::CREATED, Json(user_json(&user))))
 }
 
-async fn list_users(State(state): State<Arc<AppState>>, principal: Principal) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Admin)?;
+async fn list_users(State(state): State<Arc<AppState>>, _: CanAdmin) -> ApiResult<Json<Value>> {
     let users: Vec<Value> = users::list_users(&state).await?.iter().map(user_json).collect();
     Ok(Json(json!({ "users": users })))
 }
 
-async fn get_user(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Admin)?;
+async fn get_user(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(user_json(&users::get_user(&state, &id).await?)))
 }
 
@@ -81,16 +79,14 @@ fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>
     Option::<String>::deserialize(d).map(Some)
 }
 
-async fn change_user(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
-    principal.require(Scope::Admin)?;
+async fn change_user(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
     let body: ChangeBody = body.json()?;
     let changes =
         UserChanges { email: body.email, name: body.name, role: body.role.as_deref().map(role).transpose()?, password: body.password, disabled: body.disabled };
     Ok(Json(user_json(&users::update_user(&state, &id, changes).await?)))
 }
 
-async fn delete_user(State(state): State<Arc<AppState>>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    principal.require(Scope::Admin)?;
+async fn delete_user(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<StatusCode> {
     users::delete_user(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

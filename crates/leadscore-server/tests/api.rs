@@ -1112,6 +1112,33 @@ async fn ingest_keys_learn_no_contact_ids(server: TestServer) {
     assert_eq!(by_admin["results"][0]["contact"], "victim", "an admin (or read) key still sees whom it wrote to");
 }
 
+// Issue 15.5: refusals written by extractors answered 400 in plain text, and the scope
+// check ran after the query was parsed (an ingest key learned how a query parses). Every
+// one of these is a JSON error, and a key without the scope gets 403 before anything else.
+async fn malformed_requests_get_json_errors_after_the_scope_check(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    let ingest_key =
+        server.post("/api/v1/keys", &json!({ "name": "website", "scopes": ["ingest"] })).await.expect(StatusCode::CREATED)["key"].as_str().unwrap().to_string();
+    let malformed = [
+        "/api/v1/reports/compare",
+        "/api/v1/deliveries?limit=-1",
+        "/api/v1/automations/runs?limit=-1",
+        "/api/v1/accounts?model=b2b&limit=abc",
+        "/api/v1/reports/distribution?bins=-1",
+        "/api/v1/contacts/c1/history?model=b2b&model=x",
+        "/api/v1/contacts/%FF%FE",
+    ];
+    for path in malformed {
+        let reply = server.send(server.request(Method::GET, path, Some(ADMIN_KEY))).await;
+        assert!(reply.status.is_client_error(), "{path}: {} {}", reply.status, reply.text);
+        assert!(reply.body["error"]["code"].is_string() && reply.body["error"]["message"].is_string(), "{path}: not the JSON error shape: {}", reply.text);
+        let reply = server.send(server.request(Method::GET, path, Some(&ingest_key))).await;
+        reply.expect_error(StatusCode::FORBIDDEN, "forbidden");
+        let reply = server.send(server.request(Method::GET, path, None)).await;
+        reply.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -1139,6 +1166,7 @@ common::both_backends!(
     every_route_refuses_unknown_query_parameters,
     refusals_say_what_to_do,
     ingest_keys_learn_no_contact_ids,
+    malformed_requests_get_json_errors_after_the_scope_check,
 );
 
 mod users_api {

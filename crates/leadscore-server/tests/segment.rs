@@ -354,6 +354,62 @@ async fn segment_takes_compressed_bodies(server: TestServer) {
     assert_eq!(refused.body["message"], refused.body["error"]["message"], "{}", refused.text);
 }
 
+// Issue 15.2: with the key a web page carries, `alias` moved a known customer's e-mail,
+// groups, attributes and events to the attacker's id, and `identify` replaced a known
+// contact's e-mail. Such a key may still attach an anonymous visitor to a person and give a
+// contact its first address; merging known people and replacing an address need a key with
+// the `identify` scope, and the refusal looks like an alias of nobody (no customer oracle).
+async fn a_web_page_key_cannot_take_over_a_known_contact(server: TestServer) {
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    server
+        .create_contact(json!({ "id": "vip-customer", "email": "vip@bigco.com", "groups": ["clients"], "attributes": { "job_title": "CEO", "product_interest": "platform" } }))
+        .await;
+    server.ingest(json!({ "batch": [page("vip-customer", "vip-1", "/pricing", T0 - HOUR)] })).await;
+    let web_key = ingest_key(&server, &["ingest"]).await;
+
+    let takeover = json!({ "batch": [
+        { "type": "alias", "previousId": "vip-customer", "userId": "attacker-1", "messageId": "x1" },
+        { "type": "identify", "userId": "vip-customer", "messageId": "x2", "traits": { "email": "attacker@evil.com", "job_title": "CEO" } },
+        { "type": "identify", "email": "vip@bigco.com", "messageId": "x3", "traits": { "email": "attacker2@evil.com" } },
+    ]});
+    let reply = segment_post(&server, "/v1/batch", Some(&basic(&web_key)), takeover.to_string()).await;
+    assert_eq!(reply.expect(StatusCode::OK)["success"], true);
+    let single = json!({ "previousId": "vip-customer", "userId": "attacker-2", "writeKey": web_key });
+    segment_post(&server, "/v1/alias", None, single.to_string()).await.expect(StatusCode::OK);
+    let native = json!({ "type": "identify", "userId": "vip-customer", "messageId": "x4", "traits": { "email": "attacker3@evil.com" } });
+    server.send(server.request(Method::POST, "/api/v1/events", Some(&web_key)).json(&native)).await.expect(StatusCode::OK);
+
+    let vip = server.contact("vip-customer").await;
+    assert_eq!(vip["email"], "vip@bigco.com", "{vip}");
+    assert_eq!(vip["groups"], json!(["clients"]));
+    assert_eq!(server.get("/api/v1/contacts/vip-customer/export").await.expect(StatusCode::OK)["events"].as_array().unwrap().len(), 1);
+    for attacker in ["attacker-1", "attacker-2"] {
+        let reply = server.get(&format!("/api/v1/contacts/{attacker}")).await;
+        assert!(reply.status == StatusCode::NOT_FOUND || reply.body["email"].is_null(), "{attacker}: {}", reply.text);
+    }
+
+    // What such a key may do: a visitor's history goes to the person, who gets a first address.
+    let visitor = json!({ "batch": [
+        { "type": "page", "anonymousId": "v-1", "messageId": "v1", "properties": { "path": "/pricing" }, "timestamp": format_time(T0) },
+        { "type": "alias", "previousId": "v-1", "userId": "new-signup", "messageId": "v2" },
+        { "type": "identify", "userId": "new-signup", "messageId": "v3", "traits": { "email": "new@signup.com" } },
+    ]});
+    segment_post(&server, "/v1/batch", Some(&basic(&web_key)), visitor.to_string()).await.expect(StatusCode::OK);
+    let signup = server.contact("new-signup").await;
+    assert_eq!(signup["email"], "new@signup.com", "{signup}");
+    assert_eq!(server.get("/api/v1/contacts/anon:v-1").await.status, StatusCode::NOT_FOUND, "the visitor was merged");
+
+    // A server-side key with the identify scope may do both.
+    let server_key = ingest_key(&server, &["identify"]).await;
+    let moved = json!({ "batch": [
+        { "type": "identify", "userId": "vip-customer", "messageId": "y1", "traits": { "email": "vip@newco.com" } },
+        { "type": "alias", "previousId": "new-signup", "userId": "vip-customer", "messageId": "y2" },
+    ]});
+    segment_post(&server, "/v1/batch", Some(&basic(&server_key)), moved.to_string()).await.expect(StatusCode::OK);
+    assert_eq!(server.contact("vip-customer").await["email"], "vip@newco.com");
+    assert_eq!(server.get("/api/v1/contacts/new-signup").await.status, StatusCode::NOT_FOUND, "merged by the trusted key");
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     batch_and_single_calls_score_like_native_events,
@@ -363,4 +419,5 @@ common::both_backends!(
     contacts_merge_through_the_api,
     segment_refuses_bad_emails_and_future_timestamps,
     segment_takes_compressed_bodies,
+    a_web_page_key_cannot_take_over_a_known_contact,
 );

@@ -10,10 +10,11 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use leadscore_store::records::identity::{anonymous_contact_id, normalize_email};
+use leadscore_store::records::identity::{EmailChange, anonymous_contact_id, email_change, normalize_email};
 use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{
-    ContactRecord, EventStore, Identity, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult, StoredEvent, merge_attributes,
+    ContactRecord, EventStore, Identity, IdentityTrust, IngestOptions, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult,
+    StoredEvent, merge_attributes,
 };
 use serde_json::{Map, Value, json};
 
@@ -311,11 +312,11 @@ async fn ingest_in(
     events: &[NewEvent],
     given: &ModelSet,
     now: Millis,
-    fire_automations: bool,
+    options: IngestOptions,
 ) -> PgResult<Vec<IngestOutcome>> {
     store.lock_model_heads_shared(db).await?;
     let models = store.live_models_in(db, given).await?;
-    let queue = fire_automations && automations_active(db).await?;
+    let queue = options.fire_automations && automations_active(db).await?;
     let mut batch = Batch { outcomes: Vec::with_capacity(events.len()), ..Batch::default() };
 
     let message_ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
@@ -360,7 +361,13 @@ async fn ingest_in(
             entry.identifies.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
             for (timestamp, message_id, mut traits) in entry.identifies {
                 if let Some(Value::String(email)) = traits.remove("email") {
-                    set_email(db, &mut contact, &email).await?;
+                    let held_by_another = options.trust == IdentityTrust::Visitor && {
+                        let holder = db.row_opt("SELECT id FROM contacts WHERE email = $1", &[&normalize_email(&email)]).await?;
+                        holder.map(|row| row.try_get::<_, String>(0)).transpose()?.is_some_and(|holder| holder != contact.id)
+                    };
+                    if email_change(contact.email.as_deref(), &email, held_by_another, options.trust) == EmailChange::Set {
+                        set_email(db, &mut contact, &email).await?;
+                    }
                 }
                 merge_attributes(&mut contact.attributes, &traits);
                 append_log(db, &contact.id, timestamp, "identify", &json!({ "message_id": message_id, "traits": traits, "attributes": contact.attributes }))
@@ -392,11 +399,11 @@ async fn ingest_in(
 
 #[async_trait]
 impl EventStore for PostgresStore {
-    async fn ingest_with(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, fire_automations: bool) -> StoreResult<Vec<IngestOutcome>> {
+    async fn ingest_events(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Vec<IngestOutcome>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| ingest_in(self, &tx, &events, models, now, fire_automations).await)
+        write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| ingest_in(self, &tx, &events, models, now, options).await)
     }
 
     async fn contact_events(&self, contact_id: &str) -> StoreResult<Vec<StoredEvent>> {

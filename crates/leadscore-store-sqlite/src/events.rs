@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use leadscore_store::records::identity::{anonymous_contact_id, normalize_email};
+use leadscore_store::records::identity::{EmailChange, anonymous_contact_id, email_change, normalize_email};
 use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{
-    ContactRecord, EventStore, Identity, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult, StoredEvent, merge_attributes,
+    ContactRecord, EventStore, Identity, IdentityTrust, IngestOptions, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult,
+    StoredEvent, merge_attributes,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
@@ -169,8 +170,8 @@ fn store_event(
     Ok(IngestOutcome { status: IngestStatus::Stored, contact_id })
 }
 
-pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSet, now: Millis, fire_automations: bool) -> StoreResult<Vec<IngestOutcome>> {
-    let queue = fire_automations && crate::queue::automations_active(conn)?;
+pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Vec<IngestOutcome>> {
+    let queue = options.fire_automations && crate::queue::automations_active(conn)?;
     let mut touched: HashMap<String, Touched> = HashMap::new();
     let mut order = Vec::new();
     let mut outcomes = Vec::with_capacity(events.len());
@@ -193,7 +194,11 @@ pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSe
             entry.identifies.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
             for (timestamp, message_id, mut traits) in entry.identifies {
                 if let Some(Value::String(email)) = traits.remove("email") {
-                    set_email(conn, &mut contact, &email)?;
+                    let held_by_another = options.trust == IdentityTrust::Visitor
+                        && contact_id_by_email(conn, &normalize_email(&email))?.is_some_and(|holder| holder != contact.id);
+                    if email_change(contact.email.as_deref(), &email, held_by_another, options.trust) == EmailChange::Set {
+                        set_email(conn, &mut contact, &email)?;
+                    }
                 }
                 merge_attributes(&mut contact.attributes, &traits);
                 append_log(conn, &contact.id, timestamp, "identify", &json!({ "message_id": message_id, "traits": traits, "attributes": contact.attributes }))?;
@@ -219,9 +224,9 @@ pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSe
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn ingest_with(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, fire_automations: bool) -> StoreResult<Vec<IngestOutcome>> {
+    async fn ingest_events(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Vec<IngestOutcome>> {
         let models = models.clone();
-        self.write(move |conn| ingest_in(conn, &events, &models, now, fire_automations)).await
+        self.write(move |conn| ingest_in(conn, &events, &models, now, options)).await
     }
 
     async fn contact_events(&self, contact_id: &str) -> StoreResult<Vec<StoredEvent>> {

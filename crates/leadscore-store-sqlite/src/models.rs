@@ -615,7 +615,14 @@ points = 5
         let writer = crate::open_connection(&path).unwrap();
         crate::migrate(&writer).unwrap();
         let v1 = std::sync::Arc::new(publish(&writer, 1));
-        crate::events::ingest_in(&writer, &[click("a1", "a", 1_000), click("b1", "b", 1_000)], &vec![v1], 2_000, true).unwrap();
+        crate::events::ingest_in(
+            &writer,
+            &[click("a1", "a", 1_000), click("b1", "b", 1_000)],
+            &vec![v1],
+            2_000,
+            leadscore_store::IngestOptions { fire_automations: true, trust: leadscore_store::IdentityTrust::Trusted },
+        )
+        .unwrap();
         let v2 = publish(&writer, 2);
 
         // Snapshot-side scoring on a read connection...
@@ -623,7 +630,14 @@ points = 5
         let chunk = score_chunk(&reader, &v2, "", 100, 3_000).unwrap();
         // ...then a new event for `a` commits before the chunk is written.
         let live = vec![std::sync::Arc::new(publish_same(&v2))];
-        crate::events::ingest_in(&writer, &[click("a2", "a", 2_000)], &live, 3_000, true).unwrap();
+        crate::events::ingest_in(
+            &writer,
+            &[click("a2", "a", 2_000)],
+            &live,
+            3_000,
+            leadscore_store::IngestOptions { fire_automations: true, trust: leadscore_store::IdentityTrust::Trusted },
+        )
+        .unwrap();
         assert_eq!(activity(&writer, "a"), (2, 10.0, 2));
         write_chunk(&writer, &v2, &chunk).unwrap();
 

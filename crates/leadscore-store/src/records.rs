@@ -283,13 +283,62 @@ pub mod owned {
     }
 }
 
+/// Who a contact is, and who may change that.
+///
+/// A key that is safe to put in a web page (`ingest` only) speaks for a visitor, not for
+/// the company: it may attach an anonymous visitor's history to a person (an event or an
+/// alias naming the visitor and the person), and give a contact its first e-mail address,
+/// but it never merges two known people and never replaces a known person's address
+/// (either would let anyone who reads the page's source take over a customer's record).
+/// Those need a server-side key: `identify` or `admin` ([`IdentityTrust::Trusted`]).
 pub mod identity {
+    use crate::IdentityTrust;
+
     pub fn normalize_email(email: &str) -> String {
         email.trim().to_lowercase()
     }
 
+    const ANONYMOUS_PREFIX: &str = "anon:";
+
     pub fn anonymous_contact_id(anonymous_id: &str) -> String {
-        format!("anon:{anonymous_id}")
+        format!("{ANONYMOUS_PREFIX}{anonymous_id}")
+    }
+
+    /// An anonymous visitor's contact: created from an anonymousId and never given an
+    /// address. Anything else is a known person.
+    pub fn is_anonymous_visitor(contact_id: &str, email: Option<&str>) -> bool {
+        contact_id.starts_with(ANONYMOUS_PREFIX) && email.is_none_or(str::is_empty)
+    }
+
+    /// Whether `from` may be merged into another contact by a sender of this trust.
+    pub fn may_merge(from_id: &str, from_email: Option<&str>, trust: IdentityTrust) -> bool {
+        trust == IdentityTrust::Trusted || is_anonymous_visitor(from_id, from_email)
+    }
+
+    /// What an identify call's e-mail does to a contact whose address is `current`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum EmailChange {
+        /// Set it (the store still refuses an address another contact holds).
+        Set,
+        /// Nothing to do: the same address, or none given.
+        Same,
+        /// Kept as it is: the sender may not replace it, or another contact holds the
+        /// new one. Said to nobody, so an ingest key cannot learn who is a customer.
+        Kept,
+    }
+
+    /// The rule for an identify call's e-mail. `held_by_another`: another contact already
+    /// has the new address.
+    pub fn email_change(current: Option<&str>, new: &str, held_by_another: bool, trust: IdentityTrust) -> EmailChange {
+        let new = normalize_email(new);
+        if new.is_empty() || current == Some(new.as_str()) {
+            return EmailChange::Same;
+        }
+        match trust {
+            IdentityTrust::Trusted => EmailChange::Set,
+            IdentityTrust::Visitor if current.is_none() && !held_by_another => EmailChange::Set,
+            IdentityTrust::Visitor => EmailChange::Kept,
+        }
     }
 
     #[cfg(test)]
@@ -298,6 +347,24 @@ pub mod identity {
         fn one_person_one_address() {
             assert_eq!(super::normalize_email(" Ann@Acme.COM "), "ann@acme.com");
             assert_eq!(super::anonymous_contact_id("v-1"), "anon:v-1");
+        }
+
+        #[test]
+        fn a_visitor_key_never_changes_who_a_known_person_is() {
+            use super::{EmailChange, email_change, may_merge};
+            use crate::IdentityTrust::{Trusted, Visitor};
+            // A first address, yes; replacing one, or taking another contact's, no.
+            assert_eq!(email_change(None, "Ann@acme.com", false, Visitor), EmailChange::Set);
+            assert_eq!(email_change(Some("ann@acme.com"), " ANN@acme.com", false, Visitor), EmailChange::Same);
+            assert_eq!(email_change(Some("ann@acme.com"), "eve@evil.com", false, Visitor), EmailChange::Kept);
+            assert_eq!(email_change(None, "vip@bigco.com", true, Visitor), EmailChange::Kept);
+            assert_eq!(email_change(Some("ann@acme.com"), "ann@new.com", false, Trusted), EmailChange::Set);
+            // Merging: an anonymous visitor into anyone; a known person only when trusted.
+            assert!(may_merge("anon:v-1", None, Visitor));
+            assert!(!may_merge("vip-customer", Some("vip@bigco.com"), Visitor));
+            assert!(!may_merge("vip-customer", None, Visitor));
+            assert!(!may_merge("anon:v-2", Some("x@y.com"), Visitor));
+            assert!(may_merge("vip-customer", Some("vip@bigco.com"), Trusted));
         }
     }
 }

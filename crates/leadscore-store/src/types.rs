@@ -228,6 +228,24 @@ pub enum IngestStatus {
     Duplicate,
 }
 
+/// Whether a sender may change who a known contact is (see `records::identity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IdentityTrust {
+    /// A key that may sit in a web page (`ingest` only): speaks for a visitor.
+    Visitor,
+    /// A server-side key (`identify` or `admin`), an import, the CLI.
+    #[default]
+    Trusted,
+}
+
+/// How a batch of events is taken in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IngestOptions {
+    /// Live traffic fires automations; historical imports do not (unless asked).
+    pub fire_automations: bool,
+    pub trust: IdentityTrust,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct IngestOutcome {
     pub status: IngestStatus,
@@ -300,6 +318,9 @@ pub struct Job {
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Ingest,
+    /// Ingest, and change who contacts are: merge known contacts (alias), replace a known
+    /// contact's e-mail. For server-side senders; never put such a key in a web page.
+    Identify,
     Read,
     Admin,
 }
@@ -308,6 +329,7 @@ impl Scope {
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "ingest" => Scope::Ingest,
+            "identify" => Scope::Identify,
             "read" => Scope::Read,
             "admin" => Scope::Admin,
             _ => return None,
@@ -316,9 +338,15 @@ impl Scope {
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Ingest => "ingest",
+            Scope::Identify => "identify",
             Scope::Read => "read",
             Scope::Admin => "admin",
         }
+    }
+    /// Whether holding `self` grants `wanted`: admin grants everything, identify grants
+    /// ingest too.
+    pub fn grants(self, wanted: Scope) -> bool {
+        self == wanted || self == Scope::Admin || (self == Scope::Identify && wanted == Scope::Ingest)
     }
 }
 

@@ -130,6 +130,7 @@ async fn render(web: &Web, signed: &SignedIn, notice: Option<Notice>) -> Respons
                 fieldset {
                     legend { "Scopes" }
                     label { input type="checkbox" name="ingest" value="1"; " ingest (safe in a web page)" }
+                    label { input type="checkbox" name="identify" value="1"; " identify (ingest, and merge or re-address known contacts: server-side only)" }
                     label { input type="checkbox" name="read" value="1"; " read" }
                     label { input type="checkbox" name="admin" value="1"; " admin" }
                 }
@@ -232,13 +233,17 @@ pub async fn change_user(State(web): State<Arc<Web>>, Admin(signed): Admin, Path
 pub struct KeyForm {
     name: String,
     ingest: Option<String>,
+    identify: Option<String>,
     read: Option<String>,
     admin: Option<String>,
 }
 
 pub async fn create_key(State(web): State<Arc<Web>>, Admin(signed): Admin, Form(form): Form<KeyForm>) -> Response {
-    let scopes: Vec<String> =
-        [("ingest", &form.ingest), ("read", &form.read), ("admin", &form.admin)].iter().filter(|(_, on)| on.is_some()).map(|(s, _)| s.to_string()).collect();
+    let scopes: Vec<String> = [("ingest", &form.ingest), ("identify", &form.identify), ("read", &form.read), ("admin", &form.admin)]
+        .iter()
+        .filter(|(_, on)| on.is_some())
+        .map(|(s, _)| s.to_string())
+        .collect();
     let result = keys::create_key(&web.engine, &form.name, &scopes)
         .await
         .map(|(record, key)| Notice { text: format!("Created the key {:?} ({}).", record.name, scopes.join(", ")), secret: Some(key) });

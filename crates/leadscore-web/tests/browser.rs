@@ -168,7 +168,7 @@ async fn app() -> (tempfile::TempDir, String) {
             .collect();
         let checked = events::check_batch(&engine, &items, now);
         assert!(checked.rejected.is_empty(), "{:?}", checked.rejected);
-        events::ingest(&engine, checked.events, now, "native").await.unwrap();
+        events::ingest(&engine, checked.events, now, "native", leadscore_store::IdentityTrust::Trusted).await.unwrap();
     }
     common::add_users(
         &engine,

@@ -22,6 +22,9 @@ pub struct Settings {
     pub admin_key: Option<String>,
     sweep_interval: Option<toml::Value>,
     rate_limit: Option<toml::Value>,
+    header_timeout: Option<toml::Value>,
+    body_timeout: Option<toml::Value>,
+    max_connections: Option<toml::Value>,
     scheduler_interval: Option<toml::Value>,
     max_future_skew: Option<toml::Value>,
     delivery_backoff: Option<toml::Value>,
@@ -132,6 +135,16 @@ impl Config {
                 Some(text.trim().parse().with_context(|| format!("{origin}: {text:?} is not a number of requests per second (or off)"))?)
             };
         }
+        if let Some((text, origin)) = take("header_timeout", settings.header_timeout.as_ref()) {
+            server.connections.header_timeout = span(&text, &origin)?.max(Duration::from_secs(1));
+        }
+        if let Some((text, origin)) = take("body_timeout", settings.body_timeout.as_ref()) {
+            server.connections.body_timeout = span(&text, &origin)?.max(Duration::from_secs(1));
+        }
+        if let Some((text, origin)) = take("max_connections", settings.max_connections.as_ref()) {
+            server.connections.max_connections =
+                text.trim().parse().ok().filter(|n| *n >= 1).with_context(|| format!("{origin}: {text:?} is not a positive number of connections"))?;
+        }
         if let Some((text, origin)) = take("scheduler_interval", settings.scheduler_interval.as_ref()) {
             server.engine.scheduler_interval = span(&text, &origin)?;
         }
@@ -185,6 +198,9 @@ impl Config {
             "admin_key": entry(json!(admin_key.map(|_| "(set, not shown)")), admin_key.unwrap_or(Source::Default)),
             "sweep_interval": entry(server.engine.sweep_interval.map_or(json!("off"), seconds), self.source("sweep_interval")),
             "rate_limit": entry(server.rate_limit.map_or(json!("off"), |n| json!(n)), self.source("rate_limit")),
+            "header_timeout": entry(seconds(server.connections.header_timeout), self.source("header_timeout")),
+            "body_timeout": entry(seconds(server.connections.body_timeout), self.source("body_timeout")),
+            "max_connections": entry(json!(server.connections.max_connections), self.source("max_connections")),
             "scheduler_interval": entry(seconds(server.engine.scheduler_interval), self.source("scheduler_interval")),
             "max_future_skew": entry(seconds(server.engine.max_future_skew), self.source("max_future_skew")),
             "delivery_backoff": entry(seconds(server.engine.delivery_backoff), self.source("delivery_backoff")),

@@ -1,0 +1,230 @@
+//! Accepting connections, with the limits a server facing the internet needs (issue 15.1):
+//! a deadline for a request's head (which is also how long an idle keep-alive connection
+//! stays open), a deadline for its body, a cap on open connections with headroom kept
+//! for health checks, and recovery when the process runs out of file descriptors.
+//!
+//! axum's own `serve` sets none of these: a socket that sends nothing, or a header a
+//! byte a second, stays open for ever, and enough of them starve `/healthz`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower::ServiceExt;
+
+use crate::error::ApiError;
+
+/// The connection limits. Defaults suit a server behind a load balancer or facing browsers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long a client has to send a request's head, counted from the moment the
+    /// connection is ready for it: after accepting, and after each answer on a keep-alive
+    /// connection (so it is also the idle timeout).
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's whole body.
+    pub body_timeout: Duration,
+    /// Open connections served normally.
+    pub max_connections: usize,
+    /// Connections beyond `max_connections` still accepted, one request each, that answer
+    /// only `/healthz` (anything else: 503 with `Retry-After`), so a health check gets
+    /// through while the server is full.
+    pub health_headroom: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self { header_timeout: Duration::from_secs(15), body_timeout: Duration::from_secs(30), max_connections: 2_000, health_headroom: 32 }
+    }
+}
+
+/// What a connection may do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Normal,
+    /// Over the cap: one request, health checks only.
+    HealthOnly,
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting, lets every
+/// open connection finish the request it is in (idle ones close at once), and returns
+/// when they have.
+pub async fn serve_connections(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let normal = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let headroom = Arc::new(Semaphore::new(limits.health_headroom));
+    // Each connection holds a receiver; the sender going away tells them to stop, and
+    // `closed()` on it resolves once every connection has dropped its receiver.
+    let (stop_sender, stop_receiver) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    wait_after_accept_error(&error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (permit, slot) = match normal.clone().try_acquire_owned() {
+            Ok(permit) => (permit, Slot::Normal),
+            Err(_) => match headroom.clone().try_acquire_owned() {
+                Ok(permit) => (permit, Slot::HealthOnly),
+                Err(_) => {
+                    // Full, headroom too: closing at once frees the descriptor now.
+                    metrics::counter!("leadscore_connections_refused_total").increment(1);
+                    drop(stream);
+                    continue;
+                }
+            },
+        };
+        metrics::counter!("leadscore_connections_accepted_total").increment(1);
+        tokio::spawn(serve_one(stream, remote, app.clone(), limits.header_timeout, slot, permit, stop_receiver.clone()));
+    }
+    drop(stop_receiver);
+    drop(listener);
+    stop_sender.send_replace(());
+    stop_sender.closed().await;
+    Ok(())
+}
+
+/// How the accept loop goes on after an error. A client that gave up before being
+/// accepted is its own business; anything else (out of descriptors, above all) is waited
+/// out briefly, since connections closing (idle ones do within the header timeout) give
+/// descriptors back.
+async fn wait_after_accept_error(error: &std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(error.kind(), ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset) {
+        return;
+    }
+    metrics::counter!("leadscore_accept_errors_total").increment(1);
+    tracing::error!(%error, "accepting a connection failed (out of file descriptors?); retrying in 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+async fn serve_one(
+    stream: TcpStream,
+    remote: SocketAddr,
+    app: Router,
+    header_timeout: Duration,
+    slot: Slot,
+    permit: OwnedSemaphorePermit,
+    mut stop: watch::Receiver<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let service = tower::service_fn(move |mut request: Request<Incoming>| {
+        let app = app.clone();
+        async move {
+            request.extensions_mut().insert(ConnectInfo(remote));
+            let request = request.map(Body::new);
+            if slot == Slot::HealthOnly && request.uri().path() != "/healthz" {
+                return Ok::<Response, Infallible>(server_full());
+            }
+            app.oneshot(request).await
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(slot == Slot::Normal);
+    let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => log_connection_end(result),
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            log_connection_end(connection.await);
+        }
+    }
+    drop(permit);
+}
+
+fn log_connection_end(result: Result<(), hyper::Error>) {
+    if let Err(error) = result {
+        if error.is_timeout() {
+            metrics::counter!("leadscore_connections_timed_out_total").increment(1);
+        }
+        tracing::debug!(%error, "connection ended");
+    }
+}
+
+fn server_full() -> Response {
+    let mut response = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server has too many open connections; retry shortly")
+        .with_details(serde_json::json!({ "retry_after_seconds": 1 }))
+        .into_response();
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Gives a request's body `timeout` to arrive whole (issue 15.1: a body sent a byte a
+/// second held a connection and a task for as long as the client liked). The body still
+/// streams to the route, which keeps its own size limit; past the deadline, reading it
+/// fails with [`BodyTimedOut`], which the body extractor answers with `408`.
+pub async fn body_deadline(timeout: Duration, request: Request, next: axum::middleware::Next) -> Response {
+    let request = request.map(|body| Body::new(DeadlineBody { inner: body, deadline: Box::pin(tokio::time::sleep(timeout)), timeout }));
+    next.run(request).await
+}
+
+/// Why a body could not be read: it did not arrive within the deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the body did not arrive within {} s", .0.as_secs_f64())]
+pub struct BodyTimedOut(pub Duration);
+
+struct DeadlineBody {
+    inner: Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        // Polled first, so the timer wakes this body even while the client sends nothing.
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            metrics::counter!("leadscore_request_body_timeouts_total").increment(1);
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.timeout)))));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The body deadline an error, or one of its causes, reports, if any.
+pub fn body_timeout_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyTimedOut> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(timed_out) = error.downcast_ref::<BodyTimedOut>() {
+            return Some(timed_out);
+        }
+        cause = error.source();
+    }
+    None
+}
