@@ -43,14 +43,40 @@ pub struct ConnectionLimits {
     pub health_headroom: usize,
 }
 
+/// Descriptors kept out of the connection cap for everything else the process opens
+/// (database files and connections, outgoing webhooks, logs).
+const DESCRIPTORS_KEPT: usize = 128;
+
+/// Open connections served normally unless configured: 2,000, or fewer when the
+/// process may open fewer files, so that connections never exhaust the descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2_000;
+
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        Self { header_timeout: Duration::from_secs(15), body_timeout: Duration::from_secs(30), max_connections: 2_000, health_headroom: 32 }
+        let health_headroom = 32;
+        let max_connections = match descriptor_limit() {
+            Some(limit) => DEFAULT_MAX_CONNECTIONS.min(limit.saturating_sub(DESCRIPTORS_KEPT + health_headroom).max(16)),
+            None => DEFAULT_MAX_CONNECTIONS,
+        };
+        Self { header_timeout: Duration::from_secs(15), body_timeout: Duration::from_secs(30), max_connections, health_headroom }
     }
 }
 
+/// The soft limit on open files of this process (`ulimit -n`), where the system says
+/// (Linux's /proc); None elsewhere or when unlimited.
+pub fn descriptor_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
+}
+
+/// How long a connection on the health-check headroom may take to send its request: a
+/// health check sends it at once, and a short wait keeps idle sockets from holding the
+/// headroom the way they hold the normal slots.
+const HEADROOM_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a connection may do.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
     Normal,
     /// Over the cap: one request, health checks only.
@@ -141,6 +167,7 @@ async fn serve_one(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
+    let header_timeout = if slot == Slot::Normal { header_timeout } else { header_timeout.min(HEADROOM_HEADER_TIMEOUT) };
     builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(slot == Slot::Normal);
     let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     let mut connection = std::pin::pin!(connection);
@@ -227,4 +254,18 @@ pub fn body_timeout_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Opti
         cause = error.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cap_leaves_descriptors_for_the_rest() {
+        let limits = ConnectionLimits::default();
+        assert!(limits.max_connections <= DEFAULT_MAX_CONNECTIONS);
+        if let Some(descriptors) = descriptor_limit().filter(|d| *d > 16 + limits.health_headroom + DESCRIPTORS_KEPT) {
+            assert!(limits.max_connections + limits.health_headroom + DESCRIPTORS_KEPT <= descriptors);
+        }
+    }
 }
