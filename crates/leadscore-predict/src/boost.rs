@@ -3,9 +3,9 @@
 //!
 //! - Numeric features are cut into at most `max_bins` bins at quantiles of the training values;
 //!   missing values get a bin of their own, and each split learns which side they go to.
-//! - Categorical features split natively: the node's categories (including "other" and
-//!   "missing") are sorted by gradient / (hessian + 10) and the best prefix of that order goes
-//!   left, as in LightGBM and scikit-learn.
+//! - Categorical features split natively as in scikit-learn: the node's categories (including
+//!   "other" and "missing") with enough support are sorted by gradient / (hessian + 10) and the
+//!   best run from either end of that order (at most half of them) goes left.
 //! - Trees grow leaf-wise (best gain first) up to `max_leaves`, with at least `min_samples_leaf`
 //!   rows per leaf; a child's histogram is its parent's minus its sibling's.
 //! - Early stopping and Platt scaling use a stratified validation slice of the training part
@@ -377,21 +377,32 @@ fn best_split(columns: &[BinnedColumn], histogram: &Histogram, totals: Totals, s
                 }
             }
             None => {
-                let mut present: Vec<usize> = (0..bins.len()).filter(|&code| bins[code].count > 0).collect();
-                if present.len() < 2 {
+                // As in scikit-learn: categories with too little support (hessian scaled to a
+                // sample count) never define a split and always go right; the rest are ordered
+                // by smoothed gradient/hessian and scanned from both ends up to the middle, so
+                // the left child never holds more than half of them.
+                let support_factor = totals.count as f64 / totals.hessian;
+                let mut supported: Vec<usize> =
+                    (0..bins.len()).filter(|&code| bins[code].count > 0 && bins[code].hessian * support_factor >= CATEGORY_SMOOTHING).collect();
+                if supported.len() < 2 {
                     continue;
                 }
                 let ratio = |code: usize| bins[code].gradient / (bins[code].hessian + CATEGORY_SMOOTHING);
-                present.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)).then(a.cmp(&b)));
-                let (mut g, mut h, mut n) = (0.0, 0.0, 0usize);
-                let mut left = [0u64; 4];
-                for &code in &present[..present.len() - 1] {
-                    g += bins[code].gradient;
-                    h += bins[code].hessian;
-                    n += bins[code].count as usize;
-                    left[code / 64] |= 1 << (code % 64);
-                    if let Some(gain) = admissible((g, h, n)) {
-                        consider(gain, index, CandidateRule::Categorical { left });
+                supported.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)).then(a.cmp(&b)));
+                let half = supported.len().div_ceil(2);
+                let ascending = supported.iter().take(half);
+                let descending = supported.iter().rev().take(half - 1);
+                for direction in [ascending.copied().collect::<Vec<usize>>(), descending.copied().collect()] {
+                    let (mut g, mut h, mut n) = (0.0, 0.0, 0usize);
+                    let mut left = [0u64; 4];
+                    for code in direction {
+                        g += bins[code].gradient;
+                        h += bins[code].hessian;
+                        n += bins[code].count as usize;
+                        left[code / 64] |= 1 << (code % 64);
+                        if let Some(gain) = admissible((g, h, n)) {
+                            consider(gain, index, CandidateRule::Categorical { left });
+                        }
                     }
                 }
             }
