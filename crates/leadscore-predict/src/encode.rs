@@ -76,13 +76,16 @@ impl FeatureEncoding {
         }
     }
 
+    /// The code of a categorical cell; reads text in place (no allocation on the scoring path).
     pub(crate) fn level_code(levels: &[String], cell: &Value) -> LevelCode {
-        match cell.as_level() {
-            None => LevelCode::Missing,
-            Some(level) => match levels.binary_search_by(|known| known.as_str().cmp(level.as_str())) {
-                Ok(index) => LevelCode::Level(index),
-                Err(_) => LevelCode::Other,
-            },
+        let find = |level: &str| match levels.binary_search_by(|known| known.as_str().cmp(level)) {
+            Ok(index) => LevelCode::Level(index),
+            Err(_) => LevelCode::Other,
+        };
+        match cell {
+            Value::Text(text) => find(text),
+            // The same level as `Value::as_level` gives, without building the string for text.
+            other => other.as_level().map_or(LevelCode::Missing, |level| find(&level)),
         }
     }
 
