@@ -1,0 +1,743 @@
+//! Histogram gradient-boosted trees for log loss, in the style of LightGBM and scikit-learn's
+//! `HistGradientBoostingClassifier`.
+//!
+//! - Numeric features are cut into at most `max_bins` bins at quantiles of the training values;
+//!   missing values get a bin of their own, and each split learns which side they go to.
+//! - Categorical features split natively as in scikit-learn: the node's categories (including
+//!   "other" and "missing") with enough support are sorted by gradient / (hessian + 10) and the
+//!   best run from either end of that order (at most half of them) goes left.
+//! - Trees grow leaf-wise (best gain first) up to `max_leaves`, with at least `min_samples_leaf`
+//!   rows per leaf; a child's histogram is its parent's minus its sibling's.
+//! - Early stopping and Platt scaling use a stratified validation slice of the training part
+//!   that the trees never see.
+//!
+//! Every sum runs in a fixed order (rows ascending within a node, features built
+//! independently), so results do not depend on how many threads rayon uses.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{log_loss, sigmoid};
+
+/// Gradient boosting settings; the defaults follow scikit-learn's
+/// `HistGradientBoostingClassifier` except where noted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoostingOptions {
+    /// Most trees to grow (scikit-learn: 100); early stopping usually ends sooner.
+    pub max_iterations: usize,
+    pub learning_rate: f64,
+    pub max_leaves: usize,
+    pub min_samples_leaf: usize,
+    /// L2 penalty on leaf values (scikit-learn's `l2_regularization`).
+    pub l2: f64,
+    /// Bins per numeric feature, at most 255 (one more is kept for missing values).
+    pub max_bins: usize,
+    /// Share of the training part held back from the trees for early stopping and for Platt
+    /// scaling. 0 turns both off (the raw margin is then used uncalibrated).
+    pub validation_fraction: f64,
+    /// Stop when the validation log loss has not improved for this many trees, and keep the
+    /// best number of trees. `None` grows all `max_iterations`.
+    pub early_stopping_rounds: Option<usize>,
+}
+
+impl Default for BoostingOptions {
+    fn default() -> Self {
+        BoostingOptions {
+            max_iterations: 200,
+            learning_rate: 0.1,
+            max_leaves: 31,
+            min_samples_leaf: 20,
+            l2: 0.0,
+            max_bins: 255,
+            validation_fraction: 0.1,
+            early_stopping_rounds: Some(10),
+        }
+    }
+}
+
+/// How a split sends a row left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum SplitRule {
+    /// Left when `value <= threshold`; missing values go left when `missing_left`.
+    Numeric { threshold: f64, missing_left: bool },
+    /// Left when the category code's bit is set (codes: levels, then other, then missing).
+    Categorical { left: Vec<u64> },
+}
+
+impl SplitRule {
+    fn goes_left(&self, input: f64) -> bool {
+        match self {
+            SplitRule::Numeric { threshold, missing_left } => {
+                if input.is_nan() {
+                    *missing_left
+                } else {
+                    input <= *threshold
+                }
+            }
+            SplitRule::Categorical { left } => {
+                let code = input as usize;
+                left.get(code / 64).is_some_and(|word| word >> (code % 64) & 1 == 1)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Split {
+    /// Index of the original feature (into the model's feature list).
+    pub feature: usize,
+    pub rule: SplitRule,
+    pub left: u32,
+    pub right: u32,
+}
+
+/// A tree node. Every node, not only leaves, carries the (shrunken) value it would predict as
+/// a leaf: the per-split explanation is the change in this value along the decision path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Node {
+    pub value: f64,
+    pub split: Option<Split>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    pub(crate) fn leaf_value(&self, input: &[f64]) -> f64 {
+        let mut node = &self.nodes[0];
+        while let Some(split) = &node.split {
+            let next = if split.rule.goes_left(input[split.feature]) { split.left } else { split.right };
+            node = &self.nodes[next as usize];
+        }
+        node.value
+    }
+
+    /// Saabas path attribution: walks the decision path and credits each split's change in
+    /// node value to the split's feature. Returns the root value; root + credits = leaf value.
+    pub(crate) fn attribute(&self, input: &[f64], scale: f64, contributions: &mut [f64]) -> f64 {
+        let mut node = &self.nodes[0];
+        while let Some(split) = &node.split {
+            let next = if split.rule.goes_left(input[split.feature]) { split.left } else { split.right };
+            let child = &self.nodes[next as usize];
+            contributions[split.feature] += scale * (child.value - node.value);
+            node = child;
+        }
+        self.nodes[0].value
+    }
+}
+
+/// The trained ensemble, with the Platt scaling folded in: logit = scale · raw + shift, where
+/// raw = init + Σ tree leaf values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BoostedModel {
+    pub init: f64,
+    pub trees: Vec<Tree>,
+    pub platt_scale: f64,
+    pub platt_shift: f64,
+}
+
+impl BoostedModel {
+    pub(crate) fn logit(&self, input: &[f64]) -> f64 {
+        let raw = self.trees.iter().fold(self.init, |sum, tree| sum + tree.leaf_value(input));
+        self.platt_scale * raw + self.platt_shift
+    }
+
+    /// Per-feature contributions (scaled by Platt's slope) and the intercept they add to.
+    pub(crate) fn explain(&self, input: &[f64], contributions: &mut [f64]) -> f64 {
+        let roots = self.trees.iter().fold(self.init, |sum, tree| sum + tree.attribute(input, self.platt_scale, contributions));
+        self.platt_shift + self.platt_scale * roots
+    }
+}
+
+/// One training input column as the trees see it.
+pub(crate) enum ColumnKind {
+    Numeric,
+    /// Category codes 0..count (levels, other, missing).
+    Categorical {
+        count: usize,
+    },
+}
+
+/// What `fit_boosted` needs: row-major inputs (one f64 per original feature per row; numbers
+/// with NaN for missing, or category codes) for the tree rows and the validation rows.
+pub(crate) struct BoostingData<'a> {
+    pub width: usize,
+    /// (original feature index, kind) of every feature the trees may split on.
+    pub columns: Vec<(usize, ColumnKind)>,
+    pub train_inputs: &'a [f64],
+    pub train_labels: &'a [bool],
+    pub validation_inputs: &'a [f64],
+    pub validation_labels: &'a [bool],
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct BinStats {
+    gradient: f64,
+    hessian: f64,
+    count: u32,
+}
+
+type Histogram = Vec<Vec<BinStats>>;
+
+/// A feature binned for the tree rows.
+struct BinnedColumn {
+    feature: usize,
+    bins: Vec<u8>,
+    /// Numeric: the upper edges of the non-missing bins (bin = number of edges below the
+    /// value); the missing bin is `edges.len() + 1`. Categorical: `None`.
+    edges: Option<Vec<f64>>,
+    bin_count: usize,
+}
+
+impl BinnedColumn {
+    fn missing_bin(&self) -> Option<usize> {
+        self.edges.as_ref().map(|edges| edges.len() + 1)
+    }
+}
+
+fn numeric_edges(mut values: Vec<f64>, max_bins: usize) -> Vec<f64> {
+    values.sort_by(f64::total_cmp);
+    let mut distinct = values.clone();
+    distinct.dedup();
+    if distinct.len() <= max_bins {
+        return distinct.windows(2).map(|pair| pair[0] + (pair[1] - pair[0]) / 2.0).collect();
+    }
+    let n = values.len();
+    let mut edges: Vec<f64> = (1..max_bins)
+        .map(|k| {
+            let index = (k * n / max_bins).clamp(1, n - 1);
+            values[index - 1] + (values[index] - values[index - 1]) / 2.0
+        })
+        .collect();
+    edges.dedup();
+    edges
+}
+
+fn bin_columns(data: &BoostingData, max_bins: usize) -> Vec<BinnedColumn> {
+    let rows = data.train_labels.len();
+    data.columns
+        .par_iter()
+        .map(|(feature, kind)| {
+            let input = |row: usize| data.train_inputs[row * data.width + feature];
+            match kind {
+                ColumnKind::Numeric => {
+                    let values: Vec<f64> = (0..rows).map(input).filter(|x| !x.is_nan()).collect();
+                    let edges = numeric_edges(values, max_bins);
+                    let missing = (edges.len() + 1) as u8;
+                    let bins = (0..rows)
+                        .map(|row| {
+                            let x = input(row);
+                            if x.is_nan() { missing } else { edges.partition_point(|edge| *edge < x) as u8 }
+                        })
+                        .collect();
+                    let bin_count = edges.len() + 2;
+                    BinnedColumn { feature: *feature, bins, edges: Some(edges), bin_count }
+                }
+                ColumnKind::Categorical { count } => {
+                    let bins = (0..rows).map(|row| input(row) as u8).collect();
+                    BinnedColumn { feature: *feature, bins, edges: None, bin_count: *count }
+                }
+            }
+        })
+        .collect()
+}
+
+/// Rows × features below which building histograms in parallel costs more than it saves.
+const PARALLEL_WORK: usize = 40_000;
+
+fn build_histogram(columns: &[BinnedColumn], rows: &[u32], gradients: &[f64], hessians: &[f64]) -> Histogram {
+    let build = |column: &BinnedColumn| {
+        let mut histogram = vec![BinStats::default(); column.bin_count];
+        for &row in rows {
+            let row = row as usize;
+            let stats = &mut histogram[column.bins[row] as usize];
+            stats.gradient += gradients[row];
+            stats.hessian += hessians[row];
+            stats.count += 1;
+        }
+        histogram
+    };
+    if rows.len() * columns.len() >= PARALLEL_WORK { columns.par_iter().map(build).collect() } else { columns.iter().map(build).collect() }
+}
+
+fn subtract(parent: &Histogram, child: &Histogram) -> Histogram {
+    parent
+        .iter()
+        .zip(child)
+        .map(|(parent, child)| {
+            parent
+                .iter()
+                .zip(child)
+                .map(|(p, c)| {
+                    let count = p.count - c.count;
+                    // An empty bin is exactly zero, not the rounding residue of a subtraction.
+                    if count == 0 { BinStats::default() } else { BinStats { gradient: p.gradient - c.gradient, hessian: p.hessian - c.hessian, count } }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+enum CandidateRule {
+    /// Left: bins 0..=threshold_bin (plus the missing bin when `missing_left`).
+    Numeric {
+        threshold_bin: usize,
+        missing_left: bool,
+    },
+    Categorical {
+        left: [u64; 4],
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    gain: f64,
+    column: usize,
+    rule: CandidateRule,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Totals {
+    gradient: f64,
+    hessian: f64,
+    count: usize,
+}
+
+struct SplitSettings {
+    l2: f64,
+    min_samples_leaf: usize,
+}
+
+/// Categories need this much hessian before their ratio is trusted when ordering them
+/// (scikit-learn's MIN_CAT_SUPPORT, LightGBM's cat_smooth).
+const CATEGORY_SMOOTHING: f64 = 10.0;
+const MIN_HESSIAN: f64 = 1e-3;
+
+fn score(gradient: f64, hessian: f64, l2: f64) -> f64 {
+    gradient * gradient / (hessian + l2)
+}
+
+fn best_split(columns: &[BinnedColumn], histogram: &Histogram, totals: Totals, settings: &SplitSettings) -> Option<Candidate> {
+    if totals.count < 2 * settings.min_samples_leaf {
+        return None;
+    }
+    let parent_score = score(totals.gradient, totals.hessian, settings.l2);
+    let mut best: Option<Candidate> = None;
+    let mut consider = |gain: f64, column: usize, rule: CandidateRule| {
+        if gain > 1e-9 && best.as_ref().is_none_or(|b| gain > b.gain) {
+            best = Some(Candidate { gain, column, rule });
+        }
+    };
+    let admissible = |left: (f64, f64, usize)| {
+        let right = (totals.gradient - left.0, totals.hessian - left.1, totals.count - left.2);
+        let ok = left.2 >= settings.min_samples_leaf && right.2 >= settings.min_samples_leaf && left.1 >= MIN_HESSIAN && right.1 >= MIN_HESSIAN;
+        ok.then(|| score(left.0, left.1, settings.l2) + score(right.0, right.1, settings.l2) - parent_score)
+    };
+    for (index, (column, bins)) in columns.iter().zip(histogram).enumerate() {
+        match column.missing_bin() {
+            Some(missing_bin) => {
+                let missing = bins[missing_bin];
+                let has_missing = missing.count > 0;
+                let (mut g, mut h, mut n) = (0.0, 0.0, 0usize);
+                // Missing right: thresholds up to the last non-missing bin; the last one
+                // (all numbers left, missing right) only when there are missing rows.
+                let last = if has_missing { missing_bin - 1 } else { missing_bin.saturating_sub(2) };
+                for (threshold_bin, stats) in bins[..missing_bin].iter().enumerate() {
+                    if threshold_bin > last {
+                        break;
+                    }
+                    g += stats.gradient;
+                    h += stats.hessian;
+                    n += stats.count as usize;
+                    if stats.count == 0 {
+                        continue;
+                    }
+                    if let Some(gain) = admissible((g, h, n)) {
+                        // With no missing rows here, unseen missing values follow the majority.
+                        let missing_left = !has_missing && n >= totals.count - n;
+                        consider(gain, index, CandidateRule::Numeric { threshold_bin, missing_left });
+                    }
+                }
+                if has_missing {
+                    let (mut g, mut h, mut n) = (missing.gradient, missing.hessian, missing.count as usize);
+                    for (threshold_bin, stats) in bins[..missing_bin - 1].iter().enumerate() {
+                        g += stats.gradient;
+                        h += stats.hessian;
+                        n += stats.count as usize;
+                        if stats.count == 0 {
+                            continue;
+                        }
+                        if let Some(gain) = admissible((g, h, n)) {
+                            consider(gain, index, CandidateRule::Numeric { threshold_bin, missing_left: true });
+                        }
+                    }
+                }
+            }
+            None => {
+                // As in scikit-learn: categories with too little support (hessian scaled to a
+                // sample count) never define a split and always go right; the rest are ordered
+                // by smoothed gradient/hessian and scanned from both ends up to the middle, so
+                // the left child never holds more than half of them.
+                let support_factor = totals.count as f64 / totals.hessian;
+                let mut supported: Vec<usize> =
+                    (0..bins.len()).filter(|&code| bins[code].count > 0 && bins[code].hessian * support_factor >= CATEGORY_SMOOTHING).collect();
+                if supported.len() < 2 {
+                    continue;
+                }
+                let ratio = |code: usize| bins[code].gradient / (bins[code].hessian + CATEGORY_SMOOTHING);
+                supported.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)).then(a.cmp(&b)));
+                let half = supported.len().div_ceil(2);
+                let ascending = supported.iter().take(half);
+                let descending = supported.iter().rev().take(half - 1);
+                for direction in [ascending.copied().collect::<Vec<usize>>(), descending.copied().collect()] {
+                    let (mut g, mut h, mut n) = (0.0, 0.0, 0usize);
+                    let mut left = [0u64; 4];
+                    for code in direction {
+                        g += bins[code].gradient;
+                        h += bins[code].hessian;
+                        n += bins[code].count as usize;
+                        left[code / 64] |= 1 << (code % 64);
+                        if let Some(gain) = admissible((g, h, n)) {
+                            consider(gain, index, CandidateRule::Categorical { left });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    best
+}
+
+fn goes_left(column: &BinnedColumn, rule: &CandidateRule, bin: u8) -> bool {
+    let bin = bin as usize;
+    match rule {
+        CandidateRule::Numeric { threshold_bin, missing_left } => {
+            if Some(bin) == column.missing_bin() {
+                *missing_left
+            } else {
+                bin <= *threshold_bin
+            }
+        }
+        CandidateRule::Categorical { left } => left[bin / 64] >> (bin % 64) & 1 == 1,
+    }
+}
+
+fn model_rule(column: &BinnedColumn, rule: &CandidateRule) -> SplitRule {
+    match rule {
+        CandidateRule::Numeric { threshold_bin, missing_left } => {
+            let edges = column.edges.as_deref().unwrap_or(&[]);
+            // Past the last edge means "every number": f64::MAX rather than infinity, which JSON
+            // cannot carry.
+            let threshold = edges.get(*threshold_bin).copied().unwrap_or(f64::MAX);
+            SplitRule::Numeric { threshold, missing_left: *missing_left }
+        }
+        CandidateRule::Categorical { left } => {
+            let mut words = left.to_vec();
+            while words.last() == Some(&0) {
+                words.pop();
+            }
+            SplitRule::Categorical { left: words }
+        }
+    }
+}
+
+struct OpenLeaf {
+    node: usize,
+    rows: Vec<u32>,
+    histogram: Histogram,
+    best: Option<Candidate>,
+}
+
+fn totals_of(rows: &[u32], gradients: &[f64], hessians: &[f64]) -> Totals {
+    let mut totals = Totals { gradient: 0.0, hessian: 0.0, count: rows.len() };
+    for &row in rows {
+        totals.gradient += gradients[row as usize];
+        totals.hessian += hessians[row as usize];
+    }
+    totals
+}
+
+fn leaf_value(totals: Totals, options: &BoostingOptions) -> f64 {
+    let denominator = totals.hessian + options.l2;
+    if denominator > 1e-12 { -options.learning_rate * totals.gradient / denominator } else { 0.0 }
+}
+
+/// Grows one tree on the gradients; returns it and, for every training row, its leaf value.
+fn grow_tree(columns: &[BinnedColumn], gradients: &[f64], hessians: &[f64], options: &BoostingOptions) -> (Tree, Vec<f64>) {
+    let settings = SplitSettings { l2: options.l2, min_samples_leaf: options.min_samples_leaf.max(1) };
+    let all_rows: Vec<u32> = (0..gradients.len() as u32).collect();
+    let histogram = build_histogram(columns, &all_rows, gradients, hessians);
+    let totals = totals_of(&all_rows, gradients, hessians);
+    let best = best_split(columns, &histogram, totals, &settings);
+    let mut nodes = vec![Node { value: leaf_value(totals, options), split: None }];
+    let mut open = vec![OpenLeaf { node: 0, rows: all_rows, histogram, best }];
+    let mut leaves = 1;
+    while leaves < options.max_leaves.max(2) {
+        // The open leaf with the largest gain; ties go to the earliest (a fixed order).
+        let mut chosen: Option<(usize, f64)> = None;
+        for (index, leaf) in open.iter().enumerate() {
+            if let Some(candidate) = &leaf.best
+                && chosen.is_none_or(|(_, gain)| candidate.gain > gain)
+            {
+                chosen = Some((index, candidate.gain));
+            }
+        }
+        let Some((index, _)) = chosen else { break };
+        let leaf = open.remove(index);
+        let Some(candidate) = leaf.best else { break };
+        let column = &columns[candidate.column];
+        let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = leaf.rows.iter().partition(|&&row| goes_left(column, &candidate.rule, column.bins[row as usize]));
+        let (small_rows, large_rows, small_is_left) =
+            if left_rows.len() <= right_rows.len() { (left_rows, right_rows, true) } else { (right_rows, left_rows, false) };
+        let small_histogram = build_histogram(columns, &small_rows, gradients, hessians);
+        let large_histogram = subtract(&leaf.histogram, &small_histogram);
+        let mut children = [(small_rows, small_histogram), (large_rows, large_histogram)];
+        if !small_is_left {
+            children.swap(0, 1);
+        }
+        let left_node = nodes.len();
+        let mut child_leaves = Vec::with_capacity(2);
+        for (offset, (rows, histogram)) in children.into_iter().enumerate() {
+            let totals = totals_of(&rows, gradients, hessians);
+            nodes.push(Node { value: leaf_value(totals, options), split: None });
+            let best = best_split(columns, &histogram, totals, &settings);
+            child_leaves.push(OpenLeaf { node: left_node + offset, rows, histogram, best });
+        }
+        nodes[leaf.node].split =
+            Some(Split { feature: column.feature, rule: model_rule(column, &candidate.rule), left: left_node as u32, right: left_node as u32 + 1 });
+        open.extend(child_leaves);
+        leaves += 1;
+    }
+    let mut row_values = vec![0.0; gradients.len()];
+    for leaf in &open {
+        let value = nodes[leaf.node].value;
+        for &row in &leaf.rows {
+            row_values[row as usize] = value;
+        }
+    }
+    (Tree { nodes }, row_values)
+}
+
+/// Fits Platt scaling, p = sigmoid(a · raw + b), by Newton's method on the log loss. Falls
+/// back to the identity when the fit is degenerate (a non-positive slope would reverse the
+/// trees' ranking, which only happens when they learned nothing).
+pub(crate) fn fit_platt(raw: &[f64], labels: &[bool]) -> (f64, f64) {
+    let (mut a, mut b) = (1.0, 0.0);
+    let loss = |a: f64, b: f64| -> f64 {
+        raw.iter()
+            .zip(labels)
+            .map(|(&x, &y)| {
+                let eta = a * x + b;
+                eta.max(0.0) + (-eta.abs()).exp().ln_1p() - if y { eta } else { 0.0 }
+            })
+            .sum::<f64>()
+    };
+    let mut current = loss(a, b);
+    for _ in 0..100 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
+        for (&x, &y) in raw.iter().zip(labels) {
+            let p = sigmoid(a * x + b);
+            let r = p - f64::from(u8::from(y));
+            let w = p * (1.0 - p);
+            ga += r * x;
+            gb += r;
+            haa += w * x * x;
+            hab += w * x;
+            hbb += w;
+        }
+        let determinant = haa * hbb - hab * hab;
+        if determinant <= 0.0 {
+            break;
+        }
+        let step_a = (hbb * ga - hab * gb) / determinant;
+        let step_b = (haa * gb - hab * ga) / determinant;
+        let mut size = 1.0;
+        let mut improved = false;
+        while size > 1e-10 {
+            let trial = loss(a - size * step_a, b - size * step_b);
+            if trial <= current {
+                a -= size * step_a;
+                b -= size * step_b;
+                improved = current - trial > 1e-12 * (1.0 + current);
+                current = trial;
+                break;
+            }
+            size *= 0.5;
+        }
+        if !improved {
+            break;
+        }
+    }
+    if a > 0.0 && a.is_finite() && b.is_finite() { (a, b) } else { (1.0, 0.0) }
+}
+
+/// Trains the ensemble. `progress` hears (tree number, most trees) after each tree.
+pub(crate) fn fit_boosted(data: &BoostingData, options: &BoostingOptions, progress: &mut dyn FnMut(usize, usize)) -> BoostedModel {
+    let labels = data.train_labels;
+    let rows = labels.len();
+    let positives = labels.iter().filter(|&&l| l).count() as f64;
+    let rate = (positives / rows.max(1) as f64).clamp(1e-6, 1.0 - 1e-6);
+    let init = (rate / (1.0 - rate)).ln();
+    let columns = bin_columns(data, options.max_bins.clamp(2, 255));
+
+    let validation_rows = data.validation_labels.len();
+    let mut raw = vec![init; rows];
+    let mut validation_raw = vec![init; validation_rows];
+    let mut gradients = vec![0.0; rows];
+    let mut hessians = vec![0.0; rows];
+    let mut trees = Vec::new();
+    let mut best_loss = f64::INFINITY;
+    let mut best_trees = 0;
+    let validation_probability = |raw: &[f64]| raw.iter().map(|&x| sigmoid(x)).collect::<Vec<f64>>();
+    for iteration in 0..options.max_iterations {
+        for row in 0..rows {
+            let p = sigmoid(raw[row]);
+            gradients[row] = p - f64::from(u8::from(labels[row]));
+            hessians[row] = p * (1.0 - p);
+        }
+        let (tree, row_values) = grow_tree(&columns, &gradients, &hessians, options);
+        for (raw, value) in raw.iter_mut().zip(&row_values) {
+            *raw += value;
+        }
+        for (row, raw) in validation_raw.iter_mut().enumerate() {
+            *raw += tree.leaf_value(&data.validation_inputs[row * data.width..(row + 1) * data.width]);
+        }
+        let single_leaf = tree.nodes.len() == 1;
+        trees.push(tree);
+        progress(iteration + 1, options.max_iterations);
+        if single_leaf {
+            // No split passed the constraints: further trees would all be this one.
+            best_trees = trees.len();
+            break;
+        }
+        if validation_rows > 0 {
+            let loss = log_loss(&validation_probability(&validation_raw), data.validation_labels);
+            if loss < best_loss - 1e-7 {
+                best_loss = loss;
+                best_trees = trees.len();
+            } else if let Some(rounds) = options.early_stopping_rounds
+                && trees.len() - best_trees >= rounds
+            {
+                break;
+            }
+        } else {
+            best_trees = trees.len();
+        }
+    }
+    if options.early_stopping_rounds.is_some() && validation_rows > 0 {
+        trees.truncate(best_trees.max(1));
+    }
+    let (platt_scale, platt_shift) = if validation_rows > 0 {
+        let kept_raw: Vec<f64> = (0..validation_rows)
+            .map(|row| {
+                let input = &data.validation_inputs[row * data.width..(row + 1) * data.width];
+                trees.iter().fold(init, |sum, tree| sum + tree.leaf_value(input))
+            })
+            .collect();
+        fit_platt(&kept_raw, data.validation_labels)
+    } else {
+        (1.0, 0.0)
+    };
+    BoostedModel { init, trees, platt_scale, platt_shift }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges_are_midpoints_between_few_distinct_values() {
+        assert_eq!(numeric_edges(vec![3.0, 1.0, 2.0, 2.0], 255), vec![1.5, 2.5]);
+        let many: Vec<f64> = (0..1000).map(f64::from).collect();
+        let edges = numeric_edges(many, 10);
+        assert_eq!(edges.len(), 9);
+        assert_eq!(edges[0], 99.5);
+    }
+
+    #[test]
+    fn platt_recovers_a_known_scaling() {
+        let mut rng = crate::rng::SplitMix64::new(9);
+        let raw: Vec<f64> = (0..20_000).map(|_| 3.0 * rng.normal()).collect();
+        let labels: Vec<bool> = raw.iter().map(|&x| rng.next_f64() < sigmoid(0.5 * x - 1.0)).collect();
+        let (a, b) = fit_platt(&raw, &labels);
+        assert!((a - 0.5).abs() < 0.05 && (b + 1.0).abs() < 0.08, "{a} {b}");
+    }
+
+    fn step_data(rows: usize) -> (Vec<f64>, Vec<bool>) {
+        // y = x > 0.5 exactly, x on a grid, with every 7th value missing and labelled positive.
+        let mut inputs = vec![];
+        let mut labels = vec![];
+        for row in 0..rows {
+            if row % 7 == 0 {
+                inputs.push(f64::NAN);
+                labels.push(true);
+            } else {
+                let x = row as f64 / rows as f64;
+                inputs.push(x);
+                labels.push(x > 0.5);
+            }
+        }
+        (inputs, labels)
+    }
+
+    #[test]
+    fn learns_a_step_and_where_missing_values_belong() {
+        let (inputs, labels) = step_data(700);
+        let data = BoostingData {
+            width: 1,
+            columns: vec![(0, ColumnKind::Numeric)],
+            train_inputs: &inputs,
+            train_labels: &labels,
+            validation_inputs: &[],
+            validation_labels: &[],
+        };
+        let options = BoostingOptions { max_iterations: 30, ..BoostingOptions::default() };
+        let model = fit_boosted(&data, &options, &mut |_, _| {});
+        assert!(sigmoid(model.logit(&[0.9])) > 0.9);
+        assert!(sigmoid(model.logit(&[0.1])) < 0.1);
+        assert!(sigmoid(model.logit(&[f64::NAN])) > 0.9, "missing values were all positive");
+    }
+
+    #[test]
+    fn categorical_splits_group_levels_by_outcome() {
+        // Codes 0 and 2 win, 1 and 3 lose: no single threshold on the code separates them.
+        let inputs: Vec<f64> = (0..800).map(|row| f64::from(row % 4)).collect();
+        let labels: Vec<bool> = (0..800).map(|row| row % 2 == 0).collect();
+        let data = BoostingData {
+            width: 1,
+            columns: vec![(0, ColumnKind::Categorical { count: 4 })],
+            train_inputs: &inputs,
+            train_labels: &labels,
+            validation_inputs: &[],
+            validation_labels: &[],
+        };
+        let options = BoostingOptions { max_iterations: 20, ..BoostingOptions::default() };
+        let model = fit_boosted(&data, &options, &mut |_, _| {});
+        assert_eq!(model.trees[0].nodes.len(), 3, "one split separates the two groups");
+        assert!(sigmoid(model.logit(&[2.0])) > 0.85 && sigmoid(model.logit(&[3.0])) < 0.15);
+    }
+
+    #[test]
+    fn attribution_adds_up_to_the_leaf_value() {
+        let (inputs, labels) = step_data(700);
+        let data = BoostingData {
+            width: 1,
+            columns: vec![(0, ColumnKind::Numeric)],
+            train_inputs: &inputs,
+            train_labels: &labels,
+            validation_inputs: &[],
+            validation_labels: &[],
+        };
+        let model = fit_boosted(&data, &BoostingOptions { max_iterations: 5, ..BoostingOptions::default() }, &mut |_, _| {});
+        for x in [0.1, 0.5, 0.51, 0.9, f64::NAN] {
+            for tree in &model.trees {
+                let mut contributions = [0.0];
+                let root = tree.attribute(&[x], 1.0, &mut contributions);
+                assert!((root + contributions[0] - tree.leaf_value(&[x])).abs() < 1e-12);
+            }
+        }
+    }
+}
