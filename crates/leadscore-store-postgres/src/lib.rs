@@ -53,6 +53,7 @@ mod events;
 mod models;
 mod outbox;
 mod outcomes;
+mod predictive;
 mod queue;
 mod rows;
 mod runs;
@@ -80,6 +81,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_accounts.sql")),
     (7, include_str!("../migrations/0007_shadow_models.sql")),
     (8, include_str!("../migrations/0008_users.sql")),
+    (9, include_str!("../migrations/0009_predictive.sql")),
 ];
 
 /// The migration that added `contacts.account_id`: the contacts stored before it get

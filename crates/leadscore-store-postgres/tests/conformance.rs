@@ -102,6 +102,7 @@ suite_tests!(
     cold_contacts_fire_from_the_scheduler,
     settings_round_trip,
     users_and_sessions,
+    predictive_versions,
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
     limits_hold_across_lagging_clocks,

@@ -12,6 +12,7 @@ mod live;
 mod models;
 mod outbox;
 mod outcomes;
+mod predictive;
 mod queue;
 mod rows;
 mod runs;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_accounts.sql"),
     include_str!("migrations/0007_shadow_models.sql"),
     include_str!("migrations/0008_users.sql"),
+    include_str!("migrations/0009_predictive.sql"),
 ];
 
 /// How many queued writes may join one transaction.

@@ -37,6 +37,7 @@ suite_tests!(
     cold_contacts_fire_from_the_scheduler,
     settings_round_trip,
     users_and_sessions,
+    predictive_versions,
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
     outcomes_record_list_erase_merge,

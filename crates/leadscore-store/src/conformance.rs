@@ -1244,3 +1244,22 @@ pub async fn users_and_sessions(store: Arc<dyn Store>) {
     assert!(store.get_user("u2").await.expect("get").is_none() && store.get_session("h4").await.expect("get").is_none(), "the user's sessions go with them");
     assert!(!store.delete_user("u2").await.expect("delete again"));
 }
+
+/// Predictive versions: numbered from 1, listed newest first without their models, at
+/// most one live.
+pub async fn predictive_versions(store: Arc<dyn Store>) {
+    assert!(store.live_predictive().await.expect("live").is_none());
+    let first = store.insert_predictive("won", 1_000, "{\"m\":1}".into(), "{\"auc\":0.7}".into(), true).await.expect("insert");
+    let second = store.insert_predictive("won", 2_000, "{\"m\":2}".into(), "{\"auc\":0.6}".into(), false).await.expect("insert");
+    assert_eq!((first, second), (1, 2));
+    let live = store.live_predictive().await.expect("live").expect("a live version");
+    assert_eq!((live.version, live.model.as_str(), live.report.as_str()), (1, "{\"m\":1}", "{\"auc\":0.7}"));
+    let listed = store.list_predictive().await.expect("list");
+    assert_eq!(listed.iter().map(|v| (v.version, v.live, v.model.is_empty())).collect::<Vec<_>>(), vec![(2, false, true), (1, true, true)]);
+    assert!(store.set_live_predictive(2).await.expect("promote"));
+    assert!(!store.set_live_predictive(9).await.expect("no such version"));
+    assert_eq!(store.live_predictive().await.expect("live").expect("live").version, 2);
+    let third = store.insert_predictive("qualified", 3_000, "{}".into(), "{}".into(), true).await.expect("insert");
+    let live: Vec<i64> = store.list_predictive().await.expect("list").iter().filter(|v| v.live).map(|v| v.version).collect();
+    assert_eq!(live, vec![third], "one live version");
+}

@@ -232,6 +232,20 @@ pub trait UserStore: Send + Sync {
     async fn delete_expired_sessions(&self, idle_before: Millis, created_before: Millis) -> StoreResult<u64>;
 }
 
+/// Predictive model versions (F21, contract §9), numbered from 1; at most one is live.
+#[async_trait]
+pub trait PredictiveStore: Send + Sync {
+    /// Stores a new version (numbered after the newest) and returns its number; `live`
+    /// makes it the live one in the same transaction (the previous live one is not).
+    async fn insert_predictive(&self, target: &str, trained_at: Millis, model: String, report: String, live: bool) -> StoreResult<i64>;
+    /// Every version, newest first, without its model text.
+    async fn list_predictive(&self) -> StoreResult<Vec<PredictiveVersion>>;
+    /// The live version, with its model.
+    async fn live_predictive(&self) -> StoreResult<Option<PredictiveVersion>>;
+    /// Makes `version` the live one; false when there is no such version.
+    async fn set_live_predictive(&self, version: i64) -> StoreResult<bool>;
+}
+
 /// Automation definitions (PRODUCT.md §3), keyed by name. Definitions only: nothing in
 /// the store fires them.
 #[async_trait]
@@ -357,6 +371,7 @@ pub trait Store:
     + ScoreStore
     + KeyStore
     + UserStore
+    + PredictiveStore
     + AutomationStore
     + RunStore
     + OutboxStore
@@ -372,6 +387,7 @@ impl<
         + ScoreStore
         + KeyStore
         + UserStore
+        + PredictiveStore
         + AutomationStore
         + RunStore
         + OutboxStore

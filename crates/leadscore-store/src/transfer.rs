@@ -267,6 +267,11 @@ pub static TABLES: &[TableSpec] = &[
         ],
         key: &["id"],
     },
+    TableSpec {
+        name: "predictive_models",
+        columns: &[("version", Int), ("target", Text), ("trained_at", Int), ("live", Bool), ("model", Text), ("report", Text)],
+        key: &["version"],
+    },
     TableSpec { name: "sessions", columns: &[("id_hash", Text), ("user_id", Text), ("created_at", Int), ("last_seen_at", Int)], key: &["id_hash"] },
 ];
 

@@ -480,3 +480,19 @@ pub struct OutcomeRecord {
     pub scores: BTreeMap<String, ScoreCard>,
     pub recorded_at: Millis,
 }
+
+/// A trained predictive model version (F21): the engine's model and its evaluation, as
+/// JSON texts the store keeps without reading them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictiveVersion {
+    pub version: i64,
+    /// What it predicts: `won` or `qualified`.
+    pub target: String,
+    pub trained_at: Millis,
+    /// The one version that scores contacts.
+    pub live: bool,
+    /// The model (empty when listed without models).
+    pub model: String,
+    /// The evaluation report (holdout AUC, log loss, calibration, features, warnings).
+    pub report: String,
+}
