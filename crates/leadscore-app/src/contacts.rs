@@ -90,7 +90,7 @@ pub struct ContactView {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub not_scored: BTreeMap<String, String>,
     pub owner: Option<String>,
-    pub predictive: Option<Value>,
+    pub predictive: Option<crate::predictive::PredictiveScore>,
     pub scores: BTreeMap<String, ModelCard>,
     pub status: Option<String>,
     pub updated_at: String,
@@ -111,6 +111,8 @@ pub async fn view(engine: &Engine, contact: &ContactRecord, at: Option<Millis>) 
         .filter(|m| !m.is_shadow() && !scores.contains_key(&m.name))
         .filter_map(|m| m.model.why_not_applies(&contact.attributes).map(|why| (m.name.clone(), why)))
         .collect();
+    let cards: BTreeMap<String, ScoreCard> = scores.iter().map(|(name, card)| (name.clone(), card.card.clone())).collect();
+    let predictive = crate::predictive::score(engine, contact, &cards, at).await?;
     Ok(ContactView {
         as_of: at.map(format_time),
         attributes: contact.attributes.clone(),
@@ -121,7 +123,7 @@ pub async fn view(engine: &Engine, contact: &ContactRecord, at: Option<Millis>) 
         last_event_at: contact.last_event_at.map(format_time),
         not_scored,
         owner: contact.owner.clone(),
-        predictive: None,
+        predictive,
         scores,
         status: contact.status.clone(),
         updated_at: format_time(contact.updated_at),

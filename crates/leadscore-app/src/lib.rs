@@ -11,11 +11,13 @@ pub mod contacts;
 pub mod deliveries;
 pub mod error;
 pub mod events;
+pub mod features;
 pub mod identity;
 pub mod keys;
 pub mod models;
 pub mod outcomes;
 pub mod paging;
+pub mod predictive;
 pub mod reports;
 pub mod runtime;
 pub mod settings;
@@ -92,14 +94,24 @@ pub struct Engine {
     pub config: EngineConfig,
     /// Compiled automations, the outbox senders and the worker wake-ups.
     pub runtime: runtime::Runtime,
+    /// The live predictive model version, if any (F21).
+    predictive: RwLock<Option<Arc<predictive::LivePredictive>>>,
 }
 
 impl Engine {
     /// Loads the live models and automations from the store.
     pub async fn new(store: Arc<dyn Store>, clock: Clock, config: EngineConfig) -> Result<Arc<Self>, StoreError> {
-        let engine = Arc::new(Self { store, models: RwLock::new(Arc::new(Vec::new())), clock, runtime: runtime::Runtime::new(&config), config });
+        let engine = Arc::new(Self {
+            store,
+            models: RwLock::new(Arc::new(Vec::new())),
+            clock,
+            runtime: runtime::Runtime::new(&config),
+            config,
+            predictive: RwLock::new(None),
+        });
         engine.reload_models().await?;
         engine.reload_automations().await?;
+        engine.reload_predictive().await?;
         Ok(engine)
     }
 
@@ -148,6 +160,28 @@ impl Engine {
         }
         if let Ok(mut models) = self.models.write() {
             *models = Arc::new(set);
+        }
+        Ok(())
+    }
+
+    /// The live predictive model version, if any.
+    pub fn predictive(&self) -> Option<Arc<predictive::LivePredictive>> {
+        self.predictive.read().ok().and_then(|live| live.clone())
+    }
+
+    /// Loads the live predictive version when it is not the one loaded (another process,
+    /// or this one, trained or promoted a version); cheap when nothing changed.
+    pub async fn reload_predictive(&self) -> Result<(), StoreError> {
+        let live_version = self.store.list_predictive().await?.into_iter().find(|v| v.live).map(|v| v.version);
+        if live_version == self.predictive().map(|live| live.version) {
+            return Ok(());
+        }
+        let loaded = match live_version {
+            Some(_) => self.store.live_predictive().await?.and_then(predictive::parse_live).map(Arc::new),
+            None => None,
+        };
+        if let Ok(mut live) = self.predictive.write() {
+            *live = loaded;
         }
         Ok(())
     }

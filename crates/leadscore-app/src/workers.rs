@@ -88,6 +88,9 @@ pub fn spawn_model_reloader(engine: Arc<Engine>, every: Duration) {
             if let Err(err) = engine.reload_automations().await {
                 tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the automations");
             }
+            if let Err(err) = engine.reload_predictive().await {
+                tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the live predictive model");
+            }
         }
     });
 }

@@ -17,6 +17,7 @@ pub mod listen;
 pub mod models;
 pub mod openapi;
 pub mod outcomes;
+pub mod predictive;
 pub mod reports;
 pub mod segment;
 pub mod settings;
@@ -111,6 +112,7 @@ pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
         .merge(accounts::router())
         .merge(backtest::router())
         .merge(compare::router())
+        .merge(predictive::router())
         .merge(reports::router())
         .merge(settings::router())
         .merge(keys::router())

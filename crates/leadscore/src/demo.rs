@@ -350,11 +350,32 @@ pub async fn seed(state: &Arc<leadscore_app::Engine>, contacts: usize) -> Result
         }
         bar.finish_and_clear();
         eprintln!("recorded {} demo statuses (contacted, qualified, won, lost), driven by each contact's hidden intent", outcomes.len());
+        train_predictive(state).await?;
     }
     if state.store.list_automations().await?.is_empty() {
         store_example_automations(state).await?;
     }
     Ok(())
+}
+
+/// Learns the demo's predictive score from its won and lost deals, when there are enough
+/// (a small demo has fewer than the 500 closed deals training asks for, and says so).
+async fn train_predictive(state: &Arc<leadscore_app::Engine>) -> Result<()> {
+    use leadscore_app::predictive::{TrainRequest, train};
+    match train(state, TrainRequest::default(), Arc::new(|_| {})).await {
+        Ok(version) => {
+            eprintln!(
+                "trained predictive model v{} on {} won and lost deals: holdout ROC AUC {:.3} ({:?}); `leadscore train` retrains",
+                version.version, version.report.rows, version.report.auc, version.report.algorithm
+            );
+            Ok(())
+        }
+        Err(leadscore_app::AppError::Invalid { message, .. }) => {
+            eprintln!("no predictive model: {message}");
+            Ok(())
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// The demo's users, one per role (the sales rep owns leads in Austin), with their

@@ -67,7 +67,7 @@ enum Command {
         #[arg(long, env = "LEADSCORE_ADDR")]
         addr: Option<String>,
         /// Number of demo contacts, with about 6.7 events per contact over the last 90 days
-        #[arg(long, default_value_t = 3000)]
+        #[arg(long, default_value_t = 5000)]
         contacts: usize,
         /// Generate the data and exit instead of serving
         #[arg(long)]
@@ -184,6 +184,40 @@ enum Command {
         /// Outcomes before this instant (RFC 3339)
         #[arg(long)]
         to: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a predictive model on the contacts whose deals closed (won vs lost, or
+    /// qualified vs disqualified), show its holdout figures, and make it live when it is not
+    /// worse than the live one
+    Train {
+        #[command(flatten)]
+        data: DataArgs,
+        /// What to predict: won (won vs lost) or qualified (qualified or won vs disqualified)
+        #[arg(long, default_value = "won", value_parser = ["won", "qualified"])]
+        target: String,
+        /// Share of the closed contacts held out to evaluate the model
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f64,
+        /// Same data and seed give the same model
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Refuse below this many closed contacts
+        #[arg(long, default_value_t = 500)]
+        min_closed: usize,
+        /// Also report a stratified k-fold AUC
+        #[arg(long)]
+        k_folds: Option<usize>,
+        /// An attribute to leave out, e.g. one sales fill in after the call (repeatable)
+        #[arg(long = "exclude", value_name = "ATTRIBUTE")]
+        exclude: Vec<String>,
+        /// A feature to keep even when it separates won from lost almost alone (repeatable)
+        #[arg(long = "allow-leaky", value_name = "FEATURE")]
+        allow_leaky: Vec<String>,
+        /// Make the new version live even when it is worse than the live one
+        #[arg(long)]
+        live: bool,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -576,6 +610,42 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{report}");
             } else {
                 print_backtest(&report, started.elapsed());
+            }
+            Ok(())
+        }
+        Command::Train { data, target, holdout, seed, min_closed, k_folds, exclude, allow_leaky, live, json } => {
+            let state = start_engine(&data, open_existing_store(&data).await?).await?;
+            let target = if target == "qualified" { leadscore_app::predictive::Target::Qualified } else { leadscore_app::predictive::Target::Won };
+            let request = leadscore_app::predictive::TrainRequest {
+                target,
+                holdout: Some(holdout),
+                seed: Some(seed),
+                min_closed: Some(min_closed),
+                k_folds,
+                allow_leaky,
+                exclude,
+                live,
+            };
+            let bar = progress_bar(0, "reading closed contacts");
+            let shown = bar.clone();
+            let progress = std::sync::Arc::new(move |step: leadscore_app::predictive::TrainStep| match step {
+                leadscore_app::predictive::TrainStep::Reading { done, of } => {
+                    shown.set_length(of as u64);
+                    shown.set_position(done as u64);
+                }
+                leadscore_app::predictive::TrainStep::Training(leadscore_predict::Progress::Boosting { tree, of }) => {
+                    shown.set_message("boosted trees");
+                    shown.set_length(of as u64);
+                    shown.set_position(tree as u64);
+                }
+                leadscore_app::predictive::TrainStep::Training(other) => shown.set_message(format!("training: {other:?}")),
+            });
+            let version = leadscore_app::predictive::train(&state, request, progress).await?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&version)?);
+            } else {
+                print_predictive(&version);
             }
             Ok(())
         }
@@ -1035,6 +1105,47 @@ pub async fn rescore_with_progress(state: &Arc<Engine>, name: &str) -> Result<()
     bar.finish_and_clear();
     eprintln!("rescored {} contacts under {name} v{} in {:.1?}", job.done, published.version, started.elapsed());
     Ok(())
+}
+
+/// A trained predictive version as a person reads it.
+fn print_predictive(version: &leadscore_app::predictive::PredictiveVersionView) {
+    let report = &version.report;
+    let state = if version.live { "live" } else { "not live: the live version's holdout AUC is higher (--live to force)" };
+    println!("predictive model v{} ({state}), {:?}, target {:?}", version.version, report.algorithm, report.target);
+    println!(
+        "  trained on {} closed contacts ({} positive), {} held out, in {:.1} s",
+        report.rows,
+        report.positives,
+        report.holdout_rows,
+        report.training_ms as f64 / 1000.0
+    );
+    println!("  holdout ROC AUC {:.3}, log loss {:.3}", report.auc, report.log_loss);
+    println!(
+        "  logistic regression AUC {:.3}, boosted trees AUC {:.3} ({} trees)",
+        report.evaluation.logistic.auc, report.evaluation.boosted.auc, report.trees
+    );
+    for cv in [&report.evaluation.logistic.cv_auc, &report.evaluation.boosted.cv_auc].into_iter().flatten() {
+        let folds: Vec<String> = cv.iter().map(|a| format!("{a:.3}")).collect();
+        println!("  k-fold AUC: {}", folds.join(" "));
+    }
+    println!("  calibration (predicted → observed, contacts):");
+    for bin in &report.calibration {
+        println!(
+            "    {:>4.0}–{:<4.0} % {:>5.1} % → {:>5.1} %  ({})",
+            bin.lo * 100.0,
+            bin.hi * 100.0,
+            bin.mean_predicted * 100.0,
+            bin.observed_rate * 100.0,
+            bin.count
+        );
+    }
+    println!("  {} features", report.features.len());
+    for warning in &report.leakage {
+        println!("  warning: {}", warning.message);
+    }
+    for skipped in &report.skipped_attributes {
+        println!("  not used: {} ({})", skipped.attribute, skipped.reason);
+    }
 }
 
 pub fn progress_bar(total: u64, message: &str) -> indicatif::ProgressBar {

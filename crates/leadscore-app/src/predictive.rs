@@ -1,0 +1,427 @@
+//! Predictive scoring (F21, contract §9): train on contacts whose deals closed, keep the
+//! versions with their evaluation, score a contact with the live version and say why.
+//!
+//! Training reads every closing outcome, rebuilds each closed contact as of the outcome's
+//! time (`features`), and hands the rows to `leadscore_predict`, which does the maths. A
+//! new version goes live when there is none yet or when its holdout ROC AUC is not worse
+//! than the live one's (or when asked).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use leadscore_core::ScoreCard;
+use leadscore_predict::{Algorithm, CalibrationBin, Dataset, Evaluation, LeakageWarning, PredictiveModel, Progress, TrainError, TrainOptions};
+use leadscore_store::{ContactRecord, Millis, OutcomeKind, OutcomeRecord, PredictiveVersion};
+use serde::{Deserialize, Serialize};
+
+use crate::Engine;
+use crate::contacts::scoring_events;
+use crate::error::{AppError, AppResult};
+use crate::features::{FeatureSchema, SkippedAttribute, Snapshot, attributes_as_of};
+use crate::time::format_time;
+
+/// What a predictive model learns to tell apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Won against lost deals.
+    #[default]
+    Won,
+    /// Qualified (or won) against disqualified leads.
+    Qualified,
+}
+
+/// A training request; every field has a default (contract §9).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainRequest {
+    #[serde(default)]
+    pub target: Target,
+    /// Share of the closed contacts held out to evaluate (default 0.2).
+    pub holdout: Option<f64>,
+    pub seed: Option<u64>,
+    /// Refuse below this many closed contacts (default 500).
+    pub min_closed: Option<usize>,
+    /// Also report a stratified k-fold AUC.
+    pub k_folds: Option<usize>,
+    /// Features to keep even when they separate the classes almost alone.
+    #[serde(default)]
+    pub allow_leaky: Vec<String>,
+    /// Attributes to leave out (columns sales fill in after the call, say).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Make the new version live even when its holdout AUC is below the live one's.
+    #[serde(default)]
+    pub live: bool,
+}
+
+/// Where training is, for a progress bar.
+#[derive(Clone, Copy, Debug)]
+pub enum TrainStep {
+    /// Closed contacts read as of their outcome, of all of them.
+    Reading {
+        done: usize,
+        of: usize,
+    },
+    Training(Progress),
+}
+
+/// One learner's holdout figures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluations {
+    pub logistic: Evaluation,
+    pub boosted: Evaluation,
+}
+
+/// What training found, stored with the version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PredictiveReport {
+    pub target: Target,
+    /// The learner that scores contacts: `Logistic` or `Boosted`.
+    pub algorithm: Algorithm,
+    /// Its holdout ROC AUC, log loss and calibration table.
+    pub auc: f64,
+    pub log_loss: f64,
+    pub calibration: Vec<CalibrationBin>,
+    /// Both learners' holdout figures (the better AUC was chosen).
+    pub evaluation: Evaluations,
+    /// The features the model uses.
+    pub features: Vec<String>,
+    /// Features that separate the classes almost alone (likely filled in after the outcome).
+    pub leakage: Vec<LeakageWarning>,
+    /// Features left out for leakage.
+    pub excluded: Vec<String>,
+    /// Attributes not used, and why.
+    pub skipped_attributes: Vec<SkippedAttribute>,
+    pub rows: usize,
+    pub positives: usize,
+    pub train_rows: usize,
+    pub holdout_rows: usize,
+    pub trees: usize,
+    pub seed: u64,
+    pub holdout: f64,
+    pub training_ms: u64,
+}
+
+/// A version as the API lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PredictiveVersionView {
+    pub version: i64,
+    pub live: bool,
+    pub trained_at: String,
+    #[serde(flatten)]
+    pub report: PredictiveReport,
+}
+
+/// What is stored as a version's model: the features it reads and the learned model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StoredModel {
+    pub schema: FeatureSchema,
+    pub model: PredictiveModel,
+}
+
+/// The live version, loaded.
+#[derive(Debug)]
+pub struct LivePredictive {
+    pub version: i64,
+    pub schema: FeatureSchema,
+    pub model: PredictiveModel,
+}
+
+/// One reason in a contact's predictive score (contract §9).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReasonView {
+    pub feature: String,
+    pub value: String,
+    pub contribution: f64,
+}
+
+/// A contact's predictive score (contract §9): `intercept + Σ reasons = logit`,
+/// `probability = 1 / (1 + e^-logit)`, `score = round(100 × probability)`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PredictiveScore {
+    pub score: u8,
+    pub probability: f64,
+    pub version: i64,
+    pub logit: f64,
+    pub intercept: f64,
+    pub reasons: Vec<ReasonView>,
+}
+
+impl From<TrainError> for AppError {
+    fn from(err: TrainError) -> Self {
+        let details = match &err {
+            TrainError::NotEnoughClosed { have, need } => serde_json::json!({ "closed": have, "needed": need }),
+            TrainError::NotEnoughOfClass { class, have, need } => serde_json::json!({ "class": class, "have": have, "needed": need }),
+            TrainError::Invalid(_) => serde_json::Value::Null,
+        };
+        AppError::Invalid { message: err.to_string(), details: Some(details).filter(|d| !d.is_null()) }
+    }
+}
+
+/// How one closed contact counts: its label and the instant its deal closed.
+#[derive(Clone, Debug, PartialEq)]
+struct Closed {
+    label: bool,
+    at: Millis,
+    /// The cards recorded with the closing outcome (the rule models as of then).
+    cards: BTreeMap<String, ScoreCard>,
+}
+
+/// A contact's closing outcome for `target`, from its statuses: for `won`, the latest of
+/// won or lost; for `qualified`, the first qualified or won, else the latest disqualified.
+fn closing(outcomes: &[&OutcomeRecord], target: Target) -> Option<Closed> {
+    let status = |o: &&&OutcomeRecord| match &o.kind {
+        OutcomeKind::Status { status } => Some(status.clone()),
+        OutcomeKind::Feedback { .. } => None,
+    };
+    let mut statuses: Vec<(&OutcomeRecord, String)> = outcomes.iter().filter_map(|o| status(&o).map(|s| (*o, s))).collect();
+    statuses.sort_by_key(|(o, _)| (o.at, o.id));
+    let closed = |o: &OutcomeRecord, label: bool| Closed { label, at: o.at, cards: o.scores.clone() };
+    match target {
+        Target::Won => statuses.iter().rev().find(|(_, s)| s == "won" || s == "lost").map(|(o, s)| closed(o, s == "won")),
+        Target::Qualified => statuses
+            .iter()
+            .find(|(_, s)| s == "qualified" || s == "won")
+            .map(|(o, _)| closed(o, true))
+            .or_else(|| statuses.iter().rev().find(|(_, s)| s == "disqualified").map(|(o, _)| closed(o, false))),
+    }
+}
+
+/// Every contact with a closing outcome, by contact id.
+async fn closed_contacts(engine: &Engine, target: Target) -> AppResult<BTreeMap<String, Closed>> {
+    let mut by_contact: BTreeMap<String, Vec<OutcomeRecord>> = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = engine.store.list_outcomes(Millis::MIN, Millis::MAX, after, 5_000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for outcome in page {
+            by_contact.entry(outcome.contact_id.clone()).or_default().push(outcome);
+        }
+    }
+    Ok(by_contact
+        .into_iter()
+        .filter_map(|(contact, outcomes)| {
+            let refs: Vec<&OutcomeRecord> = outcomes.iter().collect();
+            closing(&refs, target).map(|closed| (contact, closed))
+        })
+        .collect())
+}
+
+const READ_CHUNK: usize = 500;
+
+/// Trains a new version from every closed contact and stores it.
+pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(TrainStep) + Send + Sync>) -> AppResult<PredictiveVersionView> {
+    let started = std::time::Instant::now();
+    let defaults = TrainOptions::default();
+    let options = TrainOptions {
+        holdout: request.holdout.unwrap_or(defaults.holdout),
+        seed: request.seed.unwrap_or(defaults.seed),
+        k_folds: request.k_folds,
+        min_closed: request.min_closed.unwrap_or(defaults.min_closed),
+        allow_leaky: request.allow_leaky.clone(),
+        ..defaults
+    };
+    if !(0.05..=0.5).contains(&options.holdout) {
+        return Err(AppError::invalid("holdout must be between 0.05 and 0.5"));
+    }
+    if options.k_folds.is_some_and(|k| !(2..=20).contains(&k)) {
+        return Err(AppError::invalid("k_folds must be between 2 and 20"));
+    }
+    let closed = closed_contacts(engine, request.target).await?;
+    // Refused before anything is read: the same guard rails training applies.
+    let positives = closed.values().filter(|c| c.label).count();
+    if closed.len() < options.min_closed {
+        return Err(TrainError::NotEnoughClosed { have: closed.len(), need: options.min_closed }.into());
+    }
+    let (positive, negative) = match request.target {
+        Target::Won => ("won", "lost"),
+        Target::Qualified => ("qualified", "disqualified"),
+    };
+    for (class, have) in [(positive, positives), (negative, closed.len() - positives)] {
+        if have < options.min_per_class {
+            return Err(TrainError::NotEnoughOfClass { class, have, need: options.min_per_class }.into());
+        }
+    }
+
+    // Each closed contact as of its outcome: attributes from its log, events up to then.
+    let ids: Vec<String> = closed.keys().cloned().collect();
+    let mut attributes = Vec::with_capacity(ids.len());
+    let mut events = Vec::with_capacity(ids.len());
+    let mut kept = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(READ_CHUNK) {
+        let contacts: BTreeMap<String, ContactRecord> = engine.store.get_contacts(chunk).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let mut chunk_events = engine.store.scoring_events_of(chunk).await?;
+        for id in chunk {
+            // A contact erased since its outcome was recorded is not trained on.
+            let (Some(contact), Some(closed)) = (contacts.get(id), closed.get(id)) else { continue };
+            let log = engine.store.contact_log(id).await?;
+            attributes.push(attributes_as_of(&log, closed.at, &contact.attributes));
+            let mut seen = chunk_events.remove(id).unwrap_or_default();
+            seen.retain(|e| e.timestamp <= closed.at);
+            events.push(seen);
+            kept.push(closed.clone());
+        }
+        progress(TrainStep::Reading { done: kept.len(), of: ids.len() });
+    }
+    check_excludes(&request.exclude, &attributes)?;
+    let models: Vec<String> = engine.models().iter().filter(|m| !m.is_shadow()).map(|m| m.name.clone()).collect();
+    let snapshots: Vec<Snapshot<'_>> = kept
+        .iter()
+        .zip(&attributes)
+        .zip(&events)
+        .map(|((closed, attributes), events)| Snapshot { attributes, events, cards: &closed.cards, at: closed.at })
+        .collect();
+    let (schema, skipped_attributes) = FeatureSchema::from_training(&snapshots, models, &request.exclude);
+    let rows = snapshots.iter().map(|s| schema.row(s.attributes, s.events, s.cards, s.at)).collect();
+    let labels = kept.iter().map(|c| c.label).collect();
+    let data = Dataset { features: schema.specs(), rows, labels };
+    let seed = options.seed;
+    let holdout = options.holdout;
+    let trained = tokio::task::spawn_blocking(move || {
+        let mut report = |step: Progress| progress(TrainStep::Training(step));
+        leadscore_predict::train(&data, &options, &mut report)
+    })
+    .await
+    .map_err(|e| AppError::invalid(format!("training failed: {e}")))??;
+
+    let chosen = match trained.report.chosen {
+        Algorithm::Logistic => &trained.report.logistic,
+        Algorithm::Boosted => &trained.report.boosted,
+    };
+    let report = PredictiveReport {
+        target: request.target,
+        algorithm: trained.report.chosen,
+        auc: chosen.auc,
+        log_loss: chosen.log_loss,
+        calibration: chosen.calibration.clone(),
+        evaluation: Evaluations { logistic: trained.report.logistic.clone(), boosted: trained.report.boosted.clone() },
+        features: trained.report.features.clone(),
+        leakage: trained.report.leakage.clone(),
+        excluded: trained.report.excluded.clone(),
+        skipped_attributes,
+        rows: trained.report.rows,
+        positives: trained.report.positives,
+        train_rows: trained.report.train_rows,
+        holdout_rows: trained.report.holdout_rows,
+        trees: trained.report.trees,
+        seed,
+        holdout,
+        training_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    let live_auc = match engine.store.live_predictive().await? {
+        Some(live) => serde_json::from_str::<PredictiveReport>(&live.report).ok().filter(|r| r.target == request.target).map(|r| r.auc),
+        None => None,
+    };
+    let goes_live = request.live || live_auc.is_none_or(|auc| report.auc >= auc);
+    let stored = StoredModel { schema, model: trained.model };
+    let model_text = serde_json::to_string(&stored).map_err(|e| AppError::invalid(format!("the model could not be written: {e}")))?;
+    let report_text = serde_json::to_string(&report).map_err(|e| AppError::invalid(format!("the report could not be written: {e}")))?;
+    let trained_at = engine.now();
+    let target = serde_json::to_value(request.target).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let version = engine.store.insert_predictive(&target, trained_at, model_text, report_text, goes_live).await?;
+    if goes_live {
+        engine.reload_predictive().await?;
+    }
+    tracing::info!(version, auc = report.auc, live = goes_live, rows = report.rows, "predictive model trained");
+    Ok(PredictiveVersionView { version, live: goes_live, trained_at: format_time(trained_at), report })
+}
+
+/// Refuses to leave out an attribute no closed contact has: a misspelt name would
+/// otherwise leave in the very column meant to go (imports name columns in snake_case:
+/// `Lead Quality` is `lead_quality`).
+fn check_excludes(exclude: &[String], attributes: &[serde_json::Map<String, serde_json::Value>]) -> AppResult<()> {
+    let known: std::collections::BTreeSet<&str> = attributes.iter().flat_map(|a| a.keys().map(String::as_str)).collect();
+    let simple = |name: &str| name.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
+    let unknown: Vec<String> = exclude
+        .iter()
+        .filter(|name| !known.contains(name.as_str()))
+        .map(|name| match known.iter().find(|k| simple(k) == simple(name)) {
+            Some(close) => format!("{name:?} (did you mean {close:?}?)"),
+            None => format!("{name:?}"),
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::invalid_with(
+        format!("no closed contact has the attribute {} to exclude", unknown.join(", ")),
+        serde_json::json!({ "unknown": unknown, "attributes": known }),
+    ))
+}
+
+fn version_view(version: PredictiveVersion) -> AppResult<PredictiveVersionView> {
+    let report = serde_json::from_str(&version.report).map_err(|e| AppError::invalid(format!("version {} has an unreadable report: {e}", version.version)))?;
+    Ok(PredictiveVersionView { version: version.version, live: version.live, trained_at: format_time(version.trained_at), report })
+}
+
+/// Every version, newest first.
+pub async fn list(engine: &Engine) -> AppResult<Vec<PredictiveVersionView>> {
+    engine.store.list_predictive().await?.into_iter().map(version_view).collect()
+}
+
+/// Makes `version` the live one.
+pub async fn promote(engine: &Engine, version: i64) -> AppResult<PredictiveVersionView> {
+    if !engine.store.set_live_predictive(version).await? {
+        return Err(AppError::not_found(format!("no predictive model version {version}")));
+    }
+    engine.reload_predictive().await?;
+    let listed = list(engine).await?;
+    listed.into_iter().find(|v| v.version == version).ok_or_else(|| AppError::not_found(format!("no predictive model version {version}")))
+}
+
+/// Reads the live version; one that does not parse (written by a newer leadscore, say)
+/// scores nothing, with an error in the log.
+pub(crate) fn parse_live(version: PredictiveVersion) -> Option<LivePredictive> {
+    match serde_json::from_str::<StoredModel>(&version.model) {
+        Ok(stored) => Some(LivePredictive { version: version.version, schema: stored.schema, model: stored.model }),
+        Err(error) => {
+            tracing::error!(version = version.version, %error, "the live predictive model cannot be read; contacts get no predictive score");
+            None
+        }
+    }
+}
+
+/// A contact's predictive score under the live version as of `at` (now if None), or None
+/// before any version exists. `cards` are the contact's rule-model cards as of then.
+pub async fn score(engine: &Engine, contact: &ContactRecord, cards: &BTreeMap<String, ScoreCard>, at: Option<Millis>) -> AppResult<Option<PredictiveScore>> {
+    let Some(live) = engine.predictive() else { return Ok(None) };
+    let events = scoring_events(&engine.store.contact_events(&contact.id).await?);
+    let at = at.unwrap_or_else(|| events.iter().map(|e| e.timestamp).max().map_or(engine.now(), |t| t.max(engine.now())));
+    let row = live.schema.row(&contact.attributes, &events, cards, at);
+    let prediction = live.model.predict(&row);
+    Ok(Some(PredictiveScore {
+        score: prediction.score,
+        probability: prediction.probability,
+        version: live.version,
+        logit: prediction.logit,
+        intercept: prediction.intercept,
+        reasons: prediction.reasons.into_iter().map(|r| ReasonView { feature: r.feature, value: r.value, contribution: r.contribution }).collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: i64, status: &str, at: Millis) -> OutcomeRecord {
+        OutcomeRecord { id, contact_id: "c".into(), kind: OutcomeKind::Status { status: status.into() }, at, scores: BTreeMap::new(), recorded_at: at }
+    }
+
+    #[test]
+    fn the_closing_outcome_decides_the_label_and_the_instant() {
+        let history = [status(1, "contacted", 10), status(2, "qualified", 20), status(3, "lost", 30), status(4, "won", 40)];
+        let refs: Vec<&OutcomeRecord> = history.iter().collect();
+        let won = closing(&refs, Target::Won).unwrap();
+        assert_eq!((won.label, won.at), (true, 40), "the latest of won and lost");
+        let qualified = closing(&refs, Target::Qualified).unwrap();
+        assert_eq!((qualified.label, qualified.at), (true, 20), "the first qualification");
+        let open = [status(1, "contacted", 10)];
+        assert!(closing(&open.iter().collect::<Vec<_>>(), Target::Won).is_none());
+        let disqualified = [status(1, "disqualified", 10), status(2, "disqualified", 50)];
+        let closed = closing(&disqualified.iter().collect::<Vec<_>>(), Target::Qualified).unwrap();
+        assert_eq!((closed.label, closed.at), (false, 50));
+        assert!(closing(&disqualified.iter().collect::<Vec<_>>(), Target::Won).is_none());
+    }
+}

@@ -1,0 +1,162 @@
+//! Predictive scoring over HTTP (issue 14, contract §9): the guard rails, training on closed
+//! contacts as of their outcome (nothing recorded later reaches the features), leakage
+//! warnings, determinism, versions, and each contact's score with reasons that add up.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use leadscore_server::input::format_time;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A small deterministic generator, so every run builds the same contacts.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// `n` contacts created 60 days ago, with a source, a company size, webinars and page
+/// views, then won or lost two days ago with odds that follow source and webinars. After
+/// the outcome, sales fill in `lead_quality` and won deals sign a contract: neither may
+/// reach the model. `sales_verdict` is known before the outcome and equals it (leakage).
+async fn closed_deals(server: &TestServer, n: usize) {
+    let created = server.now() - 60 * DAY;
+    let closed_at = server.now() - 2 * DAY;
+    let mut rng = Lcg(7);
+    let mut events = Vec::new();
+    let mut outcomes = Vec::new();
+    for i in 0..n {
+        let id = format!("p{i:04}");
+        let reference = rng.next() < 0.4;
+        let webinars = (rng.next() * 4.0) as usize;
+        let logit = -1.2 + 1.8 * f64::from(u8::from(reference)) + 0.7 * webinars as f64 + (rng.next() - 0.5) * 2.0;
+        let won = rng.next() < 1.0 / (1.0 + (-logit).exp());
+        let attributes = json!({
+            "source": if reference { "Reference" } else if rng.next() < 0.5 { "Ads" } else { "Search" },
+            "company_size": (rng.next() * 500.0).round(),
+            "sales_verdict": if won { "promising" } else { "weak" },
+        });
+        let created_at = format_time(created);
+        server.create_contact(json!({ "id": id, "attributes": attributes, "created_at": created_at })).await;
+        for w in 0..webinars {
+            events.push(json!({ "type": "track", "event": "Webinar Attended", "userId": id, "messageId": format!("{id}-w{w}"), "timestamp": format_time(closed_at - (5 + w as i64) * DAY) }));
+        }
+        events.push(json!({ "type": "page", "userId": id, "messageId": format!("{id}-p"), "properties": { "path": "/pricing" }, "timestamp": format_time(closed_at - 10 * DAY) }));
+        if won {
+            events.push(
+                json!({ "type": "track", "event": "Contract Signed", "userId": id, "messageId": format!("{id}-c"), "timestamp": format_time(closed_at + DAY) }),
+            );
+        }
+        outcomes.push((id, won));
+    }
+    for chunk in events.chunks(500) {
+        server.ingest(json!({ "batch": chunk })).await;
+    }
+    for (id, won) in &outcomes {
+        let status = if *won { "won" } else { "lost" };
+        server.post(&format!("/api/v1/contacts/{id}/status"), &json!({ "status": status, "at": format_time(closed_at) })).await.expect(StatusCode::CREATED);
+        // Filled in by sales after the call: known only after the outcome.
+        server
+            .patch(&format!("/api/v1/contacts/{id}"), &json!({ "attributes": { "lead_quality": if *won { "high" } else { "low" } } }))
+            .await
+            .expect(StatusCode::OK);
+    }
+}
+
+async fn train(server: &TestServer, body: Value) -> Value {
+    server.post("/api/v1/predictive/train", &body).await.expect(StatusCode::CREATED).clone()
+}
+
+async fn guard_rails_say_what_is_missing(server: TestServer) {
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    closed_deals(&server, 80).await;
+    let refused = server.post("/api/v1/predictive/train", &json!({})).await;
+    let error = refused.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains("80 won or lost, at least 500 needed"), "{error}");
+    assert_eq!(error["details"], json!({ "closed": 80, "needed": 500 }));
+    let refused = server.post("/api/v1/predictive/train", &json!({ "min_closed": 60 })).await;
+    let error = refused.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(error["details"]["needed"], 50, "{error}");
+    assert!(error["message"].as_str().unwrap().contains("not enough"), "{error}");
+    // No model yet: contacts say so with null.
+    assert_eq!(server.contact("p0001").await["predictive"], Value::Null);
+    assert_eq!(server.get("/api/v1/predictive/models").await.expect(StatusCode::OK), &json!({ "live": null, "models": [] }));
+    // Keys without admin may not train; bad options are refused.
+    let reader =
+        server.post("/api/v1/keys", &json!({ "name": "r", "scopes": ["read"] })).await.expect(StatusCode::CREATED)["key"].as_str().unwrap().to_string();
+    let request = server.request(Method::POST, "/api/v1/predictive/train", Some(&reader)).json(&json!({}));
+    server.send(request).await.expect_error(StatusCode::FORBIDDEN, "forbidden");
+    server.post("/api/v1/predictive/train", &json!({ "holdout": 0.9 })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    server.post("/api/v1/predictive/train", &json!({ "target": "revenue" })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+}
+
+async fn trains_as_of_each_outcome_and_explains_every_score(server: TestServer) {
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    closed_deals(&server, 600).await;
+    // A misspelt attribute to leave out is refused, not silently kept in.
+    let refused = server.post("/api/v1/predictive/train", &json!({ "exclude": ["Sales Verdict"] })).await;
+    let error = refused.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert!(error["message"].as_str().unwrap().contains(r#"did you mean "sales_verdict""#), "{error}");
+
+    let first = train(&server, json!({})).await;
+    assert_eq!((first["version"].as_i64(), first["live"].as_bool(), first["target"].as_str()), (Some(1), Some(true), Some("won")));
+    assert_eq!(first["rows"], 600);
+    let features: Vec<&str> = first["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    // What was recorded after each outcome is not there: no lead_quality, no contract.
+    assert!(!features.iter().any(|f| f.contains("lead_quality") || f.contains("Contract Signed")), "{features:?}");
+    assert!(features.contains(&"source") && features.contains(&"Webinar Attended in 90 days") && features.contains(&"b2b fit"), "{features:?}");
+    // Known before the outcome but equal to it: flagged as leakage and left out.
+    assert!(!features.contains(&"sales_verdict"), "{features:?}");
+    assert_eq!(first["excluded"], json!(["sales_verdict"]));
+    assert!(first["leakage"][0]["message"].as_str().unwrap().contains("sales_verdict"), "{}", first["leakage"]);
+    let auc = first["auc"].as_f64().unwrap();
+    assert!(auc > 0.7, "holdout AUC {auc}");
+    assert!(first["calibration"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum::<u64>() == first["holdout_rows"].as_u64().unwrap());
+    for learner in ["logistic", "boosted"] {
+        assert!(first["evaluation"][learner]["auc"].as_f64().unwrap() > 0.5, "{learner}");
+    }
+
+    // Every contact's score, with reasons that add up to its logit.
+    let contact = server.contact("p0003").await;
+    let predictive = &contact["predictive"];
+    assert_eq!(predictive["version"], 1);
+    let score = predictive["score"].as_u64().unwrap();
+    let probability = predictive["probability"].as_f64().unwrap();
+    assert_eq!(score, (probability * 100.0).round() as u64);
+    let logit = predictive["logit"].as_f64().unwrap();
+    assert!((probability - 1.0 / (1.0 + (-logit).exp())).abs() < 1e-12);
+    let sum: f64 =
+        predictive["reasons"].as_array().unwrap().iter().map(|r| r["contribution"].as_f64().unwrap()).sum::<f64>() + predictive["intercept"].as_f64().unwrap();
+    assert!((sum - logit).abs() < 1e-9, "reasons sum to {sum}, logit {logit}");
+    assert!(predictive["reasons"].as_array().unwrap().iter().all(|r| r["feature"].is_string() && r["value"].is_string()));
+
+    // Same data and seed: the same model, bit for bit; asked to go live, it does.
+    let first_model = server.state.store.live_predictive().await.unwrap().unwrap().model;
+    let second = train(&server, json!({ "live": true })).await;
+    assert_eq!(second["version"], 2);
+    assert_eq!(server.state.store.live_predictive().await.unwrap().unwrap().model, first_model);
+    assert_eq!(second["auc"], first["auc"]);
+    // Kept on request; another seed is another split.
+    let kept = train(&server, json!({ "allow_leaky": ["sales_verdict"], "seed": 7, "k_folds": 3 })).await;
+    assert!(kept["features"].as_array().unwrap().contains(&json!("sales_verdict")), "{}", kept["features"]);
+    assert_eq!(kept["evaluation"]["logistic"]["cv_auc"].as_array().map(Vec::len), Some(3));
+
+    let listed = server.get("/api/v1/predictive/models").await.expect(StatusCode::OK).clone();
+    let versions: Vec<i64> = listed["models"].as_array().unwrap().iter().map(|m| m["version"].as_i64().unwrap()).collect();
+    assert_eq!(versions, vec![3, 2, 1]);
+    let live = listed["live"].as_i64().unwrap();
+    assert_eq!(listed["models"].as_array().unwrap().iter().filter(|m| m["live"] == true).count(), 1);
+    let promoted = server.post("/api/v1/predictive/models/1/promote", &json!({})).await.expect(StatusCode::OK).clone();
+    assert_eq!((promoted["version"].as_i64(), promoted["live"].as_bool()), (Some(1), Some(true)));
+    assert_eq!(server.get("/api/v1/predictive/models").await.body["live"], 1, "was {live}");
+    assert_eq!(server.contact("p0003").await["predictive"]["version"], 1);
+    server.post("/api/v1/predictive/models/99/promote", &json!({})).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+common::both_backends!(guard_rails_say_what_is_missing, trains_as_of_each_outcome_and_explains_every_score);
