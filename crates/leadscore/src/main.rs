@@ -1162,9 +1162,11 @@ async fn score(data: &DataArgs, id: &str, at: Option<&str>, json: bool) -> Resul
     let at = at.map(leadscore_app::time::parse_time).transpose().map_err(anyhow::Error::msg)?;
     let contact = state.store.get_contact(id).await?.with_context(|| format!("no contact {id:?}"))?;
     let cards = leadscore_app::contacts::current_cards(&state, &contact, at).await?;
+    let by_model = cards.iter().map(|(m, c)| (m.name.clone(), c.clone())).collect();
+    let predictive = leadscore_app::predictive::score(&state, &contact, &by_model, at).await?;
     if json {
         let scores: serde_json::Map<String, serde_json::Value> = cards.iter().map(|(m, c)| (m.name.clone(), serde_json::json!(c))).collect();
-        println!("{}", serde_json::json!({ "id": contact.id, "email": contact.email, "scores": scores }));
+        println!("{}", serde_json::json!({ "id": contact.id, "email": contact.email, "scores": scores, "predictive": predictive }));
         return Ok(());
     }
     println!("{} {}", contact.id, contact.email.as_deref().unwrap_or(""));
@@ -1183,6 +1185,12 @@ async fn score(data: &DataArgs, id: &str, at: Option<&str>, json: bool) -> Resul
             c.grade.as_deref().unwrap_or("-"),
             c.quadrant.as_deref().unwrap_or("")
         );
+    }
+    if let Some(predictive) = predictive {
+        println!("  predictive   {:>3} / 100 (probability {:.3}, version {})", predictive.score, predictive.probability, predictive.version);
+        for reason in predictive.reasons.iter().take(5) {
+            println!("    {:+.2}  {} = {}", reason.contribution, reason.feature, reason.value);
+        }
     }
     Ok(())
 }
