@@ -147,10 +147,18 @@ impl Engine {
         }
     }
 
-    /// Re-reads the live models from the store (after a publish or delete).
+    /// Re-reads the live models from the store (after a publish or delete). A version
+    /// already loaded is kept as it is: only new versions are parsed (a model of hundreds
+    /// of regex rules takes a while to compile, and this runs every few seconds; issue 15.6).
     pub async fn reload_models(&self) -> Result<(), StoreError> {
+        let loaded = self.models();
         let mut set: ModelSet = Vec::new();
         for version in self.store.live_models().await? {
+            let same = |m: &&Arc<PublishedModel>| m.name == version.name && m.version == version.version && m.shadow_of == version.shadow_of;
+            if let Some(kept) = loaded.iter().find(same) {
+                set.push(kept.clone());
+                continue;
+            }
             match Model::parse(&version.source) {
                 Ok(model) => set.push(Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: version.shadow_of })),
                 Err(err) => {
