@@ -136,12 +136,21 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(500
 /// job is created leased to this process and records its progress as it goes, then the
 /// report (`result`) or the error; if the process dies, another one's job worker marks it
 /// failed once the lease expires (the partial replay lives in memory only).
-pub async fn start_job(engine: &Arc<Engine>, candidate: Arc<PublishedModel>, live: Arc<PublishedModel>, from: Millis, to: Millis) -> Result<Job, StoreError> {
+pub async fn start_job(
+    engine: &Arc<Engine>,
+    candidate: Arc<PublishedModel>,
+    live: Arc<PublishedModel>,
+    from: Millis,
+    to: Millis,
+    slot: crate::quota::Slot,
+) -> Result<Job, StoreError> {
     let lease = Some((engine.runtime.worker_id.clone(), engine.now() + JOB_LEASE_MS));
     let new = NewJob { kind: "backtest".into(), model: live.name.clone(), version: live.version, total: 0, lease };
     let job = engine.store.create_job(new, engine.now()).await?;
     let (worker, mut running) = (engine.clone(), job.clone());
     engine.runtime.spawn(async move {
+        // Held until the replay ends, whichever way.
+        let _slot = slot;
         let engine = worker;
         let progress = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
         let seen = progress.clone();

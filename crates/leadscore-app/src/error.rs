@@ -25,6 +25,10 @@ pub enum AppError {
     /// Known credentials that may not do this (a role without the right): 403.
     #[error("{0}")]
     Forbidden(String),
+    /// Too much of this work is under way for this caller (or for everyone): 429, try
+    /// again after `retry_after_seconds`.
+    #[error("{message}")]
+    Busy { message: String, retry_after_seconds: u64 },
     /// Storage failed, or refused (its own kinds: not found, conflict, stale, closed).
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -18,6 +18,7 @@ pub mod models;
 pub mod outcomes;
 pub mod paging;
 pub mod predictive;
+pub mod quota;
 pub mod reports;
 pub mod runtime;
 pub mod settings;
@@ -96,6 +97,8 @@ pub struct Engine {
     pub runtime: runtime::Runtime,
     /// The live predictive model version, if any (F21).
     predictive: RwLock<Option<Arc<predictive::LivePredictive>>>,
+    /// Heavy work under way per caller.
+    pub quotas: Arc<quota::Quotas>,
 }
 
 impl Engine {
@@ -108,6 +111,7 @@ impl Engine {
             runtime: runtime::Runtime::new(&config),
             config,
             predictive: RwLock::new(None),
+            quotas: Arc::default(),
         });
         engine.reload_models().await?;
         engine.reload_automations().await?;

@@ -2,6 +2,7 @@
 //! bytes, so a fast hash is enough (nothing to brute-force); the key itself is never stored.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,9 +88,78 @@ impl RateLimiter {
     }
 }
 
-pub async fn authenticate(state: &AppState, key: &str) -> Result<Principal, ApiError> {
+/// Failed credentials per client address (issue 15.7: wrong keys were never limited, and
+/// each cost a database read). An address may fail `BURST` times, then once every
+/// `REFILL`; beyond, it is answered 429 before any lookup. Keys already known good (in the
+/// cache) still work from it, so a flood from a shared address does not lock out its
+/// working clients.
+#[derive(Default)]
+pub struct FailedAuthLimiter {
+    addresses: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl FailedAuthLimiter {
+    const BURST: f64 = 20.0;
+    const REFILL: Duration = Duration::from_secs(3);
+
+    fn tokens(entry: (f64, Instant), now: Instant) -> f64 {
+        (entry.0 + now.saturating_duration_since(entry.1).as_secs_f64() / Self::REFILL.as_secs_f64()).min(Self::BURST)
+    }
+
+    /// Refuses an address that has failed too often lately.
+    pub fn check(&self, address: IpAddr, now: Instant) -> Result<(), ApiError> {
+        let Ok(addresses) = self.addresses.lock() else { return Ok(()) };
+        let Some(entry) = addresses.get(&address) else { return Ok(()) };
+        let tokens = Self::tokens(*entry, now);
+        if tokens >= 1.0 {
+            return Ok(());
+        }
+        let wait = ((1.0 - tokens) * Self::REFILL.as_secs_f64()).ceil().max(1.0);
+        metrics::counter!("leadscore_auth_failures_limited_total").increment(1);
+        Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many failed credentials from this address; retry in {wait} s"),
+        )
+        .with_details(serde_json::json!({ "retry_after_seconds": wait })))
+    }
+
+    /// Counts a failure of `address`.
+    pub fn failed(&self, address: IpAddr, now: Instant) {
+        let Ok(mut addresses) = self.addresses.lock() else { return };
+        if addresses.len() > 100_000 {
+            // Bounded memory under a flood from many addresses: start over.
+            addresses.clear();
+        }
+        let entry = addresses.entry(address).or_insert((Self::BURST, now));
+        *entry = ((Self::tokens(*entry, now) - 1.0).max(0.0), now);
+    }
+}
+
+/// The key's record, from the cache when it was looked up lately.
+fn cached_record(state: &AppState, hash: &str) -> Option<Option<ApiKeyRecord>> {
+    state.keys.entries.lock().ok().and_then(|entries| entries.get(hash).filter(|(_, at)| at.elapsed() < TTL).map(|(record, _)| record.clone()))
+}
+
+/// Checks an API key; `peer` is the client's address, for the failed-credentials limit.
+pub async fn authenticate(state: &AppState, key: &str, peer: Option<IpAddr>) -> Result<Principal, ApiError> {
     let hash = hash_key(key);
-    let cached = state.keys.entries.lock().ok().and_then(|entries| entries.get(&hash).filter(|(_, at)| at.elapsed() < TTL).map(|(record, _)| record.clone()));
+    let cached = cached_record(state, &hash);
+    let known_good = matches!(&cached, Some(Some(record)) if record.revoked_at.is_none());
+    if !known_good && let Some(peer) = peer {
+        state.failed_auth.check(peer, Instant::now())?;
+    }
+    let principal = check_record(state, &hash, key, cached).await;
+    if principal.as_ref().is_err_and(|e| e.status == axum::http::StatusCode::UNAUTHORIZED)
+        && let Some(peer) = peer
+    {
+        state.failed_auth.failed(peer, Instant::now());
+    }
+    principal
+}
+
+async fn check_record(state: &AppState, hash: &str, key: &str, cached: Option<Option<ApiKeyRecord>>) -> Result<Principal, ApiError> {
+    let hash = hash.to_string();
     let record = match cached {
         Some(record) => record,
         None => {
@@ -128,7 +198,8 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer <API key>`"))?;
-        authenticate(state, key).await
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+        authenticate(state, key, peer).await
     }
 }
 
@@ -185,6 +256,21 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<Arc<AppState>> for Granted
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_that_keeps_failing_waits() {
+        let limiter = FailedAuthLimiter::default();
+        let (here, there) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let start = Instant::now();
+        for _ in 0..20 {
+            assert!(limiter.check(here, start).is_ok());
+            limiter.failed(here, start);
+        }
+        let refused = limiter.check(here, start).unwrap_err();
+        assert_eq!(refused.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(limiter.check(there, start).is_ok(), "another address is not affected");
+        assert!(limiter.check(here, start + FailedAuthLimiter::REFILL).is_ok(), "one more try after the refill");
+    }
 
     #[test]
     fn the_bucket_allows_bursts_then_refills() {

@@ -60,7 +60,7 @@ struct BacktestBody {
     background: bool,
 }
 
-async fn backtest_route(State(state): State<Arc<AppState>>, _: CanRead, body: Body) -> ApiResult<Response> {
+async fn backtest_route(State(state): State<Arc<AppState>>, caller: CanRead, body: Body) -> ApiResult<Response> {
     let body: BacktestBody = body.json()?;
     let document = match &body.model {
         Value::String(text) => parse_document(text, Format::sniff(text)),
@@ -71,13 +71,16 @@ async fn backtest_route(State(state): State<Arc<AppState>>, _: CanRead, body: Bo
     let candidate = Arc::new(PublishedModel { name: model.name.clone(), version: 0, model, shadow_of: None });
     let live_name = body.live.clone().unwrap_or_else(|| candidate.name.clone());
     let (live, from, to) = resolve(&state, Some(&live_name), body.from.as_deref(), body.to.as_deref()).map_err(ApiError::invalid)?;
+    // A replay costs a core for a while: a few at once per key (issue 15.7).
+    let slot = state.quotas.replay(&caller.key_id)?;
     if body.background {
-        let job = start_job(&state.engine, candidate, live, from, to).await?;
+        let job = start_job(&state.engine, candidate, live, from, to, slot).await?;
         let location = format!("/api/v1/backtest/{}", job.id);
         return Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(json!({ "job": backtest_job_json(&job) }))).into_response());
     }
     let started = std::time::Instant::now();
     let report = run(&state, candidate, live, from, to, &mut |_, _| {}).await?;
+    drop(slot);
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "backtest done");
     Ok(Json(report).into_response())
 }

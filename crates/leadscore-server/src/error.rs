@@ -72,6 +72,9 @@ impl From<leadscore_app::AppError> for ApiError {
             AppError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             AppError::Unauthorized(message) => ApiError::unauthorized(message),
             AppError::Forbidden(message) => ApiError::forbidden(message),
+            AppError::Busy { message, retry_after_seconds } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "busy", message).with_details(serde_json::json!({ "retry_after_seconds": retry_after_seconds }))
+            }
             AppError::Store(err) => ApiError::from(err),
         }
     }

@@ -71,6 +71,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub keys: auth::KeyCache,
     pub limits: auth::RateLimiter,
+    /// Failed credentials per client address.
+    pub failed_auth: auth::FailedAuthLimiter,
     pub config: ServerConfig,
 }
 
@@ -91,7 +93,14 @@ impl AppState {
 
     /// Serves an engine that is already running (the CLI's commands share one).
     pub fn with_engine(engine: Arc<Engine>, config: ServerConfig) -> Arc<Self> {
-        Arc::new(Self { engine, metrics: system::metrics_handle(), keys: auth::KeyCache::default(), limits: auth::RateLimiter::default(), config })
+        Arc::new(Self {
+            engine,
+            metrics: system::metrics_handle(),
+            keys: auth::KeyCache::default(),
+            limits: auth::RateLimiter::default(),
+            failed_auth: auth::FailedAuthLimiter::default(),
+            config,
+        })
     }
 }
 

@@ -7,7 +7,10 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -38,10 +41,12 @@ pub fn router() -> Router<Arc<AppState>> {
         header::CONTENT_ENCODING,
     ]);
     let single = |kind: &'static str| {
-        post(move |state: State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>| single_call(state, headers, body, kind))
-            .options(preflight)
-            .layer::<_, Infallible>(body_limit(MAX_MESSAGE_BYTES))
-            .layer::<_, Infallible>(cors.clone())
+        post(move |state: State<Arc<AppState>>, peer: Option<Extension<ConnectInfo<SocketAddr>>>, headers: HeaderMap, body: Result<Body, ApiError>| {
+            single_call(state, peer, headers, body, kind)
+        })
+        .options(preflight)
+        .layer::<_, Infallible>(body_limit(MAX_MESSAGE_BYTES))
+        .layer::<_, Infallible>(cors.clone())
     };
     let batch_route = || post(batch).options(preflight).layer::<_, Infallible>(body_limit(MAX_BATCH_BYTES)).layer::<_, Infallible>(cors.clone());
     // analytics.js posts to the one-letter paths (`{apiHost}/t`, `/p`, `/i`, `/s`, `/a`,
@@ -108,11 +113,16 @@ fn write_key(headers: &HeaderMap, body: &Value) -> Option<String> {
 
 /// Checks the write key, then returns the parsed body and whether the key may change who
 /// a known contact is: a caller without a key learns that first, whatever the body holds.
-async fn authorized_body(state: &AppState, headers: &HeaderMap, body: &Body) -> ApiResult<(Value, IdentityTrust)> {
+async fn authorized_body(
+    state: &AppState,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+    body: &Body,
+) -> ApiResult<(Value, IdentityTrust)> {
     let parsed = body_json(body);
     let key = write_key(headers, parsed.as_ref().unwrap_or(&Value::Null))
         .ok_or_else(|| ApiError::unauthorized("send the write key (an ingest API key) as the HTTP Basic user name"))?;
-    let principal = authenticate(state, &key).await?;
+    let principal = authenticate(state, &key, peer.map(|Extension(ConnectInfo(address))| address.ip())).await?;
     principal.require(Scope::Ingest)?;
     Ok((parsed?, principal.identity_trust()))
 }
@@ -275,12 +285,13 @@ async fn store(state: &AppState, events: Vec<NewEvent>, trust: IdentityTrust) ->
 
 async fn single_call(
     State(state): State<Arc<AppState>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Body, ApiError>,
     kind: &'static str,
 ) -> Result<Json<Value>, SegmentError> {
     let body = too_large(body)?;
-    let (message, trust) = authorized_body(&state, &headers, &body).await?;
+    let (message, trust) = authorized_body(&state, peer, &headers, &body).await?;
     let parsed = segment_message(&state, &message, Some(kind), None, state.now()).map_err(|reason| {
         metrics::counter!("leadscore_events_rejected_total", "api" => "segment").increment(1);
         ApiError::bad_request(reason)
@@ -291,9 +302,14 @@ async fn single_call(
     Ok(Json(json!({ "success": true })))
 }
 
-async fn batch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Body, ApiError>) -> Result<Json<Value>, SegmentError> {
+async fn batch(
+    State(state): State<Arc<AppState>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Result<Body, ApiError>,
+) -> Result<Json<Value>, SegmentError> {
     let body = too_large(body)?;
-    let (value, trust) = authorized_body(&state, &headers, &body).await?;
+    let (value, trust) = authorized_body(&state, peer, &headers, &body).await?;
     let Some(messages) = value.get("batch").and_then(Value::as_array) else {
         return Err(ApiError::bad_request("the body needs `batch`: a list of messages").into());
     };

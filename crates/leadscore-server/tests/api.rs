@@ -1139,6 +1139,38 @@ async fn malformed_requests_get_json_errors_after_the_scope_check(server: TestSe
     }
 }
 
+// Issue 15.7: wrong keys were never limited (each a database read), and a read key could
+// start backtests without end. An address that keeps failing waits (keys known good keep
+// working from it); a key runs a few replays at once, then is told to wait.
+async fn failed_credentials_and_replays_are_limited(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    let created = server.post("/api/v1/keys", &json!({ "name": "analyst", "scopes": ["read"] })).await.expect(StatusCode::CREATED).clone();
+    let (key, key_id) = (created["key"].as_str().unwrap().to_string(), created["id"].as_str().unwrap().to_string());
+    let candidate = json!({ "model": example_model(), "background": true });
+    let held: Vec<_> = (0..2).map(|_| server.state.quotas.replay(&key_id).unwrap()).collect();
+    let busy = server.send(server.request(Method::POST, "/api/v1/backtest", Some(&key)).json(&candidate)).await;
+    busy.expect_error(StatusCode::TOO_MANY_REQUESTS, "busy");
+    drop(held);
+    server.send(server.request(Method::POST, "/api/v1/backtest", Some(&key)).json(&candidate)).await.expect(StatusCode::ACCEPTED);
+
+    let mut limited = None;
+    for attempt in 0..40 {
+        let reply = server.send(server.request(Method::GET, "/api/v1/models", Some(&format!("lsk_wrong_{attempt}")))).await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some((attempt, reply));
+            break;
+        }
+        reply.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let (attempt, reply) = limited.expect("wrong keys are never limited");
+    assert_eq!(attempt, 20, "twenty failures are allowed in a burst");
+    reply.expect_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(reply.body["error"]["details"]["retry_after_seconds"].as_f64().unwrap() >= 1.0);
+    // Keys known good keep working from the address.
+    server.get("/api/v1/models").await.expect(StatusCode::OK);
+    server.send(server.request(Method::GET, "/api/v1/models", Some(&key))).await.expect(StatusCode::OK);
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -1167,6 +1199,7 @@ common::both_backends!(
     refusals_say_what_to_do,
     ingest_keys_learn_no_contact_ids,
     malformed_requests_get_json_errors_after_the_scope_check,
+    failed_credentials_and_replays_are_limited,
 );
 
 mod users_api {

@@ -114,6 +114,7 @@ pub fn app_error(err: AppError) -> Response {
         AppError::Conflict(message) => error_page(StatusCode::CONFLICT, &message),
         AppError::Unauthorized(message) => error_page(StatusCode::UNAUTHORIZED, &message),
         AppError::Forbidden(message) => error_page(StatusCode::FORBIDDEN, &message),
+        AppError::Busy { message, .. } => error_page(StatusCode::TOO_MANY_REQUESTS, &message),
         AppError::Store(err) => {
             tracing::error!(error = %leadscore_store::ErrorChain(&err), "page failed");
             error_page(StatusCode::INTERNAL_SERVER_ERROR, "The database could not answer. Try again in a moment; the server log says more.")
@@ -639,6 +640,21 @@ pub async fn contact(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Pa
                     p { (band_badge(&card.card)) " grade " (card.card.grade.as_deref().unwrap_or("—")) " · " (card.card.quadrant.as_deref().unwrap_or("—")) }
                     p.split { "fit " (number(card.card.fit)) " + activity " (number(card.card.activity)) }
                 }
+                }
+            }
+            @if let Some(predictive) = &view.predictive {
+                div.card.score.predictive {
+                    h2 { "predictive " small { "v" (predictive.version) } }
+                    p.total { (predictive.score) small { " / 100" } }
+                    p { (format!("{:.0} %", predictive.probability * 100.0)) " likely to win, learned from past deals" }
+                    ul.reasons aria-label="Why the predictive score" {
+                        @for reason in predictive.reasons.iter().take(5) {
+                            li {
+                                span.num.up[reason.contribution > 0.0] .down[reason.contribution < 0.0] { (format!("{:+.2}", reason.contribution)) }
+                                " " (reason.feature) ": " strong { (reason.value) }
+                            }
+                        }
+                    }
                 }
             }
             @for (model_name, why) in &view.not_scored {
