@@ -55,7 +55,7 @@ impl Default for BoostingOptions {
     }
 }
 
-/// How a split sends a row left.
+/// How a split sends a row left (the stored form; see [`Tree`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum SplitRule {
     /// Left when `value <= threshold`; missing values go left when `missing_left`.
@@ -64,24 +64,7 @@ pub(crate) enum SplitRule {
     Categorical { left: Vec<u64> },
 }
 
-impl SplitRule {
-    fn goes_left(&self, input: f64) -> bool {
-        match self {
-            SplitRule::Numeric { threshold, missing_left } => {
-                if input.is_nan() {
-                    *missing_left
-                } else {
-                    input <= *threshold
-                }
-            }
-            SplitRule::Categorical { left } => {
-                let code = input as usize;
-                left.get(code / 64).is_some_and(|word| word >> (code % 64) & 1 == 1)
-            }
-        }
-    }
-}
-
+/// A split as stored in JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Split {
     /// Index of the original feature (into the model's feature list).
@@ -91,40 +74,232 @@ pub(crate) struct Split {
     pub right: u32,
 }
 
-/// A tree node. Every node, not only leaves, carries the (shrunken) value it would predict as
-/// a leaf: the per-split explanation is the change in this value along the decision path.
+/// A tree node as stored in JSON. Every node, not only leaves, carries the (shrunken) value it
+/// would predict as a leaf: the per-split explanation is the change in this value along the
+/// decision path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Node {
     pub value: f64,
     pub split: Option<Split>,
 }
 
+/// A tree as stored in JSON: the nodes, the root first, each split's children after it and
+/// next to each other (right = left + 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Tree {
+pub(crate) struct StoredTree {
     pub nodes: Vec<Node>,
 }
 
-impl Tree {
-    pub(crate) fn leaf_value(&self, input: &[f64]) -> f64 {
-        let mut node = &self.nodes[0];
-        while let Some(split) = &node.split {
-            let next = if split.rule.goes_left(input[split.feature]) { split.left } else { split.right };
-            node = &self.nodes[next as usize];
+/// Node kinds, in the top two bits of [`FlatNode::feature`].
+const NUMERIC: u32 = 0;
+const NUMERIC_MISSING_LEFT: u32 = 1;
+/// Category codes below 64: the left set is the word in `data`.
+const CATEGORICAL_WORD: u32 = 2;
+/// Larger codes: the left set is `words[start..start + len]`, with `data` = start | len << 32.
+const CATEGORICAL_WORDS: u32 = 3;
+const KIND_SHIFT: u32 = 30;
+const FEATURE_MASK: u32 = (1 << KIND_SHIFT) - 1;
+
+/// One node of the scoring layout: 16 bytes, four to a cache line.
+///
+/// A split's children are `left` and `left + 1`, both after it. A leaf is its own left child
+/// and a numeric split on feature 0 that everything passes (threshold +∞, missing left), so a
+/// walk can step without asking whether it has arrived: at a leaf it stays put.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FlatNode {
+    /// Numeric split: the threshold's bits. Categorical: see the kinds above.
+    data: u64,
+    /// The feature index, with the kind in the top two bits.
+    feature: u32,
+    left: u32,
+}
+
+impl FlatNode {
+    const fn leaf(index: u32) -> FlatNode {
+        FlatNode { data: f64::INFINITY.to_bits(), feature: NUMERIC_MISSING_LEFT << KIND_SHIFT, left: index }
+    }
+
+    fn feature(&self) -> usize {
+        (self.feature & FEATURE_MASK) as usize
+    }
+
+    /// The next node for this input (the node itself at a leaf), without a branch on the data
+    /// for the usual kinds, so the processor need not guess the path.
+    #[inline(always)]
+    fn next(&self, inputs: &[f64], words: &[u64]) -> usize {
+        let x = inputs[self.feature()];
+        let kind = self.feature >> KIND_SHIFT;
+        let numeric_left = (x <= f64::from_bits(self.data)) | (x.is_nan() & (kind == NUMERIC_MISSING_LEFT));
+        // Category codes are small non-negative integers (`as` saturates; bits 64 and up are
+        // never set in one word).
+        let code = x as u64;
+        let category_left = if kind == CATEGORICAL_WORDS {
+            let (start, len) = ((self.data & 0xFFFF_FFFF) as usize, (self.data >> 32) as usize);
+            let word = (code / 64) as usize;
+            word < len && words[start + word] >> (code % 64) & 1 == 1
+        } else {
+            (code < 64) & (self.data >> (code & 63) & 1 == 1)
+        };
+        let left = if kind >= CATEGORICAL_WORD { category_left } else { numeric_left };
+        self.left as usize + usize::from(!left)
+    }
+}
+
+/// A tree in the layout scoring reads: a flat array of 16-byte nodes (children adjacent), the
+/// node values beside it (leaf values, and the internal ones for explanations), and the bit
+/// sets of categorical splits with codes past 63 in one pool. Stored as [`StoredTree`], whose
+/// JSON is readable and the same as in the first version of this crate; reading it back checks
+/// the structure, so a walk always ends and never indexes out of bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredTree", into = "StoredTree")]
+pub(crate) struct Tree {
+    nodes: Vec<FlatNode>,
+    values: Vec<f64>,
+    words: Vec<u64>,
+    /// The longest root-to-leaf path, in splits.
+    depth: usize,
+}
+
+impl TryFrom<StoredTree> for Tree {
+    type Error = String;
+
+    fn try_from(stored: StoredTree) -> Result<Self, String> {
+        let count = stored.nodes.len();
+        if count == 0 || count >= u32::MAX as usize {
+            return Err(format!("a tree must have between 1 and {} nodes, not {count}", u32::MAX - 1));
         }
-        node.value
+        let mut nodes = Vec::with_capacity(count);
+        let mut words = Vec::new();
+        let mut depths = vec![0usize; count];
+        for (index, node) in stored.nodes.iter().enumerate() {
+            let Some(split) = &node.split else {
+                nodes.push(FlatNode::leaf(index as u32));
+                continue;
+            };
+            let (left, right) = (split.left as usize, split.right as usize);
+            if left <= index || right != left + 1 || right >= count {
+                return Err(format!("node {index}: children {left} and {right} must follow it, next to each other, within {count} nodes"));
+            }
+            if split.feature > FEATURE_MASK as usize {
+                return Err(format!("node {index}: feature index {} is too large", split.feature));
+            }
+            depths[left] = depths[index] + 1;
+            depths[right] = depths[index] + 1;
+            let (kind, data) = match &split.rule {
+                SplitRule::Numeric { threshold, missing_left } => {
+                    if threshold.is_nan() {
+                        return Err(format!("node {index}: the threshold is not a number"));
+                    }
+                    (if *missing_left { NUMERIC_MISSING_LEFT } else { NUMERIC }, threshold.to_bits())
+                }
+                SplitRule::Categorical { left } if left.len() == 1 => (CATEGORICAL_WORD, left[0]),
+                SplitRule::Categorical { left } => {
+                    let start = words.len() as u64;
+                    words.extend_from_slice(left);
+                    if words.len() > u32::MAX as usize {
+                        return Err("too many categorical splits in one tree".to_string());
+                    }
+                    (CATEGORICAL_WORDS, start | (left.len() as u64) << 32)
+                }
+            };
+            nodes.push(FlatNode { data, feature: split.feature as u32 | kind << KIND_SHIFT, left: left as u32 });
+        }
+        let values = stored.nodes.iter().map(|node| node.value).collect();
+        let depth = depths.into_iter().max().unwrap_or(0);
+        Ok(Tree { nodes, values, words, depth })
+    }
+}
+
+impl From<Tree> for StoredTree {
+    fn from(tree: Tree) -> StoredTree {
+        let nodes = tree
+            .nodes
+            .iter()
+            .zip(&tree.values)
+            .enumerate()
+            .map(|(index, (node, &value))| {
+                if node.left as usize == index {
+                    return Node { value, split: None };
+                }
+                let rule = match node.feature >> KIND_SHIFT {
+                    NUMERIC => SplitRule::Numeric { threshold: f64::from_bits(node.data), missing_left: false },
+                    NUMERIC_MISSING_LEFT => SplitRule::Numeric { threshold: f64::from_bits(node.data), missing_left: true },
+                    CATEGORICAL_WORD => SplitRule::Categorical { left: vec![node.data] },
+                    _ => {
+                        let (start, len) = ((node.data & 0xFFFF_FFFF) as usize, (node.data >> 32) as usize);
+                        SplitRule::Categorical { left: tree.words[start..start + len].to_vec() }
+                    }
+                };
+                Node { value, split: Some(Split { feature: node.feature(), rule, left: node.left, right: node.left + 1 }) }
+            })
+            .collect();
+        StoredTree { nodes }
+    }
+}
+
+impl Tree {
+    /// The number of nodes.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The leaf this input falls in. `inputs` holds one value per original feature (at least
+    /// one value, since leaves read feature 0).
+    fn leaf(&self, inputs: &[f64]) -> usize {
+        let mut index = 0;
+        loop {
+            let next = self.nodes[index].next(inputs, &self.words);
+            if next == index {
+                return index;
+            }
+            index = next;
+        }
+    }
+
+    pub(crate) fn leaf_value(&self, inputs: &[f64]) -> f64 {
+        self.values[self.leaf(inputs)]
     }
 
     /// Saabas path attribution: walks the decision path and credits each split's change in
     /// node value to the split's feature. Returns the root value; root + credits = leaf value.
-    pub(crate) fn attribute(&self, input: &[f64], scale: f64, contributions: &mut [f64]) -> f64 {
-        let mut node = &self.nodes[0];
-        while let Some(split) = &node.split {
-            let next = if split.rule.goes_left(input[split.feature]) { split.left } else { split.right };
-            let child = &self.nodes[next as usize];
-            contributions[split.feature] += scale * (child.value - node.value);
-            node = child;
+    pub(crate) fn attribute(&self, inputs: &[f64], scale: f64, contributions: &mut [f64]) -> f64 {
+        let mut index = 0;
+        loop {
+            let node = &self.nodes[index];
+            let next = node.next(inputs, &self.words);
+            if next == index {
+                return self.values[0];
+            }
+            contributions[node.feature()] += scale * (self.values[next] - self.values[index]);
+            index = next;
         }
-        self.nodes[0].value
+    }
+}
+
+/// Trees walked side by side for one row: independent walks the processor can overlap.
+const LANES: usize = 4;
+/// Splits per path the side-by-side attribution keeps on the stack; deeper groups (only with a
+/// very large `max_leaves`) are walked one tree at a time.
+const PATH_CAPACITY: usize = 32;
+
+/// Walks `LANES` trees together until every walk has reached its leaf; `visit` hears each
+/// step's node indices (a walk at its leaf repeats it).
+#[inline(always)]
+fn walk_together(trees: &[Tree], inputs: &[f64], mut visit: impl FnMut(usize, &[usize; LANES])) -> [usize; LANES] {
+    let mut at = [0usize; LANES];
+    let mut step = 0;
+    loop {
+        let mut moved = false;
+        for (lane, tree) in trees.iter().enumerate().take(LANES) {
+            let next = tree.nodes[at[lane]].next(inputs, &tree.words);
+            moved |= next != at[lane];
+            at[lane] = next;
+        }
+        if !moved {
+            return at;
+        }
+        visit(step, &at);
+        step += 1;
     }
 }
 
@@ -139,15 +314,61 @@ pub(crate) struct BoostedModel {
 }
 
 impl BoostedModel {
-    pub(crate) fn logit(&self, input: &[f64]) -> f64 {
-        let raw = self.trees.iter().fold(self.init, |sum, tree| sum + tree.leaf_value(input));
-        self.platt_scale * raw + self.platt_shift
+    /// init + Σ leaf values, added in tree order.
+    fn raw(&self, inputs: &[f64]) -> f64 {
+        let mut raw = self.init;
+        let mut groups = self.trees.chunks_exact(LANES);
+        for group in &mut groups {
+            let leaves = walk_together(group, inputs, |_, _| {});
+            for (tree, leaf) in group.iter().zip(leaves) {
+                raw += tree.values[leaf];
+            }
+        }
+        groups.remainder().iter().fold(raw, |sum, tree| sum + tree.leaf_value(inputs))
+    }
+
+    pub(crate) fn logit(&self, inputs: &[f64]) -> f64 {
+        self.platt_scale * self.raw(inputs) + self.platt_shift
     }
 
     /// Per-feature contributions (scaled by Platt's slope) and the intercept they add to.
-    pub(crate) fn explain(&self, input: &[f64], contributions: &mut [f64]) -> f64 {
-        let roots = self.trees.iter().fold(self.init, |sum, tree| sum + tree.attribute(input, self.platt_scale, contributions));
-        self.platt_shift + self.platt_scale * roots
+    /// The same sums in the same order as one tree at a time, so the same bits.
+    pub(crate) fn explain(&self, inputs: &[f64], contributions: &mut [f64]) -> f64 {
+        let scale = self.platt_scale;
+        let mut roots = self.init;
+        let mut groups = self.trees.chunks_exact(LANES);
+        for group in &mut groups {
+            if group.iter().any(|tree| tree.depth > PATH_CAPACITY) {
+                for tree in group {
+                    roots += tree.attribute(inputs, scale, contributions);
+                }
+                continue;
+            }
+            let mut paths = [[0usize; PATH_CAPACITY]; LANES];
+            let mut steps = 0;
+            walk_together(group, inputs, |step, at| {
+                for (path, &node) in paths.iter_mut().zip(at) {
+                    path[step] = node;
+                }
+                steps = step + 1;
+            });
+            for (tree, path) in group.iter().zip(&paths) {
+                let mut index = 0;
+                // A walk that reached its leaf early repeats it for the remaining steps.
+                for &next in &path[..steps] {
+                    if next == index {
+                        break;
+                    }
+                    contributions[tree.nodes[index].feature()] += scale * (tree.values[next] - tree.values[index]);
+                    index = next;
+                }
+                roots += tree.values[0];
+            }
+        }
+        for tree in groups.remainder() {
+            roots += tree.attribute(inputs, scale, contributions);
+        }
+        self.platt_shift + scale * roots
     }
 }
 
@@ -518,7 +739,8 @@ fn grow_tree(columns: &[BinnedColumn], gradients: &[f64], hessians: &[f64], opti
             row_values[row as usize] = value;
         }
     }
-    (Tree { nodes }, row_values)
+    let tree = Tree::try_from(StoredTree { nodes }).expect("a grown tree is well formed");
+    (tree, row_values)
 }
 
 /// Fits Platt scaling, p = sigmoid(a · raw + b), by Newton's method on the log loss. Falls
@@ -605,7 +827,7 @@ pub(crate) fn fit_boosted(data: &BoostingData, options: &BoostingOptions, progre
         for (row, raw) in validation_raw.iter_mut().enumerate() {
             *raw += tree.leaf_value(&data.validation_inputs[row * data.width..(row + 1) * data.width]);
         }
-        let single_leaf = tree.nodes.len() == 1;
+        let single_leaf = tree.len() == 1;
         trees.push(tree);
         progress(iteration + 1, options.max_iterations);
         if single_leaf {
@@ -716,7 +938,7 @@ mod tests {
         };
         let options = BoostingOptions { max_iterations: 20, ..BoostingOptions::default() };
         let model = fit_boosted(&data, &options, &mut |_, _| {});
-        assert_eq!(model.trees[0].nodes.len(), 3, "one split separates the two groups");
+        assert_eq!(model.trees[0].len(), 3, "one split separates the two groups");
         assert!(sigmoid(model.logit(&[2.0])) > 0.85 && sigmoid(model.logit(&[3.0])) < 0.15);
     }
 

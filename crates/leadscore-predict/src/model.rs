@@ -114,12 +114,25 @@ impl PredictiveModel {
         self.boosted.as_ref().map_or(0, |boosted| boosted.trees.len())
     }
 
-    fn tree_inputs(&self, row: &[Value]) -> Vec<f64> {
-        self.encodings
-            .iter()
-            .enumerate()
-            .map(|(feature, encoding)| encoding.as_ref().map_or(f64::NAN, |encoding| encoding.tree_input(cell(row, feature))))
-            .collect()
+    /// Encodes the row for the trees once (one value per feature: the number, NaN when
+    /// missing, or the category code) into a buffer on the stack, and hands it to `score`.
+    fn with_tree_inputs<R>(&self, row: &[Value], score: impl FnOnce(&[f64]) -> R) -> R {
+        const ON_STACK: usize = 64;
+        let fill = |inputs: &mut [f64]| {
+            for (feature, (input, encoding)) in inputs.iter_mut().zip(&self.encodings).enumerate() {
+                *input = encoding.as_ref().map_or(f64::NAN, |encoding| encoding.tree_input(cell(row, feature)));
+            }
+        };
+        let width = self.encodings.len();
+        if width <= ON_STACK {
+            let mut inputs = [0.0; ON_STACK];
+            fill(&mut inputs[..width]);
+            score(&inputs[..width])
+        } else {
+            let mut inputs = vec![0.0; width];
+            fill(&mut inputs);
+            score(&inputs)
+        }
     }
 
     fn logistic_contribution(&self, feature: usize, encoding: &FeatureEncoding, cell: &Value, scratch: &mut Vec<(u32, f64)>) -> f64 {
@@ -132,7 +145,7 @@ impl PredictiveModel {
     /// Equal to `predict(row).probability` up to floating-point rounding.
     pub fn probability(&self, row: &[Value]) -> f64 {
         match &self.boosted {
-            Some(boosted) => sigmoid(boosted.logit(&self.tree_inputs(row))),
+            Some(boosted) => sigmoid(self.with_tree_inputs(row, |inputs| boosted.logit(inputs))),
             None => {
                 let mut scratch = Vec::with_capacity(4);
                 let logit = self.encodings.iter().enumerate().fold(self.logistic.intercept, |sum, (feature, encoding)| match encoding {
@@ -149,7 +162,7 @@ impl PredictiveModel {
     pub fn predict(&self, row: &[Value]) -> Prediction {
         let mut contributions = vec![0.0; self.features.len()];
         let intercept = match &self.boosted {
-            Some(boosted) => boosted.explain(&self.tree_inputs(row), &mut contributions),
+            Some(boosted) => self.with_tree_inputs(row, |inputs| boosted.explain(inputs, &mut contributions)),
             None => {
                 let mut scratch = Vec::with_capacity(4);
                 for (feature, encoding) in self.encodings.iter().enumerate() {
