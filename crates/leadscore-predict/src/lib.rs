@@ -39,6 +39,17 @@
 //!   form the intercept. Platt scaling is folded in: contributions are multiplied by its slope
 //!   and its offset joins the intercept, so the sum still equals the calibrated logit.
 //!
+//! # Scoring
+//!
+//! The trees are stored as readable JSON (nodes with a value and an optional split) and laid
+//! out for scoring when the model is built or read back: per tree a flat array of 16-byte nodes
+//! with adjacent children. A row is encoded once, on the stack, into two integer slots per
+//! feature (a numeric value's rank among the thresholds the trees use, missing counted high in
+//! one slot and low in the other; a category code), so every split is one integer comparison
+//! or one bit test. Four trees are walked side by side without branching on the data (a leaf
+//! is its own child), and the leaf values and path credits are added in tree order, so
+//! `probability` allocates nothing and `predict` gives the same bits as a tree-at-a-time walk.
+//!
 //! [`PredictiveModel::suggest_points`] turns the logistic weights into integer points for a
 //! draft rule model.
 //!

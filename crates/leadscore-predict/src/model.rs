@@ -111,7 +111,7 @@ impl PredictiveModel {
 
     /// The number of trees (0 for the logistic model).
     pub fn tree_count(&self) -> usize {
-        self.boosted.as_ref().map_or(0, |boosted| boosted.trees.len())
+        self.boosted.as_ref().map_or(0, BoostedModel::tree_count)
     }
 
     /// Encodes the row for the trees once (one value per feature: the number, NaN when
