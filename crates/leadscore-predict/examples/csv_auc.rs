@@ -6,7 +6,7 @@
 //!     --csv leads.csv --target Converted --positive 1 [--sep ';'] [--drop COL ...] \
 //!     [--numeric COL ...] [--missing Select ...] [--seed 42] [--min-closed 500] --out result.json
 //!     [--max-iterations N] [--validation-fraction F] [--early-stopping ROUNDS (0: off)] [--leaf-l2 L2]
-//!     [--learning-rate R] [--max-leaves N] [--min-samples-leaf N]
+//!     [--learning-rate R] [--max-leaves N] [--min-samples-leaf N] [--small-data-folds K (0: off)]
 //! cargo run --release -p leadscore-predict --example csv_auc -- --synthetic 100000 [--score 1000000] --out synthetic.json
 //! ```
 //! Empty cells are always missing; `--missing` adds more markers. Columns named by `--numeric`
@@ -84,6 +84,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--learning-rate" => args.boosting.learning_rate = single()?.parse()?,
             "--max-leaves" => args.boosting.max_leaves = single()?.parse()?,
             "--min-samples-leaf" => args.boosting.min_samples_leaf = single()?.parse()?,
+            "--small-data-folds" => args.boosting.small_data_folds = single()?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
         index += 1;

@@ -9,7 +9,9 @@
 //! - Trees grow leaf-wise (best gain first) up to `max_leaves`, with at least `min_samples_leaf`
 //!   rows per leaf; a child's histogram is its parent's minus its sibling's.
 //! - Early stopping and Platt scaling use a stratified validation slice of the training part
-//!   that the trees never see.
+//!   that the trees never see. A small training part (under `small_data_rows`) is too small for
+//!   one slice: k-fold cross-validation picks the number of trees and gives out-of-fold margins
+//!   for Platt scaling, and the model averages a refit on all rows with the k fold models.
 //!
 //! Every sum runs in a fixed order (rows ascending within a node, features built
 //! independently), so results do not depend on how many threads rayon uses.
@@ -38,6 +40,23 @@ pub struct BoostingOptions {
     /// Stop when the validation log loss has not improved for this many trees, and keep the
     /// best number of trees. `None` grows all `max_iterations`.
     pub early_stopping_rounds: Option<usize>,
+    /// A training part with fewer rows than this is too small for one validation slice to
+    /// pick the number of trees or calibrate reliably: `small_data_folds`-fold
+    /// cross-validation does both instead (see `fit_boosted_folds`) and the final trees learn
+    /// from every training row. Needs early stopping and a validation fraction above 0.
+    #[serde(default = "default_small_data_rows")]
+    pub small_data_rows: usize,
+    /// Folds for small training parts; below 2 turns cross-validation off.
+    #[serde(default = "default_small_data_folds")]
+    pub small_data_folds: usize,
+}
+
+fn default_small_data_rows() -> usize {
+    20_000
+}
+
+fn default_small_data_folds() -> usize {
+    5
 }
 
 impl Default for BoostingOptions {
@@ -51,6 +70,8 @@ impl Default for BoostingOptions {
             max_bins: 255,
             validation_fraction: 0.1,
             early_stopping_rounds: Some(10),
+            small_data_rows: default_small_data_rows(),
+            small_data_folds: default_small_data_folds(),
         }
     }
 }
@@ -515,6 +536,7 @@ impl BoostedModel {
 }
 
 /// One training input column as the trees see it.
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum ColumnKind {
     Numeric,
     /// Category codes 0..count (levels, other, missing).
@@ -937,8 +959,16 @@ pub(crate) fn fit_platt(raw: &[f64], labels: &[bool]) -> (f64, f64) {
     if a > 0.0 && a.is_finite() && b.is_finite() { (a, b) } else { (1.0, 0.0) }
 }
 
-/// Trains the ensemble. `progress` hears (tree number, most trees) after each tree.
-pub(crate) fn fit_boosted(data: &BoostingData, options: &BoostingOptions, progress: &mut dyn FnMut(usize, usize)) -> BoostedModel {
+/// Trees grown with early stopping, and the validation rows' margins with them.
+struct Ensemble {
+    init: f64,
+    trees: Vec<StoredTree>,
+    validation_raw: Vec<f64>,
+}
+
+/// Grows trees on `data`'s tree rows; with validation rows, keeps the number of trees with the
+/// best validation log loss (stopping `early_stopping_rounds` after it).
+fn grow_ensemble(data: &BoostingData, options: &BoostingOptions, progress: &mut dyn FnMut(usize, usize)) -> Ensemble {
     let labels = data.train_labels;
     let rows = labels.len();
     let positives = labels.iter().filter(|&&l| l).count() as f64;
@@ -993,17 +1023,100 @@ pub(crate) fn fit_boosted(data: &BoostingData, options: &BoostingOptions, progre
     if options.early_stopping_rounds.is_some() && validation_rows > 0 {
         trees.truncate(best_trees.max(1));
     }
-    let (platt_scale, platt_shift) = if validation_rows > 0 {
-        let kept_raw: Vec<f64> = (0..validation_rows)
-            .map(|row| {
-                let input = &data.validation_inputs[row * data.width..(row + 1) * data.width];
-                trees.iter().fold(init, |sum, tree| sum + tree.leaf_value(input))
-            })
-            .collect();
-        fit_platt(&kept_raw, data.validation_labels)
-    } else {
-        (1.0, 0.0)
+    // The validation rows' margins with the kept trees (added in the same order as above).
+    let validation_raw = (0..validation_rows)
+        .map(|row| {
+            let input = &data.validation_inputs[row * data.width..(row + 1) * data.width];
+            trees.iter().fold(init, |sum, tree| sum + tree.leaf_value(input))
+        })
+        .collect();
+    Ensemble { init, trees, validation_raw }
+}
+
+/// Trains the ensemble on `data`'s tree rows, with early stopping and Platt scaling on its
+/// validation rows. `progress` hears (tree number, most trees) after each tree.
+pub(crate) fn fit_boosted(data: &BoostingData, options: &BoostingOptions, progress: &mut dyn FnMut(usize, usize)) -> BoostedModel {
+    let ensemble = grow_ensemble(data, options, progress);
+    let (platt_scale, platt_shift) = if data.validation_labels.is_empty() { (1.0, 0.0) } else { fit_platt(&ensemble.validation_raw, data.validation_labels) };
+    BoostedModel::new(ensemble.init, ensemble.trees, platt_scale, platt_shift)
+}
+
+/// A refit on more rows than early stopping saw grows this many times the trees it kept.
+const REFIT_GROWTH: f64 = 1.1;
+
+/// For small training parts: k-fold cross-validation instead of one validation slice.
+///
+/// Each fold's trees grow on the other folds with early stopping on it; a refit grows on every
+/// row, as many trees as the folds kept on average (times [`REFIT_GROWTH`]); the model averages
+/// the refit and the k fold models; Platt scaling is fitted on the out-of-fold margins. `inputs` and
+/// `labels` hold every training row, `folds` each row's fold (0..k).
+pub(crate) fn fit_boosted_folds(
+    width: usize,
+    columns: &[(usize, ColumnKind)],
+    inputs: &[f64],
+    labels: &[bool],
+    folds: &[usize],
+    options: &BoostingOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> BoostedModel {
+    let k = folds.iter().max().map_or(0, |&fold| fold + 1);
+    let gather = |keep: &dyn Fn(usize) -> bool| -> (Vec<f64>, Vec<bool>) {
+        let mut part_inputs = Vec::new();
+        let mut part_labels = Vec::new();
+        for (row, &label) in labels.iter().enumerate().filter(|&(row, _)| keep(folds[row])) {
+            part_inputs.extend_from_slice(&inputs[row * width..(row + 1) * width]);
+            part_labels.push(label);
+        }
+        (part_inputs, part_labels)
     };
+    // Folds are independent: fitted in parallel, collected in fold order.
+    let fold_fits: Vec<Ensemble> = (0..k)
+        .into_par_iter()
+        .map(|fold| {
+            let (train_inputs, train_labels) = gather(&|f| f != fold);
+            let (validation_inputs, validation_labels) = gather(&|f| f == fold);
+            let data = BoostingData {
+                width,
+                columns: columns.to_vec(),
+                train_inputs: &train_inputs,
+                train_labels: &train_labels,
+                validation_inputs: &validation_inputs,
+                validation_labels: &validation_labels,
+            };
+            grow_ensemble(&data, options, &mut |_, _| {})
+        })
+        .collect();
+    let mut out_of_fold = vec![0.0; labels.len()];
+    for (fold, fit) in fold_fits.iter().enumerate() {
+        let rows = (0..labels.len()).filter(|&row| folds[row] == fold);
+        for (row, &raw) in rows.zip(&fit.validation_raw) {
+            out_of_fold[row] = raw;
+        }
+    }
+    let kept = fold_fits.iter().map(|fit| fit.trees.len()).sum::<usize>() as f64 / k.max(1) as f64;
+    let trees = ((kept * REFIT_GROWTH).round() as usize).clamp(1, options.max_iterations.max(1));
+    let data = BoostingData { width, columns: columns.to_vec(), train_inputs: inputs, train_labels: labels, validation_inputs: &[], validation_labels: &[] };
+    let refit_options = BoostingOptions { max_iterations: trees, early_stopping_rounds: None, ..options.clone() };
+    let ensemble = grow_ensemble(&data, &refit_options, progress);
+    // The model is the average of the refit and the k fold models, which steadies it where one
+    // fit depends much on which rows it drew. An average of ensembles is one ensemble: every
+    // tree's node values and every intercept weighted 1/(k + 1) (the path credits scale alike).
+    let members: Vec<Ensemble> = std::iter::once(ensemble).chain(fold_fits).collect();
+    let weight = 1.0 / members.len() as f64;
+    let init = members.iter().map(|member| weight * member.init).sum();
+    let trees = members
+        .into_iter()
+        .flat_map(|member| member.trees)
+        .map(|mut tree| {
+            for node in &mut tree.nodes {
+                node.value *= weight;
+            }
+            tree
+        })
+        .collect();
+    // Calibrated on margins of rows the scoring trees did not learn from (each row's own fold
+    // model's): the nearest to unseen data a small training part has.
+    let (platt_scale, platt_shift) = fit_platt(&out_of_fold, labels);
     BoostedModel::new(init, trees, platt_scale, platt_shift)
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::boost::{BoostingData, BoostingOptions, ColumnKind, fit_boosted};
+use crate::boost::{BoostingData, BoostingOptions, ColumnKind, fit_boosted, fit_boosted_folds};
 use crate::data::{Dataset, Value};
 use crate::encode::{FeatureEncoding, LevelCode};
 use crate::logistic::{SparseRows, fit_logistic};
@@ -122,7 +122,8 @@ pub struct TrainReport {
     pub holdout_rows: usize,
     /// Newton steps of the logistic regression.
     pub logistic_iterations: usize,
-    /// Trees kept after early stopping.
+    /// Trees in the boosted model (after early stopping; for a small training part, those of
+    /// the refit and the fold models it averages).
     pub trees: usize,
 }
 
@@ -254,27 +255,19 @@ fn fit_both(data: &Dataset, train_rows: &[usize], encodings: &[Option<FeatureEnc
     let fit = fit_logistic(&design, &labels, opts.l2, &mut |iteration| progress(Progress::Logistic { iteration }));
     let logistic = LogisticWeights { intercept: fit.intercept, weights: fit.weights, column_starts };
 
-    // Trees on the training part minus a stratified validation slice, which early stopping
-    // and Platt scaling use.
-    let (tree_positions, validation_positions) = if opts.boosting.validation_fraction > 0.0 {
-        stratified_split(&labels, opts.boosting.validation_fraction, opts.seed.wrapping_add(0x5EED))
-    } else {
-        ((0..train_rows.len()).collect(), Vec::new())
-    };
+    // Trees: on a small training part, k-fold cross-validation picks the number of trees and
+    // calibrates, and the trees learn from all of it; otherwise a stratified validation slice of
+    // the training part, which the trees never see, serves early stopping and Platt scaling.
     let width = data.features.len();
-    let inputs_of = |positions: &[usize]| -> Vec<f64> {
-        let mut inputs = Vec::with_capacity(positions.len() * width);
-        for &position in positions {
+    let inputs_of = |positions: &mut dyn Iterator<Item = usize>| -> Vec<f64> {
+        let mut inputs = Vec::with_capacity(train_rows.len() * width);
+        for position in positions {
             let row = &data.rows[train_rows[position]];
             inputs.extend(encodings.iter().zip(row).map(|(encoding, cell)| encoding.as_ref().map_or(f64::NAN, |encoding| encoding.tree_input(cell))));
         }
         inputs
     };
-    let train_inputs = inputs_of(&tree_positions);
-    let validation_inputs = inputs_of(&validation_positions);
-    let tree_labels: Vec<bool> = tree_positions.iter().map(|&position| labels[position]).collect();
-    let validation_labels: Vec<bool> = validation_positions.iter().map(|&position| labels[position]).collect();
-    let boosting_columns = encodings
+    let boosting_columns: Vec<(usize, ColumnKind)> = encodings
         .iter()
         .enumerate()
         .filter_map(|(feature, encoding)| {
@@ -284,15 +277,38 @@ fn fit_both(data: &Dataset, train_rows: &[usize], encodings: &[Option<FeatureEnc
             })
         })
         .collect();
-    let boosting_data = BoostingData {
-        width,
-        columns: boosting_columns,
-        train_inputs: &train_inputs,
-        train_labels: &tree_labels,
-        validation_inputs: &validation_inputs,
-        validation_labels: &validation_labels,
+    let boosting = &opts.boosting;
+    let seed = opts.seed.wrapping_add(0x5EED);
+    let mut report = |tree, of| progress(Progress::Boosting { tree, of });
+    let cross_validate = boosting.small_data_folds >= 2
+        && train_rows.len() < boosting.small_data_rows
+        && boosting.validation_fraction > 0.0
+        && boosting.early_stopping_rounds.is_some()
+        && labels.iter().filter(|&&l| l).count().min(labels.iter().filter(|&&l| !l).count()) >= boosting.small_data_folds;
+    let boosted = if cross_validate {
+        let folds = stratified_folds(&labels, boosting.small_data_folds, seed);
+        let inputs = inputs_of(&mut (0..train_rows.len()));
+        fit_boosted_folds(width, &boosting_columns, &inputs, &labels, &folds, boosting, &mut report)
+    } else {
+        let (tree_positions, validation_positions) = if boosting.validation_fraction > 0.0 {
+            stratified_split(&labels, boosting.validation_fraction, seed)
+        } else {
+            ((0..train_rows.len()).collect(), Vec::new())
+        };
+        let train_inputs = inputs_of(&mut tree_positions.iter().copied());
+        let validation_inputs = inputs_of(&mut validation_positions.iter().copied());
+        let tree_labels: Vec<bool> = tree_positions.iter().map(|&position| labels[position]).collect();
+        let validation_labels: Vec<bool> = validation_positions.iter().map(|&position| labels[position]).collect();
+        let boosting_data = BoostingData {
+            width,
+            columns: boosting_columns,
+            train_inputs: &train_inputs,
+            train_labels: &tree_labels,
+            validation_inputs: &validation_inputs,
+            validation_labels: &validation_labels,
+        };
+        fit_boosted(&boosting_data, boosting, &mut report)
     };
-    let boosted = fit_boosted(&boosting_data, &opts.boosting, &mut |tree, of| progress(Progress::Boosting { tree, of }));
     Fitted { logistic, logistic_iterations: fit.iterations, boosted }
 }
 
