@@ -633,13 +633,15 @@ fn bin_columns(data: &BoostingData, max_bins: usize) -> Vec<BinnedColumn> {
 const PARALLEL_WORK: usize = 40_000;
 
 fn build_histogram(columns: &[BinnedColumn], rows: &[u32], gradients: &[f64], hessians: &[f64]) -> Histogram {
+    // The node's gradients gathered once, in row order, so each column reads them in sequence
+    // and only its bins by row.
+    let ordered: Vec<(f64, f64)> = rows.iter().map(|&row| (gradients[row as usize], hessians[row as usize])).collect();
     let build = |column: &BinnedColumn| {
         let mut histogram = vec![BinStats::default(); column.bin_count];
-        for &row in rows {
-            let row = row as usize;
-            let stats = &mut histogram[column.bins[row] as usize];
-            stats.gradient += gradients[row];
-            stats.hessian += hessians[row];
+        for (&row, &(gradient, hessian)) in rows.iter().zip(&ordered) {
+            let stats = &mut histogram[column.bins[row as usize] as usize];
+            stats.gradient += gradient;
+            stats.hessian += hessian;
             stats.count += 1;
         }
         histogram
