@@ -431,6 +431,11 @@ impl BoostedModel {
         self.trees.len()
     }
 
+    /// One more than the largest feature index a split reads (0 when no tree splits).
+    pub(crate) fn features_read(&self) -> usize {
+        self.features.iter().rposition(|usage| *usage != FeatureUse::Unused).map_or(0, |last| last + 1)
+    }
+
     #[cfg(test)]
     fn node_count(&self, tree: usize) -> usize {
         self.trees[tree].nodes.len()

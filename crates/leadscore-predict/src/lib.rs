@@ -13,7 +13,10 @@
 //!    ([`rng::stratified_split`], public so others can reproduce it). Everything below is fitted
 //!    on the training part only; the holdout is only scored.
 //! 3. **Encoding.** Categorical levels seen fewer than `min_level_count` times share an "other"
-//!    level and missing is a level of its own. Numerics are standardised with the training mean
+//!    level and missing is a level of its own. At most `max_levels` levels per feature, and at
+//!    most `max_logistic_columns` logistic columns in all (default 1,000): past that every
+//!    categorical feature keeps the same, largest fitting number of its most frequent levels, so
+//!    many features of high cardinality cannot make Newton's method (columns³) slow. Numerics are standardised with the training mean
 //!    and standard deviation; missing becomes 0 plus a missing-flag column. Only
 //!    [`Value::Missing`] is missing (plus numeric cells that are not numbers): the caller maps
 //!    "" or "Select" to it.

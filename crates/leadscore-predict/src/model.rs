@@ -24,7 +24,10 @@ pub(crate) struct LogisticWeights {
 }
 
 /// A trained predictive model: what the engine stores (as JSON) and scores contacts with.
+/// Reading one back checks that its parts fit together, so scoring a model read from storage
+/// never indexes out of bounds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredPredictiveModel")]
 pub struct PredictiveModel {
     features: Vec<FeatureSpec>,
     /// One per feature; `None` for a feature left out (leakage), which predictions ignore.
@@ -33,6 +36,43 @@ pub struct PredictiveModel {
     logistic: LogisticWeights,
     /// Present when the boosted trees were chosen.
     boosted: Option<BoostedModel>,
+}
+
+/// [`PredictiveModel`] as read, before its checks.
+#[derive(Deserialize)]
+struct StoredPredictiveModel {
+    features: Vec<FeatureSpec>,
+    encodings: Vec<Option<FeatureEncoding>>,
+    logistic: LogisticWeights,
+    boosted: Option<BoostedModel>,
+}
+
+impl TryFrom<StoredPredictiveModel> for PredictiveModel {
+    type Error = String;
+
+    fn try_from(stored: StoredPredictiveModel) -> Result<Self, String> {
+        let count = stored.features.len();
+        if stored.encodings.len() != count || stored.logistic.column_starts.len() != count {
+            return Err(format!("{count} features but {} encodings and {} column starts", stored.encodings.len(), stored.logistic.column_starts.len()));
+        }
+        for (feature, (spec, encoding)) in stored.features.iter().zip(&stored.encodings).enumerate() {
+            let Some(encoding) = encoding else { continue };
+            let kind_matches = matches!(
+                (spec.kind, encoding),
+                (FeatureKind::Categorical, FeatureEncoding::Categorical { .. }) | (FeatureKind::Numeric, FeatureEncoding::Numeric { .. })
+            );
+            let end = stored.logistic.column_starts[feature].checked_add(encoding.column_count());
+            if !kind_matches || end.is_none_or(|end| end > stored.logistic.weights.len()) {
+                return Err(format!("feature {} does not fit its encoding or the logistic weights", spec.name));
+            }
+        }
+        if let Some(boosted) = &stored.boosted
+            && boosted.features_read() > count
+        {
+            return Err(format!("the trees read feature {} of {count}", boosted.features_read() - 1));
+        }
+        Ok(PredictiveModel { features: stored.features, encodings: stored.encodings, logistic: stored.logistic, boosted: stored.boosted })
+    }
 }
 
 /// One contact's score and why.

@@ -33,6 +33,14 @@ pub struct TrainOptions {
     pub min_level_count: usize,
     /// At most this many levels per categorical feature (the most frequent); at most 254.
     pub max_levels: usize,
+    /// At most this many logistic-regression columns (one per kept level, "other" and
+    /// "missing" of each categorical feature, one or two per numeric one): past it, every
+    /// categorical feature keeps fewer of its most frequent levels, the same number for all
+    /// (the largest that fits). Newton's method costs columns³ per step, so this bounds
+    /// training time and memory when there are many features of high cardinality. The trees
+    /// read the same levels.
+    #[serde(default = "default_max_logistic_columns")]
+    pub max_logistic_columns: usize,
     /// L2 penalty of the logistic regression: `l2/2 · ‖w‖²` beside the summed log loss, so
     /// 1.0 is scikit-learn's `C = 1.0`. The intercept is not penalised.
     pub l2: f64,
@@ -51,10 +59,15 @@ impl Default for TrainOptions {
             leakage_auc: 0.95,
             min_level_count: 10,
             max_levels: 100,
+            max_logistic_columns: default_max_logistic_columns(),
             l2: 1.0,
             boosting: BoostingOptions::default(),
         }
     }
+}
+
+fn default_max_logistic_columns() -> usize {
+    1000
 }
 
 /// Where training is, for a progress bar.
@@ -181,13 +194,40 @@ fn column_cells<'a>(data: &'a Dataset, feature: usize, rows: &[usize]) -> Vec<&'
 }
 
 fn fit_encodings(data: &Dataset, rows: &[usize], used: &[bool], opts: &TrainOptions) -> Vec<Option<FeatureEncoding>> {
-    data.features
-        .iter()
-        .enumerate()
-        .map(|(feature, spec)| {
-            used[feature].then(|| FeatureEncoding::fit(spec.kind, &column_cells(data, feature, rows), opts.min_level_count, opts.max_levels.clamp(1, 254)))
-        })
-        .collect()
+    let fit = |feature: usize, max_levels: usize| {
+        FeatureEncoding::fit(data.features[feature].kind, &column_cells(data, feature, rows), opts.min_level_count, max_levels)
+    };
+    let max_levels = opts.max_levels.clamp(1, 254);
+    let mut encodings: Vec<Option<FeatureEncoding>> = (0..data.features.len()).map(|feature| used[feature].then(|| fit(feature, max_levels))).collect();
+    // The logistic model's columns if every categorical feature kept at most `limit` levels.
+    let columns = |encodings: &[Option<FeatureEncoding>], limit: usize| -> usize {
+        encodings
+            .iter()
+            .flatten()
+            .map(|encoding| match encoding {
+                FeatureEncoding::Categorical { levels, has_other, has_missing } => {
+                    levels.len().min(limit) + usize::from(*has_other || levels.len() > limit) + usize::from(*has_missing)
+                }
+                numeric => numeric.column_count(),
+            })
+            .sum()
+    };
+    if columns(&encodings, max_levels) > opts.max_logistic_columns {
+        // The largest per-feature level limit that fits the cap (at least one level).
+        let (mut fits, mut too_many) = (1, max_levels);
+        while fits + 1 < too_many {
+            let middle = (fits + too_many) / 2;
+            if columns(&encodings, middle) <= opts.max_logistic_columns { fits = middle } else { too_many = middle }
+        }
+        for (feature, encoding) in encodings.iter_mut().enumerate() {
+            if let Some(FeatureEncoding::Categorical { levels, .. }) = encoding
+                && levels.len() > fits
+            {
+                *encoding = Some(fit(feature, fits));
+            }
+        }
+    }
+    encodings
 }
 
 /// How well one feature alone ranks the outcome on the training part, 0.5 to 1.
@@ -424,4 +464,49 @@ pub fn train(data: &Dataset, opts: &TrainOptions, progress: &mut dyn FnMut(Progr
         trees,
     };
     Ok(Trained { model, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::FeatureSpec;
+    use crate::rng::SplitMix64;
+
+    fn logistic_columns(encodings: &[Option<FeatureEncoding>]) -> usize {
+        encodings.iter().flatten().map(FeatureEncoding::column_count).sum()
+    }
+
+    #[test]
+    fn many_levels_are_capped_to_the_logistic_column_budget() {
+        // Twelve categorical features with 300 frequent levels each, and two numerics.
+        let mut rng = SplitMix64::new(4);
+        let mut features: Vec<FeatureSpec> = (0..12).map(|i| FeatureSpec::categorical(format!("attribute {i}"))).collect();
+        features.extend([FeatureSpec::numeric("a"), FeatureSpec::numeric("b")]);
+        let rows: Vec<Vec<Value>> = (0..6000)
+            .map(|_| {
+                let mut row: Vec<Value> = (0..12).map(|_| Value::Text(format!("level {}", rng.below(300)))).collect();
+                row.extend([Value::Number(rng.normal()), if rng.below(10) == 0 { Value::Missing } else { Value::Number(rng.normal()) }]);
+                row
+            })
+            .collect();
+        let data = Dataset { features, labels: (0..6000).map(|i| i % 3 == 0).collect(), rows };
+        let all: Vec<usize> = (0..6000).collect();
+        let used = vec![true; 14];
+        let uncapped = TrainOptions { min_level_count: 1, max_levels: 254, max_logistic_columns: usize::MAX, ..TrainOptions::default() };
+        assert_eq!(logistic_columns(&fit_encodings(&data, &all, &used, &uncapped)), 12 * 254 + 12 + 3);
+        let capped = TrainOptions { max_logistic_columns: 600, ..uncapped };
+        let encodings = fit_encodings(&data, &all, &used, &capped);
+        // The same number of levels for every categorical feature, the largest that fits:
+        // 12 × (levels + other) + 3 numeric columns ≤ 600.
+        assert_eq!(logistic_columns(&encodings), 12 * (48 + 1) + 3);
+        for encoding in encodings.iter().flatten() {
+            if let FeatureEncoding::Categorical { levels, has_other, .. } = encoding {
+                assert_eq!(levels.len(), 48);
+                assert!(has_other);
+            }
+        }
+        // A budget below one level each still keeps one.
+        let tiny = TrainOptions { max_logistic_columns: 5, ..capped };
+        assert_eq!(logistic_columns(&fit_encodings(&data, &all, &used, &tiny)), 12 * 2 + 3);
+    }
 }

@@ -226,6 +226,25 @@ fn a_small_training_part_averages_a_refit_with_the_fold_models() {
     assert_eq!(train(&data, &large, &mut |_| {}).unwrap().report.trees, single.report.trees);
 }
 
+#[test]
+fn a_stored_model_that_does_not_fit_together_is_refused() {
+    let trained = train(&xor(1500, 15), &quick(), &mut |_| {}).unwrap();
+    assert_eq!(trained.model.algorithm(), Algorithm::Boosted);
+    let json: serde_json::Value = serde_json::to_value(&trained.model).unwrap();
+    assert!(serde_json::from_value::<PredictiveModel>(json.clone()).is_ok());
+    let mut wrong_feature = json.clone();
+    wrong_feature["boosted"]["trees"][0]["nodes"][0]["split"]["feature"] = serde_json::json!(7);
+    let mut wrong_child = json.clone();
+    wrong_child["boosted"]["trees"][0]["nodes"][0]["split"]["left"] = serde_json::json!(0);
+    let mut fewer_weights = json.clone();
+    fewer_weights["logistic"]["weights"].as_array_mut().unwrap().pop();
+    let mut fewer_encodings = json;
+    fewer_encodings["encodings"].as_array_mut().unwrap().pop();
+    for broken in [wrong_feature, wrong_child, fewer_weights, fewer_encodings] {
+        assert!(serde_json::from_value::<PredictiveModel>(broken).is_err());
+    }
+}
+
 /// XOR of two signs: no additive model can rank it, trees can.
 fn xor(rows: usize, seed: u64) -> Dataset {
     let mut rng = SplitMix64::new(seed);
