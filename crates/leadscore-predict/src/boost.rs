@@ -219,6 +219,9 @@ impl FlatNode {
 struct Tree {
     nodes: Vec<FlatNode>,
     values: Vec<f64>,
+    /// Per node: its value minus its parent's, and the parent's split feature ((0, 0) for the
+    /// root), so the path attribution reads one entry per step.
+    credits: Vec<(f64, u32)>,
     words: Vec<u64>,
     /// The longest root-to-leaf path, in splits.
     depth: usize,
@@ -378,9 +381,18 @@ impl TryFrom<StoredModel> for BoostedModel {
                 };
                 nodes.push(FlatNode { data, slot, left: left as u32 });
             }
-            let values = tree.nodes.iter().map(|node| node.value).collect();
+            let values: Vec<f64> = tree.nodes.iter().map(|node| node.value).collect();
+            // What reaching each node credits to its parent's feature (the root: nothing).
+            let mut credits = vec![(0.0, 0u32); count];
+            for (index, node) in tree.nodes.iter().enumerate() {
+                if let Some(split) = &node.split {
+                    for child in [split.left as usize, split.right as usize] {
+                        credits[child] = (values[child] - values[index], split.feature as u32);
+                    }
+                }
+            }
             let depth = depths.into_iter().max().unwrap_or(0);
-            trees.push(Tree { nodes, values, words, depth });
+            trees.push(Tree { nodes, values, credits, words, depth });
         }
         Ok(BoostedModel { init: stored.init, platt_scale: stored.platt_scale, platt_shift: stored.platt_shift, trees, features })
     }
@@ -515,20 +527,20 @@ impl BoostedModel {
                 continue;
             }
             let mut steps = 0;
+            let mut last = [0usize; LANES];
             walk_together(group, slots, |step, at| {
-                for (path, &node) in paths.iter_mut().zip(at) {
-                    path[step] = node as u32;
+                // A walk that has reached its leaf records the root, whose credit is +0 (to
+                // feature 0: no change, and no branch to guess).
+                for ((path, &node), previous) in paths.iter_mut().zip(at).zip(&mut last) {
+                    path[step] = if node != *previous { node as u32 } else { 0 };
+                    *previous = node;
                 }
                 steps = step + 1;
             });
             for (tree, path) in group.iter().zip(&paths) {
-                // A walk that reached its leaf early repeats it for the remaining steps, which
-                // add +0 to the leaf's feature 0: no change, and no branch to guess.
-                let mut index = 0;
-                for &next in &path[..steps] {
-                    let next = next as usize;
-                    contributions[tree.nodes[index].feature()] += scale * (tree.values[next] - tree.values[index]);
-                    index = next;
+                for &node in &path[..steps] {
+                    let (credit, feature) = tree.credits[node as usize];
+                    contributions[feature as usize] += scale * credit;
                 }
                 roots += tree.values[0];
             }
