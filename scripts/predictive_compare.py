@@ -30,9 +30,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 LOGISTIC_MARGIN = 0.02
 BOOSTED_MARGIN = 0.01
 HEADER = (
-    "| data set | rows | holdout | leadscore logistic AUC | sklearn LogisticRegression AUC "
+    "| data set | seed | rows | holdout | leadscore logistic AUC | sklearn LogisticRegression AUC "
     "| leadscore boosted AUC | sklearn HGB AUC | leadscore train (both) | sklearn train (both) |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--numeric", nargs="*", default=[])
     parser.add_argument("--missing", nargs="*", default=[])
     parser.add_argument("--name", help="data set name in the table (default: the file name)")
+    parser.add_argument("--seed", help="the split seed, for the table (default: the one in --result)")
     parser.add_argument("--header", action="store_true", help="print the markdown table header first")
     args = parser.parse_args()
 
@@ -118,12 +119,12 @@ def main() -> int:
     ]
     name = args.name or args.csv.rsplit("/", 1)[-1]
     for text, ok in checks:
-        print(f"{name}: {'ok  ' if ok else 'FAIL'} {text}", file=sys.stderr)
+        print(f"{name}, seed {args.seed or rust.get('seed', '')}: {'ok  ' if ok else 'FAIL'} {text}", file=sys.stderr)
 
     if args.header:
         print(HEADER)
     print(
-        f"| {name} | {rust['rows']} | {int(holdout.sum())} | {rust['logistic']['auc']:.4f} | {logistic_auc:.4f} "
+        f"| {name} | {args.seed or rust.get('seed', '')} | {rust['rows']} | {int(holdout.sum())} | {rust['logistic']['auc']:.4f} | {logistic_auc:.4f} "
         f"| {rust['boosted']['auc']:.4f} | {boosted_auc:.4f} | {rust_ms:.0f} ms | {sklearn_ms:.0f} ms |"
     )
     return 0 if all(ok for _, ok in checks) else 1

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compares leadscore's predictive model with scikit-learn on the shared data sets.
 #
-#   scripts/predictive_compare.sh [DATA_DIR]
+#   scripts/predictive_compare.sh [--seeds "42 1 2"] [DATA_DIR]
 #
+# --seeds: the split seeds to run, one table row per data set and seed (default: 42).
 # DATA_DIR (or $LEADSCORE_SHARED_DATA) holds leads_x_education.csv and bank_marketing.csv;
 # default: ../shared/data relative to the repository root. Creates a Python venv with
 # scikit-learn and pandas in target/sklearn-venv when missing, builds the csv_auc example in
@@ -13,6 +14,20 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
+seeds="42"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --seeds) seeds="${2:?--seeds needs a list such as \"42 1 2\"}"; shift 2 ;;
+        --seeds=*) seeds="${1#--seeds=}"; shift ;;
+        -*) echo "predictive_compare: unknown option $1" >&2; exit 2 ;;
+        *) break ;;
+    esac
+done
+for seed in $seeds; do
+    case "$seed" in
+        '' | *[!0-9]*) echo "predictive_compare: seed $seed is not a non-negative integer" >&2; exit 2 ;;
+    esac
+done
 data="${1:-${LEADSCORE_SHARED_DATA:-$root/../shared/data}}"
 for file in leads_x_education.csv bank_marketing.csv; do
     if [ ! -f "$data/$file" ]; then
@@ -47,17 +62,19 @@ bank_args=(--sep ';' --target y --positive yes --drop duration --numeric age bal
 status=0
 header=--header
 run() {
-    local name="$1" file="$2"
-    shift 2
-    "$csv_auc" --csv "$data/$file" "$@" --seed 42 --out "$out/$name.json"
-    "$venv/bin/python" scripts/predictive_compare.py $header --name "$name" --csv "$data/$file" --result "$out/$name.json" "$@" >>"$out/table.md" || status=1
+    local name="$1" file="$2" seed="$3"
+    shift 3
+    "$csv_auc" --csv "$data/$file" "$@" --seed "$seed" --out "$out/result.json"
+    "$venv/bin/python" scripts/predictive_compare.py $header --name "$name" --seed "$seed" --csv "$data/$file" --result "$out/result.json" "$@" >>"$out/table.md" || status=1
     header=
 }
-run "X Education leads" leads_x_education.csv "${leads_args[@]}"
-run "UCI bank marketing" bank_marketing.csv "${bank_args[@]}"
+for seed in $seeds; do
+    run "X Education leads" leads_x_education.csv "$seed" "${leads_args[@]}"
+    run "UCI bank marketing" bank_marketing.csv "$seed" "${bank_args[@]}"
+done
 
 echo
-echo "Holdout ROC AUC and training time (both models), seed 42, $(nproc) cores:"
+echo "Holdout ROC AUC and training time (both models), seeds $seeds, $(nproc) cores:"
 echo
 cat "$out/table.md"
 if [ "$status" -ne 0 ]; then

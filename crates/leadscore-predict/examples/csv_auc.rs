@@ -4,14 +4,16 @@
 //! ```text
 //! cargo run --release -p leadscore-predict --example csv_auc -- \
 //!     --csv leads.csv --target Converted --positive 1 [--sep ';'] [--drop COL ...] \
-//!     [--numeric COL ...] [--missing Select ...] [--seed 42] [--min-closed 500] --out result.json
+//!     [--numeric COL ...] [--missing Select ...] [--seed 42] [--min-closed 500] [--max-logistic-columns N] --out result.json
 //!     [--max-iterations N] [--validation-fraction F] [--early-stopping ROUNDS (0: off)] [--leaf-l2 L2]
-//!     [--learning-rate R] [--max-leaves N] [--min-samples-leaf N]
-//! cargo run --release -p leadscore-predict --example csv_auc -- --synthetic 100000 [--score 1000000] --out synthetic.json
+//!     [--learning-rate R] [--max-leaves N] [--min-samples-leaf N] [--small-data-folds K (0: off)]
+//! cargo run --release -p leadscore-predict --example csv_auc -- --synthetic 100000 [--score 1000000] [--wide K] --out synthetic.json
 //! ```
 //! Empty cells are always missing; `--missing` adds more markers. Columns named by `--numeric`
 //! are numbers, the others categorical. The JSON holds the holdout row indices (0-based data
-//! rows of the CSV) so another tool can use exactly the same split.
+//! rows of the CSV) so another tool can use exactly the same split. `--wide K` adds K
+//! categorical features of high cardinality (up to 3,000 levels each, hundreds of them frequent)
+//! to the synthetic set.
 
 use std::error::Error;
 use std::time::Instant;
@@ -31,8 +33,11 @@ struct Args {
     missing: Vec<String>,
     seed: u64,
     min_closed: Option<usize>,
+    max_logistic_columns: Option<usize>,
     out: Option<String>,
     synthetic: Option<usize>,
+    /// Extra high-cardinality categorical features in the synthetic set.
+    wide: usize,
     score: usize,
     /// Boosting settings to experiment with (defaults: `BoostingOptions::default()`).
     boosting: BoostingOptions,
@@ -74,9 +79,11 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--missing" => args.missing.extend(taken),
             "--seed" => args.seed = single()?.parse()?,
             "--min-closed" => args.min_closed = Some(single()?.parse()?),
+            "--max-logistic-columns" => args.max_logistic_columns = Some(single()?.parse()?),
             "--out" => args.out = Some(single()?),
             "--synthetic" => args.synthetic = Some(single()?.parse()?),
             "--score" => args.score = single()?.parse()?,
+            "--wide" => args.wide = single()?.parse()?,
             "--max-iterations" => args.boosting.max_iterations = single()?.parse()?,
             "--validation-fraction" => args.boosting.validation_fraction = single()?.parse()?,
             "--early-stopping" => args.boosting.early_stopping_rounds = Some(single()?.parse()?).filter(|&rounds| rounds > 0),
@@ -84,6 +91,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--learning-rate" => args.boosting.learning_rate = single()?.parse()?,
             "--max-leaves" => args.boosting.max_leaves = single()?.parse()?,
             "--min-samples-leaf" => args.boosting.min_samples_leaf = single()?.parse()?,
+            "--small-data-folds" => args.boosting.small_data_folds = single()?.parse()?,
             other => return Err(format!("unknown argument {other}").into()),
         }
         index += 1;
@@ -134,7 +142,7 @@ fn read_csv(args: &Args) -> Result<Dataset, Box<dyn Error>> {
 
 /// A CRM-like synthetic set with a known logit: sources, countries, job titles, a few activity
 /// counts and an interaction (webinars matter more for one segment), some cells missing.
-fn synthetic(rows: usize, seed: u64) -> Dataset {
+fn synthetic(rows: usize, wide: usize, seed: u64) -> Dataset {
     let mut rng = SplitMix64::new(seed);
     let mut features = vec![];
     let categorical = [("Lead Source", 12), ("Country", 30), ("Job Title", 20), ("Industry", 15), ("Company Size", 6), ("Plan", 4)];
@@ -144,6 +152,9 @@ fn synthetic(rows: usize, seed: u64) -> Dataset {
     let numeric = ["visits in 30 days", "emails opened", "webinars in 30 days", "days since signup", "pages per visit", "form fills"];
     for name in numeric {
         features.push(FeatureSpec::numeric(name));
+    }
+    for attribute in 0..wide {
+        features.push(FeatureSpec::categorical(format!("Attribute {attribute}")));
     }
     // Fixed level effects, drawn once from the same seed.
     let effects: Vec<Vec<f64>> = categorical.iter().map(|(_, levels)| (0..*levels).map(|_| 0.6 * rng.normal()).collect()).collect();
@@ -177,6 +188,15 @@ fn synthetic(rows: usize, seed: u64) -> Dataset {
         for (value, missing_rate) in [(visits, 0.02), (opened, 0.0), (webinars, 0.0), (days, 0.01), (pages, 0.05), (forms, 0.0)] {
             row.push(if rng.next_f64() < missing_rate { Value::Missing } else { Value::Number(value) });
         }
+        for _ in 0..wide {
+            // Zipf-like: level ≈ 3000^u, so the first few hundred levels are frequent.
+            let level = (3000f64.powf(rng.next_f64()) as usize).min(2999);
+            // Small effects for the frequent levels, none for the long tail.
+            if level < 50 {
+                logit += 0.05 * ((level % 7) as f64 - 3.0);
+            }
+            row.push(Value::Text(format!("value {level}")));
+        }
         data.labels.push(rng.next_f64() < metrics::sigmoid(logit));
         data.rows.push(row);
     }
@@ -186,10 +206,17 @@ fn synthetic(rows: usize, seed: u64) -> Dataset {
 fn main() -> Result<(), Box<dyn Error>> {
     let args = parse_args()?;
     let data = match args.synthetic {
-        Some(rows) => synthetic(rows, args.seed),
+        Some(rows) => synthetic(rows, args.wide, args.seed),
         None => read_csv(&args)?,
     };
-    let options = TrainOptions { seed: args.seed, min_closed: args.min_closed.unwrap_or(500), boosting: args.boosting.clone(), ..TrainOptions::default() };
+    let defaults = TrainOptions::default();
+    let options = TrainOptions {
+        seed: args.seed,
+        min_closed: args.min_closed.unwrap_or(500),
+        max_logistic_columns: args.max_logistic_columns.unwrap_or(defaults.max_logistic_columns),
+        boosting: args.boosting.clone(),
+        ..defaults
+    };
     let started = Instant::now();
     let Trained { model, report } = train(&data, &options, &mut |_| {})?;
     let train_ms = started.elapsed().as_secs_f64() * 1000.0;

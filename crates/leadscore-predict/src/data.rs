@@ -79,7 +79,8 @@ pub(crate) fn format_number(x: f64) -> String {
         return format!("{x}");
     }
     if x.fract() == 0.0 && x.abs() < 1e15 {
-        return format!("{x:.0}");
+        // What `format!("{x:.0}")` writes, without its slow exact-digits path.
+        return if x == 0.0 && x.is_sign_negative() { "-0".to_string() } else { (x as i64).to_string() };
     }
     let magnitude = if x == 0.0 { 0 } else { x.abs().log10().floor() as i32 };
     let decimals = (5 - magnitude).clamp(0, 15) as usize;
@@ -95,6 +96,9 @@ mod tests {
     fn numbers_read_as_people_write_them() {
         assert_eq!(format_number(3.0), "3");
         assert_eq!(format_number(-12.0), "-12");
+        for x in [0.0, -0.0, 7.0, -3.0, 999_999_999_999_999.0, -123_456_789.0] {
+            assert_eq!(format_number(x), format!("{x:.0}"));
+        }
         assert_eq!(format_number(2.5), "2.5");
         assert_eq!(format_number(0.1 + 0.2), "0.3");
         assert_eq!(format_number(1234.56789), "1234.57");

@@ -1,7 +1,7 @@
 //! Feature encoding, fitted on the training part only.
 //!
 //! A categorical feature keeps the levels seen at least `min_level_count` times (at most
-//! `max_levels` of them, the most frequent); the rest share one "other" level, and missing is a
+//! `max_levels` of them, the most frequent, fewer when `max_logistic_columns` requires); the rest share one "other" level, and missing is a
 //! level of its own. A numeric feature remembers its training mean and standard deviation.
 //! Both models read the same encoding: the logistic model as one-hot and standardised columns,
 //! the trees as category codes and raw numbers.

@@ -47,6 +47,8 @@ pub(crate) struct LogisticFit {
 const MAX_NEWTON_STEPS: usize = 100;
 /// Rows per partial sum; fixed (not derived from the thread count) so sums are reproducible.
 const CHUNK_ROWS: usize = 2048;
+/// Most partial gradient and Hessian sums held at once.
+const MAX_PARTIALS: usize = 8;
 /// Stop when every gradient component is below this times the number of rows.
 const GRADIENT_TOLERANCE: f64 = 1e-10;
 
@@ -78,12 +80,16 @@ fn objective(x: &SparseRows, labels: &[bool], l2: f64, weights: &[f64], intercep
 fn gradient_and_hessian(x: &SparseRows, labels: &[bool], l2: f64, weights: &[f64], intercept: f64) -> (Vec<f64>, Vec<f64>) {
     let p = x.columns;
     let size = p + 1;
-    let partials: Vec<(Vec<f64>, Vec<f64>)> = (0..x.len().div_ceil(CHUNK_ROWS))
+    // Consecutive chunks share a partial sum so that at most MAX_PARTIALS Hessians are held at
+    // once (each is columns² numbers); up to MAX_PARTIALS chunks, each has its own.
+    let chunks = x.len().div_ceil(CHUNK_ROWS);
+    let chunks_per_partial = chunks.div_ceil(MAX_PARTIALS).max(1);
+    let partials: Vec<(Vec<f64>, Vec<f64>)> = (0..chunks.div_ceil(chunks_per_partial))
         .into_par_iter()
-        .map(|chunk| {
+        .map(|partial| {
             let mut gradient = vec![0.0; size];
             let mut hessian = vec![0.0; size * size];
-            let rows = chunk * CHUNK_ROWS..((chunk + 1) * CHUNK_ROWS).min(x.len());
+            let rows = partial * chunks_per_partial * CHUNK_ROWS..((partial + 1) * chunks_per_partial * CHUNK_ROWS).min(x.len());
             for (i, &label) in rows.clone().zip(&labels[rows]) {
                 let row = x.row(i);
                 let mu = sigmoid(linear(row, weights, intercept));

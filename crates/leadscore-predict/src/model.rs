@@ -24,7 +24,10 @@ pub(crate) struct LogisticWeights {
 }
 
 /// A trained predictive model: what the engine stores (as JSON) and scores contacts with.
+/// Reading one back checks that its parts fit together, so scoring a model read from storage
+/// never indexes out of bounds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredPredictiveModel")]
 pub struct PredictiveModel {
     features: Vec<FeatureSpec>,
     /// One per feature; `None` for a feature left out (leakage), which predictions ignore.
@@ -33,6 +36,43 @@ pub struct PredictiveModel {
     logistic: LogisticWeights,
     /// Present when the boosted trees were chosen.
     boosted: Option<BoostedModel>,
+}
+
+/// [`PredictiveModel`] as read, before its checks.
+#[derive(Deserialize)]
+struct StoredPredictiveModel {
+    features: Vec<FeatureSpec>,
+    encodings: Vec<Option<FeatureEncoding>>,
+    logistic: LogisticWeights,
+    boosted: Option<BoostedModel>,
+}
+
+impl TryFrom<StoredPredictiveModel> for PredictiveModel {
+    type Error = String;
+
+    fn try_from(stored: StoredPredictiveModel) -> Result<Self, String> {
+        let count = stored.features.len();
+        if stored.encodings.len() != count || stored.logistic.column_starts.len() != count {
+            return Err(format!("{count} features but {} encodings and {} column starts", stored.encodings.len(), stored.logistic.column_starts.len()));
+        }
+        for (feature, (spec, encoding)) in stored.features.iter().zip(&stored.encodings).enumerate() {
+            let Some(encoding) = encoding else { continue };
+            let kind_matches = matches!(
+                (spec.kind, encoding),
+                (FeatureKind::Categorical, FeatureEncoding::Categorical { .. }) | (FeatureKind::Numeric, FeatureEncoding::Numeric { .. })
+            );
+            let end = stored.logistic.column_starts[feature].checked_add(encoding.column_count());
+            if !kind_matches || end.is_none_or(|end| end > stored.logistic.weights.len()) {
+                return Err(format!("feature {} does not fit its encoding or the logistic weights", spec.name));
+            }
+        }
+        if let Some(boosted) = &stored.boosted
+            && boosted.features_read() > count
+        {
+            return Err(format!("the trees read feature {} of {count}", boosted.features_read() - 1));
+        }
+        Ok(PredictiveModel { features: stored.features, encodings: stored.encodings, logistic: stored.logistic, boosted: stored.boosted })
+    }
 }
 
 /// One contact's score and why.
@@ -111,15 +151,28 @@ impl PredictiveModel {
 
     /// The number of trees (0 for the logistic model).
     pub fn tree_count(&self) -> usize {
-        self.boosted.as_ref().map_or(0, |boosted| boosted.trees.len())
+        self.boosted.as_ref().map_or(0, BoostedModel::tree_count)
     }
 
-    fn tree_inputs(&self, row: &[Value]) -> Vec<f64> {
-        self.encodings
-            .iter()
-            .enumerate()
-            .map(|(feature, encoding)| encoding.as_ref().map_or(f64::NAN, |encoding| encoding.tree_input(cell(row, feature))))
-            .collect()
+    /// Encodes the row for the trees once (one value per feature: the number, NaN when
+    /// missing, or the category code) into a buffer on the stack, and hands it to `score`.
+    fn with_tree_inputs<R>(&self, row: &[Value], score: impl FnOnce(&[f64]) -> R) -> R {
+        const ON_STACK: usize = 64;
+        let fill = |inputs: &mut [f64]| {
+            for (feature, (input, encoding)) in inputs.iter_mut().zip(&self.encodings).enumerate() {
+                *input = encoding.as_ref().map_or(f64::NAN, |encoding| encoding.tree_input(cell(row, feature)));
+            }
+        };
+        let width = self.encodings.len();
+        if width <= ON_STACK {
+            let mut inputs = [0.0; ON_STACK];
+            fill(&mut inputs[..width]);
+            score(&inputs[..width])
+        } else {
+            let mut inputs = vec![0.0; width];
+            fill(&mut inputs);
+            score(&inputs)
+        }
     }
 
     fn logistic_contribution(&self, feature: usize, encoding: &FeatureEncoding, cell: &Value, scratch: &mut Vec<(u32, f64)>) -> f64 {
@@ -132,7 +185,7 @@ impl PredictiveModel {
     /// Equal to `predict(row).probability` up to floating-point rounding.
     pub fn probability(&self, row: &[Value]) -> f64 {
         match &self.boosted {
-            Some(boosted) => sigmoid(boosted.logit(&self.tree_inputs(row))),
+            Some(boosted) => sigmoid(self.with_tree_inputs(row, |inputs| boosted.logit(inputs))),
             None => {
                 let mut scratch = Vec::with_capacity(4);
                 let logit = self.encodings.iter().enumerate().fold(self.logistic.intercept, |sum, (feature, encoding)| match encoding {
@@ -149,7 +202,7 @@ impl PredictiveModel {
     pub fn predict(&self, row: &[Value]) -> Prediction {
         let mut contributions = vec![0.0; self.features.len()];
         let intercept = match &self.boosted {
-            Some(boosted) => boosted.explain(&self.tree_inputs(row), &mut contributions),
+            Some(boosted) => self.with_tree_inputs(row, |inputs| boosted.explain(inputs, &mut contributions)),
             None => {
                 let mut scratch = Vec::with_capacity(4);
                 for (feature, encoding) in self.encodings.iter().enumerate() {

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::boost::{BoostingData, BoostingOptions, ColumnKind, fit_boosted};
+use crate::boost::{BoostingData, BoostingOptions, ColumnKind, fit_boosted, fit_boosted_folds};
 use crate::data::{Dataset, Value};
 use crate::encode::{FeatureEncoding, LevelCode};
 use crate::logistic::{SparseRows, fit_logistic};
@@ -33,6 +33,14 @@ pub struct TrainOptions {
     pub min_level_count: usize,
     /// At most this many levels per categorical feature (the most frequent); at most 254.
     pub max_levels: usize,
+    /// At most this many logistic-regression columns (one per kept level, "other" and
+    /// "missing" of each categorical feature, one or two per numeric one): past it, every
+    /// categorical feature keeps fewer of its most frequent levels, the same number for all
+    /// (the largest that fits). Newton's method costs columns³ per step, so this bounds
+    /// training time and memory when there are many features of high cardinality. The trees
+    /// read the same levels.
+    #[serde(default = "default_max_logistic_columns")]
+    pub max_logistic_columns: usize,
     /// L2 penalty of the logistic regression: `l2/2 · ‖w‖²` beside the summed log loss, so
     /// 1.0 is scikit-learn's `C = 1.0`. The intercept is not penalised.
     pub l2: f64,
@@ -51,10 +59,15 @@ impl Default for TrainOptions {
             leakage_auc: 0.95,
             min_level_count: 10,
             max_levels: 100,
+            max_logistic_columns: default_max_logistic_columns(),
             l2: 1.0,
             boosting: BoostingOptions::default(),
         }
     }
+}
+
+fn default_max_logistic_columns() -> usize {
+    1000
 }
 
 /// Where training is, for a progress bar.
@@ -122,7 +135,8 @@ pub struct TrainReport {
     pub holdout_rows: usize,
     /// Newton steps of the logistic regression.
     pub logistic_iterations: usize,
-    /// Trees kept after early stopping.
+    /// Trees in the boosted model (after early stopping; for a small training part, those of
+    /// the refit and the fold models it averages).
     pub trees: usize,
 }
 
@@ -180,13 +194,40 @@ fn column_cells<'a>(data: &'a Dataset, feature: usize, rows: &[usize]) -> Vec<&'
 }
 
 fn fit_encodings(data: &Dataset, rows: &[usize], used: &[bool], opts: &TrainOptions) -> Vec<Option<FeatureEncoding>> {
-    data.features
-        .iter()
-        .enumerate()
-        .map(|(feature, spec)| {
-            used[feature].then(|| FeatureEncoding::fit(spec.kind, &column_cells(data, feature, rows), opts.min_level_count, opts.max_levels.clamp(1, 254)))
-        })
-        .collect()
+    let fit = |feature: usize, max_levels: usize| {
+        FeatureEncoding::fit(data.features[feature].kind, &column_cells(data, feature, rows), opts.min_level_count, max_levels)
+    };
+    let max_levels = opts.max_levels.clamp(1, 254);
+    let mut encodings: Vec<Option<FeatureEncoding>> = (0..data.features.len()).map(|feature| used[feature].then(|| fit(feature, max_levels))).collect();
+    // The logistic model's columns if every categorical feature kept at most `limit` levels.
+    let columns = |encodings: &[Option<FeatureEncoding>], limit: usize| -> usize {
+        encodings
+            .iter()
+            .flatten()
+            .map(|encoding| match encoding {
+                FeatureEncoding::Categorical { levels, has_other, has_missing } => {
+                    levels.len().min(limit) + usize::from(*has_other || levels.len() > limit) + usize::from(*has_missing)
+                }
+                numeric => numeric.column_count(),
+            })
+            .sum()
+    };
+    if columns(&encodings, max_levels) > opts.max_logistic_columns {
+        // The largest per-feature level limit that fits the cap (at least one level).
+        let (mut fits, mut too_many) = (1, max_levels);
+        while fits + 1 < too_many {
+            let middle = (fits + too_many) / 2;
+            if columns(&encodings, middle) <= opts.max_logistic_columns { fits = middle } else { too_many = middle }
+        }
+        for (feature, encoding) in encodings.iter_mut().enumerate() {
+            if let Some(FeatureEncoding::Categorical { levels, .. }) = encoding
+                && levels.len() > fits
+            {
+                *encoding = Some(fit(feature, fits));
+            }
+        }
+    }
+    encodings
 }
 
 /// How well one feature alone ranks the outcome on the training part, 0.5 to 1.
@@ -254,27 +295,19 @@ fn fit_both(data: &Dataset, train_rows: &[usize], encodings: &[Option<FeatureEnc
     let fit = fit_logistic(&design, &labels, opts.l2, &mut |iteration| progress(Progress::Logistic { iteration }));
     let logistic = LogisticWeights { intercept: fit.intercept, weights: fit.weights, column_starts };
 
-    // Trees on the training part minus a stratified validation slice, which early stopping
-    // and Platt scaling use.
-    let (tree_positions, validation_positions) = if opts.boosting.validation_fraction > 0.0 {
-        stratified_split(&labels, opts.boosting.validation_fraction, opts.seed.wrapping_add(0x5EED))
-    } else {
-        ((0..train_rows.len()).collect(), Vec::new())
-    };
+    // Trees: on a small training part, k-fold cross-validation picks the number of trees and
+    // calibrates, and the trees learn from all of it; otherwise a stratified validation slice of
+    // the training part, which the trees never see, serves early stopping and Platt scaling.
     let width = data.features.len();
-    let inputs_of = |positions: &[usize]| -> Vec<f64> {
-        let mut inputs = Vec::with_capacity(positions.len() * width);
-        for &position in positions {
+    let inputs_of = |positions: &mut dyn Iterator<Item = usize>| -> Vec<f64> {
+        let mut inputs = Vec::with_capacity(train_rows.len() * width);
+        for position in positions {
             let row = &data.rows[train_rows[position]];
             inputs.extend(encodings.iter().zip(row).map(|(encoding, cell)| encoding.as_ref().map_or(f64::NAN, |encoding| encoding.tree_input(cell))));
         }
         inputs
     };
-    let train_inputs = inputs_of(&tree_positions);
-    let validation_inputs = inputs_of(&validation_positions);
-    let tree_labels: Vec<bool> = tree_positions.iter().map(|&position| labels[position]).collect();
-    let validation_labels: Vec<bool> = validation_positions.iter().map(|&position| labels[position]).collect();
-    let boosting_columns = encodings
+    let boosting_columns: Vec<(usize, ColumnKind)> = encodings
         .iter()
         .enumerate()
         .filter_map(|(feature, encoding)| {
@@ -284,15 +317,38 @@ fn fit_both(data: &Dataset, train_rows: &[usize], encodings: &[Option<FeatureEnc
             })
         })
         .collect();
-    let boosting_data = BoostingData {
-        width,
-        columns: boosting_columns,
-        train_inputs: &train_inputs,
-        train_labels: &tree_labels,
-        validation_inputs: &validation_inputs,
-        validation_labels: &validation_labels,
+    let boosting = &opts.boosting;
+    let seed = opts.seed.wrapping_add(0x5EED);
+    let mut report = |tree, of| progress(Progress::Boosting { tree, of });
+    let cross_validate = boosting.small_data_folds >= 2
+        && train_rows.len() < boosting.small_data_rows
+        && boosting.validation_fraction > 0.0
+        && boosting.early_stopping_rounds.is_some()
+        && labels.iter().filter(|&&l| l).count().min(labels.iter().filter(|&&l| !l).count()) >= boosting.small_data_folds;
+    let boosted = if cross_validate {
+        let folds = stratified_folds(&labels, boosting.small_data_folds, seed);
+        let inputs = inputs_of(&mut (0..train_rows.len()));
+        fit_boosted_folds(width, &boosting_columns, &inputs, &labels, &folds, boosting, &mut report)
+    } else {
+        let (tree_positions, validation_positions) = if boosting.validation_fraction > 0.0 {
+            stratified_split(&labels, boosting.validation_fraction, seed)
+        } else {
+            ((0..train_rows.len()).collect(), Vec::new())
+        };
+        let train_inputs = inputs_of(&mut tree_positions.iter().copied());
+        let validation_inputs = inputs_of(&mut validation_positions.iter().copied());
+        let tree_labels: Vec<bool> = tree_positions.iter().map(|&position| labels[position]).collect();
+        let validation_labels: Vec<bool> = validation_positions.iter().map(|&position| labels[position]).collect();
+        let boosting_data = BoostingData {
+            width,
+            columns: boosting_columns,
+            train_inputs: &train_inputs,
+            train_labels: &tree_labels,
+            validation_inputs: &validation_inputs,
+            validation_labels: &validation_labels,
+        };
+        fit_boosted(&boosting_data, boosting, &mut report)
     };
-    let boosted = fit_boosted(&boosting_data, &opts.boosting, &mut |tree, of| progress(Progress::Boosting { tree, of }));
     Fitted { logistic, logistic_iterations: fit.iterations, boosted }
 }
 
@@ -408,4 +464,49 @@ pub fn train(data: &Dataset, opts: &TrainOptions, progress: &mut dyn FnMut(Progr
         trees,
     };
     Ok(Trained { model, report })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::FeatureSpec;
+    use crate::rng::SplitMix64;
+
+    fn logistic_columns(encodings: &[Option<FeatureEncoding>]) -> usize {
+        encodings.iter().flatten().map(FeatureEncoding::column_count).sum()
+    }
+
+    #[test]
+    fn many_levels_are_capped_to_the_logistic_column_budget() {
+        // Twelve categorical features with 300 frequent levels each, and two numerics.
+        let mut rng = SplitMix64::new(4);
+        let mut features: Vec<FeatureSpec> = (0..12).map(|i| FeatureSpec::categorical(format!("attribute {i}"))).collect();
+        features.extend([FeatureSpec::numeric("a"), FeatureSpec::numeric("b")]);
+        let rows: Vec<Vec<Value>> = (0..6000)
+            .map(|_| {
+                let mut row: Vec<Value> = (0..12).map(|_| Value::Text(format!("level {}", rng.below(300)))).collect();
+                row.extend([Value::Number(rng.normal()), if rng.below(10) == 0 { Value::Missing } else { Value::Number(rng.normal()) }]);
+                row
+            })
+            .collect();
+        let data = Dataset { features, labels: (0..6000).map(|i| i % 3 == 0).collect(), rows };
+        let all: Vec<usize> = (0..6000).collect();
+        let used = vec![true; 14];
+        let uncapped = TrainOptions { min_level_count: 1, max_levels: 254, max_logistic_columns: usize::MAX, ..TrainOptions::default() };
+        assert_eq!(logistic_columns(&fit_encodings(&data, &all, &used, &uncapped)), 12 * 254 + 12 + 3);
+        let capped = TrainOptions { max_logistic_columns: 600, ..uncapped };
+        let encodings = fit_encodings(&data, &all, &used, &capped);
+        // The same number of levels for every categorical feature, the largest that fits:
+        // 12 × (levels + other) + 3 numeric columns ≤ 600.
+        assert_eq!(logistic_columns(&encodings), 12 * (48 + 1) + 3);
+        for encoding in encodings.iter().flatten() {
+            if let FeatureEncoding::Categorical { levels, has_other, .. } = encoding {
+                assert_eq!(levels.len(), 48);
+                assert!(has_other);
+            }
+        }
+        // A budget below one level each still keeps one.
+        let tiny = TrainOptions { max_logistic_columns: 5, ..capped };
+        assert_eq!(logistic_columns(&fit_encodings(&data, &all, &used, &tiny)), 12 * 2 + 3);
+    }
 }

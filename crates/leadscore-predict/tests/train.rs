@@ -62,7 +62,8 @@ fn trains_evaluates_and_explains() {
     }
     assert_eq!(steps.first(), Some(&Progress::Encoding));
     assert!(steps.contains(&Progress::Logistic { iteration: 1 }));
-    assert!(steps.contains(&Progress::Boosting { tree: 1, of: 40 }));
+    // 2400 training rows: cross-validated, so the progress counts the refit's trees.
+    assert!(steps.iter().any(|step| matches!(step, Progress::Boosting { tree: 1, of } if *of <= 40)));
     assert_eq!(steps.last(), Some(&Progress::Evaluating));
 
     let prediction = trained.model.predict(&[Value::Text("Reference".into()), Value::Number(5.0), Value::Number(0.0)]);
@@ -203,6 +204,44 @@ fn a_stored_model_predicts_the_same_after_a_json_round_trip() {
         for row in data.rows.iter().take(50) {
             assert_eq!(restored.predict(row), trained.model.predict(row));
         }
+    }
+}
+
+#[test]
+fn a_small_training_part_averages_a_refit_with_the_fold_models() {
+    let data = leads(3000, 14);
+    let options = quick();
+    let cross_validated = train(&data, &options, &mut |_| {}).unwrap();
+    let one_slice = TrainOptions { boosting: BoostingOptions { small_data_folds: 0, ..options.boosting.clone() }, ..options.clone() };
+    let single = train(&data, &one_slice, &mut |_| {}).unwrap();
+    // Six ensembles (the refit and five fold models) against one.
+    assert!(cross_validated.report.trees > 3 * single.report.trees, "{} vs {}", cross_validated.report.trees, single.report.trees);
+    assert!(cross_validated.report.boosted.auc > 0.7, "{}", cross_validated.report.boosted.auc);
+    // Calibrated on out-of-fold margins: the mean prediction is near the base rate.
+    let rate = data.labels.iter().filter(|&&l| l).count() as f64 / data.labels.len() as f64;
+    let mean = data.rows.iter().map(|row| cross_validated.model.probability(row)).sum::<f64>() / data.rows.len() as f64;
+    assert!((mean - rate).abs() < 0.03, "{mean} vs {rate}");
+    // Above the threshold, one validation slice as before.
+    let large = TrainOptions { boosting: BoostingOptions { small_data_rows: 1000, ..options.boosting.clone() }, ..options };
+    assert_eq!(train(&data, &large, &mut |_| {}).unwrap().report.trees, single.report.trees);
+}
+
+#[test]
+fn a_stored_model_that_does_not_fit_together_is_refused() {
+    let trained = train(&xor(1500, 15), &quick(), &mut |_| {}).unwrap();
+    assert_eq!(trained.model.algorithm(), Algorithm::Boosted);
+    let json: serde_json::Value = serde_json::to_value(&trained.model).unwrap();
+    assert!(serde_json::from_value::<PredictiveModel>(json.clone()).is_ok());
+    let mut wrong_feature = json.clone();
+    wrong_feature["boosted"]["trees"][0]["nodes"][0]["split"]["feature"] = serde_json::json!(7);
+    let mut wrong_child = json.clone();
+    wrong_child["boosted"]["trees"][0]["nodes"][0]["split"]["left"] = serde_json::json!(0);
+    let mut fewer_weights = json.clone();
+    fewer_weights["logistic"]["weights"].as_array_mut().unwrap().pop();
+    let mut fewer_encodings = json;
+    fewer_encodings["encodings"].as_array_mut().unwrap().pop();
+    for broken in [wrong_feature, wrong_child, fewer_weights, fewer_encodings] {
+        assert!(serde_json::from_value::<PredictiveModel>(broken).is_err());
     }
 }
 
