@@ -28,7 +28,7 @@
 //!    missing values, native categorical splits), leaf-wise, with early stopping on a validation
 //!    slice of the training part. Platt scaling fitted on that slice calibrates the margin.
 //!    Below `small_data_rows` training rows (default 20,000) one slice is too noisy (holdout
-//!    AUC then swung by ±0.03 with the seed): 5-fold cross-validation instead — each fold's
+//!    AUC then swung by ±0.03 with the seed): 3-fold cross-validation instead — each fold's
 //!    trees stop early on it, a refit on every row grows 1.1 × their mean number of trees, the
 //!    model is the average of the refit and the fold models (one ensemble with scaled trees),
 //!    and Platt scaling is fitted on the out-of-fold margins.

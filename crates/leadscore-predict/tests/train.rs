@@ -210,7 +210,8 @@ fn a_stored_model_predicts_the_same_after_a_json_round_trip() {
 #[test]
 fn a_small_training_part_averages_a_refit_with_the_fold_models() {
     let data = leads(3000, 14);
-    let options = quick();
+    // Five folds here (three by default), so the ensemble is plainly larger than one.
+    let options = TrainOptions { boosting: BoostingOptions { small_data_folds: 5, ..quick().boosting }, ..quick() };
     let cross_validated = train(&data, &options, &mut |_| {}).unwrap();
     let one_slice = TrainOptions { boosting: BoostingOptions { small_data_folds: 0, ..options.boosting.clone() }, ..options.clone() };
     let single = train(&data, &one_slice, &mut |_| {}).unwrap();
