@@ -206,12 +206,27 @@ async fn after_write(engine: &Engine, contact: ContactRecord) -> AppResult<Conta
 }
 
 /// Erases a contact and everything held on it.
-pub async fn erase(engine: &Engine, id: &str) -> AppResult<()> {
-    if !engine.store.delete_contact(id).await? {
+/// Erases a contact (F27) for `by` (the key's or the user's id), which the erasure log
+/// keeps with the time — never what was erased.
+pub async fn erase(engine: &Engine, id: &str, by: &str) -> AppResult<()> {
+    let erasure = leadscore_store::ErasureRecord { at: engine.now(), by: by.to_string() };
+    if !engine.store.delete_contact(id, &erasure).await? {
         return Err(AppError::not_found(format!("no contact {id:?}")));
     }
-    tracing::info!(contact = %id, "contact erased");
+    tracing::info!(by, "contact erased");
     Ok(())
+}
+
+/// An entry of the erasure log as front ends show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ErasureView {
+    pub at: String,
+    pub by: String,
+}
+
+/// The erasure log, newest first.
+pub async fn erasures(engine: &Engine, limit: usize) -> AppResult<Vec<ErasureView>> {
+    Ok(engine.store.list_erasures(limit).await?.into_iter().map(|e| ErasureView { at: format_time(e.at), by: e.by }).collect())
 }
 
 /// One person known under two ids becomes one contact (`into`), scored as if every event

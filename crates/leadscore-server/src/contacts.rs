@@ -28,6 +28,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/contacts/{id}/export", get(export_contact))
         .route("/contacts/{id}/merge", post(merge_contact))
         .route("/bulk", post(bulk_update))
+        .route("/erasures", get(list_erasures))
 }
 
 /// A contact's JSON (contract §5): the engine's view of it.
@@ -105,9 +106,20 @@ async fn patch_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id)
     Ok(Json(render_contact(&state, &contact, None).await?))
 }
 
-async fn delete_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    contacts::erase(&state, &id).await?;
+async fn delete_contact(State(state): State<Arc<AppState>>, caller: CanAdmin, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    contacts::erase(&state, &id, &caller.key_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct ErasureQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /erasures`: the erasure log (admin): when and by whom, never what.
+async fn list_erasures(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q): Query<ErasureQuery>) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(json!({ "erasures": contacts::erasures(&state, limit).await? })))
 }
 
 #[derive(Deserialize)]

@@ -16,6 +16,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/api/v1/contacts/{id}/history", "read", "Score changes with rule, event, points and resulting scores"),
     ("get", "/api/v1/contacts/{id}/export", "read", "All data held on the contact"),
     ("post", "/api/v1/contacts/{id}/merge", "admin", "Merge another contact ({from}) into this one"),
+    ("get", "/api/v1/erasures", "admin", "The erasure log, newest first (?limit=): when and by which key or user, never what"),
     (
         "post",
         "/api/v1/contacts/{id}/status",

@@ -532,6 +532,12 @@ async fn delete_erases_the_contact_and_its_events(server: TestServer) {
     assert!(server.state.store.contact_events("gone").await.unwrap().is_empty());
     assert!(server.state.store.contact_log("gone").await.unwrap().is_empty());
     assert!(ids(server.get_query("/api/v1/contacts", &[("model", "b2b")]).await.expect(StatusCode::OK)).is_empty());
+    // The erasure log says that it happened, when and by which key; not what (issue 15.4).
+    let log = server.get("/api/v1/erasures").await.expect(StatusCode::OK).clone();
+    assert_eq!(log["erasures"].as_array().map(Vec::len), Some(1), "{log}");
+    assert_eq!(log["erasures"][0]["at"], format_time(T0));
+    assert!(log["erasures"][0]["by"].as_str().is_some_and(|by| !by.is_empty()), "{log}");
+    assert!(!log.to_string().contains("gone"), "the log names no contact: {log}");
 
     // Nothing of it remains: the email is free, and its old messageIds are new again.
     let again = server.create_contact(json!({ "id": "gone", "email": "gone@example.com", "attributes": { "product_interest": "platform" } })).await;

@@ -9,8 +9,8 @@ use leadscore_core::problems::Problems;
 use leadscore_store::records::identity::normalize_email;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
-    BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, LeadQuery, LogEntry, Millis, ModelSet, ScannedScore,
-    SortKey, StoreError, StoreResult,
+    BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, ErasureRecord, LeadQuery, LogEntry, Millis,
+    ModelSet, ScannedScore, SortKey, StoreError, StoreResult,
 };
 use serde_json::{Value, json};
 use tokio_postgres::types::ToSql;
@@ -353,7 +353,10 @@ pub(crate) async fn merge_contact(db: &dyn Db, from: &str, into: &str, now: Mill
 }
 
 /// Deletes the contact and everything about it. The caller holds its lock (or it is gone).
-pub(crate) async fn erase_contact(db: &dyn Db, id: &str) -> PgResult<bool> {
+pub(crate) async fn erase_contact(db: &dyn Db, id: &str, erasure: &ErasureRecord) -> PgResult<bool> {
+    if db.row_opt("SELECT 1 FROM contacts WHERE id = $1", &[&id]).await?.is_none() {
+        return Ok(false);
+    }
     for sql in [
         "DELETE FROM message_ids WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = $1)",
         "DELETE FROM message_ids WHERE message_id IN
@@ -365,7 +368,34 @@ pub(crate) async fn erase_contact(db: &dyn Db, id: &str) -> PgResult<bool> {
     for sql in leadscore_store::records::owned::erase_statements(|n| format!("${n}")) {
         db.exec(&sql, &[&id]).await?;
     }
-    Ok(db.exec("DELETE FROM contacts WHERE id = $1", &[&id]).await? > 0)
+    scrub_batched_deliveries(db, id).await?;
+    let deleted = db.exec("DELETE FROM contacts WHERE id = $1", &[&id]).await? > 0;
+    db.exec("INSERT INTO erasures (at, erased_by) VALUES ($1, $2)", &[&erasure.at, &erasure.by]).await?;
+    Ok(deleted)
+}
+
+/// Takes the contact out of the batched `score.changed` deliveries that carry it (they
+/// name no single contact, so the per-contact erasure does not find them).
+async fn scrub_batched_deliveries(db: &dyn Db, id: &str) -> PgResult<()> {
+    use leadscore_store::runner::{Scrubbed, scrub_contact};
+    let needle = serde_json::to_string(id).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let carrying = db
+        .rows("SELECT id, body FROM deliveries WHERE contact_id IS NULL AND event_type = 'score.changed' AND strpos(body, $1) > 0 FOR UPDATE", &[&needle])
+        .await?;
+    for row in carrying {
+        let (delivery, body): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        match scrub_contact(&body, id) {
+            Scrubbed::Untouched => {}
+            Scrubbed::Rewritten(body) => {
+                db.exec("UPDATE deliveries SET body = $2 WHERE id = $1", &[&delivery, &body]).await?;
+            }
+            Scrubbed::Empty => {
+                db.exec("DELETE FROM delivery_attempts WHERE delivery_id = $1", &[&delivery]).await?;
+                db.exec("DELETE FROM deliveries WHERE id = $1", &[&delivery]).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// SQL with positional parameters, built clause by clause (`?` becomes the next `$n`).
@@ -532,12 +562,19 @@ impl ContactStore for PostgresStore {
         write_tx!(self, RetryOn::Contention, |tx| merge_in(self, &tx, from, into, models, now).await)
     }
 
-    async fn delete_contact(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_contact(&self, id: &str, erasure: &ErasureRecord) -> StoreResult<bool> {
         write_tx!(self, RetryOn::Contention, |tx| {
             // Waits for a write in progress on the contact, so its events go too.
             lock_contact(&tx, id).await?;
-            erase_contact(&tx, id).await
+            erase_contact(&tx, id, erasure).await
         })
+    }
+
+    async fn list_erasures(&self, limit: usize) -> StoreResult<Vec<ErasureRecord>> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client.rows("SELECT at, erased_by FROM erasures ORDER BY id DESC LIMIT $1", &[&limit]).await?;
+        Ok(rows.iter().map(|r| Ok(ErasureRecord { at: r.try_get(0)?, by: r.try_get(1)? })).collect::<PgResult<Vec<_>>>()?)
     }
 
     async fn list_leads(&self, query: &LeadQuery) -> StoreResult<Vec<ContactRecord>> {

@@ -82,6 +82,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_shadow_models.sql")),
     (8, include_str!("../migrations/0008_users.sql")),
     (9, include_str!("../migrations/0009_predictive.sql")),
+    (10, include_str!("../migrations/0010_erasures.sql")),
 ];
 
 /// The migration that added `contacts.account_id`: the contacts stored before it get

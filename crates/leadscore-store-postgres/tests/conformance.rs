@@ -103,6 +103,7 @@ suite_tests!(
     settings_round_trip,
     users_and_sessions,
     predictive_versions,
+    erasure_reaches_batched_deliveries,
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
     limits_hold_across_lagging_clocks,

@@ -620,7 +620,13 @@ points = 3
     ingest(&mut both, "stale set", vec![page("late1", user("p2@example.com"), T0 + 13 * HOUR, "/x")], &models, T0 + 13 * HOUR).await;
 
     // Erasure, model deletion, versions.
-    both.check("erase", |s| async move { json!([outcome(s.delete_contact("p4").await, ser), outcome(s.delete_contact("p4").await, ser)]) }).await;
+    both.check("erase", |s| async move {
+        json!([
+            outcome(s.delete_contact("p4", &leadscore_store::ErasureRecord { at: 1, by: "k".into() }).await, ser),
+            outcome(s.delete_contact("p4", &leadscore_store::ErasureRecord { at: 1, by: "k".into() }).await, ser)
+        ])
+    })
+    .await;
     ingest(
         &mut both,
         "reuse erased ids",

@@ -7,8 +7,8 @@ use leadscore_store::records::apply_upsert;
 use leadscore_store::records::identity::normalize_email;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
-    BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, LeadQuery, LogEntry, Millis, ModelSet, ScannedScore,
-    SortKey, StoreError, StoreResult,
+    BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, ErasureRecord, LeadQuery, LogEntry, Millis,
+    ModelSet, ScannedScore, SortKey, StoreError, StoreResult,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -368,7 +368,19 @@ pub(crate) fn merge_contact(conn: &Connection, from: &str, into: &str, now: Mill
     append_log(conn, into, now, "merged", &json!({ "from": from, "attributes": target.attributes }))
 }
 
-pub(crate) fn erase_contact(conn: &Connection, id: &str) -> StoreResult<bool> {
+pub(crate) fn erase_contact(conn: &Connection, id: &str, erasure: &ErasureRecord) -> StoreResult<bool> {
+    if load_contact(conn, id)?.is_none() {
+        return Ok(false);
+    }
+    // Freed space is overwritten with zeros while the contact's rows go, not only where
+    // a page is written anyway (FAST, the setting of every other write).
+    conn.execute_batch("PRAGMA secure_delete = ON").map_err(db_err)?;
+    let erased = erase_rows(conn, id, erasure);
+    conn.execute_batch("PRAGMA secure_delete = FAST").map_err(db_err)?;
+    erased
+}
+
+fn erase_rows(conn: &Connection, id: &str, erasure: &ErasureRecord) -> StoreResult<bool> {
     for sql in [
         "DELETE FROM message_ids WHERE message_id IN (SELECT message_id FROM events WHERE contact_id = ?1)",
         "DELETE FROM message_ids WHERE message_id IN
@@ -380,8 +392,36 @@ pub(crate) fn erase_contact(conn: &Connection, id: &str) -> StoreResult<bool> {
     for sql in leadscore_store::records::owned::erase_statements(|n| format!("?{n}")) {
         conn.prepare_cached(&sql).map_err(db_err)?.execute([id]).map_err(db_err)?;
     }
+    scrub_batched_deliveries(conn, id)?;
     let deleted = conn.prepare_cached("DELETE FROM contacts WHERE id = ?1").map_err(db_err)?.execute([id]).map_err(db_err)?;
+    conn.prepare_cached("INSERT INTO erasures (at, erased_by) VALUES (?1, ?2)").map_err(db_err)?.execute(params![erasure.at, erasure.by]).map_err(db_err)?;
     Ok(deleted > 0)
+}
+
+/// Takes the contact out of the batched `score.changed` deliveries that carry it (they
+/// name no single contact, so the per-contact erasure does not find them).
+fn scrub_batched_deliveries(conn: &Connection, id: &str) -> StoreResult<()> {
+    let needle = serde_json::to_string(id).map_err(db_err)?;
+    let carrying: Vec<(String, String)> = conn
+        .prepare_cached("SELECT id, body FROM deliveries WHERE contact_id IS NULL AND event_type = 'score.changed' AND instr(body, ?1) > 0")
+        .map_err(db_err)?
+        .query_map([&needle], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db_err)?;
+    for (delivery, body) in carrying {
+        match leadscore_store::runner::scrub_contact(&body, id) {
+            leadscore_store::runner::Scrubbed::Untouched => {}
+            leadscore_store::runner::Scrubbed::Rewritten(body) => {
+                conn.prepare_cached("UPDATE deliveries SET body = ?2 WHERE id = ?1").map_err(db_err)?.execute(params![delivery, body]).map_err(db_err)?;
+            }
+            leadscore_store::runner::Scrubbed::Empty => {
+                conn.prepare_cached("DELETE FROM delivery_attempts WHERE delivery_id = ?1").map_err(db_err)?.execute([&delivery]).map_err(db_err)?;
+                conn.prepare_cached("DELETE FROM deliveries WHERE id = ?1").map_err(db_err)?.execute([&delivery]).map_err(db_err)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -441,9 +481,25 @@ impl ContactStore for SqliteStore {
         .await
     }
 
-    async fn delete_contact(&self, id: &str) -> StoreResult<bool> {
-        let id = id.to_string();
-        self.write(move |conn| erase_contact(conn, &id)).await
+    async fn delete_contact(&self, id: &str, erasure: &ErasureRecord) -> StoreResult<bool> {
+        let (id, erasure) = (id.to_string(), erasure.clone());
+        let erased = self.write(move |conn| erase_contact(conn, &id, &erasure)).await?;
+        if erased {
+            // The erased rows' old pages are still in the write-ahead log until it is
+            // checkpointed: copy it into the file (zeroed there) and empty it now.
+            self.checkpoint_wal().await;
+        }
+        Ok(erased)
+    }
+
+    async fn list_erasures(&self, limit: usize) -> StoreResult<Vec<ErasureRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached("SELECT at, erased_by FROM erasures ORDER BY id DESC LIMIT ?1").map_err(db_err)?;
+            let rows = stmt.query_map([limit], |r| Ok(ErasureRecord { at: r.get(0)?, by: r.get(1)? })).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
     }
 
     async fn list_leads(&self, query: &LeadQuery) -> StoreResult<Vec<ContactRecord>> {

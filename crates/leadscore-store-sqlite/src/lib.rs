@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_shadow_models.sql"),
     include_str!("migrations/0008_users.sql"),
     include_str!("migrations/0009_predictive.sql"),
+    include_str!("migrations/0010_erasures.sql"),
 ];
 
 /// How many queued writes may join one transaction.
@@ -105,7 +106,8 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
          PRAGMA foreign_keys = OFF;
          PRAGMA cache_size = -65536;
          PRAGMA wal_autocheckpoint = 65536;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA secure_delete = FAST;",
     )
     .map_err(db_err)?;
     Ok(conn)
@@ -203,6 +205,19 @@ impl SqliteStore {
         });
         self.inner.writer.send(job).await.map_err(|_| StoreError::Closed)?;
         done_rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Copies the write-ahead log into the database file and empties it (after an
+    /// erasure, so the erased rows' old pages do not linger in the log). Waits for
+    /// readers on older snapshots up to the busy timeout; a checkpoint that could not
+    /// finish is logged, and the log is emptied by a later one.
+    pub(crate) async fn checkpoint_wal(&self) {
+        let done = self.read(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)).map_err(db_err)).await;
+        match done {
+            Ok(0) => {}
+            Ok(_) => tracing::warn!("the write-ahead log could not be emptied after an erasure (readers busy); a later checkpoint will"),
+            Err(err) => tracing::warn!(error = %leadscore_store::ErrorChain(&err), "checkpoint after an erasure failed"),
+        }
     }
 
     /// Runs `work` on a read connection from the pool, off the async runtime.

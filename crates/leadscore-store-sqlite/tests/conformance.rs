@@ -38,6 +38,7 @@ suite_tests!(
     settings_round_trip,
     users_and_sessions,
     predictive_versions,
+    erasure_reaches_batched_deliveries,
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
     outcomes_record_list_erase_merge,

@@ -249,10 +249,10 @@ pub async fn rescore_and_refresh(store: Arc<dyn Store>) {
 pub async fn erase_removes_everything(store: Arc<dyn Store>) {
     let set = models(store.as_ref()).await;
     store.ingest(vec![click("e1", "gone", T0)], &set, T0).await.expect("ingest");
-    assert!(store.delete_contact("gone").await.expect("delete"));
+    assert!(store.delete_contact("gone", &erasure()).await.expect("delete"));
     assert!(store.get_contact("gone").await.expect("get").is_none());
     assert!(store.contact_events("gone").await.expect("events").is_empty());
-    assert!(!store.delete_contact("gone").await.expect("delete"));
+    assert!(!store.delete_contact("gone", &erasure()).await.expect("delete"));
     let again = store.ingest(vec![click("e1", "gone", T0)], &set, T0).await.expect("ingest");
     assert_eq!(again[0].status, IngestStatus::Stored);
 }
@@ -1022,7 +1022,7 @@ pub async fn outcomes_record_list_erase_merge(store: Arc<dyn Store>) {
 
     store.merge_contacts("o2", "o1", &set, T0 + 20 * HOUR).await.expect("merge");
     assert_eq!(store.contact_outcomes("o1").await.expect("history").len(), 4, "the merged contact's outcomes move along");
-    assert!(store.delete_contact("o1").await.expect("erase"));
+    assert!(store.delete_contact("o1", &erasure()).await.expect("erase"));
     assert!(store.list_outcomes(0, i64::MAX, None, 10).await.expect("list").is_empty(), "erasure takes the outcomes");
 
     // A rescore replaces one model's card and leaves the others; an unknown id is skipped.
@@ -1262,4 +1262,66 @@ pub async fn predictive_versions(store: Arc<dyn Store>) {
     let third = store.insert_predictive("qualified", 3_000, "{}".into(), "{}".into(), true).await.expect("insert");
     let live: Vec<i64> = store.list_predictive().await.expect("list").iter().filter(|v| v.live).map(|v| v.version).collect();
     assert_eq!(live, vec![third], "one live version");
+}
+
+fn erasure() -> crate::ErasureRecord {
+    crate::ErasureRecord { at: T0, by: "key_test".into() }
+}
+
+/// Issue 15.4: after erasure a pending `score.changed` delivery still carried the contact's
+/// id, e-mail and scores. The contact leaves every batch (a batch of it alone goes), and
+/// the erasure log says when and by whom.
+pub async fn erasure_reaches_batched_deliveries(store: Arc<dyn Store>) {
+    let set = vec![publish(store.as_ref(), MODEL_A).await];
+    let now = T0 + HOUR;
+    let subscription = crate::runner::Subscription {
+        name: "crm".into(),
+        url: "https://crm.example.com/sync".into(),
+        secret_ref: None,
+        events: vec!["score.changed".into()],
+        fields: [("total".to_string(), "lead_score__c".to_string())].into_iter().collect(),
+        debounce_ms: 60_000,
+        created_at: T0,
+        updated_at: T0,
+    };
+    store.put_subscription(subscription).await.expect("subscription");
+    for i in 0..3 {
+        let upsert = ContactUpsert {
+            id: Some(format!("u{i}")),
+            email: Some(format!("person{i}@erase.example")),
+            attributes: attrs(json!({"segment": "a"})),
+            historical: true,
+            ..Default::default()
+        };
+        store.upsert_contact(upsert, &set, T0).await.expect("upsert");
+    }
+    let events: Vec<NewEvent> = (0..3).map(|i| page(&format!("p{i}"), &format!("u{i}"), now, "/pricing")).collect();
+    store.ingest(events, &set, now).await.expect("ingest");
+    evaluate_queue(store.as_ref(), &Vec::new(), &set, now).await;
+    assert_eq!(store.sync_step(2, now + 60_000).await.expect("sync"), 2);
+    assert_eq!(store.sync_step(2, now + 60_000).await.expect("sync"), 1);
+    let bodies = |deliveries: Vec<crate::runner::Delivery>| -> Vec<String> {
+        deliveries
+            .into_iter()
+            .map(|d| match d.channel {
+                crate::runner::Channel::Webhook { body, .. } => body,
+                other => panic!("a webhook, not {other:?}"),
+            })
+            .collect()
+    };
+    let query = crate::runner::DeliveryQuery { limit: 10, ..Default::default() };
+    let before = bodies(store.list_deliveries(&query).await.expect("deliveries"));
+    assert_eq!(before.len(), 2);
+    let alone = before.iter().find(|b| b.matches("@erase.example").count() == 1).expect("a batch of one").clone();
+    let (alone_id, pair_ids) = if alone.contains("\"u2\"") { ("u2", ["u0", "u1"]) } else { panic!("u2 is the batch of one: {alone}") };
+    assert!(store.delete_contact(pair_ids[0], &crate::ErasureRecord { at: now + 1, by: "key_a".into() }).await.expect("erase"));
+    assert!(store.delete_contact(alone_id, &crate::ErasureRecord { at: now + 2, by: "usr_b".into() }).await.expect("erase"));
+    let after = bodies(store.list_deliveries(&query).await.expect("deliveries"));
+    assert_eq!(after.len(), 1, "the batch that held only the erased contact is gone");
+    assert!(!after[0].contains("person0@erase.example") && !after[0].contains("\"u0\""), "{}", after[0]);
+    assert!(after[0].contains("person1@erase.example"), "the other contact stays: {}", after[0]);
+    let log = store.list_erasures(10).await.expect("log");
+    assert_eq!(log, vec![crate::ErasureRecord { at: now + 2, by: "usr_b".into() }, crate::ErasureRecord { at: now + 1, by: "key_a".into() }]);
+    assert!(!store.delete_contact("u0", &erasure()).await.expect("erase"), "already gone");
+    assert_eq!(store.list_erasures(10).await.expect("log").len(), 2, "nothing erased, nothing logged");
 }

@@ -104,8 +104,12 @@ pub trait ContactStore: Send + Sync {
     /// lacks) into `into`, deletes `from`, and replays `into`'s scores as if the events had
     /// always been its own. NotFound when either is missing.
     async fn merge_contacts(&self, from: &str, into: &str, models: &ModelSet, now: Millis) -> StoreResult<ContactRecord>;
-    /// Erases the contact with its events, scores and history. False when it did not exist.
-    async fn delete_contact(&self, id: &str) -> StoreResult<bool>;
+    /// Erases the contact with its events, scores and history, and takes it out of the
+    /// batched deliveries that carry it; writes `erasure` to the erasure log in the same
+    /// transaction. False (and nothing logged) when it did not exist.
+    async fn delete_contact(&self, id: &str, erasure: &ErasureRecord) -> StoreResult<bool>;
+    /// The erasure log, newest first.
+    async fn list_erasures(&self, limit: usize) -> StoreResult<Vec<ErasureRecord>>;
     /// The lead list: contacts with a score under `query.model`, best first, paginated.
     async fn list_leads(&self, query: &LeadQuery) -> StoreResult<Vec<ContactRecord>>;
     /// All contacts in id order after `after` (for export and bulk work).

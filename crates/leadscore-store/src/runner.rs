@@ -866,10 +866,45 @@ pub fn sync_delivery(subscription: &Subscription, contacts: Vec<Value>, now: Mil
     }
 }
 
+/// What erasing a contact does to a batched `score.changed` delivery's body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scrubbed {
+    /// The contact is not in it.
+    Untouched,
+    /// The body without the contact.
+    Rewritten(String),
+    /// The contact was all it held: the delivery goes.
+    Empty,
+}
+
+/// Takes contact `contact_id` out of a batched `score.changed` body (its id, e-mail and
+/// scores), so an erased contact is not sent out after its erasure (issue 15.4).
+pub fn scrub_contact(body: &str, contact_id: &str) -> Scrubbed {
+    let Ok(mut value) = serde_json::from_str::<Value>(body) else { return Scrubbed::Untouched };
+    let Some(contacts) = value.pointer_mut("/data/contacts").and_then(Value::as_array_mut) else { return Scrubbed::Untouched };
+    let before = contacts.len();
+    contacts.retain(|c| c.get("id").and_then(Value::as_str) != Some(contact_id));
+    match contacts.len() {
+        n if n == before => Scrubbed::Untouched,
+        0 => Scrubbed::Empty,
+        _ => Scrubbed::Rewritten(value.to_string()),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_erased_contact_leaves_a_batch() {
+        let body = webhook_body("score.changed", 0, json!({ "subscription": "crm", "contacts": [{ "id": "a", "email": "a@x.io" }, { "id": "b" }] }));
+        let Scrubbed::Rewritten(without_a) = scrub_contact(&body, "a") else { panic!("a was in it") };
+        assert!(!without_a.contains("a@x.io") && without_a.contains(r#""id":"b""#), "{without_a}");
+        assert_eq!(scrub_contact(&without_a, "a"), Scrubbed::Untouched);
+        assert_eq!(scrub_contact(&without_a, "b"), Scrubbed::Empty);
+        assert_eq!(scrub_contact("not json", "a"), Scrubbed::Untouched);
+    }
 
     #[test]
     fn rfc3339_without_a_time_crate() {

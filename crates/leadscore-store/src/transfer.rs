@@ -267,6 +267,7 @@ pub static TABLES: &[TableSpec] = &[
         ],
         key: &["id"],
     },
+    TableSpec { name: "erasures", columns: &[("id", Int), ("at", Int), ("erased_by", Text)], key: &["id"] },
     TableSpec {
         name: "predictive_models",
         columns: &[("version", Int), ("target", Text), ("trained_at", Int), ("live", Bool), ("model", Text), ("report", Text)],

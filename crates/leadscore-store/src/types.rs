@@ -496,3 +496,11 @@ pub struct PredictiveVersion {
     /// The evaluation report (holdout AUC, log loss, calibration, features, warnings).
     pub report: String,
 }
+
+/// That a contact was erased, when and by whom — never what (F27).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ErasureRecord {
+    pub at: Millis,
+    /// The API key's id or the user's id that asked.
+    pub by: String,
+}
