@@ -371,10 +371,19 @@ pub struct HistoryView {
     pub version: u32,
     pub entries: Vec<Value>,
     pub current: Option<ScoreCard>,
+    /// Where the next page starts, when the history is longer than this page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
-/// The history of contact `id` under `model` (the only live one when None), up to `at`.
-pub async fn history(engine: &Engine, id: &str, model: Option<&str>, at: Option<Millis>) -> AppResult<HistoryView> {
+/// Entries of a history page (and events of an export page) unless asked otherwise, and
+/// at most.
+pub const HISTORY_PAGE: (usize, usize) = (1_000, 10_000);
+pub const EXPORT_PAGE: (usize, usize) = (10_000, 50_000);
+
+/// The history of contact `id` under `model` (the only live one when None), up to `at`,
+/// oldest first, the entries of `window`.
+pub async fn history(engine: &Engine, id: &str, model: Option<&str>, at: Option<Millis>, window: crate::paging::Window) -> AppResult<HistoryView> {
     let contact = find(engine, id).await?;
     let q_at = at;
     let published = engine.named_or_only_model(model)?;
@@ -438,7 +447,8 @@ pub async fn history(engine: &Engine, id: &str, model: Option<&str>, at: Option<
         }
     }
     let current = current_cards(engine, &contact, None).await?.into_iter().find(|(m, _)| m.name == published.name).map(|(_, card)| card);
-    Ok(HistoryView { contact: id.to_string(), model: published.name.clone(), version: published.version, entries, current })
+    let (entries, next_cursor) = window.take(entries);
+    Ok(HistoryView { contact: id.to_string(), model: published.name.clone(), version: published.version, entries, current, next_cursor })
 }
 
 /// Everything held on a contact (contract §5, the right of access).
@@ -447,9 +457,13 @@ pub struct ContactExport {
     pub contact: ContactView,
     pub events: Vec<Value>,
     pub log: Vec<Value>,
+    /// Where the next page of events starts, when there are more than this page holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
-pub async fn export(engine: &Engine, id: &str) -> AppResult<ContactExport> {
+/// Everything held on contact `id`, its events (oldest first) in `window`.
+pub async fn export(engine: &Engine, id: &str, window: crate::paging::Window) -> AppResult<ContactExport> {
     let contact = find(engine, id).await?;
     let events = engine.store.contact_events(id).await?;
     let log = engine.store.contact_log(id).await?;
@@ -468,7 +482,8 @@ pub async fn export(engine: &Engine, id: &str) -> AppResult<ContactExport> {
         })
         .collect();
     let log: Vec<Value> = log.iter().map(|l| json!({ "at": format_time(l.at), "kind": l.kind, "data": l.data })).collect();
-    Ok(ContactExport { contact: view(engine, &contact, None).await?, events, log })
+    let (events, next_cursor) = window.take(events);
+    Ok(ContactExport { contact: view(engine, &contact, None).await?, events, log, next_cursor })
 }
 
 /// When the contact first entered the model's top band (None: never, or no top band with

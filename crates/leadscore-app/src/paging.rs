@@ -32,3 +32,64 @@ pub fn parse_time_cursor(cursor: Option<&str>) -> AppResult<Option<(Millis, Stri
 pub fn next_time_cursor(len: usize, limit: usize, last: Option<(Millis, &str)>) -> Option<String> {
     (len == limit).then(|| last.map(|(at, id)| format!("{},{id}", format_time(at)))).flatten()
 }
+
+/// A page of a list derived anew for every request (a contact's history, its events):
+/// the first page, or the one after the `n` entries earlier pages gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl Window {
+    /// Everything (front ends that show a whole list themselves).
+    pub const ALL: Window = Window { offset: 0, limit: usize::MAX };
+
+    /// The window a request asks for: `limit` (default `default`, at most `max`) entries
+    /// after the cursor's position.
+    pub fn of(cursor: Option<&str>, limit: Option<usize>, default: usize, max: usize) -> AppResult<Window> {
+        let offset = match page_cursor(cursor)? {
+            None => 0,
+            Some(cursor) => cursor.strip_prefix("after:").and_then(|n| n.parse().ok()).ok_or_else(bad_cursor)?,
+        };
+        let limit = limit.unwrap_or(default);
+        if limit == 0 || limit > max {
+            return Err(AppError::bad_request(format!("limit must be between 1 and {max}")));
+        }
+        Ok(Window { offset, limit })
+    }
+
+    /// This window's part of `items`, and the cursor of the next page when there is one.
+    pub fn take<T>(self, items: Vec<T>) -> (Vec<T>, Option<String>) {
+        let total = items.len();
+        let page: Vec<T> = items.into_iter().skip(self.offset).take(self.limit).collect();
+        let end = self.offset.saturating_add(page.len());
+        let next = (end < total).then(|| format!("after:{end}"));
+        (page, next)
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn pages_walk_the_whole_list_once() {
+        let items: Vec<u32> = (0..25).collect();
+        let mut cursor: Option<String> = None;
+        let mut seen = Vec::new();
+        loop {
+            let window = Window::of(cursor.as_deref(), Some(10), 100, 1000).unwrap();
+            let (page, next) = window.take(items.clone());
+            seen.extend(page);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, items);
+        assert!(Window::of(Some("after:x"), None, 100, 1000).is_err());
+        assert!(Window::of(None, Some(0), 100, 1000).is_err());
+        assert!(Window::of(None, Some(1001), 100, 1000).is_err());
+    }
+}

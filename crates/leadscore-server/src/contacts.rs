@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use leadscore_app::contacts;
+use leadscore_app::paging::Window;
 
 use crate::AppState;
 use crate::auth::{CanAdmin, CanRead};
@@ -208,15 +209,27 @@ fn lead_list_csv(model: &str, contacts: &[Value], next: Option<&str>) -> Respons
 struct HistoryQuery {
     model: Option<String>,
     at: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
 async fn contact_history(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> ApiResult<Json<Value>> {
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
-    Ok(Json(json!(contacts::history(&state, &id, q.model.as_deref(), at).await?)))
+    let (default, max) = contacts::HISTORY_PAGE;
+    let window = Window::of(q.cursor.as_deref(), q.limit, default, max)?;
+    Ok(Json(json!(contacts::history(&state, &id, q.model.as_deref(), at, window).await?)))
 }
 
-async fn export_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(contacts::export(&state, &id).await?)))
+#[derive(Deserialize)]
+struct ExportQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn export_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<ExportQuery>) -> ApiResult<Json<Value>> {
+    let (default, max) = contacts::EXPORT_PAGE;
+    let window = Window::of(q.cursor.as_deref(), q.limit, default, max)?;
+    Ok(Json(json!(contacts::export(&state, &id, window).await?)))
 }
 
 #[derive(Deserialize)]

@@ -1177,6 +1177,47 @@ async fn failed_credentials_and_replays_are_limited(server: TestServer) {
     server.send(server.request(Method::GET, "/api/v1/models", Some(&key))).await.expect(StatusCode::OK);
 }
 
+// Issue 15.7: the history and the export of a busy contact were one answer (28,000
+// entries seen). Both come in pages with cursors; the pages add up to the whole.
+async fn history_and_export_come_in_pages(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    server.create_contact(platform_contact("busy", json!({ "job_title": "CTO" }))).await;
+    let events: Vec<Value> = (0..25).map(|i| track("busy", &format!("b-{i}"), "Webinar Attended", json!({}), T0 - (30 - i) * HOUR)).collect();
+    server.ingest(json!({ "batch": events })).await;
+    let whole = server.get("/api/v1/contacts/busy/history?model=b2b").await.expect(StatusCode::OK).clone();
+    assert!(whole.get("next_cursor").is_none(), "one page: {whole}");
+    let total = whole["entries"].as_array().unwrap().len();
+    assert!(total > 20, "{total}");
+    for (path, field) in [("/api/v1/contacts/busy/history?model=b2b&limit=7", "entries"), ("/api/v1/contacts/busy/export?limit=7", "events")] {
+        let mut collected = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let url = match &cursor {
+                Some(c) => format!("{path}&cursor={c}"),
+                None => path.to_string(),
+            };
+            let reply = server.get(&url).await.expect(StatusCode::OK).clone();
+            let entries = reply[field].as_array().unwrap().clone();
+            assert!(entries.len() <= 7);
+            collected.extend(entries);
+            pages += 1;
+            match reply["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => break,
+            }
+        }
+        let expected = if field == "entries" { total } else { 25 };
+        assert_eq!(collected.len(), expected, "{path}");
+        assert_eq!(pages, expected.div_ceil(7), "{path}");
+        if field == "entries" {
+            assert_eq!(Value::Array(collected), whole["entries"]);
+        }
+    }
+    server.get("/api/v1/contacts/busy/history?model=b2b&cursor=nope").await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    server.get("/api/v1/contacts/busy/export?limit=0").await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -1206,6 +1247,7 @@ common::both_backends!(
     ingest_keys_learn_no_contact_ids,
     malformed_requests_get_json_errors_after_the_scope_check,
     failed_credentials_and_replays_are_limited,
+    history_and_export_come_in_pages,
 );
 
 mod users_api {

@@ -602,10 +602,12 @@ pub async fn contact(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Pa
     };
     let model = web.engine.named_or_only_model(q.model.as_deref()).ok();
     let history = match &model {
-        Some(model) if view.scores.contains_key(&model.name) => match contacts::history(&web.engine, &id, Some(&model.name), None).await {
-            Ok(history) => Some(history),
-            Err(err) => return app_error(err),
-        },
+        Some(model) if view.scores.contains_key(&model.name) => {
+            match contacts::history(&web.engine, &id, Some(&model.name), None, leadscore_app::paging::Window::ALL).await {
+                Ok(history) => Some(history),
+                Err(err) => return app_error(err),
+            }
+        }
         _ => None,
     };
     let outcomes = match outcomes::contact_outcomes(&web.engine, &id).await {
