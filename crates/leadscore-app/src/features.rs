@@ -160,8 +160,14 @@ impl FeatureSchema {
     pub fn specs(&self) -> Vec<FeatureSpec> {
         let mut specs: Vec<FeatureSpec> = self.attributes.iter().map(|a| FeatureSpec { name: a.key.clone(), kind: a.kind }).collect();
         for name in &self.events {
+            // Page and screen views are events named `page` and `screen`: said in words.
+            let said = match name.as_str() {
+                "page" => "page views",
+                "screen" => "screen views",
+                other => other,
+            };
             for days in WINDOWS_DAYS {
-                specs.push(FeatureSpec::numeric(format!("{name} in {days} days")));
+                specs.push(FeatureSpec::numeric(format!("{said} in {days} days")));
             }
         }
         for group in &self.page_groups {
