@@ -4,6 +4,7 @@
 //! knows HTTP.
 
 pub mod accounts;
+pub mod audit;
 pub mod automations;
 pub mod backtest;
 pub mod compare;

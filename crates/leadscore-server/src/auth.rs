@@ -249,6 +249,9 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<Arc<AppState>> for Granted
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let principal = Principal::from_request_parts(parts, state).await?;
         principal.require(S::SCOPE)?;
+        if let Some(actor) = parts.extensions.get::<leadscore_app::audit::ActorSlot>() {
+            actor.set(&principal.key_id);
+        }
         Ok(Granted(principal, std::marker::PhantomData))
     }
 }

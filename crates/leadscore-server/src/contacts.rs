@@ -30,6 +30,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/contacts/{id}/merge", post(merge_contact))
         .route("/bulk", post(bulk_update))
         .route("/erasures", get(list_erasures))
+        .route("/audit", get(list_audit))
 }
 
 /// A contact's JSON (contract §5): the engine's view of it.
@@ -115,6 +116,13 @@ async fn delete_contact(State(state): State<Arc<AppState>>, caller: CanAdmin, Pa
 #[derive(Deserialize)]
 struct ErasureQuery {
     limit: Option<usize>,
+}
+
+/// `GET /audit`: who changed which model, automation, key, user, secret, team or webhook,
+/// and when (admin), newest first.
+async fn list_audit(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q): Query<ErasureQuery>) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(json!({ "audit": leadscore_app::audit::list(&state, limit).await? })))
 }
 
 /// `GET /erasures`: the erasure log (admin): when and by whom, never what.

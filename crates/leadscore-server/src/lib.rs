@@ -126,6 +126,7 @@ pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
         .merge(settings::router())
         .merge(keys::router())
         .merge(users::router());
+    let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), system::audit_changes));
     Router::new()
         .nest("/api/v1", api)
         .merge(segment::router())

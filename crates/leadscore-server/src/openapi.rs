@@ -18,6 +18,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("post", "/api/v1/contacts/{id}/merge", "admin", "Merge another contact ({from}) into this one"),
     ("get", "/api/v1/erasures", "admin", "The erasure log, newest first (?limit=): when and by which key or user, never what"),
     (
+        "get",
+        "/api/v1/audit",
+        "admin",
+        "The audit log, newest first (?limit=): who (key or user) changed which model, automation, key, user, secret, team or webhook, and when",
+    ),
+    (
         "post",
         "/api/v1/contacts/{id}/status",
         "admin",

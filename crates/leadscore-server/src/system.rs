@@ -66,3 +66,37 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
     metrics::histogram!("leadscore_http_request_seconds", "route" => route, "method" => method).record(started.elapsed().as_secs_f64());
     response
 }
+
+/// Writes the audit log (issue 15) for every change to the configuration made through the
+/// API: a successful POST, PUT, PATCH or DELETE, except the data routes (events, contacts
+/// and what sales record; an erasure has its own log; a backtest changes nothing). The
+/// actor is the key the request's credential check accepted.
+pub async fn audit_changes(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    // Inside the /api/v1 router the path comes without that prefix; the log keeps the
+    // path as the client sent it.
+    let route = request.uri().path().to_string();
+    let path = request.extensions().get::<axum::extract::OriginalUri>().map_or_else(|| format!("/api/v1{route}"), |uri| uri.path().to_string());
+    if !changes_configuration(&method, &route) {
+        return next.run(request).await;
+    }
+    let actor = leadscore_app::audit::ActorSlot::default();
+    request.extensions_mut().insert(actor.clone());
+    let response = next.run(request).await;
+    if response.status().is_success() {
+        let who = actor.get().unwrap_or_else(|| "unknown".into());
+        leadscore_app::audit::record(&state, &who, method.as_str(), &path).await;
+    }
+    response
+}
+
+/// `route`: the path within /api/v1.
+fn changes_configuration(method: &axum::http::Method, route: &str) -> bool {
+    use axum::http::Method;
+    if !matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
+        return false;
+    }
+    let route = route.trim_start_matches('/');
+    let data = route == "events" || route == "backtest" || route == "models/validate" || (route.starts_with("contacts") && !route.ends_with("/merge"));
+    !data
+}

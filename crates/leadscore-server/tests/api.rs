@@ -1218,6 +1218,31 @@ async fn history_and_export_come_in_pages(server: TestServer) {
     server.get("/api/v1/contacts/busy/export?limit=0").await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
 }
 
+// Issue 15: an audit log of who changed which model, automation, key, user, secret and
+// connection, and when, readable by admins; data routes are not in it, secrets never.
+async fn configuration_changes_are_audited(server: TestServer) {
+    server.publish("b2b", &example_model()).await;
+    let secret = server.request(Method::PUT, "/api/v1/secrets/crm", Some(ADMIN_KEY)).json(&json!({ "value": "whsec_ZG9ub3Rsb2dtZXBsZWFzZQ==" }));
+    let stored = server.send(secret).await;
+    assert!(stored.status.is_success(), "{}", stored.text);
+    let reader = server.post("/api/v1/keys", &json!({ "name": "reader", "scopes": ["read"] })).await.expect(StatusCode::CREATED)["key"].as_str().unwrap().to_string();
+    server.ingest(json!({ "batch": [page("u1", "a-1", "/pricing", T0)] })).await;
+    server.delete("/api/v1/models/nope").await.expect_error(StatusCode::NOT_FOUND, "not_found");
+
+    let log = server.get("/api/v1/audit").await.expect(StatusCode::OK).clone();
+    let entries: Vec<(String, String)> =
+        log["audit"].as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap().to_string(), e["target"].as_str().unwrap().to_string())).collect();
+    assert_eq!(
+        entries,
+        vec![("POST".to_string(), "/api/v1/keys".to_string()), ("PUT".into(), "/api/v1/secrets/crm".into()), ("PUT".into(), "/api/v1/models/b2b".into())],
+        "newest first; the ingest and the failed delete are not changes: {log}"
+    );
+    let admin_key_id = server.state.store.find_key_by_hash(&leadscore_server::auth::hash_key(ADMIN_KEY)).await.unwrap().unwrap().id;
+    assert!(log["audit"].as_array().unwrap().iter().all(|e| e["actor"] == admin_key_id.as_str()), "{log}");
+    assert!(!log.to_string().contains("whsec_ZG9ub3Rsb2dtZXBsZWFzZQ=="));
+    server.send(server.request(Method::GET, "/api/v1/audit", Some(&reader))).await.expect_error(StatusCode::FORBIDDEN, "forbidden");
+}
+
 // Every test above runs on SQLite, and on PostgreSQL when LEADSCORE_TEST_POSTGRES_URL is set.
 common::both_backends!(
     example_model_scores_single_and_batched_events,
@@ -1248,6 +1273,7 @@ common::both_backends!(
     malformed_requests_get_json_errors_after_the_scope_check,
     failed_credentials_and_replays_are_limited,
     history_and_export_come_in_pages,
+    configuration_changes_are_audited,
 );
 
 mod users_api {

@@ -47,6 +47,7 @@
 //! - deadlock detection (SQLSTATE 40P01), whose victim is retried.
 
 mod accounts;
+mod audit;
 mod automations;
 mod contacts;
 mod events;
@@ -83,6 +84,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_users.sql")),
     (9, include_str!("../migrations/0009_predictive.sql")),
     (10, include_str!("../migrations/0010_erasures.sql")),
+    (11, include_str!("../migrations/0011_audit.sql")),
 ];
 
 /// The migration that added `contacts.account_id`: the contacts stored before it get

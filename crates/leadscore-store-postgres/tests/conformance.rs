@@ -104,6 +104,7 @@ suite_tests!(
     users_and_sessions,
     predictive_versions,
     erasure_reaches_batched_deliveries,
+    audit_log_keeps_entries,
     score_changes_sync_in_batches,
     jobs_are_claimed_with_leases,
     limits_hold_across_lagging_clocks,

@@ -5,6 +5,7 @@
 //! Reads run on a small pool of read connections, concurrently with the writer.
 
 mod accounts;
+mod audit;
 mod automations;
 mod contacts;
 mod events;
@@ -40,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_users.sql"),
     include_str!("migrations/0009_predictive.sql"),
     include_str!("migrations/0010_erasures.sql"),
+    include_str!("migrations/0011_audit.sql"),
 ];
 
 /// How many queued writes may join one transaction.

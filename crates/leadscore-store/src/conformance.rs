@@ -1325,3 +1325,14 @@ pub async fn erasure_reaches_batched_deliveries(store: Arc<dyn Store>) {
     assert!(!store.delete_contact("u0", &erasure()).await.expect("erase"), "already gone");
     assert_eq!(store.list_erasures(10).await.expect("log").len(), 2, "nothing erased, nothing logged");
 }
+
+/// The audit log keeps every entry, newest first.
+pub async fn audit_log_keeps_entries(store: Arc<dyn Store>) {
+    for (i, action) in ["PUT", "DELETE"].iter().enumerate() {
+        let entry = crate::AuditRecord { at: T0 + i as i64, actor: "key_a".into(), action: (*action).into(), target: "/api/v1/models/b2b".into() };
+        store.record_audit(entry).await.expect("record");
+    }
+    let log = store.list_audit(10).await.expect("list");
+    assert_eq!(log.iter().map(|e| (e.at, e.action.as_str())).collect::<Vec<_>>(), vec![(T0 + 1, "DELETE"), (T0, "PUT")]);
+    assert_eq!(store.list_audit(1).await.expect("list").len(), 1);
+}

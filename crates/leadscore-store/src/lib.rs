@@ -236,6 +236,14 @@ pub trait UserStore: Send + Sync {
     async fn delete_expired_sessions(&self, idle_before: Millis, created_before: Millis) -> StoreResult<u64>;
 }
 
+/// The audit log of configuration changes, append-only.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn record_audit(&self, entry: AuditRecord) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_audit(&self, limit: usize) -> StoreResult<Vec<AuditRecord>>;
+}
+
 /// Predictive model versions (F21, contract §9), numbered from 1; at most one is live.
 #[async_trait]
 pub trait PredictiveStore: Send + Sync {
@@ -376,6 +384,7 @@ pub trait Store:
     + KeyStore
     + UserStore
     + PredictiveStore
+    + AuditStore
     + AutomationStore
     + RunStore
     + OutboxStore
@@ -392,6 +401,7 @@ impl<
         + KeyStore
         + UserStore
         + PredictiveStore
+        + AuditStore
         + AutomationStore
         + RunStore
         + OutboxStore

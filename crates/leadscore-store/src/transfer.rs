@@ -267,6 +267,7 @@ pub static TABLES: &[TableSpec] = &[
         ],
         key: &["id"],
     },
+    TableSpec { name: "audit_log", columns: &[("id", Int), ("at", Int), ("actor", Text), ("action", Text), ("target", Text)], key: &["id"] },
     TableSpec { name: "erasures", columns: &[("id", Int), ("at", Int), ("erased_by", Text)], key: &["id"] },
     TableSpec {
         name: "predictive_models",

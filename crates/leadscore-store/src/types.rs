@@ -504,3 +504,14 @@ pub struct ErasureRecord {
     /// The API key's id or the user's id that asked.
     pub by: String,
 }
+
+/// Who changed the configuration, when: a model, an automation, a key, a user, a secret, a
+/// team, a webhook (issue 15). `action` is what was done (`PUT`, `DELETE`, a form's name),
+/// `target` what it was done to (a path); never a secret's value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    pub at: Millis,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+}

@@ -176,7 +176,12 @@ fn settings_layout(signed: &SignedIn, content: Markup) -> Markup {
 /// What an admin did, as a notice on the page, or the error as a page.
 async fn done(web: &Web, signed: &SignedIn, result: Result<Notice, leadscore_app::AppError>) -> Response {
     match result {
-        Ok(notice) => render(web, signed, Some(notice)).await,
+        Ok(notice) => {
+            // The notice says what was done in words; a generated secret or key is kept
+            // apart from it and never logged.
+            leadscore_app::audit::record(&web.engine, &signed.user.id, "settings", &notice.text).await;
+            render(web, signed, Some(notice)).await
+        }
         Err(err) => app_error(err),
     }
 }

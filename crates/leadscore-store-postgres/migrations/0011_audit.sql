@@ -1,0 +1,9 @@
+-- The audit log: who changed which model, automation, key, user, secret, team or webhook,
+-- and when. Append-only; never a secret's value.
+CREATE TABLE audit_log (
+    id BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL
+);
