@@ -203,6 +203,10 @@ fn server_full() -> Response {
 /// streams to the route, which keeps its own size limit; past the deadline, reading it
 /// fails with [`BodyTimedOut`], which the body extractor answers with `408`.
 pub async fn body_deadline(timeout: Duration, request: Request, next: axum::middleware::Next) -> Response {
+    if http_body::Body::is_end_stream(request.body()) {
+        // No body to wait for (most GETs): no timer either.
+        return next.run(request).await;
+    }
     let request = request.map(|body| Body::new(DeadlineBody { inner: body, deadline: Box::pin(tokio::time::sleep(timeout)), timeout }));
     next.run(request).await
 }

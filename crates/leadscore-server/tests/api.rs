@@ -1225,7 +1225,8 @@ async fn configuration_changes_are_audited(server: TestServer) {
     let secret = server.request(Method::PUT, "/api/v1/secrets/crm", Some(ADMIN_KEY)).json(&json!({ "value": "whsec_ZG9ub3Rsb2dtZXBsZWFzZQ==" }));
     let stored = server.send(secret).await;
     assert!(stored.status.is_success(), "{}", stored.text);
-    let reader = server.post("/api/v1/keys", &json!({ "name": "reader", "scopes": ["read"] })).await.expect(StatusCode::CREATED)["key"].as_str().unwrap().to_string();
+    let reader =
+        server.post("/api/v1/keys", &json!({ "name": "reader", "scopes": ["read"] })).await.expect(StatusCode::CREATED)["key"].as_str().unwrap().to_string();
     server.ingest(json!({ "batch": [page("u1", "a-1", "/pricing", T0)] })).await;
     server.delete("/api/v1/models/nope").await.expect_error(StatusCode::NOT_FOUND, "not_found");
 
