@@ -94,8 +94,8 @@ pub async fn serve_connections(
 ) -> std::io::Result<()> {
     let normal = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let headroom = Arc::new(Semaphore::new(limits.health_headroom));
-    // Each connection holds a receiver; the sender going away tells them to stop, and
-    // `closed()` on it resolves once every connection has dropped its receiver.
+    // Each connection holds a receiver: a value sent on it tells them to stop, and
+    // `closed()` resolves once every connection has ended and dropped its receiver.
     let (stop_sender, stop_receiver) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
