@@ -576,6 +576,13 @@ pub(crate) struct BoostingData<'a> {
     pub validation_labels: &'a [bool],
 }
 
+impl<'a> BoostingData<'a> {
+    /// Training rows with no validation part (a refit of a known number of trees).
+    pub(crate) fn without_validation(width: usize, columns: Vec<(usize, ColumnKind)>, train_inputs: &'a [f64], train_labels: &'a [bool]) -> Self {
+        BoostingData { width, columns, train_inputs, train_labels, validation_inputs: &[], validation_labels: &[] }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct BinStats {
     gradient: f64,
@@ -1116,7 +1123,7 @@ pub(crate) fn fit_boosted_folds(
     }
     let kept = fold_fits.iter().map(|fit| fit.trees.len()).sum::<usize>() as f64 / k.max(1) as f64;
     let trees = ((kept * REFIT_GROWTH).round() as usize).clamp(1, options.max_iterations.max(1));
-    let data = BoostingData { width, columns: columns.to_vec(), train_inputs: inputs, train_labels: labels, validation_inputs: &[], validation_labels: &[] };
+    let data = BoostingData::without_validation(width, columns.to_vec(), inputs, labels);
     let refit_options = BoostingOptions { max_iterations: trees, early_stopping_rounds: None, ..options.clone() };
     let ensemble = grow_ensemble(&data, &refit_options, progress);
     // The model is the average of the refit and the k fold models, which steadies it where one
@@ -1184,14 +1191,7 @@ mod tests {
     #[test]
     fn learns_a_step_and_where_missing_values_belong() {
         let (inputs, labels) = step_data(700);
-        let data = BoostingData {
-            width: 1,
-            columns: vec![(0, ColumnKind::Numeric)],
-            train_inputs: &inputs,
-            train_labels: &labels,
-            validation_inputs: &[],
-            validation_labels: &[],
-        };
+        let data = BoostingData::without_validation(1, vec![(0, ColumnKind::Numeric)], &inputs, &labels);
         let options = BoostingOptions { max_iterations: 30, ..BoostingOptions::default() };
         let model = fit_boosted(&data, &options, &mut |_, _| {});
         assert!(sigmoid(model.logit(&[0.9])) > 0.9);
@@ -1204,14 +1204,7 @@ mod tests {
         // Codes 0 and 2 win, 1 and 3 lose: no single threshold on the code separates them.
         let inputs: Vec<f64> = (0..800).map(|row| f64::from(row % 4)).collect();
         let labels: Vec<bool> = (0..800).map(|row| row % 2 == 0).collect();
-        let data = BoostingData {
-            width: 1,
-            columns: vec![(0, ColumnKind::Categorical { count: 4 })],
-            train_inputs: &inputs,
-            train_labels: &labels,
-            validation_inputs: &[],
-            validation_labels: &[],
-        };
+        let data = BoostingData::without_validation(1, vec![(0, ColumnKind::Categorical { count: 4 })], &inputs, &labels);
         let options = BoostingOptions { max_iterations: 20, ..BoostingOptions::default() };
         let model = fit_boosted(&data, &options, &mut |_, _| {});
         assert_eq!(model.node_count(0), 3, "one split separates the two groups");
@@ -1221,14 +1214,7 @@ mod tests {
     #[test]
     fn attribution_adds_up_to_the_logit() {
         let (inputs, labels) = step_data(700);
-        let data = BoostingData {
-            width: 1,
-            columns: vec![(0, ColumnKind::Numeric)],
-            train_inputs: &inputs,
-            train_labels: &labels,
-            validation_inputs: &[],
-            validation_labels: &[],
-        };
+        let data = BoostingData::without_validation(1, vec![(0, ColumnKind::Numeric)], &inputs, &labels);
         let model = fit_boosted(&data, &BoostingOptions { max_iterations: 5, ..BoostingOptions::default() }, &mut |_, _| {});
         for x in [0.1, 0.5, 0.51, 0.9, f64::NAN] {
             let mut contributions = [0.0];

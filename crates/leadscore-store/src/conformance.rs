@@ -462,16 +462,7 @@ pub async fn fill_for_transfer(store: &dyn Store) {
 async fn fill_runs_and_outcomes(store: &dyn Store, set: &ModelSet) {
     store.put_team("sales", vec!["ana@example.com".into(), "bo@example.com".into()], T0).await.expect("team");
     store.put_secret("crm", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", T0).await.expect("secret");
-    let subscription = crate::runner::Subscription {
-        name: "crm".into(),
-        url: "https://crm.example.com/sync".into(),
-        secret_ref: Some("crm".into()),
-        events: vec!["score.changed".into()],
-        fields: [("total".to_string(), "lead_score__c".to_string())].into_iter().collect(),
-        debounce_ms: 0,
-        created_at: T0,
-        updated_at: T0,
-    };
+    let subscription = crate::runner::Subscription { secret_ref: Some("crm".into()), debounce_ms: 0, ..crm_subscription(&[("total", "lead_score__c")]) };
     store.put_subscription(subscription).await.expect("subscription");
     let signup = store_automation(
         store,
@@ -872,16 +863,7 @@ pub async fn settings_round_trip(store: Arc<dyn Store>) {
     assert!(store.delete_secret("crm").await.expect("delete"));
     assert!(store.get_secret("crm").await.expect("get").is_none());
 
-    let subscription = crate::runner::Subscription {
-        name: "crm".into(),
-        url: "https://crm.example.com/sync".into(),
-        secret_ref: Some("crm".into()),
-        events: vec!["score.changed".into()],
-        fields: [("total".to_string(), "lead_score__c".to_string())].into_iter().collect(),
-        debounce_ms: 60_000,
-        created_at: T0,
-        updated_at: T0,
-    };
+    let subscription = crate::runner::Subscription { secret_ref: Some("crm".into()), ..crm_subscription(&[("total", "lead_score__c")]) };
     let (stored, created) = store.put_subscription(subscription.clone()).await.expect("subscription");
     assert!(created);
     assert_eq!(stored, subscription);
@@ -898,16 +880,7 @@ pub async fn settings_round_trip(store: Arc<dyn Store>) {
 pub async fn score_changes_sync_in_batches(store: Arc<dyn Store>) {
     let set = vec![publish(store.as_ref(), MODEL_A).await];
     let now = T0 + HOUR;
-    let subscription = crate::runner::Subscription {
-        name: "crm".into(),
-        url: "https://crm.example.com/sync".into(),
-        secret_ref: None,
-        events: vec!["score.changed".into()],
-        fields: [("total".to_string(), "lead_score__c".to_string()), ("band".to_string(), "lead_grade__c".to_string())].into_iter().collect(),
-        debounce_ms: 60_000,
-        created_at: T0,
-        updated_at: T0,
-    };
+    let subscription = crm_subscription(&[("total", "lead_score__c"), ("band", "lead_grade__c")]);
     store.put_subscription(subscription).await.expect("subscription");
     for i in 0..3 {
         let upsert = ContactUpsert { id: Some(format!("u{i}")), attributes: attrs(json!({"segment": "a"})), historical: true, ..Default::default() };
@@ -1274,16 +1247,7 @@ fn erasure() -> crate::ErasureRecord {
 pub async fn erasure_reaches_batched_deliveries(store: Arc<dyn Store>) {
     let set = vec![publish(store.as_ref(), MODEL_A).await];
     let now = T0 + HOUR;
-    let subscription = crate::runner::Subscription {
-        name: "crm".into(),
-        url: "https://crm.example.com/sync".into(),
-        secret_ref: None,
-        events: vec!["score.changed".into()],
-        fields: [("total".to_string(), "lead_score__c".to_string())].into_iter().collect(),
-        debounce_ms: 60_000,
-        created_at: T0,
-        updated_at: T0,
-    };
+    let subscription = crm_subscription(&[("total", "lead_score__c")]);
     store.put_subscription(subscription).await.expect("subscription");
     for i in 0..3 {
         let upsert = ContactUpsert {
@@ -1335,4 +1299,19 @@ pub async fn audit_log_keeps_entries(store: Arc<dyn Store>) {
     let log = store.list_audit(10).await.expect("list");
     assert_eq!(log.iter().map(|e| (e.at, e.action.as_str())).collect::<Vec<_>>(), vec![(T0 + 1, "DELETE"), (T0, "PUT")]);
     assert_eq!(store.list_audit(1).await.expect("list").len(), 1);
+}
+
+/// The `crm` subscription to `score.changed` the CRM tests use (debounced a minute, no
+/// secret), mapping each (leadscore field, CRM field) pair.
+fn crm_subscription(fields: &[(&str, &str)]) -> crate::runner::Subscription {
+    crate::runner::Subscription {
+        name: "crm".into(),
+        url: "https://crm.example.com/sync".into(),
+        secret_ref: None,
+        events: vec!["score.changed".into()],
+        fields: fields.iter().map(|(from, to)| (from.to_string(), to.to_string())).collect(),
+        debounce_ms: 60_000,
+        created_at: T0,
+        updated_at: T0,
+    }
 }
