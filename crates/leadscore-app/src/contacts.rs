@@ -7,7 +7,7 @@ use std::sync::Arc;
 use leadscore_core::scorer::{activity_history, normalize_events, round2};
 use leadscore_core::{EventRef, ScoreCard};
 use leadscore_store::scoring::{ScoringEvent, card_at, card_from_events};
-use leadscore_store::{BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, SortKey, StoredEvent};
+use leadscore_store::{BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, SortKey};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -23,13 +23,6 @@ pub fn check_id(id: &str, what: &str) -> AppResult<()> {
         return Err(AppError::invalid(format!("{what} must be 1-{MAX_ID_LEN} printable characters")));
     }
     Ok(())
-}
-
-pub fn scoring_events(events: &[StoredEvent]) -> Vec<ScoringEvent> {
-    events
-        .iter()
-        .map(|e| ScoringEvent { timestamp: e.timestamp, message_id: e.message_id.clone(), name: e.name.clone(), properties: e.properties.clone() })
-        .collect()
 }
 
 /// A contact's cards under every live model that scores it, as of `at` (now if None).
@@ -56,7 +49,7 @@ pub async fn current_cards(engine: &Engine, contact: &ContactRecord, at: Option<
             Some(card) => card,
             None => {
                 if events.is_none() {
-                    events = Some(scoring_events(&engine.store.contact_events(&contact.id).await?));
+                    events = Some(ScoringEvent::from_stored(&engine.store.contact_events(&contact.id).await?));
                 }
                 let all = events.as_deref().unwrap_or_default();
                 let when = at.unwrap_or_else(|| all.iter().map(|e| e.timestamp).max().map_or(engine.now(), |t| t.max(engine.now())));
@@ -388,7 +381,7 @@ pub async fn history(engine: &Engine, id: &str, model: Option<&str>, at: Option<
     let q_at = at;
     let published = engine.named_or_only_model(model)?;
     let at = q_at.unwrap_or(Millis::MAX);
-    let events = scoring_events(&engine.store.contact_events(id).await?);
+    let events = ScoringEvent::from_stored(&engine.store.contact_events(id).await?);
     let mut refs: Vec<EventRef<'_>> = events.iter().map(ScoringEvent::as_ref).collect();
     normalize_events(&mut refs);
     let steps = activity_history(&published.model, refs, at);
@@ -490,7 +483,7 @@ pub async fn export(engine: &Engine, id: &str, window: crate::paging::Window) ->
 /// a minimum): where a hot lead's wait for its first touch starts.
 pub async fn became_hot_at(engine: &Engine, contact: &ContactRecord, published: &PublishedModel) -> AppResult<Option<Millis>> {
     let Some(line) = published.model.bands.first().and_then(|b| b.min) else { return Ok(None) };
-    let events = scoring_events(&engine.store.contact_events(&contact.id).await?);
+    let events = ScoringEvent::from_stored(&engine.store.contact_events(&contact.id).await?);
     let mut refs: Vec<EventRef<'_>> = events.iter().map(ScoringEvent::as_ref).collect();
     normalize_events(&mut refs);
     let fit = published.model.fit(&contact.attributes);

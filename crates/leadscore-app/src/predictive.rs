@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use leadscore_core::ScoreCard;
 use leadscore_predict::{Algorithm, CalibrationBin, Dataset, Evaluation, LeakageWarning, PredictiveModel, Progress, TrainError, TrainOptions};
+use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{ContactRecord, Millis, OutcomeKind, OutcomeRecord, PredictiveVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::Engine;
-use crate::contacts::scoring_events;
 use crate::error::{AppError, AppResult};
 use crate::features::{FeatureSchema, SkippedAttribute, Snapshot, attributes_as_of};
 use crate::time::format_time;
@@ -387,7 +387,7 @@ pub(crate) fn parse_live(version: PredictiveVersion) -> Option<LivePredictive> {
 /// before any version exists. `cards` are the contact's rule-model cards as of then.
 pub async fn score(engine: &Engine, contact: &ContactRecord, cards: &BTreeMap<String, ScoreCard>, at: Option<Millis>) -> AppResult<Option<PredictiveScore>> {
     let Some(live) = engine.predictive() else { return Ok(None) };
-    let events = scoring_events(&engine.store.contact_events(&contact.id).await?);
+    let events = ScoringEvent::from_stored(&engine.store.contact_events(&contact.id).await?);
     let at = at.unwrap_or_else(|| events.iter().map(|e| e.timestamp).max().map_or(engine.now(), |t| t.max(engine.now())));
     let row = live.schema.row(&contact.attributes, &events, cards, at);
     let prediction = live.model.predict(&row);
