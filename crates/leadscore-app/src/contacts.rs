@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use leadscore_core::scorer::{activity_history, normalize_events, round2};
+use leadscore_core::scorer::{QUADRANTS, activity_history, normalize_events, round2};
 use leadscore_core::{EventRef, ScoreCard};
 use leadscore_store::scoring::{ScoringEvent, card_at, card_from_events};
 use leadscore_store::{BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, SortKey};
@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::Engine;
+use crate::access::Reach;
 use crate::error::{AppError, AppResult};
 use crate::paging::{bad_cursor, page_cursor};
 use crate::time::{format_time, parse_time};
@@ -189,6 +190,28 @@ pub async fn patch(engine: &Engine, id: &str, changes: ContactChanges) -> AppRes
     after_write(engine, contact).await
 }
 
+/// The most contacts one bulk action on chosen contacts takes (the lead list's checkboxes;
+/// `POST /bulk` changes any number by filter).
+pub const MAX_CHOSEN: usize = 1000;
+
+/// The same changes to each chosen contact (the lead list's bulk actions), one contact per
+/// transaction. A contact that is gone or out of `reach` is skipped, not refused: the
+/// others still change. Returns how many changed.
+pub async fn change_chosen(engine: &Engine, ids: &[String], changes: &ContactChanges, reach: &Reach) -> AppResult<usize> {
+    if ids.len() > MAX_CHOSEN {
+        return Err(AppError::bad_request(format!("at most {MAX_CHOSEN} contacts at once; use a filter (POST /bulk) for more")));
+    }
+    let mut changed = 0;
+    for id in ids {
+        let Some(contact) = engine.store.get_contact(id).await? else { continue };
+        if reach.reaches(contact.owner.as_deref()) {
+            patch(engine, id, changes.clone()).await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
 /// A written contact after its automations ran (they may have changed it).
 async fn after_write(engine: &Engine, contact: ContactRecord) -> AppResult<ContactRecord> {
     if engine.runtime.automations().is_empty() {
@@ -247,6 +270,9 @@ pub async fn bulk(engine: &Engine, update: BulkUpdate) -> AppResult<u64> {
     Ok(changed)
 }
 
+/// The longest search text the lead list takes.
+pub const MAX_SEARCH_LEN: usize = 200;
+
 /// What the lead list is asked for (contract §5): `model` makes it the lead list, sorted
 /// by a score; without one, every contact in id order.
 #[derive(Clone, Debug, Default)]
@@ -260,8 +286,16 @@ pub struct LeadListQuery {
     pub status: Option<String>,
     /// Leave closed deals (won, lost, disqualified) out.
     pub open: Option<bool>,
+    /// Only this fit × activity quadrant of the model.
+    pub quadrant: Option<String>,
+    /// Only contacts whose `source` attribute is this.
+    pub source: Option<String>,
+    /// Only contacts whose e-mail, name or company contains this (ASCII case ignored).
+    pub search: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Whose contacts may be listed: a sales rep's own (and the pool) whatever `owner` says.
+    pub reach: Reach,
 }
 
 /// One page of the lead list: the contacts and the cursor of the next page.
@@ -306,12 +340,12 @@ pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> AppResult<LeadPage>
         return Err(AppError::bad_request(format!("status {status:?} is not one of {}", leadscore_store::STATUSES.join(", "))));
     }
     let Some(model_name) = q.model.clone() else {
-        if q.band.is_some() || q.sort.is_some() || q.status.is_some() || q.open.is_some() {
-            return Err(AppError::bad_request("`band`, `sort`, `status`, `open` and `format` need `model` (the lead list)"));
+        if q.band.is_some() || q.sort.is_some() || q.status.is_some() || q.open.is_some() || q.quadrant.is_some() {
+            return Err(AppError::bad_request("`band`, `sort`, `status`, `open`, `quadrant` and `format` need `model` (the lead list)"));
         }
-        // Without a model: every contact in id order (group/owner filters need a model).
-        if q.group.is_some() || q.owner.is_some() {
-            return Err(AppError::bad_request("`group` and `owner` filters need `model` (the lead list)"));
+        // Without a model: every contact in id order (the filters need a model).
+        if q.group.is_some() || q.owner.is_some() || q.source.is_some() || q.search.is_some() || !q.reach.is_everyone() {
+            return Err(AppError::bad_request("`group`, `owner`, `source` and `q` filters need `model` (the lead list)"));
         }
         let contacts = engine.store.list_contacts(page_cursor(q.cursor.as_deref())?, limit).await?;
         let next_cursor = (contacts.len() == limit).then(|| contacts.last().map(|c| c.id.clone())).flatten();
@@ -324,15 +358,33 @@ pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> AppResult<LeadPage>
         let names: Vec<&str> = published.model.bands.iter().map(|b| b.name.as_str()).collect();
         return Err(AppError::bad_request(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
     }
+    if let Some(quadrant) = &q.quadrant
+        && !QUADRANTS.contains(&quadrant.as_str())
+    {
+        return Err(AppError::bad_request(format!("quadrant {quadrant:?} is not one of {}", QUADRANTS.join(", "))));
+    }
+    let search = q.search.map(|text| text.trim().to_string()).filter(|text| !text.is_empty());
+    if search.as_ref().is_some_and(|text| text.chars().count() > MAX_SEARCH_LEN) {
+        return Err(AppError::bad_request(format!("the search text is longer than {MAX_SEARCH_LEN} characters")));
+    }
     let (sort, descending) = parse_sort(q.sort.as_deref())?;
     let after = page_cursor(q.cursor.as_deref())?.map(parse_lead_cursor).transpose()?;
+    let (owner, unassigned_too) = match q.reach {
+        Reach::Everyone => (q.owner, false),
+        // A rep asking for another rep's leads gets their own: the filter cannot widen the reach.
+        Reach::Own { owner, pool } => (Some(owner), pool),
+    };
     let lead_query = LeadQuery {
         model: model_name.clone(),
         sort: sort.clone(),
         descending,
         band: q.band,
         group: q.group,
-        owner: q.owner,
+        owner,
+        unassigned_too,
+        quadrant: q.quadrant,
+        source: q.source,
+        search,
         status: q.status,
         open: q.open.unwrap_or(false),
         limit,

@@ -3,6 +3,7 @@
 //! the CLI and the background workers call these and nothing below them; none of this
 //! knows HTTP.
 
+pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod automations;
@@ -68,6 +69,8 @@ pub struct EngineConfig {
     pub smtp_from: String,
     /// Whether this process runs the background workers (tests may drive the steps alone).
     pub workers: bool,
+    /// Whether sales reps also reach contacts without an owner (LEADSCORE_SALES_POOL).
+    pub sales_pool: bool,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +87,7 @@ impl Default for EngineConfig {
             smtp_url: None,
             smtp_from: "leadscore@localhost".into(),
             workers: true,
+            sales_pool: false,
         }
     }
 }

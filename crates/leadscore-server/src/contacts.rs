@@ -13,6 +13,7 @@ use leadscore_store::{BulkFilter, BulkUpdate, ContactPatch, ContactRecord, Milli
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use leadscore_app::access::Reach;
 use leadscore_app::contacts;
 use leadscore_app::paging::Window;
 
@@ -143,6 +144,12 @@ struct ListQuery {
     status: Option<String>,
     /// `true`: leave closed deals (won, lost, disqualified) out.
     open: Option<bool>,
+    /// One fit × activity quadrant: `sales-ready`, `long-term target`, `researcher`, `unqualified`.
+    quadrant: Option<String>,
+    /// The `source` attribute.
+    source: Option<String>,
+    /// Search: e-mail, name or company contains this.
+    q: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
     limit: Option<usize>,
@@ -166,8 +173,12 @@ async fn list_contacts(State(state): State<Arc<AppState>>, _: CanRead, Query(q):
         owner: q.owner,
         status: q.status,
         open: q.open,
+        quadrant: q.quadrant,
+        source: q.source,
+        search: q.q,
         limit: q.limit,
         cursor: q.cursor,
+        reach: Reach::Everyone,
     };
     let page = contacts::lead_list(&state, query).await?;
     let mut items = Vec::with_capacity(page.contacts.len());

@@ -104,12 +104,18 @@ impl AppState {
     }
 }
 
-/// The whole HTTP API.
+/// The whole HTTP API; any other path answers the JSON 404.
 pub fn router(state: Arc<AppState>) -> Router {
-    router_with(state, Router::new())
+    router_with(state, api_only())
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::not_found("no such route; see /openapi.json")
 }
 
 /// The API with other routes beside it, under the same limits, tracing and panic guard.
+/// `pages` brings the fallback for paths that are neither (the web app's HTML 404); paths
+/// under `/api/` and `/v1/` always answer the API's JSON 404.
 pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
     let api = Router::new()
         .merge(contacts::router())
@@ -126,15 +132,16 @@ pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
         .merge(settings::router())
         .merge(keys::router())
         .merge(users::router());
-    let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), system::audit_changes));
+    let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), system::audit_changes)).fallback(api_not_found);
     Router::new()
         .nest("/api/v1", api)
+        .route("/api/{*rest}", axum::routing::any(api_not_found))
+        .route("/v1/{*rest}", axum::routing::any(api_not_found))
         .merge(segment::router())
         .merge(system::router())
         .layer(axum::middleware::from_fn(error::errors_in_json_shape))
         .with_state(state.clone())
         .merge(pages)
-        .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method") })
         .layer(input::body_limit(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn({
@@ -158,7 +165,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(state, listener, shutdown, Router::new()).await
+    serve_with(state, listener, shutdown, api_only()).await
+}
+
+/// No pages: any path that is not the API's answers the API's JSON 404.
+fn api_only() -> Router {
+    Router::new().fallback(api_not_found)
 }
 
 /// [`serve`], with more routes on the same port (the web app's pages, which the binary

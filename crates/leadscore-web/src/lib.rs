@@ -20,9 +20,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use leadscore_app::access::Reach;
 use leadscore_app::users::{self, SessionPolicy};
 use leadscore_app::{AppError, Engine};
-use leadscore_store::{Role, UserRecord};
+use leadscore_store::UserRecord;
 use serde::Deserialize;
 
 pub use pages::Page;
@@ -62,9 +63,12 @@ pub fn router(engine: Arc<Engine>, config: WebConfig) -> Router {
         .route("/login", get(pages::login_form).post(login))
         .route("/logout", post(logout))
         .route("/leads", get(pages::leads))
+        .route("/leads/bulk", post(pages::bulk_leads))
         .route("/contacts/{id}", get(pages::contact))
         .route("/contacts/{id}/status", post(pages::record_status))
         .route("/contacts/{id}/feedback", post(pages::record_feedback))
+        .route("/contacts/{id}/export", get(pages::export_contact))
+        .route("/contacts/{id}/erase", post(pages::erase_contact))
         .route("/accounts", get(pages::accounts))
         .route("/accounts/{id}", get(pages::account))
         .route("/settings", get(settings::page))
@@ -76,7 +80,10 @@ pub fn router(engine: Arc<Engine>, config: WebConfig) -> Router {
         .route("/settings/teams/{name}/delete", post(settings::delete_team))
         .route("/settings/secrets", post(settings::put_secret))
         .route("/settings/secrets/{name}/delete", post(settings::delete_secret))
+        .route("/settings/webhooks", post(settings::put_webhook))
+        .route("/settings/webhooks/{name}/delete", post(settings::delete_webhook))
         .route("/assets/app.css", get(stylesheet))
+        .fallback(|| async { pages::error_page(StatusCode::NOT_FOUND, "There is no page at this address. The pages are Today, Leads, Accounts and Settings.") })
         .layer(axum::middleware::from_fn(same_origin_posts))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
@@ -143,9 +150,10 @@ pub struct SignedIn {
 }
 
 impl SignedIn {
-    /// Whether the user may see and change this contact: sales only their own.
-    pub fn reaches(&self, owner: Option<&str>) -> bool {
-        self.user.role != Role::Sales || owner.is_some_and(|owner| owner.eq_ignore_ascii_case(&self.user.email))
+    /// Which contacts the user may see and change: sales their own (and the pool when the
+    /// server allows it), everyone else all.
+    pub fn reach(&self, web: &Web) -> Reach {
+        Reach::of(&web.engine, &self.user)
     }
 }
 
@@ -202,7 +210,7 @@ async fn login(State(web): State<Arc<Web>>, ConnectInfo(peer): ConnectInfo<Socke
 
 /// A path on this site: `/leads`, not `//evil.example` or `/\evil.example` (browsers read a
 /// backslash as a slash there), so the sign-in cannot send anyone elsewhere.
-fn is_local_path(next: &str) -> bool {
+pub(crate) fn is_local_path(next: &str) -> bool {
     next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') && !next.chars().any(char::is_control)
 }
 

@@ -36,6 +36,7 @@ pub struct Settings {
     public_url: Option<toml::Value>,
     session_idle: Option<toml::Value>,
     session_lifetime: Option<toml::Value>,
+    sales_pool: Option<toml::Value>,
 }
 
 impl Settings {
@@ -173,6 +174,9 @@ impl Config {
         if let Some((text, _)) = take("public_url", settings.public_url.as_ref()) {
             web.public_url = Some(text.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
         }
+        if let Some((text, _)) = take("sales_pool", settings.sales_pool.as_ref()) {
+            server.engine.sales_pool = truthy(&text);
+        }
         if let Some((text, origin)) = take("session_idle", settings.session_idle.as_ref()) {
             web.sessions.idle = span(&text, &origin)?;
         }
@@ -212,6 +216,7 @@ impl Config {
             "public_url": entry(json!(self.web.public_url), self.source("public_url")),
             "session_idle": entry(seconds(self.web.sessions.idle), self.source("session_idle")),
             "session_lifetime": entry(seconds(self.web.sessions.lifetime), self.source("session_lifetime")),
+            "sales_pool": entry(json!(server.engine.sales_pool), self.source("sales_pool")),
         })
     }
 }
