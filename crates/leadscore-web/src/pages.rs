@@ -665,7 +665,9 @@ async fn quadrant_matrix(web: &Web, model: &PublishedModel, query: &LeadListQuer
                             }
                         }
                     }
-                    p { a href=(link(&[("quadrant", quadrant)], &["quadrant"])) { @if *more { "All leads in " (quadrant) " →" } @else { "As a list →" } } }
+                    @if !views.is_empty() {
+                        p { a href=(link(&[("quadrant", quadrant)], &["quadrant"])) { @if *more { "All leads in " (quadrant) " →" } @else { "As a list →" } } }
+                    }
                 }
             }
         }
