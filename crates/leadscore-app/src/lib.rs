@@ -71,6 +71,8 @@ pub struct EngineConfig {
     pub workers: bool,
     /// Whether sales reps also reach contacts without an owner (LEADSCORE_SALES_POOL).
     pub sales_pool: bool,
+    /// How often the live predictive model is retrained (LEADSCORE_RETRAIN_INTERVAL; None: never).
+    pub retrain_interval: Option<std::time::Duration>,
 }
 
 impl Default for EngineConfig {
@@ -88,6 +90,7 @@ impl Default for EngineConfig {
             smtp_from: "leadscore@localhost".into(),
             workers: true,
             sales_pool: false,
+            retrain_interval: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }

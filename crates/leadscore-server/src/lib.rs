@@ -187,6 +187,9 @@ pub async fn serve_with(
         leadscore_app::workers::spawn_decay_sweeper(engine.clone(), every);
     }
     leadscore_app::workers::spawn_model_reloader(engine.clone(), std::time::Duration::from_secs(5));
+    if let Some(every) = engine.config.retrain_interval {
+        leadscore_app::workers::spawn_predictive_retrainer(engine.clone(), every);
+    }
     if engine.config.workers {
         leadscore_app::runtime::spawn_workers(engine);
     }

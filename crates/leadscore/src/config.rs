@@ -37,6 +37,7 @@ pub struct Settings {
     session_idle: Option<toml::Value>,
     session_lifetime: Option<toml::Value>,
     sales_pool: Option<toml::Value>,
+    retrain_interval: Option<toml::Value>,
 }
 
 impl Settings {
@@ -174,6 +175,9 @@ impl Config {
         if let Some((text, _)) = take("public_url", settings.public_url.as_ref()) {
             web.public_url = Some(text.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
         }
+        if let Some((text, origin)) = take("retrain_interval", settings.retrain_interval.as_ref()) {
+            server.engine.retrain_interval = if off(&text) { None } else { Some(span(&text, &origin)?.max(Duration::from_secs(60))) };
+        }
         if let Some((text, _)) = take("sales_pool", settings.sales_pool.as_ref()) {
             server.engine.sales_pool = truthy(&text);
         }
@@ -217,6 +221,7 @@ impl Config {
             "session_idle": entry(seconds(self.web.sessions.idle), self.source("session_idle")),
             "session_lifetime": entry(seconds(self.web.sessions.lifetime), self.source("session_lifetime")),
             "sales_pool": entry(json!(server.engine.sales_pool), self.source("sales_pool")),
+            "retrain_interval": entry(server.engine.retrain_interval.map_or(json!("off"), seconds), self.source("retrain_interval")),
         })
     }
 }
