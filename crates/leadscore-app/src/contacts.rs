@@ -129,6 +129,12 @@ pub async fn find(engine: &Engine, id: &str) -> AppResult<ContactRecord> {
     engine.store.get_contact(id).await?.ok_or_else(|| AppError::not_found(format!("no contact {id:?}")))
 }
 
+/// [`find`] for a caller with this reach: a contact out of it is not found, as one that
+/// does not exist.
+pub async fn find_within(engine: &Engine, id: &str, reach: &Reach) -> AppResult<ContactRecord> {
+    reach.check(find(engine, id).await?)
+}
+
 /// A contact to create or update, as a caller sends it (the e-mail may also come as an
 /// attribute; the field wins).
 #[derive(Clone, Debug, Default)]

@@ -73,6 +73,8 @@ pub struct EngineConfig {
     pub sales_pool: bool,
     /// How often the live predictive model is retrained (LEADSCORE_RETRAIN_INTERVAL; None: never).
     pub retrain_interval: Option<std::time::Duration>,
+    /// How long a signed-in session lasts (LEADSCORE_SESSION_IDLE, LEADSCORE_SESSION_LIFETIME).
+    pub sessions: users::SessionPolicy,
 }
 
 impl Default for EngineConfig {
@@ -91,6 +93,7 @@ impl Default for EngineConfig {
             workers: true,
             sales_pool: false,
             retrain_interval: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+            sessions: users::SessionPolicy::default(),
         }
     }
 }

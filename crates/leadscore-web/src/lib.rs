@@ -21,22 +21,20 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use leadscore_app::access::Reach;
-use leadscore_app::users::{self, SessionPolicy};
+use leadscore_app::users;
 use leadscore_app::{AppError, Engine};
 use leadscore_store::UserRecord;
 use serde::Deserialize;
 
 pub use pages::Page;
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "leadscore_session";
+pub use leadscore_app::users::SESSION_COOKIE;
 
 #[derive(Clone, Debug, Default)]
 pub struct WebConfig {
     /// Where people reach leadscore (LEADSCORE_PUBLIC_URL); an `https://` one makes the
     /// session cookie `Secure` (TLS ends at a proxy in front of leadscore).
     pub public_url: Option<String>,
-    pub sessions: SessionPolicy,
 }
 
 impl WebConfig {
@@ -123,25 +121,12 @@ async fn same_origin_posts(request: Request, next: Next) -> Response {
 }
 
 fn from_this_site(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        return matches!(site, "same-origin" | "none");
-    }
-    match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), headers.get(header::HOST).and_then(|v| v.to_str().ok())) {
-        (Some(origin), Some(host)) => origin.split_once("://").is_some_and(|(_, rest)| rest == host),
-        (Some(_), None) => false,
-        (None, _) => true,
-    }
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    users::from_this_site(text(header::HeaderName::from_static("sec-fetch-site")), text(header::ORIGIN), text(header::HOST))
 }
 
 fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_string())
+    users::session_cookie(headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()))
 }
 
 /// The signed-in user of a request; a page without one sends the browser to `/login`.
@@ -167,7 +152,7 @@ impl FromRequestParts<Arc<Web>> for SignedIn {
             Redirect::to(&format!("/login{next}")).into_response()
         };
         let Some(token) = session_token(&parts.headers) else { return Err(to_login()) };
-        match users::session_user(&web.engine, &token, web.config.sessions).await {
+        match users::session_user(&web.engine, &token, web.engine.config.sessions).await {
             Ok(Some(user)) => Ok(SignedIn { user }),
             Ok(None) => Err(to_login()),
             Err(err) => Err(pages::app_error(err)),

@@ -182,10 +182,10 @@ impl Config {
             server.engine.sales_pool = truthy(&text);
         }
         if let Some((text, origin)) = take("session_idle", settings.session_idle.as_ref()) {
-            web.sessions.idle = span(&text, &origin)?;
+            server.engine.sessions.idle = span(&text, &origin)?;
         }
         if let Some((text, origin)) = take("session_lifetime", settings.session_lifetime.as_ref()) {
-            web.sessions.lifetime = span(&text, &origin)?;
+            server.engine.sessions.lifetime = span(&text, &origin)?;
         }
         Ok(Config { server, web, sources })
     }
@@ -218,8 +218,8 @@ impl Config {
             "smtp_url": entry(json!(server.engine.smtp_url.as_deref().map(crate::redact)), self.source("smtp_url")),
             "smtp_from": entry(json!(server.engine.smtp_from), self.source("smtp_from")),
             "public_url": entry(json!(self.web.public_url), self.source("public_url")),
-            "session_idle": entry(seconds(self.web.sessions.idle), self.source("session_idle")),
-            "session_lifetime": entry(seconds(self.web.sessions.lifetime), self.source("session_lifetime")),
+            "session_idle": entry(seconds(self.server.engine.sessions.idle), self.source("session_idle")),
+            "session_lifetime": entry(seconds(self.server.engine.sessions.lifetime), self.source("session_lifetime")),
             "sales_pool": entry(json!(server.engine.sales_pool), self.source("sales_pool")),
             "retrain_interval": entry(server.engine.retrain_interval.map_or(json!("off"), seconds), self.source("retrain_interval")),
         })
