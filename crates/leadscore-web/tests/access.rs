@@ -1,6 +1,6 @@
 //! Who may open what (contract §8, F26), as a table: every page × nobody, each role. This
-//! table is the documentation of the web app's access rules; the JSON API keeps its own
-//! (API keys with scopes; a session cookie is not a credential there yet, so it answers 401).
+//! table is the documentation of the web app's access rules; the JSON API has its own
+//! (API keys with scopes, sessions with roles) in leadscore-server's tests.
 
 #![allow(clippy::unwrap_used)]
 
@@ -122,9 +122,10 @@ async fn every_page_and_form_by_role() {
         .unwrap();
     assert_eq!(cross.status(), StatusCode::FORBIDDEN);
 
-    // A session cookie is not an API credential (yet): the API asks for a key.
+    // A session cookie is an API credential too, with the user's role (the API's own table
+    // is in leadscore-server's tests).
     let api = client.get(format!("{base}/api/v1/contacts/mine")).header(reqwest::header::COOKIE, cookies[1].as_ref().unwrap()).send().await.unwrap();
-    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.status(), StatusCode::OK);
 
     // Signed out, the cookie opens nothing.
     let out = client.post(format!("{base}/logout")).header(reqwest::header::COOKIE, cookies[3].as_ref().unwrap()).send().await.unwrap();
