@@ -56,10 +56,11 @@ struct AccountQuery {
 }
 
 /// An account's page: its score (as of now) under the model and its contacts, best first.
-async fn get_account(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<AccountQuery>) -> ApiResult<Json<Value>> {
+async fn get_account(State(state): State<Arc<AppState>>, caller: CanRead, Path(id): Path<String>, Query(q): Query<AccountQuery>) -> ApiResult<Json<Value>> {
     let detail = accounts::get(&state, &id, q.model.as_deref()).await?;
     let mut contacts = Vec::with_capacity(detail.contacts.len());
-    for (_, contact) in &detail.contacts {
+    // The account's score counts every contact; a sales rep sees only theirs of it.
+    for (_, contact) in detail.contacts.iter().filter(|(_, contact)| caller.reach.reaches(contact.owner.as_deref())) {
         contacts.push(render_contact(&state, contact, None).await?);
     }
     let rule = &detail.model.model.accounts;

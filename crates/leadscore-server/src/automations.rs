@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use leadscore_app::automations;
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanManage, CanReadSetup};
 use crate::error::ApiResult;
 use crate::input::{Body, format_time};
 use crate::models::body_format;
@@ -39,7 +39,7 @@ pub fn record_json(record: &AutomationRecord) -> Value {
 
 async fn put_automation(
     State(state): State<Arc<AppState>>,
-    _: CanAdmin,
+    _: CanManage,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -49,17 +49,17 @@ async fn put_automation(
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(record_json(&record))))
 }
 
-async fn get_automation(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_automation(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let record = automations::get(&state, &name).await?;
     Ok(Json(record_json(&record)))
 }
 
-async fn delete_automation(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_automation(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<StatusCode> {
     automations::delete(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_automations(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
+async fn list_automations(State(state): State<Arc<AppState>>, _: CanReadSetup) -> ApiResult<Json<Value>> {
     let items = automations::list(&state).await?;
     Ok(Json(json!({ "automations": items })))
 }
@@ -75,7 +75,7 @@ struct RunsQuery {
 
 /// The run log, newest first: automation, contact, time, why it fired, and each action's
 /// outcome (deliveries with their current state).
-async fn list_runs(State(state): State<Arc<AppState>>, _: CanRead, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<Value>> {
+async fn list_runs(State(state): State<Arc<AppState>>, _: CanReadSetup, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<Value>> {
     let (items, next_cursor) = automations::runs(&state, query.automation, query.contact, query.limit, query.cursor.as_deref()).await?;
     Ok(Json(json!({ "runs": items, "next_cursor": next_cursor })))
 }

@@ -24,7 +24,7 @@ use leadscore_app::backtest::{run, start_job};
 use leadscore_app::reports::resolve;
 
 use crate::AppState;
-use crate::auth::CanRead;
+use crate::auth::CanReadSetup;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
 
@@ -40,7 +40,7 @@ fn backtest_job_json(job: &Job) -> Value {
     out
 }
 
-async fn backtest_job_route(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn backtest_job_route(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     // Parsed by the engine, not by the extractor, so a bad id gets the JSON error shape.
     let job = leadscore_app::backtest::job(&state, &id).await?;
     Ok(Json(backtest_job_json(&job)))
@@ -60,7 +60,7 @@ struct BacktestBody {
     background: bool,
 }
 
-async fn backtest_route(State(state): State<Arc<AppState>>, caller: CanRead, body: Body) -> ApiResult<Response> {
+async fn backtest_route(State(state): State<Arc<AppState>>, caller: CanReadSetup, body: Body) -> ApiResult<Response> {
     let body: BacktestBody = body.json()?;
     let document = match &body.model {
         Value::String(text) => parse_document(text, Format::sniff(text)),

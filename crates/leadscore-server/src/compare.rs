@@ -16,7 +16,7 @@ use serde_json::Value;
 use leadscore_app::compare::{compare, resolve_pair};
 
 use crate::AppState;
-use crate::auth::CanRead;
+use crate::auth::CanReadSetup;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Query;
 
@@ -35,7 +35,7 @@ struct CompareQuery {
     to: Option<String>,
 }
 
-async fn compare_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<CompareQuery>) -> ApiResult<Json<Value>> {
+async fn compare_route(State(state): State<Arc<AppState>>, _: CanReadSetup, Query(q): Query<CompareQuery>) -> ApiResult<Json<Value>> {
     let (candidate, live, from, to) = resolve_pair(&state, &q.model, q.against.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     Ok(Json(compare(&state, &candidate, &live, from, to).await?))
 }

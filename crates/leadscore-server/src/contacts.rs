@@ -13,12 +13,11 @@ use leadscore_store::{BulkFilter, BulkUpdate, ContactPatch, ContactRecord, Milli
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use leadscore_app::access::Reach;
 use leadscore_app::contacts;
 use leadscore_app::paging::Window;
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanAdmin, CanManage, CanRead};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Query, parse_time};
 
@@ -52,7 +51,7 @@ struct UpsertBody {
     created_at: Option<String>,
 }
 
-async fn upsert_contact(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn upsert_contact(State(state): State<Arc<AppState>>, _: CanManage, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
     let body: UpsertBody = body.json()?;
     let new = contacts::NewContact {
         id: body.id,
@@ -72,9 +71,9 @@ struct ReadQuery {
     at: Option<String>,
 }
 
-async fn get_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> ApiResult<Json<Value>> {
+async fn get_contact(State(state): State<Arc<AppState>>, caller: CanRead, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> ApiResult<Json<Value>> {
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
-    let contact = contacts::find(&state, &id).await?;
+    let contact = contacts::find_within(&state, &id, &caller.reach).await?;
     Ok(Json(render_contact(&state, &contact, at).await?))
 }
 
@@ -96,7 +95,7 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
     Option::<String>::deserialize(d).map(Some)
 }
 
-async fn patch_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+async fn patch_contact(State(state): State<Arc<AppState>>, _: CanManage, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
     let body: PatchBody = body.json()?;
     let changes = contacts::ContactChanges {
         attributes: body.attributes,
@@ -156,7 +155,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list_contacts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Response> {
+async fn list_contacts(State(state): State<Arc<AppState>>, caller: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -178,7 +177,7 @@ async fn list_contacts(State(state): State<Arc<AppState>>, _: CanRead, Query(q):
         search: q.q,
         limit: q.limit,
         cursor: q.cursor,
-        reach: Reach::Everyone,
+        reach: caller.reach.clone(),
     };
     let page = contacts::lead_list(&state, query).await?;
     let mut items = Vec::with_capacity(page.contacts.len());
@@ -232,7 +231,8 @@ struct HistoryQuery {
     cursor: Option<String>,
 }
 
-async fn contact_history(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> ApiResult<Json<Value>> {
+async fn contact_history(State(state): State<Arc<AppState>>, caller: CanRead, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> ApiResult<Json<Value>> {
+    contacts::find_within(&state, &id, &caller.reach).await?;
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
     let (default, max) = contacts::HISTORY_PAGE;
     let window = Window::of(q.cursor.as_deref(), q.limit, default, max)?;
@@ -245,7 +245,8 @@ struct ExportQuery {
     cursor: Option<String>,
 }
 
-async fn export_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<ExportQuery>) -> ApiResult<Json<Value>> {
+async fn export_contact(State(state): State<Arc<AppState>>, caller: CanRead, Path(id): Path<String>, Query(q): Query<ExportQuery>) -> ApiResult<Json<Value>> {
+    contacts::find_within(&state, &id, &caller.reach).await?;
     let (default, max) = contacts::EXPORT_PAGE;
     let window = Window::of(q.cursor.as_deref(), q.limit, default, max)?;
     Ok(Json(json!(contacts::export(&state, &id, window).await?)))
@@ -260,7 +261,7 @@ struct MergeBody {
 
 /// `POST /contacts/{id}/merge {"from": other}`: one person known under two ids becomes one
 /// contact, scored as if every event had been this contact's.
-async fn merge_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+async fn merge_contact(State(state): State<Arc<AppState>>, _: CanManage, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
     let body: MergeBody = body.json()?;
     let contact = contacts::merge(&state, &body.from, &id).await?;
     Ok(Json(render_contact(&state, &contact, None).await?))
@@ -291,7 +292,7 @@ struct BulkFilterBody {
     condition: Option<Value>,
 }
 
-async fn bulk_update(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<Json<Value>> {
+async fn bulk_update(State(state): State<Arc<AppState>>, _: CanManage, body: Body) -> ApiResult<Json<Value>> {
     let body: BulkBody = body.json()?;
     let update = BulkUpdate {
         filter: BulkFilter {

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use leadscore_app::deliveries;
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanManage, CanReadSetup};
 use crate::error::ApiResult;
 use crate::input::{Query, format_time};
 
@@ -72,7 +72,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list_deliveries(State(state): State<Arc<AppState>>, _: CanRead, Query(query): Query<ListQuery>) -> ApiResult<Json<Value>> {
+async fn list_deliveries(State(state): State<Arc<AppState>>, _: CanReadSetup, Query(query): Query<ListQuery>) -> ApiResult<Json<Value>> {
     let page = deliveries::list(&state, query.state.as_deref(), query.automation, query.limit, query.cursor.as_deref()).await?;
     let (deliveries, next_cursor) = (page.deliveries, page.next_cursor);
     let counts: serde_json::Map<String, Value> = page.counts.into_iter().map(|(s, n)| (s.as_str().to_string(), json!(n))).collect();
@@ -83,14 +83,14 @@ async fn list_deliveries(State(state): State<Arc<AppState>>, _: CanRead, Query(q
     })))
 }
 
-async fn get_delivery(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_delivery(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let (delivery, attempts) = deliveries::get(&state, &id).await?;
     let mut out = delivery_json(&delivery);
     out["attempt_log"] = json!(attempts.iter().map(attempt_json).collect::<Vec<_>>());
     Ok(Json(out))
 }
 
-async fn retry_delivery(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn retry_delivery(State(state): State<Arc<AppState>>, _: CanManage, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let delivery = deliveries::retry(&state, &id).await?;
     Ok(Json(delivery_json(&delivery)))
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use leadscore_app::models::{self, promote, start_rescore};
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanManage, CanRead};
 use crate::error::ApiResult;
 use crate::input::{Body, Query, format_time};
 
@@ -78,7 +78,7 @@ struct PutQuery {
 
 async fn put_model(
     State(state): State<Arc<AppState>>,
-    _: CanAdmin,
+    _: CanManage,
     Path(name): Path<String>,
     Query(q): Query<PutQuery>,
     headers: HeaderMap,
@@ -96,7 +96,7 @@ async fn put_model(
     }
 }
 
-async fn promote_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn promote_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
     let version = promote(&state, &name).await?;
     let job = start_rescore(&state.engine, &version.name).await?;
     Ok((StatusCode::CREATED, Json(json!({ "name": version.name, "version": version.version, "promoted": name, "rescore": job_json(&job) }))))
@@ -165,12 +165,12 @@ async fn validate_model(_: CanRead, headers: HeaderMap, body: Body) -> ApiResult
     }))
 }
 
-async fn delete_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<StatusCode> {
     leadscore_app::models::delete(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rescore_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn rescore_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
     let job = models::rescore(&state.engine, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "rescore": job_json(&job) }))))
 }

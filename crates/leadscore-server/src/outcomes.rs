@@ -8,13 +8,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use leadscore_app::contacts;
 use leadscore_app::outcomes;
 use leadscore_store::{OutcomeKind, OutcomeRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanRead, CanWork};
 use crate::error::ApiResult;
 use crate::input::{Body, format_time};
 
@@ -55,7 +56,8 @@ struct StatusBody {
     at: Option<String>,
 }
 
-async fn record_status(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn record_status(State(state): State<Arc<AppState>>, caller: CanWork, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+    contacts::find_within(&state, &id, &caller.reach).await?;
     let body: StatusBody = body.json()?;
     let outcome = outcomes::record_status(&state, &id, &body.status, body.at.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(outcome_json(&outcome))))
@@ -70,13 +72,15 @@ struct FeedbackBody {
     at: Option<String>,
 }
 
-async fn record_feedback(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn record_feedback(State(state): State<Arc<AppState>>, caller: CanWork, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+    contacts::find_within(&state, &id, &caller.reach).await?;
     let body: FeedbackBody = body.json()?;
     let outcome = outcomes::record_feedback(&state, &id, body.rating, body.note, body.author, body.at.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(outcome_json(&outcome))))
 }
 
-async fn list_outcomes(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn list_outcomes(State(state): State<Arc<AppState>>, caller: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    contacts::find_within(&state, &id, &caller.reach).await?;
     let outcomes: Vec<Value> = outcomes::contact_outcomes(&state, &id).await?.iter().map(outcome_json).collect();
     Ok(Json(json!({ "contact": id, "outcomes": outcomes })))
 }

@@ -12,7 +12,7 @@ use leadscore_app::predictive::{self, PredictiveVersionView, TrainRequest};
 use serde::Serialize;
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanManage, CanRead};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Path};
 
@@ -25,7 +25,7 @@ pub fn router() -> Router<Arc<AppState>> {
 
 /// `POST /predictive/train`: trains on every closed contact and answers the new version
 /// (201), live or not; 422 with what is missing below the guard rails.
-async fn train_route(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<PredictiveVersionView>)> {
+async fn train_route(State(state): State<Arc<AppState>>, _: CanManage, body: Body) -> ApiResult<(StatusCode, Json<PredictiveVersionView>)> {
     let request: TrainRequest = if body.0.iter().all(u8::is_ascii_whitespace) { TrainRequest::default() } else { body.json()? };
     let version = predictive::train(&state, request, Arc::new(|_| {})).await?;
     Ok((StatusCode::CREATED, Json(version)))
@@ -43,7 +43,7 @@ async fn list_route(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult
     Ok(Json(VersionList { live: models.iter().find(|m| m.live).map(|m| m.version), models }))
 }
 
-async fn promote_route(State(state): State<Arc<AppState>>, _: CanAdmin, Path(version): Path<String>) -> ApiResult<Json<PredictiveVersionView>> {
+async fn promote_route(State(state): State<Arc<AppState>>, _: CanManage, Path(version): Path<String>) -> ApiResult<Json<PredictiveVersionView>> {
     let version: i64 = version.parse().map_err(|_| ApiError::not_found(format!("no predictive model version {version:?}")))?;
     Ok(Json(predictive::promote(&state, version).await?))
 }

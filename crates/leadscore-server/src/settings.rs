@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use leadscore_app::settings;
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanAdmin, CanReadSetup};
 use crate::error::ApiResult;
 use crate::input::{Body, format_time};
 
@@ -59,12 +59,12 @@ async fn put_team(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): P
     Ok((created_status(created), Json(team_json(&team))))
 }
 
-async fn get_team(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_team(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let team = settings::get_team(&state, &name).await?;
     Ok(Json(team_json(&team)))
 }
 
-async fn list_teams(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
+async fn list_teams(State(state): State<Arc<AppState>>, _: CanReadSetup) -> ApiResult<Json<Value>> {
     let teams: Vec<Value> = settings::list_teams(&state).await?.iter().map(team_json).collect();
     Ok(Json(json!({ "teams": teams })))
 }
@@ -139,7 +139,7 @@ async fn put_subscription(State(state): State<Arc<AppState>>, _: CanAdmin, Path(
     Ok((created_status(created), Json(subscription_json(&stored))))
 }
 
-async fn list_subscriptions(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
+async fn list_subscriptions(State(state): State<Arc<AppState>>, _: CanReadSetup) -> ApiResult<Json<Value>> {
     let items: Vec<Value> = settings::list_subscriptions(&state).await?.iter().map(subscription_json).collect();
     Ok(Json(json!({ "webhooks": items })))
 }
