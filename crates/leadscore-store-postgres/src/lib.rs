@@ -85,6 +85,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_predictive.sql")),
     (10, include_str!("../migrations/0010_erasures.sql")),
     (11, include_str!("../migrations/0011_audit.sql")),
+    (12, include_str!("../migrations/0012_quadrant_index.sql")),
 ];
 
 /// The migration that added `contacts.account_id`: the contacts stored before it get

@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_predictive.sql"),
     include_str!("migrations/0010_erasures.sql"),
     include_str!("migrations/0011_audit.sql"),
+    include_str!("migrations/0012_quadrant_index.sql"),
 ];
 
 /// How many queued writes may join one transaction.
