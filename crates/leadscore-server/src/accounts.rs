@@ -10,11 +10,11 @@ use crate::input::Path;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::contacts::render_contact;
-use leadscore_app::accounts;
+use leadscore_app::accounts::{self, AccountRow};
+use leadscore_app::contacts::ContactView;
 
 use crate::AppState;
 use crate::auth::CanRead;
@@ -37,16 +37,24 @@ struct ListQuery {
 
 /// The account list, best first. Sorted by the stored contact totals (as the lead list is;
 /// the decay sweep keeps them current).
-async fn list_accounts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+async fn list_accounts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Json<AccountList>> {
     let page = accounts::list(&state, q.model.as_deref(), q.band.as_deref(), q.limit, q.cursor.as_deref()).await?;
-    let (model, next_cursor, page) = (page.model, page.next_cursor, page.accounts);
-    let accounts: Vec<Value> = page.iter().map(|a| json!({ "id": a.account, "score": a.score, "band": a.band, "contacts": a.contacts })).collect();
-    Ok(Json(json!({
-        "model": model.name,
-        "aggregate": model.model.accounts.aggregate_name(),
-        "accounts": accounts,
-        "next_cursor": next_cursor,
-    })))
+    Ok(Json(AccountList {
+        accounts: page.accounts.iter().map(AccountRow::from).collect(),
+        aggregate: page.model.model.accounts.aggregate_name(),
+        model: page.model.name.clone(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// A page of the account list, best first.
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    pub accounts: Vec<AccountRow>,
+    /// How the model's `[accounts]` table aggregates contacts' totals: sum, max, or mean of the top N.
+    pub aggregate: String,
+    pub model: String,
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -56,20 +64,32 @@ struct AccountQuery {
 }
 
 /// An account's page: its score (as of now) under the model and its contacts, best first.
-async fn get_account(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<AccountQuery>) -> ApiResult<Json<Value>> {
+async fn get_account(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<AccountQuery>) -> ApiResult<Json<AccountView>> {
     let detail = accounts::get(&state, &id, q.model.as_deref()).await?;
     let mut contacts = Vec::with_capacity(detail.contacts.len());
     for (_, contact) in &detail.contacts {
-        contacts.push(render_contact(&state, contact, None).await?);
+        contacts.push(leadscore_app::contacts::view(&state, contact, None).await?);
     }
-    let rule = &detail.model.model.accounts;
-    Ok(Json(json!({
-        "id": id,
-        "model": detail.model.name,
-        "aggregate": rule.aggregate_name(),
-        "score": detail.score,
-        "band": detail.band,
-        "scored_contacts": detail.scored_contacts,
-        "contacts": contacts,
-    })))
+    Ok(Json(AccountView {
+        aggregate: detail.model.model.accounts.aggregate_name(),
+        band: detail.band,
+        contacts,
+        id,
+        model: detail.model.name.clone(),
+        score: detail.score,
+        scored_contacts: detail.scored_contacts,
+    }))
+}
+
+/// An account under one model: its score and band as of now, and its contacts best first.
+#[derive(Serialize, ToSchema)]
+pub struct AccountView {
+    pub aggregate: String,
+    pub band: Option<String>,
+    pub contacts: Vec<ContactView>,
+    pub id: String,
+    pub model: String,
+    pub score: f64,
+    /// Its contacts the model scores (the score aggregates theirs).
+    pub scored_contacts: usize,
 }

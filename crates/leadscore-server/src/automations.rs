@@ -8,15 +8,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
-use leadscore_store::AutomationRecord;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use leadscore_app::automations;
+use leadscore_app::automations::{self, AutomationOverview, AutomationView, RunView};
 
 use crate::AppState;
 use crate::auth::{CanAdmin, CanRead};
 use crate::error::ApiResult;
-use crate::input::{Body, format_time};
+use crate::input::Body;
 use crate::models::body_format;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -26,15 +26,17 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/automations/{name}", get(get_automation).put(put_automation).delete(delete_automation))
 }
 
-/// The stored record as the API shows it.
-pub fn record_json(record: &AutomationRecord) -> Value {
-    json!({
-        "name": record.name,
-        "enabled": record.enabled,
-        "definition": record.definition,
-        "created_at": format_time(record.created_at),
-        "updated_at": format_time(record.updated_at),
-    })
+/// The overview of every automation (F17).
+#[derive(Serialize, ToSchema)]
+pub struct AutomationList {
+    pub automations: Vec<AutomationOverview>,
+}
+
+/// A page of the run log, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct RunLog {
+    pub next_cursor: Option<String>,
+    pub runs: Vec<RunView>,
 }
 
 async fn put_automation(
@@ -43,15 +45,15 @@ async fn put_automation(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<AutomationView>)> {
     let text = body.text()?;
     let (record, created) = automations::put(&state, &name, text, body_format(&headers, text)).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(record_json(&record))))
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(AutomationView::from(&record))))
 }
 
-async fn get_automation(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_automation(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<AutomationView>> {
     let record = automations::get(&state, &name).await?;
-    Ok(Json(record_json(&record)))
+    Ok(Json(AutomationView::from(&record)))
 }
 
 async fn delete_automation(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
@@ -59,9 +61,8 @@ async fn delete_automation(State(state): State<Arc<AppState>>, _: CanAdmin, Path
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_automations(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
-    let items = automations::list(&state).await?;
-    Ok(Json(json!({ "automations": items })))
+async fn list_automations(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<AutomationList>> {
+    Ok(Json(AutomationList { automations: automations::list(&state).await? }))
 }
 
 #[derive(serde::Deserialize)]
@@ -75,7 +76,7 @@ struct RunsQuery {
 
 /// The run log, newest first: automation, contact, time, why it fired, and each action's
 /// outcome (deliveries with their current state).
-async fn list_runs(State(state): State<Arc<AppState>>, _: CanRead, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<Value>> {
-    let (items, next_cursor) = automations::runs(&state, query.automation, query.contact, query.limit, query.cursor.as_deref()).await?;
-    Ok(Json(json!({ "runs": items, "next_cursor": next_cursor })))
+async fn list_runs(State(state): State<Arc<AppState>>, _: CanRead, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<RunLog>> {
+    let (runs, next_cursor) = automations::runs(&state, query.automation, query.contact, query.limit, query.cursor.as_deref()).await?;
+    Ok(Json(RunLog { next_cursor, runs }))
 }

@@ -15,12 +15,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use leadscore_core::model::parse_document;
 use leadscore_core::{Format, Model};
-use leadscore_store::{Job, PublishedModel};
-use serde::Deserialize;
+use leadscore_store::PublishedModel;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use crate::models::job_json;
-use leadscore_app::backtest::{run, start_job};
+use leadscore_app::backtest::{BacktestJobView, BacktestReport, run, start_job};
 use leadscore_app::reports::resolve;
 
 use crate::AppState;
@@ -32,18 +32,10 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/backtest", post(backtest_route)).route("/backtest/{id}", get(backtest_job_route))
 }
 
-/// A backtest job as the API shows it: progress, and the report once done.
-fn backtest_job_json(job: &Job) -> Value {
-    let mut out = job_json(job);
-    out["live"] = json!(job.model);
-    out["result"] = job.result.as_deref().and_then(|text| serde_json::from_str(text).ok()).unwrap_or(Value::Null);
-    out
-}
-
-async fn backtest_job_route(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn backtest_job_route(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<BacktestJobView>> {
     // Parsed by the engine, not by the extractor, so a bad id gets the JSON error shape.
     let job = leadscore_app::backtest::job(&state, &id).await?;
-    Ok(Json(backtest_job_json(&job)))
+    Ok(Json(BacktestJobView::from(&job)))
 }
 
 #[derive(Deserialize)]
@@ -60,7 +52,31 @@ struct BacktestBody {
     background: bool,
 }
 
-async fn backtest_route(State(state): State<Arc<AppState>>, caller: CanRead, body: Body) -> ApiResult<Response> {
+/// What `POST /backtest` answers: the report, or (in the background) the job to poll.
+pub enum BacktestAnswer {
+    Done(Box<BacktestReport>),
+    Started(Box<BacktestStarted>),
+}
+
+/// A backtest started in the background (202, with `Location: /api/v1/backtest/{id}`).
+#[derive(Serialize, ToSchema)]
+pub struct BacktestStarted {
+    pub job: BacktestJobView,
+}
+
+impl IntoResponse for BacktestAnswer {
+    fn into_response(self) -> Response {
+        match self {
+            BacktestAnswer::Done(report) => Json(report).into_response(),
+            BacktestAnswer::Started(started) => {
+                let location = format!("/api/v1/backtest/{}", started.job.job.id);
+                (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(started)).into_response()
+            }
+        }
+    }
+}
+
+async fn backtest_route(State(state): State<Arc<AppState>>, caller: CanRead, body: Body) -> ApiResult<BacktestAnswer> {
     let body: BacktestBody = body.json()?;
     let document = match &body.model {
         Value::String(text) => parse_document(text, Format::sniff(text)),
@@ -75,14 +91,13 @@ async fn backtest_route(State(state): State<Arc<AppState>>, caller: CanRead, bod
     let slot = state.quotas.replay(&caller.key_id)?;
     if body.background {
         let job = start_job(&state.engine, candidate, live, from, to, slot).await?;
-        let location = format!("/api/v1/backtest/{}", job.id);
-        return Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(json!({ "job": backtest_job_json(&job) }))).into_response());
+        return Ok(BacktestAnswer::Started(Box::new(BacktestStarted { job: BacktestJobView::from(&job) })));
     }
     let started = std::time::Instant::now();
     let report = run(&state, candidate, live, from, to, &mut |_, _| {}).await?;
     drop(slot);
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "backtest done");
-    Ok(Json(report).into_response())
+    Ok(BacktestAnswer::Done(Box::new(report)))
 }
 
 fn invalid_model(problems: Vec<leadscore_core::Problem>) -> ApiError {

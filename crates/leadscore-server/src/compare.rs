@@ -11,9 +11,8 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::Value;
 
-use leadscore_app::compare::{compare, resolve_pair};
+use leadscore_app::compare::{CompareReport, compare, resolve_pair};
 
 use crate::AppState;
 use crate::auth::CanRead;
@@ -35,7 +34,7 @@ struct CompareQuery {
     to: Option<String>,
 }
 
-async fn compare_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<CompareQuery>) -> ApiResult<Json<Value>> {
+async fn compare_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<CompareQuery>) -> ApiResult<Json<CompareReport>> {
     let (candidate, live, from, to) = resolve_pair(&state, &q.model, q.against.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     Ok(Json(compare(&state, &candidate, &live, from, to).await?))
 }

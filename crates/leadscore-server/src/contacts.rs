@@ -9,17 +9,21 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use leadscore_store::{BulkFilter, BulkUpdate, ContactPatch, ContactRecord, Millis};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use leadscore_store::{BulkFilter, BulkUpdate, ContactPatch};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
-use leadscore_app::contacts;
+use leadscore_app::audit::AuditView;
+use leadscore_app::contacts::{self, ContactExport, ContactView, ErasureView, HistoryView};
 use leadscore_app::paging::Window;
+use leadscore_app::reports::{csv_cell, csv_field};
 
 use crate::AppState;
 use crate::auth::{CanAdmin, CanRead};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Query, parse_time};
+use crate::reports::JsonOrCsv;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -33,9 +37,32 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/audit", get(list_audit))
 }
 
-/// A contact's JSON (contract §5): the engine's view of it.
-pub async fn render_contact(state: &AppState, contact: &ContactRecord, at: Option<Millis>) -> ApiResult<Value> {
-    serde_json::to_value(contacts::view(state, contact, at).await?).map_err(|e| ApiError::internal(e.to_string()))
+/// A page of contacts: the lead list under a model, best first, or every contact by id.
+#[derive(Serialize, ToSchema)]
+pub struct ContactPage {
+    pub contacts: Vec<ContactView>,
+    /// The model the lead list is sorted by (absent without `model`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub next_cursor: Option<String>,
+}
+
+/// How many contacts a bulk update changed.
+#[derive(Serialize, ToSchema)]
+pub struct BulkAnswer {
+    pub updated: u64,
+}
+
+/// The erasure log, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ErasureLog {
+    pub erasures: Vec<ErasureView>,
+}
+
+/// The audit log, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct AuditLog {
+    pub audit: Vec<AuditView>,
 }
 
 #[derive(Deserialize)]
@@ -51,7 +78,7 @@ struct UpsertBody {
     created_at: Option<String>,
 }
 
-async fn upsert_contact(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn upsert_contact(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<ContactView>)> {
     let body: UpsertBody = body.json()?;
     let new = contacts::NewContact {
         id: body.id,
@@ -63,7 +90,7 @@ async fn upsert_contact(State(state): State<Arc<AppState>>, _: CanAdmin, body: B
     };
     let (contact, created) = contacts::upsert(&state, new).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(render_contact(&state, &contact, None).await?)))
+    Ok((status, Json(contacts::view(&state, &contact, None).await?)))
 }
 
 #[derive(Deserialize)]
@@ -71,10 +98,10 @@ struct ReadQuery {
     at: Option<String>,
 }
 
-async fn get_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> ApiResult<Json<Value>> {
+async fn get_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> ApiResult<Json<ContactView>> {
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
     let contact = contacts::find(&state, &id).await?;
-    Ok(Json(render_contact(&state, &contact, at).await?))
+    Ok(Json(contacts::view(&state, &contact, at).await?))
 }
 
 #[derive(Deserialize)]
@@ -95,7 +122,7 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
     Option::<String>::deserialize(d).map(Some)
 }
 
-async fn patch_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+async fn patch_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<ContactView>> {
     let body: PatchBody = body.json()?;
     let changes = contacts::ContactChanges {
         attributes: body.attributes,
@@ -105,7 +132,7 @@ async fn patch_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id)
         email: body.email,
     };
     let contact = contacts::patch(&state, &id, changes).await?;
-    Ok(Json(render_contact(&state, &contact, None).await?))
+    Ok(Json(contacts::view(&state, &contact, None).await?))
 }
 
 async fn delete_contact(State(state): State<Arc<AppState>>, caller: CanAdmin, Path(id): Path<String>) -> ApiResult<StatusCode> {
@@ -120,15 +147,15 @@ struct ErasureQuery {
 
 /// `GET /audit`: who changed which model, automation, key, user, secret, team or webhook,
 /// and when (admin), newest first.
-async fn list_audit(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q): Query<ErasureQuery>) -> ApiResult<Json<Value>> {
+async fn list_audit(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q): Query<ErasureQuery>) -> ApiResult<Json<AuditLog>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(json!({ "audit": leadscore_app::audit::list(&state, limit).await? })))
+    Ok(Json(AuditLog { audit: leadscore_app::audit::list(&state, limit).await? }))
 }
 
 /// `GET /erasures`: the erasure log (admin): when and by whom, never what.
-async fn list_erasures(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q): Query<ErasureQuery>) -> ApiResult<Json<Value>> {
+async fn list_erasures(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q): Query<ErasureQuery>) -> ApiResult<Json<ErasureLog>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(json!({ "erasures": contacts::erasures(&state, limit).await? })))
+    Ok(Json(ErasureLog { erasures: contacts::erasures(&state, limit).await? }))
 }
 
 #[derive(Deserialize)]
@@ -149,7 +176,7 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list_contacts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Response> {
+async fn list_contacts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<JsonOrCsv<ContactPage>> {
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -172,37 +199,37 @@ async fn list_contacts(State(state): State<Arc<AppState>>, _: CanRead, Query(q):
     let page = contacts::lead_list(&state, query).await?;
     let mut items = Vec::with_capacity(page.contacts.len());
     for contact in &page.contacts {
-        items.push(render_contact(&state, contact, None).await?);
+        items.push(contacts::view(&state, contact, None).await?);
     }
-    let Some(model_name) = page.model else {
-        return Ok(Json(json!({ "contacts": items, "next_cursor": page.next_cursor })).into_response());
-    };
-    if csv {
-        return Ok(lead_list_csv(&model_name, &items, page.next_cursor.as_deref()));
+    if csv && let Some(model) = &page.model {
+        return Ok(JsonOrCsv::Csv(lead_list_csv(model, &items, page.next_cursor.as_deref())));
     }
-    Ok(Json(json!({ "model": model_name, "contacts": items, "next_cursor": page.next_cursor })).into_response())
+    Ok(JsonOrCsv::Json(ContactPage { contacts: items, model: page.model, next_cursor: page.next_cursor }))
 }
 
 /// The lead list page as CSV: one row per contact with the model's card; the next page's
 /// cursor in the `Link`-like `x-next-cursor` header (a CSV has no room for it).
-fn lead_list_csv(model: &str, contacts: &[Value], next: Option<&str>) -> Response {
-    let cell = |v: &Value| match v {
-        Value::Null => String::new(),
-        Value::String(s) => leadscore_app::reports::csv_field(s),
-        other => other.to_string(),
-    };
+fn lead_list_csv(model: &str, contacts: &[ContactView], next: Option<&str>) -> Response {
     let mut out = String::from("id,email,owner,status,groups,fit,activity,total,band,flames,grade,quadrant\n");
     for contact in contacts {
-        let card = &contact["scores"][model];
-        let groups: Vec<&str> = contact["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        let mut cells = vec![
-            cell(&contact["id"]),
-            cell(&contact["email"]),
-            cell(&contact["owner"]),
-            cell(&contact["status"]),
-            leadscore_app::reports::csv_field(&groups.join(";")),
-        ];
-        cells.extend(["fit", "activity", "total", "band", "flames", "grade", "quadrant"].iter().map(|field| cell(&card[*field])));
+        let mut cells =
+            vec![csv_cell(&contact.id), csv_cell(&contact.email), csv_cell(&contact.owner), csv_cell(&contact.status), csv_field(&contact.groups.join(";"))];
+        match contact.scores.get(model) {
+            Some(card) => {
+                let card = &card.card;
+                cells.extend([
+                    csv_cell(&card.fit),
+                    csv_cell(&card.activity),
+                    csv_cell(&card.total),
+                    csv_cell(&card.band),
+                    csv_cell(&card.flames),
+                    csv_cell(&card.grade),
+                    csv_cell(&card.quadrant),
+                ]);
+            }
+            // Not scored by the model: empty cells.
+            None => cells.extend(std::iter::repeat_n(String::new(), 7)),
+        }
         out.push_str(&cells.join(","));
         out.push('\n');
     }
@@ -221,11 +248,16 @@ struct HistoryQuery {
     cursor: Option<String>,
 }
 
-async fn contact_history(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> ApiResult<Json<Value>> {
+async fn contact_history(
+    State(state): State<Arc<AppState>>,
+    _: CanRead,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<HistoryView>> {
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
     let (default, max) = contacts::HISTORY_PAGE;
     let window = Window::of(q.cursor.as_deref(), q.limit, default, max)?;
-    Ok(Json(json!(contacts::history(&state, &id, q.model.as_deref(), at, window).await?)))
+    Ok(Json(contacts::history(&state, &id, q.model.as_deref(), at, window).await?))
 }
 
 #[derive(Deserialize)]
@@ -234,10 +266,15 @@ struct ExportQuery {
     cursor: Option<String>,
 }
 
-async fn export_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<ExportQuery>) -> ApiResult<Json<Value>> {
+async fn export_contact(
+    State(state): State<Arc<AppState>>,
+    _: CanRead,
+    Path(id): Path<String>,
+    Query(q): Query<ExportQuery>,
+) -> ApiResult<Json<ContactExport>> {
     let (default, max) = contacts::EXPORT_PAGE;
     let window = Window::of(q.cursor.as_deref(), q.limit, default, max)?;
-    Ok(Json(json!(contacts::export(&state, &id, window).await?)))
+    Ok(Json(contacts::export(&state, &id, window).await?))
 }
 
 #[derive(Deserialize)]
@@ -249,10 +286,10 @@ struct MergeBody {
 
 /// `POST /contacts/{id}/merge {"from": other}`: one person known under two ids becomes one
 /// contact, scored as if every event had been this contact's.
-async fn merge_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+async fn merge_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<ContactView>> {
     let body: MergeBody = body.json()?;
     let contact = contacts::merge(&state, &body.from, &id).await?;
-    Ok(Json(render_contact(&state, &contact, None).await?))
+    Ok(Json(contacts::view(&state, &contact, None).await?))
 }
 
 #[derive(Deserialize)]
@@ -280,7 +317,7 @@ struct BulkFilterBody {
     condition: Option<Value>,
 }
 
-async fn bulk_update(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<Json<Value>> {
+async fn bulk_update(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<Json<BulkAnswer>> {
     let body: BulkBody = body.json()?;
     let update = BulkUpdate {
         filter: BulkFilter {
@@ -299,5 +336,5 @@ async fn bulk_update(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body
         },
     };
     let changed = contacts::bulk(&state, update).await?;
-    Ok(Json(json!({ "updated": changed })))
+    Ok(Json(BulkAnswer { updated: changed }))
 }

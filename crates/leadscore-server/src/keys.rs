@@ -7,14 +7,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use leadscore_store::ApiKeyRecord;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use leadscore_app::keys::KeyView;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::CanAdmin;
 use crate::error::ApiResult;
-use crate::input::{Body, format_time};
+use crate::input::Body;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/keys", get(list_keys).post(create_key)).route("/keys/{id}", delete(revoke_key))
@@ -27,28 +27,21 @@ struct CreateKey {
     scopes: Vec<String>,
 }
 
-fn key_json(key: &ApiKeyRecord) -> Value {
-    json!({
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "scopes": key.scopes,
-        "created_at": format_time(key.created_at),
-        "revoked_at": key.revoked_at.map(format_time),
-    })
+/// The API keys, revoked ones too.
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
 }
 
-async fn create_key(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn create_key(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<KeyView>)> {
     let body: CreateKey = body.json()?;
     let (record, key) = leadscore_app::keys::create_key(&state, &body.name, &body.scopes).await?;
-    let mut out = key_json(&record);
-    out["key"] = json!(key);
-    Ok((StatusCode::CREATED, Json(out)))
+    Ok((StatusCode::CREATED, Json(KeyView { key: Some(key), ..KeyView::from(&record) })))
 }
 
-async fn list_keys(State(state): State<Arc<AppState>>, _: CanAdmin) -> ApiResult<Json<Value>> {
+async fn list_keys(State(state): State<Arc<AppState>>, _: CanAdmin) -> ApiResult<Json<KeyList>> {
     let keys = leadscore_app::keys::list(&state).await?;
-    Ok(Json(json!({ "keys": keys.iter().map(key_json).collect::<Vec<_>>() })))
+    Ok(Json(KeyList { keys: keys.iter().map(KeyView::from).collect() }))
 }
 
 async fn revoke_key(State(state): State<Arc<AppState>>, principal: CanAdmin, Path(id): Path<String>) -> ApiResult<StatusCode> {

@@ -8,15 +8,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use leadscore_app::outcomes;
-use leadscore_store::{OutcomeKind, OutcomeRecord};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use leadscore_app::outcomes::{self, OutcomeView};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{CanAdmin, CanRead};
 use crate::error::ApiResult;
-use crate::input::{Body, format_time};
+use crate::input::Body;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -25,27 +24,11 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/contacts/{id}/outcomes", get(list_outcomes))
 }
 
-pub fn outcome_json(outcome: &OutcomeRecord) -> Value {
-    let mut out = json!({
-        "id": outcome.id,
-        "contact": outcome.contact_id,
-        "at": format_time(outcome.at),
-        "recorded_at": format_time(outcome.recorded_at),
-        "scores": outcome.scores,
-    });
-    match &outcome.kind {
-        OutcomeKind::Status { status } => {
-            out["kind"] = json!("status");
-            out["status"] = json!(status);
-        }
-        OutcomeKind::Feedback { rating, note, author } => {
-            out["kind"] = json!("feedback");
-            out["rating"] = json!(rating);
-            out["note"] = json!(note);
-            out["author"] = json!(author);
-        }
-    }
-    out
+/// A contact's statuses and ratings by time.
+#[derive(Serialize, ToSchema)]
+pub struct ContactOutcomes {
+    pub contact: String,
+    pub outcomes: Vec<OutcomeView>,
 }
 
 #[derive(Deserialize)]
@@ -55,10 +38,10 @@ struct StatusBody {
     at: Option<String>,
 }
 
-async fn record_status(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn record_status(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<OutcomeView>)> {
     let body: StatusBody = body.json()?;
     let outcome = outcomes::record_status(&state, &id, &body.status, body.at.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(outcome_json(&outcome))))
+    Ok((StatusCode::CREATED, Json(OutcomeView::from(&outcome))))
 }
 
 #[derive(Deserialize)]
@@ -70,13 +53,13 @@ struct FeedbackBody {
     at: Option<String>,
 }
 
-async fn record_feedback(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn record_feedback(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<OutcomeView>)> {
     let body: FeedbackBody = body.json()?;
     let outcome = outcomes::record_feedback(&state, &id, body.rating, body.note, body.author, body.at.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(outcome_json(&outcome))))
+    Ok((StatusCode::CREATED, Json(OutcomeView::from(&outcome))))
 }
 
-async fn list_outcomes(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let outcomes: Vec<Value> = outcomes::contact_outcomes(&state, &id).await?.iter().map(outcome_json).collect();
-    Ok(Json(json!({ "contact": id, "outcomes": outcomes })))
+async fn list_outcomes(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<ContactOutcomes>> {
+    let outcomes = outcomes::contact_outcomes(&state, &id).await?.iter().map(OutcomeView::from).collect();
+    Ok(Json(ContactOutcomes { contact: id, outcomes }))
 }

@@ -51,28 +51,47 @@ fn wants_csv(format: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-fn csv_response(body: String) -> Response {
+/// A route's answer in the format asked for: the typed view as JSON, or a CSV of it.
+pub enum JsonOrCsv<T> {
+    Json(T),
+    Csv(Response),
+}
+
+impl<T: serde::Serialize> IntoResponse for JsonOrCsv<T> {
+    fn into_response(self) -> Response {
+        match self {
+            JsonOrCsv::Json(view) => Json(view).into_response(),
+            JsonOrCsv::Csv(response) => response,
+        }
+    }
+}
+
+/// A CSV answer.
+pub fn csv_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
 }
 
-async fn brackets_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+/// `view` as JSON, or as CSV by `csv` when `wants_csv`.
+fn answer<T>(wants_csv: bool, view: T, csv: impl FnOnce(&T) -> String) -> JsonOrCsv<T> {
+    if wants_csv { JsonOrCsv::Csv(csv_response(csv(&view))) } else { JsonOrCsv::Json(view) }
+}
+
+async fn brackets_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<BracketsReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let edges = q.edges.as_deref().filter(|e| !e.trim().is_empty()).map(parse_edges).transpose().map_err(ApiError::invalid)?;
     let judged = gather(&state, &model.name, from, to).await?;
-    let report = brackets_report(&model, &judged, edges);
-    Ok(if csv { csv_response(brackets_csv(&report)) } else { Json(report).into_response() })
+    Ok(answer(csv, brackets_report(&model, &judged, edges), brackets_csv))
 }
 
-async fn accuracy_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+async fn accuracy_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<AccuracyReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let judged = gather(&state, &model.name, from, to).await?;
-    let report = accuracy_report(&model, &judged);
-    Ok(if csv { csv_response(accuracy_csv(&report)) } else { Json(report).into_response() })
+    Ok(answer(csv, accuracy_report(&model, &judged), accuracy_csv))
 }
 
-async fn distribution_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+async fn distribution_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<DistributionReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, _, _) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let bins = q.bins.unwrap_or(10);
@@ -80,38 +99,30 @@ async fn distribution_route(State(state): State<Arc<AppState>>, _: CanRead, Quer
         return Err(ApiError::invalid("bins must be between 1 and 200"));
     }
     let report = distribution_report(&state, &model, bins).await?;
-    Ok(if csv { csv_response(rows_csv(&report["histogram"], &["lower", "upper", "contacts"])) } else { Json(report).into_response() })
+    Ok(answer(csv, report, |r| rows_csv(&r.histogram, &["lower", "upper", "contacts"])))
 }
 
-async fn sources_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+async fn sources_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<SourcesReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let judged = gather(&state, &model.name, from, to).await?;
     let attribute = q.attribute.unwrap_or_else(|| "source".to_string());
     let report = sources_report(&state, &model, &attribute, &judged).await?;
-    Ok(if csv {
-        csv_response(rows_csv(&report["sources"], &["source", "contacts", "average_score", "won", "lost", "conversion"]))
-    } else {
-        Json(report).into_response()
-    })
+    Ok(answer(csv, report, |r| rows_csv(&r.sources, &["source", "contacts", "average_score", "won", "lost", "conversion"])))
 }
 
-async fn feedback_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+async fn feedback_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<FeedbackReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let timelines = timelines(&state, Some(&model.name), from, to).await?;
     let report = feedback_report(&state, &model, from, to, &timelines).await?;
-    Ok(if csv { csv_response(rows_csv(&report["ratings_by_band"], &["band", "ratings", "average_rating"])) } else { Json(report).into_response() })
+    Ok(answer(csv, report, |r| rows_csv(&r.ratings_by_band, &["band", "ratings", "average_rating"])))
 }
 
-async fn speed_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+async fn speed_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<SpeedReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let sla = parse_sla(q.sla.as_deref()).map_err(ApiError::invalid)?;
     let report = speed_report(&state, &model, from, to, sla).await?;
-    Ok(if csv {
-        csv_response(rows_csv(&report["speed"], &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"]))
-    } else {
-        Json(report).into_response()
-    })
+    Ok(answer(csv, report, |r| rows_csv(&r.speed, &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"])))
 }

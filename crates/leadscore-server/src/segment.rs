@@ -19,7 +19,10 @@ use base64::Engine;
 use leadscore_store::{IdentityTrust, IngestStatus, Millis, NewEvent, Scope};
 use serde_json::{Map, Value, json};
 
+use leadscore_app::events::Rejected;
 use leadscore_app::identity;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::authenticate;
@@ -80,6 +83,22 @@ async fn snippet() -> impl axum::response::IntoResponse {
 /// CORS preflights are answered by the CORS layer; the route only has to exist.
 async fn preflight() -> StatusCode {
     StatusCode::NO_CONTENT
+}
+
+/// What Segment's API answers to an accepted message: `{"success": true}`.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always true.
+    pub success: bool,
+}
+
+/// What a batch answers: accepted, with the messages that were dropped and why (Segment
+/// accepts a batch and drops what it cannot use, so SDKs do not send it again).
+#[derive(Serialize, ToSchema)]
+pub struct BatchAccepted {
+    pub rejected: Vec<Rejected>,
+    /// Always true.
+    pub success: bool,
 }
 
 /// An error of the `/v1` routes: answered with `code` and `message` at the top level too,
@@ -289,7 +308,7 @@ async fn single_call(
     headers: HeaderMap,
     body: Result<Body, ApiError>,
     kind: &'static str,
-) -> Result<Json<Value>, SegmentError> {
+) -> Result<Json<Accepted>, SegmentError> {
     let body = too_large(body)?;
     let (message, trust) = authorized_body(&state, peer, &headers, &body).await?;
     let parsed = segment_message(&state, &message, Some(kind), None, state.now()).map_err(|reason| {
@@ -299,7 +318,7 @@ async fn single_call(
     let (events, identity) = split(vec![parsed]);
     store(&state, events, trust).await?;
     apply_identity(&state, identity, trust).await?;
-    Ok(Json(json!({ "success": true })))
+    Ok(Json(Accepted { success: true }))
 }
 
 async fn batch(
@@ -307,7 +326,7 @@ async fn batch(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Body, ApiError>,
-) -> Result<Json<Value>, SegmentError> {
+) -> Result<Json<BatchAccepted>, SegmentError> {
     let body = too_large(body)?;
     let (value, trust) = authorized_body(&state, peer, &headers, &body).await?;
     let Some(messages) = value.get("batch").and_then(Value::as_array) else {
@@ -322,7 +341,7 @@ async fn batch(
         oversized += usize::from(message.to_string().len() > MAX_MESSAGE_BYTES);
         match segment_message(&state, message, None, sent_at, now) {
             Ok(message) => parsed.push(message),
-            Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
+            Err(reason) => rejected.push(Rejected { index, reason }),
         }
     }
     // An oversized message is reported like any bad one and its neighbours are stored
@@ -341,7 +360,7 @@ async fn batch(
     }
     store(&state, events, trust).await?;
     apply_identity(&state, identity, trust).await?;
-    Ok(Json(json!({ "success": true, "rejected": rejected })))
+    Ok(Json(BatchAccepted { rejected, success: true }))
 }
 
 #[cfg(test)]

@@ -10,16 +10,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use leadscore_store::runner::{Subscription, Team};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use leadscore_app::settings;
+use leadscore_app::settings::{self, SecretView, SubscriptionView, TeamView};
 
 use crate::AppState;
 use crate::auth::{CanAdmin, CanRead};
 use crate::error::ApiResult;
-use crate::input::{Body, format_time};
+use crate::input::Body;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -35,16 +34,35 @@ fn created_status(created: bool) -> StatusCode {
     if created { StatusCode::CREATED } else { StatusCode::OK }
 }
 
-fn team_json(team: &Team) -> Value {
-    let next = (!team.members.is_empty()).then(|| team.members[(team.cursor % team.members.len() as u64) as usize].clone());
-    json!({
-        "name": team.name,
-        "members": team.members,
-        "assigned": team.cursor,
-        "next": next,
-        "created_at": format_time(team.created_at),
-        "updated_at": format_time(team.updated_at),
-    })
+/// The sales teams.
+#[derive(Serialize, ToSchema)]
+pub struct TeamList {
+    pub teams: Vec<TeamView>,
+}
+
+/// The stored secrets, by name.
+#[derive(Serialize, ToSchema)]
+pub struct SecretList {
+    pub secrets: Vec<SecretView>,
+}
+
+/// A secret stored; a generated one is shown in this answer only.
+#[derive(Serialize, ToSchema)]
+pub struct SecretStored {
+    pub created: bool,
+    pub name: String,
+    /// With a generated value: that it is shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The generated value (absent when the value was sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// The webhook subscriptions.
+#[derive(Serialize, ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<SubscriptionView>,
 }
 
 #[derive(Deserialize)]
@@ -53,20 +71,19 @@ struct TeamBody {
     members: Vec<String>,
 }
 
-async fn put_team(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn put_team(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<TeamView>)> {
     let body: TeamBody = body.json()?;
     let (team, created) = settings::put_team(&state, &name, body.members).await?;
-    Ok((created_status(created), Json(team_json(&team))))
+    Ok((created_status(created), Json(TeamView::from(&team))))
 }
 
-async fn get_team(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+async fn get_team(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<TeamView>> {
     let team = settings::get_team(&state, &name).await?;
-    Ok(Json(team_json(&team)))
+    Ok(Json(TeamView::from(&team)))
 }
 
-async fn list_teams(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
-    let teams: Vec<Value> = settings::list_teams(&state).await?.iter().map(team_json).collect();
-    Ok(Json(json!({ "teams": teams })))
+async fn list_teams(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<TeamList>> {
+    Ok(Json(TeamList { teams: settings::list_teams(&state).await?.iter().map(TeamView::from).collect() }))
 }
 
 async fn delete_team(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
@@ -82,42 +99,20 @@ struct SecretBody {
 
 /// Stores a signing secret. Without a value one is generated and shown in this answer
 /// only; a stored secret is never readable back.
-async fn put_secret(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn put_secret(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<SecretStored>)> {
     let body: SecretBody = if body.0.iter().all(u8::is_ascii_whitespace) { SecretBody::default() } else { body.json()? };
     let stored = settings::put_secret(&state, &name, body.value).await?;
-    let mut out = json!({ "name": name, "created": stored.created });
-    if let Some(value) = stored.generated {
-        out["value"] = json!(value);
-        out["note"] = json!("this is the only time the secret is shown; give it to the receiver to verify signatures");
-    }
-    Ok((created_status(stored.created), Json(out)))
+    let note = stored.generated.is_some().then(|| "this is the only time the secret is shown; give it to the receiver to verify signatures".to_string());
+    Ok((created_status(stored.created), Json(SecretStored { created: stored.created, name, note, value: stored.generated })))
 }
 
-async fn list_secrets(State(state): State<Arc<AppState>>, _: CanAdmin) -> ApiResult<Json<Value>> {
-    let secrets: Vec<Value> = settings::list_secrets(&state)
-        .await?
-        .into_iter()
-        .map(|(name, created_at, updated_at)| json!({ "name": name, "created_at": format_time(created_at), "updated_at": format_time(updated_at) }))
-        .collect();
-    Ok(Json(json!({ "secrets": secrets })))
+async fn list_secrets(State(state): State<Arc<AppState>>, _: CanAdmin) -> ApiResult<Json<SecretList>> {
+    Ok(Json(SecretList { secrets: settings::list_secrets(&state).await?.iter().map(SecretView::new).collect() }))
 }
 
 async fn delete_secret(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
     settings::delete_secret(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn subscription_json(subscription: &Subscription) -> Value {
-    json!({
-        "name": subscription.name,
-        "url": subscription.url,
-        "secret_ref": subscription.secret_ref,
-        "events": subscription.events,
-        "fields": subscription.fields,
-        "debounce_ms": subscription.debounce_ms,
-        "created_at": format_time(subscription.created_at),
-        "updated_at": format_time(subscription.updated_at),
-    })
 }
 
 #[derive(Deserialize)]
@@ -132,16 +127,20 @@ struct SubscriptionBody {
     debounce: Option<String>,
 }
 
-async fn put_subscription(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn put_subscription(
+    State(state): State<Arc<AppState>>,
+    _: CanAdmin,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<SubscriptionView>)> {
     let body: SubscriptionBody = body.json()?;
     let input = settings::SubscriptionInput { url: body.url, secret_ref: body.secret_ref, events: body.events, fields: body.fields, debounce: body.debounce };
     let (stored, created) = settings::put_subscription(&state, &name, input).await?;
-    Ok((created_status(created), Json(subscription_json(&stored))))
+    Ok((created_status(created), Json(SubscriptionView::from(&stored))))
 }
 
-async fn list_subscriptions(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
-    let items: Vec<Value> = settings::list_subscriptions(&state).await?.iter().map(subscription_json).collect();
-    Ok(Json(json!({ "webhooks": items })))
+async fn list_subscriptions(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<WebhookList>> {
+    Ok(Json(WebhookList { webhooks: settings::list_subscriptions(&state).await?.iter().map(SubscriptionView::from).collect() }))
 }
 
 async fn delete_subscription(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {

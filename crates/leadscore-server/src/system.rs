@@ -10,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::CanRead;
@@ -37,9 +38,18 @@ pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/healthz", get(healthz)).route("/metrics", get(render_metrics)).route("/openapi.json", get(openapi))
 }
 
+/// The answer of a healthy server.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Live and shadow models loaded.
+    pub models: usize,
+    /// Always `ok`.
+    pub status: String,
+}
+
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.health().await {
-        Ok(models) => Json(json!({ "status": "ok", "models": models })).into_response(),
+        Ok(models) => Json(Health { models, status: "ok".into() }).into_response(),
         Err(err) => crate::error::ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the database does not answer: {err}"))
             .into_response(),
     }

@@ -9,30 +9,24 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use leadscore_app::users::{self, NewUser, UserChanges};
-use leadscore_store::{Role, UserRecord};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use leadscore_app::users::{self, NewUser, UserChanges, UserView};
+use leadscore_store::Role;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::CanAdmin;
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, format_time};
+use crate::input::Body;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new().route("/users", get(list_users).post(add_user)).route("/users/{id}", get(get_user).patch(change_user).delete(delete_user))
 }
 
-fn user_json(user: &UserRecord) -> Value {
-    json!({
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "role": user.role,
-        "disabled": user.disabled,
-        "created_at": format_time(user.created_at),
-        "updated_at": format_time(user.updated_at),
-    })
+/// The web app's users.
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserView>,
 }
 
 fn role(text: &str) -> ApiResult<Role> {
@@ -48,20 +42,19 @@ struct NewUserBody {
     name: Option<String>,
 }
 
-async fn add_user(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<Value>)> {
+async fn add_user(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<UserView>)> {
     let body: NewUserBody = body.json()?;
     let new = NewUser { email: body.email, password: body.password, role: role(&body.role)?, name: body.name };
     let user = users::add_user(&state, new).await?;
-    Ok((StatusCode::CREATED, Json(user_json(&user))))
+    Ok((StatusCode::CREATED, Json(UserView::from(&user))))
 }
 
-async fn list_users(State(state): State<Arc<AppState>>, _: CanAdmin) -> ApiResult<Json<Value>> {
-    let users: Vec<Value> = users::list_users(&state).await?.iter().map(user_json).collect();
-    Ok(Json(json!({ "users": users })))
+async fn list_users(State(state): State<Arc<AppState>>, _: CanAdmin) -> ApiResult<Json<UserList>> {
+    Ok(Json(UserList { users: users::list_users(&state).await?.iter().map(UserView::from).collect() }))
 }
 
-async fn get_user(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(user_json(&users::get_user(&state, &id).await?)))
+async fn get_user(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
+    Ok(Json(UserView::from(&users::get_user(&state, &id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -79,11 +72,11 @@ fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>
     Option::<String>::deserialize(d).map(Some)
 }
 
-async fn change_user(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+async fn change_user(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<UserView>> {
     let body: ChangeBody = body.json()?;
     let changes =
         UserChanges { email: body.email, name: body.name, role: body.role.as_deref().map(role).transpose()?, password: body.password, disabled: body.disabled };
-    Ok(Json(user_json(&users::update_user(&state, &id, changes).await?)))
+    Ok(Json(UserView::from(&users::update_user(&state, &id, changes).await?)))
 }
 
 async fn delete_user(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<StatusCode> {
