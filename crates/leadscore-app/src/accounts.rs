@@ -113,6 +113,7 @@ pub async fn get(engine: &Engine, id: &str, model: Option<&str>) -> AppResult<Ac
 /// An account in the account list: its score and band under the model, and its size.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct AccountRow {
+    #[schema(required = true)]
     pub band: Option<String>,
     /// Its contacts the model scores.
     pub contacts: usize,

@@ -78,25 +78,30 @@ pub fn overview(record: &AutomationRecord, stats: Option<&RunStats>) -> Automati
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct AutomationOverview {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub actions: Option<Vec<String>>,
     pub created_at: String,
     pub enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub filter: Option<String>,
+    #[schema(required = true)]
     pub last_fired_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub limits: Option<String>,
-    /// The model it names (`Some(None)`: none, answered as null; None: the definition does
-    /// not read, and the key is left out).
+    /// The model it names (null: none).
+    // `Some(None)` writes null; `None` leaves the key out (a definition that no longer reads).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub model: Option<Option<String>>,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<crate::schema::ProblemSchema>>)]
+    #[schema(nullable = false, value_type = Vec<crate::schema::ProblemSchema>)]
     pub problems: Option<Vec<Problem>>,
     pub runs: RunCounts,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub trigger: Option<String>,
     pub updated_at: String,
 }

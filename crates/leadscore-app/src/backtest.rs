@@ -120,6 +120,7 @@ pub struct BacktestSide {
     pub scored_contacts: usize,
     /// The live model's version (the candidate has none: it is not published).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub version: Option<u32>,
 }
 
@@ -249,7 +250,7 @@ pub struct BacktestJobView {
     /// The live model the candidate is compared with.
     pub live: String,
     /// The report, once the job is done (null before, and when it failed).
-    #[schema(value_type = Option<BacktestReport>)]
+    #[schema(required = true, value_type = Option<BacktestReport>)]
     pub result: Option<serde_json::Value>,
 }
 

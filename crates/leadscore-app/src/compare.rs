@@ -75,6 +75,7 @@ pub struct CompareReport {
     pub live: CompareSide,
     pub notes: Vec<String>,
     /// The live model the candidate shadows (null for a model that shadows none).
+    #[schema(required = true)]
     pub shadow_of: Option<String>,
 }
 

@@ -83,19 +83,25 @@ pub struct ModelCard {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ContactView {
     /// The instant the scores are for, when one was asked (`?at=`).
+    #[schema(required = true)]
     pub as_of: Option<String>,
     #[schema(value_type = Object)]
     pub attributes: Map<String, Value>,
     pub created_at: String,
+    #[schema(required = true)]
     pub email: Option<String>,
     pub groups: Vec<String>,
     pub id: String,
+    #[schema(required = true)]
     pub last_event_at: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub not_scored: BTreeMap<String, String>,
+    #[schema(required = true)]
     pub owner: Option<String>,
+    #[schema(required = true)]
     pub predictive: Option<crate::predictive::PredictiveScore>,
     pub scores: BTreeMap<String, ModelCard>,
+    #[schema(required = true)]
     pub status: Option<String>,
     pub updated_at: String,
 }
@@ -375,10 +381,11 @@ pub struct HistoryView {
     pub version: u32,
     pub entries: Vec<HistoryEntry>,
     /// The contact's card under the model as of now.
-    #[schema(value_type = Option<crate::schema::ScoreCardSchema>)]
+    #[schema(required = true, value_type = Option<crate::schema::ScoreCardSchema>)]
     pub current: Option<ScoreCard>,
     /// Where the next page starts, when the history is longer than this page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
 }
 
@@ -539,6 +546,7 @@ pub struct ContactExport {
     pub log: Vec<LogEntryView>,
     /// Where the next page of events starts, when there are more than this page holds.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
 }
 
@@ -568,7 +576,7 @@ pub async fn export(engine: &Engine, id: &str, window: crate::paging::Window) ->
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ExportedEvent {
     /// The sender's context, as sent.
-    #[schema(value_type = Option<Object>)]
+    #[schema(required = true, value_type = Option<Object>)]
     pub context: Option<Value>,
     pub event: String,
     #[serde(rename = "messageId")]

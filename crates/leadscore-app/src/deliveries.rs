@@ -57,18 +57,25 @@ pub async fn retry(engine: &Engine, id: &str) -> AppResult<Delivery> {
 pub struct DeliveryView {
     /// Attempts made so far.
     pub attempts: u32,
+    #[schema(required = true)]
     pub automation: Option<String>,
     /// `webhook` or `email`.
     pub channel: String,
+    #[schema(required = true)]
     pub contact: Option<String>,
     pub created_at: String,
+    #[schema(required = true)]
     pub delivered_at: Option<String>,
     /// Also the `webhook-id`, the same on every attempt.
     pub id: String,
+    #[schema(required = true)]
     pub last_error: Option<String>,
     /// The HTTP status of the last attempt.
+    #[schema(required = true)]
     pub last_status: Option<u16>,
+    #[schema(required = true)]
     pub next_attempt_at: Option<String>,
+    #[schema(required = true)]
     pub run_id: Option<String>,
     /// pending, delivered or failed (dead-lettered).
     #[schema(value_type = String)]
@@ -83,6 +90,7 @@ pub struct DeliveryView {
     pub content: DeliveryContent,
     /// Every attempt, oldest first (a single delivery read by its id only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub attempt_log: Option<Vec<AttemptView>>,
 }
 
@@ -95,6 +103,7 @@ pub enum DeliveryContent {
         #[schema(value_type = Object)]
         payload: Value,
         /// The secret that signs it.
+        #[schema(required = true)]
         secret_ref: Option<String>,
     },
     Email {
@@ -146,8 +155,10 @@ impl DeliveryView {
 pub struct AttemptView {
     pub at: String,
     pub duration_ms: u64,
+    #[schema(required = true)]
     pub error: Option<String>,
     /// The HTTP status answered (none for e-mail, or when no answer came).
+    #[schema(required = true)]
     pub status: Option<u16>,
     pub success: bool,
 }

@@ -90,10 +90,12 @@ pub struct KeyView {
     pub id: String,
     /// The key itself: in the answer to its creation only, never again.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub key: Option<String>,
     pub name: String,
     /// The first characters of the key, so people can tell keys apart.
     pub prefix: String,
+    #[schema(required = true)]
     pub revoked_at: Option<String>,
     /// ingest, identify, read, admin.
     #[schema(value_type = Vec<String>)]

@@ -355,6 +355,7 @@ pub async fn versions(engine: &Engine, name: &str) -> AppResult<(Vec<ModelVersio
 pub struct JobView {
     /// Contacts done so far.
     pub done: u64,
+    #[schema(required = true)]
     pub error: Option<String>,
     pub id: i64,
     /// `rescore` or `backtest`.
@@ -401,8 +402,10 @@ pub struct ModelListItem {
     /// `toml` or `json`: how the live version was published.
     pub format: String,
     pub name: String,
+    #[schema(required = true)]
     pub rescore: Option<JobView>,
     /// The live model a shadow model shadows (null for a live model).
+    #[schema(required = true)]
     pub shadow_of: Option<String>,
     pub version: u32,
 }
@@ -427,12 +430,15 @@ pub struct ModelView {
     /// The model as JSON (contract §2).
     #[schema(value_type = Object)]
     pub definition: Value,
+    #[schema(required = true)]
     pub description: Option<String>,
     /// `toml` or `json`: how this version was published.
     pub format: String,
     pub name: String,
+    #[schema(required = true)]
     pub rescore: Option<JobView>,
     /// The live model this one shadows (null for a live model).
+    #[schema(required = true)]
     pub shadow_of: Option<String>,
     /// The shadow models trying themselves against this one.
     pub shadows: Vec<String>,
@@ -464,6 +470,7 @@ pub struct ModelVersionView {
     /// Whether this is the version that scores contacts.
     pub live: bool,
     pub name: String,
+    #[schema(required = true)]
     pub shadow_of: Option<String>,
     /// The text as published (TOML or JSON).
     pub source: String,

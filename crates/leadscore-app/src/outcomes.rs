@@ -111,7 +111,13 @@ pub enum Recorded {
     /// One of new, contacted, qualified, disqualified, won, lost.
     Status { status: String },
     /// A rating of the lead, 1 (poor) to 5 (excellent).
-    Feedback { author: Option<String>, note: Option<String>, rating: u8 },
+    Feedback {
+        #[schema(required = true)]
+        author: Option<String>,
+        #[schema(required = true)]
+        note: Option<String>,
+        rating: u8,
+    },
 }
 
 impl From<&OutcomeRecord> for OutcomeView {

@@ -278,12 +278,14 @@ pub struct SpeedReport {
     /// Leads that entered the top band in the range.
     pub became_hot: usize,
     /// The share of them qualified afterwards (null when none became hot).
+    #[schema(required = true)]
     pub hot_to_qualified: Option<f64>,
     pub model: String,
     pub qualified_after: u64,
     pub sla_hours: f64,
     /// Everyone first (`(everyone)`), then each owner.
     pub speed: Vec<SpeedRow>,
+    #[schema(required = true)]
     pub top_band: Option<String>,
     pub version: u32,
     pub warnings: Vec<String>,
@@ -296,8 +298,10 @@ pub struct SpeedRow {
     pub contacted: u64,
     pub hot: u64,
     /// Hours from becoming hot to the first touch.
+    #[schema(required = true)]
     pub median_hours: Option<f64>,
     pub owner: String,
+    #[schema(required = true)]
     pub p90_hours: Option<f64>,
     /// Hot leads touched later than the SLA, or not yet and already past it.
     pub sla_breaches: u64,
@@ -427,6 +431,7 @@ pub struct DistributionReport {
     pub contacts: u64,
     pub histogram: Vec<HistogramBin>,
     /// The median total (null without contacts).
+    #[schema(required = true)]
     pub median: Option<f64>,
     pub model: String,
     pub version: u32,
@@ -439,8 +444,10 @@ pub struct BandShare {
     pub band: String,
     pub contacts: u64,
     /// The band's `min` (null for the band that takes everything else).
+    #[schema(required = true)]
     pub min: Option<f64>,
     /// Its share of the contacts (null without contacts).
+    #[schema(required = true)]
     pub share: Option<f64>,
 }
 
@@ -517,9 +524,11 @@ pub struct SourcesReport {
 /// One value of the source attribute (`(none)` for contacts without it).
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct SourceRow {
+    #[schema(required = true)]
     pub average_score: Option<f64>,
     pub contacts: u64,
     /// won / (won + lost) of its contacts closed in the range (null when none closed).
+    #[schema(required = true)]
     pub conversion: Option<f64>,
     pub lost: u64,
     pub source: String,
@@ -579,6 +588,7 @@ pub struct FeedbackReport {
 /// The sales ratings of the contacts that were in one band when rated.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct BandRating {
+    #[schema(required = true)]
     pub average_rating: Option<f64>,
     pub band: String,
     pub ratings: u64,
@@ -587,7 +597,9 @@ pub struct BandRating {
 /// Days from a contact's creation to its winning status, over the deals won in the range.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct SalesCycle {
+    #[schema(required = true)]
     pub median: Option<f64>,
+    #[schema(required = true)]
     pub p90: Option<f64>,
     /// Deals won.
     pub won: usize,
@@ -805,14 +817,20 @@ pub struct BracketTable {
 pub struct BracketView {
     pub contacts: u64,
     /// won / (won + lost); null when none closed.
+    #[schema(required = true)]
     pub conversion: Option<f64>,
     /// The band this bracket is (brackets by band only).
+    #[schema(required = true)]
     pub label: Option<String>,
     pub lost: u64,
+    #[schema(required = true)]
     pub lower: Option<f64>,
     pub qualified: u64,
+    #[schema(required = true)]
     pub upper: Option<f64>,
+    #[schema(required = true)]
     pub wilson_high: Option<f64>,
+    #[schema(required = true)]
     pub wilson_low: Option<f64>,
     pub won: u64,
 }
@@ -845,19 +863,25 @@ pub fn accuracy_report(model: &PublishedModel, judged: &[Judged]) -> AccuracyRep
 /// The accuracy report (F19): how well the score at close separates won from lost.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct AccuracyReport {
+    #[schema(required = true)]
     pub average_score_lost: Option<f64>,
+    #[schema(required = true)]
     pub average_score_won: Option<f64>,
     /// Contacts closed (won or lost) in the range.
     pub closed: usize,
     pub lost: usize,
     pub model: String,
     /// ROC AUC of the score at close (null without both won and lost).
+    #[schema(required = true)]
     pub roc_auc: Option<f64>,
+    #[schema(required = true)]
     pub top_band: Option<String>,
     pub version: u32,
     pub won: usize,
     /// Won deals that were in the top band at close.
+    #[schema(required = true)]
     pub won_in_top_band: Option<usize>,
+    #[schema(required = true)]
     pub won_in_top_band_share: Option<f64>,
 }
 

@@ -170,6 +170,7 @@ pub struct TeamView {
     pub members: Vec<String>,
     pub name: String,
     /// Who gets the next lead (null for a team without members).
+    #[schema(required = true)]
     pub next: Option<String>,
     pub updated_at: String,
 }
@@ -208,13 +209,14 @@ impl SecretView {
 pub struct SubscriptionView {
     pub created_at: String,
     /// score.changed: how long a contact's changes are gathered before they are sent.
-    pub debounce_ms: Millis,
+    pub debounce_ms: i64,
     /// `score.changed`, `nurture.changed`.
     pub events: Vec<String>,
     /// score.changed: leadscore field → the receiver's field name.
     pub fields: BTreeMap<String, String>,
     pub name: String,
     /// The secret that signs the deliveries.
+    #[schema(required = true)]
     pub secret_ref: Option<String>,
     pub updated_at: String,
     pub url: String,

@@ -268,6 +268,7 @@ pub struct UserView {
     pub disabled: bool,
     pub email: String,
     pub id: String,
+    #[schema(required = true)]
     pub name: Option<String>,
     /// admin, marketing or sales.
     #[schema(value_type = String)]

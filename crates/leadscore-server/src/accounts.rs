@@ -7,11 +7,12 @@
 use std::sync::Arc;
 
 use crate::input::Path;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use leadscore_app::accounts::{self, AccountRow};
 use leadscore_app::contacts::ContactView;
@@ -21,15 +22,19 @@ use crate::auth::CanRead;
 use crate::error::ApiResult;
 use crate::input::Query;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/accounts", get(list_accounts)).route("/accounts/{id}", get(get_account))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(list_accounts)).routes(routes!(get_account))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// The model (default: the only live model).
     model: Option<String>,
+    /// Only accounts in this account band.
     band: Option<String>,
+    /// Accounts per page (1-1000, default 50).
     limit: Option<usize>,
     /// `score,account` of the last account of the previous page.
     cursor: Option<String>,
@@ -37,6 +42,15 @@ struct ListQuery {
 
 /// The account list, best first. Sorted by the stored contact totals (as the lead list is;
 /// the decay sweep keeps them current).
+#[utoipa::path(
+    get,
+    path = "/accounts",
+    tag = "accounts",
+    summary = "Accounts best first by account score (?model=&band=&limit=&cursor=): score, band, contacts",
+    params(ListQuery),
+    responses((status = OK, description = "A page of accounts", body = AccountList)),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn list_accounts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Json<AccountList>> {
     let page = accounts::list(&state, q.model.as_deref(), q.band.as_deref(), q.limit, q.cursor.as_deref()).await?;
     Ok(Json(AccountList {
@@ -54,16 +68,28 @@ pub struct AccountList {
     /// How the model's `[accounts]` table aggregates contacts' totals: sum, max, or mean of the top N.
     pub aggregate: String,
     pub model: String,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AccountQuery {
+    /// The model (default: the only live model).
     model: Option<String>,
 }
 
 /// An account's page: its score (as of now) under the model and its contacts, best first.
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    summary = "An account: its score and band as of now under ?model=, and its contacts best first",
+    params(("id" = String, Path, description = "The account: its account_id, or its company domain"), AccountQuery),
+    responses((status = OK, description = "The account", body = AccountView)),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn get_account(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<AccountQuery>) -> ApiResult<Json<AccountView>> {
     let detail = accounts::get(&state, &id, q.model.as_deref()).await?;
     let mut contacts = Vec::with_capacity(detail.contacts.len());
@@ -85,6 +111,7 @@ async fn get_account(State(state): State<Arc<AppState>>, _: CanRead, Path(id): P
 #[derive(Serialize, ToSchema)]
 pub struct AccountView {
     pub aggregate: String,
+    #[schema(required = true)]
     pub band: Option<String>,
     pub contacts: Vec<ContactView>,
     pub id: String,

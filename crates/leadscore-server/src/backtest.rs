@@ -8,17 +8,18 @@
 use std::sync::Arc;
 
 use crate::input::Path;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use leadscore_core::model::parse_document;
 use leadscore_core::{Format, Model};
 use leadscore_store::PublishedModel;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use leadscore_app::backtest::{BacktestJobView, BacktestReport, run, start_job};
 use leadscore_app::reports::resolve;
@@ -28,24 +29,36 @@ use crate::auth::CanRead;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/backtest", post(backtest_route)).route("/backtest/{id}", get(backtest_job_route))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(backtest)).routes(routes!(backtest_job))
 }
 
-async fn backtest_job_route(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<BacktestJobView>> {
+#[utoipa::path(
+    get,
+    path = "/backtest/{id}",
+    tag = "reports",
+    summary = "A background backtest: state, progress (done/total/percent), then the report (result) or the error",
+    params(("id" = String, Path, description = "The job's id")),
+    responses((status = OK, description = "The job", body = BacktestJobView)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn backtest_job(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<BacktestJobView>> {
     // Parsed by the engine, not by the extractor, so a bad id gets the JSON error shape.
     let job = leadscore_app::backtest::job(&state, &id).await?;
     Ok(Json(BacktestJobView::from(&job)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BacktestBody {
     /// The candidate: TOML text, or the model as a JSON object.
+    #[schema(value_type = Object)]
     model: Value,
     /// The live model to compare with [default: the one with the candidate's name].
     live: Option<String>,
+    /// Outcomes from this instant (RFC 3339).
     from: Option<String>,
+    /// Outcomes before this instant (RFC 3339).
     to: Option<String>,
     /// Answer at once with a job to poll (`GET /backtest/{id}`: progress, then the report).
     #[serde(default)]
@@ -76,7 +89,24 @@ impl IntoResponse for BacktestAnswer {
     }
 }
 
-async fn backtest_route(State(state): State<Arc<AppState>>, caller: CanRead, body: Body) -> ApiResult<BacktestAnswer> {
+#[utoipa::path(
+    post,
+    path = "/backtest",
+    tag = "reports",
+    summary = "{model: candidate (TOML text or JSON), live?, from?, to?} → brackets and accuracy for candidate and live model side by side, replayed as of each judged instant, and band changes today; background: true answers 202 with a job to poll",
+    request_body = BacktestBody,
+    responses(
+        (status = OK, description = "The backtest's report", body = BacktestReport),
+        (
+            status = ACCEPTED,
+            description = "Started in the background (background: true); poll the job",
+            body = BacktestStarted,
+            headers(("location" = String, description = "/api/v1/backtest/{id}")),
+        ),
+    ),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn backtest(State(state): State<Arc<AppState>>, caller: CanRead, body: Body) -> ApiResult<BacktestAnswer> {
     let body: BacktestBody = body.json()?;
     let document = match &body.model {
         Value::String(text) => parse_document(text, Format::sniff(text)),

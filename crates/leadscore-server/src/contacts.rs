@@ -4,15 +4,16 @@
 use std::sync::Arc;
 
 use crate::input::Path;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use leadscore_store::{BulkFilter, BulkUpdate, ContactPatch};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use leadscore_app::audit::AuditView;
 use leadscore_app::contacts::{self, ContactExport, ContactView, ErasureView, HistoryView};
@@ -25,16 +26,16 @@ use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Query, parse_time};
 use crate::reports::JsonOrCsv;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/contacts", post(upsert_contact).get(list_contacts))
-        .route("/contacts/{id}", get(get_contact).patch(patch_contact).delete(delete_contact))
-        .route("/contacts/{id}/history", get(contact_history))
-        .route("/contacts/{id}/export", get(export_contact))
-        .route("/contacts/{id}/merge", post(merge_contact))
-        .route("/bulk", post(bulk_update))
-        .route("/erasures", get(list_erasures))
-        .route("/audit", get(list_audit))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(upsert_contact, list_contacts))
+        .routes(routes!(get_contact, patch_contact, delete_contact))
+        .routes(routes!(contact_history))
+        .routes(routes!(export_contact))
+        .routes(routes!(merge_contact))
+        .routes(routes!(bulk_update))
+        .routes(routes!(list_erasures))
+        .routes(routes!(list_audit))
 }
 
 /// A page of contacts: the lead list under a model, best first, or every contact by id.
@@ -43,7 +44,9 @@ pub struct ContactPage {
     pub contacts: Vec<ContactView>,
     /// The model the lead list is sorted by (absent without `model`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub model: Option<String>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -65,19 +68,34 @@ pub struct AuditLog {
     pub audit: Vec<AuditView>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpsertBody {
+    /// The contact's id; without one, the contact is found (or created) by e-mail.
     id: Option<String>,
     email: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     attributes: Map<String, Value>,
     #[serde(default)]
     groups: Vec<String>,
     owner: Option<String>,
+    /// When the contact was created (RFC 3339), for importing history; default now.
     created_at: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/contacts",
+    tag = "contacts",
+    summary = "Create or update a contact (by id or email)",
+    request_body = UpsertBody,
+    responses(
+        (status = CREATED, description = "Created", body = ContactView),
+        (status = OK, description = "Updated: a contact with that id or e-mail existed", body = ContactView),
+    ),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn upsert_contact(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<ContactView>)> {
     let body: UpsertBody = body.json()?;
     let new = contacts::NewContact {
@@ -93,27 +111,42 @@ async fn upsert_contact(State(state): State<Arc<AppState>>, _: CanAdmin, body: B
     Ok((status, Json(contacts::view(&state, &contact, None).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReadQuery {
+    /// Scores as of this instant (RFC 3339), from the events up to then; default now.
     at: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/contacts/{id}",
+    tag = "contacts",
+    summary = "Read a contact with its scores (?at= for a past instant)",
+    params(("id" = String, Path, description = "The contact's id"), ReadQuery),
+    responses((status = OK, description = "The contact", body = ContactView)),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn get_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> ApiResult<Json<ContactView>> {
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
     let contact = contacts::find(&state, &id).await?;
     Ok(Json(contacts::view(&state, &contact, at).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PatchBody {
+    /// Merged into the attributes (JSON merge patch: null removes one).
     #[serde(default)]
+    #[schema(value_type = Object)]
     attributes: Map<String, Value>,
     #[serde(default)]
     add_groups: Vec<String>,
     #[serde(default)]
     remove_groups: Vec<String>,
+    /// The new owner; null clears it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     owner: Option<Option<String>>,
     email: Option<String>,
 }
@@ -122,6 +155,16 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
     Option::<String>::deserialize(d).map(Some)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/contacts/{id}",
+    tag = "contacts",
+    summary = "Update attributes (merge patch), groups, owner; fit is rescored",
+    params(("id" = String, Path, description = "The contact's id")),
+    request_body = PatchBody,
+    responses((status = OK, description = "The contact as changed", body = ContactView)),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn patch_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<ContactView>> {
     let body: PatchBody = body.json()?;
     let changes = contacts::ContactChanges {
@@ -135,47 +178,97 @@ async fn patch_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id)
     Ok(Json(contacts::view(&state, &contact, None).await?))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/contacts/{id}",
+    tag = "contacts",
+    summary = "Erase a contact with its events and history",
+    params(("id" = String, Path, description = "The contact's id")),
+    responses((status = NO_CONTENT, description = "Erased")),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn delete_contact(State(state): State<Arc<AppState>>, caller: CanAdmin, Path(id): Path<String>) -> ApiResult<StatusCode> {
     contacts::erase(&state, &id, &caller.key_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct ErasureQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct LogQuery {
+    /// How many entries, newest first (1-1000, default 100).
     limit: Option<usize>,
 }
 
 /// `GET /audit`: who changed which model, automation, key, user, secret, team or webhook,
 /// and when (admin), newest first.
-async fn list_audit(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q): Query<ErasureQuery>) -> ApiResult<Json<AuditLog>> {
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "contacts",
+    summary = "The audit log, newest first (?limit=): who (key or user) changed which model, automation, key, user, secret, team or webhook, and when",
+    params(LogQuery),
+    responses((status = OK, description = "The audit log", body = AuditLog)),
+    extensions(("x-scope" = json!("admin"))),
+)]
+async fn list_audit(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q): Query<LogQuery>) -> ApiResult<Json<AuditLog>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(AuditLog { audit: leadscore_app::audit::list(&state, limit).await? }))
 }
 
 /// `GET /erasures`: the erasure log (admin): when and by whom, never what.
-async fn list_erasures(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q): Query<ErasureQuery>) -> ApiResult<Json<ErasureLog>> {
+#[utoipa::path(
+    get,
+    path = "/erasures",
+    tag = "contacts",
+    summary = "The erasure log, newest first (?limit=): when and by which key or user, never what",
+    params(LogQuery),
+    responses((status = OK, description = "The erasure log", body = ErasureLog)),
+    extensions(("x-scope" = json!("admin"))),
+)]
+async fn list_erasures(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q): Query<LogQuery>) -> ApiResult<Json<ErasureLog>> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(ErasureLog { erasures: contacts::erasures(&state, limit).await? }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// The model whose lead list this is; without it, every contact in id order.
     model: Option<String>,
+    /// `total`, `fit` or `activity`, `-` first for descending (default `-total`; needs `model`).
     sort: Option<String>,
+    /// Only contacts in this band (needs `model`).
     band: Option<String>,
+    /// Only contacts in this group (needs `model`).
     group: Option<String>,
+    /// Only contacts of this owner (needs `model`).
     owner: Option<String>,
     /// One of the statuses (`new` also matches a contact without any).
     status: Option<String>,
     /// `true`: leave closed deals (won, lost, disqualified) out.
     open: Option<bool>,
-    /// `json` (default) or `csv`.
+    /// `json` (default) or `csv` (needs `model`; the next page's cursor in `x-next-cursor`).
     format: Option<String>,
+    /// Contacts per page (1-1000, default 50).
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/contacts",
+    tag = "contacts",
+    summary = "List contacts; with model= the lead list, best first, filtered and paginated",
+    params(ListQuery),
+    responses((
+        status = OK,
+        description = "A page of contacts (format=csv: the lead list as CSV)",
+        content((ContactPage = "application/json"), (String = "text/csv")),
+    )),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn list_contacts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<JsonOrCsv<ContactPage>> {
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
@@ -240,14 +333,28 @@ fn lead_list_csv(model: &str, contacts: &[ContactView], next: Option<&str>) -> R
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// The model (default: the only live model).
     model: Option<String>,
+    /// The history up to this instant (RFC 3339); default all of it.
     at: Option<String>,
+    /// Entries per page (default 1000, at most 10000).
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/contacts/{id}/history",
+    tag = "contacts",
+    summary = "Score changes with rule, event, points and resulting scores",
+    params(("id" = String, Path, description = "The contact's id"), HistoryQuery),
+    responses((status = OK, description = "The history, oldest first", body = HistoryView)),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn contact_history(
     State(state): State<Arc<AppState>>,
     _: CanRead,
@@ -260,12 +367,24 @@ async fn contact_history(
     Ok(Json(contacts::history(&state, &id, q.model.as_deref(), at, window).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ExportQuery {
+    /// Events per page (default 10000, at most 50000).
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/contacts/{id}/export",
+    tag = "contacts",
+    summary = "All data held on the contact",
+    params(("id" = String, Path, description = "The contact's id"), ExportQuery),
+    responses((status = OK, description = "The contact, its events and its log", body = ContactExport)),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn export_contact(
     State(state): State<Arc<AppState>>,
     _: CanRead,
@@ -277,7 +396,7 @@ async fn export_contact(
     Ok(Json(contacts::export(&state, &id, window).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MergeBody {
     /// The contact to merge into this one (it is deleted).
@@ -286,37 +405,63 @@ struct MergeBody {
 
 /// `POST /contacts/{id}/merge {"from": other}`: one person known under two ids becomes one
 /// contact, scored as if every event had been this contact's.
+#[utoipa::path(
+    post,
+    path = "/contacts/{id}/merge",
+    tag = "contacts",
+    summary = "Merge another contact ({from}) into this one",
+    params(("id" = String, Path, description = "The contact that stays")),
+    request_body = MergeBody,
+    responses((status = OK, description = "The merged contact", body = ContactView)),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn merge_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<ContactView>> {
     let body: MergeBody = body.json()?;
     let contact = contacts::merge(&state, &body.from, &id).await?;
     Ok(Json(contacts::view(&state, &contact, None).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkBody {
+    /// Which contacts (default: all).
     #[serde(default)]
     filter: BulkFilterBody,
     #[serde(default)]
+    #[schema(value_type = Object)]
     set_attributes: Map<String, Value>,
     #[serde(default)]
     add_groups: Vec<String>,
     #[serde(default)]
     remove_groups: Vec<String>,
+    /// The new owner; null clears it.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     owner: Option<Option<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkFilterBody {
+    /// The model `band` is of.
     model: Option<String>,
     band: Option<String>,
     group: Option<String>,
     owner: Option<String>,
+    /// A condition on attributes, as in a model (contract §2).
+    #[schema(value_type = Option<Object>)]
     condition: Option<Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/bulk",
+    tag = "contacts",
+    summary = "Change attributes, groups or owner of every contact matching a filter",
+    request_body = BulkBody,
+    responses((status = OK, description = "How many contacts changed", body = BulkAnswer)),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn bulk_update(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<Json<BulkAnswer>> {
     let body: BulkBody = body.json()?;
     let update = BulkUpdate {

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::input::Path;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use leadscore_app::deliveries::{self, DeliveryView};
 
@@ -18,8 +19,8 @@ use crate::auth::{CanAdmin, CanRead};
 use crate::error::ApiResult;
 use crate::input::Query;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/deliveries", get(list_deliveries)).route("/deliveries/{id}", get(get_delivery)).route("/deliveries/{id}/retry", post(retry_delivery))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(list_deliveries)).routes(routes!(get_delivery)).routes(routes!(retry_delivery))
 }
 
 /// A page of the outbox, newest first, with how many deliveries are in each state.
@@ -28,18 +29,32 @@ pub struct DeliveryList {
     /// Deliveries per state (pending, delivered, failed), over the whole outbox.
     pub counts: BTreeMap<String, u64>,
     pub deliveries: Vec<DeliveryView>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// pending, delivered, failed (dead-lettered) or all (the default).
     state: Option<String>,
+    /// Deliveries of this automation only.
     automation: Option<String>,
+    /// Deliveries per page (1-1000, default 50).
     limit: Option<usize>,
     /// `created_at,id` of the last delivery of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/deliveries",
+    tag = "deliveries",
+    summary = "The outbox: deliveries by state (pending, delivered, failed = dead-lettered), newest first",
+    params(ListQuery),
+    responses((status = OK, description = "A page of the outbox", body = DeliveryList)),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn list_deliveries(State(state): State<Arc<AppState>>, _: CanRead, Query(query): Query<ListQuery>) -> ApiResult<Json<DeliveryList>> {
     let page = deliveries::list(&state, query.state.as_deref(), query.automation, query.limit, query.cursor.as_deref()).await?;
     Ok(Json(DeliveryList {
@@ -49,11 +64,29 @@ async fn list_deliveries(State(state): State<Arc<AppState>>, _: CanRead, Query(q
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/deliveries/{id}",
+    tag = "deliveries",
+    summary = "A delivery with its payload and every attempt",
+    params(("id" = String, Path, description = "The delivery's id (its webhook-id)")),
+    responses((status = OK, description = "The delivery, with `attempt_log`", body = DeliveryView)),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn get_delivery(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<DeliveryView>> {
     let (delivery, attempts) = deliveries::get(&state, &id).await?;
     Ok(Json(DeliveryView::with_attempts(&delivery, &attempts)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/deliveries/{id}/retry",
+    tag = "deliveries",
+    summary = "Send a delivery again now (same webhook-id)",
+    params(("id" = String, Path, description = "The delivery's id (its webhook-id)")),
+    responses((status = OK, description = "The delivery, queued again", body = DeliveryView)),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn retry_delivery(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<Json<DeliveryView>> {
     let delivery = deliveries::retry(&state, &id).await?;
     Ok(Json(DeliveryView::from(&delivery)))

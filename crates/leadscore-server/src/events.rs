@@ -5,23 +5,24 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use leadscore_app::events::{self, Rejected};
 use leadscore_store::{IngestStatus, Scope};
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::CanIngest;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/events", post(ingest))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(ingest))
 }
 
 /// What ingesting answers: how many events were stored, which were refused and why, and
@@ -41,6 +42,7 @@ pub struct IngestAnswer {
 pub struct IngestResult {
     /// The contact it was stored for: only to keys that may read contacts.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub contact: Option<String>,
     /// Its index in the batch.
     pub index: usize,
@@ -49,6 +51,22 @@ pub struct IngestResult {
     pub status: IngestStatus,
 }
 
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "events",
+    summary = "Ingest one event or {batch: [...]} (Segment shape)",
+    request_body(
+        content = Object,
+        description = "One event `{messageId, type: track|page|identify, event, userId | anonymousId | email, properties, traits, timestamp}` \
+                       or `{\"batch\": [...]}` of up to 1,000 events (4 MiB); each event is checked on its own",
+    ),
+    responses(
+        (status = OK, description = "Every event stored (or a duplicate)", body = IngestAnswer),
+        (status = MULTI_STATUS, description = "Some events refused (`rejected`), the others stored", body = IngestAnswer),
+    ),
+    extensions(("x-scope" = json!("ingest"))),
+)]
 async fn ingest(State(state): State<Arc<AppState>>, principal: CanIngest, body: Result<Body, ApiError>) -> ApiResult<(StatusCode, Json<IngestAnswer>)> {
     let body = body.map_err(|error| match error.code {
         "payload_too_large" => {

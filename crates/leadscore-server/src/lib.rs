@@ -111,26 +111,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// The API with other routes beside it, under the same limits, tracing and panic guard.
 pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
-    let api = Router::new()
-        .merge(contacts::router())
-        .merge(events::router())
-        .merge(models::router())
-        .merge(automations::router())
-        .merge(deliveries::router())
-        .merge(outcomes::router())
-        .merge(accounts::router())
-        .merge(backtest::router())
-        .merge(compare::router())
-        .merge(predictive::router())
-        .merge(reports::router())
-        .merge(settings::router())
-        .merge(keys::router())
-        .merge(users::router());
-    let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), system::audit_changes));
-    Router::new()
-        .nest("/api/v1", api)
-        .merge(segment::router())
-        .merge(system::router())
+    // Every route is one the OpenAPI document describes (`openapi::routes`).
+    let audit = axum::middleware::from_fn_with_state(state.clone(), system::audit_changes);
+    let (documented, _) = openapi::routes(|api| api.layer(audit)).split_for_parts();
+    documented
         .layer(axum::middleware::from_fn(error::errors_in_json_shape))
         .with_state(state.clone())
         .merge(pages)

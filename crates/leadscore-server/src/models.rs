@@ -4,15 +4,16 @@
 use std::sync::Arc;
 
 use crate::input::Path;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use leadscore_core::Model;
 use leadscore_core::model::Format;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use leadscore_app::models::{self, JobView, ModelListItem, ModelVersionView, ModelView, promote, start_rescore};
 
@@ -21,14 +22,14 @@ use crate::auth::{CanAdmin, CanRead};
 use crate::error::ApiResult;
 use crate::input::{Body, Query};
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/models", get(list_models))
-        .route("/models/validate", post(validate_model))
-        .route("/models/{name}", get(get_model).put(put_model).delete(delete_model))
-        .route("/models/{name}/versions", get(model_versions))
-        .route("/models/{name}/rescore", post(rescore_model))
-        .route("/models/{name}/promote", post(promote_model))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_models))
+        .routes(routes!(validate_model))
+        .routes(routes!(get_model, put_model, delete_model))
+        .routes(routes!(model_versions))
+        .routes(routes!(rescore_model))
+        .routes(routes!(promote_model))
 }
 
 pub(crate) fn body_format(headers: &HeaderMap, text: &str) -> Format {
@@ -47,7 +48,9 @@ pub(crate) fn body_format(headers: &HeaderMap, text: &str) -> Format {
 pub struct PublishAnswer {
     pub name: String,
     /// The rescore of the new version (for an unchanged model: the latest one, if any).
+    #[schema(required = true)]
     pub rescore: Option<JobView>,
+    #[schema(required = true)]
     pub shadow_of: Option<String>,
     /// Present (true) when the live version already held this text: nothing was published.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -114,13 +117,30 @@ pub struct InvalidModel {
     pub valid: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PutQuery {
     /// Publish as a shadow of this live model (F31).
     shadow_of: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/models/{name}",
+    tag = "models",
+    summary = "Publish a new version (TOML or JSON) and rescore in the background; ?shadow_of=LIVE publishes a shadow model: scores live traffic, fires no automations, never sent out",
+    params(("name" = String, Path, description = "The model's name"), PutQuery),
+    request_body(
+        description = "The model (contract §2) as TOML, or as the equivalent JSON (by Content-Type, else sniffed)",
+        content((String = "application/toml"), (Object = "application/json")),
+    ),
+    responses(
+        (status = CREATED, description = "Published; the rescore runs in the background", body = PublishAnswer),
+        (status = OK, description = "The live version already holds this text: nothing published", body = PublishAnswer),
+    ),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn put_model(
     State(state): State<Arc<AppState>>,
     _: CanAdmin,
@@ -143,17 +163,41 @@ async fn put_model(
     Ok((status, Json(answer)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/models/{name}/promote",
+    tag = "models",
+    summary = "Promote a shadow model: its rules become a new version of the model it shadows (rescored), the shadow is deleted",
+    params(("name" = String, Path, description = "The shadow model")),
+    responses((status = CREATED, description = "The new version of the live model", body = PromoteAnswer)),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn promote_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<PromoteAnswer>)> {
     let version = promote(&state, &name).await?;
     let job = start_rescore(&state.engine, &version.name).await?;
     Ok((StatusCode::CREATED, Json(PromoteAnswer { name: version.name, promoted: name, rescore: JobView::from(&job), version: version.version })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GetQuery {
+    /// `source` (or `toml`): the text as published instead of the JSON view.
     format: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/models/{name}",
+    tag = "models",
+    summary = "A live model, its definition and rescore progress",
+    params(("name" = String, Path, description = "The model's name"), GetQuery),
+    responses((
+        status = OK,
+        description = "The model (format=source: the text as published, as application/toml, or application/json for a model published as JSON)",
+        content((ModelView = "application/json"), (String = "application/toml")),
+    )),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn get_model(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>, Query(q): Query<GetQuery>) -> ApiResult<JsonOrSource<ModelView>> {
     let overview = models::overview(&state, &name).await?;
     if q.format.as_deref() == Some("source") || q.format.as_deref() == Some("toml") {
@@ -178,16 +222,45 @@ impl<T: Serialize> IntoResponse for JsonOrSource<T> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/models",
+    tag = "models",
+    summary = "Live and shadow models (shadow_of) with rescore progress",
+    responses((status = OK, description = "The models", body = ModelList)),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn list_models(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<ModelList>> {
     let models = models::list(&state).await?.iter().map(|(version, job)| ModelListItem::new(version, job.as_ref())).collect();
     Ok(Json(ModelList { models }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/models/{name}/versions",
+    tag = "models",
+    summary = "Every version of a model",
+    params(("name" = String, Path, description = "The model's name")),
+    responses((status = OK, description = "The versions, oldest first", body = ModelVersions)),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn model_versions(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<ModelVersions>> {
     let (versions, live) = models::versions(&state, &name).await?;
     Ok(Json(ModelVersions { name, versions: versions.iter().map(|v| ModelVersionView::new(v, live)).collect() }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/models/validate",
+    tag = "models",
+    summary = "Validate a model (TOML or JSON) without publishing",
+    request_body(
+        description = "The model (contract §2) as TOML, or as the equivalent JSON (by Content-Type, else sniffed)",
+        content((String = "application/toml"), (Object = "application/json")),
+    ),
+    responses((status = OK, description = "Valid, or every problem with where it is", body = ModelValidation)),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn validate_model(_: CanRead, headers: HeaderMap, body: Body) -> ApiResult<Json<ModelValidation>> {
     let text = body.text()?;
     Ok(Json(match Model::parse_as(text, body_format(&headers, text)) {
@@ -202,11 +275,29 @@ async fn validate_model(_: CanRead, headers: HeaderMap, body: Body) -> ApiResult
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/models/{name}",
+    tag = "models",
+    summary = "Delete a model and its scores (versions are kept); 409 while it has shadow models",
+    params(("name" = String, Path, description = "The model's name")),
+    responses((status = NO_CONTENT, description = "Deleted")),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn delete_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
     leadscore_app::models::delete(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/models/{name}/rescore",
+    tag = "models",
+    summary = "Rescore every contact under the live version",
+    params(("name" = String, Path, description = "The model's name")),
+    responses((status = ACCEPTED, description = "The rescore, running in the background", body = RescoreAnswer)),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn rescore_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<RescoreAnswer>)> {
     let job = models::rescore(&state.engine, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(RescoreAnswer { rescore: JobView::from(&job) })))
