@@ -4,15 +4,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use leadscore_core::scorer::{activity_history, normalize_events, round2};
+use leadscore_core::scorer::{QUADRANTS, activity_history, normalize_events, round2};
 use leadscore_core::{EventRef, ScoreCard};
 use leadscore_store::scoring::{ScoringEvent, card_at, card_from_events};
-use leadscore_store::{BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, SortKey, StoredEvent};
+use leadscore_store::{BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, SortKey};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::Engine;
+use crate::access::Reach;
 use crate::error::{AppError, AppResult};
 use crate::paging::{bad_cursor, page_cursor};
 use crate::time::{format_time, parse_time};
@@ -24,13 +25,6 @@ pub fn check_id(id: &str, what: &str) -> AppResult<()> {
         return Err(AppError::invalid(format!("{what} must be 1-{MAX_ID_LEN} printable characters")));
     }
     Ok(())
-}
-
-pub fn scoring_events(events: &[StoredEvent]) -> Vec<ScoringEvent> {
-    events
-        .iter()
-        .map(|e| ScoringEvent { timestamp: e.timestamp, message_id: e.message_id.clone(), name: e.name.clone(), properties: e.properties.clone() })
-        .collect()
 }
 
 /// A contact's cards under every live model that scores it, as of `at` (now if None).
@@ -57,7 +51,7 @@ pub async fn current_cards(engine: &Engine, contact: &ContactRecord, at: Option<
             Some(card) => card,
             None => {
                 if events.is_none() {
-                    events = Some(scoring_events(&engine.store.contact_events(&contact.id).await?));
+                    events = Some(ScoringEvent::from_stored(&engine.store.contact_events(&contact.id).await?));
                 }
                 let all = events.as_deref().unwrap_or_default();
                 let when = at.unwrap_or_else(|| all.iter().map(|e| e.timestamp).max().map_or(engine.now(), |t| t.max(engine.now())));
@@ -145,6 +139,12 @@ pub async fn find(engine: &Engine, id: &str) -> AppResult<ContactRecord> {
     engine.store.get_contact(id).await?.ok_or_else(|| AppError::not_found(format!("no contact {id:?}")))
 }
 
+/// [`find`] for a caller with this reach: a contact out of it is not found, as one that
+/// does not exist.
+pub async fn find_within(engine: &Engine, id: &str, reach: &Reach) -> AppResult<ContactRecord> {
+    reach.check(find(engine, id).await?)
+}
+
 /// A contact to create or update, as a caller sends it (the e-mail may also come as an
 /// attribute; the field wins).
 #[derive(Clone, Debug, Default)]
@@ -206,6 +206,28 @@ pub async fn patch(engine: &Engine, id: &str, changes: ContactChanges) -> AppRes
     after_write(engine, contact).await
 }
 
+/// The most contacts one bulk action on chosen contacts takes (the lead list's checkboxes;
+/// `POST /bulk` changes any number by filter).
+pub const MAX_CHOSEN: usize = 1000;
+
+/// The same changes to each chosen contact (the lead list's bulk actions), one contact per
+/// transaction. A contact that is gone or out of `reach` is skipped, not refused: the
+/// others still change. Returns how many changed.
+pub async fn change_chosen(engine: &Engine, ids: &[String], changes: &ContactChanges, reach: &Reach) -> AppResult<usize> {
+    if ids.len() > MAX_CHOSEN {
+        return Err(AppError::bad_request(format!("at most {MAX_CHOSEN} contacts at once; use a filter (POST /bulk) for more")));
+    }
+    let mut changed = 0;
+    for id in ids {
+        let Some(contact) = engine.store.get_contact(id).await? else { continue };
+        if reach.reaches(contact.owner.as_deref()) {
+            patch(engine, id, changes.clone()).await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
 /// A written contact after its automations ran (they may have changed it).
 async fn after_write(engine: &Engine, contact: ContactRecord) -> AppResult<ContactRecord> {
     if engine.runtime.automations().is_empty() {
@@ -264,6 +286,9 @@ pub async fn bulk(engine: &Engine, update: BulkUpdate) -> AppResult<u64> {
     Ok(changed)
 }
 
+/// The longest search text the lead list takes.
+pub const MAX_SEARCH_LEN: usize = 200;
+
 /// What the lead list is asked for (contract §5): `model` makes it the lead list, sorted
 /// by a score; without one, every contact in id order.
 #[derive(Clone, Debug, Default)]
@@ -277,8 +302,16 @@ pub struct LeadListQuery {
     pub status: Option<String>,
     /// Leave closed deals (won, lost, disqualified) out.
     pub open: Option<bool>,
+    /// Only this fit × activity quadrant of the model.
+    pub quadrant: Option<String>,
+    /// Only contacts whose `source` attribute is this.
+    pub source: Option<String>,
+    /// Only contacts whose e-mail, name or company contains this (ASCII case ignored).
+    pub search: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// Whose contacts may be listed: a sales rep's own (and the pool) whatever `owner` says.
+    pub reach: Reach,
 }
 
 /// One page of the lead list: the contacts and the cursor of the next page.
@@ -323,12 +356,12 @@ pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> AppResult<LeadPage>
         return Err(AppError::bad_request(format!("status {status:?} is not one of {}", leadscore_store::STATUSES.join(", "))));
     }
     let Some(model_name) = q.model.clone() else {
-        if q.band.is_some() || q.sort.is_some() || q.status.is_some() || q.open.is_some() {
-            return Err(AppError::bad_request("`band`, `sort`, `status`, `open` and `format` need `model` (the lead list)"));
+        if q.band.is_some() || q.sort.is_some() || q.status.is_some() || q.open.is_some() || q.quadrant.is_some() {
+            return Err(AppError::bad_request("`band`, `sort`, `status`, `open`, `quadrant` and `format` need `model` (the lead list)"));
         }
-        // Without a model: every contact in id order (group/owner filters need a model).
-        if q.group.is_some() || q.owner.is_some() {
-            return Err(AppError::bad_request("`group` and `owner` filters need `model` (the lead list)"));
+        // Without a model: every contact in id order (the filters need a model).
+        if q.group.is_some() || q.owner.is_some() || q.source.is_some() || q.search.is_some() || !q.reach.is_everyone() {
+            return Err(AppError::bad_request("`group`, `owner`, `source` and `q` filters need `model` (the lead list)"));
         }
         let contacts = engine.store.list_contacts(page_cursor(q.cursor.as_deref())?, limit).await?;
         let next_cursor = (contacts.len() == limit).then(|| contacts.last().map(|c| c.id.clone())).flatten();
@@ -341,15 +374,33 @@ pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> AppResult<LeadPage>
         let names: Vec<&str> = published.model.bands.iter().map(|b| b.name.as_str()).collect();
         return Err(AppError::bad_request(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
     }
+    if let Some(quadrant) = &q.quadrant
+        && !QUADRANTS.contains(&quadrant.as_str())
+    {
+        return Err(AppError::bad_request(format!("quadrant {quadrant:?} is not one of {}", QUADRANTS.join(", "))));
+    }
+    let search = q.search.map(|text| text.trim().to_string()).filter(|text| !text.is_empty());
+    if search.as_ref().is_some_and(|text| text.chars().count() > MAX_SEARCH_LEN) {
+        return Err(AppError::bad_request(format!("the search text is longer than {MAX_SEARCH_LEN} characters")));
+    }
     let (sort, descending) = parse_sort(q.sort.as_deref())?;
     let after = page_cursor(q.cursor.as_deref())?.map(parse_lead_cursor).transpose()?;
+    let (owner, unassigned_too) = match q.reach {
+        Reach::Everyone => (q.owner, false),
+        // A rep asking for another rep's leads gets their own: the filter cannot widen the reach.
+        Reach::Own { owner, pool } => (Some(owner), pool),
+    };
     let lead_query = LeadQuery {
         model: model_name.clone(),
         sort: sort.clone(),
         descending,
         band: q.band,
         group: q.group,
-        owner: q.owner,
+        owner,
+        unassigned_too,
+        quadrant: q.quadrant,
+        source: q.source,
+        search,
         status: q.status,
         open: q.open.unwrap_or(false),
         limit,
@@ -474,7 +525,7 @@ pub async fn history(engine: &Engine, id: &str, model: Option<&str>, at: Option<
     let q_at = at;
     let published = engine.named_or_only_model(model)?;
     let at = q_at.unwrap_or(Millis::MAX);
-    let events = scoring_events(&engine.store.contact_events(id).await?);
+    let events = ScoringEvent::from_stored(&engine.store.contact_events(id).await?);
     let mut refs: Vec<EventRef<'_>> = events.iter().map(ScoringEvent::as_ref).collect();
     normalize_events(&mut refs);
     let steps = activity_history(&published.model, refs, at);
@@ -595,7 +646,7 @@ pub struct ExportedEvent {
 /// a minimum): where a hot lead's wait for its first touch starts.
 pub async fn became_hot_at(engine: &Engine, contact: &ContactRecord, published: &PublishedModel) -> AppResult<Option<Millis>> {
     let Some(line) = published.model.bands.first().and_then(|b| b.min) else { return Ok(None) };
-    let events = scoring_events(&engine.store.contact_events(&contact.id).await?);
+    let events = ScoringEvent::from_stored(&engine.store.contact_events(&contact.id).await?);
     let mut refs: Vec<EventRef<'_>> = events.iter().map(ScoringEvent::as_ref).collect();
     normalize_events(&mut refs);
     let fit = published.model.fit(&contact.attributes);

@@ -3,6 +3,7 @@
 //! the CLI and the background workers call these and nothing below them; none of this
 //! knows HTTP.
 
+pub mod access;
 pub mod accounts;
 pub mod audit;
 pub mod automations;
@@ -69,6 +70,12 @@ pub struct EngineConfig {
     pub smtp_from: String,
     /// Whether this process runs the background workers (tests may drive the steps alone).
     pub workers: bool,
+    /// Whether sales reps also reach contacts without an owner (LEADSCORE_SALES_POOL).
+    pub sales_pool: bool,
+    /// How often the live predictive model is retrained (LEADSCORE_RETRAIN_INTERVAL; None: never).
+    pub retrain_interval: Option<std::time::Duration>,
+    /// How long a signed-in session lasts (LEADSCORE_SESSION_IDLE, LEADSCORE_SESSION_LIFETIME).
+    pub sessions: users::SessionPolicy,
 }
 
 impl Default for EngineConfig {
@@ -85,6 +92,9 @@ impl Default for EngineConfig {
             smtp_url: None,
             smtp_from: "leadscore@localhost".into(),
             workers: true,
+            sales_pool: false,
+            retrain_interval: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+            sessions: users::SessionPolicy::default(),
         }
     }
 }

@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use leadscore_core::ScoreCard;
 use leadscore_predict::{Algorithm, CalibrationBin, Dataset, Evaluation, LeakageWarning, PredictiveModel, Progress, TrainError, TrainOptions};
+use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{ContactRecord, Millis, OutcomeKind, OutcomeRecord, PredictiveVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::Engine;
-use crate::contacts::scoring_events;
 use crate::error::{AppError, AppResult};
 use crate::features::{FeatureSchema, SkippedAttribute, Snapshot, attributes_as_of};
 use crate::time::format_time;
@@ -106,6 +106,14 @@ pub struct PredictiveReport {
     pub seed: u64,
     pub holdout: f64,
     pub training_ms: u64,
+    /// What the request asked besides the defaults, so a scheduled retraining asks the same:
+    /// the attributes it left out, the leaky features it kept, its closed-contact minimum.
+    #[serde(default)]
+    pub excluded_attributes: Vec<String>,
+    #[serde(default)]
+    pub allowed_leaky: Vec<String>,
+    #[serde(default)]
+    pub min_closed: usize,
 }
 
 /// A version as the API lists it.
@@ -282,8 +290,7 @@ pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(
     let rows = snapshots.iter().map(|s| schema.row(s.attributes, s.events, s.cards, s.at)).collect();
     let labels = kept.iter().map(|c| c.label).collect();
     let data = Dataset { features: schema.specs(), rows, labels };
-    let seed = options.seed;
-    let holdout = options.holdout;
+    let (seed, holdout, min_closed) = (options.seed, options.holdout, options.min_closed);
     let trained = tokio::task::spawn_blocking(move || {
         let mut report = |step: Progress| progress(TrainStep::Training(step));
         leadscore_predict::train(&data, &options, &mut report)
@@ -314,6 +321,9 @@ pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(
         seed,
         holdout,
         training_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        excluded_attributes: request.exclude.clone(),
+        allowed_leaky: request.allow_leaky.clone(),
+        min_closed,
     };
     let live_auc = match engine.store.live_predictive().await? {
         Some(live) => serde_json::from_str::<PredictiveReport>(&live.report).ok().filter(|r| r.target == request.target).map(|r| r.auc),
@@ -361,6 +371,42 @@ fn version_view(version: PredictiveVersion) -> AppResult<PredictiveVersionView> 
     Ok(PredictiveVersionView { version: version.version, live: version.live, trained_at: format_time(version.trained_at), report })
 }
 
+/// What a scheduled retraining did.
+#[derive(Debug)]
+pub enum Retrained {
+    /// No model is live: nothing was asked for yet (training starts by hand).
+    NoLiveModel,
+    /// No contact closed since the live version learned: the same data would give the same
+    /// model.
+    NothingNew { closed: usize },
+    /// A new version, live only when its holdout AUC is not below the live one's.
+    Trained(Box<PredictiveVersionView>),
+}
+
+/// Retrains the live version's kind of model on today's closed contacts, asking what its
+/// training asked (target, holdout, seed, left-out attributes, kept features, minimum).
+/// The new version replaces the live one only when it is not worse on its holdout.
+pub async fn retrain(engine: &Engine, progress: Arc<dyn Fn(TrainStep) + Send + Sync>) -> AppResult<Retrained> {
+    let Some(live) = engine.store.live_predictive().await? else { return Ok(Retrained::NoLiveModel) };
+    let report: PredictiveReport =
+        serde_json::from_str(&live.report).map_err(|e| AppError::invalid(format!("the live version's report cannot be read: {e}")))?;
+    let closed = closed_contacts(engine, report.target).await?.len();
+    if closed == report.rows {
+        return Ok(Retrained::NothingNew { closed });
+    }
+    let request = TrainRequest {
+        target: report.target,
+        holdout: Some(report.holdout),
+        seed: Some(report.seed),
+        min_closed: Some(report.min_closed).filter(|n| *n > 0),
+        k_folds: None,
+        allow_leaky: report.allowed_leaky,
+        exclude: report.excluded_attributes,
+        live: false,
+    };
+    Ok(Retrained::Trained(Box::new(train(engine, request, progress).await?)))
+}
+
 /// Every version, newest first.
 pub async fn list(engine: &Engine) -> AppResult<Vec<PredictiveVersionView>> {
     engine.store.list_predictive().await?.into_iter().map(version_view).collect()
@@ -392,7 +438,7 @@ pub(crate) fn parse_live(version: PredictiveVersion) -> Option<LivePredictive> {
 /// before any version exists. `cards` are the contact's rule-model cards as of then.
 pub async fn score(engine: &Engine, contact: &ContactRecord, cards: &BTreeMap<String, ScoreCard>, at: Option<Millis>) -> AppResult<Option<PredictiveScore>> {
     let Some(live) = engine.predictive() else { return Ok(None) };
-    let events = scoring_events(&engine.store.contact_events(&contact.id).await?);
+    let events = ScoringEvent::from_stored(&engine.store.contact_events(&contact.id).await?);
     let at = at.unwrap_or_else(|| events.iter().map(|e| e.timestamp).max().map_or(engine.now(), |t| t.max(engine.now())));
     let row = live.schema.row(&contact.attributes, &events, cards, at);
     let prediction = live.model.predict(&row);

@@ -289,3 +289,31 @@ impl From<&UserRecord> for UserView {
         }
     }
 }
+
+/// The session cookie's name (the pages set it; the pages and the JSON API read it).
+pub const SESSION_COOKIE: &str = "leadscore_session";
+
+/// The session token among a request's `Cookie` header values.
+pub fn session_cookie<'a>(cookie_headers: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    cookie_headers
+        .into_iter()
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// Whether a browser request came from this site, so a cookie it carries was meant for it
+/// (CSRF): browsers say where a request comes from in `Sec-Fetch-Site`, older ones at
+/// least in `Origin`. A request with neither (a script, curl) carries no browser's cookie
+/// by accident and is let through.
+pub fn from_this_site(sec_fetch_site: Option<&str>, origin: Option<&str>, host: Option<&str>) -> bool {
+    if let Some(site) = sec_fetch_site {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (origin, host) {
+        (Some(origin), Some(host)) => origin.split_once("://").is_some_and(|(_, rest)| rest == host),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}

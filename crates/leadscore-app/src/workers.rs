@@ -36,6 +36,35 @@ pub async fn decay_sweep(engine: &Engine) -> Result<SweepReport, StoreError> {
 }
 
 pub fn spawn_decay_sweeper(engine: Arc<Engine>, every: Duration) {
+    spawn_leased(engine, "decay-sweep", every, |engine| async move {
+        match decay_sweep(&engine).await {
+            Ok(report) => tracing::debug!(seen = report.seen, changed = report.changed, "decay sweep"),
+            Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "decay sweep failed"),
+        }
+    });
+}
+
+/// Retrains the predictive model every `every` (issue 14): a new version goes live only
+/// when it is not worse on its holdout; nothing is trained when no deal closed since.
+pub fn spawn_predictive_retrainer(engine: Arc<Engine>, every: Duration) {
+    spawn_leased(engine, "predictive-retrain", every, |engine| async move {
+        match crate::predictive::retrain(&engine, Arc::new(|_| {})).await {
+            Ok(crate::predictive::Retrained::Trained(version)) => {
+                tracing::info!(version = version.version, auc = version.report.auc, live = version.live, "scheduled predictive retraining")
+            }
+            Ok(other) => tracing::debug!(?other, "scheduled predictive retraining: nothing to do"),
+            Err(err) => tracing::warn!(error = %err, "scheduled predictive retraining failed"),
+        }
+    });
+}
+
+/// Runs `step` every `every` until shutdown; with several processes on one database, the
+/// one that takes the lease `name` runs it for that interval.
+fn spawn_leased<F, Fut>(engine: Arc<Engine>, name: &'static str, every: Duration, step: F)
+where
+    F: Fn(Arc<Engine>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let worker = engine.clone();
     engine.runtime.spawn(async move {
         let engine = worker;
@@ -47,21 +76,11 @@ pub fn spawn_decay_sweeper(engine: Arc<Engine>, every: Duration) {
                 () = engine.runtime.shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            // With several processes on one database, one of them sweeps per interval.
             let lease = (every.as_millis() as leadscore_store::Millis).max(1000);
-            match engine.store.try_lease("decay-sweep", &engine.runtime.worker_id, lease, engine.now()).await {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(err) => {
-                    tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot take the decay sweep lease");
-                    continue;
-                }
-            }
-            match decay_sweep(&engine).await {
-                Ok(report) => {
-                    tracing::debug!(seen = report.seen, changed = report.changed, "decay sweep")
-                }
-                Err(err) => tracing::error!(error = %leadscore_store::ErrorChain(&err), "decay sweep failed"),
+            match engine.store.try_lease(name, &engine.runtime.worker_id, lease, engine.now()).await {
+                Ok(true) => step(engine.clone()).await,
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %leadscore_store::ErrorChain(&err), lease = name, "cannot take the lease"),
             }
         }
     });

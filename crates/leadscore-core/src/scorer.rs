@@ -263,6 +263,8 @@ pub const QUADRANT_SALES_READY: &str = "sales-ready";
 pub const QUADRANT_LONG_TERM: &str = "long-term target";
 pub const QUADRANT_RESEARCHER: &str = "researcher";
 pub const QUADRANT_UNQUALIFIED: &str = "unqualified";
+/// Every quadrant, in the order of the matrix: both high, fit high, activity high, neither.
+pub const QUADRANTS: [&str; 4] = [QUADRANT_SALES_READY, QUADRANT_LONG_TERM, QUADRANT_RESEARCHER, QUADRANT_UNQUALIFIED];
 
 impl Model {
     /// Builds the reported scores from unrounded fit and activity.

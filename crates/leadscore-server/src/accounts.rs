@@ -90,10 +90,16 @@ struct AccountQuery {
     responses((status = OK, description = "The account", body = AccountView)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn get_account(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<AccountQuery>) -> ApiResult<Json<AccountView>> {
+async fn get_account(
+    State(state): State<Arc<AppState>>,
+    caller: CanRead,
+    Path(id): Path<String>,
+    Query(q): Query<AccountQuery>,
+) -> ApiResult<Json<AccountView>> {
     let detail = accounts::get(&state, &id, q.model.as_deref()).await?;
     let mut contacts = Vec::with_capacity(detail.contacts.len());
-    for (_, contact) in &detail.contacts {
+    // The account's score counts every contact; a sales rep sees only theirs of it.
+    for (_, contact) in detail.contacts.iter().filter(|(_, contact)| caller.reach.reaches(contact.owner.as_deref())) {
         contacts.push(leadscore_app::contacts::view(&state, contact, None).await?);
     }
     Ok(Json(AccountView {

@@ -1,5 +1,8 @@
-//! API keys: `Authorization: Bearer <key>`, looked up by SHA-256 hash. Keys are 32 random
-//! bytes, so a fast hash is enough (nothing to brute-force); the key itself is never stored.
+//! Credentials: API keys (`Authorization: Bearer <key>`, looked up by SHA-256 hash; keys
+//! are 32 random bytes, so a fast hash is enough and the key itself is never stored), and
+//! a signed-in user's session cookie (contract §8: the same role rules as the pages; a
+//! state-changing request with a cookie must come from this site). A key's scopes decide
+//! what it may call; a user's role does, and a sales rep reaches only their own contacts.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use leadscore_store::{ApiKeyRecord, IdentityTrust, Scope};
+use leadscore_app::access::Reach;
+use leadscore_store::{ApiKeyRecord, IdentityTrust, Role, Scope};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -18,8 +22,13 @@ pub use leadscore_app::keys::{KEY_PREFIX, generate_key, hash_key};
 /// Who is calling, with what scopes.
 #[derive(Clone, Debug)]
 pub struct Principal {
+    /// The API key's id, or the signed-in user's id: who the audit and erasure logs name.
     pub key_id: String,
     pub scopes: Vec<Scope>,
+    /// A signed-in user's role (None for an API key): the routes' role rules apply.
+    pub role: Option<Role>,
+    /// Which contacts the caller reaches: every one for keys, a sales rep's own.
+    pub reach: Reach,
 }
 
 impl Principal {
@@ -178,7 +187,7 @@ async fn check_record(state: &AppState, hash: &str, key: &str, cached: Option<Op
             if let Some(per_second) = state.config.rate_limit {
                 state.limits.admit(&record.id, per_second, Instant::now())?;
             }
-            Ok(Principal { key_id: record.id, scopes: record.scopes })
+            Ok(Principal { key_id: record.id, scopes: record.scopes, role: None, reach: Reach::Everyone })
         }
         Some(_) => Err(ApiError::unauthorized("this API key was revoked")),
         None => Err(ApiError::unauthorized("unknown API key")),
@@ -189,8 +198,13 @@ impl FromRequestParts<Arc<AppState>> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
-        let header =
-            parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <API key>` header"))?;
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return match leadscore_app::users::session_cookie(parts.headers.get_all(axum::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok())) {
+                Some(token) => signed_in(state, parts, &token, peer).await,
+                None => Err(ApiError::unauthorized("missing `Authorization: Bearer <API key>` header (or a signed-in session)")),
+            };
+        };
         let text = header.to_str().map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
         let key = text
             .strip_prefix("Bearer ")
@@ -198,41 +212,110 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer <API key>`"))?;
-        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip());
         authenticate(state, key, peer).await
     }
 }
 
-/// A scope a route needs, as a type, so the check is an extractor: it runs before the
-/// route's path, query and body are read, and a caller without the scope gets 403 whatever
-/// else is wrong with the request (a read key never learns how a query parses).
-pub trait RequiredScope {
-    const SCOPE: Scope;
+/// The user of a session cookie. A request that changes something must say it comes from
+/// this site, as the pages' forms do: another site cannot make a browser send it (CSRF).
+async fn signed_in(state: &AppState, parts: &Parts, token: &str, peer: Option<IpAddr>) -> Result<Principal, ApiError> {
+    if let Some(peer) = peer {
+        state.failed_auth.check(peer, Instant::now())?;
+    }
+    let user = match leadscore_app::users::session_user(state, token, state.config.engine.sessions).await? {
+        Some(user) => user,
+        None => {
+            if let Some(peer) = peer {
+                state.failed_auth.failed(peer, Instant::now());
+            }
+            return Err(ApiError::unauthorized("the session has ended; sign in again"));
+        }
+    };
+    if !parts.method.is_safe() {
+        let text = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        if !leadscore_app::users::from_this_site(text("sec-fetch-site"), text("origin"), text("host")) {
+            return Err(ApiError::forbidden("a request with a session cookie from another site is refused"));
+        }
+    }
+    if let Some(per_second) = state.config.rate_limit {
+        state.limits.admit(&user.id, per_second, Instant::now())?;
+    }
+    let scopes = match user.role {
+        Role::Admin => vec![Scope::Admin],
+        Role::Marketing | Role::Sales => vec![Scope::Read],
+    };
+    Ok(Principal { key_id: user.id.clone(), scopes, role: Some(user.role), reach: Reach::of(state, &user) })
 }
 
-/// The `read` scope.
+/// What a route needs, as a type, so the check is an extractor: it runs before the
+/// route's path, query and body are read, and a caller without the right gets 403 whatever
+/// else is wrong with the request (a read key never learns how a query parses). An API key
+/// needs the scope; a signed-in user needs one of the roles (contract §8).
+pub trait RequiredScope {
+    const SCOPE: Scope;
+    const ROLES: &'static [Role];
+    /// What the route is, for the refusal: "manage models and automations".
+    const WHAT: &'static str;
+}
+
+/// Reading: contacts (a sales rep's own), accounts, reports, models — every role.
 pub struct ReadScope;
-/// The `ingest` scope.
+/// Reading what marketing runs: automations and their runs, the outbox.
+pub struct ReadSetupScope;
+/// Recording a contact's status and rating: every role (a sales rep, on their own contacts).
+pub struct WorkScope;
+/// Ingesting events.
 pub struct IngestScope;
-/// The `admin` scope.
+/// Changing contacts, models, automations, deliveries, training: admins and marketing.
+pub struct ManageScope;
+/// Access control and data protection (keys, users, secrets, teams, webhooks, erasure and
+/// the logs): admins only.
 pub struct AdminScope;
+
+const EVERY_ROLE: &[Role] = &[Role::Admin, Role::Marketing, Role::Sales];
+const MARKETING: &[Role] = &[Role::Admin, Role::Marketing];
+const ADMIN: &[Role] = &[Role::Admin];
 
 impl RequiredScope for ReadScope {
     const SCOPE: Scope = Scope::Read;
+    const ROLES: &'static [Role] = EVERY_ROLE;
+    const WHAT: &'static str = "read";
+}
+impl RequiredScope for ReadSetupScope {
+    const SCOPE: Scope = Scope::Read;
+    const ROLES: &'static [Role] = MARKETING;
+    const WHAT: &'static str = "read automations, runs and deliveries";
+}
+impl RequiredScope for WorkScope {
+    const SCOPE: Scope = Scope::Admin;
+    const ROLES: &'static [Role] = EVERY_ROLE;
+    const WHAT: &'static str = "record outcomes";
 }
 impl RequiredScope for IngestScope {
     const SCOPE: Scope = Scope::Ingest;
+    const ROLES: &'static [Role] = ADMIN;
+    const WHAT: &'static str = "ingest events";
+}
+impl RequiredScope for ManageScope {
+    const SCOPE: Scope = Scope::Admin;
+    const ROLES: &'static [Role] = MARKETING;
+    const WHAT: &'static str = "change contacts, models, automations and deliveries";
 }
 impl RequiredScope for AdminScope {
     const SCOPE: Scope = Scope::Admin;
+    const ROLES: &'static [Role] = ADMIN;
+    const WHAT: &'static str = "administer access and data protection";
 }
 
-/// A caller whose key holds the scope `S` (or `admin`). Put it before the path, query and
-/// body extractors of the handler: extractors run in order.
+/// A caller granted `S`. Put it before the path, query and body extractors of the
+/// handler: extractors run in order.
 pub struct Granted<S: RequiredScope>(pub Principal, std::marker::PhantomData<S>);
 
 pub type CanRead = Granted<ReadScope>;
+pub type CanReadSetup = Granted<ReadSetupScope>;
+pub type CanWork = Granted<WorkScope>;
 pub type CanIngest = Granted<IngestScope>;
+pub type CanManage = Granted<ManageScope>;
 pub type CanAdmin = Granted<AdminScope>;
 
 impl<S: RequiredScope> std::ops::Deref for Granted<S> {
@@ -248,7 +331,13 @@ impl<S: RequiredScope + Send + Sync> FromRequestParts<Arc<AppState>> for Granted
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
         let principal = Principal::from_request_parts(parts, state).await?;
-        principal.require(S::SCOPE)?;
+        match principal.role {
+            Some(role) if !S::ROLES.contains(&role) => {
+                return Err(ApiError::forbidden(format!("a {} user may not {}", role.as_str(), S::WHAT)));
+            }
+            Some(_) => {}
+            None => principal.require(S::SCOPE)?,
+        }
         if let Some(actor) = parts.extensions.get::<leadscore_app::audit::ActorSlot>() {
             actor.set(&principal.key_id);
         }

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use leadscore_app::automations::{self, AutomationOverview, AutomationView, RunView};
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanManage, CanReadSetup};
 use crate::error::ApiResult;
 use crate::input::Body;
 use crate::models::body_format;
@@ -56,7 +56,7 @@ pub struct RunLog {
 )]
 async fn put_automation(
     State(state): State<Arc<AppState>>,
-    _: CanAdmin,
+    _: CanManage,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -75,7 +75,7 @@ async fn put_automation(
     responses((status = OK, description = "The automation", body = AutomationView)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn get_automation(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<AutomationView>> {
+async fn get_automation(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(name): Path<String>) -> ApiResult<Json<AutomationView>> {
     let record = automations::get(&state, &name).await?;
     Ok(Json(AutomationView::from(&record)))
 }
@@ -89,7 +89,7 @@ async fn get_automation(State(state): State<Arc<AppState>>, _: CanRead, Path(nam
     responses((status = NO_CONTENT, description = "Deleted")),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn delete_automation(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_automation(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<StatusCode> {
     automations::delete(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -102,7 +102,7 @@ async fn delete_automation(State(state): State<Arc<AppState>>, _: CanAdmin, Path
     responses((status = OK, description = "Every automation, in words", body = AutomationList)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn list_automations(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<AutomationList>> {
+async fn list_automations(State(state): State<Arc<AppState>>, _: CanReadSetup) -> ApiResult<Json<AutomationList>> {
     Ok(Json(AutomationList { automations: automations::list(&state).await? }))
 }
 
@@ -130,7 +130,7 @@ struct RunsQuery {
     responses((status = OK, description = "A page of the run log", body = RunLog)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn list_runs(State(state): State<Arc<AppState>>, _: CanRead, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<RunLog>> {
+async fn list_runs(State(state): State<Arc<AppState>>, _: CanReadSetup, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<RunLog>> {
     let (runs, next_cursor) = automations::runs(&state, query.automation, query.contact, query.limit, query.cursor.as_deref()).await?;
     Ok(Json(RunLog { next_cursor, runs }))
 }

@@ -25,7 +25,7 @@ use leadscore_app::backtest::{BacktestJobView, BacktestReport, run, start_job};
 use leadscore_app::reports::resolve;
 
 use crate::AppState;
-use crate::auth::CanRead;
+use crate::auth::CanReadSetup;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
 
@@ -42,7 +42,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
     responses((status = OK, description = "The job", body = BacktestJobView)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn backtest_job(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<BacktestJobView>> {
+async fn backtest_job(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(id): Path<String>) -> ApiResult<Json<BacktestJobView>> {
     // Parsed by the engine, not by the extractor, so a bad id gets the JSON error shape.
     let job = leadscore_app::backtest::job(&state, &id).await?;
     Ok(Json(BacktestJobView::from(&job)))
@@ -106,7 +106,7 @@ impl IntoResponse for BacktestAnswer {
     ),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn backtest(State(state): State<Arc<AppState>>, caller: CanRead, body: Body) -> ApiResult<BacktestAnswer> {
+async fn backtest(State(state): State<Arc<AppState>>, caller: CanReadSetup, body: Body) -> ApiResult<BacktestAnswer> {
     let body: BacktestBody = body.json()?;
     let document = match &body.model {
         Value::String(text) => parse_document(text, Format::sniff(text)),

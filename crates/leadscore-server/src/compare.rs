@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use leadscore_app::compare::{CompareReport, compare, resolve_pair};
 
 use crate::AppState;
-use crate::auth::CanRead;
+use crate::auth::CanReadSetup;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Query;
 
@@ -48,7 +48,7 @@ struct CompareQuery {
     responses((status = OK, description = "The comparison", body = CompareReport)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn report_compare(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<CompareQuery>) -> ApiResult<Json<CompareReport>> {
+async fn report_compare(State(state): State<Arc<AppState>>, _: CanReadSetup, Query(q): Query<CompareQuery>) -> ApiResult<Json<CompareReport>> {
     let (candidate, live, from, to) = resolve_pair(&state, &q.model, q.against.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     Ok(Json(compare(&state, &candidate, &live, from, to).await?))
 }

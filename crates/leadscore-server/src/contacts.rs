@@ -21,7 +21,7 @@ use leadscore_app::paging::Window;
 use leadscore_app::reports::{csv_cell, csv_field};
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanAdmin, CanManage, CanRead};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Query, parse_time};
 use crate::reports::JsonOrCsv;
@@ -96,7 +96,7 @@ struct UpsertBody {
     ),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn upsert_contact(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<ContactView>)> {
+async fn upsert_contact(State(state): State<Arc<AppState>>, _: CanManage, body: Body) -> ApiResult<(StatusCode, Json<ContactView>)> {
     let body: UpsertBody = body.json()?;
     let new = contacts::NewContact {
         id: body.id,
@@ -127,9 +127,9 @@ struct ReadQuery {
     responses((status = OK, description = "The contact", body = ContactView)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn get_contact(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> ApiResult<Json<ContactView>> {
+async fn get_contact(State(state): State<Arc<AppState>>, caller: CanRead, Path(id): Path<String>, Query(q): Query<ReadQuery>) -> ApiResult<Json<ContactView>> {
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
-    let contact = contacts::find(&state, &id).await?;
+    let contact = contacts::find_within(&state, &id, &caller.reach).await?;
     Ok(Json(contacts::view(&state, &contact, at).await?))
 }
 
@@ -165,7 +165,7 @@ fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option
     responses((status = OK, description = "The contact as changed", body = ContactView)),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn patch_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<ContactView>> {
+async fn patch_contact(State(state): State<Arc<AppState>>, _: CanManage, Path(id): Path<String>, body: Body) -> ApiResult<Json<ContactView>> {
     let body: PatchBody = body.json()?;
     let changes = contacts::ContactChanges {
         attributes: body.attributes,
@@ -248,6 +248,12 @@ struct ListQuery {
     status: Option<String>,
     /// `true`: leave closed deals (won, lost, disqualified) out.
     open: Option<bool>,
+    /// One fit × activity quadrant: `sales-ready`, `long-term target`, `researcher`, `unqualified`.
+    quadrant: Option<String>,
+    /// The `source` attribute.
+    source: Option<String>,
+    /// Search: e-mail, name or company contains this.
+    q: Option<String>,
     /// `json` (default) or `csv` (needs `model`; the next page's cursor in `x-next-cursor`).
     format: Option<String>,
     /// Contacts per page (1-1000, default 50).
@@ -269,7 +275,7 @@ struct ListQuery {
     )),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn list_contacts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<JsonOrCsv<ContactPage>> {
+async fn list_contacts(State(state): State<Arc<AppState>>, caller: CanRead, Query(q): Query<ListQuery>) -> ApiResult<JsonOrCsv<ContactPage>> {
     let csv = match q.format.as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
@@ -286,8 +292,12 @@ async fn list_contacts(State(state): State<Arc<AppState>>, _: CanRead, Query(q):
         owner: q.owner,
         status: q.status,
         open: q.open,
+        quadrant: q.quadrant,
+        source: q.source,
+        search: q.q,
         limit: q.limit,
         cursor: q.cursor,
+        reach: caller.reach.clone(),
     };
     let page = contacts::lead_list(&state, query).await?;
     let mut items = Vec::with_capacity(page.contacts.len());
@@ -357,10 +367,11 @@ struct HistoryQuery {
 )]
 async fn contact_history(
     State(state): State<Arc<AppState>>,
-    _: CanRead,
+    caller: CanRead,
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> ApiResult<Json<HistoryView>> {
+    contacts::find_within(&state, &id, &caller.reach).await?;
     let at = q.at.as_deref().map(parse_time).transpose().map_err(ApiError::bad_request)?;
     let (default, max) = contacts::HISTORY_PAGE;
     let window = Window::of(q.cursor.as_deref(), q.limit, default, max)?;
@@ -387,10 +398,11 @@ struct ExportQuery {
 )]
 async fn export_contact(
     State(state): State<Arc<AppState>>,
-    _: CanRead,
+    caller: CanRead,
     Path(id): Path<String>,
     Query(q): Query<ExportQuery>,
 ) -> ApiResult<Json<ContactExport>> {
+    contacts::find_within(&state, &id, &caller.reach).await?;
     let (default, max) = contacts::EXPORT_PAGE;
     let window = Window::of(q.cursor.as_deref(), q.limit, default, max)?;
     Ok(Json(contacts::export(&state, &id, window).await?))
@@ -415,7 +427,7 @@ struct MergeBody {
     responses((status = OK, description = "The merged contact", body = ContactView)),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn merge_contact(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<Json<ContactView>> {
+async fn merge_contact(State(state): State<Arc<AppState>>, _: CanManage, Path(id): Path<String>, body: Body) -> ApiResult<Json<ContactView>> {
     let body: MergeBody = body.json()?;
     let contact = contacts::merge(&state, &body.from, &id).await?;
     Ok(Json(contacts::view(&state, &contact, None).await?))
@@ -462,7 +474,7 @@ struct BulkFilterBody {
     responses((status = OK, description = "How many contacts changed", body = BulkAnswer)),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn bulk_update(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<Json<BulkAnswer>> {
+async fn bulk_update(State(state): State<Arc<AppState>>, _: CanManage, body: Body) -> ApiResult<Json<BulkAnswer>> {
     let body: BulkBody = body.json()?;
     let update = BulkUpdate {
         filter: BulkFilter {

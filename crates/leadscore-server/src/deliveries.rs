@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use leadscore_app::deliveries::{self, DeliveryView};
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanManage, CanReadSetup};
 use crate::error::ApiResult;
 use crate::input::Query;
 
@@ -55,7 +55,7 @@ struct ListQuery {
     responses((status = OK, description = "A page of the outbox", body = DeliveryList)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn list_deliveries(State(state): State<Arc<AppState>>, _: CanRead, Query(query): Query<ListQuery>) -> ApiResult<Json<DeliveryList>> {
+async fn list_deliveries(State(state): State<Arc<AppState>>, _: CanReadSetup, Query(query): Query<ListQuery>) -> ApiResult<Json<DeliveryList>> {
     let page = deliveries::list(&state, query.state.as_deref(), query.automation, query.limit, query.cursor.as_deref()).await?;
     Ok(Json(DeliveryList {
         counts: page.counts.into_iter().map(|(state, n)| (state.as_str().to_string(), n)).collect(),
@@ -73,7 +73,7 @@ async fn list_deliveries(State(state): State<Arc<AppState>>, _: CanRead, Query(q
     responses((status = OK, description = "The delivery, with `attempt_log`", body = DeliveryView)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn get_delivery(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<DeliveryView>> {
+async fn get_delivery(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(id): Path<String>) -> ApiResult<Json<DeliveryView>> {
     let (delivery, attempts) = deliveries::get(&state, &id).await?;
     Ok(Json(DeliveryView::with_attempts(&delivery, &attempts)))
 }
@@ -87,7 +87,7 @@ async fn get_delivery(State(state): State<Arc<AppState>>, _: CanRead, Path(id): 
     responses((status = OK, description = "The delivery, queued again", body = DeliveryView)),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn retry_delivery(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>) -> ApiResult<Json<DeliveryView>> {
+async fn retry_delivery(State(state): State<Arc<AppState>>, _: CanManage, Path(id): Path<String>) -> ApiResult<Json<DeliveryView>> {
     let delivery = deliveries::retry(&state, &id).await?;
     Ok(Json(DeliveryView::from(&delivery)))
 }

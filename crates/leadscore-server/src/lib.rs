@@ -104,21 +104,29 @@ impl AppState {
     }
 }
 
-/// The whole HTTP API.
+/// The whole HTTP API; any other path answers the JSON 404.
 pub fn router(state: Arc<AppState>) -> Router {
-    router_with(state, Router::new())
+    router_with(state, api_only())
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::not_found("no such route; see /openapi.json")
 }
 
 /// The API with other routes beside it, under the same limits, tracing and panic guard.
+/// `pages` brings the fallback for paths that are neither (the web app's HTML 404); paths
+/// under `/api/` and `/v1/` always answer the API's JSON 404.
 pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
-    // Every route is one the OpenAPI document describes (`openapi::routes`).
+    // Every route is one the OpenAPI document describes (`openapi::routes`); any other path
+    // under /api/ or /v1/ answers the API's JSON 404 (not the pages' HTML one).
     let audit = axum::middleware::from_fn_with_state(state.clone(), system::audit_changes);
-    let (documented, _) = openapi::routes(|api| api.layer(audit)).split_for_parts();
+    let (documented, _) = openapi::routes(|api| api.layer(audit).fallback(api_not_found)).split_for_parts();
     documented
+        .route("/api/{*rest}", axum::routing::any(api_not_found))
+        .route("/v1/{*rest}", axum::routing::any(api_not_found))
         .layer(axum::middleware::from_fn(error::errors_in_json_shape))
         .with_state(state.clone())
         .merge(pages)
-        .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method") })
         .layer(input::body_limit(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn({
@@ -142,7 +150,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(state, listener, shutdown, Router::new()).await
+    serve_with(state, listener, shutdown, api_only()).await
+}
+
+/// No pages: any path that is not the API's answers the API's JSON 404.
+fn api_only() -> Router {
+    Router::new().fallback(api_not_found)
 }
 
 /// [`serve`], with more routes on the same port (the web app's pages, which the binary
@@ -159,6 +172,9 @@ pub async fn serve_with(
         leadscore_app::workers::spawn_decay_sweeper(engine.clone(), every);
     }
     leadscore_app::workers::spawn_model_reloader(engine.clone(), std::time::Duration::from_secs(5));
+    if let Some(every) = engine.config.retrain_interval {
+        leadscore_app::workers::spawn_predictive_retrainer(engine.clone(), every);
+    }
     if engine.config.workers {
         leadscore_app::runtime::spawn_workers(engine);
     }

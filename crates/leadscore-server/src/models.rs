@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use leadscore_app::models::{self, JobView, ModelListItem, ModelVersionView, ModelView, promote, start_rescore};
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanManage, CanRead};
 use crate::error::ApiResult;
 use crate::input::{Body, Query};
 
@@ -143,7 +143,7 @@ struct PutQuery {
 )]
 async fn put_model(
     State(state): State<Arc<AppState>>,
-    _: CanAdmin,
+    _: CanManage,
     Path(name): Path<String>,
     Query(q): Query<PutQuery>,
     headers: HeaderMap,
@@ -172,7 +172,7 @@ async fn put_model(
     responses((status = CREATED, description = "The new version of the live model", body = PromoteAnswer)),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn promote_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<PromoteAnswer>)> {
+async fn promote_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<PromoteAnswer>)> {
     let version = promote(&state, &name).await?;
     let job = start_rescore(&state.engine, &version.name).await?;
     Ok((StatusCode::CREATED, Json(PromoteAnswer { name: version.name, promoted: name, rescore: JobView::from(&job), version: version.version })))
@@ -284,7 +284,7 @@ async fn validate_model(_: CanRead, headers: HeaderMap, body: Body) -> ApiResult
     responses((status = NO_CONTENT, description = "Deleted")),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn delete_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<StatusCode> {
     leadscore_app::models::delete(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -298,7 +298,7 @@ async fn delete_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name
     responses((status = ACCEPTED, description = "The rescore, running in the background", body = RescoreAnswer)),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn rescore_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<RescoreAnswer>)> {
+async fn rescore_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<RescoreAnswer>)> {
     let job = models::rescore(&state.engine, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(RescoreAnswer { rescore: JobView::from(&job) })))
 }

@@ -7,6 +7,7 @@ use crate::input::Path;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use leadscore_app::contacts;
 use leadscore_app::outcomes::{self, OutcomeView};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanRead, CanWork};
 use crate::error::ApiResult;
 use crate::input::Body;
 
@@ -48,7 +49,8 @@ struct StatusBody {
     responses((status = CREATED, description = "The outcome recorded", body = OutcomeView)),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn record_status(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<OutcomeView>)> {
+async fn record_status(State(state): State<Arc<AppState>>, caller: CanWork, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<OutcomeView>)> {
+    contacts::find_within(&state, &id, &caller.reach).await?;
     let body: StatusBody = body.json()?;
     let outcome = outcomes::record_status(&state, &id, &body.status, body.at.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(OutcomeView::from(&outcome))))
@@ -75,7 +77,13 @@ struct FeedbackBody {
     responses((status = CREATED, description = "The outcome recorded", body = OutcomeView)),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn record_feedback(State(state): State<Arc<AppState>>, _: CanAdmin, Path(id): Path<String>, body: Body) -> ApiResult<(StatusCode, Json<OutcomeView>)> {
+async fn record_feedback(
+    State(state): State<Arc<AppState>>,
+    caller: CanWork,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<OutcomeView>)> {
+    contacts::find_within(&state, &id, &caller.reach).await?;
     let body: FeedbackBody = body.json()?;
     let outcome = outcomes::record_feedback(&state, &id, body.rating, body.note, body.author, body.at.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(OutcomeView::from(&outcome))))
@@ -90,7 +98,8 @@ async fn record_feedback(State(state): State<Arc<AppState>>, _: CanAdmin, Path(i
     responses((status = OK, description = "The outcomes, by time", body = ContactOutcomes)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn list_outcomes(State(state): State<Arc<AppState>>, _: CanRead, Path(id): Path<String>) -> ApiResult<Json<ContactOutcomes>> {
+async fn list_outcomes(State(state): State<Arc<AppState>>, caller: CanRead, Path(id): Path<String>) -> ApiResult<Json<ContactOutcomes>> {
+    contacts::find_within(&state, &id, &caller.reach).await?;
     let outcomes = outcomes::contact_outcomes(&state, &id).await?.iter().map(OutcomeView::from).collect();
     Ok(Json(ContactOutcomes { contact: id, outcomes }))
 }

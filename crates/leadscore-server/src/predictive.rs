@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanManage, CanRead};
 use crate::error::{ApiError, ApiResult};
 use crate::input::{Body, Path};
 
@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
     responses((status = CREATED, description = "The version trained (live or not)", body = PredictiveVersionView)),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn train_predictive(State(state): State<Arc<AppState>>, _: CanAdmin, body: Body) -> ApiResult<(StatusCode, Json<PredictiveVersionView>)> {
+async fn train_predictive(State(state): State<Arc<AppState>>, _: CanManage, body: Body) -> ApiResult<(StatusCode, Json<PredictiveVersionView>)> {
     let request: TrainRequest = if body.0.iter().all(u8::is_ascii_whitespace) { TrainRequest::default() } else { body.json()? };
     let version = predictive::train(&state, request, Arc::new(|_| {})).await?;
     Ok((StatusCode::CREATED, Json(version)))
@@ -69,7 +69,7 @@ async fn list_predictive_models(State(state): State<Arc<AppState>>, _: CanRead) 
     responses((status = OK, description = "The version, now live", body = PredictiveVersionView)),
     extensions(("x-scope" = json!("admin"))),
 )]
-async fn promote_predictive_model(State(state): State<Arc<AppState>>, _: CanAdmin, Path(version): Path<String>) -> ApiResult<Json<PredictiveVersionView>> {
+async fn promote_predictive_model(State(state): State<Arc<AppState>>, _: CanManage, Path(version): Path<String>) -> ApiResult<Json<PredictiveVersionView>> {
     let version: i64 = version.parse().map_err(|_| ApiError::not_found(format!("no predictive model version {version:?}")))?;
     Ok(Json(predictive::promote(&state, version).await?))
 }

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use leadscore_app::settings::{self, SecretView, SubscriptionView, TeamView};
 
 use crate::AppState;
-use crate::auth::{CanAdmin, CanRead};
+use crate::auth::{CanAdmin, CanReadSetup};
 use crate::error::ApiResult;
 use crate::input::Body;
 
@@ -100,7 +100,7 @@ async fn put_team(State(state): State<Arc<AppState>>, _: CanAdmin, Path(name): P
     responses((status = OK, description = "The team", body = TeamView)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn get_team(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<TeamView>> {
+async fn get_team(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(name): Path<String>) -> ApiResult<Json<TeamView>> {
     let team = settings::get_team(&state, &name).await?;
     Ok(Json(TeamView::from(&team)))
 }
@@ -113,7 +113,7 @@ async fn get_team(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Pa
     responses((status = OK, description = "The teams", body = TeamList)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn list_teams(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<TeamList>> {
+async fn list_teams(State(state): State<Arc<AppState>>, _: CanReadSetup) -> ApiResult<Json<TeamList>> {
     Ok(Json(TeamList { teams: settings::list_teams(&state).await?.iter().map(TeamView::from).collect() }))
 }
 
@@ -229,7 +229,7 @@ async fn put_subscription(
     responses((status = OK, description = "The subscriptions", body = WebhookList)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn list_subscriptions(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<WebhookList>> {
+async fn list_subscriptions(State(state): State<Arc<AppState>>, _: CanReadSetup) -> ApiResult<Json<WebhookList>> {
     Ok(Json(WebhookList { webhooks: settings::list_subscriptions(&state).await?.iter().map(SubscriptionView::from).collect() }))
 }
 

@@ -26,12 +26,17 @@ impl Lcg {
 /// the outcome, sales fill in `lead_quality` and won deals sign a contract: neither may
 /// reach the model. `sales_verdict` is known before the outcome and equals it (leakage).
 async fn closed_deals(server: &TestServer, n: usize) {
+    closed_deals_numbered(server, 0..n).await;
+}
+
+/// [`closed_deals`] for the contacts numbered `numbers`.
+async fn closed_deals_numbered(server: &TestServer, numbers: std::ops::Range<usize>) {
     let created = server.now() - 60 * DAY;
     let closed_at = server.now() - 2 * DAY;
-    let mut rng = Lcg(7);
+    let mut rng = Lcg(7 + numbers.start as u64);
     let mut events = Vec::new();
     let mut outcomes = Vec::new();
-    for i in 0..n {
+    for i in numbers {
         let id = format!("p{i:04}");
         let reference = rng.next() < 0.4;
         let webinars = (rng.next() * 4.0) as usize;
@@ -159,4 +164,26 @@ async fn trains_as_of_each_outcome_and_explains_every_score(server: TestServer) 
     server.post("/api/v1/predictive/models/99/promote", &json!({})).await.expect_error(StatusCode::NOT_FOUND, "not_found");
 }
 
-common::both_backends!(guard_rails_say_what_is_missing, trains_as_of_each_outcome_and_explains_every_score);
+/// The weekly retraining asks what the live version's training asked, learns only when
+/// deals closed since, and replaces the live version only when not worse on its holdout.
+async fn scheduled_retraining_learns_from_new_deals_only(server: TestServer) {
+    use leadscore_app::predictive::{Retrained, retrain};
+    closed_deals(&server, 300).await;
+    let first = train(&server, json!({ "min_closed": 200, "exclude": ["company_size"], "seed": 11 })).await;
+    let engine = &server.state.engine;
+    let nothing = retrain(engine, std::sync::Arc::new(|_| {})).await.unwrap();
+    assert!(matches!(nothing, Retrained::NothingNew { closed: 300 }), "{nothing:?}");
+    assert_eq!(server.get("/api/v1/predictive/models").await.body["models"].as_array().unwrap().len(), 1, "no version without new deals");
+
+    closed_deals_numbered(&server, 300..400).await;
+    let Retrained::Trained(second) = retrain(engine, std::sync::Arc::new(|_| {})).await.unwrap() else { panic!("new deals closed") };
+    assert_eq!((second.version, second.report.rows), (2, 400));
+    assert_eq!(second.report.excluded_attributes, ["company_size"], "the same attributes left out");
+    assert_eq!((second.report.min_closed, second.report.seed), (200, 11), "the same minimum and seed");
+    assert!(!second.report.features.iter().any(|f| f.contains("company_size")));
+    let not_worse = second.report.auc >= first["auc"].as_f64().unwrap();
+    assert_eq!(second.live, not_worse, "live only when not worse: {} against {}", second.report.auc, first["auc"]);
+    assert_eq!(server.get("/api/v1/predictive/models").await.body["live"], if not_worse { 2 } else { 1 });
+}
+
+common::both_backends!(guard_rails_say_what_is_missing, trains_as_of_each_outcome_and_explains_every_score, scheduled_retraining_learns_from_new_deals_only);

@@ -10,7 +10,7 @@ use leadscore_store::records::identity::normalize_email;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
     BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, ErasureRecord, LeadQuery, LogEntry, Millis,
-    ModelSet, ScannedScore, SortKey, StoreError, StoreResult,
+    ModelSet, SEARCHED_ATTRIBUTES, ScannedScore, SortKey, StoreError, StoreResult, like_anywhere,
 };
 use serde_json::{Value, json};
 use tokio_postgres::types::ToSql;
@@ -591,10 +591,29 @@ impl ContactStore for PostgresStore {
             sql.push(" AND s.band = ?", band);
         }
         if let Some(owner) = &query.owner {
-            sql.push(" AND c.owner = ?", owner);
+            let unassigned = if query.unassigned_too { "c.owner IS NULL OR " } else { "" };
+            sql.push(&format!(" AND ({unassigned}c.owner = ?)"), owner);
         }
         if let Some(group) = &query.group {
             sql.push(" AND EXISTS (SELECT 1 FROM contact_groups g WHERE g.grp = ? AND g.contact_id = s.contact_id)", group);
+        }
+        if let Some(quadrant) = &query.quadrant {
+            sql.push(" AND s.quadrant = ?", quadrant);
+        }
+        if let Some(source) = &query.source {
+            sql.push(" AND (c.attributes::jsonb ->> 'source') = ?", source);
+        }
+        let search = query.search.as_deref().map(like_anywhere);
+        if let Some(search) = &search {
+            let searched: Vec<String> = SEARCHED_ATTRIBUTES.iter().map(|name| format!("coalesce(c.attributes::jsonb ->> '{name}', '')")).collect();
+            // `lower` as SQLite's: ASCII only, so both backends find the same contacts.
+            sql.push(
+                &format!(
+                    " AND translate(coalesce(c.email, '') || ' ' || {}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') LIKE ? ESCAPE '\\'",
+                    searched.join(" || ' ' || ")
+                ),
+                search,
+            );
         }
         if let Some(status) = &query.status {
             let unset = if status == DEFAULT_STATUS { "c.status IS NULL OR " } else { "" };

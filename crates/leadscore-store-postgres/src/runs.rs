@@ -1,5 +1,5 @@
-//! RunStore: the automation queue, evaluation (plan + execute from
-//! `leadscore_store::runner`, written in one transaction per contact under its row lock),
+//! RunStore: the automation queue, evaluation (`leadscore_store::runner::evaluate`, its
+//! input loaded and its effects written in one transaction per contact under its row lock),
 //! the run log and CRM sync.
 //!
 //! Several processes may evaluate at once. Every write that queues a contact holds the
@@ -11,11 +11,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use leadscore_core::automation::Action;
 use leadscore_store::runner::{
-    self, AutomationSet, AutomationState, Channel, ExecuteInput, NewDelivery, QueueEntry, RunQuery, RunRecord, RunStats, Subscription, Team,
+    self, AutomationSet, AutomationState, Channel, Evaluated, EvaluationInput, NewDelivery, QueueEntry, RunQuery, RunRecord, RunStats, Subscription, Team,
 };
-use leadscore_store::scoring::card_at;
 use leadscore_store::{ContactRecord, Millis, ModelSet, RunStore, StoreError, StoreResult};
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -101,54 +99,48 @@ async fn evaluate_one(
     }
     // Under the contact's lock: an automation change committed before this point is seen
     // here, and one committed after it comes after this evaluation.
-    let stored: Vec<(String, Millis, bool)> = db
+    let stored_automations: Vec<(String, Millis, bool)> = db
         .rows("SELECT name, updated_at, enabled FROM automations", &[])
         .await?
         .iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
         .collect::<Result<_, tokio_postgres::Error>>()?;
-    if !leadscore_store::runner::is_current(automations, &stored) {
+    if !leadscore_store::runner::is_current(automations, &stored_automations) {
         return Err(PgError::Store(leadscore_store::runner::stale_automations()));
     }
     let queued = load_queue(db, contact_id).await?;
     if queued.is_empty() && !check_cold {
         return Ok(Vec::new());
     }
-    let mut contact = load_contact(db, contact_id, false).await?.ok_or_else(|| StoreError::NotFound(format!("contact {contact_id}")))?;
-    // Triggers judge the scores as of now: decay since the row was written counts.
-    for published in live.iter() {
-        if let Some(row) = contact.scores.get_mut(&published.name)
-            && let Some(card) = card_at(published, row, &contact.attributes, now)
-        {
-            row.card = card;
-        }
-    }
-    runner::hide_shadow_scores(&mut contact, &live);
+    let stored = load_contact(db, contact_id, false).await?.ok_or_else(|| StoreError::NotFound(format!("contact {contact_id}")))?;
     let states = load_states(db, contact_id).await?;
-    let events = if runner::needs_events(automations, &contact, &queued, &states, check_cold, now) {
-        Some(load_scoring_events(db, &[contact_id.to_string()]).await?.remove(contact_id).unwrap_or_default())
-    } else {
-        None
-    };
-    let plan = runner::plan(&runner::PlanInput {
-        contact: &contact,
-        models: &live,
-        automations,
-        queued: &queued,
-        states: &states,
-        events: events.as_deref(),
-        check_cold,
-        now,
-    });
+    let mut events = None;
     // Only an evaluation that assigns locks the teams (after the contact, like every
     // evaluation), so the cursor it moves is the latest and evaluations that do not assign
     // never wait for one another.
-    let assigns = plan.runs.iter().any(|run| run.actions.iter().any(|action| matches!(action, Action::Assign(_))));
-    let mut teams: HashMap<String, Team> = if assigns { lock_teams(db).await?.into_iter().map(|t| (t.name.clone(), t)).collect() } else { HashMap::new() };
-    let stored_groups = contact.groups.clone();
-    let mut changed_states = plan.states;
-    let effects =
-        runner::execute(plan.runs, &mut contact, ExecuteInput { teams: &mut teams, subscriptions, states: &mut changed_states, prior_states: &states, now });
+    let mut teams: Option<HashMap<String, Team>> = None;
+    let decided = loop {
+        let input = EvaluationInput {
+            contact: &stored,
+            models: &live,
+            automations,
+            queued: &queued,
+            states: &states,
+            events: events.as_deref(),
+            teams: teams.as_mut(),
+            subscriptions,
+            check_cold,
+            now,
+        };
+        match runner::evaluate(input) {
+            Evaluated::Done(decided) => break decided,
+            Evaluated::NeedsEvents => {
+                events = Some(load_scoring_events(db, &[contact_id.to_string()]).await?.remove(contact_id).unwrap_or_default());
+            }
+            Evaluated::NeedsTeams => teams = Some(lock_teams(db).await?.into_iter().map(|t| (t.name.clone(), t)).collect()),
+        }
+    };
+    let runner::Evaluation { mut contact, states: changed_states, effects, consumed_through } = *decided;
     for (automation, state) in &changed_states {
         db.exec(
             "INSERT INTO automation_state (contact_id, automation, state) VALUES ($1, $2, $3)
@@ -174,15 +166,15 @@ async fn evaluate_one(
         append_log(db, contact_id, now, kind, data).await?;
     }
     if effects.contact_changed {
-        save_contact(db, &contact, &stored_groups).await?;
+        save_contact(db, &contact, &stored.groups).await?;
         let mut items = [Rescore { contact, new_events: Vec::new() }];
         rescore_contacts(db, &live, &mut items, now).await?;
         let [Rescore { contact: rescored, .. }] = items;
         contact = rescored;
         runner::hide_shadow_scores(&mut contact, &live);
     }
-    if let Some(last) = queued.last() {
-        db.exec("DELETE FROM automation_queue WHERE contact_id = $1 AND seq <= $2", &[&contact_id, &last.seq]).await?;
+    if let Some(last) = consumed_through {
+        db.exec("DELETE FROM automation_queue WHERE contact_id = $1 AND seq <= $2", &[&contact_id, &last]).await?;
     }
     mark_for_sync(db, &contact, subscriptions, now).await?;
     Ok(effects.runs)

@@ -8,7 +8,7 @@ use leadscore_store::records::identity::normalize_email;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
     BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, ErasureRecord, LeadQuery, LogEntry, Millis,
-    ModelSet, ScannedScore, SortKey, StoreError, StoreResult,
+    ModelSet, SEARCHED_ATTRIBUTES, ScannedScore, SortKey, StoreError, StoreResult, like_anywhere,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -521,10 +521,25 @@ impl ContactStore for SqliteStore {
                 next(&mut sql, " AND s.band = ?", Box::new(band.clone()));
             }
             if let Some(owner) = &query.owner {
-                next(&mut sql, " AND c.owner = ?", Box::new(owner.clone()));
+                let unassigned = if query.unassigned_too { "c.owner IS NULL OR " } else { "" };
+                next(&mut sql, &format!(" AND ({unassigned}c.owner = ?)"), Box::new(owner.clone()));
             }
             if let Some(group) = &query.group {
                 next(&mut sql, " AND EXISTS (SELECT 1 FROM contact_groups g WHERE g.grp = ? AND g.contact_id = s.contact_id)", Box::new(group.clone()));
+            }
+            if let Some(quadrant) = &query.quadrant {
+                next(&mut sql, " AND s.quadrant = ?", Box::new(quadrant.clone()));
+            }
+            if let Some(source) = &query.source {
+                next(&mut sql, " AND json_extract(c.attributes, '$.source') = ?", Box::new(source.clone()));
+            }
+            if let Some(search) = &query.search {
+                let searched: Vec<String> = SEARCHED_ATTRIBUTES.iter().map(|name| format!("coalesce(json_extract(c.attributes, '$.{name}'), '')")).collect();
+                next(
+                    &mut sql,
+                    &format!(" AND lower(coalesce(c.email, '') || ' ' || {}) LIKE ? ESCAPE '\\'", searched.join(" || ' ' || ")),
+                    Box::new(like_anywhere(search)),
+                );
             }
             if let Some(status) = &query.status {
                 let unset = if status == DEFAULT_STATUS { "c.status IS NULL OR " } else { "" };

@@ -1,14 +1,13 @@
-//! RunStore: the automation queue, evaluation (plan + execute from
-//! `leadscore_store::runner`, written in one transaction), the run log and CRM sync.
+//! RunStore: the automation queue, evaluation (`leadscore_store::runner::evaluate`, its
+//! input loaded and its effects written in one transaction), the run log and CRM sync.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use leadscore_store::runner::{
-    self, AutomationSet, AutomationState, Channel, ExecuteInput, NewDelivery, QueueEntry, RunQuery, RunRecord, RunStats, Subscription, Team,
+    self, AutomationSet, AutomationState, Channel, Evaluated, EvaluationInput, NewDelivery, QueueEntry, RunQuery, RunRecord, RunStats, Subscription, Team,
 };
-use leadscore_store::scoring::card_at;
-use leadscore_store::{ContactRecord, Millis, ModelSet, RunStore, StoreResult};
+use leadscore_store::{ContactRecord, Millis, ModelSet, RunStore, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
@@ -76,11 +75,12 @@ struct Evaluation<'a> {
     now: Millis,
 }
 
-/// Evaluates one contact inside the current write transaction.
+/// Evaluates one contact inside the current write transaction: loads what
+/// [`runner::evaluate`] reads and writes what it decided.
 fn evaluate_one(conn: &Connection, contact_id: &str, evaluation: &Evaluation<'_>, teams: &mut HashMap<String, Team>) -> StoreResult<Vec<RunRecord>> {
     let Evaluation { check_cold, automations, models, subscriptions, now } = *evaluation;
     let queued = load_queue(conn, contact_id)?;
-    let Some(mut contact) = load_contact(conn, contact_id)? else {
+    let Some(stored) = load_contact(conn, contact_id)? else {
         conn.prepare_cached("DELETE FROM automation_queue WHERE contact_id = ?1").map_err(db_err)?.execute([contact_id]).map_err(db_err)?;
         return Ok(Vec::new());
     };
@@ -88,30 +88,29 @@ fn evaluate_one(conn: &Connection, contact_id: &str, evaluation: &Evaluation<'_>
         return Ok(Vec::new());
     }
     let live = crate::live::live_models_in(conn, models)?;
-    // Triggers judge the scores as of now: decay since the row was written counts.
-    for published in live.iter() {
-        if let Some(row) = contact.scores.get_mut(&published.name)
-            && let Some(card) = card_at(published, row, &contact.attributes, now)
-        {
-            row.card = card;
-        }
-    }
-    runner::hide_shadow_scores(&mut contact, &live);
     let states = load_states(conn, contact_id)?;
-    let events =
-        if runner::needs_events(automations, &contact, &queued, &states, check_cold, now) { Some(load_scoring_events(conn, contact_id)?) } else { None };
-    let plan = runner::plan(&runner::PlanInput {
-        contact: &contact,
-        models: &live,
-        automations,
-        queued: &queued,
-        states: &states,
-        events: events.as_deref(),
-        check_cold,
-        now,
-    });
-    let mut changed_states = plan.states;
-    let effects = runner::execute(plan.runs, &mut contact, ExecuteInput { teams, subscriptions, states: &mut changed_states, prior_states: &states, now });
+    let mut events = None;
+    let decided = loop {
+        let input = EvaluationInput {
+            contact: &stored,
+            models: &live,
+            automations,
+            queued: &queued,
+            states: &states,
+            events: events.as_deref(),
+            teams: Some(&mut *teams),
+            subscriptions,
+            check_cold,
+            now,
+        };
+        match runner::evaluate(input) {
+            Evaluated::Done(decided) => break decided,
+            Evaluated::NeedsEvents => events = Some(load_scoring_events(conn, contact_id)?),
+            // The teams are always given here; answering this would be a bug of the runner.
+            Evaluated::NeedsTeams => return Err(StoreError::Backend("the automation runner asked for teams it was given".into())),
+        }
+    };
+    let runner::Evaluation { mut contact, states: changed_states, effects, consumed_through } = *decided;
     for (automation, state) in &changed_states {
         conn.prepare_cached("INSERT OR REPLACE INTO automation_state (contact_id, automation, state) VALUES (?1, ?2, ?3)")
             .map_err(db_err)?
@@ -134,15 +133,14 @@ fn evaluate_one(conn: &Connection, contact_id: &str, evaluation: &Evaluation<'_>
         append_log(conn, contact_id, now, kind, data)?;
     }
     if effects.contact_changed {
-        let stored_groups = load_contact(conn, contact_id)?.map(|c| c.groups).unwrap_or_default();
-        save_contact(conn, &contact, &stored_groups)?;
+        save_contact(conn, &contact, &stored.groups)?;
         rescore_contact(conn, &mut contact, models, &mut [], now)?;
         runner::hide_shadow_scores(&mut contact, &live);
     }
-    if let Some(last) = queued.last() {
+    if let Some(last) = consumed_through {
         conn.prepare_cached("DELETE FROM automation_queue WHERE contact_id = ?1 AND seq <= ?2")
             .map_err(db_err)?
-            .execute(params![contact_id, last.seq])
+            .execute(params![contact_id, last])
             .map_err(db_err)?;
     }
     mark_for_sync(conn, &contact, subscriptions, now)?;

@@ -134,17 +134,28 @@ pub async fn segments_follow_attributes(store: Arc<dyn Store>) {
 
 /// The lead list pages through every scored contact once, best first, with filters.
 pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
-    let set = models(store.as_ref()).await;
+    let mut set = models(store.as_ref()).await;
+    // Model `a` with a fit x activity quadrant: 3 page views or more make a researcher.
+    set.push(publish(store.as_ref(), &MODEL_A.replace("name = \"a\"", "name = \"q\"\nquadrant = { fit = 10, activity = 3 }")).await);
     let mut events = Vec::new();
     for i in 0..25 {
         let user = format!("lead{i:02}");
+        let company = if i % 5 == 0 { "Acme_Corp 100%" } else { "Globex" };
+        let mut attributes = json!({"segment": "a", "company": company, "source": if i % 4 == 0 { "webinar" } else { "ads" }});
+        if i == 7 {
+            attributes["first_name"] = json!("Ann");
+        }
         store
             .upsert_contact(
                 ContactUpsert {
                     id: Some(user.clone()),
-                    attributes: attrs(json!({"segment": "a"})),
+                    attributes: attrs(attributes),
                     groups: if i % 2 == 0 { vec!["even".into()] } else { vec![] },
-                    owner: (i % 3 == 0).then(|| "rep1".to_string()),
+                    owner: match i % 3 {
+                        0 => Some("rep1".to_string()),
+                        1 => Some("rep2".to_string()),
+                        _ => None,
+                    },
                     ..Default::default()
                 },
                 &set,
@@ -167,6 +178,10 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
             band: None,
             group: None,
             owner: None,
+            unassigned_too: false,
+            quadrant: None,
+            source: None,
+            search: None,
             status: None,
             open: false,
             limit: 4,
@@ -193,6 +208,10 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
         band: None,
         group: Some("even".into()),
         owner: Some("rep1".into()),
+        unassigned_too: false,
+        quadrant: None,
+        source: None,
+        search: None,
         status: None,
         open: false,
         limit: 50,
@@ -225,6 +244,28 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
     assert_eq!(listed(Some("new"), false).await, ["lead18", "lead24"], "recorded `new`, and no status at all");
     assert_eq!(listed(Some("contacted"), true).await, ["lead12"]);
     assert_eq!(listed(Some("won"), true).await, Vec::<String>::new());
+
+    // Search, source, quadrant and a rep's unassigned pool.
+    let everyone = LeadQuery { group: None, owner: None, status: None, open: false, ..query.clone() };
+    let found = |query: LeadQuery| {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<usize> = store.list_leads(&query).await.expect("list").into_iter().map(|c| c.id[4..].parse().expect("lead number")).collect();
+            ids.sort();
+            ids
+        }
+    };
+    let ids = |keep: fn(usize) -> bool| (0..25).filter(|i| keep(*i)).collect::<Vec<usize>>();
+    let search = |text: &str| LeadQuery { search: Some(text.into()), ..everyone.clone() };
+    assert_eq!(found(search("ACME_corp 100%")).await, ids(|i| i % 5 == 0), "any case; `_` and `%` are themselves");
+    assert_eq!(found(search("acme%corp")).await, ids(|_| false), "`%` is not a wildcard");
+    assert_eq!(found(search("ann")).await, [7], "names are searched");
+    assert_eq!(found(LeadQuery { source: Some("webinar".into()), ..everyone.clone() }).await, ids(|i| i % 4 == 0));
+    let pool = LeadQuery { owner: Some("rep1".into()), unassigned_too: true, ..everyone.clone() };
+    assert_eq!(found(pool).await, ids(|i| i % 3 != 1), "rep1's contacts and nobody's");
+    let quadrant = |name: &str| LeadQuery { model: "q".into(), quadrant: Some(name.into()), ..everyone.clone() };
+    assert_eq!(found(quadrant("researcher")).await, ids(|i| i % 7 >= 3));
+    assert_eq!(found(quadrant("unqualified")).await, ids(|i| i % 7 < 3));
 }
 
 /// A rescore chunk under a new version gives the same rows as ingest would, and the decay

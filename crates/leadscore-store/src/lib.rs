@@ -281,9 +281,9 @@ pub trait RunStore: Send + Sync {
     /// How many contacts wait for an evaluation.
     async fn queue_depth(&self) -> StoreResult<u64>;
     /// For each contact, in its own transaction under its write lock: takes its queued
-    /// entries, decides which automations fire ([`runner::plan`]), carries the runs out
-    /// ([`runner::execute`]: contact changes, outbox deliveries, assignments), records
-    /// them and the trigger states, and clears the entries. `check_cold` (the scheduler)
+    /// entries, lets [`runner::evaluate`] decide which automations fire and what follows
+    /// (contact changes, outbox deliveries, assignments), writes that and the trigger
+    /// states, and clears the entries. `check_cold` (the scheduler)
     /// also judges cold triggers. Also marks contacts whose synced fields changed for
     /// `score.changed` subscribers. Returns the runs recorded. `StoreError::Stale` when
     /// `automations` is not the set stored (another process changed it): a stale set must

@@ -1,9 +1,10 @@
-//! Running automations, the part every backend shares: from what happened to a contact
-//! (its queued entries) and the per-automation state, decide which automations fire
-//! ([`plan`]), then turn the runs into effects — contact changes, outbox deliveries, log
-//! entries, team cursor moves ([`execute`]). Pure: the backend loads the inputs and writes
-//! the effects in one transaction, under the contact's write lock, so two evaluations of
-//! one contact never interleave and a `max = 1` automation cannot fire twice.
+//! Running automations, the part every backend shares. [`evaluate`] is the whole step,
+//! pure: from a contact as stored, what happened to it (its queued entries), the
+//! per-automation state, the automations and the time, it decides which automations fire
+//! ([`plan`]) and turns the runs into effects — contact changes, outbox deliveries, log
+//! entries, state changes, team cursor moves ([`execute`]). A backend only loads that input
+//! and writes the [`Evaluation`] in one transaction, under the contact's write lock, so two
+//! evaluations of one contact never interleave and a `max = 1` automation cannot fire twice.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use leadscore_core::scorer::activity_history;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::scoring::ScoringEvent;
+use crate::scoring::{ScoringEvent, card_at};
 use crate::types::{ContactRecord, Millis, ModelSet};
 
 /// An automation that is live, compiled once by the server and shared by every evaluation.
@@ -86,7 +87,7 @@ pub struct AutomationState {
 }
 
 /// What the planner needs to know about one contact.
-pub struct PlanInput<'a> {
+struct PlanInput<'a> {
     pub contact: &'a ContactRecord,
     pub models: &'a ModelSet,
     pub automations: &'a AutomationSet,
@@ -101,17 +102,98 @@ pub struct PlanInput<'a> {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct PlannedRun {
+struct PlannedRun {
     pub automation: String,
     pub reason: Value,
     pub actions: Vec<Action>,
 }
 
 #[derive(Debug, Default)]
-pub struct Plan {
+struct Plan {
     pub runs: Vec<PlannedRun>,
     /// Every state that changed, to write back.
     pub states: Vec<(String, AutomationState)>,
+}
+
+/// Everything one evaluation of a contact reads. `events` and `teams` are loaded only when
+/// [`evaluate`] asks for them (most evaluations need neither).
+pub struct EvaluationInput<'a> {
+    /// The contact as stored, its score rows as written (decay since then is applied here).
+    pub contact: &'a ContactRecord,
+    /// The live models (shadow ones included: their scores are taken off the contact).
+    pub models: &'a ModelSet,
+    pub automations: &'a AutomationSet,
+    /// In queue order.
+    pub queued: &'a [QueueEntry],
+    pub states: &'a HashMap<String, AutomationState>,
+    /// Every activity event of the contact in scoring order, once asked for.
+    pub events: Option<&'a [ScoringEvent]>,
+    /// The teams with their cursors, once asked for; a backend that holds them anyway
+    /// passes them every time.
+    pub teams: Option<&'a mut HashMap<String, Team>>,
+    pub subscriptions: &'a [Subscription],
+    /// The scheduler asks: look for cold contacts too.
+    pub check_cold: bool,
+    pub now: Millis,
+}
+
+/// What one evaluation decided; the backend writes all of it in the same transaction.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// The contact as judged and changed by the actions (saved and rescored when
+    /// `effects.contact_changed`); shadow scores are off it.
+    pub contact: ContactRecord,
+    /// Every automation state that changed.
+    pub states: Vec<(String, AutomationState)>,
+    pub effects: Effects,
+    /// The queue entries up to this sequence number were consumed.
+    pub consumed_through: Option<i64>,
+}
+
+/// The answer of [`evaluate`]: done, or a part of the input it needs first. Asking again
+/// with the part given decides the same (the step has no memory).
+#[derive(Debug)]
+pub enum Evaluated {
+    Done(Box<Evaluation>),
+    /// Load the contact's activity events (a hot, event or cold trigger looks back).
+    NeedsEvents,
+    /// Load (and lock, where other processes assign too) the teams: a run assigns an owner.
+    NeedsTeams,
+}
+
+/// The contact as automations judge it now: every card brought to `now` (decay since the
+/// row was written counts) and the shadow scores taken off.
+pub fn judged_now(contact: &ContactRecord, models: &ModelSet, now: Millis) -> ContactRecord {
+    let mut contact = contact.clone();
+    for published in models.iter() {
+        if let Some(row) = contact.scores.get_mut(&published.name)
+            && let Some(card) = card_at(published, row, &contact.attributes, now)
+        {
+            row.card = card;
+        }
+    }
+    hide_shadow_scores(&mut contact, models);
+    contact
+}
+
+/// One contact's automation step: which automations fire and everything that follows.
+pub fn evaluate(input: EvaluationInput<'_>) -> Evaluated {
+    let EvaluationInput { contact, models, automations, queued, states, events, teams, subscriptions, check_cold, now } = input;
+    let mut contact = judged_now(contact, models, now);
+    if events.is_none() && needs_events(automations, &contact, queued, states, check_cold, now) {
+        return Evaluated::NeedsEvents;
+    }
+    let plan = plan(&PlanInput { contact: &contact, models, automations, queued, states, events, check_cold, now });
+    let assigns = plan.runs.iter().any(|run| run.actions.iter().any(|action| matches!(action, Action::Assign(_))));
+    let mut no_teams = HashMap::new();
+    let teams = match teams {
+        Some(teams) => teams,
+        None if assigns => return Evaluated::NeedsTeams,
+        None => &mut no_teams,
+    };
+    let mut changed_states = plan.states;
+    let effects = execute(plan.runs, &mut contact, ExecuteInput { teams, subscriptions, states: &mut changed_states, prior_states: states, now });
+    Evaluated::Done(Box::new(Evaluation { contact, states: changed_states, effects, consumed_through: queued.last().map(|entry| entry.seq) }))
 }
 
 /// Takes the scores of shadow models (F31) off a contact about to be judged by automations
@@ -148,7 +230,7 @@ fn band_of<'a>(contact: &'a ContactRecord, model: Option<&str>) -> Option<&'a st
 /// Whether the planner will need the contact's events: a hot trigger with new events to
 /// judge; a cold trigger whose window holds events, when the scheduler asks or when new
 /// events may re-arm a cold trigger that fired (an idle contact needs none).
-pub fn needs_events(
+fn needs_events(
     automations: &AutomationSet,
     contact: &ContactRecord,
     queued: &[QueueEntry],
@@ -200,7 +282,7 @@ fn before_card<'a>(queued: &'a [QueueEntry], model: &str) -> Option<Option<&'a S
 }
 
 /// Decides which automations fire for one contact.
-pub fn plan(input: &PlanInput<'_>) -> Plan {
+fn plan(input: &PlanInput<'_>) -> Plan {
     let contact = input.contact;
     let now = input.now;
     let mut plan = Plan::default();
@@ -508,7 +590,7 @@ pub fn render(template: &str, context: &Value) -> String {
 }
 
 /// Everything [`execute`] needs besides the runs.
-pub struct ExecuteInput<'a> {
+struct ExecuteInput<'a> {
     pub teams: &'a mut HashMap<String, Team>,
     pub subscriptions: &'a [Subscription],
     /// Nurture tracks per automation, updated as nurture actions run.
@@ -518,7 +600,7 @@ pub struct ExecuteInput<'a> {
 }
 
 /// Carries out the planned runs on the contact (in memory) and lists what to write.
-pub fn execute(runs: Vec<PlannedRun>, contact: &mut ContactRecord, mut input: ExecuteInput<'_>) -> Effects {
+fn execute(runs: Vec<PlannedRun>, contact: &mut ContactRecord, mut input: ExecuteInput<'_>) -> Effects {
     let now = input.now;
     let mut effects = Effects::default();
     for planned in runs {
@@ -920,6 +1002,92 @@ mod tests {
         assert_eq!(render("Hot: {{contact.email}} ({{ contact.scores.b2b.total }})", &context), "Hot: a@b.c (42)");
         assert_eq!(render("{{contact.scores.b2b.fit}} {{contact.groups}} [{{nope.x}}]", &context), "2.5 [\"x\"] []");
         assert_eq!(render("unclosed {{contact.email", &context), "unclosed {{contact.email");
+    }
+
+    fn live(toml: &str) -> AutomationSet {
+        vec![Arc::new(LiveAutomation { automation: Automation::parse(toml).unwrap(), updated_at: 1 })]
+    }
+
+    fn contact(last_event_at: Option<Millis>) -> ContactRecord {
+        ContactRecord {
+            id: "c1".into(),
+            email: Some("ann@acme.io".into()),
+            attributes: Map::new(),
+            groups: Vec::new(),
+            owner: None,
+            status: None,
+            created_at: 0,
+            updated_at: 0,
+            last_event_at,
+            scores: BTreeMap::new(),
+        }
+    }
+
+    fn queued_event(seq: i64, name: &str, at: Millis) -> QueueEntry {
+        QueueEntry { seq, event: Some(QueuedEvent { timestamp: at, message_id: format!("m{seq}"), name: name.into() }), before: None }
+    }
+
+    #[test]
+    fn evaluation_asks_for_the_teams_only_when_a_run_assigns() {
+        let automations = live(
+            "name = \"demo\"\ntrigger = { event = { name = \"Demo Requested\" } }\nlimits = { max = 1, per = \"7d\" }\nactions = [ { assign = { team = \"sales\", strategy = \"round_robin\" } } ]\n",
+        );
+        let (stored, models, states) = (contact(Some(1_000)), ModelSet::new(), HashMap::new());
+        macro_rules! input {
+            ($queued:expr, $teams:expr) => {
+                EvaluationInput {
+                    contact: &stored,
+                    models: &models,
+                    automations: &automations,
+                    queued: $queued,
+                    states: &states,
+                    events: None,
+                    teams: $teams,
+                    subscriptions: &[],
+                    check_cold: false,
+                    now: 2_000,
+                }
+            };
+        }
+        let Evaluated::Done(quiet) = evaluate(input!(&[queued_event(7, "Page Viewed", 1_000)], None)) else { panic!("no run assigns, so no teams are needed") };
+        assert!(quiet.effects.runs.is_empty() && !quiet.effects.contact_changed);
+        assert_eq!(quiet.consumed_through, Some(7), "the entry is consumed even when nothing fires");
+
+        let demo = [queued_event(8, "Demo Requested", 1_500)];
+        assert!(matches!(evaluate(input!(&demo, None)), Evaluated::NeedsTeams));
+        let team = Team { name: "sales".into(), members: vec!["rep-a".into(), "rep-b".into()], cursor: 1, created_at: 0, updated_at: 0 };
+        let mut teams = HashMap::from([("sales".to_string(), team)]);
+        let Evaluated::Done(assigned) = evaluate(input!(&demo, Some(&mut teams))) else { panic!("the teams were given") };
+        assert_eq!(assigned.contact.owner.as_deref(), Some("rep-b"), "round robin from the team's cursor");
+        assert!(assigned.effects.contact_changed);
+        assert_eq!(assigned.effects.runs.len(), 1);
+        assert_eq!(assigned.effects.teams.iter().map(|t| t.cursor).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(assigned.consumed_through, Some(8));
+        assert!(assigned.states.iter().any(|(name, state)| name == "demo" && state.runs == vec![2_000]), "the run is remembered for the limits");
+    }
+
+    #[test]
+    fn a_cold_check_asks_for_the_events_of_a_recently_active_contact() {
+        let automations = live("name = \"touch\"\ntrigger = { cold = { points = 2, within = \"90d\" } }\nactions = [ { add_group = { group = \"cold\" } } ]\n");
+        let states = HashMap::new();
+        let now = 100 * leadscore_core::duration::DAY_MS;
+        let evaluate_cold = |stored: &ContactRecord, events: Option<&[ScoringEvent]>| {
+            evaluate(EvaluationInput {
+                contact: stored,
+                models: &ModelSet::new(),
+                automations: &automations,
+                queued: &[],
+                states: &states,
+                events,
+                teams: None,
+                subscriptions: &[],
+                check_cold: true,
+                now,
+            })
+        };
+        assert!(matches!(evaluate_cold(&contact(Some(now - 1_000)), None), Evaluated::NeedsEvents));
+        assert!(matches!(evaluate_cold(&contact(Some(now - 1_000)), Some(&[])), Evaluated::Done(_)), "given, they are not asked for again");
+        assert!(matches!(evaluate_cold(&contact(None), None), Evaluated::Done(_)), "a contact never active has nothing to look back at");
     }
 
     #[test]

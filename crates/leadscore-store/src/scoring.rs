@@ -7,7 +7,7 @@ use leadscore_core::scorer::{EventRef, fold_events};
 use leadscore_core::{ActivityState, Model, ScoreCard};
 use serde_json::{Map, Value};
 
-use crate::types::{Millis, PublishedModel, ScannedScore, ScoreRow};
+use crate::types::{Millis, PublishedModel, ScannedScore, ScoreRow, StoredEvent};
 
 /// An activity event as the scorer needs it, owned (decoded from the store).
 #[derive(Clone, Debug)]
@@ -19,6 +19,14 @@ pub struct ScoringEvent {
 }
 
 impl ScoringEvent {
+    /// What scoring reads of stored events (their ids and contacts are not part of it).
+    pub fn from_stored(events: &[StoredEvent]) -> Vec<ScoringEvent> {
+        events
+            .iter()
+            .map(|e| ScoringEvent { timestamp: e.timestamp, message_id: e.message_id.clone(), name: e.name.clone(), properties: e.properties.clone() })
+            .collect()
+    }
+
     pub fn as_ref(&self) -> EventRef<'_> {
         EventRef { timestamp: self.timestamp, message_id: &self.message_id, name: &self.name, properties: &self.properties }
     }

@@ -156,6 +156,15 @@ pub struct LeadQuery {
     pub band: Option<String>,
     pub group: Option<String>,
     pub owner: Option<String>,
+    /// With `owner`: contacts without an owner too (a sales rep's unassigned pool).
+    pub unassigned_too: bool,
+    /// Only contacts in this fit × activity quadrant of the model.
+    pub quadrant: Option<String>,
+    /// Only contacts whose `source` attribute is this.
+    pub source: Option<String>,
+    /// Only contacts whose e-mail, name (`first_name`, `last_name`, `name`) or `company`
+    /// contains this, ignoring ASCII case.
+    pub search: Option<String>,
     /// Only contacts whose status is this one of [`STATUSES`] (`new` also matches a contact
     /// without any recorded status).
     pub status: Option<String>,
@@ -164,6 +173,23 @@ pub struct LeadQuery {
     pub limit: usize,
     /// Continue after this (sort value, contact id).
     pub after: Option<(f64, String)>,
+}
+
+/// The attributes the lead list's search looks at besides the e-mail address.
+pub const SEARCHED_ATTRIBUTES: [&str; 4] = ["first_name", "last_name", "name", "company"];
+
+/// `text` as a `LIKE` pattern that matches it anywhere, with `\` as the escape character.
+pub fn like_anywhere(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_ascii_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Who an event is about. At least one is set.

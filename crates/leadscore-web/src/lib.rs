@@ -20,22 +20,21 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use leadscore_app::users::{self, SessionPolicy};
+use leadscore_app::access::Reach;
+use leadscore_app::users;
 use leadscore_app::{AppError, Engine};
-use leadscore_store::{Role, UserRecord};
+use leadscore_store::UserRecord;
 use serde::Deserialize;
 
 pub use pages::Page;
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "leadscore_session";
+pub use leadscore_app::users::SESSION_COOKIE;
 
 #[derive(Clone, Debug, Default)]
 pub struct WebConfig {
     /// Where people reach leadscore (LEADSCORE_PUBLIC_URL); an `https://` one makes the
     /// session cookie `Secure` (TLS ends at a proxy in front of leadscore).
     pub public_url: Option<String>,
-    pub sessions: SessionPolicy,
 }
 
 impl WebConfig {
@@ -62,9 +61,12 @@ pub fn router(engine: Arc<Engine>, config: WebConfig) -> Router {
         .route("/login", get(pages::login_form).post(login))
         .route("/logout", post(logout))
         .route("/leads", get(pages::leads))
+        .route("/leads/bulk", post(pages::bulk_leads))
         .route("/contacts/{id}", get(pages::contact))
         .route("/contacts/{id}/status", post(pages::record_status))
         .route("/contacts/{id}/feedback", post(pages::record_feedback))
+        .route("/contacts/{id}/export", get(pages::export_contact))
+        .route("/contacts/{id}/erase", post(pages::erase_contact))
         .route("/accounts", get(pages::accounts))
         .route("/accounts/{id}", get(pages::account))
         .route("/settings", get(settings::page))
@@ -76,7 +78,10 @@ pub fn router(engine: Arc<Engine>, config: WebConfig) -> Router {
         .route("/settings/teams/{name}/delete", post(settings::delete_team))
         .route("/settings/secrets", post(settings::put_secret))
         .route("/settings/secrets/{name}/delete", post(settings::delete_secret))
+        .route("/settings/webhooks", post(settings::put_webhook))
+        .route("/settings/webhooks/{name}/delete", post(settings::delete_webhook))
         .route("/assets/app.css", get(stylesheet))
+        .fallback(|| async { pages::error_page(StatusCode::NOT_FOUND, "There is no page at this address. The pages are Today, Leads, Accounts and Settings.") })
         .layer(axum::middleware::from_fn(same_origin_posts))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(web)
@@ -116,25 +121,12 @@ async fn same_origin_posts(request: Request, next: Next) -> Response {
 }
 
 fn from_this_site(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        return matches!(site, "same-origin" | "none");
-    }
-    match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), headers.get(header::HOST).and_then(|v| v.to_str().ok())) {
-        (Some(origin), Some(host)) => origin.split_once("://").is_some_and(|(_, rest)| rest == host),
-        (Some(_), None) => false,
-        (None, _) => true,
-    }
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    users::from_this_site(text(header::HeaderName::from_static("sec-fetch-site")), text(header::ORIGIN), text(header::HOST))
 }
 
 fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_string())
+    users::session_cookie(headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()))
 }
 
 /// The signed-in user of a request; a page without one sends the browser to `/login`.
@@ -143,9 +135,10 @@ pub struct SignedIn {
 }
 
 impl SignedIn {
-    /// Whether the user may see and change this contact: sales only their own.
-    pub fn reaches(&self, owner: Option<&str>) -> bool {
-        self.user.role != Role::Sales || owner.is_some_and(|owner| owner.eq_ignore_ascii_case(&self.user.email))
+    /// Which contacts the user may see and change: sales their own (and the pool when the
+    /// server allows it), everyone else all.
+    pub fn reach(&self, web: &Web) -> Reach {
+        Reach::of(&web.engine, &self.user)
     }
 }
 
@@ -159,7 +152,7 @@ impl FromRequestParts<Arc<Web>> for SignedIn {
             Redirect::to(&format!("/login{next}")).into_response()
         };
         let Some(token) = session_token(&parts.headers) else { return Err(to_login()) };
-        match users::session_user(&web.engine, &token, web.config.sessions).await {
+        match users::session_user(&web.engine, &token, web.engine.config.sessions).await {
             Ok(Some(user)) => Ok(SignedIn { user }),
             Ok(None) => Err(to_login()),
             Err(err) => Err(pages::app_error(err)),
@@ -202,7 +195,7 @@ async fn login(State(web): State<Arc<Web>>, ConnectInfo(peer): ConnectInfo<Socke
 
 /// A path on this site: `/leads`, not `//evil.example` or `/\evil.example` (browsers read a
 /// backslash as a slash there), so the sign-in cannot send anyone elsewhere.
-fn is_local_path(next: &str) -> bool {
+pub(crate) fn is_local_path(next: &str) -> bool {
     next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') && !next.chars().any(char::is_control)
 }
 

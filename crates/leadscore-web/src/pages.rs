@@ -12,6 +12,7 @@ use leadscore_app::contacts::{self, ContactView, LeadListQuery};
 use leadscore_app::time::format_time;
 use leadscore_app::{AppError, ModelChoiceError, outcomes, reports};
 use leadscore_core::ScoreCard;
+use leadscore_core::scorer::QUADRANTS;
 use leadscore_store::{Millis, OutcomeKind, PublishedModel, Role, STATUSES, UserRecord};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
@@ -307,9 +308,9 @@ pub async fn today(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
     let query = LeadListQuery {
         model: Some(model.name.clone()),
         band: top_band.clone(),
-        owner: owner.clone(),
         open: Some(true),
         limit: Some(25),
+        reach: signed.reach(&web),
         ..LeadListQuery::default()
     };
     let started = std::time::Instant::now();
@@ -409,73 +410,122 @@ pub struct LeadsQuery {
     status: Option<String>,
     group: Option<String>,
     owner: Option<String>,
+    quadrant: Option<String>,
+    source: Option<String>,
+    /// Search: e-mail, name or company.
+    q: Option<String>,
     sort: Option<String>,
     cursor: Option<String>,
     format: Option<String>,
+    /// `quadrants`: the fit × activity matrix instead of the list.
+    view: Option<String>,
+    /// How many leads the last bulk action changed (shown once after it).
+    changed: Option<usize>,
 }
 
 fn empty_is_none(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
-/// The lead list (`/leads`): filters by band, status, group and owner (a sales user sees
-/// their own), sorted by any score, a page at a time, and the page as CSV.
+/// A link to the lead list with the current filters, plus `extra` pairs, without the
+/// filters named in the second argument.
+type LeadsLink<'a> = dyn Fn(&[(&str, &str)], &[&str]) -> String + Sync + 'a;
+
+/// Leads per quadrant in the quadrant view.
+const QUADRANT_VIEW_LEADS: usize = 8;
+
+/// The lead list (`/leads`): filters by band, status, group, owner, quadrant and source,
+/// search by name, e-mail or company, sorted by any score, a page at a time, the page as
+/// CSV, the fit × activity quadrant view, and bulk actions on chosen leads (marketing,
+/// admin). A sales user sees their own (and the unassigned pool when the server allows it).
 pub async fn leads(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Query<LeadsQuery>) -> Response {
     let model = match page_model(&web, q.model.as_deref().filter(|m| !m.is_empty())) {
         Ok(model) => model,
         Err(page) => return *page,
     };
-    let owner = if signed.user.role == Role::Sales { Some(signed.user.email.clone()) } else { empty_is_none(q.owner.clone()) };
+    let reach = signed.reach(&web);
+    let sales = signed.user.role == Role::Sales;
+    let quadrant_view = q.view.as_deref() == Some("quadrants");
     let query = LeadListQuery {
         model: Some(model.name.clone()),
         sort: empty_is_none(q.sort.clone()),
         band: empty_is_none(q.band.clone()),
         group: empty_is_none(q.group.clone()),
-        owner: owner.clone(),
+        owner: if sales { None } else { empty_is_none(q.owner.clone()) },
         status: empty_is_none(q.status.clone()),
-        open: None,
+        quadrant: empty_is_none(q.quadrant.clone()),
+        source: empty_is_none(q.source.clone()),
+        search: empty_is_none(q.q.clone()),
         limit: Some(50),
         cursor: empty_is_none(q.cursor.clone()),
+        reach,
+        ..LeadListQuery::default()
     };
-    let page = match contacts::lead_list(&web.engine, query).await {
-        Ok(page) => page,
-        Err(err) => return app_error(err),
-    };
-    let mut views = Vec::with_capacity(page.contacts.len());
-    for contact in &page.contacts {
-        match contacts::view(&web.engine, contact, None).await {
-            Ok(view) => views.push(view),
-            Err(err) => return app_error(err),
-        }
-    }
     let filters: Vec<(&str, String)> = [
         ("model", Some(model.name.clone())),
+        ("q", empty_is_none(q.q.clone())),
         ("band", empty_is_none(q.band.clone())),
         ("status", empty_is_none(q.status.clone())),
         ("group", empty_is_none(q.group.clone())),
-        ("owner", if signed.user.role == Role::Sales { None } else { empty_is_none(q.owner.clone()) }),
+        ("owner", if sales { None } else { empty_is_none(q.owner.clone()) }),
+        ("quadrant", empty_is_none(q.quadrant.clone())),
+        ("source", empty_is_none(q.source.clone())),
         ("sort", empty_is_none(q.sort.clone())),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
     .collect();
-    let link = |extra: &[(&str, &str)]| {
-        let pairs: Vec<String> =
-            filters.iter().map(|(k, v)| format!("{k}={}", url_encode(v))).chain(extra.iter().map(|(k, v)| format!("{k}={}", url_encode(v)))).collect();
+    let link = |extra: &[(&str, &str)], without: &[&str]| {
+        let pairs: Vec<String> = filters
+            .iter()
+            .filter(|(k, _)| !without.contains(k))
+            .map(|(k, v)| format!("{k}={}", url_encode(v)))
+            .chain(extra.iter().map(|(k, v)| format!("{k}={}", url_encode(v))))
+            .collect();
         format!("/leads?{}", pairs.join("&"))
     };
-    if q.format.as_deref() == Some("csv") {
-        return leads_csv(&model.name, &views);
-    }
+    let body = if quadrant_view {
+        match quadrant_matrix(&web, &model, &query, &link).await {
+            Ok(matrix) => matrix,
+            Err(err) => return app_error(err),
+        }
+    } else {
+        let page = match contacts::lead_list(&web.engine, query).await {
+            Ok(page) => page,
+            Err(err) => return app_error(err),
+        };
+        let mut views = Vec::with_capacity(page.contacts.len());
+        for contact in &page.contacts {
+            match contacts::view(&web.engine, contact, None).await {
+                Ok(view) => views.push(view),
+                Err(err) => return app_error(err),
+            }
+        }
+        if q.format.as_deref() == Some("csv") {
+            return leads_csv(&model.name, &views);
+        }
+        let reps = if sales { Vec::new() } else { sales_reps(&web).await };
+        let next = page.next_cursor.as_deref().map(|next| link(&[("cursor", next)], &[]));
+        lead_table(&model, &views, !sales, &reps, &link(&[], &[]), next)
+    };
     let sort = q.sort.clone().unwrap_or_default();
     let content = html! {
         h1 { "Leads" }
-        form.filters method="get" action="/leads" {
+        @if let Some(changed) = q.changed {
+            p.card.notice role="status" { "Changed " (changed) " lead" @if changed != 1 { "s" } "." }
+        }
+        form.filters method="get" action="/leads" role="search" {
             input type="hidden" name="model" value=(model.name);
+            @if quadrant_view { input type="hidden" name="view" value="quadrants"; }
+            label { "Search " input type="search" name="q" value=(q.q.clone().unwrap_or_default()) placeholder="name, e-mail, company" size="20"; }
             label { "Band " select name="band" { option value="" { "any" } @for band in &model.model.bands { option value=(band.name) selected[q.band.as_deref() == Some(band.name.as_str())] { (band.name) } } } }
             label { "Status " select name="status" { option value="" { "any" } @for status in STATUSES { option value=(status) selected[q.status.as_deref() == Some(*status)] { (status) } } } }
+            @if model.model.quadrant.is_some() && !quadrant_view {
+                label { "Quadrant " select name="quadrant" { option value="" { "any" } @for quadrant in QUADRANTS { option value=(quadrant) selected[q.quadrant.as_deref() == Some(quadrant)] { (quadrant) } } } }
+            }
             label { "Group " input type="text" name="group" value=(q.group.clone().unwrap_or_default()) size="10"; }
-            @if signed.user.role != Role::Sales {
+            label { "Source " input type="text" name="source" value=(q.source.clone().unwrap_or_default()) size="10"; }
+            @if !sales {
                 label { "Owner " input type="text" name="owner" value=(q.owner.clone().unwrap_or_default()) size="16"; }
             }
             label { "Sort " select name="sort" {
@@ -484,41 +534,183 @@ pub async fn leads(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
                 }
             } }
             button type="submit" { "Show" }
-            a.csv href=(link(&[("format", "csv")])) { "Download CSV" }
+            @if !quadrant_view { a.csv href=(link(&[("format", "csv")], &[])) { "Download CSV" } }
         }
-        @if views.is_empty() {
-            section.card { p { "No leads match." } }
-        } @else {
-            table.leads.list {
-                caption { "Leads under " (model.name) }
-                thead { tr {
-                    th scope="col" { "Lead" } th scope="col" { "Company" } th scope="col" { "Total" } th scope="col" { "Fit" } th scope="col" { "Activity" }
-                    th scope="col" { "Band" } th scope="col" { "Grade" } th scope="col" { "Quadrant" } th scope="col" { "Status" } th scope="col" { "Owner" }
-                } }
-                tbody {
-                    @for contact in &views {
-                        @let card = contact.scores.get(&model.name).map(|c| &c.card);
-                        tr {
-                            td { a href={"/contacts/" (url_encode(&contact.id))} { (display_name(contact)) } br; small { (contact.email.as_deref().unwrap_or("")) } }
-                            td { (company(contact)) }
-                            @if let Some(card) = card {
-                                td.num { (number(card.total)) " " (flames(card)) } td.num { (number(card.fit)) } td.num { (number(card.activity)) }
-                                td { (band_badge(card)) } td { (card.grade.as_deref().unwrap_or("—")) } td { (card.quadrant.as_deref().unwrap_or("—")) }
-                            } @else {
-                                td colspan="6" { "not scored" }
+        @if model.model.quadrant.is_some() {
+            p.views {
+                "View: "
+                @if quadrant_view {
+                    a href=(link(&[], &[])) { "list" } " · " strong { "quadrants" }
+                } @else {
+                    strong { "list" } " · " a href=(link(&[("view", "quadrants")], &["quadrant"])) { "quadrants" }
+                }
+            }
+        }
+        (body)
+    };
+    Page(StatusCode::OK, layout(Some(&signed.user), "Leads", "leads", content)).into_response()
+}
+
+/// The sales reps, for the bulk "assign owner" choice.
+async fn sales_reps(web: &Web) -> Vec<String> {
+    match leadscore_app::users::list_users(&web.engine).await {
+        Ok(users) => users.into_iter().filter(|u| u.role == Role::Sales && !u.disabled).map(|u| u.email).collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, "the users could not be listed for the bulk owner choice");
+            Vec::new()
+        }
+    }
+}
+
+/// The lead list's table; for marketing and admins, a form around it with a checkbox per
+/// lead and the bulk actions (assign an owner, add a group).
+fn lead_table(model: &PublishedModel, views: &[ContactView], bulk: bool, reps: &[String], back: &str, next: Option<String>) -> Markup {
+    let table = html! {
+        table.leads.list {
+            caption { "Leads under " (model.name) }
+            thead { tr {
+                th scope="col" { "Lead" } th scope="col" { "Company" } th scope="col" { "Total" } th scope="col" { "Fit" } th scope="col" { "Activity" }
+                th scope="col" { "Band" } th scope="col" { "Grade" } th scope="col" { "Quadrant" } th scope="col" { "Status" } th scope="col" { "Owner" }
+            } }
+            tbody {
+                @for contact in views {
+                    @let card = contact.scores.get(&model.name).map(|c| &c.card);
+                    tr {
+                        td {
+                            @if bulk {
+                                input type="checkbox" name="id" value=(contact.id) aria-label={"Choose " (display_name(contact))};
+                                " "
                             }
-                            td { (contact.status.as_deref().unwrap_or("new")) }
-                            td { (contact.owner.as_deref().unwrap_or("—")) }
+                            a href={"/contacts/" (url_encode(&contact.id))} { (display_name(contact)) } br; small { (contact.email.as_deref().unwrap_or("")) }
                         }
+                        td { (company(contact)) }
+                        @if let Some(card) = card {
+                            td.num { (number(card.total)) " " (flames(card)) } td.num { (number(card.fit)) } td.num { (number(card.activity)) }
+                            td { (band_badge(card)) } td { (card.grade.as_deref().unwrap_or("—")) } td { (card.quadrant.as_deref().unwrap_or("—")) }
+                        } @else {
+                            td colspan="6" { "not scored" }
+                        }
+                        td { (contact.status.as_deref().unwrap_or("new")) }
+                        td { (contact.owner.as_deref().unwrap_or("—")) }
                     }
                 }
             }
-            @if let Some(next) = &page.next_cursor {
-                p.pager { a href=(link(&[("cursor", next)])) rel="next" { "Next page →" } }
-            }
         }
     };
-    Page(StatusCode::OK, layout(Some(&signed.user), "Leads", "leads", content)).into_response()
+    html! {
+        @if views.is_empty() {
+            section.card { p { "No leads match." } }
+        } @else if bulk {
+            form.bulk method="post" action="/leads/bulk" {
+                input type="hidden" name="back" value=(back);
+                fieldset {
+                    legend { "With the chosen leads" }
+                    label { "Assign owner " select name="owner" {
+                        option value="" { "keep" }
+                        @for rep in reps { option value=(rep) { (rep) } }
+                        option value="-" { "nobody (unassign)" }
+                    } }
+                    label { "Add group " input type="text" name="add_group" size="12"; }
+                    button type="submit" { "Apply to chosen" }
+                }
+                (table)
+            }
+        } @else {
+            (table)
+        }
+        @if let Some(next) = next {
+            p.pager { a href=(next) rel="next" { "Next page →" } }
+        }
+    }
+}
+
+/// The fit × activity matrix: the best leads of each quadrant side by side, each with a
+/// link to the whole quadrant in the list.
+async fn quadrant_matrix(web: &Web, model: &PublishedModel, query: &LeadListQuery, link: &LeadsLink<'_>) -> Result<Markup, AppError> {
+    let Some(split) = &model.model.quadrant else {
+        return Ok(html! { section.card { p { "Model " (model.name) " has no quadrant thresholds (`quadrant = { fit, activity }`)." } } });
+    };
+    let mut cells = Vec::with_capacity(QUADRANTS.len());
+    for quadrant in QUADRANTS {
+        let asked = LeadListQuery { quadrant: Some(quadrant.to_string()), limit: Some(QUADRANT_VIEW_LEADS), cursor: None, ..query.clone() };
+        let page = contacts::lead_list(&web.engine, asked).await?;
+        let mut views = Vec::with_capacity(page.contacts.len());
+        for contact in &page.contacts {
+            views.push(contacts::view(&web.engine, contact, None).await?);
+        }
+        cells.push((quadrant, views, page.next_cursor.is_some()));
+    }
+    Ok(html! {
+        p.lede { "Fit at least " (number(split.fit)) " is high fit; activity at least " (number(split.activity)) " is high activity." }
+        div.quadrants {
+            @for (quadrant, views, more) in &cells {
+                section.card.quadrant aria-labelledby={"q-" (quadrant.replace(' ', "-"))} {
+                    h2 id={"q-" (quadrant.replace(' ', "-"))} { (quadrant) }
+                    @if views.is_empty() {
+                        p.unscored { "No leads." }
+                    } @else {
+                        ol {
+                            @for contact in views {
+                                @let card = contact.scores.get(&model.name).map(|c| &c.card);
+                                li {
+                                    a href={"/contacts/" (url_encode(&contact.id))} { (display_name(contact)) }
+                                    @if let Some(card) = card { " " small { (number(card.total)) " (fit " (number(card.fit)) ", activity " (number(card.activity)) ")" } }
+                                }
+                            }
+                        }
+                    }
+                    @if !views.is_empty() {
+                        p { a href=(link(&[("quadrant", quadrant)], &["quadrant"])) { @if *more { "All leads in " (quadrant) " →" } @else { "As a list →" } } }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// What the bulk form asked for.
+struct BulkChoice {
+    ids: Vec<String>,
+    owner: Option<String>,
+    add_group: Option<String>,
+    back: String,
+}
+
+/// The lead list's bulk action on the chosen leads (marketing, admin): assign an owner
+/// and/or add a group, then back to the same list.
+pub async fn bulk_leads(State(web): State<Arc<Web>>, signed: SignedIn, Form(fields): Form<Vec<(String, String)>>) -> Response {
+    if signed.user.role == Role::Sales {
+        return error_page(StatusCode::FORBIDDEN, "Bulk actions are for marketing and admins.");
+    }
+    let mut choice = BulkChoice { ids: Vec::new(), owner: None, add_group: None, back: "/leads".into() };
+    for (name, value) in fields {
+        match name.as_str() {
+            "id" => choice.ids.push(value),
+            "owner" => choice.owner = Some(value).filter(|v| !v.trim().is_empty()),
+            "add_group" => choice.add_group = Some(value.trim().to_string()).filter(|v| !v.is_empty()),
+            "back" if value.starts_with("/leads") && crate::is_local_path(&value) => choice.back = value,
+            _ => {}
+        }
+    }
+    if choice.ids.is_empty() {
+        return error_page(StatusCode::UNPROCESSABLE_ENTITY, "Choose at least one lead (the boxes beside their names).");
+    }
+    if choice.owner.is_none() && choice.add_group.is_none() {
+        return error_page(StatusCode::UNPROCESSABLE_ENTITY, "Choose an owner to assign or a group to add.");
+    }
+    let changes = contacts::ContactChanges {
+        owner: choice.owner.map(|owner| Some(owner).filter(|o| o != "-")),
+        add_groups: choice.add_group.into_iter().collect(),
+        ..Default::default()
+    };
+    let reach = signed.reach(&web);
+    match contacts::change_chosen(&web.engine, &choice.ids, &changes, &reach).await {
+        Ok(changed) => {
+            let separator = if choice.back.contains('?') { '&' } else { '?' };
+            Redirect::to(&format!("{}{separator}changed={changed}", choice.back)).into_response()
+        }
+        Err(err) => app_error(err),
+    }
 }
 
 fn leads_csv(model: &str, views: &[ContactView]) -> Response {
@@ -587,7 +779,7 @@ pub async fn contact(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Pa
         Err(err) if err.is_not_found() => return not_found(),
         Err(err) => return app_error(err),
     };
-    if !signed.reaches(record.owner.as_deref()) {
+    if !signed.reach(&web).reaches(record.owner.as_deref()) {
         return not_found();
     }
     let view = match contacts::view(&web.engine, &record, None).await {
@@ -728,8 +920,78 @@ pub async fn contact(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Pa
                 }
             }
         }
+        @if signed.user.role == Role::Admin {
+            section.card aria-labelledby="data" {
+                h2 id="data" { "The data held on this contact" }
+                p { a href={"/contacts/" (url_encode(&id)) "/export"} download { "Export everything (JSON)" } " — attributes, scores, events and history, as the contact may ask for." }
+                form.stack method="post" action={"/contacts/" (url_encode(&id)) "/erase"} {
+                    h3 { "Erase" }
+                    p { small { "Removes the contact with its events, history, outcomes and pending deliveries for good. The erasure log keeps only when and by whom." } }
+                    label { input type="checkbox" name="confirm" value="erase" required; " I understand this cannot be undone" }
+                    button.danger type="submit" { "Erase " (name) }
+                }
+            }
+        }
     };
     Page(StatusCode::OK, layout(Some(&signed.user), &name, "leads", content)).into_response()
+}
+
+/// Everything held on a contact as a JSON download (admin): the same document as
+/// `GET /api/v1/contacts/{id}/export`, every event in it.
+pub async fn export_contact(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>) -> Response {
+    if signed.user.role != Role::Admin {
+        return error_page(StatusCode::FORBIDDEN, "Exporting a contact's data is for admins.");
+    }
+    match contacts::export(&web.engine, &id, leadscore_app::paging::Window::ALL).await {
+        Ok(export) => {
+            let body = match serde_json::to_string_pretty(&export) {
+                Ok(body) => body,
+                Err(err) => return app_error(AppError::invalid(format!("the export could not be written: {err}"))),
+            };
+            let file: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+            (
+                [
+                    (header::CONTENT_TYPE, "application/json".to_string()),
+                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"contact-{file}.json\"")),
+                    (header::CACHE_CONTROL, "no-store".to_string()),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(err) if err.is_not_found() => not_found(),
+        Err(err) => app_error(err),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EraseForm {
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Erases a contact (admin) once the box saying so is ticked, then back to the lead list.
+pub async fn erase_contact(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Form(form): Form<EraseForm>) -> Response {
+    if signed.user.role != Role::Admin {
+        return error_page(StatusCode::FORBIDDEN, "Erasing a contact is for admins.");
+    }
+    if form.confirm != "erase" {
+        return error_page(StatusCode::UNPROCESSABLE_ENTITY, "Tick the box to confirm the erasure; nothing was erased.");
+    }
+    match contacts::erase(&web.engine, &id, &signed.user.id).await {
+        Ok(()) => Page(
+            StatusCode::OK,
+            layout(
+                Some(&signed.user),
+                "Contact erased",
+                "leads",
+                html! { section.card.notice role="status" { h1 { "Contact erased" } p { "The contact and everything held on it are gone." } p { a href="/leads" { "Back to the leads" } } } },
+            ),
+        )
+        .into_response(),
+        Err(err) if err.is_not_found() => not_found(),
+        Err(err) => app_error(err),
+    }
 }
 
 #[derive(Deserialize)]
@@ -739,7 +1001,7 @@ pub struct StatusForm {
 
 pub async fn record_status(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Form(form): Form<StatusForm>) -> Response {
     match contacts::find(&web.engine, &id).await {
-        Ok(record) if signed.reaches(record.owner.as_deref()) => {}
+        Ok(record) if signed.reach(&web).reaches(record.owner.as_deref()) => {}
         Ok(_) => return not_found(),
         Err(err) if err.is_not_found() => return not_found(),
         Err(err) => return app_error(err),
@@ -759,7 +1021,7 @@ pub struct FeedbackForm {
 
 pub async fn record_feedback(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Form(form): Form<FeedbackForm>) -> Response {
     match contacts::find(&web.engine, &id).await {
-        Ok(record) if signed.reaches(record.owner.as_deref()) => {}
+        Ok(record) if signed.reach(&web).reaches(record.owner.as_deref()) => {}
         Ok(_) => return not_found(),
         Err(err) if err.is_not_found() => return not_found(),
         Err(err) => return app_error(err),
@@ -890,7 +1152,7 @@ pub async fn account(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Pa
         Err(err) => return app_error(err),
     };
     let mut rows = Vec::new();
-    for (total, contact) in detail.contacts.iter().filter(|(_, c)| signed.reaches(c.owner.as_deref())) {
+    for (total, contact) in detail.contacts.iter().filter(|(_, c)| signed.reach(&web).reaches(c.owner.as_deref())) {
         match contacts::view(&web.engine, contact, None).await {
             Ok(view) => rows.push((*total, view)),
             Err(err) => return app_error(err),

@@ -45,12 +45,16 @@ pub async fn page(State(web): State<Arc<Web>>, Admin(signed): Admin) -> Response
 }
 
 async fn render(web: &Web, signed: &SignedIn, notice: Option<Notice>) -> Response {
-    let (users, keys, teams, secrets) =
-        match tokio::try_join!(users::list_users(&web.engine), keys::list(&web.engine), settings::list_teams(&web.engine), settings::list_secrets(&web.engine))
-        {
-            Ok(all) => all,
-            Err(err) => return app_error(err),
-        };
+    let (users, keys, teams, secrets, webhooks) = match tokio::try_join!(
+        users::list_users(&web.engine),
+        keys::list(&web.engine),
+        settings::list_teams(&web.engine),
+        settings::list_secrets(&web.engine),
+        settings::list_subscriptions(&web.engine)
+    ) {
+        Ok(all) => all,
+        Err(err) => return app_error(err),
+    };
     let content = html! {
         h1 { "Settings" }
         @if let Some(notice) = &notice {
@@ -163,6 +167,44 @@ async fn render(web: &Web, signed: &SignedIn, notice: Option<Notice>) -> Respons
                 label for="secret-name" { "Name" } input id="secret-name" name="name" type="text" required;
                 label for="secret-value" { "Value (whsec_…; leave empty to have one generated)" } input id="secret-value" name="value" type="password" autocomplete="off";
                 button type="submit" { "Store secret" }
+            }
+        }
+        section.card id="webhooks" {
+            h2 { "Webhooks" }
+            p { small { "Subscriptions to score changes (batched per contact after the debounce) and nurture changes, signed with a stored secret (Standard Webhooks)." } }
+            @if webhooks.is_empty() {
+                p { "No webhook subscriptions yet." }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "Name" } th scope="col" { "URL" } th scope="col" { "Events" } th scope="col" { "Fields" } th scope="col" { "Secret" } th scope="col" { "" } } }
+                    tbody {
+                        @for hook in &webhooks {
+                            tr {
+                                td { (hook.name) }
+                                td { small { (hook.url) } }
+                                td { (hook.events.join(", ")) }
+                                td { small { @for (from, to) in &hook.fields { (from) " → " (to) br; } } }
+                                td { (hook.secret_ref.as_deref().unwrap_or("unsigned")) }
+                                td { form.inline method="post" action={"/settings/webhooks/" (url_encode(&hook.name)) "/delete"} { button.danger type="submit" { "Delete" } } }
+                            }
+                        }
+                    }
+                }
+            }
+            form.stack method="post" action="/settings/webhooks" {
+                h3 { "Add or replace a webhook" }
+                label for="hook-name" { "Name" } input id="hook-name" name="name" type="text" required placeholder="crm";
+                label for="hook-url" { "URL" } input id="hook-url" name="url" type="url" required placeholder="https://crm.example.com/hooks/leadscore";
+                fieldset {
+                    legend { "Events" }
+                    @for event in settings::SUBSCRIBABLE { label { input type="checkbox" name=(event) value="1"; " " (event) } }
+                }
+                label for="hook-fields" { "Fields for score.changed (leadscore field = your field, comma-separated; e.g. b2b.total = lead_score__c)" }
+                input id="hook-fields" name="fields" type="text" placeholder="total = lead_score, band = lead_band";
+                label for="hook-secret" { "Signing secret (the name of a stored secret)" }
+                select id="hook-secret" name="secret_ref" { option value="" { "unsigned" } @for (name, _, _) in &secrets { option value=(name) { (name) } } }
+                label for="hook-debounce" { "Debounce (e.g. 30s, 1m)" } input id="hook-debounce" name="debounce" type="text" placeholder="1m";
+                button type="submit" { "Save webhook" }
             }
         }
     };
@@ -295,5 +337,58 @@ pub async fn put_secret(State(web): State<Arc<Web>>, Admin(signed): Admin, Form(
 
 pub async fn delete_secret(State(web): State<Arc<Web>>, Admin(signed): Admin, Path(name): Path<String>) -> Response {
     let result = settings::delete_secret(&web.engine, &name).await.map(|()| said(format!("Deleted the secret {name}.")));
+    done(&web, &signed, result).await
+}
+
+#[derive(Deserialize)]
+pub struct WebhookForm {
+    name: String,
+    url: String,
+    #[serde(default)]
+    fields: String,
+    #[serde(default)]
+    secret_ref: String,
+    #[serde(default)]
+    debounce: String,
+    #[serde(default, rename = "score.changed")]
+    score_changed: Option<String>,
+    #[serde(default, rename = "nurture.changed")]
+    nurture_changed: Option<String>,
+}
+
+pub async fn put_webhook(State(web): State<Arc<Web>>, Admin(signed): Admin, Form(form): Form<WebhookForm>) -> Response {
+    let mut fields = std::collections::BTreeMap::new();
+    let mut unreadable = Vec::new();
+    for pair in form.fields.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((from, to)) => {
+                fields.insert(from.trim().to_string(), to.trim().to_string());
+            }
+            None => unreadable.push(pair.to_string()),
+        }
+    }
+    if !unreadable.is_empty() {
+        let message = format!("Each field is written `leadscore field = your field`; these are not: {}", unreadable.join(", "));
+        return app_error(leadscore_app::AppError::invalid(message));
+    }
+    let events = [("score.changed", &form.score_changed), ("nurture.changed", &form.nurture_changed)]
+        .into_iter()
+        .filter(|(_, ticked)| ticked.is_some())
+        .map(|(event, _)| event.to_string())
+        .collect();
+    let input = settings::SubscriptionInput {
+        url: form.url.trim().to_string(),
+        secret_ref: Some(form.secret_ref.trim().to_string()).filter(|s| !s.is_empty()),
+        events,
+        fields,
+        debounce: Some(form.debounce.trim().to_string()).filter(|s| !s.is_empty()),
+    };
+    let name = form.name.trim();
+    let result = settings::put_subscription(&web.engine, name, input).await.map(|(hook, _)| said(format!("Saved the webhook {} to {}.", hook.name, hook.url)));
+    done(&web, &signed, result).await
+}
+
+pub async fn delete_webhook(State(web): State<Arc<Web>>, Admin(signed): Admin, Path(name): Path<String>) -> Response {
+    let result = settings::delete_subscription(&web.engine, &name).await.map(|()| said(format!("Deleted the webhook {name}.")));
     done(&web, &signed, result).await
 }

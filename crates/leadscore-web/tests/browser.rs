@@ -261,6 +261,24 @@ async fn a_sales_rep_signs_in_works_their_leads_and_signs_out() {
     assert!(leads.contains("Bodo Tester") && leads.contains("Pia Tester") && leads.contains("Alma Tester"));
     browser.screenshot("leads-admin").await;
 
+    // Bulk: the admin gives the unassigned lead to Bob; nobody else changes.
+    browser.click("input[name='id'][value='lead-pool']").await;
+    browser.click("select[name='owner'] option[value='bob@example.com']").await;
+    browser.submit("form.bulk button[type='submit']").await;
+    let leads = browser.source().await;
+    assert!(leads.contains("Changed 1 lead."), "the change is confirmed");
+    let row = |page: &str, name: &str| page.split_once(name).and_then(|(_, rest)| rest.split("</tr>").next()).unwrap_or_default().to_string();
+    assert!(row(&leads, "Pia Tester").contains("bob@example.com"), "the pool lead is Bob's now");
+    assert!(row(&leads, "Alma Tester").contains("ana@example.com"), "Alma stays Ana's");
+
+    // Search and the quadrant view.
+    browser.go(&format!("{app}/leads?q=pia")).await;
+    let found = browser.source().await;
+    assert!(found.contains("Pia Tester") && !found.contains("Alma Tester"), "the search finds by name");
+    browser.go(&format!("{app}/leads?view=quadrants")).await;
+    assert!(browser.source().await.contains("sales-ready"));
+    browser.screenshot("leads-quadrants").await;
+
     // Settings: a new ingest key is shown once.
     browser.go(&format!("{app}/settings")).await;
     assert!(browser.source().await.contains("ana@example.com"), "the users are listed");

@@ -104,6 +104,9 @@ enum BenchCommand {
         /// the JSON lead list
         #[arg(long)]
         page: bool,
+        /// More of the page's query, e.g. `q=acme` (search) or `quadrant=researcher`
+        #[arg(long, default_value = "")]
+        query: String,
     },
 }
 
@@ -124,9 +127,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             database.clean_up().await;
             outcome
         }
-        BenchCommand::Leadlist { data, band, limit, requests, page } => {
+        BenchCommand::Leadlist { data, band, limit, requests, page, query } => {
             if page {
-                lead_page(&data, &band, requests).await
+                lead_page(&data, &band, &query, requests).await
             } else {
                 leadlist(&data, &band, limit, requests).await
             }
@@ -553,7 +556,7 @@ async fn leadlist(data: &DataArgs, band: &str, limit: usize, requests: usize) ->
 
 /// The web app's lead list page (50 a page) at `band`, server time as the client sees it
 /// on loopback, signed in as a user made for the run and deleted after it.
-async fn lead_page(data: &DataArgs, band: &str, requests: usize) -> Result<()> {
+async fn lead_page(data: &DataArgs, band: &str, query: &str, requests: usize) -> Result<()> {
     if data.data.is_none() && data.database_url.is_none() {
         bail!("give --data DIR of a database filled by `leadscore bench generate`");
     }
@@ -579,7 +582,9 @@ async fn lead_page(data: &DataArgs, band: &str, requests: usize) -> Result<()> {
         .filter_map(|v| v.to_str().ok())
         .find_map(|v| v.split(';').next().filter(|c| c.starts_with("leadscore_session=")).map(str::to_string))
         .context("the sign-in set no session cookie")?;
-    let url = format!("{}/leads?model=b2b&band={band}", server.base);
+    let band = if band.is_empty() { String::new() } else { format!("&band={band}") };
+    let more = if query.is_empty() { String::new() } else { format!("&{query}") };
+    let url = format!("{}/leads?model=b2b{band}{more}", server.base);
     let mut latencies = Vec::with_capacity(requests);
     let mut rows = 0;
     for _ in 0..requests {
@@ -596,7 +601,7 @@ async fn lead_page(data: &DataArgs, band: &str, requests: usize) -> Result<()> {
     http.delete(format!("{}/api/v1/users/{user_id}", server.base)).bearer_auth(&server.key).send().await?;
     latencies.sort();
     println!(
-        "lead list page /leads band={band} ({rows} rows), {requests} requests: p50 {:.2} ms, p99 {:.2} ms; {}",
+        "lead list page /leads?model=b2b{band}{more} ({rows} rows), {requests} requests: p50 {:.2} ms, p99 {:.2} ms; {}",
         percentile(&latencies, 50.0).as_secs_f64() * 1e3,
         percentile(&latencies, 99.0).as_secs_f64() * 1e3,
         machine()

@@ -36,6 +36,8 @@ pub struct Settings {
     public_url: Option<toml::Value>,
     session_idle: Option<toml::Value>,
     session_lifetime: Option<toml::Value>,
+    sales_pool: Option<toml::Value>,
+    retrain_interval: Option<toml::Value>,
 }
 
 impl Settings {
@@ -173,11 +175,17 @@ impl Config {
         if let Some((text, _)) = take("public_url", settings.public_url.as_ref()) {
             web.public_url = Some(text.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
         }
+        if let Some((text, origin)) = take("retrain_interval", settings.retrain_interval.as_ref()) {
+            server.engine.retrain_interval = if off(&text) { None } else { Some(span(&text, &origin)?.max(Duration::from_secs(60))) };
+        }
+        if let Some((text, _)) = take("sales_pool", settings.sales_pool.as_ref()) {
+            server.engine.sales_pool = truthy(&text);
+        }
         if let Some((text, origin)) = take("session_idle", settings.session_idle.as_ref()) {
-            web.sessions.idle = span(&text, &origin)?;
+            server.engine.sessions.idle = span(&text, &origin)?;
         }
         if let Some((text, origin)) = take("session_lifetime", settings.session_lifetime.as_ref()) {
-            web.sessions.lifetime = span(&text, &origin)?;
+            server.engine.sessions.lifetime = span(&text, &origin)?;
         }
         Ok(Config { server, web, sources })
     }
@@ -210,8 +218,10 @@ impl Config {
             "smtp_url": entry(json!(server.engine.smtp_url.as_deref().map(crate::redact)), self.source("smtp_url")),
             "smtp_from": entry(json!(server.engine.smtp_from), self.source("smtp_from")),
             "public_url": entry(json!(self.web.public_url), self.source("public_url")),
-            "session_idle": entry(seconds(self.web.sessions.idle), self.source("session_idle")),
-            "session_lifetime": entry(seconds(self.web.sessions.lifetime), self.source("session_lifetime")),
+            "session_idle": entry(seconds(self.server.engine.sessions.idle), self.source("session_idle")),
+            "session_lifetime": entry(seconds(self.server.engine.sessions.lifetime), self.source("session_lifetime")),
+            "sales_pool": entry(json!(server.engine.sales_pool), self.source("sales_pool")),
+            "retrain_interval": entry(server.engine.retrain_interval.map_or(json!("off"), seconds), self.source("retrain_interval")),
         })
     }
 }

@@ -13,13 +13,18 @@ use leadscore_store_sqlite::SqliteStore;
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// The app's state at `now`, nothing served yet (the test seeds it first).
+/// The app's state at `now`, nothing served yet (the test seeds it first). Webhooks may
+/// point at this machine (nothing is sent: the workers do not run).
 pub async fn state(now: Millis) -> (tempfile::TempDir, Arc<AppState>) {
+    state_with(now, EngineConfig { workers: false, sweep_interval: None, allow_private_webhooks: true, ..EngineConfig::default() }).await
+}
+
+/// [`state`] under these engine settings.
+pub async fn state_with(now: Millis, engine: EngineConfig) -> (tempfile::TempDir, Arc<AppState>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open_dir(dir.path()).unwrap());
     let clock: Clock = Arc::new(move || now);
-    let config =
-        ServerConfig { rate_limit: None, engine: EngineConfig { workers: false, sweep_interval: None, ..EngineConfig::default() }, ..ServerConfig::default() };
+    let config = ServerConfig { rate_limit: None, engine, ..ServerConfig::default() };
     let state = AppState::new(store, clock, config).await.unwrap();
     let model = leadscore_core::Model::parse(leadscore_core::model::EXAMPLE_MODEL_TOML).unwrap();
     models::publish(&state.engine, model, leadscore_core::model::EXAMPLE_MODEL_TOML, leadscore_core::Format::Toml, None).await.unwrap();

@@ -1,0 +1,67 @@
+//! Which contacts a person may see and change (F26, contract §8): admins and marketing
+//! every contact; a sales rep the contacts they own, plus the unassigned pool when the
+//! server allows it (`LEADSCORE_SALES_POOL`). A contact out of reach is answered as if it
+//! did not exist (404), so a rep cannot learn which ids are taken. The pages and the JSON
+//! API (for a session) both ask this one rule.
+
+use leadscore_store::{ContactRecord, Role, UserRecord};
+
+use crate::Engine;
+use crate::error::{AppError, AppResult};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Reach {
+    /// Every contact: API keys (their scopes decide the rest), admins, marketing.
+    #[default]
+    Everyone,
+    /// A sales rep: contacts owned by `owner` (their e-mail), and with `pool` those
+    /// without an owner.
+    Own { owner: String, pool: bool },
+}
+
+impl Reach {
+    /// The reach of a signed-in user under this server's settings.
+    pub fn of(engine: &Engine, user: &UserRecord) -> Reach {
+        match user.role {
+            Role::Sales => Reach::Own { owner: user.email.clone(), pool: engine.config.sales_pool },
+            Role::Admin | Role::Marketing => Reach::Everyone,
+        }
+    }
+
+    /// Whether a contact with this owner is within reach.
+    pub fn reaches(&self, owner: Option<&str>) -> bool {
+        match self {
+            Reach::Everyone => true,
+            Reach::Own { owner: me, pool } => match owner {
+                Some(owner) => owner.eq_ignore_ascii_case(me),
+                None => *pool,
+            },
+        }
+    }
+
+    /// The contact, or not found when it is out of reach.
+    pub fn check(&self, contact: ContactRecord) -> AppResult<ContactRecord> {
+        if self.reaches(contact.owner.as_deref()) { Ok(contact) } else { Err(AppError::not_found(format!("no contact {:?}", contact.id))) }
+    }
+
+    /// Whether every contact is within reach.
+    pub fn is_everyone(&self) -> bool {
+        *self == Reach::Everyone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rep_reaches_their_own_and_the_pool_only_when_allowed() {
+        let strict = Reach::Own { owner: "ann@acme.io".into(), pool: false };
+        assert!(strict.reaches(Some("Ann@Acme.io")), "e-mail addresses ignore case");
+        assert!(!strict.reaches(Some("bob@acme.io")));
+        assert!(!strict.reaches(None));
+        let pooled = Reach::Own { owner: "ann@acme.io".into(), pool: true };
+        assert!(pooled.reaches(None) && !pooled.reaches(Some("bob@acme.io")));
+        assert!(Reach::Everyone.reaches(Some("bob@acme.io")) && Reach::Everyone.reaches(None));
+    }
+}
