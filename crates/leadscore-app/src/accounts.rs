@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use leadscore_store::{ContactRecord, PublishedModel};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::contacts::current_cards;
@@ -106,4 +108,22 @@ pub async fn get(engine: &Engine, id: &str, model: Option<&str>) -> AppResult<Ac
     let rule = &model.model.accounts;
     let score = rule.score(&totals);
     Ok(AccountDetail { band: rule.band(score), score, scored_contacts: totals.len(), contacts: rows, model })
+}
+
+/// An account in the account list: its score and band under the model, and its size.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AccountRow {
+    #[schema(required = true)]
+    pub band: Option<String>,
+    /// Its contacts the model scores.
+    pub contacts: usize,
+    /// The account: its `account_id` (or `account`) attribute, else its company domain.
+    pub id: String,
+    pub score: f64,
+}
+
+impl From<&AccountScore> for AccountRow {
+    fn from(account: &AccountScore) -> Self {
+        AccountRow { band: account.band.clone(), contacts: account.contacts, id: account.account.clone(), score: account.score }
+    }
 }

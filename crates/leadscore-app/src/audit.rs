@@ -37,7 +37,7 @@ pub async fn record(engine: &Engine, actor: &str, action: &str, target: &str) {
 }
 
 /// An audit entry as front ends show it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditView {
     pub at: String,
     pub actor: String,

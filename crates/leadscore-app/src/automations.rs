@@ -7,7 +7,9 @@ use leadscore_core::automation::{Action, AssignStrategy, Automation, Direction, 
 use leadscore_core::model::parse_document;
 use leadscore_store::runner::{RunQuery, RunStats};
 use leadscore_store::{AutomationRecord, NewAutomation};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::error::{AppError, AppResult};
@@ -39,29 +41,101 @@ pub async fn refusals(engine: &Engine, automation: &Automation) -> Vec<Problem> 
 
 /// One line of the overview (PRODUCT.md F17): what triggers it, for whom, how often, what
 /// it does, in words.
-pub fn overview(record: &AutomationRecord, stats: Option<&RunStats>) -> Value {
+pub fn overview(record: &AutomationRecord, stats: Option<&RunStats>) -> AutomationOverview {
     let stats = stats.cloned().unwrap_or_default();
-    let mut item = json!({
-        "name": record.name,
-        "enabled": record.enabled,
-        "created_at": format_time(record.created_at),
-        "updated_at": format_time(record.updated_at),
-        "last_fired_at": stats.last_fired_at.map(format_time),
-        "runs": { "last_day": stats.runs_last_day, "last_week": stats.runs_last_week, "total": stats.runs_total },
-    });
+    let mut item = AutomationOverview {
+        actions: None,
+        created_at: format_time(record.created_at),
+        enabled: record.enabled,
+        filter: None,
+        last_fired_at: stats.last_fired_at.map(format_time),
+        limits: None,
+        model: None,
+        name: record.name.clone(),
+        problems: None,
+        runs: RunCounts { last_day: stats.runs_last_day, last_week: stats.runs_last_week, total: stats.runs_total },
+        trigger: None,
+        updated_at: format_time(record.updated_at),
+    };
     match Automation::from_value(record.definition.clone()) {
         Ok(automation) => {
-            item["model"] = json!(automation.model);
-            item["trigger"] = json!(trigger_text(&automation.trigger));
-            item["filter"] = json!(filter_text(&automation.filter, &record.definition));
-            item["limits"] = json!(limits_text(&automation.limits));
-            item["actions"] = json!(automation.actions.iter().map(action_text).collect::<Vec<_>>());
+            item.model = Some(automation.model.clone());
+            item.trigger = Some(trigger_text(&automation.trigger));
+            item.filter = Some(filter_text(&automation.filter, &record.definition));
+            item.limits = Some(limits_text(&automation.limits));
+            item.actions = Some(automation.actions.iter().map(action_text).collect());
         }
         // Stored definitions were valid when stored; one that no longer is (the format
         // changed) is listed with its problems rather than failing the whole list.
-        Err(err) => item["problems"] = json!(err.problems()),
+        Err(err) => item.problems = Some(err.problems()),
     }
     item
+}
+
+/// An automation in the overview (F17), in words. A stored definition that no longer
+/// reads (the format changed since) has `problems` instead of `model`, `trigger`,
+/// `filter`, `limits` and `actions`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AutomationOverview {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub actions: Option<Vec<String>>,
+    pub created_at: String,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub filter: Option<String>,
+    #[schema(required = true)]
+    pub last_fired_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub limits: Option<String>,
+    /// The model it names (null: none).
+    // `Some(None)` writes null; `None` leaves the key out (a definition that no longer reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub model: Option<Option<String>>,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Vec<crate::schema::ProblemSchema>)]
+    pub problems: Option<Vec<Problem>>,
+    pub runs: RunCounts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub trigger: Option<String>,
+    pub updated_at: String,
+}
+
+/// How often an automation ran.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RunCounts {
+    pub last_day: u64,
+    pub last_week: u64,
+    pub total: u64,
+}
+
+/// A stored automation: its definition as JSON, whether it is on, and when it changed.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AutomationView {
+    pub created_at: String,
+    /// The automation as JSON (contract §3).
+    #[schema(value_type = Object)]
+    pub definition: Value,
+    pub enabled: bool,
+    pub name: String,
+    pub updated_at: String,
+}
+
+impl From<&AutomationRecord> for AutomationView {
+    fn from(record: &AutomationRecord) -> Self {
+        AutomationView {
+            created_at: format_time(record.created_at),
+            definition: record.definition.clone(),
+            enabled: record.enabled,
+            name: record.name.clone(),
+            updated_at: format_time(record.updated_at),
+        }
+    }
 }
 
 fn trigger_text(trigger: &Trigger) -> String {
@@ -195,7 +269,7 @@ pub async fn delete(engine: &Engine, name: &str) -> AppResult<()> {
 }
 
 /// Every automation in words, with when it last fired and how often.
-pub async fn list(engine: &Engine) -> AppResult<Vec<Value>> {
+pub async fn list(engine: &Engine) -> AppResult<Vec<AutomationOverview>> {
     let stats = engine.store.run_stats(engine.now()).await?;
     Ok(engine.store.list_automations().await?.iter().map(|record| overview(record, stats.iter().find(|s| s.automation == record.name))).collect())
 }
@@ -208,7 +282,7 @@ pub async fn runs(
     contact: Option<String>,
     limit: Option<usize>,
     cursor: Option<&str>,
-) -> AppResult<(Vec<Value>, Option<String>)> {
+) -> AppResult<(Vec<RunView>, Option<String>)> {
     let limit = limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(AppError::invalid("limit must be between 1 and 1000"));
@@ -229,15 +303,32 @@ pub async fn runs(
             }
             actions.push(action);
         }
-        items.push(json!({
-            "id": run.id,
-            "automation": run.automation,
-            "contact": run.contact_id,
-            "at": format_time(run.at),
-            "reason": run.reason,
-            "actions": actions,
-        }));
+        items.push(RunView {
+            actions,
+            at: format_time(run.at),
+            automation: run.automation.clone(),
+            contact: run.contact_id.clone(),
+            id: run.id.clone(),
+            reason: run.reason.clone(),
+        });
     }
     let next_cursor = crate::paging::next_time_cursor(runs.len(), limit, runs.last().map(|r| (r.at, r.id.as_str())));
     Ok((items, next_cursor))
+}
+
+/// One run of the run log: which automation fired for whom, when, why, and what each
+/// action did.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct RunView {
+    /// One outcome per action, in order (`action`, `outcome`, and what the action names; a
+    /// queued delivery's `outcome`, `attempts` and `last_error` are where the outbox stands now).
+    #[schema(value_type = Vec<Object>)]
+    pub actions: Vec<Value>,
+    pub at: String,
+    pub automation: String,
+    pub contact: String,
+    pub id: String,
+    /// Why it fired: the trigger and what crossed (`trigger`, `model`, `from`, `to`, …).
+    #[schema(value_type = Object)]
+    pub reason: Value,
 }

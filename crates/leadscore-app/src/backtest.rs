@@ -12,11 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use leadscore_core::{Model, ScoreCard};
 use leadscore_store::scoring::card_from_events;
 use leadscore_store::{Job, Millis, NewJob, PublishedModel, StoreError};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::models::JOB_LEASE_MS;
-use crate::reports::{BandChanges, ReplayPages, accuracy_report, brackets_report, judge, replay_in_parallel, timelines};
+use crate::reports::{
+    AccuracyReport, BandChanges, BandChangesView, BracketsReport, ReplayPages, accuracy_report, brackets_report, judge, replay_in_parallel, timelines,
+};
 
 /// Replays the judged contacts under `candidate` and `live`, then every scored contact for
 /// the band changes. `from`/`to` bound the outcomes.
@@ -27,7 +30,7 @@ pub async fn run(
     from: Millis,
     to: Millis,
     progress: Progress<'_>,
-) -> Result<Value, StoreError> {
+) -> Result<BacktestReport, StoreError> {
     let started = std::time::Instant::now();
     let timelines = timelines(engine, None, from, to).await?;
     tracing::debug!(contacts = timelines.len(), elapsed_ms = started.elapsed().as_millis() as u64, "backtest: outcomes read");
@@ -69,26 +72,56 @@ pub async fn run(
     tracing::debug!(contacts = timelines.len(), elapsed_ms = started.elapsed().as_millis() as u64, "backtest: judged contacts replayed");
     let band_changes = band_changes(engine, &candidate, &live, done, total, progress).await?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "backtest: band changes counted");
-    Ok(json!({
-        "candidate": {
-            "model": candidate.name,
-            "brackets": brackets_report(&candidate, &judged_candidate, None),
-            "accuracy": accuracy_report(&candidate, &judged_candidate),
-            "scored_contacts": judged_candidate.len(),
-            "outside_segment": outside_candidate,
+    Ok(BacktestReport {
+        band_changes,
+        candidate: BacktestSide {
+            accuracy: accuracy_report(&candidate, &judged_candidate),
+            brackets: brackets_report(&candidate, &judged_candidate, None),
+            model: candidate.name.clone(),
+            outside_segment: outside_candidate,
+            scored_contacts: judged_candidate.len(),
+            version: None,
         },
-        "live": {
-            "model": live.name,
-            "version": live.version,
-            "brackets": brackets_report(&live, &judged_live, None),
-            "accuracy": accuracy_report(&live, &judged_live),
-            "scored_contacts": judged_live.len(),
-            "outside_segment": outside_live,
+        erased_contacts: timelines.len() - replayed,
+        judged_contacts: timelines.len(),
+        live: BacktestSide {
+            accuracy: accuracy_report(&live, &judged_live),
+            brackets: brackets_report(&live, &judged_live, None),
+            model: live.name.clone(),
+            outside_segment: outside_live,
+            scored_contacts: judged_live.len(),
+            version: Some(live.version),
         },
-        "judged_contacts": timelines.len(),
-        "erased_contacts": timelines.len() - replayed,
-        "band_changes": band_changes,
-    }))
+    })
+}
+
+/// A backtest (F20): the candidate and the live model side by side, each contact judged as
+/// of its close (else its latest status) in the range, and the band changes of today.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BacktestReport {
+    /// Every contact scored under the live model, scored now under the candidate too.
+    pub band_changes: BandChangesView,
+    pub candidate: BacktestSide,
+    /// Contacts with an outcome in the range that were erased since.
+    pub erased_contacts: usize,
+    /// Contacts with an outcome in the range.
+    pub judged_contacts: usize,
+    pub live: BacktestSide,
+}
+
+/// One model's reports in a backtest.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BacktestSide {
+    pub accuracy: AccuracyReport,
+    pub brackets: BracketsReport,
+    pub model: String,
+    /// Judged contacts outside the model's segment (`applies_to`).
+    pub outside_segment: usize,
+    pub scored_contacts: usize,
+    /// The live model's version (the candidate has none: it is not published).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub version: Option<u32>,
 }
 
 /// Every contact scored under the live model, scored now under the candidate: how many
@@ -101,7 +134,7 @@ async fn band_changes(
     mut done: u64,
     total: u64,
     progress: Progress<'_>,
-) -> Result<Value, StoreError> {
+) -> Result<BandChangesView, StoreError> {
     let now = engine.now();
     let mut changes = BandChanges::default();
     let mut pages = ReplayPages::scored(engine, &live.name);
@@ -120,7 +153,7 @@ async fn band_changes(
         done += listed as u64;
         progress(done.min(total), total);
     }
-    Ok(changes.into_json())
+    Ok(changes.into_view())
 }
 
 /// The candidate as a model to replay: its own name, version 0 (never live).
@@ -180,7 +213,7 @@ pub async fn start_job(
                 running.state = "done".into();
                 running.done = progress.1.load(Ordering::Relaxed).max(running.done);
                 running.total = running.done;
-                running.result = Some(report.to_string());
+                running.result = serde_json::to_string(&report).ok();
             }
             Err(err) => {
                 tracing::error!(job = running.id, error = %leadscore_store::ErrorChain(&err), "backtest failed");
@@ -206,4 +239,23 @@ pub async fn job(engine: &Engine, id: &str) -> crate::AppResult<Job> {
         Err(_) => None,
     };
     found.filter(|job| job.kind == "backtest").ok_or_else(|| crate::AppError::not_found(format!("no backtest {id:?}")))
+}
+
+/// A background backtest as front ends show it: the job's progress, and the report once
+/// it is done.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BacktestJobView {
+    #[serde(flatten)]
+    pub job: crate::models::JobView,
+    /// The live model the candidate is compared with.
+    pub live: String,
+    /// The report, once the job is done (null before, and when it failed).
+    #[schema(required = true, value_type = Option<BacktestReport>)]
+    pub result: Option<serde_json::Value>,
+}
+
+impl From<&Job> for BacktestJobView {
+    fn from(job: &Job) -> Self {
+        BacktestJobView { job: job.into(), live: job.model.clone(), result: job.result.as_deref().and_then(|text| serde_json::from_str(text).ok()) }
+    }
 }

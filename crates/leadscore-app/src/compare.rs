@@ -8,16 +8,20 @@
 use leadscore_core::ScoreCard;
 use leadscore_store::scoring::scanned_card_at;
 use leadscore_store::{Millis, PublishedModel, StoreError};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 use crate::Engine;
-use crate::reports::{BandChanges, ScoreRows, accuracy_report, brackets_report, distribution_report, judge, resolve, timelines};
+use crate::reports::{
+    AccuracyReport, BandChanges, BandChangesView, BracketsReport, DistributionReport, ScoreRows, accuracy_report, brackets_report, distribution_report, judge,
+    resolve, timelines,
+};
 
 /// The shadow `candidate` beside `live`: brackets and accuracy over the contacts whose
 /// outcome in `[from, to)` was recorded while both scored them, both distributions, and
 /// how many contacts sit in another band under the shadow today.
-pub async fn compare(engine: &Engine, candidate: &PublishedModel, live: &PublishedModel, from: Millis, to: Millis) -> Result<Value, StoreError> {
+pub async fn compare(engine: &Engine, candidate: &PublishedModel, live: &PublishedModel, from: Millis, to: Millis) -> Result<CompareReport, StoreError> {
     let (mut judged_candidate, mut judged_live) = (Vec::new(), Vec::new());
     // Contacts the live model judged whose outcome carries no candidate card.
     let mut live_only = 0usize;
@@ -42,23 +46,47 @@ pub async fn compare(engine: &Engine, candidate: &PublishedModel, live: &Publish
         ));
     }
     let band_changes = band_changes(engine, candidate, live).await?;
-    let side = |model: &PublishedModel, judged: &[crate::reports::Judged], distribution: Value| {
-        json!({
-            "model": model.name,
-            "version": model.version,
-            "brackets": brackets_report(model, judged, None),
-            "accuracy": accuracy_report(model, judged),
-            "distribution": distribution,
-        })
+    let side = |model: &PublishedModel, judged: &[crate::reports::Judged], distribution: DistributionReport| CompareSide {
+        accuracy: accuracy_report(model, judged),
+        brackets: brackets_report(model, judged, None),
+        distribution,
+        model: model.name.clone(),
+        version: model.version,
     };
-    Ok(json!({
-        "candidate": side(candidate, &judged_candidate, distribution_report(engine, candidate, BINS).await?),
-        "live": side(live, &judged_live, distribution_report(engine, live, BINS).await?),
-        "shadow_of": candidate.shadow_of,
-        "judged_contacts": judged_candidate.len(),
-        "band_changes": band_changes,
-        "notes": notes,
-    }))
+    Ok(CompareReport {
+        band_changes,
+        candidate: side(candidate, &judged_candidate, distribution_report(engine, candidate, BINS).await?),
+        judged_contacts: judged_candidate.len(),
+        live: side(live, &judged_live, distribution_report(engine, live, BINS).await?),
+        notes,
+        shadow_of: candidate.shadow_of.clone(),
+    })
+}
+
+/// A shadow (or any candidate) model beside a live model (F31): the backtest's reports on
+/// the outcomes recorded while both scored, each side's distribution, today's band changes.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CompareReport {
+    /// Today's stored cards of both models, paired by contact.
+    pub band_changes: BandChangesView,
+    pub candidate: CompareSide,
+    /// Contacts whose outcome in the range carries both models' cards.
+    pub judged_contacts: usize,
+    pub live: CompareSide,
+    pub notes: Vec<String>,
+    /// The live model the candidate shadows (null for a model that shadows none).
+    #[schema(required = true)]
+    pub shadow_of: Option<String>,
+}
+
+/// One model's reports in a comparison.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CompareSide {
+    pub accuracy: AccuracyReport,
+    pub brackets: BracketsReport,
+    pub distribution: DistributionReport,
+    pub model: String,
+    pub version: u32,
 }
 
 /// The next contact with a current card under `model`, and that card (rows of another
@@ -75,7 +103,7 @@ async fn next_card(rows: &mut ScoreRows, model: &PublishedModel, now: Millis) ->
 /// Today's cards of both models paired by contact: how many contacts the shadow puts in
 /// another band, and from which to which. A contact scored by one model only counts as
 /// "(not scored)" under the other.
-async fn band_changes(engine: &Engine, candidate: &PublishedModel, live: &PublishedModel) -> Result<Value, StoreError> {
+async fn band_changes(engine: &Engine, candidate: &PublishedModel, live: &PublishedModel) -> Result<BandChangesView, StoreError> {
     let mut changes = BandChanges::default();
     let now = engine.now();
     let (mut live_rows, mut candidate_rows) = (ScoreRows::new(engine, live, None), ScoreRows::new(engine, candidate, None));
@@ -98,7 +126,7 @@ async fn band_changes(engine: &Engine, candidate: &PublishedModel, live: &Publis
             next_candidate = next_card(&mut candidate_rows, candidate, now).await?;
         }
     }
-    Ok(changes.into_json())
+    Ok(changes.into_view())
 }
 
 /// Which two models a comparison is between: the named candidate, and `against` or else

@@ -9,7 +9,8 @@ use leadscore_core::{EventRef, ScoreCard};
 use leadscore_store::scoring::{ScoringEvent, card_at, card_from_events};
 use leadscore_store::{BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, SortKey};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::access::Reach;
@@ -63,29 +64,38 @@ pub async fn current_cards(engine: &Engine, contact: &ContactRecord, at: Option<
 }
 
 /// One model's card on a contact, with the version that scored it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ModelCard {
     #[serde(flatten)]
+    #[schema(value_type = crate::schema::ScoreCardSchema)]
     pub card: ScoreCard,
     pub version: u32,
 }
 
 /// A contact as every front end shows it (contract §5): its fields, each live model's
 /// card, and for a model that does not score it, why (its segment).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ContactView {
+    /// The instant the scores are for, when one was asked (`?at=`).
+    #[schema(required = true)]
     pub as_of: Option<String>,
+    #[schema(value_type = Object)]
     pub attributes: Map<String, Value>,
     pub created_at: String,
+    #[schema(required = true)]
     pub email: Option<String>,
     pub groups: Vec<String>,
     pub id: String,
+    #[schema(required = true)]
     pub last_event_at: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub not_scored: BTreeMap<String, String>,
+    #[schema(required = true)]
     pub owner: Option<String>,
+    #[schema(required = true)]
     pub predictive: Option<crate::predictive::PredictiveScore>,
     pub scores: BTreeMap<String, ModelCard>,
+    #[schema(required = true)]
     pub status: Option<String>,
     pub updated_at: String,
 }
@@ -240,7 +250,7 @@ pub async fn erase(engine: &Engine, id: &str, by: &str) -> AppResult<()> {
 }
 
 /// An entry of the erasure log as front ends show it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ErasureView {
     pub at: String,
     pub by: String,
@@ -415,16 +425,92 @@ pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> AppResult<LeadPage>
 
 /// A contact's score history under one model: every award and attribute change with the
 /// rule behind it and the resulting scores, oldest first (contract §5).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct HistoryView {
     pub contact: String,
     pub model: String,
     pub version: u32,
-    pub entries: Vec<Value>,
+    pub entries: Vec<HistoryEntry>,
+    /// The contact's card under the model as of now.
+    #[schema(required = true, value_type = Option<crate::schema::ScoreCardSchema>)]
     pub current: Option<ScoreCard>,
     /// Where the next page starts, when the history is longer than this page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
+}
+
+/// One step of a contact's score history.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum HistoryEntry {
+    Activity(ActivityEntry),
+    Attributes(AttributesEntry),
+    Log(LogEntryView),
+}
+
+/// Points an event earned by an activity rule, with the scores right after.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ActivityEntry {
+    /// Activity right after the award, as of the event's time (decayed).
+    pub activity: f64,
+    pub at: String,
+    /// The event's name.
+    pub event: String,
+    pub fit: f64,
+    pub kind: ActivityKind,
+    pub message_id: String,
+    pub points: f64,
+    /// The activity rule that awarded the points.
+    pub rule: String,
+    pub total: f64,
+}
+
+/// The `kind` of an [`ActivityEntry`]: always `activity`.
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityKind {
+    Activity,
+}
+
+/// A change of attributes, with the fit it gives and the rules behind it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AttributesEntry {
+    /// Activity at the time (unchanged by attributes).
+    pub activity: f64,
+    pub at: String,
+    /// The fit the attributes give.
+    pub fit: f64,
+    /// Each fit rule that matches, with its points.
+    pub fit_rules: Vec<FitReason>,
+    /// What changed them: `attributes`, `identify`, …
+    pub kind: String,
+    /// How much the fit changed.
+    pub points: f64,
+    pub total: f64,
+}
+
+/// A fit rule that matches, and its points.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct FitReason {
+    pub points: f64,
+    pub rule: String,
+}
+
+/// An entry of the contact's log (a merge, an erasure request, …) as recorded.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct LogEntryView {
+    pub at: String,
+    /// What was recorded, by kind.
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub kind: String,
+}
+
+impl From<&leadscore_store::LogEntry> for LogEntryView {
+    fn from(entry: &leadscore_store::LogEntry) -> Self {
+        LogEntryView { at: format_time(entry.at), data: entry.data.clone(), kind: entry.kind.clone() }
+    }
 }
 
 /// Entries of a history page (and events of an export page) unless asked otherwise, and
@@ -465,35 +551,35 @@ pub async fn history(engine: &Engine, id: &str, model: Option<&str>, at: Option<
         if take_log {
             let Some(entry) = log_iter.next() else { break };
             let Some(attributes) = entry.data.get("attributes").and_then(Value::as_object) else {
-                entries.push(json!({ "at": format_time(entry.at), "kind": entry.kind, "data": entry.data }));
+                entries.push(HistoryEntry::Log(LogEntryView::from(&entry)));
                 continue;
             };
             let new_fit = model.fit(attributes);
-            let reasons: Vec<Value> = model.fit_breakdown(attributes).map(|(rule, points)| json!({ "rule": rule, "points": points })).collect();
-            entries.push(json!({
-                "at": format_time(entry.at),
-                "kind": entry.kind,
-                "points": round2(new_fit - fit.unwrap_or(0.0)),
-                "fit_rules": reasons,
-                "fit": round2(new_fit),
-                "activity": activity,
-                "total": round2(new_fit + activity),
+            let fit_rules = model.fit_breakdown(attributes).map(|(rule, points)| FitReason { points, rule: rule.to_string() }).collect();
+            entries.push(HistoryEntry::Attributes(AttributesEntry {
+                activity,
+                at: format_time(entry.at),
+                fit: round2(new_fit),
+                fit_rules,
+                kind: entry.kind,
+                points: round2(new_fit - fit.unwrap_or(0.0)),
+                total: round2(new_fit + activity),
             }));
             fit = Some(new_fit);
         } else {
             let Some(step) = steps_iter.next() else { break };
             activity = step.activity;
             let fit = fit.unwrap_or(first_fit);
-            entries.push(json!({
-                "at": format_time(step.timestamp),
-                "kind": "activity",
-                "rule": step.rule,
-                "event": step.event,
-                "message_id": step.message_id,
-                "points": step.points,
-                "fit": round2(fit),
-                "activity": activity,
-                "total": round2(fit + activity),
+            entries.push(HistoryEntry::Activity(ActivityEntry {
+                activity,
+                at: format_time(step.timestamp),
+                event: step.event,
+                fit: round2(fit),
+                kind: ActivityKind::Activity,
+                message_id: step.message_id,
+                points: step.points,
+                rule: step.rule,
+                total: round2(fit + activity),
             }));
         }
     }
@@ -503,13 +589,15 @@ pub async fn history(engine: &Engine, id: &str, model: Option<&str>, at: Option<
 }
 
 /// Everything held on a contact (contract §5, the right of access).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ContactExport {
     pub contact: ContactView,
-    pub events: Vec<Value>,
-    pub log: Vec<Value>,
+    /// The contact's events, oldest first.
+    pub events: Vec<ExportedEvent>,
+    pub log: Vec<LogEntryView>,
     /// Where the next page of events starts, when there are more than this page holds.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
 }
 
@@ -518,23 +606,40 @@ pub async fn export(engine: &Engine, id: &str, window: crate::paging::Window) ->
     let contact = find(engine, id).await?;
     let events = engine.store.contact_events(id).await?;
     let log = engine.store.contact_log(id).await?;
-    let events: Vec<Value> = events
+    let events: Vec<ExportedEvent> = events
         .iter()
-        .map(|e| {
-            json!({
-                "messageId": e.message_id,
-                "type": e.kind,
-                "event": e.name,
-                "timestamp": format_time(e.timestamp),
-                "properties": e.properties,
-                "context": e.context,
-                "received_at": format_time(e.received_at),
-            })
+        .map(|e| ExportedEvent {
+            context: e.context.clone(),
+            event: e.name.clone(),
+            message_id: e.message_id.clone(),
+            properties: e.properties.clone(),
+            received_at: format_time(e.received_at),
+            timestamp: format_time(e.timestamp),
+            kind: e.kind,
         })
         .collect();
-    let log: Vec<Value> = log.iter().map(|l| json!({ "at": format_time(l.at), "kind": l.kind, "data": l.data })).collect();
+    let log: Vec<LogEntryView> = log.iter().map(LogEntryView::from).collect();
     let (events, next_cursor) = window.take(events);
     Ok(ContactExport { contact: view(engine, &contact, None).await?, events, log, next_cursor })
+}
+
+/// A stored event as the export shows it (the Segment shape it came in).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ExportedEvent {
+    /// The sender's context, as sent.
+    #[schema(required = true, value_type = Option<Object>)]
+    pub context: Option<Value>,
+    pub event: String,
+    #[serde(rename = "messageId")]
+    pub message_id: String,
+    #[schema(value_type = Object)]
+    pub properties: Map<String, Value>,
+    pub received_at: String,
+    pub timestamp: String,
+    /// track, page, screen or identify.
+    #[serde(rename = "type")]
+    #[schema(value_type = String)]
+    pub kind: leadscore_store::EventKind,
 }
 
 /// When the contact first entered the model's top band (None: never, or no top band with

@@ -1,11 +1,15 @@
 //! The outbox (F16): deliveries by state, one with its attempts, and sending one again by
 //! hand.
 
-use leadscore_store::runner::{Delivery, DeliveryAttempt, DeliveryQuery, DeliveryState};
+use leadscore_store::runner::{Channel, Delivery, DeliveryAttempt, DeliveryQuery, DeliveryState};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::error::{AppError, AppResult};
 use crate::paging::{next_time_cursor, parse_time_cursor};
+use crate::time::format_time;
 
 /// One page of the outbox, newest first, with the count of deliveries in each state.
 pub struct DeliveryPage {
@@ -46,4 +50,127 @@ pub async fn retry(engine: &Engine, id: &str) -> AppResult<Delivery> {
     tracing::info!(delivery = %id, "delivery queued again by hand");
     engine.runtime.wake_delivery.notify_one();
     Ok(delivery)
+}
+
+/// A delivery as front ends show it: where it goes, what it carries, where it stands.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// Attempts made so far.
+    pub attempts: u32,
+    #[schema(required = true)]
+    pub automation: Option<String>,
+    /// `webhook` or `email`.
+    pub channel: String,
+    #[schema(required = true)]
+    pub contact: Option<String>,
+    pub created_at: String,
+    #[schema(required = true)]
+    pub delivered_at: Option<String>,
+    /// Also the `webhook-id`, the same on every attempt.
+    pub id: String,
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    /// The HTTP status of the last attempt.
+    #[schema(required = true)]
+    pub last_status: Option<u16>,
+    #[schema(required = true)]
+    pub next_attempt_at: Option<String>,
+    #[schema(required = true)]
+    pub run_id: Option<String>,
+    /// pending, delivered or failed (dead-lettered).
+    #[schema(value_type = String)]
+    pub state: DeliveryState,
+    /// The webhook's URL, or the e-mail's recipient.
+    pub target: String,
+    /// The event: `automation.fired`, `score.changed`, …
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub updated_at: String,
+    #[serde(flatten)]
+    pub content: DeliveryContent,
+    /// Every attempt, oldest first (a single delivery read by its id only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub attempt_log: Option<Vec<AttemptView>>,
+}
+
+/// What a delivery carries, by channel.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum DeliveryContent {
+    Webhook {
+        /// The JSON body sent (as text when it is not JSON).
+        #[schema(value_type = Object)]
+        payload: Value,
+        /// The secret that signs it.
+        #[schema(required = true)]
+        secret_ref: Option<String>,
+    },
+    Email {
+        body: String,
+        subject: String,
+    },
+}
+
+impl From<&Delivery> for DeliveryView {
+    fn from(delivery: &Delivery) -> Self {
+        let (channel, target, content) = match &delivery.channel {
+            Channel::Webhook { url, secret_ref, body } => {
+                let payload = serde_json::from_str::<Value>(body).unwrap_or_else(|_| Value::String(body.clone()));
+                ("webhook", url.clone(), DeliveryContent::Webhook { payload, secret_ref: secret_ref.clone() })
+            }
+            Channel::Email { to, subject, body } => ("email", to.clone(), DeliveryContent::Email { body: body.clone(), subject: subject.clone() }),
+        };
+        DeliveryView {
+            attempts: delivery.attempts,
+            automation: delivery.automation.clone(),
+            channel: channel.to_string(),
+            contact: delivery.contact_id.clone(),
+            created_at: format_time(delivery.created_at),
+            delivered_at: delivery.delivered_at.map(format_time),
+            id: delivery.id.clone(),
+            last_error: delivery.last_error.clone(),
+            last_status: delivery.last_status,
+            next_attempt_at: delivery.next_attempt_at.map(format_time),
+            run_id: delivery.run_id.clone(),
+            state: delivery.state,
+            target,
+            event_type: delivery.event_type.clone(),
+            updated_at: format_time(delivery.updated_at),
+            content,
+            attempt_log: None,
+        }
+    }
+}
+
+impl DeliveryView {
+    /// The delivery with every attempt made so far.
+    pub fn with_attempts(delivery: &Delivery, attempts: &[DeliveryAttempt]) -> Self {
+        DeliveryView { attempt_log: Some(attempts.iter().map(AttemptView::from).collect()), ..DeliveryView::from(delivery) }
+    }
+}
+
+/// One attempt to deliver.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub at: String,
+    pub duration_ms: u64,
+    #[schema(required = true)]
+    pub error: Option<String>,
+    /// The HTTP status answered (none for e-mail, or when no answer came).
+    #[schema(required = true)]
+    pub status: Option<u16>,
+    pub success: bool,
+}
+
+impl From<&DeliveryAttempt> for AttemptView {
+    fn from(attempt: &DeliveryAttempt) -> Self {
+        AttemptView {
+            at: format_time(attempt.at),
+            duration_ms: attempt.duration_ms,
+            error: attempt.error.clone(),
+            status: attempt.status,
+            success: attempt.success,
+        }
+    }
 }

@@ -131,7 +131,15 @@ pub fn check_not_ahead(timestamp: Millis, now: Millis, max_ahead: std::time::Dur
 pub struct CheckedBatch {
     pub events: Vec<NewEvent>,
     pub indexes: Vec<usize>,
-    pub rejected: Vec<(usize, String)>,
+    pub rejected: Vec<Rejected>,
+}
+
+/// A message of a batch that was refused, by its index in the batch, and why (the others
+/// are stored).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Rejected {
+    pub index: usize,
+    pub reason: String,
 }
 
 /// Checks each item of a batch: the native shape, and a timestamp not far ahead of now.
@@ -143,7 +151,7 @@ pub fn check_batch(engine: &Engine, items: &[Value], now: Millis) -> CheckedBatc
                 checked.events.push(event);
                 checked.indexes.push(index);
             }
-            Err(reason) => checked.rejected.push((index, reason)),
+            Err(reason) => checked.rejected.push(Rejected { index, reason }),
         }
     }
     checked

@@ -46,7 +46,7 @@ pub struct AttributeFeature {
 }
 
 /// An attribute training did not use, and why (shown in the report).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SkippedAttribute {
     pub attribute: String,
     pub reason: String,

@@ -3,10 +3,13 @@
 
 use leadscore_store::{ApiKeyRecord, Millis, Scope};
 use rand::RngCore;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::error::{AppError, AppResult};
+use crate::time::format_time;
 
 pub const KEY_PREFIX: &str = "lsk_";
 
@@ -78,4 +81,37 @@ pub async fn list(engine: &Engine) -> AppResult<Vec<ApiKeyRecord>> {
 /// The stored record of a key as presented, if any (revoked ones too: the caller tells).
 pub async fn find(engine: &Engine, key: &str) -> AppResult<Option<ApiKeyRecord>> {
     Ok(engine.store.find_key_by_hash(&hash_key(key)).await?)
+}
+
+/// An API key as front ends show it (never its hash).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    pub created_at: String,
+    pub id: String,
+    /// The key itself: in the answer to its creation only, never again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub key: Option<String>,
+    pub name: String,
+    /// The first characters of the key, so people can tell keys apart.
+    pub prefix: String,
+    #[schema(required = true)]
+    pub revoked_at: Option<String>,
+    /// ingest, identify, read, admin.
+    #[schema(value_type = Vec<String>)]
+    pub scopes: Vec<Scope>,
+}
+
+impl From<&ApiKeyRecord> for KeyView {
+    fn from(key: &ApiKeyRecord) -> Self {
+        KeyView {
+            created_at: format_time(key.created_at),
+            id: key.id.clone(),
+            key: None,
+            name: key.name.clone(),
+            prefix: key.prefix.clone(),
+            revoked_at: key.revoked_at.map(format_time),
+            scopes: key.scopes.clone(),
+        }
+    }
 }

@@ -23,6 +23,7 @@ pub mod predictive;
 pub mod quota;
 pub mod reports;
 pub mod runtime;
+pub mod schema;
 pub mod settings;
 pub mod time;
 pub mod users;

@@ -6,8 +6,13 @@ use leadscore_core::model::is_valid_name;
 use leadscore_core::{Format, Model};
 use leadscore_store::{Job, Millis, ModelVersion, NewJob, NewModelVersion, PublishedModel, StoreError};
 
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
 use crate::Engine;
 use crate::error::{AppError, AppResult};
+use crate::time::format_time;
 
 pub fn format_name(format: Format) -> &'static str {
     match format {
@@ -343,4 +348,145 @@ pub async fn versions(engine: &Engine, name: &str) -> AppResult<(Vec<ModelVersio
         return Err(AppError::not_found(format!("no model {name:?}")));
     }
     Ok((versions, engine.model(name).map(|m| m.version)))
+}
+
+/// A job (a rescore, a background backtest) as front ends show it: where it stands.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct JobView {
+    /// Contacts done so far.
+    pub done: u64,
+    #[schema(required = true)]
+    pub error: Option<String>,
+    pub id: i64,
+    /// `rescore` or `backtest`.
+    pub kind: String,
+    /// done / total in percent, one decimal (100 once a job with nothing to do is done).
+    pub percent: f64,
+    pub started_at: String,
+    /// queued, running, done, failed or superseded.
+    pub state: String,
+    pub total: u64,
+    pub updated_at: String,
+    /// The model version the job is for.
+    pub version: u32,
+}
+
+impl From<&Job> for JobView {
+    fn from(job: &Job) -> Self {
+        // Nothing to do is done once the job ends; before that (a backtest counts its work
+        // once it has started) it is 0 %.
+        let percent = match (job.total, job.state.as_str()) {
+            (0, "done") => 100.0,
+            (0, _) => 0.0,
+            (total, _) => (job.done as f64 * 1000.0 / total as f64).round() / 10.0,
+        };
+        JobView {
+            done: job.done,
+            error: job.error.clone(),
+            id: job.id,
+            kind: job.kind.clone(),
+            percent: percent.min(100.0),
+            started_at: format_time(job.created_at),
+            state: job.state.clone(),
+            total: job.total,
+            updated_at: format_time(job.updated_at),
+            version: job.version,
+        }
+    }
+}
+
+/// A live or shadow model in the list of models, with its latest rescore.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ModelListItem {
+    pub created_at: String,
+    /// `toml` or `json`: how the live version was published.
+    pub format: String,
+    pub name: String,
+    #[schema(required = true)]
+    pub rescore: Option<JobView>,
+    /// The live model a shadow model shadows (null for a live model).
+    #[schema(required = true)]
+    pub shadow_of: Option<String>,
+    pub version: u32,
+}
+
+impl ModelListItem {
+    pub fn new(version: &ModelVersion, job: Option<&Job>) -> Self {
+        ModelListItem {
+            created_at: format_time(version.created_at),
+            format: version.format.clone(),
+            name: version.name.clone(),
+            rescore: job.map(JobView::from),
+            shadow_of: version.shadow_of.clone(),
+            version: version.version,
+        }
+    }
+}
+
+/// A live model: its definition, the version that is live, and its latest rescore.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ModelView {
+    pub created_at: String,
+    /// The model as JSON (contract §2).
+    #[schema(value_type = Object)]
+    pub definition: Value,
+    #[schema(required = true)]
+    pub description: Option<String>,
+    /// `toml` or `json`: how this version was published.
+    pub format: String,
+    pub name: String,
+    #[schema(required = true)]
+    pub rescore: Option<JobView>,
+    /// The live model this one shadows (null for a live model).
+    #[schema(required = true)]
+    pub shadow_of: Option<String>,
+    /// The shadow models trying themselves against this one.
+    pub shadows: Vec<String>,
+    pub version: u32,
+}
+
+impl ModelView {
+    pub fn new(overview: &ModelOverview) -> Self {
+        let ModelOverview { published, current, job, shadows } = overview;
+        ModelView {
+            created_at: format_time(current.created_at),
+            definition: published.model.definition.clone(),
+            description: published.model.description.clone(),
+            format: current.format.clone(),
+            name: published.name.clone(),
+            rescore: job.as_ref().map(JobView::from),
+            shadow_of: published.shadow_of.clone(),
+            shadows: shadows.clone(),
+            version: published.version,
+        }
+    }
+}
+
+/// One version of a model, with its text as published.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ModelVersionView {
+    pub created_at: String,
+    pub format: String,
+    /// Whether this is the version that scores contacts.
+    pub live: bool,
+    pub name: String,
+    #[schema(required = true)]
+    pub shadow_of: Option<String>,
+    /// The text as published (TOML or JSON).
+    pub source: String,
+    pub version: u32,
+}
+
+impl ModelVersionView {
+    pub fn new(version: &ModelVersion, live: Option<u32>) -> Self {
+        ModelVersionView {
+            created_at: format_time(version.created_at),
+            format: version.format.clone(),
+            live: Some(version.version) == live,
+            name: version.name.clone(),
+            shadow_of: version.shadow_of.clone(),
+            source: version.source.clone(),
+            version: version.version,
+        }
+    }
 }

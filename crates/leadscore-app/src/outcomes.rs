@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use leadscore_core::ScoreCard;
 use leadscore_store::{ContactRecord, Millis, NewOutcome, OutcomeKind, OutcomeRecord, STATUSES};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::contacts::current_cards;
@@ -83,4 +85,54 @@ pub fn check_status(status: &str) -> Result<(), String> {
 
 pub fn check_rating(rating: i64) -> Result<u8, String> {
     u8::try_from(rating).ok().filter(|r| (1..=5).contains(r)).ok_or_else(|| format!("rating {rating} is not between 1 and 5"))
+}
+
+/// An outcome as front ends show it: what sales recorded, when, and the contact's cards
+/// as of then.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct OutcomeView {
+    /// When it happened (may be in the past).
+    pub at: String,
+    pub contact: String,
+    pub id: i64,
+    /// When it was recorded.
+    pub recorded_at: String,
+    /// The contact's cards as of `at`, per model.
+    #[schema(value_type = BTreeMap<String, crate::schema::ScoreCardSchema>)]
+    pub scores: BTreeMap<String, ScoreCard>,
+    #[serde(flatten)]
+    pub recorded: Recorded,
+}
+
+/// What sales recorded: a status or a rating.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Recorded {
+    /// One of new, contacted, qualified, disqualified, won, lost.
+    Status { status: String },
+    /// A rating of the lead, 1 (poor) to 5 (excellent).
+    Feedback {
+        #[schema(required = true)]
+        author: Option<String>,
+        #[schema(required = true)]
+        note: Option<String>,
+        rating: u8,
+    },
+}
+
+impl From<&OutcomeRecord> for OutcomeView {
+    fn from(outcome: &OutcomeRecord) -> Self {
+        let recorded = match &outcome.kind {
+            OutcomeKind::Status { status } => Recorded::Status { status: status.clone() },
+            OutcomeKind::Feedback { rating, note, author } => Recorded::Feedback { author: author.clone(), note: note.clone(), rating: *rating },
+        };
+        OutcomeView {
+            at: format_time(outcome.at),
+            contact: outcome.contact_id.clone(),
+            id: outcome.id,
+            recorded_at: format_time(outcome.recorded_at),
+            scores: outcome.scores.clone(),
+            recorded,
+        }
+    }
 }

@@ -21,7 +21,7 @@ use crate::features::{FeatureSchema, SkippedAttribute, Snapshot, attributes_as_o
 use crate::time::format_time;
 
 /// What a predictive model learns to tell apart.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     /// Won against lost deals.
@@ -32,7 +32,7 @@ pub enum Target {
 }
 
 /// A training request; every field has a default (contract §9).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainRequest {
     #[serde(default)]
@@ -67,27 +67,32 @@ pub enum TrainStep {
 }
 
 /// One learner's holdout figures.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evaluations {
+    #[schema(value_type = crate::schema::EvaluationSchema)]
     pub logistic: Evaluation,
+    #[schema(value_type = crate::schema::EvaluationSchema)]
     pub boosted: Evaluation,
 }
 
 /// What training found, stored with the version.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PredictiveReport {
     pub target: Target,
     /// The learner that scores contacts: `Logistic` or `Boosted`.
+    #[schema(value_type = crate::schema::AlgorithmSchema)]
     pub algorithm: Algorithm,
     /// Its holdout ROC AUC, log loss and calibration table.
     pub auc: f64,
     pub log_loss: f64,
+    #[schema(value_type = Vec<crate::schema::CalibrationBinSchema>)]
     pub calibration: Vec<CalibrationBin>,
     /// Both learners' holdout figures (the better AUC was chosen).
     pub evaluation: Evaluations,
     /// The features the model uses.
     pub features: Vec<String>,
     /// Features that separate the classes almost alone (likely filled in after the outcome).
+    #[schema(value_type = Vec<crate::schema::LeakageWarningSchema>)]
     pub leakage: Vec<LeakageWarning>,
     /// Features left out for leakage.
     pub excluded: Vec<String>,
@@ -112,7 +117,7 @@ pub struct PredictiveReport {
 }
 
 /// A version as the API lists it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PredictiveVersionView {
     pub version: i64,
     pub live: bool,
@@ -137,7 +142,7 @@ pub struct LivePredictive {
 }
 
 /// One reason in a contact's predictive score (contract §9).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReasonView {
     pub feature: String,
     pub value: String,
@@ -146,7 +151,7 @@ pub struct ReasonView {
 
 /// A contact's predictive score (contract §9): `intercept + Σ reasons = logit`,
 /// `probability = 1 / (1 + e^-logit)`, `score = round(100 × probability)`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PredictiveScore {
     pub score: u8,
     pub probability: f64,

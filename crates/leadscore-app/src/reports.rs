@@ -16,7 +16,9 @@ use std::sync::Arc;
 use leadscore_core::ScoreCard;
 use leadscore_core::report::{BracketRow, Outcome, brackets, decile_edges, points_backwards, roc_auc};
 use leadscore_store::{Millis, OutcomeKind, PublishedModel, ScannedScore, StoreError, scoring};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::time::{format_time, parse_time};
@@ -145,10 +147,30 @@ impl BandChanges {
         }
     }
 
-    pub(crate) fn into_json(self) -> Value {
-        let transitions: Vec<Value> = self.transitions.into_iter().map(|((from, to), n)| json!({ "from": from, "to": to, "contacts": n })).collect();
-        json!({ "contacts": self.contacts, "changed": self.changed, "transitions": transitions })
+    pub(crate) fn into_view(self) -> BandChangesView {
+        let transitions = self.transitions.into_iter().map(|((from, to), contacts)| BandTransition { contacts, from, to }).collect();
+        BandChangesView { changed: self.changed, contacts: self.contacts, transitions }
     }
+}
+
+/// How many contacts a candidate model puts in another band than the live model.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BandChangesView {
+    /// Contacts in another band under the candidate.
+    pub changed: u64,
+    /// Contacts compared.
+    pub contacts: u64,
+    /// From which band to which, and how many contacts each.
+    pub transitions: Vec<BandTransition>,
+}
+
+/// Contacts moving from one band (under the live model) to another (under the candidate);
+/// `(not scored)` where a model does not score the contact, `(no band)` without a band.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BandTransition {
+    pub contacts: u64,
+    pub from: String,
+    pub to: String,
 }
 
 /// Runs `replay` over the contacts of a page in parallel (rayon, off the async runtime).
@@ -194,7 +216,7 @@ pub async fn became_hot(engine: &Engine, model: &PublishedModel, from: Millis, t
 /// The speed report: of the leads that became hot in the range, how many were qualified
 /// afterwards (warning below 50 %), and the time from becoming hot to the first sales
 /// touch (any status but `new`), median and p90, with breaches of the SLA, per owner.
-pub async fn speed_report(engine: &Engine, model: &PublishedModel, from: Millis, to: Millis, sla_ms: Millis) -> Result<Value, StoreError> {
+pub async fn speed_report(engine: &Engine, model: &PublishedModel, from: Millis, to: Millis, sla_ms: Millis) -> Result<SpeedReport, StoreError> {
     let hot = became_hot(engine, model, from, to).await?;
     // Every sales touch (any status but `new`), by contact, in one pass over the outcomes.
     let mut touches: HashMap<String, Vec<(Millis, String)>> = HashMap::new();
@@ -226,30 +248,63 @@ pub async fn speed_report(engine: &Engine, model: &PublishedModel, from: Millis,
         ));
     }
     let hours = |ms: Option<f64>| rounded(ms.map(|ms| ms / 3_600_000.0));
-    let rows: Vec<Value> = leadscore_core::report::speed_to_lead(&leads, sla_ms, engine.now())
+    let speed = leadscore_core::report::speed_to_lead(&leads, sla_ms, engine.now())
         .into_iter()
-        .map(|row| {
-            json!({
-                "owner": row.owner.unwrap_or_else(|| "(everyone)".into()),
-                "hot": row.hot,
-                "contacted": row.contacted,
-                "median_hours": hours(row.median_ms),
-                "p90_hours": hours(row.p90_ms),
-                "sla_breaches": row.breaches,
-            })
+        .map(|row| SpeedRow {
+            contacted: row.contacted,
+            hot: row.hot,
+            median_hours: hours(row.median_ms),
+            owner: row.owner.unwrap_or_else(|| "(everyone)".into()),
+            p90_hours: hours(row.p90_ms),
+            sla_breaches: row.breaches,
         })
         .collect();
-    Ok(json!({
-        "model": model.name,
-        "version": model.version,
-        "top_band": model.model.bands.first().map(|b| b.name.clone()),
-        "became_hot": hot.len(),
-        "qualified_after": qualified,
-        "hot_to_qualified": rounded(rate),
-        "sla_hours": sla_ms as f64 / 3_600_000.0,
-        "speed": rows,
-        "warnings": warnings,
-    }))
+    Ok(SpeedReport {
+        became_hot: hot.len(),
+        hot_to_qualified: rounded(rate),
+        model: model.name.clone(),
+        qualified_after: qualified,
+        sla_hours: sla_ms as f64 / 3_600_000.0,
+        speed,
+        top_band: model.model.bands.first().map(|b| b.name.clone()),
+        version: model.version,
+        warnings,
+    })
+}
+
+/// The speed report (F19): hot → qualified, and speed to lead per owner.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SpeedReport {
+    /// Leads that entered the top band in the range.
+    pub became_hot: usize,
+    /// The share of them qualified afterwards (null when none became hot).
+    #[schema(required = true)]
+    pub hot_to_qualified: Option<f64>,
+    pub model: String,
+    pub qualified_after: u64,
+    pub sla_hours: f64,
+    /// Everyone first (`(everyone)`), then each owner.
+    pub speed: Vec<SpeedRow>,
+    #[schema(required = true)]
+    pub top_band: Option<String>,
+    pub version: u32,
+    pub warnings: Vec<String>,
+}
+
+/// Speed to lead of one owner (or of everyone).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SpeedRow {
+    /// Hot leads that got a first sales touch.
+    pub contacted: u64,
+    pub hot: u64,
+    /// Hours from becoming hot to the first touch.
+    #[schema(required = true)]
+    pub median_hours: Option<f64>,
+    pub owner: String,
+    #[schema(required = true)]
+    pub p90_hours: Option<f64>,
+    /// Hot leads touched later than the SLA, or not yet and already past it.
+    pub sla_breaches: u64,
 }
 
 /// Score rows are read in pages of this many for the reports over every contact.
@@ -325,7 +380,7 @@ async fn for_each_scored(
 
 /// The distribution report: a histogram of current totals and the count per band, with a
 /// warning when the top band holds too many (over 20 %) or too few (under 1 %) contacts.
-pub async fn distribution_report(engine: &Engine, model: &PublishedModel, bins: usize) -> Result<Value, StoreError> {
+pub async fn distribution_report(engine: &Engine, model: &PublishedModel, bins: usize) -> Result<DistributionReport, StoreError> {
     let mut totals = Vec::new();
     let mut bands: HashMap<String, u64> = HashMap::new();
     for_each_scored(engine, model, None, |_, card| {
@@ -334,13 +389,13 @@ pub async fn distribution_report(engine: &Engine, model: &PublishedModel, bins: 
     })
     .await?;
     let count = totals.len() as u64;
-    let per_band: Vec<Value> = model
+    let per_band = model
         .model
         .bands
         .iter()
         .map(|b| {
             let n = bands.get(&b.name).copied().unwrap_or(0);
-            json!({ "band": b.name, "min": b.min, "contacts": n, "share": rounded((count > 0).then(|| n as f64 / count as f64)) })
+            BandShare { band: b.name.clone(), contacts: n, min: b.min, share: rounded((count > 0).then(|| n as f64 / count as f64)) }
         })
         .collect();
     let mut warnings = Vec::new();
@@ -352,24 +407,61 @@ pub async fn distribution_report(engine: &Engine, model: &PublishedModel, bins: 
             warnings.push(format!("under 1 % of contacts are {}: lower its min or sales will wait for leads", top.name));
         }
     }
-    let histogram: Vec<Value> = leadscore_core::report::histogram(&totals, bins.max(1))
+    let histogram = leadscore_core::report::histogram(&totals, bins.max(1))
         .into_iter()
-        .map(|(lower, upper, n)| json!({ "lower": (lower * 100.0).round() / 100.0, "upper": (upper * 100.0).round() / 100.0, "contacts": n }))
+        .map(|(lower, upper, contacts)| HistogramBin { contacts, lower: (lower * 100.0).round() / 100.0, upper: (upper * 100.0).round() / 100.0 })
         .collect();
-    Ok(json!({
-        "model": model.name,
-        "version": model.version,
-        "contacts": count,
-        "bands": per_band,
-        "histogram": histogram,
-        "median": rounded(leadscore_core::report::percentile(&totals, 50.0)),
-        "warnings": warnings,
-    }))
+    Ok(DistributionReport {
+        bands: per_band,
+        contacts: count,
+        histogram,
+        median: rounded(leadscore_core::report::percentile(&totals, 50.0)),
+        model: model.name.clone(),
+        version: model.version,
+        warnings,
+    })
+}
+
+/// The distribution report (F19): current totals as a histogram, and contacts per band.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct DistributionReport {
+    /// Every band of the model, best first.
+    pub bands: Vec<BandShare>,
+    /// Contacts the model scores.
+    pub contacts: u64,
+    pub histogram: Vec<HistogramBin>,
+    /// The median total (null without contacts).
+    #[schema(required = true)]
+    pub median: Option<f64>,
+    pub model: String,
+    pub version: u32,
+    pub warnings: Vec<String>,
+}
+
+/// How many contacts one band holds.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BandShare {
+    pub band: String,
+    pub contacts: u64,
+    /// The band's `min` (null for the band that takes everything else).
+    #[schema(required = true)]
+    pub min: Option<f64>,
+    /// Its share of the contacts (null without contacts).
+    #[schema(required = true)]
+    pub share: Option<f64>,
+}
+
+/// One bin of the histogram of totals: [lower, upper).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct HistogramBin {
+    pub contacts: u64,
+    pub lower: f64,
+    pub upper: f64,
 }
 
 /// The sources report: per value of a source attribute, how many contacts, their average
 /// current score, and the conversion of those with outcomes in the range.
-pub async fn sources_report(engine: &Engine, model: &PublishedModel, attribute: &str, judged: &[Judged]) -> Result<Value, StoreError> {
+pub async fn sources_report(engine: &Engine, model: &PublishedModel, attribute: &str, judged: &[Judged]) -> Result<SourcesReport, StoreError> {
     #[derive(Default)]
     struct Source {
         contacts: u64,
@@ -401,26 +493,51 @@ pub async fn sources_report(engine: &Engine, model: &PublishedModel, attribute: 
     .await?;
     let mut rows: Vec<(String, Source)> = sources.into_iter().collect();
     rows.sort_by(|a, b| b.1.contacts.cmp(&a.1.contacts).then_with(|| a.0.cmp(&b.0)));
-    let rows: Vec<Value> = rows
+    let rows = rows
         .into_iter()
         .map(|(name, s)| {
             let closed = s.won + s.lost;
-            json!({
-                "source": name,
-                "contacts": s.contacts,
-                "average_score": rounded(Some(s.score_sum / s.contacts.max(1) as f64)),
-                "won": s.won,
-                "lost": s.lost,
-                "conversion": rounded((closed > 0).then(|| s.won as f64 / closed as f64)),
-            })
+            SourceRow {
+                average_score: rounded(Some(s.score_sum / s.contacts.max(1) as f64)),
+                contacts: s.contacts,
+                conversion: rounded((closed > 0).then(|| s.won as f64 / closed as f64)),
+                lost: s.lost,
+                source: name,
+                won: s.won,
+            }
         })
         .collect();
-    Ok(json!({ "model": model.name, "version": model.version, "attribute": attribute, "sources": rows }))
+    Ok(SourcesReport { attribute: attribute.to_string(), model: model.name.clone(), sources: rows, version: model.version })
+}
+
+/// The sources report (F19): contacts, average score and conversion per source.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SourcesReport {
+    /// The attribute that names the source.
+    pub attribute: String,
+    pub model: String,
+    /// Most contacts first.
+    pub sources: Vec<SourceRow>,
+    pub version: u32,
+}
+
+/// One value of the source attribute (`(none)` for contacts without it).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SourceRow {
+    #[schema(required = true)]
+    pub average_score: Option<f64>,
+    pub contacts: u64,
+    /// won / (won + lost) of its contacts closed in the range (null when none closed).
+    #[schema(required = true)]
+    pub conversion: Option<f64>,
+    pub lost: u64,
+    pub source: String,
+    pub won: u64,
 }
 
 /// The feedback report: sales ratings by band (of the score when rated), and the sales
 /// cycle (contact created → won) of the deals won in the range.
-pub async fn feedback_report(engine: &Engine, model: &PublishedModel, from: Millis, to: Millis, timelines: &[Timeline]) -> Result<Value, StoreError> {
+pub async fn feedback_report(engine: &Engine, model: &PublishedModel, from: Millis, to: Millis, timelines: &[Timeline]) -> Result<FeedbackReport, StoreError> {
     let mut ratings: HashMap<String, (u64, u64)> = HashMap::new();
     for_each_outcome(engine, from, to, |outcome| {
         if let OutcomeKind::Feedback { rating, .. } = &outcome.kind {
@@ -431,10 +548,10 @@ pub async fn feedback_report(engine: &Engine, model: &PublishedModel, from: Mill
         }
     })
     .await?;
-    let mut by_band: Vec<Value> = Vec::new();
+    let mut by_band = Vec::new();
     for name in model.model.bands.iter().map(|b| b.name.clone()).chain(std::iter::once("(not scored)".to_string())) {
         if let Some((count, sum)) = ratings.get(&name) {
-            by_band.push(json!({ "band": name, "ratings": count, "average_rating": rounded(Some(*sum as f64 / *count as f64)) }));
+            by_band.push(BandRating { average_rating: rounded(Some(*sum as f64 / *count as f64)), band: name, ratings: *count });
         }
     }
     // Sales cycle: from the contact's creation to its winning status (its close).
@@ -446,16 +563,46 @@ pub async fn feedback_report(engine: &Engine, model: &PublishedModel, from: Mill
             cycles_days.push(((won_at - contact.created_at).max(0)) as f64 / 86_400_000.0);
         }
     }
-    Ok(json!({
-        "model": model.name,
-        "version": model.version,
-        "ratings_by_band": by_band,
-        "sales_cycle_days": {
-            "won": cycles_days.len(),
-            "median": rounded(leadscore_core::report::percentile(&cycles_days, 50.0)),
-            "p90": rounded(leadscore_core::report::percentile(&cycles_days, 90.0)),
+    Ok(FeedbackReport {
+        model: model.name.clone(),
+        ratings_by_band: by_band,
+        sales_cycle_days: SalesCycle {
+            median: rounded(leadscore_core::report::percentile(&cycles_days, 50.0)),
+            p90: rounded(leadscore_core::report::percentile(&cycles_days, 90.0)),
+            won: cycles_days.len(),
         },
-    }))
+        version: model.version,
+    })
+}
+
+/// The feedback report (F19): sales ratings by band, and the sales cycle.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct FeedbackReport {
+    pub model: String,
+    /// The bands rated, best first, then `(not scored)`.
+    pub ratings_by_band: Vec<BandRating>,
+    pub sales_cycle_days: SalesCycle,
+    pub version: u32,
+}
+
+/// The sales ratings of the contacts that were in one band when rated.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BandRating {
+    #[schema(required = true)]
+    pub average_rating: Option<f64>,
+    pub band: String,
+    pub ratings: u64,
+}
+
+/// Days from a contact's creation to its winning status, over the deals won in the range.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SalesCycle {
+    #[schema(required = true)]
+    pub median: Option<f64>,
+    #[schema(required = true)]
+    pub p90: Option<f64>,
+    /// Deals won.
+    pub won: usize,
 }
 
 /// Outcomes are read in chunks of this many rows.
@@ -583,47 +730,45 @@ fn band_edges(model: &PublishedModel) -> (Vec<f64>, Vec<Option<String>>) {
     (bands.into_iter().map(|(min, _)| min).collect(), labels)
 }
 
-fn rounded(x: Option<f64>) -> Value {
-    x.map_or(Value::Null, |x| json!((x * 10_000.0).round() / 10_000.0))
+/// A rate or an average as the reports show it: 4 decimals.
+fn rounded(x: Option<f64>) -> Option<f64> {
+    x.map(|x| (x * 10_000.0).round() / 10_000.0)
 }
 
-fn table_json(by: &str, edges: &[f64], labels: Option<&[Option<String>]>, rows: &[BracketRow]) -> Value {
-    let rows: Vec<Value> = rows
+fn bracket_table(by: &str, edges: Vec<f64>, labels: Option<&[Option<String>]>, rows: &[BracketRow], points_backwards: bool) -> BracketTable {
+    let rows = rows
         .iter()
         .enumerate()
-        .map(|(i, row)| {
-            json!({
-                "label": labels.and_then(|l| l.get(i).cloned().flatten()),
-                "lower": row.lower,
-                "upper": row.upper,
-                "contacts": row.contacts,
-                "qualified": row.qualified,
-                "won": row.won,
-                "lost": row.lost,
-                "conversion": rounded(row.conversion),
-                "wilson_low": rounded(row.wilson_low),
-                "wilson_high": rounded(row.wilson_high),
-            })
+        .map(|(i, row)| BracketView {
+            contacts: row.contacts,
+            conversion: rounded(row.conversion),
+            label: labels.and_then(|l| l.get(i).cloned().flatten()),
+            lost: row.lost,
+            lower: row.lower,
+            qualified: row.qualified,
+            upper: row.upper,
+            wilson_high: rounded(row.wilson_high),
+            wilson_low: rounded(row.wilson_low),
+            won: row.won,
         })
         .collect();
-    json!({ "by": by, "edges": edges, "rows": rows })
+    BracketTable { by: by.to_string(), edges, points_backwards, rows }
 }
 
 /// The brackets report: by the model's bands and by deciles, or by the given edges.
-pub fn brackets_report(model: &PublishedModel, judged: &[Judged], edges: Option<Vec<f64>>) -> Value {
+pub fn brackets_report(model: &PublishedModel, judged: &[Judged], edges: Option<Vec<f64>>) -> BracketsReport {
     let rows: Vec<(f64, Outcome)> = judged.iter().map(|j| (j.score, j.outcome)).collect();
     let mut tables = Vec::new();
     let mut warnings = Vec::new();
     let mut add = |by: &str, edges: Vec<f64>, labels: Option<Vec<Option<String>>>| {
         let table = brackets(&rows, &edges);
-        if points_backwards(&table) {
+        let backwards = points_backwards(&table);
+        if backwards {
             warnings.push(format!(
                 "your points are backwards ({by}): a higher bracket converts significantly worse than a lower one; look at the rules that give the high scores"
             ));
         }
-        let mut value = table_json(by, &edges, labels.as_deref(), &table);
-        value["points_backwards"] = json!(points_backwards(&table));
-        tables.push(value);
+        tables.push(bracket_table(by, edges, labels.as_deref(), &table, backwards));
     };
     match edges {
         Some(mut edges) => {
@@ -639,18 +784,59 @@ pub fn brackets_report(model: &PublishedModel, judged: &[Judged], edges: Option<
         }
     }
     let closed = judged.iter().filter(|j| j.close.is_some()).count();
-    json!({
-        "model": model.name,
-        "version": model.version,
-        "contacts": judged.len(),
-        "closed": closed,
-        "tables": tables,
-        "warnings": warnings,
-    })
+    BracketsReport { closed, contacts: judged.len(), model: model.name.clone(), tables, version: model.version, warnings }
+}
+
+/// The brackets report (F19): conversion by score bracket, with Wilson intervals.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BracketsReport {
+    /// Contacts judged that closed (won or lost) in the range.
+    pub closed: usize,
+    /// Contacts judged: a status in the range, scored by the model then.
+    pub contacts: usize,
+    pub model: String,
+    /// By band and by decile, or by the edges asked for.
+    pub tables: Vec<BracketTable>,
+    pub version: u32,
+    pub warnings: Vec<String>,
+}
+
+/// The contacts judged, split at `edges` (n edges, n + 1 brackets).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BracketTable {
+    /// `band`, `decile` or `edges`.
+    pub by: String,
+    pub edges: Vec<f64>,
+    /// Whether a higher bracket converts significantly worse than a lower one.
+    pub points_backwards: bool,
+    pub rows: Vec<BracketView>,
+}
+
+/// One bracket of scores: [lower, upper), open where null.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct BracketView {
+    pub contacts: u64,
+    /// won / (won + lost); null when none closed.
+    #[schema(required = true)]
+    pub conversion: Option<f64>,
+    /// The band this bracket is (brackets by band only).
+    #[schema(required = true)]
+    pub label: Option<String>,
+    pub lost: u64,
+    #[schema(required = true)]
+    pub lower: Option<f64>,
+    pub qualified: u64,
+    #[schema(required = true)]
+    pub upper: Option<f64>,
+    #[schema(required = true)]
+    pub wilson_high: Option<f64>,
+    #[schema(required = true)]
+    pub wilson_low: Option<f64>,
+    pub won: u64,
 }
 
 /// The accuracy report: how well the score at close separates won from lost.
-pub fn accuracy_report(model: &PublishedModel, judged: &[Judged]) -> Value {
+pub fn accuracy_report(model: &PublishedModel, judged: &[Judged]) -> AccuracyReport {
     let closed: Vec<(f64, Option<String>, bool)> = judged.iter().filter_map(|j| j.close.clone()).collect();
     let samples: Vec<(f64, bool)> = closed.iter().map(|(score, _, won)| (*score, *won)).collect();
     let won: Vec<&(f64, Option<String>, bool)> = closed.iter().filter(|c| c.2).collect();
@@ -659,38 +845,74 @@ pub fn accuracy_report(model: &PublishedModel, judged: &[Judged]) -> Value {
     // Bands are listed best first; the top band is the first one.
     let top = model.model.bands.first().map(|b| b.name.clone());
     let won_in_top = top.as_ref().map(|top| won.iter().filter(|c| c.1.as_ref() == Some(top)).count());
-    json!({
-        "model": model.name,
-        "version": model.version,
-        "closed": closed.len(),
-        "won": won.len(),
-        "lost": lost.len(),
-        "roc_auc": rounded(roc_auc(&samples)),
-        "top_band": top,
-        "won_in_top_band": won_in_top,
-        "won_in_top_band_share": rounded(won_in_top.and_then(|n| (!won.is_empty()).then(|| n as f64 / won.len() as f64))),
-        "average_score_won": rounded(mean(&won)),
-        "average_score_lost": rounded(mean(&lost)),
-    })
+    AccuracyReport {
+        average_score_lost: rounded(mean(&lost)),
+        average_score_won: rounded(mean(&won)),
+        closed: closed.len(),
+        lost: lost.len(),
+        model: model.name.clone(),
+        roc_auc: rounded(roc_auc(&samples)),
+        top_band: top,
+        version: model.version,
+        won: won.len(),
+        won_in_top_band: won_in_top,
+        won_in_top_band_share: rounded(won_in_top.and_then(|n| (!won.is_empty()).then(|| n as f64 / won.len() as f64))),
+    }
+}
+
+/// The accuracy report (F19): how well the score at close separates won from lost.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AccuracyReport {
+    #[schema(required = true)]
+    pub average_score_lost: Option<f64>,
+    #[schema(required = true)]
+    pub average_score_won: Option<f64>,
+    /// Contacts closed (won or lost) in the range.
+    pub closed: usize,
+    pub lost: usize,
+    pub model: String,
+    /// ROC AUC of the score at close (null without both won and lost).
+    #[schema(required = true)]
+    pub roc_auc: Option<f64>,
+    #[schema(required = true)]
+    pub top_band: Option<String>,
+    pub version: u32,
+    pub won: usize,
+    /// Won deals that were in the top band at close.
+    #[schema(required = true)]
+    pub won_in_top_band: Option<usize>,
+    #[schema(required = true)]
+    pub won_in_top_band_share: Option<f64>,
+}
+
+/// A value as a CSV cell: nothing for null, a text quoted when it must be, any other
+/// value as JSON writes it (so a CSV shows numbers as the JSON answer does).
+pub fn csv_cell(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::Null) | Err(_) => String::new(),
+        Ok(Value::String(s)) => csv_field(&s),
+        Ok(other) => other.to_string(),
+    }
 }
 
 /// The brackets report as CSV: one line per bracket of every table.
-pub fn brackets_csv(report: &Value) -> String {
+pub fn brackets_csv(report: &BracketsReport) -> String {
     let mut out = String::from("table,label,lower,upper,contacts,qualified,won,lost,conversion,wilson_low,wilson_high\n");
-    let cell = |v: &Value| match v {
-        Value::Null => String::new(),
-        Value::String(s) => csv_field(s),
-        other => other.to_string(),
-    };
-    for table in report["tables"].as_array().into_iter().flatten() {
-        for row in table["rows"].as_array().into_iter().flatten() {
-            let cells: Vec<String> = std::iter::once(cell(&table["by"]))
-                .chain(
-                    ["label", "lower", "upper", "contacts", "qualified", "won", "lost", "conversion", "wilson_low", "wilson_high"]
-                        .iter()
-                        .map(|k| cell(&row[*k])),
-                )
-                .collect();
+    for table in &report.tables {
+        for row in &table.rows {
+            let cells = [
+                csv_cell(&table.by),
+                csv_cell(&row.label),
+                csv_cell(&row.lower),
+                csv_cell(&row.upper),
+                csv_cell(&row.contacts),
+                csv_cell(&row.qualified),
+                csv_cell(&row.won),
+                csv_cell(&row.lost),
+                csv_cell(&row.conversion),
+                csv_cell(&row.wilson_low),
+                csv_cell(&row.wilson_high),
+            ];
             out.push_str(&cells.join(","));
             out.push('\n');
         }
@@ -699,28 +921,21 @@ pub fn brackets_csv(report: &Value) -> String {
 }
 
 /// The accuracy report as CSV: one header line, one value line.
-pub fn accuracy_csv(report: &Value) -> String {
-    let keys = [
-        "model",
-        "version",
-        "closed",
-        "won",
-        "lost",
-        "roc_auc",
-        "top_band",
-        "won_in_top_band",
-        "won_in_top_band_share",
-        "average_score_won",
-        "average_score_lost",
+pub fn accuracy_csv(report: &AccuracyReport) -> String {
+    let columns: [(&str, String); 11] = [
+        ("model", csv_cell(&report.model)),
+        ("version", csv_cell(&report.version)),
+        ("closed", csv_cell(&report.closed)),
+        ("won", csv_cell(&report.won)),
+        ("lost", csv_cell(&report.lost)),
+        ("roc_auc", csv_cell(&report.roc_auc)),
+        ("top_band", csv_cell(&report.top_band)),
+        ("won_in_top_band", csv_cell(&report.won_in_top_band)),
+        ("won_in_top_band_share", csv_cell(&report.won_in_top_band_share)),
+        ("average_score_won", csv_cell(&report.average_score_won)),
+        ("average_score_lost", csv_cell(&report.average_score_lost)),
     ];
-    let values: Vec<String> = keys
-        .iter()
-        .map(|k| match &report[*k] {
-            Value::Null => String::new(),
-            Value::String(s) => csv_field(s),
-            other => other.to_string(),
-        })
-        .collect();
+    let (keys, values): (Vec<&str>, Vec<String>) = columns.into_iter().unzip();
     format!("{}\n{}\n", keys.join(","), values.join(","))
 }
 
@@ -743,19 +958,13 @@ pub fn parse_edges(text: &str) -> Result<Vec<f64>, String> {
     text.split(',').map(|e| e.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("edge {e:?} is not a number"))).collect()
 }
 
-/// A list of JSON objects as CSV with the given columns.
-pub fn rows_csv(rows: &Value, columns: &[&str]) -> String {
+/// Rows of a report as CSV with the given columns (the rows' field names).
+pub fn rows_csv<T: Serialize>(rows: &[T], columns: &[&str]) -> String {
     let mut out = columns.join(",");
     out.push('\n');
-    for row in rows.as_array().into_iter().flatten() {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|c| match &row[*c] {
-                Value::Null => String::new(),
-                Value::String(s) => csv_field(s),
-                other => other.to_string(),
-            })
-            .collect();
+    for row in rows {
+        let row = serde_json::to_value(row).unwrap_or_default();
+        let cells: Vec<String> = columns.iter().map(|c| csv_cell(&row[*c])).collect();
         out.push_str(&cells.join(","));
         out.push('\n');
     }

@@ -8,10 +8,13 @@ use leadscore_core::Span;
 use leadscore_core::model::is_valid_name;
 use leadscore_store::Millis;
 use leadscore_store::runner::{SYNC_FIELDS, Subscription, Team};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::error::{AppError, AppResult};
+use crate::time::format_time;
 
 fn check_name(kind: &str, name: &str) -> AppResult<()> {
     if is_valid_name(name) { Ok(()) } else { Err(AppError::invalid(format!("{kind} name {name:?} may use letters, digits, '-', '_' and '.' only"))) }
@@ -156,4 +159,80 @@ pub async fn delete_subscription(engine: &Engine, name: &str) -> AppResult<()> {
         return Err(AppError::not_found(format!("no webhook subscription {name:?}")));
     }
     Ok(())
+}
+
+/// A sales team as front ends show it: members, leads assigned, who is next.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct TeamView {
+    /// Leads the team was given so far.
+    pub assigned: u64,
+    pub created_at: String,
+    pub members: Vec<String>,
+    pub name: String,
+    /// Who gets the next lead (null for a team without members).
+    #[schema(required = true)]
+    pub next: Option<String>,
+    pub updated_at: String,
+}
+
+impl From<&Team> for TeamView {
+    fn from(team: &Team) -> Self {
+        let next = (!team.members.is_empty()).then(|| team.members[(team.cursor % team.members.len() as u64) as usize].clone());
+        TeamView {
+            assigned: team.cursor,
+            created_at: format_time(team.created_at),
+            members: team.members.clone(),
+            name: team.name.clone(),
+            next,
+            updated_at: format_time(team.updated_at),
+        }
+    }
+}
+
+/// A stored secret, by name only: its value is never readable back.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SecretView {
+    pub created_at: String,
+    pub name: String,
+    pub updated_at: String,
+}
+
+impl SecretView {
+    /// A secret as [`list_secrets`] lists it: (name, created at, updated at).
+    pub fn new((name, created_at, updated_at): &(String, Millis, Millis)) -> Self {
+        SecretView { created_at: format_time(*created_at), name: name.clone(), updated_at: format_time(*updated_at) }
+    }
+}
+
+/// A webhook subscription as front ends show it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    pub created_at: String,
+    /// score.changed: how long a contact's changes are gathered before they are sent.
+    pub debounce_ms: i64,
+    /// `score.changed`, `nurture.changed`.
+    pub events: Vec<String>,
+    /// score.changed: leadscore field → the receiver's field name.
+    pub fields: BTreeMap<String, String>,
+    pub name: String,
+    /// The secret that signs the deliveries.
+    #[schema(required = true)]
+    pub secret_ref: Option<String>,
+    pub updated_at: String,
+    pub url: String,
+}
+
+impl From<&Subscription> for SubscriptionView {
+    fn from(subscription: &Subscription) -> Self {
+        SubscriptionView {
+            created_at: format_time(subscription.created_at),
+            debounce_ms: subscription.debounce_ms,
+            events: subscription.events.clone(),
+            fields: subscription.fields.clone(),
+            name: subscription.name.clone(),
+            secret_ref: subscription.secret_ref.clone(),
+            updated_at: format_time(subscription.updated_at),
+            url: subscription.url.clone(),
+        }
+    }
 }

@@ -9,6 +9,8 @@ use argon2::password_hash::SaltString;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use leadscore_store::{Millis, Role, SessionRecord, StoreError, UserRecord};
 use rand::RngCore;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::error::{AppError, AppResult};
@@ -257,6 +259,35 @@ pub async fn expire_sessions(engine: &Engine, policy: SessionPolicy) -> AppResul
     let idle = Millis::try_from(policy.idle.as_millis()).unwrap_or(Millis::MAX);
     let lifetime = Millis::try_from(policy.lifetime.as_millis()).unwrap_or(Millis::MAX);
     Ok(engine.store.delete_expired_sessions(now.saturating_sub(idle), now.saturating_sub(lifetime)).await?)
+}
+
+/// A user as front ends show it (never the password hash).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct UserView {
+    pub created_at: String,
+    pub disabled: bool,
+    pub email: String,
+    pub id: String,
+    #[schema(required = true)]
+    pub name: Option<String>,
+    /// admin, marketing or sales.
+    #[schema(value_type = String)]
+    pub role: Role,
+    pub updated_at: String,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(user: &UserRecord) -> Self {
+        UserView {
+            created_at: crate::time::format_time(user.created_at),
+            disabled: user.disabled,
+            email: user.email.clone(),
+            id: user.id.clone(),
+            name: user.name.clone(),
+            role: user.role,
+            updated_at: crate::time::format_time(user.updated_at),
+        }
+    }
 }
 
 /// The session cookie's name (the pages set it; the pages and the JSON API read it).

@@ -7,29 +7,34 @@
 use std::sync::Arc;
 
 use crate::input::Path;
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::contacts::render_contact;
-use leadscore_app::accounts;
+use leadscore_app::accounts::{self, AccountRow};
+use leadscore_app::contacts::ContactView;
 
 use crate::AppState;
 use crate::auth::CanRead;
 use crate::error::ApiResult;
 use crate::input::Query;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/accounts", get(list_accounts)).route("/accounts/{id}", get(get_account))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(list_accounts)).routes(routes!(get_account))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// The model (default: the only live model).
     model: Option<String>,
+    /// Only accounts in this account band.
     band: Option<String>,
+    /// Accounts per page (1-1000, default 50).
     limit: Option<usize>,
     /// `score,account` of the last account of the previous page.
     cursor: Option<String>,
@@ -37,40 +42,87 @@ struct ListQuery {
 
 /// The account list, best first. Sorted by the stored contact totals (as the lead list is;
 /// the decay sweep keeps them current).
-async fn list_accounts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/accounts",
+    tag = "accounts",
+    summary = "Accounts best first by account score (?model=&band=&limit=&cursor=): score, band, contacts",
+    params(ListQuery),
+    responses((status = OK, description = "A page of accounts", body = AccountList)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn list_accounts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Json<AccountList>> {
     let page = accounts::list(&state, q.model.as_deref(), q.band.as_deref(), q.limit, q.cursor.as_deref()).await?;
-    let (model, next_cursor, page) = (page.model, page.next_cursor, page.accounts);
-    let accounts: Vec<Value> = page.iter().map(|a| json!({ "id": a.account, "score": a.score, "band": a.band, "contacts": a.contacts })).collect();
-    Ok(Json(json!({
-        "model": model.name,
-        "aggregate": model.model.accounts.aggregate_name(),
-        "accounts": accounts,
-        "next_cursor": next_cursor,
-    })))
+    Ok(Json(AccountList {
+        accounts: page.accounts.iter().map(AccountRow::from).collect(),
+        aggregate: page.model.model.accounts.aggregate_name(),
+        model: page.model.name.clone(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
-#[derive(Deserialize)]
+/// A page of the account list, best first.
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    pub accounts: Vec<AccountRow>,
+    /// How the model's `[accounts]` table aggregates contacts' totals: sum, max, or mean of the top N.
+    pub aggregate: String,
+    pub model: String,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AccountQuery {
+    /// The model (default: the only live model).
     model: Option<String>,
 }
 
 /// An account's page: its score (as of now) under the model and its contacts, best first.
-async fn get_account(State(state): State<Arc<AppState>>, caller: CanRead, Path(id): Path<String>, Query(q): Query<AccountQuery>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/accounts/{id}",
+    tag = "accounts",
+    summary = "An account: its score and band as of now under ?model=, and its contacts best first",
+    params(("id" = String, Path, description = "The account: its account_id, or its company domain"), AccountQuery),
+    responses((status = OK, description = "The account", body = AccountView)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn get_account(
+    State(state): State<Arc<AppState>>,
+    caller: CanRead,
+    Path(id): Path<String>,
+    Query(q): Query<AccountQuery>,
+) -> ApiResult<Json<AccountView>> {
     let detail = accounts::get(&state, &id, q.model.as_deref()).await?;
     let mut contacts = Vec::with_capacity(detail.contacts.len());
     // The account's score counts every contact; a sales rep sees only theirs of it.
     for (_, contact) in detail.contacts.iter().filter(|(_, contact)| caller.reach.reaches(contact.owner.as_deref())) {
-        contacts.push(render_contact(&state, contact, None).await?);
+        contacts.push(leadscore_app::contacts::view(&state, contact, None).await?);
     }
-    let rule = &detail.model.model.accounts;
-    Ok(Json(json!({
-        "id": id,
-        "model": detail.model.name,
-        "aggregate": rule.aggregate_name(),
-        "score": detail.score,
-        "band": detail.band,
-        "scored_contacts": detail.scored_contacts,
-        "contacts": contacts,
-    })))
+    Ok(Json(AccountView {
+        aggregate: detail.model.model.accounts.aggregate_name(),
+        band: detail.band,
+        contacts,
+        id,
+        model: detail.model.name.clone(),
+        score: detail.score,
+        scored_contacts: detail.scored_contacts,
+    }))
+}
+
+/// An account under one model: its score and band as of now, and its contacts best first.
+#[derive(Serialize, ToSchema)]
+pub struct AccountView {
+    pub aggregate: String,
+    #[schema(required = true)]
+    pub band: Option<String>,
+    pub contacts: Vec<ContactView>,
+    pub id: String,
+    pub model: String,
+    pub score: f64,
+    /// Its contacts the model scores (the score aggregates theirs).
+    pub scored_contacts: usize,
 }

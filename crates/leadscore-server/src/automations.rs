@@ -4,70 +4,116 @@
 use std::sync::Arc;
 
 use crate::input::Path;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
-use leadscore_store::AutomationRecord;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use leadscore_app::automations;
+use leadscore_app::automations::{self, AutomationOverview, AutomationView, RunView};
 
 use crate::AppState;
 use crate::auth::{CanManage, CanReadSetup};
 use crate::error::ApiResult;
-use crate::input::{Body, format_time};
+use crate::input::Body;
 use crate::models::body_format;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/automations", get(list_automations))
-        .route("/automations/runs", get(list_runs))
-        .route("/automations/{name}", get(get_automation).put(put_automation).delete(delete_automation))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(list_automations)).routes(routes!(list_runs)).routes(routes!(get_automation, put_automation, delete_automation))
 }
 
-/// The stored record as the API shows it.
-pub fn record_json(record: &AutomationRecord) -> Value {
-    json!({
-        "name": record.name,
-        "enabled": record.enabled,
-        "definition": record.definition,
-        "created_at": format_time(record.created_at),
-        "updated_at": format_time(record.updated_at),
-    })
+/// The overview of every automation (F17).
+#[derive(Serialize, ToSchema)]
+pub struct AutomationList {
+    pub automations: Vec<AutomationOverview>,
 }
 
+/// A page of the run log, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct RunLog {
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+    pub runs: Vec<RunView>,
+}
+
+#[utoipa::path(
+    put,
+    path = "/automations/{name}",
+    tag = "automations",
+    summary = "Create or replace an automation (TOML or JSON), validated whole",
+    params(("name" = String, Path, description = "The automation's name")),
+    request_body(
+        description = "The automation (contract §3) as TOML, or as the equivalent JSON (by Content-Type, else sniffed)",
+        content((String = "application/toml"), (Object = "application/json")),
+    ),
+    responses(
+        (status = CREATED, description = "Created", body = AutomationView),
+        (status = OK, description = "Replaced", body = AutomationView),
+    ),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn put_automation(
     State(state): State<Arc<AppState>>,
     _: CanManage,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<AutomationView>)> {
     let text = body.text()?;
     let (record, created) = automations::put(&state, &name, text, body_format(&headers, text)).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(record_json(&record))))
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(AutomationView::from(&record))))
 }
 
-async fn get_automation(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/automations/{name}",
+    tag = "automations",
+    summary = "An automation's definition, enabled flag and times",
+    params(("name" = String, Path, description = "The automation's name")),
+    responses((status = OK, description = "The automation", body = AutomationView)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn get_automation(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(name): Path<String>) -> ApiResult<Json<AutomationView>> {
     let record = automations::get(&state, &name).await?;
-    Ok(Json(record_json(&record)))
+    Ok(Json(AutomationView::from(&record)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/automations/{name}",
+    tag = "automations",
+    summary = "Delete an automation",
+    params(("name" = String, Path, description = "The automation's name")),
+    responses((status = NO_CONTENT, description = "Deleted")),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn delete_automation(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<StatusCode> {
     automations::delete(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_automations(State(state): State<Arc<AppState>>, _: CanReadSetup) -> ApiResult<Json<Value>> {
-    let items = automations::list(&state).await?;
-    Ok(Json(json!({ "automations": items })))
+#[utoipa::path(
+    get,
+    path = "/automations",
+    tag = "automations",
+    summary = "Overview of automations: trigger, filter, limits, actions, enabled, last fired, runs in the last day/week",
+    responses((status = OK, description = "Every automation, in words", body = AutomationList)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn list_automations(State(state): State<Arc<AppState>>, _: CanReadSetup) -> ApiResult<Json<AutomationList>> {
+    Ok(Json(AutomationList { automations: automations::list(&state).await? }))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RunsQuery {
+    /// Runs of this automation only.
     automation: Option<String>,
+    /// Runs for this contact only.
     contact: Option<String>,
+    /// Runs per page (1-1000, default 50).
     limit: Option<usize>,
     /// `at,id` of the last run of the previous page.
     cursor: Option<String>,
@@ -75,7 +121,16 @@ struct RunsQuery {
 
 /// The run log, newest first: automation, contact, time, why it fired, and each action's
 /// outcome (deliveries with their current state).
-async fn list_runs(State(state): State<Arc<AppState>>, _: CanReadSetup, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<Value>> {
-    let (items, next_cursor) = automations::runs(&state, query.automation, query.contact, query.limit, query.cursor.as_deref()).await?;
-    Ok(Json(json!({ "runs": items, "next_cursor": next_cursor })))
+#[utoipa::path(
+    get,
+    path = "/automations/runs",
+    tag = "automations",
+    summary = "The run log, newest first: automation, contact, time, why, each action's outcome (?automation=&contact=&limit=&cursor=)",
+    params(RunsQuery),
+    responses((status = OK, description = "A page of the run log", body = RunLog)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn list_runs(State(state): State<Arc<AppState>>, _: CanReadSetup, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<RunLog>> {
+    let (runs, next_cursor) = automations::runs(&state, query.automation, query.contact, query.limit, query.cursor.as_deref()).await?;
+    Ok(Json(RunLog { next_cursor, runs }))
 }

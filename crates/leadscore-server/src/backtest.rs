@@ -8,19 +8,20 @@
 use std::sync::Arc;
 
 use crate::input::Path;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use leadscore_core::model::parse_document;
 use leadscore_core::{Format, Model};
-use leadscore_store::{Job, PublishedModel};
-use serde::Deserialize;
+use leadscore_store::PublishedModel;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::models::job_json;
-use leadscore_app::backtest::{run, start_job};
+use leadscore_app::backtest::{BacktestJobView, BacktestReport, run, start_job};
 use leadscore_app::reports::resolve;
 
 use crate::AppState;
@@ -28,39 +29,84 @@ use crate::auth::CanReadSetup;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/backtest", post(backtest_route)).route("/backtest/{id}", get(backtest_job_route))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(backtest)).routes(routes!(backtest_job))
 }
 
-/// A backtest job as the API shows it: progress, and the report once done.
-fn backtest_job_json(job: &Job) -> Value {
-    let mut out = job_json(job);
-    out["live"] = json!(job.model);
-    out["result"] = job.result.as_deref().and_then(|text| serde_json::from_str(text).ok()).unwrap_or(Value::Null);
-    out
-}
-
-async fn backtest_job_route(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/backtest/{id}",
+    tag = "reports",
+    summary = "A background backtest: state, progress (done/total/percent), then the report (result) or the error",
+    params(("id" = String, Path, description = "The job's id")),
+    responses((status = OK, description = "The job", body = BacktestJobView)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn backtest_job(State(state): State<Arc<AppState>>, _: CanReadSetup, Path(id): Path<String>) -> ApiResult<Json<BacktestJobView>> {
     // Parsed by the engine, not by the extractor, so a bad id gets the JSON error shape.
     let job = leadscore_app::backtest::job(&state, &id).await?;
-    Ok(Json(backtest_job_json(&job)))
+    Ok(Json(BacktestJobView::from(&job)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BacktestBody {
     /// The candidate: TOML text, or the model as a JSON object.
+    #[schema(value_type = Object)]
     model: Value,
     /// The live model to compare with [default: the one with the candidate's name].
     live: Option<String>,
+    /// Outcomes from this instant (RFC 3339).
     from: Option<String>,
+    /// Outcomes before this instant (RFC 3339).
     to: Option<String>,
     /// Answer at once with a job to poll (`GET /backtest/{id}`: progress, then the report).
     #[serde(default)]
     background: bool,
 }
 
-async fn backtest_route(State(state): State<Arc<AppState>>, caller: CanReadSetup, body: Body) -> ApiResult<Response> {
+/// What `POST /backtest` answers: the report, or (in the background) the job to poll.
+pub enum BacktestAnswer {
+    Done(Box<BacktestReport>),
+    Started(Box<BacktestStarted>),
+}
+
+/// A backtest started in the background (202, with `Location: /api/v1/backtest/{id}`).
+#[derive(Serialize, ToSchema)]
+pub struct BacktestStarted {
+    pub job: BacktestJobView,
+}
+
+impl IntoResponse for BacktestAnswer {
+    fn into_response(self) -> Response {
+        match self {
+            BacktestAnswer::Done(report) => Json(report).into_response(),
+            BacktestAnswer::Started(started) => {
+                let location = format!("/api/v1/backtest/{}", started.job.job.id);
+                (StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(started)).into_response()
+            }
+        }
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/backtest",
+    tag = "reports",
+    summary = "{model: candidate (TOML text or JSON), live?, from?, to?} → brackets and accuracy for candidate and live model side by side, replayed as of each judged instant, and band changes today; background: true answers 202 with a job to poll",
+    request_body = BacktestBody,
+    responses(
+        (status = OK, description = "The backtest's report", body = BacktestReport),
+        (
+            status = ACCEPTED,
+            description = "Started in the background (background: true); poll the job",
+            body = BacktestStarted,
+            headers(("location" = String, description = "/api/v1/backtest/{id}")),
+        ),
+    ),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn backtest(State(state): State<Arc<AppState>>, caller: CanReadSetup, body: Body) -> ApiResult<BacktestAnswer> {
     let body: BacktestBody = body.json()?;
     let document = match &body.model {
         Value::String(text) => parse_document(text, Format::sniff(text)),
@@ -75,14 +121,13 @@ async fn backtest_route(State(state): State<Arc<AppState>>, caller: CanReadSetup
     let slot = state.quotas.replay(&caller.key_id)?;
     if body.background {
         let job = start_job(&state.engine, candidate, live, from, to, slot).await?;
-        let location = format!("/api/v1/backtest/{}", job.id);
-        return Ok((StatusCode::ACCEPTED, [(header::LOCATION, location)], Json(json!({ "job": backtest_job_json(&job) }))).into_response());
+        return Ok(BacktestAnswer::Started(Box::new(BacktestStarted { job: BacktestJobView::from(&job) })));
     }
     let started = std::time::Instant::now();
     let report = run(&state, candidate, live, from, to, &mut |_, _| {}).await?;
     drop(slot);
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "backtest done");
-    Ok(Json(report).into_response())
+    Ok(BacktestAnswer::Done(Box::new(report)))
 }
 
 fn invalid_model(problems: Vec<leadscore_core::Problem>) -> ApiError {

@@ -5,7 +5,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use leadscore_store::{ErrorChain, StoreError};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -90,12 +92,12 @@ impl ApiError {
 
     fn respond(self, top_level_fields: bool) -> Response {
         let retry_after = self.details.as_ref().and_then(|d| d.get("retry_after_seconds")).and_then(Value::as_f64);
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(details) = self.details {
-            error["details"] = details;
-        }
-        let body = if top_level_fields { json!({ "code": self.code, "message": error["message"].clone(), "error": error }) } else { json!({ "error": error }) };
-        let mut response = (self.status, Json(body)).into_response();
+        let error = ErrorDetail { code: self.code.to_string(), details: self.details, message: self.message };
+        let mut response = if top_level_fields {
+            (self.status, Json(SegmentErrorBody { code: error.code.clone(), message: error.message.clone(), error })).into_response()
+        } else {
+            (self.status, Json(ErrorBody { error })).into_response()
+        };
         if let Some(seconds) = retry_after {
             // Retry-After for HTTP clients; x-ratelimit-reset is what analytics.js reads.
             for name in ["retry-after", "x-ratelimit-reset"] {
@@ -106,6 +108,38 @@ impl ApiError {
         }
         response
     }
+}
+
+/// The body of every error answer: `{ "error": { "code", "message", "details"? } }`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: `bad_request`, `invalid`, `not_found`, `unauthorized`, `forbidden`,
+    /// `conflict`, `rate_limited`, `payload_too_large`, …
+    pub code: String,
+    /// More about it, by code: the problems of an invalid model, the events refused, when
+    /// to retry (`retry_after_seconds`), …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub details: Option<Value>,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// An error of the Segment-compatible `/v1` routes: the usual body, with `code` and
+/// `message` at the top level too, where Segment-style SDKs read them.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SegmentError)]
+pub struct SegmentErrorBody {
+    pub code: String,
+    pub error: ErrorDetail,
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {

@@ -5,24 +5,69 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
-use leadscore_app::events;
+use leadscore_app::events::{self, Rejected};
 use leadscore_store::{IngestStatus, Scope};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::CanIngest;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Body;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/events", post(ingest))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(ingest))
 }
 
-async fn ingest(State(state): State<Arc<AppState>>, principal: CanIngest, body: Result<Body, ApiError>) -> ApiResult<(StatusCode, Json<Value>)> {
+/// What ingesting answers: how many events were stored, which were refused and why, and
+/// each stored or duplicate event's result.
+#[derive(Serialize, ToSchema)]
+pub struct IngestAnswer {
+    /// Events stored.
+    pub accepted: usize,
+    /// Events already stored (same messageId): ignored.
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
+    pub results: Vec<IngestResult>,
+}
+
+/// What became of one event of the batch that was not refused.
+#[derive(Serialize, ToSchema)]
+pub struct IngestResult {
+    /// The contact it was stored for: only to keys that may read contacts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub contact: Option<String>,
+    /// Its index in the batch.
+    pub index: usize,
+    /// stored or duplicate.
+    #[schema(value_type = String)]
+    pub status: IngestStatus,
+}
+
+#[utoipa::path(
+    post,
+    path = "/events",
+    tag = "events",
+    summary = "Ingest one event or {batch: [...]} (Segment shape)",
+    request_body(
+        content = Object,
+        description = "One event `{messageId, type: track|page|identify, event, userId | anonymousId | email, properties, traits, timestamp}` \
+                       or `{\"batch\": [...]}` of up to 1,000 events (4 MiB); each event is checked on its own",
+    ),
+    responses(
+        (status = OK, description = "Every event stored (or a duplicate)", body = IngestAnswer),
+        (status = MULTI_STATUS, description = "Some events refused (`rejected`), the others stored", body = IngestAnswer),
+    ),
+    extensions(("x-scope" = json!("ingest"))),
+)]
+async fn ingest(State(state): State<Arc<AppState>>, principal: CanIngest, body: Result<Body, ApiError>) -> ApiResult<(StatusCode, Json<IngestAnswer>)> {
     let body = body.map_err(|error| match error.code {
         "payload_too_large" => {
             let limit = crate::input::format_size(state.config.max_body_bytes);
@@ -55,10 +100,9 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: CanIngest, body: 
         ));
     }
     let checked = events::check_batch(&state, &items, now);
-    let rejected: Vec<Value> = checked.rejected.iter().map(|(index, reason)| json!({ "index": index, "reason": reason })).collect();
-    if single && !rejected.is_empty() {
-        let reason = rejected[0]["reason"].as_str().unwrap_or_default().to_string();
-        return Err(ApiError::invalid(reason).with_details(json!({ "rejected": rejected })));
+    let rejected = checked.rejected;
+    if single && let Some(first) = rejected.first() {
+        return Err(ApiError::invalid(first.reason.clone()).with_details(json!({ "rejected": rejected })));
     }
     let outcomes = events::ingest(&state, checked.events, now, "native", principal.identity_trust()).await?;
     let accepted = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
@@ -69,17 +113,11 @@ async fn ingest(State(state): State<Arc<AppState>>, principal: CanIngest, body: 
     // ids: an event for victim@bigco.com answering `"contact": "victim"` would tell anyone
     // who is a customer (issue 15.3).
     let reveal_contacts = principal.require(Scope::Read).is_ok();
-    let results: Vec<Value> = outcomes
+    let results = outcomes
         .iter()
         .zip(checked.indexes)
-        .map(|(o, index)| {
-            let mut result = json!({ "index": index, "status": o.status });
-            if reveal_contacts {
-                result["contact"] = json!(o.contact_id);
-            }
-            result
-        })
+        .map(|(o, index)| IngestResult { contact: reveal_contacts.then(|| o.contact_id.clone()), index, status: o.status.clone() })
         .collect();
     let status = if rejected.is_empty() { StatusCode::OK } else { StatusCode::MULTI_STATUS };
-    Ok((status, Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": rejected, "results": results }))))
+    Ok((status, Json(IngestAnswer { accepted, duplicates, rejected, results })))
 }

@@ -117,28 +117,13 @@ async fn api_not_found() -> ApiError {
 /// `pages` brings the fallback for paths that are neither (the web app's HTML 404); paths
 /// under `/api/` and `/v1/` always answer the API's JSON 404.
 pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
-    let api = Router::new()
-        .merge(contacts::router())
-        .merge(events::router())
-        .merge(models::router())
-        .merge(automations::router())
-        .merge(deliveries::router())
-        .merge(outcomes::router())
-        .merge(accounts::router())
-        .merge(backtest::router())
-        .merge(compare::router())
-        .merge(predictive::router())
-        .merge(reports::router())
-        .merge(settings::router())
-        .merge(keys::router())
-        .merge(users::router());
-    let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), system::audit_changes)).fallback(api_not_found);
-    Router::new()
-        .nest("/api/v1", api)
+    // Every route is one the OpenAPI document describes (`openapi::routes`); any other path
+    // under /api/ or /v1/ answers the API's JSON 404 (not the pages' HTML one).
+    let audit = axum::middleware::from_fn_with_state(state.clone(), system::audit_changes);
+    let (documented, _) = openapi::routes(|api| api.layer(audit).fallback(api_not_found)).split_for_parts();
+    documented
         .route("/api/{*rest}", axum::routing::any(api_not_found))
         .route("/v1/{*rest}", axum::routing::any(api_not_found))
-        .merge(segment::router())
-        .merge(system::router())
         .layer(axum::middleware::from_fn(error::errors_in_json_shape))
         .with_state(state.clone())
         .merge(pages)

@@ -4,32 +4,32 @@
 use std::sync::Arc;
 
 use crate::input::Path;
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use leadscore_core::Model;
 use leadscore_core::model::Format;
-use leadscore_store::{Job, ModelVersion};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use leadscore_app::models::{self, promote, start_rescore};
+use leadscore_app::models::{self, JobView, ModelListItem, ModelVersionView, ModelView, promote, start_rescore};
 
 use crate::AppState;
 use crate::auth::{CanManage, CanRead};
 use crate::error::ApiResult;
-use crate::input::{Body, Query, format_time};
+use crate::input::{Body, Query};
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/models", get(list_models))
-        .route("/models/validate", post(validate_model))
-        .route("/models/{name}", get(get_model).put(put_model).delete(delete_model))
-        .route("/models/{name}/versions", get(model_versions))
-        .route("/models/{name}/rescore", post(rescore_model))
-        .route("/models/{name}/promote", post(promote_model))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_models))
+        .routes(routes!(validate_model))
+        .routes(routes!(get_model, put_model, delete_model))
+        .routes(routes!(model_versions))
+        .routes(routes!(rescore_model))
+        .routes(routes!(promote_model))
 }
 
 pub(crate) fn body_format(headers: &HeaderMap, text: &str) -> Format {
@@ -43,39 +43,104 @@ pub(crate) fn body_format(headers: &HeaderMap, text: &str) -> Format {
     }
 }
 
-pub fn job_json(job: &Job) -> Value {
-    // Nothing to do is done once the job ends; before that (a backtest counts its work
-    // once it has started) it is 0 %.
-    let percent = match (job.total, job.state.as_str()) {
-        (0, "done") => 100.0,
-        (0, _) => 0.0,
-        (total, _) => (job.done as f64 * 1000.0 / total as f64).round() / 10.0,
-    };
-    json!({
-        "id": job.id,
-        "kind": job.kind,
-        "version": job.version,
-        "state": job.state,
-        "done": job.done,
-        "total": job.total,
-        "percent": percent.min(100.0),
-        "started_at": format_time(job.created_at),
-        "updated_at": format_time(job.updated_at),
-        "error": job.error,
-    })
+/// What publishing a model answers: the version live now and its rescore.
+#[derive(Serialize, ToSchema)]
+pub struct PublishAnswer {
+    pub name: String,
+    /// The rescore of the new version (for an unchanged model: the latest one, if any).
+    #[schema(required = true)]
+    pub rescore: Option<JobView>,
+    #[schema(required = true)]
+    pub shadow_of: Option<String>,
+    /// Present (true) when the live version already held this text: nothing was published.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
+    pub version: u32,
 }
 
-fn version_json(v: &ModelVersion) -> Value {
-    json!({ "name": v.name, "version": v.version, "format": v.format, "created_at": format_time(v.created_at), "shadow_of": v.shadow_of })
+/// What promoting a shadow answers: the new version of the model it shadowed.
+#[derive(Serialize, ToSchema)]
+pub struct PromoteAnswer {
+    /// The live model that got the shadow's rules.
+    pub name: String,
+    /// The shadow promoted (now deleted).
+    pub promoted: String,
+    pub rescore: JobView,
+    pub version: u32,
 }
 
-#[derive(Deserialize)]
+/// A rescore started by hand.
+#[derive(Serialize, ToSchema)]
+pub struct RescoreAnswer {
+    pub rescore: JobView,
+}
+
+/// The live and shadow models.
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    pub models: Vec<ModelListItem>,
+}
+
+/// Every version of a model, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct ModelVersions {
+    pub name: String,
+    pub versions: Vec<ModelVersionView>,
+}
+
+/// Whether a model text is valid, without publishing it.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ModelValidation {
+    Valid(ValidModel),
+    Invalid(InvalidModel),
+}
+
+/// A valid model, summed up.
+#[derive(Serialize, ToSchema)]
+pub struct ValidModel {
+    pub activity_rules: usize,
+    /// Band names, best first.
+    pub bands: Vec<String>,
+    pub fit_rules: usize,
+    pub name: String,
+    /// Always true.
+    pub valid: bool,
+}
+
+/// An invalid model: every problem, with where it is.
+#[derive(Serialize, ToSchema)]
+pub struct InvalidModel {
+    #[schema(value_type = Vec<leadscore_app::schema::ProblemSchema>)]
+    pub problems: Vec<leadscore_core::Problem>,
+    /// Always false.
+    pub valid: bool,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PutQuery {
     /// Publish as a shadow of this live model (F31).
     shadow_of: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/models/{name}",
+    tag = "models",
+    summary = "Publish a new version (TOML or JSON) and rescore in the background; ?shadow_of=LIVE publishes a shadow model: scores live traffic, fires no automations, never sent out",
+    params(("name" = String, Path, description = "The model's name"), PutQuery),
+    request_body(
+        description = "The model (contract §2) as TOML, or as the equivalent JSON (by Content-Type, else sniffed)",
+        content((String = "application/toml"), (Object = "application/json")),
+    ),
+    responses(
+        (status = CREATED, description = "Published; the rescore runs in the background", body = PublishAnswer),
+        (status = OK, description = "The live version already holds this text: nothing published", body = PublishAnswer),
+    ),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn put_model(
     State(state): State<Arc<AppState>>,
     _: CanManage,
@@ -83,94 +148,157 @@ async fn put_model(
     Query(q): Query<PutQuery>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<PublishAnswer>)> {
     let text = body.text()?;
-    match models::put(&state.engine, &name, text, body_format(&headers, text), q.shadow_of).await? {
-        models::Put::Unchanged(live, job) => {
-            let body = json!({ "name": name, "version": live.version, "shadow_of": live.shadow_of, "unchanged": true, "rescore": job.as_ref().map(job_json) });
-            Ok((StatusCode::OK, Json(body)))
-        }
-        models::Put::Published(version, job) => {
-            Ok((StatusCode::CREATED, Json(json!({ "name": name, "version": version.version, "shadow_of": version.shadow_of, "rescore": job_json(&job) }))))
-        }
-    }
+    let (status, answer) = match models::put(&state.engine, &name, text, body_format(&headers, text), q.shadow_of).await? {
+        models::Put::Unchanged(live, job) => (
+            StatusCode::OK,
+            PublishAnswer { name, rescore: job.as_ref().map(JobView::from), shadow_of: live.shadow_of, unchanged: true, version: live.version },
+        ),
+        models::Put::Published(version, job) => (
+            StatusCode::CREATED,
+            PublishAnswer { name, rescore: Some(JobView::from(&job)), shadow_of: version.shadow_of, unchanged: false, version: version.version },
+        ),
+    };
+    Ok((status, Json(answer)))
 }
 
-async fn promote_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+#[utoipa::path(
+    post,
+    path = "/models/{name}/promote",
+    tag = "models",
+    summary = "Promote a shadow model: its rules become a new version of the model it shadows (rescored), the shadow is deleted",
+    params(("name" = String, Path, description = "The shadow model")),
+    responses((status = CREATED, description = "The new version of the live model", body = PromoteAnswer)),
+    extensions(("x-scope" = json!("admin"))),
+)]
+async fn promote_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<PromoteAnswer>)> {
     let version = promote(&state, &name).await?;
     let job = start_rescore(&state.engine, &version.name).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "name": version.name, "version": version.version, "promoted": name, "rescore": job_json(&job) }))))
+    Ok((StatusCode::CREATED, Json(PromoteAnswer { name: version.name, promoted: name, rescore: JobView::from(&job), version: version.version })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GetQuery {
+    /// `source` (or `toml`): the text as published instead of the JSON view.
     format: Option<String>,
 }
 
-async fn get_model(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>, Query(q): Query<GetQuery>) -> ApiResult<Response> {
-    let models::ModelOverview { published, current, job, shadows } = models::overview(&state, &name).await?;
+#[utoipa::path(
+    get,
+    path = "/models/{name}",
+    tag = "models",
+    summary = "A live model, its definition and rescore progress",
+    params(("name" = String, Path, description = "The model's name"), GetQuery),
+    responses((
+        status = OK,
+        description = "The model (format=source: the text as published, as application/toml, or application/json for a model published as JSON)",
+        content((ModelView = "application/json"), (String = "application/toml")),
+    )),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn get_model(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>, Query(q): Query<GetQuery>) -> ApiResult<JsonOrSource<ModelView>> {
+    let overview = models::overview(&state, &name).await?;
     if q.format.as_deref() == Some("source") || q.format.as_deref() == Some("toml") {
-        let content_type = if current.format == "json" { "application/json" } else { "application/toml" };
-        return Ok(([(header::CONTENT_TYPE, content_type)], current.source.clone()).into_response());
+        let content_type = if overview.current.format == "json" { "application/json" } else { "application/toml" };
+        return Ok(JsonOrSource::Source(([(header::CONTENT_TYPE, content_type)], overview.current.source).into_response()));
     }
-    Ok(Json(json!({
-        "name": name,
-        "version": published.version,
-        "description": published.model.description,
-        "created_at": format_time(current.created_at),
-        "format": current.format,
-        "definition": published.model.definition,
-        "shadow_of": published.shadow_of,
-        "shadows": shadows,
-        "rescore": job.as_ref().map(job_json),
-    }))
-    .into_response())
+    Ok(JsonOrSource::Json(ModelView::new(&overview)))
 }
 
-async fn list_models(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<Value>> {
-    let mut items = Vec::new();
-    for (version, job) in models::list(&state).await? {
-        let mut item = version_json(&version);
-        item["rescore"] = job.as_ref().map(job_json).unwrap_or(Value::Null);
-        items.push(item);
-    }
-    Ok(Json(json!({ "models": items })))
+/// A model as JSON, or its text as published.
+pub enum JsonOrSource<T> {
+    Json(T),
+    Source(Response),
 }
 
-async fn model_versions(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+impl<T: Serialize> IntoResponse for JsonOrSource<T> {
+    fn into_response(self) -> Response {
+        match self {
+            JsonOrSource::Json(view) => Json(view).into_response(),
+            JsonOrSource::Source(response) => response,
+        }
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/models",
+    tag = "models",
+    summary = "Live and shadow models (shadow_of) with rescore progress",
+    responses((status = OK, description = "The models", body = ModelList)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn list_models(State(state): State<Arc<AppState>>, _: CanRead) -> ApiResult<Json<ModelList>> {
+    let models = models::list(&state).await?.iter().map(|(version, job)| ModelListItem::new(version, job.as_ref())).collect();
+    Ok(Json(ModelList { models }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/models/{name}/versions",
+    tag = "models",
+    summary = "Every version of a model",
+    params(("name" = String, Path, description = "The model's name")),
+    responses((status = OK, description = "The versions, oldest first", body = ModelVersions)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn model_versions(State(state): State<Arc<AppState>>, _: CanRead, Path(name): Path<String>) -> ApiResult<Json<ModelVersions>> {
     let (versions, live) = models::versions(&state, &name).await?;
-    let items: Vec<Value> = versions
-        .iter()
-        .map(|v| {
-            let mut item = version_json(v);
-            item["live"] = json!(Some(v.version) == live);
-            item["source"] = json!(v.source);
-            item
-        })
-        .collect();
-    Ok(Json(json!({ "name": name, "versions": items })))
+    Ok(Json(ModelVersions { name, versions: versions.iter().map(|v| ModelVersionView::new(v, live)).collect() }))
 }
 
-async fn validate_model(_: CanRead, headers: HeaderMap, body: Body) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    post,
+    path = "/models/validate",
+    tag = "models",
+    summary = "Validate a model (TOML or JSON) without publishing",
+    request_body(
+        description = "The model (contract §2) as TOML, or as the equivalent JSON (by Content-Type, else sniffed)",
+        content((String = "application/toml"), (Object = "application/json")),
+    ),
+    responses((status = OK, description = "Valid, or every problem with where it is", body = ModelValidation)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn validate_model(_: CanRead, headers: HeaderMap, body: Body) -> ApiResult<Json<ModelValidation>> {
     let text = body.text()?;
     Ok(Json(match Model::parse_as(text, body_format(&headers, text)) {
-        Ok(model) => json!({
-            "valid": true,
-            "name": model.name,
-            "fit_rules": model.fit.len(),
-            "activity_rules": model.activity.len(),
-            "bands": model.bands.iter().map(|b| b.name.clone()).collect::<Vec<_>>(),
+        Ok(model) => ModelValidation::Valid(ValidModel {
+            activity_rules: model.activity.len(),
+            bands: model.bands.iter().map(|b| b.name.clone()).collect(),
+            fit_rules: model.fit.len(),
+            name: model.name,
+            valid: true,
         }),
-        Err(err) => json!({ "valid": false, "problems": err.problems() }),
+        Err(err) => ModelValidation::Invalid(InvalidModel { problems: err.problems(), valid: false }),
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/models/{name}",
+    tag = "models",
+    summary = "Delete a model and its scores (versions are kept); 409 while it has shadow models",
+    params(("name" = String, Path, description = "The model's name")),
+    responses((status = NO_CONTENT, description = "Deleted")),
+    extensions(("x-scope" = json!("admin"))),
+)]
 async fn delete_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<StatusCode> {
     leadscore_app::models::delete(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rescore_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<Value>)> {
+#[utoipa::path(
+    post,
+    path = "/models/{name}/rescore",
+    tag = "models",
+    summary = "Rescore every contact under the live version",
+    params(("name" = String, Path, description = "The model's name")),
+    responses((status = ACCEPTED, description = "The rescore, running in the background", body = RescoreAnswer)),
+    extensions(("x-scope" = json!("admin"))),
+)]
+async fn rescore_model(State(state): State<Arc<AppState>>, _: CanManage, Path(name): Path<String>) -> ApiResult<(StatusCode, Json<RescoreAnswer>)> {
     let job = models::rescore(&state.engine, &name).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "rescore": job_json(&job) }))))
+    Ok((StatusCode::ACCEPTED, Json(RescoreAnswer { rescore: JobView::from(&job) })))
 }

@@ -1,204 +1,159 @@
-//! The OpenAPI 3.1 description of the routes this server has (written by hand and checked
-//! against the router by a test, so it lists exactly what exists).
+//! `/openapi.json`: the OpenAPI 3.1 description of the API, derived from the code. Every
+//! route is registered through utoipa-axum's `routes!` from a handler that carries
+//! `#[utoipa::path]` (its summary, parameters, request body, answers and `x-scope`, the
+//! scope its key needs), so a route cannot exist without its description; the schemas are
+//! the `ToSchema` derives of the views the handlers answer. `tests/layering.rs` keeps the
+//! routers to `routes!`, and the API tests check the served document against the server.
+//!
+//! What every operation shares is added here once: the `Error` answer for 4XX (unless the
+//! route answers another shape, as the Segment dialect does) and the `apiKey` bearer
+//! requirement of every route whose scope is not `none` (unless it names its own, as the
+//! Segment dialect's HTTP Basic `writeKey` does).
 
-use serde_json::{Value, json};
+use std::sync::{Arc, OnceLock};
 
-/// (method, path, scope, summary) of every API route.
-pub const ROUTES: &[(&str, &str, &str, &str)] = &[
-    ("get", "/healthz", "none", "Health check"),
-    ("get", "/metrics", "read", "Prometheus metrics"),
-    ("get", "/openapi.json", "read", "This document"),
-    ("post", "/api/v1/contacts", "admin", "Create or update a contact (by id or email)"),
-    ("get", "/api/v1/contacts", "read", "List contacts; with model= the lead list, best first, filtered and paginated"),
-    ("get", "/api/v1/contacts/{id}", "read", "Read a contact with its scores (?at= for a past instant)"),
-    ("patch", "/api/v1/contacts/{id}", "admin", "Update attributes (merge patch), groups, owner; fit is rescored"),
-    ("delete", "/api/v1/contacts/{id}", "admin", "Erase a contact with its events and history"),
-    ("get", "/api/v1/contacts/{id}/history", "read", "Score changes with rule, event, points and resulting scores"),
-    ("get", "/api/v1/contacts/{id}/export", "read", "All data held on the contact"),
-    ("post", "/api/v1/contacts/{id}/merge", "admin", "Merge another contact ({from}) into this one"),
-    ("get", "/api/v1/erasures", "admin", "The erasure log, newest first (?limit=): when and by which key or user, never what"),
-    (
-        "get",
-        "/api/v1/audit",
-        "admin",
-        "The audit log, newest first (?limit=): who (key or user) changed which model, automation, key, user, secret, team or webhook, and when",
-    ),
-    (
-        "post",
-        "/api/v1/contacts/{id}/status",
-        "admin",
-        "Record a status {status, at?} (new, contacted, qualified, disqualified, won, lost) with the scores as of `at`",
-    ),
-    ("post", "/api/v1/contacts/{id}/feedback", "admin", "Record a sales rating {rating 1-5, note?, author?, at?} with the scores as of `at`"),
-    ("get", "/api/v1/contacts/{id}/outcomes", "read", "The contact's statuses and ratings by time, each with its scores then"),
-    ("get", "/api/v1/accounts", "read", "Accounts best first by account score (?model=&band=&limit=&cursor=): score, band, contacts"),
-    ("get", "/api/v1/accounts/{id}", "read", "An account: its score and band as of now under ?model=, and its contacts best first"),
-    (
-        "get",
-        "/api/v1/reports/brackets",
-        "read",
-        "Conversion by score bracket (bands and deciles, or ?edges=), Wilson intervals, points-backwards check; ?model=&from=&to=&format=csv",
-    ),
-    (
-        "get",
-        "/api/v1/reports/distribution",
-        "read",
-        "Histogram of current totals (?bins=), contacts per band, too many/too few in the top band; ?model=&format=csv",
-    ),
-    (
-        "get",
-        "/api/v1/reports/sources",
-        "read",
-        "Per value of a source attribute (?attribute=, default source): contacts, average score, conversion; ?model=&from=&to=&format=csv",
-    ),
-    (
-        "get",
-        "/api/v1/reports/feedback",
-        "read",
-        "Average sales rating by band when rated; sales cycle (created → won) median and p90 in days; ?model=&from=&to=&format=csv",
-    ),
-    (
-        "post",
-        "/api/v1/backtest",
-        "read",
-        "{model: candidate (TOML text or JSON), live?, from?, to?} → brackets and accuracy for candidate and live model side by side, replayed as of each judged instant, and band changes today; background: true answers 202 with a job to poll",
-    ),
-    ("get", "/api/v1/backtest/{id}", "read", "A background backtest: state, progress (done/total/percent), then the report (result) or the error"),
-    (
-        "get",
-        "/api/v1/reports/speed",
-        "read",
-        "Leads that became hot in the range: hot → qualified rate (warning below 50 %), time to first sales touch (median, p90, SLA breaches per owner; ?sla=24h); ?model=&from=&to=&format=csv",
-    ),
-    (
-        "get",
-        "/api/v1/reports/accuracy",
-        "read",
-        "ROC AUC of the score at close, won deals in the top band, average score won vs lost; ?model=&from=&to=&format=csv",
-    ),
-    (
-        "post",
-        "/api/v1/predictive/train",
-        "admin",
-        "Train a predictive model on closed contacts {target?: won|qualified, holdout?, seed?, min_closed?, k_folds?, allow_leaky?, exclude?, live?} → the version with holdout AUC, log loss, calibration, features; 422 below the guard rails",
-    ),
-    ("get", "/api/v1/predictive/models", "read", "Predictive model versions, newest first, with their evaluation; the live one marked"),
-    ("post", "/api/v1/predictive/models/{version}/promote", "admin", "Make a predictive model version the live one"),
-    ("post", "/api/v1/bulk", "admin", "Change attributes, groups or owner of every contact matching a filter"),
-    ("post", "/api/v1/events", "ingest", "Ingest one event or {batch: [...]} (Segment shape)"),
-    ("get", "/api/v1/models", "read", "Live and shadow models (shadow_of) with rescore progress"),
-    ("post", "/api/v1/models/validate", "read", "Validate a model (TOML or JSON) without publishing"),
-    ("get", "/api/v1/models/{name}", "read", "A live model, its definition and rescore progress"),
-    (
-        "put",
-        "/api/v1/models/{name}",
-        "admin",
-        "Publish a new version (TOML or JSON) and rescore in the background; ?shadow_of=LIVE publishes a shadow model: scores live traffic, fires no automations, never sent out",
-    ),
-    ("delete", "/api/v1/models/{name}", "admin", "Delete a model and its scores (versions are kept); 409 while it has shadow models"),
-    ("get", "/api/v1/models/{name}/versions", "read", "Every version of a model"),
-    ("post", "/api/v1/models/{name}/rescore", "admin", "Rescore every contact under the live version"),
-    (
-        "post",
-        "/api/v1/models/{name}/promote",
-        "admin",
-        "Promote a shadow model: its rules become a new version of the model it shadows (rescored), the shadow is deleted",
-    ),
-    (
-        "get",
-        "/api/v1/reports/compare",
-        "read",
-        "A shadow model beside the live model it shadows (?model=SHADOW&against=&from=&to=): brackets and accuracy on outcomes recorded while both scored, distributions, band changes today",
-    ),
-    ("get", "/api/v1/automations", "read", "Overview of automations: trigger, filter, limits, actions, enabled, last fired, runs in the last day/week"),
-    (
-        "get",
-        "/api/v1/automations/runs",
-        "read",
-        "The run log, newest first: automation, contact, time, why, each action's outcome (?automation=&contact=&limit=&cursor=)",
-    ),
-    ("get", "/api/v1/automations/{name}", "read", "An automation's definition, enabled flag and times"),
-    ("put", "/api/v1/automations/{name}", "admin", "Create or replace an automation (TOML or JSON), validated whole"),
-    ("delete", "/api/v1/automations/{name}", "admin", "Delete an automation"),
-    ("get", "/api/v1/deliveries", "read", "The outbox: deliveries by state (pending, delivered, failed = dead-lettered), newest first"),
-    ("get", "/api/v1/deliveries/{id}", "read", "A delivery with its payload and every attempt"),
-    ("post", "/api/v1/deliveries/{id}/retry", "admin", "Send a delivery again now (same webhook-id)"),
-    ("get", "/api/v1/teams", "read", "Sales teams for round-robin assignment"),
-    ("get", "/api/v1/teams/{name}", "read", "A team: members, leads assigned, who is next"),
-    ("put", "/api/v1/teams/{name}", "admin", "Create or replace a team: {members: [...]}"),
-    ("delete", "/api/v1/teams/{name}", "admin", "Delete a team"),
-    ("get", "/api/v1/secrets", "admin", "Names of the stored secrets (never their values)"),
-    ("put", "/api/v1/secrets/{name}", "admin", "Store a webhook signing secret {value?}; without a value one is generated and shown once"),
-    ("delete", "/api/v1/secrets/{name}", "admin", "Delete a secret"),
-    ("get", "/api/v1/webhooks", "read", "Webhook subscriptions (score.changed CRM sync, nurture.changed)"),
-    ("put", "/api/v1/webhooks/{name}", "admin", "Create or replace a subscription: {url, events, secret_ref?, fields?, debounce?}"),
-    ("delete", "/api/v1/webhooks/{name}", "admin", "Delete a subscription"),
-    ("get", "/api/v1/keys", "admin", "List API keys"),
-    ("post", "/api/v1/keys", "admin", "Create an API key with scopes (shown once)"),
-    ("delete", "/api/v1/keys/{id}", "admin", "Revoke an API key"),
-    ("get", "/api/v1/users", "admin", "List the web app's users (never their passwords)"),
-    ("post", "/api/v1/users", "admin", "Add a user {email, password, role, name?}"),
-    ("get", "/api/v1/users/{id}", "admin", "Read a user"),
-    ("patch", "/api/v1/users/{id}", "admin", "Change a user's e-mail, name, role, password or disabled; a new password or disabling signs them out"),
-    ("delete", "/api/v1/users/{id}", "admin", "Delete a user and their sessions"),
-    ("post", "/v1/track", "ingest", "Segment-compatible track (HTTP Basic: write key as user name)"),
-    ("post", "/v1/page", "ingest", "Segment-compatible page"),
-    ("post", "/v1/screen", "ingest", "Segment-compatible screen"),
-    ("post", "/v1/identify", "ingest", "Segment-compatible identify"),
-    ("post", "/v1/batch", "ingest", "Segment-compatible batch (500 KB, 32 KB per message)"),
-    ("post", "/v1/import", "ingest", "Segment-compatible import (same as batch)"),
-    ("post", "/v1/t", "ingest", "analytics.js track"),
-    ("post", "/v1/p", "ingest", "analytics.js page"),
-    ("post", "/v1/s", "ingest", "analytics.js screen"),
-    ("post", "/v1/i", "ingest", "analytics.js identify"),
-    ("post", "/v1/b", "ingest", "analytics.js batch"),
-    ("post", "/v1/alias", "ingest", "Segment-compatible alias: previousId's contact merges into userId"),
-    ("post", "/v1/a", "ingest", "analytics.js alias"),
-    ("post", "/v1/group", "ingest", "Segment-compatible group: account_id and account_* traits"),
-    ("post", "/v1/g", "ingest", "analytics.js group"),
-    ("get", "/js/leadscore.js", "none", "The website script (page views, identify, track)"),
-];
+use serde_json::Value;
+use utoipa::OpenApi;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, InfoBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa_axum::router::OpenApiRouter;
 
-pub fn document() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (method, path, scope, summary) in ROUTES {
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        let mut operation = json!({
-            "summary": summary,
-            "x-scope": scope,
-            "responses": {
-                "200": { "description": "OK" },
-                "4XX": { "description": "Error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
+use crate::AppState;
+use crate::error::{ErrorBody, SegmentErrorBody};
+
+/// The scopes an operation's `x-scope` names: `none` (no key), or the scope its key must
+/// hold (`admin` holds them all, `identify` holds `ingest`).
+pub const SCOPES: [&str; 5] = ["none", "read", "ingest", "identify", "admin"];
+
+#[derive(OpenApi)]
+#[openapi(components(schemas(ErrorBody, SegmentErrorBody)))]
+struct Shared;
+
+/// Every route of the API, documented: the JSON API under `/api/v1` (wrapped by
+/// `wrap_api`, which adds the audit log's middleware when serving), the Segment dialect and
+/// the system routes.
+pub fn routes(wrap_api: impl FnOnce(OpenApiRouter<Arc<AppState>>) -> OpenApiRouter<Arc<AppState>>) -> OpenApiRouter<Arc<AppState>> {
+    use crate::*;
+    let api = OpenApiRouter::new()
+        .merge(contacts::router())
+        .merge(events::router())
+        .merge(models::router())
+        .merge(automations::router())
+        .merge(deliveries::router())
+        .merge(outcomes::router())
+        .merge(accounts::router())
+        .merge(backtest::router())
+        .merge(compare::router())
+        .merge(predictive::router())
+        .merge(reports::router())
+        .merge(settings::router())
+        .merge(keys::router())
+        .merge(users::router());
+    OpenApiRouter::with_openapi(Shared::openapi()).nest("/api/v1", wrap_api(api)).merge(segment::router()).merge(system::router())
+}
+
+/// The document `/openapi.json` answers, built once from [`routes`].
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOCUMENT.get_or_init(|| finish(routes(|api| api).into_openapi()))
+}
+
+/// The title, the security schemes, and what every operation shares (see the module's
+/// comment).
+fn finish(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    document.info = InfoBuilder::new().title("leadscore").version(env!("CARGO_PKG_VERSION")).description(Some("Self-hosted lead scoring engine")).build();
+    let components = document.components.get_or_insert_with(Default::default);
+    let mut bearer = Http::new(HttpAuthScheme::Bearer);
+    bearer.description = Some("`Authorization: Bearer <API key>`".into());
+    components.add_security_scheme("apiKey", SecurityScheme::Http(bearer));
+    let mut basic = Http::new(HttpAuthScheme::Basic);
+    basic.description = Some("Segment's write key (an ingest API key) as the HTTP Basic user name, or `writeKey` in the body".into());
+    components.add_security_scheme("writeKey", SecurityScheme::Http(basic));
+    let error = ResponseBuilder::new()
+        .description("The error: `{ \"error\": { \"code\", \"message\", \"details\"? } }`")
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
+        .build();
+    for item in document.paths.paths.values_mut() {
+        for operation in operations(item) {
+            let scope = operation.extensions.as_ref().and_then(|e| e.get("x-scope")).and_then(Value::as_str).unwrap_or_default();
+            if scope != "none" && operation.security.is_none() {
+                operation.security = Some(vec![SecurityRequirement::new("apiKey", Vec::<String>::new())]);
             }
-        });
-        if *scope != "none" {
-            operation["security"] = json!([{ "apiKey": [] }]);
+            operation.responses.responses.entry("4XX".into()).or_insert_with(|| RefOr::T(error.clone()));
         }
-        let parameters: Vec<Value> = path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-            .collect();
-        if !parameters.is_empty() {
-            operation["parameters"] = json!(parameters);
-        }
-        entry[*method] = operation;
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "leadscore", "version": env!("CARGO_PKG_VERSION"), "description": "Self-hosted lead scoring engine" },
-        "paths": paths,
-        "components": {
-            "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
-                        "code": { "type": "string" }, "message": { "type": "string" }, "details": {}
-                    } } }
+    document
+}
+
+/// The operations of a path.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.options, &mut item.head, &mut item.patch, &mut item.trace]
+        .into_iter()
+        .filter_map(Option::as_mut)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn document_json() -> Value {
+        serde_json::to_value(document()).unwrap()
+    }
+
+    /// Every `$ref` in `value`.
+    fn refs(value: &Value, found: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    found.insert(target.clone());
                 }
+                map.values().for_each(|v| refs(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let document = document_json();
+        let mut found = BTreeSet::new();
+        refs(&document, &mut found);
+        assert!(found.len() > 50, "the views are referenced: {found:?}");
+        for target in found {
+            let name = target.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{target} is not a schema"));
+            assert!(document["components"]["schemas"][name].is_object(), "{target} is referenced but not described");
+        }
+    }
+
+    #[test]
+    fn every_operation_says_its_scope_parameters_and_answers() {
+        let document = document_json();
+        assert_eq!(document["openapi"], "3.1.0");
+        let paths = document["paths"].as_object().unwrap();
+        assert!(paths.len() > 60, "{} paths", paths.len());
+        for (path, item) in paths {
+            let operations = item.as_object().unwrap();
+            assert!(!operations.is_empty(), "{path}");
+            for (method, operation) in operations {
+                let scope = operation["x-scope"].as_str().unwrap_or_else(|| panic!("{method} {path} has no x-scope"));
+                assert!(SCOPES.contains(&scope), "{method} {path}: x-scope {scope}");
+                assert!(operation["summary"].as_str().is_some_and(|s| !s.is_empty()), "{method} {path} has no summary");
+                assert_eq!(operation["security"].is_array(), scope != "none", "{method} {path}: a key is needed unless the scope is none");
+                let responses = operation["responses"].as_object().unwrap();
+                assert!(responses.keys().any(|status| status.starts_with('2')), "{method} {path} has no success answer");
+                assert!(responses.contains_key("4XX"), "{method} {path} has no error answer");
+                // Every `{parameter}` of the path is described as a path parameter.
+                let declared: BTreeSet<&str> =
+                    operation["parameters"].as_array().into_iter().flatten().filter(|p| p["in"] == "path").map(|p| p["name"].as_str().unwrap()).collect();
+                let in_path: BTreeSet<&str> = path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+                assert_eq!(declared, in_path, "{method} {path}: path parameters");
             }
         }
-    })
+    }
 }

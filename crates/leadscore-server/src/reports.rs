@@ -3,33 +3,39 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use leadscore_app::reports::*;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::CanRead;
 use crate::error::{ApiError, ApiResult};
 use crate::input::Query;
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/reports/brackets", get(brackets_route))
-        .route("/reports/accuracy", get(accuracy_route))
-        .route("/reports/distribution", get(distribution_route))
-        .route("/reports/sources", get(sources_route))
-        .route("/reports/feedback", get(feedback_route))
-        .route("/reports/speed", get(speed_route))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(report_brackets))
+        .routes(routes!(report_accuracy))
+        .routes(routes!(report_distribution))
+        .routes(routes!(report_sources))
+        .routes(routes!(report_feedback))
+        .routes(routes!(report_speed))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ReportQuery {
+    /// The model (default: the only live model).
     model: Option<String>,
+    /// Outcomes from this instant (RFC 3339).
     from: Option<String>,
+    /// Outcomes before this instant (RFC 3339).
     to: Option<String>,
     /// Comma-separated bracket edges (brackets only).
     edges: Option<String>,
@@ -51,28 +57,74 @@ fn wants_csv(format: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-fn csv_response(body: String) -> Response {
+/// A route's answer in the format asked for: the typed view as JSON, or a CSV of it.
+pub enum JsonOrCsv<T> {
+    Json(T),
+    Csv(Response),
+}
+
+impl<T: serde::Serialize> IntoResponse for JsonOrCsv<T> {
+    fn into_response(self) -> Response {
+        match self {
+            JsonOrCsv::Json(view) => Json(view).into_response(),
+            JsonOrCsv::Csv(response) => response,
+        }
+    }
+}
+
+/// A CSV answer.
+pub fn csv_response(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response()
 }
 
-async fn brackets_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+/// `view` as JSON, or as CSV by `csv` when `wants_csv`.
+fn answer<T>(wants_csv: bool, view: T, csv: impl FnOnce(&T) -> String) -> JsonOrCsv<T> {
+    if wants_csv { JsonOrCsv::Csv(csv_response(csv(&view))) } else { JsonOrCsv::Json(view) }
+}
+
+#[utoipa::path(
+    get,
+    path = "/reports/brackets",
+    tag = "reports",
+    summary = "Conversion by score bracket (bands and deciles, or ?edges=), Wilson intervals, points-backwards check; ?model=&from=&to=&format=csv",
+    params(ReportQuery),
+    responses((status = OK, description = "The brackets report", content((BracketsReport = "application/json"), (String = "text/csv")))),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn report_brackets(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<BracketsReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let edges = q.edges.as_deref().filter(|e| !e.trim().is_empty()).map(parse_edges).transpose().map_err(ApiError::invalid)?;
     let judged = gather(&state, &model.name, from, to).await?;
-    let report = brackets_report(&model, &judged, edges);
-    Ok(if csv { csv_response(brackets_csv(&report)) } else { Json(report).into_response() })
+    Ok(answer(csv, brackets_report(&model, &judged, edges), brackets_csv))
 }
 
-async fn accuracy_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+#[utoipa::path(
+    get,
+    path = "/reports/accuracy",
+    tag = "reports",
+    summary = "ROC AUC of the score at close, won deals in the top band, average score won vs lost; ?model=&from=&to=&format=csv",
+    params(ReportQuery),
+    responses((status = OK, description = "The accuracy report", content((AccuracyReport = "application/json"), (String = "text/csv")))),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn report_accuracy(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<AccuracyReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let judged = gather(&state, &model.name, from, to).await?;
-    let report = accuracy_report(&model, &judged);
-    Ok(if csv { csv_response(accuracy_csv(&report)) } else { Json(report).into_response() })
+    Ok(answer(csv, accuracy_report(&model, &judged), accuracy_csv))
 }
 
-async fn distribution_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+#[utoipa::path(
+    get,
+    path = "/reports/distribution",
+    tag = "reports",
+    summary = "Histogram of current totals (?bins=), contacts per band, too many/too few in the top band; ?model=&format=csv",
+    params(ReportQuery),
+    responses((status = OK, description = "The distribution report (CSV: the histogram)", content((DistributionReport = "application/json"), (String = "text/csv")))),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn report_distribution(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<DistributionReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, _, _) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let bins = q.bins.unwrap_or(10);
@@ -80,38 +132,57 @@ async fn distribution_route(State(state): State<Arc<AppState>>, _: CanRead, Quer
         return Err(ApiError::invalid("bins must be between 1 and 200"));
     }
     let report = distribution_report(&state, &model, bins).await?;
-    Ok(if csv { csv_response(rows_csv(&report["histogram"], &["lower", "upper", "contacts"])) } else { Json(report).into_response() })
+    Ok(answer(csv, report, |r| rows_csv(&r.histogram, &["lower", "upper", "contacts"])))
 }
 
-async fn sources_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+#[utoipa::path(
+    get,
+    path = "/reports/sources",
+    tag = "reports",
+    summary = "Per value of a source attribute (?attribute=, default source): contacts, average score, conversion; ?model=&from=&to=&format=csv",
+    params(ReportQuery),
+    responses((status = OK, description = "The sources report", content((SourcesReport = "application/json"), (String = "text/csv")))),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn report_sources(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<SourcesReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let judged = gather(&state, &model.name, from, to).await?;
     let attribute = q.attribute.unwrap_or_else(|| "source".to_string());
     let report = sources_report(&state, &model, &attribute, &judged).await?;
-    Ok(if csv {
-        csv_response(rows_csv(&report["sources"], &["source", "contacts", "average_score", "won", "lost", "conversion"]))
-    } else {
-        Json(report).into_response()
-    })
+    Ok(answer(csv, report, |r| rows_csv(&r.sources, &["source", "contacts", "average_score", "won", "lost", "conversion"])))
 }
 
-async fn feedback_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+#[utoipa::path(
+    get,
+    path = "/reports/feedback",
+    tag = "reports",
+    summary = "Average sales rating by band when rated; sales cycle (created → won) median and p90 in days; ?model=&from=&to=&format=csv",
+    params(ReportQuery),
+    responses((status = OK, description = "The feedback report (CSV: ratings by band)", content((FeedbackReport = "application/json"), (String = "text/csv")))),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn report_feedback(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<FeedbackReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let timelines = timelines(&state, Some(&model.name), from, to).await?;
     let report = feedback_report(&state, &model, from, to, &timelines).await?;
-    Ok(if csv { csv_response(rows_csv(&report["ratings_by_band"], &["band", "ratings", "average_rating"])) } else { Json(report).into_response() })
+    Ok(answer(csv, report, |r| rows_csv(&r.ratings_by_band, &["band", "ratings", "average_rating"])))
 }
 
-async fn speed_route(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<Response> {
+#[utoipa::path(
+    get,
+    path = "/reports/speed",
+    tag = "reports",
+    summary = "Leads that became hot in the range: hot → qualified rate (warning below 50 %), time to first sales touch (median, p90, SLA breaches per owner; ?sla=24h); ?model=&from=&to=&format=csv",
+    params(ReportQuery),
+    responses((status = OK, description = "The speed report (CSV: speed to lead per owner)", content((SpeedReport = "application/json"), (String = "text/csv")))),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn report_speed(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<SpeedReport>> {
     let csv = wants_csv(q.format.as_deref())?;
     let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
     let sla = parse_sla(q.sla.as_deref()).map_err(ApiError::invalid)?;
     let report = speed_report(&state, &model, from, to, sla).await?;
-    Ok(if csv {
-        csv_response(rows_csv(&report["speed"], &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"]))
-    } else {
-        Json(report).into_response()
-    })
+    Ok(answer(csv, report, |r| rows_csv(&r.speed, &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"])))
 }

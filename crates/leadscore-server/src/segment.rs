@@ -10,20 +10,24 @@ use std::sync::Arc;
 use std::net::SocketAddr;
 
 use axum::Extension;
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use base64::Engine;
 use leadscore_store::{IdentityTrust, IngestStatus, Millis, NewEvent, Scope};
 use serde_json::{Map, Value, json};
 
+use leadscore_app::events::Rejected;
 use leadscore_app::identity;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::authenticate;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, SegmentErrorBody};
 use crate::input::{Body, body_limit, parse_time};
 use leadscore_app::events::parse_event;
 
@@ -31,7 +35,7 @@ use leadscore_app::events::parse_event;
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 
-pub fn router() -> Router<Arc<AppState>> {
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
     // Browsers (analytics.js, the snippet) post from the customer's own site; write keys
     // are ingest-only, so any origin may send. The layer sits on each method router, which
     // has an OPTIONS route so that preflights reach the layer.
@@ -40,39 +44,119 @@ pub fn router() -> Router<Arc<AppState>> {
         header::AUTHORIZATION,
         header::CONTENT_ENCODING,
     ]);
-    let single = |kind: &'static str| {
-        post(move |state: State<Arc<AppState>>, peer: Option<Extension<ConnectInfo<SocketAddr>>>, headers: HeaderMap, body: Result<Body, ApiError>| {
-            single_call(state, peer, headers, body, kind)
-        })
-        .options(preflight)
-        .layer::<_, Infallible>(body_limit(MAX_MESSAGE_BYTES))
-        .layer::<_, Infallible>(cors.clone())
-    };
-    let batch_route = || post(batch).options(preflight).layer::<_, Infallible>(body_limit(MAX_BATCH_BYTES)).layer::<_, Infallible>(cors.clone());
+    let one_message = |route| for_browsers(route, MAX_MESSAGE_BYTES, &cors);
+    let messages = |route| for_browsers(route, MAX_BATCH_BYTES, &cors);
     // analytics.js posts to the one-letter paths (`{apiHost}/t`, `/p`, `/i`, `/s`, `/a`,
     // `/g`, and `/b` when batching).
-    Router::new()
-        .route("/v1/track", single("track"))
-        .route("/v1/t", single("track"))
-        .route("/v1/page", single("page"))
-        .route("/v1/p", single("page"))
-        .route("/v1/screen", single("screen"))
-        .route("/v1/s", single("screen"))
-        .route("/v1/identify", single("identify"))
-        .route("/v1/i", single("identify"))
-        .route("/v1/alias", single("alias"))
-        .route("/v1/a", single("alias"))
-        .route("/v1/group", single("group"))
-        .route("/v1/g", single("group"))
-        .route("/v1/batch", batch_route())
-        .route("/v1/b", batch_route())
-        .route("/v1/import", batch_route())
-        .route("/js/leadscore.js", axum::routing::get(snippet))
+    OpenApiRouter::new()
+        .routes(one_message(routes!(track)))
+        .routes(one_message(routes!(analytics_js_track)))
+        .routes(one_message(routes!(page)))
+        .routes(one_message(routes!(analytics_js_page)))
+        .routes(one_message(routes!(screen)))
+        .routes(one_message(routes!(analytics_js_screen)))
+        .routes(one_message(routes!(identify)))
+        .routes(one_message(routes!(analytics_js_identify)))
+        .routes(one_message(routes!(alias)))
+        .routes(one_message(routes!(analytics_js_alias)))
+        .routes(one_message(routes!(group)))
+        .routes(one_message(routes!(analytics_js_group)))
+        .routes(messages(routes!(batch)))
+        .routes(messages(routes!(analytics_js_batch)))
+        .routes(messages(routes!(import)))
+        .routes(routes!(snippet))
 }
+
+/// A Segment route as browsers call it: a body limit, CORS, and an OPTIONS route for the
+/// preflight.
+fn for_browsers(route: UtoipaMethodRouter<Arc<AppState>>, limit: usize, cors: &tower_http::cors::CorsLayer) -> UtoipaMethodRouter<Arc<AppState>> {
+    route.map(|methods| methods.options(preflight)).layer::<_, Infallible>(body_limit(limit)).layer::<_, Infallible>(cors.clone())
+}
+
+/// A handler of one Segment message kind at `path`.
+macro_rules! message_route {
+    ($handler:ident, $path:tt, $kind:tt, $summary:tt) => {
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "segment",
+            summary = $summary,
+            request_body(content = Object, description = "One Segment message; the write key may come as `writeKey` in it instead of HTTP Basic (32 KB at most)"),
+            responses(
+                (status = OK, description = "Accepted", body = Accepted),
+                (status = "4XX", description = "Refused (400 for a body over Segment's limits), with `code` and `message` at the top level too", body = SegmentErrorBody),
+            ),
+            security(("writeKey" = [])),
+            extensions(("x-scope" = json!("ingest"))),
+        )]
+        async fn $handler(
+            state: State<Arc<AppState>>,
+            peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+            headers: HeaderMap,
+            body: Result<Body, ApiError>,
+        ) -> Result<Json<Accepted>, SegmentError> {
+            single_call(state, peer, headers, body, $kind).await
+        }
+    };
+}
+
+/// A handler of Segment batches at `path`.
+macro_rules! batch_route {
+    ($handler:ident, $path:tt, $summary:tt) => {
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "segment",
+            summary = $summary,
+            request_body(
+                content = Object,
+                description = "`{batch: [messages], sentAt?, writeKey?}` (500 KB at most, 32 KB per message); a message that cannot be used is dropped and reported in `rejected`"
+            ),
+            responses(
+                (status = OK, description = "Accepted", body = BatchAccepted),
+                (status = "4XX", description = "Refused (400 for a body over Segment's limits), with `code` and `message` at the top level too", body = SegmentErrorBody),
+            ),
+            security(("writeKey" = [])),
+            extensions(("x-scope" = json!("ingest"))),
+        )]
+        async fn $handler(
+            state: State<Arc<AppState>>,
+            peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+            headers: HeaderMap,
+            body: Result<Body, ApiError>,
+        ) -> Result<Json<BatchAccepted>, SegmentError> {
+            batch_call(state, peer, headers, body).await
+        }
+    };
+}
+
+message_route!(track, "/v1/track", "track", "Segment-compatible track (HTTP Basic: write key as user name)");
+message_route!(analytics_js_track, "/v1/t", "track", "analytics.js track");
+message_route!(page, "/v1/page", "page", "Segment-compatible page");
+message_route!(analytics_js_page, "/v1/p", "page", "analytics.js page");
+message_route!(screen, "/v1/screen", "screen", "Segment-compatible screen");
+message_route!(analytics_js_screen, "/v1/s", "screen", "analytics.js screen");
+message_route!(identify, "/v1/identify", "identify", "Segment-compatible identify");
+message_route!(analytics_js_identify, "/v1/i", "identify", "analytics.js identify");
+message_route!(alias, "/v1/alias", "alias", "Segment-compatible alias: previousId's contact merges into userId");
+message_route!(analytics_js_alias, "/v1/a", "alias", "analytics.js alias");
+message_route!(group, "/v1/group", "group", "Segment-compatible group: account_id and account_* traits");
+message_route!(analytics_js_group, "/v1/g", "group", "analytics.js group");
+batch_route!(batch, "/v1/batch", "Segment-compatible batch (500 KB, 32 KB per message)");
+batch_route!(analytics_js_batch, "/v1/b", "analytics.js batch");
+batch_route!(import, "/v1/import", "Segment-compatible import (same as batch)");
 
 /// The website script (assets/leadscore.js): public, cacheable, no key needed to fetch it.
 pub const SNIPPET: &str = include_str!("../assets/leadscore.js");
 
+#[utoipa::path(
+    get,
+    path = "/js/leadscore.js",
+    tag = "segment",
+    summary = "The website script (page views, identify, track)",
+    responses((status = OK, description = "The script", body = String, content_type = "application/javascript")),
+    extensions(("x-scope" = json!("none"))),
+)]
 async fn snippet() -> impl axum::response::IntoResponse {
     ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], SNIPPET)
 }
@@ -80,6 +164,22 @@ async fn snippet() -> impl axum::response::IntoResponse {
 /// CORS preflights are answered by the CORS layer; the route only has to exist.
 async fn preflight() -> StatusCode {
     StatusCode::NO_CONTENT
+}
+
+/// What Segment's API answers to an accepted message: `{"success": true}`.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always true.
+    pub success: bool,
+}
+
+/// What a batch answers: accepted, with the messages that were dropped and why (Segment
+/// accepts a batch and drops what it cannot use, so SDKs do not send it again).
+#[derive(Serialize, ToSchema)]
+pub struct BatchAccepted {
+    pub rejected: Vec<Rejected>,
+    /// Always true.
+    pub success: bool,
 }
 
 /// An error of the `/v1` routes: answered with `code` and `message` at the top level too,
@@ -289,7 +389,7 @@ async fn single_call(
     headers: HeaderMap,
     body: Result<Body, ApiError>,
     kind: &'static str,
-) -> Result<Json<Value>, SegmentError> {
+) -> Result<Json<Accepted>, SegmentError> {
     let body = too_large(body)?;
     let (message, trust) = authorized_body(&state, peer, &headers, &body).await?;
     let parsed = segment_message(&state, &message, Some(kind), None, state.now()).map_err(|reason| {
@@ -299,15 +399,15 @@ async fn single_call(
     let (events, identity) = split(vec![parsed]);
     store(&state, events, trust).await?;
     apply_identity(&state, identity, trust).await?;
-    Ok(Json(json!({ "success": true })))
+    Ok(Json(Accepted { success: true }))
 }
 
-async fn batch(
+async fn batch_call(
     State(state): State<Arc<AppState>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Body, ApiError>,
-) -> Result<Json<Value>, SegmentError> {
+) -> Result<Json<BatchAccepted>, SegmentError> {
     let body = too_large(body)?;
     let (value, trust) = authorized_body(&state, peer, &headers, &body).await?;
     let Some(messages) = value.get("batch").and_then(Value::as_array) else {
@@ -322,7 +422,7 @@ async fn batch(
         oversized += usize::from(message.to_string().len() > MAX_MESSAGE_BYTES);
         match segment_message(&state, message, None, sent_at, now) {
             Ok(message) => parsed.push(message),
-            Err(reason) => rejected.push(json!({ "index": index, "reason": reason })),
+            Err(reason) => rejected.push(Rejected { index, reason }),
         }
     }
     // An oversized message is reported like any bad one and its neighbours are stored
@@ -341,7 +441,7 @@ async fn batch(
     }
     store(&state, events, trust).await?;
     apply_identity(&state, identity, trust).await?;
-    Ok(Json(json!({ "success": true, "rejected": rejected })))
+    Ok(Json(BatchAccepted { rejected, success: true }))
 }
 
 #[cfg(test)]

@@ -3,18 +3,20 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::CanRead;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 /// The process-wide Prometheus recorder (metrics has one global recorder per process).
 pub fn metrics_handle() -> PrometheusHandle {
@@ -33,13 +35,33 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-pub fn router() -> Router<Arc<AppState>> {
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(render_metrics)).route("/openapi.json", get(openapi))
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(render_metrics)).routes(routes!(openapi))
 }
 
+/// The answer of a healthy server.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Live and shadow models loaded.
+    pub models: usize,
+    /// Always `ok`.
+    pub status: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "system",
+    summary = "Health check",
+    responses(
+        (status = OK, description = "The database answers", body = Health),
+        (status = SERVICE_UNAVAILABLE, description = "The database does not answer", body = ErrorBody),
+    ),
+    extensions(("x-scope" = json!("none"))),
+)]
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.health().await {
-        Ok(models) => Json(json!({ "status": "ok", "models": models })).into_response(),
+        Ok(models) => Json(Health { models, status: "ok".into() }).into_response(),
         Err(err) => crate::error::ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the database does not answer: {err}"))
             .into_response(),
     }
@@ -47,11 +69,27 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 /// Metrics and the API description need a key like everything but health (PRODUCT.md §7);
 /// Prometheus sends one with `authorization: { credentials: <read key> }`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    summary = "Prometheus metrics",
+    responses((status = OK, description = "The metrics in Prometheus' text format", body = String, content_type = "text/plain")),
+    extensions(("x-scope" = json!("read"))),
+)]
 async fn render_metrics(State(state): State<Arc<AppState>>, _: CanRead) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
 }
 
-async fn openapi(_: CanRead) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "system",
+    summary = "This document",
+    responses((status = OK, description = "The OpenAPI 3.1 description of this API", body = Object)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn openapi(_: CanRead) -> Result<Json<&'static utoipa::openapi::OpenApi>, ApiError> {
     Ok(Json(crate::openapi::document()))
 }
 

@@ -288,17 +288,11 @@ async fn compute_kpis(web: &Web, model: &PublishedModel, owner: Option<&str>, no
     let start_of_day = now - now.rem_euclid(DAY_MS);
     let today = reports::speed_report(&web.engine, model, start_of_day, now + 1, FIRST_TOUCH_SLA_MS).await?;
     let month = reports::speed_report(&web.engine, model, now - 30 * DAY_MS, now + 1, FIRST_TOUCH_SLA_MS).await?;
-    let row = |report: &Value| -> Option<Value> {
-        let rows = report["speed"].as_array()?;
-        match owner {
-            Some(owner) => rows.iter().find(|r| r["owner"].as_str() == Some(owner)).cloned(),
-            None => rows.iter().find(|r| r["owner"] == "(everyone)").cloned(),
-        }
-    };
+    let row = |report: &reports::SpeedReport| report.speed.iter().find(|r| r.owner == owner.unwrap_or("(everyone)")).cloned();
     Ok(Kpis {
-        new_hot_today: row(&today).and_then(|r| r["hot"].as_u64()).unwrap_or(0),
-        hot_to_qualified: if owner.is_none() { month["hot_to_qualified"].as_f64() } else { None },
-        median_speed_hours: row(&month).and_then(|r| r["median_hours"].as_f64()),
+        new_hot_today: row(&today).map_or(0, |r| r.hot),
+        hot_to_qualified: if owner.is_none() { month.hot_to_qualified } else { None },
+        median_speed_hours: row(&month).and_then(|r| r.median_hours),
     })
 }
 
@@ -808,7 +802,9 @@ pub async fn contact(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Pa
     };
     let now = web.engine.now();
     let name = display_name(&view);
-    let entries: Vec<&Value> = history.as_ref().map(|h| h.entries.iter().collect()).unwrap_or_default();
+    // The timeline reads the entries by field name.
+    let entries: Vec<Value> = history.as_ref().map(|h| h.entries.iter().filter_map(|e| serde_json::to_value(e).ok()).collect()).unwrap_or_default();
+    let entries: Vec<&Value> = entries.iter().collect();
     let points: Vec<(Millis, f64)> =
         entries.iter().filter_map(|e| Some((leadscore_app::time::parse_time(e["at"].as_str()?).ok()?, e["total"].as_f64()?))).collect();
     let current_total = history.as_ref().and_then(|h| h.current.as_ref()).map(|c| c.total);

@@ -606,6 +606,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             })
             .await?;
             bar.finish_and_clear();
+            let report = serde_json::to_value(report)?;
             if json {
                 println!("{report}");
             } else {
@@ -658,7 +659,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 let (candidate, live, from, to) =
                     leadscore_app::compare::resolve_pair(&state, &model, against.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
-                let report = leadscore_app::compare::compare(&state, &candidate, &live, from, to).await?;
+                let report = serde_json::to_value(leadscore_app::compare::compare(&state, &candidate, &live, from, to).await?)?;
                 if json {
                     println!("{report}");
                 } else {
@@ -682,51 +683,59 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     let edges = edges.as_deref().map(leadscore_app::reports::parse_edges).transpose().map_err(anyhow::Error::msg)?;
                     let report = leadscore_app::reports::brackets_report(&model, &judged, edges);
                     if json {
-                        println!("{report}");
+                        println!("{}", serde_json::to_value(&report)?);
                     } else if csv {
                         print!("{}", leadscore_app::reports::brackets_csv(&report));
                     } else {
-                        print_brackets(&report);
+                        print_brackets(&serde_json::to_value(&report)?);
                     }
                 }
                 ReportKind::Accuracy => {
                     let report = leadscore_app::reports::accuracy_report(&model, &judged);
                     if json {
-                        println!("{report}");
+                        println!("{}", serde_json::to_value(&report)?);
                     } else if csv {
                         print!("{}", leadscore_app::reports::accuracy_csv(&report));
                     } else {
-                        print_accuracy(&report);
+                        print_accuracy(&serde_json::to_value(&report)?);
                     }
                 }
                 ReportKind::Distribution | ReportKind::Sources | ReportKind::Feedback | ReportKind::Speed | ReportKind::Compare => {
                     use leadscore_app::reports as r;
+                    // The reports as JSON values: the text output reads them by field name.
                     let (report, rows, columns): (serde_json::Value, &str, &[&str]) = match what {
-                        ReportKind::Distribution => {
-                            (r::distribution_report(&state, &model, bins.clamp(1, 200)).await?, "histogram", &["lower", "upper", "contacts"])
-                        }
+                        ReportKind::Distribution => (
+                            serde_json::to_value(r::distribution_report(&state, &model, bins.clamp(1, 200)).await?)?,
+                            "histogram",
+                            &["lower", "upper", "contacts"],
+                        ),
                         ReportKind::Sources => (
-                            r::sources_report(&state, &model, &attribute, &judged).await?,
+                            serde_json::to_value(r::sources_report(&state, &model, &attribute, &judged).await?)?,
                             "sources",
                             &["source", "contacts", "average_score", "won", "lost", "conversion"],
                         ),
                         ReportKind::Speed => {
                             let sla = r::parse_sla(Some(&sla)).map_err(anyhow::Error::msg)?;
                             (
-                                r::speed_report(&state, &model, from, to, sla).await?,
+                                serde_json::to_value(r::speed_report(&state, &model, from, to, sla).await?)?,
                                 "speed",
                                 &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"],
                             )
                         }
                         _ => {
                             let timelines = r::timelines(&state, Some(&model.name), from, to).await?;
-                            (r::feedback_report(&state, &model, from, to, &timelines).await?, "ratings_by_band", &["band", "ratings", "average_rating"])
+                            (
+                                serde_json::to_value(r::feedback_report(&state, &model, from, to, &timelines).await?)?,
+                                "ratings_by_band",
+                                &["band", "ratings", "average_rating"],
+                            )
                         }
                     };
                     if json {
                         println!("{report}");
                     } else if csv {
-                        print!("{}", r::rows_csv(&report[rows], columns));
+                        let rows: &[serde_json::Value] = report[rows].as_array().map_or(&[], Vec::as_slice);
+                        print!("{}", r::rows_csv(rows, columns));
                     } else {
                         print_rows(&report, rows, columns);
                     }
@@ -919,12 +928,13 @@ async fn apply_automations(data: &DataArgs, file: &std::path::Path) -> Result<()
 async fn list_automations(data: &DataArgs, json: bool) -> Result<()> {
     let store = open_existing_store(data).await?;
     let stats = store.run_stats(chrono::Utc::now().timestamp_millis()).await?;
+    // As JSON values: the text output reads them by field name.
     let items: Vec<serde_json::Value> = store
         .list_automations()
         .await?
         .iter()
-        .map(|record| leadscore_app::automations::overview(record, stats.iter().find(|s| s.automation == record.name)))
-        .collect();
+        .map(|record| serde_json::to_value(leadscore_app::automations::overview(record, stats.iter().find(|s| s.automation == record.name))))
+        .collect::<Result<_, _>>()?;
     if json {
         println!("{}", serde_json::json!({ "automations": items }));
         return Ok(());
