@@ -424,6 +424,14 @@ fn scrub_batched_deliveries(conn: &Connection, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Up to this many matches, a search starts from the trigram index; beyond, from the list.
+const FEW_SEARCH_MATCHES: i64 = 2000;
+
+/// A search text as one FTS5 string: its trigrams, in order.
+fn search_phrase(text: &str) -> String {
+    format!("\"{}\"", text.to_ascii_lowercase().replace('"', "\"\""))
+}
+
 #[async_trait]
 impl ContactStore for SqliteStore {
     async fn upsert_contact(&self, upsert: ContactUpsert, models: &ModelSet, now: Millis) -> StoreResult<(ContactRecord, bool)> {
@@ -511,8 +519,33 @@ impl ContactStore for SqliteStore {
                 SortKey::Activity => "s.activity",
             };
             let (order, cmp) = if query.descending { ("DESC", "<") } else { ("ASC", ">") };
-            let mut sql = format!("SELECT {CONTACT_COLUMNS} FROM scores s JOIN contacts c ON c.id = s.contact_id WHERE s.model = ?1");
+            // A search that few contacts match starts from the contacts the trigram index
+            // finds (CROSS JOIN keeps that order); one that many match reads the list in
+            // score order, where the first page fills early. The LIKE below decides exactly.
+            let phrase = query.search.as_deref().filter(|text| text.chars().count() >= 3).map(search_phrase);
+            let indexed_search = match phrase {
+                Some(phrase) => {
+                    let found: i64 = conn
+                        .prepare_cached("SELECT count(*) FROM (SELECT rowid FROM contact_search WHERE contact_search MATCH ?1 LIMIT ?2)")
+                        .map_err(db_err)?
+                        .query_row(params![phrase, FEW_SEARCH_MATCHES + 1], |r| r.get(0))
+                        .map_err(db_err)?;
+                    (found <= FEW_SEARCH_MATCHES).then_some(phrase)
+                }
+                None => None,
+            };
+            let mut sql = if indexed_search.is_some() {
+                format!(
+                    "SELECT {CONTACT_COLUMNS} FROM contacts c CROSS JOIN scores s ON s.contact_id = c.id \
+                     WHERE c.rowid IN (SELECT rowid FROM contact_search WHERE contact_search MATCH ?2) AND s.model = ?1"
+                )
+            } else {
+                format!("SELECT {CONTACT_COLUMNS} FROM scores s JOIN contacts c ON c.id = s.contact_id WHERE s.model = ?1")
+            };
             let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(query.model.clone())];
+            if let Some(phrase) = indexed_search {
+                values.push(Box::new(phrase));
+            }
             let mut next = |sql: &mut String, clause: &str, value: Box<dyn rusqlite::ToSql>| {
                 values.push(value);
                 sql.push_str(&clause.replace('?', &format!("?{}", values.len())));

@@ -260,6 +260,7 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
     assert_eq!(found(search("ACME_corp 100%")).await, ids(|i| i % 5 == 0), "any case; `_` and `%` are themselves");
     assert_eq!(found(search("acme%corp")).await, ids(|_| false), "`%` is not a wildcard");
     assert_eq!(found(search("ann")).await, [7], "names are searched");
+    assert_eq!(found(search("NN")).await, [7], "two letters too (no trigram to look up)");
     assert_eq!(found(LeadQuery { source: Some("webinar".into()), ..everyone.clone() }).await, ids(|i| i % 4 == 0));
     let pool = LeadQuery { owner: Some("rep1".into()), unassigned_too: true, ..everyone.clone() };
     assert_eq!(found(pool).await, ids(|i| i % 3 != 1), "rep1's contacts and nobody's");
