@@ -254,6 +254,17 @@ async fn a_sales_rep_signs_in_works_their_leads_and_signs_out() {
     browser.go(&format!("{app}/contacts/lead-ana-1")).await;
     assert!(browser.current_url().await.starts_with(&format!("{app}/login")), "the old session is gone");
 
+    // Marketing sees everyone's leads and may act on them, but not the settings.
+    browser.sign_in(&app, "mia@example.com").await;
+    browser.go(&format!("{app}/leads")).await;
+    let leads = browser.source().await;
+    assert!(leads.contains("Bodo Tester") && leads.contains("Alma Tester"), "every rep's leads");
+    assert!(leads.contains("Apply to chosen"), "with the bulk actions");
+    browser.go(&format!("{app}/settings")).await;
+    assert!(browser.source().await.contains("Settings are for admins."));
+    browser.go(&format!("{app}/")).await;
+    browser.submit("form[action='/logout'] button").await;
+
     // The admin sees everyone's leads.
     browser.sign_in(&app, "admin@example.com").await;
     browser.go(&format!("{app}/leads")).await;
