@@ -360,8 +360,11 @@ pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> AppResult<LeadPage>
             return Err(AppError::bad_request("`band`, `sort`, `status`, `open`, `quadrant` and `format` need `model` (the lead list)"));
         }
         // Without a model: every contact in id order (the filters need a model).
-        if q.group.is_some() || q.owner.is_some() || q.source.is_some() || q.search.is_some() || !q.reach.is_everyone() {
+        if q.group.is_some() || q.owner.is_some() || q.source.is_some() || q.search.is_some() {
             return Err(AppError::bad_request("`group`, `owner`, `source` and `q` filters need `model` (the lead list)"));
+        }
+        if !q.reach.is_everyone() {
+            return Err(AppError::bad_request("a sales rep lists their contacts through the lead list: give `model`"));
         }
         let contacts = engine.store.list_contacts(page_cursor(q.cursor.as_deref())?, limit).await?;
         let next_cursor = (contacts.len() == limit).then(|| contacts.last().map(|c| c.id.clone())).flatten();
