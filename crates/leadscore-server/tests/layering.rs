@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[test]
-fn handlers_call_the_engine_not_the_store() {
+/// Every code line of the server's sources (comments cut off), as ("file:line: text", code).
+fn code_lines() -> Vec<(String, String)> {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut offenders = Vec::new();
+    let mut lines = Vec::new();
     for entry in std::fs::read_dir(&src).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "rs") {
@@ -15,12 +15,16 @@ fn handlers_call_the_engine_not_the_store() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         for (number, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or_default();
-            if code.contains(".store.") {
-                offenders.push(format!("{}:{}: {}", path.file_name().unwrap().to_string_lossy(), number + 1, line.trim()));
-            }
+            let code = line.split("//").next().unwrap_or_default().to_string();
+            lines.push((format!("{}:{}: {}", path.file_name().unwrap().to_string_lossy(), number + 1, line.trim()), code));
         }
     }
+    lines
+}
+
+#[test]
+fn handlers_call_the_engine_not_the_store() {
+    let offenders: Vec<String> = code_lines().into_iter().filter(|(_, code)| code.contains(".store.")).map(|(place, _)| place).collect();
     assert!(offenders.is_empty(), "the server reaches past the engine into the store:\n{}", offenders.join("\n"));
 }
 
@@ -31,21 +35,8 @@ fn handlers_call_the_engine_not_the_store() {
 /// the API, but its answer to what is not one.
 #[test]
 fn every_route_is_registered_with_its_description() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut offenders = Vec::new();
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        for (number, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or_default();
-            let routes = [".route(", ".route_service(", ".nest_service(", ".fallback_service("].iter().any(|call| code.contains(call));
-            if routes && !code.contains("api_not_found") {
-                offenders.push(format!("{}:{}: {}", path.file_name().unwrap().to_string_lossy(), number + 1, line.trim()));
-            }
-        }
-    }
+    let registers = |code: &str| [".route(", ".route_service(", ".nest_service(", ".fallback_service("].iter().any(|call| code.contains(call));
+    let offenders: Vec<String> =
+        code_lines().into_iter().filter(|(_, code)| registers(code) && !code.contains("api_not_found")).map(|(place, _)| place).collect();
     assert!(offenders.is_empty(), "routes registered without their OpenAPI description (use routes! with #[utoipa::path]):\n{}", offenders.join("\n"));
 }

@@ -774,14 +774,11 @@ fn score_chart(points: &[(Millis, f64)], now: Millis, current: Option<f64>) -> M
 /// A contact (`/contacts/{id}`): each model's scores, the score over time, the timeline of
 /// reasons with decay shown as decay, the status and rating forms, the outcomes.
 pub async fn contact(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Query(q): Query<ModelQuery>) -> Response {
-    let record = match contacts::find(&web.engine, &id).await {
+    let record = match contacts::find_within(&web.engine, &id, &signed.reach(&web)).await {
         Ok(record) => record,
         Err(err) if err.is_not_found() => return not_found(),
         Err(err) => return app_error(err),
     };
-    if !signed.reach(&web).reaches(record.owner.as_deref()) {
-        return not_found();
-    }
     let view = match contacts::view(&web.engine, &record, None).await {
         Ok(view) => view,
         Err(err) => return app_error(err),
@@ -1000,9 +997,8 @@ pub struct StatusForm {
 }
 
 pub async fn record_status(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Form(form): Form<StatusForm>) -> Response {
-    match contacts::find(&web.engine, &id).await {
-        Ok(record) if signed.reach(&web).reaches(record.owner.as_deref()) => {}
-        Ok(_) => return not_found(),
+    match contacts::find_within(&web.engine, &id, &signed.reach(&web)).await {
+        Ok(_) => {}
         Err(err) if err.is_not_found() => return not_found(),
         Err(err) => return app_error(err),
     }
@@ -1020,9 +1016,8 @@ pub struct FeedbackForm {
 }
 
 pub async fn record_feedback(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Form(form): Form<FeedbackForm>) -> Response {
-    match contacts::find(&web.engine, &id).await {
-        Ok(record) if signed.reach(&web).reaches(record.owner.as_deref()) => {}
-        Ok(_) => return not_found(),
+    match contacts::find_within(&web.engine, &id, &signed.reach(&web)).await {
+        Ok(_) => {}
         Err(err) if err.is_not_found() => return not_found(),
         Err(err) => return app_error(err),
     }
