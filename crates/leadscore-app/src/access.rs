@@ -4,7 +4,9 @@
 //! did not exist (404), so a rep cannot learn which ids are taken. The pages and the JSON
 //! API (for a session) both ask this one rule.
 
-use leadscore_store::{ContactRecord, Role, UserRecord};
+use std::collections::{HashMap, HashSet};
+
+use leadscore_store::{ContactRecord, Role, StoreError, UserRecord};
 
 use crate::Engine;
 use crate::error::{AppError, AppResult};
@@ -47,6 +49,48 @@ impl Reach {
     /// Whether every contact is within reach.
     pub fn is_everyone(&self) -> bool {
         *self == Reach::Everyone
+    }
+}
+
+/// Contacts whose owners are read at once when a list narrows its rows to a reach.
+pub(crate) const OWNER_BATCH: usize = 500;
+
+/// Narrows rows read for many contacts (a report's, the run log's) to the contacts a
+/// reader reaches. Every contact is in reach for everyone, with no read; for a sales rep
+/// the owners of the contacts met are read in batches and remembered, and a contact that
+/// no longer exists is out of reach.
+pub(crate) struct InReach<'a> {
+    engine: &'a Engine,
+    reach: &'a Reach,
+    known: HashMap<String, bool>,
+}
+
+impl<'a> InReach<'a> {
+    pub(crate) fn new(engine: &'a Engine, reach: &'a Reach) -> Self {
+        Self { engine, reach, known: HashMap::new() }
+    }
+
+    pub(crate) fn everyone(&self) -> bool {
+        self.reach.is_everyone()
+    }
+
+    /// Keeps the items whose contact (by `contact_of`) is within reach.
+    pub(crate) async fn retain<T>(&mut self, items: &mut Vec<T>, contact_of: impl Fn(&T) -> &str) -> Result<(), StoreError> {
+        if self.everyone() {
+            return Ok(());
+        }
+        let unknown: Vec<String> =
+            items.iter().map(&contact_of).filter(|id| !self.known.contains_key(*id)).collect::<HashSet<&str>>().into_iter().map(str::to_string).collect();
+        for ids in unknown.chunks(OWNER_BATCH) {
+            for contact in self.engine.store.get_contacts(ids).await? {
+                self.known.insert(contact.id.clone(), self.reach.reaches(contact.owner.as_deref()));
+            }
+            for id in ids {
+                self.known.entry(id.clone()).or_insert(false);
+            }
+        }
+        items.retain(|item| self.known.get(contact_of(item)).copied().unwrap_or(false));
+        Ok(())
     }
 }
 

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::Engine;
+use crate::access::{InReach, Reach};
 use crate::error::{AppError, AppResult};
 use crate::time::format_time;
 
@@ -274,10 +275,19 @@ pub async fn list(engine: &Engine) -> AppResult<Vec<AutomationOverview>> {
     Ok(engine.store.list_automations().await?.iter().map(|record| overview(record, stats.iter().find(|s| s.automation == record.name))).collect())
 }
 
+/// Runs a rep's page of the run log reads at most before it answers.
+pub const RUNS_SCANNED_PER_PAGE: usize = 10_000;
+
 /// The run log, newest first: automation, contact, time, why it fired, and each action's
 /// outcome (a queued delivery's outcome is where the outbox stands now).
+///
+/// A sales rep (`reach`) sees the runs for the contacts they reach: another rep's contact
+/// named in `contact` is not found, and without `contact` the log is read on, up to
+/// [`RUNS_SCANNED_PER_PAGE`] runs, until the page is full; a page can then hold fewer
+/// runs than `limit` and still have a `next_cursor`.
 pub async fn runs(
     engine: &Engine,
+    reach: &Reach,
     automation: Option<String>,
     contact: Option<String>,
     limit: Option<usize>,
@@ -287,8 +297,39 @@ pub async fn runs(
     if !(1..=1000).contains(&limit) {
         return Err(AppError::invalid("limit must be between 1 and 1000"));
     }
-    let before = crate::paging::parse_time_cursor(cursor)?;
-    let runs = engine.store.list_runs(&RunQuery { automation, contact_id: contact, before, limit }).await?;
+    let mut before = crate::paging::parse_time_cursor(cursor)?;
+    if let Some(contact) = &contact {
+        crate::contacts::find_within(engine, contact, reach).await?;
+    }
+    let narrowed = contact.is_none() && !reach.is_everyone();
+    let mut in_reach = InReach::new(engine, reach);
+    let (mut runs, mut scanned, mut next_cursor) = (Vec::new(), 0, None);
+    loop {
+        let mut page = engine.store.list_runs(&RunQuery { automation: automation.clone(), contact_id: contact.clone(), before: before.clone(), limit }).await?;
+        scanned += page.len();
+        let full = page.len() == limit;
+        let last = page.last().map(|run| (run.at, run.id.clone()));
+        if narrowed {
+            in_reach.retain(&mut page, |run| &run.contact_id).await?;
+        }
+        let room = limit - runs.len();
+        if page.len() >= room {
+            page.truncate(room);
+            runs.extend(page);
+            next_cursor = crate::paging::next_time_cursor(runs.len(), limit, runs.last().map(|r| (r.at, r.id.as_str())));
+            break;
+        }
+        runs.extend(page);
+        if !full {
+            break;
+        }
+        // The log goes on: read further unless this page has read enough for one answer.
+        if !narrowed || scanned >= RUNS_SCANNED_PER_PAGE {
+            next_cursor = last.map(|(at, id)| format!("{},{id}", format_time(at)));
+            break;
+        }
+        before = last;
+    }
     let mut items = Vec::with_capacity(runs.len());
     for run in &runs {
         let mut actions = Vec::with_capacity(run.actions.len());
@@ -312,7 +353,6 @@ pub async fn runs(
             reason: run.reason.clone(),
         });
     }
-    let next_cursor = crate::paging::next_time_cursor(runs.len(), limit, runs.last().map(|r| (r.at, r.id.as_str())));
     Ok((items, next_cursor))
 }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::Engine;
+use crate::access::Reach;
 use crate::models::JOB_LEASE_MS;
 use crate::reports::{
     AccuracyReport, BandChanges, BandChangesView, BracketsReport, ReplayPages, accuracy_report, brackets_report, judge, replay_in_parallel, timelines,
@@ -32,7 +33,7 @@ pub async fn run(
     progress: Progress<'_>,
 ) -> Result<BacktestReport, StoreError> {
     let started = std::time::Instant::now();
-    let timelines = timelines(engine, None, from, to).await?;
+    let timelines = timelines(engine, &Reach::Everyone, None, from, to).await?;
     tracing::debug!(contacts = timelines.len(), elapsed_ms = started.elapsed().as_millis() as u64, "backtest: outcomes read");
     let total = timelines.len() as u64 + engine.store.count_contacts().await?;
     let mut done = 0u64;

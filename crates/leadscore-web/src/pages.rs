@@ -8,6 +8,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use leadscore_app::access::Reach;
 use leadscore_app::contacts::{self, ContactView, LeadListQuery};
 use leadscore_app::time::format_time;
 use leadscore_app::{AppError, ModelChoiceError, outcomes, reports};
@@ -285,14 +286,17 @@ async fn kpis(web: &Arc<Web>, model: &Arc<PublishedModel>, owner: Option<&str>, 
 }
 
 async fn compute_kpis(web: &Web, model: &PublishedModel, owner: Option<&str>, now: Millis) -> Result<Kpis, AppError> {
+    // A rep's tiles are their own leads' figures: the pool's leads are nobody's work yet.
+    let reach = owner.map_or(Reach::Everyone, |owner| Reach::Own { owner: owner.to_string(), pool: false });
     let start_of_day = now - now.rem_euclid(DAY_MS);
-    let today = reports::speed_report(&web.engine, model, start_of_day, now + 1, FIRST_TOUCH_SLA_MS).await?;
-    let month = reports::speed_report(&web.engine, model, now - 30 * DAY_MS, now + 1, FIRST_TOUCH_SLA_MS).await?;
-    let row = |report: &reports::SpeedReport| report.speed.iter().find(|r| r.owner == owner.unwrap_or("(everyone)")).cloned();
+    let today = reports::speed_report(&web.engine, &reach, model, start_of_day, now + 1, FIRST_TOUCH_SLA_MS).await?;
+    let month = reports::speed_report(&web.engine, &reach, model, now - 30 * DAY_MS, now + 1, FIRST_TOUCH_SLA_MS).await?;
+    // The first row counts every lead of the report, which is the reach's.
+    let everyone = |report: &reports::SpeedReport| report.speed.first().cloned();
     Ok(Kpis {
-        new_hot_today: row(&today).map_or(0, |r| r.hot),
-        hot_to_qualified: if owner.is_none() { month.hot_to_qualified } else { None },
-        median_speed_hours: row(&month).and_then(|r| r.median_hours),
+        new_hot_today: everyone(&today).map_or(0, |r| r.hot),
+        hot_to_qualified: month.hot_to_qualified,
+        median_speed_hours: everyone(&month).and_then(|r| r.median_hours),
     })
 }
 
