@@ -1,8 +1,8 @@
 //! Which contacts a person may see and change (F26, contract §8): admins and marketing
-//! every contact; a sales rep the contacts they own, plus the unassigned pool when the
-//! server allows it (`LEADSCORE_SALES_POOL`). A contact out of reach is answered as if it
-//! did not exist (404), so a rep cannot learn which ids are taken. The pages and the JSON
-//! API (for a session) both ask this one rule.
+//! every contact; a sales rep the contacts they own, plus the unassigned pool when an
+//! admin allows it (on the settings page; `LEADSCORE_SALES_POOL` until then). A contact
+//! out of reach is answered as if it did not exist (404), so a rep cannot learn which ids
+//! are taken. The pages and the JSON API (for a session) both ask this one rule.
 
 use std::collections::{HashMap, HashSet};
 
@@ -25,7 +25,7 @@ impl Reach {
     /// The reach of a signed-in user under this server's settings.
     pub fn of(engine: &Engine, user: &UserRecord) -> Reach {
         match user.role {
-            Role::Sales => Reach::Own { owner: user.email.clone(), pool: engine.config.sales_pool },
+            Role::Sales => Reach::Own { owner: user.email.clone(), pool: engine.sales_pool() },
             Role::Admin | Role::Marketing => Reach::Everyone,
         }
     }

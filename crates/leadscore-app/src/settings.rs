@@ -1,6 +1,7 @@
 //! What automations use besides their definitions: sales teams (round-robin assignment),
 //! named secrets (webhook signing; write-only), and webhook subscriptions (`score.changed`
-//! for CRM sync with a field mapping, `nurture.changed`).
+//! for CRM sync with a field mapping, `nurture.changed`); and the options an admin
+//! changes at run time (the sales pool).
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,18 @@ use utoipa::ToSchema;
 use crate::Engine;
 use crate::error::{AppError, AppResult};
 use crate::time::format_time;
+
+/// The stored option that says whether sales reps reach the unassigned pool.
+pub const SALES_POOL_OPTION: &str = "sales_pool";
+
+/// Lets sales reps reach the contacts without an owner, or stops it: stored, so it holds
+/// after a restart and in every process (they re-read it with the models), and in force
+/// in this one at once.
+pub async fn set_sales_pool(engine: &Engine, allowed: bool) -> AppResult<()> {
+    engine.store.put_option(SALES_POOL_OPTION, &allowed.to_string(), engine.now()).await?;
+    engine.set_sales_pool(allowed);
+    Ok(())
+}
 
 fn check_name(kind: &str, name: &str) -> AppResult<()> {
     if is_valid_name(name) { Ok(()) } else { Err(AppError::invalid(format!("{kind} name {name:?} may use letters, digits, '-', '_' and '.' only"))) }

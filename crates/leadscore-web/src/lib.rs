@@ -74,6 +74,7 @@ pub fn router(engine: Arc<Engine>, config: WebConfig) -> Router {
         .route("/settings/users/{id}", post(settings::change_user))
         .route("/settings/keys", post(settings::create_key))
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
+        .route("/settings/pool", post(settings::set_pool))
         .route("/settings/teams", post(settings::put_team))
         .route("/settings/teams/{name}/delete", post(settings::delete_team))
         .route("/settings/secrets", post(settings::put_secret))
