@@ -52,8 +52,8 @@ const MATRIX: &[(&str, &str, Option<&str>, &str)] = &[
     ("POST", "/api/v1/contacts/theirs/feedback", Some(r#"{"rating": 4}"#), "UNNYYYH"),
     ("GET", "/api/v1/contacts/mine/outcomes", None, "UNYYYYY"),
     ("GET", "/api/v1/contacts/theirs/outcomes", None, "UNYYYYH"),
-    // Accounts and reports: every role (a rep sees only their contacts of an account, and
-    // their reports count only their contacts).
+    // Accounts and reports: every role (a rep sees the accounts of their contacts and only
+    // their contacts of each, and their reports count only their contacts).
     ("GET", "/api/v1/accounts?model=b2b", None, "UNYYYYY"),
     ("GET", "/api/v1/accounts/acme.com?model=b2b", None, "UNYYYYY"),
     ("GET", "/api/v1/reports/brackets?model=b2b", None, "UNYYYYY"),
@@ -296,16 +296,21 @@ trigger = { event = { name = "Demo Requested" } }
 actions = [{ add_group = { group = "demo" } }]
 "#;
 
-/// A rep's reports and run log count only the contacts they reach: their own, and the
-/// unassigned pool only when the server allows it.
-async fn a_reps_reports_and_runs_count_only_their_contacts(server: TestServer) {
+/// A rep's reports, run log and account list count only the contacts they reach: their
+/// own, and the unassigned pool only when the server allows it.
+async fn a_reps_reports_runs_and_accounts_count_only_their_contacts(server: TestServer) {
     server.set_now(T0 + 2 * DAY);
     server.publish("b2b", DEMO_MODEL).await;
     let request =
         server.request(Method::PUT, "/api/v1/automations/Demo%20tag", Some(ADMIN_KEY)).header("content-type", "application/toml").body(DEMO_AUTOMATION);
     server.send(request).await.expect(StatusCode::CREATED);
     for (id, owner) in [("mine", Some("sales@example.com")), ("theirs", Some("other@example.com")), ("pool", None)] {
-        server.create_contact(json!({ "id": id, "owner": owner })).await;
+        let company = match id {
+            "mine" => "acme.com",
+            "theirs" => "globex.com",
+            _ => "initech.com",
+        };
+        server.create_contact(json!({ "id": id, "owner": owner, "email": format!("{id}@{company}") })).await;
         server.ingest(track(id, &format!("demo-{id}"), "Demo Requested", json!({}), T0)).await;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -364,11 +369,23 @@ async fn a_reps_reports_and_runs_count_only_their_contacts(server: TestServer) {
     }
     assert_eq!(pages.concat(), ["mine"], "the rep sees the runs for their own contact only: {pages:?}");
     server.send(as_rep("/api/v1/automations/runs?contact=theirs")).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+
+    let account_ids = |body: &serde_json::Value| -> Vec<String> {
+        let mut ids: Vec<String> = body["accounts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(account_ids(server.get("/api/v1/accounts?model=b2b").await.expect(StatusCode::OK)), ["acme.com", "globex.com", "initech.com"]);
+    let reply = server.send(as_rep("/api/v1/accounts?model=b2b")).await;
+    assert_eq!(account_ids(reply.expect(StatusCode::OK)), ["acme.com"], "the rep's accounts are those of their contacts");
+    server.send(as_rep("/api/v1/accounts/globex.com?model=b2b")).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    let reply = server.send(as_rep("/api/v1/accounts/acme.com?model=b2b")).await;
+    assert_eq!(reply.expect(StatusCode::OK)["contacts"].as_array().unwrap().len(), 1);
 }
 
 common::both_backends!(
     every_route_by_key_scope_and_role,
     cookies_from_another_site_and_ended_sessions_are_refused,
     a_reps_lead_list_is_their_own,
-    a_reps_reports_and_runs_count_only_their_contacts
+    a_reps_reports_runs_and_accounts_count_only_their_contacts
 );

@@ -1101,11 +1101,19 @@ pub async fn accounts(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Q
         Err(page) => return *page,
     };
     let band = empty_is_none(q.band.clone());
-    let page =
-        match leadscore_app::accounts::list(&web.engine, Some(&model.name), band.as_deref(), Some(50), q.cursor.as_deref().filter(|c| !c.is_empty())).await {
-            Ok(page) => page,
-            Err(err) => return app_error(err),
-        };
+    let page = match leadscore_app::accounts::list(
+        &web.engine,
+        &signed.reach(&web),
+        Some(&model.name),
+        band.as_deref(),
+        Some(50),
+        q.cursor.as_deref().filter(|c| !c.is_empty()),
+    )
+    .await
+    {
+        Ok(page) => page,
+        Err(err) => return app_error(err),
+    };
     let next = page.next_cursor.as_ref().map(|cursor| {
         let band = band.as_deref().map(|b| format!("&band={}", url_encode(b))).unwrap_or_default();
         format!("/accounts?model={}{band}&cursor={}", url_encode(&model.name), url_encode(cursor))
@@ -1145,19 +1153,19 @@ pub async fn accounts(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Q
 /// An account (`/accounts/{id}`): its score and its contacts, best first (a sales user
 /// sees their own among them).
 pub async fn account(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Query(q): Query<ModelQuery>) -> Response {
-    let detail = match leadscore_app::accounts::get(&web.engine, &id, q.model.as_deref().filter(|m| !m.is_empty())).await {
+    let detail = match leadscore_app::accounts::get(&web.engine, &signed.reach(&web), &id, q.model.as_deref().filter(|m| !m.is_empty())).await {
         Ok(detail) => detail,
         Err(err) if err.is_not_found() => return error_page(StatusCode::NOT_FOUND, "There is no such account."),
         Err(err) => return app_error(err),
     };
     let mut rows = Vec::new();
-    for (total, contact) in detail.contacts.iter().filter(|(_, c)| signed.reach(&web).reaches(c.owner.as_deref())) {
+    for (total, contact) in &detail.contacts {
         match contacts::view(&web.engine, contact, None).await {
             Ok(view) => rows.push((*total, view)),
             Err(err) => return app_error(err),
         }
     }
-    let hidden = detail.contacts.len() - rows.len();
+    let hidden = detail.hidden;
     let content = html! {
         p.crumbs { a href="/accounts" { "Accounts" } " / " (id) }
         h1 { (id) }
