@@ -9,10 +9,42 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::Engine;
+use crate::ModelChoiceError;
 use crate::access::{InReach, Reach};
 use crate::contacts::current_cards;
-use crate::error::{AppError, AppResult};
-use crate::paging::{bad_cursor, page_cursor};
+use crate::error::AppError;
+use crate::paging::{PageError, bad_cursor, page_cursor};
+use leadscore_store::StoreError;
+
+/// Why an account or the account list cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Model(#[from] ModelChoiceError),
+    #[error("limit must be between 1 and 1000")]
+    Limit,
+    #[error("model {model:?} has no account band {band:?}; account bands: {bands}")]
+    UnknownBand { model: String, band: String, bands: String },
+    #[error(transparent)]
+    Page(#[from] PageError),
+    /// No such account, or none of its contacts within the reader's reach.
+    #[error("no account {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<AccountError> for AppError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Model(err) => err.into(),
+            AccountError::Page(err) => err.into(),
+            AccountError::Store(err) => AppError::Store(err),
+            AccountError::NotFound(_) => AppError::not_found(err.to_string()),
+            AccountError::Limit | AccountError::UnknownBand { .. } => AppError::bad_request(err.to_string()),
+        }
+    }
+}
 
 /// One account under one model.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,17 +91,17 @@ pub async fn list(
     band: Option<&str>,
     limit: Option<usize>,
     cursor: Option<&str>,
-) -> AppResult<AccountPage> {
+) -> Result<AccountPage, AccountError> {
     let model = engine.named_or_only_model(model)?;
     let limit = limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(AppError::bad_request("limit must be between 1 and 1000"));
+        return Err(AccountError::Limit);
     }
     if let Some(band) = band
         && !model.model.accounts.bands.iter().any(|b| b.name == band)
     {
         let names: Vec<&str> = model.model.accounts.bands.iter().map(|b| b.name.as_str()).collect();
-        return Err(AppError::bad_request(format!("model {:?} has no account band {band:?}; account bands: {}", model.name, names.join(", "))));
+        return Err(AccountError::UnknownBand { model: model.name.clone(), band: band.to_string(), bands: names.join(", ") });
     }
     let after = match page_cursor(cursor)? {
         None => None,
@@ -112,11 +144,11 @@ pub struct AccountDetail {
 
 /// An account: its score counts every contact; a sales rep sees theirs among them, and an
 /// account where they reach none is not found for them.
-pub async fn get(engine: &Engine, reach: &Reach, id: &str, model: Option<&str>) -> AppResult<AccountDetail> {
+pub async fn get(engine: &Engine, reach: &Reach, id: &str, model: Option<&str>) -> Result<AccountDetail, AccountError> {
     let model = engine.named_or_only_model(model)?;
     let contacts = engine.store.account_contacts(id).await?;
     if !contacts.iter().any(|contact| reach.reaches(contact.owner.as_deref())) {
-        return Err(AppError::not_found(format!("no account {id:?}")));
+        return Err(AccountError::NotFound(id.to_string()));
     }
     let mut rows = Vec::with_capacity(contacts.len());
     let mut totals = Vec::new();

@@ -13,7 +13,44 @@ use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::access::{InReach, Reach};
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
+use crate::paging::PageError;
+
+/// Why an automation cannot be stored, found or its run log read.
+#[derive(Debug, thiserror::Error)]
+pub enum AutomationError {
+    /// Every problem of a refused automation, like an invalid model.
+    #[error("the automation has {} problem(s): {}", .0.len(), problem_summary(.0))]
+    Refused(Vec<Problem>),
+    #[error("no automation {0:?}")]
+    NotFound(String),
+    /// No such contact, or one out of the reader's reach.
+    #[error("no contact {0:?}")]
+    NoContact(String),
+    #[error("limit must be between 1 and 1000")]
+    Limit,
+    #[error(transparent)]
+    Page(#[from] PageError),
+    #[error(transparent)]
+    Store(#[from] leadscore_store::StoreError),
+}
+
+fn problem_summary(problems: &[Problem]) -> String {
+    let summary: Vec<String> = problems.iter().map(|p| if p.path.is_empty() { p.message.clone() } else { format!("{}: {}", p.path, p.message) }).collect();
+    summary.join("; ")
+}
+
+impl From<AutomationError> for AppError {
+    fn from(err: AutomationError) -> Self {
+        match err {
+            AutomationError::Refused(ref problems) => AppError::invalid_with(err.to_string(), json!({ "problems": problems })),
+            AutomationError::NotFound(_) | AutomationError::NoContact(_) => AppError::not_found(err.to_string()),
+            AutomationError::Limit => AppError::invalid(err.to_string()),
+            AutomationError::Page(err) => err.into(),
+            AutomationError::Store(err) => AppError::Store(err),
+        }
+    }
+}
 use crate::time::format_time;
 
 /// What keeps a valid automation from being stored here, beyond its own validation: a
@@ -229,26 +266,20 @@ fn action_text(action: &Action) -> String {
     }
 }
 
-/// A refused automation: every problem, like an invalid model.
-pub fn refused(problems: Vec<Problem>) -> AppError {
-    let summary: Vec<String> = problems.iter().map(|p| if p.path.is_empty() { p.message.clone() } else { format!("{}: {}", p.path, p.message) }).collect();
-    AppError::invalid_with(format!("the automation has {} problem(s): {}", problems.len(), summary.join("; ")), json!({ "problems": problems }))
-}
-
 /// Stores automation `name` from its TOML or JSON text (validated whole, then checked
 /// against this installation: [`refusals`]) and reloads the set; true when created.
-pub async fn put(engine: &Engine, name: &str, text: &str, format: Format) -> AppResult<(AutomationRecord, bool)> {
-    let document = parse_document(text, format).map_err(|e| refused(e.problems()))?;
-    let automation = Automation::from_value(document).map_err(|e| refused(e.problems()))?;
+pub async fn put(engine: &Engine, name: &str, text: &str, format: Format) -> Result<(AutomationRecord, bool), AutomationError> {
+    let document = parse_document(text, format).map_err(|e| AutomationError::Refused(e.problems()))?;
+    let automation = Automation::from_value(document).map_err(|e| AutomationError::Refused(e.problems()))?;
     if automation.name != name {
-        return Err(refused(vec![Problem {
+        return Err(AutomationError::Refused(vec![Problem {
             path: "name".into(),
             message: format!("the automation is named {:?} but was sent to /automations/{name}", automation.name),
         }]));
     }
     let problems = refusals(engine, &automation).await;
     if !problems.is_empty() {
-        return Err(refused(problems));
+        return Err(AutomationError::Refused(problems));
     }
     let new = NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
     let (record, created) = engine.store.put_automation(new, engine.now()).await?;
@@ -257,20 +288,20 @@ pub async fn put(engine: &Engine, name: &str, text: &str, format: Format) -> App
     Ok((record, created))
 }
 
-pub async fn get(engine: &Engine, name: &str) -> AppResult<AutomationRecord> {
-    engine.store.get_automation(name).await?.ok_or_else(|| AppError::not_found(format!("no automation {name:?}")))
+pub async fn get(engine: &Engine, name: &str) -> Result<AutomationRecord, AutomationError> {
+    engine.store.get_automation(name).await?.ok_or_else(|| AutomationError::NotFound(name.to_string()))
 }
 
-pub async fn delete(engine: &Engine, name: &str) -> AppResult<()> {
+pub async fn delete(engine: &Engine, name: &str) -> Result<(), AutomationError> {
     if !engine.store.delete_automation(name).await? {
-        return Err(AppError::not_found(format!("no automation {name:?}")));
+        return Err(AutomationError::NotFound(name.to_string()));
     }
     engine.reload_automations().await?;
     Ok(())
 }
 
 /// Every automation in words, with when it last fired and how often.
-pub async fn list(engine: &Engine) -> AppResult<Vec<AutomationOverview>> {
+pub async fn list(engine: &Engine) -> Result<Vec<AutomationOverview>, leadscore_store::StoreError> {
     let stats = engine.store.run_stats(engine.now()).await?;
     Ok(engine.store.list_automations().await?.iter().map(|record| overview(record, stats.iter().find(|s| s.automation == record.name))).collect())
 }
@@ -292,14 +323,17 @@ pub async fn runs(
     contact: Option<String>,
     limit: Option<usize>,
     cursor: Option<&str>,
-) -> AppResult<(Vec<RunView>, Option<String>)> {
+) -> Result<(Vec<RunView>, Option<String>), AutomationError> {
     let limit = limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(AppError::invalid("limit must be between 1 and 1000"));
+        return Err(AutomationError::Limit);
     }
     let mut before = crate::paging::parse_time_cursor(cursor)?;
-    if let Some(contact) = &contact {
-        crate::contacts::find_within(engine, contact, reach).await?;
+    if let Some(contact) = &contact
+        && !reach.is_everyone()
+        && !engine.store.get_contact(contact).await?.is_some_and(|found| reach.reaches(found.owner.as_deref()))
+    {
+        return Err(AutomationError::NoContact(contact.clone()));
     }
     let narrowed = contact.is_none() && !reach.is_everyone();
     let mut in_reach = InReach::new(engine, reach);

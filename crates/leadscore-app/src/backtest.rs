@@ -234,12 +234,30 @@ pub async fn start_job(
 pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
 
 /// Background backtest `id` (its progress, then its report).
-pub async fn job(engine: &Engine, id: &str) -> crate::AppResult<Job> {
+pub async fn job(engine: &Engine, id: &str) -> Result<Job, BacktestError> {
     let found = match id.parse::<i64>() {
         Ok(number) => engine.store.get_job(number).await?,
         Err(_) => None,
     };
-    found.filter(|job| job.kind == "backtest").ok_or_else(|| crate::AppError::not_found(format!("no backtest {id:?}")))
+    found.filter(|job| job.kind == "backtest").ok_or_else(|| BacktestError::NoJob(id.to_string()))
+}
+
+/// Why a background backtest cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    #[error("no backtest {0:?}")]
+    NoJob(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<BacktestError> for crate::AppError {
+    fn from(err: BacktestError) -> Self {
+        match err {
+            BacktestError::NoJob(_) => crate::AppError::not_found(err.to_string()),
+            BacktestError::Store(err) => crate::AppError::Store(err),
+        }
+    }
 }
 
 /// A background backtest as front ends show it: the job's progress, and the report once

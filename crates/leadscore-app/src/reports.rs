@@ -26,7 +26,7 @@ use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::access::{InReach, OWNER_BATCH, Reach};
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
 use crate::time::{format_time, parse_time};
 
 /// A contact that entered the model's top band in the range.
@@ -994,8 +994,34 @@ pub struct ReportRange {
 }
 
 impl ReportRange {
-    fn resolve(&self, engine: &Engine) -> AppResult<(Arc<PublishedModel>, Millis, Millis)> {
-        resolve(engine, self.model.as_deref(), self.from.as_deref(), self.to.as_deref()).map_err(AppError::invalid)
+    fn resolve(&self, engine: &Engine) -> Result<(Arc<PublishedModel>, Millis, Millis), ReportError> {
+        resolve(engine, self.model.as_deref(), self.from.as_deref(), self.to.as_deref()).map_err(ReportError::Range)
+    }
+}
+
+/// Why a report cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// No such live model, several and none named, or times that do not parse or are out
+    /// of order.
+    #[error("{0}")]
+    Range(String),
+    #[error("{0}")]
+    Edges(String),
+    #[error("bins must be between 1 and 200")]
+    Bins,
+    #[error("{0}")]
+    Sla(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ReportError> for AppError {
+    fn from(err: ReportError) -> Self {
+        match err {
+            ReportError::Store(err) => AppError::Store(err),
+            other => AppError::invalid(other.to_string()),
+        }
     }
 }
 
@@ -1004,15 +1030,15 @@ pub const DEFAULT_BINS: usize = 10;
 
 /// The brackets report for `reach`: by the model's bands and deciles, or by `edges`
 /// (comma-separated).
-pub async fn brackets(engine: &Engine, reach: &Reach, range: &ReportRange, edges: Option<&str>) -> AppResult<BracketsReport> {
+pub async fn brackets(engine: &Engine, reach: &Reach, range: &ReportRange, edges: Option<&str>) -> Result<BracketsReport, ReportError> {
     let (model, from, to) = range.resolve(engine)?;
-    let edges = edges.filter(|e| !e.trim().is_empty()).map(parse_edges).transpose().map_err(AppError::invalid)?;
+    let edges = edges.filter(|e| !e.trim().is_empty()).map(parse_edges).transpose().map_err(ReportError::Edges)?;
     let judged = gather(engine, reach, &model.name, from, to).await?;
     Ok(brackets_report(&model, &judged, edges))
 }
 
 /// The accuracy report for `reach`.
-pub async fn accuracy(engine: &Engine, reach: &Reach, range: &ReportRange) -> AppResult<AccuracyReport> {
+pub async fn accuracy(engine: &Engine, reach: &Reach, range: &ReportRange) -> Result<AccuracyReport, ReportError> {
     let (model, from, to) = range.resolve(engine)?;
     let judged = gather(engine, reach, &model.name, from, to).await?;
     Ok(accuracy_report(&model, &judged))
@@ -1020,33 +1046,33 @@ pub async fn accuracy(engine: &Engine, reach: &Reach, range: &ReportRange) -> Ap
 
 /// The distribution report for `reach`, in `bins` bins (1–200, default 10); it reads
 /// current scores, so the range's times are only checked.
-pub async fn distribution(engine: &Engine, reach: &Reach, range: &ReportRange, bins: Option<usize>) -> AppResult<DistributionReport> {
+pub async fn distribution(engine: &Engine, reach: &Reach, range: &ReportRange, bins: Option<usize>) -> Result<DistributionReport, ReportError> {
     let (model, _, _) = range.resolve(engine)?;
     let bins = bins.unwrap_or(DEFAULT_BINS);
     if !(1..=200).contains(&bins) {
-        return Err(AppError::invalid("bins must be between 1 and 200"));
+        return Err(ReportError::Bins);
     }
     Ok(distribution_report(engine, reach, &model, bins).await?)
 }
 
 /// The sources report for `reach`, by `attribute` (default `source`).
-pub async fn sources(engine: &Engine, reach: &Reach, range: &ReportRange, attribute: Option<&str>) -> AppResult<SourcesReport> {
+pub async fn sources(engine: &Engine, reach: &Reach, range: &ReportRange, attribute: Option<&str>) -> Result<SourcesReport, ReportError> {
     let (model, from, to) = range.resolve(engine)?;
     let judged = gather(engine, reach, &model.name, from, to).await?;
     Ok(sources_report(engine, reach, &model, attribute.unwrap_or("source"), &judged).await?)
 }
 
 /// The feedback report for `reach`.
-pub async fn feedback(engine: &Engine, reach: &Reach, range: &ReportRange) -> AppResult<FeedbackReport> {
+pub async fn feedback(engine: &Engine, reach: &Reach, range: &ReportRange) -> Result<FeedbackReport, ReportError> {
     let (model, from, to) = range.resolve(engine)?;
     let timelines = timelines(engine, reach, Some(&model.name), from, to).await?;
     Ok(feedback_report(engine, reach, &model, from, to, &timelines).await?)
 }
 
 /// The speed report for `reach`, against `sla` (`24h`, `30m`, `2d`…; default 24 hours).
-pub async fn speed(engine: &Engine, reach: &Reach, range: &ReportRange, sla: Option<&str>) -> AppResult<SpeedReport> {
+pub async fn speed(engine: &Engine, reach: &Reach, range: &ReportRange, sla: Option<&str>) -> Result<SpeedReport, ReportError> {
     let (model, from, to) = range.resolve(engine)?;
-    let sla = parse_sla(sla).map_err(AppError::invalid)?;
+    let sla = parse_sla(sla).map_err(ReportError::Sla)?;
     Ok(speed_report(engine, reach, &model, from, to, sla).await?)
 }
 

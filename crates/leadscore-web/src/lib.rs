@@ -20,9 +20,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use leadscore_app::Engine;
 use leadscore_app::access::Reach;
 use leadscore_app::users;
-use leadscore_app::{AppError, Engine};
 use leadscore_store::UserRecord;
 use serde::Deserialize;
 
@@ -186,9 +186,9 @@ async fn login(State(web): State<Arc<Web>>, ConnectInfo(peer): ConnectInfo<Socke
             set_cookie(&mut response, &web.config, &token, None);
             response
         }
-        Err(AppError::Unauthorized(message)) => {
+        Err(refused @ users::UserError::WrongCredentials) => {
             web.logins.failed(&email, &address);
-            pages::login_page(StatusCode::UNAUTHORIZED, &form.email, &form.next, Some(&message))
+            pages::login_page(StatusCode::UNAUTHORIZED, &form.email, &form.next, Some(&refused.to_string()))
         }
         Err(other) => pages::app_error(other),
     }

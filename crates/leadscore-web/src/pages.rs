@@ -109,8 +109,8 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
 
 /// An engine error as a page: what the user can act on, and for storage failures only
 /// that one happened (the log has the details).
-pub fn app_error(err: AppError) -> Response {
-    match err {
+pub fn app_error(err: impl Into<AppError>) -> Response {
+    match err.into() {
         AppError::NotFound(message) => error_page(StatusCode::NOT_FOUND, &message),
         AppError::Invalid { message, .. } | AppError::BadRequest(message) => error_page(StatusCode::UNPROCESSABLE_ENTITY, &message),
         AppError::Conflict(message) => error_page(StatusCode::CONFLICT, &message),
@@ -178,7 +178,7 @@ fn page_model(web: &Web, name: Option<&str>) -> Result<Arc<PublishedModel>, Box<
             ModelChoiceError::NoModel => {
                 error_page(StatusCode::NOT_FOUND, "No model is live yet: publish one (leadscore model apply MODEL.toml) and its scores show here.")
             }
-            other => app_error(other.into()),
+            other => app_error(other),
         })
     })
 }
@@ -1155,7 +1155,7 @@ pub async fn accounts(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Q
 pub async fn account(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Query(q): Query<ModelQuery>) -> Response {
     let detail = match leadscore_app::accounts::get(&web.engine, &signed.reach(&web), &id, q.model.as_deref().filter(|m| !m.is_empty())).await {
         Ok(detail) => detail,
-        Err(err) if err.is_not_found() => return error_page(StatusCode::NOT_FOUND, "There is no such account."),
+        Err(leadscore_app::accounts::AccountError::NotFound(_)) => return error_page(StatusCode::NOT_FOUND, "There is no such account."),
         Err(err) => return app_error(err),
     };
     let mut rows = Vec::new();

@@ -228,8 +228,8 @@ fn settings_layout(signed: &SignedIn, content: Markup) -> Markup {
 }
 
 /// What an admin did, as a notice on the page, or the error as a page.
-async fn done(web: &Web, signed: &SignedIn, result: Result<Notice, leadscore_app::AppError>) -> Response {
-    match result {
+async fn done(web: &Web, signed: &SignedIn, result: Result<Notice, impl Into<leadscore_app::AppError>>) -> Response {
+    match result.map_err(Into::into) {
         Ok(notice) => {
             // The notice says what was done in words; a generated secret or key is kept
             // apart from it and never logged.
