@@ -6,10 +6,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use leadscore_store::{ContactRecord, Role, StoreError, UserRecord};
+use leadscore_store::{Role, StoreError, UserRecord};
 
 use crate::Engine;
-use crate::error::{AppError, AppResult};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Reach {
@@ -39,11 +38,6 @@ impl Reach {
                 None => *pool,
             },
         }
-    }
-
-    /// The contact, or not found when it is out of reach.
-    pub fn check(&self, contact: ContactRecord) -> AppResult<ContactRecord> {
-        if self.reaches(contact.owner.as_deref()) { Ok(contact) } else { Err(AppError::not_found(format!("no contact {:?}", contact.id))) }
     }
 
     /// Whether every contact is within reach.

@@ -13,16 +13,63 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::Engine;
+use crate::ModelChoiceError;
 use crate::access::Reach;
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
+use crate::paging::PageError;
+
+/// Why a contact, its history or export, or the lead list cannot be had or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContactError {
+    /// What was sent breaks a rule (an id, an e-mail address, a time, nothing to change): 422.
+    #[error("{0}")]
+    Invalid(String),
+    /// The question cannot be answered as asked (a sort, a filter, a limit): 400.
+    #[error("{0}")]
+    BadQuery(String),
+    /// No such contact, or one out of the reader's reach.
+    #[error("no contact {0:?}")]
+    NotFound(String),
+    #[error("no model {0:?}")]
+    NoModel(String),
+    #[error(transparent)]
+    Model(#[from] ModelChoiceError),
+    #[error(transparent)]
+    Page(#[from] PageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ContactError> for AppError {
+    fn from(err: ContactError) -> Self {
+        match err {
+            ContactError::Invalid(message) => AppError::invalid(message),
+            ContactError::BadQuery(message) => AppError::bad_request(message),
+            ContactError::NotFound(_) | ContactError::NoModel(_) => AppError::not_found(err.to_string()),
+            ContactError::Model(err) => err.into(),
+            ContactError::Page(err) => err.into(),
+            ContactError::Store(err) => AppError::Store(err),
+        }
+    }
+}
+
+impl ContactError {
+    /// Whether the contact is not there (or not for this reader), as the engine or the
+    /// store found it: pages answer their own 404 then.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ContactError::NotFound(_) | ContactError::Store(StoreError::NotFound(_)))
+    }
+}
+
+type ContactResult<T> = Result<T, ContactError>;
 use crate::paging::{bad_cursor, page_cursor};
 use crate::time::{format_time, parse_time};
 
 const MAX_ID_LEN: usize = 256;
 
-pub fn check_id(id: &str, what: &str) -> AppResult<()> {
+pub fn check_id(id: &str, what: &str) -> ContactResult<()> {
     if id.trim().is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
-        return Err(AppError::invalid(format!("{what} must be 1-{MAX_ID_LEN} printable characters")));
+        return Err(ContactError::Invalid(format!("{what} must be 1-{MAX_ID_LEN} printable characters")));
     }
     Ok(())
 }
@@ -101,7 +148,7 @@ pub struct ContactView {
 }
 
 /// The contact's view as of `at` (now if None).
-pub async fn view(engine: &Engine, contact: &ContactRecord, at: Option<Millis>) -> AppResult<ContactView> {
+pub async fn view(engine: &Engine, contact: &ContactRecord, at: Option<Millis>) -> ContactResult<ContactView> {
     let scores: BTreeMap<String, ModelCard> = current_cards(engine, contact, at)
         .await?
         .into_iter()
@@ -135,14 +182,16 @@ pub async fn view(engine: &Engine, contact: &ContactRecord, at: Option<Millis>) 
 }
 
 /// The contact `id`, or not found.
-pub async fn find(engine: &Engine, id: &str) -> AppResult<ContactRecord> {
-    engine.store.get_contact(id).await?.ok_or_else(|| AppError::not_found(format!("no contact {id:?}")))
+pub async fn find(engine: &Engine, id: &str) -> ContactResult<ContactRecord> {
+    engine.store.get_contact(id).await?.ok_or_else(|| ContactError::NotFound(id.to_string()))
 }
 
 /// [`find`] for a caller with this reach: a contact out of it is not found, as one that
 /// does not exist.
-pub async fn find_within(engine: &Engine, id: &str, reach: &Reach) -> AppResult<ContactRecord> {
-    reach.check(find(engine, id).await?)
+pub async fn find_within(engine: &Engine, id: &str, reach: &Reach) -> ContactResult<ContactRecord> {
+    let contact = find(engine, id).await?;
+    // Out of reach reads as not there, so a rep cannot learn which ids are taken.
+    if reach.reaches(contact.owner.as_deref()) { Ok(contact) } else { Err(ContactError::NotFound(contact.id)) }
 }
 
 /// A contact to create or update, as a caller sends it (the e-mail may also come as an
@@ -159,22 +208,22 @@ pub struct NewContact {
 
 /// Creates or updates a contact by id or e-mail, scores it, and runs its automations before
 /// answering. Answers the contact as stored and whether it was created.
-pub async fn upsert(engine: &Engine, new: NewContact) -> AppResult<(ContactRecord, bool)> {
+pub async fn upsert(engine: &Engine, new: NewContact) -> ContactResult<(ContactRecord, bool)> {
     if let Some(id) = &new.id {
         check_id(id, "id")?;
     }
-    let created_at = new.created_at.as_deref().map(parse_time).transpose().map_err(AppError::invalid)?;
+    let created_at = new.created_at.as_deref().map(parse_time).transpose().map_err(ContactError::Invalid)?;
     let mut attributes = new.attributes;
     let email = match attributes.remove("email") {
         Some(Value::String(email)) => new.email.or(Some(email)),
         Some(Value::Null) | None => new.email,
-        Some(other) => return Err(AppError::invalid(format!("attributes.email must be a string, got {other}"))),
+        Some(other) => return Err(ContactError::Invalid(format!("attributes.email must be a string, got {other}"))),
     };
     if new.id.is_none() && email.is_none() {
-        return Err(AppError::invalid("a contact needs an `id` or an `email`"));
+        return Err(ContactError::Invalid("a contact needs an `id` or an `email`".into()));
     }
     if let Some(email) = &email {
-        leadscore_core::email::check_email(email).map_err(AppError::invalid)?;
+        leadscore_core::email::check_email(email).map_err(ContactError::Invalid)?;
     }
     let upsert = ContactUpsert { id: new.id, email, attributes, groups: new.groups, owner: new.owner, created_at, historical: false };
     let (contact, created) = engine.store.upsert_contact(upsert, &engine.models(), engine.now()).await?;
@@ -193,13 +242,13 @@ pub struct ContactChanges {
 }
 
 /// Changes a contact, rescoring it, and runs its automations before answering.
-pub async fn patch(engine: &Engine, id: &str, changes: ContactChanges) -> AppResult<ContactRecord> {
+pub async fn patch(engine: &Engine, id: &str, changes: ContactChanges) -> ContactResult<ContactRecord> {
     let mut attributes = changes.attributes;
     if let Some(email) = changes.email {
         attributes.insert("email".into(), Value::String(email));
     }
     if let Some(Value::String(email)) = attributes.get("email") {
-        leadscore_core::email::check_email(email).map_err(AppError::invalid)?;
+        leadscore_core::email::check_email(email).map_err(ContactError::Invalid)?;
     }
     let patch = ContactPatch { attributes, add_groups: changes.add_groups, remove_groups: changes.remove_groups, owner: changes.owner, status: None };
     let contact = engine.store.patch_contact(id, patch, &engine.models(), engine.now()).await?;
@@ -213,9 +262,9 @@ pub const MAX_CHOSEN: usize = 1000;
 /// The same changes to each chosen contact (the lead list's bulk actions), one contact per
 /// transaction. A contact that is gone or out of `reach` is skipped, not refused: the
 /// others still change. Returns how many changed.
-pub async fn change_chosen(engine: &Engine, ids: &[String], changes: &ContactChanges, reach: &Reach) -> AppResult<usize> {
+pub async fn change_chosen(engine: &Engine, ids: &[String], changes: &ContactChanges, reach: &Reach) -> ContactResult<usize> {
     if ids.len() > MAX_CHOSEN {
-        return Err(AppError::bad_request(format!("at most {MAX_CHOSEN} contacts at once; use a filter (POST /bulk) for more")));
+        return Err(ContactError::BadQuery(format!("at most {MAX_CHOSEN} contacts at once; use a filter (POST /bulk) for more")));
     }
     let mut changed = 0;
     for id in ids {
@@ -229,7 +278,7 @@ pub async fn change_chosen(engine: &Engine, ids: &[String], changes: &ContactCha
 }
 
 /// A written contact after its automations ran (they may have changed it).
-async fn after_write(engine: &Engine, contact: ContactRecord) -> AppResult<ContactRecord> {
+async fn after_write(engine: &Engine, contact: ContactRecord) -> ContactResult<ContactRecord> {
     if engine.runtime.automations().is_empty() {
         return Ok(contact);
     }
@@ -240,10 +289,10 @@ async fn after_write(engine: &Engine, contact: ContactRecord) -> AppResult<Conta
 /// Erases a contact and everything held on it.
 /// Erases a contact (F27) for `by` (the key's or the user's id), which the erasure log
 /// keeps with the time — never what was erased.
-pub async fn erase(engine: &Engine, id: &str, by: &str) -> AppResult<()> {
+pub async fn erase(engine: &Engine, id: &str, by: &str) -> ContactResult<()> {
     let erasure = leadscore_store::ErasureRecord { at: engine.now(), by: by.to_string() };
     if !engine.store.delete_contact(id, &erasure).await? {
-        return Err(AppError::not_found(format!("no contact {id:?}")));
+        return Err(ContactError::NotFound(id.to_string()));
     }
     tracing::info!(by, "contact erased");
     Ok(())
@@ -257,13 +306,13 @@ pub struct ErasureView {
 }
 
 /// The erasure log, newest first.
-pub async fn erasures(engine: &Engine, limit: usize) -> AppResult<Vec<ErasureView>> {
+pub async fn erasures(engine: &Engine, limit: usize) -> ContactResult<Vec<ErasureView>> {
     Ok(engine.store.list_erasures(limit).await?.into_iter().map(|e| ErasureView { at: format_time(e.at), by: e.by }).collect())
 }
 
 /// One person known under two ids becomes one contact (`into`), scored as if every event
 /// had been its own; `from` is deleted.
-pub async fn merge(engine: &Engine, from: &str, into: &str) -> AppResult<ContactRecord> {
+pub async fn merge(engine: &Engine, from: &str, into: &str) -> ContactResult<ContactRecord> {
     let contact = engine.store.merge_contacts(from, into, &engine.models(), engine.now()).await?;
     crate::runtime::contacts_changed(engine);
     tracing::info!(into = %into, from = %from, "contacts merged");
@@ -271,15 +320,15 @@ pub async fn merge(engine: &Engine, from: &str, into: &str) -> AppResult<Contact
 }
 
 /// Changes every contact the filter selects; answers how many.
-pub async fn bulk(engine: &Engine, update: BulkUpdate) -> AppResult<u64> {
+pub async fn bulk(engine: &Engine, update: BulkUpdate) -> ContactResult<u64> {
     let patch = &update.patch;
     if patch.attributes.is_empty() && patch.add_groups.is_empty() && patch.remove_groups.is_empty() && patch.owner.is_none() {
-        return Err(AppError::invalid("nothing to change: give set_attributes, add_groups, remove_groups or owner"));
+        return Err(ContactError::Invalid("nothing to change: give set_attributes, add_groups, remove_groups or owner".into()));
     }
     if let Some(model) = &update.filter.model
         && engine.model(model).is_none()
     {
-        return Err(AppError::not_found(format!("no model {model:?}")));
+        return Err(ContactError::NoModel(model.to_string()));
     }
     let changed = engine.store.bulk_update(update, &engine.models(), engine.now()).await?;
     crate::runtime::contacts_changed(engine);
@@ -322,7 +371,7 @@ pub struct LeadPage {
     pub next_cursor: Option<String>,
 }
 
-fn parse_sort(sort: Option<&str>) -> AppResult<(SortKey, bool)> {
+fn parse_sort(sort: Option<&str>) -> ContactResult<(SortKey, bool)> {
     let sort = sort.unwrap_or("-total");
     let (descending, key) = match sort.strip_prefix('-') {
         Some(key) => (true, key),
@@ -332,59 +381,59 @@ fn parse_sort(sort: Option<&str>) -> AppResult<(SortKey, bool)> {
         "total" => SortKey::Total,
         "fit" => SortKey::Fit,
         "activity" => SortKey::Activity,
-        other => return Err(AppError::bad_request(format!("cannot sort by {other:?}; use total, fit or activity, `-` for descending"))),
+        other => return Err(ContactError::BadQuery(format!("cannot sort by {other:?}; use total, fit or activity, `-` for descending"))),
     };
     Ok((key, descending))
 }
 
 /// Cursor for the lead list: `<sort value>~<contact id>`, opaque to clients.
-fn parse_lead_cursor(cursor: &str) -> AppResult<(f64, String)> {
+fn parse_lead_cursor(cursor: &str) -> ContactResult<(f64, String)> {
     let (value, id) = cursor.split_once('~').ok_or_else(bad_cursor)?;
     let value: f64 = value.parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(bad_cursor)?;
     Ok((value, id.to_string()))
 }
 
 /// The lead list, best first, one page at a time.
-pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> AppResult<LeadPage> {
+pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> ContactResult<LeadPage> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(AppError::bad_request("limit must be from 1 to 1000"));
+        return Err(ContactError::BadQuery("limit must be from 1 to 1000".into()));
     }
     if let Some(status) = &q.status
         && !leadscore_store::STATUSES.contains(&status.as_str())
     {
-        return Err(AppError::bad_request(format!("status {status:?} is not one of {}", leadscore_store::STATUSES.join(", "))));
+        return Err(ContactError::BadQuery(format!("status {status:?} is not one of {}", leadscore_store::STATUSES.join(", "))));
     }
     let Some(model_name) = q.model.clone() else {
         if q.band.is_some() || q.sort.is_some() || q.status.is_some() || q.open.is_some() || q.quadrant.is_some() {
-            return Err(AppError::bad_request("`band`, `sort`, `status`, `open`, `quadrant` and `format` need `model` (the lead list)"));
+            return Err(ContactError::BadQuery("`band`, `sort`, `status`, `open`, `quadrant` and `format` need `model` (the lead list)".into()));
         }
         // Without a model: every contact in id order (the filters need a model).
         if q.group.is_some() || q.owner.is_some() || q.source.is_some() || q.search.is_some() {
-            return Err(AppError::bad_request("`group`, `owner`, `source` and `q` filters need `model` (the lead list)"));
+            return Err(ContactError::BadQuery("`group`, `owner`, `source` and `q` filters need `model` (the lead list)".into()));
         }
         if !q.reach.is_everyone() {
-            return Err(AppError::bad_request("a sales rep lists their contacts through the lead list: give `model`"));
+            return Err(ContactError::BadQuery("a sales rep lists their contacts through the lead list: give `model`".into()));
         }
         let contacts = engine.store.list_contacts(page_cursor(q.cursor.as_deref())?, limit).await?;
         let next_cursor = (contacts.len() == limit).then(|| contacts.last().map(|c| c.id.clone())).flatten();
         return Ok(LeadPage { model: None, contacts, next_cursor });
     };
-    let published = engine.model(&model_name).ok_or_else(|| AppError::not_found(format!("no model {model_name:?}")))?;
+    let published = engine.model(&model_name).ok_or_else(|| ContactError::NoModel(model_name.clone()))?;
     if let Some(band) = &q.band
         && !published.model.bands.iter().any(|b| &b.name == band)
     {
         let names: Vec<&str> = published.model.bands.iter().map(|b| b.name.as_str()).collect();
-        return Err(AppError::bad_request(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
+        return Err(ContactError::BadQuery(format!("model {model_name:?} has no band {band:?}; bands: {}", names.join(", "))));
     }
     if let Some(quadrant) = &q.quadrant
         && !QUADRANTS.contains(&quadrant.as_str())
     {
-        return Err(AppError::bad_request(format!("quadrant {quadrant:?} is not one of {}", QUADRANTS.join(", "))));
+        return Err(ContactError::BadQuery(format!("quadrant {quadrant:?} is not one of {}", QUADRANTS.join(", "))));
     }
     let search = q.search.map(|text| text.trim().to_string()).filter(|text| !text.is_empty());
     if search.as_ref().is_some_and(|text| text.chars().count() > MAX_SEARCH_LEN) {
-        return Err(AppError::bad_request(format!("the search text is longer than {MAX_SEARCH_LEN} characters")));
+        return Err(ContactError::BadQuery(format!("the search text is longer than {MAX_SEARCH_LEN} characters")));
     }
     let (sort, descending) = parse_sort(q.sort.as_deref())?;
     let after = page_cursor(q.cursor.as_deref())?.map(parse_lead_cursor).transpose()?;
@@ -523,7 +572,7 @@ pub const EXPORT_PAGE: (usize, usize) = (10_000, 50_000);
 
 /// The history of contact `id` under `model` (the only live one when None), up to `at`,
 /// oldest first, the entries of `window`.
-pub async fn history(engine: &Engine, id: &str, model: Option<&str>, at: Option<Millis>, window: crate::paging::Window) -> AppResult<HistoryView> {
+pub async fn history(engine: &Engine, id: &str, model: Option<&str>, at: Option<Millis>, window: crate::paging::Window) -> ContactResult<HistoryView> {
     let contact = find(engine, id).await?;
     let q_at = at;
     let published = engine.named_or_only_model(model)?;
@@ -605,7 +654,7 @@ pub struct ContactExport {
 }
 
 /// Everything held on contact `id`, its events (oldest first) in `window`.
-pub async fn export(engine: &Engine, id: &str, window: crate::paging::Window) -> AppResult<ContactExport> {
+pub async fn export(engine: &Engine, id: &str, window: crate::paging::Window) -> ContactResult<ContactExport> {
     let contact = find(engine, id).await?;
     let events = engine.store.contact_events(id).await?;
     let log = engine.store.contact_log(id).await?;
@@ -647,7 +696,7 @@ pub struct ExportedEvent {
 
 /// When the contact first entered the model's top band (None: never, or no top band with
 /// a minimum): where a hot lead's wait for its first touch starts.
-pub async fn became_hot_at(engine: &Engine, contact: &ContactRecord, published: &PublishedModel) -> AppResult<Option<Millis>> {
+pub async fn became_hot_at(engine: &Engine, contact: &ContactRecord, published: &PublishedModel) -> ContactResult<Option<Millis>> {
     let Some(line) = published.model.bands.first().and_then(|b| b.min) else { return Ok(None) };
     let events = ScoringEvent::from_stored(&engine.store.contact_events(&contact.id).await?);
     let mut refs: Vec<EventRef<'_>> = events.iter().map(ScoringEvent::as_ref).collect();

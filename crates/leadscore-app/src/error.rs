@@ -1,6 +1,8 @@
-//! What a use case can answer instead of its result. Front ends turn it into their own
-//! shape (the API's JSON error with an HTTP status, the CLI's message); the kinds are the
-//! ones a caller acts on differently.
+//! The kinds of failure front ends answer differently. Each use case has its own error
+//! type, naming what can go wrong there (`ContactError`, `ReportError`, `UserError`, …;
+//! a use case that can only fail in storage answers `StoreError`), and converts into
+//! [`AppError`], whose kinds the front ends turn into their own shape (the API's JSON
+//! error with an HTTP status, a page, the CLI's message).
 
 use leadscore_store::StoreError;
 use serde_json::Value;
@@ -56,5 +58,3 @@ impl AppError {
         matches!(self, Self::NotFound(_) | Self::Store(StoreError::NotFound(_)))
     }
 }
-
-pub type AppResult<T> = Result<T, AppError>;

@@ -7,7 +7,6 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::Engine;
-use crate::error::AppResult;
 use crate::time::{format_time, parse_time};
 
 /// Top-level fields of the Segment shape; any other top-level field is kept in `properties`.
@@ -161,7 +160,13 @@ pub fn check_batch(engine: &Engine, items: &[Value], now: Millis) -> CheckedBatc
 /// automations of the contacts they touched. The outcomes are in the events' order; `api`
 /// labels the ingest counters (`native`, `segment`); `trust` says whether the sender may
 /// change who a known contact is (`leadscore_store::records::identity`).
-pub async fn ingest(engine: &Engine, events: Vec<NewEvent>, now: Millis, api: &'static str, trust: IdentityTrust) -> AppResult<Vec<IngestOutcome>> {
+pub async fn ingest(
+    engine: &Engine,
+    events: Vec<NewEvent>,
+    now: Millis,
+    api: &'static str,
+    trust: IdentityTrust,
+) -> Result<Vec<IngestOutcome>, leadscore_store::StoreError> {
     let options = IngestOptions { fire_automations: true, trust };
     let outcomes = if events.is_empty() { Vec::new() } else { engine.store.ingest_events(events, &engine.models(), now, options).await? };
     crate::runtime::after_ingest(engine, &outcomes).await;

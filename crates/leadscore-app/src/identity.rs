@@ -7,13 +7,12 @@ use leadscore_store::{ContactUpsert, IdentityTrust, StoreError};
 use serde_json::{Map, Value};
 
 use crate::Engine;
-use crate::error::AppResult;
 
 /// Merges what is known under `previous_id` into `user_id` (created when new). Nothing
 /// known under the old id: nothing to do. A sender that may not change who a known person
 /// is (a web page's key) only moves anonymous visitors; asked to merge a known contact, it
 /// is answered like an alias of nobody, so the answer does not tell who is a customer.
-pub async fn alias(engine: &Engine, previous_id: &str, user_id: &str, trust: IdentityTrust) -> AppResult<()> {
+pub async fn alias(engine: &Engine, previous_id: &str, user_id: &str, trust: IdentityTrust) -> Result<(), StoreError> {
     let models = engine.models();
     let from = match engine.store.get_contact(previous_id).await? {
         Some(contact) => contact,
@@ -37,12 +36,12 @@ pub async fn alias(engine: &Engine, previous_id: &str, user_id: &str, trust: Ide
     }
     match engine.store.merge_contacts(&from, user_id, &models, engine.now()).await {
         Ok(_) | Err(StoreError::NotFound(_)) => Ok(()),
-        Err(other) => Err(other.into()),
+        Err(other) => Err(other),
     }
 }
 
 /// Puts contact `contact_id` (created when new) in account `group_id` with its traits.
-pub async fn group(engine: &Engine, contact_id: String, group_id: String, traits: Map<String, Value>) -> AppResult<()> {
+pub async fn group(engine: &Engine, contact_id: String, group_id: String, traits: Map<String, Value>) -> Result<(), StoreError> {
     let mut attributes = Map::new();
     attributes.insert("account_id".into(), Value::String(group_id));
     for (key, value) in traits {

@@ -34,7 +34,7 @@ use std::sync::{Arc, RwLock};
 use leadscore_core::Model;
 use leadscore_store::{Millis, ModelSet, PublishedModel, Scope, Store, StoreError};
 
-pub use error::{AppError, AppResult};
+pub use error::AppError;
 
 /// The wall clock in milliseconds, or a fixed one in tests.
 pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;

@@ -33,7 +33,8 @@ impl From<ModelsError> for AppError {
     fn from(err: ModelsError) -> Self {
         match err {
             ModelsError::Name(_) => AppError::bad_request(err.to_string()),
-            ModelsError::Invalid(err) => invalid_model(err),
+            // Each problem and where it is.
+            ModelsError::Invalid(err) => AppError::invalid_with(err.to_string(), serde_json::json!({ "problems": err.problems() })),
             ModelsError::Misnamed { .. } => AppError::invalid(err.to_string()),
             ModelsError::NotFound(_) => AppError::not_found(err.to_string()),
             ModelsError::Store(err) => AppError::Store(err),
@@ -105,12 +106,6 @@ pub async fn put(engine: &Arc<Engine>, name: &str, text: &str, format: Format, s
     }
     let (version, job) = publish(engine, model, text, format, shadow_of).await?;
     Ok(Put::Published(version, job))
-}
-
-/// A model with problems: 422 with each problem and where it is.
-pub fn invalid_model(err: leadscore_core::ModelError) -> AppError {
-    let problems = err.problems();
-    AppError::invalid_with(err.to_string(), serde_json::json!({ "problems": problems }))
 }
 
 /// Starts a rescore of live model `name` in the background.

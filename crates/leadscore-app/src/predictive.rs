@@ -12,11 +12,11 @@ use std::sync::Arc;
 use leadscore_core::ScoreCard;
 use leadscore_predict::{Algorithm, CalibrationBin, Dataset, Evaluation, LeakageWarning, PredictiveModel, Progress, TrainError, TrainOptions};
 use leadscore_store::scoring::ScoringEvent;
-use leadscore_store::{ContactRecord, Millis, OutcomeKind, OutcomeRecord, PredictiveVersion};
+use leadscore_store::{ContactRecord, Millis, OutcomeKind, OutcomeRecord, PredictiveVersion, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::Engine;
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
 use crate::features::{FeatureSchema, SkippedAttribute, Snapshot, attributes_as_of};
 use crate::time::format_time;
 
@@ -161,14 +161,49 @@ pub struct PredictiveScore {
     pub reasons: Vec<ReasonView>,
 }
 
-impl From<TrainError> for AppError {
-    fn from(err: TrainError) -> Self {
-        let details = match &err {
-            TrainError::NotEnoughClosed { have, need } => serde_json::json!({ "closed": have, "needed": need }),
-            TrainError::NotEnoughOfClass { class, have, need } => serde_json::json!({ "class": class, "have": have, "needed": need }),
-            TrainError::Invalid(_) => serde_json::Value::Null,
-        };
-        AppError::Invalid { message: err.to_string(), details: Some(details).filter(|d| !d.is_null()) }
+/// Why a predictive version cannot be trained, read or promoted.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictiveError {
+    /// The guard rails (too few closed contacts, too few of a class) or bad options.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error("holdout must be between 0.05 and 0.5")]
+    Holdout,
+    #[error("k_folds must be between 2 and 20")]
+    Folds,
+    /// Attributes to leave out that no closed contact has (a misspelt name would leave
+    /// the very column meant to go).
+    #[error("no closed contact has the attribute {} to exclude", .unknown.join(", "))]
+    UnknownExclude { unknown: Vec<String>, attributes: Vec<String> },
+    #[error("no predictive model version {0}")]
+    NoVersion(i64),
+    /// A stored version or report this leadscore cannot read or write, or training that
+    /// stopped half-way.
+    #[error("{0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<PredictiveError> for AppError {
+    fn from(err: PredictiveError) -> Self {
+        match err {
+            PredictiveError::Train(err) => {
+                let details = match &err {
+                    TrainError::NotEnoughClosed { have, need } => serde_json::json!({ "closed": have, "needed": need }),
+                    TrainError::NotEnoughOfClass { class, have, need } => serde_json::json!({ "class": class, "have": have, "needed": need }),
+                    TrainError::Invalid(_) => serde_json::Value::Null,
+                };
+                AppError::Invalid { message: err.to_string(), details: Some(details).filter(|d| !d.is_null()) }
+            }
+            PredictiveError::UnknownExclude { ref unknown, ref attributes } => {
+                let details = serde_json::json!({ "unknown": unknown, "attributes": attributes });
+                AppError::invalid_with(err.to_string(), details)
+            }
+            PredictiveError::NoVersion(_) => AppError::not_found(err.to_string()),
+            PredictiveError::Store(err) => AppError::Store(err),
+            PredictiveError::Holdout | PredictiveError::Folds | PredictiveError::Unreadable(_) => AppError::invalid(err.to_string()),
+        }
     }
 }
 
@@ -202,7 +237,7 @@ fn closing(outcomes: &[&OutcomeRecord], target: Target) -> Option<Closed> {
 }
 
 /// Every contact with a closing outcome, by contact id.
-async fn closed_contacts(engine: &Engine, target: Target) -> AppResult<BTreeMap<String, Closed>> {
+async fn closed_contacts(engine: &Engine, target: Target) -> Result<BTreeMap<String, Closed>, StoreError> {
     let mut by_contact: BTreeMap<String, Vec<OutcomeRecord>> = BTreeMap::new();
     let mut after = None;
     loop {
@@ -225,7 +260,7 @@ async fn closed_contacts(engine: &Engine, target: Target) -> AppResult<BTreeMap<
 const READ_CHUNK: usize = 500;
 
 /// Trains a new version from every closed contact and stores it.
-pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(TrainStep) + Send + Sync>) -> AppResult<PredictiveVersionView> {
+pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(TrainStep) + Send + Sync>) -> Result<PredictiveVersionView, PredictiveError> {
     let started = std::time::Instant::now();
     let defaults = TrainOptions::default();
     let options = TrainOptions {
@@ -237,10 +272,10 @@ pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(
         ..defaults
     };
     if !(0.05..=0.5).contains(&options.holdout) {
-        return Err(AppError::invalid("holdout must be between 0.05 and 0.5"));
+        return Err(PredictiveError::Holdout);
     }
     if options.k_folds.is_some_and(|k| !(2..=20).contains(&k)) {
-        return Err(AppError::invalid("k_folds must be between 2 and 20"));
+        return Err(PredictiveError::Folds);
     }
     let closed = closed_contacts(engine, request.target).await?;
     // Refused before anything is read: the same guard rails training applies.
@@ -296,7 +331,7 @@ pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(
         leadscore_predict::train(&data, &options, &mut report)
     })
     .await
-    .map_err(|e| AppError::invalid(format!("training failed: {e}")))??;
+    .map_err(|e| PredictiveError::Unreadable(format!("training failed: {e}")))??;
 
     let chosen = match trained.report.chosen {
         Algorithm::Logistic => &trained.report.logistic,
@@ -331,8 +366,8 @@ pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(
     };
     let goes_live = request.live || live_auc.is_none_or(|auc| report.auc >= auc);
     let stored = StoredModel { schema, model: trained.model };
-    let model_text = serde_json::to_string(&stored).map_err(|e| AppError::invalid(format!("the model could not be written: {e}")))?;
-    let report_text = serde_json::to_string(&report).map_err(|e| AppError::invalid(format!("the report could not be written: {e}")))?;
+    let model_text = serde_json::to_string(&stored).map_err(|e| PredictiveError::Unreadable(format!("the model could not be written: {e}")))?;
+    let report_text = serde_json::to_string(&report).map_err(|e| PredictiveError::Unreadable(format!("the report could not be written: {e}")))?;
     let trained_at = engine.now();
     let target = serde_json::to_value(request.target).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     let version = engine.store.insert_predictive(&target, trained_at, model_text, report_text, goes_live).await?;
@@ -346,7 +381,7 @@ pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(
 /// Refuses to leave out an attribute no closed contact has: a misspelt name would
 /// otherwise leave in the very column meant to go (imports name columns in snake_case:
 /// `Lead Quality` is `lead_quality`).
-fn check_excludes(exclude: &[String], attributes: &[serde_json::Map<String, serde_json::Value>]) -> AppResult<()> {
+fn check_excludes(exclude: &[String], attributes: &[serde_json::Map<String, serde_json::Value>]) -> Result<(), PredictiveError> {
     let known: std::collections::BTreeSet<&str> = attributes.iter().flat_map(|a| a.keys().map(String::as_str)).collect();
     let simple = |name: &str| name.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase();
     let unknown: Vec<String> = exclude
@@ -360,14 +395,12 @@ fn check_excludes(exclude: &[String], attributes: &[serde_json::Map<String, serd
     if unknown.is_empty() {
         return Ok(());
     }
-    Err(AppError::invalid_with(
-        format!("no closed contact has the attribute {} to exclude", unknown.join(", ")),
-        serde_json::json!({ "unknown": unknown, "attributes": known }),
-    ))
+    Err(PredictiveError::UnknownExclude { unknown, attributes: known.into_iter().map(str::to_string).collect() })
 }
 
-fn version_view(version: PredictiveVersion) -> AppResult<PredictiveVersionView> {
-    let report = serde_json::from_str(&version.report).map_err(|e| AppError::invalid(format!("version {} has an unreadable report: {e}", version.version)))?;
+fn version_view(version: PredictiveVersion) -> Result<PredictiveVersionView, PredictiveError> {
+    let report =
+        serde_json::from_str(&version.report).map_err(|e| PredictiveError::Unreadable(format!("version {} has an unreadable report: {e}", version.version)))?;
     Ok(PredictiveVersionView { version: version.version, live: version.live, trained_at: format_time(version.trained_at), report })
 }
 
@@ -386,10 +419,10 @@ pub enum Retrained {
 /// Retrains the live version's kind of model on today's closed contacts, asking what its
 /// training asked (target, holdout, seed, left-out attributes, kept features, minimum).
 /// The new version replaces the live one only when it is not worse on its holdout.
-pub async fn retrain(engine: &Engine, progress: Arc<dyn Fn(TrainStep) + Send + Sync>) -> AppResult<Retrained> {
+pub async fn retrain(engine: &Engine, progress: Arc<dyn Fn(TrainStep) + Send + Sync>) -> Result<Retrained, PredictiveError> {
     let Some(live) = engine.store.live_predictive().await? else { return Ok(Retrained::NoLiveModel) };
     let report: PredictiveReport =
-        serde_json::from_str(&live.report).map_err(|e| AppError::invalid(format!("the live version's report cannot be read: {e}")))?;
+        serde_json::from_str(&live.report).map_err(|e| PredictiveError::Unreadable(format!("the live version's report cannot be read: {e}")))?;
     let closed = closed_contacts(engine, report.target).await?.len();
     if closed == report.rows {
         return Ok(Retrained::NothingNew { closed });
@@ -408,18 +441,18 @@ pub async fn retrain(engine: &Engine, progress: Arc<dyn Fn(TrainStep) + Send + S
 }
 
 /// Every version, newest first.
-pub async fn list(engine: &Engine) -> AppResult<Vec<PredictiveVersionView>> {
+pub async fn list(engine: &Engine) -> Result<Vec<PredictiveVersionView>, PredictiveError> {
     engine.store.list_predictive().await?.into_iter().map(version_view).collect()
 }
 
 /// Makes `version` the live one.
-pub async fn promote(engine: &Engine, version: i64) -> AppResult<PredictiveVersionView> {
+pub async fn promote(engine: &Engine, version: i64) -> Result<PredictiveVersionView, PredictiveError> {
     if !engine.store.set_live_predictive(version).await? {
-        return Err(AppError::not_found(format!("no predictive model version {version}")));
+        return Err(PredictiveError::NoVersion(version));
     }
     engine.reload_predictive().await?;
     let listed = list(engine).await?;
-    listed.into_iter().find(|v| v.version == version).ok_or_else(|| AppError::not_found(format!("no predictive model version {version}")))
+    listed.into_iter().find(|v| v.version == version).ok_or(PredictiveError::NoVersion(version))
 }
 
 /// Reads the live version; one that does not parse (written by a newer leadscore, say)
@@ -436,7 +469,12 @@ pub(crate) fn parse_live(version: PredictiveVersion) -> Option<LivePredictive> {
 
 /// A contact's predictive score under the live version as of `at` (now if None), or None
 /// before any version exists. `cards` are the contact's rule-model cards as of then.
-pub async fn score(engine: &Engine, contact: &ContactRecord, cards: &BTreeMap<String, ScoreCard>, at: Option<Millis>) -> AppResult<Option<PredictiveScore>> {
+pub async fn score(
+    engine: &Engine,
+    contact: &ContactRecord,
+    cards: &BTreeMap<String, ScoreCard>,
+    at: Option<Millis>,
+) -> Result<Option<PredictiveScore>, StoreError> {
     let Some(live) = engine.predictive() else { return Ok(None) };
     let events = ScoringEvent::from_stored(&engine.store.contact_events(&contact.id).await?);
     let at = at.unwrap_or_else(|| events.iter().map(|e| e.timestamp).max().map_or(engine.now(), |t| t.max(engine.now())));

@@ -7,7 +7,28 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
+
+/// Seconds a caller told "busy" waits before asking again.
+const RETRY_AFTER_SECONDS: u64 = 30;
+
+/// Why a replay cannot start now: too many are running (429, try again).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QuotaError {
+    #[error("{0} backtests of yours are running (at most {REPLAYS_PER_CALLER} at once); wait for one to finish")]
+    Caller(usize),
+    #[error("{0} backtests are running (at most {REPLAYS_IN_ALL} at once); try again shortly")]
+    Everyone(usize),
+    /// A thread panicked while holding the count.
+    #[error("the quota table is unavailable")]
+    Unavailable,
+}
+
+impl From<QuotaError> for AppError {
+    fn from(err: QuotaError) -> Self {
+        AppError::Busy { message: err.to_string(), retry_after_seconds: RETRY_AFTER_SECONDS }
+    }
+}
 
 /// Replays (backtests, synchronous or in the background) one caller may run at once.
 pub const REPLAYS_PER_CALLER: usize = 2;
@@ -28,21 +49,15 @@ pub struct Slot {
 
 impl Quotas {
     /// Takes a replay slot for `caller` (a key id, a user id), or answers busy.
-    pub fn replay(self: &Arc<Self>, caller: &str) -> AppResult<Slot> {
-        let mut running = self.running.lock().map_err(|_| AppError::invalid("the quota table is unavailable"))?;
+    pub fn replay(self: &Arc<Self>, caller: &str) -> Result<Slot, QuotaError> {
+        let mut running = self.running.lock().map_err(|_| QuotaError::Unavailable)?;
         let mine = running.get(caller).copied().unwrap_or(0);
         let all: usize = running.values().sum();
         if mine >= REPLAYS_PER_CALLER {
-            return Err(AppError::Busy {
-                message: format!("{mine} backtests of yours are running (at most {REPLAYS_PER_CALLER} at once); wait for one to finish"),
-                retry_after_seconds: 30,
-            });
+            return Err(QuotaError::Caller(mine));
         }
         if all >= REPLAYS_IN_ALL {
-            return Err(AppError::Busy {
-                message: format!("{all} backtests are running (at most {REPLAYS_IN_ALL} at once); try again shortly"),
-                retry_after_seconds: 30,
-            });
+            return Err(QuotaError::Everyone(all));
         }
         *running.entry(caller.to_string()).or_default() += 1;
         Ok(Slot { quotas: self.clone(), caller: caller.to_string() })
@@ -71,10 +86,10 @@ mod tests {
         let quotas = Arc::new(Quotas::default());
         let a1 = quotas.replay("a").unwrap();
         let _a2 = quotas.replay("a").unwrap();
-        assert!(matches!(quotas.replay("a"), Err(AppError::Busy { .. })));
+        assert!(matches!(quotas.replay("a"), Err(QuotaError::Caller(2))));
         let _b1 = quotas.replay("b").unwrap();
         let _b2 = quotas.replay("b").unwrap();
-        assert!(matches!(quotas.replay("c"), Err(AppError::Busy { .. })), "four in all");
+        assert!(matches!(quotas.replay("c"), Err(QuotaError::Everyone(4))), "four in all");
         drop(a1);
         let _c1 = quotas.replay("c").unwrap();
     }

@@ -370,11 +370,11 @@ async fn train_predictive(state: &Arc<leadscore_app::Engine>) -> Result<()> {
             );
             Ok(())
         }
-        Err(leadscore_app::AppError::Invalid { message, .. }) => {
-            eprintln!("no predictive model: {message}");
+        Err(leadscore_app::predictive::PredictiveError::Store(err)) => Err(err.into()),
+        Err(refused) => {
+            eprintln!("no predictive model: {refused}");
             Ok(())
         }
-        Err(other) => Err(other.into()),
     }
 }
 
