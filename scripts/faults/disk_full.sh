@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The disk really full (ENOSPC), under load (issue 15): `leadscore serve` with its data on
-# a small tmpfs takes sustained ingest (scripts/faults/ingest_client.py) while a file fills
+# a tmpfs (512 MiB) takes sustained ingest (scripts/faults/ingest_client.py) while a file fills
 # every byte left for a while, then goes. What must hold: every acknowledged event stored
 # exactly once, ingest answering 503 with Retry-After while the disk is full (no 500, the
 # process alive), and recovering by itself once space is back. Needs root (mount); the
@@ -16,7 +16,7 @@ if [ ! -x "$bin" ]; then
     cargo build --release --locked -p leadscore
 fi
 mnt="$(mktemp -d)"
-mount -t tmpfs -o size=64m tmpfs "$mnt"
+mount -t tmpfs -o size=512m tmpfs "$mnt"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 key="lsk_fault_$$_$RANDOM"
 log="$(mktemp)"

@@ -103,9 +103,13 @@ enum BenchCommand {
         /// Events stored before the soak starts, so a rescore has work to do
         #[arg(long, default_value_t = 200_000)]
         seed_events: usize,
-        /// Clients reading the lead list, each one request after another
+        /// Clients reading the lead list
         #[arg(long, default_value_t = 2)]
         readers: usize,
+        /// Lead-list requests per second, all readers together (a person paging through
+        /// the list, not a flood: the per-key rate limit, 2,000/s, is shared with ingest)
+        #[arg(long, default_value_t = 20)]
+        read_rate: u64,
         /// Publish a new model version (a full rescore) every this many seconds
         #[arg(long, default_value_t = 60)]
         rescore_every: u64,
@@ -156,9 +160,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             database.clean_up().await;
             outcome
         }
-        BenchCommand::Soak { duration, rate, contacts, seed_events, readers, rescore_every, sample_every, database_url } => {
+        BenchCommand::Soak { duration, rate, contacts, seed_events, readers, read_rate, rescore_every, sample_every, database_url } => {
             let database = BenchDatabase::new(database_url)?;
-            let shape = SoakShape { duration, rate, contacts, seed_events, readers, rescore_every, sample_every };
+            let shape = SoakShape { duration, rate, contacts, seed_events, readers, read_rate, rescore_every, sample_every };
             let outcome = soak(&database, &shape).await;
             if database.postgres.is_some() {
                 // The schema was made by the child server: open it here only to drop it.
@@ -659,6 +663,7 @@ struct SoakShape {
     contacts: usize,
     seed_events: usize,
     readers: usize,
+    read_rate: u64,
     rescore_every: u64,
     sample_every: u64,
 }
@@ -810,8 +815,12 @@ async fn soak(database: &BenchDatabase, shape: &SoakShape) -> Result<()> {
         let (http, reads, stop) = (http.clone(), reads.clone(), stop.clone());
         let url = format!("{}/api/v1/contacts?model=b2b&sort=-total&limit=50{}", server.base, if reader % 2 == 1 { "&band=hot" } else { "" });
         let key = server.key.clone();
+        let every = Duration::from_secs_f64(shape.readers.max(1) as f64 / shape.read_rate.max(1) as f64);
         readers.spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                ticker.tick().await;
                 let sent = Instant::now();
                 let answer = match http.get(&url).bearer_auth(&key).send().await {
                     Ok(response) => {
@@ -932,12 +941,13 @@ async fn soak(database: &BenchDatabase, shape: &SoakShape) -> Result<()> {
     drop(server);
 
     println!(
-        "soak for {:.0} s on {}: single-event ingest at {} req/s ({sent} sent, {:.0} req/s reached), {} lead-list reader(s), a rescore every {} s over {} contacts; {}",
+        "soak for {:.0} s on {}: single-event ingest at {} req/s ({sent} sent, {:.0} req/s reached), {} lead-list reader(s) at {} req/s in all, a rescore every {} s over {} contacts; {}",
         elapsed.as_secs_f64(),
         database.describe(),
         shape.rate,
         sent as f64 / elapsed.as_secs_f64(),
         shape.readers,
+        shape.read_rate,
         shape.rescore_every,
         shape.contacts,
         machine()
@@ -982,7 +992,13 @@ impl ChildView {
     async fn rescore(&self, http: &reqwest::Client) -> Result<()> {
         let id = publish_changed_model(http, &self.base, &self.key).await?;
         loop {
-            let model: Value = http.get(format!("{}/api/v1/models/b2b", self.base)).bearer_auth(&self.key).send().await?.json().await?;
+            let response = http.get(format!("{}/api/v1/models/b2b", self.base)).bearer_auth(&self.key).send().await?;
+            if !response.status().is_success() {
+                // Rate limited or busy: ask again.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            let model: Value = response.json().await?;
             let job = &model["rescore"];
             if job["id"].as_u64() != Some(id) {
                 bail!("another rescore replaced job {id}");
