@@ -1,7 +1,7 @@
 //! Accounts (F29): the account score aggregates the contacts' totals as the model's
 //! `[accounts]` table says (sum by default, max, or mean of the top N).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use leadscore_store::{ContactRecord, PublishedModel};
@@ -9,9 +9,42 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::Engine;
+use crate::ModelChoiceError;
+use crate::access::{InReach, Reach};
 use crate::contacts::current_cards;
-use crate::error::{AppError, AppResult};
-use crate::paging::{bad_cursor, page_cursor};
+use crate::error::AppError;
+use crate::paging::{PageError, bad_cursor, page_cursor};
+use leadscore_store::StoreError;
+
+/// Why an account or the account list cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Model(#[from] ModelChoiceError),
+    #[error("limit must be between 1 and 1000")]
+    Limit,
+    #[error("model {model:?} has no account band {band:?}; account bands: {bands}")]
+    UnknownBand { model: String, band: String, bands: String },
+    #[error(transparent)]
+    Page(#[from] PageError),
+    /// No such account, or none of its contacts within the reader's reach.
+    #[error("no account {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<AccountError> for AppError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Model(err) => err.into(),
+            AccountError::Page(err) => err.into(),
+            AccountError::Store(err) => AppError::Store(err),
+            AccountError::NotFound(_) => AppError::not_found(err.to_string()),
+            AccountError::Limit | AccountError::UnknownBand { .. } => AppError::bad_request(err.to_string()),
+        }
+    }
+}
 
 /// One account under one model.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,17 +82,26 @@ pub struct AccountPage {
 
 /// The account list under `model`, best first, sorted by the stored contact totals (as the
 /// lead list is; the decay sweep keeps them current).
-pub async fn list(engine: &Engine, model: Option<&str>, band: Option<&str>, limit: Option<usize>, cursor: Option<&str>) -> AppResult<AccountPage> {
+/// The account list, best first. A sales rep (`reach`) sees the accounts where they reach
+/// a contact; each account's score is still the account's, over all its contacts.
+pub async fn list(
+    engine: &Engine,
+    reach: &Reach,
+    model: Option<&str>,
+    band: Option<&str>,
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<AccountPage, AccountError> {
     let model = engine.named_or_only_model(model)?;
     let limit = limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(AppError::bad_request("limit must be between 1 and 1000"));
+        return Err(AccountError::Limit);
     }
     if let Some(band) = band
         && !model.model.accounts.bands.iter().any(|b| b.name == band)
     {
         let names: Vec<&str> = model.model.accounts.bands.iter().map(|b| b.name.as_str()).collect();
-        return Err(AppError::bad_request(format!("model {:?} has no account band {band:?}; account bands: {}", model.name, names.join(", "))));
+        return Err(AccountError::UnknownBand { model: model.name.clone(), band: band.to_string(), bands: names.join(", ") });
     }
     let after = match page_cursor(cursor)? {
         None => None,
@@ -69,8 +111,16 @@ pub async fn list(engine: &Engine, model: Option<&str>, band: Option<&str>, limi
         }
     };
     let members = engine.store.account_members(&model.name).await?;
+    let reached: Option<HashSet<String>> = if reach.is_everyone() {
+        None
+    } else {
+        let mut theirs = members.clone();
+        InReach::new(engine, reach).retain(&mut theirs, |(_, contact, _)| contact).await?;
+        Some(theirs.into_iter().map(|(account, _, _)| account).collect())
+    };
     let accounts: Vec<AccountScore> = score_accounts(&model, &members)
         .into_iter()
+        .filter(|a| reached.as_ref().is_none_or(|reached| reached.contains(&a.account)))
         .filter(|a| band.is_none_or(|band| a.band.as_deref() == Some(band)))
         .filter(|a| after.as_ref().is_none_or(|(score, account)| a.score < *score || (a.score == *score && &a.account > account)))
         .take(limit)
@@ -79,21 +129,26 @@ pub async fn list(engine: &Engine, model: Option<&str>, band: Option<&str>, limi
     Ok(AccountPage { model, accounts, next_cursor })
 }
 
-/// An account under one model: its score as of now and its contacts, best first (with
-/// each one's total under the model, None where the model does not score it).
+/// An account under one model: its score as of now and the contacts the reader reaches,
+/// best first (with each one's total under the model, None where the model does not score
+/// it).
 pub struct AccountDetail {
     pub model: Arc<PublishedModel>,
     pub score: f64,
     pub band: Option<String>,
     pub scored_contacts: usize,
     pub contacts: Vec<(Option<f64>, ContactRecord)>,
+    /// Its contacts out of the reader's reach (another rep's): counted in the score, not shown.
+    pub hidden: usize,
 }
 
-pub async fn get(engine: &Engine, id: &str, model: Option<&str>) -> AppResult<AccountDetail> {
+/// An account: its score counts every contact; a sales rep sees theirs among them, and an
+/// account where they reach none is not found for them.
+pub async fn get(engine: &Engine, reach: &Reach, id: &str, model: Option<&str>) -> Result<AccountDetail, AccountError> {
     let model = engine.named_or_only_model(model)?;
     let contacts = engine.store.account_contacts(id).await?;
-    if contacts.is_empty() {
-        return Err(AppError::not_found(format!("no account {id:?}")));
+    if !contacts.iter().any(|contact| reach.reaches(contact.owner.as_deref())) {
+        return Err(AccountError::NotFound(id.to_string()));
     }
     let mut rows = Vec::with_capacity(contacts.len());
     let mut totals = Vec::new();
@@ -105,9 +160,11 @@ pub async fn get(engine: &Engine, id: &str, model: Option<&str>) -> AppResult<Ac
         rows.push((total, contact));
     }
     rows.sort_by(|a, b| b.0.unwrap_or(f64::NEG_INFINITY).total_cmp(&a.0.unwrap_or(f64::NEG_INFINITY)));
+    let all = rows.len();
+    rows.retain(|(_, contact)| reach.reaches(contact.owner.as_deref()));
     let rule = &model.model.accounts;
     let score = rule.score(&totals);
-    Ok(AccountDetail { band: rule.band(score), score, scored_contacts: totals.len(), contacts: rows, model })
+    Ok(AccountDetail { band: rule.band(score), score, scored_contacts: totals.len(), hidden: all - rows.len(), contacts: rows, model })
 }
 
 /// An account in the account list: its score and band under the model, and its size.

@@ -8,7 +8,6 @@ use leadscore_store::AuditRecord;
 use serde::Serialize;
 
 use crate::Engine;
-use crate::error::AppResult;
 use crate::time::format_time;
 
 /// Who is acting in a request, filled in by its credential check (a key's id, a user's
@@ -46,7 +45,7 @@ pub struct AuditView {
 }
 
 /// The newest `limit` entries.
-pub async fn list(engine: &Engine, limit: usize) -> AppResult<Vec<AuditView>> {
+pub async fn list(engine: &Engine, limit: usize) -> Result<Vec<AuditView>, leadscore_store::StoreError> {
     Ok(engine
         .store
         .list_audit(limit)

@@ -12,7 +12,45 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::Engine;
-use crate::error::{AppError, AppResult};
+use crate::access::{InReach, Reach};
+use crate::error::AppError;
+use crate::paging::PageError;
+
+/// Why an automation cannot be stored, found or its run log read.
+#[derive(Debug, thiserror::Error)]
+pub enum AutomationError {
+    /// Every problem of a refused automation, like an invalid model.
+    #[error("the automation has {} problem(s): {}", .0.len(), problem_summary(.0))]
+    Refused(Vec<Problem>),
+    #[error("no automation {0:?}")]
+    NotFound(String),
+    /// No such contact, or one out of the reader's reach.
+    #[error("no contact {0:?}")]
+    NoContact(String),
+    #[error("limit must be between 1 and 1000")]
+    Limit,
+    #[error(transparent)]
+    Page(#[from] PageError),
+    #[error(transparent)]
+    Store(#[from] leadscore_store::StoreError),
+}
+
+fn problem_summary(problems: &[Problem]) -> String {
+    let summary: Vec<String> = problems.iter().map(|p| if p.path.is_empty() { p.message.clone() } else { format!("{}: {}", p.path, p.message) }).collect();
+    summary.join("; ")
+}
+
+impl From<AutomationError> for AppError {
+    fn from(err: AutomationError) -> Self {
+        match err {
+            AutomationError::Refused(ref problems) => AppError::invalid_with(err.to_string(), json!({ "problems": problems })),
+            AutomationError::NotFound(_) | AutomationError::NoContact(_) => AppError::not_found(err.to_string()),
+            AutomationError::Limit => AppError::invalid(err.to_string()),
+            AutomationError::Page(err) => err.into(),
+            AutomationError::Store(err) => AppError::Store(err),
+        }
+    }
+}
 use crate::time::format_time;
 
 /// What keeps a valid automation from being stored here, beyond its own validation: a
@@ -228,26 +266,20 @@ fn action_text(action: &Action) -> String {
     }
 }
 
-/// A refused automation: every problem, like an invalid model.
-pub fn refused(problems: Vec<Problem>) -> AppError {
-    let summary: Vec<String> = problems.iter().map(|p| if p.path.is_empty() { p.message.clone() } else { format!("{}: {}", p.path, p.message) }).collect();
-    AppError::invalid_with(format!("the automation has {} problem(s): {}", problems.len(), summary.join("; ")), json!({ "problems": problems }))
-}
-
 /// Stores automation `name` from its TOML or JSON text (validated whole, then checked
 /// against this installation: [`refusals`]) and reloads the set; true when created.
-pub async fn put(engine: &Engine, name: &str, text: &str, format: Format) -> AppResult<(AutomationRecord, bool)> {
-    let document = parse_document(text, format).map_err(|e| refused(e.problems()))?;
-    let automation = Automation::from_value(document).map_err(|e| refused(e.problems()))?;
+pub async fn put(engine: &Engine, name: &str, text: &str, format: Format) -> Result<(AutomationRecord, bool), AutomationError> {
+    let document = parse_document(text, format).map_err(|e| AutomationError::Refused(e.problems()))?;
+    let automation = Automation::from_value(document).map_err(|e| AutomationError::Refused(e.problems()))?;
     if automation.name != name {
-        return Err(refused(vec![Problem {
+        return Err(AutomationError::Refused(vec![Problem {
             path: "name".into(),
             message: format!("the automation is named {:?} but was sent to /automations/{name}", automation.name),
         }]));
     }
     let problems = refusals(engine, &automation).await;
     if !problems.is_empty() {
-        return Err(refused(problems));
+        return Err(AutomationError::Refused(problems));
     }
     let new = NewAutomation { name: automation.name, definition: automation.definition, enabled: automation.enabled };
     let (record, created) = engine.store.put_automation(new, engine.now()).await?;
@@ -256,39 +288,82 @@ pub async fn put(engine: &Engine, name: &str, text: &str, format: Format) -> App
     Ok((record, created))
 }
 
-pub async fn get(engine: &Engine, name: &str) -> AppResult<AutomationRecord> {
-    engine.store.get_automation(name).await?.ok_or_else(|| AppError::not_found(format!("no automation {name:?}")))
+pub async fn get(engine: &Engine, name: &str) -> Result<AutomationRecord, AutomationError> {
+    engine.store.get_automation(name).await?.ok_or_else(|| AutomationError::NotFound(name.to_string()))
 }
 
-pub async fn delete(engine: &Engine, name: &str) -> AppResult<()> {
+pub async fn delete(engine: &Engine, name: &str) -> Result<(), AutomationError> {
     if !engine.store.delete_automation(name).await? {
-        return Err(AppError::not_found(format!("no automation {name:?}")));
+        return Err(AutomationError::NotFound(name.to_string()));
     }
     engine.reload_automations().await?;
     Ok(())
 }
 
 /// Every automation in words, with when it last fired and how often.
-pub async fn list(engine: &Engine) -> AppResult<Vec<AutomationOverview>> {
+pub async fn list(engine: &Engine) -> Result<Vec<AutomationOverview>, leadscore_store::StoreError> {
     let stats = engine.store.run_stats(engine.now()).await?;
     Ok(engine.store.list_automations().await?.iter().map(|record| overview(record, stats.iter().find(|s| s.automation == record.name))).collect())
 }
 
+/// Runs a rep's page of the run log reads at most before it answers.
+pub const RUNS_SCANNED_PER_PAGE: usize = 10_000;
+
 /// The run log, newest first: automation, contact, time, why it fired, and each action's
 /// outcome (a queued delivery's outcome is where the outbox stands now).
+///
+/// A sales rep (`reach`) sees the runs for the contacts they reach: another rep's contact
+/// named in `contact` is not found, and without `contact` the log is read on, up to
+/// [`RUNS_SCANNED_PER_PAGE`] runs, until the page is full; a page can then hold fewer
+/// runs than `limit` and still have a `next_cursor`.
 pub async fn runs(
     engine: &Engine,
+    reach: &Reach,
     automation: Option<String>,
     contact: Option<String>,
     limit: Option<usize>,
     cursor: Option<&str>,
-) -> AppResult<(Vec<RunView>, Option<String>)> {
+) -> Result<(Vec<RunView>, Option<String>), AutomationError> {
     let limit = limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(AppError::invalid("limit must be between 1 and 1000"));
+        return Err(AutomationError::Limit);
     }
-    let before = crate::paging::parse_time_cursor(cursor)?;
-    let runs = engine.store.list_runs(&RunQuery { automation, contact_id: contact, before, limit }).await?;
+    let mut before = crate::paging::parse_time_cursor(cursor)?;
+    if let Some(contact) = &contact
+        && !reach.is_everyone()
+        && !engine.store.get_contact(contact).await?.is_some_and(|found| reach.reaches(found.owner.as_deref()))
+    {
+        return Err(AutomationError::NoContact(contact.clone()));
+    }
+    let narrowed = contact.is_none() && !reach.is_everyone();
+    let mut in_reach = InReach::new(engine, reach);
+    let (mut runs, mut scanned, mut next_cursor) = (Vec::new(), 0, None);
+    loop {
+        let mut page = engine.store.list_runs(&RunQuery { automation: automation.clone(), contact_id: contact.clone(), before: before.clone(), limit }).await?;
+        scanned += page.len();
+        let full = page.len() == limit;
+        let last = page.last().map(|run| (run.at, run.id.clone()));
+        if narrowed {
+            in_reach.retain(&mut page, |run| &run.contact_id).await?;
+        }
+        let room = limit - runs.len();
+        if page.len() >= room {
+            page.truncate(room);
+            runs.extend(page);
+            next_cursor = crate::paging::next_time_cursor(runs.len(), limit, runs.last().map(|r| (r.at, r.id.as_str())));
+            break;
+        }
+        runs.extend(page);
+        if !full {
+            break;
+        }
+        // The log goes on: read further unless this page has read enough for one answer.
+        if !narrowed || scanned >= RUNS_SCANNED_PER_PAGE {
+            next_cursor = last.map(|(at, id)| format!("{},{id}", format_time(at)));
+            break;
+        }
+        before = last;
+    }
     let mut items = Vec::with_capacity(runs.len());
     for run in &runs {
         let mut actions = Vec::with_capacity(run.actions.len());
@@ -312,7 +387,6 @@ pub async fn runs(
             reason: run.reason.clone(),
         });
     }
-    let next_cursor = crate::paging::next_time_cursor(runs.len(), limit, runs.last().map(|r| (r.at, r.id.as_str())));
     Ok((items, next_cursor))
 }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::Engine;
+use crate::access::Reach;
 use crate::models::JOB_LEASE_MS;
 use crate::reports::{
     AccuracyReport, BandChanges, BandChangesView, BracketsReport, ReplayPages, accuracy_report, brackets_report, judge, replay_in_parallel, timelines,
@@ -32,7 +33,7 @@ pub async fn run(
     progress: Progress<'_>,
 ) -> Result<BacktestReport, StoreError> {
     let started = std::time::Instant::now();
-    let timelines = timelines(engine, None, from, to).await?;
+    let timelines = timelines(engine, &Reach::Everyone, None, from, to).await?;
     tracing::debug!(contacts = timelines.len(), elapsed_ms = started.elapsed().as_millis() as u64, "backtest: outcomes read");
     let total = timelines.len() as u64 + engine.store.count_contacts().await?;
     let mut done = 0u64;
@@ -233,12 +234,30 @@ pub async fn start_job(
 pub type Progress<'a> = &'a mut (dyn FnMut(u64, u64) + Send);
 
 /// Background backtest `id` (its progress, then its report).
-pub async fn job(engine: &Engine, id: &str) -> crate::AppResult<Job> {
+pub async fn job(engine: &Engine, id: &str) -> Result<Job, BacktestError> {
     let found = match id.parse::<i64>() {
         Ok(number) => engine.store.get_job(number).await?,
         Err(_) => None,
     };
-    found.filter(|job| job.kind == "backtest").ok_or_else(|| crate::AppError::not_found(format!("no backtest {id:?}")))
+    found.filter(|job| job.kind == "backtest").ok_or_else(|| BacktestError::NoJob(id.to_string()))
+}
+
+/// Why a background backtest cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    #[error("no backtest {0:?}")]
+    NoJob(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<BacktestError> for crate::AppError {
+    fn from(err: BacktestError) -> Self {
+        match err {
+            BacktestError::NoJob(_) => crate::AppError::not_found(err.to_string()),
+            BacktestError::Store(err) => crate::AppError::Store(err),
+        }
+    }
 }
 
 /// A background backtest as front ends show it: the job's progress, and the report once

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use utoipa::ToSchema;
 
 use crate::Engine;
+use crate::access::Reach;
 use crate::reports::{
     AccuracyReport, BandChanges, BandChangesView, BracketsReport, DistributionReport, ScoreRows, accuracy_report, brackets_report, distribution_report, judge,
     resolve, timelines,
@@ -25,7 +26,7 @@ pub async fn compare(engine: &Engine, candidate: &PublishedModel, live: &Publish
     let (mut judged_candidate, mut judged_live) = (Vec::new(), Vec::new());
     // Contacts the live model judged whose outcome carries no candidate card.
     let mut live_only = 0usize;
-    for timeline in timelines(engine, None, from, to).await? {
+    for timeline in timelines(engine, &Reach::Everyone, None, from, to).await? {
         let cards = timeline.close.as_ref().map_or(&timeline.latest.1, |(_, _, cards)| cards);
         match (cards.get(&candidate.name), cards.get(&live.name)) {
             (Some(candidate_card), Some(live_card)) => {
@@ -55,9 +56,9 @@ pub async fn compare(engine: &Engine, candidate: &PublishedModel, live: &Publish
     };
     Ok(CompareReport {
         band_changes,
-        candidate: side(candidate, &judged_candidate, distribution_report(engine, candidate, BINS).await?),
+        candidate: side(candidate, &judged_candidate, distribution_report(engine, &Reach::Everyone, candidate, BINS).await?),
         judged_contacts: judged_candidate.len(),
-        live: side(live, &judged_live, distribution_report(engine, live, BINS).await?),
+        live: side(live, &judged_live, distribution_report(engine, &Reach::Everyone, live, BINS).await?),
         notes,
         shadow_of: candidate.shadow_of.clone(),
     })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use leadscore_core::scorer::{QUADRANTS, activity_history, normalize_events, round2};
 use leadscore_core::{EventRef, ScoreCard};
 use leadscore_store::scoring::{ScoringEvent, card_at, card_from_events};
-use leadscore_store::{BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, SortKey};
+use leadscore_store::{BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, LeadQuery, Millis, ModelSet, PublishedModel, SortKey, StoreError};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -29,7 +29,7 @@ pub fn check_id(id: &str, what: &str) -> AppResult<()> {
 
 /// A contact's cards under every live model that scores it, as of `at` (now if None).
 /// Stored states answer directly; a past `at` or a rescore still under way replays events.
-pub async fn current_cards(engine: &Engine, contact: &ContactRecord, at: Option<Millis>) -> AppResult<Vec<(Arc<PublishedModel>, ScoreCard)>> {
+pub async fn current_cards(engine: &Engine, contact: &ContactRecord, at: Option<Millis>) -> Result<Vec<(Arc<PublishedModel>, ScoreCard)>, StoreError> {
     let mut models = engine.models();
     // A row scored under a model or version this process has not loaded yet was written
     // after a publish through another process: load the live set now rather than showing

@@ -7,9 +7,35 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::Engine;
-use crate::error::{AppError, AppResult};
-use crate::paging::{next_time_cursor, parse_time_cursor};
+use crate::error::AppError;
+use crate::paging::{PageError, next_time_cursor, parse_time_cursor};
 use crate::time::format_time;
+
+/// Why the outbox cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("state {0:?} is not one of pending, delivered, failed (dead-lettered), all")]
+    UnknownState(String),
+    #[error("limit must be between 1 and 1000")]
+    Limit,
+    #[error(transparent)]
+    Page(#[from] PageError),
+    #[error("no delivery {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] leadscore_store::StoreError),
+}
+
+impl From<DeliveryError> for AppError {
+    fn from(err: DeliveryError) -> Self {
+        match err {
+            DeliveryError::UnknownState(_) | DeliveryError::Limit => AppError::invalid(err.to_string()),
+            DeliveryError::Page(err) => err.into(),
+            DeliveryError::NotFound(_) => AppError::not_found(err.to_string()),
+            DeliveryError::Store(err) => AppError::Store(err),
+        }
+    }
+}
 
 /// One page of the outbox, newest first, with the count of deliveries in each state.
 pub struct DeliveryPage {
@@ -20,17 +46,20 @@ pub struct DeliveryPage {
 
 /// The deliveries in `state` (`pending`, `delivered`, `failed`, `all`/None), of one
 /// automation when named, a page after `cursor`.
-pub async fn list(engine: &Engine, state: Option<&str>, automation: Option<String>, limit: Option<usize>, cursor: Option<&str>) -> AppResult<DeliveryPage> {
+pub async fn list(
+    engine: &Engine,
+    state: Option<&str>,
+    automation: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<DeliveryPage, DeliveryError> {
     let wanted = match state {
         None | Some("") | Some("all") => None,
-        Some(text) => Some(
-            DeliveryState::parse(text)
-                .ok_or_else(|| AppError::invalid(format!("state {text:?} is not one of pending, delivered, failed (dead-lettered), all")))?,
-        ),
+        Some(text) => Some(DeliveryState::parse(text).ok_or_else(|| DeliveryError::UnknownState(text.to_string()))?),
     };
     let limit = limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(AppError::invalid("limit must be between 1 and 1000"));
+        return Err(DeliveryError::Limit);
     }
     let before = parse_time_cursor(cursor)?;
     let deliveries = engine.store.list_deliveries(&DeliveryQuery { state: wanted, automation, before, limit }).await?;
@@ -40,13 +69,13 @@ pub async fn list(engine: &Engine, state: Option<&str>, automation: Option<Strin
 }
 
 /// A delivery with every attempt made so far.
-pub async fn get(engine: &Engine, id: &str) -> AppResult<(Delivery, Vec<DeliveryAttempt>)> {
-    engine.store.get_delivery(id).await?.ok_or_else(|| AppError::not_found(format!("no delivery {id:?}")))
+pub async fn get(engine: &Engine, id: &str) -> Result<(Delivery, Vec<DeliveryAttempt>), DeliveryError> {
+    engine.store.get_delivery(id).await?.ok_or_else(|| DeliveryError::NotFound(id.to_string()))
 }
 
 /// Queues a delivery again (a dead letter after its receiver was fixed), now.
-pub async fn retry(engine: &Engine, id: &str) -> AppResult<Delivery> {
-    let delivery = engine.store.retry_delivery(id, engine.now()).await?.ok_or_else(|| AppError::not_found(format!("no delivery {id:?}")))?;
+pub async fn retry(engine: &Engine, id: &str) -> Result<Delivery, DeliveryError> {
+    let delivery = engine.store.retry_delivery(id, engine.now()).await?.ok_or_else(|| DeliveryError::NotFound(id.to_string()))?;
     tracing::info!(delivery = %id, "delivery queued again by hand");
     engine.runtime.wake_delivery.notify_one();
     Ok(delivery)

@@ -1,14 +1,14 @@
 //! API keys: 32 random bytes shown once, stored as their SHA-256 hash (a fast hash is
 //! enough: there is nothing to brute-force), created, listed and revoked here.
 
-use leadscore_store::{ApiKeyRecord, Millis, Scope};
+use leadscore_store::{ApiKeyRecord, Millis, Scope, StoreError};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::Engine;
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
 use crate::time::format_time;
 
 pub const KEY_PREFIX: &str = "lsk_";
@@ -41,19 +41,19 @@ pub fn key_record(name: &str, key: &str, scopes: Vec<Scope>, now: Millis) -> Api
 
 /// Creates a key with the named scopes; answers its record and the key itself, which is
 /// never seen again.
-pub async fn create_key(engine: &Engine, name: &str, scopes: &[String]) -> AppResult<(ApiKeyRecord, String)> {
+pub async fn create_key(engine: &Engine, name: &str, scopes: &[String]) -> Result<(ApiKeyRecord, String), KeyError> {
     if name.trim().is_empty() || name.len() > 200 {
-        return Err(AppError::invalid("`name` must be 1-200 characters"));
+        return Err(KeyError::Name);
     }
     let mut parsed = Vec::new();
     for scope in scopes {
-        let scope = Scope::parse(scope).ok_or_else(|| AppError::invalid(format!("unknown scope {scope:?}; use ingest, read or admin")))?;
+        let scope = Scope::parse(scope).ok_or_else(|| KeyError::UnknownScope(scope.clone()))?;
         if !parsed.contains(&scope) {
             parsed.push(scope);
         }
     }
     if parsed.is_empty() {
-        return Err(AppError::invalid("give at least one scope: ingest, read or admin"));
+        return Err(KeyError::NoScope);
     }
     let key = generate_key();
     let record = key_record(name, &key, parsed, engine.now());
@@ -63,24 +63,52 @@ pub async fn create_key(engine: &Engine, name: &str, scopes: &[String]) -> AppRe
 
 /// Revokes key `id`; `by` is the key asking, which may not revoke itself (the way back in
 /// would be gone with it).
-pub async fn revoke_key(engine: &Engine, id: &str, by: &str) -> AppResult<()> {
+pub async fn revoke_key(engine: &Engine, id: &str, by: &str) -> Result<(), KeyError> {
     if id == by {
-        return Err(AppError::invalid("a key cannot revoke itself; use another admin key"));
+        return Err(KeyError::RevokeSelf);
     }
     if !engine.store.revoke_key(id, engine.now()).await? {
-        return Err(AppError::not_found(format!("no active key {id:?}")));
+        return Err(KeyError::NotFound(id.to_string()));
     }
     Ok(())
 }
 
 /// Every key, revoked ones too (never the keys themselves).
-pub async fn list(engine: &Engine) -> AppResult<Vec<ApiKeyRecord>> {
-    Ok(engine.store.list_keys().await?)
+pub async fn list(engine: &Engine) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    engine.store.list_keys().await
 }
 
 /// The stored record of a key as presented, if any (revoked ones too: the caller tells).
-pub async fn find(engine: &Engine, key: &str) -> AppResult<Option<ApiKeyRecord>> {
-    Ok(engine.store.find_key_by_hash(&hash_key(key)).await?)
+pub async fn find(engine: &Engine, key: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+    engine.store.find_key_by_hash(&hash_key(key)).await
+}
+
+/// Why a key cannot be created or revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("`name` must be 1-200 characters")]
+    Name,
+    #[error("unknown scope {0:?}; use ingest, read or admin")]
+    UnknownScope(String),
+    #[error("give at least one scope: ingest, read or admin")]
+    NoScope,
+    /// The way back in would be gone with it.
+    #[error("a key cannot revoke itself; use another admin key")]
+    RevokeSelf,
+    #[error("no active key {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<KeyError> for AppError {
+    fn from(err: KeyError) -> Self {
+        match err {
+            KeyError::NotFound(_) => AppError::not_found(err.to_string()),
+            KeyError::Store(err) => AppError::Store(err),
+            other => AppError::invalid(other.to_string()),
+        }
+    }
 }
 
 /// An API key as front ends show it (never its hash).

@@ -70,7 +70,8 @@ pub struct EngineConfig {
     pub smtp_from: String,
     /// Whether this process runs the background workers (tests may drive the steps alone).
     pub workers: bool,
-    /// Whether sales reps also reach contacts without an owner (LEADSCORE_SALES_POOL).
+    /// Whether sales reps also reach contacts without an owner (LEADSCORE_SALES_POOL), until
+    /// an admin decides otherwise on the settings page (then the stored option holds).
     pub sales_pool: bool,
     /// How often the live predictive model is retrained (LEADSCORE_RETRAIN_INTERVAL; None: never).
     pub retrain_interval: Option<std::time::Duration>,
@@ -111,11 +112,15 @@ pub struct Engine {
     predictive: RwLock<Option<Arc<predictive::LivePredictive>>>,
     /// Heavy work under way per caller.
     pub quotas: Arc<quota::Quotas>,
+    /// Whether sales reps reach the unassigned pool: the admin's stored choice, else the
+    /// configuration's ([`EngineConfig::sales_pool`]); re-read with the models.
+    sales_pool: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
     /// Loads the live models and automations from the store.
     pub async fn new(store: Arc<dyn Store>, clock: Clock, config: EngineConfig) -> Result<Arc<Self>, StoreError> {
+        let configured_pool = config.sales_pool;
         let engine = Arc::new(Self {
             store,
             models: RwLock::new(Arc::new(Vec::new())),
@@ -124,7 +129,9 @@ impl Engine {
             config,
             predictive: RwLock::new(None),
             quotas: Arc::default(),
+            sales_pool: std::sync::atomic::AtomicBool::new(configured_pool),
         });
+        engine.reload_options().await?;
         engine.reload_models().await?;
         engine.reload_automations().await?;
         engine.reload_predictive().await?;
@@ -184,6 +191,27 @@ impl Engine {
         }
         if let Ok(mut models) = self.models.write() {
             *models = Arc::new(set);
+        }
+        Ok(())
+    }
+
+    /// Whether sales reps also reach contacts without an owner.
+    pub fn sales_pool(&self) -> bool {
+        self.sales_pool.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_sales_pool(&self, allowed: bool) {
+        self.sales_pool.store(allowed, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Re-reads the options an admin changes at run time (another process may have changed
+    /// them); an option never set keeps the configuration's value.
+    pub async fn reload_options(&self) -> Result<(), StoreError> {
+        if let Some(text) = self.store.get_option(settings::SALES_POOL_OPTION).await? {
+            match serde_json::from_str::<bool>(&text) {
+                Ok(allowed) => self.set_sales_pool(allowed),
+                Err(err) => tracing::error!(option = settings::SALES_POOL_OPTION, error = %err, "stored option does not parse; kept the configured value"),
+            }
         }
         Ok(())
     }

@@ -11,7 +11,35 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::Engine;
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
+
+/// Why a model cannot be published, rescored, found or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelsError {
+    #[error("{0:?} is not a valid model name: use 1-64 of a-z, 0-9, _ and -")]
+    Name(String),
+    /// A model with problems: each problem and where it is.
+    #[error(transparent)]
+    Invalid(#[from] leadscore_core::ModelError),
+    #[error("the model is named {named:?} but was sent to /models/{sent_to}")]
+    Misnamed { named: String, sent_to: String },
+    #[error("no model {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ModelsError> for AppError {
+    fn from(err: ModelsError) -> Self {
+        match err {
+            ModelsError::Name(_) => AppError::bad_request(err.to_string()),
+            ModelsError::Invalid(err) => invalid_model(err),
+            ModelsError::Misnamed { .. } => AppError::invalid(err.to_string()),
+            ModelsError::NotFound(_) => AppError::not_found(err.to_string()),
+            ModelsError::Store(err) => AppError::Store(err),
+        }
+    }
+}
 use crate::time::format_time;
 
 pub fn format_name(format: Format) -> &'static str {
@@ -62,13 +90,13 @@ pub enum Put {
 
 /// Validates model text sent for `name` and publishes it unless the live version already
 /// holds it (issue 12.9).
-pub async fn put(engine: &Arc<Engine>, name: &str, text: &str, format: Format, shadow_of: Option<String>) -> AppResult<Put> {
+pub async fn put(engine: &Arc<Engine>, name: &str, text: &str, format: Format, shadow_of: Option<String>) -> Result<Put, ModelsError> {
     if !is_valid_name(name) {
-        return Err(AppError::bad_request(format!("{name:?} is not a valid model name: use 1-64 of a-z, 0-9, _ and -")));
+        return Err(ModelsError::Name(name.to_string()));
     }
-    let model = Model::parse_as(text, format).map_err(invalid_model)?;
+    let model = Model::parse_as(text, format)?;
     if model.name != name {
-        return Err(AppError::invalid(format!("the model is named {:?} but was sent to /models/{name}", model.name)));
+        return Err(ModelsError::Misnamed { named: model.name, sent_to: name.to_string() });
     }
     let shadow_of = shadow_of.filter(|s| !s.is_empty());
     if let Some(live) = unchanged_version(engine, name, text, shadow_of.as_deref()).await? {
@@ -86,9 +114,9 @@ pub fn invalid_model(err: leadscore_core::ModelError) -> AppError {
 }
 
 /// Starts a rescore of live model `name` in the background.
-pub async fn rescore(engine: &Arc<Engine>, name: &str) -> AppResult<Job> {
+pub async fn rescore(engine: &Arc<Engine>, name: &str) -> Result<Job, ModelsError> {
     if engine.model(name).is_none() {
-        return Err(AppError::not_found(format!("no model {name:?}")));
+        return Err(ModelsError::NotFound(name.to_string()));
     }
     Ok(start_rescore(engine, name).await?)
 }
@@ -304,9 +332,9 @@ pub fn spawn_job_worker(engine: Arc<Engine>) {
 }
 
 /// Deletes model `name` and every version of it.
-pub async fn delete(engine: &Engine, name: &str) -> AppResult<()> {
+pub async fn delete(engine: &Engine, name: &str) -> Result<(), ModelsError> {
     if !engine.store.delete_model(name).await? {
-        return Err(AppError::not_found(format!("no model {name:?}")));
+        return Err(ModelsError::NotFound(name.to_string()));
     }
     engine.reload_models().await?;
     Ok(())
@@ -322,17 +350,17 @@ pub struct ModelOverview {
 }
 
 /// Live model `name`.
-pub async fn overview(engine: &Engine, name: &str) -> AppResult<ModelOverview> {
-    let published = engine.model(name).ok_or_else(|| AppError::not_found(format!("no model {name:?}")))?;
+pub async fn overview(engine: &Engine, name: &str) -> Result<ModelOverview, ModelsError> {
+    let published = engine.model(name).ok_or_else(|| ModelsError::NotFound(name.to_string()))?;
     let versions = engine.store.model_versions(name).await?;
-    let current = versions.into_iter().find(|v| v.version == published.version).ok_or_else(|| AppError::not_found(format!("no model {name:?}")))?;
+    let current = versions.into_iter().find(|v| v.version == published.version).ok_or_else(|| ModelsError::NotFound(name.to_string()))?;
     let job = engine.store.latest_job(name).await?;
     let shadows = engine.models().iter().filter(|m| m.shadow_of.as_deref() == Some(name)).map(|m| m.name.clone()).collect();
     Ok(ModelOverview { published, current, job, shadows })
 }
 
 /// Every live model's head version with its latest rescore job.
-pub async fn list(engine: &Engine) -> AppResult<Vec<(ModelVersion, Option<Job>)>> {
+pub async fn list(engine: &Engine) -> Result<Vec<(ModelVersion, Option<Job>)>, StoreError> {
     let mut items = Vec::new();
     for version in engine.store.live_models().await? {
         let job = engine.store.latest_job(&version.name).await?;
@@ -342,10 +370,10 @@ pub async fn list(engine: &Engine) -> AppResult<Vec<(ModelVersion, Option<Job>)>
 }
 
 /// Every version of model `name`, oldest first, with the one that is live.
-pub async fn versions(engine: &Engine, name: &str) -> AppResult<(Vec<ModelVersion>, Option<u32>)> {
+pub async fn versions(engine: &Engine, name: &str) -> Result<(Vec<ModelVersion>, Option<u32>), ModelsError> {
     let versions = engine.store.model_versions(name).await?;
     if versions.is_empty() {
-        return Err(AppError::not_found(format!("no model {name:?}")));
+        return Err(ModelsError::NotFound(name.to_string()));
     }
     Ok((versions, engine.model(name).map(|m| m.version)))
 }

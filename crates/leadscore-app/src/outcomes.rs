@@ -4,14 +4,36 @@
 use std::collections::BTreeMap;
 
 use leadscore_core::ScoreCard;
-use leadscore_store::{ContactRecord, Millis, NewOutcome, OutcomeKind, OutcomeRecord, STATUSES};
+use leadscore_store::{ContactRecord, Millis, NewOutcome, OutcomeKind, OutcomeRecord, STATUSES, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::contacts::current_cards;
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
 use crate::time::{format_time, parse_time};
+
+/// Why an outcome cannot be recorded or read.
+#[derive(Debug, thiserror::Error)]
+pub enum OutcomeError {
+    #[error("no contact {0:?}")]
+    NoContact(String),
+    /// An unknown status, a rating outside 1–5, a time that does not parse or lies ahead.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<OutcomeError> for AppError {
+    fn from(err: OutcomeError) -> Self {
+        match err {
+            OutcomeError::NoContact(_) => AppError::not_found(err.to_string()),
+            OutcomeError::Invalid(message) => AppError::invalid(message),
+            OutcomeError::Store(err) => AppError::Store(err),
+        }
+    }
+}
 
 /// An outcome may be dated in the past (imports of history), not in the future beyond
 /// a little clock skew.
@@ -31,28 +53,28 @@ pub fn outcome_time(engine: &Engine, at: Option<&str>) -> Result<Millis, String>
 }
 
 /// The contact's cards as of `at` under every live model that applies to it.
-pub async fn cards_at(engine: &Engine, contact: &ContactRecord, at: Millis) -> AppResult<BTreeMap<String, ScoreCard>> {
+pub async fn cards_at(engine: &Engine, contact: &ContactRecord, at: Millis) -> Result<BTreeMap<String, ScoreCard>, StoreError> {
     Ok(current_cards(engine, contact, Some(at)).await?.into_iter().map(|(model, card)| (model.name.clone(), card)).collect())
 }
 
 /// Records one outcome for a contact: its scores as of `at` go with it.
-pub async fn record(engine: &Engine, contact_id: &str, kind: OutcomeKind, at: Millis) -> AppResult<OutcomeRecord> {
-    let contact = engine.store.get_contact(contact_id).await?.ok_or_else(|| AppError::not_found(format!("no contact {contact_id:?}")))?;
-    record_for(engine, &contact, kind, at).await
+pub async fn record(engine: &Engine, contact_id: &str, kind: OutcomeKind, at: Millis) -> Result<OutcomeRecord, OutcomeError> {
+    let contact = engine.store.get_contact(contact_id).await?.ok_or_else(|| OutcomeError::NoContact(contact_id.to_string()))?;
+    Ok(record_for(engine, &contact, kind, at).await?)
 }
 
 /// [`record`] for a contact the caller has just read or written (an import), without
 /// reading it again.
-pub async fn record_for(engine: &Engine, contact: &ContactRecord, kind: OutcomeKind, at: Millis) -> AppResult<OutcomeRecord> {
+pub async fn record_for(engine: &Engine, contact: &ContactRecord, kind: OutcomeKind, at: Millis) -> Result<OutcomeRecord, StoreError> {
     let scores = cards_at(engine, contact, at).await?;
-    Ok(engine.store.record_outcome(NewOutcome { contact_id: contact.id.clone(), kind, at, scores }, engine.now()).await?)
+    engine.store.record_outcome(NewOutcome { contact_id: contact.id.clone(), kind, at, scores }, engine.now()).await
 }
 
 /// Records a status sales set (`qualified`, `won`, …; any case), dated `at` or now.
-pub async fn record_status(engine: &Engine, contact_id: &str, status: &str, at: Option<&str>) -> AppResult<OutcomeRecord> {
+pub async fn record_status(engine: &Engine, contact_id: &str, status: &str, at: Option<&str>) -> Result<OutcomeRecord, OutcomeError> {
     let status = status.trim().to_lowercase();
-    check_status(&status).map_err(AppError::invalid)?;
-    let at = outcome_time(engine, at).map_err(AppError::invalid)?;
+    check_status(&status).map_err(OutcomeError::Invalid)?;
+    let at = outcome_time(engine, at).map_err(OutcomeError::Invalid)?;
     record(engine, contact_id, OutcomeKind::Status { status }, at).await
 }
 
@@ -64,17 +86,17 @@ pub async fn record_feedback(
     note: Option<String>,
     author: Option<String>,
     at: Option<&str>,
-) -> AppResult<OutcomeRecord> {
-    let rating = check_rating(rating).map_err(AppError::invalid)?;
-    let at = outcome_time(engine, at).map_err(AppError::invalid)?;
+) -> Result<OutcomeRecord, OutcomeError> {
+    let rating = check_rating(rating).map_err(OutcomeError::Invalid)?;
+    let at = outcome_time(engine, at).map_err(OutcomeError::Invalid)?;
     let note = note.filter(|n| !n.trim().is_empty());
     record(engine, contact_id, OutcomeKind::Feedback { rating, note, author }, at).await
 }
 
 /// A contact's outcomes, oldest first.
-pub async fn contact_outcomes(engine: &Engine, contact_id: &str) -> AppResult<Vec<OutcomeRecord>> {
+pub async fn contact_outcomes(engine: &Engine, contact_id: &str) -> Result<Vec<OutcomeRecord>, OutcomeError> {
     if engine.store.get_contact(contact_id).await?.is_none() {
-        return Err(AppError::not_found(format!("no contact {contact_id:?}")));
+        return Err(OutcomeError::NoContact(contact_id.to_string()));
     }
     Ok(engine.store.contact_outcomes(contact_id).await?)
 }

@@ -3,17 +3,33 @@
 
 use leadscore_store::Millis;
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
 use crate::time::{format_time, parse_time};
 
+/// Why a page cannot be read: a bad request (400) either way.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PageError {
+    /// The one answer, on every paginated list, to a cursor that no page gave out.
+    #[error("the cursor is not one this list gave out: pass the next_cursor of the previous page as it came, or none for the first page")]
+    BadCursor,
+    #[error("limit must be between 1 and {max}")]
+    Limit { max: usize },
+}
+
+impl From<PageError> for AppError {
+    fn from(err: PageError) -> Self {
+        AppError::bad_request(err.to_string())
+    }
+}
+
 /// The one answer, on every paginated list, to a cursor that no page gave out.
-pub fn bad_cursor() -> AppError {
-    AppError::bad_request("the cursor is not one this list gave out: pass the next_cursor of the previous page as it came, or none for the first page")
+pub fn bad_cursor() -> PageError {
+    PageError::BadCursor
 }
 
 /// A page cursor as sent: None when absent or empty (the first page). One with control
 /// characters is refused: no cursor holds them, and PostgreSQL refuses a NUL in text.
-pub fn page_cursor(cursor: Option<&str>) -> AppResult<Option<&str>> {
+pub fn page_cursor(cursor: Option<&str>) -> Result<Option<&str>, PageError> {
     match cursor {
         None | Some("") => Ok(None),
         Some(cursor) if cursor.chars().any(char::is_control) => Err(bad_cursor()),
@@ -22,7 +38,7 @@ pub fn page_cursor(cursor: Option<&str>) -> AppResult<Option<&str>> {
 }
 
 /// A `time,id` page cursor (newest-first lists of runs and deliveries): None when absent.
-pub fn parse_time_cursor(cursor: Option<&str>) -> AppResult<Option<(Millis, String)>> {
+pub fn parse_time_cursor(cursor: Option<&str>) -> Result<Option<(Millis, String)>, PageError> {
     let Some(cursor) = page_cursor(cursor)? else { return Ok(None) };
     let (at, id) = cursor.split_once(',').ok_or_else(bad_cursor)?;
     Ok(Some((parse_time(at).map_err(|_| bad_cursor())?, id.to_string())))
@@ -47,14 +63,14 @@ impl Window {
 
     /// The window a request asks for: `limit` (default `default`, at most `max`) entries
     /// after the cursor's position.
-    pub fn of(cursor: Option<&str>, limit: Option<usize>, default: usize, max: usize) -> AppResult<Window> {
+    pub fn of(cursor: Option<&str>, limit: Option<usize>, default: usize, max: usize) -> Result<Window, PageError> {
         let offset = match page_cursor(cursor)? {
             None => 0,
             Some(cursor) => cursor.strip_prefix("after:").and_then(|n| n.parse().ok()).ok_or_else(bad_cursor)?,
         };
         let limit = limit.unwrap_or(default);
         if limit == 0 || limit > max {
-            return Err(AppError::bad_request(format!("limit must be between 1 and {max}")));
+            return Err(PageError::Limit { max });
         }
         Ok(Window { offset, limit })
     }

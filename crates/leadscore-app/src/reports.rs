@@ -8,19 +8,25 @@
 //! recorded with its latest status in the range; a contact whose latest won/lost status
 //! is in the range is closed, judged on its score as of that close. Won and lost contacts
 //! count as qualified, as do contacts whose statuses in the range include `qualified`.
+//!
+//! Whom a report counts also depends on who asks ([`Reach`]): a sales rep's reports count
+//! only the contacts they reach (their own, and the unassigned pool when allowed), so no
+//! report tells a rep about another rep's contacts.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use leadscore_core::ScoreCard;
-use leadscore_core::report::{BracketRow, Outcome, brackets, decile_edges, points_backwards, roc_auc};
+use leadscore_core::report::{BracketRow, Outcome, brackets as bracket_rows, decile_edges, points_backwards, roc_auc};
 use leadscore_store::{Millis, OutcomeKind, PublishedModel, ScannedScore, StoreError, scoring};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::Engine;
+use crate::access::{InReach, OWNER_BATCH, Reach};
+use crate::error::AppError;
 use crate::time::{format_time, parse_time};
 
 /// A contact that entered the model's top band in the range.
@@ -191,16 +197,17 @@ pub(crate) async fn replay_in_parallel<T: Send + 'static>(
 /// points; a crossing counts when the contact was below the line just before
 /// ([`leadscore_core::scorer::first_crossing`]). Pages are replayed in parallel while the
 /// next one is read ([`ReplayPages`]).
-pub async fn became_hot(engine: &Engine, model: &PublishedModel, from: Millis, to: Millis) -> Result<Vec<BecameHot>, StoreError> {
+pub async fn became_hot(engine: &Engine, reach: &Reach, model: &PublishedModel, from: Millis, to: Millis) -> Result<Vec<BecameHot>, StoreError> {
     let Some(line) = model.model.bands.first().and_then(|b| b.min) else { return Ok(Vec::new()) };
     let model = Arc::new(model.clone());
+    let reach = Arc::new(reach.clone());
     let mut pages = ReplayPages::scored(engine, &model.name);
     let mut hot = Vec::new();
     while let Some((_, page)) = pages.next().await? {
-        let model = model.clone();
+        let (model, reach) = (model.clone(), reach.clone());
         hot.extend(
             replay_in_parallel(page, move |contact, events| {
-                if events.is_empty() {
+                if events.is_empty() || !reach.reaches(contact.owner.as_deref()) {
                     return None;
                 }
                 let fit = model.model.fit(&contact.attributes);
@@ -216,8 +223,8 @@ pub async fn became_hot(engine: &Engine, model: &PublishedModel, from: Millis, t
 /// The speed report: of the leads that became hot in the range, how many were qualified
 /// afterwards (warning below 50 %), and the time from becoming hot to the first sales
 /// touch (any status but `new`), median and p90, with breaches of the SLA, per owner.
-pub async fn speed_report(engine: &Engine, model: &PublishedModel, from: Millis, to: Millis, sla_ms: Millis) -> Result<SpeedReport, StoreError> {
-    let hot = became_hot(engine, model, from, to).await?;
+pub async fn speed_report(engine: &Engine, reach: &Reach, model: &PublishedModel, from: Millis, to: Millis, sla_ms: Millis) -> Result<SpeedReport, StoreError> {
+    let hot = became_hot(engine, reach, model, from, to).await?;
     // Every sales touch (any status but `new`), by contact, in one pass over the outcomes.
     let mut touches: HashMap<String, Vec<(Millis, String)>> = HashMap::new();
     for_each_outcome(engine, Millis::MIN, Millis::MAX, |outcome| {
@@ -364,26 +371,46 @@ impl ScoreRows {
 /// the value of `attribute` when one is named, from the score rows only ([`ScoreRows`]).
 async fn for_each_scored(
     engine: &Engine,
+    reach: &Reach,
     model: &PublishedModel,
     attribute: Option<&str>,
     mut each: impl FnMut(&ScannedScore, &ScoreCard),
 ) -> Result<(), StoreError> {
     let now = engine.now();
     let mut rows = ScoreRows::new(engine, model, attribute);
-    while let Some(row) = rows.next().await? {
-        if let Some(card) = scoring::scanned_card_at(model, &row, now) {
-            each(&row, &card);
+    let mut in_reach = InReach::new(engine, reach);
+    let mut waiting = Vec::new();
+    loop {
+        let row = rows.next().await?;
+        let end = row.is_none();
+        match row {
+            Some(row) if in_reach.everyone() => waiting.push(row),
+            Some(row) => {
+                waiting.push(row);
+                if waiting.len() < OWNER_BATCH {
+                    continue;
+                }
+                in_reach.retain(&mut waiting, |row| &row.contact_id).await?;
+            }
+            None => in_reach.retain(&mut waiting, |row| &row.contact_id).await?,
+        }
+        for row in waiting.drain(..) {
+            if let Some(card) = scoring::scanned_card_at(model, &row, now) {
+                each(&row, &card);
+            }
+        }
+        if end {
+            return Ok(());
         }
     }
-    Ok(())
 }
 
 /// The distribution report: a histogram of current totals and the count per band, with a
 /// warning when the top band holds too many (over 20 %) or too few (under 1 %) contacts.
-pub async fn distribution_report(engine: &Engine, model: &PublishedModel, bins: usize) -> Result<DistributionReport, StoreError> {
+pub async fn distribution_report(engine: &Engine, reach: &Reach, model: &PublishedModel, bins: usize) -> Result<DistributionReport, StoreError> {
     let mut totals = Vec::new();
     let mut bands: HashMap<String, u64> = HashMap::new();
-    for_each_scored(engine, model, None, |_, card| {
+    for_each_scored(engine, reach, model, None, |_, card| {
         totals.push(card.total);
         *bands.entry(card.band.clone().unwrap_or_default()).or_default() += 1;
     })
@@ -461,7 +488,7 @@ pub struct HistogramBin {
 
 /// The sources report: per value of a source attribute, how many contacts, their average
 /// current score, and the conversion of those with outcomes in the range.
-pub async fn sources_report(engine: &Engine, model: &PublishedModel, attribute: &str, judged: &[Judged]) -> Result<SourcesReport, StoreError> {
+pub async fn sources_report(engine: &Engine, reach: &Reach, model: &PublishedModel, attribute: &str, judged: &[Judged]) -> Result<SourcesReport, StoreError> {
     #[derive(Default)]
     struct Source {
         contacts: u64,
@@ -471,7 +498,7 @@ pub async fn sources_report(engine: &Engine, model: &PublishedModel, attribute: 
     }
     let closed: HashMap<&str, bool> = judged.iter().filter_map(|j| j.close.as_ref().map(|c| (j.contact_id.as_str(), c.2))).collect();
     let mut sources: HashMap<String, Source> = HashMap::new();
-    for_each_scored(engine, model, Some(attribute), |row, card| {
+    for_each_scored(engine, reach, model, Some(attribute), |row, card| {
         let name = match &row.attribute {
             Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
             Some(Value::Null) | None => Cow::Borrowed("(none)"),
@@ -537,17 +564,30 @@ pub struct SourceRow {
 
 /// The feedback report: sales ratings by band (of the score when rated), and the sales
 /// cycle (contact created → won) of the deals won in the range.
-pub async fn feedback_report(engine: &Engine, model: &PublishedModel, from: Millis, to: Millis, timelines: &[Timeline]) -> Result<FeedbackReport, StoreError> {
-    let mut ratings: HashMap<String, (u64, u64)> = HashMap::new();
+pub async fn feedback_report(
+    engine: &Engine,
+    reach: &Reach,
+    model: &PublishedModel,
+    from: Millis,
+    to: Millis,
+    timelines: &[Timeline],
+) -> Result<FeedbackReport, StoreError> {
+    // (contact, band when rated, rating) of every rating in the range.
+    let mut rated: Vec<(String, String, u8)> = Vec::new();
     for_each_outcome(engine, from, to, |outcome| {
         if let OutcomeKind::Feedback { rating, .. } = &outcome.kind {
             let band = outcome.scores.get(&model.name).and_then(|c| c.band.clone()).unwrap_or_else(|| "(not scored)".into());
-            let entry = ratings.entry(band).or_default();
-            entry.0 += 1;
-            entry.1 += u64::from(*rating);
+            rated.push((outcome.contact_id.clone(), band, *rating));
         }
     })
     .await?;
+    InReach::new(engine, reach).retain(&mut rated, |(contact, _, _)| contact).await?;
+    let mut ratings: HashMap<String, (u64, u64)> = HashMap::new();
+    for (_, band, rating) in rated {
+        let entry = ratings.entry(band).or_default();
+        entry.0 += 1;
+        entry.1 += u64::from(rating);
+    }
     let mut by_band = Vec::new();
     for name in model.model.bands.iter().map(|b| b.name.clone()).chain(std::iter::once("(not scored)".to_string())) {
         if let Some((count, sum)) = ratings.get(&name) {
@@ -662,7 +702,7 @@ async fn for_each_outcome(engine: &Engine, from: Millis, to: Millis, mut each: i
 /// The statuses in `[from, to)` per contact. With `model`, only statuses whose recorded
 /// cards include that model count (a contact the model did not score then is not judged
 /// by it).
-pub async fn timelines(engine: &Engine, model: Option<&str>, from: Millis, to: Millis) -> Result<Vec<Timeline>, StoreError> {
+pub async fn timelines(engine: &Engine, reach: &Reach, model: Option<&str>, from: Millis, to: Millis) -> Result<Vec<Timeline>, StoreError> {
     let mut seen: HashMap<String, (Option<(Millis, i64)>, Timeline)> = HashMap::new();
     let mut close_keys: HashMap<String, (Millis, i64)> = HashMap::new();
     for_each_outcome(engine, from, to, |outcome| {
@@ -693,6 +733,7 @@ pub async fn timelines(engine: &Engine, model: Option<&str>, from: Millis, to: M
     })
     .await?;
     let mut timelines: Vec<Timeline> = seen.into_values().map(|(_, t)| t).collect();
+    InReach::new(engine, reach).retain(&mut timelines, |t| &t.contact_id).await?;
     timelines.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
     Ok(timelines)
 }
@@ -710,8 +751,8 @@ pub fn judge(timeline: &Timeline, card: &ScoreCard) -> Judged {
 
 /// Gathers the contacts with a status in `[from, to)` and how each is judged under `model`,
 /// on the cards recorded with the statuses: its latest one, or for a closed contact its close.
-pub async fn gather(engine: &Engine, model: &str, from: Millis, to: Millis) -> Result<Vec<Judged>, StoreError> {
-    Ok(timelines(engine, Some(model), from, to)
+pub async fn gather(engine: &Engine, reach: &Reach, model: &str, from: Millis, to: Millis) -> Result<Vec<Judged>, StoreError> {
+    Ok(timelines(engine, reach, Some(model), from, to)
         .await?
         .iter()
         .filter_map(|t| {
@@ -761,7 +802,7 @@ pub fn brackets_report(model: &PublishedModel, judged: &[Judged], edges: Option<
     let mut tables = Vec::new();
     let mut warnings = Vec::new();
     let mut add = |by: &str, edges: Vec<f64>, labels: Option<Vec<Option<String>>>| {
-        let table = brackets(&rows, &edges);
+        let table = bracket_rows(&rows, &edges);
         let backwards = points_backwards(&table);
         if backwards {
             warnings.push(format!(
@@ -941,6 +982,98 @@ pub fn accuracy_csv(report: &AccuracyReport) -> String {
 
 pub fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
+/// The model and the range of outcomes a report is asked for: times in RFC 3339, the
+/// whole history when left out, the only live model when none is named.
+#[derive(Clone, Debug, Default)]
+pub struct ReportRange {
+    pub model: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl ReportRange {
+    fn resolve(&self, engine: &Engine) -> Result<(Arc<PublishedModel>, Millis, Millis), ReportError> {
+        resolve(engine, self.model.as_deref(), self.from.as_deref(), self.to.as_deref()).map_err(ReportError::Range)
+    }
+}
+
+/// Why a report cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// No such live model, several and none named, or times that do not parse or are out
+    /// of order.
+    #[error("{0}")]
+    Range(String),
+    #[error("{0}")]
+    Edges(String),
+    #[error("bins must be between 1 and 200")]
+    Bins,
+    #[error("{0}")]
+    Sla(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ReportError> for AppError {
+    fn from(err: ReportError) -> Self {
+        match err {
+            ReportError::Store(err) => AppError::Store(err),
+            other => AppError::invalid(other.to_string()),
+        }
+    }
+}
+
+/// Histogram bins of the distribution report when none are asked for.
+pub const DEFAULT_BINS: usize = 10;
+
+/// The brackets report for `reach`: by the model's bands and deciles, or by `edges`
+/// (comma-separated).
+pub async fn brackets(engine: &Engine, reach: &Reach, range: &ReportRange, edges: Option<&str>) -> Result<BracketsReport, ReportError> {
+    let (model, from, to) = range.resolve(engine)?;
+    let edges = edges.filter(|e| !e.trim().is_empty()).map(parse_edges).transpose().map_err(ReportError::Edges)?;
+    let judged = gather(engine, reach, &model.name, from, to).await?;
+    Ok(brackets_report(&model, &judged, edges))
+}
+
+/// The accuracy report for `reach`.
+pub async fn accuracy(engine: &Engine, reach: &Reach, range: &ReportRange) -> Result<AccuracyReport, ReportError> {
+    let (model, from, to) = range.resolve(engine)?;
+    let judged = gather(engine, reach, &model.name, from, to).await?;
+    Ok(accuracy_report(&model, &judged))
+}
+
+/// The distribution report for `reach`, in `bins` bins (1–200, default 10); it reads
+/// current scores, so the range's times are only checked.
+pub async fn distribution(engine: &Engine, reach: &Reach, range: &ReportRange, bins: Option<usize>) -> Result<DistributionReport, ReportError> {
+    let (model, _, _) = range.resolve(engine)?;
+    let bins = bins.unwrap_or(DEFAULT_BINS);
+    if !(1..=200).contains(&bins) {
+        return Err(ReportError::Bins);
+    }
+    Ok(distribution_report(engine, reach, &model, bins).await?)
+}
+
+/// The sources report for `reach`, by `attribute` (default `source`).
+pub async fn sources(engine: &Engine, reach: &Reach, range: &ReportRange, attribute: Option<&str>) -> Result<SourcesReport, ReportError> {
+    let (model, from, to) = range.resolve(engine)?;
+    let judged = gather(engine, reach, &model.name, from, to).await?;
+    Ok(sources_report(engine, reach, &model, attribute.unwrap_or("source"), &judged).await?)
+}
+
+/// The feedback report for `reach`.
+pub async fn feedback(engine: &Engine, reach: &Reach, range: &ReportRange) -> Result<FeedbackReport, ReportError> {
+    let (model, from, to) = range.resolve(engine)?;
+    let timelines = timelines(engine, reach, Some(&model.name), from, to).await?;
+    Ok(feedback_report(engine, reach, &model, from, to, &timelines).await?)
+}
+
+/// The speed report for `reach`, against `sla` (`24h`, `30m`, `2d`…; default 24 hours).
+pub async fn speed(engine: &Engine, reach: &Reach, range: &ReportRange, sla: Option<&str>) -> Result<SpeedReport, ReportError> {
+    let (model, from, to) = range.resolve(engine)?;
+    let sla = parse_sla(sla).map_err(ReportError::Sla)?;
+    Ok(speed_report(engine, reach, &model, from, to, sla).await?)
 }
 
 /// The model and range of a report request (the only live model when none is named).

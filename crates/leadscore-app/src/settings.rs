@@ -1,33 +1,79 @@
 //! What automations use besides their definitions: sales teams (round-robin assignment),
 //! named secrets (webhook signing; write-only), and webhook subscriptions (`score.changed`
-//! for CRM sync with a field mapping, `nurture.changed`).
+//! for CRM sync with a field mapping, `nurture.changed`); and the options an admin
+//! changes at run time (the sales pool).
 
 use std::collections::BTreeMap;
 
 use leadscore_core::Span;
 use leadscore_core::model::is_valid_name;
-use leadscore_store::Millis;
 use leadscore_store::runner::{SYNC_FIELDS, Subscription, Team};
+use leadscore_store::{Millis, StoreError};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::Engine;
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
 use crate::time::format_time;
 
-fn check_name(kind: &str, name: &str) -> AppResult<()> {
-    if is_valid_name(name) { Ok(()) } else { Err(AppError::invalid(format!("{kind} name {name:?} may use letters, digits, '-', '_' and '.' only"))) }
+/// Why a team, secret, webhook subscription or option cannot be stored or found.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{kind} name {name:?} may use letters, digits, '-', '_' and '.' only")]
+    Name { kind: &'static str, name: String },
+    #[error("a team member cannot be empty")]
+    EmptyMember,
+    #[error("{0}; a secret is \"whsec_\" followed by base64 (omit `value` to have one generated)")]
+    Secret(String),
+    /// Every problem of a webhook subscription at once.
+    #[error("{}", .0.join("; "))]
+    Subscription(Vec<String>),
+    #[error("no {kind} {name:?}")]
+    NotFound { kind: &'static str, name: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<SettingsError> for AppError {
+    fn from(err: SettingsError) -> Self {
+        match err {
+            SettingsError::Subscription(problems) => AppError::invalid_with(problems.join("; "), json!({ "problems": problems })),
+            SettingsError::NotFound { .. } => AppError::not_found(err.to_string()),
+            SettingsError::Store(err) => AppError::Store(err),
+            other => AppError::invalid(other.to_string()),
+        }
+    }
+}
+
+fn not_found(kind: &'static str, name: &str) -> SettingsError {
+    SettingsError::NotFound { kind, name: name.to_string() }
+}
+
+/// The stored option that says whether sales reps reach the unassigned pool.
+pub const SALES_POOL_OPTION: &str = "sales_pool";
+
+/// Lets sales reps reach the contacts without an owner, or stops it: stored, so it holds
+/// after a restart and in every process (they re-read it with the models), and in force
+/// in this one at once.
+pub async fn set_sales_pool(engine: &Engine, allowed: bool) -> Result<(), StoreError> {
+    engine.store.put_option(SALES_POOL_OPTION, &allowed.to_string(), engine.now()).await?;
+    engine.set_sales_pool(allowed);
+    Ok(())
+}
+
+fn check_name(kind: &'static str, name: &str) -> Result<(), SettingsError> {
+    if is_valid_name(name) { Ok(()) } else { Err(SettingsError::Name { kind, name: name.to_string() }) }
 }
 
 /// Creates or replaces team `name` (members trimmed, duplicates dropped); true when created.
-pub async fn put_team(engine: &Engine, name: &str, members: Vec<String>) -> AppResult<(Team, bool)> {
+pub async fn put_team(engine: &Engine, name: &str, members: Vec<String>) -> Result<(Team, bool), SettingsError> {
     check_name("team", name)?;
     let mut unique = Vec::new();
     for member in members {
         let member = member.trim().to_string();
         if member.is_empty() {
-            return Err(AppError::invalid("a team member cannot be empty"));
+            return Err(SettingsError::EmptyMember);
         }
         if !unique.contains(&member) {
             unique.push(member);
@@ -36,17 +82,17 @@ pub async fn put_team(engine: &Engine, name: &str, members: Vec<String>) -> AppR
     Ok(engine.store.put_team(name, unique, engine.now()).await?)
 }
 
-pub async fn get_team(engine: &Engine, name: &str) -> AppResult<Team> {
-    engine.store.get_team(name).await?.ok_or_else(|| AppError::not_found(format!("no team {name:?}")))
+pub async fn get_team(engine: &Engine, name: &str) -> Result<Team, SettingsError> {
+    engine.store.get_team(name).await?.ok_or_else(|| not_found("team", name))
 }
 
-pub async fn list_teams(engine: &Engine) -> AppResult<Vec<Team>> {
-    Ok(engine.store.list_teams().await?)
+pub async fn list_teams(engine: &Engine) -> Result<Vec<Team>, StoreError> {
+    engine.store.list_teams().await
 }
 
-pub async fn delete_team(engine: &Engine, name: &str) -> AppResult<()> {
+pub async fn delete_team(engine: &Engine, name: &str) -> Result<(), SettingsError> {
     if !engine.store.delete_team(name).await? {
-        return Err(AppError::not_found(format!("no team {name:?}")));
+        return Err(not_found("team", name));
     }
     Ok(())
 }
@@ -60,26 +106,25 @@ pub struct StoredSecret {
 
 /// Stores a signing secret; without a value one is generated. A stored secret is never
 /// readable back.
-pub async fn put_secret(engine: &Engine, name: &str, value: Option<String>) -> AppResult<StoredSecret> {
+pub async fn put_secret(engine: &Engine, name: &str, value: Option<String>) -> Result<StoredSecret, SettingsError> {
     check_name("secret", name)?;
     let generated = value.is_none();
     let value = value.unwrap_or_else(leadscore_delivery::new_secret);
     // A secret that cannot sign would only fail at delivery time: refuse it now.
-    leadscore_delivery::sign(&value, "msg_check", 0, b"{}")
-        .map_err(|e| AppError::invalid(format!("{e}; a secret is \"whsec_\" followed by base64 (omit `value` to have one generated)")))?;
+    leadscore_delivery::sign(&value, "msg_check", 0, b"{}").map_err(|e| SettingsError::Secret(e.to_string()))?;
     let created = engine.store.put_secret(name, &value, engine.now()).await?;
     tracing::info!(secret = %name, created, "secret stored");
     Ok(StoredSecret { created, generated: generated.then_some(value) })
 }
 
 /// The secrets' names with when they were created and last changed (never their values).
-pub async fn list_secrets(engine: &Engine) -> AppResult<Vec<(String, Millis, Millis)>> {
-    Ok(engine.store.list_secrets().await?)
+pub async fn list_secrets(engine: &Engine) -> Result<Vec<(String, Millis, Millis)>, StoreError> {
+    engine.store.list_secrets().await
 }
 
-pub async fn delete_secret(engine: &Engine, name: &str) -> AppResult<()> {
+pub async fn delete_secret(engine: &Engine, name: &str) -> Result<(), SettingsError> {
     if !engine.store.delete_secret(name).await? {
-        return Err(AppError::not_found(format!("no secret {name:?}")));
+        return Err(not_found("secret", name));
     }
     Ok(())
 }
@@ -98,7 +143,7 @@ pub struct SubscriptionInput {
 }
 
 /// Creates or replaces webhook subscription `name`, every problem reported at once.
-pub async fn put_subscription(engine: &Engine, name: &str, input: SubscriptionInput) -> AppResult<(Subscription, bool)> {
+pub async fn put_subscription(engine: &Engine, name: &str, input: SubscriptionInput) -> Result<(Subscription, bool), SettingsError> {
     check_name("webhook", name)?;
     let mut problems = Vec::new();
     if !(input.url.starts_with("https://") || input.url.starts_with("http://")) {
@@ -134,7 +179,7 @@ pub async fn put_subscription(engine: &Engine, name: &str, input: SubscriptionIn
         },
     };
     if !problems.is_empty() {
-        return Err(AppError::invalid_with(problems.join("; "), json!({ "problems": problems })));
+        return Err(SettingsError::Subscription(problems));
     }
     let now = engine.now();
     let subscription = Subscription {
@@ -150,13 +195,13 @@ pub async fn put_subscription(engine: &Engine, name: &str, input: SubscriptionIn
     Ok(engine.store.put_subscription(subscription).await?)
 }
 
-pub async fn list_subscriptions(engine: &Engine) -> AppResult<Vec<Subscription>> {
-    Ok(engine.store.list_subscriptions().await?)
+pub async fn list_subscriptions(engine: &Engine) -> Result<Vec<Subscription>, StoreError> {
+    engine.store.list_subscriptions().await
 }
 
-pub async fn delete_subscription(engine: &Engine, name: &str) -> AppResult<()> {
+pub async fn delete_subscription(engine: &Engine, name: &str) -> Result<(), SettingsError> {
     if !engine.store.delete_subscription(name).await? {
-        return Err(AppError::not_found(format!("no webhook subscription {name:?}")));
+        return Err(not_found("webhook subscription", name));
     }
     Ok(())
 }

@@ -13,7 +13,45 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::Engine;
-use crate::error::{AppError, AppResult};
+use crate::error::AppError;
+
+/// Why a user cannot be added, changed, found or signed in.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("{0}")]
+    Email(String),
+    #[error("a password has at least {MIN_PASSWORD_CHARS} characters")]
+    PasswordShort,
+    #[error("a password has at most {MAX_PASSWORD_BYTES} bytes")]
+    PasswordLong,
+    #[error("{0}")]
+    Hashing(String),
+    #[error("a user with the e-mail {0} exists")]
+    EmailTaken(String),
+    /// Nobody could manage users then.
+    #[error("this is the last admin who can sign in: make another user admin first")]
+    LastAdmin,
+    #[error("no user {0:?}")]
+    NotFound(String),
+    /// Every failure to sign in reads the same (an unknown e-mail, a wrong password, a
+    /// disabled user), so the answer does not tell who has an account.
+    #[error("wrong e-mail or password")]
+    WrongCredentials,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<UserError> for AppError {
+    fn from(err: UserError) -> Self {
+        match err {
+            UserError::Email(_) | UserError::PasswordShort | UserError::PasswordLong | UserError::Hashing(_) => AppError::invalid(err.to_string()),
+            UserError::EmailTaken(_) | UserError::LastAdmin => AppError::Conflict(err.to_string()),
+            UserError::NotFound(_) => AppError::not_found(err.to_string()),
+            UserError::WrongCredentials => AppError::Unauthorized(err.to_string()),
+            UserError::Store(err) => AppError::Store(err),
+        }
+    }
+}
 use crate::keys::hash_key;
 
 /// Shorter passwords are refused (OWASP: at least 8; a passphrase is better).
@@ -46,15 +84,18 @@ fn argon2() -> Argon2<'static> {
 
 /// The PHC string of `password` (a fresh random salt each time), computed off the async
 /// threads: a hash takes tens of milliseconds by design.
-pub async fn hash_password(password: String) -> AppResult<String> {
+pub async fn hash_password(password: String) -> Result<String, UserError> {
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
-        let salt = SaltString::encode_b64(&salt).map_err(|e| AppError::invalid(format!("cannot make a salt: {e}")))?;
-        argon2().hash_password(password.as_bytes(), &salt).map(|hash| hash.to_string()).map_err(|e| AppError::invalid(format!("cannot hash the password: {e}")))
+        let salt = SaltString::encode_b64(&salt).map_err(|e| UserError::Hashing(format!("cannot make a salt: {e}")))?;
+        argon2()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| UserError::Hashing(format!("cannot hash the password: {e}")))
     })
     .await
-    .map_err(|e| AppError::Store(StoreError::Backend(format!("the hashing thread failed: {e}"))))?
+    .map_err(|e| UserError::Store(StoreError::Backend(format!("the hashing thread failed: {e}"))))?
 }
 
 /// Whether `password` matches the PHC string, off the async threads.
@@ -74,18 +115,18 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-fn normalize_email(email: &str) -> AppResult<String> {
+fn normalize_email(email: &str) -> Result<String, UserError> {
     let email = email.trim().to_lowercase();
-    leadscore_core::email::check_email(&email).map_err(AppError::invalid)?;
+    leadscore_core::email::check_email(&email).map_err(UserError::Email)?;
     Ok(email)
 }
 
-fn check_password(password: &str) -> AppResult<()> {
+fn check_password(password: &str) -> Result<(), UserError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(AppError::invalid(format!("a password has at least {MIN_PASSWORD_CHARS} characters")));
+        return Err(UserError::PasswordShort);
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(AppError::invalid(format!("a password has at most {MAX_PASSWORD_BYTES} bytes")));
+        return Err(UserError::PasswordLong);
     }
     Ok(())
 }
@@ -99,7 +140,7 @@ pub struct NewUser {
     pub name: Option<String>,
 }
 
-pub async fn add_user(engine: &Engine, new: NewUser) -> AppResult<UserRecord> {
+pub async fn add_user(engine: &Engine, new: NewUser) -> Result<UserRecord, UserError> {
     let email = normalize_email(&new.email)?;
     check_password(&new.password)?;
     let password_hash = hash_password(new.password).await?;
@@ -114,17 +155,17 @@ pub async fn add_user(engine: &Engine, new: NewUser) -> AppResult<UserRecord> {
             tracing::info!(user = %user.id, role = user.role.as_str(), "user added");
             Ok(user)
         }
-        Err(StoreError::Conflict(_)) => Err(AppError::Conflict(format!("a user with the e-mail {} exists", user.email))),
+        Err(StoreError::Conflict(_)) => Err(UserError::EmailTaken(user.email)),
         Err(other) => Err(other.into()),
     }
 }
 
-pub async fn list_users(engine: &Engine) -> AppResult<Vec<UserRecord>> {
-    Ok(engine.store.list_users().await?)
+pub async fn list_users(engine: &Engine) -> Result<Vec<UserRecord>, StoreError> {
+    engine.store.list_users().await
 }
 
-pub async fn get_user(engine: &Engine, id: &str) -> AppResult<UserRecord> {
-    engine.store.get_user(id).await?.ok_or_else(|| AppError::not_found(format!("no user {id:?}")))
+pub async fn get_user(engine: &Engine, id: &str) -> Result<UserRecord, UserError> {
+    engine.store.get_user(id).await?.ok_or_else(|| UserError::NotFound(id.to_string()))
 }
 
 /// What an admin changes about a user; None leaves it as it is.
@@ -139,7 +180,7 @@ pub struct UserChanges {
 
 /// Changes a user. A new password or disabling signs the user out everywhere; the last
 /// admin who can sign in cannot be demoted or disabled (nobody could manage users then).
-pub async fn update_user(engine: &Engine, id: &str, changes: UserChanges) -> AppResult<UserRecord> {
+pub async fn update_user(engine: &Engine, id: &str, changes: UserChanges) -> Result<UserRecord, UserError> {
     let mut user = get_user(engine, id).await?;
     let was_active_admin = user.role == Role::Admin && !user.disabled;
     if let Some(email) = &changes.email {
@@ -157,7 +198,7 @@ pub async fn update_user(engine: &Engine, id: &str, changes: UserChanges) -> App
     if was_active_admin && (user.role != Role::Admin || user.disabled) {
         let admins = engine.store.list_users().await?.into_iter().filter(|u| u.role == Role::Admin && !u.disabled).count();
         if admins <= 1 {
-            return Err(AppError::Conflict("this is the last admin who can sign in: make another user admin first".into()));
+            return Err(UserError::LastAdmin);
         }
     }
     let signs_out = changes.password.is_some() || changes.disabled == Some(true);
@@ -168,8 +209,8 @@ pub async fn update_user(engine: &Engine, id: &str, changes: UserChanges) -> App
     user.updated_at = engine.now();
     match engine.store.update_user(user.clone()).await {
         Ok(true) => {}
-        Ok(false) => return Err(AppError::not_found(format!("no user {id:?}"))),
-        Err(StoreError::Conflict(_)) => return Err(AppError::Conflict(format!("a user with the e-mail {} exists", user.email))),
+        Ok(false) => return Err(UserError::NotFound(id.to_string())),
+        Err(StoreError::Conflict(_)) => return Err(UserError::EmailTaken(user.email)),
         Err(other) => return Err(other.into()),
     }
     if signs_out {
@@ -180,16 +221,16 @@ pub async fn update_user(engine: &Engine, id: &str, changes: UserChanges) -> App
 }
 
 /// Deletes a user and their sessions; the last admin who can sign in stays.
-pub async fn delete_user(engine: &Engine, id: &str) -> AppResult<()> {
+pub async fn delete_user(engine: &Engine, id: &str) -> Result<(), UserError> {
     let user = get_user(engine, id).await?;
     if user.role == Role::Admin && !user.disabled {
         let admins = engine.store.list_users().await?.into_iter().filter(|u| u.role == Role::Admin && !u.disabled).count();
         if admins <= 1 {
-            return Err(AppError::Conflict("this is the last admin who can sign in: make another user admin first".into()));
+            return Err(UserError::LastAdmin);
         }
     }
     if !engine.store.delete_user(id).await? {
-        return Err(AppError::not_found(format!("no user {id:?}")));
+        return Err(UserError::NotFound(id.to_string()));
     }
     tracing::info!(user = %id, "user deleted");
     Ok(())
@@ -197,17 +238,16 @@ pub async fn delete_user(engine: &Engine, id: &str) -> AppResult<()> {
 
 /// Checks an e-mail and password and opens a session: answers the user and the token for
 /// the cookie (the only time it exists outside the browser). Every failure reads the same.
-pub async fn login(engine: &Engine, email: &str, password: &str) -> AppResult<(UserRecord, String)> {
-    let refused = || AppError::Unauthorized("wrong e-mail or password".into());
+pub async fn login(engine: &Engine, email: &str, password: &str) -> Result<(UserRecord, String), UserError> {
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(refused());
+        return Err(UserError::WrongCredentials);
     }
     let user = engine.store.find_user_by_email(&email.trim().to_lowercase()).await?;
     let hash = user.as_ref().map_or_else(|| dummy_hash().to_string(), |u| u.password_hash.clone());
     let matches = verify_password(password.to_string(), hash).await;
     let user = match user {
         Some(user) if matches && !user.disabled => user,
-        _ => return Err(refused()),
+        _ => return Err(UserError::WrongCredentials),
     };
     let token = session_token();
     let now = engine.now();
@@ -224,7 +264,7 @@ fn session_token() -> String {
 
 /// The user a session token belongs to, while the session lasts and the user may sign in;
 /// an expired session is deleted.
-pub async fn session_user(engine: &Engine, token: &str, policy: SessionPolicy) -> AppResult<Option<UserRecord>> {
+pub async fn session_user(engine: &Engine, token: &str, policy: SessionPolicy) -> Result<Option<UserRecord>, StoreError> {
     if token.len() != 64 {
         return Ok(None);
     }
@@ -248,17 +288,17 @@ pub async fn session_user(engine: &Engine, token: &str, policy: SessionPolicy) -
 }
 
 /// Ends the session of `token` (nothing happens for an unknown one).
-pub async fn logout(engine: &Engine, token: &str) -> AppResult<()> {
+pub async fn logout(engine: &Engine, token: &str) -> Result<(), StoreError> {
     engine.store.delete_session(&hash_key(token)).await?;
     Ok(())
 }
 
 /// Deletes the sessions past their timeouts (the web app runs this now and then).
-pub async fn expire_sessions(engine: &Engine, policy: SessionPolicy) -> AppResult<u64> {
+pub async fn expire_sessions(engine: &Engine, policy: SessionPolicy) -> Result<u64, StoreError> {
     let now = engine.now();
     let idle = Millis::try_from(policy.idle.as_millis()).unwrap_or(Millis::MAX);
     let lifetime = Millis::try_from(policy.lifetime.as_millis()).unwrap_or(Millis::MAX);
-    Ok(engine.store.delete_expired_sessions(now.saturating_sub(idle), now.saturating_sub(lifetime)).await?)
+    engine.store.delete_expired_sessions(now.saturating_sub(idle), now.saturating_sub(lifetime)).await
 }
 
 /// A user as front ends show it (never the password hash).

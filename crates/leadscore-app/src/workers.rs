@@ -101,6 +101,9 @@ pub fn spawn_model_reloader(engine: Arc<Engine>, every: Duration) {
                 () = engine.runtime.shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
+            if let Err(err) = engine.reload_options().await {
+                tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the options");
+            }
             if let Err(err) = engine.reload_models().await {
                 tracing::warn!(error = %leadscore_store::ErrorChain(&err), "cannot reload the live models");
             }

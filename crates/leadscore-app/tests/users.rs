@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use leadscore_app::users::{self, NewUser, SessionPolicy, UserChanges};
-use leadscore_app::{AppError, Engine, EngineConfig};
+use leadscore_app::users::{self, NewUser, SessionPolicy, UserChanges, UserError};
+use leadscore_app::{Engine, EngineConfig};
 use leadscore_store::Role;
 use leadscore_store_sqlite::SqliteStore;
 
@@ -36,9 +36,9 @@ async fn signs_in_with_the_right_password_only() {
     let ana = users::add_user(&engine, new_user(" Ana@Example.com ", Role::Sales)).await.unwrap();
     assert_eq!(ana.email, "ana@example.com", "e-mails are kept trimmed and in lower case");
     assert!(ana.password_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", ana.password_hash);
-    assert!(matches!(users::add_user(&engine, new_user("ana@example.com", Role::Admin)).await, Err(AppError::Conflict(_))));
+    assert!(matches!(users::add_user(&engine, new_user("ana@example.com", Role::Admin)).await, Err(UserError::EmailTaken(_))));
     let short = NewUser { password: "short".into(), ..new_user("bo@example.com", Role::Sales) };
-    assert!(matches!(users::add_user(&engine, short).await, Err(AppError::Invalid { .. })));
+    assert!(matches!(users::add_user(&engine, short).await, Err(UserError::PasswordShort)));
 
     let (user, token) = users::login(&engine, "ANA@example.com", "correct horse battery").await.unwrap();
     assert_eq!(user.id, ana.id);
@@ -85,8 +85,8 @@ async fn the_last_admin_stays_admin() {
     let (_dir, engine, _) = engine().await;
     let root = users::add_user(&engine, new_user("root@example.com", Role::Admin)).await.unwrap();
     let demote = UserChanges { role: Some(Role::Sales), ..UserChanges::default() };
-    assert!(matches!(users::update_user(&engine, &root.id, demote.clone()).await, Err(AppError::Conflict(_))));
-    assert!(matches!(users::update_user(&engine, &root.id, UserChanges { disabled: Some(true), ..UserChanges::default() }).await, Err(AppError::Conflict(_))));
+    assert!(matches!(users::update_user(&engine, &root.id, demote.clone()).await, Err(UserError::LastAdmin)));
+    assert!(matches!(users::update_user(&engine, &root.id, UserChanges { disabled: Some(true), ..UserChanges::default() }).await, Err(UserError::LastAdmin)));
     users::add_user(&engine, new_user("second@example.com", Role::Admin)).await.unwrap();
     assert_eq!(users::update_user(&engine, &root.id, demote).await.unwrap().role, Role::Sales, "with another admin it may go");
 }

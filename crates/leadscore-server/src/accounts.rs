@@ -51,8 +51,8 @@ struct ListQuery {
     responses((status = OK, description = "A page of accounts", body = AccountList)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn list_accounts(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Json<AccountList>> {
-    let page = accounts::list(&state, q.model.as_deref(), q.band.as_deref(), q.limit, q.cursor.as_deref()).await?;
+async fn list_accounts(State(state): State<Arc<AppState>>, caller: CanRead, Query(q): Query<ListQuery>) -> ApiResult<Json<AccountList>> {
+    let page = accounts::list(&state, &caller.reach, q.model.as_deref(), q.band.as_deref(), q.limit, q.cursor.as_deref()).await?;
     Ok(Json(AccountList {
         accounts: page.accounts.iter().map(AccountRow::from).collect(),
         aggregate: page.model.model.accounts.aggregate_name(),
@@ -96,10 +96,9 @@ async fn get_account(
     Path(id): Path<String>,
     Query(q): Query<AccountQuery>,
 ) -> ApiResult<Json<AccountView>> {
-    let detail = accounts::get(&state, &id, q.model.as_deref()).await?;
+    let detail = accounts::get(&state, &caller.reach, &id, q.model.as_deref()).await?;
     let mut contacts = Vec::with_capacity(detail.contacts.len());
-    // The account's score counts every contact; a sales rep sees only theirs of it.
-    for (_, contact) in detail.contacts.iter().filter(|(_, contact)| caller.reach.reaches(contact.owner.as_deref())) {
+    for (_, contact) in &detail.contacts {
         contacts.push(leadscore_app::contacts::view(&state, contact, None).await?);
     }
     Ok(Json(AccountView {

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use leadscore_app::automations::{self, AutomationOverview, AutomationView, RunView};
 
 use crate::AppState;
-use crate::auth::{CanManage, CanReadSetup};
+use crate::auth::{CanManage, CanRead, CanReadSetup};
 use crate::error::ApiResult;
 use crate::input::Body;
 use crate::models::body_format;
@@ -125,12 +125,12 @@ struct RunsQuery {
     get,
     path = "/automations/runs",
     tag = "automations",
-    summary = "The run log, newest first: automation, contact, time, why, each action's outcome (?automation=&contact=&limit=&cursor=)",
+    summary = "The run log, newest first: automation, contact, time, why, each action's outcome (?automation=&contact=&limit=&cursor=); a sales rep sees the runs for the contacts they reach",
     params(RunsQuery),
     responses((status = OK, description = "A page of the run log", body = RunLog)),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn list_runs(State(state): State<Arc<AppState>>, _: CanReadSetup, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<RunLog>> {
-    let (runs, next_cursor) = automations::runs(&state, query.automation, query.contact, query.limit, query.cursor.as_deref()).await?;
+async fn list_runs(State(state): State<Arc<AppState>>, caller: CanRead, crate::input::Query(query): crate::input::Query<RunsQuery>) -> ApiResult<Json<RunLog>> {
+    let (runs, next_cursor) = automations::runs(&state, &caller.reach, query.automation, query.contact, query.limit, query.cursor.as_deref()).await?;
     Ok(Json(RunLog { next_cursor, runs }))
 }

@@ -74,6 +74,31 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Each use case's own error answers as the kind of failure it is ([`leadscore_app::AppError`]).
+macro_rules! use_case_errors {
+    ($($error:ty),* $(,)?) => {$(
+        impl From<$error> for ApiError {
+            fn from(err: $error) -> Self {
+                ApiError::from(leadscore_app::AppError::from(err))
+            }
+        }
+    )*};
+}
+
+use_case_errors!(
+    leadscore_app::accounts::AccountError,
+    leadscore_app::automations::AutomationError,
+    leadscore_app::backtest::BacktestError,
+    leadscore_app::deliveries::DeliveryError,
+    leadscore_app::keys::KeyError,
+    leadscore_app::models::ModelsError,
+    leadscore_app::outcomes::OutcomeError,
+    leadscore_app::paging::PageError,
+    leadscore_app::reports::ReportError,
+    leadscore_app::settings::SettingsError,
+    leadscore_app::users::UserError,
+);
+
 impl From<leadscore_app::AppError> for ApiError {
     fn from(err: leadscore_app::AppError) -> Self {
         use leadscore_app::AppError;

@@ -49,6 +49,12 @@ struct ReportQuery {
     sla: Option<String>,
 }
 
+impl ReportQuery {
+    fn range(&self) -> ReportRange {
+        ReportRange { model: self.model.clone(), from: self.from.clone(), to: self.to.clone() }
+    }
+}
+
 fn wants_csv(format: Option<&str>) -> Result<bool, ApiError> {
     match format {
         None | Some("json") => Ok(false),
@@ -91,12 +97,10 @@ fn answer<T>(wants_csv: bool, view: T, csv: impl FnOnce(&T) -> String) -> JsonOr
     responses((status = OK, description = "The brackets report", content((BracketsReport = "application/json"), (String = "text/csv")))),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn report_brackets(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<BracketsReport>> {
+async fn report_brackets(State(state): State<Arc<AppState>>, caller: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<BracketsReport>> {
     let csv = wants_csv(q.format.as_deref())?;
-    let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
-    let edges = q.edges.as_deref().filter(|e| !e.trim().is_empty()).map(parse_edges).transpose().map_err(ApiError::invalid)?;
-    let judged = gather(&state, &model.name, from, to).await?;
-    Ok(answer(csv, brackets_report(&model, &judged, edges), brackets_csv))
+    let report = brackets(&state, &caller.reach, &q.range(), q.edges.as_deref()).await?;
+    Ok(answer(csv, report, brackets_csv))
 }
 
 #[utoipa::path(
@@ -108,11 +112,10 @@ async fn report_brackets(State(state): State<Arc<AppState>>, _: CanRead, Query(q
     responses((status = OK, description = "The accuracy report", content((AccuracyReport = "application/json"), (String = "text/csv")))),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn report_accuracy(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<AccuracyReport>> {
+async fn report_accuracy(State(state): State<Arc<AppState>>, caller: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<AccuracyReport>> {
     let csv = wants_csv(q.format.as_deref())?;
-    let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
-    let judged = gather(&state, &model.name, from, to).await?;
-    Ok(answer(csv, accuracy_report(&model, &judged), accuracy_csv))
+    let report = accuracy(&state, &caller.reach, &q.range()).await?;
+    Ok(answer(csv, report, accuracy_csv))
 }
 
 #[utoipa::path(
@@ -124,14 +127,9 @@ async fn report_accuracy(State(state): State<Arc<AppState>>, _: CanRead, Query(q
     responses((status = OK, description = "The distribution report (CSV: the histogram)", content((DistributionReport = "application/json"), (String = "text/csv")))),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn report_distribution(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<DistributionReport>> {
+async fn report_distribution(State(state): State<Arc<AppState>>, caller: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<DistributionReport>> {
     let csv = wants_csv(q.format.as_deref())?;
-    let (model, _, _) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
-    let bins = q.bins.unwrap_or(10);
-    if !(1..=200).contains(&bins) {
-        return Err(ApiError::invalid("bins must be between 1 and 200"));
-    }
-    let report = distribution_report(&state, &model, bins).await?;
+    let report = distribution(&state, &caller.reach, &q.range(), q.bins).await?;
     Ok(answer(csv, report, |r| rows_csv(&r.histogram, &["lower", "upper", "contacts"])))
 }
 
@@ -144,12 +142,9 @@ async fn report_distribution(State(state): State<Arc<AppState>>, _: CanRead, Que
     responses((status = OK, description = "The sources report", content((SourcesReport = "application/json"), (String = "text/csv")))),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn report_sources(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<SourcesReport>> {
+async fn report_sources(State(state): State<Arc<AppState>>, caller: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<SourcesReport>> {
     let csv = wants_csv(q.format.as_deref())?;
-    let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
-    let judged = gather(&state, &model.name, from, to).await?;
-    let attribute = q.attribute.unwrap_or_else(|| "source".to_string());
-    let report = sources_report(&state, &model, &attribute, &judged).await?;
+    let report = sources(&state, &caller.reach, &q.range(), q.attribute.as_deref()).await?;
     Ok(answer(csv, report, |r| rows_csv(&r.sources, &["source", "contacts", "average_score", "won", "lost", "conversion"])))
 }
 
@@ -162,11 +157,9 @@ async fn report_sources(State(state): State<Arc<AppState>>, _: CanRead, Query(q)
     responses((status = OK, description = "The feedback report (CSV: ratings by band)", content((FeedbackReport = "application/json"), (String = "text/csv")))),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn report_feedback(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<FeedbackReport>> {
+async fn report_feedback(State(state): State<Arc<AppState>>, caller: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<FeedbackReport>> {
     let csv = wants_csv(q.format.as_deref())?;
-    let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
-    let timelines = timelines(&state, Some(&model.name), from, to).await?;
-    let report = feedback_report(&state, &model, from, to, &timelines).await?;
+    let report = feedback(&state, &caller.reach, &q.range()).await?;
     Ok(answer(csv, report, |r| rows_csv(&r.ratings_by_band, &["band", "ratings", "average_rating"])))
 }
 
@@ -179,10 +172,8 @@ async fn report_feedback(State(state): State<Arc<AppState>>, _: CanRead, Query(q
     responses((status = OK, description = "The speed report (CSV: speed to lead per owner)", content((SpeedReport = "application/json"), (String = "text/csv")))),
     extensions(("x-scope" = json!("read"))),
 )]
-async fn report_speed(State(state): State<Arc<AppState>>, _: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<SpeedReport>> {
+async fn report_speed(State(state): State<Arc<AppState>>, caller: CanRead, Query(q): Query<ReportQuery>) -> ApiResult<JsonOrCsv<SpeedReport>> {
     let csv = wants_csv(q.format.as_deref())?;
-    let (model, from, to) = resolve(&state, q.model.as_deref(), q.from.as_deref(), q.to.as_deref()).map_err(ApiError::invalid)?;
-    let sla = parse_sla(q.sla.as_deref()).map_err(ApiError::invalid)?;
-    let report = speed_report(&state, &model, from, to, sla).await?;
+    let report = speed(&state, &caller.reach, &q.range(), q.sla.as_deref()).await?;
     Ok(answer(csv, report, |r| rows_csv(&r.speed, &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"])))
 }

@@ -14,6 +14,7 @@ mod common;
 use common::*;
 use leadscore_app::contacts::{self, NewContact};
 use leadscore_app::users::{self, NewUser};
+use leadscore_server::input::format_time;
 use leadscore_store::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -51,7 +52,8 @@ const MATRIX: &[(&str, &str, Option<&str>, &str)] = &[
     ("POST", "/api/v1/contacts/theirs/feedback", Some(r#"{"rating": 4}"#), "UNNYYYH"),
     ("GET", "/api/v1/contacts/mine/outcomes", None, "UNYYYYY"),
     ("GET", "/api/v1/contacts/theirs/outcomes", None, "UNYYYYH"),
-    // Accounts and reports: every role (aggregates; a rep sees only their contacts of an account).
+    // Accounts and reports: every role (a rep sees the accounts of their contacts and only
+    // their contacts of each, and their reports count only their contacts).
     ("GET", "/api/v1/accounts?model=b2b", None, "UNYYYYY"),
     ("GET", "/api/v1/accounts/acme.com?model=b2b", None, "UNYYYYY"),
     ("GET", "/api/v1/reports/brackets?model=b2b", None, "UNYYYYY"),
@@ -75,9 +77,12 @@ const MATRIX: &[(&str, &str, Option<&str>, &str)] = &[
     ("POST", "/api/v1/predictive/train", Some("{}"), "UNNYYYN"),
     ("GET", "/api/v1/predictive/models", None, "UNYYYYY"),
     ("POST", "/api/v1/predictive/models/99/promote", None, "UNNYYYN"),
-    // Automations, runs and the outbox: marketing and admins.
+    // Automations and the outbox: marketing and admins. The run log: every role, a rep
+    // the runs for their own contacts.
     ("GET", "/api/v1/automations", None, "UNYYYYN"),
-    ("GET", "/api/v1/automations/runs", None, "UNYYYYN"),
+    ("GET", "/api/v1/automations/runs", None, "UNYYYYY"),
+    ("GET", "/api/v1/automations/runs?contact=mine", None, "UNYYYYY"),
+    ("GET", "/api/v1/automations/runs?contact=theirs", None, "UNYYYYH"),
     ("GET", "/api/v1/automations/nothing", None, "UNYYYYN"),
     ("PUT", "/api/v1/automations/nothing", Some("not an automation"), "UNNYYYN"),
     ("DELETE", "/api/v1/automations/nothing", None, "UNNYYYN"),
@@ -272,4 +277,115 @@ async fn a_reps_lead_list_is_their_own(server: TestServer) {
     assert_eq!(server.send(everyone).await.status, StatusCode::BAD_REQUEST, "the whole contact list is not a rep's");
 }
 
-common::both_backends!(every_route_by_key_scope_and_role, cookies_from_another_site_and_ended_sessions_are_refused, a_reps_lead_list_is_their_own);
+const DEMO_MODEL: &str = r#"
+name = "b2b"
+[[bands]]
+name = "hot"
+min = 60
+[[bands]]
+name = "cold"
+[[activity]]
+name = "Demo request"
+event = "Demo Requested"
+points = 70
+"#;
+
+const DEMO_AUTOMATION: &str = r#"
+name = "Demo tag"
+trigger = { event = { name = "Demo Requested" } }
+actions = [{ add_group = { group = "demo" } }]
+"#;
+
+/// A rep's reports, run log and account list count only the contacts they reach: their
+/// own, and the unassigned pool only when the server allows it.
+async fn a_reps_reports_runs_and_accounts_count_only_their_contacts(server: TestServer) {
+    server.set_now(T0 + 2 * DAY);
+    server.publish("b2b", DEMO_MODEL).await;
+    let request =
+        server.request(Method::PUT, "/api/v1/automations/Demo%20tag", Some(ADMIN_KEY)).header("content-type", "application/toml").body(DEMO_AUTOMATION);
+    server.send(request).await.expect(StatusCode::CREATED);
+    for (id, owner) in [("mine", Some("sales@example.com")), ("theirs", Some("other@example.com")), ("pool", None)] {
+        let company = match id {
+            "mine" => "acme.com",
+            "theirs" => "globex.com",
+            _ => "initech.com",
+        };
+        server.create_contact(json!({ "id": id, "owner": owner, "email": format!("{id}@{company}") })).await;
+        server.ingest(track(id, &format!("demo-{id}"), "Demo Requested", json!({}), T0)).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.state.store.queue_depth().await.unwrap() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the queue was not evaluated");
+        server.state.runtime.wake_evaluator.notify_one();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for (id, status) in [("mine", "won"), ("theirs", "lost"), ("pool", "won")] {
+        server.post(&format!("/api/v1/contacts/{id}/status"), &json!({ "status": status, "at": format_time(T0 + DAY) })).await.expect(StatusCode::CREATED);
+    }
+    server.post("/api/v1/contacts/theirs/feedback", &json!({ "rating": 2, "at": format_time(T0 + DAY) })).await.expect(StatusCode::CREATED);
+
+    let cookie = session(&server, "sales@example.com", Role::Sales).await;
+    let as_rep = |path: &str| server.request(Method::GET, path, None).header("cookie", &cookie);
+    let counts = |body: &serde_json::Value| {
+        (
+            body["brackets"]["contacts"].as_u64(),
+            body["distribution"]["contacts"].as_u64(),
+            body["speed"]["became_hot"].as_u64(),
+            body["accuracy"]["closed"].as_u64(),
+        )
+    };
+    let mut seen = [json!({}), json!({})];
+    for (i, rep) in [false, true].into_iter().enumerate() {
+        for report in ["brackets", "distribution", "speed", "accuracy", "feedback", "sources"] {
+            let path = format!("/api/v1/reports/{report}?model=b2b");
+            let reply = if rep { server.send(as_rep(&path)).await } else { server.get(&path).await };
+            seen[i][report] = reply.expect(StatusCode::OK).clone();
+        }
+    }
+    let [everyone, rep] = seen;
+    assert_eq!(counts(&everyone), (Some(3), Some(3), Some(3), Some(3)), "the admin key counts every contact: {everyone}");
+    assert_eq!(counts(&rep), (Some(1), Some(1), Some(1), Some(1)), "the rep counts their own only: {rep}");
+    assert_eq!(rep["accuracy"]["lost"], 0, "the other rep's lost deal is not the rep's");
+    assert_eq!(everyone["feedback"]["ratings_by_band"][0]["ratings"], 1);
+    assert_eq!(rep["feedback"]["ratings_by_band"], json!([]), "the other rep's rating is not counted");
+    assert_eq!(rep["sources"]["sources"][0]["contacts"], 1);
+
+    let run_contacts =
+        |body: &serde_json::Value| -> Vec<String> { body["runs"].as_array().unwrap().iter().map(|r| r["contact"].as_str().unwrap().to_string()).collect() };
+    let all = server.get("/api/v1/automations/runs").await;
+    assert_eq!(run_contacts(all.expect(StatusCode::OK)).len(), 3);
+    // One run per page: the rep's page reads past the runs of others to fill itself.
+    let mut pages = Vec::new();
+    let mut path = "/api/v1/automations/runs?limit=1".to_string();
+    loop {
+        let reply = server.send(as_rep(&path)).await;
+        let body = reply.expect(StatusCode::OK).clone();
+        pages.push(run_contacts(&body));
+        match body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/automations/runs?limit=1&cursor={}", cursor.replace(':', "%3A").replace('+', "%2B")),
+            None => break,
+        }
+        assert!(pages.len() < 10, "the rep's run log does not end: {pages:?}");
+    }
+    assert_eq!(pages.concat(), ["mine"], "the rep sees the runs for their own contact only: {pages:?}");
+    server.send(as_rep("/api/v1/automations/runs?contact=theirs")).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+
+    let account_ids = |body: &serde_json::Value| -> Vec<String> {
+        let mut ids: Vec<String> = body["accounts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(account_ids(server.get("/api/v1/accounts?model=b2b").await.expect(StatusCode::OK)), ["acme.com", "globex.com", "initech.com"]);
+    let reply = server.send(as_rep("/api/v1/accounts?model=b2b")).await;
+    assert_eq!(account_ids(reply.expect(StatusCode::OK)), ["acme.com"], "the rep's accounts are those of their contacts");
+    server.send(as_rep("/api/v1/accounts/globex.com?model=b2b")).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    let reply = server.send(as_rep("/api/v1/accounts/acme.com?model=b2b")).await;
+    assert_eq!(reply.expect(StatusCode::OK)["contacts"].as_array().unwrap().len(), 1);
+}
+
+common::both_backends!(
+    every_route_by_key_scope_and_role,
+    cookies_from_another_site_and_ended_sessions_are_refused,
+    a_reps_lead_list_is_their_own,
+    a_reps_reports_runs_and_accounts_count_only_their_contacts
+);

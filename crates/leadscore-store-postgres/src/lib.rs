@@ -86,6 +86,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/0010_erasures.sql")),
     (11, include_str!("../migrations/0011_audit.sql")),
     (12, include_str!("../migrations/0012_quadrant_index.sql")),
+    (13, include_str!("../migrations/0013_options.sql")),
 ];
 
 /// The migration that added `contacts.account_id`: the contacts stored before it get

@@ -185,6 +185,24 @@ impl SettingsStore for PostgresStore {
         })
     }
 
+    async fn get_option(&self, name: &str) -> StoreResult<Option<String>> {
+        let client = self.client().await?;
+        let row = client.row_opt("SELECT value FROM options WHERE name = $1", &[&name]).await?;
+        Ok(row.map(|r| r.try_get(0)).transpose().map_err(PgError::from)?)
+    }
+
+    async fn put_option(&self, name: &str, value: &str, now: Millis) -> StoreResult<()> {
+        let client = self.client().await?;
+        client
+            .exec(
+                "INSERT INTO options (name, value, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                &[&name, &value, &now],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn try_lease(&self, name: &str, owner: &str, duration: Millis, now: Millis) -> StoreResult<bool> {
         let client = self.client().await?;
         // One statement: a concurrent taker of the same lease waits for this row and then

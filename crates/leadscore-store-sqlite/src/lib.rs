@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_audit.sql"),
     include_str!("migrations/0012_quadrant_index.sql"),
     include_str!("migrations/0013_contact_search.sql"),
+    include_str!("migrations/0014_options.sql"),
 ];
 
 /// How many queued writes may join one transaction.

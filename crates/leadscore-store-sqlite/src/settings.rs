@@ -180,6 +180,29 @@ impl SettingsStore for SqliteStore {
         .await
     }
 
+    async fn get_option(&self, name: &str) -> StoreResult<Option<String>> {
+        let name = name.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT value FROM options WHERE name = ?1").map_err(db_err)?.query_row([&name], |r| r.get(0)).optional().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn put_option(&self, name: &str, value: &str, now: Millis) -> StoreResult<()> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO options (name, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .map_err(db_err)?
+            .execute(params![name, value, now])
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn try_lease(&self, name: &str, owner: &str, duration: Millis, now: Millis) -> StoreResult<bool> {
         let (name, owner) = (name.to_string(), owner.to_string());
         self.write(move |conn| {

@@ -916,6 +916,11 @@ pub async fn settings_round_trip(store: Arc<dyn Store>) {
     assert!(!store.try_lease("scheduler", "p2", 1000, T0 + 500).await.expect("lease"), "held by p1");
     assert!(store.try_lease("scheduler", "p1", 1000, T0 + 500).await.expect("lease"), "the holder renews");
     assert!(store.try_lease("scheduler", "p2", 1000, T0 + 1501).await.expect("lease"), "expired: p2 takes it");
+
+    assert_eq!(store.get_option("sales_pool").await.expect("option"), None, "never set");
+    store.put_option("sales_pool", "true", T0).await.expect("set");
+    store.put_option("sales_pool", "false", T0 + 1).await.expect("replace");
+    assert_eq!(store.get_option("sales_pool").await.expect("option").as_deref(), Some("false"));
 }
 
 /// CRM sync: score changes of subscribed contacts are debounced, batched and mapped.

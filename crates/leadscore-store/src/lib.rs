@@ -345,8 +345,8 @@ pub trait OutboxStore: Send + Sync {
     async fn count_deliveries(&self) -> StoreResult<Vec<(runner::DeliveryState, u64)>>;
 }
 
-/// Settings automations use: sales teams, named secrets, webhook subscriptions, and
-/// leases that make a background task run in one process at a time.
+/// Settings: sales teams, named secrets, webhook subscriptions, server options an admin
+/// changes, and leases that make a background task run in one process at a time.
 #[async_trait]
 pub trait SettingsStore: Send + Sync {
     async fn put_team(&self, name: &str, members: Vec<String>, now: Millis) -> StoreResult<(runner::Team, bool)>;
@@ -362,6 +362,10 @@ pub trait SettingsStore: Send + Sync {
     async fn put_subscription(&self, subscription: runner::Subscription) -> StoreResult<(runner::Subscription, bool)>;
     async fn list_subscriptions(&self) -> StoreResult<Vec<runner::Subscription>>;
     async fn delete_subscription(&self, name: &str) -> StoreResult<bool>;
+    /// A server option an admin set (its JSON text), None when never set.
+    async fn get_option(&self, name: &str) -> StoreResult<Option<String>>;
+    /// Sets a server option to `value` (JSON text).
+    async fn put_option(&self, name: &str, value: &str, now: Millis) -> StoreResult<()>;
     /// Takes or renews the lease `name` for `owner` until `now + duration`. False when
     /// another owner holds an unexpired lease.
     async fn try_lease(&self, name: &str, owner: &str, duration: Millis, now: Millis) -> StoreResult<bool>;

@@ -220,6 +220,7 @@ pub static TABLES: &[TableSpec] = &[
     },
     TableSpec { name: "teams", columns: &[("name", Text), ("members", Text), ("cursor", Int), ("created_at", Int), ("updated_at", Int)], key: &["name"] },
     TableSpec { name: "secrets", columns: &[("name", Text), ("value", Text), ("created_at", Int), ("updated_at", Int)], key: &["name"] },
+    TableSpec { name: "options", columns: &[("name", Text), ("value", Text), ("updated_at", Int)], key: &["name"] },
     TableSpec {
         name: "webhooks",
         columns: &[

@@ -20,9 +20,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use leadscore_app::Engine;
 use leadscore_app::access::Reach;
 use leadscore_app::users;
-use leadscore_app::{AppError, Engine};
 use leadscore_store::UserRecord;
 use serde::Deserialize;
 
@@ -74,6 +74,7 @@ pub fn router(engine: Arc<Engine>, config: WebConfig) -> Router {
         .route("/settings/users/{id}", post(settings::change_user))
         .route("/settings/keys", post(settings::create_key))
         .route("/settings/keys/{id}/revoke", post(settings::revoke_key))
+        .route("/settings/pool", post(settings::set_pool))
         .route("/settings/teams", post(settings::put_team))
         .route("/settings/teams/{name}/delete", post(settings::delete_team))
         .route("/settings/secrets", post(settings::put_secret))
@@ -185,9 +186,9 @@ async fn login(State(web): State<Arc<Web>>, ConnectInfo(peer): ConnectInfo<Socke
             set_cookie(&mut response, &web.config, &token, None);
             response
         }
-        Err(AppError::Unauthorized(message)) => {
+        Err(refused @ users::UserError::WrongCredentials) => {
             web.logins.failed(&email, &address);
-            pages::login_page(StatusCode::UNAUTHORIZED, &form.email, &form.next, Some(&message))
+            pages::login_page(StatusCode::UNAUTHORIZED, &form.email, &form.next, Some(&refused.to_string()))
         }
         Err(other) => pages::app_error(other),
     }

@@ -8,6 +8,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use leadscore_app::access::Reach;
 use leadscore_app::contacts::{self, ContactView, LeadListQuery};
 use leadscore_app::time::format_time;
 use leadscore_app::{AppError, ModelChoiceError, outcomes, reports};
@@ -108,8 +109,8 @@ pub fn error_page(status: StatusCode, message: &str) -> Response {
 
 /// An engine error as a page: what the user can act on, and for storage failures only
 /// that one happened (the log has the details).
-pub fn app_error(err: AppError) -> Response {
-    match err {
+pub fn app_error(err: impl Into<AppError>) -> Response {
+    match err.into() {
         AppError::NotFound(message) => error_page(StatusCode::NOT_FOUND, &message),
         AppError::Invalid { message, .. } | AppError::BadRequest(message) => error_page(StatusCode::UNPROCESSABLE_ENTITY, &message),
         AppError::Conflict(message) => error_page(StatusCode::CONFLICT, &message),
@@ -183,7 +184,7 @@ fn page_model(web: &Web, name: Option<&str>) -> Result<Arc<PublishedModel>, Box<
             ModelChoiceError::NoModel => {
                 error_page(StatusCode::NOT_FOUND, "No model is live yet: publish one (leadscore model apply MODEL.toml) and its scores show here.")
             }
-            other => app_error(other.into()),
+            other => app_error(other),
         })
     })
 }
@@ -291,14 +292,17 @@ async fn kpis(web: &Arc<Web>, model: &Arc<PublishedModel>, owner: Option<&str>, 
 }
 
 async fn compute_kpis(web: &Web, model: &PublishedModel, owner: Option<&str>, now: Millis) -> Result<Kpis, AppError> {
+    // A rep's tiles are their own leads' figures: the pool's leads are nobody's work yet.
+    let reach = owner.map_or(Reach::Everyone, |owner| Reach::Own { owner: owner.to_string(), pool: false });
     let start_of_day = now - now.rem_euclid(DAY_MS);
-    let today = reports::speed_report(&web.engine, model, start_of_day, now + 1, FIRST_TOUCH_SLA_MS).await?;
-    let month = reports::speed_report(&web.engine, model, now - 30 * DAY_MS, now + 1, FIRST_TOUCH_SLA_MS).await?;
-    let row = |report: &reports::SpeedReport| report.speed.iter().find(|r| r.owner == owner.unwrap_or("(everyone)")).cloned();
+    let today = reports::speed_report(&web.engine, &reach, model, start_of_day, now + 1, FIRST_TOUCH_SLA_MS).await?;
+    let month = reports::speed_report(&web.engine, &reach, model, now - 30 * DAY_MS, now + 1, FIRST_TOUCH_SLA_MS).await?;
+    // The first row counts every lead of the report, which is the reach's.
+    let everyone = |report: &reports::SpeedReport| report.speed.first().cloned();
     Ok(Kpis {
-        new_hot_today: row(&today).map_or(0, |r| r.hot),
-        hot_to_qualified: if owner.is_none() { month.hot_to_qualified } else { None },
-        median_speed_hours: row(&month).and_then(|r| r.median_hours),
+        new_hot_today: everyone(&today).map_or(0, |r| r.hot),
+        hot_to_qualified: month.hot_to_qualified,
+        median_speed_hours: everyone(&month).and_then(|r| r.median_hours),
     })
 }
 
@@ -1103,11 +1107,19 @@ pub async fn accounts(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Q
         Err(page) => return *page,
     };
     let band = empty_is_none(q.band.clone());
-    let page =
-        match leadscore_app::accounts::list(&web.engine, Some(&model.name), band.as_deref(), Some(50), q.cursor.as_deref().filter(|c| !c.is_empty())).await {
-            Ok(page) => page,
-            Err(err) => return app_error(err),
-        };
+    let page = match leadscore_app::accounts::list(
+        &web.engine,
+        &signed.reach(&web),
+        Some(&model.name),
+        band.as_deref(),
+        Some(50),
+        q.cursor.as_deref().filter(|c| !c.is_empty()),
+    )
+    .await
+    {
+        Ok(page) => page,
+        Err(err) => return app_error(err),
+    };
     let next = page.next_cursor.as_ref().map(|cursor| {
         let band = band.as_deref().map(|b| format!("&band={}", url_encode(b))).unwrap_or_default();
         format!("/accounts?model={}{band}&cursor={}", url_encode(&model.name), url_encode(cursor))
@@ -1147,19 +1159,19 @@ pub async fn accounts(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Q
 /// An account (`/accounts/{id}`): its score and its contacts, best first (a sales user
 /// sees their own among them).
 pub async fn account(State(web): State<Arc<Web>>, signed: SignedIn, Path(id): Path<String>, Query(q): Query<ModelQuery>) -> Response {
-    let detail = match leadscore_app::accounts::get(&web.engine, &id, q.model.as_deref().filter(|m| !m.is_empty())).await {
+    let detail = match leadscore_app::accounts::get(&web.engine, &signed.reach(&web), &id, q.model.as_deref().filter(|m| !m.is_empty())).await {
         Ok(detail) => detail,
-        Err(err) if err.is_not_found() => return error_page(StatusCode::NOT_FOUND, "There is no such account."),
+        Err(leadscore_app::accounts::AccountError::NotFound(_)) => return error_page(StatusCode::NOT_FOUND, "There is no such account."),
         Err(err) => return app_error(err),
     };
     let mut rows = Vec::new();
-    for (total, contact) in detail.contacts.iter().filter(|(_, c)| signed.reach(&web).reaches(c.owner.as_deref())) {
+    for (total, contact) in &detail.contacts {
         match contacts::view(&web.engine, contact, None).await {
             Ok(view) => rows.push((*total, view)),
             Err(err) => return app_error(err),
         }
     }
-    let hidden = detail.contacts.len() - rows.len();
+    let hidden = detail.hidden;
     let content = html! {
         p.crumbs { a href="/accounts" { "Accounts" } " / " (id) }
         h1 { (id) }

@@ -1,6 +1,7 @@
 //! Settings (`/settings`, admin only): users (add, change role, reset password, disable,
-//! delete), API keys (create with scopes — the key shown once — and revoke), sales teams,
-//! and secrets (write-only: a generated one is shown once).
+//! delete), API keys (create with scopes — the key shown once — and revoke), whether reps
+//! see the unassigned pool, sales teams, and secrets (write-only: a generated one is shown
+//! once).
 
 use std::sync::Arc;
 
@@ -141,6 +142,17 @@ async fn render(web: &Web, signed: &SignedIn, notice: Option<Notice>) -> Respons
                 button type="submit" { "Create key" }
             }
         }
+        section.card id="pool" {
+            h2 { "Unassigned leads" }
+            form.stack method="post" action="/settings/pool" {
+                label {
+                    input type="checkbox" name="allowed" value="1" checked[web.engine.sales_pool()];
+                    " Sales reps also see leads without an owner (the pool), on Today, in the lead list and by link"
+                }
+                p { small { "Otherwise a rep sees only the leads assigned to them. Another rep's lead stays out of reach either way." } }
+                button type="submit" { "Save" }
+            }
+        }
         section.card id="teams" {
             h2 { "Sales teams" }
             ul {
@@ -216,8 +228,8 @@ fn settings_layout(signed: &SignedIn, content: Markup) -> Markup {
 }
 
 /// What an admin did, as a notice on the page, or the error as a page.
-async fn done(web: &Web, signed: &SignedIn, result: Result<Notice, leadscore_app::AppError>) -> Response {
-    match result {
+async fn done(web: &Web, signed: &SignedIn, result: Result<Notice, impl Into<leadscore_app::AppError>>) -> Response {
+    match result.map_err(Into::into) {
         Ok(notice) => {
             // The notice says what was done in words; a generated secret or key is kept
             // apart from it and never logged.
@@ -300,6 +312,21 @@ pub async fn create_key(State(web): State<Arc<Web>>, Admin(signed): Admin, Form(
 pub async fn revoke_key(State(web): State<Arc<Web>>, Admin(signed): Admin, Path(id): Path<String>) -> Response {
     // A user is not a key: no key here is the one asking.
     let result = keys::revoke_key(&web.engine, &id, "").await.map(|()| said("The key is revoked."));
+    done(&web, &signed, result).await
+}
+
+#[derive(Deserialize)]
+pub struct PoolForm {
+    /// Present (`1`) when the box is ticked; a browser sends nothing for an unticked box.
+    #[serde(default)]
+    allowed: Option<String>,
+}
+
+pub async fn set_pool(State(web): State<Arc<Web>>, Admin(signed): Admin, Form(form): Form<PoolForm>) -> Response {
+    let allowed = form.allowed.is_some();
+    let result = settings::set_sales_pool(&web.engine, allowed)
+        .await
+        .map(|()| said(if allowed { "Sales reps now also see the leads without an owner." } else { "Sales reps now see only the leads assigned to them." }));
     done(&web, &signed, result).await
 }
 

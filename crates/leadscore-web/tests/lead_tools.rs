@@ -1,5 +1,6 @@
 //! The lead list's tools and the contact's data tools, through the pages: search,
-//! quadrant view, bulk assignment, a sales rep's unassigned pool, export and erasure,
+//! quadrant view, bulk assignment, a sales rep's unassigned pool and the admin's switch
+//! for it, export and erasure,
 //! and the HTML 404 for paths that are no page.
 
 #![allow(clippy::unwrap_used)]
@@ -128,6 +129,38 @@ async fn a_rep_sees_the_unassigned_pool_only_when_the_server_allows_it() {
         let (_, html) = page(&sales, format!("{base}/leads?model=b2b&owner=other@example.com")).await;
         assert!(!html.contains("cid@initech.com"));
     }
+}
+
+/// The admin opens and closes the pool on the settings page: in force at once, stored (a
+/// restarted server keeps the choice over its configuration), and in the audit log.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_opens_the_pool_on_the_settings_page() {
+    let (dir, state, base) = app(config()).await;
+    let (admin, sales) = (signed_in(&base, "admin@example.com").await, signed_in(&base, "sales@example.com").await);
+    let (_, html) = page(&admin, format!("{base}/settings")).await;
+    assert!(html.contains(r#"name="allowed""#) && !html.contains("checked"), "the box is there, unticked as configured");
+
+    let answer = admin.post(format!("{base}/settings/pool")).form(&[("allowed", "1")]).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(answer.text().await.unwrap().contains("also see the leads without an owner"));
+    let (_, html) = page(&sales, format!("{base}/leads?model=b2b")).await;
+    assert!(html.contains("bob@globex.com"), "the rep sees the unassigned lead at once");
+    assert_eq!(page(&sales, format!("{base}/contacts/bob")).await.0, StatusCode::OK);
+    assert_eq!(page(&sales, format!("{base}/settings")).await.0, StatusCode::FORBIDDEN, "only an admin changes it");
+
+    // A restarted server (configured without the pool) keeps the admin's choice.
+    let store = std::sync::Arc::new(leadscore_store_sqlite::SqliteStore::open_dir(dir.path()).unwrap());
+    let restarted = leadscore_app::Engine::new(store, std::sync::Arc::new(|| NOW), config()).await.unwrap();
+    assert!(restarted.sales_pool(), "the stored choice holds after a restart");
+
+    let answer = admin.post(format!("{base}/settings/pool")).form::<[(&str, &str); 0]>(&[]).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let (_, html) = page(&sales, format!("{base}/leads?model=b2b")).await;
+    assert!(!html.contains("bob@globex.com") && html.contains("ann@acme.com"), "closed again: their own only");
+    restarted.reload_options().await.unwrap();
+    assert!(!restarted.sales_pool(), "another process reads the change when it reloads");
+    let audit = leadscore_app::audit::list(&state.engine, 10).await.unwrap();
+    assert!(serde_json::to_string(&audit).unwrap().contains("Sales reps now see only the leads assigned to them"), "{audit:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -403,7 +403,7 @@ async fn demo_logins(state: &Arc<leadscore_app::Engine>, file: &std::path::Path)
         let new = leadscore_app::users::NewUser { email: email.into(), password: password.clone(), role, name: Some(name.into()) };
         match leadscore_app::users::add_user(state, new).await {
             Ok(_) => {}
-            Err(leadscore_app::AppError::Conflict(_)) => {
+            Err(leadscore_app::users::UserError::EmailTaken(_)) => {
                 // Made by an earlier run whose logins file is gone: a new password.
                 let user = leadscore_store::UserStore::find_user_by_email(state.store.as_ref(), email).await?.context("the demo user vanished")?;
                 let changes = leadscore_app::users::UserChanges { password: Some(password.clone()), ..Default::default() };

@@ -976,7 +976,10 @@ async fn import_outcomes(state: &Arc<Engine>, file: &Path) -> Result<Summary> {
                     stored.push((kind, at.millis()));
                     summary.imported += 1;
                 }
-                Err(err) if err.is_not_found() => summary.reject(line, format!("no contact with id {contact:?}")),
+                Err(
+                    leadscore_app::outcomes::OutcomeError::NoContact(_)
+                    | leadscore_app::outcomes::OutcomeError::Store(leadscore_store::StoreError::NotFound(_)),
+                ) => summary.reject(line, format!("no contact with id {contact:?}")),
                 Err(err) => bail!("storing the outcome of line {line} failed: {}", leadscore_store::ErrorChain(&err)),
             }
         }

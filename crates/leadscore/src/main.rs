@@ -672,64 +672,49 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let (model, from, to) = leadscore_app::reports::resolve(&state, model.as_deref(), from.as_deref(), to.as_deref()).map_err(anyhow::Error::msg)?;
-            // Who the outcomes judge: only the reports over outcomes need it.
-            let judged = match what {
-                ReportKind::Brackets | ReportKind::Accuracy | ReportKind::Sources => leadscore_app::reports::gather(&state, &model.name, from, to).await?,
-                ReportKind::Distribution | ReportKind::Feedback | ReportKind::Speed | ReportKind::Compare => Vec::new(),
-            };
+            use leadscore_app::reports as r;
+            // The command line reads every contact, as an API key does.
+            let (everyone, range) = (leadscore_app::access::Reach::Everyone, r::ReportRange { model, from, to });
             match what {
                 ReportKind::Brackets => {
-                    let edges = edges.as_deref().map(leadscore_app::reports::parse_edges).transpose().map_err(anyhow::Error::msg)?;
-                    let report = leadscore_app::reports::brackets_report(&model, &judged, edges);
+                    let report = r::brackets(&state, &everyone, &range, edges.as_deref()).await?;
                     if json {
                         println!("{}", serde_json::to_value(&report)?);
                     } else if csv {
-                        print!("{}", leadscore_app::reports::brackets_csv(&report));
+                        print!("{}", r::brackets_csv(&report));
                     } else {
                         print_brackets(&serde_json::to_value(&report)?);
                     }
                 }
                 ReportKind::Accuracy => {
-                    let report = leadscore_app::reports::accuracy_report(&model, &judged);
+                    let report = r::accuracy(&state, &everyone, &range).await?;
                     if json {
                         println!("{}", serde_json::to_value(&report)?);
                     } else if csv {
-                        print!("{}", leadscore_app::reports::accuracy_csv(&report));
+                        print!("{}", r::accuracy_csv(&report));
                     } else {
                         print_accuracy(&serde_json::to_value(&report)?);
                     }
                 }
                 ReportKind::Distribution | ReportKind::Sources | ReportKind::Feedback | ReportKind::Speed | ReportKind::Compare => {
-                    use leadscore_app::reports as r;
                     // The reports as JSON values: the text output reads them by field name.
                     let (report, rows, columns): (serde_json::Value, &str, &[&str]) = match what {
                         ReportKind::Distribution => (
-                            serde_json::to_value(r::distribution_report(&state, &model, bins.clamp(1, 200)).await?)?,
+                            serde_json::to_value(r::distribution(&state, &everyone, &range, Some(bins.clamp(1, 200))).await?)?,
                             "histogram",
                             &["lower", "upper", "contacts"],
                         ),
                         ReportKind::Sources => (
-                            serde_json::to_value(r::sources_report(&state, &model, &attribute, &judged).await?)?,
+                            serde_json::to_value(r::sources(&state, &everyone, &range, Some(&attribute)).await?)?,
                             "sources",
                             &["source", "contacts", "average_score", "won", "lost", "conversion"],
                         ),
-                        ReportKind::Speed => {
-                            let sla = r::parse_sla(Some(&sla)).map_err(anyhow::Error::msg)?;
-                            (
-                                serde_json::to_value(r::speed_report(&state, &model, from, to, sla).await?)?,
-                                "speed",
-                                &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"],
-                            )
-                        }
-                        _ => {
-                            let timelines = r::timelines(&state, Some(&model.name), from, to).await?;
-                            (
-                                serde_json::to_value(r::feedback_report(&state, &model, from, to, &timelines).await?)?,
-                                "ratings_by_band",
-                                &["band", "ratings", "average_rating"],
-                            )
-                        }
+                        ReportKind::Speed => (
+                            serde_json::to_value(r::speed(&state, &everyone, &range, Some(&sla)).await?)?,
+                            "speed",
+                            &["owner", "hot", "contacted", "median_hours", "p90_hours", "sla_breaches"],
+                        ),
+                        _ => (serde_json::to_value(r::feedback(&state, &everyone, &range).await?)?, "ratings_by_band", &["band", "ratings", "average_rating"]),
                     };
                     if json {
                         println!("{report}");
