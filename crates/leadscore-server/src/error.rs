@@ -45,6 +45,10 @@ impl ApiError {
     }
 }
 
+/// What `Retry-After` says when the database is busy, full or unreachable: long enough for
+/// a lock to be released or a restart to finish, short enough not to back ingest up.
+pub const RETRY_AFTER_UNAVAILABLE: u64 = 2;
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
@@ -53,6 +57,13 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(m) => ApiError::invalid(m),
             StoreError::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down"),
             StoreError::Stale(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{m}; try again")),
+            // Busy, full or unreachable: the client is told to come back (Retry-After), and
+            // nothing was acknowledged, so a retry of the same events is safe.
+            err @ StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %ErrorChain(&err), "the database is unavailable; answering 503");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is temporarily unavailable; retry shortly")
+                    .with_details(serde_json::json!({ "retry_after_seconds": RETRY_AFTER_UNAVAILABLE }))
+            }
             // The client learns only that storage failed; the log gets the whole chain,
             // down to the driver's error.
             err @ (StoreError::Backend(_) | StoreError::Database { .. }) => {

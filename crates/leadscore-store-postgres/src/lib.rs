@@ -185,6 +185,11 @@ impl From<PgError> for StoreError {
             PgError::Pool(deadpool_postgres::PoolError::Closed) => StoreError::Closed,
             PgError::Retry => StoreError::Conflict("concurrent writes kept getting in the way; try again".into()),
             err if err.sql_state() == Some(&SqlState::UNIQUE_VIOLATION) => StoreError::Conflict(err.to_string()),
+            PgError::Db(err) if unreachable_or_full(&err) => StoreError::unavailable("PostgreSQL", err),
+            PgError::Pool(deadpool_postgres::PoolError::Backend(err)) if unreachable_or_full(&err) => {
+                StoreError::unavailable("PostgreSQL connection pool", deadpool_postgres::PoolError::Backend(err))
+            }
+            PgError::Pool(err @ deadpool_postgres::PoolError::Timeout(_)) => StoreError::unavailable("PostgreSQL connection pool", err),
             PgError::Db(err) => {
                 // The SQLSTATE up front: tokio-postgres's own message starts with "db error".
                 let what = match err.code() {
@@ -201,6 +206,26 @@ impl From<PgError> for StoreError {
 }
 
 pub(crate) type PgResult<T> = Result<T, PgError>;
+
+/// Whether a driver error says the server cannot be reached now or cannot take writes now
+/// (a restart, a lost connection, a full disk, too many connections), so the same request
+/// may succeed in a moment: such errors become [`StoreError::Unavailable`] (503 and
+/// `Retry-After` for HTTP clients) instead of a storage failure.
+fn unreachable_or_full(err: &tokio_postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        // 08: connection exception; 53: insufficient resources (disk full, out of memory,
+        // too many connections); 57P01-57P03: the server is shutting down or starting.
+        Some(state) => {
+            let code = state.code();
+            code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+        // No SQLSTATE: the connection itself failed (refused, reset, timed out).
+        None => std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>()),
+    }
+}
 
 /// Which failures a write transaction is retried on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -470,13 +495,14 @@ mod tests {
     use super::*;
 
     /// Nothing listens on port 1: the pool's error, and beneath it tokio-postgres's, stay
-    /// in the chain (this needs no server).
+    /// in the chain (this needs no server); a refused connection is a database that may
+    /// come back (503 and Retry-After to HTTP clients), not a failed request.
     #[tokio::test]
     async fn a_refused_connection_keeps_the_driver_error() {
         let Err(err) = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test?connect_timeout=5", None).await else {
             panic!("connected to port 1");
         };
-        assert!(matches!(err, StoreError::Database { .. }), "{err:?}");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
         assert!(err.find_source::<deadpool_postgres::PoolError>().is_some(), "{err:?}");
         assert!(err.find_source::<tokio_postgres::Error>().is_some(), "{err:?}");
     }

@@ -50,6 +50,7 @@ fn outcome<T>(result: StoreResult<T>, to_json: impl FnOnce(T) -> Value) -> Value
         Err(StoreError::Invalid(_)) => json!("error: invalid"),
         Err(StoreError::Closed) => json!("error: closed"),
         Err(StoreError::Stale(_)) => json!("error: stale"),
+        Err(StoreError::Unavailable { .. }) => json!("error: unavailable"),
         Err(err @ (StoreError::Backend(_) | StoreError::Database { .. })) => json!(format!("error: backend: {}", leadscore_store::ErrorChain(&err))),
     }
 }

@@ -95,13 +95,37 @@ impl Drop for Inner {
     }
 }
 
+/// A driver error as a [`StoreError`]: [`StoreError::Unavailable`] when the database could
+/// not do it now but may in a moment (another process holds the write lock past the busy
+/// timeout, the disk is full, a write to the file failed), else [`StoreError::Database`].
 pub(crate) fn db_err(err: impl Into<leadscore_store::BoxError>) -> StoreError {
-    StoreError::database("SQLite", err)
+    let err = err.into();
+    if err.downcast_ref::<rusqlite::Error>().is_some_and(busy_or_full) { StoreError::unavailable("SQLite", err) } else { StoreError::database("SQLite", err) }
 }
 
+/// Busy, locked, disk full or an I/O error: conditions of the machine, not of the request.
+fn busy_or_full(err: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        err.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::DiskFull | ErrorCode::SystemIoFailure | ErrorCode::OutOfMemory)
+    )
+}
+
+/// How long the writer waits for another process's write lock before it answers its
+/// callers "unavailable" (503 and Retry-After over HTTP) instead of holding every queued
+/// write: a few seconds covers another leadscore process's group commit or rescore chunk.
+const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reads wait longer: in WAL mode they wait only for a checkpoint or a recovery.
+const READER_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn open_connection(path: &Path) -> StoreResult<Connection> {
+    open_connection_with(path, READER_BUSY_TIMEOUT)
+}
+
+fn open_connection_with(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
-    conn.busy_timeout(Duration::from_secs(30)).map_err(db_err)?;
+    conn.busy_timeout(busy_timeout).map_err(db_err)?;
     // The writer uses a few dozen distinct statements; the default cache (16) would make
     // them evict each other and be parsed again on every write.
     conn.set_prepared_statement_cache_capacity(128);
@@ -169,7 +193,7 @@ impl SqliteStore {
 
     /// Opens the database file, runs migrations and starts the writer thread.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let writer_conn = open_connection(path)?;
+        let writer_conn = open_connection_with(path, WRITER_BUSY_TIMEOUT)?;
         migrate(&writer_conn)?;
         let (tx, rx) = mpsc::channel::<WriteJob>(QUEUE_DEPTH);
         let writer_thread = std::thread::Builder::new().name("leadscore-sqlite-writer".into()).spawn(move || writer_loop(writer_conn, rx)).map_err(db_err)?;
@@ -260,6 +284,11 @@ fn rollback_to_savepoint(conn: &Connection) -> StoreResult<()> {
     run_statement(conn, "RELEASE job")
 }
 
+/// The one error of a write group, for each of its callers: unavailable when it was.
+fn group_error(what: &str, err: &Arc<StoreError>) -> StoreError {
+    if err.is_transient() { StoreError::unavailable(what, Arc::clone(err)) } else { StoreError::database(what, Arc::clone(err)) }
+}
+
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
     let mut group: Vec<WriteJob> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
@@ -276,16 +305,31 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
         metrics::histogram!("leadscore_write_group_size").record(size as f64);
         let mut completions = Vec::with_capacity(size);
         if let Err(err) = run_statement(&conn, "BEGIN IMMEDIATE") {
-            // Dropping the jobs answers their callers with StoreError::Closed.
-            tracing::error!(error = %leadscore_store::ErrorChain(&err), dropped = size, "cannot begin a write transaction");
-            group.clear();
+            // Another process holds the write lock past the busy timeout (or the file
+            // cannot be written): every write of the group is answered with the error
+            // (unavailable: retry), none is run.
+            tracing::warn!(error = %leadscore_store::ErrorChain(&err), refused = size, "cannot begin a write transaction");
+            let err = Arc::new(err);
+            for job in group.drain(..) {
+                let (_, completion) = job(None);
+                completion(Err(group_error("cannot begin a write transaction", &err)));
+            }
             continue;
         }
         // A lone write needs no savepoint: if it fails, the whole transaction rolls back.
         // In a group, each write gets one, so a failing write does not undo the others.
         let isolate = size > 1;
         let mut failed_alone = false;
+        // SQLite ends the transaction itself after some failures (disk full, I/O error):
+        // then the writes before are undone too and the ones after must not run outside a
+        // transaction (each statement would commit on its own), so the group fails whole.
+        let mut rolled_back = false;
         for job in group.drain(..) {
+            if rolled_back {
+                let (_, completion) = job(None);
+                completions.push(completion);
+                continue;
+            }
             let savepoint = isolate && run_statement(&conn, "SAVEPOINT job").is_ok();
             if isolate && !savepoint {
                 let (_, completion) = job(None);
@@ -293,6 +337,11 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
                 continue;
             }
             let (ok, completion) = job(Some(&conn));
+            if !ok && conn.is_autocommit() {
+                rolled_back = true;
+                completions.push(completion);
+                continue;
+            }
             if savepoint {
                 let end = if ok { run_statement(&conn, "RELEASE job") } else { rollback_to_savepoint(&conn) };
                 if let Err(err) = end {
@@ -303,14 +352,21 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
             }
             completions.push(completion);
         }
-        let commit = if failed_alone { run_statement(&conn, "ROLLBACK") } else { run_statement(&conn, "COMMIT") };
-        if commit.is_err() {
+        let commit = if rolled_back {
+            tracing::warn!(size, "SQLite rolled a write group back after a failed write; its writes are answered unavailable");
+            Err(StoreError::unavailable("SQLite rolled the write group back after a write failed", std::io::Error::other("transaction rolled back")))
+        } else if failed_alone {
+            run_statement(&conn, "ROLLBACK")
+        } else {
+            run_statement(&conn, "COMMIT")
+        };
+        if commit.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         // Every caller of the group gets the one commit error as its source.
         let commit = commit.map_err(Arc::new);
         for completion in completions {
-            completion(commit.as_ref().map(|_| ()).map_err(|e| StoreError::database("the group commit failed", Arc::clone(e))));
+            completion(commit.as_ref().map(|_| ()).map_err(|e| group_error("the group commit failed", e)));
         }
         metrics::histogram!("leadscore_write_commit_seconds").record(started.elapsed().as_secs_f64());
         tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "write group committed");

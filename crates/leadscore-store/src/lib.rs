@@ -45,6 +45,16 @@ pub enum StoreError {
     /// the code does not know): the message is all there is.
     #[error("database error: {0}")]
     Backend(String),
+    /// The database cannot do it now but may in a moment: locked by another process
+    /// (SQLite busy), out of disk space, unreachable or restarting (PostgreSQL). The
+    /// request was not acknowledged; the caller should retry shortly (ingest is idempotent
+    /// by messageId, so a retry never stores an event twice). `source` is the driver's error.
+    #[error("the database is temporarily unavailable: {what}")]
+    Unavailable {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,6 +63,17 @@ impl StoreError {
     /// A [`StoreError::Database`]: `what` was being done when `source` failed.
     pub fn database(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
         StoreError::Database { what: what.into(), source: source.into() }
+    }
+
+    /// A [`StoreError::Unavailable`]: `what` could not be done now because of `source`.
+    pub fn unavailable(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable { what: what.into(), source: source.into() }
+    }
+
+    /// Whether retrying the same request shortly may succeed (the database was busy,
+    /// full, or unreachable), as opposed to a request that can never succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
     }
 
     /// The first error of type `E` in this error's source chain (the driver's error beneath

@@ -117,6 +117,12 @@ pub fn app_error(err: impl Into<AppError>) -> Response {
         AppError::Unauthorized(message) => error_page(StatusCode::UNAUTHORIZED, &message),
         AppError::Forbidden(message) => error_page(StatusCode::FORBIDDEN, &message),
         AppError::Busy { message, .. } => error_page(StatusCode::TOO_MANY_REQUESTS, &message),
+        AppError::Store(err) if err.is_transient() => {
+            tracing::warn!(error = %leadscore_store::ErrorChain(&err), "page failed: the database is unavailable");
+            let mut page = error_page(StatusCode::SERVICE_UNAVAILABLE, "The database is busy or unreachable just now. Try again in a moment.");
+            page.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("2"));
+            page
+        }
         AppError::Store(err) => {
             tracing::error!(error = %leadscore_store::ErrorChain(&err), "page failed");
             error_page(StatusCode::INTERNAL_SERVER_ERROR, "The database could not answer. Try again in a moment; the server log says more.")

@@ -87,6 +87,39 @@ enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Soak: single-event ingest at a fixed rate, lead-list reads and rescores at the same
+    /// time against a `leadscore serve` child process, for minutes; reports latency
+    /// percentiles and errors per kind and the server's resident memory over time
+    Soak {
+        /// How long to run, in seconds
+        #[arg(long, default_value_t = 180)]
+        duration: u64,
+        /// Ingest requests per second, one event each
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Contacts the events come from (seeded first with `--seed-events` events)
+        #[arg(long, default_value_t = 20_000)]
+        contacts: usize,
+        /// Events stored before the soak starts, so a rescore has work to do
+        #[arg(long, default_value_t = 200_000)]
+        seed_events: usize,
+        /// Clients reading the lead list
+        #[arg(long, default_value_t = 2)]
+        readers: usize,
+        /// Lead-list requests per second, all readers together (a person paging through
+        /// the list, not a flood: the per-key rate limit, 2,000/s, is shared with ingest)
+        #[arg(long, default_value_t = 20)]
+        read_rate: u64,
+        /// Publish a new model version (a full rescore) every this many seconds
+        #[arg(long, default_value_t = 60)]
+        rescore_every: u64,
+        /// Sample the server's resident memory every this many seconds
+        #[arg(long, default_value_t = 5)]
+        sample_every: u64,
+        /// Run on a fresh schema in this PostgreSQL database instead of a temp SQLite one
+        #[arg(long)]
+        database_url: Option<String>,
+    },
     /// Lead list (top N filtered by band) latency over HTTP on an existing database
     Leadlist {
         #[command(flatten)]
@@ -124,6 +157,19 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Latency { rate, seconds, database_url } => {
             let database = BenchDatabase::new(database_url)?;
             let outcome = latency(&database, rate, seconds).await;
+            database.clean_up().await;
+            outcome
+        }
+        BenchCommand::Soak { duration, rate, contacts, seed_events, readers, read_rate, rescore_every, sample_every, database_url } => {
+            let database = BenchDatabase::new(database_url)?;
+            let shape = SoakShape { duration, rate, contacts, seed_events, readers, read_rate, rescore_every, sample_every };
+            let outcome = soak(&database, &shape).await;
+            if database.postgres.is_some() {
+                // The schema was made by the child server: open it here only to drop it.
+                if let Err(err) = database.open().await {
+                    eprintln!("could not open the soak schema to drop it: {err:#}");
+                }
+            }
             database.clean_up().await;
             outcome
         }
@@ -360,19 +406,20 @@ fn client() -> Result<reqwest::Client> {
 /// Events in time order (the live case: folding, not replaying), over `contacts` contacts,
 /// `session` consecutive events per contact.
 fn ordered_events(contacts: usize, events: usize, session: usize, start_ms: i64) -> Vec<Value> {
+    (0..events).map(|i| ordered_event(i, contacts, session, start_ms)).collect()
+}
+
+/// The `i`th event of [`ordered_events`].
+fn ordered_event(i: usize, contacts: usize, session: usize, start_ms: i64) -> Value {
     let paths = ["/pricing", "/features/scoring", "/blog/lead-scoring-101", "/docs", "/careers", "/"];
-    (0..events)
-        .map(|i| {
-            let contact = ((i / session.max(1)).wrapping_mul(2_654_435_761)) % contacts.max(1);
-            let ts = start_ms + i as i64 * 50;
-            let timestamp = chrono::DateTime::from_timestamp_millis(ts).map(|t| t.to_rfc3339()).unwrap_or_default();
-            if i % 5 == 4 {
-                json!({ "messageId": format!("b-{i}"), "type": "track", "event": "Email Link Clicked", "userId": format!("u{contact}"), "timestamp": timestamp, "properties": { "campaign": "nov" } })
-            } else {
-                json!({ "messageId": format!("b-{i}"), "type": "page", "userId": format!("u{contact}"), "timestamp": timestamp, "properties": { "path": paths[i % paths.len()] } })
-            }
-        })
-        .collect()
+    let contact = ((i / session.max(1)).wrapping_mul(2_654_435_761)) % contacts.max(1);
+    let ts = start_ms + i as i64 * 50;
+    let timestamp = chrono::DateTime::from_timestamp_millis(ts).map(|t| t.to_rfc3339()).unwrap_or_default();
+    if i % 5 == 4 {
+        json!({ "messageId": format!("b-{i}"), "type": "track", "event": "Email Link Clicked", "userId": format!("u{contact}"), "timestamp": timestamp, "properties": { "campaign": "nov" } })
+    } else {
+        json!({ "messageId": format!("b-{i}"), "type": "page", "userId": format!("u{contact}"), "timestamp": timestamp, "properties": { "path": paths[i % paths.len()] } })
+    }
 }
 
 /// What an ingest benchmark sends.
@@ -607,4 +654,360 @@ async fn lead_page(data: &DataArgs, band: &str, query: &str, requests: usize) ->
         machine()
     );
     Ok(())
+}
+
+/// What a soak run does.
+struct SoakShape {
+    duration: u64,
+    rate: u64,
+    contacts: usize,
+    seed_events: usize,
+    readers: usize,
+    read_rate: u64,
+    rescore_every: u64,
+    sample_every: u64,
+}
+
+/// Resident memory of process `pid` (Linux), in MiB.
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Latencies and answers of one kind of request.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    /// Answers by status ("200", "503", …; "error" when no answer came).
+    answers: std::collections::BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn record(&mut self, answer: &str, latency: Duration) {
+        *self.answers.entry(answer.to_string()).or_default() += 1;
+        self.latencies.push(latency);
+    }
+
+    fn line(&mut self, kind: &str) -> String {
+        self.latencies.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let answers: Vec<String> = self.answers.iter().map(|(status, n)| format!("{status}: {n}")).collect();
+        format!(
+            "{kind}: {} requests, p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms; answers {}",
+            self.latencies.len(),
+            ms(percentile(&self.latencies, 50.0)),
+            ms(percentile(&self.latencies, 95.0)),
+            ms(percentile(&self.latencies, 99.0)),
+            ms(self.latencies.last().copied().unwrap_or_default()),
+            answers.join(", ")
+        )
+    }
+}
+
+/// A `leadscore serve` child on a free port, killed when dropped.
+struct ChildServer {
+    child: std::process::Child,
+    base: String,
+    key: String,
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn spawn_server(database: &BenchDatabase) -> Result<ChildServer> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let key = leadscore_app::keys::generate_key();
+    let mut command = std::process::Command::new(std::env::current_exe().context("cannot find this program")?);
+    command.arg("serve").arg("--addr").arg(format!("127.0.0.1:{port}"));
+    match &database.postgres {
+        Some((url, schema)) => {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            command.arg("--database-url").arg(format!("{url}{separator}options=-csearch_path%3D{schema}"));
+        }
+        None => {
+            command.arg("--data").arg(database.dir.path());
+        }
+    }
+    let child = command
+        .env("LEADSCORE_ADMIN_KEY", &key)
+        .env("LEADSCORE_LOG", "warn")
+        .env_remove("LEADSCORE_DATA")
+        .env_remove("LEADSCORE_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start `leadscore serve`")?;
+    let mut server = ChildServer { child, base: format!("http://127.0.0.1:{port}"), key };
+    let http = client()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http.get(format!("{}/healthz", server.base)).send().await.is_err() {
+        if let Some(status) = server.child.try_wait()? {
+            bail!("`leadscore serve` exited at start: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("`leadscore serve` did not answer within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(server)
+}
+
+/// The live b2b model with 1 more point on its second activity rule: a new version, so a
+/// full rescore.
+async fn publish_changed_model(http: &reqwest::Client, base: &str, key: &str) -> Result<u64> {
+    let live: Value = http.get(format!("{base}/api/v1/models/b2b")).bearer_auth(key).send().await?.json().await?;
+    let mut definition = live["definition"].clone();
+    if let Some(points) = definition.pointer_mut("/activity/1/points") {
+        *points = json!(points.as_f64().unwrap_or(0.0) + 1.0);
+    }
+    let response =
+        http.put(format!("{base}/api/v1/models/b2b")).bearer_auth(key).header("content-type", "application/json").body(definition.to_string()).send().await?;
+    if !response.status().is_success() {
+        bail!("publishing a new version: HTTP {}: {}", response.status(), response.text().await.unwrap_or_default());
+    }
+    let published: Value = response.json().await?;
+    published["rescore"]["id"].as_u64().context("the publish started no rescore")
+}
+
+async fn soak(database: &BenchDatabase, shape: &SoakShape) -> Result<()> {
+    let server = spawn_server(database).await?;
+    let pid = server.child.id();
+    let http = client()?;
+    let response = http
+        .put(format!("{}/api/v1/models/b2b", server.base))
+        .bearer_auth(&server.key)
+        .header("content-type", "application/toml")
+        .body(EXAMPLE_MODEL_TOML)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("publishing the example model: HTTP {}", response.status());
+    }
+    // Seed: the contacts and their history, so the lead list and the rescore have work.
+    let total = shape.seed_events + (shape.rate * shape.duration) as usize;
+    let start_ms = chrono::Utc::now().timestamp_millis() - total as i64 * 50;
+    let seed = ordered_events(shape.contacts, shape.seed_events, 1, start_ms);
+    let seeding = Instant::now();
+    for chunk in seed.chunks(1000) {
+        let response = http.post(format!("{}/api/v1/events", server.base)).bearer_auth(&server.key).json(&json!({ "batch": chunk })).send().await?;
+        if !response.status().is_success() {
+            bail!("seeding: HTTP {}", response.status());
+        }
+    }
+    println!("seeded {} events over {} contacts in {:.1} s", seed.len(), shape.contacts, seeding.elapsed().as_secs_f64());
+    drop(seed);
+
+    let ingest = Arc::new(std::sync::Mutex::new(Tally::default()));
+    let reads = Arc::new(std::sync::Mutex::new(Tally::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acknowledged = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(shape.duration);
+
+    // Readers: the lead list, best first, with and without a band filter.
+    let mut readers = tokio::task::JoinSet::new();
+    for reader in 0..shape.readers {
+        let (http, reads, stop) = (http.clone(), reads.clone(), stop.clone());
+        let url = format!("{}/api/v1/contacts?model=b2b&sort=-total&limit=50{}", server.base, if reader % 2 == 1 { "&band=hot" } else { "" });
+        let key = server.key.clone();
+        let every = Duration::from_secs_f64(shape.readers.max(1) as f64 / shape.read_rate.max(1) as f64);
+        readers.spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                ticker.tick().await;
+                let sent = Instant::now();
+                let answer = match http.get(&url).bearer_auth(&key).send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let _ = response.bytes().await;
+                        status.as_u16().to_string()
+                    }
+                    Err(_) => "error".to_string(),
+                };
+                if let Ok(mut reads) = reads.lock() {
+                    reads.record(&answer, sent.elapsed());
+                }
+            }
+        });
+    }
+
+    // Rescores: a new version every `rescore_every` seconds; each one's time to done.
+    let rescores = {
+        let (http, stop) = (http.clone(), stop.clone());
+        let (base, key) = (server.base.clone(), server.key.clone());
+        let every = Duration::from_secs(shape.rescore_every.max(1));
+        let server_view = ChildView { base, key };
+        tokio::spawn(async move {
+            let mut done: Vec<Duration> = Vec::new();
+            let mut failures = 0u64;
+            let mut next = Instant::now() + every / 2;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if Instant::now() < next {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                next += every;
+                let began = Instant::now();
+                match server_view.rescore(&http).await {
+                    Ok(()) => done.push(began.elapsed()),
+                    Err(err) => {
+                        failures += 1;
+                        eprintln!("rescore: {err:#}");
+                    }
+                }
+            }
+            (done, failures)
+        })
+    };
+
+    // Memory: the server's resident set every `sample_every` seconds.
+    let sampler = {
+        let stop = stop.clone();
+        let every = Duration::from_secs(shape.sample_every.max(1));
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let began = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(mib) = rss_mib(pid) {
+                    samples.push((began.elapsed().as_secs_f64(), mib));
+                }
+                tokio::time::sleep(every).await;
+            }
+            if let Some(mib) = rss_mib(pid) {
+                samples.push((began.elapsed().as_secs_f64(), mib));
+            }
+            samples
+        })
+    };
+
+    // Ingest: one event a request at `rate` a second, at most 512 in flight (a slow
+    // server slows the sender instead of growing its queue; the rate reached is printed).
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(512));
+    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / shape.rate.max(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let url = format!("{}/api/v1/events", server.base);
+    let mut sent = 0u64;
+    let mut senders = tokio::task::JoinSet::new();
+    for i in shape.seed_events..total {
+        if Instant::now() >= deadline {
+            break;
+        }
+        ticker.tick().await;
+        let permit = in_flight.clone().acquire_owned().await.context("the semaphore closed")?;
+        let body = serde_json::to_vec(&ordered_event(i, shape.contacts, 1, start_ms))?;
+        let (http, url, key, ingest, acknowledged) = (http.clone(), url.clone(), server.key.clone(), ingest.clone(), acknowledged.clone());
+        senders.spawn(async move {
+            let _permit = permit;
+            let began = Instant::now();
+            let answer = match http.post(&url).bearer_auth(&key).header("content-type", "application/json").body(body).send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let _ = response.bytes().await;
+                    if status.is_success() {
+                        acknowledged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    status.as_u16().to_string()
+                }
+                Err(_) => "error".to_string(),
+            };
+            if let Ok(mut ingest) = ingest.lock() {
+                ingest.record(&answer, began.elapsed());
+            }
+        });
+        sent += 1;
+        while senders.try_join_next().is_some() {}
+    }
+    while senders.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    while readers.join_next().await.is_some() {}
+    let (rescore_times, rescore_failures) = rescores.await.context("the rescore task failed")?;
+    let samples = sampler.await.context("the memory sampler failed")?;
+
+    // What the server counted as stored, against what it acknowledged.
+    let metrics = http.get(format!("{}/metrics", server.base)).bearer_auth(&server.key).send().await?.text().await?;
+    let stored: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("leadscore_events_ingested_total"))
+        .filter_map(|l| l.split_whitespace().last().and_then(|n| n.parse::<f64>().ok()))
+        .sum();
+    let acknowledged = acknowledged.load(std::sync::atomic::Ordering::Relaxed);
+    drop(server);
+
+    println!(
+        "soak for {:.0} s on {}: single-event ingest at {} req/s ({sent} sent, {:.0} req/s reached), {} lead-list reader(s) at {} req/s in all, a rescore every {} s over {} contacts; {}",
+        elapsed.as_secs_f64(),
+        database.describe(),
+        shape.rate,
+        sent as f64 / elapsed.as_secs_f64(),
+        shape.readers,
+        shape.read_rate,
+        shape.rescore_every,
+        shape.contacts,
+        machine()
+    );
+    if let Ok(mut ingest) = ingest.lock() {
+        println!("  {}", ingest.line("ingest"));
+    }
+    if let Ok(mut reads) = reads.lock() {
+        println!("  {}", reads.line("lead list"));
+    }
+    let rescore_ms: Vec<String> = rescore_times.iter().map(|d| format!("{:.1} s", d.as_secs_f64())).collect();
+    println!("  rescores: {} done ({}), {rescore_failures} failed", rescore_times.len(), rescore_ms.join(", "));
+    println!("  events: {acknowledged} acknowledged during the soak, {stored:.0} stored by the server in all (seed {} + soak)", shape.seed_events);
+    if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
+        let max = samples.iter().map(|(_, m)| *m).fold(0.0, f64::max);
+        // Flat or growing: the mean of the first and of the last quarter of the samples.
+        let quarter = (samples.len() / 4).max(1);
+        let mean = |s: &[(f64, f64)]| s.iter().map(|(_, m)| m).sum::<f64>() / s.len().max(1) as f64;
+        println!(
+            "  server memory (RSS, {} samples): first {:.0} MiB, last {:.0} MiB, max {:.0} MiB; mean of the first quarter {:.0} MiB, of the last {:.0} MiB",
+            samples.len(),
+            first.1,
+            last.1,
+            max,
+            mean(&samples[..quarter]),
+            mean(&samples[samples.len() - quarter..])
+        );
+        let trace: Vec<String> = samples.iter().map(|(t, m)| format!("{t:.0}s={m:.0}")).collect();
+        println!("  RSS over time (MiB): {}", trace.join(" "));
+    }
+    Ok(())
+}
+
+/// What the rescore task needs of the child server.
+struct ChildView {
+    base: String,
+    key: String,
+}
+
+impl ChildView {
+    /// Publishes a new version and waits for its rescore to be done.
+    async fn rescore(&self, http: &reqwest::Client) -> Result<()> {
+        let id = publish_changed_model(http, &self.base, &self.key).await?;
+        loop {
+            let response = http.get(format!("{}/api/v1/models/b2b", self.base)).bearer_auth(&self.key).send().await?;
+            if !response.status().is_success() {
+                // Rate limited or busy: ask again.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            let model: Value = response.json().await?;
+            let job = &model["rescore"];
+            if job["id"].as_u64() != Some(id) {
+                bail!("another rescore replaced job {id}");
+            }
+            match job["state"].as_str() {
+                Some("done") => return Ok(()),
+                Some("failed") | Some("superseded") => bail!("rescore job {id}: {job}"),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
 }

@@ -38,6 +38,7 @@ pub struct Settings {
     session_lifetime: Option<toml::Value>,
     sales_pool: Option<toml::Value>,
     retrain_interval: Option<toml::Value>,
+    rescore_chunk: Option<toml::Value>,
 }
 
 impl Settings {
@@ -178,6 +179,10 @@ impl Config {
         if let Some((text, origin)) = take("retrain_interval", settings.retrain_interval.as_ref()) {
             server.engine.retrain_interval = if off(&text) { None } else { Some(span(&text, &origin)?.max(Duration::from_secs(60))) };
         }
+        if let Some((text, origin)) = take("rescore_chunk", settings.rescore_chunk.as_ref()) {
+            server.engine.rescore_chunk =
+                text.trim().parse().ok().filter(|n| *n >= 1).with_context(|| format!("{origin}: {text:?} is not a positive number of contacts"))?;
+        }
         if let Some((text, _)) = take("sales_pool", settings.sales_pool.as_ref()) {
             server.engine.sales_pool = truthy(&text);
         }
@@ -222,6 +227,7 @@ impl Config {
             "session_lifetime": entry(seconds(self.server.engine.sessions.lifetime), self.source("session_lifetime")),
             "sales_pool": entry(json!(server.engine.sales_pool), self.source("sales_pool")),
             "retrain_interval": entry(server.engine.retrain_interval.map_or(json!("off"), seconds), self.source("retrain_interval")),
+            "rescore_chunk": entry(json!(server.engine.rescore_chunk), self.source("rescore_chunk")),
         })
     }
 }

@@ -300,6 +300,63 @@ struct CsvRows {
     raw: File,
     delimiter: u8,
     headers: Vec<String>,
+    /// Line numbers, counted by us: the csv crate counts `\n` only, so a file with CRLF
+    /// line ends (Windows, most exports) had every row reported one line early, and one
+    /// with CR line ends every row on line 1.
+    lines: LineCounter,
+}
+
+/// Lines up to a byte of the file, counted forward as reading goes: `\n`, `\r\n` and a
+/// lone `\r` each end a line.
+#[derive(Default)]
+struct LineCounter {
+    /// Bytes counted so far.
+    byte: u64,
+    /// Line ends in them.
+    ends: u64,
+    /// Whether the last byte counted was `\r` (then a `\n` right after it ends no line).
+    after_cr: bool,
+}
+
+impl LineCounter {
+    fn count(&mut self, byte: u8) {
+        match byte {
+            b'\r' => self.ends += 1,
+            b'\n' if !self.after_cr => self.ends += 1,
+            _ => {}
+        }
+        self.after_cr = byte == b'\r';
+        self.byte += 1;
+    }
+
+    /// The line (1-based) of the record that starts at byte `start`: line ends before it,
+    /// and the ones it starts with (the csv crate may start a record at the `\n` of a
+    /// `\r\n`, or on an empty line it skips).
+    fn line_of(&mut self, file: &File, start: u64) -> Result<u64> {
+        if start < self.byte {
+            *self = Self::default();
+        }
+        let mut reader = BufReader::new(file);
+        reader.seek(SeekFrom::Start(self.byte)).context("cannot read the file")?;
+        let mut bytes = reader.bytes();
+        while self.byte < start {
+            match bytes.next() {
+                Some(byte) => self.count(byte.context("cannot read the file")?),
+                None => break,
+            }
+        }
+        // The record's own leading line ends, counted without moving past them for good:
+        // the next record may start at the same byte.
+        let mut at_record = Self { byte: self.byte, ends: self.ends, after_cr: self.after_cr };
+        for byte in bytes {
+            let byte = byte.context("cannot read the file")?;
+            if byte != b'\r' && byte != b'\n' {
+                break;
+            }
+            at_record.count(byte);
+        }
+        Ok(at_record.ends + 1)
+    }
 }
 
 /// One step through a CSV file.
@@ -330,7 +387,7 @@ impl CsvRows {
         let raw = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
         let mut csv = csv::ReaderBuilder::new().delimiter(delimiter).flexible(flexible).from_reader(reader);
         let headers = csv.headers().context("cannot read the CSV header")?.iter().map(str::to_string).collect();
-        Ok(Self { csv, raw, delimiter, headers })
+        Ok(Self { csv, raw, delimiter, headers, lines: LineCounter::default() })
     }
 
     fn bar(&self) -> &indicatif::ProgressBar {
@@ -348,7 +405,7 @@ impl CsvRows {
                 // Only a quoted field can hold a line break: records without one are as
                 // the file means them.
                 if !record.iter().any(|field| field.contains(['\n', '\r'])) {
-                    return Ok(Row::Record(start.line()));
+                    return Ok(Row::Record(self.lines.line_of(&self.raw, start.byte())?));
                 }
                 (start, None)
             }
@@ -367,17 +424,18 @@ impl CsvRows {
                 (start, Some(reason))
             }
         };
-        if let Some((reason, resume)) = self.broken_quote(&start, after.byte())? {
+        let line = self.lines.line_of(&self.raw, start.byte())?;
+        if let Some((reason, resume)) = self.broken_quote(&start, line, after.byte())? {
             // Read on from the line after the row's first: the lines the quote took along
             // are rows of their own.
             let mut next = csv::Position::new();
             next.set_byte(resume).set_line(start.line() + 1).set_record(start.record() + 1);
             self.csv.seek(next).context("cannot read the file")?;
-            return Ok(Row::Rejected(start.line(), reason));
+            return Ok(Row::Rejected(line, reason));
         }
         Ok(match problem {
-            Some(reason) => Row::Rejected(start.line(), reason),
-            None => Row::Record(start.line()),
+            Some(reason) => Row::Rejected(line, reason),
+            None => Row::Record(line),
         })
     }
 
@@ -396,9 +454,10 @@ impl CsvRows {
         }
     }
 
-    /// Whether the record's bytes (`start` up to `end`) hold a quoted field that does not
-    /// close cleanly: why, and the byte offset of the record's second line.
-    fn broken_quote(&mut self, start: &csv::Position, end: u64) -> Result<Option<(String, u64)>> {
+    /// Whether the record's bytes (`start` up to `end`; its first line is `first_line`) hold
+    /// a quoted field that does not close cleanly: why, and the byte offset of the record's
+    /// second line.
+    fn broken_quote(&mut self, start: &csv::Position, first_line: u64, end: u64) -> Result<Option<(String, u64)>> {
         #[derive(Clone, Copy, PartialEq)]
         enum State {
             FieldStart,
@@ -410,12 +469,20 @@ impl CsvRows {
         self.raw.seek(SeekFrom::Start(start.byte())).context("cannot read the file")?;
         let bytes = BufReader::new((&self.raw).take(end.saturating_sub(start.byte())));
         let mut state = State::FieldStart;
-        let mut line = start.line();
+        let mut line = first_line;
         let mut second_line = end;
         let mut broken = None;
+        // Line ends before the record's first field (the `\n` of a `\r\n` the csv crate
+        // starts it at) are not in it; `\n`, `\r\n` and a lone `\r` each end a line.
+        let (mut content, mut after_cr) = (false, false);
         for (offset, byte) in bytes.bytes().enumerate() {
             let byte = byte.context("cannot read the file")?;
             let newline = byte == b'\n' || byte == b'\r';
+            if !content && newline {
+                after_cr = byte == b'\r';
+                continue;
+            }
+            content = true;
             state = match state {
                 State::FieldStart if byte == b'"' => State::Quoted,
                 State::FieldStart | State::Unquoted if byte == self.delimiter || newline => State::FieldStart,
@@ -429,25 +496,30 @@ impl CsvRows {
                     State::Unquoted
                 }
             };
-            if byte == b'\n' {
-                if line == start.line() {
-                    second_line = start.byte() + offset as u64 + 1;
-                }
+            let next_byte = start.byte() + offset as u64 + 1;
+            if byte == b'\r' || (byte == b'\n' && !after_cr) {
                 line += 1;
+                if line == first_line + 1 {
+                    second_line = next_byte;
+                }
+            } else if byte == b'\n' && line == first_line + 1 && second_line == next_byte - 1 {
+                // The `\n` of the first line's `\r\n`: the second line starts after it.
+                second_line = next_byte;
             }
+            after_cr = byte == b'\r';
         }
         let reason = match broken {
-            Some(closed) if closed > start.line() => {
+            Some(closed) if closed > first_line => {
                 format!(
                     "unbalanced quote: a quoted field in this row runs on to line {closed}; the row is skipped and line {} read as the next row",
-                    start.line() + 1
+                    first_line + 1
                 )
             }
             Some(_) => return Ok(None),
             None if state == State::Quoted => {
                 format!(
                     "unclosed quote: a quoted field in this row runs to the end of the file; the row is skipped and line {} read as the next row",
-                    start.line() + 1
+                    first_line + 1
                 )
             }
             None => return Ok(None),
@@ -523,62 +595,125 @@ fn cell_value(cell: &str) -> Value {
 
 const DEFAULT_MISSING: &[&str] = &["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"];
 
+/// Where a contacts CSV keeps what: chosen from its header and the options.
+struct ContactColumns {
+    id: Option<usize>,
+    created_at: Option<usize>,
+    outcome: Option<usize>,
+    /// The attribute each column fills (None: the column is not an attribute).
+    attributes: Vec<Option<String>>,
+    /// Cell values that mean "missing".
+    missing: Vec<String>,
+    /// The column taken as the id because its name ends in `_id` (said to the user).
+    guessed_id: Option<String>,
+}
+
+impl ContactColumns {
+    fn new(headers: &[String], options: &ContactOptions) -> Result<Self> {
+        let mut renames: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+        for entry in &options.map {
+            let (column, attribute) = entry.split_once('=').with_context(|| format!("--map {entry:?}: use COLUMN=ATTRIBUTE"))?;
+            if !headers.iter().any(|h| h == column) {
+                bail!("--map {entry:?}: the file has no column {column:?} (columns: {})", headers.join(", "));
+            }
+            renames.insert(column.to_string(), attribute.to_string());
+        }
+        let find = |given: &Option<String>, candidates: &[&str]| -> Result<Option<usize>> {
+            match given {
+                Some(name) => headers
+                    .iter()
+                    .position(|h| h == name)
+                    .map(Some)
+                    .with_context(|| format!("the file has no column {name:?} (columns: {})", headers.join(", "))),
+                None => Ok(headers.iter().position(|h| candidates.contains(&attribute_name(h).as_str()))),
+            }
+        };
+        let mut id_index = find(&options.id_column, &["id", "contact_id", "user_id", "userid"])?;
+        let mut guessed_id = None;
+        if id_index.is_none() && options.id_column.is_none() {
+            // One column named like `Prospect ID` or `lead_id` is taken as the id.
+            let candidates: Vec<usize> = (0..headers.len()).filter(|&i| attribute_name(&headers[i]).ends_with("_id")).collect();
+            if let [only] = candidates[..] {
+                guessed_id = Some(headers[only].clone());
+                id_index = Some(only);
+            }
+        }
+        let email_index = find(&options.email_column, &["email", "e_mail", "email_address"])?;
+        if id_index.is_none() && email_index.is_none() {
+            bail!("no id or email column found; name one with --id-column or --email-column (columns: {})", headers.join(", "));
+        }
+        let created_index = headers.iter().position(|h| attribute_name(h) == "created_at");
+        let outcome_index = match &options.outcome {
+            Some(name) => Some(
+                headers
+                    .iter()
+                    .position(|h| h == name)
+                    .with_context(|| format!("--outcome: the file has no column {name:?} (columns: {})", headers.join(", ")))?,
+            ),
+            None => None,
+        };
+        let missing = DEFAULT_MISSING.iter().map(|m| m.to_string()).chain(options.missing.iter().cloned()).collect();
+        let attributes = headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                if Some(i) == id_index || Some(i) == created_index || Some(i) == outcome_index {
+                    return None;
+                }
+                match renames.get(h) {
+                    Some(a) if a == "-" => None,
+                    Some(a) => Some(a.clone()),
+                    None if Some(i) == email_index => Some("email".into()),
+                    None => Some(attribute_name(h)),
+                }
+            })
+            .collect();
+        Ok(Self { id: id_index, created_at: created_index, outcome: outcome_index, attributes, missing, guessed_id })
+    }
+
+    fn is_missing(&self, cell: &str) -> bool {
+        self.missing.iter().any(|m| m == cell.trim())
+    }
+
+    /// One row as a contact upsert and its outcome's status (`--outcome`), or why the row
+    /// is rejected.
+    fn row(&self, record: &csv::StringRecord, historical: bool) -> Result<(ContactUpsert, Option<String>), String> {
+        let mut attributes = Map::new();
+        for (i, cell) in record.iter().enumerate() {
+            let Some(Some(name)) = self.attributes.get(i) else {
+                continue;
+            };
+            if self.is_missing(cell) {
+                continue;
+            }
+            attributes.insert(name.clone(), cell_value(cell));
+        }
+        let id = self.id.and_then(|i| record.get(i)).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+        let email = attributes.remove("email").and_then(|v| v.as_str().map(str::to_string));
+        if id.is_none() && email.is_none() {
+            return Err("no id and no email".into());
+        }
+        if let Some(email) = email.as_deref() {
+            leadscore_core::email::check_email(email)?;
+        }
+        let created_at = match self.created_at.and_then(|i| record.get(i)).filter(|s| !s.trim().is_empty()) {
+            Some(text) => Some(leadscore_app::time::parse_time(text)?),
+            None => None,
+        };
+        let outcome = match self.outcome.and_then(|i| record.get(i)).filter(|cell| !self.is_missing(cell)) {
+            Some(cell) => outcome_status(cell)?,
+            None => None,
+        };
+        Ok((ContactUpsert { id, email, attributes, groups: Vec::new(), owner: None, created_at, historical }, outcome))
+    }
+}
+
 async fn import_contacts(state: &Arc<Engine>, file: &Path, options: &ContactOptions) -> Result<Summary> {
     let mut rows = CsvRows::open(file, options.delimiter, false)?;
-    let headers = rows.headers.clone();
-
-    let mut renames: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    for entry in &options.map {
-        let (column, attribute) = entry.split_once('=').with_context(|| format!("--map {entry:?}: use COLUMN=ATTRIBUTE"))?;
-        if !headers.iter().any(|h| h == column) {
-            bail!("--map {entry:?}: the file has no column {column:?} (columns: {})", headers.join(", "));
-        }
-        renames.insert(column.to_string(), attribute.to_string());
+    let columns = ContactColumns::new(&rows.headers, options)?;
+    if let Some(column) = &columns.guessed_id {
+        eprintln!("using column {column:?} as the contact id (choose another with --id-column)");
     }
-    let find = |given: &Option<String>, candidates: &[&str]| -> Result<Option<usize>> {
-        match given {
-            Some(name) => {
-                headers.iter().position(|h| h == name).map(Some).with_context(|| format!("the file has no column {name:?} (columns: {})", headers.join(", ")))
-            }
-            None => Ok(headers.iter().position(|h| candidates.contains(&attribute_name(h).as_str()))),
-        }
-    };
-    let mut id_index = find(&options.id_column, &["id", "contact_id", "user_id", "userid"])?;
-    if id_index.is_none() && options.id_column.is_none() {
-        // One column named like `Prospect ID` or `lead_id` is taken as the id.
-        let candidates: Vec<usize> = (0..headers.len()).filter(|&i| attribute_name(&headers[i]).ends_with("_id")).collect();
-        if let [only] = candidates[..] {
-            eprintln!("using column {:?} as the contact id (choose another with --id-column)", headers[only]);
-            id_index = Some(only);
-        }
-    }
-    let email_index = find(&options.email_column, &["email", "e_mail", "email_address"])?;
-    if id_index.is_none() && email_index.is_none() {
-        bail!("no id or email column found; name one with --id-column or --email-column (columns: {})", headers.join(", "));
-    }
-    let created_index = headers.iter().position(|h| attribute_name(h) == "created_at");
-    let outcome_index = match &options.outcome {
-        Some(name) => Some(
-            headers.iter().position(|h| h == name).with_context(|| format!("--outcome: the file has no column {name:?} (columns: {})", headers.join(", ")))?,
-        ),
-        None => None,
-    };
-    let missing: Vec<&str> = DEFAULT_MISSING.iter().copied().chain(options.missing.iter().map(String::as_str)).collect();
-    let attribute_names: Vec<Option<String>> = headers
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            if Some(i) == id_index || Some(i) == created_index || Some(i) == outcome_index {
-                return None;
-            }
-            match renames.get(h) {
-                Some(a) if a == "-" => None,
-                Some(a) => Some(a.clone()),
-                None if Some(i) == email_index => Some("email".into()),
-                None => Some(attribute_name(h)),
-            }
-        })
-        .collect();
 
     let mut summary = Summary { created: Some(0), ..Summary::default() };
     let models = state.models();
@@ -590,51 +725,18 @@ async fn import_contacts(state: &Arc<Engine>, file: &Path, options: &ContactOpti
     loop {
         let Some(line) = rows.next_readable(&mut record, &mut summary)? else { break };
         summary.rows += 1;
-        let mut attributes = Map::new();
-        for (i, cell) in record.iter().enumerate() {
-            let Some(Some(name)) = attribute_names.get(i) else {
-                continue;
-            };
-            if missing.contains(&cell.trim()) {
+        let (upsert, outcome) = match columns.row(&record, options.historical) {
+            Ok(row) => row,
+            Err(reason) => {
+                summary.reject(line, reason);
                 continue;
             }
-            attributes.insert(name.clone(), cell_value(cell));
-        }
-        let id = id_index.and_then(|i| record.get(i)).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
-        let email = attributes.remove("email").and_then(|v| v.as_str().map(str::to_string));
-        if id.is_none() && email.is_none() {
-            summary.reject(line, "no id and no email");
-            continue;
-        }
-        if let Some(Err(reason)) = email.as_deref().map(leadscore_core::email::check_email) {
+        };
+        if let Some(reason) = seen.duplicate(upsert.id.as_deref(), upsert.email.as_deref(), line)? {
             summary.reject(line, reason);
             continue;
         }
-        let created_at = match created_index.and_then(|i| record.get(i)).filter(|s| !s.trim().is_empty()) {
-            Some(text) => match leadscore_app::time::parse_time(text) {
-                Ok(t) => Some(t),
-                Err(reason) => {
-                    summary.reject(line, reason);
-                    continue;
-                }
-            },
-            None => None,
-        };
-        let outcome = match outcome_index.and_then(|i| record.get(i)).filter(|cell| !missing.contains(&cell.trim())) {
-            Some(cell) => match outcome_status(cell) {
-                Ok(status) => status,
-                Err(reason) => {
-                    summary.reject(line, reason);
-                    continue;
-                }
-            },
-            None => None,
-        };
-        if let Some(reason) = seen.duplicate(id.as_deref(), email.as_deref(), line)? {
-            summary.reject(line, reason);
-            continue;
-        }
-        let upsert = ContactUpsert { id, email, attributes, groups: Vec::new(), owner: None, created_at, historical: options.historical };
+        let created_at = upsert.created_at;
         let state = state.clone();
         let models = models.clone();
         let outcome_reads = outcome_reads.clone();
@@ -693,24 +795,7 @@ async fn import_events(state: &Arc<Engine>, file: &Path, fire_automations: bool)
         let mut record = csv::StringRecord::new();
         loop {
             let Some(line) = rows.next_readable(&mut record, &mut summary)? else { break };
-            let headers = &rows.headers;
-            let mut object = Map::new();
-            let mut properties = Map::new();
-            for (header, cell) in headers.iter().zip(record.iter()) {
-                if cell.is_empty() {
-                    continue;
-                }
-                match header.strip_prefix("properties.") {
-                    Some(key) => {
-                        properties.insert(key.to_string(), cell_value(cell));
-                    }
-                    None => {
-                        object.insert(header.clone(), Value::String(cell.to_string()));
-                    }
-                }
-            }
-            object.insert("properties".into(), Value::Object(properties));
-            push(line, Value::Object(object), &mut summary, &mut batch);
+            push(line, event_object(&rows.headers, &record), &mut summary, &mut batch);
             if batch.len() >= 1000 {
                 flush(state, &mut batch, &mut summary, fire_automations).await?;
             }
@@ -743,6 +828,28 @@ async fn import_events(state: &Arc<Engine>, file: &Path, fire_automations: bool)
     bar.finish_and_clear();
     summary.rejected.sort_by_key(|(line, _)| *line);
     Ok(summary)
+}
+
+/// A row of an events CSV as the native event shape: `properties.NAME` columns go into
+/// `properties` (numbers inferred), the others are the event's fields as text.
+fn event_object(headers: &[String], record: &csv::StringRecord) -> Value {
+    let mut object = Map::new();
+    let mut properties = Map::new();
+    for (header, cell) in headers.iter().zip(record.iter()) {
+        if cell.is_empty() {
+            continue;
+        }
+        match header.strip_prefix("properties.") {
+            Some(key) => {
+                properties.insert(key.to_string(), cell_value(cell));
+            }
+            None => {
+                object.insert(header.clone(), Value::String(cell.to_string()));
+            }
+        }
+    }
+    object.insert("properties".into(), Value::Object(properties));
+    Value::Object(object)
 }
 
 async fn flush(state: &Arc<Engine>, batch: &mut Vec<(u64, NewEvent)>, summary: &mut Summary, fire_automations: bool) -> Result<()> {
@@ -925,9 +1032,87 @@ async fn record_import_outcome(
     leadscore_app::outcomes::record_for(state, contact, kind, at).await.map(|_| ()).map_err(|e| leadscore_store::ErrorChain(&e).to_string())
 }
 
+/// The shared mutation fuzzer (see `fuzz/harness.rs`), for the CSV importer's target.
+#[cfg(test)]
+#[path = "../../../fuzz/harness.rs"]
+mod fuzz_harness;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads a CSV as `import contacts` and `import events` do, without a store: every row
+    /// read, mapped (columns, cells, e-mail, times, outcome), checked for duplicates, or
+    /// rejected with a reason. Rows come in file order, after the header, and never more
+    /// rows than the file has lines (a reader that loops would hang the import).
+    fn read_csv_as_an_import(file: &Path, input: &[u8], delimiter: Option<char>, outcome: Option<&str>) -> Result<(), String> {
+        let lines = input.split(|b| *b == b'\n' || *b == b'\r').count() as u64;
+        let options = ContactOptions {
+            historical: true,
+            outcome: outcome.map(str::to_string),
+            map: Vec::new(),
+            id_column: None,
+            email_column: None,
+            missing: vec!["Select".into()],
+            delimiter,
+        };
+        let mut summary = Summary::default();
+        let mut last = 1;
+        let mut in_order = |line: u64, rows: u64| -> Result<(), String> {
+            if line <= last {
+                return Err(format!("a row at line {line} after one at line {last}"));
+            }
+            if rows > lines + 1 {
+                return Err(format!("{rows} rows from {lines} lines"));
+            }
+            last = line;
+            Ok(())
+        };
+        let Ok(mut rows) = CsvRows::open(file, delimiter, false) else { return Ok(()) };
+        if let Ok(columns) = ContactColumns::new(&rows.headers, &options) {
+            let seen = Seen::new().map_err(|e| e.to_string())?;
+            let mut record = csv::StringRecord::new();
+            while let Some(line) = rows.next_readable(&mut record, &mut summary).map_err(|e| format!("{e:#}"))? {
+                summary.rows += 1;
+                in_order(line, summary.rows)?;
+                if let Ok((upsert, _)) = columns.row(&record, true) {
+                    seen.duplicate(upsert.id.as_deref(), upsert.email.as_deref(), line).map_err(|e| format!("{e:#}"))?;
+                }
+            }
+        }
+        let mut rows = match CsvRows::open(file, Some(','), false) {
+            Ok(rows) => rows,
+            Err(_) => return Ok(()),
+        };
+        let mut record = csv::StringRecord::new();
+        let (mut summary, mut count) = (Summary::default(), 0);
+        while let Some(line) = rows.next_readable(&mut record, &mut summary).map_err(|e| format!("{e:#}"))? {
+            count += 1;
+            if count > lines + 1 {
+                return Err(format!("{count} event rows from {lines} lines (at line {line})"));
+            }
+            let _ = leadscore_app::events::parse_event(&event_object(&rows.headers, &record), 1_772_442_000_000);
+        }
+        for (line, _) in &summary.rejected {
+            if *line < 2 || *line > lines + 1 {
+                return Err(format!("a row rejected at line {line} of {lines}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The CSV importer's fuzz target: contacts (delimiter sniffed, and `;`, with an
+    /// outcome column) and events, from `fuzz/corpus/csv/`.
+    #[test]
+    fn fuzz_csv_importer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("input.csv");
+        fuzz_harness::fuzz("csv", |input| {
+            std::fs::write(&file, input).map_err(|e| e.to_string())?;
+            read_csv_as_an_import(&file, input, None, None)?;
+            read_csv_as_an_import(&file, input, Some(';'), Some("Converted"))
+        });
+    }
 
     #[test]
     fn attribute_names_and_cells() {

@@ -592,6 +592,45 @@ fn csv_imports_reject_broken_rows_by_their_real_line() {
     assert!(help.contains("Exit status") && help.contains("2 when") && help.contains("rejected"), "the exit codes are in --help: {help}");
 }
 
+/// The same broken rows in a file with Windows (CRLF) and classic Mac (CR) line ends are
+/// rejected at the same lines as with LF: the csv crate counts `\n` only, which put every
+/// row of a CRLF file one line early and every row of a CR file on line 1 (found by the
+/// CSV importer's fuzz target).
+#[test]
+fn csv_line_numbers_hold_for_crlf_and_cr_line_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lf = "id,email,created_at,plan\n\
+              a1,ann@acme.com,2026-11-01,pro\n\
+              a2,\"bob@beta.io,2026-05-01T00:00:00Z,free\n\
+              a3,cy@gamma.io,2026-05-01T00:00:00Z,free\n\
+              a1,ann.again@acme.com,2026-01-01T00:00:00Z,team\n\
+              a5,eve@eps.io,2026-05-01T00:00:00Z\n\
+              a6,not-an-email,2026-05-01T00:00:00Z,free\n\
+              a7,fay@phi.io,2026-05-01T00:00:00Z,\"free\n";
+    for (name, end) in [("lf", "\n"), ("crlf", "\r\n"), ("cr", "\r")] {
+        let file = d.join(format!("{name}.csv"));
+        std::fs::write(&file, lf.replace('\n', end)).unwrap();
+        let data = d.join(format!("data-{name}"));
+        let output = Command::new(env!("CARGO_BIN_EXE_leadscore"))
+            .args(["import", "contacts", file.to_str().unwrap(), "--json", "--data", data.to_str().unwrap()])
+            .env("LEADSCORE_LOG", "warn")
+            .env_remove("LEADSCORE_DATABASE_URL")
+            .env_remove("LEADSCORE_DATA")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        let summary = json(&String::from_utf8_lossy(&output.stdout));
+        assert_eq!((summary["rows"].as_u64(), summary["imported"].as_u64()), (Some(7), Some(2)), "{name}: {summary}");
+        let rejected = rejections(&summary);
+        let lines: Vec<u64> = rejected.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [3, 5, 6, 7, 8], "{name}: {summary}");
+        assert!(rejected[0].1.contains("line 4 read as the next row"), "{name}: {summary}");
+        assert_eq!(rejected[1].1, "duplicate id a1, first seen on line 2", "{name}");
+        assert!(rejected[4].1.contains("end of the file") && rejected[4].1.contains("line 9"), "{name}: {summary}");
+    }
+}
+
 /// Issue 12, 7: outcome rows without `at` (recorded as of now) are not recorded again when
 /// the same file is imported again; a row added to the file later still is.
 #[test]

@@ -1,5 +1,5 @@
 //! The repository's documents stand on their own (issue 12.18): every relative link in the
-//! README, ARCHITECTURE, BENCHMARKS and docs/ points at a file inside the repository, and
+//! README, ARCHITECTURE, BENCHMARKS, RELIABILITY and docs/ points at a file inside the repository, and
 //! the README's tour dates its events relative to now (issue 12.13), so its story (Ada
 //! turns hot, the hand-off fires) holds on any day.
 
@@ -12,7 +12,7 @@ fn repository() -> PathBuf {
 }
 
 fn documents(root: &Path) -> Vec<PathBuf> {
-    let mut docs: Vec<PathBuf> = ["README.md", "ARCHITECTURE.md", "BENCHMARKS.md"].iter().map(|d| root.join(d)).collect();
+    let mut docs: Vec<PathBuf> = ["README.md", "ARCHITECTURE.md", "BENCHMARKS.md", "RELIABILITY.md"].iter().map(|d| root.join(d)).collect();
     for entry in std::fs::read_dir(root.join("docs")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "md") {
