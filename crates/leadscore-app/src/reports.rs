@@ -572,21 +572,29 @@ pub async fn feedback_report(
     to: Millis,
     timelines: &[Timeline],
 ) -> Result<FeedbackReport, StoreError> {
-    // (contact, band when rated, rating) of every rating in the range.
+    // (ratings, sum of ratings) by the band when rated. For a rep the ratings in the range
+    // are kept until their contacts' owners are read; for everyone they are counted at once.
+    let mut ratings: HashMap<String, (u64, u64)> = HashMap::new();
+    let count = |ratings: &mut HashMap<String, (u64, u64)>, band: String, rating: u8| {
+        let entry = ratings.entry(band).or_default();
+        entry.0 += 1;
+        entry.1 += u64::from(rating);
+    };
     let mut rated: Vec<(String, String, u8)> = Vec::new();
     for_each_outcome(engine, from, to, |outcome| {
         if let OutcomeKind::Feedback { rating, .. } = &outcome.kind {
             let band = outcome.scores.get(&model.name).and_then(|c| c.band.clone()).unwrap_or_else(|| "(not scored)".into());
-            rated.push((outcome.contact_id.clone(), band, *rating));
+            if reach.is_everyone() {
+                count(&mut ratings, band, *rating);
+            } else {
+                rated.push((outcome.contact_id.clone(), band, *rating));
+            }
         }
     })
     .await?;
     InReach::new(engine, reach).retain(&mut rated, |(contact, _, _)| contact).await?;
-    let mut ratings: HashMap<String, (u64, u64)> = HashMap::new();
     for (_, band, rating) in rated {
-        let entry = ratings.entry(band).or_default();
-        entry.0 += 1;
-        entry.1 += u64::from(rating);
+        count(&mut ratings, band, rating);
     }
     let mut by_band = Vec::new();
     for name in model.model.bands.iter().map(|b| b.name.clone()).chain(std::iter::once("(not scored)".to_string())) {
