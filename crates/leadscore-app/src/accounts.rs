@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use leadscore_store::{ContactRecord, PublishedModel};
+use leadscore_store::{ContactRecord, PublishedModel, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -14,7 +14,6 @@ use crate::access::{InReach, Reach};
 use crate::contacts::current_cards;
 use crate::error::AppError;
 use crate::paging::{PageError, bad_cursor, page_cursor};
-use leadscore_store::StoreError;
 
 /// Why an account or the account list cannot be shown.
 #[derive(Debug, thiserror::Error)]
