@@ -189,6 +189,7 @@ fn trigger_text(trigger: &Trigger) -> String {
                 ScoreField::Fit => "fit",
                 ScoreField::Activity => "activity",
                 ScoreField::Total => "total",
+                ScoreField::Predictive => "predictive",
             };
             let (way, back) = match direction {
                 Direction::Above => ("above", "below"),
@@ -219,12 +220,19 @@ fn filter_text(filter: &Filter, definition: &Value) -> String {
     if let Some(owner) = &filter.owner {
         parts.push(format!("owned by {owner}"));
     }
+    if let Some((direction, value)) = &filter.predictive {
+        let way = match direction {
+            Direction::Above => "at least",
+            Direction::Below => "at most",
+        };
+        parts.push(format!("predictive score {way} {value}"));
+    }
     if filter.condition.is_some() {
         // The condition as written (without the shorthands above) reads better than any
         // paraphrase of nested all/any/not.
         let mut condition = definition.get("filter").cloned().unwrap_or(Value::Null);
         if let Some(table) = condition.as_object_mut() {
-            for key in ["group", "band", "owner"] {
+            for key in ["group", "band", "owner", "predictive"] {
                 table.remove(key);
             }
         }

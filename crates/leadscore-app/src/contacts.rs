@@ -279,7 +279,7 @@ pub async fn change_chosen(engine: &Engine, ids: &[String], changes: &ContactCha
 
 /// A written contact after its automations ran (they may have changed it).
 async fn after_write(engine: &Engine, contact: ContactRecord) -> ContactResult<ContactRecord> {
-    if engine.runtime.automations().is_empty() {
+    if engine.runtime.automations().is_empty() && engine.predictive().is_none() {
         return Ok(contact);
     }
     crate::runtime::after_contact_write(engine, &contact.id).await;
@@ -314,6 +314,7 @@ pub async fn erasures(engine: &Engine, limit: usize) -> ContactResult<Vec<Erasur
 /// had been its own; `from` is deleted.
 pub async fn merge(engine: &Engine, from: &str, into: &str) -> ContactResult<ContactRecord> {
     let contact = engine.store.merge_contacts(from, into, &engine.models(), engine.now()).await?;
+    crate::runtime::refresh_predictive(engine, std::slice::from_ref(&contact.id)).await;
     crate::runtime::contacts_changed(engine);
     tracing::info!(into = %into, from = %from, "contacts merged");
     Ok(contact)
@@ -343,8 +344,10 @@ pub const MAX_SEARCH_LEN: usize = 200;
 #[derive(Clone, Debug, Default)]
 pub struct LeadListQuery {
     pub model: Option<String>,
-    /// `total`, `fit` or `activity`, `-` first for descending [default: `-total`].
+    /// `total`, `fit`, `activity` or `predictive`, `-` first for descending [default: `-total`].
     pub sort: Option<String>,
+    /// Only contacts whose predictive score is at least this (0–100).
+    pub predictive_min: Option<u8>,
     pub band: Option<String>,
     pub group: Option<String>,
     pub owner: Option<String>,
@@ -381,7 +384,8 @@ fn parse_sort(sort: Option<&str>) -> ContactResult<(SortKey, bool)> {
         "total" => SortKey::Total,
         "fit" => SortKey::Fit,
         "activity" => SortKey::Activity,
-        other => return Err(ContactError::BadQuery(format!("cannot sort by {other:?}; use total, fit or activity, `-` for descending"))),
+        "predictive" => SortKey::Predictive,
+        other => return Err(ContactError::BadQuery(format!("cannot sort by {other:?}; use total, fit, activity or predictive, `-` for descending"))),
     };
     Ok((key, descending))
 }
@@ -405,8 +409,10 @@ pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> ContactResult<LeadP
         return Err(ContactError::BadQuery(format!("status {status:?} is not one of {}", leadscore_store::STATUSES.join(", "))));
     }
     let Some(model_name) = q.model.clone() else {
-        if q.band.is_some() || q.sort.is_some() || q.status.is_some() || q.open.is_some() || q.quadrant.is_some() {
-            return Err(ContactError::BadQuery("`band`, `sort`, `status`, `open`, `quadrant` and `format` need `model` (the lead list)".into()));
+        if q.band.is_some() || q.sort.is_some() || q.status.is_some() || q.open.is_some() || q.quadrant.is_some() || q.predictive_min.is_some() {
+            return Err(ContactError::BadQuery(
+                "`band`, `sort`, `status`, `open`, `quadrant`, `predictive_min` and `format` need `model` (the lead list)".into(),
+            ));
         }
         // Without a model: every contact in id order (the filters need a model).
         if q.group.is_some() || q.owner.is_some() || q.source.is_some() || q.search.is_some() {
@@ -436,6 +442,12 @@ pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> ContactResult<LeadP
         return Err(ContactError::BadQuery(format!("the search text is longer than {MAX_SEARCH_LEN} characters")));
     }
     let (sort, descending) = parse_sort(q.sort.as_deref())?;
+    if (sort == SortKey::Predictive || q.predictive_min.is_some()) && engine.predictive().is_none() {
+        return Err(ContactError::BadQuery("no predictive model is live yet: train one first (`leadscore train`, POST /api/v1/predictive/train)".into()));
+    }
+    if q.predictive_min.is_some_and(|min| min > 100) {
+        return Err(ContactError::BadQuery("predictive_min runs from 0 to 100".into()));
+    }
     let after = page_cursor(q.cursor.as_deref())?.map(parse_lead_cursor).transpose()?;
     let (owner, unassigned_too) = match q.reach {
         Reach::Everyone => (q.owner, false),
@@ -455,6 +467,7 @@ pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> ContactResult<LeadP
         search,
         status: q.status,
         open: q.open.unwrap_or(false),
+        predictive_min: q.predictive_min,
         limit,
         after,
     };
@@ -466,6 +479,7 @@ pub async fn lead_list(engine: &Engine, q: LeadListQuery) -> ContactResult<LeadP
                 SortKey::Total => card.total,
                 SortKey::Fit => card.fit,
                 SortKey::Activity => card.activity,
+                SortKey::Predictive => c.predictive.as_ref()?.probability,
             };
             Some(format!("{value}~{}", c.id))
         })

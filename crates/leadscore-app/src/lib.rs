@@ -235,6 +235,8 @@ impl Engine {
         if let Ok(mut live) = self.predictive.write() {
             *live = loaded;
         }
+        // Every contact's stored score is of another version now.
+        self.runtime.wake_predictive_sweep.notify_one();
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use leadscore_core::ScoreCard;
 use leadscore_predict::{Algorithm, CalibrationBin, Dataset, Evaluation, LeakageWarning, PredictiveModel, Progress, TrainError, TrainOptions};
 use leadscore_store::scoring::ScoringEvent;
-use leadscore_store::{ContactRecord, Millis, OutcomeKind, OutcomeRecord, PredictiveVersion, StoreError};
+use leadscore_store::{ContactRecord, Millis, OutcomeKind, OutcomeRecord, PredictiveScoreRow, PredictiveVersion, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::Engine;
@@ -488,6 +488,59 @@ pub async fn score(
         intercept: prediction.intercept,
         reasons: prediction.reasons.into_iter().map(|r| ReasonView { feature: r.feature, value: r.value, contribution: r.contribution }).collect(),
     }))
+}
+
+/// How long a stored predictive score stands before the sweep takes it again: its
+/// features count events in trailing windows, which move with time alone.
+pub const STORED_SCORE_STANDS_FOR: Millis = 6 * 3_600_000;
+
+/// Scores these contacts under the live version and stores the scores (after a write to
+/// them; a contact whose score changed is queued for its automations). Contacts that do
+/// not exist are skipped. Answers how many were stored; 0 before any version is live.
+pub async fn refresh_scores(engine: &Engine, ids: &[String]) -> Result<usize, StoreError> {
+    let Some(live) = engine.predictive() else { return Ok(0) };
+    let now = engine.now();
+    let mut written = 0;
+    for chunk in ids.chunks(READ_CHUNK) {
+        let contacts = engine.store.get_contacts(chunk).await?;
+        let mut events = engine.store.scoring_events_of(chunk).await?;
+        let mut scores = Vec::with_capacity(contacts.len());
+        for contact in &contacts {
+            let cards: BTreeMap<String, ScoreCard> =
+                crate::contacts::current_cards(engine, contact, None).await?.into_iter().map(|(model, card)| (model.name.clone(), card)).collect();
+            let events = events.remove(&contact.id).unwrap_or_default();
+            // As the contact's page computes it (`score`): now, or its newest event if later.
+            let at = events.iter().map(|e| e.timestamp).max().map_or(now, |t| t.max(now));
+            let prediction = live.model.predict(&live.schema.row(&contact.attributes, &events, &cards, at));
+            scores.push((contact.id.clone(), PredictiveScoreRow { version: live.version, score: prediction.score, probability: prediction.probability, as_of: at }));
+        }
+        written += engine.store.put_predictive_scores(scores, now).await?;
+    }
+    if written > 0 {
+        metrics::counter!("leadscore_predictive_scored_total").increment(written as u64);
+    }
+    Ok(written)
+}
+
+/// Stores a predictive score for every contact that lacks one of the live version or
+/// whose score is older than [`STORED_SCORE_STANDS_FOR`]: all of them after a new version
+/// goes live. Answers how many were stored.
+pub async fn sweep(engine: &Engine) -> Result<usize, StoreError> {
+    let Some(live) = engine.predictive() else { return Ok(0) };
+    let stale_before = engine.now() - STORED_SCORE_STANDS_FOR;
+    let mut after: Option<String> = None;
+    let mut written = 0;
+    loop {
+        let ids = engine.store.contacts_to_predict(live.version, stale_before, after.as_deref(), READ_CHUNK).await?;
+        let Some(last) = ids.last().cloned() else { break };
+        written += refresh_scores(engine, &ids).await?;
+        after = Some(last);
+    }
+    if written > 0 {
+        crate::runtime::contacts_changed(engine);
+        tracing::info!(version = live.version, contacts = written, "predictive scores stored");
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub struct Runtime {
     pub wake_evaluator: Notify,
     /// Rung after runs or sync batches wrote deliveries.
     pub wake_delivery: Notify,
+    /// Rung when another predictive version goes live: every stored score is rewritten.
+    pub wake_predictive_sweep: Notify,
     /// This process's name in leases and delivery claims.
     pub worker_id: String,
     webhooks: WebhookSender,
@@ -64,6 +66,7 @@ impl Runtime {
         Self {
             automations: RwLock::new(Arc::new(Vec::new())),
             wake_evaluator: Notify::new(),
+            wake_predictive_sweep: Notify::new(),
             wake_delivery: Notify::new(),
             worker_id,
             webhooks: WebhookSender::new(TargetGuard { allow_private: config.allow_private_webhooks }, WebhookSender::DEFAULT_TIMEOUT),
@@ -417,13 +420,14 @@ pub fn spawn_workers(engine: Arc<Engine>) {
 /// contacts the store queued anyway (automations stored through another process) go to
 /// the evaluator, which loads them first.
 pub async fn after_ingest(engine: &Engine, outcomes: &[leadscore_store::IngestOutcome]) {
+    let mut ids: Vec<String> = outcomes.iter().filter(|o| o.status == leadscore_store::IngestStatus::Stored).map(|o| o.contact_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    refresh_predictive(engine, &ids).await;
     if engine.runtime.automations().iter().all(|a| !a.automation.enabled) {
         engine.runtime.wake_evaluator.notify_one();
         return;
     }
-    let mut ids: Vec<String> = outcomes.iter().filter(|o| o.status == leadscore_store::IngestStatus::Stored).map(|o| o.contact_id.clone()).collect();
-    ids.sort();
-    ids.dedup();
     for chunk in ids.chunks(EVALUATION_CHUNK) {
         if let Err(err) = evaluate_contacts(engine, chunk.to_vec()).await {
             tracing::error!(error = %leadscore_store::ErrorChain(&err), "automation evaluation after ingest failed; the evaluator retries");
@@ -438,9 +442,20 @@ pub fn contacts_changed(engine: &Engine) {
     engine.runtime.wake_evaluator.notify_one();
 }
 
-/// After an API write to one contact: evaluates it right away (a PATCH that lifts the fit
-/// over a threshold hands the lead off before the call returns).
+/// Stores the written contacts' predictive scores before their automations are judged (a
+/// predictive threshold sees the new score). A failure leaves the old scores for the
+/// predictive sweep to replace; the write itself stands.
+pub async fn refresh_predictive(engine: &Engine, ids: &[String]) {
+    if let Err(err) = crate::predictive::refresh_scores(engine, ids).await {
+        tracing::error!(error = %leadscore_store::ErrorChain(&err), "storing predictive scores after a write failed; the predictive sweep retries");
+    }
+}
+
+/// After an API write to one contact: stores its predictive score and evaluates it right
+/// away (a PATCH that lifts the fit over a threshold hands the lead off before the call
+/// returns).
 pub async fn after_contact_write(engine: &Engine, contact_id: &str) {
+    refresh_predictive(engine, std::slice::from_ref(&contact_id.to_string())).await;
     if engine.runtime.automations().iter().all(|a| !a.automation.enabled) {
         return;
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use leadscore_core::Span;
 use leadscore_core::model::is_valid_name;
-use leadscore_store::runner::{SYNC_FIELDS, Subscription, Team};
+use leadscore_store::runner::{PREDICTIVE_FIELD, SYNC_FIELDS, Subscription, Team};
 use leadscore_store::{Millis, StoreError};
 use serde::Serialize;
 use serde_json::json;
@@ -161,7 +161,9 @@ pub async fn put_subscription(engine: &Engine, name: &str, input: SubscriptionIn
     }
     for (source, target) in &input.fields {
         let field = source.rsplit('.').next().unwrap_or(source);
-        if !SYNC_FIELDS.contains(&field) {
+        if field == PREDICTIVE_FIELD && source != PREDICTIVE_FIELD {
+            problems.push(format!("fields: {source:?}: the predictive score is of no rule model; map `predictive` alone"));
+        } else if !SYNC_FIELDS.contains(&field) {
             problems.push(format!("fields: {source:?} is not one of {} (optionally MODEL.field)", SYNC_FIELDS.join(", ")));
         }
         if target.trim().is_empty() {

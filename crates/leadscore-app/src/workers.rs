@@ -58,6 +58,33 @@ pub fn spawn_predictive_retrainer(engine: Arc<Engine>, every: Duration) {
     });
 }
 
+/// Keeps the stored predictive scores current ([`crate::predictive::sweep`]): every
+/// `every`, and at once when another version goes live. With several processes, the one
+/// holding the lease sweeps.
+pub fn spawn_predictive_sweeper(engine: Arc<Engine>, every: Duration) {
+    let worker = engine.clone();
+    engine.runtime.spawn(async move {
+        let engine = worker;
+        loop {
+            tokio::select! {
+                () = engine.runtime.shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+                () = engine.runtime.wake_predictive_sweep.notified() => {}
+            }
+            let lease = (every.as_millis() as leadscore_store::Millis).max(1000);
+            match engine.store.try_lease("predictive-sweep", &engine.runtime.worker_id, lease, engine.now()).await {
+                Ok(true) => {
+                    if let Err(err) = crate::predictive::sweep(&engine).await {
+                        tracing::error!(error = %leadscore_store::ErrorChain(&err), "predictive sweep failed");
+                    }
+                }
+                Ok(false) => {}
+                Err(err) => tracing::warn!(error = %leadscore_store::ErrorChain(&err), lease = "predictive-sweep", "cannot take the lease"),
+            }
+        }
+    });
+}
+
 /// Runs `step` every `every` until shutdown; with several processes on one database, the
 /// one that takes the lease `name` runs it for that interval.
 fn spawn_leased<F, Fut>(engine: Arc<Engine>, name: &'static str, every: Duration, step: F)

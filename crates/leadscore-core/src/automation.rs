@@ -31,6 +31,8 @@ pub enum ScoreField {
     Fit,
     Activity,
     Total,
+    /// The contact's stored predictive score (0–100), not a rule model's.
+    Predictive,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -61,6 +63,9 @@ pub struct Filter {
     pub group: Option<String>,
     pub band: Option<String>,
     pub owner: Option<String>,
+    /// The contact's predictive score is above (or below) this; a contact without one is
+    /// not admitted.
+    pub predictive: Option<(Direction, f64)>,
     pub condition: Option<Condition>,
 }
 
@@ -265,8 +270,9 @@ fn parse_trigger(value: &Value, problems: &mut Problems) -> Option<Trigger> {
                 "total" => ScoreField::Total,
                 "fit" => ScoreField::Fit,
                 "activity" => ScoreField::Activity,
+                "predictive" => ScoreField::Predictive,
                 other => {
-                    problems.add(&format!("{path}.score"), &format!("{other:?} is not a score; use total, fit or activity"));
+                    problems.add(&format!("{path}.score"), &format!("{other:?} is not a score; use total, fit, activity or predictive"));
                     return None;
                 }
             };
@@ -308,8 +314,11 @@ fn parse_filter(value: &Value, problems: &mut Problems) -> Filter {
         return Filter::default();
     };
     let shorthand = |key: &str| table.get(key).and_then(Value::as_str).map(str::to_string);
-    let mut filter = Filter { group: shorthand("group"), band: shorthand("band"), owner: shorthand("owner"), condition: None };
+    let mut filter = Filter { group: shorthand("group"), band: shorthand("band"), owner: shorthand("owner"), predictive: None, condition: None };
     let mut rest = table.clone();
+    if let Some(predictive) = rest.remove("predictive") {
+        filter.predictive = parse_predictive_filter(&predictive, problems);
+    }
     for key in ["group", "band", "owner"] {
         if let Some(v) = rest.remove(key)
             && !v.is_string()
@@ -324,6 +333,29 @@ fn parse_filter(value: &Value, problems: &mut Problems) -> Filter {
         }
     }
     filter
+}
+
+/// `predictive = { above = 60 }` or `{ below = 20 }`, on the 0–100 scale.
+fn parse_predictive_filter(value: &Value, problems: &mut Problems) -> Option<(Direction, f64)> {
+    let path = "filter.predictive";
+    let Some(body) = value.as_object() else {
+        problems.add(path, "must be a table: { above = 60 } or { below = 20 }");
+        return None;
+    };
+    check_only_keys(body, &["above", "below"], path, problems);
+    let bound = match (body.get("above").map(Value::as_f64), body.get("below").map(Value::as_f64)) {
+        (Some(Some(v)), None) => (Direction::Above, v),
+        (None, Some(Some(v))) => (Direction::Below, v),
+        _ => {
+            problems.add(path, "give exactly one of `above` or `below` (a number from 0 to 100)");
+            return None;
+        }
+    };
+    if !(0.0..=100.0).contains(&bound.1) {
+        problems.add(path, "the predictive score runs from 0 to 100");
+        return None;
+    }
+    Some(bound)
 }
 
 fn parse_limits(value: &Value, problems: &mut Problems) -> Limits {
@@ -432,6 +464,8 @@ pub struct FilterInput<'a> {
     pub groups: &'a [String],
     pub owner: Option<&'a str>,
     pub band: Option<&'a str>,
+    /// The contact's predictive score (0–100), None when it has none.
+    pub predictive: Option<f64>,
 }
 
 impl Filter {
@@ -439,7 +473,16 @@ impl Filter {
         self.group.as_ref().is_none_or(|g| contact.groups.contains(g))
             && self.band.as_deref().is_none_or(|b| contact.band == Some(b))
             && self.owner.as_deref().is_none_or(|o| contact.owner == Some(o))
+            && self.predictive.as_ref().is_none_or(|(direction, value)| contact.predictive.is_some_and(|score| crossed(direction, *value, score)))
             && self.condition.as_ref().is_none_or(|c| c.matches(contact.attributes, &Map::new()))
+    }
+}
+
+/// Whether `score` is at or past `value` in `direction`.
+pub fn crossed(direction: &Direction, value: f64, score: f64) -> bool {
+    match direction {
+        Direction::Above => score >= value,
+        Direction::Below => score <= value,
     }
 }
 
@@ -605,9 +648,9 @@ actions = [ { add_group = { group = "unsubscribed" } } ]
             .filter;
         let attributes = serde_json::json!({"country": "US"}).as_object().cloned().unwrap();
         let groups = vec!["austin".to_string()];
-        let input = FilterInput { attributes: &attributes, groups: &groups, owner: None, band: Some("hot") };
+        let input = FilterInput { attributes: &attributes, groups: &groups, owner: None, band: Some("hot"), predictive: None };
         assert!(filter.admits(&input));
-        let input = FilterInput { attributes: &attributes, groups: &[], owner: None, band: Some("hot") };
+        let input = FilterInput { attributes: &attributes, groups: &[], owner: None, band: Some("hot"), predictive: None };
         assert!(!filter.admits(&input));
     }
 }

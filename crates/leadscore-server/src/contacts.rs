@@ -236,8 +236,11 @@ async fn list_erasures(State(state): State<Arc<AppState>>, _: CanAdmin, Query(q)
 struct ListQuery {
     /// The model whose lead list this is; without it, every contact in id order.
     model: Option<String>,
-    /// `total`, `fit` or `activity`, `-` first for descending (default `-total`; needs `model`).
+    /// `total`, `fit`, `activity` or `predictive`, `-` first for descending (default `-total`;
+    /// needs `model`). `predictive` lists the contacts with a predictive score.
     sort: Option<String>,
+    /// Only contacts whose predictive score (0-100) is at least this (needs `model`).
+    predictive_min: Option<u8>,
     /// Only contacts in this band (needs `model`).
     band: Option<String>,
     /// Only contacts in this group (needs `model`).
@@ -287,6 +290,7 @@ async fn list_contacts(State(state): State<Arc<AppState>>, caller: CanRead, Quer
     let query = contacts::LeadListQuery {
         model: q.model,
         sort: q.sort,
+        predictive_min: q.predictive_min,
         band: q.band,
         group: q.group,
         owner: q.owner,
@@ -313,7 +317,7 @@ async fn list_contacts(State(state): State<Arc<AppState>>, caller: CanRead, Quer
 /// The lead list page as CSV: one row per contact with the model's card; the next page's
 /// cursor in the `Link`-like `x-next-cursor` header (a CSV has no room for it).
 fn lead_list_csv(model: &str, contacts: &[ContactView], next: Option<&str>) -> Response {
-    let mut out = String::from("id,email,owner,status,groups,fit,activity,total,band,flames,grade,quadrant\n");
+    let mut out = String::from("id,email,owner,status,groups,fit,activity,total,band,flames,grade,quadrant,predictive\n");
     for contact in contacts {
         let mut cells =
             vec![csv_cell(&contact.id), csv_cell(&contact.email), csv_cell(&contact.owner), csv_cell(&contact.status), csv_field(&contact.groups.join(";"))];
@@ -333,6 +337,7 @@ fn lead_list_csv(model: &str, contacts: &[ContactView], next: Option<&str>) -> R
             // Not scored by the model: empty cells.
             None => cells.extend(std::iter::repeat_n(String::new(), 7)),
         }
+        cells.push(contact.predictive.as_ref().map_or(String::new(), |p| p.score.to_string()));
         out.push_str(&cells.join(","));
         out.push('\n');
     }

@@ -170,6 +170,7 @@ pub async fn serve_with(
     leadscore_app::models::spawn_job_worker(engine.clone());
     if let Some(every) = engine.config.sweep_interval {
         leadscore_app::workers::spawn_decay_sweeper(engine.clone(), every);
+        leadscore_app::workers::spawn_predictive_sweeper(engine.clone(), every);
     }
     leadscore_app::workers::spawn_model_reloader(engine.clone(), std::time::Duration::from_secs(5));
     if let Some(every) = engine.config.retrain_interval {

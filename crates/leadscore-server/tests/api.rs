@@ -955,7 +955,7 @@ async fn lead_list_filters_by_status_and_comes_as_csv(server: TestServer) {
     let lines: Vec<&str> = csv.text.lines().collect();
     assert_eq!(
         lines,
-        ["id,email,owner,status,groups,fit,activity,total,band,flames,grade,quadrant", "s2,,,contacted,,20.0,48.86,68.86,warm,3,C,researcher"],
+        ["id,email,owner,status,groups,fit,activity,total,band,flames,grade,quadrant,predictive", "s2,,,contacted,,20.0,48.86,68.86,warm,3,C,researcher,"],
         "a day of 30-day half-life: 50 × 0.5^(1/30) = 48.86; {}",
         csv.text
     );

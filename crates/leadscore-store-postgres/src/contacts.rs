@@ -582,11 +582,17 @@ impl ContactStore for PostgresStore {
             SortKey::Total => "s.total",
             SortKey::Fit => "s.fit",
             SortKey::Activity => "s.activity",
+            SortKey::Predictive => "p.probability",
         };
         let (order, cmp) = if query.descending { ("DESC", "<") } else { ("ASC", ">") };
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-        let mut sql =
-            SqlBuilder::new(format!("SELECT {CONTACT_COLUMNS} FROM scores s JOIN contacts c ON c.id = s.contact_id WHERE s.model = $1"), &query.model);
+        // Sorting or filtering by the predictive score lists the contacts that have one.
+        let predictive =
+            if query.sort == SortKey::Predictive || query.predictive_min.is_some() { " JOIN predictive_scores p ON p.contact_id = s.contact_id" } else { "" };
+        let mut sql = SqlBuilder::new(
+            format!("SELECT {CONTACT_COLUMNS} FROM scores s JOIN contacts c ON c.id = s.contact_id{predictive} WHERE s.model = $1"),
+            &query.model,
+        );
         if let Some(band) = &query.band {
             sql.push(" AND s.band = ?", band);
         }
@@ -622,6 +628,10 @@ impl ContactStore for PostgresStore {
         if query.open {
             let closed: Vec<String> = CLOSED_STATUSES.iter().map(|s| format!("'{s}'")).collect();
             sql.sql.push_str(&format!(" AND (c.status IS NULL OR c.status NOT IN ({}))", closed.join(", ")));
+        }
+        let predictive_min = query.predictive_min.map(i64::from);
+        if let Some(min) = &predictive_min {
+            sql.push(" AND p.score >= ?", min);
         }
         if let Some((value, id)) = &query.after {
             // Keyset pagination on (sort value, id).

@@ -289,6 +289,7 @@ async fn ensure_contact(
         updated_at: now,
         last_event_at: None,
         scores: Default::default(),
+        predictive: None,
     };
     if let Some(email) = email {
         set_email(db, &mut contact, &email).await?;

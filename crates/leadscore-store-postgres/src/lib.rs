@@ -87,6 +87,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/0011_audit.sql")),
     (12, include_str!("../migrations/0012_quadrant_index.sql")),
     (13, include_str!("../migrations/0013_options.sql")),
+    (14, include_str!("../migrations/0014_predictive_scores.sql")),
 ];
 
 /// The migration that added `contacts.account_id`: the contacts stored before it get

@@ -1,9 +1,12 @@
 //! PredictiveStore (0009: predictive_models).
 
 use async_trait::async_trait;
-use leadscore_store::{Millis, PredictiveStore, PredictiveVersion, StoreResult};
+use leadscore_store::runner::QueueEntry;
+use leadscore_store::{Millis, PredictiveScoreRow, PredictiveStore, PredictiveVersion, StoreResult};
 use tokio_postgres::Row;
 
+use crate::queue::{automations_active, cards_of};
+use crate::rows::{corrupt, load_scores};
 use crate::{Db, PgError, PgResult, PostgresStore, RetryOn, write_tx};
 
 fn version_from_row(row: &Row) -> PgResult<PredictiveVersion> {
@@ -65,5 +68,55 @@ impl PredictiveStore for PostgresStore {
             Ok(true)
         })?;
         Ok(found)
+    }
+
+    async fn put_predictive_scores(&self, mut scores: Vec<(String, PredictiveScoreRow)>, now: Millis) -> StoreResult<usize> {
+        if scores.is_empty() {
+            return Ok(0);
+        }
+        // Contact row locks in id order, as every write that locks several contacts takes them.
+        scores.sort_by(|a, b| a.0.cmp(&b.0));
+        let written = write_tx!(self, RetryOn::Contention, |tx| {
+            let queue = automations_active(&tx).await?;
+            let mut written = 0;
+            for (contact_id, row) in &scores {
+                // The contact's row lock: an evaluation reading its queue waits for this write.
+                if tx.row_opt("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", &[contact_id]).await?.is_none() {
+                    continue;
+                }
+                let previous: Option<i64> = tx.row_opt("SELECT score FROM predictive_scores WHERE contact_id = $1", &[contact_id]).await?.map(|r| r.try_get(0)).transpose()?;
+                let score = i64::from(row.score);
+                tx.exec(
+                    "INSERT INTO predictive_scores (contact_id, version, score, probability, as_of) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (contact_id) DO UPDATE SET version = excluded.version, score = excluded.score,
+                       probability = excluded.probability, as_of = excluded.as_of",
+                    &[contact_id, &row.version, &score, &row.probability, &row.as_of],
+                )
+                .await?;
+                written += 1;
+                if queue && previous != Some(score) {
+                    let cards = load_scores(&tx, std::slice::from_ref(contact_id)).await?.remove(contact_id).unwrap_or_default();
+                    let previous = previous.and_then(|p| u8::try_from(p).ok());
+                    let before = QueueEntry::encode_predictive_before(&cards_of(&cards), previous).map_err(corrupt)?;
+                    tx.exec("INSERT INTO automation_queue (contact_id, event, before, enqueued_at) VALUES ($1, NULL, $2, $3)", &[contact_id, &before, &now]).await?;
+                }
+            }
+            Ok::<usize, PgError>(written)
+        })?;
+        Ok(written)
+    }
+
+    async fn contacts_to_predict(&self, version: i64, stale_before: Millis, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .rows(
+                "SELECT c.id FROM contacts c LEFT JOIN predictive_scores p ON p.contact_id = c.id
+                 WHERE c.id > $1 AND (p.contact_id IS NULL OR p.version != $2 OR p.as_of < $3)
+                 ORDER BY c.id LIMIT $4",
+                &[&after.unwrap_or(""), &version, &stale_before, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<Vec<String>, _>>().map_err(PgError::from)?)
     }
 }

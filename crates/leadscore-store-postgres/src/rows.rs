@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use leadscore_core::ScoreCard;
 use leadscore_store::scoring::ScoringEvent;
-use leadscore_store::{ContactRecord, EventKind, Millis, ScoreRow, StoredEvent};
+use leadscore_store::{ContactRecord, EventKind, Millis, PredictiveScoreRow, ScoreRow, StoredEvent};
 use serde_json::{Map, Value};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -15,7 +15,11 @@ use crate::{Db, PgError, PgResult};
 /// stored on the contact (ingest would rewrite the contact row for every batch): it is the
 /// last entry of the contact's events in primary-key order, one index probe away.
 pub(crate) const CONTACT_COLUMNS: &str = "c.id, c.email, c.attributes, c.groups, c.owner, c.status, c.created_at, c.updated_at, \
-     (SELECT MAX(e.ts) FROM events e WHERE e.contact_id = c.id)";
+     (SELECT MAX(e.ts) FROM events e WHERE e.contact_id = c.id), \
+     (SELECT p.version FROM predictive_scores p WHERE p.contact_id = c.id), \
+     (SELECT p.score FROM predictive_scores p WHERE p.contact_id = c.id), \
+     (SELECT p.probability FROM predictive_scores p WHERE p.contact_id = c.id), \
+     (SELECT p.as_of FROM predictive_scores p WHERE p.contact_id = c.id)";
 
 /// A stored JSON column that does not decode.
 pub(crate) fn corrupt(err: serde_json::Error) -> PgError {
@@ -71,7 +75,16 @@ pub(crate) fn contact_from_row(row: &Row) -> PgResult<ContactRecord> {
         updated_at: row.try_get(7)?,
         last_event_at: row.try_get(8)?,
         scores: BTreeMap::new(),
+        predictive: predictive_from_row(row)?,
     })
+}
+
+/// The stored predictive score in the contact columns after the first nine.
+fn predictive_from_row(row: &Row) -> PgResult<Option<PredictiveScoreRow>> {
+    let Some(version) = row.try_get::<_, Option<i64>>(9)? else { return Ok(None) };
+    let score: i64 = row.try_get(10)?;
+    let score = u8::try_from(score).ok().filter(|s| *s <= 100).ok_or_else(|| corrupt_msg(format!("predictive score {score} out of range")))?;
+    Ok(Some(PredictiveScoreRow { version, score, probability: row.try_get(11)?, as_of: row.try_get(12)? }))
 }
 
 /// Loads a contact with its scores; `lock` takes its row lock (for writes that score it).

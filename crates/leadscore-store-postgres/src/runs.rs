@@ -29,10 +29,12 @@ async fn load_queue(db: &dyn Db, contact_id: &str) -> PgResult<Vec<QueueEntry>> 
         .map(|row| {
             let event: Option<String> = row.try_get(1)?;
             let before: Option<String> = row.try_get(2)?;
+            let before = before.map(|b| QueueEntry::decode_before(&b)).transpose().map_err(corrupt)?;
             Ok(QueueEntry {
                 seq: row.try_get(0)?,
                 event: event.map(|e| serde_json::from_str(&e)).transpose().map_err(corrupt)?,
-                before: before.map(|b| serde_json::from_str(&b)).transpose().map_err(corrupt)?,
+                before_predictive: before.as_ref().and_then(|(_, predictive)| *predictive),
+                before: before.map(|(cards, _)| cards),
             })
         })
         .collect()

@@ -103,6 +103,7 @@ suite_tests!(
     settings_round_trip,
     users_and_sessions,
     predictive_versions,
+    predictive_scores_sort_sweep_and_fire,
     erasure_reaches_batched_deliveries,
     audit_log_keeps_entries,
     score_changes_sync_in_batches,

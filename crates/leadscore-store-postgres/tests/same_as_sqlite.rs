@@ -526,6 +526,7 @@ async fn script(url: &str, schema: &str) {
                                     search: None,
                                     status: None,
                                     open: false,
+                                    predictive_min: None,
                                     limit: 2,
                                     after: after.clone(),
                                 };

@@ -517,8 +517,15 @@ impl ContactStore for SqliteStore {
                 SortKey::Total => "s.total",
                 SortKey::Fit => "s.fit",
                 SortKey::Activity => "s.activity",
+                SortKey::Predictive => "p.probability",
             };
             let (order, cmp) = if query.descending { ("DESC", "<") } else { ("ASC", ">") };
+            // Sorting or filtering by the predictive score lists the contacts that have one.
+            let predictive = if query.sort == SortKey::Predictive || query.predictive_min.is_some() {
+                " JOIN predictive_scores p ON p.contact_id = s.contact_id"
+            } else {
+                ""
+            };
             // A search that few contacts match starts from the contacts the trigram index
             // finds (CROSS JOIN keeps that order); one that many match reads the list in
             // score order, where the first page fills early. The LIKE below decides exactly.
@@ -536,11 +543,11 @@ impl ContactStore for SqliteStore {
             };
             let mut sql = if indexed_search.is_some() {
                 format!(
-                    "SELECT {CONTACT_COLUMNS} FROM contacts c CROSS JOIN scores s ON s.contact_id = c.id \
+                    "SELECT {CONTACT_COLUMNS} FROM contacts c CROSS JOIN scores s ON s.contact_id = c.id{predictive} \
                      WHERE c.rowid IN (SELECT rowid FROM contact_search WHERE contact_search MATCH ?2) AND s.model = ?1"
                 )
             } else {
-                format!("SELECT {CONTACT_COLUMNS} FROM scores s JOIN contacts c ON c.id = s.contact_id WHERE s.model = ?1")
+                format!("SELECT {CONTACT_COLUMNS} FROM scores s JOIN contacts c ON c.id = s.contact_id{predictive} WHERE s.model = ?1")
             };
             let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(query.model.clone())];
             if let Some(phrase) = indexed_search {
@@ -581,6 +588,9 @@ impl ContactStore for SqliteStore {
             if query.open {
                 let closed: Vec<String> = CLOSED_STATUSES.iter().map(|s| format!("'{s}'")).collect();
                 sql.push_str(&format!(" AND (c.status IS NULL OR c.status NOT IN ({}))", closed.join(", ")));
+            }
+            if let Some(min) = query.predictive_min {
+                next(&mut sql, " AND p.score >= ?", Box::new(min));
             }
             if let Some((value, id)) = &query.after {
                 next(&mut sql, &format!(" AND ({column} {cmp} ?"), Box::new(*value));

@@ -80,6 +80,7 @@ fn create_contact(conn: &Connection, id: String, email: Option<String>, identity
         updated_at: now,
         last_event_at: None,
         scores: Default::default(),
+        predictive: None,
     };
     if let Some(email) = email {
         set_email(conn, &mut contact, &email)?;

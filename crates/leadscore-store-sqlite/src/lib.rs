@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0012_quadrant_index.sql"),
     include_str!("migrations/0013_contact_search.sql"),
     include_str!("migrations/0014_options.sql"),
+    include_str!("migrations/0015_predictive_scores.sql"),
 ];
 
 /// How many queued writes may join one transaction.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use leadscore_store::scoring::ScoringEvent;
-use leadscore_store::{ContactRecord, EventKind, Millis, ScoreRow, StoreError, StoreResult, StoredEvent};
+use leadscore_store::{ContactRecord, EventKind, Millis, PredictiveScoreRow, ScoreRow, StoreError, StoreResult, StoredEvent};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Map, Value};
 
@@ -13,7 +13,11 @@ use crate::db_err;
 /// stored on the contact (ingest would rewrite the contact row for every batch): it is the
 /// last row of the contact's events in their clustered order, one index seek away.
 pub(crate) const CONTACT_COLUMNS: &str = "c.id, c.email, c.attributes, c.groups, c.owner, c.status, c.created_at, c.updated_at, \
-     (SELECT MAX(e.ts) FROM events e WHERE e.contact_id = c.id)";
+     (SELECT MAX(e.ts) FROM events e WHERE e.contact_id = c.id), \
+     (SELECT p.version FROM predictive_scores p WHERE p.contact_id = c.id), \
+     (SELECT p.score FROM predictive_scores p WHERE p.contact_id = c.id), \
+     (SELECT p.probability FROM predictive_scores p WHERE p.contact_id = c.id), \
+     (SELECT p.as_of FROM predictive_scores p WHERE p.contact_id = c.id)";
 
 pub(crate) fn json_map(text: &str) -> StoreResult<Map<String, Value>> {
     serde_json::from_str(text).map_err(|e| StoreError::database("corrupt JSON in the database", e))
@@ -51,10 +55,17 @@ pub(crate) fn contact_from_row(row: &Row<'_>) -> rusqlite::Result<(ContactRecord
             updated_at: row.get(7)?,
             last_event_at: row.get(8)?,
             scores: BTreeMap::new(),
+            predictive: predictive_from_row(row)?,
         },
         attributes,
         groups,
     ))
+}
+
+/// The stored predictive score in the contact columns after the first nine.
+fn predictive_from_row(row: &Row<'_>) -> rusqlite::Result<Option<PredictiveScoreRow>> {
+    let Some(version) = row.get::<_, Option<i64>>(9)? else { return Ok(None) };
+    Ok(Some(PredictiveScoreRow { version, score: row.get(10)?, probability: row.get(11)?, as_of: row.get(12)? }))
 }
 
 fn finish_contact((mut contact, attributes, groups): (ContactRecord, String, String)) -> StoreResult<ContactRecord> {

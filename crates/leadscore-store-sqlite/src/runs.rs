@@ -22,10 +22,12 @@ fn load_queue(conn: &Connection, contact_id: &str) -> StoreResult<Vec<QueueEntry
         stmt.query_map([contact_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
     rows.into_iter()
         .map(|(seq, event, before)| {
+            let before = before.map(|b| QueueEntry::decode_before(&b)).transpose().map_err(db_err)?;
             Ok(QueueEntry {
                 seq,
                 event: event.map(|e| serde_json::from_str(&e)).transpose().map_err(db_err)?,
-                before: before.map(|b| serde_json::from_str(&b)).transpose().map_err(db_err)?,
+                before_predictive: before.as_ref().and_then(|(_, predictive)| *predictive),
+                before: before.map(|(cards, _)| cards),
             })
         })
         .collect()

@@ -184,6 +184,7 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
             search: None,
             status: None,
             open: false,
+            predictive_min: None,
             limit: 4,
             after: after.clone(),
         };
@@ -214,6 +215,7 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
         search: None,
         status: None,
         open: false,
+        predictive_min: None,
         limit: 50,
         after: None,
     };
@@ -1282,6 +1284,96 @@ pub async fn predictive_versions(store: Arc<dyn Store>) {
     let third = store.insert_predictive("qualified", 3_000, "{}".into(), "{}".into(), true).await.expect("insert");
     let live: Vec<i64> = store.list_predictive().await.expect("list").iter().filter(|v| v.live).map(|v| v.version).collect();
     assert_eq!(live, vec![third], "one live version");
+}
+
+/// Stored predictive scores (F21): read back on the contact, sorted and filtered in the
+/// lead list, found by the sweep when missing, stale or of another version, queued for
+/// automations when they change, and a predictive threshold fires on a crossing only.
+pub async fn predictive_scores_sort_sweep_and_fire(store: Arc<dyn Store>) {
+    use crate::PredictiveScoreRow;
+    let set = vec![publish(store.as_ref(), MODEL_A).await];
+    for id in ["u1", "u2", "u3"] {
+        let upsert = ContactUpsert { id: Some(id.into()), attributes: attrs(json!({"segment": "a"})), ..Default::default() };
+        store.upsert_contact(upsert, &set, T0).await.expect("upsert");
+    }
+    let row = |score: u8, as_of: i64| PredictiveScoreRow { version: 1, score, probability: f64::from(score) / 100.0 + 0.001, as_of };
+    let written = store
+        .put_predictive_scores(vec![("u1".into(), row(80, T0)), ("u2".into(), row(30, T0 + HOUR)), ("ghost".into(), row(99, T0))], T0)
+        .await
+        .expect("put");
+    assert_eq!(written, 2, "a contact that does not exist gets no score");
+    assert_eq!(store.get_contact("u1").await.expect("get").expect("u1").predictive, Some(row(80, T0)));
+    assert_eq!(store.get_contact("u3").await.expect("get").expect("u3").predictive, None);
+    assert!(store.queued_contacts(10).await.expect("queued").is_empty(), "nothing listens: nothing queued");
+
+    let leads = |sort: SortKey, predictive_min: Option<u8>, after: Option<(f64, String)>| {
+        let store = store.clone();
+        async move {
+            let query = LeadQuery {
+                model: "a".into(),
+                sort,
+                descending: true,
+                band: None,
+                group: None,
+                owner: None,
+                unassigned_too: false,
+                quadrant: None,
+                source: None,
+                search: None,
+                status: None,
+                open: false,
+                predictive_min,
+                limit: 10,
+                after,
+            };
+            store.list_leads(&query).await.expect("leads").into_iter().map(|c| c.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(leads(SortKey::Predictive, None, None).await, ["u1", "u2"], "best first; a contact without a score is not listed");
+    assert_eq!(leads(SortKey::Predictive, Some(50), None).await, ["u1"]);
+    assert_eq!(leads(SortKey::Predictive, None, Some((0.801, "u1".into()))).await, ["u2"], "the next page");
+    assert_eq!(leads(SortKey::Total, Some(30), None).await.len(), 2, "the filter with another sort");
+
+    assert_eq!(store.contacts_to_predict(1, T0 + 1, None, 10).await.expect("to predict"), ["u1", "u3"], "stale and missing");
+    assert_eq!(store.contacts_to_predict(1, T0, None, 10).await.expect("to predict"), ["u3"]);
+    assert_eq!(store.contacts_to_predict(2, T0, None, 10).await.expect("to predict"), ["u1", "u2", "u3"], "another version");
+    assert_eq!(store.contacts_to_predict(2, T0, Some("u1"), 1).await.expect("to predict"), ["u2"], "paged by id");
+
+    let automations: crate::runner::AutomationSet = vec![
+        store_automation(
+            store.as_ref(),
+            r#"
+name = "likely"
+trigger = { threshold = { score = "predictive", above = 70 } }
+actions = [ { add_group = { group = "likely" } } ]
+"#,
+        )
+        .await,
+    ];
+    // u1 was at 80 before anything listened; moving to 81 crosses nothing. u2 crosses.
+    store.put_predictive_scores(vec![("u1".into(), row(81, T0 + 2)), ("u2".into(), row(75, T0 + 2))], T0 + 2).await.expect("put");
+    let mut queued = store.queued_contacts(10).await.expect("queued");
+    queued.sort();
+    assert_eq!(queued, ["u1", "u2"], "a changed score queues the contact");
+    let runs = evaluate_queue(store.as_ref(), &automations, &set, T0 + 2).await;
+    assert_eq!(runs.iter().map(|r| (r.automation.as_str(), r.contact_id.as_str())).collect::<Vec<_>>(), [("likely", "u2")]);
+    assert_eq!((runs[0].reason["score"].as_str(), runs[0].reason["value"].as_f64()), (Some("predictive"), Some(75.0)));
+    // The same score again queues nothing; a change above the line does not fire again.
+    store.put_predictive_scores(vec![("u2".into(), row(75, T0 + 3))], T0 + 3).await.expect("put");
+    assert!(store.queued_contacts(10).await.expect("queued").is_empty(), "an unchanged score queues nothing");
+    store.put_predictive_scores(vec![("u2".into(), row(90, T0 + 4))], T0 + 4).await.expect("put");
+    assert!(evaluate_queue(store.as_ref(), &automations, &set, T0 + 4).await.is_empty(), "still above: no new crossing");
+    // An activity change with the score unchanged does not fire for a contact already above.
+    store.put_predictive_scores(vec![("u3".into(), row(85, T0 + 5))], T0 + 5).await.expect("put");
+    assert_eq!(evaluate_queue(store.as_ref(), &automations, &set, T0 + 5).await.len(), 1, "u3 had none: counts as 0 before");
+    store.ingest(vec![page("pp", "u3", T0 + 6, "/x")], &set, T0 + 6).await.expect("ingest");
+    assert!(evaluate_queue(store.as_ref(), &automations, &set, T0 + 6).await.is_empty());
+
+    // Merged away and erased contacts take their scores with them.
+    store.merge_contacts("u2", "u3", &set, T0 + 7).await.expect("merge");
+    assert_eq!(store.contacts_to_predict(1, T0, None, 10).await.expect("to predict"), Vec::<String>::new(), "u2's row went with it");
+    store.delete_contact("u1", &erasure()).await.expect("erase");
+    assert_eq!(leads(SortKey::Predictive, None, None).await, ["u3"]);
 }
 
 fn erasure() -> crate::ErasureRecord {

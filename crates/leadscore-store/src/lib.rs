@@ -277,6 +277,15 @@ pub trait PredictiveStore: Send + Sync {
     async fn live_predictive(&self) -> StoreResult<Option<PredictiveVersion>>;
     /// Makes `version` the live one; false when there is no such version.
     async fn set_live_predictive(&self, version: i64) -> StoreResult<bool>;
+    /// Stores contacts' predictive scores, replacing their previous ones; contacts that no
+    /// longer exist are skipped. A contact whose score changed is queued for automations
+    /// (when anything listens), as after any other contact write. Returns how many were
+    /// written.
+    async fn put_predictive_scores(&self, scores: Vec<(String, PredictiveScoreRow)>, now: Millis) -> StoreResult<usize>;
+    /// Up to `limit` contact ids after `after`, in id order, whose stored predictive score
+    /// is missing, of another version than `version`, or taken before `stale_before`: the
+    /// contacts the predictive sweep scores next.
+    async fn contacts_to_predict(&self, version: i64, stale_before: Millis, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>>;
 }
 
 /// Automation definitions (PRODUCT.md §3), keyed by name. Definitions only: nothing in

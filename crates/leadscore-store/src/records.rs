@@ -52,6 +52,7 @@ pub fn new_contact(id: String, upsert: &ContactUpsert, now: Millis) -> ContactRe
         updated_at: now,
         last_event_at: None,
         scores: Default::default(),
+        predictive: None,
     }
 }
 
@@ -226,6 +227,7 @@ pub mod owned {
         ("sync_pending", OnMerge::Drop),
         ("sync_sent", OnMerge::Drop),
         ("scores", OnMerge::Drop),
+        ("predictive_scores", OnMerge::Drop),
         ("contact_groups", OnMerge::Drop),
     ];
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use leadscore_core::ScoreCard;
 use leadscore_core::automation::{
-    Action, AssignStrategy, Automation, Direction, FilterInput, ScoreField, Trigger, cold_holds, hot_fires, limits_allow, threshold_step,
+    Action, AssignStrategy, Automation, Direction, FilterInput, ScoreField, Trigger, cold_holds, crossed, hot_fires, limits_allow, threshold_step,
 };
 use leadscore_core::scorer::activity_history;
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,36 @@ pub struct QueueEntry {
     /// The contact's cards before the change, per model: threshold and band triggers of a
     /// contact without state compare against these, so the first change they see can fire.
     pub before: Option<BTreeMap<String, ScoreCard>>,
+    /// Set on the entry of a predictive score change: the score before it (None when the
+    /// contact had none). Predictive threshold triggers compare against the first one.
+    pub before_predictive: Option<Option<u8>>,
+}
+
+/// The `before` column of a queue entry: the cards alone, or, for a predictive score
+/// change, the cards and the predictive score before it.
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+enum BeforeText {
+    Predictive {
+        cards: BTreeMap<String, ScoreCard>,
+        predictive: Option<u8>,
+    },
+    Cards(BTreeMap<String, ScoreCard>),
+}
+
+impl QueueEntry {
+    /// Decodes a stored `before` column into the entry's `before` and `before_predictive`.
+    pub fn decode_before(text: &str) -> serde_json::Result<(BTreeMap<String, ScoreCard>, Option<Option<u8>>)> {
+        Ok(match serde_json::from_str(text)? {
+            BeforeText::Predictive { cards, predictive } => (cards, Some(predictive)),
+            BeforeText::Cards(cards) => (cards, None),
+        })
+    }
+
+    /// The `before` column of a predictive score change's entry.
+    pub fn encode_predictive_before(cards: &BTreeMap<String, ScoreCard>, predictive: Option<u8>) -> serde_json::Result<String> {
+        serde_json::to_string(&BeforeText::Predictive { cards: cards.clone(), predictive })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -220,7 +250,10 @@ fn model_of<'a>(automation: &'a Automation, contact: &'a ContactRecord) -> Optio
 }
 
 fn admits(automation: &Automation, contact: &ContactRecord, band: Option<&str>) -> bool {
-    automation.filter.admits(&FilterInput { attributes: &contact.attributes, groups: &contact.groups, owner: contact.owner.as_deref(), band })
+    automation.filter.admits(&FilterInput { attributes: &contact.attributes, groups: &contact.groups, owner: contact.owner.as_deref(),
+        band,
+        predictive: contact.predictive.as_ref().map(|p| f64::from(p.score)),
+    })
 }
 
 fn band_of<'a>(contact: &'a ContactRecord, model: Option<&str>) -> Option<&'a str> {
@@ -266,14 +299,14 @@ fn score_value(card: &ScoreCard, field: &ScoreField) -> f64 {
         ScoreField::Fit => card.fit,
         ScoreField::Activity => card.activity,
         ScoreField::Total => card.total,
+        ScoreField::Predictive => unreachable!("the predictive score is not on a rule model's card"),
     }
 }
 
-fn crossed(direction: &Direction, value: f64, score: f64) -> bool {
-    match direction {
-        Direction::Above => score >= value,
-        Direction::Below => score <= value,
-    }
+/// The predictive score before the first queued predictive change: None when none is
+/// queued (the score did not change), Some(None) when the contact had none.
+fn before_predictive(queued: &[QueueEntry]) -> Option<Option<u8>> {
+    queued.iter().find_map(|q| q.before_predictive)
 }
 
 /// The cards the contact had before the first queued change, per model.
@@ -331,13 +364,26 @@ fn plan(input: &PlanInput<'_>) -> Plan {
                 }
             }
             Trigger::Threshold { score, direction, value, rearm } => {
-                if let (Some(model), Some(row)) = (model_name, row) {
-                    let current = score_value(&row.card, score);
-                    let armed = state.armed.unwrap_or_else(|| match before_card(input.queued, model) {
+                // The score now and before the first queued change (None: not known, Some(None):
+                // the contact had no such score), and the rule model it is of.
+                let judged = match score {
+                    ScoreField::Predictive => contact.predictive.as_ref().map(|p| {
+                        // Queued changes that left the predictive score alone: it was what it is.
+                        let unchanged = input.queued.iter().any(|q| q.before.is_some()).then_some(Some(p.score));
+                        let before = before_predictive(input.queued).or(unchanged);
+                        (f64::from(p.score), before.map(|b| b.map(f64::from)), None)
+                    }),
+                    _ => model_name.zip(row).map(|(model, row)| {
+                        let before = before_card(input.queued, model).map(|card| card.map(|c| score_value(c, score)));
+                        (score_value(&row.card, score), before, Some(model))
+                    }),
+                };
+                if let Some((current, before, model)) = judged {
+                    let armed = state.armed.unwrap_or_else(|| match before {
                         // Seen before: armed unless it was already past the line.
-                        Some(Some(before)) => !crossed(direction, *value, score_value(before, score)),
-                        // A contact that had no score under the model counts as 0 before: a new
-                        // contact at 120 crosses "above 100"; one at 0 does not cross "below 20".
+                        Some(Some(before)) => !crossed(direction, *value, before),
+                        // A contact that had no such score counts as 0 before: a new contact at
+                        // 120 crosses "above 100"; one at 0 does not cross "below 20".
                         Some(None) => !crossed(direction, *value, 0.0),
                         // Woken without a before-picture (the scheduler): judge from now on.
                         None => !crossed(direction, *value, current),
@@ -349,12 +395,17 @@ fn plan(input: &PlanInput<'_>) -> Plan {
                             ScoreField::Fit => "fit",
                             ScoreField::Activity => "activity",
                             ScoreField::Total => "total",
+                            ScoreField::Predictive => "predictive",
                         };
                         let way = match direction {
                             Direction::Above => "above",
                             Direction::Below => "below",
                         };
-                        reasons.push(json!({ "trigger": "threshold", "score": field, way: value, "value": current, "model": model }));
+                        let mut reason = json!({ "trigger": "threshold", "score": field, way: value, "value": current });
+                        if let Some(model) = model {
+                            reason["model"] = json!(model);
+                        }
+                        reasons.push(reason);
                     }
                 }
             }
@@ -881,8 +932,8 @@ pub struct DeliveryQuery {
 
 /// The score fields a `score.changed` subscription sends for one contact, under the
 /// receiver's names: `fields` maps `fit|activity|total|band|flames|grade|quadrant`
-/// (optionally `MODEL.field`) to the receiver's name; empty sends every field as is,
-/// per model.
+/// (optionally `MODEL.field`) and `predictive` to the receiver's name; empty sends every
+/// field as is, per model, and the predictive score.
 pub fn sync_snapshot(subscription: &Subscription, contact: &ContactRecord) -> Map<String, Value> {
     let card_field = |card: &ScoreCard, field: &str| -> Option<Value> {
         Some(match field {
@@ -901,9 +952,16 @@ pub fn sync_snapshot(subscription: &Subscription, contact: &ContactRecord) -> Ma
         for (model, row) in &contact.scores {
             out.insert(model.clone(), serde_json::to_value(&row.card).unwrap_or(Value::Null));
         }
+        if let Some(predictive) = &contact.predictive {
+            out.insert(PREDICTIVE_FIELD.into(), json!({ "score": predictive.score, "probability": predictive.probability, "version": predictive.version }));
+        }
         return out;
     }
     for (source, target) in &subscription.fields {
+        if source == PREDICTIVE_FIELD {
+            out.insert(target.clone(), contact.predictive.as_ref().map_or(Value::Null, |p| json!(p.score)));
+            continue;
+        }
         let (model, field) = match source.split_once('.') {
             Some((model, field)) => (Some(model), field),
             None => (None, source.as_str()),
@@ -918,8 +976,14 @@ pub fn sync_snapshot(subscription: &Subscription, contact: &ContactRecord) -> Ma
     out
 }
 
-/// Field names a subscription may map from.
-pub const SYNC_FIELDS: &[&str] = &["fit", "activity", "total", "band", "flames", "grade", "quadrant"];
+/// Field names a subscription may map from (a rule model's card fields, or the
+/// predictive score, 0–100).
+pub const SYNC_FIELDS: &[&str] = &["fit", "activity", "total", "band", "flames", "grade", "quadrant", PREDICTIVE_FIELD];
+
+/// The predictive score's field name in a subscription's `fields` (of no rule model: it
+/// takes no `MODEL.` prefix). With no `fields`, it is sent as `predictive: { score,
+/// probability, version }` beside the models' cards.
+pub const PREDICTIVE_FIELD: &str = "predictive";
 
 /// One contact in a `score.changed` delivery: its id and e-mail beside the mapped fields.
 pub fn sync_contact(contact: &ContactRecord, snapshot: Map<String, Value>) -> Value {
@@ -1020,11 +1084,12 @@ mod tests {
             updated_at: 0,
             last_event_at,
             scores: BTreeMap::new(),
+            predictive: None,
         }
     }
 
     fn queued_event(seq: i64, name: &str, at: Millis) -> QueueEntry {
-        QueueEntry { seq, event: Some(QueuedEvent { timestamp: at, message_id: format!("m{seq}"), name: name.into() }), before: None }
+        QueueEntry { seq, event: Some(QueuedEvent { timestamp: at, message_id: format!("m{seq}"), name: name.into() }), before: None, before_predictive: None }
     }
 
     #[test]

@@ -275,6 +275,11 @@ pub static TABLES: &[TableSpec] = &[
         columns: &[("version", Int), ("target", Text), ("trained_at", Int), ("live", Bool), ("model", Text), ("report", Text)],
         key: &["version"],
     },
+    TableSpec {
+        name: "predictive_scores",
+        columns: &[("contact_id", Text), ("version", Int), ("score", Int), ("probability", Real), ("as_of", Int)],
+        key: &["contact_id"],
+    },
     TableSpec { name: "sessions", columns: &[("id_hash", Text), ("user_id", Text), ("created_at", Int), ("last_seen_at", Int)], key: &["id_hash"] },
 ];
 

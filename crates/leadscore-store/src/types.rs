@@ -69,6 +69,24 @@ pub struct ContactRecord {
     pub updated_at: Millis,
     pub last_event_at: Option<Millis>,
     pub scores: BTreeMap<String, ScoreRow>,
+    /// The contact's stored predictive score (F21), None before any predictive model
+    /// scored it.
+    pub predictive: Option<PredictiveScoreRow>,
+}
+
+/// A contact's stored predictive score (F21): what the lead list sorts and filters on and
+/// automations and CRM fields read. Written by the engine after every contact write and
+/// by the sweep that scores everyone under a new live version; reasons are not stored (a
+/// contact's page computes them when read).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PredictiveScoreRow {
+    /// The predictive model version that scored it.
+    pub version: i64,
+    /// 0–100.
+    pub score: u8,
+    pub probability: f64,
+    /// The instant its features were taken at.
+    pub as_of: Millis,
 }
 
 /// A contact's stored score under one model version.
@@ -146,6 +164,8 @@ pub enum SortKey {
     Total,
     Fit,
     Activity,
+    /// The stored predictive score: only contacts that have one are listed.
+    Predictive,
 }
 
 #[derive(Clone, Debug)]
@@ -170,6 +190,8 @@ pub struct LeadQuery {
     pub status: Option<String>,
     /// Only contacts whose deal is not closed (not [`CLOSED_STATUSES`]).
     pub open: bool,
+    /// Only contacts whose stored predictive score is at least this (0–100).
+    pub predictive_min: Option<u8>,
     pub limit: usize,
     /// Continue after this (sort value, contact id).
     pub after: Option<(f64, String)>,
