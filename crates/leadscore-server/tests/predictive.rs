@@ -89,8 +89,11 @@ async fn guard_rails_say_what_is_missing(server: TestServer) {
     let error = refused.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     assert_eq!(error["details"]["needed"], 50, "{error}");
     assert!(error["message"].as_str().unwrap().contains("not enough"), "{error}");
-    // No model yet: contacts say so with null.
+    // No model yet: contacts say so with null, and the lead list cannot sort by it.
     assert_eq!(server.contact("p0001").await["predictive"], Value::Null);
+    let unsorted = server.get_query("/api/v1/contacts", &[("model", "b2b"), ("sort", "-predictive")]).await;
+    let error = unsorted.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(error["message"].as_str().unwrap().contains("no predictive model is live"), "{error}");
     assert_eq!(server.get("/api/v1/predictive/models").await.expect(StatusCode::OK), &json!({ "live": null, "models": [] }));
     // Keys without admin may not train; bad options are refused.
     let reader =
@@ -186,4 +189,67 @@ async fn scheduled_retraining_learns_from_new_deals_only(server: TestServer) {
     assert_eq!(server.get("/api/v1/predictive/models").await.body["live"], if not_worse { 2 } else { 1 });
 }
 
-common::both_backends!(guard_rails_say_what_is_missing, trains_as_of_each_outcome_and_explains_every_score, scheduled_retraining_learns_from_new_deals_only);
+/// The predictive score is stored per contact and used where a rule score is (contract
+/// §9): every contact gets one when a version goes live, a write refreshes it before the
+/// contact's automations run, the lead list sorts and filters by it, and a predictive
+/// threshold fires for the contact that crosses it only.
+async fn stored_scores_sort_the_lead_list_and_fire_automations(server: TestServer) {
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    closed_deals(&server, 300).await;
+    train(&server, json!({ "min_closed": 200 })).await;
+    let engine = &server.state.engine;
+    assert_eq!(leadscore_app::predictive::sweep(engine).await.unwrap(), 300, "every contact scored under the new version");
+    assert_eq!(leadscore_app::predictive::sweep(engine).await.unwrap(), 0, "nothing left to score");
+
+    let page = server.get_query("/api/v1/contacts", &[("model", "b2b"), ("sort", "-predictive"), ("limit", "100")]).await.expect(StatusCode::OK).clone();
+    let scores: Vec<u64> = page["contacts"].as_array().unwrap().iter().map(|c| c["predictive"]["score"].as_u64().unwrap()).collect();
+    assert_eq!(scores.len(), 100);
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+    let next = page["next_cursor"].as_str().unwrap().to_string();
+    let second = server.get_query("/api/v1/contacts", &[("model", "b2b"), ("sort", "-predictive"), ("limit", "100"), ("cursor", &next)]).await;
+    let second_first = second.expect(StatusCode::OK)["contacts"][0]["predictive"]["score"].as_u64().unwrap();
+    assert!(second_first <= scores[99], "the next page carries on");
+    let at_least = server.get_query("/api/v1/contacts", &[("model", "b2b"), ("predictive_min", "60"), ("limit", "1000")]).await;
+    let listed = at_least.expect(StatusCode::OK)["contacts"].as_array().unwrap().clone();
+    assert!(!listed.is_empty() && listed.iter().all(|c| c["predictive"]["score"].as_u64().unwrap() >= 60));
+    let csv = server.get_query("/api/v1/contacts", &[("model", "b2b"), ("sort", "-predictive"), ("limit", "1"), ("format", "csv")]).await;
+    assert!(csv.text.lines().nth(1).unwrap().ends_with(&format!(",{}", scores[0])), "{}", csv.text);
+    server.get_query("/api/v1/contacts", &[("model", "b2b"), ("predictive_min", "101")]).await.expect_error(StatusCode::BAD_REQUEST, "bad_request");
+
+    let automation = json!({
+        "name": "likely", "trigger": { "threshold": { "score": "predictive", "above": 60 } },
+        "filter": { "predictive": { "above": 60 } },
+        "actions": [{ "add_group": { "group": "likely" } }],
+    });
+    let request = server.request(Method::PUT, "/api/v1/automations/likely", Some(ADMIN_KEY)).json(&automation);
+    server.send(request).await.expect(StatusCode::CREATED);
+    // A referred lead with three webinars and an ad click with none: created, then active.
+    for (id, source, webinars) in [("strong", "Reference", 3), ("weak", "Ads", 0)] {
+        server.create_contact(json!({ "id": id, "attributes": { "source": source, "company_size": 100 } })).await;
+        let mut batch = vec![json!({ "type": "page", "userId": id, "messageId": format!("{id}-p"), "properties": { "path": "/pricing" } })];
+        for w in 0..webinars {
+            batch.push(json!({ "type": "track", "event": "Webinar Attended", "userId": id, "messageId": format!("{id}-w{w}") }));
+        }
+        server.ingest(json!({ "batch": batch })).await;
+    }
+    let strong = server.contact("strong").await;
+    let weak = server.contact("weak").await;
+    let (strong_score, weak_score) = (strong["predictive"]["score"].as_u64().unwrap(), weak["predictive"]["score"].as_u64().unwrap());
+    assert!(strong_score >= 60 && weak_score < 60, "strong {strong_score}, weak {weak_score}");
+    assert!(strong["groups"].as_array().unwrap().contains(&json!("likely")), "{strong}");
+    assert!(!weak["groups"].as_array().unwrap().contains(&json!("likely")), "{weak}");
+    let runs = server.get_query("/api/v1/automations/runs", &[("automation", "likely")]).await.expect(StatusCode::OK).clone();
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "fired once, for the crossing: {runs:?}");
+    assert_eq!((runs[0]["contact"].as_str(), runs[0]["reason"]["score"].as_str()), (Some("strong"), Some("predictive")));
+    // The stored score is the one the contact shows.
+    let stored = server.state.store.get_contact("strong").await.unwrap().unwrap().predictive.unwrap();
+    assert_eq!(u64::from(stored.score), strong_score);
+}
+
+common::both_backends!(
+    guard_rails_say_what_is_missing,
+    trains_as_of_each_outcome_and_explains_every_score,
+    scheduled_retraining_learns_from_new_deals_only,
+    stored_scores_sort_the_lead_list_and_fire_automations
+);

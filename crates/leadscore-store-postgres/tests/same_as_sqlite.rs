@@ -537,6 +537,8 @@ async fn script(url: &str, schema: &str) {
                                     SortKey::Total => card.total,
                                     SortKey::Fit => card.fit,
                                     SortKey::Activity => card.activity,
+                                    // Not among the sorts this comparison draws.
+                                    SortKey::Predictive => unreachable!("no predictive scores here"),
                                 };
                                 after = Some((value, last.id.clone()));
                                 pages.push(Value::Array(page.iter().map(contact_json).collect()));

@@ -425,6 +425,8 @@ pub struct LeadsQuery {
     /// Search: e-mail, name or company.
     q: Option<String>,
     sort: Option<String>,
+    /// Only leads whose predictive score is at least this (0-100).
+    predictive_min: Option<String>,
     cursor: Option<String>,
     format: Option<String>,
     /// `quadrants`: the fit × activity matrix instead of the list.
@@ -456,9 +458,16 @@ pub async fn leads(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
     let reach = signed.reach(&web);
     let sales = signed.user.role == Role::Sales;
     let quadrant_view = q.view.as_deref() == Some("quadrants");
+    let predictive_live = web.engine.predictive().is_some();
+    let predictive_min = match empty_is_none(q.predictive_min.clone()).map(|text| text.trim().parse::<u8>()) {
+        None => None,
+        Some(Ok(min)) if min <= 100 => Some(min),
+        Some(_) => return error_page(StatusCode::BAD_REQUEST, "The predictive score runs from 0 to 100."),
+    };
     let query = LeadListQuery {
         model: Some(model.name.clone()),
         sort: empty_is_none(q.sort.clone()),
+        predictive_min,
         band: empty_is_none(q.band.clone()),
         group: empty_is_none(q.group.clone()),
         owner: if sales { None } else { empty_is_none(q.owner.clone()) },
@@ -481,6 +490,7 @@ pub async fn leads(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
         ("quadrant", empty_is_none(q.quadrant.clone())),
         ("source", empty_is_none(q.source.clone())),
         ("sort", empty_is_none(q.sort.clone())),
+        ("predictive_min", predictive_min.map(|min| min.to_string())),
     ]
     .into_iter()
     .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -516,7 +526,7 @@ pub async fn leads(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
         }
         let reps = if sales { Vec::new() } else { sales_reps(&web).await };
         let next = page.next_cursor.as_deref().map(|next| link(&[("cursor", next)], &[]));
-        lead_table(&model, &views, !sales, &reps, &link(&[], &[]), next)
+        lead_table(&model, &views, predictive_live, !sales, &reps, &link(&[], &[]), next)
     };
     let sort = q.sort.clone().unwrap_or_default();
     let content = html! {
@@ -538,9 +548,15 @@ pub async fn leads(State(web): State<Arc<Web>>, signed: SignedIn, Query(q): Quer
             @if !sales {
                 label { "Owner " input type="text" name="owner" value=(q.owner.clone().unwrap_or_default()) size="16"; }
             }
+            @if predictive_live {
+                label { "Predictive at least " input type="number" name="predictive_min" min="0" max="100" value=(predictive_min.map(|m| m.to_string()).unwrap_or_default()) size="3"; }
+            }
             label { "Sort " select name="sort" {
                 @for (value, label) in [("-total", "total, best first"), ("-fit", "fit, best first"), ("-activity", "activity, best first"), ("total", "total, lowest first")] {
                     option value=(value) selected[sort == value] { (label) }
+                }
+                @if predictive_live {
+                    option value="-predictive" selected[sort == "-predictive"] { "predictive, best first" }
                 }
             } }
             button type="submit" { "Show" }
@@ -574,13 +590,15 @@ async fn sales_reps(web: &Web) -> Vec<String> {
 
 /// The lead list's table; for marketing and admins, a form around it with a checkbox per
 /// lead and the bulk actions (assign an owner, add a group).
-fn lead_table(model: &PublishedModel, views: &[ContactView], bulk: bool, reps: &[String], back: &str, next: Option<String>) -> Markup {
+fn lead_table(model: &PublishedModel, views: &[ContactView], predictive: bool, bulk: bool, reps: &[String], back: &str, next: Option<String>) -> Markup {
     let table = html! {
         table.leads.list {
             caption { "Leads under " (model.name) }
             thead { tr {
                 th scope="col" { "Lead" } th scope="col" { "Company" } th scope="col" { "Total" } th scope="col" { "Fit" } th scope="col" { "Activity" }
-                th scope="col" { "Band" } th scope="col" { "Grade" } th scope="col" { "Quadrant" } th scope="col" { "Status" } th scope="col" { "Owner" }
+                th scope="col" { "Band" } th scope="col" { "Grade" } th scope="col" { "Quadrant" }
+                @if predictive { th scope="col" title="The predictive score: the chance, learned from won and lost deals, in percent" { "Predictive" } }
+                th scope="col" { "Status" } th scope="col" { "Owner" }
             } }
             tbody {
                 @for contact in views {
@@ -599,6 +617,9 @@ fn lead_table(model: &PublishedModel, views: &[ContactView], bulk: bool, reps: &
                             td { (band_badge(card)) } td { (card.grade.as_deref().unwrap_or("—")) } td { (card.quadrant.as_deref().unwrap_or("—")) }
                         } @else {
                             td colspan="6" { "not scored" }
+                        }
+                        @if predictive {
+                            td.num { @if let Some(p) = &contact.predictive { (p.score) } @else { "—" } }
                         }
                         td { (contact.status.as_deref().unwrap_or("new")) }
                         td { (contact.owner.as_deref().unwrap_or("—")) }
@@ -725,7 +746,7 @@ pub async fn bulk_leads(State(web): State<Arc<Web>>, signed: SignedIn, Form(fiel
 
 fn leads_csv(model: &str, views: &[ContactView]) -> Response {
     let field = leadscore_app::reports::csv_field;
-    let mut out = String::from("id,email,company,owner,status,fit,activity,total,band,grade,quadrant\n");
+    let mut out = String::from("id,email,company,owner,status,fit,activity,total,band,grade,quadrant,predictive\n");
     for contact in views {
         let card = contact.scores.get(model).map(|c| &c.card);
         let cells = [
@@ -740,6 +761,7 @@ fn leads_csv(model: &str, views: &[ContactView]) -> Response {
             field(card.and_then(|c| c.band.as_deref()).unwrap_or("")),
             field(card.and_then(|c| c.grade.as_deref()).unwrap_or("")),
             field(card.and_then(|c| c.quadrant.as_deref()).unwrap_or("")),
+            contact.predictive.as_ref().map(|p| p.score.to_string()).unwrap_or_default(),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');
