@@ -79,5 +79,5 @@ mod train;
 pub use boost::BoostingOptions;
 pub use data::{Dataset, FeatureKind, FeatureSpec, Value};
 pub use metrics::CalibrationBin;
-pub use model::{Algorithm, PointsCondition, Prediction, PredictiveModel, Reason, SuggestedPoints};
+pub use model::{Algorithm, PointsCondition, Prediction, PredictiveModel, Reason, SuggestedPoints, score_of};
 pub use train::{Evaluation, LeakageWarning, Progress, TrainError, TrainOptions, TrainReport, Trained, train};

@@ -100,6 +100,11 @@ pub struct Reason {
     pub contribution: f64,
 }
 
+/// The 0–100 score of a probability, as every prediction gives it.
+pub fn score_of(probability: f64) -> u8 {
+    (probability * 100.0).round().clamp(0.0, 100.0) as u8
+}
+
 /// When suggested points apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PointsCondition {
@@ -227,7 +232,7 @@ impl PredictiveModel {
         // Stable: equal magnitudes keep the feature order.
         reasons.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
         let probability = sigmoid(logit);
-        Prediction { probability, score: (probability * 100.0).round().clamp(0.0, 100.0) as u8, logit, intercept, reasons }
+        Prediction { probability, score: score_of(probability), logit, intercept, reasons }
     }
 
     /// Points for a rule model, from the logistic weights (even when the trees were chosen:

@@ -74,6 +74,10 @@ enum BenchCommand {
         /// deliveries), so every batch is also evaluated
         #[arg(long)]
         automations: bool,
+        /// Seed 5,000 demo contacts with their won and lost deals and train a predictive
+        /// model first, so every batch also stores its contacts' predictive scores
+        #[arg(long)]
+        predictive: bool,
     },
     /// Single-event ingest latency at a fixed request rate
     Latency {
@@ -147,9 +151,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         BenchCommand::Generate { data, contacts, events } => generate(&data, contacts, events).await,
         BenchCommand::Rescore { data } => rescore(&data).await,
-        BenchCommand::Ingest { contacts, events, batch, concurrency, session, database_url, processes, automations } => {
+        BenchCommand::Ingest { contacts, events, batch, concurrency, session, database_url, processes, automations, predictive } => {
             let database = BenchDatabase::new(database_url)?;
-            let shape = IngestShape { contacts, events, batch, concurrency, session, automations };
+            let shape = IngestShape { contacts, events, batch, concurrency, session, automations, predictive };
             let outcome = ingest(&database, processes, &shape).await;
             database.clean_up().await;
             outcome
@@ -323,7 +327,11 @@ async fn start_server(data: Option<&DataArgs>) -> Result<BenchServer> {
 /// Serves `store` on a random port with the example model; `key` is an admin key already
 /// in the database (a second server on it), else one is created. Returns (base URL, key).
 async fn serve_store(store: Arc<dyn leadscore_store::Store>, key: Option<String>) -> Result<(String, String)> {
-    let state = start_engine(&DataArgs::default(), store).await?;
+    serve_engine(start_engine(&DataArgs::default(), store).await?, key).await
+}
+
+/// [`serve_store`] for an engine already started (and seeded).
+async fn serve_engine(state: Arc<Engine>, key: Option<String>) -> Result<(String, String)> {
     ensure_example_model(&state).await?;
     let key = match key {
         Some(key) => key,
@@ -430,7 +438,11 @@ struct IngestShape {
     concurrency: usize,
     session: usize,
     automations: bool,
+    predictive: bool,
 }
+
+/// The demo contacts `bench ingest --predictive` learns from (about 600 closed deals).
+const PREDICTIVE_SEED_CONTACTS: usize = 5_000;
 
 /// Automations for `bench ingest --automations`: triggers of every kind judged at ingest,
 /// actions that stay inside the database (no deliveries to wait for).
@@ -450,11 +462,19 @@ const BENCH_AUTOMATIONS: [(&str, &str); 3] = [
 ];
 
 async fn ingest(database: &BenchDatabase, processes: usize, shape: &IngestShape) -> Result<()> {
-    let IngestShape { contacts, events, batch, concurrency, session, automations } = *shape;
+    let IngestShape { contacts, events, batch, concurrency, session, automations, predictive } = *shape;
     if processes == 0 || (processes > 1 && database.postgres.is_none()) {
         bail!("--processes above 1 needs --database-url postgres://… (SQLite is one process's database)");
     }
-    let (first, key) = serve_store(database.open().await?, None).await?;
+    let first_engine = start_engine(&DataArgs::default(), database.open().await?).await?;
+    if predictive {
+        // Closed deals to learn from: every write then also stores a predictive score.
+        crate::demo::load_deals(&first_engine, PREDICTIVE_SEED_CONTACTS).await?;
+        if first_engine.predictive().is_none() {
+            bail!("the seeded deals did not train a predictive model");
+        }
+    }
+    let (first, key) = serve_engine(first_engine, None).await?;
     let mut bases = vec![first];
     for _ in 1..processes {
         bases.push(serve_store(database.open().await?, Some(key.clone())).await?.0);
@@ -509,7 +529,12 @@ async fn ingest(database: &BenchDatabase, processes: usize, shape: &IngestShape)
     println!(
         "ingest: {events} events in batches of {batch} over {concurrency} connections to {processes} server(s), {contacts} contacts, sessions of {session}, {}{}, scores updated: {:.2} s = {:.0} events/s; peak memory {:.0} MiB; {}",
         database.describe(),
-        if automations { ", 3 automations evaluated" } else { "" },
+        match (automations, predictive) {
+            (false, false) => "",
+            (true, false) => ", 3 automations evaluated",
+            (false, true) => ", a predictive model live (seeded with 5,000 demo contacts)",
+            (true, true) => ", 3 automations evaluated, a predictive model live (seeded with 5,000 demo contacts)",
+        },
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64(),
         peak_memory_mib().unwrap_or(f64::NAN),

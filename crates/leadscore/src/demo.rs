@@ -338,24 +338,30 @@ pub async fn seed(state: &Arc<leadscore_app::Engine>, contacts: usize) -> Result
                 "published `{DEMO_SHADOW}`, a shadow of b2b (pricing page 60, quote form 5): compare with `leadscore report compare --model {DEMO_SHADOW}`"
             );
         }
-        let now = state.now();
-        let (people, events, outcomes) = generate(contacts, 42, now);
-        eprintln!("generating {} contacts and {} events over 90 days…", people.len(), events.len());
-        load(state, people, events).await?;
-        let bar = progress_bar(outcomes.len() as u64, "outcomes");
-        for (contact, status, at) in &outcomes {
-            let kind = leadscore_store::OutcomeKind::Status { status: status.to_string() };
-            leadscore_app::outcomes::record(state, contact, kind, *at).await.context("recording a demo outcome")?;
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-        eprintln!("recorded {} demo statuses (contacted, qualified, won, lost), driven by each contact's hidden intent", outcomes.len());
-        train_predictive(state).await?;
+        load_deals(state, contacts).await?;
     }
     if state.store.list_automations().await?.is_empty() {
         store_example_automations(state).await?;
     }
     Ok(())
+}
+
+/// The demo's contacts, their events and statuses over 90 days, then its predictive model
+/// learned from the won and lost deals (when there are enough).
+pub async fn load_deals(state: &Arc<leadscore_app::Engine>, contacts: usize) -> Result<()> {
+    let now = state.now();
+    let (people, events, outcomes) = generate(contacts, 42, now);
+    eprintln!("generating {} contacts and {} events over 90 days…", people.len(), events.len());
+    load(state, people, events).await?;
+    let bar = progress_bar(outcomes.len() as u64, "outcomes");
+    for (contact, status, at) in &outcomes {
+        let kind = leadscore_store::OutcomeKind::Status { status: status.to_string() };
+        leadscore_app::outcomes::record(state, contact, kind, *at).await.context("recording a demo outcome")?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!("recorded {} demo statuses (contacted, qualified, won, lost), driven by each contact's hidden intent", outcomes.len());
+    train_predictive(state).await
 }
 
 /// Learns the demo's predictive score from its won and lost deals, when there are enough
