@@ -45,6 +45,21 @@ pub struct AttributeFeature {
     pub kind: FeatureKind,
 }
 
+/// What a feature counts or reads, for turning learned weights into rules.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeatureSource {
+    Attribute(String),
+    /// Events of this name in a trailing window.
+    EventCount(String),
+    /// Page views under this first path segment in a trailing window.
+    PageCount(String),
+    /// Every event in a trailing window.
+    AllEvents,
+    DaysIdle,
+    /// A rule model's fit or activity.
+    RuleModel,
+}
+
 /// An attribute training did not use, and why (shown in the report).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SkippedAttribute {
@@ -156,6 +171,23 @@ impl FeatureSchema {
         (FeatureSchema { attributes, events, page_groups, models }, skipped)
     }
 
+    /// Where each feature comes from, in row order (the order of [`specs`](Self::specs)).
+    pub fn sources(&self) -> Vec<FeatureSource> {
+        let mut sources: Vec<FeatureSource> = self.attributes.iter().map(|a| FeatureSource::Attribute(a.key.clone())).collect();
+        for name in &self.events {
+            sources.extend(WINDOWS_DAYS.iter().map(|_| FeatureSource::EventCount(name.clone())));
+        }
+        for group in &self.page_groups {
+            sources.extend(PAGE_WINDOWS_DAYS.iter().map(|_| FeatureSource::PageCount(group.clone())));
+        }
+        sources.extend(WINDOWS_DAYS.iter().map(|_| FeatureSource::AllEvents));
+        sources.push(FeatureSource::DaysIdle);
+        for _ in &self.models {
+            sources.extend([FeatureSource::RuleModel, FeatureSource::RuleModel]);
+        }
+        sources
+    }
+
     /// The features in row order, named as a person reads them.
     pub fn specs(&self) -> Vec<FeatureSpec> {
         let mut specs: Vec<FeatureSpec> = self.attributes.iter().map(|a| FeatureSpec { name: a.key.clone(), kind: a.kind }).collect();
@@ -262,6 +294,7 @@ mod tests {
         let row = schema().row(&attributes, &before, &cards, at);
         assert_eq!(row, schema().row(&attributes, &with_later, &cards, at), "events after the instant changed the row");
         assert_eq!(row.len(), schema().specs().len());
+        assert_eq!(schema().sources().len(), schema().specs().len(), "a source for every feature");
         let expected = vec![
             Cell::Text("Reference".into()),
             Cell::Number(250.0),

@@ -25,6 +25,7 @@ pub mod reports;
 pub mod runtime;
 pub mod schema;
 pub mod settings;
+pub mod suggested;
 pub mod time;
 pub mod users;
 pub mod workers;

@@ -177,6 +177,8 @@ pub enum PredictiveError {
     UnknownExclude { unknown: Vec<String>, attributes: Vec<String> },
     #[error("no predictive model version {0}")]
     NoVersion(i64),
+    #[error("no predictive model is live yet: train one first (`leadscore train`, POST /api/v1/predictive/train)")]
+    NoLiveVersion,
     /// A stored version or report this leadscore cannot read or write, or training that
     /// stopped half-way.
     #[error("{0}")]
@@ -200,7 +202,7 @@ impl From<PredictiveError> for AppError {
                 let details = serde_json::json!({ "unknown": unknown, "attributes": attributes });
                 AppError::invalid_with(err.to_string(), details)
             }
-            PredictiveError::NoVersion(_) => AppError::not_found(err.to_string()),
+            PredictiveError::NoVersion(_) | PredictiveError::NoLiveVersion => AppError::not_found(err.to_string()),
             PredictiveError::Store(err) => AppError::Store(err),
             PredictiveError::Holdout | PredictiveError::Folds | PredictiveError::Unreadable(_) => AppError::invalid(err.to_string()),
         }

@@ -8,18 +8,23 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use leadscore_app::predictive::{self, PredictiveVersionView, TrainRequest};
-use serde::Serialize;
-use utoipa::ToSchema;
+use leadscore_app::suggested::{self, SuggestedModelView};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::auth::{CanManage, CanRead};
+use crate::auth::{CanManage, CanRead, CanReadSetup};
 use crate::error::{ApiError, ApiResult};
-use crate::input::{Body, Path};
+use crate::input::{Body, Path, Query};
 
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
-    OpenApiRouter::new().routes(routes!(train_predictive)).routes(routes!(list_predictive_models)).routes(routes!(promote_predictive_model))
+    OpenApiRouter::new()
+        .routes(routes!(train_predictive))
+        .routes(routes!(list_predictive_models))
+        .routes(routes!(promote_predictive_model))
+        .routes(routes!(suggested_model))
 }
 
 /// `POST /predictive/train`: trains on every closed contact and answers the new version
@@ -72,4 +77,31 @@ async fn list_predictive_models(State(state): State<Arc<AppState>>, _: CanRead) 
 async fn promote_predictive_model(State(state): State<Arc<AppState>>, _: CanManage, Path(version): Path<String>) -> ApiResult<Json<PredictiveVersionView>> {
     let version: i64 = version.parse().map_err(|_| ApiError::not_found(format!("no predictive model version {version:?}")))?;
     Ok(Json(predictive::promote(&state, version).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SuggestedQuery {
+    /// The live rule model the draft is backtested against and takes its bands from
+    /// [default: the only one].
+    against: Option<String>,
+}
+
+/// `GET /predictive/suggested`: the live predictive model's weights as a rule model draft,
+/// with its backtest beside a live rule model.
+#[utoipa::path(
+    get,
+    path = "/predictive/suggested",
+    tag = "predictive",
+    summary = "A rule model drafted from the live predictive model's weights (integer points per attribute value and per event), as TOML, with its backtest beside the live rule model `against`",
+    params(SuggestedQuery),
+    responses((status = OK, description = "The draft and its backtest", body = SuggestedModelView)),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn suggested_model(State(state): State<Arc<AppState>>, caller: CanReadSetup, Query(q): Query<SuggestedQuery>) -> ApiResult<Json<SuggestedModelView>> {
+    // A replay costs a core for a while: it counts against the same quota as backtests.
+    let slot = state.quotas.replay(&caller.key_id)?;
+    let view = suggested::suggest(&state, q.against.as_deref()).await?;
+    drop(slot);
+    Ok(Json(view))
 }

@@ -77,6 +77,8 @@ const MATRIX: &[(&str, &str, Option<&str>, &str)] = &[
     ("POST", "/api/v1/predictive/train", Some("{}"), "UNNYYYN"),
     ("GET", "/api/v1/predictive/models", None, "UNYYYYY"),
     ("POST", "/api/v1/predictive/models/99/promote", None, "UNNYYYN"),
+    // Its backtest counts every contact: not for a rep, like the backtest itself.
+    ("GET", "/api/v1/predictive/suggested", None, "UNYYYYN"),
     // Automations and the outbox: marketing and admins. The run log: every role, a rep
     // the runs for their own contacts.
     ("GET", "/api/v1/automations", None, "UNYYYYN"),

@@ -247,7 +247,41 @@ async fn stored_scores_sort_the_lead_list_and_fire_automations(server: TestServe
     assert_eq!(u64::from(stored.score), strong_score);
 }
 
+/// The learned weights as a rule model people can read (issue 14): points per attribute
+/// value and per event, a draft that publishes as it is, backtested beside the live rules.
+async fn suggests_a_rule_model_with_its_backtest(server: TestServer) {
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    closed_deals(&server, 300).await;
+    let none = server.get("/api/v1/predictive/suggested").await;
+    assert!(none.expect_error(StatusCode::NOT_FOUND, "not_found")["message"].as_str().unwrap().contains("no predictive model is live"));
+    train(&server, json!({ "min_closed": 200 })).await;
+    let suggested = server.get("/api/v1/predictive/suggested").await.expect(StatusCode::OK).clone();
+    assert_eq!(suggested["version"], 1);
+    let text = suggested["model"].as_str().unwrap();
+    // Referred leads and webinars won deals: both earn points, as a person would write them.
+    assert!(text.contains(r#"{ when = { attribute = "source", op = "eq", value = "Reference" }, points = "#), "{text}");
+    let points = suggested["points"].as_array().unwrap();
+    let reference = points.iter().find(|p| p["feature"] == "source" && p["level"] == "Reference").expect("a weight for Reference");
+    assert!(reference["points"].as_i64().unwrap() > 0, "{reference}");
+    let webinar = points.iter().find(|p| p["feature"].as_str().unwrap().starts_with("Webinar Attended in")).expect("a webinar weight");
+    assert!(webinar["rule"].as_str().unwrap().starts_with("activity rule \"Webinar Attended\""), "{webinar}");
+    assert!(text.contains("event = \"Webinar Attended\""), "{text}");
+    assert!(points.iter().any(|p| p["rule"].as_str().unwrap().starts_with("left out: a rule model")), "the rule models' scores are not rules");
+    // Beside the live rules, judged on the same 300 closed deals.
+    let backtest = &suggested["backtest"];
+    assert_eq!((backtest["candidate"]["model"].as_str(), backtest["live"]["model"].as_str()), (Some("b2b-suggested"), Some("b2b")));
+    assert_eq!(backtest["judged_contacts"], 300);
+    assert!(backtest["candidate"]["accuracy"].is_object() && backtest["candidate"]["brackets"].is_object());
+    // The draft publishes as it is (a person would edit it first).
+    let request =
+        server.request(Method::PUT, "/api/v1/models/b2b-suggested", Some(ADMIN_KEY)).header("content-type", "application/toml").body(text.to_string());
+    server.send(request).await.expect(StatusCode::CREATED);
+    // Against a model that does not exist: said so.
+    server.get_query("/api/v1/predictive/suggested", &[("against", "nope")]).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+}
+
 common::both_backends!(
+    suggests_a_rule_model_with_its_backtest,
     guard_rails_say_what_is_missing,
     trains_as_of_each_outcome_and_explains_every_score,
     scheduled_retraining_learns_from_new_deals_only,

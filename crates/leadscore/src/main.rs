@@ -188,6 +188,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draft a rule model from the live predictive model's learned weights (integer points
+    /// per attribute value and per event) and backtest it beside a live rule model
+    Suggest {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The live rule model to compare with and take the bands from [default: the only one]
+        #[arg(long)]
+        against: Option<String>,
+        /// Write the draft (TOML) to this file, to edit, backtest and publish
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Train a predictive model on the contacts whose deals closed (won vs lost, or
     /// qualified vs disqualified), show its holdout figures, and make it live when it is not
     /// worse than the live one
@@ -614,6 +629,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(())
         }
+        Command::Suggest { data, against, out, json } => {
+            let state = start_engine(&data, open_existing_store(&data).await?).await?;
+            let started = std::time::Instant::now();
+            let suggested = leadscore_app::suggested::suggest(&state, against.as_deref()).await?;
+            if let Some(out) = &out {
+                std::fs::write(out, &suggested.model).with_context(|| format!("cannot write {}", out.display()))?;
+            }
+            if json {
+                println!("{}", serde_json::to_value(&suggested)?);
+            } else {
+                print_suggested(&suggested, out.as_deref(), started.elapsed())?;
+            }
+            Ok(())
+        }
         Command::Train { data, target, holdout, seed, min_closed, k_folds, exclude, allow_leaky, live, json } => {
             let state = start_engine(&data, open_existing_store(&data).await?).await?;
             let target = if target == "qualified" { leadscore_app::predictive::Target::Qualified } else { leadscore_app::predictive::Target::Won };
@@ -1015,6 +1044,30 @@ fn print_table(columns: &[&str], table: Vec<Vec<String>>) {
     for row in table {
         println!("  {}", line(row));
     }
+}
+
+/// The draft (or where it was written), each learned weight with the rule it became, and
+/// the backtest beside the live rules.
+fn print_suggested(suggested: &leadscore_app::suggested::SuggestedModelView, out: Option<&std::path::Path>, elapsed: std::time::Duration) -> Result<()> {
+    match out {
+        Some(out) => println!("the suggested rule model is in {} (edit it, then `leadscore backtest --model {}` or publish it)\n", out.display(), out.display()),
+        None => println!("{}", suggested.model),
+    }
+    println!("learned weights of predictive model v{} as points:", suggested.version);
+    for points in &suggested.points {
+        let what = match (&points.level, &points.per) {
+            (Some(level), _) => format!("{} = {level}", points.feature),
+            (None, Some(per)) => format!("{} {per}", points.feature),
+            (None, None) => points.feature.clone(),
+        };
+        println!("  {:>4}  {what}  →  {}", points.points, points.rule);
+    }
+    println!();
+    print_backtest(&serde_json::to_value(&suggested.backtest)?, elapsed);
+    for note in &suggested.notes {
+        println!("\nnote: {note}");
+    }
+    Ok(())
 }
 
 fn print_backtest(report: &serde_json::Value, elapsed: std::time::Duration) {
