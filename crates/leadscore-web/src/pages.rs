@@ -595,10 +595,10 @@ fn lead_table(model: &PublishedModel, views: &[ContactView], predictive: bool, b
         table.leads.list {
             caption { "Leads under " (model.name) }
             thead { tr {
-                th scope="col" { "Lead" } th scope="col" { "Company" } th scope="col" { "Total" } th scope="col" { "Fit" } th scope="col" { "Activity" }
-                th scope="col" { "Band" } th scope="col" { "Grade" } th scope="col" { "Quadrant" }
-                @if predictive { th scope="col" title="The predictive score: the chance, learned from won and lost deals, in percent" { "Predictive" } }
-                th scope="col" { "Status" } th scope="col" { "Owner" }
+                th scope="col" { "Lead" } th.wide scope="col" { "Company" } th scope="col" { "Total" } th.wide scope="col" { "Fit" } th.wide scope="col" { "Activity" }
+                th scope="col" { "Band" } th.wide scope="col" { "Grade" } th.wide scope="col" { "Quadrant" }
+                @if predictive { th.wide scope="col" title="The predictive score: the chance, learned from won and lost deals, in percent" { "Predictive" } }
+                th scope="col" { "Status" } th.wide scope="col" { "Owner" }
             } }
             tbody {
                 @for contact in views {
@@ -611,18 +611,18 @@ fn lead_table(model: &PublishedModel, views: &[ContactView], predictive: bool, b
                             }
                             a href={"/contacts/" (url_encode(&contact.id))} { (display_name(contact)) } br; small { (contact.email.as_deref().unwrap_or("")) }
                         }
-                        td { (company(contact)) }
+                        td.wide { (company(contact)) }
                         @if let Some(card) = card {
-                            td.num { (number(card.total)) " " (flames(card)) } td.num { (number(card.fit)) } td.num { (number(card.activity)) }
-                            td { (band_badge(card)) } td { (card.grade.as_deref().unwrap_or("—")) } td { (card.quadrant.as_deref().unwrap_or("—")) }
+                            td.num { (number(card.total)) " " (flames(card)) } td.num.wide { (number(card.fit)) } td.num.wide { (number(card.activity)) }
+                            td { (band_badge(card)) } td.wide { (card.grade.as_deref().unwrap_or("—")) } td.wide { (card.quadrant.as_deref().unwrap_or("—")) }
                         } @else {
                             td colspan="6" { "not scored" }
                         }
                         @if predictive {
-                            td.num { @if let Some(p) = &contact.predictive { (p.score) } @else { "—" } }
+                            td.num.wide { @if let Some(p) = &contact.predictive { (p.score) } @else { "—" } }
                         }
                         td { (contact.status.as_deref().unwrap_or("new")) }
-                        td { (contact.owner.as_deref().unwrap_or("—")) }
+                        td.wide.owner { (contact.owner.as_deref().unwrap_or("—")) }
                     }
                 }
             }
