@@ -53,10 +53,29 @@ const MAX_GROUP: usize = 256;
 /// Writes waiting for the writer; senders wait (back-pressure) when it is full.
 const QUEUE_DEPTH: usize = 1024;
 /// Read connections: at most this many reads run at once (the others wait for one), and
-/// the pool keeps them all. A connection is a page cache of up to 64 MiB and a blocking
-/// thread; opening one per concurrent read made 256 import tasks recording outcomes open
-/// hundreds (800 MiB for a 1,000,000-row file), and two cores gain nothing from more.
+/// the pool keeps them all. A connection is a page cache (up to [`READER_CACHE_KIB`]) and a
+/// blocking thread; opening one per concurrent read made 256 import tasks recording
+/// outcomes open hundreds (800 MiB for a 1,000,000-row file), and two cores gain nothing
+/// from more.
 const READERS: usize = 8;
+/// The writer's page cache, in KiB (64 MiB). Only the writer changes the database, so its
+/// cache stays valid from one write to the next: it holds the pages ingest and the rescore
+/// writes touch (contacts, scores, the indexes, the events table's tail).
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// Each read connection's page cache, in KiB (8 MiB). In WAL mode SQLite empties a
+/// connection's cache when a read transaction begins and another connection has committed
+/// since its last one (`pager_reset` on a changed WAL index). Under ingest that is every
+/// read, so a reader's cache only serves the read running on it: the interior pages of the
+/// B-trees it descends, not a working set. At 64 MiB a rescore chunk (a scan of its
+/// contacts' events, two at once when pipelined) filled whole caches, which were then freed
+/// into the C allocator at the next read; the process kept that memory and grew at every
+/// rescore as the database grew (RELIABILITY.md, "Soak"). Rows not in a cache come from the
+/// operating system's file cache.
+const READER_CACHE_KIB: i64 = 8 * 1024;
+/// What SQLite's page caches can hold in all: the writer's and every reader's (128 MiB;
+/// it was 576 MiB with 64 MiB for every connection).
+const PAGE_CACHE_BUDGET_KIB: i64 = WRITER_CACHE_KIB + READERS as i64 * READER_CACHE_KIB;
+const _: () = assert!(PAGE_CACHE_BUDGET_KIB <= 128 * 1024, "more readers or larger caches: measure the soak again (RELIABILITY.md)");
 
 type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A queued write. Called with the connection it runs the work; called with `None` it
@@ -120,11 +139,12 @@ const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Reads wait longer: in WAL mode they wait only for a checkpoint or a recovery.
 const READER_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A read connection (the pool's, and tools that read beside the store).
 fn open_connection(path: &Path) -> StoreResult<Connection> {
-    open_connection_with(path, READER_BUSY_TIMEOUT)
+    open_connection_with(path, READER_BUSY_TIMEOUT, READER_CACHE_KIB)
 }
 
-fn open_connection_with(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
+fn open_connection_with(path: &Path, busy_timeout: Duration, cache_kib: i64) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(db_err)?;
     conn.busy_timeout(busy_timeout).map_err(db_err)?;
     // The writer uses a few dozen distinct statements; the default cache (16) would make
@@ -134,12 +154,13 @@ fn open_connection_with(path: &Path, busy_timeout: Duration) -> StoreResult<Conn
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = OFF;
-         PRAGMA cache_size = -65536;
          PRAGMA wal_autocheckpoint = 65536;
          PRAGMA temp_store = MEMORY;
          PRAGMA secure_delete = FAST;",
     )
     .map_err(db_err)?;
+    // Negative: a size in KiB rather than in pages.
+    conn.execute_batch(&format!("PRAGMA cache_size = -{cache_kib};")).map_err(db_err)?;
     Ok(conn)
 }
 
@@ -194,7 +215,7 @@ impl SqliteStore {
 
     /// Opens the database file, runs migrations and starts the writer thread.
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let writer_conn = open_connection_with(path, WRITER_BUSY_TIMEOUT)?;
+        let writer_conn = open_connection_with(path, WRITER_BUSY_TIMEOUT, WRITER_CACHE_KIB)?;
         migrate(&writer_conn)?;
         let (tx, rx) = mpsc::channel::<WriteJob>(QUEUE_DEPTH);
         let writer_thread = std::thread::Builder::new().name("leadscore-sqlite-writer".into()).spawn(move || writer_loop(writer_conn, rx)).map_err(db_err)?;
@@ -441,7 +462,7 @@ mod tests {
     }
 
     /// Many reads at once share a few connections instead of each opening its own (each
-    /// one a page cache of up to 64 MiB and a thread): an import recording outcomes from
+    /// one a page cache and a thread): an import recording outcomes from
     /// 256 tasks at once peaked at 800 MiB.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_reads_use_at_most_the_pooled_connections() {
@@ -471,5 +492,43 @@ mod tests {
         let most = most.load(Ordering::SeqCst);
         assert!(most <= READERS, "{most} reads ran at once, on as many connections");
         assert!(store.inner.readers.lock().expect("pool").len() <= READERS);
+    }
+
+    /// The page caches of every connection the store opens add up to at most the budget:
+    /// the writer's cache is the large one, each reader's (emptied by SQLite at every read
+    /// that follows a commit) small. With all the pool's readers open at once, as under
+    /// load, 64 MiB each made the bound 576 MiB and the soak's memory grow at every rescore.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_page_caches_of_all_connections_stay_within_the_budget() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open_dir(dir.path()).expect("open");
+        let cache_kib = |conn: &Connection| conn.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0)).map_err(db_err).map(|size| -size);
+        // Every reader at once: each read waits for the others, so each has its own connection.
+        let all_open = Arc::new(std::sync::Barrier::new(READERS));
+        let mut reads = tokio::task::JoinSet::new();
+        for _ in 0..READERS {
+            let (store, all_open) = (store.clone(), all_open.clone());
+            reads.spawn(async move {
+                store
+                    .read(move |conn| {
+                        all_open.wait();
+                        cache_kib(conn)
+                    })
+                    .await
+            });
+        }
+        let mut readers = Vec::new();
+        while let Some(read) = reads.join_next().await {
+            readers.push(read.expect("joined").expect("cache size"));
+        }
+        assert_eq!(readers.len(), READERS);
+        assert_eq!(store.inner.readers.lock().expect("pool").len(), READERS, "every reader was open at once");
+        let writer = store.write(move |conn| cache_kib(conn)).await.expect("the writer's cache size");
+        for reader in &readers {
+            assert!(*reader > 0 && *reader <= READER_CACHE_KIB, "a reader's cache is {reader} KiB");
+            assert!(*reader < writer, "a reader's cache ({reader} KiB) is smaller than the writer's ({writer} KiB)");
+        }
+        let total = writer + readers.iter().sum::<i64>();
+        assert!(total <= PAGE_CACHE_BUDGET_KIB, "the page caches add up to {total} KiB, over the budget of {PAGE_CACHE_BUDGET_KIB} KiB");
     }
 }

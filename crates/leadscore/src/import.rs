@@ -1002,9 +1002,9 @@ fn outcome_status(cell: &str) -> Result<Option<String>, String> {
 }
 
 /// How many import tasks read a contact's outcomes at once. Every read connection keeps a
-/// page cache of up to 64 MiB: reads from all 256 tasks spread over every pooled
-/// connection (a re-run of a 1,000,000-row file with --outcome: 620 MiB), where two keep
-/// the cores busy on two caches.
+/// page cache (64 MiB each when this was measured, 8 MiB since): reads from all 256 tasks
+/// spread over every pooled connection (a re-run of a 1,000,000-row file with --outcome:
+/// 620 MiB), where two keep the cores busy on two caches.
 const OUTCOME_READS: usize = 2;
 
 /// Records an imported contact's outcome as of its creation, once: a re-run finds it.
