@@ -515,7 +515,10 @@ pub async fn refresh_scores(engine: &Engine, ids: &[String]) -> Result<usize, St
             let at = events.iter().map(|e| e.timestamp).max().map_or(now, |t| t.max(now));
             // Without reasons (the contact's page explains when read): the bulk path.
             let probability = live.model.probability(&live.schema.row(&contact.attributes, &events, &cards, at));
-            scores.push((contact.id.clone(), PredictiveScoreRow { version: live.version, score: leadscore_predict::score_of(probability), probability, as_of: at }));
+            scores.push((
+                contact.id.clone(),
+                PredictiveScoreRow { version: live.version, score: leadscore_predict::score_of(probability), probability, as_of: at },
+            ));
         }
         written += engine.store.put_predictive_scores(scores, now).await?;
     }

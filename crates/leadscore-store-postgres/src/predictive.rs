@@ -84,7 +84,8 @@ impl PredictiveStore for PostgresStore {
                 if tx.row_opt("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", &[contact_id]).await?.is_none() {
                     continue;
                 }
-                let previous: Option<i64> = tx.row_opt("SELECT score FROM predictive_scores WHERE contact_id = $1", &[contact_id]).await?.map(|r| r.try_get(0)).transpose()?;
+                let previous: Option<i64> =
+                    tx.row_opt("SELECT score FROM predictive_scores WHERE contact_id = $1", &[contact_id]).await?.map(|r| r.try_get(0)).transpose()?;
                 let score = i64::from(row.score);
                 tx.exec(
                     "INSERT INTO predictive_scores (contact_id, version, score, probability, as_of) VALUES ($1, $2, $3, $4, $5)
@@ -98,7 +99,8 @@ impl PredictiveStore for PostgresStore {
                     let cards = load_scores(&tx, std::slice::from_ref(contact_id)).await?.remove(contact_id).unwrap_or_default();
                     let previous = previous.and_then(|p| u8::try_from(p).ok());
                     let before = QueueEntry::encode_predictive_before(&cards_of(&cards), previous).map_err(corrupt)?;
-                    tx.exec("INSERT INTO automation_queue (contact_id, event, before, enqueued_at) VALUES ($1, NULL, $2, $3)", &[contact_id, &before, &now]).await?;
+                    tx.exec("INSERT INTO automation_queue (contact_id, event, before, enqueued_at) VALUES ($1, NULL, $2, $3)", &[contact_id, &before, &now])
+                        .await?;
                 }
             }
             Ok::<usize, PgError>(written)

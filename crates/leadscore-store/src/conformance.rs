@@ -1297,10 +1297,8 @@ pub async fn predictive_scores_sort_sweep_and_fire(store: Arc<dyn Store>) {
         store.upsert_contact(upsert, &set, T0).await.expect("upsert");
     }
     let row = |score: u8, as_of: i64| PredictiveScoreRow { version: 1, score, probability: f64::from(score) / 100.0 + 0.001, as_of };
-    let written = store
-        .put_predictive_scores(vec![("u1".into(), row(80, T0)), ("u2".into(), row(30, T0 + HOUR)), ("ghost".into(), row(99, T0))], T0)
-        .await
-        .expect("put");
+    let written =
+        store.put_predictive_scores(vec![("u1".into(), row(80, T0)), ("u2".into(), row(30, T0 + HOUR)), ("ghost".into(), row(99, T0))], T0).await.expect("put");
     assert_eq!(written, 2, "a contact that does not exist gets no score");
     assert_eq!(store.get_contact("u1").await.expect("get").expect("u1").predictive, Some(row(80, T0)));
     assert_eq!(store.get_contact("u3").await.expect("get").expect("u3").predictive, None);

@@ -65,10 +65,7 @@ pub struct QueueEntry {
 #[derive(Deserialize, Serialize)]
 #[serde(untagged)]
 enum BeforeText {
-    Predictive {
-        cards: BTreeMap<String, ScoreCard>,
-        predictive: Option<u8>,
-    },
+    Predictive { cards: BTreeMap<String, ScoreCard>, predictive: Option<u8> },
     Cards(BTreeMap<String, ScoreCard>),
 }
 
@@ -250,7 +247,10 @@ fn model_of<'a>(automation: &'a Automation, contact: &'a ContactRecord) -> Optio
 }
 
 fn admits(automation: &Automation, contact: &ContactRecord, band: Option<&str>) -> bool {
-    automation.filter.admits(&FilterInput { attributes: &contact.attributes, groups: &contact.groups, owner: contact.owner.as_deref(),
+    automation.filter.admits(&FilterInput {
+        attributes: &contact.attributes,
+        groups: &contact.groups,
+        owner: contact.owner.as_deref(),
         band,
         predictive: contact.predictive.as_ref().map(|p| f64::from(p.score)),
     })

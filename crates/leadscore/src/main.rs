@@ -1050,7 +1050,9 @@ fn print_table(columns: &[&str], table: Vec<Vec<String>>) {
 /// the backtest beside the live rules.
 fn print_suggested(suggested: &leadscore_app::suggested::SuggestedModelView, out: Option<&std::path::Path>, elapsed: std::time::Duration) -> Result<()> {
     match out {
-        Some(out) => println!("the suggested rule model is in {} (edit it, then `leadscore backtest --model {}` or publish it)\n", out.display(), out.display()),
+        Some(out) => {
+            println!("the suggested rule model is in {} (edit it, then `leadscore backtest --model {}` or publish it)\n", out.display(), out.display())
+        }
         None => println!("{}", suggested.model),
     }
     println!("learned weights of predictive model v{} as points:", suggested.version);
