@@ -653,4 +653,29 @@ actions = [ { add_group = { group = "unsubscribed" } } ]
         let input = FilterInput { attributes: &attributes, groups: &[], owner: None, band: Some("hot"), predictive: None };
         assert!(!filter.admits(&input));
     }
+
+    #[test]
+    fn a_predictive_filter_admits_scores_past_its_line_and_never_a_contact_without_one() {
+        let parse = |filter: &str| {
+            Automation::parse(&format!(
+                r#"{{"name": "f", "trigger": {{"threshold": {{"score": "predictive", "above": 70}}}}, "filter": {filter}, "actions": [{{"add_group": {{"group": "g"}}}}]}}"#
+            ))
+        };
+        let automation = parse(r#"{"predictive": {"above": 60}, "attribute": "country", "op": "eq", "value": "US"}"#).unwrap();
+        assert!(matches!(automation.trigger, Trigger::Threshold { score: ScoreField::Predictive, .. }));
+        let attributes = serde_json::json!({"country": "US"}).as_object().cloned().unwrap();
+        let admits =
+            |predictive: Option<f64>| automation.filter.admits(&FilterInput { attributes: &attributes, groups: &[], owner: None, band: None, predictive });
+        assert!(admits(Some(60.0)) && admits(Some(99.0)));
+        assert!(!admits(Some(59.0)), "below the line");
+        assert!(!admits(None), "no predictive score yet");
+        for (filter, says) in [
+            (r#"{"predictive": {"above": 101}}"#, "runs from 0 to 100"),
+            (r#"{"predictive": {"above": 50, "below": 20}}"#, "exactly one of `above` or `below`"),
+            (r#"{"predictive": 50}"#, "must be a table"),
+        ] {
+            let problems = parse(filter).unwrap_err().to_string();
+            assert!(problems.contains(says), "{filter}: {problems}");
+        }
+    }
 }
