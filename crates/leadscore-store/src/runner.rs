@@ -1053,6 +1053,27 @@ mod tests {
     }
 
     #[test]
+    fn the_predictive_score_maps_to_a_crm_field_and_rides_along_unmapped() {
+        let mut record = contact(None);
+        let subscription = |fields: &[(&str, &str)]| Subscription {
+            name: "crm".into(),
+            url: "https://crm.example.com".into(),
+            secret_ref: None,
+            events: vec!["score.changed".into()],
+            fields: fields.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            debounce_ms: 0,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mapped = subscription(&[("predictive", "ai_score__c")]);
+        assert_eq!(sync_snapshot(&mapped, &record)["ai_score__c"], Value::Null, "no score yet");
+        record.predictive = Some(crate::PredictiveScoreRow { version: 3, score: 72, probability: 0.7213, as_of: 5 });
+        assert_eq!(sync_snapshot(&mapped, &record)["ai_score__c"], json!(72));
+        let everything = sync_snapshot(&subscription(&[]), &record);
+        assert_eq!(everything["predictive"], json!({ "score": 72, "probability": 0.7213, "version": 3 }));
+    }
+
+    #[test]
     fn rfc3339_without_a_time_crate() {
         assert_eq!(chrono_like_rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(chrono_like_rfc3339(1_772_442_000_000), "2026-03-02T09:00:00.000Z");
