@@ -492,6 +492,34 @@ pub async fn score(
     }))
 }
 
+/// Each judged contact's predictive score under `live` as of the instant it is judged at
+/// (its close, else its latest status): its attributes then (from its log), its events up
+/// to then and the rule cards recorded with that status, as training reads a closed
+/// contact. Contacts erased since are left out.
+pub(crate) async fn scores_as_judged(
+    engine: &Engine,
+    live: &LivePredictive,
+    timelines: &[crate::reports::Timeline],
+) -> Result<std::collections::HashMap<String, u8>, StoreError> {
+    let mut scores = std::collections::HashMap::with_capacity(timelines.len());
+    for chunk in timelines.chunks(READ_CHUNK) {
+        let ids: Vec<String> = chunk.iter().map(|t| t.contact_id.clone()).collect();
+        let contacts: BTreeMap<String, ContactRecord> = engine.store.get_contacts(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let mut events = engine.store.scoring_events_of(&ids).await?;
+        for timeline in chunk {
+            let Some(contact) = contacts.get(&timeline.contact_id) else { continue };
+            let at = timeline.judged_at();
+            let cards = timeline.close.as_ref().map_or(&timeline.latest.1, |(_, _, cards)| cards);
+            let log = engine.store.contact_log(&contact.id).await?;
+            let attributes = attributes_as_of(&log, at, &contact.attributes);
+            let events = events.remove(&contact.id).unwrap_or_default();
+            let probability = live.model.probability(&live.schema.row(&attributes, &events, cards, at));
+            scores.insert(contact.id.clone(), leadscore_predict::score_of(probability));
+        }
+    }
+    Ok(scores)
+}
+
 /// How long a stored predictive score stands before the sweep takes it again: its
 /// features count events in trailing windows, which move with time alone.
 pub const STORED_SCORE_STANDS_FOR: Millis = 6 * 3_600_000;

@@ -806,10 +806,45 @@ fn bracket_table(by: &str, edges: Vec<f64>, labels: Option<&[Option<String>]>, r
 
 /// The brackets report: by the model's bands and by deciles, or by the given edges.
 pub fn brackets_report(model: &PublishedModel, judged: &[Judged], edges: Option<Vec<f64>>) -> BracketsReport {
+    let splits = match edges {
+        Some(edges) => vec![Split::asked(edges)],
+        None => {
+            let (edges, labels) = band_edges(model);
+            vec![Split { by: "band", edges, labels: Some(labels) }, Split::deciles(judged)]
+        }
+    };
+    let (tables, warnings) = bracket_tables(judged, splits);
+    let closed = judged.iter().filter(|j| j.close.is_some()).count();
+    BracketsReport { closed, contacts: judged.len(), model: model.name.clone(), tables, version: model.version, warnings }
+}
+
+/// One way to split the judged contacts into brackets.
+struct Split {
+    by: &'static str,
+    edges: Vec<f64>,
+    labels: Option<Vec<Option<String>>>,
+}
+
+impl Split {
+    /// The edges a caller asked for, in order, each once.
+    fn asked(mut edges: Vec<f64>) -> Split {
+        edges.sort_by(f64::total_cmp);
+        edges.dedup();
+        Split { by: "edges", edges, labels: None }
+    }
+
+    fn deciles(judged: &[Judged]) -> Split {
+        let scores: Vec<f64> = judged.iter().map(|j| j.score).collect();
+        Split { by: "decile", edges: decile_edges(&scores), labels: None }
+    }
+}
+
+/// A table per split, and a warning for each whose higher brackets convert worse.
+fn bracket_tables(judged: &[Judged], splits: Vec<Split>) -> (Vec<BracketTable>, Vec<String>) {
     let rows: Vec<(f64, Outcome)> = judged.iter().map(|j| (j.score, j.outcome)).collect();
     let mut tables = Vec::new();
     let mut warnings = Vec::new();
-    let mut add = |by: &str, edges: Vec<f64>, labels: Option<Vec<Option<String>>>| {
+    for Split { by, edges, labels } in splits {
         let table = bracket_rows(&rows, &edges);
         let backwards = points_backwards(&table);
         if backwards {
@@ -818,22 +853,77 @@ pub fn brackets_report(model: &PublishedModel, judged: &[Judged], edges: Option<
             ));
         }
         tables.push(bracket_table(by, edges, labels.as_deref(), &table, backwards));
+    }
+    (tables, warnings)
+}
+
+/// Conversion by predictive score bracket (issue 14): every contact with a status in the
+/// range, scored by the live predictive version as of the instant it is judged at.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PredictiveBracketsReport {
+    /// The predictive model version that scored them.
+    pub version: i64,
+    /// Contacts judged that closed (won or lost) in the range.
+    pub closed: usize,
+    /// Contacts judged: a status in the range.
+    pub contacts: usize,
+    /// By ten points of predictive score and by decile, or by the edges asked for.
+    pub tables: Vec<BracketTable>,
+    pub warnings: Vec<String>,
+}
+
+/// The predictive score's fixed brackets: ten points each.
+const PREDICTIVE_EDGES: [f64; 9] = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0];
+
+/// The predictive brackets report for `reach` over `[from, to)` (contract §9: the score is
+/// usable where a rule score is). Each contact is scored as of its close (else its latest
+/// status), never with what happened after.
+pub async fn predictive_brackets(
+    engine: &Engine,
+    reach: &Reach,
+    from: Option<&str>,
+    to: Option<&str>,
+    edges: Option<&str>,
+) -> Result<PredictiveBracketsReport, ReportError> {
+    let live = engine.predictive().ok_or(ReportError::NoPredictive)?;
+    let from = from.map(parse_time).transpose().map_err(ReportError::Range)?.unwrap_or(0);
+    let to = to.map(parse_time).transpose().map_err(ReportError::Range)?.unwrap_or(Millis::MAX);
+    if from >= to {
+        return Err(ReportError::Range(format!("from ({}) must be before to ({})", format_time(from), format_time(to))));
+    }
+    let edges = edges.filter(|e| !e.trim().is_empty()).map(parse_edges).transpose().map_err(ReportError::Edges)?;
+    let timelines = timelines(engine, reach, None, from, to).await?;
+    let scores = crate::predictive::scores_as_judged(engine, &live, &timelines).await?;
+    let judged: Vec<Judged> = timelines
+        .iter()
+        .filter_map(|t| {
+            let score = f64::from(*scores.get(&t.contact_id)?);
+            Some(Judged {
+                contact_id: t.contact_id.clone(),
+                score,
+                band: None,
+                outcome: t.outcome(),
+                close: t.close.as_ref().map(|(_, won, _)| (score, None, *won)),
+            })
+        })
+        .collect();
+    let splits = match edges {
+        Some(edges) => vec![Split::asked(edges)],
+        None => vec![Split { by: "ten points", edges: PREDICTIVE_EDGES.to_vec(), labels: None }, Split::deciles(&judged)],
     };
-    match edges {
-        Some(mut edges) => {
-            edges.sort_by(f64::total_cmp);
-            edges.dedup();
-            add("edges", edges, None);
-        }
-        None => {
-            let (edges, labels) = band_edges(model);
-            add("band", edges, Some(labels));
-            let scores: Vec<f64> = judged.iter().map(|j| j.score).collect();
-            add("decile", decile_edges(&scores), None);
+    let (tables, mut warnings) = bracket_tables(&judged, splits);
+    let trained_at = engine.store.list_predictive().await?.into_iter().find(|v| v.version == live.version).map(|v| v.trained_at);
+    if let Some(trained_at) = trained_at {
+        let before = timelines.iter().filter(|t| t.close.as_ref().is_some_and(|(at, _, _)| *at <= trained_at)).count();
+        if before > 0 {
+            warnings.push(format!(
+                "{before} of these deals closed before version {} was trained and may be among those it learned from: its figures are optimistic there (the version's holdout figures are not)",
+                live.version
+            ));
         }
     }
     let closed = judged.iter().filter(|j| j.close.is_some()).count();
-    BracketsReport { closed, contacts: judged.len(), model: model.name.clone(), tables, version: model.version, warnings }
+    Ok(PredictiveBracketsReport { version: live.version, closed, contacts: judged.len(), tables, warnings })
 }
 
 /// The brackets report (F19): conversion by score bracket, with Wilson intervals.
@@ -946,8 +1036,17 @@ pub fn csv_cell(value: &impl Serialize) -> String {
 
 /// The brackets report as CSV: one line per bracket of every table.
 pub fn brackets_csv(report: &BracketsReport) -> String {
+    tables_csv(&report.tables)
+}
+
+/// The predictive brackets report as CSV, as the brackets report.
+pub fn predictive_brackets_csv(report: &PredictiveBracketsReport) -> String {
+    tables_csv(&report.tables)
+}
+
+fn tables_csv(tables: &[BracketTable]) -> String {
     let mut out = String::from("table,label,lower,upper,contacts,qualified,won,lost,conversion,wilson_low,wilson_high\n");
-    for table in &report.tables {
+    for table in tables {
         for row in &table.rows {
             let cells = [
                 csv_cell(&table.by),
@@ -1020,6 +1119,8 @@ pub enum ReportError {
     Bins,
     #[error("{0}")]
     Sla(String),
+    #[error("no predictive model is live yet: train one first (`leadscore train`, POST /api/v1/predictive/train)")]
+    NoPredictive,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

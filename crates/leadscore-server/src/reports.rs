@@ -21,6 +21,7 @@ use crate::input::Query;
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(report_brackets))
+        .routes(routes!(report_predictive))
         .routes(routes!(report_accuracy))
         .routes(routes!(report_distribution))
         .routes(routes!(report_sources))
@@ -101,6 +102,38 @@ async fn report_brackets(State(state): State<Arc<AppState>>, caller: CanRead, Qu
     let csv = wants_csv(q.format.as_deref())?;
     let report = brackets(&state, &caller.reach, &q.range(), q.edges.as_deref()).await?;
     Ok(answer(csv, report, brackets_csv))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PredictiveReportQuery {
+    /// Outcomes from this instant (RFC 3339).
+    from: Option<String>,
+    /// Outcomes before this instant (RFC 3339).
+    to: Option<String>,
+    /// Comma-separated bracket edges on the 0-100 scale (default: every ten points, and deciles).
+    edges: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/reports/predictive",
+    tag = "reports",
+    summary = "Conversion by predictive score bracket (every ten points and deciles, or ?edges=), each contact scored by the live predictive version as of its close (else its latest status); ?from=&to=&format=csv",
+    params(PredictiveReportQuery),
+    responses((status = OK, description = "The predictive brackets report", content((PredictiveBracketsReport = "application/json"), (String = "text/csv")))),
+    extensions(("x-scope" = json!("read"))),
+)]
+async fn report_predictive(
+    State(state): State<Arc<AppState>>,
+    caller: CanRead,
+    Query(q): Query<PredictiveReportQuery>,
+) -> ApiResult<JsonOrCsv<PredictiveBracketsReport>> {
+    let csv = wants_csv(q.format.as_deref())?;
+    let report = predictive_brackets(&state, &caller.reach, q.from.as_deref(), q.to.as_deref(), q.edges.as_deref()).await?;
+    Ok(answer(csv, report, predictive_brackets_csv))
 }
 
 #[utoipa::path(

@@ -57,6 +57,7 @@ const MATRIX: &[(&str, &str, Option<&str>, &str)] = &[
     ("GET", "/api/v1/accounts?model=b2b", None, "UNYYYYY"),
     ("GET", "/api/v1/accounts/acme.com?model=b2b", None, "UNYYYYY"),
     ("GET", "/api/v1/reports/brackets?model=b2b", None, "UNYYYYY"),
+    ("GET", "/api/v1/reports/predictive", None, "UNYYYYY"),
     ("GET", "/api/v1/reports/distribution?model=b2b", None, "UNYYYYY"),
     ("GET", "/api/v1/reports/sources?model=b2b", None, "UNYYYYY"),
     ("GET", "/api/v1/reports/feedback?model=b2b", None, "UNYYYYY"),

@@ -258,7 +258,22 @@ async fn suggests_a_rule_model_with_its_backtest(server: TestServer) {
     closed_deals(&server, 300).await;
     let none = server.get("/api/v1/predictive/suggested").await;
     assert!(none.expect_error(StatusCode::NOT_FOUND, "not_found")["message"].as_str().unwrap().contains("no predictive model is live"));
+    server.get("/api/v1/reports/predictive").await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     train(&server, json!({ "min_closed": 200 })).await;
+
+    // Conversion by predictive bracket, each deal scored as of its close.
+    let report = server.get("/api/v1/reports/predictive").await.expect(StatusCode::OK).clone();
+    assert_eq!((report["version"].as_i64(), report["contacts"].as_u64(), report["closed"].as_u64()), (Some(1), Some(300), Some(300)));
+    let ten = &report["tables"][0];
+    assert_eq!(ten["by"], "ten points");
+    let rows: Vec<(u64, Option<f64>)> = ten["rows"].as_array().unwrap().iter().map(|r| (r["contacts"].as_u64().unwrap(), r["conversion"].as_f64())).collect();
+    assert_eq!(rows.len(), 10);
+    assert_eq!(rows.iter().map(|r| r.0).sum::<u64>(), 300, "every deal in one bracket");
+    let converting: Vec<f64> = rows.iter().filter(|r| r.0 >= 20).filter_map(|r| r.1).collect();
+    assert!(converting.len() >= 2 && converting.last().unwrap() > converting.first().unwrap(), "higher brackets convert better: {rows:?}");
+    assert!(report["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("may be among those it learned from")), "{report}");
+    let csv = server.get_query("/api/v1/reports/predictive", &[("format", "csv"), ("edges", "50")]).await;
+    assert!(csv.text.starts_with("table,label,lower,upper") && csv.text.lines().count() == 3, "{}", csv.text);
     let suggested = server.get("/api/v1/predictive/suggested").await.expect(StatusCode::OK).clone();
     assert_eq!(suggested["version"], 1);
     let text = suggested["model"].as_str().unwrap();
