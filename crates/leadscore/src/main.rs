@@ -356,6 +356,8 @@ async fn user_command(action: UserCommand) -> Result<()> {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReportKind {
     Brackets,
+    /// Conversion by predictive score bracket, each contact scored as of its close
+    Predictive,
     Accuracy,
     Distribution,
     Sources,
@@ -713,6 +715,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         print!("{}", r::brackets_csv(&report));
                     } else {
                         print_brackets(&serde_json::to_value(&report)?);
+                    }
+                }
+                ReportKind::Predictive => {
+                    let report = r::predictive_brackets(&state, &everyone, range.from.as_deref(), range.to.as_deref(), edges.as_deref()).await?;
+                    if json {
+                        println!("{}", serde_json::to_value(&report)?);
+                    } else if csv {
+                        print!("{}", r::predictive_brackets_csv(&report));
+                    } else {
+                        let mut shown = serde_json::to_value(&report)?;
+                        shown["model"] = serde_json::json!("predictive");
+                        print_brackets(&shown);
                     }
                 }
                 ReportKind::Accuracy => {
