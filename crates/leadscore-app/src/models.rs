@@ -18,6 +18,10 @@ use crate::error::AppError;
 pub enum ModelsError {
     #[error("{0:?} is not a valid model name: use 1-64 of a-z, 0-9, _ and -")]
     Name(String),
+    /// A name the rule models share with something else: `predictive` is the predictive
+    /// score's, in sorts, automations and CRM payloads.
+    #[error("{0:?} is taken by the predictive score (sort=-predictive, score = \"predictive\", CRM fields): name the model otherwise")]
+    Reserved(String),
     /// A model with problems: each problem and where it is.
     #[error(transparent)]
     Invalid(#[from] leadscore_core::ModelError),
@@ -32,7 +36,7 @@ pub enum ModelsError {
 impl From<ModelsError> for AppError {
     fn from(err: ModelsError) -> Self {
         match err {
-            ModelsError::Name(_) => AppError::bad_request(err.to_string()),
+            ModelsError::Name(_) | ModelsError::Reserved(_) => AppError::bad_request(err.to_string()),
             // Each problem and where it is.
             ModelsError::Invalid(err) => AppError::invalid_with(err.to_string(), serde_json::json!({ "problems": err.problems() })),
             ModelsError::Misnamed { .. } => AppError::invalid(err.to_string()),
@@ -82,6 +86,18 @@ pub async fn publish(engine: &Arc<Engine>, model: Model, source: &str, format: F
     Ok((version, job))
 }
 
+/// Whether a model may be published under `name`: a valid name, and not one the rule
+/// models share with the predictive score (a model already live under it keeps working).
+pub fn check_new_name(engine: &Engine, name: &str) -> Result<(), ModelsError> {
+    if !is_valid_name(name) {
+        return Err(ModelsError::Name(name.to_string()));
+    }
+    if name == leadscore_store::runner::PREDICTIVE_FIELD && engine.model(name).is_none() {
+        return Err(ModelsError::Reserved(name.to_string()));
+    }
+    Ok(())
+}
+
 /// What a PUT of a model did.
 pub enum Put {
     /// The live version already holds this text: nothing was published.
@@ -92,9 +108,7 @@ pub enum Put {
 /// Validates model text sent for `name` and publishes it unless the live version already
 /// holds it (issue 12.9).
 pub async fn put(engine: &Arc<Engine>, name: &str, text: &str, format: Format, shadow_of: Option<String>) -> Result<Put, ModelsError> {
-    if !is_valid_name(name) {
-        return Err(ModelsError::Name(name.to_string()));
-    }
+    check_new_name(engine, name)?;
     let model = Model::parse_as(text, format)?;
     if model.name != name {
         return Err(ModelsError::Misnamed { named: model.name, sent_to: name.to_string() });

@@ -295,6 +295,14 @@ async fn suggests_a_rule_model_with_its_backtest(server: TestServer) {
     let request =
         server.request(Method::PUT, "/api/v1/models/b2b-suggested", Some(ADMIN_KEY)).header("content-type", "application/toml").body(text.to_string());
     server.send(request).await.expect(StatusCode::CREATED);
+    // `predictive` names the predictive score in sorts, automations and CRM fields: no rule
+    // model takes it.
+    let request = server
+        .request(Method::PUT, "/api/v1/models/predictive", Some(ADMIN_KEY))
+        .header("content-type", "application/toml")
+        .body(example_model_without_decay("predictive"));
+    let refused = server.send(request).await;
+    assert!(refused.expect_error(StatusCode::BAD_REQUEST, "bad_request")["message"].as_str().unwrap().contains("taken by the predictive score"));
     // Against a model that does not exist: said so.
     server.get_query("/api/v1/predictive/suggested", &[("against", "nope")]).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
 }

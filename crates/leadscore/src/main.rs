@@ -897,6 +897,7 @@ async fn apply_model(data: &DataArgs, file: &std::path::Path, shadow_of: Option<
     };
     let name = model.name.clone();
     let state = start_engine(data, open_store(data).await?).await?;
+    leadscore_app::models::check_new_name(&state, &name)?;
     if let Some(live) = leadscore_app::models::unchanged_version(&state, &name, &text, shadow_of.as_deref()).await? {
         eprintln!("{name} is unchanged: version {} is live with this text; nothing published", live.version);
         return Ok(());
