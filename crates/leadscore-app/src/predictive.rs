@@ -295,26 +295,23 @@ pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(
         }
     }
 
-    // Each closed contact as of its outcome: attributes from its log, events up to then.
-    let ids: Vec<String> = closed.keys().cloned().collect();
-    let mut attributes = Vec::with_capacity(ids.len());
-    let mut events = Vec::with_capacity(ids.len());
-    let mut kept = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(READ_CHUNK) {
-        let contacts: BTreeMap<String, ContactRecord> = engine.store.get_contacts(chunk).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
-        let mut chunk_events = engine.store.scoring_events_of(chunk).await?;
-        for id in chunk {
-            // A contact erased since its outcome was recorded is not trained on.
-            let (Some(contact), Some(closed)) = (contacts.get(id), closed.get(id)) else { continue };
-            let log = engine.store.contact_log(id).await?;
-            attributes.push(attributes_as_of(&log, closed.at, &contact.attributes));
-            let mut seen = chunk_events.remove(id).unwrap_or_default();
-            seen.retain(|e| e.timestamp <= closed.at);
-            events.push(seen);
-            kept.push(closed.clone());
-        }
-        progress(TrainStep::Reading { done: kept.len(), of: ids.len() });
-    }
+    // Each closed contact as of its outcome (one erased since is not trained on).
+    let wanted: Vec<(String, Millis)> = closed.iter().map(|(id, closed)| (id.clone(), closed.at)).collect();
+    let closed: Vec<&Closed> = closed.values().collect();
+    let mut attributes = Vec::with_capacity(wanted.len());
+    let mut events = Vec::with_capacity(wanted.len());
+    let mut kept = Vec::with_capacity(wanted.len());
+    read_as_of(
+        engine,
+        &wanted,
+        |index, as_of| {
+            attributes.push(as_of.attributes);
+            events.push(as_of.events);
+            kept.push(closed[index].clone());
+        },
+        |done| progress(TrainStep::Reading { done, of: wanted.len() }),
+    )
+    .await?;
     check_excludes(&request.exclude, &attributes)?;
     let models: Vec<String> = engine.models().iter().filter(|m| !m.is_shadow()).map(|m| m.name.clone()).collect();
     let snapshots: Vec<Snapshot<'_>> = kept
@@ -492,31 +489,57 @@ pub async fn score(
     }))
 }
 
+/// A contact as of an instant: what training and the predictive report read.
+struct AsOf {
+    attributes: serde_json::Map<String, serde_json::Value>,
+    /// Its events up to the instant, in scoring order.
+    events: Vec<ScoringEvent>,
+}
+
+/// Reads each `(contact id, instant)` as of its instant, in chunks: its attributes then
+/// (from its log) and its events up to then. Calls `each` with the index in `wanted`;
+/// contacts erased since are skipped. `read` hears how many were read after each chunk.
+async fn read_as_of(engine: &Engine, wanted: &[(String, Millis)], mut each: impl FnMut(usize, AsOf), mut read: impl FnMut(usize)) -> Result<(), StoreError> {
+    let mut done = 0;
+    for (chunk_index, chunk) in wanted.chunks(READ_CHUNK).enumerate() {
+        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+        let contacts: BTreeMap<String, ContactRecord> = engine.store.get_contacts(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
+        let mut events = engine.store.scoring_events_of(&ids).await?;
+        for (offset, (id, at)) in chunk.iter().enumerate() {
+            let Some(contact) = contacts.get(id) else { continue };
+            let log = engine.store.contact_log(id).await?;
+            let mut seen = events.remove(id).unwrap_or_default();
+            seen.retain(|e| e.timestamp <= *at);
+            each(chunk_index * READ_CHUNK + offset, AsOf { attributes: attributes_as_of(&log, *at, &contact.attributes), events: seen });
+            done += 1;
+        }
+        read(done);
+    }
+    Ok(())
+}
+
 /// Each judged contact's predictive score under `live` as of the instant it is judged at
-/// (its close, else its latest status): its attributes then (from its log), its events up
-/// to then and the rule cards recorded with that status, as training reads a closed
-/// contact. Contacts erased since are left out.
+/// (its close, else its latest status): read as training reads a closed contact, with the
+/// rule cards recorded with that status. Contacts erased since are left out.
 pub(crate) async fn scores_as_judged(
     engine: &Engine,
     live: &LivePredictive,
     timelines: &[crate::reports::Timeline],
 ) -> Result<std::collections::HashMap<String, u8>, StoreError> {
+    let wanted: Vec<(String, Millis)> = timelines.iter().map(|t| (t.contact_id.clone(), t.judged_at())).collect();
     let mut scores = std::collections::HashMap::with_capacity(timelines.len());
-    for chunk in timelines.chunks(READ_CHUNK) {
-        let ids: Vec<String> = chunk.iter().map(|t| t.contact_id.clone()).collect();
-        let contacts: BTreeMap<String, ContactRecord> = engine.store.get_contacts(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
-        let mut events = engine.store.scoring_events_of(&ids).await?;
-        for timeline in chunk {
-            let Some(contact) = contacts.get(&timeline.contact_id) else { continue };
-            let at = timeline.judged_at();
+    read_as_of(
+        engine,
+        &wanted,
+        |index, as_of| {
+            let timeline = &timelines[index];
             let cards = timeline.close.as_ref().map_or(&timeline.latest.1, |(_, _, cards)| cards);
-            let log = engine.store.contact_log(&contact.id).await?;
-            let attributes = attributes_as_of(&log, at, &contact.attributes);
-            let events = events.remove(&contact.id).unwrap_or_default();
-            let probability = live.model.probability(&live.schema.row(&attributes, &events, cards, at));
-            scores.insert(contact.id.clone(), leadscore_predict::score_of(probability));
-        }
-    }
+            let probability = live.model.probability(&live.schema.row(&as_of.attributes, &as_of.events, cards, timeline.judged_at()));
+            scores.insert(timeline.contact_id.clone(), leadscore_predict::score_of(probability));
+        },
+        |_| {},
+    )
+    .await?;
     Ok(scores)
 }
 

@@ -22,15 +22,15 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use leadscore_core::Model;
-use leadscore_predict::{PointsCondition, SuggestedPoints};
+use leadscore_predict::{PointsCondition, PredictiveModel, SuggestedPoints};
 use leadscore_store::{Millis, PublishedModel};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::Engine;
 use crate::backtest::BacktestReport;
-use crate::features::FeatureSource;
-use crate::predictive::{PredictiveError, StoredModel};
+use crate::features::{FeatureSchema, FeatureSource};
+use crate::predictive::{PredictiveError, PredictiveReport};
 
 /// A suggested rule model and how it fares against a live one.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -72,10 +72,18 @@ const ACTIVITY_EXPIRES: &str = "90d";
 /// `against` (the only one when None) over every recorded outcome.
 pub async fn suggest(engine: &Engine, against: Option<&str>) -> Result<SuggestedModelView, PredictiveError> {
     let live_rules = engine.named_or_only_model(against).map_err(|e| PredictiveError::Unreadable(e.to_string()))?;
-    let Some(version) = engine.store.live_predictive().await? else { return Err(PredictiveError::NoLiveVersion) };
-    let stored: StoredModel = serde_json::from_str(&version.model)
-        .map_err(|e| PredictiveError::Unreadable(format!("the live predictive version {} cannot be read: {e}", version.version)))?;
-    let draft = draft(&stored, &live_rules.model, &format!("{}-suggested", live_rules.name));
+    // The live version as this process loaded it (schema and model parsed once), and what
+    // its training report says of how many deals it learned from.
+    let live = engine.predictive().ok_or(PredictiveError::NoLiveVersion)?;
+    let trained_on = engine
+        .store
+        .list_predictive()
+        .await?
+        .into_iter()
+        .find(|v| v.version == live.version)
+        .and_then(|v| serde_json::from_str::<PredictiveReport>(&v.report).ok())
+        .map_or(0, |report| report.train_rows);
+    let draft = draft(&live.schema, &live.model, &live_rules.model, &format!("{}-suggested", live_rules.name));
     let model = Model::parse(&draft.text).map_err(|e| PredictiveError::Unreadable(format!("the suggested model does not parse ({e}):\n{}", draft.text)))?;
     let candidate = Arc::new(PublishedModel { name: model.name.clone(), version: 0, model, shadow_of: None });
     let backtest = crate::backtest::run(engine, candidate, live_rules, 0, Millis::MAX, &mut |_, _| {}).await?;
@@ -83,15 +91,10 @@ pub async fn suggest(engine: &Engine, against: Option<&str>) -> Result<Suggested
         "The draft's points are on their own scale (the strongest signal is 25 points) and its bands are the live model's: compare by ROC AUC, which does not depend on bands, and set the bands before publishing.".to_string(),
         format!(
             "The backtest judges every recorded outcome, {} of them the deals the predictive model learned from: the draft's figures are optimistic on those (its holdout figures are the version's).",
-            backtest.judged_contacts.min(trained_on(&version.report))
+            backtest.judged_contacts.min(trained_on)
         ),
     ];
-    Ok(SuggestedModelView { version: version.version, model: draft.text, points: draft.points, backtest, notes })
-}
-
-/// How many closed contacts a version learned from, from its stored report.
-fn trained_on(report: &str) -> usize {
-    serde_json::from_str::<serde_json::Value>(report).ok().and_then(|r| r["train_rows"].as_u64()).map_or(0, |n| n as usize)
+    Ok(SuggestedModelView { version: live.version, model: draft.text, points: draft.points, backtest, notes })
 }
 
 /// The draft's text and what became of each weight.
@@ -106,10 +109,10 @@ struct FitRule {
     cases: Vec<(String, i64)>,
 }
 
-/// Builds the draft from the stored model's weights; `bands_of` lends its bands.
-fn draft(stored: &StoredModel, bands_of: &Model, name: &str) -> Draft {
-    let specs = stored.schema.specs();
-    let sources = stored.schema.sources();
+/// Builds the draft from the model's logistic weights; `bands_of` lends its bands.
+fn draft(schema: &FeatureSchema, model: &PredictiveModel, bands_of: &Model, name: &str) -> Draft {
+    let specs = schema.specs();
+    let sources = schema.sources();
     let source_of = |feature: &str| specs.iter().position(|s| s.name == feature).and_then(|i| sources.get(i));
     let mut fit: BTreeMap<String, FitRule> = BTreeMap::new();
     // Points per event, by event name and by page group, summed over the windows.
@@ -117,7 +120,7 @@ fn draft(stored: &StoredModel, bands_of: &Model, name: &str) -> Draft {
     let mut per_page: BTreeMap<String, f64> = BTreeMap::new();
     let mut idle_per_week = 0i64;
     let mut views = Vec::new();
-    for suggestion in stored.model.suggest_points() {
+    for suggestion in model.suggest_points() {
         let SuggestedPoints { feature, level, points, per, condition } = suggestion;
         let rule = match (source_of(&feature), &condition) {
             (Some(FeatureSource::Attribute(key)), PointsCondition::Level(value)) => {
