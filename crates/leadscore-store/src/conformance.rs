@@ -76,6 +76,28 @@ async fn publish(store: &dyn Store, text: &str) -> Arc<PublishedModel> {
     Arc::new(PublishedModel { name: version.name, version: version.version, model, shadow_of: None })
 }
 
+/// The lead list of `model`, best total first, 50 a page, no filter: tests change what
+/// they look at.
+fn lead_query(model: &str) -> LeadQuery {
+    LeadQuery {
+        model: model.into(),
+        sort: SortKey::Total,
+        descending: true,
+        band: None,
+        group: None,
+        owner: None,
+        unassigned_too: false,
+        quadrant: None,
+        source: None,
+        search: None,
+        status: None,
+        open: false,
+        predictive_min: None,
+        limit: 50,
+        after: None,
+    }
+}
+
 async fn models(store: &dyn Store) -> ModelSet {
     vec![publish(store, MODEL_A).await, publish(store, MODEL_ALL).await]
 }
@@ -171,23 +193,7 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let query = LeadQuery {
-            model: "a".into(),
-            sort: SortKey::Total,
-            descending: true,
-            band: None,
-            group: None,
-            owner: None,
-            unassigned_too: false,
-            quadrant: None,
-            source: None,
-            search: None,
-            status: None,
-            open: false,
-            predictive_min: None,
-            limit: 4,
-            after: after.clone(),
-        };
+        let query = LeadQuery { limit: 4, after: after.clone(), ..lead_query("a") };
         let page = store.list_leads(&query).await.expect("list");
         if page.is_empty() {
             break;
@@ -202,23 +208,7 @@ pub async fn lead_list_pages_in_order(store: Arc<dyn Store>) {
     let mut sorted = seen.clone();
     sorted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     assert_eq!(seen, sorted, "best first, ties by id");
-    let query = LeadQuery {
-        model: "a".into(),
-        sort: SortKey::Total,
-        descending: true,
-        band: None,
-        group: Some("even".into()),
-        owner: Some("rep1".into()),
-        unassigned_too: false,
-        quadrant: None,
-        source: None,
-        search: None,
-        status: None,
-        open: false,
-        predictive_min: None,
-        limit: 50,
-        after: None,
-    };
+    let query = LeadQuery { group: Some("even".into()), owner: Some("rep1".into()), ..lead_query("a") };
     let filtered = store.list_leads(&query).await.expect("list");
     let mut ids: Vec<String> = filtered.iter().map(|c| c.id.clone()).collect();
     let totals: Vec<f64> = filtered.iter().map(|c| c.scores["a"].card.total).collect();
@@ -1307,23 +1297,7 @@ pub async fn predictive_scores_sort_sweep_and_fire(store: Arc<dyn Store>) {
     let leads = |sort: SortKey, predictive_min: Option<u8>, after: Option<(f64, String)>| {
         let store = store.clone();
         async move {
-            let query = LeadQuery {
-                model: "a".into(),
-                sort,
-                descending: true,
-                band: None,
-                group: None,
-                owner: None,
-                unassigned_too: false,
-                quadrant: None,
-                source: None,
-                search: None,
-                status: None,
-                open: false,
-                predictive_min,
-                limit: 10,
-                after,
-            };
+            let query = LeadQuery { sort, predictive_min, limit: 10, after, ..lead_query("a") };
             store.list_leads(&query).await.expect("leads").into_iter().map(|c| c.id).collect::<Vec<_>>()
         }
     };
