@@ -51,8 +51,9 @@ pub struct EngineConfig {
     /// a little is a sender's clock running fast, far more (`2099-01-01`) is a mistake that
     /// would keep the contact's activity from ever decaying.
     pub max_future_skew: std::time::Duration,
-    /// Contacts per rescore transaction.
-    pub rescore_chunk: usize,
+    /// Contacts and events per rescore transaction (LEADSCORE_RESCORE_CHUNK,
+    /// LEADSCORE_RESCORE_CHUNK_EVENTS); the decay refresh takes as many contacts.
+    pub rescore_chunk: leadscore_store::ChunkLimit,
     /// How often stored scores of decaying models are refreshed (None: never).
     pub sweep_interval: Option<std::time::Duration>,
     /// How often the scheduler looks for cold contacts (LEADSCORE_SCHEDULER_INTERVAL).
@@ -84,7 +85,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             max_future_skew: std::time::Duration::from_secs(24 * 3600),
-            rescore_chunk: 10000,
+            rescore_chunk: leadscore_store::ChunkLimit { contacts: 10_000, events: 100_000 },
             sweep_interval: Some(std::time::Duration::from_secs(300)),
             scheduler_interval: std::time::Duration::from_secs(60),
             delivery_backoff: std::time::Duration::from_secs(30),

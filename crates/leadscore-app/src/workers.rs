@@ -22,7 +22,7 @@ pub async fn decay_sweep(engine: &Engine) -> Result<SweepReport, StoreError> {
     for published in engine.models().iter().filter(|m| !m.model.decay.is_none()) {
         let mut cursor = None;
         loop {
-            let chunk = engine.store.refresh_chunk(published, cursor.take(), engine.config.rescore_chunk, engine.now()).await?;
+            let chunk = engine.store.refresh_chunk(published, cursor.take(), engine.config.rescore_chunk.contacts, engine.now()).await?;
             report.seen += chunk.seen;
             report.changed += chunk.changed;
             match chunk.last_contact {

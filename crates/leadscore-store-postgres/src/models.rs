@@ -8,8 +8,8 @@ use leadscore_core::ScoreCard;
 use leadscore_store::records::{self, RowAction, rescore_action};
 use leadscore_store::scoring::{ScoringEvent, refresh_fit};
 use leadscore_store::{
-    ApiKeyRecord, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk, RescoreChunk, Scope,
-    ScoreRow, ScoreStore, StoreError, StoreResult,
+    ApiKeyRecord, ChunkLimit, Job, KeyStore, Millis, ModelSet, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk, RescoreChunk,
+    Scope, ScoreRow, ScoreStore, StoreError, StoreResult,
 };
 use rayon::prelude::*;
 use tokio_postgres::Row;
@@ -221,20 +221,42 @@ struct ScoredChunk {
 }
 
 /// Reads a chunk of contacts, their events (one range of the events primary key) and
-/// their current rows under `model` from one REPEATABLE READ snapshot, without locks.
-async fn read_snapshot(store: &PostgresStore, model: &str, after: &str, limit: usize) -> PgResult<Snapshot> {
+/// their current rows under `model` from one REPEATABLE READ snapshot, without locks. The
+/// chunk ends before the contact whose events would take it past `limit.events` (a first
+/// contact is taken whole).
+async fn read_snapshot(store: &PostgresStore, model: &str, after: &str, limit: ChunkLimit) -> PgResult<Snapshot> {
     let mut client = store.client().await?;
     let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).read_only(true).start().await?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let contact_rows = tx.rows("SELECT id, attributes FROM contacts WHERE id > $1 ORDER BY id LIMIT $2", &[&after, &limit]).await?;
+    let contact_limit = i64::try_from(limit.contacts).unwrap_or(i64::MAX);
+    let contact_rows = tx.rows("SELECT id, attributes FROM contacts WHERE id > $1 ORDER BY id LIMIT $2", &[&after, &contact_limit]).await?;
     let mut contacts = Vec::with_capacity(contact_rows.len());
     for row in &contact_rows {
         contacts.push((row.try_get::<_, String>(0)?, row.try_get::<_, String>(1)?, Vec::new()));
     }
-    let Some(last_id) = contacts.last().map(|(id, _, _)| id.clone()) else {
+    let Some(mut last_id) = contacts.last().map(|(id, _, _)| id.clone()) else {
         tx.commit().await?;
         return Ok(Snapshot { contacts, stored: HashMap::new(), last_contact: None, events: 0 });
     };
+    const EVENTS: &str = "SELECT contact_id, ts, message_id, name, properties FROM events";
+    // One event more than the bound tells whether the chunk has to end early, and where.
+    let event_limit = i64::try_from(limit.events.saturating_add(1)).unwrap_or(i64::MAX);
+    let mut event_rows = tx
+        .rows(&format!("{EVENTS} WHERE contact_id > $1 AND contact_id <= $2 ORDER BY contact_id, ts, message_id LIMIT $3"), &[&after, &last_id, &event_limit])
+        .await?;
+    if event_rows.len() > limit.events {
+        let past: String = event_rows[limit.events].try_get(0)?;
+        let complete = contacts.partition_point(|(id, _, _)| id.as_str() < past.as_str());
+        if complete > 0 {
+            contacts.truncate(complete);
+            let keep = event_rows.partition_point(|row| row.try_get::<_, &str>(0).is_ok_and(|id| id < past.as_str()));
+            event_rows.truncate(keep);
+        } else {
+            // The first contact alone has more events than the bound: it is the chunk.
+            contacts.truncate(1);
+            event_rows = tx.rows(&format!("{EVENTS} WHERE contact_id = $1 ORDER BY ts, message_id"), &[&contacts[0].0]).await?;
+        }
+        last_id = contacts.last().map(|(id, _, _)| id.clone()).unwrap_or(last_id);
+    }
     let mut stored = HashMap::with_capacity(contacts.len());
     let score_rows = tx
         .rows(
@@ -246,13 +268,6 @@ async fn read_snapshot(store: &PostgresStore, model: &str, after: &str, limit: u
     for row in &score_rows {
         stored.insert(row.try_get::<_, String>(0)?, (version_from_db(row.try_get(1)?)?, card_from_row(row, 2)?));
     }
-    let event_rows = tx
-        .rows(
-            "SELECT contact_id, ts, message_id, name, properties FROM events
-             WHERE contact_id > $1 AND contact_id <= $2 ORDER BY contact_id, ts, message_id",
-            &[&after, &last_id],
-        )
-        .await?;
     tx.commit().await?;
     // Both lists are in id order (byte order: the id columns use COLLATE "C"), so events
     // are handed to their contacts in one merge pass.
@@ -480,7 +495,7 @@ fn to_db_count(n: u64) -> i64 {
 
 #[async_trait]
 impl ScoreStore for PostgresStore {
-    async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RescoreChunk> {
+    async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: ChunkLimit, now: Millis) -> StoreResult<RescoreChunk> {
         // Score from a snapshot (no locks held, scoring in parallel), then write only what
         // no newer write has already brought to this version.
         let after = after.unwrap_or_default();
@@ -708,7 +723,7 @@ points = 5
                 store.ingest(vec![click("a1", "a", 1_000), click("b1", "b", 1_000)], &vec![v1], 2_000).await.expect("ingest");
                 let v2 = publish(&store).await;
 
-                let snapshot = read_snapshot(&store, "m", "", 100).await.expect("snapshot");
+                let snapshot = read_snapshot(&store, "m", "", ChunkLimit { contacts: 100, events: 100_000 }).await.expect("snapshot");
                 let chunk = score_snapshot(&v2, snapshot, 3_000).expect("score");
                 // A new event for `a` commits before the chunk is written.
                 store.ingest(vec![click("a2", "a", 2_000)], &vec![v2.clone()], 3_000).await.expect("ingest");

@@ -14,8 +14,8 @@ use leadscore_core::model::EXAMPLE_MODEL_TOML;
 use leadscore_store::conformance::{MODEL_A, MODEL_ALL};
 use leadscore_store::runner::{AutomationSet, Channel, Delivery, DeliveryQuery, LiveAutomation, RunQuery, RunRecord, Subscription};
 use leadscore_store::{
-    ApiKeyRecord, BulkFilter, BulkUpdate, ContactPatch, ContactRecord, ContactUpsert, EventKind, Identity, LeadQuery, ModelSet, NewAutomation, NewEvent,
-    NewJob, NewModelVersion, NewOutcome, OutcomeKind, PublishedModel, Scope, SortKey, Store, StoreError, StoreResult,
+    ApiKeyRecord, BulkFilter, BulkUpdate, ChunkLimit, ContactPatch, ContactRecord, ContactUpsert, EventKind, Identity, LeadQuery, ModelSet, NewAutomation,
+    NewEvent, NewJob, NewModelVersion, NewOutcome, OutcomeKind, PublishedModel, Scope, SortKey, Store, StoreError, StoreResult,
 };
 use leadscore_store_postgres::PostgresStore;
 use leadscore_store_sqlite::SqliteStore;
@@ -572,7 +572,9 @@ points = 3
     .await;
     both.check("stale rescore", |s| {
         let a = a.clone();
-        async move { outcome(s.rescore_chunk(&a, None, 2, T0 + 12 * HOUR).await, |c| json!([c.last_contact, c.contacts, c.events])) }
+        async move {
+            outcome(s.rescore_chunk(&a, None, ChunkLimit { contacts: 2, events: 100 }, T0 + 12 * HOUR).await, |c| json!([c.last_contact, c.contacts, c.events]))
+        }
     })
     .await;
     both.check("rescore", |s| {
@@ -581,7 +583,7 @@ points = 3
             let mut chunks = Vec::new();
             let mut after = None;
             loop {
-                match s.rescore_chunk(&a2, after.clone(), 2, T0 + 12 * HOUR).await {
+                match s.rescore_chunk(&a2, after.clone(), ChunkLimit { contacts: 2, events: 3 }, T0 + 12 * HOUR).await {
                     Ok(chunk) => {
                         chunks.push(json!([chunk.last_contact, chunk.contacts, chunk.events]));
                         match chunk.last_contact {

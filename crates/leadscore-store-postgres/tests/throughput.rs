@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use leadscore_core::Model;
 use leadscore_store::conformance::{MODEL_A, MODEL_ALL};
-use leadscore_store::{EventKind, EventStore, Identity, ModelSet, ModelStore, NewEvent, NewModelVersion, PublishedModel, ScoreStore};
+use leadscore_store::{ChunkLimit, EventKind, EventStore, Identity, ModelSet, ModelStore, NewEvent, NewModelVersion, PublishedModel, ScoreStore};
 use leadscore_store_postgres::PostgresStore;
 use serde_json::{Map, json};
 
@@ -66,7 +66,7 @@ async fn ingest_and_rescore_throughput() {
     let mut after = None;
     let mut rescored = 0;
     loop {
-        let chunk = store.rescore_chunk(&v2, after.clone(), 10_000, T0 + 100_000_000).await.expect("rescore");
+        let chunk = store.rescore_chunk(&v2, after.clone(), ChunkLimit { contacts: 10_000, events: 100_000 }, T0 + 100_000_000).await.expect("rescore");
         rescored += chunk.contacts;
         match chunk.last_contact {
             Some(last) => after = Some(last),

@@ -5,8 +5,8 @@ use leadscore_core::ScoreCard;
 use leadscore_store::records::{self, RowAction, rescore_action};
 use leadscore_store::scoring::{ScoringEvent, refresh_fit};
 use leadscore_store::{
-    ApiKeyRecord, Job, KeyStore, Millis, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk, RescoreChunk, Scope, ScoreStore,
-    StoreError, StoreResult,
+    ApiKeyRecord, ChunkLimit, Job, KeyStore, Millis, ModelStore, ModelVersion, NewJob, NewModelVersion, PublishedModel, RefreshChunk, RescoreChunk, Scope,
+    ScoreStore, StoreError, StoreResult,
 };
 use rayon::prelude::*;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -172,26 +172,15 @@ pub(crate) struct Prefetch {
 
 /// Reads a chunk of contacts, their events (one sequential range of the clustered events
 /// table) and their current rows from a read snapshot, and scores them in parallel. No
-/// write lock is held.
-fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: usize, now: Millis) -> StoreResult<ScoredChunk> {
+/// write lock is held. The chunk ends before the contact whose events would take it past
+/// `limit.events` (a first contact is taken whole).
+fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: ChunkLimit, now: Millis) -> StoreResult<ScoredChunk> {
     let mut stmt = conn.prepare_cached("SELECT id, attributes FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2").map_err(db_err)?;
     let contacts: Vec<(String, String)> =
-        stmt.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
+        stmt.query_map(params![after, limit.contacts as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_err)?.collect::<Result<_, _>>().map_err(db_err)?;
     let Some((last_id, _)) = contacts.last().cloned() else {
         return Ok(ScoredChunk { actions: Vec::new(), contacts: 0, last_contact: None, events: 0 });
     };
-    let mut stored: std::collections::HashMap<String, (u32, ScoreCard)> = std::collections::HashMap::with_capacity(contacts.len());
-    let mut rows_stmt = conn
-        .prepare_cached(
-            "SELECT contact_id, version, fit, activity, total, band, flames, grade, quadrant FROM scores
-             WHERE model = ?1 AND contact_id > ?2 AND contact_id <= ?3",
-        )
-        .map_err(db_err)?;
-    let mut rows = rows_stmt.query(params![model.name, after, last_id]).map_err(db_err)?;
-    while let Some(r) = rows.next().map_err(db_err)? {
-        let card = crate::rows::card_from_row(r, 2).map_err(db_err)?;
-        stored.insert(r.get(0).map_err(db_err)?, (r.get(1).map_err(db_err)?, card));
-    }
     let mut events_stmt = conn
         .prepare_cached(
             "SELECT contact_id, ts, name, properties, message_id FROM events
@@ -199,7 +188,6 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
         )
         .map_err(db_err)?;
     // Group the (already ordered) events by contact, then score contacts in parallel.
-    let contact_count = contacts.len() as u64;
     let mut grouped: Vec<(String, String, Vec<RawEvent>)> = contacts.into_iter().map(|(id, attrs)| (id, attrs, Vec::new())).collect();
     let mut index = 0;
     let mut events = 0u64;
@@ -214,6 +202,12 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
         if index >= grouped.len() || grouped[index].0 != contact_id {
             continue;
         }
+        if events as usize >= limit.events && index > 0 {
+            // This event would take the chunk past its bound: it ends before this contact
+            // (whose events so far are dropped with it; the next chunk starts there).
+            grouped.truncate(index);
+            break;
+        }
         let name = row.get_ref(2).and_then(|v| v.as_str().map_err(Into::into)).map_err(db_err)?;
         let name = match names.iter().find(|n| n.as_str() == name) {
             Some(known) => known.clone(),
@@ -225,6 +219,26 @@ fn score_chunk(conn: &Connection, model: &PublishedModel, after: &str, limit: us
         grouped[index].2.push((row.get(1).map_err(db_err)?, row.get(4).map_err(db_err)?, name, row.get(3).map_err(db_err)?));
         events += 1;
     }
+    drop(rows);
+    if grouped.first().is_some_and(|(_, _, events)| events.len() > limit.events) {
+        // The first contact alone has more events than the bound: it is the chunk.
+        grouped.truncate(1);
+    }
+    let events = grouped.iter().map(|(_, _, events)| events.len() as u64).sum();
+    let last_id = grouped.last().map(|(id, _, _)| id.clone()).unwrap_or(last_id);
+    let mut stored: std::collections::HashMap<String, (u32, ScoreCard)> = std::collections::HashMap::with_capacity(grouped.len());
+    let mut rows_stmt = conn
+        .prepare_cached(
+            "SELECT contact_id, version, fit, activity, total, band, flames, grade, quadrant FROM scores
+             WHERE model = ?1 AND contact_id > ?2 AND contact_id <= ?3",
+        )
+        .map_err(db_err)?;
+    let mut rows = rows_stmt.query(params![model.name, after, last_id]).map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let card = crate::rows::card_from_row(r, 2).map_err(db_err)?;
+        stored.insert(r.get(0).map_err(db_err)?, (r.get(1).map_err(db_err)?, card));
+    }
+    let contact_count = grouped.len() as u64;
     let property_keys = model.model.activity_property_keys();
     let scored: Vec<StoreResult<Option<(String, RowAction)>>> = grouped
         .into_par_iter()
@@ -355,7 +369,7 @@ fn refresh_chunk_in(conn: &Connection, model: &PublishedModel, after: &str, limi
 
 #[async_trait]
 impl ScoreStore for SqliteStore {
-    async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RescoreChunk> {
+    async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: ChunkLimit, now: Millis) -> StoreResult<RescoreChunk> {
         // Score from a read snapshot (no write lock held, scoring in parallel), then write
         // only what no newer write has already brought to this version.
         // While a chunk is written, the next one is read and scored (pipelined): the
@@ -627,7 +641,7 @@ points = 5
 
         // Snapshot-side scoring on a read connection...
         let reader = crate::open_connection(&path).unwrap();
-        let chunk = score_chunk(&reader, &v2, "", 100, 3_000).unwrap();
+        let chunk = score_chunk(&reader, &v2, "", ChunkLimit { contacts: 100, events: 100_000 }, 3_000).unwrap();
         // ...then a new event for `a` commits before the chunk is written.
         let live = vec![std::sync::Arc::new(publish_same(&v2))];
         crate::events::ingest_in(

@@ -8,7 +8,9 @@ use leadscore_core::Model;
 use serde_json::{Map, Value, json};
 
 use crate::scoring::{ScoringEvent, card_from_events};
-use crate::{ContactPatch, ContactUpsert, EventKind, Identity, IngestStatus, LeadQuery, ModelSet, NewEvent, NewModelVersion, PublishedModel, SortKey, Store};
+use crate::{
+    ChunkLimit, ContactPatch, ContactUpsert, EventKind, Identity, IngestStatus, LeadQuery, ModelSet, NewEvent, NewModelVersion, PublishedModel, SortKey, Store,
+};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const HOUR: i64 = 3_600_000;
@@ -269,7 +271,7 @@ pub async fn rescore_and_refresh(store: Arc<dyn Store>) {
     let before = store.get_contact("u3").await.expect("get").expect("exists").scores["all"].card.clone();
     let v2 = publish(store.as_ref(), MODEL_ALL).await;
     assert_eq!(v2.version, 2);
-    let chunk = store.rescore_chunk(&v2, None, 100, T0 + HOUR).await.expect("rescore");
+    let chunk = store.rescore_chunk(&v2, None, ChunkLimit { contacts: 100, events: 100 }, T0 + HOUR).await.expect("rescore");
     assert_eq!(chunk.contacts, 1);
     let after = store.get_contact("u3").await.expect("get").expect("exists").scores["all"].clone();
     assert_eq!((after.version, &after.card), (2, &before));
@@ -277,6 +279,52 @@ pub async fn rescore_and_refresh(store: Arc<dyn Store>) {
     assert_eq!((refreshed.seen, refreshed.changed), (1, 1));
     let decayed = store.get_contact("u3").await.expect("get").expect("exists").scores["all"].card.activity;
     assert_eq!(decayed, leadscore_core::scorer::round2(8.0 * 0.5f64.powf(25.0 / 24.0) + 8.0 * 0.5), "a day later the clicks have halved");
+}
+
+/// A rescore chunk ends before the contact whose events would take it past the event
+/// bound (its memory stays flat as contacts gather events); a contact with more events
+/// than the bound is a chunk of its own; every contact ends at the new version with the
+/// scores ingest gave it, none skipped or taken twice.
+pub async fn rescore_chunks_are_bounded_by_events(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    // b and e have no events (an upsert makes them), d has more than the bound.
+    let events_of = [("a", 3), ("b", 0), ("c", 2), ("d", 6), ("e", 0), ("f", 1)];
+    for (contact, count) in events_of {
+        let id = format!("bounded-{contact}");
+        if count == 0 {
+            let upsert = ContactUpsert { id: Some(id.clone()), attributes: attrs(json!({"segment": "a"})), ..Default::default() };
+            store.upsert_contact(upsert, &set, T0).await.expect("upsert");
+        }
+        let clicks = (0..count).map(|n| click(&format!("{id}-{n}"), &id, T0 + n * 60_000)).collect();
+        store.ingest(clicks, &set, T0 + HOUR).await.expect("ingest");
+    }
+    let before: Vec<leadscore_core::ScoreCard> = {
+        let mut cards = Vec::new();
+        for (contact, _) in events_of {
+            cards.push(store.get_contact(&format!("bounded-{contact}")).await.expect("get").expect("exists").scores["all"].card.clone());
+        }
+        cards
+    };
+    let v2 = publish(store.as_ref(), MODEL_ALL).await;
+    let limit = ChunkLimit { contacts: 100, events: 5 };
+    let mut chunks = Vec::new();
+    let mut after = Some("bounded-".to_string());
+    while let Some(from) = after {
+        let chunk = store.rescore_chunk(&v2, Some(from.clone()), limit, T0 + HOUR).await.expect("rescore");
+        if chunk.contacts > 0 {
+            chunks.push((chunk.last_contact.clone().expect("last contact"), chunk.contacts, chunk.events));
+        }
+        after = chunk.last_contact.filter(|last| last.starts_with("bounded-"));
+    }
+    assert_eq!(
+        chunks[..3],
+        [("bounded-c".to_string(), 3, 5), ("bounded-d".to_string(), 1, 6), ("bounded-f".to_string(), 2, 1)],
+        "a, b, c fill the bound; d alone goes past it; e and f"
+    );
+    for ((contact, _), before) in events_of.iter().zip(&before) {
+        let after = store.get_contact(&format!("bounded-{contact}")).await.expect("get").expect("exists").scores["all"].clone();
+        assert_eq!((after.version, &after.card), (2, before), "bounded-{contact}");
+    }
 }
 
 /// Erasure removes the contact with its events and scores; its messageIds are free again.
@@ -301,7 +349,7 @@ pub async fn writes_use_the_live_model_versions(store: Arc<dyn Store>) {
     assert_eq!(contact.scores["all"].version, v2.version);
     // A rescore chunk of a superseded version is refused, so it cannot overwrite newer rows.
     let old = stale.iter().find(|m| m.name == "all").expect("model all").clone();
-    assert!(matches!(store.rescore_chunk(&old, None, 10, T0).await, Err(crate::StoreError::Conflict(_))));
+    assert!(matches!(store.rescore_chunk(&old, None, ChunkLimit { contacts: 10, events: 100 }, T0).await, Err(crate::StoreError::Conflict(_))));
 }
 
 /// A visitor's page view and the identify that reveals who they are, in one batch: the

@@ -196,9 +196,10 @@ pub trait ModelStore: Send + Sync {
 /// Score reads and background rescoring.
 #[async_trait]
 pub trait ScoreStore: Send + Sync {
-    /// Rescores up to `limit` contacts with ids after `after` under `model`, inside one
-    /// write transaction. Returns the last contact id handled (None when done).
-    async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: usize, now: Millis) -> StoreResult<RescoreChunk>;
+    /// Rescores the contacts with ids after `after` under `model`, as many as `limit`
+    /// allows, inside one write transaction. Returns the last contact id handled (None
+    /// when done).
+    async fn rescore_chunk(&self, model: &PublishedModel, after: Option<String>, limit: ChunkLimit, now: Millis) -> StoreResult<RescoreChunk>;
     /// Recomputes stored scores of `model` as of `now` from their states, for up to
     /// `limit` contacts after `after`: decay and the inactivity penalty move scores without
     /// any event, and the lead list sorts by the stored values. Writes changed rows only.

@@ -69,9 +69,12 @@ enum BeforeText {
     Cards(BTreeMap<String, ScoreCard>),
 }
 
+/// A queue entry's `before` and `before_predictive`, as decoded from its `before` column.
+pub type DecodedBefore = (BTreeMap<String, ScoreCard>, Option<Option<u8>>);
+
 impl QueueEntry {
     /// Decodes a stored `before` column into the entry's `before` and `before_predictive`.
-    pub fn decode_before(text: &str) -> serde_json::Result<(BTreeMap<String, ScoreCard>, Option<Option<u8>>)> {
+    pub fn decode_before(text: &str) -> serde_json::Result<DecodedBefore> {
         Ok(match serde_json::from_str(text)? {
             BeforeText::Predictive { cards, predictive } => (cards, Some(predictive)),
             BeforeText::Cards(cards) => (cards, None),

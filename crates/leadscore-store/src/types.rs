@@ -319,6 +319,17 @@ pub struct LogEntry {
     pub data: Value,
 }
 
+/// How much one rescore chunk takes: at most `contacts` contacts, and no more events in
+/// all than `events` — except a chunk of one contact, which takes all of that contact's
+/// events however many. A chunk holds every event it scores in memory at once (and the
+/// next chunk is read while it is written), so the event bound is what keeps a rescore's
+/// memory flat as contacts gather events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkLimit {
+    pub contacts: usize,
+    pub events: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct RescoreChunk {
     pub last_contact: Option<String>,

@@ -39,6 +39,7 @@ pub struct Settings {
     sales_pool: Option<toml::Value>,
     retrain_interval: Option<toml::Value>,
     rescore_chunk: Option<toml::Value>,
+    rescore_chunk_events: Option<toml::Value>,
 }
 
 impl Settings {
@@ -180,8 +181,12 @@ impl Config {
             server.engine.retrain_interval = if off(&text) { None } else { Some(span(&text, &origin)?.max(Duration::from_secs(60))) };
         }
         if let Some((text, origin)) = take("rescore_chunk", settings.rescore_chunk.as_ref()) {
-            server.engine.rescore_chunk =
+            server.engine.rescore_chunk.contacts =
                 text.trim().parse().ok().filter(|n| *n >= 1).with_context(|| format!("{origin}: {text:?} is not a positive number of contacts"))?;
+        }
+        if let Some((text, origin)) = take("rescore_chunk_events", settings.rescore_chunk_events.as_ref()) {
+            server.engine.rescore_chunk.events =
+                text.trim().parse().ok().filter(|n| *n >= 1).with_context(|| format!("{origin}: {text:?} is not a positive number of events"))?;
         }
         if let Some((text, _)) = take("sales_pool", settings.sales_pool.as_ref()) {
             server.engine.sales_pool = truthy(&text);
@@ -227,7 +232,8 @@ impl Config {
             "session_lifetime": entry(seconds(self.server.engine.sessions.lifetime), self.source("session_lifetime")),
             "sales_pool": entry(json!(server.engine.sales_pool), self.source("sales_pool")),
             "retrain_interval": entry(server.engine.retrain_interval.map_or(json!("off"), seconds), self.source("retrain_interval")),
-            "rescore_chunk": entry(json!(server.engine.rescore_chunk), self.source("rescore_chunk")),
+            "rescore_chunk": entry(json!(server.engine.rescore_chunk.contacts), self.source("rescore_chunk")),
+            "rescore_chunk_events": entry(json!(server.engine.rescore_chunk.events), self.source("rescore_chunk_events")),
         })
     }
 }
