@@ -1,15 +1,16 @@
 //! The predictive model's features of a contact as of an instant (F21, contract §9): its
 //! attributes, counts of what it did in the trailing 7 / 30 / 90 days, days since its last
-//! activity, and the rule models' fit and activity. Pure: a function of the contact's
-//! attributes, events and cards and of the instant, which the caller passes — training
-//! passes the outcome's time, so nothing recorded after it can reach its features.
+//! activity, the rule models' fit and activity, and what the rest of its account did.
+//! Pure: a function of the contact's attributes, events, cards and account activity and
+//! of the instant, which the caller passes — training passes the outcome's time, so
+//! nothing recorded after it can reach its features.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use leadscore_core::ScoreCard;
 use leadscore_predict::{FeatureKind, FeatureSpec, Value as Cell};
 use leadscore_store::scoring::ScoringEvent;
-use leadscore_store::{LogEntry, Millis};
+use leadscore_store::{AccountActivity, LogEntry, Millis};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -37,6 +38,10 @@ pub struct FeatureSchema {
     pub page_groups: Vec<String>,
     /// Rule models whose fit and activity are features.
     pub models: Vec<String>,
+    /// Whether the account's activity is: when enough training contacts had an account.
+    /// (Versions trained before account features existed have none.)
+    #[serde(default)]
+    pub accounts: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,6 +63,8 @@ pub enum FeatureSource {
     DaysIdle,
     /// A rule model's fit or activity.
     RuleModel,
+    /// What the rest of the contact's account did.
+    Account,
 }
 
 /// An attribute training did not use, and why (shown in the report).
@@ -67,11 +74,14 @@ pub struct SkippedAttribute {
     pub reason: String,
 }
 
-/// One closed contact as training sees it: as of its outcome.
+/// A contact as of an instant: what its features are computed from (training passes a
+/// closed contact as of its outcome, scoring a contact as of now).
 pub struct Snapshot<'a> {
     pub attributes: &'a Map<String, Value>,
     pub events: &'a [ScoringEvent],
     pub cards: &'a BTreeMap<String, ScoreCard>,
+    /// What the rest of its account did by `at`; None without an account.
+    pub account: Option<AccountActivity>,
     pub at: Millis,
 }
 
@@ -110,7 +120,8 @@ impl FeatureSchema {
     /// Chooses the features from the training snapshots: attributes present often enough
     /// that do not identify the contact (an id, an e-mail, a value nearly every contact has
     /// its own of), numeric when nearly all their values are numbers; the most frequent
-    /// event names and page groups; the rule models named.
+    /// event names and page groups; the rule models named; the account's activity when
+    /// enough of them had an account.
     pub fn from_training(snapshots: &[Snapshot<'_>], models: Vec<String>, exclude: &[String]) -> (FeatureSchema, Vec<SkippedAttribute>) {
         let mut values: BTreeMap<&str, Vec<Cell>> = BTreeMap::new();
         for snapshot in snapshots {
@@ -168,7 +179,8 @@ impl FeatureSchema {
         };
         let events = most_frequent(names.into_iter().map(|(n, c)| (n.to_string(), c)).collect(), MAX_EVENT_NAMES);
         let page_groups = most_frequent(groups.into_iter().collect(), MAX_PAGE_GROUPS);
-        (FeatureSchema { attributes, events, page_groups, models }, skipped)
+        let accounts = snapshots.iter().filter(|s| s.account.is_some()).count() >= MIN_SEEN;
+        (FeatureSchema { attributes, events, page_groups, models, accounts }, skipped)
     }
 
     /// Where each feature comes from, in row order (the order of [`specs`](Self::specs)).
@@ -184,6 +196,10 @@ impl FeatureSchema {
         sources.push(FeatureSource::DaysIdle);
         for _ in &self.models {
             sources.extend([FeatureSource::RuleModel, FeatureSource::RuleModel]);
+        }
+        if self.accounts {
+            sources.push(FeatureSource::Account);
+            sources.extend(AccountActivity::WINDOWS_DAYS.iter().map(|_| FeatureSource::Account));
         }
         sources
     }
@@ -215,12 +231,19 @@ impl FeatureSchema {
             specs.push(FeatureSpec::numeric(format!("{model} fit")));
             specs.push(FeatureSpec::numeric(format!("{model} activity")));
         }
+        if self.accounts {
+            specs.push(FeatureSpec::numeric("colleagues active in 90 days"));
+            for days in AccountActivity::WINDOWS_DAYS {
+                specs.push(FeatureSpec::numeric(format!("colleagues' events in {days} days")));
+            }
+        }
         specs
     }
 
-    /// A contact's row as of `at`: events after `at` are not looked at, whatever the caller
-    /// passed.
-    pub fn row(&self, attributes: &Map<String, Value>, events: &[ScoringEvent], cards: &BTreeMap<String, ScoreCard>, at: Millis) -> Vec<Cell> {
+    /// A contact's row as of its instant: events after it are not looked at, whatever the
+    /// caller passed.
+    pub fn row(&self, contact: &Snapshot<'_>) -> Vec<Cell> {
+        let Snapshot { attributes, events, cards, account, at } = *contact;
         let mut row: Vec<Cell> = self.attributes.iter().map(|a| attribute_cell(attributes.get(&a.key))).collect();
         let seen: Vec<&ScoringEvent> = events.iter().filter(|e| e.timestamp <= at).collect();
         let within = |event: &ScoringEvent, days: i64| event.timestamp > at - days * DAY;
@@ -251,6 +274,13 @@ impl FeatureSchema {
                 None => row.extend([Cell::Missing, Cell::Missing]),
             }
         }
+        if self.accounts {
+            match account {
+                Some(a) => row.extend([a.active_colleagues, a.events_30d, a.events_90d].map(|n| Cell::Number(n as f64))),
+                // No account is not a quiet account: the model learns it apart.
+                None => row.extend([Cell::Missing, Cell::Missing, Cell::Missing]),
+            }
+        }
         row
     }
 }
@@ -277,6 +307,7 @@ mod tests {
             events: vec!["Webinar Attended".into()],
             page_groups: vec!["/pricing".into()],
             models: vec!["b2b".into()],
+            accounts: true,
         }
     }
 
@@ -291,8 +322,10 @@ mod tests {
         with_later.push(event("page", Some("/pricing"), at + DAY));
         let cards =
             BTreeMap::from([("b2b".to_string(), ScoreCard { fit: 30.0, activity: 40.0, total: 70.0, band: None, flames: 2, grade: None, quadrant: None })]);
-        let row = schema().row(&attributes, &before, &cards, at);
-        assert_eq!(row, schema().row(&attributes, &with_later, &cards, at), "events after the instant changed the row");
+        let account = Some(AccountActivity { active_colleagues: 2, events_30d: 5, events_90d: 9 });
+        let contact = |events| Snapshot { attributes: &attributes, events, cards: &cards, account, at };
+        let row = schema().row(&contact(&before));
+        assert_eq!(row, schema().row(&contact(&with_later)), "events after the instant changed the row");
         assert_eq!(row.len(), schema().specs().len());
         assert_eq!(schema().sources().len(), schema().specs().len(), "a source for every feature");
         let expected = vec![
@@ -313,11 +346,20 @@ mod tests {
             Cell::Number(0.0),
             Cell::Number(30.0),
             Cell::Number(40.0),
+            // Colleagues active in 90 days, their events in 30 / 90 days.
+            Cell::Number(2.0),
+            Cell::Number(5.0),
+            Cell::Number(9.0),
         ];
         assert_eq!(row, expected);
-        // No activity at all: counts are 0 and the idle time is unknown; no card: missing.
-        let empty = schema().row(&Map::new(), &[], &BTreeMap::new(), at);
-        assert_eq!((empty[0].clone(), empty[10].clone(), empty[11].clone()), (Cell::Missing, Cell::Missing, Cell::Missing));
+        // No activity at all: counts are 0 and the idle time is unknown; no card, no
+        // account: missing.
+        let (nothing, no_cards) = (Map::new(), BTreeMap::new());
+        let empty = schema().row(&Snapshot { attributes: &nothing, events: &[], cards: &no_cards, account: None, at });
+        assert_eq!(empty[2], Cell::Number(0.0));
+        for missing in [0, 10, 11, 12, 13, 14, 15] {
+            assert_eq!(empty[missing], Cell::Missing, "feature {missing}");
+        }
     }
 
     #[test]
@@ -340,7 +382,7 @@ mod tests {
             .map(|i| json!({ "email": format!("p{i}@x.io"), "Lead Number": 1000 + i, "source": if i % 2 == 0 { "Ads" } else { "Reference" }, "size": i % 7, "rare": if i == 0 { json!("x") } else { Value::Null }, "Tags": "Will revert" }).as_object().cloned().unwrap_or_default())
             .collect();
         let cards = BTreeMap::new();
-        let snapshots: Vec<Snapshot<'_>> = people.iter().map(|attributes| Snapshot { attributes, events: &[], cards: &cards, at }).collect();
+        let snapshots: Vec<Snapshot<'_>> = people.iter().map(|attributes| Snapshot { attributes, events: &[], cards: &cards, account: None, at }).collect();
         let (schema, skipped) = FeatureSchema::from_training(&snapshots, vec![], &["Tags".to_string()]);
         let keys: Vec<(&str, FeatureKind)> = schema.attributes.iter().map(|a| (a.key.as_str(), a.kind)).collect();
         assert_eq!(keys, vec![("size", FeatureKind::Numeric), ("source", FeatureKind::Categorical)]);

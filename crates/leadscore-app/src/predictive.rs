@@ -12,7 +12,7 @@ use std::sync::Arc;
 use leadscore_core::ScoreCard;
 use leadscore_predict::{Algorithm, CalibrationBin, Dataset, Evaluation, LeakageWarning, PredictiveModel, Progress, TrainError, TrainOptions};
 use leadscore_store::scoring::ScoringEvent;
-use leadscore_store::{ContactRecord, Millis, OutcomeKind, OutcomeRecord, PredictiveScoreRow, PredictiveVersion, StoreError};
+use leadscore_store::{AccountActivity, ContactRecord, Millis, OutcomeKind, OutcomeRecord, PredictiveScoreRow, PredictiveVersion, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::Engine;
@@ -300,13 +300,17 @@ pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(
     let closed: Vec<&Closed> = closed.values().collect();
     let mut attributes = Vec::with_capacity(wanted.len());
     let mut events = Vec::with_capacity(wanted.len());
+    let mut accounts = Vec::with_capacity(wanted.len());
     let mut kept = Vec::with_capacity(wanted.len());
+    // Every account is read: whether its features are kept is decided from the data.
     read_as_of(
         engine,
         &wanted,
+        true,
         |index, as_of| {
             attributes.push(as_of.attributes);
             events.push(as_of.events);
+            accounts.push(as_of.account);
             kept.push(closed[index].clone());
         },
         |done| progress(TrainStep::Reading { done, of: wanted.len() }),
@@ -318,10 +322,11 @@ pub async fn train(engine: &Engine, request: TrainRequest, progress: Arc<dyn Fn(
         .iter()
         .zip(&attributes)
         .zip(&events)
-        .map(|((closed, attributes), events)| Snapshot { attributes, events, cards: &closed.cards, at: closed.at })
+        .zip(&accounts)
+        .map(|(((closed, attributes), events), account)| Snapshot { attributes, events, cards: &closed.cards, account: *account, at: closed.at })
         .collect();
     let (schema, skipped_attributes) = FeatureSchema::from_training(&snapshots, models, &request.exclude);
-    let rows = snapshots.iter().map(|s| schema.row(s.attributes, s.events, s.cards, s.at)).collect();
+    let rows = snapshots.iter().map(|s| schema.row(s)).collect();
     let labels = kept.iter().map(|c| c.label).collect();
     let data = Dataset { features: schema.specs(), rows, labels };
     let (seed, holdout, min_closed) = (options.seed, options.holdout, options.min_closed);
@@ -477,7 +482,8 @@ pub async fn score(
     let Some(live) = engine.predictive() else { return Ok(None) };
     let events = ScoringEvent::from_stored(&engine.store.contact_events(&contact.id).await?);
     let at = at.unwrap_or_else(|| events.iter().map(|e| e.timestamp).max().map_or(engine.now(), |t| t.max(engine.now())));
-    let row = live.schema.row(&contact.attributes, &events, cards, at);
+    let account = account_activity(engine, &live, vec![(contact.id.clone(), at)]).await?.pop().flatten();
+    let row = live.schema.row(&Snapshot { attributes: &contact.attributes, events: &events, cards, account, at });
     let prediction = live.model.predict(&row);
     Ok(Some(PredictiveScore {
         score: prediction.score,
@@ -494,23 +500,42 @@ struct AsOf {
     attributes: serde_json::Map<String, serde_json::Value>,
     /// Its events up to the instant, in scoring order.
     events: Vec<ScoringEvent>,
+    account: Option<AccountActivity>,
+}
+
+/// What the rest of each contact's account did by its instant, when `live` reads it (none
+/// is read for a version without account features).
+async fn account_activity(engine: &Engine, live: &LivePredictive, asks: Vec<(String, Millis)>) -> Result<Vec<Option<AccountActivity>>, StoreError> {
+    accounts_if(engine, live.schema.accounts, asks).await
+}
+
+async fn accounts_if(engine: &Engine, wanted: bool, asks: Vec<(String, Millis)>) -> Result<Vec<Option<AccountActivity>>, StoreError> {
+    if wanted { engine.store.account_activity(asks).await } else { Ok(vec![None; asks.len()]) }
 }
 
 /// Reads each `(contact id, instant)` as of its instant, in chunks: its attributes then
-/// (from its log) and its events up to then. Calls `each` with the index in `wanted`;
-/// contacts erased since are skipped. `read` hears how many were read after each chunk.
-async fn read_as_of(engine: &Engine, wanted: &[(String, Millis)], mut each: impl FnMut(usize, AsOf), mut read: impl FnMut(usize)) -> Result<(), StoreError> {
+/// (from its log), its events up to then and, with `accounts`, its account's activity by
+/// then. Calls `each` with the index in `wanted`; contacts erased since are skipped.
+/// `read` hears how many were read after each chunk.
+async fn read_as_of(
+    engine: &Engine,
+    wanted: &[(String, Millis)],
+    accounts: bool,
+    mut each: impl FnMut(usize, AsOf),
+    mut read: impl FnMut(usize),
+) -> Result<(), StoreError> {
     let mut done = 0;
     for (chunk_index, chunk) in wanted.chunks(READ_CHUNK).enumerate() {
         let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
         let contacts: BTreeMap<String, ContactRecord> = engine.store.get_contacts(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
         let mut events = engine.store.scoring_events_of(&ids).await?;
-        for (offset, (id, at)) in chunk.iter().enumerate() {
+        let activity = accounts_if(engine, accounts, chunk.to_vec()).await?;
+        for (offset, ((id, at), account)) in chunk.iter().zip(activity).enumerate() {
             let Some(contact) = contacts.get(id) else { continue };
             let log = engine.store.contact_log(id).await?;
             let mut seen = events.remove(id).unwrap_or_default();
             seen.retain(|e| e.timestamp <= *at);
-            each(chunk_index * READ_CHUNK + offset, AsOf { attributes: attributes_as_of(&log, *at, &contact.attributes), events: seen });
+            each(chunk_index * READ_CHUNK + offset, AsOf { attributes: attributes_as_of(&log, *at, &contact.attributes), events: seen, account });
             done += 1;
         }
         read(done);
@@ -531,10 +556,12 @@ pub(crate) async fn scores_as_judged(
     read_as_of(
         engine,
         &wanted,
+        live.schema.accounts,
         |index, as_of| {
             let timeline = &timelines[index];
             let cards = timeline.close.as_ref().map_or(&timeline.latest.1, |(_, _, cards)| cards);
-            let probability = live.model.probability(&live.schema.row(&as_of.attributes, &as_of.events, cards, timeline.judged_at()));
+            let contact = Snapshot { attributes: &as_of.attributes, events: &as_of.events, cards, account: as_of.account, at: timeline.judged_at() };
+            let probability = live.model.probability(&live.schema.row(&contact));
             scores.insert(timeline.contact_id.clone(), leadscore_predict::score_of(probability));
         },
         |_| {},
@@ -557,15 +584,23 @@ pub async fn refresh_scores(engine: &Engine, ids: &[String]) -> Result<usize, St
     for chunk in ids.chunks(READ_CHUNK) {
         let contacts = engine.store.get_contacts(chunk).await?;
         let mut events = engine.store.scoring_events_of(chunk).await?;
+        // As the contact's page computes it (`score`): now, or its newest event if later.
+        let events: Vec<(&ContactRecord, Vec<ScoringEvent>, Millis)> = contacts
+            .iter()
+            .map(|contact| {
+                let events = events.remove(&contact.id).unwrap_or_default();
+                let at = events.iter().map(|e| e.timestamp).max().map_or(now, |t| t.max(now));
+                (contact, events, at)
+            })
+            .collect();
+        let accounts = account_activity(engine, &live, events.iter().map(|(contact, _, at)| (contact.id.clone(), *at)).collect()).await?;
         let mut scores = Vec::with_capacity(contacts.len());
-        for contact in &contacts {
+        for ((contact, events, at), account) in events.into_iter().zip(accounts) {
             let cards: BTreeMap<String, ScoreCard> =
                 crate::contacts::current_cards(engine, contact, None).await?.into_iter().map(|(model, card)| (model.name.clone(), card)).collect();
-            let events = events.remove(&contact.id).unwrap_or_default();
-            // As the contact's page computes it (`score`): now, or its newest event if later.
-            let at = events.iter().map(|e| e.timestamp).max().map_or(now, |t| t.max(now));
             // Without reasons (the contact's page explains when read): the bulk path.
-            let probability = live.model.probability(&live.schema.row(&contact.attributes, &events, &cards, at));
+            let probability =
+                live.model.probability(&live.schema.row(&Snapshot { attributes: &contact.attributes, events: &events, cards: &cards, account, at }));
             scores.push((
                 contact.id.clone(),
                 PredictiveScoreRow { version: live.version, score: leadscore_predict::score_of(probability), probability, as_of: at },

@@ -154,6 +154,7 @@ fn draft(schema: &FeatureSchema, model: &PredictiveModel, bands_of: &Model, name
             (Some(FeatureSource::DaysIdle), _) => "left out: idleness that earns points has no rule (only an inactivity penalty)".to_string(),
             (Some(FeatureSource::AllEvents), _) => "left out: a rule awards one event name, not every event".to_string(),
             (Some(FeatureSource::RuleModel), _) => "left out: a rule model's own score".to_string(),
+            (Some(FeatureSource::Account), _) => "left out: a rule scores a contact's own activity, not its colleagues'".to_string(),
             (_, PointsCondition::OtherLevel) => "left out: \"any other value\" has no rule (give the values it stands for their own cases)".to_string(),
             _ => "left out: no rule says this".to_string(),
         };

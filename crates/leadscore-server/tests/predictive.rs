@@ -307,7 +307,75 @@ async fn suggests_a_rule_model_with_its_backtest(server: TestServer) {
     server.get_query("/api/v1/predictive/suggested", &[("against", "nope")]).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
 }
 
+/// What the rest of a contact's account did is a feature, counted as of the outcome too:
+/// won accounts' contracts, signed after their deals closed, never reach training. Each
+/// account of four is all won or all lost; before the close every contact is quiet for
+/// 30 days, so a colleague's event in the 30 days before a close can only be a leak.
+async fn account_activity_is_a_feature_as_of_each_outcome(server: TestServer) {
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    let closed_at = server.now() - 2 * DAY;
+    let mut rng = Lcg(11);
+    let mut events = Vec::new();
+    let mut outcomes = Vec::new();
+    for account in 0..130 {
+        let won = rng.next() < 0.5;
+        for member in 0..4 {
+            let id = format!("a{account:03}-{member}");
+            let webinars = (rng.next() * 3.0) as usize + usize::from(won);
+            let email = format!("{id}@{}{account}.com", if won { "win" } else { "loss" });
+            server.create_contact(json!({ "id": id, "email": email, "attributes": { "source": if rng.next() < 0.5 { "Ads" } else { "Search" } }, "created_at": format_time(closed_at - 100 * DAY) })).await;
+            for w in 0..webinars {
+                events.push(json!({ "type": "track", "event": "Webinar Attended", "userId": id, "messageId": format!("{id}-w{w}"), "timestamp": format_time(closed_at - (40 + w as i64) * DAY) }));
+            }
+            if won {
+                events.push(json!({ "type": "track", "event": "Contract Signed", "userId": id, "messageId": format!("{id}-c"), "timestamp": format_time(closed_at + DAY) }));
+            }
+            outcomes.push((id, won));
+        }
+    }
+    for chunk in events.chunks(500) {
+        server.ingest(json!({ "batch": chunk })).await;
+    }
+    for (id, won) in &outcomes {
+        let status = if *won { "won" } else { "lost" };
+        server.post(&format!("/api/v1/contacts/{id}/status"), &json!({ "status": status, "at": format_time(closed_at) })).await.expect(StatusCode::CREATED);
+    }
+    let trained = train(&server, json!({})).await;
+    let features: Vec<&str> = trained["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    for account_feature in ["colleagues active in 90 days", "colleagues' events in 30 days", "colleagues' events in 90 days"] {
+        assert!(features.contains(&account_feature), "{features:?}");
+    }
+    // What training saw: the encodings keep each numeric feature's training mean.
+    let stored: Value = serde_json::from_str(&server.state.store.live_predictive().await.unwrap().unwrap().model).unwrap();
+    let specs = stored["model"]["features"].as_array().unwrap();
+    let mean_of = |name: &str| {
+        let index = specs.iter().position(|f| f["name"] == name).unwrap();
+        let encoding = &stored["model"]["encodings"][index];
+        encoding.pointer("/Numeric/mean").and_then(Value::as_f64).unwrap_or_else(|| panic!("{encoding}"))
+    };
+    assert_eq!(mean_of("colleagues' events in 30 days"), 0.0, "a contract signed after the close reached training");
+    assert!(mean_of("colleagues' events in 90 days") > 1.0, "three colleagues' webinars are counted");
+    let active = mean_of("colleagues active in 90 days");
+    assert!(active > 1.0 && active <= 3.0, "three colleagues each, most of them active: {active}");
+    // Scored now, the contracts count: a won account's contact shows them among its reasons.
+    let contact = server.contact(&outcomes.iter().find(|(_, won)| *won).unwrap().0).await;
+    let reasons = contact["predictive"]["reasons"].as_array().unwrap();
+    let recent = reasons.iter().find(|r| r["feature"] == "colleagues' events in 30 days");
+    if let Some(recent) = recent {
+        assert_eq!(recent["value"], "3", "{recent}");
+    }
+    let logit = contact["predictive"]["logit"].as_f64().unwrap();
+    let sum: f64 = reasons.iter().map(|r| r["contribution"].as_f64().unwrap()).sum::<f64>() + contact["predictive"]["intercept"].as_f64().unwrap();
+    assert!((sum - logit).abs() < 1e-9, "reasons sum to {sum}, logit {logit}");
+    // The stored score (the sweep reads accounts in bulk) is the one the contact shows.
+    leadscore_app::predictive::sweep(&server.state.engine).await.unwrap();
+    let id = contact["id"].as_str().unwrap();
+    let stored = server.state.store.get_contact(id).await.unwrap().unwrap().predictive.unwrap();
+    assert_eq!(Some(u64::from(stored.score)), contact["predictive"]["score"].as_u64());
+}
+
 common::both_backends!(
+    account_activity_is_a_feature_as_of_each_outcome,
     suggests_a_rule_model_with_its_backtest,
     guard_rails_say_what_is_missing,
     trains_as_of_each_outcome_and_explains_every_score,

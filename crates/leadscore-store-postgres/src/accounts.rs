@@ -3,7 +3,9 @@
 //! order, as in SQLite.
 
 use async_trait::async_trait;
-use leadscore_store::{AccountStore, ContactRecord, StoreResult};
+use std::collections::HashMap;
+
+use leadscore_store::{AccountActivity, AccountStore, ContactRecord, Millis, StoreResult};
 
 use crate::rows::{CONTACT_COLUMNS, load_contacts_by_query};
 use crate::{Db, PgError, PostgresStore};
@@ -31,4 +33,48 @@ impl AccountStore for PostgresStore {
         let client = self.client().await?;
         Ok(load_contacts_by_query(&*client, &sql, &[&account]).await?)
     }
+
+    async fn account_activity(&self, asks: Vec<(String, Millis)>) -> StoreResult<Vec<Option<AccountActivity>>> {
+        let client = self.client().await?;
+        // Contacts refreshed together share their account and instant: one count each.
+        let mut accounts: HashMap<(String, Millis), AccountActivity> = HashMap::new();
+        let mut answers = Vec::with_capacity(asks.len());
+        for (id, at) in asks {
+            let row = client.row_opt("SELECT account_id FROM contacts WHERE id = $1", &[&id]).await?;
+            let account: Option<String> = row.map(|r| r.try_get(0)).transpose().map_err(PgError::from)?.flatten();
+            let Some(account) = account else {
+                answers.push(None);
+                continue;
+            };
+            let key = (account, at);
+            let whole = match accounts.get(&key) {
+                Some(whole) => *whole,
+                None => {
+                    let whole = activity_of(&*client, "c.account_id", &key.0, at).await?;
+                    accounts.insert(key, whole);
+                    whole
+                }
+            };
+            answers.push(Some(whole.without(activity_of(&*client, "c.id", &id, at).await?)));
+        }
+        Ok(answers)
+    }
+}
+
+/// The activity of the contacts whose `column` is `value`, by `at`.
+async fn activity_of(db: &impl Db, column: &str, value: &str, at: Millis) -> Result<AccountActivity, PgError> {
+    const DAY: Millis = 86_400_000;
+    let [short, long] = AccountActivity::WINDOWS_DAYS;
+    let row = db
+        .row_opt(
+            &format!(
+                "SELECT count(DISTINCT e.contact_id), COALESCE(SUM(CASE WHEN e.ts > $3 THEN 1 ELSE 0 END), 0)::BIGINT, count(*) FROM contacts c
+                 JOIN events e ON e.contact_id = c.id WHERE {column} = $1 AND e.ts > $2 AND e.ts <= $4"
+            ),
+            &[&value, &(at - long * DAY), &(at - short * DAY), &at],
+        )
+        .await?
+        .ok_or_else(|| PgError::Corrupt { what: "an aggregate query returned no row".into(), source: None })?;
+    let count = |i: usize| -> Result<u64, PgError> { Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0)) };
+    Ok(AccountActivity { active_colleagues: count(0)?, events_30d: count(1)?, events_90d: count(2)? })
 }

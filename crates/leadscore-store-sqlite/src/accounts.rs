@@ -1,8 +1,10 @@
 //! AccountStore: the members of accounts (the `account_id` column kept by contact writes).
 
 use async_trait::async_trait;
-use leadscore_store::{AccountStore, ContactRecord, StoreResult};
-use rusqlite::params;
+use std::collections::HashMap;
+
+use leadscore_store::{AccountActivity, AccountStore, ContactRecord, Millis, StoreResult};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::rows::{CONTACT_COLUMNS, load_contacts_by_query};
 use crate::{SqliteStore, db_err};
@@ -33,4 +35,52 @@ impl AccountStore for SqliteStore {
         })
         .await
     }
+
+    async fn account_activity(&self, asks: Vec<(String, Millis)>) -> StoreResult<Vec<Option<AccountActivity>>> {
+        self.read(move |conn| {
+            // Contacts refreshed together share their account and instant: one count each.
+            let mut accounts: HashMap<(String, Millis), AccountActivity> = HashMap::new();
+            let mut answers = Vec::with_capacity(asks.len());
+            for (id, at) in asks {
+                let account: Option<String> = conn
+                    .prepare_cached("SELECT account_id FROM contacts WHERE id = ?1")
+                    .map_err(db_err)?
+                    .query_row([&id], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)?
+                    .flatten();
+                let Some(account) = account else {
+                    answers.push(None);
+                    continue;
+                };
+                let key = (account, at);
+                let whole = match accounts.get(&key) {
+                    Some(whole) => *whole,
+                    None => {
+                        let whole = activity_of(conn, "c.account_id", &key.0, at)?;
+                        accounts.insert(key, whole);
+                        whole
+                    }
+                };
+                answers.push(Some(whole.without(activity_of(conn, "c.id", &id, at)?)));
+            }
+            Ok(answers)
+        })
+        .await
+    }
+}
+
+/// The activity of the contacts whose `column` is `value`, by `at`.
+fn activity_of(conn: &Connection, column: &str, value: &str, at: Millis) -> StoreResult<AccountActivity> {
+    const DAY: Millis = 86_400_000;
+    let [short, long] = AccountActivity::WINDOWS_DAYS;
+    conn.prepare_cached(&format!(
+        "SELECT count(DISTINCT e.contact_id), COALESCE(SUM(e.ts > ?3), 0), count(*) FROM contacts c JOIN events e ON e.contact_id = c.id
+         WHERE {column} = ?1 AND e.ts > ?2 AND e.ts <= ?4"
+    ))
+    .map_err(db_err)?
+    .query_row(params![value, at - long * DAY, at - short * DAY, at], |r| {
+        Ok(AccountActivity { active_colleagues: r.get(0)?, events_30d: r.get(1)?, events_90d: r.get(2)? })
+    })
+    .map_err(db_err)
 }

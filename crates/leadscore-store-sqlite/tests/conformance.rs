@@ -28,6 +28,7 @@ suite_tests!(
     lead_list_pages_in_order,
     rescore_and_refresh,
     rescore_chunks_are_bounded_by_events,
+    account_activity_by_an_instant,
     erase_removes_everything,
     writes_use_the_live_model_versions,
     identify_merges_a_visitor_in_the_same_batch,

@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 
 use crate::scoring::{ScoringEvent, card_from_events};
 use crate::{
-    ChunkLimit, ContactPatch, ContactUpsert, EventKind, Identity, IngestStatus, LeadQuery, ModelSet, NewEvent, NewModelVersion, PublishedModel, SortKey, Store,
+    AccountActivity, ChunkLimit, ContactPatch, ContactUpsert, EventKind, Identity, IngestStatus, LeadQuery, ModelSet, NewEvent, NewModelVersion,
+    PublishedModel, SortKey, Store,
 };
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -1167,6 +1168,46 @@ actions = [ { add_group = { group = "signed-up" } } ]
     store.ingest(vec![track("s2", "u1", now + 1, "Signup")], &set, now + 1).await.expect("ingest");
     let lagging = evaluate_queue(store.as_ref(), &automations, &set, now - 1_000).await;
     assert!(lagging.is_empty(), "the run stamped a second later still counts: {lagging:?}");
+}
+
+/// What the rest of a contact's account did by an instant: colleagues active in the 90
+/// days up to it and their events in 30 and 90 days. The contact's own events, events
+/// after the instant and other accounts' do not count (no leakage into training).
+pub async fn account_activity_by_an_instant(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    const DAY: i64 = 24 * HOUR;
+    for (id, email) in [("xena", "xena@acme.com"), ("yuri", "yuri@acme.com"), ("will", "will@acme.com"), ("vera", "vera@acme.com"), ("otto", "otto@other.io")] {
+        let upsert = ContactUpsert { id: Some(id.into()), email: Some(email.into()), attributes: attrs(json!({"segment": "a"})), ..Default::default() };
+        store.upsert_contact(upsert, &set, T0 - 200 * DAY).await.expect("upsert");
+    }
+    let upsert = ContactUpsert { id: Some("gina".into()), email: Some("gina@gmail.com".into()), ..Default::default() };
+    store.upsert_contact(upsert, &set, T0 - 200 * DAY).await.expect("upsert");
+    let events = vec![
+        click("x1", "xena", T0 - 100 * DAY),
+        click("x2", "xena", T0 - 20 * DAY),
+        click("x3", "xena", T0 - DAY),
+        click("y1", "yuri", T0 - 60 * DAY),
+        click("y2", "yuri", T0 - 5 * DAY),
+        click("w1", "will", T0 + HOUR),
+        click("v1", "vera", T0 - 100 * DAY),
+        click("o1", "otto", T0 - DAY),
+        click("g1", "gina", T0 - DAY),
+    ];
+    store.ingest(events, &set, T0 + 2 * HOUR).await.expect("ingest");
+    let asks = [("xena", T0), ("yuri", T0), ("xena", T0 + 2 * HOUR), ("gina", T0), ("nobody", T0), ("otto", T0)];
+    let activity = store.account_activity(asks.iter().map(|(id, at)| (id.to_string(), *at)).collect()).await.expect("account activity");
+    let counts = |a: &Option<AccountActivity>| a.map(|a| (a.active_colleagues, a.events_30d, a.events_90d));
+    assert_eq!(
+        activity.iter().map(counts).collect::<Vec<_>>(),
+        [
+            Some((1, 1, 2)), // yuri; vera was active 100 days ago, will only after T0
+            Some((1, 2, 2)), // xena's two clicks of the last 90 days
+            Some((2, 2, 3)), // two hours on, will's click counts
+            None,            // gmail is no account
+            None,            // no such contact
+            Some((0, 0, 0)), // alone in its account
+        ]
+    );
 }
 
 /// The score-only read of the reports: one model's rows in contact id order, paged by

@@ -408,6 +408,9 @@ pub trait AccountStore: Send + Sync {
     async fn account_members(&self, model: &str) -> StoreResult<Vec<(String, String, f64)>>;
     /// The contacts of an account, by id.
     async fn account_contacts(&self, account: &str) -> StoreResult<Vec<ContactRecord>>;
+    /// For each `(contact id, instant)`, what the rest of the contact's account had done by
+    /// then; None for a contact without an account (or gone). In the order asked.
+    async fn account_activity(&self, asks: Vec<(String, Millis)>) -> StoreResult<Vec<Option<AccountActivity>>>;
 }
 
 /// Everything a leadscore server needs from its database.

@@ -319,6 +319,32 @@ pub struct LogEntry {
     pub data: Value,
 }
 
+/// What the rest of a contact's account had done by an instant (the predictive model's
+/// account features, F21): how many of its other contacts were active in the trailing 90
+/// days up to then, and their events in the trailing 30 and 90 days. Only events count
+/// (they carry their time), so nothing after the instant is counted; the account is the
+/// contact's account now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountActivity {
+    pub active_colleagues: u64,
+    pub events_30d: u64,
+    pub events_90d: u64,
+}
+
+impl AccountActivity {
+    /// The trailing windows, in days.
+    pub const WINDOWS_DAYS: [i64; 2] = [30, 90];
+
+    /// An account's activity without one of its contacts'.
+    pub fn without(self, contact: AccountActivity) -> AccountActivity {
+        AccountActivity {
+            active_colleagues: self.active_colleagues.saturating_sub(contact.active_colleagues),
+            events_30d: self.events_30d.saturating_sub(contact.events_30d),
+            events_90d: self.events_90d.saturating_sub(contact.events_90d),
+        }
+    }
+}
+
 /// How much one rescore chunk takes: at most `contacts` contacts, and no more events in
 /// all than `events` — except a chunk of one contact, which takes all of that contact's
 /// events however many. A chunk holds every event it scores in memory at once (and the
