@@ -14,7 +14,7 @@
 //! - days since the last activity, when idleness costs: an inactivity penalty per week.
 //!
 //! What no rule can say (a level "other", counts of every event, the rule models' own
-//! scores) is listed as left out. Bands are the live rule model's, so the backtest compares
+//! scores, colleagues' activity) is listed as left out. Bands are the live rule model's, so the backtest compares
 //! like with like; the draft's points are on another scale, which its brackets show.
 
 use std::collections::BTreeMap;

@@ -5,6 +5,7 @@
 //! else `Origin`), so another site cannot submit it. Pages escape what they show (maud does
 //! by default) and answer errors with a page of their own, never a stack trace.
 
+mod models;
 mod pages;
 mod settings;
 
@@ -69,6 +70,8 @@ pub fn router(engine: Arc<Engine>, config: WebConfig) -> Router {
         .route("/contacts/{id}/erase", post(pages::erase_contact))
         .route("/accounts", get(pages::accounts))
         .route("/accounts/{id}", get(pages::account))
+        .route("/models", get(models::list))
+        .route("/models/{name}", get(models::page))
         .route("/settings", get(settings::page))
         .route("/settings/users", post(settings::add_user))
         .route("/settings/users/{id}", post(settings::change_user))

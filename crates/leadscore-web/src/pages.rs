@@ -65,6 +65,7 @@ pub fn layout(user: Option<&UserRecord>, title: &str, active: &str, content: Mar
                             a href="/" aria-current=[(active == "today").then_some("page")] { "Today" }
                             a href="/leads" aria-current=[(active == "leads").then_some("page")] { "Leads" }
                             a href="/accounts" aria-current=[(active == "accounts").then_some("page")] { "Accounts" }
+                            a href="/models" aria-current=[(active == "models").then_some("page")] { "Models" }
                             @if user.role == Role::Admin {
                                 a href="/settings" aria-current=[(active == "settings").then_some("page")] { "Settings" }
                             }
