@@ -165,6 +165,11 @@ fn suggestion_view(live_name: &str, view: &SuggestedModelView) -> Markup {
                 tr { th scope="row" { "Average score, lost" } td.num { (figure(live.average_score_lost, 1)) } td.num { (figure(draft.average_score_lost, 1)) } }
                 tr { th scope="row" { "Won deals in the top band (%)" } td.num { (figure(share(live), 1)) } td.num { (figure(share(draft), 1)) } }
                 tr { th scope="row" { "Closed deals judged (won / lost)" } td.num { (live.won) " / " (live.lost) } td.num { (draft.won) " / " (draft.lost) } }
+                tr {
+                    th scope="row" { "Contacts outside the model's segment (not judged)" }
+                    td.num { (view.backtest.live.outside_segment) }
+                    td.num { (view.backtest.candidate.outside_segment) }
+                }
             }
         }
         ul.notes { @for note in &view.notes { li { (note) } } }
@@ -173,8 +178,9 @@ fn suggestion_view(live_name: &str, view: &SuggestedModelView) -> Markup {
             p { small { "Publish it as it is with " code { "leadscore model apply draft.toml" } " (or " code { "leadscore suggest --out draft.toml" } " to write it), edit it first, or publish it in the shadow of " (live_name) " to compare on live traffic." } }
             pre.source { (view.model) }
         }
-        table {
-            caption { "Where each learned weight went" }
+        details {
+            summary { "Where each of the " (view.points.len()) " learned weights went" }
+            table {
             thead { tr { th scope="col" { "Feature" } th scope="col" { "Value or step" } th scope="col" { "Points" } th scope="col" { "Rule" } } }
             tbody {
                 @for points in &view.points {
@@ -185,6 +191,7 @@ fn suggestion_view(live_name: &str, view: &SuggestedModelView) -> Markup {
                         td { (points.rule) }
                     }
                 }
+            }
             }
         }
     }

@@ -56,7 +56,7 @@ async fn a_model_page_suggests_rules_from_the_predictive_model_with_their_backte
     assert!(offered.contains("Suggest a rule model"), "{offered}");
     let (status, suggested) = page(&base, "marketing@example.com", "/models/b2b?suggest=1").await;
     assert_eq!(status, StatusCode::OK);
-    for expected in ["Suggested draft", "ROC AUC", "name = &quot;b2b-suggested&quot;", "Where each learned weight went", "title", "VP Marketing"] {
+    for expected in ["Suggested draft", "ROC AUC", "name = &quot;b2b-suggested&quot;", "learned weights went", "title", "VP Marketing"] {
         assert!(suggested.contains(expected), "{expected:?} missing from the page:\n{suggested}");
     }
     // The draft on the page is the one the API answers.
