@@ -482,7 +482,7 @@ pub async fn score(
     let Some(live) = engine.predictive() else { return Ok(None) };
     let events = ScoringEvent::from_stored(&engine.store.contact_events(&contact.id).await?);
     let at = at.unwrap_or_else(|| events.iter().map(|e| e.timestamp).max().map_or(engine.now(), |t| t.max(engine.now())));
-    let account = account_activity(engine, &live, vec![(contact.id.clone(), at)]).await?.pop().flatten();
+    let account = account_activity(engine, live.schema.accounts, vec![(contact.id.clone(), at)]).await?.pop().flatten();
     let row = live.schema.row(&Snapshot { attributes: &contact.attributes, events: &events, cards, account, at });
     let prediction = live.model.predict(&row);
     Ok(Some(PredictiveScore {
@@ -503,13 +503,9 @@ struct AsOf {
     account: Option<AccountActivity>,
 }
 
-/// What the rest of each contact's account did by its instant, when `live` reads it (none
-/// is read for a version without account features).
-async fn account_activity(engine: &Engine, live: &LivePredictive, asks: Vec<(String, Millis)>) -> Result<Vec<Option<AccountActivity>>, StoreError> {
-    accounts_if(engine, live.schema.accounts, asks).await
-}
-
-async fn accounts_if(engine: &Engine, wanted: bool, asks: Vec<(String, Millis)>) -> Result<Vec<Option<AccountActivity>>, StoreError> {
+/// What the rest of each contact's account did by its instant, when `wanted` (a version
+/// without account features reads none).
+async fn account_activity(engine: &Engine, wanted: bool, asks: Vec<(String, Millis)>) -> Result<Vec<Option<AccountActivity>>, StoreError> {
     if wanted { engine.store.account_activity(asks).await } else { Ok(vec![None; asks.len()]) }
 }
 
@@ -529,7 +525,7 @@ async fn read_as_of(
         let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
         let contacts: BTreeMap<String, ContactRecord> = engine.store.get_contacts(&ids).await?.into_iter().map(|c| (c.id.clone(), c)).collect();
         let mut events = engine.store.scoring_events_of(&ids).await?;
-        let activity = accounts_if(engine, accounts, chunk.to_vec()).await?;
+        let activity = account_activity(engine, accounts, chunk.to_vec()).await?;
         for (offset, ((id, at), account)) in chunk.iter().zip(activity).enumerate() {
             let Some(contact) = contacts.get(id) else { continue };
             let log = engine.store.contact_log(id).await?;
@@ -593,7 +589,7 @@ pub async fn refresh_scores(engine: &Engine, ids: &[String]) -> Result<usize, St
                 (contact, events, at)
             })
             .collect();
-        let accounts = account_activity(engine, &live, events.iter().map(|(contact, _, at)| (contact.id.clone(), *at)).collect()).await?;
+        let accounts = account_activity(engine, live.schema.accounts, events.iter().map(|(contact, _, at)| (contact.id.clone(), *at)).collect()).await?;
         let mut scores = Vec::with_capacity(contacts.len());
         for ((contact, events, at), account) in events.into_iter().zip(accounts) {
             let cards: BTreeMap<String, ScoreCard> =
