@@ -1,14 +1,14 @@
 //! Health, Prometheus metrics, the OpenAPI document, and per-request metrics.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -18,21 +18,43 @@ use crate::AppState;
 use crate::auth::CanRead;
 use crate::error::{ApiError, ErrorBody};
 
+/// How often the recorded histogram samples are folded into their buckets.
+pub const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder (metrics has one global recorder per process).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0])
-                .map(|b| b.build_recorder())
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
-            let handle = recorder.handle();
+            let (recorder, handle) = recorder_with_upkeep(METRICS_UPKEEP_EVERY);
             // Fails only if another recorder was installed first; then ours stays unused.
             let _ = metrics::set_global_recorder(recorder);
             handle
         })
         .clone()
+}
+
+/// A recorder whose histogram samples are folded into buckets every `every`. Built by hand
+/// (the exporter's own HTTP listener is not wanted), a recorder gets no upkeep of its own:
+/// every sample would stay in memory until the next scrape of `/metrics`, so a server
+/// nobody scrapes would grow with every request (the soak found it: RELIABILITY.md).
+pub fn recorder_with_upkeep(every: Duration) -> (PrometheusRecorder, PrometheusHandle) {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0])
+        .map(|b| b.build_recorder())
+        .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+    let handle = recorder.handle();
+    let upkeep = handle.clone();
+    let started = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+        loop {
+            std::thread::sleep(every);
+            upkeep.run_upkeep();
+        }
+    });
+    if let Err(err) = started {
+        tracing::warn!(error = %err, "cannot start the metrics upkeep: histogram samples wait for a scrape of /metrics");
+    }
+    (recorder, handle)
 }
 
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
