@@ -1,0 +1,38 @@
+//! The model parser and validator (TOML or JSON, sniffed), and the scorer on every model
+//! they accept: an accepted model must score a contact, with and without events, to finite
+//! numbers.
+
+#![no_main]
+
+use std::sync::LazyLock;
+
+use leadscore_core::Model;
+use leadscore_core::scorer::{EventRef, score_contact};
+use libfuzzer_sys::fuzz_target;
+use serde_json::{Map, Value, json};
+
+const NOW: i64 = 1_772_442_000_000;
+
+static ATTRIBUTES: LazyLock<Map<String, Value>> = LazyLock::new(|| {
+    let attributes = json!({ "job_title": "VP Marketing", "company_size": 250, "industry": "software", "country": "US", "x": "a" });
+    attributes.as_object().cloned().unwrap_or_default()
+});
+static PROPERTIES: LazyLock<Map<String, Value>> = LazyLock::new(|| json!({ "path": "/pricing", "form": "quote" }).as_object().cloned().unwrap_or_default());
+static IDS: LazyLock<Vec<String>> = LazyLock::new(|| (0..8).map(|i| format!("m{i}")).collect());
+
+fuzz_target!(|input: &[u8]| {
+    let Ok(text) = std::str::from_utf8(input) else { return };
+    let Ok(model) = Model::parse(text) else { return };
+    let names = ["page", "Form Submitted", "Webinar Attended", "Email Link Clicked"];
+    let events: Vec<EventRef<'_>> = IDS
+        .iter()
+        .enumerate()
+        .map(|(i, id)| EventRef { timestamp: NOW - (i as i64) * 3_600_000 * 7, message_id: id, name: names[i % names.len()], properties: &PROPERTIES })
+        .collect();
+    for events in [&events[..], &[]] {
+        for attributes in [&*ATTRIBUTES, &Map::new()] {
+            let card = score_contact(&model, attributes, events, NOW);
+            assert!([card.fit, card.activity, card.total].iter().all(|x| x.is_finite()), "an accepted model scored {card:?}");
+        }
+    }
+});
