@@ -1,5 +1,7 @@
-//! The mutation fuzzer shared by the fuzz targets (`crates/leadscore-server/tests/fuzz.rs`
-//! and the CSV importer's in `crates/leadscore/src/import.rs`), included by path:
+//! The stable mutation fuzzer shared by the test-suite fuzz harnesses
+//! (`crates/leadscore-server/tests/fuzz.rs` and the CSV importer's in
+//! `crates/leadscore/tests/fuzz_csv.rs`), included by path; the coverage-guided targets
+//! (`cargo +nightly fuzz`) are in `fuzz/fuzz_targets/` and share the corpora:
 //! corpora in `fuzz/corpus/<target>/`, deterministic mutants (`LEADSCORE_FUZZ_SEED`),
 //! `LEADSCORE_FUZZ_ITERATIONS` inputs per target (default 3,000), failures saved to
 //! `target/fuzz-failures/`.

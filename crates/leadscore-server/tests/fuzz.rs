@@ -2,10 +2,11 @@
 //! and validator with the scorer on what it accepts, the automation parser, the condition
 //! parser and evaluator, the native event parser and the Segment message parser.
 //!
-//! `cargo fuzz` needs a nightly toolchain, which this project's machines do not have; this
-//! harness runs on stable. Each target starts from its corpus (`fuzz/corpus/<target>/`,
-//! kept in the repository) and mutates it — bit flips, byte insertions and deletions,
-//! repeated ranges, splices of two inputs, and tokens of the formats (quotes, brackets,
+//! The same targets also run coverage-guided under `cargo +nightly fuzz` (libFuzzer, the
+//! project in `fuzz/`; see RELIABILITY.md). This harness is their stable companion, run by
+//! the normal test suite. Each target starts from its corpus (`fuzz/corpus/<target>/`,
+//! kept in the repository, grown by the libFuzzer runs) and mutates it — bit flips, byte
+//! insertions and deletions, repeated ranges, splices of two inputs, and tokens of the formats (quotes, brackets,
 //! huge and negative numbers, operators) — for `LEADSCORE_FUZZ_ITERATIONS` inputs each
 //! (default 3,000, a short run for CI; `LEADSCORE_FUZZ_ITERATIONS=1000000` for a long one,
 //! `LEADSCORE_FUZZ_SEED` to vary it). It is not coverage-guided. An input that panics, or
@@ -101,8 +102,15 @@ fn model_parser_and_scorer() {
         if [card.fit, card.activity, card.total].iter().all(|x| x.is_finite()) { Ok(()) } else { Err(format!("an accepted model scored {card:?}")) }
     });
     // Byte mutants mostly test the parser's refusals; these reach the validator and, when
-    // it accepts, the scorer.
-    let trees: Vec<toml::Value> = corpus("model").iter().map(|bytes| toml::from_str(&text(bytes)).unwrap()).collect();
+    // it accepts, the scorer. They start from the corpus's TOML models that are valid (most
+    // of what libFuzzer kept is not).
+    let trees: Vec<toml::Value> = corpus("model")
+        .iter()
+        .map(|bytes| text(bytes))
+        .filter(|source| Model::parse(source).is_ok())
+        .filter_map(|source| toml::from_str(&source).ok())
+        .collect();
+    assert!(!trees.is_empty(), "no valid TOML model in fuzz/corpus/model/");
     let mut rng = Rng(0x5eed_f7ee);
     let before = accepted.load(std::sync::atomic::Ordering::Relaxed);
     let mut checked = 0;
