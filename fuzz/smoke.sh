@@ -2,7 +2,7 @@
 # A short coverage-guided run of every `cargo fuzz` target, from its corpus in
 # fuzz/corpus/<target>/ (CI runs it; see RELIABILITY.md, "Fuzzing"). A crash, a panic, a
 # failed check, a hang (over 10 s on one input) or an input using over 2 GB fails it, with
-# the input printed in base64 and saved in fuzz/artifacts/<target>/.
+# the input printed in base64 and saved in fuzz/artifacts/<target>/ of the build (the mirror below).
 #
 #   fuzz/smoke.sh [SECONDS per target, default 15]
 #
@@ -17,7 +17,22 @@ seconds="${1:-15}"
 if ! cargo fuzz --version 2>/dev/null | grep -q "0.13.2"; then
     cargo install --locked --quiet cargo-fuzz@0.13.2
 fi
-target_dir="${LEADSCORE_FUZZ_TARGET_DIR:-$HOME/.cache/leadscore/fuzz-target}"
+cache="${LEADSCORE_FUZZ_CACHE:-$HOME/.cache/leadscore}"
+target_dir="${LEADSCORE_FUZZ_TARGET_DIR:-$cache/fuzz-target}"
+# Cargo tells crates apart by their path, so every fresh clone (each CI run) would add a
+# copy of the workspace's crates to the shared build. The build runs from one mirror of the
+# checkout instead; --checksum leaves unchanged files (and their times) alone, so only what
+# changed is built again. Without rsync it builds in place.
+if command -v rsync >/dev/null 2>&1; then
+    mirror="$cache/fuzz-src"
+    mkdir -p "$mirror"
+    rsync -a --checksum --delete --exclude /target/ --exclude /fuzz/artifacts/ --exclude /.git/ ../ "$mirror/"
+    cd "$mirror/fuzz"
+fi
+# A build that grew past 20 GB (clones built in place) starts again.
+if [ -d "$target_dir" ] && [ "$(du -sm "$target_dir" | cut -f1)" -gt 20000 ]; then
+    rm -rf "$target_dir"
+fi
 build=(--dev --sanitizer none --target-dir "$target_dir")
 start=$SECONDS
 cargo +nightly fuzz build "${build[@]}"
