@@ -38,8 +38,9 @@ pub struct FeatureSchema {
     pub page_groups: Vec<String>,
     /// Rule models whose fit and activity are features.
     pub models: Vec<String>,
-    /// Whether the account's activity is: when enough training contacts had an account.
-    /// (Versions trained before account features existed have none.)
+    /// Whether what the rest of the contact's account did is read: on when enough
+    /// training contacts had an account (versions trained before account features existed
+    /// read none).
     #[serde(default)]
     pub accounts: bool,
 }
@@ -232,7 +233,8 @@ impl FeatureSchema {
             specs.push(FeatureSpec::numeric(format!("{model} activity")));
         }
         if self.accounts {
-            specs.push(FeatureSpec::numeric("colleagues active in 90 days"));
+            let [_, longest] = AccountActivity::WINDOWS_DAYS;
+            specs.push(FeatureSpec::numeric(format!("colleagues active in {longest} days")));
             for days in AccountActivity::WINDOWS_DAYS {
                 specs.push(FeatureSpec::numeric(format!("colleagues' events in {days} days")));
             }
