@@ -82,7 +82,8 @@ pub async fn page(State(web): State<Arc<Web>>, signed: SignedIn, Path(name): Pat
     let published = web.engine.model(&name);
     let job = match models::overview(&web.engine, &name).await {
         Ok(overview) => overview.job.map(|job| JobView::from(&job)),
-        Err(_) => None,
+        Err(ModelsError::NotFound(_)) => None, // deleted: its versions stay for the record
+        Err(err) => return app_error(err),
     };
     let writes_rules = signed.user.role != Role::Sales;
     let shadow_of = published.as_ref().and_then(|m| m.shadow_of.clone());
