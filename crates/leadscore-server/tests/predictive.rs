@@ -60,17 +60,24 @@ async fn closed_deals_numbered(server: &TestServer, numbers: std::ops::Range<usi
         }
         outcomes.push((id, won));
     }
-    for chunk in events.chunks(500) {
-        server.ingest(json!({ "batch": chunk })).await;
-    }
+    ingest_and_close(server, &events, &outcomes, closed_at).await;
     for (id, won) in &outcomes {
-        let status = if *won { "won" } else { "lost" };
-        server.post(&format!("/api/v1/contacts/{id}/status"), &json!({ "status": status, "at": format_time(closed_at) })).await.expect(StatusCode::CREATED);
         // Filled in by sales after the call: known only after the outcome.
         server
             .patch(&format!("/api/v1/contacts/{id}"), &json!({ "attributes": { "lead_quality": if *won { "high" } else { "low" } } }))
             .await
             .expect(StatusCode::OK);
+    }
+}
+
+/// Sends the events, then records each contact's deal as won or lost at `closed_at`.
+async fn ingest_and_close(server: &TestServer, events: &[Value], outcomes: &[(String, bool)], closed_at: i64) {
+    for chunk in events.chunks(500) {
+        server.ingest(json!({ "batch": chunk })).await;
+    }
+    for (id, won) in outcomes {
+        let status = if *won { "won" } else { "lost" };
+        server.post(&format!("/api/v1/contacts/{id}/status"), &json!({ "status": status, "at": format_time(closed_at) })).await.expect(StatusCode::CREATED);
     }
 }
 
@@ -333,13 +340,7 @@ async fn account_activity_is_a_feature_as_of_each_outcome(server: TestServer) {
             outcomes.push((id, won));
         }
     }
-    for chunk in events.chunks(500) {
-        server.ingest(json!({ "batch": chunk })).await;
-    }
-    for (id, won) in &outcomes {
-        let status = if *won { "won" } else { "lost" };
-        server.post(&format!("/api/v1/contacts/{id}/status"), &json!({ "status": status, "at": format_time(closed_at) })).await.expect(StatusCode::CREATED);
-    }
+    ingest_and_close(&server, &events, &outcomes, closed_at).await;
     let trained = train(&server, json!({})).await;
     let features: Vec<&str> = trained["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
     for account_feature in ["colleagues active in 90 days", "colleagues' events in 30 days", "colleagues' events in 90 days"] {
