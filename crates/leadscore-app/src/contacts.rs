@@ -286,7 +286,6 @@ async fn after_write(engine: &Engine, contact: ContactRecord) -> ContactResult<C
     Ok(engine.store.get_contact(&contact.id).await?.unwrap_or(contact))
 }
 
-/// Erases a contact and everything held on it.
 /// Erases a contact (F27) for `by` (the key's or the user's id), which the erasure log
 /// keeps with the time — never what was erased.
 pub async fn erase(engine: &Engine, id: &str, by: &str) -> ContactResult<()> {
@@ -331,7 +330,19 @@ pub async fn bulk(engine: &Engine, update: BulkUpdate) -> ContactResult<u64> {
     {
         return Err(ContactError::NoModel(model.to_string()));
     }
-    let changed = engine.store.bulk_update(update, &engine.models(), engine.now()).await?;
+    let mut changed = 0u64;
+    let mut after = String::new();
+    loop {
+        let chunk = engine.store.bulk_update_chunk(&update, &after, &engine.models(), engine.now()).await?;
+        // Each chunk's predictive scores are stored before the next chunk is written, so
+        // they are current when the call returns, as after any other write.
+        crate::runtime::refresh_predictive(engine, &chunk.changed).await;
+        changed += chunk.changed.len() as u64;
+        match chunk.next {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
     crate::runtime::contacts_changed(engine);
     Ok(changed)
 }

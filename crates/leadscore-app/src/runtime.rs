@@ -133,7 +133,7 @@ pub async fn evaluate_contacts(engine: &Engine, contact_ids: Vec<String>) -> Res
         return Ok(Vec::new());
     }
     let runs = evaluate_current(engine, contact_ids, false, engine.now()).await?;
-    after_runs(engine, &runs);
+    after_runs(engine, &runs).await;
     Ok(runs)
 }
 
@@ -151,7 +151,7 @@ async fn evaluate_current(engine: &Engine, contact_ids: Vec<String>, check_cold:
     }
 }
 
-fn after_runs(engine: &Engine, runs: &[RunRecord]) {
+async fn after_runs(engine: &Engine, runs: &[RunRecord]) {
     for run in runs {
         metrics::counter!("leadscore_automation_runs_total", "automation" => run.automation.clone()).increment(1);
         tracing::debug!(automation = %run.automation, contact = %run.contact_id, run = %run.id, "automation fired");
@@ -159,6 +159,31 @@ fn after_runs(engine: &Engine, runs: &[RunRecord]) {
     if runs.iter().any(|r| r.actions.iter().any(|a| a.get("delivery").is_some())) {
         engine.runtime.wake_delivery.notify_one();
     }
+    // An action that wrote an attribute is a write like any other: the contact's predictive
+    // score is stored again (and, when it moved, the contact queued for its automations).
+    let changed = attributes_written_by(runs);
+    if !changed.is_empty() && engine.predictive().is_some() {
+        refresh_predictive(engine, &changed).await;
+        contacts_changed(engine);
+    }
+}
+
+/// The contacts whose attributes these runs changed: a `set` done, or a `nurture` that
+/// moved the contact's track (mirrored in its `nurture_track` attribute).
+fn attributes_written_by(runs: &[RunRecord]) -> Vec<String> {
+    let mut ids: Vec<String> = runs
+        .iter()
+        .filter(|run| {
+            run.actions.iter().any(|action| {
+                matches!(action.get("action").and_then(|a| a.as_str()), Some("set" | "nurture"))
+                    && action.get("outcome").and_then(|o| o.as_str()) == Some("done")
+            })
+        })
+        .map(|run| run.contact_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// One evaluator step: evaluates up to one chunk of queued contacts. Returns how many.
@@ -167,7 +192,7 @@ pub async fn evaluate_step(engine: &Engine) -> Result<usize, StoreError> {
     let count = ids.len();
     if count > 0 {
         let runs = evaluate_current(engine, ids, false, engine.now()).await?;
-        after_runs(engine, &runs);
+        after_runs(engine, &runs).await;
     }
     Ok(count)
 }
@@ -227,7 +252,7 @@ pub async fn scheduler_step(engine: &Engine) -> Result<SchedulerReport, StoreErr
         report.contacts += ids.len() as u64;
         let runs = evaluate_current(engine, ids, true, now).await?;
         report.runs += runs.len() as u64;
-        after_runs(engine, &runs);
+        after_runs(engine, &runs).await;
         cursor = Some(last);
     }
     Ok(report)

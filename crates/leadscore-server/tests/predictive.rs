@@ -375,11 +375,60 @@ async fn account_activity_is_a_feature_as_of_each_outcome(server: TestServer) {
     assert_eq!(Some(u64::from(stored.score)), contact["predictive"]["score"].as_u64());
 }
 
+/// "Refreshed on every write" (issue 14) covers the writes that change many contacts or that
+/// an automation makes: after a bulk update, and after an automation's `set`, the stored
+/// predictive score is the one the contact shows when the call returns, not the old one
+/// left for the sweep.
+async fn bulk_updates_and_automation_sets_refresh_stored_scores(server: TestServer) {
+    server.publish("b2b", &example_model_without_decay("b2b")).await;
+    closed_deals(&server, 300).await;
+    train(&server, json!({ "min_closed": 200 })).await;
+    leadscore_app::predictive::sweep(&server.state.engine).await.unwrap();
+    let stored = |id: &'static str| {
+        let store = server.state.store.clone();
+        async move { u64::from(store.get_contact(id).await.unwrap().unwrap().predictive.unwrap().score) }
+    };
+    let automation = json!({
+        "name": "referral", "trigger": { "event": { "name": "Referral Confirmed" } },
+        "actions": [{ "set": { "attribute": "source", "value": "Reference" } }],
+    });
+    let request = server.request(Method::PUT, "/api/v1/automations/referral", Some(ADMIN_KEY)).json(&automation);
+    server.send(request).await.expect(StatusCode::CREATED);
+    for id in ["bulk-1", "bulk-2", "auto-1"] {
+        server.create_contact(json!({ "id": id, "attributes": { "source": "Ads", "company_size": 100 }, "groups": ["cohort"] })).await;
+        let page = json!({ "type": "page", "userId": id, "messageId": format!("{id}-p"), "properties": { "path": "/pricing" } });
+        server.ingest(json!({ "batch": [page] })).await;
+    }
+    let before = stored("bulk-1").await;
+    assert_eq!(before, stored("auto-1").await, "the same contact twice");
+
+    let body = json!({ "filter": { "group": "cohort", "condition": { "attribute": "company_size", "op": "eq", "value": 100 } }, "set_attributes": { "source": "Reference" } });
+    let reply = server.post("/api/v1/bulk", &body).await.expect(StatusCode::OK).clone();
+    assert_eq!(reply["updated"], 3, "{reply}");
+    for id in ["bulk-1", "bulk-2", "auto-1"] {
+        let shown = server.contact(id).await["predictive"]["score"].as_u64().unwrap();
+        assert!(shown > before, "a referred lead scores higher: {shown} against {before}");
+        assert_eq!(stored(id).await, shown, "{id}: the stored score is refreshed by the bulk update");
+    }
+
+    // The automation writes the attribute back after a patch put it to Ads again.
+    server.patch("/api/v1/contacts/auto-1", &json!({ "attributes": { "source": "Ads" } })).await.expect(StatusCode::OK);
+    assert_eq!(stored("auto-1").await, before, "the patch refreshed it");
+    let referral = json!({ "type": "track", "event": "Referral Confirmed", "userId": "auto-1", "messageId": "auto-1-r" });
+    server.ingest(json!({ "batch": [referral] })).await;
+    let contact = server.contact("auto-1").await;
+    assert_eq!(contact["attributes"]["source"], "Reference", "the automation ran: {contact}");
+    let shown = contact["predictive"]["score"].as_u64().unwrap();
+    assert!(shown > before, "{shown} against {before}");
+    assert_eq!(stored("auto-1").await, shown, "the stored score is refreshed after the automation's set");
+}
+
 common::both_backends!(
     account_activity_is_a_feature_as_of_each_outcome,
     suggests_a_rule_model_with_its_backtest,
     guard_rails_say_what_is_missing,
     trains_as_of_each_outcome_and_explains_every_score,
     scheduled_retraining_learns_from_new_deals_only,
-    stored_scores_sort_the_lead_list_and_fire_automations
+    stored_scores_sort_the_lead_list_and_fire_automations,
+    bulk_updates_and_automation_sets_refresh_stored_scores
 );

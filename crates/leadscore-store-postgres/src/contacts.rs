@@ -4,13 +4,12 @@
 use std::convert::Infallible;
 
 use async_trait::async_trait;
-use leadscore_core::condition::{Condition, parse_condition};
-use leadscore_core::problems::Problems;
+use leadscore_core::condition::Condition;
 use leadscore_store::records::identity::normalize_email;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
-    BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, ErasureRecord, LeadQuery, LogEntry, Millis,
-    ModelSet, SEARCHED_ATTRIBUTES, ScannedScore, SortKey, StoreError, StoreResult, like_anywhere,
+    BulkChunk, BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, ErasureRecord, LeadQuery, LogEntry,
+    Millis, ModelSet, SEARCHED_ATTRIBUTES, ScannedScore, SortKey, StoreError, StoreResult, like_anywhere,
 };
 use serde_json::{Value, json};
 use tokio_postgres::types::ToSql;
@@ -433,7 +432,7 @@ async fn bulk_chunk(
     after: &str,
     given: &ModelSet,
     now: Millis,
-) -> PgResult<(u64, Option<String>)> {
+) -> PgResult<BulkChunk> {
     store.lock_model_heads_shared(db).await?;
     let models = store.live_models_in(db, given).await?;
     let filter = &update.filter;
@@ -455,7 +454,7 @@ async fn bulk_chunk(
     }
     query.sql.push_str(&format!(" ORDER BY c.id LIMIT {BULK_CHUNK} FOR UPDATE OF c"));
     let contacts = load_contacts_by_query(db, &query.sql, &query.values).await?;
-    let last = contacts.last().map(|c| c.id.clone());
+    let next = contacts.last().map(|c| c.id.clone());
     let mut items = Vec::new();
     let mut before = Vec::new();
     for mut contact in contacts {
@@ -475,18 +474,7 @@ async fn bulk_chunk(
         }
         entries.insert(db, now).await?;
     }
-    Ok((items.len() as u64, last))
-}
-
-fn parse_filter_condition(value: Option<&Value>) -> StoreResult<Option<Condition>> {
-    let Some(value) = value else { return Ok(None) };
-    let mut problems = Problems::default();
-    let parsed = parse_condition(value, "filter.condition", &mut problems);
-    if !problems.is_empty() {
-        let text: Vec<String> = problems.into_vec().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
-        return Err(StoreError::Invalid(text.join("; ")));
-    }
-    Ok(parsed)
+    Ok(BulkChunk { changed: items.into_iter().map(|item| item.contact.id).collect(), next })
 }
 
 /// [`ContactStore::scan_scores`]: a range of the `scores` primary key (model, contact_id),
@@ -672,20 +660,9 @@ impl ContactStore for PostgresStore {
         Ok(entries)
     }
 
-    async fn bulk_update(&self, update: BulkUpdate, models: &ModelSet, now: Millis) -> StoreResult<u64> {
-        let condition = parse_filter_condition(update.filter.condition.as_ref())?;
-        let mut changed = 0u64;
-        let mut after = String::new();
-        loop {
-            let (count, last) =
-                write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| bulk_chunk(self, &tx, &update, condition.as_ref(), &after, models, now).await)?;
-            changed += count;
-            match last {
-                Some(last) => after = last,
-                None => break,
-            }
-        }
-        Ok(changed)
+    async fn bulk_update_chunk(&self, update: &BulkUpdate, after: &str, models: &ModelSet, now: Millis) -> StoreResult<BulkChunk> {
+        let condition = update.filter.parsed_condition()?;
+        write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| bulk_chunk(self, &tx, update, condition.as_ref(), after, models, now).await)
     }
 
     async fn count_contacts(&self) -> StoreResult<u64> {

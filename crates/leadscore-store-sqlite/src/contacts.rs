@@ -1,14 +1,12 @@
 //! ContactStore: contacts, their attributes, groups, the lead list and bulk updates.
 
 use async_trait::async_trait;
-use leadscore_core::condition::{Condition, parse_condition};
-use leadscore_core::problems::Problems;
 use leadscore_store::records::apply_upsert;
 use leadscore_store::records::identity::normalize_email;
 use leadscore_store::scoring::{ScoringEvent, update_score};
 use leadscore_store::{
-    BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, ErasureRecord, LeadQuery, LogEntry, Millis,
-    ModelSet, SEARCHED_ATTRIBUTES, ScannedScore, SortKey, StoreError, StoreResult, like_anywhere,
+    BulkChunk, BulkUpdate, CLOSED_STATUSES, ContactPatch, ContactRecord, ContactStore, ContactUpsert, DEFAULT_STATUS, ErasureRecord, LeadQuery, LogEntry,
+    Millis, ModelSet, SEARCHED_ATTRIBUTES, ScannedScore, SortKey, StoreError, StoreResult, like_anywhere,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -635,73 +633,49 @@ impl ContactStore for SqliteStore {
         .await
     }
 
-    async fn bulk_update(&self, update: BulkUpdate, models: &ModelSet, now: Millis) -> StoreResult<u64> {
-        let condition: Option<Condition> = match &update.filter.condition {
-            None => None,
-            Some(value) => {
-                let mut problems = Problems::default();
-                let parsed = parse_condition(value, "filter.condition", &mut problems);
-                if !problems.is_empty() {
-                    let text: Vec<String> = problems.into_vec().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
-                    return Err(StoreError::Invalid(text.join("; ")));
+    async fn bulk_update_chunk(&self, update: &BulkUpdate, after: &str, models: &ModelSet, now: Millis) -> StoreResult<BulkChunk> {
+        let condition = update.filter.parsed_condition()?;
+        let filter = update.filter.clone();
+        let patch = update.patch.clone();
+        let models = models.clone();
+        let start = after.to_string();
+        self.write(move |conn| {
+            let mut sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id > ?1");
+            let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(start)];
+            let mut add = |sql: &mut String, clause: &str, v: String| {
+                values.push(Box::new(v));
+                sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
+            };
+            if let Some(owner) = filter.owner {
+                add(&mut sql, " AND c.owner = ?", owner);
+            }
+            if let Some(group) = filter.group {
+                add(&mut sql, " AND EXISTS (SELECT 1 FROM contact_groups g WHERE g.grp = ? AND g.contact_id = c.id)", group);
+            }
+            match (filter.model, filter.band) {
+                (Some(model), Some(band)) => {
+                    add(&mut sql, " AND EXISTS (SELECT 1 FROM scores s WHERE s.model = ?", model);
+                    add(&mut sql, " AND s.band = ? AND s.contact_id = c.id)", band);
                 }
-                parsed
+                (Some(model), None) => add(&mut sql, " AND EXISTS (SELECT 1 FROM scores s WHERE s.model = ? AND s.contact_id = c.id)", model),
+                (None, Some(_)) => return Err(StoreError::Invalid("filter.band needs filter.model".into())),
+                (None, None) => {}
             }
-        };
-        let mut changed = 0u64;
-        let mut after = String::new();
-        loop {
-            let filter = update.filter.clone();
-            let patch = update.patch.clone();
-            let models = models.clone();
-            let condition = condition.clone();
-            let start = after.clone();
-            // Chunks keep each write transaction short so ingest keeps flowing.
-            let (count, last) = self
-                .write(move |conn| {
-                    let mut sql = format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id > ?1");
-                    let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![Box::new(start)];
-                    let mut add = |sql: &mut String, clause: &str, v: String| {
-                        values.push(Box::new(v));
-                        sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
-                    };
-                    if let Some(owner) = filter.owner {
-                        add(&mut sql, " AND c.owner = ?", owner);
-                    }
-                    if let Some(group) = filter.group {
-                        add(&mut sql, " AND EXISTS (SELECT 1 FROM contact_groups g WHERE g.grp = ? AND g.contact_id = c.id)", group);
-                    }
-                    match (filter.model, filter.band) {
-                        (Some(model), Some(band)) => {
-                            add(&mut sql, " AND EXISTS (SELECT 1 FROM scores s WHERE s.model = ?", model);
-                            add(&mut sql, " AND s.band = ? AND s.contact_id = c.id)", band);
-                        }
-                        (Some(model), None) => add(&mut sql, " AND EXISTS (SELECT 1 FROM scores s WHERE s.model = ? AND s.contact_id = c.id)", model),
-                        (None, Some(_)) => return Err(StoreError::Invalid("filter.band needs filter.model".into())),
-                        (None, None) => {}
-                    }
-                    sql.push_str(" ORDER BY c.id LIMIT 2000");
-                    let params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v.as_ref()).collect();
-                    let contacts = load_contacts_by_query(conn, &sql, &params)?;
-                    let last = contacts.last().map(|c| c.id.clone());
-                    let mut count = 0u64;
-                    for mut contact in contacts {
-                        if condition.as_ref().is_some_and(|c| !c.matches(&contact.attributes, &Default::default())) {
-                            continue;
-                        }
-                        patch_in(conn, &mut contact, &patch, &models, now, "bulk")?;
-                        count += 1;
-                    }
-                    Ok((count, last))
-                })
-                .await?;
-            changed += count;
-            match last {
-                Some(last) => after = last,
-                None => break,
+            sql.push_str(" ORDER BY c.id LIMIT 2000");
+            let params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v.as_ref()).collect();
+            let contacts = load_contacts_by_query(conn, &sql, &params)?;
+            let next = contacts.last().map(|c| c.id.clone());
+            let mut changed = Vec::new();
+            for mut contact in contacts {
+                if condition.as_ref().is_some_and(|c| !c.matches(&contact.attributes, &Default::default())) {
+                    continue;
+                }
+                patch_in(conn, &mut contact, &patch, &models, now, "bulk")?;
+                changed.push(contact.id);
             }
-        }
-        Ok(changed)
+            Ok(BulkChunk { changed, next })
+        })
+        .await
     }
 
     async fn count_contacts(&self) -> StoreResult<u64> {

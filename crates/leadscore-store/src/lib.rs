@@ -143,8 +143,25 @@ pub trait ContactStore: Send + Sync {
     async fn scan_scores(&self, model: &str, with_state: bool, attribute: Option<&str>, after: Option<&str>, limit: usize) -> StoreResult<Vec<ScannedScore>>;
     /// Log of non-derived changes (attributes, identify, bulk updates) in time order.
     async fn contact_log(&self, id: &str) -> StoreResult<Vec<LogEntry>>;
+    /// One short write of a bulk change: takes the next contacts in id order after `after`
+    /// (at most a few thousand), changes those the filter selects, and answers their ids
+    /// and where the next chunk starts (`None` after the last). Chunks keep each write
+    /// transaction short so ingest keeps flowing, and let the caller act on each chunk's
+    /// contacts (their predictive scores) as it goes.
+    async fn bulk_update_chunk(&self, update: &BulkUpdate, after: &str, models: &ModelSet, now: Millis) -> StoreResult<BulkChunk>;
     /// Applies a bulk change to every contact matching the filter; returns how many changed.
-    async fn bulk_update(&self, update: BulkUpdate, models: &ModelSet, now: Millis) -> StoreResult<u64>;
+    async fn bulk_update(&self, update: BulkUpdate, models: &ModelSet, now: Millis) -> StoreResult<u64> {
+        let mut changed = 0u64;
+        let mut after = String::new();
+        loop {
+            let chunk = self.bulk_update_chunk(&update, &after, models, now).await?;
+            changed += chunk.changed.len() as u64;
+            match chunk.next {
+                Some(next) => after = next,
+                None => return Ok(changed),
+            }
+        }
+    }
     async fn count_contacts(&self) -> StoreResult<u64>;
 }
 

@@ -152,10 +152,34 @@ pub struct BulkFilter {
     pub condition: Option<Value>,
 }
 
+impl BulkFilter {
+    /// The condition compiled; Invalid with every problem when it does not parse.
+    pub fn parsed_condition(&self) -> Result<Option<leadscore_core::condition::Condition>, crate::StoreError> {
+        let Some(value) = &self.condition else { return Ok(None) };
+        let mut problems = leadscore_core::problems::Problems::default();
+        let parsed = leadscore_core::condition::parse_condition(value, "filter.condition", &mut problems);
+        if !problems.is_empty() {
+            let text: Vec<String> = problems.into_vec().into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+            return Err(crate::StoreError::Invalid(text.join("; ")));
+        }
+        Ok(parsed)
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct BulkUpdate {
     pub filter: BulkFilter,
     pub patch: ContactPatch,
+}
+
+/// What one chunk of a bulk update did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BulkChunk {
+    /// The contacts changed, in id order.
+    pub changed: Vec<String>,
+    /// The last contact id looked at: the next chunk starts after it. `None` when there
+    /// was none left.
+    pub next: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
