@@ -112,6 +112,8 @@ pub struct Engine {
     pub runtime: runtime::Runtime,
     /// The live predictive model version, if any (F21).
     predictive: RwLock<Option<Arc<predictive::LivePredictive>>>,
+    /// Accounts' activity counted for recent predictive scores.
+    account_counts: predictive::RecentAccountCounts,
     /// Heavy work under way per caller.
     pub quotas: Arc<quota::Quotas>,
     /// Whether sales reps reach the unassigned pool: the admin's stored choice, else the
@@ -130,6 +132,7 @@ impl Engine {
             runtime: runtime::Runtime::new(&config),
             config,
             predictive: RwLock::new(None),
+            account_counts: predictive::RecentAccountCounts::default(),
             quotas: Arc::default(),
             sales_pool: std::sync::atomic::AtomicBool::new(configured_pool),
         });

@@ -3,9 +3,8 @@
 //! order, as in SQLite.
 
 use async_trait::async_trait;
-use std::collections::HashMap;
 
-use leadscore_store::{AccountActivity, AccountStore, ContactRecord, Millis, StoreResult};
+use leadscore_store::{AccountActivity, AccountStore, ActivityOf, ContactRecord, Millis, StoreResult};
 
 use crate::rows::{CONTACT_COLUMNS, load_contacts_by_query};
 use crate::{Db, PgError, PostgresStore};
@@ -34,30 +33,32 @@ impl AccountStore for PostgresStore {
         Ok(load_contacts_by_query(&*client, &sql, &[&account]).await?)
     }
 
-    async fn account_activity(&self, asks: Vec<(String, Millis)>) -> StoreResult<Vec<Option<AccountActivity>>> {
+    async fn account_ids(&self, contact_ids: &[String]) -> StoreResult<Vec<Option<String>>> {
         let client = self.client().await?;
-        // Contacts refreshed together share their account and instant: one count each.
-        let mut accounts: HashMap<(String, Millis), AccountActivity> = HashMap::new();
-        let mut answers = Vec::with_capacity(asks.len());
-        for (id, at) in asks {
-            let row = client.row_opt("SELECT account_id FROM contacts WHERE id = $1", &[&id]).await?;
-            let account: Option<String> = row.map(|r| r.try_get(0)).transpose().map_err(PgError::from)?.flatten();
-            let Some(account) = account else {
-                answers.push(None);
-                continue;
-            };
-            let key = (account, at);
-            let whole = match accounts.get(&key) {
-                Some(whole) => *whole,
-                None => {
-                    let whole = activity_of(&*client, "c.account_id", &key.0, at).await?;
-                    accounts.insert(key, whole);
-                    whole
-                }
-            };
-            answers.push(Some(whole.without(activity_of(&*client, "c.id", &id, at).await?)));
+        let rows = client.rows("SELECT id, account_id FROM contacts WHERE id = ANY($1)", &[&contact_ids]).await?;
+        let mut accounts = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get(0).map_err(PgError::from)?;
+            let account: Option<String> = row.try_get(1).map_err(PgError::from)?;
+            accounts.insert(id, account);
         }
-        Ok(answers)
+        Ok(contact_ids.iter().map(|id| accounts.get(id).cloned().flatten()).collect())
+    }
+
+    async fn activity_counts(&self, asks: &[(ActivityOf, Millis)]) -> StoreResult<Vec<AccountActivity>> {
+        let mut client = self.client().await?;
+        // One snapshot for every count: the account's and its contact's are subtracted.
+        let tx =
+            client.build_transaction().read_only(true).isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).start().await.map_err(PgError::from)?;
+        let mut counts = Vec::with_capacity(asks.len());
+        for (whose, at) in asks {
+            counts.push(match whose {
+                ActivityOf::Account(account) => activity_of(&tx, "c.account_id", account, *at).await?,
+                ActivityOf::Contact(id) => activity_of(&tx, "c.id", id, *at).await?,
+            });
+        }
+        tx.commit().await.map_err(PgError::from)?;
+        Ok(counts)
     }
 }
 

@@ -1,9 +1,8 @@
 //! AccountStore: the members of accounts (the `account_id` column kept by contact writes).
 
 use async_trait::async_trait;
-use std::collections::HashMap;
 
-use leadscore_store::{AccountActivity, AccountStore, ContactRecord, Millis, StoreResult};
+use leadscore_store::{AccountActivity, AccountStore, ActivityOf, ContactRecord, Millis, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::rows::{CONTACT_COLUMNS, load_contacts_by_query};
@@ -36,35 +35,30 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn account_activity(&self, asks: Vec<(String, Millis)>) -> StoreResult<Vec<Option<AccountActivity>>> {
+    async fn account_ids(&self, contact_ids: &[String]) -> StoreResult<Vec<Option<String>>> {
+        let ids = contact_ids.to_vec();
         self.read(move |conn| {
-            // Contacts refreshed together share their account and instant: one count each.
-            let mut accounts: HashMap<(String, Millis), AccountActivity> = HashMap::new();
-            let mut answers = Vec::with_capacity(asks.len());
-            for (id, at) in asks {
-                let account: Option<String> = conn
-                    .prepare_cached("SELECT account_id FROM contacts WHERE id = ?1")
-                    .map_err(db_err)?
-                    .query_row([&id], |r| r.get(0))
-                    .optional()
-                    .map_err(db_err)?
-                    .flatten();
-                let Some(account) = account else {
-                    answers.push(None);
-                    continue;
-                };
-                let key = (account, at);
-                let whole = match accounts.get(&key) {
-                    Some(whole) => *whole,
-                    None => {
-                        let whole = activity_of(conn, "c.account_id", &key.0, at)?;
-                        accounts.insert(key, whole);
-                        whole
-                    }
-                };
-                answers.push(Some(whole.without(activity_of(conn, "c.id", &id, at)?)));
-            }
-            Ok(answers)
+            let mut stmt = conn.prepare_cached("SELECT account_id FROM contacts WHERE id = ?1").map_err(db_err)?;
+            ids.iter().map(|id| stmt.query_row([id], |r| r.get(0)).optional().map(Option::flatten).map_err(db_err)).collect()
+        })
+        .await
+    }
+
+    async fn activity_counts(&self, asks: &[(ActivityOf, Millis)]) -> StoreResult<Vec<AccountActivity>> {
+        let asks = asks.to_vec();
+        self.read(move |conn| {
+            // One read transaction: every count sees the same moment (the account's and its
+            // contact's are subtracted).
+            let snapshot = conn.unchecked_transaction().map_err(db_err)?;
+            let counts = asks
+                .iter()
+                .map(|(whose, at)| match whose {
+                    ActivityOf::Account(account) => activity_of(&snapshot, "c.account_id", account, *at),
+                    ActivityOf::Contact(id) => activity_of(&snapshot, "c.id", id, *at),
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            snapshot.commit().map_err(db_err)?;
+            Ok(counts)
         })
         .await
     }

@@ -1208,6 +1208,19 @@ pub async fn account_activity_by_an_instant(store: Arc<dyn Store>) {
             Some((0, 0, 0)), // alone in its account
         ]
     );
+
+    // An account count taken from `counted` (as of T0) is used as given, and the contact's
+    // own events are counted as of that instant: will's click an hour after T0 is not
+    // subtracted from a count that did not hold it.
+    let given = AccountActivity { active_colleagues: 10, events_30d: 10, events_90d: 10 };
+    let counted = |account: &str, at: crate::Millis| (account != "other.io" && at == T0 + 2 * HOUR).then_some((T0, given));
+    let read = store
+        .account_activity_reusing(vec![("will".into(), T0 + 2 * HOUR), ("otto".into(), T0 + 2 * HOUR), ("gina".into(), T0)], &counted)
+        .await
+        .expect("account activity");
+    assert_eq!(read.answers, [Some(given), Some(AccountActivity::default()), None]);
+    let other = AccountActivity { active_colleagues: 1, events_30d: 1, events_90d: 1 };
+    assert_eq!(read.newly_counted, [("other.io".to_string(), T0 + 2 * HOUR, other)], "only the account counted here");
 }
 
 /// The score-only read of the reports: one model's rows in contact id order, paged by

@@ -425,9 +425,68 @@ pub trait AccountStore: Send + Sync {
     async fn account_members(&self, model: &str) -> StoreResult<Vec<(String, String, f64)>>;
     /// The contacts of an account, by id.
     async fn account_contacts(&self, account: &str) -> StoreResult<Vec<ContactRecord>>;
+    /// Each contact's account, in the order asked; None for a contact without one (or gone).
+    async fn account_ids(&self, contact_ids: &[String]) -> StoreResult<Vec<Option<String>>>;
+    /// For each `(whose, instant)`, the activity of a whole account or of one contact by
+    /// then ([`AccountActivity`]), all read at one moment. In the order asked.
+    async fn activity_counts(&self, asks: &[(ActivityOf, Millis)]) -> StoreResult<Vec<AccountActivity>>;
     /// For each `(contact id, instant)`, what the rest of the contact's account had done by
-    /// then; None for a contact without an account (or gone). In the order asked.
-    async fn account_activity(&self, asks: Vec<(String, Millis)>) -> StoreResult<Vec<Option<AccountActivity>>>;
+    /// then; None for a contact without an account (or gone). In the order asked. Contacts
+    /// of one account asked at one instant share one count of the account.
+    async fn account_activity(&self, asks: Vec<(String, Millis)>) -> StoreResult<Vec<Option<AccountActivity>>> {
+        Ok(self.account_activity_reusing(asks, &|_, _| None).await?.answers)
+    }
+    /// [`AccountStore::account_activity`], taking an account's count from `counted` when it
+    /// has one for the asked instant: `(instant counted as of, count)`. Such a contact's
+    /// own events are then counted as of that same instant, so what is subtracted is what
+    /// the count held, and the answer is exact as of that instant.
+    async fn account_activity_reusing(
+        &self,
+        asks: Vec<(String, Millis)>,
+        counted: &(dyn for<'a> Fn(&'a str, Millis) -> Option<(Millis, AccountActivity)> + Sync),
+    ) -> StoreResult<AccountActivityRead> {
+        let ids: Vec<String> = asks.iter().map(|(id, _)| id.clone()).collect();
+        let accounts = self.account_ids(&ids).await?;
+        enum Whole {
+            Known(Millis, AccountActivity),
+            Asked(Millis, usize),
+        }
+        let mut reads: Vec<(ActivityOf, Millis)> = Vec::new();
+        let mut wholes: std::collections::HashMap<(String, Millis), Whole> = std::collections::HashMap::new();
+        let mut plan = Vec::with_capacity(asks.len());
+        for ((id, at), account) in asks.iter().zip(&accounts) {
+            let Some(account) = account else {
+                plan.push(None);
+                continue;
+            };
+            let whole = wholes.entry((account.clone(), *at)).or_insert_with(|| match counted(account, *at) {
+                Some((as_of, count)) => Whole::Known(as_of, count),
+                None => {
+                    reads.push((ActivityOf::Account(account.clone()), *at));
+                    Whole::Asked(*at, reads.len() - 1)
+                }
+            });
+            let as_of = match whole {
+                Whole::Known(as_of, _) | Whole::Asked(as_of, _) => *as_of,
+            };
+            reads.push((ActivityOf::Contact(id.clone()), as_of));
+            plan.push(Some(((account.clone(), *at), reads.len() - 1)));
+        }
+        let read = self.activity_counts(&reads).await?;
+        let whole_of = |key: &(String, Millis)| match &wholes[key] {
+            Whole::Known(_, count) => *count,
+            Whole::Asked(_, index) => read[*index],
+        };
+        let answers = plan.iter().map(|p| p.as_ref().map(|(key, own)| whole_of(key).without(read[*own]))).collect();
+        let newly_counted = wholes
+            .iter()
+            .filter_map(|((account, _), whole)| match whole {
+                Whole::Asked(at, index) => Some((account.clone(), *at, read[*index])),
+                Whole::Known(..) => None,
+            })
+            .collect();
+        Ok(AccountActivityRead { answers, newly_counted })
+    }
 }
 
 /// Everything a leadscore server needs from its database.

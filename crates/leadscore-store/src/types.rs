@@ -369,6 +369,23 @@ impl AccountActivity {
     }
 }
 
+/// Whose activity [`AccountStore::activity_counts`](crate::AccountStore::activity_counts)
+/// counts: every contact of an account, or one contact.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ActivityOf {
+    Account(String),
+    Contact(String),
+}
+
+/// What [`AccountStore::account_activity_reusing`](crate::AccountStore::account_activity_reusing) read.
+#[derive(Clone, Debug, Default)]
+pub struct AccountActivityRead {
+    /// One per ask, in order.
+    pub answers: Vec<Option<AccountActivity>>,
+    /// The accounts counted by this read: (account, instant, count of the whole account).
+    pub newly_counted: Vec<(String, Millis, AccountActivity)>,
+}
+
 /// How much one rescore chunk takes: at most `contacts` contacts, and no more events in
 /// all than `events` — except a chunk of one contact, which takes all of that contact's
 /// events however many. A chunk holds every event it scores in memory at once (and the

@@ -78,6 +78,11 @@ enum BenchCommand {
         /// model first, so every batch also stores its contacts' predictive scores
         #[arg(long)]
         predictive: bool,
+        /// Put the contacts into this many accounts first (contact `uN` in `acct-{N mod
+        /// accounts}`, set before the clock starts), so scoring also counts each contact's
+        /// colleagues' activity when the predictive model uses accounts; 0 = no account
+        #[arg(long, default_value_t = 0)]
+        accounts: usize,
     },
     /// Single-event ingest latency at a fixed request rate
     Latency {
@@ -151,9 +156,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         BenchCommand::Generate { data, contacts, events } => generate(&data, contacts, events).await,
         BenchCommand::Rescore { data } => rescore(&data).await,
-        BenchCommand::Ingest { contacts, events, batch, concurrency, session, database_url, processes, automations, predictive } => {
+        BenchCommand::Ingest { contacts, events, batch, concurrency, session, database_url, processes, automations, predictive, accounts } => {
             let database = BenchDatabase::new(database_url)?;
-            let shape = IngestShape { contacts, events, batch, concurrency, session, automations, predictive };
+            let shape = IngestShape { contacts, events, batch, concurrency, session, automations, predictive, accounts };
             let outcome = ingest(&database, processes, &shape).await;
             database.clean_up().await;
             outcome
@@ -439,6 +444,7 @@ struct IngestShape {
     session: usize,
     automations: bool,
     predictive: bool,
+    accounts: usize,
 }
 
 /// The demo contacts `bench ingest --predictive` learns from (about 600 closed deals).
@@ -462,7 +468,7 @@ const BENCH_AUTOMATIONS: [(&str, &str); 3] = [
 ];
 
 async fn ingest(database: &BenchDatabase, processes: usize, shape: &IngestShape) -> Result<()> {
-    let IngestShape { contacts, events, batch, concurrency, session, automations, predictive } = *shape;
+    let IngestShape { contacts, events, batch, concurrency, session, automations, predictive, accounts } = *shape;
     if processes == 0 || (processes > 1 && database.postgres.is_none()) {
         bail!("--processes above 1 needs --database-url postgres://… (SQLite is one process's database)");
     }
@@ -491,6 +497,17 @@ async fn ingest(database: &BenchDatabase, processes: usize, shape: &IngestShape)
                 .await?;
             if !response.status().is_success() {
                 bail!("storing automation {name}: HTTP {}: {}", response.status(), response.text().await.unwrap_or_default());
+            }
+        }
+    }
+    if accounts > 0 {
+        let identify: Vec<Value> = (0..contacts)
+            .map(|c| json!({ "type": "identify", "userId": format!("u{c}"), "traits": { "account": format!("acct-{}", c % accounts) } }))
+            .collect();
+        for chunk in identify.chunks(1000) {
+            let response = http.post(format!("{}/api/v1/events", bases[0])).bearer_auth(&key).json(&json!({ "batch": chunk })).send().await?;
+            if !response.status().is_success() {
+                bail!("putting the contacts into accounts: HTTP {}: {}", response.status(), response.text().await.unwrap_or_default());
             }
         }
     }
@@ -527,7 +544,8 @@ async fn ingest(database: &BenchDatabase, processes: usize, shape: &IngestShape)
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     println!(
-        "ingest: {events} events in batches of {batch} over {concurrency} connections to {processes} server(s), {contacts} contacts, sessions of {session}, {}{}, scores updated: {:.2} s = {:.0} events/s; peak memory {:.0} MiB; {}",
+        "ingest: {events} events in batches of {batch} over {concurrency} connections to {processes} server(s), {contacts} contacts{}, sessions of {session}, {}{}, scores updated: {:.2} s = {:.0} events/s; peak memory {:.0} MiB; {}",
+        if accounts > 0 { format!(" in {accounts} accounts") } else { String::new() },
         database.describe(),
         match (automations, predictive) {
             (false, false) => "",
