@@ -128,6 +128,11 @@ enum BenchCommand {
         /// Run on a fresh schema in this PostgreSQL database instead of a temp SQLite one
         #[arg(long)]
         database_url: Option<String>,
+        /// Start the server under this command, e.g. `heaptrack -o /tmp/soak` for a heap
+        /// profile (words split on spaces; the server's own command line follows). The
+        /// memory samples are then of the wrapper's process: use the profiler's figures
+        #[arg(long)]
+        server_wrapper: Option<String>,
     },
     /// Lead list (top N filtered by band) latency over HTTP on an existing database
     Leadlist {
@@ -169,9 +174,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             database.clean_up().await;
             outcome
         }
-        BenchCommand::Soak { duration, rate, contacts, seed_events, readers, read_rate, rescore_every, sample_every, database_url } => {
+        BenchCommand::Soak { duration, rate, contacts, seed_events, readers, read_rate, rescore_every, sample_every, database_url, server_wrapper } => {
             let database = BenchDatabase::new(database_url)?;
-            let shape = SoakShape { duration, rate, contacts, seed_events, readers, read_rate, rescore_every, sample_every };
+            let shape = SoakShape { duration, rate, contacts, seed_events, readers, read_rate, rescore_every, sample_every, server_wrapper };
             let outcome = soak(&database, &shape).await;
             if database.postgres.is_some() {
                 // The schema was made by the child server: open it here only to drop it.
@@ -709,6 +714,7 @@ struct SoakShape {
     read_rate: u64,
     rescore_every: u64,
     sample_every: u64,
+    server_wrapper: Option<String>,
 }
 
 /// Resident memory of process `pid` (Linux), in MiB.
@@ -754,19 +760,39 @@ struct ChildServer {
     child: std::process::Child,
     base: String,
     key: String,
+    /// Started under a wrapper (a profiler), in a process group of its own: stopped with
+    /// SIGTERM to the group, so the server shuts down and the profiler writes its data.
+    wrapped: bool,
 }
 
 impl Drop for ChildServer {
     fn drop(&mut self) {
+        if self.wrapped {
+            let group = format!("-{}", self.child.id());
+            let stopped = std::process::Command::new("kill").args(["-TERM", "--", &group]).status();
+            if stopped.is_ok_and(|s| s.success()) {
+                let _ = self.child.wait();
+                return;
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-async fn spawn_server(database: &BenchDatabase) -> Result<ChildServer> {
+async fn spawn_server(database: &BenchDatabase, wrapper: Option<&str>) -> Result<ChildServer> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let key = leadscore_app::keys::generate_key();
-    let mut command = std::process::Command::new(std::env::current_exe().context("cannot find this program")?);
+    let program = std::env::current_exe().context("cannot find this program")?;
+    let mut command = match wrapper.map(|w| w.split_whitespace().collect::<Vec<_>>()) {
+        Some(words) if !words.is_empty() => {
+            let mut command = std::process::Command::new(words[0]);
+            command.args(&words[1..]).arg(program);
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+            command
+        }
+        _ => std::process::Command::new(program),
+    };
     command.arg("serve").arg("--addr").arg(format!("127.0.0.1:{port}"));
     match &database.postgres {
         Some((url, schema)) => {
@@ -785,7 +811,7 @@ async fn spawn_server(database: &BenchDatabase) -> Result<ChildServer> {
         .stdout(std::process::Stdio::null())
         .spawn()
         .context("cannot start `leadscore serve`")?;
-    let mut server = ChildServer { child, base: format!("http://127.0.0.1:{port}"), key };
+    let mut server = ChildServer { child, base: format!("http://127.0.0.1:{port}"), key, wrapped: wrapper.is_some_and(|w| !w.trim().is_empty()) };
     let http = client()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while http.get(format!("{}/healthz", server.base)).send().await.is_err() {
@@ -818,7 +844,7 @@ async fn publish_changed_model(http: &reqwest::Client, base: &str, key: &str) ->
 }
 
 async fn soak(database: &BenchDatabase, shape: &SoakShape) -> Result<()> {
-    let server = spawn_server(database).await?;
+    let server = spawn_server(database, shape.server_wrapper.as_deref()).await?;
     let pid = server.child.id();
     let http = client()?;
     let response = http

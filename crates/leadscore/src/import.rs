@@ -167,7 +167,8 @@ async fn import_contacts_ndjson(state: &Arc<Engine>, file: &Path, historical: bo
     let models = state.models();
     let now = state.now();
     let seen = Seen::new()?;
-    let mut tasks: tokio::task::JoinSet<(u64, Result<bool, String>)> = tokio::task::JoinSet::new();
+    let mut refresh = PredictiveRefresh::new(state);
+    let mut tasks: tokio::task::JoinSet<(u64, Result<Imported, String>)> = tokio::task::JoinSet::new();
     for (index, line) in BufReader::new(reader).lines().enumerate() {
         let number = index as u64 + 1;
         let text = line.with_context(|| format!("cannot read line {number}"))?;
@@ -189,15 +190,23 @@ async fn import_contacts_ndjson(state: &Arc<Engine>, file: &Path, historical: bo
         let store = state.store.clone();
         let models = models.clone();
         tasks.spawn(async move {
-            (number, store.upsert_contact(upsert, &models, now).await.map(|(_, created)| created).map_err(|e| leadscore_store::ErrorChain(&e).to_string()))
+            (
+                number,
+                store
+                    .upsert_contact(upsert, &models, now)
+                    .await
+                    .map(|(contact, created)| Imported { id: contact.id, created })
+                    .map_err(|e| leadscore_store::ErrorChain(&e).to_string()),
+            )
         });
         if tasks.len() >= 256 {
-            collect_one(&mut tasks, &mut summary).await?;
+            collect_one(&mut tasks, &mut summary, &mut refresh).await?;
         }
     }
     while !tasks.is_empty() {
-        collect_one(&mut tasks, &mut summary).await?;
+        collect_one(&mut tasks, &mut summary, &mut refresh).await?;
     }
+    refresh.finish().await;
     bar.finish_and_clear();
     summary.rejected.sort_by_key(|(line, _)| *line);
     Ok(summary)
@@ -215,7 +224,8 @@ async fn import_contacts(state: &Arc<Engine>, file: &Path, options: &ContactOpti
     let now = state.now();
     let seen = Seen::new()?;
     let outcome_reads = Arc::new(tokio::sync::Semaphore::new(OUTCOME_READS));
-    let mut tasks: tokio::task::JoinSet<(u64, Result<bool, String>)> = tokio::task::JoinSet::new();
+    let mut refresh = PredictiveRefresh::new(state);
+    let mut tasks: tokio::task::JoinSet<(u64, Result<Imported, String>)> = tokio::task::JoinSet::new();
     let mut record = csv::StringRecord::new();
     loop {
         let Some(line) = rows.next_readable(&mut record, &mut summary)? else { break };
@@ -239,38 +249,83 @@ async fn import_contacts(state: &Arc<Engine>, file: &Path, options: &ContactOpti
             let stored = state.store.upsert_contact(upsert, &models, now).await.map_err(|e| leadscore_store::ErrorChain(&e).to_string());
             let result = match (stored, outcome) {
                 (Ok((contact, created)), Some(status)) => {
-                    record_import_outcome(&state, &outcome_reads, &contact, created, status, created_at).await.map(|()| created)
+                    record_import_outcome(&state, &outcome_reads, &contact, created, status, created_at).await.map(|()| Imported { id: contact.id, created })
                 }
-                (stored, _) => stored.map(|(_, created)| created),
+                (stored, _) => stored.map(|(contact, created)| Imported { id: contact.id, created }),
             };
             (line, result)
         });
         if tasks.len() >= 256 {
-            collect_one(&mut tasks, &mut summary).await?;
+            collect_one(&mut tasks, &mut summary, &mut refresh).await?;
         }
     }
     while !tasks.is_empty() {
-        collect_one(&mut tasks, &mut summary).await?;
+        collect_one(&mut tasks, &mut summary, &mut refresh).await?;
     }
+    refresh.finish().await;
     rows.bar().finish_and_clear();
     summary.rejected.sort_by_key(|(line, _)| *line);
     Ok(summary)
 }
 
-async fn collect_one(tasks: &mut tokio::task::JoinSet<(u64, Result<bool, String>)>, summary: &mut Summary) -> Result<()> {
+/// A contact row stored.
+struct Imported {
+    id: String,
+    created: bool,
+}
+
+async fn collect_one(
+    tasks: &mut tokio::task::JoinSet<(u64, Result<Imported, String>)>,
+    summary: &mut Summary,
+    refresh: &mut PredictiveRefresh<'_>,
+) -> Result<()> {
     if let Some(done) = tasks.join_next().await {
         let (line, result) = done.context("an import task failed")?;
         match result {
-            Ok(created) => {
+            Ok(imported) => {
                 summary.imported += 1;
-                if created {
+                if imported.created {
                     summary.created = Some(summary.created.unwrap_or(0) + 1);
                 }
+                refresh.add(imported.id).await;
             }
             Err(reason) => summary.reject(line, reason),
         }
     }
     Ok(())
+}
+
+/// Stores the predictive scores of imported contacts, as every other write does, a
+/// thousand at a time (nothing to do before a predictive version is live).
+struct PredictiveRefresh<'a> {
+    engine: &'a Engine,
+    pending: Vec<String>,
+}
+
+impl<'a> PredictiveRefresh<'a> {
+    const CHUNK: usize = 1000;
+
+    fn new(engine: &'a Engine) -> Self {
+        Self { engine, pending: Vec::new() }
+    }
+
+    async fn add(&mut self, id: String) {
+        if self.engine.predictive().is_none() {
+            return;
+        }
+        self.pending.push(id);
+        if self.pending.len() >= Self::CHUNK {
+            self.finish().await;
+        }
+    }
+
+    /// Stores the scores of the contacts added since the last call.
+    async fn finish(&mut self) {
+        let mut ids = std::mem::take(&mut self.pending);
+        ids.sort();
+        ids.dedup();
+        leadscore_app::runtime::refresh_predictive(self.engine, &ids).await;
+    }
 }
 
 async fn import_events(state: &Arc<Engine>, file: &Path, fire_automations: bool) -> Result<Summary> {
@@ -331,12 +386,20 @@ async fn flush(state: &Arc<Engine>, batch: &mut Vec<(u64, NewEvent)>, summary: &
     }
     let events: Vec<NewEvent> = batch.iter().map(|(_, e)| e.clone()).collect();
     let outcomes = state.store.ingest_with(events, &state.models(), state.now(), fire_automations).await.context("storing a batch of events failed")?;
+    let mut stored = Vec::new();
     for outcome in outcomes {
         match outcome.status {
-            leadscore_store::IngestStatus::Stored => summary.imported += 1,
+            leadscore_store::IngestStatus::Stored => {
+                summary.imported += 1;
+                stored.push(outcome.contact_id);
+            }
             leadscore_store::IngestStatus::Duplicate => summary.duplicates += 1,
         }
     }
+    // As after every write: the contacts' predictive scores (nothing before a version is live).
+    stored.sort();
+    stored.dedup();
+    leadscore_app::runtime::refresh_predictive(state, &stored).await;
     batch.clear();
     Ok(())
 }

@@ -24,6 +24,7 @@ use leadscore_store_sqlite::SqliteStore;
 
 // Ingest and rescoring allocate many small strings and maps; mimalloc handles that
 // churn far better than the system allocator (measured in BENCHMARKS.md).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

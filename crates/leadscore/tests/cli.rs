@@ -254,6 +254,25 @@ points = 5
     assert!(!version["features"].as_array().unwrap().contains(&serde_json::json!("tags")));
     let lead = json(&ok(d, &["score", "7927b2df-8bba-4d29-b9a2-b6e0beafe620", "--json"]));
     assert!(lead["predictive"]["score"].as_u64().is_some_and(|s| s <= 100), "{lead}");
+
+    // Imports are writes like any other: once a version is live, an imported contact's
+    // predictive score is stored as it is computed (no server ran here to sweep).
+    let stored = |id: &str| -> Option<u64> {
+        let db = rusqlite::Connection::open(d.join("leadscore.db")).unwrap();
+        db.query_row("SELECT score FROM predictive_scores WHERE contact_id = ?1", [id], |r| r.get(0)).ok()
+    };
+    let (engaged, clicker) = ("7927b2df-8bba-4d29-b9a2-b6e0beafe620", "2a272436-5132-4136-86fa-dcc88c88f482");
+    assert_eq!(stored(engaged), None, "`train` stores no scores");
+    let changed = d.join("changed.csv");
+    std::fs::write(&changed, format!("Prospect ID,Total Time Spent on Website\n{engaged},2500\n")).unwrap();
+    ok(d, &["import", "contacts", changed.to_str().unwrap(), "--id-column", "Prospect ID"]);
+    let shown = json(&ok(d, &["score", engaged, "--json"]))["predictive"]["score"].as_u64();
+    assert!(shown.is_some() && stored(engaged) == shown, "stored {:?}, shown {shown:?}", stored(engaged));
+    let events = d.join("clicks.ndjson");
+    std::fs::write(&events, format!("{{\"type\":\"track\",\"event\":\"Email Link Clicked\",\"userId\":\"{clicker}\",\"messageId\":\"x1\"}}\n")).unwrap();
+    ok(d, &["import", "events", events.to_str().unwrap()]);
+    let shown = json(&ok(d, &["score", clicker, "--json"]))["predictive"]["score"].as_u64();
+    assert!(shown.is_some() && stored(clicker) == shown, "stored {:?}, shown {shown:?}", stored(clicker));
 }
 
 /// `export` writes files that `import` reads back to the same state: the same contacts
