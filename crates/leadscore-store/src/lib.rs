@@ -473,6 +473,9 @@ pub trait AccountStore: Send + Sync {
             plan.push(Some(((account.clone(), *at), reads.len() - 1)));
         }
         let read = self.activity_counts(&reads).await?;
+        if read.len() != reads.len() {
+            return Err(StoreError::Backend(format!("{} activity counts asked, {} answered", reads.len(), read.len())));
+        }
         let whole_of = |key: &(String, Millis)| match &wholes[key] {
             Whole::Known(_, count) => *count,
             Whole::Asked(_, index) => read[*index],

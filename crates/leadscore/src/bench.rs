@@ -935,23 +935,30 @@ async fn soak(database: &BenchDatabase, shape: &SoakShape) -> Result<()> {
         })
     };
 
-    // Memory: the server's resident set every `sample_every` seconds.
+    // Memory: the server's resident set every `sample_every` seconds, and the Rust heap in
+    // use as the server reports it (live allocations; the rest of the resident set is
+    // SQLite's caches, what the allocator keeps, stacks and the program).
     let sampler = {
         let stop = stop.clone();
         let every = Duration::from_secs(shape.sample_every.max(1));
+        let (http, metrics_url, key) = (http.clone(), format!("{}/metrics", server.base), server.key.clone());
         tokio::spawn(async move {
-            let mut samples = Vec::new();
+            let heap_mib = || async {
+                let text = http.get(&metrics_url).bearer_auth(&key).send().await.ok()?.text().await.ok()?;
+                metric_value(&text, "leadscore_heap_allocated_bytes").map(|bytes| bytes / 1_048_576.0)
+            };
+            let mut samples: Vec<MemorySample> = Vec::new();
             let began = Instant::now();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Some(mib) = rss_mib(pid) {
-                    samples.push((began.elapsed().as_secs_f64(), mib));
+            loop {
+                let stopping = stop.load(std::sync::atomic::Ordering::Relaxed);
+                if let Some(rss) = rss_mib(pid) {
+                    samples.push(MemorySample { at: began.elapsed().as_secs_f64(), rss, heap: heap_mib().await });
+                }
+                if stopping {
+                    return samples;
                 }
                 tokio::time::sleep(every).await;
             }
-            if let Some(mib) = rss_mib(pid) {
-                samples.push((began.elapsed().as_secs_f64(), mib));
-            }
-            samples
         })
     };
 
@@ -1001,11 +1008,7 @@ async fn soak(database: &BenchDatabase, shape: &SoakShape) -> Result<()> {
 
     // What the server counted as stored, against what it acknowledged.
     let metrics = http.get(format!("{}/metrics", server.base)).bearer_auth(&server.key).send().await?.text().await?;
-    let stored: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("leadscore_events_ingested_total"))
-        .filter_map(|l| l.split_whitespace().last().and_then(|n| n.parse::<f64>().ok()))
-        .sum();
+    let stored: f64 = metric_value(&metrics, "leadscore_events_ingested_total").unwrap_or(0.0);
     let acknowledged = acknowledged.load(std::sync::atomic::Ordering::Relaxed);
     drop(server);
 
@@ -1030,24 +1033,50 @@ async fn soak(database: &BenchDatabase, shape: &SoakShape) -> Result<()> {
     let rescore_ms: Vec<String> = rescore_times.iter().map(|d| format!("{:.1} s", d.as_secs_f64())).collect();
     println!("  rescores: {} done ({}), {rescore_failures} failed", rescore_times.len(), rescore_ms.join(", "));
     println!("  events: {acknowledged} acknowledged during the soak, {stored:.0} stored by the server in all (seed {} + soak)", shape.seed_events);
-    if let (Some(first), Some(last)) = (samples.first(), samples.last()) {
-        let max = samples.iter().map(|(_, m)| *m).fold(0.0, f64::max);
-        // Flat or growing: the mean of the first and of the last quarter of the samples.
-        let quarter = (samples.len() / 4).max(1);
-        let mean = |s: &[(f64, f64)]| s.iter().map(|(_, m)| m).sum::<f64>() / s.len().max(1) as f64;
-        println!(
-            "  server memory (RSS, {} samples): first {:.0} MiB, last {:.0} MiB, max {:.0} MiB; mean of the first quarter {:.0} MiB, of the last {:.0} MiB",
-            samples.len(),
-            first.1,
-            last.1,
-            max,
-            mean(&samples[..quarter]),
-            mean(&samples[samples.len() - quarter..])
-        );
-        let trace: Vec<String> = samples.iter().map(|(t, m)| format!("{t:.0}s={m:.0}")).collect();
-        println!("  RSS over time (MiB): {}", trace.join(" "));
-    }
+    let rss: Vec<(f64, f64)> = samples.iter().map(|s| (s.at, s.rss)).collect();
+    print_memory("server memory (RSS", "RSS over time (MiB)", &rss);
+    let heap: Vec<(f64, f64)> = samples.iter().filter_map(|s| s.heap.map(|h| (s.at, h))).collect();
+    print_memory("Rust heap in use (live allocations", "heap in use over time (MiB)", &heap);
     Ok(())
+}
+
+/// One memory sample of the soak: seconds since it began, resident set and Rust heap in
+/// use (MiB; the heap is None when /metrics did not answer).
+struct MemorySample {
+    at: f64,
+    rss: f64,
+    heap: Option<f64>,
+}
+
+/// Prints a memory series: first, last, max, the means of the first and last quarters
+/// (flat or growing), and every sample.
+fn print_memory(what: &str, trace_title: &str, samples: &[(f64, f64)]) {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return };
+    let max = samples.iter().map(|(_, m)| *m).fold(0.0, f64::max);
+    let quarter = (samples.len() / 4).max(1);
+    let mean = |s: &[(f64, f64)]| s.iter().map(|(_, m)| m).sum::<f64>() / s.len().max(1) as f64;
+    println!(
+        "  {what}, {} samples): first {:.0} MiB, last {:.0} MiB, max {:.0} MiB; mean of the first quarter {:.0} MiB, of the last {:.0} MiB",
+        samples.len(),
+        first.1,
+        last.1,
+        max,
+        mean(&samples[..quarter]),
+        mean(&samples[samples.len() - quarter..])
+    );
+    let trace: Vec<String> = samples.iter().map(|(t, m)| format!("{t:.0}s={m:.0}")).collect();
+    println!("  {trace_title}: {}", trace.join(" "));
+}
+
+/// The sum of a metric's series in a Prometheus text page (every label set), or None when
+/// the page has none.
+fn metric_value(page: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = page
+        .lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+        .filter_map(|l| l.split_whitespace().last().and_then(|n| n.parse::<f64>().ok()))
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// What the rescore task needs of the child server.
