@@ -525,9 +525,10 @@ async fn recent_account_activity(engine: &Engine, wanted: bool, asks: Vec<(Strin
 
 /// How long an account's activity counted as of one instant stands for later scores as of
 /// now. Counting an account reads every event of its contacts in 90 days; without this, a
-/// large account was counted again at every write to any of its contacts (ingest at 3,200
-/// events/s instead of 11,000 with 20,000 contacts in 10 accounts). The price: colleagues'
-/// events of the last minute may be missing from a stored or shown score.
+/// large account was counted again at every write to any of its contacts (ingest of
+/// 20,000 contacts in 10 accounts: 3,200 events/s, about 9,000 with it; BENCHMARKS.md).
+/// The price: colleagues' events of the last minute may be missing from a stored or shown
+/// score.
 pub const ACCOUNT_COUNT_STANDS_FOR: Millis = 60_000;
 
 /// Accounts' activity counted as of recent instants (for [`ACCOUNT_COUNT_STANDS_FOR`]).
