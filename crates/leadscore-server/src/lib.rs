@@ -33,6 +33,7 @@ pub use leadscore_app::{Clock, Engine, EngineConfig, ModelChoiceError, system_cl
 use leadscore_store::{Store, StoreError};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -134,8 +135,23 @@ pub fn router_with(state: Arc<AppState>, pages: Router) -> Router {
             move |request, next| listen::body_deadline(timeout, request, next)
         }))
         .layer(axum::middleware::from_fn(system::track_requests))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_failure(log_server_error))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| ApiError::internal("an internal error occurred; see the server log").into_response()))
+}
+
+/// A 503 is a state the client is told to wait out (the database busy, full or restarting;
+/// the server stopping) and is logged once, as a warning with its cause, where it arises
+/// (`ApiError::from(StoreError)`). tower-http's default would log every such answer again
+/// at ERROR: thousands of error lines during an outage that needs nobody. Every other
+/// server error stays an error.
+fn log_server_error(class: ServerErrorsFailureClass, latency: std::time::Duration, _span: &tracing::Span) {
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    match class {
+        ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) => {
+            tracing::debug!(status = 503, latency_ms, "answered 503 unavailable")
+        }
+        class => tracing::error!(classification = %class, latency_ms, "response failed"),
+    }
 }
 
 /// How long stopping waits for the background workers once the HTTP server has stopped.

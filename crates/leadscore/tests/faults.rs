@@ -52,7 +52,7 @@ impl Server {
             .env_remove("LEADSCORE_DATABASE_URL")
             .env_remove("LEADSCORE_DATA")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(server_log(dir));
         for (name, value) in env {
             command.env(name, value);
         }
@@ -88,6 +88,12 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The server's log, `server.log` beside its database: appended to by every start on the
+/// same directory.
+fn server_log(dir: &Path) -> std::fs::File {
+    std::fs::File::options().create(true).append(true).open(dir.join("server.log")).unwrap()
 }
 
 fn client() -> reqwest::Client {
@@ -247,7 +253,7 @@ async fn kill_9_during_sustained_ingest_loses_no_acknowledged_event() {
 async fn sqlite_busy_answers_503_with_retry_after_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let client = client();
-    let mut server = Server::start(dir.path(), &[], false).await;
+    let mut server = Server::start(dir.path(), &[("LEADSCORE_LOG", "warn")], false).await;
     put_model(&client, &server.base, VIEWS_MODEL).await;
     let url = format!("{}/api/v1/events", server.base);
     let at = chrono::Utc::now() - chrono::Duration::hours(1);
@@ -283,6 +289,14 @@ async fn sqlite_busy_answers_503_with_retry_after_and_recovers() {
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 40);
     let read = get(&client, format!("{}/api/v1/contacts/busy", server.base)).await;
     assert_eq!(read["scores"]["web"]["total"], 40.0, "{read}");
+
+    // The log says why, once per refusal and as a warning: a busy database needs nobody, and
+    // error lines for every 503 would bury real errors during an outage.
+    drop(server);
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.lines().any(|line| line.contains("WARN") && line.contains("the database is unavailable")), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|line| line.contains("ERROR") && (line.contains("503") || line.contains("response failed"))).collect();
+    assert!(errors.is_empty(), "503s logged as errors: {errors:#?}");
 }
 
 /// The disk "fills up": the server's file size limit (RLIMIT_FSIZE, set on the running
