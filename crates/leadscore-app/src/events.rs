@@ -168,8 +168,9 @@ pub async fn ingest(
     trust: IdentityTrust,
 ) -> Result<Vec<IngestOutcome>, leadscore_store::StoreError> {
     let options = IngestOptions { fire_automations: true, trust };
-    let outcomes = if events.is_empty() { Vec::new() } else { engine.store.ingest_events(events, &engine.models(), now, options).await? };
-    crate::runtime::after_ingest(engine, &outcomes).await;
+    let ingested = if events.is_empty() { Default::default() } else { engine.store.ingest_events(events, &engine.models(), now, options).await? };
+    crate::runtime::after_ingest(engine, &ingested.contacts).await;
+    let outcomes = ingested.outcomes;
     let stored = outcomes.iter().filter(|o| o.status == IngestStatus::Stored).count();
     let duplicates = (outcomes.len() - stored) as u64;
     if api == "native" {

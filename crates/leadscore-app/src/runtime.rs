@@ -444,11 +444,11 @@ pub fn spawn_workers(engine: Arc<Engine>) {
 /// contacts stay queued). Without automations loaded here nothing is evaluated inline;
 /// contacts the store queued anyway (automations stored through another process) go to
 /// the evaluator, which loads them first.
-pub async fn after_ingest(engine: &Engine, outcomes: &[leadscore_store::IngestOutcome]) {
-    let mut ids: Vec<String> = outcomes.iter().filter(|o| o.status == leadscore_store::IngestStatus::Stored).map(|o| o.contact_id.clone()).collect();
+pub async fn after_ingest(engine: &Engine, written: &[leadscore_store::ContactRecord]) {
+    let mut ids: Vec<String> = written.iter().map(|contact| contact.id.clone()).collect();
     ids.sort();
     ids.dedup();
-    refresh_predictive(engine, &ids).await;
+    refresh_predictive_of(engine, written).await;
     if engine.runtime.automations().iter().all(|a| !a.automation.enabled) {
         engine.runtime.wake_evaluator.notify_one();
         return;
@@ -471,7 +471,16 @@ pub fn contacts_changed(engine: &Engine) {
 /// predictive threshold sees the new score). A failure leaves the old scores for the
 /// predictive sweep to replace; the write itself stands.
 pub async fn refresh_predictive(engine: &Engine, ids: &[String]) {
-    if let Err(err) = crate::predictive::refresh_scores(engine, ids).await {
+    log_refresh_failure(crate::predictive::refresh_scores(engine, ids).await);
+}
+
+/// [`refresh_predictive`] from the contacts as the write left them (an ingest answers them).
+pub async fn refresh_predictive_of(engine: &Engine, written: &[leadscore_store::ContactRecord]) {
+    log_refresh_failure(crate::predictive::refresh_scores_of(engine, written).await);
+}
+
+fn log_refresh_failure(result: Result<usize, leadscore_store::StoreError>) {
+    if let Err(err) = result {
         tracing::error!(error = %leadscore_store::ErrorChain(&err), "storing predictive scores after a write failed; the predictive sweep retries");
     }
 }

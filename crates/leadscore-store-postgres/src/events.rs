@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use leadscore_store::records::identity::{EmailChange, anonymous_contact_id, email_change, normalize_email};
 use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{
-    ContactRecord, EventStore, Identity, IdentityTrust, IngestOptions, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult,
-    StoredEvent, merge_attributes,
+    ContactRecord, EventStore, Identity, IdentityTrust, IngestOptions, IngestOutcome, IngestStatus, Ingested, Millis, ModelSet, NewEvent, StoreError,
+    StoreResult, StoredEvent, merge_attributes,
 };
 use serde_json::{Map, Value, json};
 
@@ -307,14 +307,7 @@ async fn ensure_contact(
     Ok(())
 }
 
-async fn ingest_in(
-    store: &PostgresStore,
-    db: &dyn Db,
-    events: &[NewEvent],
-    given: &ModelSet,
-    now: Millis,
-    options: IngestOptions,
-) -> PgResult<Vec<IngestOutcome>> {
+async fn ingest_in(store: &PostgresStore, db: &dyn Db, events: &[NewEvent], given: &ModelSet, now: Millis, options: IngestOptions) -> PgResult<Ingested> {
     store.lock_model_heads_shared(db).await?;
     let models = store.live_models_in(db, given).await?;
     let queue = options.fire_automations && automations_active(db).await?;
@@ -395,14 +388,14 @@ async fn ingest_in(
         }
         entries.insert(db, now).await?;
     }
-    Ok(batch.outcomes)
+    Ok(Ingested { outcomes: batch.outcomes, contacts: items.into_iter().map(|item| item.contact).collect() })
 }
 
 #[async_trait]
 impl EventStore for PostgresStore {
-    async fn ingest_events(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Vec<IngestOutcome>> {
+    async fn ingest_events(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Ingested> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Ingested::default());
         }
         write_tx!(self, RetryOn::ContentionAndUniqueness, |tx| ingest_in(self, &tx, &events, models, now, options).await)
     }

@@ -97,6 +97,7 @@ suite_tests!(
     erase_removes_everything,
     writes_use_the_live_model_versions,
     identify_merges_a_visitor_in_the_same_batch,
+    ingest_answers_the_contacts_as_written,
     merging_contacts_replays_the_survivor,
     automations_put_get_list_replace_delete,
     automations_fire_from_the_queue,

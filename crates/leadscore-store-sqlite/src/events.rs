@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use leadscore_store::records::identity::{EmailChange, anonymous_contact_id, email_change, normalize_email};
 use leadscore_store::scoring::ScoringEvent;
 use leadscore_store::{
-    ContactRecord, EventStore, Identity, IdentityTrust, IngestOptions, IngestOutcome, IngestStatus, Millis, ModelSet, NewEvent, StoreError, StoreResult,
-    StoredEvent, merge_attributes,
+    ContactRecord, EventStore, Identity, IdentityTrust, IngestOptions, IngestOutcome, IngestStatus, Ingested, Millis, ModelSet, NewEvent, StoreError,
+    StoreResult, StoredEvent, merge_attributes,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
@@ -171,11 +171,12 @@ fn store_event(
     Ok(IngestOutcome { status: IngestStatus::Stored, contact_id })
 }
 
-pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Vec<IngestOutcome>> {
+pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Ingested> {
     let queue = options.fire_automations && crate::queue::automations_active(conn)?;
     let mut touched: HashMap<String, Touched> = HashMap::new();
     let mut order = Vec::new();
     let mut outcomes = Vec::with_capacity(events.len());
+    let mut contacts = Vec::new();
     for event in events {
         outcomes.push(store_event(conn, event, now, &mut touched, &mut order)?);
     }
@@ -219,13 +220,14 @@ pub(crate) fn ingest_in(conn: &Connection, events: &[NewEvent], models: &ModelSe
         if let Some(before) = before {
             crate::queue::enqueue(conn, &contact.id, &before, &entry.new_events, now)?;
         }
+        contacts.push(contact);
     }
-    Ok(outcomes)
+    Ok(Ingested { outcomes, contacts })
 }
 
 #[async_trait]
 impl EventStore for SqliteStore {
-    async fn ingest_events(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Vec<IngestOutcome>> {
+    async fn ingest_events(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Ingested> {
         let models = models.clone();
         self.write(move |conn| ingest_in(conn, &events, &models, now, options)).await
     }

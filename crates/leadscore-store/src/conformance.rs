@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::scoring::{ScoringEvent, card_from_events};
 use crate::{
-    AccountActivity, ChunkLimit, ContactPatch, ContactUpsert, EventKind, Identity, IngestStatus, LeadQuery, ModelSet, NewEvent, NewModelVersion,
+    AccountActivity, ChunkLimit, ContactPatch, ContactUpsert, EventKind, Identity, IngestOptions, IngestStatus, LeadQuery, ModelSet, NewEvent, NewModelVersion,
     PublishedModel, SortKey, Store,
 };
 
@@ -375,6 +375,43 @@ pub async fn identify_merges_a_visitor_in_the_same_batch(store: Arc<dyn Store>) 
     assert_eq!(person.scores["a"].card.activity, 26.0, "pricing 25 + any page 1");
     assert!(store.get_contact("anon:visitor-1").await.expect("get").is_none());
     assert_eq!(store.contact_events("person-1").await.expect("events").len(), 1);
+}
+
+/// An ingest answers every contact that received an event as it then reads from the store
+/// (traits applied, scores moved), once each in first-touched order; a contact merged away
+/// in the batch is not among them, and a batch of duplicates answers none.
+pub async fn ingest_answers_the_contacts_as_written(store: Arc<dyn Store>) {
+    let set = models(store.as_ref()).await;
+    let trusted = IngestOptions { fire_automations: true, trust: crate::IdentityTrust::Trusted };
+    store.ingest(vec![page("w0", "known", T0, "/x")], &set, T0).await.expect("ingest");
+    let mut view = page("w1", "ignored", T0 + HOUR, "/pricing");
+    view.identity = Identity { anonymous_id: Some("visitor-w".into()), ..Identity::default() };
+    let identify = NewEvent {
+        message_id: "w2".into(),
+        identity: Identity { user_id: Some("person-w".into()), anonymous_id: Some("visitor-w".into()), ..Identity::default() },
+        kind: EventKind::Identify,
+        name: "identify".into(),
+        properties: Map::new(),
+        traits: attrs(json!({ "segment": "a", "email": "Person.W@Example.com" })),
+        context: None,
+        timestamp: T0 + 2 * HOUR,
+    };
+    let batch = vec![page("w3", "known", T0 + HOUR, "/pricing"), view, identify, page("w0", "known", T0, "/x"), click("w4", "known", T0 + 3 * HOUR)];
+    let ingested = store.ingest_events(batch, &set, T0 + 3 * HOUR, trusted).await.expect("ingest");
+    assert_eq!(ingested.outcomes.len(), 5);
+    assert_eq!(ingested.outcomes[3].status, IngestStatus::Duplicate);
+    let ids: Vec<&str> = ingested.contacts.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["known", "person-w"], "each written contact once, the merged visitor not");
+    for answered in &ingested.contacts {
+        let stored = store.get_contact(&answered.id).await.expect("get").expect("exists");
+        assert_eq!(contact_view(store.as_ref(), answered).await, contact_view(store.as_ref(), &stored).await, "{}", answered.id);
+    }
+    assert_eq!(ingested.contacts[1].email.as_deref(), Some("person.w@example.com"));
+    assert_eq!(ingested.contacts[1].scores["a"].card.activity, 26.0, "pricing 25 + any page 1");
+
+    let again = store.ingest_events(vec![page("w3", "known", T0 + HOUR, "/pricing")], &set, T0 + 4 * HOUR, trusted).await.expect("ingest");
+    assert_eq!(again.outcomes[0].status, IngestStatus::Duplicate);
+    assert!(again.contacts.is_empty(), "nothing was written");
 }
 
 /// Merging two contacts by hand: the survivor scores as if every event had been its own,

@@ -177,11 +177,13 @@ pub trait EventStore: Send + Sync {
     /// [`EventStore::ingest`], saying whether the events may fire automations: historical
     /// imports pass false, so only live traffic (or `--fire-automations`) queues contacts.
     async fn ingest_with(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, fire_automations: bool) -> StoreResult<Vec<IngestOutcome>> {
-        self.ingest_events(events, models, now, IngestOptions { fire_automations, trust: IdentityTrust::Trusted }).await
+        let ingested = self.ingest_events(events, models, now, IngestOptions { fire_automations, trust: IdentityTrust::Trusted }).await?;
+        Ok(ingested.outcomes)
     }
-    /// [`EventStore::ingest`] with every option: whether automations fire, and whether the
-    /// sender may change who a known contact is (`records::identity`).
-    async fn ingest_events(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Vec<IngestOutcome>>;
+    /// [`EventStore::ingest`] with every option (whether automations fire, whether the
+    /// sender may change who a known contact is: `records::identity`), answering also the
+    /// contacts as written.
+    async fn ingest_events(&self, events: Vec<NewEvent>, models: &ModelSet, now: Millis, options: IngestOptions) -> StoreResult<Ingested>;
     /// A contact's events in scoring order (timestamp, messageId).
     async fn contact_events(&self, contact_id: &str) -> StoreResult<Vec<StoredEvent>>;
     /// The activity events of several contacts, each in scoring order, as the scorer reads

@@ -324,6 +324,16 @@ pub struct IngestOutcome {
     pub contact_id: String,
 }
 
+/// What an ingest wrote: one outcome per event, in order, and every contact that received
+/// an event as the transaction left it (attributes, e-mail, scores), in the order they were
+/// first touched. What follows an ingest (the predictive score, automations) starts from
+/// these instead of reading the same contacts again.
+#[derive(Clone, Debug, Default)]
+pub struct Ingested {
+    pub outcomes: Vec<IngestOutcome>,
+    pub contacts: Vec<ContactRecord>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct StoredEvent {
     pub message_id: String,

@@ -385,21 +385,16 @@ async fn flush(state: &Arc<Engine>, batch: &mut Vec<(u64, NewEvent)>, summary: &
         return Ok(());
     }
     let events: Vec<NewEvent> = batch.iter().map(|(_, e)| e.clone()).collect();
-    let outcomes = state.store.ingest_with(events, &state.models(), state.now(), fire_automations).await.context("storing a batch of events failed")?;
-    let mut stored = Vec::new();
-    for outcome in outcomes {
+    let options = leadscore_store::IngestOptions { fire_automations, trust: leadscore_store::IdentityTrust::Trusted };
+    let ingested = state.store.ingest_events(events, &state.models(), state.now(), options).await.context("storing a batch of events failed")?;
+    for outcome in &ingested.outcomes {
         match outcome.status {
-            leadscore_store::IngestStatus::Stored => {
-                summary.imported += 1;
-                stored.push(outcome.contact_id);
-            }
+            leadscore_store::IngestStatus::Stored => summary.imported += 1,
             leadscore_store::IngestStatus::Duplicate => summary.duplicates += 1,
         }
     }
     // As after every write: the contacts' predictive scores (nothing before a version is live).
-    stored.sort();
-    stored.dedup();
-    leadscore_app::runtime::refresh_predictive(state, &stored).await;
+    leadscore_app::runtime::refresh_predictive_of(state, &ingested.contacts).await;
     batch.clear();
     Ok(())
 }
