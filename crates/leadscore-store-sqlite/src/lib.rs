@@ -2,7 +2,8 @@
 //! writer thread that commits in groups: every write waiting in the queue joins one
 //! transaction (each in its own savepoint, so one failing write does not undo the
 //! others), one fsync covers them all, and each caller is answered after the commit.
-//! Reads run on a small pool of read connections, concurrently with the writer.
+//! Reads run on a fixed set of reader threads, each with its own read connection,
+//! concurrently with the writer.
 
 mod accounts;
 mod audit;
@@ -52,11 +53,12 @@ const MIGRATIONS: &[&str] = &[
 const MAX_GROUP: usize = 256;
 /// Writes waiting for the writer; senders wait (back-pressure) when it is full.
 const QUEUE_DEPTH: usize = 1024;
-/// Read connections: at most this many reads run at once (the others wait for one), and
-/// the pool keeps them all. A connection is a page cache (up to [`READER_CACHE_KIB`]) and a
-/// blocking thread; opening one per concurrent read made 256 import tasks recording
-/// outcomes open hundreds (800 MiB for a 1,000,000-row file), and two cores gain nothing
-/// from more.
+/// Reader threads, each with its read connection: at most this many reads run at once (the
+/// others wait in the queue). A connection is a page cache (up to [`READER_CACHE_KIB`]);
+/// opening one per concurrent read made 256 import tasks recording outcomes open hundreds
+/// (800 MiB for a 1,000,000-row file), and two cores gain nothing from more. The threads
+/// are the store's own, not tokio's blocking pool: under steady reads that pool only grows
+/// (25 threads after an hour of the soak), and the allocator keeps freed memory per thread.
 const READERS: usize = 8;
 /// The writer's page cache, in KiB (64 MiB). Only the writer changes the database, so its
 /// cache stays valid from one write to the next: it holds the pages ingest and the rescore
@@ -81,6 +83,9 @@ type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
 /// A queued write. Called with the connection it runs the work; called with `None` it
 /// does not run and answers its caller with an error (its transaction could not be set up).
 type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Completion) + Send>;
+/// A queued read, called on a reader thread with its connection (or why it could not be
+/// opened). Answers false when the work panicked: the thread then opens a new connection.
+type ReadJob = Box<dyn FnOnce(StoreResult<&Connection>) -> bool + Send>;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -90,9 +95,8 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     writer: mpsc::Sender<WriteJob>,
-    readers: Mutex<Vec<Connection>>,
-    /// One permit per read connection ([`READERS`]).
-    reading: Arc<tokio::sync::Semaphore>,
+    /// The reader threads' queue; they end when it closes (with the last handle).
+    reads: std::sync::mpsc::Sender<ReadJob>,
     /// The next rescore chunk, being read and scored while the current one is written.
     prefetch: Mutex<Option<models::Prefetch>>,
     /// The writer thread, joined when the last handle goes.
@@ -219,16 +223,13 @@ impl SqliteStore {
         migrate(&writer_conn)?;
         let (tx, rx) = mpsc::channel::<WriteJob>(QUEUE_DEPTH);
         let writer_thread = std::thread::Builder::new().name("leadscore-sqlite-writer".into()).spawn(move || writer_loop(writer_conn, rx)).map_err(db_err)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                writer: tx,
-                readers: Mutex::new(Vec::new()),
-                reading: Arc::new(tokio::sync::Semaphore::new(READERS)),
-                prefetch: Mutex::new(None),
-                writer_thread: Some(writer_thread),
-            }),
-        })
+        let (reads, queue) = std::sync::mpsc::channel::<ReadJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..READERS {
+            let (path, queue) = (path.to_path_buf(), queue.clone());
+            std::thread::Builder::new().name(format!("leadscore-sqlite-reader-{n}")).spawn(move || reader_loop(&path, &queue)).map_err(db_err)?;
+        }
+        Ok(Self { inner: Arc::new(Inner { path: path.to_path_buf(), writer: tx, reads, prefetch: Mutex::new(None), writer_thread: Some(writer_thread) }) })
     }
 
     pub fn path(&self) -> &Path {
@@ -271,28 +272,60 @@ impl SqliteStore {
         }
     }
 
-    /// Runs `work` on a read connection from the pool, off the async runtime.
+    /// Runs `work` on the next free reader thread's connection, off the async runtime.
     pub(crate) async fn read<T: Send + 'static>(&self, work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
-        let inner = self.inner.clone();
-        let permit = inner.reading.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
-        tokio::task::spawn_blocking(move || {
-            // Held until the connection is back in the pool, even if the caller goes away.
-            let _permit = permit;
-            let pooled = inner.readers.lock().map_err(|_| StoreError::Closed)?.pop();
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_connection(&inner.path)?,
-            };
-            let result = work(&conn);
-            if let Ok(mut readers) = inner.readers.lock()
-                && readers.len() < READERS
-            {
-                readers.push(conn);
+        let (done_tx, done_rx) = oneshot::channel::<StoreResult<T>>();
+        let job: ReadJob = Box::new(move |conn| {
+            // The caller went away while the read waited: nobody needs it.
+            if done_tx.is_closed() {
+                return true;
             }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::database("read task failed", e))?
+            let (result, sound) = match conn {
+                Ok(conn) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn))) {
+                    Ok(result) => (result, true),
+                    Err(_) => {
+                        tracing::error!("a read panicked");
+                        (Err(StoreError::Backend("the read failed unexpectedly; see the server log".into())), false)
+                    }
+                },
+                Err(err) => (Err(err), true),
+            };
+            let _ = done_tx.send(result);
+            sound
+        });
+        self.inner.reads.send(job).map_err(|_| StoreError::Closed)?;
+        done_rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// A reader thread: takes the next queued read, runs it on its connection (opened at the
+/// first read, and again after one that failed to open or whose work panicked), until the
+/// queue closes.
+fn reader_loop(path: &Path, queue: &Mutex<std::sync::mpsc::Receiver<ReadJob>>) {
+    let mut conn: Option<Connection> = None;
+    loop {
+        // Only the thread that takes the next job holds the lock; the others wait for it.
+        let job = match queue.lock() {
+            Ok(queue) => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Err(_) => return,
+        };
+        if conn.is_none() {
+            match open_connection(path) {
+                Ok(opened) => conn = Some(opened),
+                Err(err) => {
+                    job(Err(err));
+                    continue;
+                }
+            }
+        }
+        if let Some(open) = conn.as_ref()
+            && !job(Ok(open))
+        {
+            conn = None;
+        }
     }
 }
 
@@ -491,7 +524,37 @@ mod tests {
         }
         let most = most.load(Ordering::SeqCst);
         assert!(most <= READERS, "{most} reads ran at once, on as many connections");
-        assert!(store.inner.readers.lock().expect("pool").len() <= READERS);
+    }
+
+    /// Reads run on the store's own [`READERS`] threads, however many callers wait. On
+    /// tokio's blocking pool a 60-minute soak grew to 25 threads (a read's permit came back
+    /// before its thread was idle again, so the next read started another thread, and with
+    /// reads every few milliseconds none was ever idle long enough to end), and mimalloc
+    /// keeps freed pages per thread: the server's memory grew with its threads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_run_on_a_fixed_set_of_threads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open_dir(dir.path()).expect("open");
+        let threads = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        for _ in 0..50 {
+            let mut reads = tokio::task::JoinSet::new();
+            for _ in 0..64 {
+                let (store, threads) = (store.clone(), threads.clone());
+                reads.spawn(async move {
+                    store
+                        .read(move |conn| {
+                            threads.lock().expect("threads").insert(std::thread::current().id());
+                            conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get::<_, i64>(0)).map_err(db_err)
+                        })
+                        .await
+                });
+            }
+            while let Some(read) = reads.join_next().await {
+                assert_eq!(read.expect("joined").expect("read"), 0);
+            }
+        }
+        let used = threads.lock().expect("threads").len();
+        assert!(used <= READERS, "3,200 reads ran on {used} threads");
     }
 
     /// The page caches of every connection the store opens add up to at most the budget:
@@ -521,8 +584,7 @@ mod tests {
         while let Some(read) = reads.join_next().await {
             readers.push(read.expect("joined").expect("cache size"));
         }
-        assert_eq!(readers.len(), READERS);
-        assert_eq!(store.inner.readers.lock().expect("pool").len(), READERS, "every reader was open at once");
+        assert_eq!(readers.len(), READERS, "every reader was open at once");
         let writer = store.write(move |conn| cache_kib(conn)).await.expect("the writer's cache size");
         for reader in &readers {
             assert!(*reader > 0 && *reader <= READER_CACHE_KIB, "a reader's cache is {reader} KiB");
