@@ -70,6 +70,23 @@ fn click(id: &str, user: &str, ts: i64) -> NewEvent {
     NewEvent { kind: EventKind::Track, name: "Email Link Clicked".into(), properties: Map::new(), ..page(id, user, ts, "") }
 }
 
+/// A page view by an anonymous visitor (only an `anonymousId`).
+fn visitor_page(id: &str, visitor: &str, ts: i64, path: &str) -> NewEvent {
+    NewEvent { identity: Identity { anonymous_id: Some(visitor.into()), ..Identity::default() }, ..page(id, "ignored", ts, path) }
+}
+
+/// The identify call that says the visitor is `user`, with these traits.
+fn identify(id: &str, user: &str, visitor: &str, traits: Value, ts: i64) -> NewEvent {
+    NewEvent {
+        identity: Identity { user_id: Some(user.into()), anonymous_id: Some(visitor.into()), ..Identity::default() },
+        kind: EventKind::Identify,
+        name: "identify".into(),
+        properties: Map::new(),
+        traits: attrs(traits),
+        ..page(id, user, ts, "")
+    }
+}
+
 async fn publish(store: &dyn Store, text: &str) -> Arc<PublishedModel> {
     let model = Model::parse(text).expect("test model parses");
     let version = store
@@ -357,18 +374,8 @@ pub async fn writes_use_the_live_model_versions(store: Arc<dyn Store>) {
 /// person gets the page view, and the visitor contact is gone.
 pub async fn identify_merges_a_visitor_in_the_same_batch(store: Arc<dyn Store>) {
     let set = models(store.as_ref()).await;
-    let mut view = page("v1", "ignored", T0, "/pricing");
-    view.identity = Identity { anonymous_id: Some("visitor-1".into()), ..Identity::default() };
-    let identify = NewEvent {
-        message_id: "v2".into(),
-        identity: Identity { user_id: Some("person-1".into()), anonymous_id: Some("visitor-1".into()), ..Identity::default() },
-        kind: EventKind::Identify,
-        name: "identify".into(),
-        properties: Map::new(),
-        traits: attrs(json!({ "segment": "a" })),
-        context: None,
-        timestamp: T0 + HOUR,
-    };
+    let view = visitor_page("v1", "visitor-1", T0, "/pricing");
+    let identify = identify("v2", "person-1", "visitor-1", json!({ "segment": "a" }), T0 + HOUR);
     let outcomes = store.ingest(vec![view, identify], &set, T0 + HOUR).await.expect("ingest");
     assert_eq!(outcomes[1].contact_id, "person-1");
     let person = store.get_contact("person-1").await.expect("get").expect("exists");
@@ -384,18 +391,8 @@ pub async fn ingest_answers_the_contacts_as_written(store: Arc<dyn Store>) {
     let set = models(store.as_ref()).await;
     let trusted = IngestOptions { fire_automations: true, trust: crate::IdentityTrust::Trusted };
     store.ingest(vec![page("w0", "known", T0, "/x")], &set, T0).await.expect("ingest");
-    let mut view = page("w1", "ignored", T0 + HOUR, "/pricing");
-    view.identity = Identity { anonymous_id: Some("visitor-w".into()), ..Identity::default() };
-    let identify = NewEvent {
-        message_id: "w2".into(),
-        identity: Identity { user_id: Some("person-w".into()), anonymous_id: Some("visitor-w".into()), ..Identity::default() },
-        kind: EventKind::Identify,
-        name: "identify".into(),
-        properties: Map::new(),
-        traits: attrs(json!({ "segment": "a", "email": "Person.W@Example.com" })),
-        context: None,
-        timestamp: T0 + 2 * HOUR,
-    };
+    let view = visitor_page("w1", "visitor-w", T0 + HOUR, "/pricing");
+    let identify = identify("w2", "person-w", "visitor-w", json!({ "segment": "a", "email": "Person.W@Example.com" }), T0 + 2 * HOUR);
     let batch = vec![page("w3", "known", T0 + HOUR, "/pricing"), view, identify, page("w0", "known", T0, "/x"), click("w4", "known", T0 + 3 * HOUR)];
     let ingested = store.ingest_events(batch, &set, T0 + 3 * HOUR, trusted).await.expect("ingest");
     assert_eq!(ingested.outcomes.len(), 5);
@@ -531,19 +528,9 @@ pub async fn fill_for_transfer(store: &dyn Store) {
         }
     }
     store.ingest(events, &set, T0 + 5 * HOUR).await.expect("ingest");
-    let mut view = page("v1", "ignored", T0, "/pricing");
-    view.identity = Identity { anonymous_id: Some("visitor-1".into()), ..Identity::default() };
-    let identify = NewEvent {
-        message_id: "id1".into(),
-        identity: Identity { user_id: Some("c02".into()), anonymous_id: Some("visitor-1".into()), ..Identity::default() },
-        kind: EventKind::Identify,
-        name: "identify".into(),
-        properties: Map::new(),
-        traits: attrs(json!({ "plan": "pro" })),
-        context: None,
-        timestamp: T0 + 6 * HOUR,
-    };
-    let lone_visitor = NewEvent { identity: Identity { anonymous_id: Some("visitor-2".into()), ..Identity::default() }, ..page("v2", "x", T0, "/") };
+    let view = visitor_page("v1", "visitor-1", T0, "/pricing");
+    let identify = identify("id1", "c02", "visitor-1", json!({ "plan": "pro" }), T0 + 6 * HOUR);
+    let lone_visitor = visitor_page("v2", "visitor-2", T0, "/");
     store.ingest(vec![view, identify, lone_visitor], &set, T0 + 6 * HOUR).await.expect("ingest identify");
     let mut job = store.create_job(crate::NewJob { kind: "rescore".into(), model: "all".into(), version: 2, total: 31, lease: None }, T0).await.expect("job");
     job.state = "done".into();
